@@ -1,0 +1,27 @@
+//! # fieldsync-core
+//!
+//! The shared Rust core of Fieldsync, the offline-first sync system for field
+//! sales and field service:
+//!
+//! - [`model`]: the record model. One Automerge document per record, typed
+//!   structs over it, state machines, conflict listing, shared totals. Used by the
+//!   device *and* the server; it has no I/O.
+//! - `store` (feature `device`, on by default): the SQLite store on the phone or
+//!   tablet: documents saved incrementally, the outbox of unacknowledged changes,
+//!   sync metadata and the indexed lists a field app shows.
+//!
+//! The server depends on this crate with `default-features = false`, so SQLite and
+//! the device runtime stay out of it.
+
+pub mod ids;
+pub mod model;
+
+pub use ids::{DeviceId, InvalidId, OrgId, RecordId, TeamId, TerritoryId, UserId};
+pub use model::{
+    Actor, Conflict, ConflictValue, DeviceTime, GeoPoint, ModelError, Money, Qty, Record,
+    RecordDoc, RecordKind, RecordMeta, Role, Stateful, Status, StatusEvent, TransitionError,
+    TransitionRequest, ValidationError,
+};
+
+/// Re-exported so apps and the server name Automerge types through one version.
+pub use automerge;

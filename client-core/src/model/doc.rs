@@ -1,0 +1,548 @@
+//! [`RecordDoc`]: one record as one Automerge document.
+//!
+//! All edits go through three doors, each producing exactly one Automerge change
+//! (one commit) so that one user action is one unit on the device, in the outbox
+//! and on the wire:
+//!
+//! - [`RecordDoc::create`] writes a new record,
+//! - [`RecordDoc::update`] runs a closure on the typed struct and writes back only
+//!   the fields that changed,
+//! - [`RecordDoc::transition`] moves the status through the state machine (and may
+//!   edit fields in the same change, e.g. a check-out sets the outcome).
+//!
+//! Reading ([`RecordDoc::read`]) resolves the effective status by domain rule (see
+//! [`super::status`]); every other field takes Automerge's deterministic winner.
+//! [`RecordDoc::conflicts`] lists every field that holds concurrent values.
+
+use automerge::{
+    ActorId, AutoCommit, Change, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value,
+    transaction::CommitOptions, transaction::Transactable,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use super::json::{read_object, read_value, write_map};
+use super::status::{Status, StatusEvent, TransitionRequest};
+use super::types::{Actor, DeviceTime, RecordKind};
+use super::{ModelError, Record, Stateful};
+use crate::ids::RecordId;
+
+/// Keys that edits through [`RecordDoc::update`] never touch.
+const RESERVED: &[&str] = &["kind", "status", "history", "deleted"];
+
+/// One record: an Automerge document plus what Fieldsync knows about it.
+#[derive(Debug, Clone)]
+pub struct RecordDoc {
+    doc: AutoCommit,
+    kind: RecordKind,
+    id: RecordId,
+}
+
+/// A field that holds concurrent values written on different devices.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conflict {
+    /// Dotted path of the field, e.g. `outcome` or `lines.<line id>.qty`.
+    pub path: String,
+    /// Every concurrent value, in Automerge's operation order.
+    pub values: Vec<ConflictValue>,
+}
+
+/// One of the concurrent values of a [`Conflict`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConflictValue {
+    /// The value as JSON.
+    pub value: Json,
+    /// The Automerge actor (one per device) that wrote it, as hex.
+    pub actor: String,
+    /// Whether this is the value the record currently shows.
+    pub shown: bool,
+}
+
+impl RecordDoc {
+    /// Creates the document of a new record, as one change made by `actor_id`.
+    ///
+    /// For stateful kinds use [`RecordDoc::create_stateful`], which also checks the
+    /// initial status and records the creation in the status history.
+    pub fn create<R: Record>(
+        record: &R,
+        actor_id: ActorId,
+        at: DeviceTime,
+    ) -> Result<Self, ModelError> {
+        let mut this = Self::start::<R>(record, actor_id)?;
+        this.commit("create", at);
+        Ok(this)
+    }
+
+    /// Creates the document of a new stateful record: checks that `actor` may
+    /// create it in its initial status and records a creation event.
+    pub fn create_stateful<R: Stateful>(
+        record: &R,
+        actor_id: ActorId,
+        actor: &Actor,
+        at: DeviceTime,
+    ) -> Result<Self, ModelError> {
+        let status = record.status();
+        if !status.may_start_in(actor.role) {
+            return Err(super::TransitionError::precondition(format!(
+                "a {} cannot be created as {} by a {}",
+                R::Status::MACHINE,
+                status.as_str(),
+                actor.role
+            ))
+            .into());
+        }
+        let mut this = Self::start::<R>(record, actor_id)?;
+        this.doc.put(ROOT, "status", status.as_str())?;
+        let event = StatusEvent {
+            id: RecordId::new(),
+            from: None,
+            to: status.as_str().to_owned(),
+            by: actor.user,
+            role: actor.role,
+            device: actor.device,
+            at,
+            gps: None,
+            reason: None,
+        };
+        this.append_event(&event)?;
+        this.commit("create", at);
+        Ok(this)
+    }
+
+    fn start<R: Record>(record: &R, actor_id: ActorId) -> Result<Self, ModelError> {
+        record.validate()?;
+        let mut doc = AutoCommit::new().with_actor(actor_id);
+        doc.put(ROOT, "kind", R::KIND.as_str())?;
+        let json = to_object(record)?;
+        write_map(&mut doc, &ROOT, &json, RESERVED, R::TEXT_FIELDS)?;
+        doc.put_object(ROOT, "history", ObjType::Map)?;
+        Ok(Self {
+            doc,
+            kind: R::KIND,
+            id: record.meta().id,
+        })
+    }
+
+    /// Loads a saved document (a full save, possibly followed by incremental saves).
+    pub fn load(bytes: &[u8]) -> Result<Self, ModelError> {
+        Self::from_automerge(AutoCommit::load(bytes)?)
+    }
+
+    /// Wraps an Automerge document, checking that it holds a record.
+    pub fn from_automerge(doc: AutoCommit) -> Result<Self, ModelError> {
+        let kind = match doc.get(ROOT, "kind")? {
+            Some((Value::Scalar(s), _)) => match s.as_ref() {
+                ScalarValue::Str(name) => name
+                    .parse::<RecordKind>()
+                    .map_err(|e| ModelError::Malformed(e.to_string()))?,
+                _ => return Err(ModelError::Malformed("kind is not a string".into())),
+            },
+            _ => return Err(ModelError::Malformed("no kind".into())),
+        };
+        let id = match doc.get(ROOT, "meta")? {
+            Some((Value::Object(ObjType::Map), meta)) => match doc.get(&meta, "id")? {
+                Some((Value::Scalar(s), _)) => match s.as_ref() {
+                    ScalarValue::Str(id) => id
+                        .parse::<RecordId>()
+                        .map_err(|e| ModelError::Malformed(e.to_string()))?,
+                    _ => return Err(ModelError::Malformed("meta.id is not a string".into())),
+                },
+                _ => return Err(ModelError::Malformed("no meta.id".into())),
+            },
+            _ => return Err(ModelError::Malformed("no meta".into())),
+        };
+        Ok(Self { doc, kind, id })
+    }
+
+    /// Sets the actor future changes are made under (one per device, assigned by the server).
+    pub fn set_actor(&mut self, actor_id: ActorId) {
+        self.doc.set_actor(actor_id);
+    }
+
+    /// The record's kind.
+    pub fn kind(&self) -> RecordKind {
+        self.kind
+    }
+
+    /// The record's id.
+    pub fn id(&self) -> RecordId {
+        self.id
+    }
+
+    /// Reads the typed record. The status is the effective one (see [`super::status`]).
+    pub fn read<R: Record>(&self) -> Result<R, ModelError> {
+        self.expect_kind(R::KIND)?;
+        let json = self.to_json()?;
+        serde_json::from_value(json).map_err(|e| ModelError::Malformed(e.to_string()))
+    }
+
+    /// Reads a stateful record with its effective status.
+    pub fn read_stateful<R: Stateful>(&self) -> Result<R, ModelError> {
+        let mut record: R = self.read()?;
+        record.set_status(self.status::<R::Status>()?);
+        Ok(record)
+    }
+
+    /// The whole document as JSON (winning values; effective status not applied).
+    pub fn to_json(&self) -> Result<Json, ModelError> {
+        read_object(&self.doc, &ROOT)
+    }
+
+    /// The effective status: the highest-ranked of the concurrent values.
+    pub fn status<S: Status>(&self) -> Result<S, ModelError> {
+        let values: Vec<S> = self
+            .doc
+            .get_all(ROOT, "status")?
+            .into_iter()
+            .filter_map(|(v, _)| match v {
+                Value::Scalar(s) => match s.as_ref() {
+                    ScalarValue::Str(name) => S::parse(name),
+                    _ => None,
+                },
+                Value::Object(_) => None,
+            })
+            .collect();
+        S::resolve(&values)
+            .ok_or_else(|| ModelError::Malformed(format!("no valid {} status", S::MACHINE)))
+    }
+
+    /// Edits the record: `edit` changes the typed struct, and only the fields that
+    /// differ afterwards are written, as one change. Returns the change's hash, or
+    /// `None` when nothing changed.
+    ///
+    /// The id, organisation and status cannot be changed here.
+    pub fn update<R: Record>(
+        &mut self,
+        at: DeviceTime,
+        edit: impl FnOnce(&mut R),
+    ) -> Result<Option<ChangeHash>, ModelError> {
+        let before: R = self.read()?;
+        let mut after = before.clone();
+        edit(&mut after);
+        self.write_fields(&before, &after)?;
+        Ok(self.commit("update", at))
+    }
+
+    /// Moves a stateful record to `req.to`, after applying `edit` to its fields, as one change.
+    ///
+    /// Checks, in order: the state machine edge and the actor's role, then the
+    /// record's own guard against the edited record. On any refusal nothing is written.
+    pub fn transition<R: Stateful>(
+        &mut self,
+        actor: &Actor,
+        req: &TransitionRequest<R::Status>,
+        edit: impl FnOnce(&mut R),
+    ) -> Result<ChangeHash, ModelError> {
+        let before: R = self.read_stateful()?;
+        let from = before.status();
+        from.check(req.to, actor.role)?;
+        let mut after = before.clone();
+        edit(&mut after);
+        after.set_status(req.to);
+        after.guard(req, actor)?;
+        if let Err(e) = self.write_fields(&before, &after) {
+            self.doc.rollback();
+            return Err(e);
+        }
+        let event = StatusEvent {
+            id: RecordId::new(),
+            from: Some(from.as_str().to_owned()),
+            to: req.to.as_str().to_owned(),
+            by: actor.user,
+            role: actor.role,
+            device: actor.device,
+            at: req.at,
+            gps: req.gps,
+            reason: req.reason.clone(),
+        };
+        let written = self
+            .doc
+            .put(ROOT, "status", req.to.as_str())
+            .map_err(ModelError::from)
+            .and_then(|()| self.append_event(&event));
+        if let Err(e) = written {
+            self.doc.rollback();
+            return Err(e);
+        }
+        let message = format!("status:{}", req.to.as_str());
+        self.commit(&message, req.at)
+            .ok_or_else(|| ModelError::Malformed("transition produced no change".into()))
+    }
+
+    /// Settles a status conflict: writes `status` over every concurrent value and
+    /// records the decision in the history. Only the back office may do this.
+    pub fn resolve_status<S: Status>(
+        &mut self,
+        actor: &Actor,
+        status: S,
+        at: DeviceTime,
+        reason: impl Into<String>,
+    ) -> Result<ChangeHash, ModelError> {
+        if !actor.role.is_back_office() {
+            return Err(super::TransitionError::precondition(
+                "only the back office can settle a status conflict",
+            )
+            .into());
+        }
+        let from = self.status::<S>()?;
+        self.doc.put(ROOT, "status", status.as_str())?;
+        let event = StatusEvent {
+            id: RecordId::new(),
+            from: Some(from.as_str().to_owned()),
+            to: status.as_str().to_owned(),
+            by: actor.user,
+            role: actor.role,
+            device: actor.device,
+            at,
+            gps: None,
+            reason: Some(reason.into()),
+        };
+        self.append_event(&event)?;
+        self.commit("resolve:status", at)
+            .ok_or_else(|| ModelError::Malformed("resolution produced no change".into()))
+    }
+
+    /// Tombstones the record. The tombstone replicates like any edit and is never
+    /// purged, so a device that was offline for months still learns of it.
+    pub fn delete(&mut self, at: DeviceTime) -> Result<Option<ChangeHash>, ModelError> {
+        if self.is_deleted() {
+            return Ok(None);
+        }
+        self.doc.put(ROOT, "deleted", true)?;
+        Ok(self.commit("delete", at))
+    }
+
+    /// Whether the record is tombstoned.
+    pub fn is_deleted(&self) -> bool {
+        matches!(
+            self.doc.get(ROOT, "deleted"),
+            Ok(Some((Value::Scalar(s), _))) if matches!(s.as_ref(), ScalarValue::Boolean(true))
+        )
+    }
+
+    /// The status history, oldest first (by device time, then event id).
+    pub fn history(&self) -> Result<Vec<StatusEvent>, ModelError> {
+        let Some((Value::Object(ObjType::Map), history)) = self.doc.get(ROOT, "history")? else {
+            return Ok(Vec::new());
+        };
+        let mut events: Vec<StatusEvent> = match read_object(&self.doc, &history)? {
+            Json::Object(map) => map
+                .into_iter()
+                .map(|(_, v)| {
+                    serde_json::from_value(v).map_err(|e| ModelError::Malformed(e.to_string()))
+                })
+                .collect::<Result<_, _>>()?,
+            _ => Vec::new(),
+        };
+        events.sort_by(|a, b| (a.at.at_ms, a.id).cmp(&(b.at.at_ms, b.id)));
+        Ok(events)
+    }
+
+    /// Every field holding concurrent values that differ, sorted by path.
+    ///
+    /// Concurrent writes of the *same* value are not conflicts. Only the shown
+    /// value of a conflicting object is walked into.
+    pub fn conflicts(&self) -> Result<Vec<Conflict>, ModelError> {
+        let mut out = Vec::new();
+        self.collect_conflicts(&ROOT, String::new(), &mut out)?;
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    fn collect_conflicts(
+        &self,
+        obj: &ObjId,
+        prefix: String,
+        out: &mut Vec<Conflict>,
+    ) -> Result<(), ModelError> {
+        if !matches!(self.doc.object_type(obj)?, ObjType::Map | ObjType::Table) {
+            return Ok(());
+        }
+        for key in self.doc.keys(obj).collect::<Vec<_>>() {
+            let path = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            let all = self.doc.get_all(obj, key.as_str())?;
+            if all.len() > 1 {
+                let mut values = Vec::with_capacity(all.len());
+                for (v, id) in &all {
+                    values.push((read_value(&self.doc, v.clone(), id)?, actor_of(id)));
+                }
+                let distinct = values.iter().any(|(v, _)| *v != values[0].0);
+                if distinct {
+                    let shown = if prefix.is_empty() && key == "status" {
+                        self.shown_status(&values)
+                    } else {
+                        values.len() - 1
+                    };
+                    out.push(Conflict {
+                        path: path.clone(),
+                        values: values
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, (value, actor))| ConflictValue {
+                                value,
+                                actor,
+                                shown: i == shown,
+                            })
+                            .collect(),
+                    });
+                }
+            }
+            if let Some((Value::Object(ObjType::Map), child)) = self.doc.get(obj, key.as_str())? {
+                self.collect_conflicts(&child, path, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Index of the status value that wins by domain rule. Statuses are compared by
+    /// name only here (the machine is not known), so the rule is re-applied by
+    /// name: the kind's machine decides. Falls back to Automerge's winner.
+    fn shown_status(&self, values: &[(Json, String)]) -> usize {
+        let Ok(Json::String(current)) = self.status_name() else {
+            return values.len() - 1;
+        };
+        values
+            .iter()
+            .position(|(v, _)| v.as_str() == Some(current.as_str()))
+            .unwrap_or(values.len() - 1)
+    }
+
+    /// The effective status name of a stateful record, `Null` for kinds without a status.
+    pub fn status_name(&self) -> Result<Json, ModelError> {
+        use super::VisitStatus;
+        let name = match self.kind {
+            RecordKind::Visit => self.status::<VisitStatus>()?.as_str(),
+            _ => return Ok(Json::Null),
+        };
+        Ok(Json::String(name.to_owned()))
+    }
+
+    fn write_fields<R: Record>(&mut self, before: &R, after: &R) -> Result<(), ModelError> {
+        let (b, a) = (before.meta(), after.meta());
+        if a.id != b.id {
+            return Err(ModelError::Immutable {
+                field: "meta.id",
+                hint: "",
+            });
+        }
+        if a.org != b.org {
+            return Err(ModelError::Immutable {
+                field: "meta.org",
+                hint: "",
+            });
+        }
+        let before_json = to_object(before)?;
+        let after_json = to_object(after)?;
+        if before_json.get("status") != after_json.get("status") {
+            return Err(ModelError::Immutable {
+                field: "status",
+                hint: "; use a transition",
+            });
+        }
+        after.validate()?;
+        write_map(&mut self.doc, &ROOT, &after_json, RESERVED, R::TEXT_FIELDS)
+    }
+
+    fn append_event(&mut self, event: &StatusEvent) -> Result<(), ModelError> {
+        let history = match self.doc.get(ROOT, "history")? {
+            Some((Value::Object(ObjType::Map), id)) => id,
+            _ => self.doc.put_object(ROOT, "history", ObjType::Map)?,
+        };
+        let key = event.id.to_string();
+        let entry = self.doc.put_object(&history, key.as_str(), ObjType::Map)?;
+        let json = to_object(event)?;
+        write_map(&mut self.doc, &entry, &json, &[], &[])
+    }
+
+    fn expect_kind(&self, kind: RecordKind) -> Result<(), ModelError> {
+        if self.kind == kind {
+            Ok(())
+        } else {
+            Err(ModelError::WrongKind {
+                expected: kind,
+                found: self.kind.as_str().into(),
+            })
+        }
+    }
+
+    fn commit(&mut self, message: &str, at: DeviceTime) -> Option<ChangeHash> {
+        self.doc.commit_with(
+            CommitOptions::default()
+                .with_message(message.to_owned())
+                .with_time(at.at_ms.div_euclid(1000)),
+        )
+    }
+
+    // --- Persistence and sync -------------------------------------------------
+
+    /// The current heads (hashes of the changes nothing else depends on yet).
+    pub fn heads(&mut self) -> Vec<ChangeHash> {
+        self.doc.get_heads()
+    }
+
+    /// A compact full save.
+    pub fn save(&mut self) -> Vec<u8> {
+        self.doc.save()
+    }
+
+    /// The changes made or received since the last call to `save`/`save_incremental`.
+    pub fn save_incremental(&mut self) -> Vec<u8> {
+        self.doc.save_incremental()
+    }
+
+    /// Appends incremental save bytes (or raw changes) to the document.
+    pub fn load_incremental(&mut self, bytes: &[u8]) -> Result<usize, ModelError> {
+        Ok(self.doc.load_incremental(bytes)?)
+    }
+
+    /// The changes not covered by `have` (the changes after those heads).
+    pub fn changes_since(&mut self, have: &[ChangeHash]) -> Vec<Change> {
+        self.doc.get_changes(have)
+    }
+
+    /// One change by hash, if the document has it.
+    pub fn change(&mut self, hash: &ChangeHash) -> Option<Change> {
+        self.doc.get_change_by_hash(hash)
+    }
+
+    /// Applies changes received from elsewhere.
+    pub fn apply_changes(&mut self, changes: Vec<Change>) -> Result<(), ModelError> {
+        Ok(self.doc.apply_changes(changes)?)
+    }
+
+    /// Merges another replica of the same record into this one.
+    pub fn merge(&mut self, other: &mut RecordDoc) -> Result<Vec<ChangeHash>, ModelError> {
+        if other.id != self.id {
+            return Err(ModelError::Malformed(
+                "cannot merge two different records".into(),
+            ));
+        }
+        Ok(self.doc.merge(&mut other.doc)?)
+    }
+
+    /// The underlying Automerge document, for sync and inspection.
+    pub fn automerge(&mut self) -> &mut AutoCommit {
+        &mut self.doc
+    }
+}
+
+fn actor_of(id: &ObjId) -> String {
+    match id {
+        ObjId::Root => String::new(),
+        ObjId::Id(_, actor, _) => actor.to_hex_string(),
+    }
+}
+
+fn to_object<T: Serialize>(value: &T) -> Result<serde_json::Map<String, Json>, ModelError> {
+    match serde_json::to_value(value) {
+        Ok(Json::Object(map)) => Ok(map),
+        Ok(_) => Err(ModelError::Malformed(
+            "a record must serialize to an object".into(),
+        )),
+        Err(e) => Err(ModelError::Malformed(e.to_string())),
+    }
+}

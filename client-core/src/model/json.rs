@@ -1,0 +1,320 @@
+//! The bridge between Automerge documents and `serde_json` values.
+//!
+//! Reading turns a map into a JSON object (text objects become strings, the
+//! winning value of each key is taken). Writing compares a JSON object with the
+//! document and emits operations only for what differs: an unchanged field costs
+//! nothing and, more importantly, does not overwrite a concurrent edit made on
+//! another device. Nested objects are diffed recursively, so two devices editing
+//! two different order lines (entries of a map keyed by line id) both keep their
+//! change. Strings held in a text object are updated with a character diff.
+//!
+//! JSON `null` and an absent key mean the same: the key is not in the document.
+
+use automerge::{
+    AutoCommit, ObjId, ObjType, ReadDoc, ScalarValue, Value, transaction::Transactable,
+};
+use serde_json::{Map, Number, Value as Json};
+
+use super::ModelError;
+
+/// Reads object `obj` as JSON.
+pub(crate) fn read_object(doc: &AutoCommit, obj: &ObjId) -> Result<Json, ModelError> {
+    match doc.object_type(obj)? {
+        ObjType::Map | ObjType::Table => {
+            let mut out = Map::new();
+            for item in doc.map_range(obj, ..) {
+                let id = item.id();
+                let value = read_value(doc, Value::from(item.value), &id)?;
+                if !value.is_null() {
+                    out.insert(item.key.to_string(), value);
+                }
+            }
+            Ok(Json::Object(out))
+        }
+        ObjType::List => {
+            let mut out = Vec::new();
+            for item in doc.list_range(obj, ..) {
+                let id = item.id();
+                out.push(read_value(doc, Value::from(item.value), &id)?);
+            }
+            Ok(Json::Array(out))
+        }
+        ObjType::Text => Ok(Json::String(doc.text(obj)?)),
+    }
+}
+
+/// Reads one value (the object `id` when `value` is an object).
+pub(crate) fn read_value(
+    doc: &AutoCommit,
+    value: Value<'_>,
+    id: &ObjId,
+) -> Result<Json, ModelError> {
+    match value {
+        Value::Object(_) => read_object(doc, id),
+        Value::Scalar(s) => Ok(scalar_to_json(&s)),
+    }
+}
+
+fn scalar_to_json(s: &ScalarValue) -> Json {
+    match s {
+        ScalarValue::Str(s) => Json::String(s.to_string()),
+        ScalarValue::Int(i) | ScalarValue::Timestamp(i) => Json::Number((*i).into()),
+        ScalarValue::Uint(u) => Json::Number((*u).into()),
+        ScalarValue::F64(f) => Number::from_f64(*f).map_or(Json::Null, Json::Number),
+        ScalarValue::Counter(c) => Json::Number(i64::from(c).into()),
+        ScalarValue::Boolean(b) => Json::Bool(*b),
+        // Bytes and values from a future Automerge are not part of any record type.
+        ScalarValue::Bytes(_) | ScalarValue::Unknown { .. } | ScalarValue::Null => Json::Null,
+    }
+}
+
+fn json_to_scalar(v: &Json) -> Option<ScalarValue> {
+    Some(match v {
+        Json::Null => ScalarValue::Null,
+        Json::Bool(b) => ScalarValue::Boolean(*b),
+        Json::String(s) => ScalarValue::Str(s.as_str().into()),
+        Json::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                ScalarValue::Int(i)
+            } else if let Some(u) = n.as_u64() {
+                ScalarValue::Uint(u)
+            } else {
+                ScalarValue::F64(n.as_f64()?)
+            }
+        }
+        Json::Array(_) | Json::Object(_) => return None,
+    })
+}
+
+fn scalar_equals(current: &ScalarValue, new: &Json) -> bool {
+    match json_to_scalar(new) {
+        Some(ScalarValue::F64(f)) => {
+            matches!(current, ScalarValue::F64(c) if c.to_bits() == f.to_bits())
+        }
+        Some(s) => *current == s,
+        None => false,
+    }
+}
+
+/// Writes `new` into map `obj`, touching only what differs.
+///
+/// Keys in `skip` are left alone on both sides (they are managed by dedicated
+/// operations, e.g. `status`). Top-level keys in `text_fields` are created as
+/// text objects.
+pub(crate) fn write_map(
+    doc: &mut AutoCommit,
+    obj: &ObjId,
+    new: &Map<String, Json>,
+    skip: &[&str],
+    text_fields: &[&str],
+) -> Result<(), ModelError> {
+    for (key, value) in new {
+        if skip.contains(&key.as_str()) {
+            continue;
+        }
+        if value.is_null() {
+            if doc.get(obj, key.as_str())?.is_some() {
+                doc.delete(obj, key.as_str())?;
+            }
+            continue;
+        }
+        let current = doc.get(obj, key.as_str())?;
+        match (current, value) {
+            (Some((Value::Object(ObjType::Map), id)), Json::Object(inner)) => {
+                write_map(doc, &id, inner, &[], &[])?;
+            }
+            (Some((Value::Object(ObjType::Text), id)), Json::String(s)) => {
+                if doc.text(&id)? != *s {
+                    doc.update_text(&id, s)?;
+                }
+            }
+            (Some((Value::Object(ObjType::List), id)), Json::Array(_)) => {
+                if read_object(doc, &id)? != *value {
+                    create(doc, obj, key, value, false)?;
+                }
+            }
+            (Some((Value::Scalar(s), _)), _) if scalar_equals(&s, value) => {}
+            _ => create(doc, obj, key, value, text_fields.contains(&key.as_str()))?,
+        }
+    }
+    let stale: Vec<String> = doc
+        .keys(obj)
+        .filter(|k| !skip.contains(&k.as_str()) && new.get(k).is_none_or(Json::is_null))
+        .collect();
+    for key in stale {
+        doc.delete(obj, key.as_str())?;
+    }
+    Ok(())
+}
+
+/// Puts `value` at `key` of map `obj` as a new value or object tree.
+fn create(
+    doc: &mut AutoCommit,
+    obj: &ObjId,
+    key: &str,
+    value: &Json,
+    as_text: bool,
+) -> Result<(), ModelError> {
+    match value {
+        Json::Object(inner) => {
+            let id = doc.put_object(obj, key, ObjType::Map)?;
+            write_map(doc, &id, inner, &[], &[])?;
+        }
+        Json::Array(items) => {
+            let id = doc.put_object(obj, key, ObjType::List)?;
+            for (i, item) in items.iter().enumerate() {
+                insert(doc, &id, i, item)?;
+            }
+        }
+        Json::String(s) if as_text => {
+            let id = doc.put_object(obj, key, ObjType::Text)?;
+            doc.splice_text(&id, 0, 0, s)?;
+        }
+        scalar => {
+            let s = json_to_scalar(scalar)
+                .ok_or_else(|| ModelError::Malformed(format!("cannot store {key}")))?;
+            doc.put(obj, key, s)?;
+        }
+    }
+    Ok(())
+}
+
+fn insert(
+    doc: &mut AutoCommit,
+    list: &ObjId,
+    index: usize,
+    value: &Json,
+) -> Result<(), ModelError> {
+    match value {
+        Json::Object(inner) => {
+            let id = doc.insert_object(list, index, ObjType::Map)?;
+            write_map(doc, &id, inner, &[], &[])?;
+        }
+        Json::Array(items) => {
+            let id = doc.insert_object(list, index, ObjType::List)?;
+            for (i, item) in items.iter().enumerate() {
+                insert(doc, &id, i, item)?;
+            }
+        }
+        scalar => {
+            let s = json_to_scalar(scalar).unwrap_or(ScalarValue::Null);
+            doc.insert(list, index, s)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use automerge::ROOT;
+    use serde_json::json;
+
+    fn obj(v: Json) -> Map<String, Json> {
+        match v {
+            Json::Object(m) => m,
+            _ => unreachable!("test helper takes objects"),
+        }
+    }
+
+    #[test]
+    fn writing_the_same_object_twice_emits_no_operations() {
+        let mut doc = AutoCommit::new();
+        let v = obj(json!({"a": 1, "b": {"c": "x", "d": [1, 2]}, "f": 1.5, "t": true}));
+        write_map(&mut doc, &ROOT, &v, &[], &[]).expect("write");
+        doc.commit();
+        write_map(&mut doc, &ROOT, &v, &[], &[]).expect("write again");
+        assert_eq!(doc.pending_ops(), 0);
+        assert_eq!(read_object(&doc, &ROOT).expect("read"), Json::Object(v));
+    }
+
+    #[test]
+    fn concurrent_edits_of_different_fields_both_survive() {
+        let mut a = AutoCommit::new();
+        write_map(
+            &mut a,
+            &ROOT,
+            &obj(json!({"x": 1, "y": 1, "lines": {}})),
+            &[],
+            &[],
+        )
+        .expect("write");
+        a.commit();
+        let mut b = a.fork();
+        write_map(
+            &mut a,
+            &ROOT,
+            &obj(json!({"x": 2, "y": 1, "lines": {"l1": {"q": 1}}})),
+            &[],
+            &[],
+        )
+        .expect("a");
+        write_map(
+            &mut b,
+            &ROOT,
+            &obj(json!({"x": 1, "y": 3, "lines": {"l2": {"q": 2}}})),
+            &[],
+            &[],
+        )
+        .expect("b");
+        a.merge(&mut b).expect("merge");
+        assert_eq!(
+            read_object(&a, &ROOT).expect("read"),
+            json!({"x": 2, "y": 3, "lines": {"l1": {"q": 1}, "l2": {"q": 2}}})
+        );
+    }
+
+    #[test]
+    fn text_fields_merge_character_edits() {
+        let mut a = AutoCommit::new();
+        write_map(
+            &mut a,
+            &ROOT,
+            &obj(json!({"notes": "shelf empty"})),
+            &[],
+            &["notes"],
+        )
+        .expect("write");
+        a.commit();
+        let mut b = a.fork();
+        write_map(
+            &mut a,
+            &ROOT,
+            &obj(json!({"notes": "top shelf empty"})),
+            &[],
+            &["notes"],
+        )
+        .expect("a");
+        write_map(
+            &mut b,
+            &ROOT,
+            &obj(json!({"notes": "shelf empty, restocked"})),
+            &[],
+            &["notes"],
+        )
+        .expect("b");
+        a.merge(&mut b).expect("merge");
+        assert_eq!(
+            read_object(&a, &ROOT).expect("read")["notes"],
+            json!("top shelf empty, restocked")
+        );
+    }
+
+    #[test]
+    fn null_and_missing_keys_delete_but_skipped_keys_stay() {
+        let mut doc = AutoCommit::new();
+        write_map(
+            &mut doc,
+            &ROOT,
+            &obj(json!({"a": 1, "b": 2, "status": "x"})),
+            &[],
+            &[],
+        )
+        .expect("write");
+        write_map(&mut doc, &ROOT, &obj(json!({"a": null})), &["status"], &[]).expect("write");
+        assert_eq!(
+            read_object(&doc, &ROOT).expect("read"),
+            json!({"status": "x"})
+        );
+    }
+}

@@ -1,0 +1,138 @@
+//! The record model shared by the device and the server.
+//!
+//! Every business record is one Automerge document ([`RecordDoc`]). Apps and the
+//! server work with plain typed structs ([`Visit`], [`Order`], ...) that implement
+//! [`Record`]; the document layer reads a struct out of a document and writes back
+//! only the fields that changed, so concurrent edits of different fields on two
+//! devices merge field by field. See `docs/adr/0001-typed-records-over-automerge.md`
+//! for why this is our own thin layer rather than autosurgeon.
+//!
+//! Layout of a record document (root map):
+//!
+//! | key       | what                                                            |
+//! |-----------|-----------------------------------------------------------------|
+//! | `kind`    | the [`RecordKind`] name; set at creation, never changed          |
+//! | `meta`    | [`RecordMeta`]: id, org, owner, team, territory                  |
+//! | `status`  | the status name (stateful kinds); written only by transitions    |
+//! | `history` | map of [`StatusEvent`] keyed by event id                         |
+//! | `deleted` | `true` once the record is tombstoned                             |
+//! | ...       | the kind's own fields; collections are maps keyed by entry id    |
+//!
+//! The struct types are also what the server validates pushed changes with, so
+//! this module must not depend on the device runtime (SQLite, HTTP).
+
+mod doc;
+pub mod geo;
+mod json;
+pub mod status;
+pub mod totals;
+pub mod types;
+pub mod visit;
+
+pub use doc::{Conflict, ConflictValue, RecordDoc};
+pub use geo::GeofenceVerdict;
+pub use status::{Status, StatusEvent, TransitionError, TransitionRequest};
+pub use types::{
+    Actor, DeviceTime, GeoPoint, Money, Qty, RecordKind, RecordMeta, Role, UnknownName,
+};
+pub use visit::{CheckPoint, Site, Visit, VisitOutcome, VisitStatus};
+
+use std::fmt::Debug;
+
+use serde::{Serialize, de::DeserializeOwned};
+
+/// A typed view of one kind of record document.
+pub trait Record: Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 'static {
+    /// The document's kind.
+    const KIND: RecordKind;
+
+    /// Top-level string fields kept as collaborative text (concurrent edits of the
+    /// same paragraph on two devices merge character by character).
+    const TEXT_FIELDS: &'static [&'static str] = &[];
+
+    /// The ownership block.
+    fn meta(&self) -> &RecordMeta;
+
+    /// Required fields and value ranges. Runs on creation and after every update,
+    /// on the device and again on the server.
+    fn validate(&self) -> Result<(), ValidationError> {
+        Ok(())
+    }
+}
+
+/// A record with a status governed by a state machine.
+pub trait Stateful: Record {
+    /// The machine's status enum.
+    type Status: Status;
+
+    /// The status held in the struct.
+    fn status(&self) -> Self::Status;
+
+    /// Sets the struct's status (used when reading a document: the effective status
+    /// is resolved by the document layer, see [`status`]).
+    fn set_status(&mut self, status: Self::Status);
+
+    /// Record-specific conditions on a transition, checked against the record as it
+    /// will be after the edits made with the transition (e.g. an outcome is required
+    /// to complete a visit).
+    fn guard(
+        &self,
+        _req: &TransitionRequest<Self::Status>,
+        _actor: &Actor,
+    ) -> Result<(), TransitionError> {
+        Ok(())
+    }
+}
+
+/// A record that fails its own rules: a required field is missing, a value is out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    /// The field at fault, as a dotted path.
+    pub field: String,
+    /// What is wrong, in words an app can show.
+    pub message: String,
+}
+
+impl ValidationError {
+    /// An error about `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Errors of the record model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The record breaks its own rules.
+    #[error("invalid record: {0}")]
+    Validation(#[from] ValidationError),
+    /// The transition is not allowed.
+    #[error("transition refused: {0}")]
+    Transition(#[from] TransitionError),
+    /// A document of another kind was used where this kind was expected.
+    #[error("expected a {expected} document, found {found}")]
+    WrongKind {
+        /// What the caller asked for.
+        expected: RecordKind,
+        /// What the document holds.
+        found: String,
+    },
+    /// An edit tried to change something that only a dedicated action may change.
+    #[error("{field} cannot be changed by an edit{hint}")]
+    Immutable {
+        /// The field.
+        field: &'static str,
+        /// How to change it instead, if at all.
+        hint: &'static str,
+    },
+    /// The document is not a record this version can read (missing keys, wrong types).
+    #[error("record document is malformed: {0}")]
+    Malformed(String),
+    /// Automerge refused the bytes or the operation.
+    #[error("automerge: {0}")]
+    Automerge(#[from] automerge::AutomergeError),
+}

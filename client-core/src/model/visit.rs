@@ -1,0 +1,394 @@
+//! Visits: a rep's planned or ad-hoc call on a customer.
+//!
+//! State machine (DOMAIN.md), with who may take each edge:
+//!
+//! | from          | to            | who                         | condition                  |
+//! |---------------|---------------|-----------------------------|----------------------------|
+//! | `planned`     | `in_progress` | rep (check-in)              | check-in recorded          |
+//! | `in_progress` | `completed`   | rep (check-out)             | check-out and outcome      |
+//! | `planned`     | `cancelled`   | rep, manager, admin         |                            |
+//! | `planned`     | `missed`      | manager, admin, server      |                            |
+//! | `in_progress` | `cancelled`   | rep, manager, admin (abort) | a reason                   |
+//! | `completed`   | `in_progress` | manager, admin (reopen)     | a reason                   |
+//! | `cancelled`/`missed` | `planned` | manager, admin (re-plan) |                            |
+//!
+//! An ad-hoc visit is created directly `in_progress` with its check-in. The
+//! geofence verdict is recorded with each check point and never blocks work.
+//!
+//! Concurrent statuses resolve by field evidence first: `completed` (6) >
+//! `in_progress` (5) > `cancelled` (4) > `missed` (3) > `planned` (1). A visit
+//! checked in offline while the office cancelled it shows as in progress, with
+//! the cancellation kept as a conflict for the manager.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::geo::{GeofenceVerdict, geofence};
+use super::status::{Status, TransitionError, TransitionRequest};
+use super::types::{Actor, DeviceTime, GeoPoint, RecordKind, RecordMeta, Role};
+use super::{ModelError, Record, RecordDoc, Stateful, ValidationError};
+use crate::ids::RecordId;
+
+/// Status of a visit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VisitStatus {
+    /// Scheduled, not started.
+    Planned,
+    /// Checked in.
+    InProgress,
+    /// Checked out with an outcome.
+    Completed,
+    /// Called off (before or during the visit).
+    Cancelled,
+    /// The planned time passed without a visit.
+    Missed,
+}
+
+impl Status for VisitStatus {
+    const MACHINE: &'static str = "visit";
+
+    fn all() -> &'static [Self] {
+        use VisitStatus::*;
+        &[Planned, InProgress, Completed, Cancelled, Missed]
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            VisitStatus::Planned => "planned",
+            VisitStatus::InProgress => "in_progress",
+            VisitStatus::Completed => "completed",
+            VisitStatus::Cancelled => "cancelled",
+            VisitStatus::Missed => "missed",
+        }
+    }
+
+    fn may_start_in(self, role: Role) -> bool {
+        match self {
+            VisitStatus::Planned => {
+                matches!(role, Role::Rep | Role::Manager | Role::Admin | Role::Server)
+            }
+            // An ad-hoc visit starts with its check-in.
+            VisitStatus::InProgress => role == Role::Rep,
+            _ => false,
+        }
+    }
+
+    fn check(self, to: Self, role: Role) -> Result<(), TransitionError> {
+        use Role::*;
+        use VisitStatus::*;
+        let allowed: &[Role] = match (self, to) {
+            (Planned, InProgress) | (InProgress, Completed) => &[Rep],
+            (Planned, Cancelled) | (InProgress, Cancelled) => &[Rep, Manager, Admin],
+            (Planned, Missed) => &[Manager, Admin, Server],
+            (Completed, InProgress) | (Cancelled, Planned) | (Missed, Planned) => &[Manager, Admin],
+            _ => return Err(TransitionError::not_allowed(self, to)),
+        };
+        if allowed.contains(&role) {
+            Ok(())
+        } else {
+            Err(TransitionError::role(self, to, role))
+        }
+    }
+
+    fn precedence(self) -> u8 {
+        match self {
+            VisitStatus::Completed => 6,
+            VisitStatus::InProgress => 5,
+            VisitStatus::Cancelled => 4,
+            VisitStatus::Missed => 3,
+            VisitStatus::Planned => 1,
+        }
+    }
+}
+
+/// How a visit ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VisitOutcome {
+    /// An order was taken.
+    OrderTaken,
+    /// Visited, no order.
+    NoOrder,
+    /// Another visit is needed.
+    FollowUp,
+    /// The outlet was closed.
+    Closed,
+    /// The contact was not available.
+    ContactUnavailable,
+}
+
+/// A check-in or check-out: when, where, and how that compares with the site.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckPoint {
+    /// Device time of the tap.
+    pub at: DeviceTime,
+    /// The fix, when the device had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gps: Option<GeoPoint>,
+    /// Distance to the site in metres, when both positions are known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distance_m: Option<f64>,
+    /// The geofence verdict.
+    pub verdict: GeofenceVerdict,
+}
+
+impl CheckPoint {
+    /// Records a check point against a site with coordinates `site` and fence `radius_m`.
+    pub fn record(
+        at: DeviceTime,
+        gps: Option<GeoPoint>,
+        site: Option<&GeoPoint>,
+        radius_m: f64,
+    ) -> Self {
+        let (verdict, distance_m) = geofence(gps.as_ref(), site, radius_m);
+        Self {
+            at,
+            gps,
+            distance_m,
+            verdict,
+        }
+    }
+}
+
+/// A visit of a rep to an account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Visit {
+    /// Ownership: `owner` is the rep.
+    pub meta: RecordMeta,
+    /// The account visited.
+    pub account_id: RecordId,
+    /// The account's location (site), when it has several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location_id: Option<RecordId>,
+    /// The contact met.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_id: Option<RecordId>,
+    /// Visit type, e.g. `sales`, `merchandising`, `audit`.
+    pub visit_type: String,
+    /// Planned by a manager or the rep (`false` for an ad-hoc visit).
+    pub planned: bool,
+    /// Planned start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_start: Option<DeviceTime>,
+    /// Planned end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_end: Option<DeviceTime>,
+    /// The manager's instructions for this visit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
+    /// Effective status (written only by transitions).
+    pub status: VisitStatus,
+    /// The check-in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_in: Option<CheckPoint>,
+    /// The check-out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_out: Option<CheckPoint>,
+    /// How it ended (required to complete).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<VisitOutcome>,
+    /// Collaborative notes (text merged character by character).
+    #[serde(default)]
+    pub notes: String,
+    /// Suggested next visit date, `YYYY-MM-DD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_visit_date: Option<String>,
+    /// Orders taken during the visit (a set: keys are order ids).
+    #[serde(default)]
+    pub order_ids: BTreeMap<RecordId, bool>,
+    /// Checklist responses filled during the visit (a set).
+    #[serde(default)]
+    pub checklist_response_ids: BTreeMap<RecordId, bool>,
+}
+
+impl Visit {
+    /// A planned visit.
+    pub fn planned(
+        meta: RecordMeta,
+        account_id: RecordId,
+        start: DeviceTime,
+        end: DeviceTime,
+    ) -> Self {
+        Self {
+            meta,
+            account_id,
+            location_id: None,
+            contact_id: None,
+            visit_type: "sales".into(),
+            planned: true,
+            planned_start: Some(start),
+            planned_end: Some(end),
+            instructions: None,
+            status: VisitStatus::Planned,
+            check_in: None,
+            check_out: None,
+            outcome: None,
+            notes: String::new(),
+            next_visit_date: None,
+            order_ids: BTreeMap::new(),
+            checklist_response_ids: BTreeMap::new(),
+        }
+    }
+
+    /// An ad-hoc visit, created checked in.
+    pub fn ad_hoc(meta: RecordMeta, account_id: RecordId, check_in: CheckPoint) -> Self {
+        let at = check_in.at;
+        Self {
+            planned: false,
+            planned_start: None,
+            planned_end: None,
+            status: VisitStatus::InProgress,
+            check_in: Some(check_in),
+            ..Self::planned(meta, account_id, at, at)
+        }
+    }
+
+    /// Minutes between check-in and check-out, when both are recorded.
+    pub fn time_on_site_min(&self) -> Option<i64> {
+        match (&self.check_in, &self.check_out) {
+            (Some(i), Some(o)) => Some(super::totals::duration_minutes(i.at, o.at)),
+            _ => None,
+        }
+    }
+}
+
+impl Record for Visit {
+    const KIND: RecordKind = RecordKind::Visit;
+    const TEXT_FIELDS: &'static [&'static str] = &["notes"];
+
+    fn meta(&self) -> &RecordMeta {
+        &self.meta
+    }
+
+    fn validate(&self) -> Result<(), ValidationError> {
+        if self.visit_type.trim().is_empty() {
+            return Err(ValidationError::new("visit_type", "a visit needs a type"));
+        }
+        if let (Some(s), Some(e)) = (self.planned_start, self.planned_end)
+            && e.at_ms < s.at_ms
+        {
+            return Err(ValidationError::new(
+                "planned_end",
+                "the planned end is before the planned start",
+            ));
+        }
+        if self.planned && self.planned_start.is_none() {
+            return Err(ValidationError::new(
+                "planned_start",
+                "a planned visit needs a planned start",
+            ));
+        }
+        if matches!(
+            self.status,
+            VisitStatus::InProgress | VisitStatus::Completed
+        ) && self.check_in.is_none()
+        {
+            return Err(ValidationError::new(
+                "check_in",
+                "a visit in progress needs its check-in",
+            ));
+        }
+        for (field, point) in [("check_in", &self.check_in), ("check_out", &self.check_out)] {
+            if let Some(gps) = point.as_ref().and_then(|p| p.gps.as_ref())
+                && !gps.is_valid()
+            {
+                return Err(ValidationError::new(
+                    format!("{field}.gps"),
+                    "position is off the globe",
+                ));
+            }
+        }
+        if let (Some(i), Some(o)) = (&self.check_in, &self.check_out)
+            && o.at.at_ms < i.at.at_ms
+        {
+            return Err(ValidationError::new(
+                "check_out",
+                "check-out is before check-in",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Stateful for Visit {
+    type Status = VisitStatus;
+
+    fn status(&self) -> VisitStatus {
+        self.status
+    }
+
+    fn set_status(&mut self, status: VisitStatus) {
+        self.status = status;
+    }
+
+    fn guard(
+        &self,
+        req: &TransitionRequest<VisitStatus>,
+        actor: &Actor,
+    ) -> Result<(), TransitionError> {
+        let reason_given = req.reason.as_deref().is_some_and(|r| !r.trim().is_empty());
+        match req.to {
+            VisitStatus::InProgress if self.check_in.is_none() => {
+                Err(TransitionError::precondition("check in to start the visit"))
+            }
+            VisitStatus::InProgress if actor.role == Role::Rep && actor.user != self.meta.owner => {
+                Err(TransitionError::precondition(
+                    "only the visit's rep can check in",
+                ))
+            }
+            VisitStatus::Completed if self.check_out.is_none() => Err(
+                TransitionError::precondition("check out to complete the visit"),
+            ),
+            VisitStatus::Completed if self.outcome.is_none() => Err(TransitionError::precondition(
+                "an outcome is required to complete the visit",
+            )),
+            VisitStatus::Cancelled if self.check_in.is_some() && !reason_given => Err(
+                TransitionError::precondition("a reason is required to abort a visit in progress"),
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Where the visit takes place, for the geofence verdict.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Site {
+    /// The site's coordinates, if known.
+    pub coords: Option<GeoPoint>,
+    /// The geofence radius in metres.
+    pub radius_m: f64,
+}
+
+/// Checks in: records the check point and moves the visit to `in_progress`, as one change.
+pub fn check_in(
+    doc: &mut RecordDoc,
+    actor: &Actor,
+    at: DeviceTime,
+    gps: Option<GeoPoint>,
+    site: Site,
+) -> Result<automerge::ChangeHash, ModelError> {
+    let point = CheckPoint::record(at, gps, site.coords.as_ref(), site.radius_m);
+    let mut req = TransitionRequest::new(VisitStatus::InProgress, at);
+    req.gps = gps;
+    doc.transition::<Visit>(actor, &req, |v| v.check_in = Some(point))
+}
+
+/// Checks out with an outcome: records the check point and completes the visit, as one change.
+pub fn check_out(
+    doc: &mut RecordDoc,
+    actor: &Actor,
+    at: DeviceTime,
+    gps: Option<GeoPoint>,
+    site: Site,
+    outcome: VisitOutcome,
+) -> Result<automerge::ChangeHash, ModelError> {
+    let point = CheckPoint::record(at, gps, site.coords.as_ref(), site.radius_m);
+    let mut req = TransitionRequest::new(VisitStatus::Completed, at);
+    req.gps = gps;
+    doc.transition::<Visit>(actor, &req, |v| {
+        v.check_out = Some(point);
+        v.outcome = Some(outcome);
+    })
+}
