@@ -9,12 +9,15 @@
 //! - `store` (feature `device`, on by default): the SQLite store on the phone or
 //!   tablet: documents saved incrementally, the outbox of unacknowledged changes,
 //!   sync metadata and the indexed lists a field app shows.
+//! - [`protocol`]: the sync protocol's wire types and their CBOR encoding, shared
+//!   by the device and the server (`docs/protocol.md`).
 //!
 //! The server depends on this crate with `default-features = false`, so SQLite and
 //! the device runtime stay out of it.
 
 pub mod ids;
 pub mod model;
+pub mod protocol;
 
 pub use ids::{DeviceId, InvalidId, OrgId, RecordId, TeamId, TerritoryId, UserId};
 pub use model::{

@@ -524,6 +524,11 @@ impl RecordDoc {
         Ok(self.doc.merge(&mut other.doc)?)
     }
 
+    /// Gives back the underlying Automerge document.
+    pub fn into_automerge(self) -> AutoCommit {
+        self.doc
+    }
+
     /// The underlying Automerge document, for sync and inspection.
     pub fn automerge(&mut self) -> &mut AutoCommit {
         &mut self.doc

@@ -1,0 +1,399 @@
+//! The sync protocol's wire types, shared by the device and the server.
+//!
+//! The full description, with the rules each side follows, is
+//! `docs/protocol.md`; this module is its executable half. In short:
+//!
+//! - **Push** ([`PushRequest`] → [`PushResponse`]): the device sends the raw
+//!   Automerge changes of any number of records; the server answers per record,
+//!   accepted (with its heads after the merge) or rejected (with a reason the app
+//!   can show and whether a retry can help). Resending a batch is harmless:
+//!   Automerge changes are content-addressed.
+//! - **Pull** ([`PullRequest`] → [`PullResponse`]): the changes in the device's scope
+//!   after a cursor (the server's change-log sequence), in pages.
+//! - **Prime** ([`PrimeRequest`] → [`PrimeResponse`]): compacted snapshots of every
+//!   record in scope, in pages, for a new or reset device.
+//! - **Repair** ([`RepairRequest`] → [`RepairResponse`]): Automerge's own sync
+//!   protocol for one record whose histories disagree.
+//!
+//! Messages are CBOR (self-describing, compact for byte strings). Every struct
+//! tolerates unknown fields, and new fields get defaults, so a newer server can
+//! add information without breaking older apps; a breaking change bumps
+//! [`PROTOCOL_VERSION`], negotiated through the [`PROTOCOL_HEADER`] header
+//! ([`negotiate`]).
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_bytes::ByteBuf;
+use uuid::Uuid;
+
+use crate::ids::RecordId;
+use crate::model::RecordKind;
+
+/// The newest protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// The oldest protocol version this build still accepts.
+pub const MIN_PROTOCOL_VERSION: u16 = 1;
+/// HTTP header carrying the version: the client sends the newest it speaks, the
+/// server answers with the one it uses.
+pub const PROTOCOL_HEADER: &str = "fieldsync-protocol";
+/// Content type of every sync message body.
+pub const CONTENT_TYPE: &str = "application/cbor";
+/// Deepest nesting a decoder accepts; our messages nest four levels.
+const MAX_DEPTH: usize = 32;
+
+/// The raw Automerge changes of one record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordChanges {
+    /// The record.
+    pub id: RecordId,
+    /// Its kind (must match the document's `kind`).
+    pub kind: RecordKind,
+    /// Raw Automerge changes, in any order (the receiver orders them by dependency).
+    pub changes: Vec<ByteBuf>,
+}
+
+/// A device's pending changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushRequest {
+    /// Made by the device per batch; logged, and lets the server recognise a resend.
+    pub batch: Uuid,
+    /// The records with their changes.
+    pub records: Vec<RecordChanges>,
+}
+
+/// The server's answer to a push: one result per record, in request order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushResponse {
+    /// Per-record results.
+    pub results: Vec<PushResult>,
+}
+
+/// What happened to one record of a push.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushResult {
+    /// The record.
+    pub id: RecordId,
+    /// Accepted or rejected.
+    pub outcome: PushOutcome,
+}
+
+/// Accepted (durably committed) or rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum PushOutcome {
+    /// Merged and committed; the record's heads on the server afterwards.
+    Accepted {
+        /// Heads as 32-byte change hashes.
+        heads: Vec<ByteBuf>,
+    },
+    /// Not merged; nothing of this record's changes was stored (except in the
+    /// rejection ledger).
+    Rejected(Rejection),
+}
+
+/// Why a record's changes were refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    /// Stable code an app can branch on.
+    pub code: RejectCode,
+    /// A message an app can show the user.
+    pub message: String,
+    /// Whether sending the same changes again later can succeed.
+    pub retryable: bool,
+}
+
+/// Stable rejection codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectCode {
+    /// The bytes are not valid Automerge changes.
+    InvalidChange,
+    /// The changes depend on changes the server does not have: run repair.
+    MissingDependencies,
+    /// The changes were made under an actor id not assigned to this device.
+    ForeignActor,
+    /// The user may not write this record or field.
+    Forbidden,
+    /// The merged record breaks a rule (required field, range).
+    Validation,
+    /// A status change the state machine or the role does not allow.
+    Transition,
+    /// The record's kind does not match the document or the existing record.
+    WrongKind,
+    /// The record or batch is over a size limit.
+    TooLarge,
+    /// The server failed; retry later.
+    Internal,
+    /// A code from a newer server.
+    #[serde(other)]
+    Unknown,
+}
+
+impl RejectCode {
+    /// The stable name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RejectCode::InvalidChange => "invalid_change",
+            RejectCode::MissingDependencies => "missing_dependencies",
+            RejectCode::ForeignActor => "foreign_actor",
+            RejectCode::Forbidden => "forbidden",
+            RejectCode::Validation => "validation",
+            RejectCode::Transition => "transition",
+            RejectCode::WrongKind => "wrong_kind",
+            RejectCode::TooLarge => "too_large",
+            RejectCode::Internal => "internal",
+            RejectCode::Unknown => "unknown",
+        }
+    }
+}
+
+/// Ask for the changes in scope after `cursor`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullRequest {
+    /// The last change-log sequence the device has applied (0 for none).
+    pub cursor: u64,
+    /// Upper bound on changes in the page; the server may send fewer.
+    #[serde(default = "default_page")]
+    pub max_changes: u32,
+}
+
+/// One page of the feed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullResponse {
+    /// Changes grouped by record, in feed order of each record's first change.
+    pub records: Vec<RecordChanges>,
+    /// Records that left the device's scope: drop them unless they hold unsynced changes.
+    #[serde(default)]
+    pub removed: Vec<RecordId>,
+    /// The cursor to store once this page is applied.
+    pub next_cursor: u64,
+    /// Whether more pages follow right away.
+    pub more: bool,
+}
+
+/// Ask for a page of snapshots (priming a new or reset device).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrimeRequest {
+    /// Continue after this record id (`None` for the first page).
+    #[serde(default)]
+    pub after: Option<RecordId>,
+    /// The feed position the priming started at, echoed from the first page.
+    #[serde(default)]
+    pub cursor: Option<u64>,
+    /// Upper bound on records in the page.
+    #[serde(default = "default_page")]
+    pub max_records: u32,
+}
+
+/// One page of snapshots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrimeResponse {
+    /// Compacted documents.
+    pub snapshots: Vec<Snapshot>,
+    /// Where the next page starts; `None` when this was the last.
+    pub next: Option<RecordId>,
+    /// The feed position to pull from once priming is done. It is taken before the
+    /// first page is read, so nothing written during priming is missed (re-applying
+    /// a change the snapshot already holds is a no-op).
+    pub cursor: u64,
+}
+
+/// A record's full document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The record.
+    pub id: RecordId,
+    /// Its kind.
+    pub kind: RecordKind,
+    /// `Automerge::save()` bytes.
+    pub doc: ByteBuf,
+}
+
+/// One round of Automerge's sync protocol for one record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairRequest {
+    /// The record.
+    pub id: RecordId,
+    /// Its kind.
+    pub kind: RecordKind,
+    /// The device's encoded sync message.
+    pub message: ByteBuf,
+}
+
+/// The server's half of a repair round.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairResponse {
+    /// The server's sync message, `None` when the two sides agree.
+    pub message: Option<ByteBuf>,
+}
+
+fn default_page() -> u32 {
+    500
+}
+
+/// Encodes a message as CBOR.
+pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Writing to a Vec cannot fail, and our types always serialize.
+    if let Err(e) = ciborium::into_writer(message, &mut out) {
+        unreachable!("encoding a protocol message into memory failed: {e}");
+    }
+    out
+}
+
+/// A message that could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed {what} message: {detail}")]
+pub struct DecodeError {
+    /// Which message was expected.
+    pub what: &'static str,
+    /// What the decoder said (no payload bytes).
+    pub detail: String,
+}
+
+/// Decodes a CBOR message, refusing deeply nested input. Never panics on any bytes.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    ciborium::de::from_reader_with_recursion_limit(bytes, MAX_DEPTH).map_err(|e| DecodeError {
+        what: short_type_name::<T>(),
+        detail: e.to_string().chars().take(200).collect(),
+    })
+}
+
+fn short_type_name<T>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    full.rsplit("::").next().unwrap_or(full)
+}
+
+/// A protocol version the server cannot serve.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "protocol version {offered} is not supported: this server speaks {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}; update the app"
+)]
+pub struct VersionError {
+    /// What the client offered.
+    pub offered: String,
+}
+
+/// Picks the version to use for a client that offered `offered` (the newest it
+/// speaks). A missing header means version 1, the first release.
+pub fn negotiate(offered: Option<&str>) -> Result<u16, VersionError> {
+    let Some(raw) = offered else {
+        return Ok(1);
+    };
+    let err = || VersionError {
+        offered: raw.chars().take(16).collect(),
+    };
+    let v: u16 = raw.trim().parse().map_err(|_| err())?;
+    if v < MIN_PROTOCOL_VERSION {
+        return Err(err());
+    }
+    Ok(v.min(PROTOCOL_VERSION))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_push() -> PushRequest {
+        PushRequest {
+            batch: Uuid::from_u128(7),
+            records: vec![RecordChanges {
+                id: RecordId::from_uuid(Uuid::from_u128(1)),
+                kind: RecordKind::Visit,
+                changes: vec![
+                    ByteBuf::from(vec![0x85, 0x6f, 0x4a, 0x83]),
+                    ByteBuf::from(vec![1, 2, 3]),
+                ],
+            }],
+        }
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        let push = sample_push();
+        assert_eq!(decode::<PushRequest>(&encode(&push)), Ok(push));
+        let resp = PushResponse {
+            results: vec![
+                PushResult {
+                    id: RecordId::from_uuid(Uuid::from_u128(1)),
+                    outcome: PushOutcome::Accepted {
+                        heads: vec![ByteBuf::from(vec![9; 32])],
+                    },
+                },
+                PushResult {
+                    id: RecordId::from_uuid(Uuid::from_u128(2)),
+                    outcome: PushOutcome::Rejected(Rejection {
+                        code: RejectCode::Transition,
+                        message: "an outcome is required to complete the visit".into(),
+                        retryable: false,
+                    }),
+                },
+            ],
+        };
+        assert_eq!(decode::<PushResponse>(&encode(&resp)), Ok(resp));
+        let pull = PullResponse {
+            records: vec![],
+            removed: vec![RecordId::from_uuid(Uuid::from_u128(3))],
+            next_cursor: 42,
+            more: false,
+        };
+        assert_eq!(decode::<PullResponse>(&encode(&pull)), Ok(pull));
+    }
+
+    #[test]
+    fn byte_strings_are_encoded_compactly() {
+        // 1,000 change bytes cost about 1,000 bytes on the wire, not an array of integers.
+        let push = PushRequest {
+            batch: Uuid::nil(),
+            records: vec![RecordChanges {
+                id: RecordId::from_uuid(Uuid::nil()),
+                kind: RecordKind::Order,
+                changes: vec![ByteBuf::from(vec![0xff; 1000])],
+            }],
+        };
+        let len = encode(&push).len();
+        assert!(len < 1_150, "{len} bytes");
+    }
+
+    #[test]
+    fn unknown_fields_and_codes_from_a_newer_server_are_tolerated() {
+        #[derive(Serialize)]
+        struct NewerRejection<'a> {
+            code: &'a str,
+            message: &'a str,
+            retryable: bool,
+            hint: &'a str,
+        }
+        let bytes = encode(&NewerRejection {
+            code: "quota_exceeded",
+            message: "m",
+            retryable: true,
+            hint: "later",
+        });
+        let r: Rejection = decode(&bytes).expect("decodes");
+        assert_eq!(r.code, RejectCode::Unknown);
+        assert!(r.retryable);
+    }
+
+    #[test]
+    fn garbage_and_truncated_input_is_an_error_not_a_panic() {
+        let good = encode(&sample_push());
+        for cut in 0..good.len() {
+            assert!(decode::<PushRequest>(&good[..cut]).is_err());
+        }
+        assert!(decode::<PushRequest>(&[0xff; 64]).is_err());
+        // 10,000 nested arrays.
+        let deep = vec![0x81u8; 10_000];
+        let err = decode::<PushRequest>(&deep).expect_err("too deep");
+        assert_eq!(err.what, "PushRequest");
+    }
+
+    #[test]
+    fn version_negotiation_picks_the_common_version() {
+        assert_eq!(negotiate(None), Ok(1));
+        assert_eq!(negotiate(Some("1")), Ok(1));
+        assert_eq!(negotiate(Some("99")), Ok(PROTOCOL_VERSION));
+        assert!(negotiate(Some("0")).is_err());
+        let err = negotiate(Some("banana")).expect_err("not a number");
+        assert!(err.to_string().contains("update the app"));
+    }
+}
