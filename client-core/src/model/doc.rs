@@ -240,6 +240,8 @@ impl RecordDoc {
         edit(&mut after);
         after.set_status(req.to);
         after.guard(req, actor)?;
+        // The status itself is written below, with its history event.
+        after.set_status(from);
         if let Err(e) = self.write_fields(&before, &after) {
             self.doc.rollback();
             return Err(e);
@@ -334,7 +336,7 @@ impl RecordDoc {
                 .collect::<Result<_, _>>()?,
             _ => Vec::new(),
         };
-        events.sort_by(|a, b| (a.at.at_ms, a.id).cmp(&(b.at.at_ms, b.id)));
+        events.sort_by_key(|e| (e.at.at_ms, e.id));
         Ok(events)
     }
 
@@ -413,9 +415,13 @@ impl RecordDoc {
 
     /// The effective status name of a stateful record, `Null` for kinds without a status.
     pub fn status_name(&self) -> Result<Json, ModelError> {
-        use super::VisitStatus;
+        use super::{AssignmentStatus, JobStatus, OrderStatus, ReportStatus, VisitStatus};
         let name = match self.kind {
             RecordKind::Visit => self.status::<VisitStatus>()?.as_str(),
+            RecordKind::VisitReport => self.status::<ReportStatus>()?.as_str(),
+            RecordKind::Order => self.status::<OrderStatus>()?.as_str(),
+            RecordKind::ServiceJob => self.status::<JobStatus>()?.as_str(),
+            RecordKind::Assignment => self.status::<AssignmentStatus>()?.as_str(),
             _ => return Ok(Json::Null),
         };
         Ok(Json::String(name.to_owned()))

@@ -21,17 +21,40 @@
 //! The struct types are also what the server validates pushed changes with, so
 //! this module must not depend on the device runtime (SQLite, HTTP).
 
+pub mod account;
+pub mod assignment;
+pub mod catalog;
+pub mod checklist;
+pub mod contact;
 mod doc;
 pub mod geo;
+pub mod incoming;
+pub mod job;
 mod json;
+pub mod order;
+pub mod report;
 pub mod status;
 pub mod totals;
 pub mod types;
 pub mod visit;
 
+pub use account::{Account, Location};
+pub use assignment::{
+    Approval, Assignment, AssignmentStatus, PartUsed, Stamp, TimeEntry, TimeKind,
+};
+pub use catalog::{PriceItem, PriceList, Product};
+pub use checklist::{
+    Answer, AnswerValue, ChecklistResponse, ChecklistTemplate, Question, QuestionKind, ShowIf,
+};
+pub use contact::Contact;
 pub use doc::{Conflict, ConflictValue, RecordDoc};
 pub use geo::GeofenceVerdict;
+pub use incoming::{IncomingError, check_incoming};
+pub use job::{JobStatus, Priority, ServiceJob};
+pub use order::{Order, OrderLine, OrderStatus, SignatureRef};
+pub use report::{KpiValue, ReportStatus, ReviewComment, VisitReport};
 pub use status::{Status, StatusEvent, TransitionError, TransitionRequest};
+pub use totals::{LineTotals, OrderTotals};
 pub use types::{
     Actor, DeviceTime, GeoPoint, Money, Qty, RecordKind, RecordMeta, Role, UnknownName,
 };

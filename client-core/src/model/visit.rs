@@ -392,3 +392,185 @@ pub fn check_out(
         v.outcome = Some(outcome);
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{DeviceId, OrgId, TeamId, TerritoryId, UserId};
+    use automerge::ActorId;
+    use rstest::rstest;
+
+    use Role::*;
+    use VisitStatus::*;
+
+    #[rstest]
+    #[case(Planned, InProgress, Rep)]
+    #[case(InProgress, Completed, Rep)]
+    #[case(Planned, Cancelled, Rep)]
+    #[case(Planned, Cancelled, Manager)]
+    #[case(Planned, Missed, Manager)]
+    #[case(Planned, Missed, Server)]
+    #[case(InProgress, Cancelled, Rep)]
+    #[case(Completed, InProgress, Manager)]
+    #[case(Cancelled, Planned, Admin)]
+    #[case(Missed, Planned, Manager)]
+    fn allowed_transitions(#[case] from: VisitStatus, #[case] to: VisitStatus, #[case] role: Role) {
+        assert_eq!(from.check(to, role), Ok(()));
+    }
+
+    #[rstest]
+    #[case::managers_do_not_check_in_for_reps(Planned, InProgress, Manager)]
+    #[case::technicians_have_no_visits(Planned, InProgress, Technician)]
+    #[case::reps_cannot_reopen_a_completed_visit(Completed, InProgress, Rep)]
+    #[case::reps_cannot_mark_missed(Planned, Missed, Rep)]
+    #[case::reps_cannot_replan_a_cancelled_visit(Cancelled, Planned, Rep)]
+    fn refused_by_role(#[case] from: VisitStatus, #[case] to: VisitStatus, #[case] role: Role) {
+        assert!(matches!(
+            from.check(to, role),
+            Err(TransitionError::RoleNotAllowed { .. })
+        ));
+    }
+
+    #[rstest]
+    #[case(Planned, Completed)]
+    #[case(Completed, Cancelled)]
+    #[case(Missed, InProgress)]
+    #[case(InProgress, Missed)]
+    #[case(Completed, Planned)]
+    fn refused_edges(#[case] from: VisitStatus, #[case] to: VisitStatus) {
+        for role in [Rep, Manager, Admin, Server] {
+            assert!(matches!(
+                from.check(to, role),
+                Err(TransitionError::NotAllowed { .. })
+            ));
+        }
+    }
+
+    fn planned() -> (RecordDoc, Actor) {
+        let rep = Actor::on_device(UserId::new(), Rep, DeviceId::new());
+        let meta = RecordMeta {
+            id: RecordId::new(),
+            org: OrgId::new(),
+            owner: rep.user,
+            team: TeamId::new(),
+            territory: TerritoryId::new(),
+        };
+        let v = Visit::planned(
+            meta,
+            RecordId::new(),
+            DeviceTime::utc(0),
+            DeviceTime::utc(3_600_000),
+        );
+        (
+            RecordDoc::create_stateful(&v, ActorId::random(), &rep, DeviceTime::utc(0))
+                .expect("create"),
+            rep,
+        )
+    }
+
+    const SITE: Site = Site {
+        coords: Some(GeoPoint {
+            lat: 48.137,
+            lng: 11.575,
+            accuracy_m: None,
+        }),
+        radius_m: 100.0,
+    };
+
+    #[test]
+    fn check_in_and_out_record_positions_verdicts_and_history() {
+        let (mut doc, rep) = planned();
+        let far = GeoPoint {
+            lat: 48.2,
+            lng: 11.575,
+            accuracy_m: Some(10.0),
+        };
+        check_in(&mut doc, &rep, DeviceTime::utc(60_000), Some(far), SITE).expect("check in");
+        check_out(
+            &mut doc,
+            &rep,
+            DeviceTime::utc(60_000 * 46),
+            None,
+            SITE,
+            VisitOutcome::NoOrder,
+        )
+        .expect("check out");
+        let v: Visit = doc.read_stateful().expect("read");
+        assert_eq!(v.status, Completed);
+        assert_eq!(
+            v.check_in.as_ref().map(|c| c.verdict),
+            Some(GeofenceVerdict::Outside)
+        );
+        assert_eq!(
+            v.check_out.as_ref().map(|c| c.verdict),
+            Some(GeofenceVerdict::UnverifiableOffline)
+        );
+        assert_eq!(v.time_on_site_min(), Some(45));
+        let history = doc.history().expect("history");
+        assert_eq!(
+            history.iter().map(|e| e.to.as_str()).collect::<Vec<_>>(),
+            ["planned", "in_progress", "completed"]
+        );
+        assert_eq!(history[1].gps, Some(far));
+    }
+
+    #[test]
+    fn aborting_a_visit_in_progress_needs_a_reason_and_writes_nothing_without_one() {
+        let (mut doc, rep) = planned();
+        check_in(&mut doc, &rep, DeviceTime::utc(1), None, SITE).expect("check in");
+        let heads = doc.heads();
+        let err = doc
+            .transition::<Visit>(
+                &rep,
+                &TransitionRequest::new(Cancelled, DeviceTime::utc(2)),
+                |_| {},
+            )
+            .expect_err("reason required");
+        assert!(err.to_string().contains("reason"));
+        assert_eq!(doc.heads(), heads, "a refused transition writes nothing");
+    }
+
+    #[test]
+    fn only_the_visits_rep_checks_in_and_the_status_is_not_a_plain_field() {
+        let (mut doc, _) = planned();
+        let other = Actor::on_device(UserId::new(), Rep, DeviceId::new());
+        assert!(check_in(&mut doc, &other, DeviceTime::utc(1), None, SITE).is_err());
+        let err = doc
+            .update::<Visit>(DeviceTime::utc(1), |v| v.status = Completed)
+            .expect_err("immutable");
+        assert!(matches!(
+            err,
+            ModelError::Immutable {
+                field: "status",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_visit_checked_in_offline_while_cancelled_in_the_office_shows_in_progress() {
+        let (mut device, rep) = planned();
+        let mut office = RecordDoc::from_automerge(device.automerge().fork()).expect("fork");
+        office.set_actor(ActorId::random());
+        let manager = Actor::without_device(UserId::new(), Manager);
+        office
+            .transition::<Visit>(
+                &manager,
+                &TransitionRequest::new(Cancelled, DeviceTime::utc(5)),
+                |_| {},
+            )
+            .expect("cancel");
+        check_in(&mut device, &rep, DeviceTime::utc(6), None, SITE).expect("check in");
+        office.merge(&mut device).expect("merge");
+        device.merge(&mut office).expect("merge back");
+        for doc in [&office, &device] {
+            assert_eq!(doc.status::<VisitStatus>().expect("status"), InProgress);
+            assert!(
+                doc.conflicts()
+                    .expect("conflicts")
+                    .iter()
+                    .any(|c| c.path == "status")
+            );
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! The catalogue: products and price lists (master data of a territory).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::types::{Money, RecordKind, RecordMeta};
+use super::{Record, ValidationError};
+use crate::ids::RecordId;
+
+/// A product or spare part.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Product {
+    /// Ownership.
+    pub meta: RecordMeta,
+    /// Stock-keeping unit.
+    pub sku: String,
+    /// Name.
+    pub name: String,
+    /// Unit, e.g. `pcs`, `kg`.
+    pub unit: String,
+    /// Tracked by serial number.
+    #[serde(default)]
+    pub serialized: bool,
+    /// A spare part used on service jobs.
+    #[serde(default)]
+    pub spare_part: bool,
+    /// Sold or used currently.
+    #[serde(default = "yes")]
+    pub active: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Record for Product {
+    const KIND: RecordKind = RecordKind::Product;
+
+    fn meta(&self) -> &RecordMeta {
+        &self.meta
+    }
+
+    fn validate(&self) -> Result<(), ValidationError> {
+        if self.sku.trim().is_empty() {
+            return Err(ValidationError::new("sku", "a product needs a SKU"));
+        }
+        if self.name.trim().is_empty() {
+            return Err(ValidationError::new("name", "a product needs a name"));
+        }
+        Ok(())
+    }
+}
+
+/// A product's price on a list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PriceItem {
+    /// Unit price.
+    pub unit_price: Money,
+    /// Largest discount a rep may give without approval, in basis points.
+    #[serde(default)]
+    pub max_discount_bp: u32,
+}
+
+/// A price list, items keyed by product id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PriceList {
+    /// Ownership.
+    pub meta: RecordMeta,
+    /// Name.
+    pub name: String,
+    /// Currency of every item.
+    pub currency: String,
+    /// Items by product id.
+    #[serde(default)]
+    pub items: BTreeMap<RecordId, PriceItem>,
+}
+
+impl Record for PriceList {
+    const KIND: RecordKind = RecordKind::PriceList;
+
+    fn meta(&self) -> &RecordMeta {
+        &self.meta
+    }
+
+    fn validate(&self) -> Result<(), ValidationError> {
+        for (id, item) in &self.items {
+            if item.unit_price.currency != self.currency {
+                return Err(ValidationError::new(
+                    format!("items.{id}.unit_price"),
+                    "price in another currency than the list",
+                ));
+            }
+            if item.unit_price.minor < 0 {
+                return Err(ValidationError::new(
+                    format!("items.{id}.unit_price"),
+                    "price cannot be negative",
+                ));
+            }
+            if item.max_discount_bp > 10_000 {
+                return Err(ValidationError::new(
+                    format!("items.{id}.max_discount_bp"),
+                    "discount is over 100 %",
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,498 @@
+//! Service jobs (work orders). A job's status is mostly rolled up from its
+//! assignments ([`rollup`]); only the back office closes or cancels it.
+//!
+//! | from                      | to            | who                                  | condition                         |
+//! |---------------------------|---------------|--------------------------------------|-----------------------------------|
+//! | `open`                    | `scheduled`   | manager, admin, server               |                                   |
+//! | `open`, `scheduled`       | `in_progress` | technician, server (roll-up)         |                                   |
+//! | `in_progress`             | `completed`   | technician, manager, server (roll-up)|                                   |
+//! | `completed`               | `in_progress` | manager, admin (reopen)              |                                   |
+//! | `completed`               | `closed`      | manager, admin, server               |                                   |
+//! | `open`, `scheduled`, `in_progress` | `cancelled` | manager, admin                | no assignment in progress ([`cancel`]) |
+//!
+//! Concurrent statuses: `closed` (6) > `completed` (5) > `in_progress` (4) >
+//! `cancelled` (3) > `scheduled` (2) > `open` (1): a job worked on offline while
+//! the office cancelled it shows the work, with the clash kept for the manager.
+
+use automerge::ChangeHash;
+use serde::{Deserialize, Serialize};
+
+use super::assignment::AssignmentStatus;
+use super::status::{Status, TransitionError, TransitionRequest};
+use super::types::{Actor, DeviceTime, RecordKind, RecordMeta, Role};
+use super::{ModelError, Record, RecordDoc, Stateful, ValidationError};
+use crate::ids::RecordId;
+
+/// Status of a service job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Logged, not scheduled.
+    Open,
+    /// Has assignments.
+    Scheduled,
+    /// A technician is travelling to it or working on it.
+    InProgress,
+    /// Every assignment is done (or cancelled, with at least one done).
+    Completed,
+    /// Closed by the back office (invoiced, archived).
+    Closed,
+    /// Called off by the back office.
+    Cancelled,
+}
+
+impl Status for JobStatus {
+    const MACHINE: &'static str = "service job";
+
+    fn all() -> &'static [Self] {
+        use JobStatus::*;
+        &[Open, Scheduled, InProgress, Completed, Closed, Cancelled]
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Open => "open",
+            JobStatus::Scheduled => "scheduled",
+            JobStatus::InProgress => "in_progress",
+            JobStatus::Completed => "completed",
+            JobStatus::Closed => "closed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+
+    fn may_start_in(self, role: Role) -> bool {
+        matches!(self, JobStatus::Open | JobStatus::Scheduled) && role.is_back_office()
+    }
+
+    fn check(self, to: Self, role: Role) -> Result<(), TransitionError> {
+        use JobStatus::*;
+        use Role::*;
+        let allowed: &[Role] = match (self, to) {
+            (Open, Scheduled) => &[Manager, Admin, Server],
+            (Open, InProgress) | (Scheduled, InProgress) => &[Technician, Server],
+            (InProgress, Completed) => &[Technician, Manager, Server],
+            (Completed, InProgress) => &[Manager, Admin],
+            (Completed, Closed) => &[Manager, Admin, Server],
+            (Open | Scheduled | InProgress, Cancelled) => &[Manager, Admin],
+            _ => return Err(TransitionError::not_allowed(self, to)),
+        };
+        if allowed.contains(&role) {
+            Ok(())
+        } else {
+            Err(TransitionError::role(self, to, role))
+        }
+    }
+
+    fn precedence(self) -> u8 {
+        match self {
+            JobStatus::Closed => 6,
+            JobStatus::Completed => 5,
+            JobStatus::InProgress => 4,
+            JobStatus::Cancelled => 3,
+            JobStatus::Scheduled => 2,
+            JobStatus::Open => 1,
+        }
+    }
+}
+
+/// The status a job should have given its assignments.
+///
+/// Any assignment travelling, on site, working or on a break makes the job
+/// `in_progress`; all of them completed or cancelled (at least one completed)
+/// makes it `completed`. `closed` and `cancelled` are back-office decisions and
+/// never rolled back; with no active or finished work the status is left as is.
+pub fn rollup(current: JobStatus, assignments: &[AssignmentStatus]) -> JobStatus {
+    use AssignmentStatus as A;
+    if matches!(current, JobStatus::Closed | JobStatus::Cancelled) {
+        return current;
+    }
+    if assignments.iter().any(|a| a.is_active()) {
+        return JobStatus::InProgress;
+    }
+    let finished = |a: &A| matches!(a, A::Completed | A::Cancelled | A::Rejected);
+    if !assignments.is_empty()
+        && assignments.iter().all(finished)
+        && assignments.contains(&A::Completed)
+    {
+        return JobStatus::Completed;
+    }
+    if current == JobStatus::Open && !assignments.is_empty() {
+        return JobStatus::Scheduled;
+    }
+    current
+}
+
+/// Priority of a job.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    /// Whenever convenient.
+    Low,
+    /// Normal.
+    #[default]
+    Normal,
+    /// Soon.
+    High,
+    /// Now.
+    Urgent,
+}
+
+/// A service job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceJob {
+    /// Ownership: `owner` is the dispatcher responsible for the job.
+    pub meta: RecordMeta,
+    /// The customer.
+    pub account_id: RecordId,
+    /// Where.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location_id: Option<RecordId>,
+    /// Who to ask for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_id: Option<RecordId>,
+    /// The equipment serviced (asset tag or serial).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asset: Option<String>,
+    /// Job type, e.g. `repair`, `installation`, `maintenance`.
+    pub job_type: String,
+    /// Priority.
+    #[serde(default)]
+    pub priority: Priority,
+    /// What the customer reported.
+    #[serde(default)]
+    pub description: String,
+    /// Start of the window the customer asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_window_start: Option<DeviceTime>,
+    /// End of that window (the promise: a job not done by then is a broken promise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_window_end: Option<DeviceTime>,
+    /// SLA due time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sla_due: Option<DeviceTime>,
+    /// Effective status.
+    pub status: JobStatus,
+    /// When a technician first arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_arrived_at: Option<DeviceTime>,
+    /// When the job was completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<DeviceTime>,
+    /// When it was closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<DeviceTime>,
+    /// How it was resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<String>,
+    /// Fixed on the first visit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_time_fix: Option<bool>,
+    /// Completing an assignment needs the checklist.
+    #[serde(default)]
+    pub requires_checklist: bool,
+    /// The checklist template to use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checklist_template_id: Option<RecordId>,
+    /// Completing an assignment needs the customer's signature.
+    #[serde(default)]
+    pub requires_signature: bool,
+}
+
+impl ServiceJob {
+    /// An open job.
+    pub fn new(meta: RecordMeta, account_id: RecordId, job_type: impl Into<String>) -> Self {
+        Self {
+            meta,
+            account_id,
+            location_id: None,
+            contact_id: None,
+            asset: None,
+            job_type: job_type.into(),
+            priority: Priority::Normal,
+            description: String::new(),
+            request_window_start: None,
+            request_window_end: None,
+            sla_due: None,
+            status: JobStatus::Open,
+            first_arrived_at: None,
+            completed_at: None,
+            closed_at: None,
+            resolution: None,
+            first_time_fix: None,
+            requires_checklist: false,
+            checklist_template_id: None,
+            requires_signature: false,
+        }
+    }
+}
+
+impl Record for ServiceJob {
+    const KIND: RecordKind = RecordKind::ServiceJob;
+
+    fn meta(&self) -> &RecordMeta {
+        &self.meta
+    }
+
+    fn validate(&self) -> Result<(), ValidationError> {
+        if self.job_type.trim().is_empty() {
+            return Err(ValidationError::new("job_type", "a job needs a type"));
+        }
+        if let (Some(s), Some(e)) = (self.request_window_start, self.request_window_end)
+            && e.at_ms < s.at_ms
+        {
+            return Err(ValidationError::new(
+                "request_window_end",
+                "the window ends before it starts",
+            ));
+        }
+        if self.requires_checklist && self.checklist_template_id.is_none() {
+            return Err(ValidationError::new(
+                "checklist_template_id",
+                "a required checklist needs a template",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Stateful for ServiceJob {
+    type Status = JobStatus;
+
+    fn status(&self) -> JobStatus {
+        self.status
+    }
+
+    fn set_status(&mut self, status: JobStatus) {
+        self.status = status;
+    }
+
+    fn guard(
+        &self,
+        req: &TransitionRequest<JobStatus>,
+        _actor: &Actor,
+    ) -> Result<(), TransitionError> {
+        match req.to {
+            JobStatus::Cancelled if req.reason.as_deref().is_none_or(|r| r.trim().is_empty()) => {
+                Err(TransitionError::precondition(
+                    "a reason is required to cancel a job",
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Cancels a job, refused while any assignment is in progress.
+pub fn cancel(
+    doc: &mut RecordDoc,
+    actor: &Actor,
+    assignments: &[AssignmentStatus],
+    at: DeviceTime,
+    reason: impl Into<String>,
+) -> Result<ChangeHash, ModelError> {
+    if assignments.iter().any(|a| a.is_active()) {
+        return Err(TransitionError::precondition(
+            "a job cannot be cancelled while an assignment is in progress",
+        )
+        .into());
+    }
+    doc.transition::<ServiceJob>(
+        actor,
+        &TransitionRequest::new(JobStatus::Cancelled, at).with_reason(reason),
+        |_| {},
+    )
+}
+
+/// Applies the roll-up: moves the job to the status its assignments imply (one
+/// change, by `actor`), stamping first arrival and completion. Returns `None`
+/// when the job already shows that status.
+pub fn apply_rollup(
+    doc: &mut RecordDoc,
+    actor: &Actor,
+    assignments: &[AssignmentStatus],
+    at: DeviceTime,
+) -> Result<Option<ChangeHash>, ModelError> {
+    let current = doc.status::<JobStatus>()?;
+    let target = rollup(current, assignments);
+    if target == current {
+        return Ok(None);
+    }
+    doc.transition::<ServiceJob>(
+        actor,
+        &TransitionRequest::new(target, at),
+        |j| match target {
+            JobStatus::InProgress if j.first_arrived_at.is_none() => j.first_arrived_at = Some(at),
+            JobStatus::Completed => j.completed_at = Some(at),
+            _ => {}
+        },
+    )
+    .map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{OrgId, TeamId, TerritoryId, UserId};
+    use automerge::ActorId;
+    use rstest::rstest;
+
+    use AssignmentStatus as A;
+    use JobStatus::*;
+    use Role::*;
+
+    #[rstest]
+    #[case(Open, Scheduled, Manager)]
+    #[case(Scheduled, InProgress, Technician)]
+    #[case(Open, InProgress, Server)]
+    #[case(InProgress, Completed, Technician)]
+    #[case(Completed, Closed, Manager)]
+    #[case(Completed, InProgress, Admin)]
+    #[case(Scheduled, Cancelled, Manager)]
+    fn allowed_transitions(#[case] from: JobStatus, #[case] to: JobStatus, #[case] role: Role) {
+        assert_eq!(from.check(to, role), Ok(()));
+    }
+
+    #[rstest]
+    #[case::closing_is_back_office_only(Completed, Closed, Technician)]
+    #[case::technicians_cannot_cancel(Scheduled, Cancelled, Technician)]
+    #[case::the_server_does_not_cancel(Open, Cancelled, Server)]
+    #[case::reps_have_no_jobs(Scheduled, InProgress, Rep)]
+    fn refused_by_role(#[case] from: JobStatus, #[case] to: JobStatus, #[case] role: Role) {
+        assert!(matches!(
+            from.check(to, role),
+            Err(TransitionError::RoleNotAllowed { .. })
+        ));
+    }
+
+    #[rstest]
+    #[case(Closed, InProgress)]
+    #[case(Cancelled, InProgress)]
+    #[case(Completed, Cancelled)]
+    #[case(Open, Completed)]
+    #[case(Closed, Open)]
+    fn refused_edges(#[case] from: JobStatus, #[case] to: JobStatus) {
+        for role in [Technician, Manager, Admin, Server] {
+            assert!(matches!(
+                from.check(to, role),
+                Err(TransitionError::NotAllowed { .. })
+            ));
+        }
+    }
+
+    #[rstest]
+    #[case::nothing_assigned(Open, &[], Open)]
+    #[case::assigned(Open, &[A::Scheduled], Scheduled)]
+    #[case::travelling(Scheduled, &[A::Accepted, A::Traveling], InProgress)]
+    #[case::on_break(Scheduled, &[A::OnBreak], InProgress)]
+    #[case::all_done(InProgress, &[A::Completed, A::Completed], Completed)]
+    #[case::done_and_cancelled(InProgress, &[A::Completed, A::Cancelled], Completed)]
+    #[case::all_cancelled_is_not_completion(Scheduled, &[A::Cancelled], Scheduled)]
+    #[case::one_still_working(InProgress, &[A::Completed, A::InProgress], InProgress)]
+    #[case::closed_stays_closed(Closed, &[A::InProgress], Closed)]
+    #[case::cancelled_stays_cancelled(Cancelled, &[A::Completed], Cancelled)]
+    fn rollup_table(
+        #[case] current: JobStatus,
+        #[case] assignments: &[A],
+        #[case] expected: JobStatus,
+    ) {
+        assert_eq!(rollup(current, assignments), expected);
+    }
+
+    fn job() -> (RecordDoc, Actor) {
+        let manager = Actor::without_device(UserId::new(), Manager);
+        let meta = RecordMeta {
+            id: RecordId::new(),
+            org: OrgId::new(),
+            owner: manager.user,
+            team: TeamId::new(),
+            territory: TerritoryId::new(),
+        };
+        let j = ServiceJob::new(meta, RecordId::new(), "repair");
+        (
+            RecordDoc::create_stateful(&j, ActorId::random(), &manager, DeviceTime::utc(0))
+                .expect("create"),
+            manager,
+        )
+    }
+
+    #[test]
+    fn a_job_cannot_be_cancelled_while_an_assignment_is_in_progress() {
+        let (mut doc, manager) = job();
+        let err = cancel(
+            &mut doc,
+            &manager,
+            &[A::InProgress],
+            DeviceTime::utc(1),
+            "customer called",
+        )
+        .expect_err("refused");
+        assert!(err.to_string().contains("in progress"));
+        cancel(
+            &mut doc,
+            &manager,
+            &[A::Accepted],
+            DeviceTime::utc(2),
+            "customer called",
+        )
+        .expect("allowed");
+        assert_eq!(doc.status::<JobStatus>().expect("status"), Cancelled);
+    }
+
+    #[test]
+    fn the_rollup_stamps_first_arrival_and_completion() {
+        let (mut doc, _) = job();
+        let server = Actor::without_device(UserId::new(), Server);
+        apply_rollup(&mut doc, &server, &[A::OnSite], DeviceTime::utc(10)).expect("rollup");
+        assert_eq!(
+            apply_rollup(&mut doc, &server, &[A::InProgress], DeviceTime::utc(11)).expect("same"),
+            None
+        );
+        apply_rollup(&mut doc, &server, &[A::Completed], DeviceTime::utc(20)).expect("rollup");
+        let j: ServiceJob = doc.read_stateful().expect("read");
+        assert_eq!(j.status, Completed);
+        assert_eq!(j.first_arrived_at, Some(DeviceTime::utc(10)));
+        assert_eq!(j.completed_at, Some(DeviceTime::utc(20)));
+    }
+
+    #[test]
+    fn a_job_completed_offline_while_cancelled_in_the_office_shows_completed_with_the_clash() {
+        let (mut office, manager) = job();
+        let tech = Actor::without_device(UserId::new(), Technician);
+        office
+            .transition::<ServiceJob>(
+                &tech,
+                &TransitionRequest::new(InProgress, DeviceTime::utc(1)),
+                |_| {},
+            )
+            .expect("start");
+        let mut device = RecordDoc::from_automerge(office.automerge().fork()).expect("fork");
+        device.set_actor(ActorId::random());
+        device
+            .transition::<ServiceJob>(
+                &tech,
+                &TransitionRequest::new(Completed, DeviceTime::utc(5)),
+                |_| {},
+            )
+            .expect("complete");
+        office
+            .transition::<ServiceJob>(
+                &manager,
+                &TransitionRequest::new(Cancelled, DeviceTime::utc(4)).with_reason("duplicate"),
+                |_| {},
+            )
+            .expect("cancel");
+        office.merge(&mut device).expect("merge");
+        device.merge(&mut office).expect("merge back");
+        for doc in [&office, &device] {
+            assert_eq!(doc.status::<JobStatus>().expect("status"), Completed);
+            assert!(
+                doc.conflicts()
+                    .expect("conflicts")
+                    .iter()
+                    .any(|c| c.path == "status")
+            );
+        }
+    }
+}
