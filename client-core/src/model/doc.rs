@@ -530,6 +530,20 @@ impl RecordDoc {
         Ok(self.doc.merge(&mut other.doc)?)
     }
 
+    /// Writes the raw status key, bypassing the state machine: how a forged or
+    /// buggy client would, for tests of the server's checks.
+    #[cfg(test)]
+    pub(crate) fn automerge_put_status_for_tests(&mut self, status: &str) {
+        self.automerge_put_root_for_tests("status", status);
+    }
+
+    /// Writes a raw root key, bypassing validation (tests of incoming checks).
+    #[cfg(test)]
+    pub(crate) fn automerge_put_root_for_tests(&mut self, key: &str, value: &str) {
+        let _ = self.doc.put(ROOT, key, value);
+        self.doc.commit();
+    }
+
     /// Gives back the underlying Automerge document.
     pub fn into_automerge(self) -> AutoCommit {
         self.doc

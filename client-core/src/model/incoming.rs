@@ -206,3 +206,191 @@ fn check_record<R: Stateful>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{DeviceId, RecordId, TeamId, TerritoryId, UserId};
+    use crate::model::order::{self, Order, OrderLine, OrderStatus};
+    use crate::model::visit::{self, Site, Visit, VisitStatus};
+    use crate::model::{DeviceTime, Money, Qty, RecordMeta, Role, TransitionRequest};
+    use automerge::ActorId;
+
+    struct World {
+        org: OrgId,
+        rep: Actor,
+    }
+
+    fn world() -> World {
+        World {
+            org: OrgId::new(),
+            rep: Actor::on_device(UserId::new(), Role::Rep, DeviceId::new()),
+        }
+    }
+
+    fn meta(w: &World) -> RecordMeta {
+        RecordMeta {
+            id: RecordId::new(),
+            org: w.org,
+            owner: w.rep.user,
+            team: TeamId::new(),
+            territory: TerritoryId::new(),
+        }
+    }
+
+    /// The server's copy and a device copy made from it.
+    fn pair(doc: &mut RecordDoc) -> (RecordDoc, RecordDoc) {
+        let server = RecordDoc::from_automerge(doc.automerge().fork()).expect("fork");
+        let mut device = RecordDoc::from_automerge(doc.automerge().fork()).expect("fork");
+        device.set_actor(ActorId::random());
+        (server, device)
+    }
+
+    fn merged(server: &RecordDoc, device: &mut RecordDoc) -> RecordDoc {
+        let mut after = server.clone();
+        after.merge(device).expect("merge");
+        after
+    }
+
+    const SITE: Site = Site {
+        coords: None,
+        radius_m: 100.0,
+    };
+
+    #[test]
+    fn a_new_record_made_by_its_rep_is_accepted() {
+        let w = world();
+        let v = Visit::planned(
+            meta(&w),
+            RecordId::new(),
+            DeviceTime::utc(0),
+            DeviceTime::utc(1),
+        );
+        let doc = RecordDoc::create_stateful(&v, ActorId::random(), &w.rep, DeviceTime::utc(0))
+            .expect("create");
+        assert_eq!(check_incoming(None, &doc, &w.rep, w.org), Ok(()));
+    }
+
+    #[test]
+    fn a_record_of_another_organisation_is_forbidden() {
+        let w = world();
+        let v = Visit::planned(
+            meta(&w),
+            RecordId::new(),
+            DeviceTime::utc(0),
+            DeviceTime::utc(1),
+        );
+        let doc = RecordDoc::create_stateful(&v, ActorId::random(), &w.rep, DeviceTime::utc(0))
+            .expect("create");
+        assert!(matches!(
+            check_incoming(None, &doc, &w.rep, OrgId::new()),
+            Err(IncomingError::Forbidden(_))
+        ));
+    }
+
+    #[test]
+    fn a_legal_check_in_is_accepted() {
+        let w = world();
+        let v = Visit::planned(
+            meta(&w),
+            RecordId::new(),
+            DeviceTime::utc(0),
+            DeviceTime::utc(1),
+        );
+        let mut doc = RecordDoc::create_stateful(&v, ActorId::random(), &w.rep, DeviceTime::utc(0))
+            .expect("create");
+        let (server, mut device) = pair(&mut doc);
+        visit::check_in(&mut device, &w.rep, DeviceTime::utc(5), None, SITE).expect("check in");
+        let after = merged(&server, &mut device);
+        assert_eq!(check_incoming(Some(&server), &after, &w.rep, w.org), Ok(()));
+    }
+
+    #[test]
+    fn a_transition_the_pushing_role_may_not_make_is_refused_whatever_the_event_claims() {
+        // A rep's device forges a "manager" event marking a visit missed.
+        let w = world();
+        let v = Visit::planned(
+            meta(&w),
+            RecordId::new(),
+            DeviceTime::utc(0),
+            DeviceTime::utc(1),
+        );
+        let mut doc = RecordDoc::create_stateful(&v, ActorId::random(), &w.rep, DeviceTime::utc(0))
+            .expect("create");
+        let (server, mut device) = pair(&mut doc);
+        let claimed = Actor {
+            role: Role::Manager,
+            ..w.rep.clone()
+        };
+        device
+            .transition::<Visit>(
+                &claimed,
+                &TransitionRequest::new(VisitStatus::Missed, DeviceTime::utc(5)),
+                |_| {},
+            )
+            .expect("the device's own check passes with the claimed role");
+        let after = merged(&server, &mut device);
+        assert!(matches!(
+            check_incoming(Some(&server), &after, &w.rep, w.org),
+            Err(IncomingError::Transition(_))
+        ));
+    }
+
+    #[test]
+    fn a_status_written_without_a_transition_is_forbidden() {
+        let w = world();
+        let o = Order::new(meta(&w), RecordId::new(), "EUR");
+        let mut doc = RecordDoc::create_stateful(&o, ActorId::random(), &w.rep, DeviceTime::utc(0))
+            .expect("create");
+        let (server, mut device) = pair(&mut doc);
+        device.automerge_put_status_for_tests("confirmed");
+        let after = merged(&server, &mut device);
+        assert!(matches!(
+            check_incoming(Some(&server), &after, &w.rep, w.org),
+            Err(IncomingError::Forbidden(_))
+        ));
+    }
+
+    #[test]
+    fn an_event_attributed_to_another_user_is_forbidden() {
+        let w = world();
+        let o = Order::new(meta(&w), RecordId::new(), "EUR");
+        let mut doc = RecordDoc::create_stateful(&o, ActorId::random(), &w.rep, DeviceTime::utc(0))
+            .expect("create");
+        let (server, mut device) = pair(&mut doc);
+        order::add_line(
+            &mut device,
+            &w.rep,
+            DeviceTime::utc(1),
+            OrderLine::new(RecordId::new(), Qty::units(1), Money::new(5, "EUR")),
+        )
+        .expect("line");
+        order::submit(&mut device, &w.rep, DeviceTime::utc(2)).expect("submit");
+        let after = merged(&server, &mut device);
+        let someone_else = Actor::on_device(UserId::new(), Role::Rep, DeviceId::new());
+        assert!(matches!(
+            check_incoming(Some(&server), &after, &someone_else, w.org),
+            Err(IncomingError::Forbidden(_))
+        ));
+        assert_eq!(check_incoming(Some(&server), &after, &w.rep, w.org), Ok(()));
+        assert_eq!(
+            after.status::<OrderStatus>().expect("status"),
+            OrderStatus::Submitted
+        );
+    }
+
+    #[test]
+    fn an_invalid_merged_record_is_refused() {
+        let w = world();
+        let o = Order::new(meta(&w), RecordId::new(), "EUR");
+        let mut doc = RecordDoc::create_stateful(&o, ActorId::random(), &w.rep, DeviceTime::utc(0))
+            .expect("create");
+        let (server, mut device) = pair(&mut doc);
+        device.automerge_put_root_for_tests("currency", "euro");
+        let after = merged(&server, &mut device);
+        assert!(matches!(
+            check_incoming(Some(&server), &after, &w.rep, w.org),
+            Err(IncomingError::Validation(_))
+        ));
+    }
+}
