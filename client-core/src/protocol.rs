@@ -397,3 +397,24 @@ mod tests {
         assert!(err.to_string().contains("update the app"));
     }
 }
+
+impl From<crate::model::IncomingError> for Rejection {
+    fn from(e: crate::model::IncomingError) -> Self {
+        use crate::model::IncomingError as E;
+        let (code, retryable) = match &e {
+            E::Validation(_) => (RejectCode::Validation, false),
+            E::Transition(_) => (RejectCode::Transition, false),
+            E::Forbidden(_) => (RejectCode::Forbidden, false),
+            E::WrongKind(_) => (RejectCode::WrongKind, false),
+            E::InvalidChange(_) => (RejectCode::InvalidChange, false),
+            // Repair brings the missing history; the same changes then apply.
+            E::MissingDependencies(_) => (RejectCode::MissingDependencies, true),
+            E::ForeignActor(_) => (RejectCode::ForeignActor, false),
+        };
+        Rejection {
+            code,
+            message: e.to_string(),
+            retryable,
+        }
+    }
+}

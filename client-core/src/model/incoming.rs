@@ -38,6 +38,96 @@ pub enum IncomingError {
     /// The changes turn the record into another kind.
     #[error("{0}")]
     WrongKind(String),
+    /// The bytes are not Automerge changes of this record.
+    #[error("{0}")]
+    InvalidChange(String),
+    /// The changes depend on changes the server does not have.
+    #[error("{0}")]
+    MissingDependencies(String),
+    /// A change was made under an actor id that is not the pushing device's.
+    #[error("{0}")]
+    ForeignActor(String),
+}
+
+/// The server's copy of a record after accepting pushed changes.
+#[derive(Debug)]
+pub struct Merged {
+    /// The merged record.
+    pub doc: RecordDoc,
+    /// The changes that were new to the server, in the order they were applied:
+    /// (hash, raw bytes). Empty for a resend.
+    pub new_changes: Vec<(automerge::ChangeHash, Vec<u8>)>,
+}
+
+/// Applies changes pushed by a device to the server's copy of a record (`None`
+/// for a record the server has not seen) and checks the result.
+///
+/// Changes the server already has are skipped (a resend is a no-op). Every new
+/// change must be made under `device_actor`. Nothing is modified in place: on
+/// error the caller's copy is untouched, and on success the merged document is
+/// returned for the caller to store in one transaction.
+pub fn merge_incoming(
+    existing: Option<&RecordDoc>,
+    id: crate::ids::RecordId,
+    kind: RecordKind,
+    raw_changes: &[Vec<u8>],
+    device_actor: &automerge::ActorId,
+    actor: &Actor,
+    org: OrgId,
+) -> Result<Merged, IncomingError> {
+    let mut base = match existing {
+        Some(doc) => doc.clone().into_automerge(),
+        None => automerge::AutoCommit::new(),
+    };
+    let mut fresh = Vec::new();
+    for raw in raw_changes {
+        let change = automerge::Change::from_bytes(raw.clone())
+            .map_err(|e| IncomingError::InvalidChange(format!("not an Automerge change: {e}")))?;
+        if base.get_change_by_hash(&change.hash()).is_some()
+            || fresh.iter().any(|(h, _, _)| *h == change.hash())
+        {
+            continue;
+        }
+        if change.actor_id() != device_actor {
+            return Err(IncomingError::ForeignActor(
+                "a change was made under an actor id that is not this device's; log in again"
+                    .into(),
+            ));
+        }
+        fresh.push((change.hash(), raw.clone(), change));
+    }
+    if fresh.is_empty() {
+        if let Some(doc) = existing {
+            return Ok(Merged {
+                doc: doc.clone(),
+                new_changes: Vec::new(),
+            });
+        }
+        return Err(IncomingError::InvalidChange(
+            "a new record needs its changes".into(),
+        ));
+    }
+    base.apply_changes(fresh.iter().map(|(_, _, c)| c.clone()).collect::<Vec<_>>())
+        .map_err(|e| IncomingError::InvalidChange(format!("the changes do not apply: {e}")))?;
+    if !base.get_missing_deps(&[]).is_empty() {
+        return Err(IncomingError::MissingDependencies(
+            "the changes depend on history the server does not have; the app will repair the record".into(),
+        ));
+    }
+    let after =
+        RecordDoc::from_automerge(base).map_err(|e| IncomingError::Validation(e.to_string()))?;
+    if after.id() != id || after.kind() != kind {
+        return Err(IncomingError::WrongKind(format!(
+            "the changes describe {} {}, not {kind} {id}",
+            after.kind(),
+            after.id()
+        )));
+    }
+    check_incoming(existing, &after, actor, org)?;
+    Ok(Merged {
+        doc: after,
+        new_changes: fresh.into_iter().map(|(h, raw, _)| (h, raw)).collect(),
+    })
 }
 
 impl From<ModelError> for IncomingError {
@@ -377,6 +467,133 @@ mod tests {
             after.status::<OrderStatus>().expect("status"),
             OrderStatus::Submitted
         );
+    }
+
+    fn raw(doc: &mut RecordDoc, since: &[automerge::ChangeHash]) -> Vec<Vec<u8>> {
+        doc.changes_since(since)
+            .iter()
+            .map(|c| c.raw_bytes().to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn merging_a_push_is_idempotent() {
+        let w = world();
+        let device_actor = ActorId::random();
+        let v = Visit::planned(
+            meta(&w),
+            RecordId::new(),
+            DeviceTime::utc(0),
+            DeviceTime::utc(1),
+        );
+        let mut device =
+            RecordDoc::create_stateful(&v, device_actor.clone(), &w.rep, DeviceTime::utc(0))
+                .expect("create");
+        visit::check_in(&mut device, &w.rep, DeviceTime::utc(5), None, SITE).expect("check in");
+        let changes = raw(&mut device, &[]);
+        let first = merge_incoming(
+            None,
+            device.id(),
+            device.kind(),
+            &changes,
+            &device_actor,
+            &w.rep,
+            w.org,
+        )
+        .expect("accepted");
+        assert_eq!(first.new_changes.len(), 2);
+        let again = merge_incoming(
+            Some(&first.doc),
+            device.id(),
+            device.kind(),
+            &changes,
+            &device_actor,
+            &w.rep,
+            w.org,
+        )
+        .expect("resend accepted");
+        assert!(again.new_changes.is_empty());
+        let mut merged = again.doc;
+        assert_eq!(merged.heads(), device.heads());
+    }
+
+    #[test]
+    fn changes_under_another_actor_are_refused() {
+        let w = world();
+        let v = Visit::planned(
+            meta(&w),
+            RecordId::new(),
+            DeviceTime::utc(0),
+            DeviceTime::utc(1),
+        );
+        let mut device =
+            RecordDoc::create_stateful(&v, ActorId::random(), &w.rep, DeviceTime::utc(0))
+                .expect("create");
+        let changes = raw(&mut device, &[]);
+        let err = merge_incoming(
+            None,
+            device.id(),
+            device.kind(),
+            &changes,
+            &ActorId::random(),
+            &w.rep,
+            w.org,
+        )
+        .expect_err("foreign");
+        assert!(matches!(err, IncomingError::ForeignActor(_)));
+    }
+
+    #[test]
+    fn garbage_bytes_and_missing_history_are_refused() {
+        let w = world();
+        let device_actor = ActorId::random();
+        let v = Visit::planned(
+            meta(&w),
+            RecordId::new(),
+            DeviceTime::utc(0),
+            DeviceTime::utc(1),
+        );
+        let mut device =
+            RecordDoc::create_stateful(&v, device_actor.clone(), &w.rep, DeviceTime::utc(0))
+                .expect("create");
+        let id = device.id();
+        let err = merge_incoming(
+            None,
+            id,
+            RecordKind::Visit,
+            &[vec![1, 2, 3]],
+            &device_actor,
+            &w.rep,
+            w.org,
+        )
+        .expect_err("garbage");
+        assert!(matches!(err, IncomingError::InvalidChange(_)));
+        let heads = device.heads();
+        visit::check_in(&mut device, &w.rep, DeviceTime::utc(5), None, SITE).expect("check in");
+        let only_the_second = raw(&mut device, &heads);
+        let err = merge_incoming(
+            None,
+            id,
+            RecordKind::Visit,
+            &only_the_second,
+            &device_actor,
+            &w.rep,
+            w.org,
+        )
+        .expect_err("gap");
+        assert!(matches!(err, IncomingError::MissingDependencies(_)));
+        let all = raw(&mut device, &[]);
+        let err = merge_incoming(
+            None,
+            id,
+            RecordKind::Order,
+            &all,
+            &device_actor,
+            &w.rep,
+            w.org,
+        )
+        .expect_err("kind");
+        assert!(matches!(err, IncomingError::WrongKind(_)));
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub use checklist::{
 pub use contact::Contact;
 pub use doc::{Conflict, ConflictValue, RecordDoc};
 pub use geo::GeofenceVerdict;
-pub use incoming::{IncomingError, check_incoming};
+pub use incoming::{IncomingError, Merged, check_incoming, merge_incoming};
 pub use job::{JobStatus, Priority, ServiceJob};
 pub use order::{Order, OrderLine, OrderStatus, SignatureRef};
 pub use report::{KpiValue, ReportStatus, ReviewComment, VisitReport};
