@@ -23,6 +23,7 @@ commands:
   test            install missing test prerequisites, then run fmt check, clippy and all tests
   test --no-lint  the same without the fmt and clippy checks
   deps            only install the missing test prerequisites
+  bindings        generate the Kotlin, Swift and Python bindings into target/bindings
   bench           run the benchmarks (release builds) and print their tables
 ";
 
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("deps") => ensure_prerequisites(),
         Some("bench") => bench(),
+        Some("bindings") => generate_bindings(&workspace_root()).map(|_| ()),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             Ok(())
@@ -83,6 +85,7 @@ fn test(args: &[String]) -> Result<()> {
         "Rust tests (all crates)",
         cargo(&root, &["test", "--workspace", "--no-fail-fast"]),
     )?;
+    binding_tests(&root)?;
     println!("xtask: all checks passed in {:.0?}", started.elapsed());
     Ok(())
 }
@@ -117,20 +120,193 @@ fn step(name: &str, mut cmd: Command) -> Result<()> {
     Ok(())
 }
 
+/// Where the generated bindings go.
+struct Bindings {
+    dir: PathBuf,
+    library: PathBuf,
+}
+
+/// Builds the native library and generates the Kotlin, Swift and Python bindings
+/// from it with the workspace's own `uniffi-bindgen`.
+fn generate_bindings(root: &Path) -> Result<Bindings> {
+    step(
+        "build the native library",
+        cargo(root, &["build", "-p", "fieldsync-ffi"]),
+    )?;
+    step(
+        "build uniffi-bindgen",
+        cargo(
+            root,
+            &[
+                "build",
+                "-p",
+                "fieldsync-ffi",
+                "--features",
+                "bindgen",
+                "--bin",
+                "uniffi-bindgen",
+            ],
+        ),
+    )?;
+    let target = target_dir(root);
+    let library = target.join("debug").join("libfieldsync_ffi.so");
+    let dir = target.join("bindings");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    for language in ["kotlin", "swift", "python"] {
+        let mut cmd = Command::new(target.join("debug").join("uniffi-bindgen"));
+        cmd.args(["generate", "--no-format", "-l", language, "-o"])
+            .arg(dir.join(language))
+            .arg(&library)
+            .current_dir(root.join("bindings"));
+        step(&format!("generate {language} bindings"), cmd)?;
+    }
+    println!("xtask: bindings are in {}", dir.display());
+    Ok(Bindings { dir, library })
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}
+
+/// Runs the Python and Kotlin binding tests against the generated bindings and
+/// the real native library.
+fn binding_tests(root: &Path) -> Result<()> {
+    let b = generate_bindings(root)?;
+    let py = b.dir.join("python");
+    std::fs::copy(&b.library, py.join("libfieldsync_ffi.so"))
+        .context("copying the library next to the Python module")?;
+    let mut python = Command::new("python3");
+    python
+        .args(["-m", "unittest", "discover", "-v", "-s"])
+        .arg(root.join("bindings/tests/python"))
+        .env("PYTHONPATH", &py)
+        .current_dir(root);
+    step("Python binding tests", python)?;
+
+    let kotlinc = find_kotlinc().context("kotlinc not found after installing kotlin-compiler")?;
+    let jar = b.dir.join("kotlin-tests.jar");
+    let mut compile = Command::new(kotlinc);
+    compile
+        .arg("-nowarn")
+        .arg("-include-runtime")
+        .arg("-cp")
+        .arg(JNA_JAR)
+        .arg("-d")
+        .arg(&jar);
+    for dir in [b.dir.join("kotlin"), root.join("bindings/tests/kotlin")] {
+        for file in kotlin_files(&dir)? {
+            compile.arg(file);
+        }
+    }
+    step("compile the Kotlin binding tests", compile)?;
+    let lib_dir = b
+        .library
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    for main in kotlin_mains(&root.join("bindings/tests/kotlin"))? {
+        let mut run = Command::new("java");
+        run.arg(format!("-Djna.library.path={}", lib_dir.display()))
+            .arg("-cp")
+            .arg(format!("{}:{JNA_JAR}", jar.display()))
+            .arg(&main)
+            .current_dir(root);
+        step(&format!("Kotlin binding test {main}"), run)?;
+    }
+    Ok(())
+}
+
+/// JNA as Debian's libjna-java installs it.
+const JNA_JAR: &str = "/usr/share/java/jna.jar";
+
+fn kotlin_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            out.extend(kotlin_files(&path)?);
+        } else if path.extension().is_some_and(|e| e == "kt") {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Each test file `FooTest.kt` has a top-level `main`, compiled to class `FooTestKt`.
+fn kotlin_mains(dir: &Path) -> Result<Vec<String>> {
+    Ok(kotlin_files(dir)?
+        .iter()
+        .filter_map(|p| p.file_stem().and_then(|s| s.to_str()))
+        .filter(|s| s.ends_with("Test"))
+        .map(|s| format!("{s}Kt"))
+        .collect())
+}
+
+/// kotlinc from the npm package `kotlin-compiler` (its bin directory is not
+/// linked onto PATH by npm), or any kotlinc on PATH.
+fn find_kotlinc() -> Option<PathBuf> {
+    on_path("kotlinc").or_else(|| {
+        let out = Command::new("npm").args(["root", "-g"]).output().ok()?;
+        let root = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        let path = root.join("kotlin-compiler").join("bin").join("kotlinc");
+        path.is_file().then_some(path)
+    })
+}
+
 /// A tool the tests need, how to tell it is there, and how to install it.
 struct Prerequisite {
     what: &'static str,
     present: fn() -> bool,
     /// Debian packages that provide it (installed with apt-get).
     apt: &'static [&'static str],
+    /// npm packages that provide it (installed globally).
+    npm: &'static [&'static str],
 }
 
 fn prerequisites() -> Vec<Prerequisite> {
-    vec![Prerequisite {
-        what: "PostgreSQL server binaries (initdb, pg_ctl) for the PostgreSQL test clusters",
-        present: || find_pg_bin("initdb").is_some() && find_pg_bin("pg_ctl").is_some(),
-        apt: &["postgresql"],
-    }]
+    vec![
+        Prerequisite {
+            what: "PostgreSQL server binaries (initdb, pg_ctl) for the PostgreSQL test clusters",
+            present: || find_pg_bin("initdb").is_some() && find_pg_bin("pg_ctl").is_some(),
+            apt: &["postgresql"],
+            npm: &[],
+        },
+        Prerequisite {
+            what: "python3 for the Python binding tests",
+            present: || on_path("python3").is_some(),
+            apt: &["python3"],
+            npm: &[],
+        },
+        Prerequisite {
+            what: "a Java runtime for the Kotlin binding tests",
+            present: || on_path("java").is_some(),
+            apt: &["default-jre-headless"],
+            npm: &[],
+        },
+        Prerequisite {
+            what: "JNA (Debian libjna-java) for the Kotlin binding tests",
+            present: || Path::new(JNA_JAR).is_file(),
+            apt: &["libjna-java"],
+            npm: &[],
+        },
+        Prerequisite {
+            what: "npm, to install the Kotlin compiler",
+            present: || on_path("npm").is_some(),
+            apt: &["npm"],
+            npm: &[],
+        },
+        Prerequisite {
+            what: "kotlinc (npm package kotlin-compiler) for the Kotlin binding tests",
+            present: || find_kotlinc().is_some(),
+            apt: &[],
+            npm: &["kotlin-compiler@2.4.20"],
+        },
+    ]
 }
 
 fn ensure_prerequisites() -> Result<()> {
@@ -147,6 +323,7 @@ fn ensure_prerequisites() -> Result<()> {
         println!("xtask: missing: {}", p.what);
     }
     if !packages.is_empty() {
+        // apt first: npm itself may be among the packages.
         let sudo = if is_root() { None } else { Some("sudo") };
         println!("xtask: installing Debian packages: {}", packages.join(" "));
         let mut update = privileged(sudo, "apt-get");
@@ -158,6 +335,14 @@ fn ensure_prerequisites() -> Result<()> {
             .args(&packages)
             .env("DEBIAN_FRONTEND", "noninteractive");
         step("apt-get install", install)?;
+    }
+    let npm: Vec<&str> = missing.iter().flat_map(|p| p.npm.iter().copied()).collect();
+    if !npm.is_empty() {
+        let mut install = Command::new("npm");
+        install
+            .args(["install", "--global", "--no-fund", "--no-audit"])
+            .args(&npm);
+        step(&format!("npm install {}", npm.join(" ")), install)?;
     }
     let still: Vec<&str> = prerequisites()
         .into_iter()
