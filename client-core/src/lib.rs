@@ -9,6 +9,8 @@
 //! - `store` (feature `device`, on by default): the SQLite store on the phone or
 //!   tablet: documents saved incrementally, the outbox of unacknowledged changes,
 //!   sync metadata and the indexed lists a field app shows.
+//! - `sync` (feature `device`): the sync client: push the outbox, pull the feed,
+//!   prime a new device, with retries and backoff.
 //! - [`protocol`]: the sync protocol's wire types and their CBOR encoding, shared
 //!   by the device and the server (`docs/protocol.md`).
 //!
@@ -18,6 +20,10 @@
 pub mod ids;
 pub mod model;
 pub mod protocol;
+#[cfg(feature = "device")]
+pub mod store;
+#[cfg(feature = "device")]
+pub mod sync;
 
 pub use ids::{DeviceId, InvalidId, OrgId, RecordId, TeamId, TerritoryId, UserId};
 pub use model::{

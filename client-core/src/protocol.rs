@@ -289,6 +289,27 @@ pub fn negotiate(offered: Option<&str>) -> Result<u16, VersionError> {
     Ok(v.min(PROTOCOL_VERSION))
 }
 
+impl From<crate::model::IncomingError> for Rejection {
+    fn from(e: crate::model::IncomingError) -> Self {
+        use crate::model::IncomingError as E;
+        let (code, retryable) = match &e {
+            E::Validation(_) => (RejectCode::Validation, false),
+            E::Transition(_) => (RejectCode::Transition, false),
+            E::Forbidden(_) => (RejectCode::Forbidden, false),
+            E::WrongKind(_) => (RejectCode::WrongKind, false),
+            E::InvalidChange(_) => (RejectCode::InvalidChange, false),
+            // Repair brings the missing history; the same changes then apply.
+            E::MissingDependencies(_) => (RejectCode::MissingDependencies, true),
+            E::ForeignActor(_) => (RejectCode::ForeignActor, false),
+        };
+        Rejection {
+            code,
+            message: e.to_string(),
+            retryable,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,26 +416,5 @@ mod tests {
         assert!(negotiate(Some("0")).is_err());
         let err = negotiate(Some("banana")).expect_err("not a number");
         assert!(err.to_string().contains("update the app"));
-    }
-}
-
-impl From<crate::model::IncomingError> for Rejection {
-    fn from(e: crate::model::IncomingError) -> Self {
-        use crate::model::IncomingError as E;
-        let (code, retryable) = match &e {
-            E::Validation(_) => (RejectCode::Validation, false),
-            E::Transition(_) => (RejectCode::Transition, false),
-            E::Forbidden(_) => (RejectCode::Forbidden, false),
-            E::WrongKind(_) => (RejectCode::WrongKind, false),
-            E::InvalidChange(_) => (RejectCode::InvalidChange, false),
-            // Repair brings the missing history; the same changes then apply.
-            E::MissingDependencies(_) => (RejectCode::MissingDependencies, true),
-            E::ForeignActor(_) => (RejectCode::ForeignActor, false),
-        };
-        Rejection {
-            code,
-            message: e.to_string(),
-            retryable,
-        }
     }
 }

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use crate::ids::{DeviceId, OrgId, TeamId, TerritoryId, UserId};
 use crate::model::Role;
 use crate::protocol::{
-    self, CONTENT_TYPE, PROTOCOL_HEADER, PROTOCOL_VERSION, PrimeRequest, PrimeResponse, PullRequest, PullResponse,
-    PushRequest, PushResponse, RepairRequest, RepairResponse,
+    self, CONTENT_TYPE, PROTOCOL_HEADER, PROTOCOL_VERSION, PrimeRequest, PrimeResponse,
+    PullRequest, PullResponse, PushRequest, PushResponse, RepairRequest, RepairResponse,
 };
 
 /// `POST /v1/auth/login` body.
@@ -139,7 +139,9 @@ impl TransportError {
     pub fn retryable(&self) -> bool {
         matches!(
             self,
-            TransportError::Network(_) | TransportError::RateLimited { .. } | TransportError::Server { .. }
+            TransportError::Network(_)
+                | TransportError::RateLimited { .. }
+                | TransportError::Server { .. }
         )
     }
 }
@@ -197,8 +199,13 @@ impl HttpTransport {
         format!("{}{path}", self.base)
     }
 
-    fn json<Req: Serialize, Resp: DeserializeOwned>(&self, path: &str, body: &Req) -> Result<Resp, TransportError> {
-        let bytes = serde_json::to_vec(body).map_err(|e| TransportError::Protocol(e.to_string()))?;
+    fn json<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Req,
+    ) -> Result<Resp, TransportError> {
+        let bytes =
+            serde_json::to_vec(body).map_err(|e| TransportError::Protocol(e.to_string()))?;
         let resp = self
             .agent
             .post(&self.url(path))
@@ -255,7 +262,10 @@ fn read_ok(resp: ureq::http::Response<ureq::Body>) -> Result<Vec<u8>, TransportE
     }
     let (code, message) = match serde_json::from_slice::<ErrorBody>(&body) {
         Ok(b) => (b.error.code, b.error.message),
-        Err(_) => (format!("http_{status}"), String::from_utf8_lossy(&body).chars().take(200).collect()),
+        Err(_) => (
+            format!("http_{status}"),
+            String::from_utf8_lossy(&body).chars().take(200).collect(),
+        ),
     };
     Err(match status {
         401 if code == "device_revoked" => TransportError::Revoked(message),
@@ -264,7 +274,11 @@ fn read_ok(resp: ureq::http::Response<ureq::Body>) -> Result<Vec<u8>, TransportE
             retry_after: Duration::from_secs(retry_after.unwrap_or(5)),
         },
         500..=599 => TransportError::Server { status, message },
-        _ => TransportError::Refused { status, code, message },
+        _ => TransportError::Refused {
+            status,
+            code,
+            message,
+        },
     })
 }
 

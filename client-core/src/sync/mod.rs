@@ -1,0 +1,558 @@
+//! The sync client: pushes the outbox, pulls the feed, primes a new device.
+//!
+//! [`SyncClient::sync`] runs one full sync:
+//!
+//! 1. **Prime** when the device has never synced (no cursor): pages of compacted
+//!    snapshots, then the feed from the cursor the first page fixed.
+//! 2. **Push** the outbox in batches. Each record's result is handled on its own:
+//!    accepted changes leave the outbox; rejected ones go to the device's
+//!    rejection ledger with the server's reason, the record is reset to the
+//!    server's copy, and the other records of the batch are unaffected.
+//! 3. **Pull** pages of the feed after the stored cursor; each page and its cursor
+//!    are applied in one local transaction.
+//!
+//! Every step is safe to interrupt: the outbox row of a change goes only after
+//! the server acknowledged it (a resend is a no-op on the server), and the cursor
+//! moves only with the page it covers. A retryable failure (no network, 5xx, 429)
+//! is retried with exponential backoff and jitter; an expired access token is
+//! refreshed once; a revoked device wipes its local data.
+//!
+//! The client drives a [`SyncStore`] (the device store implements it) and a
+//! [`Transport`] (HTTP in production).
+
+pub mod transport;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub use transport::{
+    DeviceInfo, HttpTransport, LoginRequest, LoginResponse, SessionDevice, SessionUser, Transport,
+    TransportError,
+};
+
+use crate::ids::RecordId;
+use crate::protocol::{
+    PrimeRequest, PullRequest, PushOutcome, PushRequest, RecordChanges, Rejection, Snapshot,
+};
+
+/// What the sync client needs from the device store.
+pub trait SyncStore: Send + Sync {
+    /// Up to `max_records` records with unacknowledged changes, oldest first.
+    fn pending(&self, max_records: usize) -> Result<Vec<RecordChanges>, SyncError>;
+    /// The server committed these changes of record `id`: drop them from the outbox.
+    fn acknowledge(&self, id: RecordId, change_hashes: &[Vec<u8>]) -> Result<(), SyncError>;
+    /// The server refused record `id`'s changes: keep them in the ledger and take
+    /// them out of the outbox.
+    fn reject(
+        &self,
+        id: RecordId,
+        rejection: &Rejection,
+        changes: &RecordChanges,
+    ) -> Result<(), SyncError>;
+    /// Applies a page of the feed and stores `next_cursor`, in one transaction.
+    fn apply_page(
+        &self,
+        records: &[RecordChanges],
+        removed: &[RecordId],
+        next_cursor: u64,
+    ) -> Result<(), SyncError>;
+    /// Applies a page of snapshots (priming).
+    fn apply_snapshots(&self, snapshots: &[Snapshot]) -> Result<(), SyncError>;
+    /// The stored feed cursor; `None` before the first successful prime.
+    fn cursor(&self) -> Result<Option<u64>, SyncError>;
+    /// Stores the cursor at the end of priming.
+    fn set_cursor(&self, cursor: u64) -> Result<(), SyncError>;
+    /// Removes every local record and change (a revoked device).
+    fn wipe(&self) -> Result<(), SyncError>;
+}
+
+/// Why a sync stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The network or the server failed and retries ran out.
+    #[error("network: {0}")]
+    Network(#[source] TransportError),
+    /// Logging in is needed (refresh token expired or refused).
+    #[error("authentication needed: {0}")]
+    Auth(String),
+    /// The device was revoked; local data was wiped.
+    #[error("this device was revoked by an administrator; local data was removed")]
+    Revoked,
+    /// The server refused the request as a whole.
+    #[error("refused by the server: {0}")]
+    Refused(String),
+    /// The local store failed.
+    #[error("storage: {0}")]
+    Storage(String),
+    /// Not logged in yet.
+    #[error("not logged in")]
+    NotLoggedIn,
+}
+
+impl SyncError {
+    /// Whether running the same sync later can succeed.
+    pub fn retryable(&self) -> bool {
+        matches!(self, SyncError::Network(_))
+    }
+}
+
+/// Progress of a running sync, reported to the app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncPhase {
+    /// Downloading snapshots.
+    Priming,
+    /// Uploading local changes.
+    Pushing,
+    /// Downloading remote changes.
+    Pulling,
+}
+
+/// Receives progress reports. Called on the syncing thread; keep it quick.
+pub trait SyncProgress: Send + Sync {
+    /// `done` units of `phase` are finished (records primed, records pushed, changes pulled).
+    fn progress(&self, phase: SyncPhase, done: u64);
+}
+
+/// A progress listener that ignores everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProgress;
+
+impl SyncProgress for NoProgress {
+    fn progress(&self, _phase: SyncPhase, _done: u64) {}
+}
+
+/// What one sync did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Records primed from snapshots.
+    pub primed: u64,
+    /// Records whose changes the server accepted.
+    pub pushed: u64,
+    /// Records whose changes the server rejected (now in the ledger).
+    pub rejected: u64,
+    /// Remote changes applied.
+    pub pulled: u64,
+    /// HTTP round trips made.
+    pub round_trips: u64,
+}
+
+/// Tuning of the sync loop; the defaults suit a phone on a mobile network.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// Records per push request.
+    pub push_batch: usize,
+    /// Changes per pull page.
+    pub pull_page: u32,
+    /// Records per prime page.
+    pub prime_page: u32,
+    /// Attempts per request for retryable failures.
+    pub max_attempts: u32,
+    /// First backoff delay; doubles each attempt, with jitter, up to `max_backoff`.
+    pub base_backoff: Duration,
+    /// Longest backoff delay.
+    pub max_backoff: Duration,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        Self {
+            push_batch: 200,
+            pull_page: 2_000,
+            prime_page: 2_000,
+            max_attempts: 5,
+            base_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Tokens of the logged-in session.
+#[derive(Clone)]
+pub struct Session {
+    /// Bearer token.
+    pub access_token: String,
+    /// Rotating refresh token.
+    pub refresh_token: String,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Session { .. }")
+    }
+}
+
+/// Runs syncs for one device.
+pub struct SyncClient<S: SyncStore, T: Transport> {
+    store: S,
+    transport: T,
+    options: SyncOptions,
+    /// The current tokens; replaced on refresh. A sync holds the lock only while
+    /// reading or replacing them, never across a request.
+    session: Mutex<Option<Session>>,
+}
+
+impl<S: SyncStore, T: Transport> std::fmt::Debug for SyncClient<S, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncClient")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: SyncStore, T: Transport> SyncClient<S, T> {
+    /// A client over `store` and `transport`.
+    pub fn new(store: S, transport: T, options: SyncOptions) -> Self {
+        Self {
+            store,
+            transport,
+            options,
+            session: Mutex::new(None),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Logs in and keeps the session.
+    pub fn login(&self, req: &LoginRequest) -> Result<LoginResponse, SyncError> {
+        let resp = self.transport.login(req).map_err(|e| match e {
+            TransportError::Unauthorized { message, .. }
+            | TransportError::Refused { message, .. } => SyncError::Auth(message),
+            other => SyncError::Network(other),
+        })?;
+        self.set_session(Session {
+            access_token: resp.access_token.clone(),
+            refresh_token: resp.refresh_token.clone(),
+        });
+        Ok(resp)
+    }
+
+    /// Uses tokens obtained earlier (e.g. restored from the app's keychain).
+    pub fn set_session(&self, session: Session) {
+        if let Ok(mut s) = self.session.lock() {
+            *s = Some(session);
+        }
+    }
+
+    /// The current tokens, for the app to keep in its keychain.
+    pub fn session(&self) -> Option<Session> {
+        self.session.lock().ok().and_then(|s| s.clone())
+    }
+
+    /// Runs one full sync: prime if needed, push, pull.
+    pub fn sync(&self, progress: &dyn SyncProgress) -> Result<SyncReport, SyncError> {
+        let mut report = SyncReport::default();
+        if self.store.cursor()?.is_none() {
+            self.prime(progress, &mut report)?;
+        }
+        self.push(progress, &mut report)?;
+        self.pull(progress, &mut report)?;
+        Ok(report)
+    }
+
+    fn prime(&self, progress: &dyn SyncProgress, report: &mut SyncReport) -> Result<(), SyncError> {
+        let mut req = PrimeRequest {
+            after: None,
+            cursor: None,
+            max_records: self.options.prime_page,
+        };
+        loop {
+            let page = self.call(report, |t, token| t.prime(token, &req))?;
+            self.store.apply_snapshots(&page.snapshots)?;
+            report.primed += page.snapshots.len() as u64;
+            progress.progress(SyncPhase::Priming, report.primed);
+            match page.next {
+                Some(next) => {
+                    req.after = Some(next);
+                    req.cursor = Some(page.cursor);
+                }
+                None => {
+                    self.store.set_cursor(page.cursor)?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn push(&self, progress: &dyn SyncProgress, report: &mut SyncReport) -> Result<(), SyncError> {
+        loop {
+            let batch = self.store.pending(self.options.push_batch)?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let req = PushRequest {
+                batch: uuid::Uuid::now_v7(),
+                records: batch,
+            };
+            let resp = self.call(report, |t, token| t.push(token, &req))?;
+            let mut settled = 0;
+            for result in resp.results {
+                let Some(sent) = req.records.iter().find(|r| r.id == result.id) else {
+                    continue;
+                };
+                match result.outcome {
+                    PushOutcome::Accepted { .. } => {
+                        let hashes: Vec<Vec<u8>> =
+                            sent.changes.iter().filter_map(|c| change_hash(c)).collect();
+                        self.store.acknowledge(result.id, &hashes)?;
+                        report.pushed += 1;
+                        settled += 1;
+                    }
+                    PushOutcome::Rejected(rejection) if !rejection.retryable => {
+                        self.store.reject(result.id, &rejection, sent)?;
+                        report.rejected += 1;
+                        settled += 1;
+                    }
+                    // Retryable rejections stay in the outbox for the next sync.
+                    PushOutcome::Rejected(_) => {}
+                }
+            }
+            progress.progress(SyncPhase::Pushing, report.pushed + report.rejected);
+            if settled == 0 {
+                // Nothing moved (every record was retryably refused): stop rather than loop.
+                return Ok(());
+            }
+        }
+    }
+
+    fn pull(&self, progress: &dyn SyncProgress, report: &mut SyncReport) -> Result<(), SyncError> {
+        loop {
+            let cursor = self.store.cursor()?.unwrap_or(0);
+            let req = PullRequest {
+                cursor,
+                max_changes: self.options.pull_page,
+            };
+            let page = self.call(report, |t, token| t.pull(token, &req))?;
+            self.store
+                .apply_page(&page.records, &page.removed, page.next_cursor)?;
+            report.pulled += page
+                .records
+                .iter()
+                .map(|r| r.changes.len() as u64)
+                .sum::<u64>();
+            progress.progress(SyncPhase::Pulling, report.pulled);
+            if !page.more || page.next_cursor <= cursor {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One request with the retry policy: backoff on retryable failures, one
+    /// refresh on 401, wipe on revocation.
+    fn call<R>(
+        &self,
+        report: &mut SyncReport,
+        request: impl Fn(&T, &str) -> Result<R, TransportError>,
+    ) -> Result<R, SyncError> {
+        let mut attempt = 0;
+        let mut refreshed = false;
+        loop {
+            let token = self.session().ok_or(SyncError::NotLoggedIn)?.access_token;
+            report.round_trips += 1;
+            match request(&self.transport, &token) {
+                Ok(r) => return Ok(r),
+                Err(TransportError::Revoked(_)) => {
+                    self.store.wipe()?;
+                    if let Ok(mut s) = self.session.lock() {
+                        *s = None;
+                    }
+                    return Err(SyncError::Revoked);
+                }
+                Err(TransportError::Unauthorized { message, .. }) => {
+                    if refreshed {
+                        return Err(SyncError::Auth(message));
+                    }
+                    refreshed = true;
+                    self.refresh(report)?;
+                }
+                Err(e) if e.retryable() => {
+                    attempt += 1;
+                    if attempt >= self.options.max_attempts {
+                        return Err(SyncError::Network(e));
+                    }
+                    let wait = match &e {
+                        TransportError::RateLimited { retry_after } => *retry_after,
+                        _ => backoff(&self.options, attempt),
+                    };
+                    std::thread::sleep(wait);
+                }
+                Err(TransportError::Refused { message, .. }) => {
+                    return Err(SyncError::Refused(message));
+                }
+                Err(e) => return Err(SyncError::Network(e)),
+            }
+        }
+    }
+
+    fn refresh(&self, report: &mut SyncReport) -> Result<(), SyncError> {
+        let refresh_token = self.session().ok_or(SyncError::NotLoggedIn)?.refresh_token;
+        report.round_trips += 1;
+        match self.transport.refresh(&refresh_token) {
+            Ok(resp) => {
+                self.set_session(Session {
+                    access_token: resp.access_token,
+                    refresh_token: resp.refresh_token,
+                });
+                Ok(())
+            }
+            Err(TransportError::Revoked(_)) => {
+                self.store.wipe()?;
+                Err(SyncError::Revoked)
+            }
+            Err(e) if e.retryable() => Err(SyncError::Network(e)),
+            Err(e) => Err(SyncError::Auth(e.to_string())),
+        }
+    }
+}
+
+/// Exponential backoff with jitter: a random delay between half and all of `base × 2^attempt`,
+/// capped, so many devices coming back online together do not retry in step.
+fn backoff(options: &SyncOptions, attempt: u32) -> Duration {
+    let ceiling = options
+        .base_backoff
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(options.max_backoff);
+    let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+    Duration::from_nanos(jitter(nanos))
+}
+
+fn jitter(max: u64) -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    if max == 0 {
+        return 0;
+    }
+    // A fresh RandomState is seeded randomly per process and per call.
+    let r = RandomState::new().hash_one(std::time::SystemTime::now());
+    max / 2 + r % (max / 2 + 1)
+}
+
+fn change_hash(raw: &[u8]) -> Option<Vec<u8>> {
+    automerge::Change::from_bytes(raw.to_vec())
+        .ok()
+        .map(|c| c.hash().0.to_vec())
+}
+
+impl SyncStore for crate::store::DeviceStore {
+    fn pending(&self, max_records: usize) -> Result<Vec<RecordChanges>, SyncError> {
+        Ok(self.outbox_batch(max_records)?)
+    }
+
+    fn acknowledge(&self, id: RecordId, change_hashes: &[Vec<u8>]) -> Result<(), SyncError> {
+        let hashes: Vec<automerge::ChangeHash> = change_hashes
+            .iter()
+            .filter_map(|h| automerge::ChangeHash::try_from(h.as_slice()).ok())
+            .collect();
+        Ok(crate::store::DeviceStore::acknowledge(self, id, &hashes)?)
+    }
+
+    fn reject(
+        &self,
+        _id: RecordId,
+        rejection: &Rejection,
+        changes: &RecordChanges,
+    ) -> Result<(), SyncError> {
+        Ok(crate::store::DeviceStore::reject(self, changes, rejection)?)
+    }
+
+    fn apply_page(
+        &self,
+        records: &[RecordChanges],
+        removed: &[RecordId],
+        next_cursor: u64,
+    ) -> Result<(), SyncError> {
+        Ok(crate::store::DeviceStore::apply_page(
+            self,
+            records,
+            removed,
+            Some(next_cursor),
+        )?)
+    }
+
+    fn apply_snapshots(&self, snapshots: &[Snapshot]) -> Result<(), SyncError> {
+        Ok(crate::store::DeviceStore::apply_snapshots(self, snapshots)?)
+    }
+
+    fn cursor(&self) -> Result<Option<u64>, SyncError> {
+        Ok(crate::store::DeviceStore::cursor(self)?)
+    }
+
+    fn set_cursor(&self, cursor: u64) -> Result<(), SyncError> {
+        Ok(crate::store::DeviceStore::set_cursor(self, cursor)?)
+    }
+
+    fn wipe(&self) -> Result<(), SyncError> {
+        Ok(crate::store::DeviceStore::wipe(self)?)
+    }
+}
+
+impl<S: SyncStore> SyncStore for std::sync::Arc<S> {
+    fn pending(&self, max_records: usize) -> Result<Vec<RecordChanges>, SyncError> {
+        (**self).pending(max_records)
+    }
+    fn acknowledge(&self, id: RecordId, change_hashes: &[Vec<u8>]) -> Result<(), SyncError> {
+        (**self).acknowledge(id, change_hashes)
+    }
+    fn reject(
+        &self,
+        id: RecordId,
+        rejection: &Rejection,
+        changes: &RecordChanges,
+    ) -> Result<(), SyncError> {
+        (**self).reject(id, rejection, changes)
+    }
+    fn apply_page(
+        &self,
+        records: &[RecordChanges],
+        removed: &[RecordId],
+        next_cursor: u64,
+    ) -> Result<(), SyncError> {
+        (**self).apply_page(records, removed, next_cursor)
+    }
+    fn apply_snapshots(&self, snapshots: &[Snapshot]) -> Result<(), SyncError> {
+        (**self).apply_snapshots(snapshots)
+    }
+    fn cursor(&self) -> Result<Option<u64>, SyncError> {
+        (**self).cursor()
+    }
+    fn set_cursor(&self, cursor: u64) -> Result<(), SyncError> {
+        (**self).set_cursor(cursor)
+    }
+    fn wipe(&self) -> Result<(), SyncError> {
+        (**self).wipe()
+    }
+}
+
+impl From<crate::store::StoreError> for SyncError {
+    fn from(e: crate::store::StoreError) -> Self {
+        SyncError::Storage(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_stays_under_the_cap() {
+        let o = SyncOptions {
+            base_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            ..SyncOptions::default()
+        };
+        for attempt in 1..20 {
+            let d = backoff(&o, attempt);
+            assert!(d <= Duration::from_secs(1), "{d:?}");
+            let floor = (Duration::from_millis(100) * (1 << attempt.min(16)))
+                .min(Duration::from_secs(1))
+                / 2;
+            assert!(d >= floor, "attempt {attempt}: {d:?} < {floor:?}");
+        }
+    }
+}

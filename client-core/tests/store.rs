@@ -1,0 +1,499 @@
+//! The device store against a real SQLite file: lists, outbox, remote changes,
+//! reopening, compaction and schema upgrades.
+
+use fieldsync_core::automerge::{ActorId, ChangeHash};
+use fieldsync_core::model::order::{self, Order, OrderLine};
+use fieldsync_core::model::visit::{self, Site, Visit, VisitOutcome};
+use fieldsync_core::model::{Assignment, AssignmentStatus, assignment};
+use fieldsync_core::protocol::{RecordChanges, RejectCode, Rejection};
+use fieldsync_core::store::{DeviceStore, SCHEMA_VERSION, StoreOptions};
+use fieldsync_core::{
+    Actor, DeviceId, DeviceTime, Money, OrgId, Qty, RecordDoc, RecordId, RecordKind, RecordMeta,
+    Role, TeamId, TerritoryId, UserId,
+};
+use serde_bytes::ByteBuf;
+
+const DAY: i64 = 86_400_000;
+const MONDAY: i64 = 1_767_571_200_000; // 2026-01-05T00:00Z
+
+struct World {
+    org: OrgId,
+    team: TeamId,
+    territory: TerritoryId,
+    rep: Actor,
+}
+
+impl World {
+    fn new() -> Self {
+        Self {
+            org: OrgId::new(),
+            team: TeamId::new(),
+            territory: TerritoryId::new(),
+            rep: Actor::on_device(UserId::new(), Role::Rep, DeviceId::new()),
+        }
+    }
+
+    fn meta(&self, owner: UserId) -> RecordMeta {
+        RecordMeta {
+            id: RecordId::new(),
+            org: self.org,
+            owner,
+            team: self.team,
+            territory: self.territory,
+        }
+    }
+
+    fn visit(&self, account: RecordId, start: i64) -> Visit {
+        Visit::planned(
+            self.meta(self.rep.user),
+            account,
+            DeviceTime::utc(start),
+            DeviceTime::utc(start + 3_600_000),
+        )
+    }
+}
+
+const SITE: Site = Site {
+    coords: None,
+    radius_m: 100.0,
+};
+
+#[test]
+fn lists_follow_creates_edits_transitions_and_deletes() {
+    let w = World::new();
+    let store = DeviceStore::open_in_memory().expect("open");
+    let (acme, bravo) = (RecordId::new(), RecordId::new());
+    let v1 = store
+        .create_stateful(
+            &w.visit(acme, MONDAY + 9 * 3_600_000),
+            &w.rep,
+            DeviceTime::utc(0),
+        )
+        .expect("v1");
+    let v2 = store
+        .create_stateful(
+            &w.visit(bravo, MONDAY + 11 * 3_600_000),
+            &w.rep,
+            DeviceTime::utc(0),
+        )
+        .expect("v2");
+    let v3 = store
+        .create_stateful(
+            &w.visit(acme, MONDAY + DAY + 3_600_000),
+            &w.rep,
+            DeviceTime::utc(0),
+        )
+        .expect("v3");
+
+    let today: Vec<RecordId> = store
+        .visits_between(MONDAY, MONDAY + DAY)
+        .expect("today")
+        .iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(today, vec![v1, v2], "today's visits in start order");
+    let acme_visits: Vec<RecordId> = store
+        .visits_for_account(acme)
+        .expect("acme")
+        .iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(
+        acme_visits,
+        vec![v3, v1],
+        "an account's visits, newest first"
+    );
+
+    store
+        .act(v1, |d| {
+            visit::check_in(
+                d,
+                &w.rep,
+                DeviceTime::utc(MONDAY + 9 * 3_600_000),
+                None,
+                SITE,
+            )
+        })
+        .expect("check in");
+    assert_eq!(
+        store
+            .by_status(RecordKind::Visit, "in_progress")
+            .expect("list")[0]
+            .id,
+        v1
+    );
+    store
+        .act(v1, |d| {
+            visit::check_out(
+                d,
+                &w.rep,
+                DeviceTime::utc(MONDAY + 10 * 3_600_000),
+                None,
+                SITE,
+                VisitOutcome::NoOrder,
+            )
+        })
+        .expect("check out");
+    assert!(
+        store
+            .by_status(RecordKind::Visit, "in_progress")
+            .expect("list")
+            .is_empty()
+    );
+    assert_eq!(
+        store.read_stateful::<Visit>(v1).expect("read").outcome,
+        Some(VisitOutcome::NoOrder)
+    );
+
+    store.delete(v2, DeviceTime::utc(1)).expect("delete");
+    assert_eq!(
+        store
+            .visits_between(MONDAY, MONDAY + DAY)
+            .expect("today")
+            .len(),
+        1
+    );
+
+    let o = store
+        .create_stateful(
+            &Order::new(w.meta(w.rep.user), acme, "EUR"),
+            &w.rep,
+            DeviceTime::utc(0),
+        )
+        .expect("order");
+    store
+        .act(o, |d| {
+            order::add_line(
+                d,
+                &w.rep,
+                DeviceTime::utc(1),
+                OrderLine::new(RecordId::new(), Qty::units(2), Money::new(250, "EUR")),
+            )
+        })
+        .expect("line");
+    assert_eq!(store.orders_for_account(acme).expect("orders")[0].id, o);
+    assert!(store.orders_for_account(bravo).expect("orders").is_empty());
+    assert_eq!(
+        store
+            .read::<Order>(o)
+            .expect("read")
+            .totals()
+            .expect("totals")
+            .total,
+        500
+    );
+}
+
+#[test]
+fn assignments_list_by_status() {
+    let w = World::new();
+    let store = DeviceStore::open_in_memory().expect("open");
+    let tech = Actor::on_device(UserId::new(), Role::Technician, DeviceId::new());
+    let manager = Actor::without_device(UserId::new(), Role::Manager);
+    let mut a = Assignment::new(
+        w.meta(tech.user),
+        RecordId::new(),
+        DeviceTime::utc(MONDAY),
+        DeviceTime::utc(MONDAY + 1),
+    );
+    a.status = AssignmentStatus::Dispatched;
+    let id = store
+        .create_stateful(&a, &manager, DeviceTime::utc(0))
+        .expect("create");
+    assert_eq!(
+        store
+            .by_status(RecordKind::Assignment, "dispatched")
+            .expect("list")
+            .len(),
+        1
+    );
+    store
+        .act(id, |d| {
+            assignment::advance(
+                d,
+                &tech,
+                AssignmentStatus::Accepted,
+                DeviceTime::utc(1),
+                None,
+                None,
+            )
+        })
+        .expect("accept");
+    assert!(
+        store
+            .by_status(RecordKind::Assignment, "dispatched")
+            .expect("list")
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .by_status(RecordKind::Assignment, "accepted")
+            .expect("list")[0]
+            .id,
+        id
+    );
+}
+
+#[test]
+fn the_outbox_holds_each_local_change_until_acknowledged() {
+    let w = World::new();
+    let store = DeviceStore::open_in_memory().expect("open");
+    let v = store
+        .create_stateful(
+            &w.visit(RecordId::new(), MONDAY),
+            &w.rep,
+            DeviceTime::utc(0),
+        )
+        .expect("create");
+    store
+        .update::<Visit>(v, DeviceTime::utc(1), |v| v.notes = "gate code 1234".into())
+        .expect("edit");
+    store
+        .update::<Visit>(v, DeviceTime::utc(2), |v| v.notes = "gate code 1234".into())
+        .expect("no-op edit");
+    assert_eq!(
+        store.pending_changes().expect("count"),
+        2,
+        "one change per action that changed something"
+    );
+
+    let batch = store.outbox_batch(10).expect("batch");
+    assert_eq!(batch.len(), 1);
+    assert_eq!(batch[0].changes.len(), 2);
+    let first: Vec<ChangeHash> = batch[0].changes[..1]
+        .iter()
+        .map(|c| {
+            fieldsync_core::automerge::Change::from_bytes(c.to_vec())
+                .expect("change")
+                .hash()
+        })
+        .collect();
+    store.acknowledge(v, &first).expect("ack");
+    assert_eq!(store.pending_changes().expect("count"), 1);
+
+    let rest = store.outbox_batch(10).expect("batch");
+    store
+        .reject(
+            &rest[0],
+            &Rejection {
+                code: RejectCode::Validation,
+                message: "notes too long".into(),
+                retryable: false,
+            },
+        )
+        .expect("reject");
+    assert_eq!(store.pending_changes().expect("count"), 0);
+    let ledger = store.rejections().expect("ledger");
+    assert_eq!(
+        (ledger.len(), ledger[0].code.as_str(), ledger[0].record_id),
+        (1, "validation", v)
+    );
+}
+
+#[test]
+fn remote_changes_merge_without_entering_the_outbox() {
+    let w = World::new();
+    let store = DeviceStore::open_in_memory().expect("open");
+    // A record made elsewhere arrives.
+    let mut remote = RecordDoc::create_stateful(
+        &w.visit(RecordId::new(), MONDAY),
+        ActorId::random(),
+        &w.rep,
+        DeviceTime::utc(0),
+    )
+    .expect("remote");
+    let id = remote.id();
+    let all = |d: &mut RecordDoc, since: &[ChangeHash]| RecordChanges {
+        id,
+        kind: RecordKind::Visit,
+        changes: d
+            .changes_since(since)
+            .iter()
+            .map(|c| ByteBuf::from(c.raw_bytes().to_vec()))
+            .collect(),
+    };
+    store
+        .apply_page(&[all(&mut remote, &[])], &[], Some(7))
+        .expect("apply");
+    assert_eq!(store.cursor().expect("cursor"), Some(7));
+    assert_eq!(store.pending_changes().expect("count"), 0);
+    // Both sides edit different fields; the remote edit arrives; both survive.
+    store
+        .update::<Visit>(id, DeviceTime::utc(1), |v| {
+            v.instructions = Some("local".into())
+        })
+        .expect("local edit");
+    let heads = remote.heads();
+    remote
+        .update::<Visit>(DeviceTime::utc(1), |v| v.visit_type = "audit".into())
+        .expect("remote edit");
+    store
+        .apply_remote(&[all(&mut remote, &heads)])
+        .expect("apply");
+    let v: Visit = store.read_stateful(id).expect("read");
+    assert_eq!(
+        (v.instructions.as_deref(), v.visit_type.as_str()),
+        (Some("local"), "audit")
+    );
+    assert_eq!(store.pending_changes().expect("count"), 1);
+    // Applying the same page again changes nothing.
+    store.apply_remote(&[all(&mut remote, &[])]).expect("again");
+    assert_eq!(store.pending_changes().expect("count"), 1);
+    // A record leaving scope stays while it has unsynced changes.
+    store.apply_page(&[], &[id], Some(8)).expect("removed");
+    assert!(
+        store.read::<Visit>(id).is_ok(),
+        "unsynced records are never evicted"
+    );
+    let pending = store.outbox_batch(10).expect("batch");
+    let hashes: Vec<ChangeHash> = pending[0]
+        .changes
+        .iter()
+        .map(|c| {
+            fieldsync_core::automerge::Change::from_bytes(c.to_vec())
+                .expect("change")
+                .hash()
+        })
+        .collect();
+    store.acknowledge(id, &hashes).expect("ack");
+    store.apply_page(&[], &[id], Some(9)).expect("removed");
+    assert!(
+        store.read::<Visit>(id).is_err(),
+        "a synced record that left scope is dropped"
+    );
+}
+
+#[test]
+fn a_reopened_store_holds_everything_and_compaction_keeps_documents_identical() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("device.db");
+    let w = World::new();
+    let options = StoreOptions {
+        compact_after: 8,
+        cache_size: 0,
+        ..StoreOptions::default()
+    };
+    let (id, json, heads, actor) = {
+        let store = DeviceStore::open(&path, options.clone()).expect("open");
+        let id = store
+            .create_stateful(
+                &w.visit(RecordId::new(), MONDAY),
+                &w.rep,
+                DeviceTime::utc(0),
+            )
+            .expect("create");
+        for i in 0..20 {
+            store
+                .update::<Visit>(id, DeviceTime::utc(i), |v| v.notes = format!("note {i}"))
+                .expect("edit");
+        }
+        assert!(
+            store.appended_rows(id).expect("rows") < 8,
+            "compacted past the threshold"
+        );
+        let mut doc = store.doc(id).expect("doc");
+        (
+            id,
+            doc.to_json().expect("json"),
+            doc.heads(),
+            store.actor_id(),
+        )
+    };
+    let store = DeviceStore::open(&path, options).expect("reopen");
+    let mut doc = store.doc(id).expect("doc");
+    assert_eq!(doc.to_json().expect("json"), json);
+    assert_eq!(doc.heads(), heads);
+    assert_eq!(store.pending_changes().expect("count"), 21);
+    assert_eq!(store.actor_id(), actor, "the device keeps its actor id");
+}
+
+#[test]
+fn a_version_1_database_upgrades_with_its_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("old.db");
+    let w = World::new();
+    let mut doc = RecordDoc::create_stateful(
+        &w.visit(RecordId::new(), MONDAY),
+        ActorId::random(),
+        &w.rep,
+        DeviceTime::utc(0),
+    )
+    .expect("doc");
+    {
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.execute_batch(include_str!("fixtures/store_v1.sql"))
+            .expect("v1 schema");
+        conn.execute(
+            "INSERT INTO records (id, kind, snapshot, status, owner, start_ms, updated_at_ms) VALUES (?1, 'visit', ?2, 'planned', ?3, ?4, 0)",
+            rusqlite::params![doc.id().to_string(), doc.save(), w.rep.user.to_string(), MONDAY],
+        )
+        .expect("row");
+        conn.execute(
+            "INSERT INTO outbox (record_id, change_hash, created_at_ms) VALUES (?1, 'x', 0)",
+            [doc.id().to_string()],
+        )
+        .expect("outbox");
+    }
+    let store = DeviceStore::open(&path, StoreOptions::default()).expect("upgrade");
+    let version: i64 = rusqlite::Connection::open(&path)
+        .expect("open")
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("v");
+    assert_eq!(version, SCHEMA_VERSION);
+    assert_eq!(
+        store
+            .visits_between(MONDAY, MONDAY + DAY)
+            .expect("list")
+            .len(),
+        1
+    );
+    assert_eq!(store.pending_changes().expect("count"), 1);
+    assert!(store.rejections().expect("new ledger table").is_empty());
+    store
+        .update::<Visit>(doc.id(), DeviceTime::utc(1), |v| {
+            v.notes = "after upgrade".into()
+        })
+        .expect("edit");
+    assert_eq!(
+        store
+            .by_status(RecordKind::Visit, "planned")
+            .expect("v2 status index")[0]
+            .team,
+        Some(w.team.to_string())
+    );
+}
+
+#[test]
+fn a_database_from_a_newer_app_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("new.db");
+    rusqlite::Connection::open(&path)
+        .expect("open")
+        .pragma_update(None, "user_version", 99)
+        .expect("pragma");
+    let err = DeviceStore::open(&path, StoreOptions::default()).expect_err("too new");
+    assert!(err.to_string().contains("update the app"), "{err}");
+}
+
+#[test]
+fn wiping_removes_every_record() {
+    let w = World::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("device.db");
+    let store = DeviceStore::open(&path, StoreOptions::default()).expect("open");
+    let mut v = w.visit(RecordId::new(), MONDAY);
+    v.instructions = Some("Customer Zebulon Quartermaine".into());
+    store
+        .create_stateful(&v, &w.rep, DeviceTime::utc(0))
+        .expect("create");
+    store.set_cursor(5).expect("cursor");
+    store.wipe().expect("wipe");
+    assert_eq!(store.pending_changes().expect("count"), 0);
+    assert_eq!(store.cursor().expect("cursor"), None);
+    store.checkpoint().expect("checkpoint");
+    let bytes = std::fs::read(&path).expect("read file");
+    assert!(
+        !bytes.windows(9).any(|w| w == b"Zebulon Q"),
+        "customer data left in the file"
+    );
+}
