@@ -1,0 +1,91 @@
+//! # fieldsync-server
+//!
+//! The Fieldsync server: it authenticates devices, enforces who may read and
+//! write what, merges changes into the central store and serves the managers'
+//! pages. This crate's library is what the `fieldsync` binary runs and what the
+//! tests run in-process on a loopback port.
+//!
+//! [`launch_with_listener`] is the one entry point: it takes settings, an already
+//! bound listener (port 0 in tests) and a shutdown future, so a test runs exactly
+//! the production router.
+
+pub mod db;
+pub mod error;
+pub mod settings;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+pub use db::{Database, DbError};
+pub use error::ApiError;
+pub use settings::Settings;
+
+/// Shared state of the HTTP handlers.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The central store.
+    pub db: Database,
+}
+
+/// The HTTP routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .fallback(|| async { ApiError::NotFound })
+        .with_state(state)
+}
+
+/// `GET /healthz`: 200 when the database answers, 503 when it does not.
+async fn healthz(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    state.db.ping().await.map_err(ApiError::Unavailable)?;
+    Ok(Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "database": state.db.kind(),
+    })))
+}
+
+/// Opens the database (creating the data directory for SQLite) and applies migrations.
+pub async fn open_database(settings: &Settings) -> anyhow::Result<Database> {
+    if settings.database_url.is_none() {
+        std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create the data directory {}: {e}",
+                settings.data_dir.display()
+            )
+        })?;
+    }
+    let db = Database::connect(&settings.database_url(), settings.db_max_connections).await?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+/// Serves on `listener` until `shutdown` completes, then finishes in-flight
+/// requests and closes the database pool.
+pub async fn launch_with_listener(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let db = open_database(&settings).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(
+        %addr,
+        database = db.kind(),
+        url = %settings::redact(&settings.database_url()),
+        "fieldsync listening on http://{addr}"
+    );
+    let state = Arc::new(AppState { db: db.clone() });
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    db.close().await;
+    tracing::info!("fieldsync stopped");
+    Ok(())
+}

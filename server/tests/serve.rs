@@ -1,0 +1,127 @@
+//! `fieldsync serve` and `fieldsync migrate`, as real processes, on SQLite and
+//! on a throwaway PostgreSQL cluster.
+
+mod support;
+
+use std::process::Command;
+
+use support::{PgCluster, ServerProcess, http_get};
+
+fn fieldsync(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_fieldsync"))
+        .args(args)
+        .env("FIELDSYNC_LOG", "warn")
+        .output()
+        .expect("run fieldsync")
+}
+
+#[test]
+fn serve_on_sqlite_creates_the_data_dir_answers_healthz_and_stops_on_ctrl_c() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let server = ServerProcess::spawn(&data, &[]);
+    let (code, body) = http_get(&format!("{}/healthz", server.base)).expect("healthz");
+    assert_eq!(code, 200);
+    assert!(body.contains("\"database\":\"sqlite\""), "{body}");
+    let (code, body) = http_get(&format!("{}/no/such/page", server.base)).expect("404");
+    assert_eq!(code, 404);
+    assert!(body.contains("\"code\":\"not_found\""), "{body}");
+    assert!(
+        data.join("fieldsync.db").is_file(),
+        "database created on first run"
+    );
+    let status = server.interrupt();
+    assert!(status.success(), "clean exit on Ctrl-C: {status}");
+
+    // A second start reuses the same database (migrations already applied).
+    let again = ServerProcess::spawn(&data, &[]);
+    assert!(again.interrupt().success());
+    let out = fieldsync(&["migrate", "--data-dir", data.to_str().expect("utf-8 path")]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 migrations applied"));
+}
+
+#[test]
+fn serve_on_postgres_answers_healthz_and_stops_on_ctrl_c() {
+    let pg = PgCluster::shared();
+    let url = pg.new_database();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = ServerProcess::spawn(dir.path(), &["--database-url", &url]);
+    let (code, body) = http_get(&format!("{}/healthz", server.base)).expect("healthz");
+    assert_eq!(code, 200);
+    assert!(body.contains("\"database\":\"postgres\""), "{body}");
+    assert!(server.interrupt().success());
+}
+
+#[test]
+fn migrate_twice_is_a_no_op_and_two_nodes_migrating_at_once_both_succeed() {
+    let pg = PgCluster::shared();
+    let url = pg.new_database();
+    let nodes: Vec<_> = (0..2)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || fieldsync(&["migrate", "--database-url", &url]))
+        })
+        .collect();
+    for node in nodes {
+        let out = node.join().expect("thread");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = fieldsync(&["migrate", "--database-url", &url]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("postgres database is up to date (1 migrations applied)")
+    );
+}
+
+#[test]
+fn a_bad_database_url_is_a_clear_error_not_a_panic() {
+    let out = fieldsync(&["migrate", "--database-url", "mysql://root:pw@localhost/x"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unsupported database URL"), "{err}");
+    assert!(!err.contains("pw@"), "the password is not printed: {err}");
+    assert!(!err.contains("panicked"));
+}
+
+#[tokio::test]
+async fn the_in_process_router_serves_healthz_on_a_loopback_port() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = fieldsync_server::Settings {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: dir.path().join("data"),
+        database_url: None,
+        db_max_connections: 4,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(fieldsync_server::launch_with_listener(
+        settings,
+        listener,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let url = format!("http://{addr}/healthz");
+    let mut answer = None;
+    for _ in 0..100 {
+        if let Ok(resp) = reqwest::get(&url).await {
+            answer = Some((resp.status().as_u16(), resp.text().await.expect("body")));
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (code, body) = answer.expect("server answered");
+    assert_eq!(code, 200);
+    assert!(body.contains("\"status\":\"ok\""));
+    stop.send(()).expect("stop");
+    server.await.expect("join").expect("clean shutdown");
+}
