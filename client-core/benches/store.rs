@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use fieldsync_core::automerge::{AutoCommit, ROOT, ReadDoc, transaction::Transactable};
 use fieldsync_core::model::Visit;
 use fieldsync_core::store::{DeviceStore, StoreOptions};
-use fieldsync_core::{Actor, DeviceId, DeviceTime, OrgId, RecordId, RecordMeta, Role, TeamId, TerritoryId, UserId};
+use fieldsync_core::{
+    Actor, DeviceId, DeviceTime, OrgId, RecordId, RecordMeta, Role, TeamId, TerritoryId, UserId,
+};
 
 const DAY: i64 = 86_400_000;
 const TODAY: i64 = 1_767_571_200_000;
@@ -32,10 +34,21 @@ struct World {
 
 impl World {
     fn visit(&self, i: i64) -> Visit {
-        let meta = RecordMeta { id: RecordId::new(), org: self.org, owner: self.rep.user, team: self.team, territory: self.territory };
+        let meta = RecordMeta {
+            id: RecordId::new(),
+            org: self.org,
+            owner: self.rep.user,
+            team: self.team,
+            territory: self.territory,
+        };
         // Spread over two weeks around today, 8:00 to 18:00.
         let start = TODAY + (i % 14 - 7) * DAY + 8 * 3_600_000 + (i % 10) * 3_600_000;
-        let mut v = Visit::planned(meta, RecordId::new(), DeviceTime::utc(start), DeviceTime::utc(start + 3_600_000));
+        let mut v = Visit::planned(
+            meta,
+            RecordId::new(),
+            DeviceTime::utc(start),
+            DeviceTime::utc(start + 3_600_000),
+        );
         v.instructions = Some("Check the promo display and the chiller".into());
         v
     }
@@ -43,10 +56,18 @@ impl World {
 
 fn automerge_baseline() -> (Duration, usize, Duration, Duration, Duration) {
     let fields: [(&str, &str); 12] = [
-        ("kind", "visit"), ("id", "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"), ("org", "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c"),
-        ("owner", "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5d"), ("account_id", "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5e"),
-        ("visit_type", "sales"), ("status", "planned"), ("planned_start", "2026-01-05T09:00:00Z"),
-        ("planned_end", "2026-01-05T10:00:00Z"), ("instructions", "Check the promo display"), ("notes", ""), ("outcome", ""),
+        ("kind", "visit"),
+        ("id", "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"),
+        ("org", "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c"),
+        ("owner", "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5d"),
+        ("account_id", "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5e"),
+        ("visit_type", "sales"),
+        ("status", "planned"),
+        ("planned_start", "2026-01-05T09:00:00Z"),
+        ("planned_end", "2026-01-05T10:00:00Z"),
+        ("instructions", "Check the promo display"),
+        ("notes", ""),
+        ("outcome", ""),
     ];
     let n = 2_000;
     let mut create = Vec::with_capacity(n);
@@ -81,7 +102,13 @@ fn automerge_baseline() -> (Duration, usize, Duration, Duration, Duration) {
         assert!(!bytes.is_empty());
     }
     edits.sort();
-    (pct(&create, 0.5), saved.len(), pct(&load, 0.5), pct(&edits, 0.5), pct(&edits, 0.99))
+    (
+        pct(&create, 0.5),
+        saved.len(),
+        pct(&load, 0.5),
+        pct(&edits, 0.5),
+        pct(&edits, 0.99),
+    )
 }
 
 fn main() {
@@ -98,7 +125,11 @@ fn main() {
     println!("  create + commit          p50 {}", us(am_create));
     println!("  save size                {am_size} bytes");
     println!("  load                     p50 {}", us(am_load));
-    println!("  one-field edit + commit + save_incremental   p50 {}   p99 {}\n", us(am_edit_p50), us(am_edit_p99));
+    println!(
+        "  one-field edit + commit + save_incremental   p50 {}   p99 {}\n",
+        us(am_edit_p50),
+        us(am_edit_p99)
+    );
 
     let dir = tempfile::tempdir().expect("tempdir");
 
@@ -109,36 +140,72 @@ fn main() {
     let t = Instant::now();
     let mut ids = Vec::with_capacity(n);
     for i in 0..n as i64 {
-        ids.push(store.create_stateful(&w.visit(i), &w.rep, DeviceTime::utc(0)).expect("create"));
+        ids.push(
+            store
+                .create_stateful(&w.visit(i), &w.rep, DeviceTime::utc(0))
+                .expect("create"),
+        );
     }
     let elapsed = t.elapsed();
     store.checkpoint().expect("checkpoint");
     let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     println!("Create 10,000 visits (one transaction each):");
-    println!("  {:.0} records/s ({:.1} µs each, {:.1}x Automerge create alone)", n as f64 / elapsed.as_secs_f64(), elapsed.as_secs_f64() * 1e6 / n as f64, elapsed.as_secs_f64() / n as f64 / am_create.as_secs_f64());
-    println!("  {:.0} bytes on disk per visit (file after checkpoint / 10,000; floor 2,048)\n", bytes as f64 / n as f64);
+    println!(
+        "  {:.0} records/s ({:.1} µs each, {:.1}x Automerge create alone)",
+        n as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64() * 1e6 / n as f64,
+        elapsed.as_secs_f64() / n as f64 / am_create.as_secs_f64()
+    );
+    println!(
+        "  {:.0} bytes on disk per visit (file after checkpoint / 10,000; floor 2,048)\n",
+        bytes as f64 / n as f64
+    );
 
     // 2. Local edit of one field, persisted.
     let mut lat = Vec::with_capacity(4_000);
     for i in 0..4_000usize {
         let id = ids[i % 100];
         let t = Instant::now();
-        store.update::<Visit>(id, DeviceTime::utc(i as i64), |v| v.instructions = Some(format!("edit {i}"))).expect("edit");
+        store
+            .update::<Visit>(id, DeviceTime::utc(i as i64), |v| {
+                v.instructions = Some(format!("edit {i}"))
+            })
+            .expect("edit");
         lat.push(t.elapsed());
     }
     lat.sort();
     println!("Local edit of one field, persisted (4,000 edits over 100 cached records):");
-    println!("  p50 {}   p99 {}   max {}   (floor p99 5,000 µs; p50 {:.1}x Automerge alone)", us(pct(&lat, 0.5)), us(pct(&lat, 0.99)), us(pct(&lat, 1.0)), pct(&lat, 0.5).as_secs_f64() / am_edit_p50.as_secs_f64());
-    let cold = DeviceStore::open(&path, StoreOptions { cache_size: 0, ..StoreOptions::default() }).expect("open");
+    println!(
+        "  p50 {}   p99 {}   max {}   (floor p99 5,000 µs; p50 {:.1}x Automerge alone)",
+        us(pct(&lat, 0.5)),
+        us(pct(&lat, 0.99)),
+        us(pct(&lat, 1.0)),
+        pct(&lat, 0.5).as_secs_f64() / am_edit_p50.as_secs_f64()
+    );
+    let cold = DeviceStore::open(
+        &path,
+        StoreOptions {
+            cache_size: 0,
+            ..StoreOptions::default()
+        },
+    )
+    .expect("open");
     let mut lat = Vec::with_capacity(2_000);
     for i in 0..2_000usize {
         let id = ids[1_000 + i];
         let t = Instant::now();
-        cold.update::<Visit>(id, DeviceTime::utc(i as i64), |v| v.instructions = Some(format!("cold {i}"))).expect("edit");
+        cold.update::<Visit>(id, DeviceTime::utc(i as i64), |v| {
+            v.instructions = Some(format!("cold {i}"))
+        })
+        .expect("edit");
         lat.push(t.elapsed());
     }
     lat.sort();
-    println!("  without the document cache (load from SQLite each time): p50 {}   p99 {}\n", us(pct(&lat, 0.5)), us(pct(&lat, 0.99)));
+    println!(
+        "  without the document cache (load from SQLite each time): p50 {}   p99 {}\n",
+        us(pct(&lat, 0.5)),
+        us(pct(&lat, 0.99))
+    );
     drop(cold);
     drop(store);
 
@@ -147,7 +214,9 @@ fn main() {
     {
         let store = DeviceStore::open(&path, StoreOptions::default()).expect("open");
         for i in 0..20_000 {
-            store.create_stateful(&w.visit(i), &w.rep, DeviceTime::utc(0)).expect("create");
+            store
+                .create_stateful(&w.visit(i), &w.rep, DeviceTime::utc(0))
+                .expect("create");
         }
         store.checkpoint().expect("checkpoint");
     }
@@ -156,11 +225,24 @@ fn main() {
     let today = store.visits_between(TODAY, TODAY + DAY).expect("list");
     let open_list = t.elapsed();
     let t = Instant::now();
-    let visits: Vec<Visit> = today.iter().map(|p| store.read_stateful(p.id).expect("read")).collect();
+    let visits: Vec<Visit> = today
+        .iter()
+        .map(|p| store.read_stateful(p.id).expect("read"))
+        .collect();
     let read_all = t.elapsed();
-    println!("Open a store of 20,000 visits and list today's ({} visits):", today.len());
-    println!("  open + list {:.2} ms (floor 1,000 ms); reading those visits' documents {:.2} ms\n", open_list.as_secs_f64() * 1e3, read_all.as_secs_f64() * 1e3);
-    assert!(visits.iter().all(|v| v.planned_start.is_some_and(|s| s.at_ms >= TODAY && s.at_ms < TODAY + DAY)));
+    println!(
+        "Open a store of 20,000 visits and list today's ({} visits):",
+        today.len()
+    );
+    println!(
+        "  open + list {:.2} ms (floor 1,000 ms); reading those visits' documents {:.2} ms\n",
+        open_list.as_secs_f64() * 1e3,
+        read_all.as_secs_f64() * 1e3
+    );
+    assert!(visits.iter().all(|v| {
+        v.planned_start
+            .is_some_and(|s| s.at_ms >= TODAY && s.at_ms < TODAY + DAY)
+    }));
 
     // 4. The small-commit write path (automerge issue 1387): one commit per edit.
     let mut doc = AutoCommit::new();
@@ -199,7 +281,19 @@ fn main() {
     }
     let load_32 = t.elapsed();
     println!("Small commits (automerge issue 1387): 1,000 one-field commits on one document");
-    println!("  1,000 commits {:.2} ms ({:.1} µs each)", commits.as_secs_f64() * 1e3, commits.as_secs_f64() * 1e3);
-    println!("  load snapshot + 1,000 appended changes {:.2} ms; load compacted save ({} bytes) {:.2} ms", load_chunks.as_secs_f64() * 1e3, compact.len(), load_compact.as_secs_f64() * 1e3);
-    println!("  load snapshot + 31 appended changes (the store's worst case before compaction) {:.3} ms", load_32.as_secs_f64() * 1e3);
+    println!(
+        "  1,000 commits {:.2} ms ({:.1} µs each)",
+        commits.as_secs_f64() * 1e3,
+        commits.as_secs_f64() * 1e3
+    );
+    println!(
+        "  load snapshot + 1,000 appended changes {:.2} ms; load compacted save ({} bytes) {:.2} ms",
+        load_chunks.as_secs_f64() * 1e3,
+        compact.len(),
+        load_compact.as_secs_f64() * 1e3
+    );
+    println!(
+        "  load snapshot + 31 appended changes (the store's worst case before compaction) {:.3} ms",
+        load_32.as_secs_f64() * 1e3
+    );
 }
