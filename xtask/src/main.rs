@@ -83,7 +83,16 @@ fn test(args: &[String]) -> Result<()> {
     }
     step(
         "Rust tests (all crates)",
-        cargo(&root, &["test", "--workspace", "--no-fail-fast"]),
+        cargo(
+            &root,
+            &[
+                "test",
+                "--workspace",
+                "--no-fail-fast",
+                "--features",
+                BINDGEN_FEATURE,
+            ],
+        ),
     )?;
     binding_tests(&root)?;
     println!("xtask: all checks passed in {:.0?}", started.elapsed());
@@ -129,23 +138,13 @@ struct Bindings {
 /// Builds the native library and generates the Kotlin, Swift and Python bindings
 /// from it with the workspace's own `uniffi-bindgen`.
 fn generate_bindings(root: &Path) -> Result<Bindings> {
+    // One build of the whole workspace with the generator's feature: the same
+    // feature set as the test run, so nothing is compiled twice.
     step(
-        "build the native library",
-        cargo(root, &["build", "-p", "fieldsync-ffi"]),
-    )?;
-    step(
-        "build uniffi-bindgen",
+        "build the native library and uniffi-bindgen",
         cargo(
             root,
-            &[
-                "build",
-                "-p",
-                "fieldsync-ffi",
-                "--features",
-                "bindgen",
-                "--bin",
-                "uniffi-bindgen",
-            ],
+            &["build", "--workspace", "--features", BINDGEN_FEATURE],
         ),
     )?;
     let target = target_dir(root);
@@ -219,6 +218,9 @@ fn binding_tests(root: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// The bindings crate's feature that builds the workspace-local `uniffi-bindgen`.
+const BINDGEN_FEATURE: &str = "fieldsync-ffi/bindgen";
 
 /// JNA as Debian's libjna-java installs it.
 const JNA_JAR: &str = "/usr/share/java/jna.jar";

@@ -76,11 +76,7 @@ impl Status for JobStatus {
             (Open | Scheduled | InProgress, Cancelled) => &[Manager, Admin],
             _ => return Err(TransitionError::not_allowed(self, to)),
         };
-        if allowed.contains(&role) {
-            Ok(())
-        } else {
-            Err(TransitionError::role(self, to, role))
-        }
+        super::status::allow_roles(self, to, role, allowed)
     }
 
     fn precedence(self) -> u8 {

@@ -70,11 +70,7 @@ impl Status for ReportStatus {
             (Submitted, Approved) | (Submitted, ChangesRequested) => &[Manager, Admin, Server],
             _ => return Err(TransitionError::not_allowed(self, to)),
         };
-        if allowed.contains(&role) {
-            Ok(())
-        } else {
-            Err(TransitionError::role(self, to, role))
-        }
+        super::status::allow_roles(self, to, role, allowed)
     }
 
     fn precedence(self) -> u8 {

@@ -124,6 +124,21 @@ impl TransitionError {
     }
 }
 
+/// The tail of every machine's `check`: the edge exists and `allowed` lists the
+/// roles that may take it.
+pub fn allow_roles<S: Status>(
+    from: S,
+    to: S,
+    role: Role,
+    allowed: &[Role],
+) -> Result<(), TransitionError> {
+    if allowed.contains(&role) {
+        Ok(())
+    } else {
+        Err(TransitionError::role(from, to, role))
+    }
+}
+
 /// What a caller asks of a transition: the target and the circumstances.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TransitionRequest<S> {

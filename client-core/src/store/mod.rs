@@ -876,15 +876,20 @@ fn write_record(tx: &Transaction<'_>, p: &Projection, snapshot: &[u8]) -> Result
         [p.id.to_string()],
     )?;
     tx.execute(
-        "INSERT INTO records (id, kind, snapshot, status, owner, team, territory, account_id, parent_id, start_ms, deleted, updated_at_ms) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
-         ON CONFLICT(id) DO UPDATE SET kind = excluded.kind, snapshot = excluded.snapshot, status = excluded.status, \
-         owner = excluded.owner, team = excluded.team, territory = excluded.territory, account_id = excluded.account_id, \
-         parent_id = excluded.parent_id, start_ms = excluded.start_ms, deleted = excluded.deleted, updated_at_ms = excluded.updated_at_ms",
+        "INSERT INTO records (id, kind, snapshot, updated_at_ms) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT(id) DO UPDATE SET kind = excluded.kind, snapshot = excluded.snapshot",
+        params![p.id.to_string(), p.kind.as_str(), snapshot, now_ms()],
+    )?;
+    write_projection(tx, p)
+}
+
+/// Rewrites a record's projection columns.
+fn write_projection(tx: &Transaction<'_>, p: &Projection) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE records SET status = ?2, owner = ?3, team = ?4, territory = ?5, account_id = ?6, parent_id = ?7, \
+         start_ms = ?8, deleted = ?9, updated_at_ms = ?10 WHERE id = ?1",
         params![
             p.id.to_string(),
-            p.kind.as_str(),
-            snapshot,
             p.status,
             p.owner.map(|o| o.to_string()),
             p.team,
@@ -922,23 +927,7 @@ fn append(
         "INSERT INTO record_changes (record_id, seq, bytes) VALUES (?1, ?2, ?3)",
         params![id, next, bytes],
     )?;
-    tx.execute(
-        "UPDATE records SET status = ?2, owner = ?3, team = ?4, territory = ?5, account_id = ?6, parent_id = ?7, \
-         start_ms = ?8, deleted = ?9, updated_at_ms = ?10 WHERE id = ?1",
-        params![
-            id,
-            p.status,
-            p.owner.map(|o| o.to_string()),
-            p.team,
-            p.territory,
-            p.account_id.map(|a| a.to_string()),
-            p.parent_id.map(|a| a.to_string()),
-            p.start_ms,
-            p.deleted,
-            now_ms()
-        ],
-    )?;
-    Ok(())
+    write_projection(tx, p)
 }
 
 /// Queues local changes for upload.
