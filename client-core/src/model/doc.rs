@@ -219,7 +219,11 @@ impl RecordDoc {
         let before: R = self.read()?;
         let mut after = before.clone();
         edit(&mut after);
-        self.write_fields(&before, &after)?;
+        if let Err(e) = self.write_fields(&before, &after) {
+            // Nothing of a refused edit may linger into the next commit.
+            self.doc.rollback();
+            return Err(e);
+        }
         Ok(self.commit("update", at))
     }
 

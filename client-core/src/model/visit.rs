@@ -544,6 +544,24 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_edit_leaves_nothing_behind_for_the_next_change() {
+        use automerge::transaction::Transactable;
+        let (mut doc, _) = planned();
+        let err = doc
+            .update::<Visit>(DeviceTime::utc(1), |v| {
+                v.notes = "half written".into();
+                v.visit_type = " ".into();
+            })
+            .expect_err("a visit needs a type");
+        assert!(matches!(err, ModelError::Validation(_)));
+        assert_eq!(doc.automerge().pending_ops(), 0);
+        doc.update::<Visit>(DeviceTime::utc(2), |v| v.instructions = Some("ok".into()))
+            .expect("edit");
+        let v: Visit = doc.read_stateful().expect("read");
+        assert_eq!(v.notes, "", "the refused edit's notes did not ride along");
+    }
+
+    #[test]
     fn a_visit_checked_in_offline_while_cancelled_in_the_office_shows_in_progress() {
         let (mut device, rep) = planned();
         let mut office = RecordDoc::from_automerge(device.automerge().fork()).expect("fork");
