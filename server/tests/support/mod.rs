@@ -204,7 +204,8 @@ fn register_stop() {
                 c.stop();
             }
         }
-        // SAFETY-free: libc's atexit via std is not exposed; use a tiny C shim.
+        // The test harness exits the process without running destructors of
+        // statics, so the cluster is stopped from a libc `atexit` handler.
         unsafe_atexit(stop_cluster);
     });
 }
