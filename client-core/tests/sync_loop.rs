@@ -1,0 +1,517 @@
+//! The sync loop's decisions, against an in-memory server that uses the real
+//! merge-and-check (`merge_incoming`) and a real change log, through the
+//! `Transport` seam: priming, per-record settling of a push (one rejected record
+//! does not block the others), paged pulls with the cursor, retries with backoff,
+//! one token refresh on 401, and the wipe of a revoked device. The end-to-end
+//! tests with the real HTTP server come with the server's sync endpoints.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fieldsync_core::automerge::ActorId;
+use fieldsync_core::model::visit::{self, Site, Visit, VisitStatus};
+use fieldsync_core::model::{Projection, merge_incoming};
+use fieldsync_core::protocol::{
+    PrimeRequest, PrimeResponse, PullRequest, PullResponse, PushOutcome, PushRequest, PushResponse,
+    PushResult, RecordChanges, Rejection, RepairRequest, RepairResponse, Snapshot,
+};
+use fieldsync_core::store::DeviceStore;
+use fieldsync_core::sync::{
+    LoginRequest, LoginResponse, NoProgress, Session, SessionDevice, SessionUser, SyncClient,
+    SyncError, SyncOptions, Transport, TransportError,
+};
+use fieldsync_core::{
+    Actor, DeviceId, DeviceTime, OrgId, RecordDoc, RecordId, RecordKind, RecordMeta, Role, TeamId,
+    TerritoryId, TransitionRequest, UserId,
+};
+use serde_bytes::ByteBuf;
+
+/// The server side: records, a change log, and knobs for faults.
+struct Server {
+    org: OrgId,
+    records: BTreeMap<RecordId, RecordDoc>,
+    log: Vec<(RecordId, RecordKind, Vec<u8>)>,
+    /// Device actor ids by access token.
+    sessions: BTreeMap<String, (Actor, ActorId)>,
+    /// Fail this many requests with a network error first.
+    drop_next: u32,
+    /// Answer the next request with 401.
+    expire_next: bool,
+    revoked: bool,
+    requests: u32,
+}
+
+#[derive(Clone)]
+struct FakeTransport(Arc<Mutex<Server>>);
+
+impl FakeTransport {
+    fn server(&self) -> std::sync::MutexGuard<'_, Server> {
+        self.0.lock().expect("server lock")
+    }
+
+    fn guard(&self, token: &str) -> Result<(Actor, ActorId), TransportError> {
+        let mut s = self.server();
+        s.requests += 1;
+        if s.drop_next > 0 {
+            s.drop_next -= 1;
+            return Err(TransportError::Network("connection reset".into()));
+        }
+        if s.revoked {
+            return Err(TransportError::Revoked("device revoked".into()));
+        }
+        if s.expire_next {
+            s.expire_next = false;
+            return Err(TransportError::Unauthorized {
+                code: "token_expired".into(),
+                message: "expired".into(),
+            });
+        }
+        s.sessions
+            .get(token)
+            .cloned()
+            .ok_or_else(|| TransportError::Unauthorized {
+                code: "bad_token".into(),
+                message: "unknown token".into(),
+            })
+    }
+}
+
+impl Transport for FakeTransport {
+    fn login(&self, _req: &LoginRequest) -> Result<LoginResponse, TransportError> {
+        unreachable!("the tests set the session directly")
+    }
+
+    fn refresh(&self, refresh_token: &str) -> Result<LoginResponse, TransportError> {
+        let mut s = self.server();
+        let (actor, actor_id) =
+            s.sessions
+                .get(refresh_token)
+                .cloned()
+                .ok_or(TransportError::Unauthorized {
+                    code: "bad_refresh".into(),
+                    message: "unknown refresh token".into(),
+                })?;
+        let access = format!("{refresh_token}+");
+        s.sessions
+            .insert(access.clone(), (actor.clone(), actor_id.clone()));
+        Ok(LoginResponse {
+            access_token: access,
+            refresh_token: refresh_token.into(),
+            expires_in: 900,
+            user: SessionUser {
+                id: actor.user,
+                org: None,
+                role: actor.role,
+                team: None,
+                territory: None,
+                display_name: String::new(),
+            },
+            device: SessionDevice {
+                id: actor.device.unwrap_or_default(),
+                actor_id: actor_id.to_hex_string(),
+            },
+        })
+    }
+
+    fn push(&self, token: &str, req: &PushRequest) -> Result<PushResponse, TransportError> {
+        let (actor, actor_id) = self.guard(token)?;
+        let mut s = self.server();
+        let org = s.org;
+        let mut results = Vec::new();
+        for rc in &req.records {
+            let raw: Vec<Vec<u8>> = rc.changes.iter().map(|c| c.to_vec()).collect();
+            let outcome = match merge_incoming(
+                s.records.get(&rc.id),
+                rc.id,
+                rc.kind,
+                &raw,
+                &actor_id,
+                &actor,
+                org,
+            ) {
+                Ok(mut merged) => {
+                    for (_, bytes) in &merged.new_changes {
+                        s.log.push((rc.id, rc.kind, bytes.clone()));
+                    }
+                    let heads = merged
+                        .doc
+                        .heads()
+                        .iter()
+                        .map(|h| ByteBuf::from(h.0.to_vec()))
+                        .collect();
+                    s.records.insert(rc.id, merged.doc);
+                    PushOutcome::Accepted { heads }
+                }
+                Err(e) => PushOutcome::Rejected(Rejection::from(e)),
+            };
+            results.push(PushResult { id: rc.id, outcome });
+        }
+        Ok(PushResponse { results })
+    }
+
+    fn pull(&self, token: &str, req: &PullRequest) -> Result<PullResponse, TransportError> {
+        self.guard(token)?;
+        let s = self.server();
+        let start = usize::try_from(req.cursor)
+            .unwrap_or(usize::MAX)
+            .min(s.log.len());
+        let end = (start + req.max_changes as usize).min(s.log.len());
+        let mut records: Vec<RecordChanges> = Vec::new();
+        for (id, kind, bytes) in &s.log[start..end] {
+            match records.iter_mut().find(|r| r.id == *id) {
+                Some(r) => r.changes.push(ByteBuf::from(bytes.clone())),
+                None => records.push(RecordChanges {
+                    id: *id,
+                    kind: *kind,
+                    changes: vec![ByteBuf::from(bytes.clone())],
+                }),
+            }
+        }
+        Ok(PullResponse {
+            records,
+            removed: vec![],
+            next_cursor: end as u64,
+            more: end < s.log.len(),
+        })
+    }
+
+    fn prime(&self, token: &str, req: &PrimeRequest) -> Result<PrimeResponse, TransportError> {
+        self.guard(token)?;
+        let s = self.server();
+        let cursor = req.cursor.unwrap_or(s.log.len() as u64);
+        let page: Vec<Snapshot> = s
+            .records
+            .iter()
+            .filter(|(id, _)| req.after.is_none_or(|a| **id > a))
+            .take(req.max_records as usize)
+            .map(|(id, doc)| Snapshot {
+                id: *id,
+                kind: doc.kind(),
+                doc: ByteBuf::from(doc.clone().save()),
+            })
+            .collect();
+        let next = if page.len() == req.max_records as usize {
+            page.last().map(|p| p.id)
+        } else {
+            None
+        };
+        Ok(PrimeResponse {
+            snapshots: page,
+            next,
+            cursor,
+        })
+    }
+
+    fn repair(&self, _token: &str, _req: &RepairRequest) -> Result<RepairResponse, TransportError> {
+        Ok(RepairResponse { message: None })
+    }
+}
+
+struct World {
+    org: OrgId,
+    team: TeamId,
+    territory: TerritoryId,
+}
+
+fn quick() -> SyncOptions {
+    SyncOptions {
+        push_batch: 3,
+        pull_page: 4,
+        prime_page: 2,
+        max_attempts: 4,
+        base_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(5),
+    }
+}
+
+const SITE: Site = Site {
+    coords: None,
+    radius_m: 100.0,
+};
+
+fn setup() -> (World, FakeTransport) {
+    let world = World {
+        org: OrgId::new(),
+        team: TeamId::new(),
+        territory: TerritoryId::new(),
+    };
+    let server = Server {
+        org: world.org,
+        records: BTreeMap::new(),
+        log: Vec::new(),
+        sessions: BTreeMap::new(),
+        drop_next: 0,
+        expire_next: false,
+        revoked: false,
+        requests: 0,
+    };
+    (world, FakeTransport(Arc::new(Mutex::new(server))))
+}
+
+type Client = SyncClient<DeviceStore, FakeTransport>;
+
+fn register(t: &FakeTransport, actor: &Actor, token: &str) -> Client {
+    let store = DeviceStore::open_in_memory().expect("store");
+    let actor_id = ActorId::random();
+    store.set_actor_id(actor_id.clone()).expect("actor");
+    t.server()
+        .sessions
+        .insert(token.into(), (actor.clone(), actor_id.clone()));
+    t.server()
+        .sessions
+        .insert(format!("refresh-{token}"), (actor.clone(), actor_id));
+    let client = SyncClient::new(store, t.clone(), quick());
+    client.set_session(Session {
+        access_token: token.into(),
+        refresh_token: format!("refresh-{token}"),
+    });
+    client
+}
+
+fn meta(w: &World, owner: UserId) -> RecordMeta {
+    RecordMeta {
+        id: RecordId::new(),
+        org: w.org,
+        owner,
+        team: w.team,
+        territory: w.territory,
+    }
+}
+
+fn rep(user: UserId) -> Actor {
+    Actor::on_device(user, Role::Rep, DeviceId::new())
+}
+
+#[test]
+fn two_devices_converge_through_the_server_and_a_new_device_is_primed() {
+    let (w, t) = setup();
+    let alice = UserId::new();
+    let phone = register(&t, &rep(alice), "phone");
+    let tablet = register(&t, &rep(alice), "tablet");
+    let actor = rep(alice);
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let v = Visit::planned(
+            meta(&w, alice),
+            RecordId::new(),
+            DeviceTime::utc(i),
+            DeviceTime::utc(i + 1),
+        );
+        ids.push(
+            phone
+                .store()
+                .create_stateful(&v, &actor, DeviceTime::utc(0))
+                .expect("create"),
+        );
+    }
+    let report = phone.sync(&NoProgress).expect("phone sync");
+    assert_eq!((report.pushed, report.rejected), (5, 0));
+    assert_eq!(phone.store().pending_changes().expect("count"), 0);
+
+    // The tablet was never synced: it primes (pages of 2), then pulls.
+    let report = tablet.sync(&NoProgress).expect("tablet sync");
+    assert_eq!(report.primed, 5);
+    for id in &ids {
+        assert_eq!(
+            tablet.store().read::<Visit>(*id).expect("primed"),
+            phone.store().read::<Visit>(*id).expect("local")
+        );
+    }
+
+    // Concurrent edits of different fields on the two devices.
+    phone
+        .store()
+        .update::<Visit>(ids[0], DeviceTime::utc(10), |v| {
+            v.notes = "from the phone".into()
+        })
+        .expect("edit");
+    tablet
+        .store()
+        .act(ids[0], |d| {
+            visit::check_in(d, &actor, DeviceTime::utc(11), None, SITE)
+        })
+        .expect("check in");
+    phone.sync(&NoProgress).expect("sync");
+    tablet.sync(&NoProgress).expect("sync");
+    phone.sync(&NoProgress).expect("sync");
+    let (a, b): (Visit, Visit) = (
+        phone.store().read_stateful(ids[0]).expect("phone"),
+        tablet.store().read_stateful(ids[0]).expect("tablet"),
+    );
+    assert_eq!(a, b);
+    assert_eq!(
+        (a.notes.as_str(), a.status),
+        ("from the phone", VisitStatus::InProgress)
+    );
+    let server_doc = t
+        .server()
+        .records
+        .get(&ids[0])
+        .cloned()
+        .expect("server copy");
+    assert_eq!(server_doc.read_stateful::<Visit>().expect("server"), a);
+    assert_eq!(
+        Projection::of(&server_doc)
+            .expect("projection")
+            .status
+            .as_deref(),
+        Some("in_progress")
+    );
+}
+
+#[test]
+fn one_rejected_record_does_not_block_the_rest_of_the_batch() {
+    let (w, t) = setup();
+    let alice = UserId::new();
+    let phone = register(&t, &rep(alice), "phone");
+    let actor = rep(alice);
+    let good = phone
+        .store()
+        .create_stateful(
+            &Visit::planned(
+                meta(&w, alice),
+                RecordId::new(),
+                DeviceTime::utc(0),
+                DeviceTime::utc(1),
+            ),
+            &actor,
+            DeviceTime::utc(0),
+        )
+        .expect("create");
+    // A rep's device claiming a manager's role marks a visit missed: the server refuses.
+    let bad = phone
+        .store()
+        .create_stateful(
+            &Visit::planned(
+                meta(&w, alice),
+                RecordId::new(),
+                DeviceTime::utc(0),
+                DeviceTime::utc(1),
+            ),
+            &actor,
+            DeviceTime::utc(0),
+        )
+        .expect("create");
+    let pretend = Actor {
+        role: Role::Manager,
+        ..actor.clone()
+    };
+    phone
+        .store()
+        .transition::<Visit>(
+            bad,
+            &pretend,
+            &TransitionRequest::new(VisitStatus::Missed, DeviceTime::utc(2)),
+            |_| {},
+        )
+        .expect("local check passes with the claimed role");
+    let report = phone.sync(&NoProgress).expect("sync");
+    assert_eq!((report.pushed, report.rejected), (1, 1));
+    assert!(t.server().records.contains_key(&good));
+    assert!(
+        !t.server().records.contains_key(&bad),
+        "nothing of the rejected record is stored"
+    );
+    let ledger = phone.store().rejections().expect("ledger");
+    assert_eq!(
+        (ledger.len(), ledger[0].record_id, ledger[0].code.as_str()),
+        (1, bad, "transition")
+    );
+    assert!(ledger[0].message.contains("rep"), "{}", ledger[0].message);
+    assert_eq!(phone.store().pending_changes().expect("count"), 0);
+}
+
+#[test]
+fn dropped_connections_are_retried_and_resending_is_harmless() {
+    let (w, t) = setup();
+    let alice = UserId::new();
+    let phone = register(&t, &rep(alice), "phone");
+    let id = phone
+        .store()
+        .create_stateful(
+            &Visit::planned(
+                meta(&w, alice),
+                RecordId::new(),
+                DeviceTime::utc(0),
+                DeviceTime::utc(1),
+            ),
+            &rep(alice),
+            DeviceTime::utc(0),
+        )
+        .expect("create");
+    t.server().drop_next = 2;
+    let report = phone
+        .sync(&NoProgress)
+        .expect("sync survives two dropped connections");
+    assert_eq!(report.pushed, 1);
+    let log_len = t.server().log.len();
+    // The same batch again (e.g. the acknowledgement was lost): nothing changes.
+    let batch = vec![RecordChanges {
+        id,
+        kind: RecordKind::Visit,
+        changes: t
+            .server()
+            .log
+            .iter()
+            .map(|(_, _, b)| ByteBuf::from(b.clone()))
+            .collect(),
+    }];
+    let resp = t
+        .push(
+            "phone",
+            &PushRequest {
+                batch: uuid::Uuid::now_v7(),
+                records: batch,
+            },
+        )
+        .expect("push");
+    assert!(matches!(
+        resp.results[0].outcome,
+        PushOutcome::Accepted { .. }
+    ));
+    assert_eq!(t.server().log.len(), log_len);
+
+    t.server().drop_next = 10;
+    let err = phone.sync(&NoProgress).expect_err("retries run out");
+    assert!(matches!(err, SyncError::Network(_)) && err.retryable());
+}
+
+#[test]
+fn an_expired_token_is_refreshed_once_and_a_revoked_device_is_wiped() {
+    let (w, t) = setup();
+    let alice = UserId::new();
+    let phone = register(&t, &rep(alice), "phone");
+    phone
+        .store()
+        .create_stateful(
+            &Visit::planned(
+                meta(&w, alice),
+                RecordId::new(),
+                DeviceTime::utc(0),
+                DeviceTime::utc(1),
+            ),
+            &rep(alice),
+            DeviceTime::utc(0),
+        )
+        .expect("create");
+    t.server().expire_next = true;
+    phone.sync(&NoProgress).expect("sync after refresh");
+    assert_eq!(
+        phone.session().expect("session").access_token,
+        "refresh-phone+"
+    );
+
+    t.server().revoked = true;
+    let err = phone.sync(&NoProgress).expect_err("revoked");
+    assert!(matches!(err, SyncError::Revoked));
+    assert!(
+        phone
+            .store()
+            .all_of(RecordKind::Visit)
+            .expect("list")
+            .is_empty(),
+        "local data wiped"
+    );
+    assert!(phone.session().is_none());
+}
