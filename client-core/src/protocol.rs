@@ -99,6 +99,12 @@ pub struct Rejection {
     pub message: String,
     /// Whether sending the same changes again later can succeed.
     pub retryable: bool,
+    /// The server's copy of the record (`save()` bytes), when it has one and the
+    /// device may read it: the device resets the record to it, so its later
+    /// changes no longer build on the refused ones. `None` for a record the server
+    /// never accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_doc: Option<ByteBuf>,
 }
 
 /// Stable rejection codes.
@@ -306,6 +312,7 @@ impl From<crate::model::IncomingError> for Rejection {
             code,
             message: e.to_string(),
             retryable,
+            server_doc: None,
         }
     }
 }
@@ -346,6 +353,7 @@ mod tests {
                         code: RejectCode::Transition,
                         message: "an outcome is required to complete the visit".into(),
                         retryable: false,
+                        server_doc: Some(ByteBuf::from(vec![1, 2, 3])),
                     }),
                 },
             ],

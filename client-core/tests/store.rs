@@ -279,6 +279,7 @@ fn the_outbox_holds_each_local_change_until_acknowledged() {
                 code: RejectCode::Validation,
                 message: "notes too long".into(),
                 retryable: false,
+                server_doc: None,
             },
         )
         .expect("reject");
@@ -496,4 +497,71 @@ fn wiping_removes_every_record() {
         !bytes.windows(9).any(|w| w == b"Zebulon Q"),
         "customer data left in the file"
     );
+}
+
+#[test]
+fn a_rejected_record_is_reset_to_the_servers_copy_and_its_changes_kept_in_the_ledger() {
+    let w = World::new();
+    let store = DeviceStore::open_in_memory().expect("open");
+    let id = store
+        .create_stateful(
+            &w.visit(RecordId::new(), MONDAY),
+            &w.rep,
+            DeviceTime::utc(0),
+        )
+        .expect("create");
+    // The server accepted the creation.
+    let mut server_copy = store.doc(id).expect("doc");
+    let created: Vec<ChangeHash> = server_copy
+        .changes_since(&[])
+        .iter()
+        .map(|c| c.hash())
+        .collect();
+    store.acknowledge(id, &created).expect("ack");
+    // Two local edits; the server refuses them.
+    store
+        .update::<Visit>(id, DeviceTime::utc(1), |v| {
+            v.instructions = Some("refused".into())
+        })
+        .expect("edit");
+    store
+        .update::<Visit>(id, DeviceTime::utc(2), |v| v.notes = "also refused".into())
+        .expect("edit");
+    let sent = store.outbox_batch(10).expect("batch").remove(0);
+    let rejection = Rejection {
+        code: RejectCode::Forbidden,
+        message: "you may not change this visit".into(),
+        retryable: false,
+        server_doc: Some(ByteBuf::from(server_copy.save())),
+    };
+    store.reject(&sent, &rejection).expect("reject");
+    assert_eq!(store.pending_changes().expect("count"), 0);
+    let v: Visit = store.read_stateful(id).expect("reset record");
+    assert_eq!((v.instructions.as_deref(), v.notes.as_str()), (None, ""));
+    let ledger = store.rejections().expect("ledger");
+    assert_eq!(ledger[0].code, "forbidden");
+    assert_eq!(
+        store
+            .rejected_changes(ledger[0].seq)
+            .expect("changes")
+            .len(),
+        2
+    );
+    // The next edit builds on the server's copy only.
+    store
+        .update::<Visit>(id, DeviceTime::utc(3), |v| v.notes = "fixed".into())
+        .expect("edit");
+    let next = store.outbox_batch(10).expect("batch").remove(0);
+    let mut replay = server_copy.clone();
+    replay
+        .apply_changes(
+            next.changes
+                .iter()
+                .map(|c| fieldsync_core::automerge::Change::from_bytes(c.to_vec()).expect("change"))
+                .collect(),
+        )
+        .expect("applies to the server copy without missing dependencies");
+    assert_eq!(replay.read::<Visit>().expect("read").notes, "fixed");
+    store.resolve_rejection(ledger[0].seq).expect("resolve");
+    assert!(store.rejections().expect("ledger").is_empty());
 }

@@ -143,7 +143,14 @@ impl Transport for FakeTransport {
                     s.records.insert(rc.id, merged.doc);
                     PushOutcome::Accepted { heads }
                 }
-                Err(e) => PushOutcome::Rejected(Rejection::from(e)),
+                Err(e) => {
+                    let mut rejection = Rejection::from(e);
+                    rejection.server_doc = s
+                        .records
+                        .get(&rc.id)
+                        .map(|d| ByteBuf::from(d.clone().save()));
+                    PushOutcome::Rejected(rejection)
+                }
             };
             results.push(PushResult { id: rc.id, outcome });
         }
@@ -420,6 +427,19 @@ fn one_rejected_record_does_not_block_the_rest_of_the_batch() {
     );
     assert!(ledger[0].message.contains("rep"), "{}", ledger[0].message);
     assert_eq!(phone.store().pending_changes().expect("count"), 0);
+    assert!(
+        phone.store().read::<Visit>(bad).is_err(),
+        "a creation the server never accepted is taken back"
+    );
+    assert_eq!(
+        phone
+            .store()
+            .rejected_changes(ledger[0].seq)
+            .expect("kept")
+            .len(),
+        2,
+        "creation and transition kept"
+    );
 }
 
 #[test]

@@ -571,26 +571,103 @@ impl DeviceStore {
         Ok(())
     }
 
-    /// The server refused the record's changes: record them in the ledger with the
-    /// reason and take them out of the outbox, in one transaction.
+    /// The server refused the record's changes. In one transaction: every
+    /// unacknowledged local change of the record goes to the ledger with the
+    /// reason (the app shows it and can re-apply the edit), leaves the outbox, and
+    /// the record is reset to the server's copy (or removed, when the server never
+    /// accepted it), so later edits no longer build on the refused changes.
     pub fn reject(&self, sent: &RecordChanges, rejection: &Rejection) -> Result<(), StoreError> {
+        let id = sent.id;
         let mut inner = self.lock();
+        let mut local = inner.take(id)?;
+        // Everything still pending for this record, including edits made after the
+        // batch was read: they all build on the refused changes.
+        let pending: Vec<String> = {
+            let mut stmt = inner.conn.prepare_cached(
+                "SELECT change_hash FROM outbox WHERE record_id = ?1 ORDER BY seq",
+            )?;
+            stmt.query_map([id.to_string()], |r| r.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        let mut refused: Vec<ByteBuf> = Vec::with_capacity(pending.len());
+        for hash in &pending {
+            if let Ok(h) = hash.parse::<ChangeHash>()
+                && let Some(change) = local.get_change_by_hash(&h)
+            {
+                refused.push(ByteBuf::from(change.raw_bytes().to_vec()));
+            }
+        }
+        let server = match &rejection.server_doc {
+            Some(bytes) => {
+                let am = AutoCommit::load(bytes).map_err(|e| StoreError::Corrupt {
+                    id,
+                    detail: format!("server copy: {e}"),
+                })?;
+                let doc = RecordDoc::from_automerge(am).map_err(|e| StoreError::Corrupt {
+                    id,
+                    detail: e.to_string(),
+                })?;
+                Some(doc)
+            }
+            None => None,
+        };
         let tx = inner.conn.transaction()?;
-        let blob = crate::protocol::encode(&sent.changes);
         tx.execute(
             "INSERT INTO rejections (record_id, kind, code, message, changes, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![sent.id.to_string(), sent.kind.as_str(), rejection.code.as_str(), rejection.message, blob, now_ms()],
+            params![
+                id.to_string(),
+                sent.kind.as_str(),
+                rejection.code.as_str(),
+                rejection.message,
+                crate::protocol::encode(&refused),
+                now_ms()
+            ],
         )?;
-        {
-            let mut stmt =
-                tx.prepare_cached("DELETE FROM outbox WHERE record_id = ?1 AND change_hash = ?2")?;
-            for raw in &sent.changes {
-                if let Ok(change) = Change::from_bytes(raw.to_vec()) {
-                    stmt.execute(params![sent.id.to_string(), change.hash().to_string()])?;
-                }
+        tx.execute("DELETE FROM outbox WHERE record_id = ?1", [id.to_string()])?;
+        let mut reset = None;
+        match server {
+            Some(mut doc) => {
+                let projection = Projection::of(&doc)?;
+                write_record(&tx, &projection, &doc.save())?;
+                reset = Some(doc.into_automerge());
+            }
+            None => {
+                tx.execute(
+                    "DELETE FROM record_changes WHERE record_id = ?1",
+                    [id.to_string()],
+                )?;
+                tx.execute("DELETE FROM records WHERE id = ?1", [id.to_string()])?;
             }
         }
         tx.commit()?;
+        if let Some(mut am) = reset {
+            am.set_actor(inner.actor.clone());
+            inner.remember(id, am, self.options.cache_size);
+        }
+        Ok(())
+    }
+
+    /// The refused changes of a ledger entry (raw Automerge changes), for an app
+    /// that shows what was refused or re-applies it.
+    pub fn rejected_changes(&self, seq: i64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let blob: Vec<u8> = self.lock().conn.query_row(
+            "SELECT changes FROM rejections WHERE seq = ?1",
+            [seq],
+            |r| r.get(0),
+        )?;
+        let changes: Vec<ByteBuf> =
+            crate::protocol::decode(&blob).map_err(|e| StoreError::Corrupt {
+                id: RecordId::from_uuid(uuid::Uuid::nil()),
+                detail: e.to_string(),
+            })?;
+        Ok(changes.into_iter().map(ByteBuf::into_vec).collect())
+    }
+
+    /// Marks a ledger entry as dealt with (the app re-applied or dismissed it).
+    pub fn resolve_rejection(&self, seq: i64) -> Result<(), StoreError> {
+        self.lock()
+            .conn
+            .execute("UPDATE rejections SET resolved = 1 WHERE seq = ?1", [seq])?;
         Ok(())
     }
 
