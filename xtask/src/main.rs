@@ -33,7 +33,7 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("deps") => ensure_prerequisites(),
         Some("bench") => bench(),
-        Some("bindings") => generate_bindings(&workspace_root()).map(|_| ()),
+        Some("bindings") => generate_bindings(&workspace_root(), true).map(|_| ()),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             Ok(())
@@ -81,6 +81,22 @@ fn test(args: &[String]) -> Result<()> {
             ),
         )?;
     }
+    // Build every target once, with the feature set the test run uses (dev
+    // dependencies included), so the tests, the native library and the
+    // generator below all reuse the same compiled dependencies.
+    step(
+        "build every target",
+        cargo(
+            &root,
+            &[
+                "build",
+                "--workspace",
+                "--all-targets",
+                "--features",
+                BINDGEN_FEATURE,
+            ],
+        ),
+    )?;
     step(
         "Rust tests (all crates)",
         cargo(
@@ -137,16 +153,16 @@ struct Bindings {
 
 /// Builds the native library and generates the Kotlin, Swift and Python bindings
 /// from it with the workspace's own `uniffi-bindgen`.
-fn generate_bindings(root: &Path) -> Result<Bindings> {
-    // One build of the whole workspace with the generator's feature: the same
-    // feature set as the test run, so nothing is compiled twice.
-    step(
-        "build the native library and uniffi-bindgen",
-        cargo(
-            root,
-            &["build", "--workspace", "--features", BINDGEN_FEATURE],
-        ),
-    )?;
+fn generate_bindings(root: &Path, build: bool) -> Result<Bindings> {
+    if build {
+        step(
+            "build the native library and uniffi-bindgen",
+            cargo(
+                root,
+                &["build", "--workspace", "--features", BINDGEN_FEATURE],
+            ),
+        )?;
+    }
     let target = target_dir(root);
     let library = target.join("debug").join("libfieldsync_ffi.so");
     let dir = target.join("bindings");
@@ -173,8 +189,9 @@ fn target_dir(root: &Path) -> PathBuf {
 
 /// Runs the Python and Kotlin binding tests against the generated bindings and
 /// the real native library.
+/// Expects the library and the generator built by the test run's build step.
 fn binding_tests(root: &Path) -> Result<()> {
-    let b = generate_bindings(root)?;
+    let b = generate_bindings(root, false)?;
     let py = b.dir.join("python");
     std::fs::copy(&b.library, py.join("libfieldsync_ffi.so"))
         .context("copying the library next to the Python module")?;
