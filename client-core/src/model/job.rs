@@ -483,11 +483,21 @@ mod tests {
         device.merge(&mut office).expect("merge back");
         for doc in [&office, &device] {
             assert_eq!(doc.status::<JobStatus>().expect("status"), Completed);
+            let conflicts = doc.conflicts().expect("conflicts");
+            let status = conflicts
+                .iter()
+                .find(|c| c.path == "status")
+                .expect("the clash is listed");
+            let shown: Vec<_> = status.values.iter().filter(|v| v.shown).collect();
+            assert_eq!(shown.len(), 1);
+            assert_eq!(shown[0].value, "completed");
+            assert!(status.values.iter().any(|v| v.value == "cancelled"));
+            let history = doc.history().expect("history");
+            assert!(history.iter().any(|e| e.to == "completed"));
             assert!(
-                doc.conflicts()
-                    .expect("conflicts")
+                history
                     .iter()
-                    .any(|c| c.path == "status")
+                    .any(|e| e.to == "cancelled" && e.reason.as_deref() == Some("duplicate"))
             );
         }
     }

@@ -437,11 +437,20 @@ mod tests {
                 doc.status::<ReportStatus>().expect("status"),
                 ChangesRequested
             );
+            let conflicts = doc.conflicts().expect("conflicts");
+            let status = conflicts
+                .iter()
+                .find(|c| c.path == "status")
+                .expect("the clash is listed");
+            let shown: Vec<_> = status.values.iter().filter(|v| v.shown).collect();
+            assert_eq!(shown.len(), 1);
+            assert_eq!(shown[0].value, "changes_requested");
+            assert!(status.values.iter().any(|v| v.value == "approved"));
+            let history = doc.history().expect("history");
+            assert!(history.iter().any(|e| e.to == "approved"));
             assert!(
-                doc.conflicts()
-                    .expect("conflicts")
-                    .iter()
-                    .any(|c| c.path == "status")
+                history.iter().any(|e| e.to == "changes_requested"
+                    && e.reason.as_deref() == Some("Missing photos"))
             );
         }
         assert_eq!(a.to_json().expect("json"), b.to_json().expect("json"));

@@ -579,12 +579,18 @@ mod tests {
         device.merge(&mut office).expect("merge back");
         for doc in [&office, &device] {
             assert_eq!(doc.status::<VisitStatus>().expect("status"), InProgress);
-            assert!(
-                doc.conflicts()
-                    .expect("conflicts")
-                    .iter()
-                    .any(|c| c.path == "status")
-            );
+            let conflicts = doc.conflicts().expect("conflicts");
+            let status = conflicts
+                .iter()
+                .find(|c| c.path == "status")
+                .expect("the clash is listed");
+            let shown: Vec<_> = status.values.iter().filter(|v| v.shown).collect();
+            assert_eq!(shown.len(), 1);
+            assert_eq!(shown[0].value, "in_progress");
+            assert!(status.values.iter().any(|v| v.value == "cancelled"));
+            let history = doc.history().expect("history");
+            assert!(history.iter().any(|e| e.to == "in_progress"));
+            assert!(history.iter().any(|e| e.to == "cancelled"));
         }
     }
 }
