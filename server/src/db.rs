@@ -3,6 +3,12 @@
 //! `migrations/sqlite` and `migrations/postgres` and are embedded in the binary.
 //! On PostgreSQL sqlx's migrator holds an advisory lock while it runs, so several
 //! server nodes starting at once against one database migrate it exactly once.
+//!
+//! Queries are written once with `$1`-style placeholders, which both dialects
+//! accept, and run on either pool through [`on_pool!`](crate::on_pool). The one
+//! difference the code sees is ids: PostgreSQL stores `UUID`, SQLite stores the
+//! hyphenated text, so ids are bound through the dialect's `uuid` function the
+//! macro provides and read back as `CAST(col AS TEXT)`.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -30,6 +36,63 @@ pub enum DbError {
     /// A migration failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value is not what the schema promises.
+    #[error("unexpected stored data: {0}")]
+    Corrupt(String),
+}
+
+impl DbError {
+    /// The name of the violated unique constraint, if that is what failed.
+    pub fn unique_violation(&self) -> Option<String> {
+        match self {
+            DbError::Sqlx(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Some(e.constraint().unwrap_or_default().to_owned())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Runs `$body` with `$pool` bound to whichever pool `$db` holds and `$uuid`
+/// bound to the function that turns a [`uuid::Uuid`] into that dialect's bind
+/// value. The body is compiled once per dialect.
+#[macro_export]
+macro_rules! on_pool {
+    ($db:expr, |$pool:ident, $uuid:ident| $body:expr) => {
+        match $db {
+            $crate::db::Database::Sqlite($pool) => {
+                let $uuid = $crate::db::sqlite_uuid;
+                $body
+            }
+            $crate::db::Database::Postgres($pool) => {
+                let $uuid = $crate::db::pg_uuid;
+                $body
+            }
+        }
+    };
+}
+
+/// An id as SQLite stores it: hyphenated text.
+pub fn sqlite_uuid(id: uuid::Uuid) -> String {
+    id.hyphenated().to_string()
+}
+
+/// An id as PostgreSQL stores it: a native `UUID`.
+pub fn pg_uuid(id: uuid::Uuid) -> uuid::Uuid {
+    id
+}
+
+/// Parses an id read back with `CAST(col AS TEXT)`.
+pub fn parse_uuid(text: &str) -> Result<uuid::Uuid, DbError> {
+    uuid::Uuid::parse_str(text).map_err(|_| DbError::Corrupt(format!("bad id {text:?}")))
+}
+
+/// Seconds since the Unix epoch: the unit of every stored time.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// A pool on one of the supported databases.

@@ -1,24 +1,64 @@
 //! The one HTTP error type. Every error answers
 //! `{"error": {"code": "stable_snake_case", "message": "what to do"}}` with a
 //! matching status; internal details are logged, never returned.
+//!
+//! Codes are part of the protocol: clients branch on them (`device_revoked`
+//! makes the app wipe its data), so a code is never renamed.
+//!
+//! [`ApiJson`] replaces axum's `Json` extractor so that a malformed body or a
+//! wrong content type also answers in this shape.
 
 use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
 use serde_json::json;
 
 /// An error answered over HTTP.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// The database is unreachable or failing.
-    #[error("the database is not available")]
+    #[error("the database is not available; try again later")]
     Unavailable(#[source] crate::db::DbError),
     /// Something unexpected; details are in the log.
-    #[error("internal error")]
+    #[error("internal error; try again later")]
     Internal(#[source] anyhow::Error),
     /// No such route.
     #[error("not found")]
     NotFound,
+    /// The body is not the JSON this endpoint expects.
+    #[error("invalid JSON body: {0}")]
+    InvalidJson(String),
+    /// The body is not declared as JSON.
+    #[error("send the body as JSON with `content-type: application/json`")]
+    UnsupportedMediaType,
+    /// A value in a well-formed body is out of range.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Unknown organisation, unknown email or wrong password: one answer for all
+    /// three, so nobody can probe which accounts exist.
+    #[error("wrong organisation, email or password")]
+    InvalidCredentials,
+    /// No `Authorization: Bearer` header.
+    #[error("send an access token in `Authorization: Bearer …`; log in to get one")]
+    MissingToken,
+    /// The access token is malformed, forged, expired or for another audience.
+    #[error("the access token is invalid or expired; refresh it or log in again")]
+    InvalidToken,
+    /// The refresh token is unknown, expired, revoked or already used.
+    #[error("the refresh token is invalid, expired or already used; log in again")]
+    InvalidRefreshToken,
+    /// The device was revoked by an administrator.
+    #[error("this device was revoked; wipe local data and log in again")]
+    DeviceRevoked,
+    /// The user was disabled by an administrator.
+    #[error("this account is disabled; ask your administrator")]
+    AccountDisabled,
+    /// The device id is registered to another user.
+    #[error("this device is registered to another user; reinstall the app or clear its data")]
+    DeviceInUse,
 }
 
 impl ApiError {
@@ -27,7 +67,24 @@ impl ApiError {
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
+            ApiError::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+            ApiError::MissingToken => (StatusCode::UNAUTHORIZED, "missing_token"),
+            ApiError::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            ApiError::InvalidRefreshToken => (StatusCode::UNAUTHORIZED, "invalid_refresh_token"),
+            ApiError::DeviceRevoked => (StatusCode::UNAUTHORIZED, "device_revoked"),
+            ApiError::AccountDisabled => (StatusCode::FORBIDDEN, "account_disabled"),
+            ApiError::DeviceInUse => (StatusCode::CONFLICT, "device_in_use"),
         }
+    }
+
+    /// The stable code of this error.
+    pub fn code(&self) -> &'static str {
+        self.status_and_code().1
     }
 }
 
@@ -39,5 +96,33 @@ impl IntoResponse for ApiError {
         }
         let body = json!({ "error": { "code": code, "message": self.to_string() } });
         (status, Json(body)).into_response()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
+            // Syntax and data errors describe the client's own input (a line and
+            // column, a missing field), so they are safe and useful to return.
+            other => ApiError::InvalidJson(other.body_text()),
+        }
+    }
+}
+
+/// A JSON body whose rejection is an [`ApiError`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let Json(value) = Json::<T>::from_request(req, state).await?;
+        Ok(ApiJson(value))
     }
 }

@@ -5,10 +5,12 @@
 //! pages. This crate's library is what the `fieldsync` binary runs and what the
 //! tests run in-process on a loopback port.
 //!
-//! [`launch_with_listener`] is the one entry point: it takes settings, an already
-//! bound listener (port 0 in tests) and a shutdown future, so a test runs exactly
-//! the production router.
+//! [`launch_with_tcp_listener`] is the one entry point: it takes settings, an
+//! already bound listener (port 0 in tests) and a shutdown future, so a test runs
+//! exactly the production router.
 
+pub mod accounts;
+pub mod auth;
 pub mod db;
 pub mod error;
 pub mod settings;
@@ -22,21 +24,26 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
+pub use accounts::AccountError;
+pub use auth::{AuthKeys, AuthUser};
 pub use db::{Database, DbError};
-pub use error::ApiError;
-pub use settings::Settings;
+pub use error::{ApiError, ApiJson};
+pub use settings::{Settings, SettingsArgs, SettingsError};
 
 /// Shared state of the HTTP handlers.
 #[derive(Debug, Clone)]
 pub struct AppState {
     /// The central store.
     pub db: Database,
+    /// How access tokens are signed and checked.
+    pub keys: AuthKeys,
 }
 
 /// The HTTP routes.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .merge(auth::routes())
         .fallback(|| async { ApiError::NotFound })
         .with_state(state)
 }
@@ -68,7 +75,7 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Database> {
 
 /// Serves on `listener` until `shutdown` completes, then finishes in-flight
 /// requests and closes the database pool.
-pub async fn launch_with_listener(
+pub async fn launch_with_tcp_listener(
     settings: Settings,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -81,7 +88,11 @@ pub async fn launch_with_listener(
         url = %settings::redact(&settings.database_url()),
         "fieldsync listening on http://{addr}"
     );
-    let state = Arc::new(AppState { db: db.clone() });
+    let keys = AuthKeys::load(&settings, &db).await?;
+    let state = Arc::new(AppState {
+        db: db.clone(),
+        keys,
+    });
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await?;

@@ -1,9 +1,15 @@
-//! The `fieldsync` command: run the server, apply migrations.
+//! The `fieldsync` command: run the server, apply migrations, and the first
+//! administration steps (create an organisation with its admin, add users).
+//! Every failure prints one `fieldsync: error: …` line and exits non-zero.
 
+use std::io::BufRead;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use fieldsync_server::{Settings, launch_with_listener, open_database};
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use fieldsync_core::model::Role;
+use fieldsync_server::accounts::{self, NewUser};
+use fieldsync_server::{Settings, SettingsArgs, launch_with_tcp_listener, open_database};
 use tracing_subscriber::EnvFilter;
 
 /// Fieldsync: offline-first sync for field sales and field service.
@@ -17,9 +23,82 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server (SQLite in ./data unless --database-url is given).
-    Serve(Settings),
+    Serve(SettingsArgs),
     /// Apply pending database migrations and exit.
-    Migrate(Settings),
+    Migrate(SettingsArgs),
+    /// Manage organisations.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum OrgCommand {
+    /// Create an organisation and its first administrator.
+    Init(OrgInit),
+}
+
+#[derive(Debug, Args)]
+struct OrgInit {
+    /// Display name, e.g. "Acme Field Services".
+    #[arg(long)]
+    name: String,
+    /// Short name users type at login: lower-case letters, digits, hyphens.
+    #[arg(long)]
+    slug: String,
+    /// The administrator's email.
+    #[arg(long)]
+    admin_email: String,
+    /// The administrator's name to show [default: the part of the email before @].
+    #[arg(long, default_value = "")]
+    admin_name: String,
+    /// The administrator's password (prefer the variable or --admin-password-stdin:
+    /// a flag is visible to other users in the process list).
+    #[arg(long, env = "FIELDSYNC_ADMIN_PASSWORD", hide_env_values = true)]
+    admin_password: Option<String>,
+    /// Read the administrator's password from the first line of standard input.
+    #[arg(long, conflicts_with = "admin_password")]
+    admin_password_stdin: bool,
+    #[command(flatten)]
+    settings: SettingsArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a user to an organisation.
+    Add(UserAdd),
+}
+
+#[derive(Debug, Args)]
+struct UserAdd {
+    /// The organisation's slug.
+    #[arg(long)]
+    org: String,
+    /// Email, unique in the organisation.
+    #[arg(long)]
+    email: String,
+    /// rep, technician, manager or admin.
+    #[arg(long)]
+    role: String,
+    /// Team name (created if missing).
+    #[arg(long)]
+    team: Option<String>,
+    /// Territory name (created if missing).
+    #[arg(long)]
+    territory: Option<String>,
+    /// Name to show [default: the part of the email before @].
+    #[arg(long, default_value = "")]
+    display_name: String,
+    /// Password (prefer the variable or --password-stdin).
+    #[arg(long, env = "FIELDSYNC_USER_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// Read the password from the first line of standard input.
+    #[arg(long, conflicts_with = "password")]
+    password_stdin: bool,
+    #[command(flatten)]
+    settings: SettingsArgs,
 }
 
 fn main() -> ExitCode {
@@ -38,9 +117,11 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(settings) => serve(settings).await,
-            Command::Migrate(settings) => {
-                let db = open_database(&settings).await?;
+            Command::Serve(args) => serve(args.resolve()?).await,
+            Command::Org(OrgCommand::Init(init)) => org_init(init).await,
+            Command::User(UserCommand::Add(add)) => user_add(add).await,
+            Command::Migrate(args) => {
+                let db = open_database(&args.resolve()?).await?;
                 println!(
                     "fieldsync: {} database is up to date ({} migrations applied)",
                     db.kind(),
@@ -64,7 +145,107 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
-    launch_with_listener(settings, listener, shutdown_signal()).await
+    launch_with_tcp_listener(settings, listener, shutdown_signal()).await
+}
+
+/// The password from the flag/variable, or the first line of standard input.
+fn password(given: Option<String>, from_stdin: bool, flag: &str) -> anyhow::Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
+    }
+    given.ok_or_else(|| {
+        anyhow::anyhow!("give a password with {flag}, its environment variable, or {flag}-stdin")
+    })
+}
+
+async fn org_init(init: OrgInit) -> anyhow::Result<()> {
+    let password = password(
+        init.admin_password,
+        init.admin_password_stdin,
+        "--admin-password",
+    )?;
+    // Checked before anything is written so a refused admin leaves no orphan organisation.
+    let email = accounts::normalise_email(&init.admin_email)?;
+    accounts::check_password_strength(&password)?;
+    let db = open_database(&init.settings.resolve()?).await?;
+    let result = async {
+        let org = accounts::create_org(&db, &init.name, &init.slug).await?;
+        let admin = accounts::create_user(
+            &db,
+            NewUser {
+                org,
+                email: email.clone(),
+                display_name: init.admin_name,
+                role: Role::Admin,
+                team: None,
+                territory: None,
+                password,
+            },
+        )
+        .await?;
+        println!(
+            "fieldsync: created organisation {:?} (slug {}, id {org}) with administrator {email} (id {admin})",
+            init.name.trim(),
+            init.slug
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    db.close().await;
+    result
+}
+
+async fn user_add(add: UserAdd) -> anyhow::Result<()> {
+    let role: Role = match add.role.parse() {
+        Ok(Role::Server) | Err(_) => anyhow::bail!(
+            "unknown role {:?}: use rep, technician, manager or admin",
+            add.role
+        ),
+        Ok(role) => role,
+    };
+    let password = password(add.password, add.password_stdin, "--password")?;
+    accounts::check_password_strength(&password)?;
+    let db = open_database(&add.settings.resolve()?).await?;
+    let result = async {
+        let org = accounts::org_by_slug(&db, &add.org)
+            .await?
+            .ok_or_else(|| accounts::AccountError::UnknownOrg(add.org.clone()))?;
+        let team = match &add.team {
+            Some(name) => Some(accounts::ensure_team(&db, org, name).await?),
+            None => None,
+        };
+        let territory = match &add.territory {
+            Some(name) => Some(accounts::ensure_territory(&db, org, name).await?),
+            None => None,
+        };
+        let id = accounts::create_user(
+            &db,
+            NewUser {
+                org,
+                email: add.email.clone(),
+                display_name: add.display_name,
+                role,
+                team,
+                territory,
+                password,
+            },
+        )
+        .await?;
+        println!(
+            "fieldsync: added {role} {} to {} (id {id})",
+            add.email.trim().to_lowercase(),
+            add.org
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    db.close().await;
+    result
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM.

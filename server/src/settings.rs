@@ -1,29 +1,90 @@
-//! Server settings: defaults in code, overridden by environment variables
-//! (`FIELDSYNC_…`), overridden by command-line flags (clap does both layers).
-//! `Debug` redacts the password of a database URL.
+//! Server settings, resolved in four layers: defaults in code, then an optional
+//! TOML file (`--config` / `FIELDSYNC_CONFIG`), then environment variables
+//! (`FIELDSYNC_…`), then command-line flags. Clap reads the last two layers
+//! together (a flag wins over its variable), so [`SettingsArgs`] holds only what
+//! was given and [`SettingsArgs::resolve`] fills the gaps from the file and the
+//! defaults.
+//!
+//! Secrets (the JWT signing key, a password inside the database URL) never reach
+//! `Debug` output or logs.
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-/// Where to listen and which database to use.
-#[derive(Clone, clap::Args)]
+use serde::Deserialize;
+
+/// Shortest accepted JWT signing key, in bytes (HS256 wants at least 256 bits).
+pub const MIN_JWT_SECRET_LEN: usize = 32;
+
+/// A secret string whose `Debug` prints `***`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself; call only where it is used.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+/// The resolved settings the server runs with.
+#[derive(Clone)]
 pub struct Settings {
     /// Address to listen on.
-    #[arg(long, env = "FIELDSYNC_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-
-    /// Directory for the embedded SQLite database (created on first run).
-    #[arg(long, env = "FIELDSYNC_DATA_DIR", default_value = "data")]
+    /// Directory of the embedded SQLite database (created on first run).
     pub data_dir: PathBuf,
-
-    /// Database URL: `sqlite://…` or `postgres://…`. Default: SQLite in the data directory.
-    #[arg(long, env = "FIELDSYNC_DATABASE_URL")]
+    /// `sqlite://…` or `postgres://…`; `None` means SQLite in `data_dir`.
     pub database_url: Option<String>,
-
     /// Largest number of pooled database connections.
-    #[arg(long, env = "FIELDSYNC_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
+    /// HS256 signing key. `None`: a key generated on first start and kept in the
+    /// database, so every node sharing it agrees and restarts log nobody out.
+    pub jwt_secret: Option<Secret>,
+    /// `iss` claim written and required.
+    pub jwt_issuer: String,
+    /// `aud` claim written and required.
+    pub jwt_audience: String,
+    /// Lifetime of an access token, in seconds.
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of a refresh token, in seconds.
+    pub refresh_token_ttl_secs: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("data"),
+            database_url: None,
+            db_max_connections: 16,
+            jwt_secret: None,
+            jwt_issuer: "fieldsync".to_owned(),
+            jwt_audience: "fieldsync-api".to_owned(),
+            access_token_ttl_secs: 15 * 60,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+        }
+    }
 }
 
 impl Settings {
@@ -34,6 +95,24 @@ impl Settings {
             None => format!("sqlite://{}", self.data_dir.join("fieldsync.db").display()),
         }
     }
+
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if let Some(secret) = &self.jwt_secret
+            && secret.expose().len() < MIN_JWT_SECRET_LEN
+        {
+            return Err(SettingsError::Invalid(format!(
+                "jwt_secret must be at least {MIN_JWT_SECRET_LEN} bytes; \
+                 generate one with `openssl rand -hex 32`, or leave it unset to let the server keep one in the database"
+            )));
+        }
+        if self.access_token_ttl_secs == 0 || self.refresh_token_ttl_secs == 0 {
+            return Err(SettingsError::Invalid(
+                "token lifetimes must be at least one second".to_owned(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Debug for Settings {
@@ -43,8 +122,165 @@ impl fmt::Debug for Settings {
             .field("data_dir", &self.data_dir)
             .field("database_url", &redact(&self.database_url()))
             .field("db_max_connections", &self.db_max_connections)
+            .field("jwt_secret", &self.jwt_secret)
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_audience", &self.jwt_audience)
+            .field("access_token_ttl_secs", &self.access_token_ttl_secs)
+            .field("refresh_token_ttl_secs", &self.refresh_token_ttl_secs)
             .finish()
     }
+}
+
+/// Settings that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The config file could not be read.
+    #[error("cannot read the config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML or has unknown keys.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's explanation.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid settings: {0}")]
+    Invalid(String),
+}
+
+/// The TOML file's keys: the same names as the flags, with underscores.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    db_max_connections: Option<u32>,
+    jwt_secret: Option<Secret>,
+    jwt_issuer: Option<String>,
+    jwt_audience: Option<String>,
+    access_token_ttl_secs: Option<u64>,
+    refresh_token_ttl_secs: Option<u64>,
+}
+
+/// The flags and environment variables of every command that opens the database.
+/// Every field is optional so that an absent flag lets the file or the default apply.
+#[derive(Clone, Default, clap::Args)]
+pub struct SettingsArgs {
+    /// TOML settings file (keys as the flags, with underscores).
+    #[arg(long, env = "FIELDSYNC_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "FIELDSYNC_LISTEN")]
+    pub listen: Option<SocketAddr>,
+
+    /// Directory for the embedded SQLite database, created on first run [default: data].
+    #[arg(long, env = "FIELDSYNC_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Database URL: `sqlite://…` or `postgres://…` [default: SQLite in the data directory].
+    #[arg(long, env = "FIELDSYNC_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Largest number of pooled database connections [default: 16].
+    #[arg(long, env = "FIELDSYNC_DB_MAX_CONNECTIONS")]
+    pub db_max_connections: Option<u32>,
+
+    /// HS256 signing key for access tokens, at least 32 bytes [default: generated and kept in the database].
+    #[arg(long, env = "FIELDSYNC_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+
+    /// `iss` claim of access tokens [default: fieldsync].
+    #[arg(long, env = "FIELDSYNC_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// `aud` claim of access tokens [default: fieldsync-api].
+    #[arg(long, env = "FIELDSYNC_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Access-token lifetime in seconds [default: 900].
+    #[arg(long, env = "FIELDSYNC_ACCESS_TOKEN_TTL_SECS")]
+    pub access_token_ttl_secs: Option<u64>,
+
+    /// Refresh-token lifetime in seconds [default: 2592000, 30 days].
+    #[arg(long, env = "FIELDSYNC_REFRESH_TOKEN_TTL_SECS")]
+    pub refresh_token_ttl_secs: Option<u64>,
+}
+
+impl fmt::Debug for SettingsArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SettingsArgs")
+            .field("config", &self.config)
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &self.database_url.as_deref().map(redact))
+            .field("jwt_secret", &self.jwt_secret)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SettingsArgs {
+    /// Defaults, then the file, then these flags and variables.
+    pub fn resolve(&self) -> Result<Settings, SettingsError> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileSettings::default(),
+        };
+        let d = Settings::default();
+        let settings = Settings {
+            listen: self.listen.or(file.listen).unwrap_or(d.listen),
+            data_dir: self
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or(d.data_dir),
+            database_url: self.database_url.clone().or(file.database_url),
+            db_max_connections: self
+                .db_max_connections
+                .or(file.db_max_connections)
+                .unwrap_or(d.db_max_connections),
+            jwt_secret: self.jwt_secret.clone().or(file.jwt_secret),
+            jwt_issuer: self
+                .jwt_issuer
+                .clone()
+                .or(file.jwt_issuer)
+                .unwrap_or(d.jwt_issuer),
+            jwt_audience: self
+                .jwt_audience
+                .clone()
+                .or(file.jwt_audience)
+                .unwrap_or(d.jwt_audience),
+            access_token_ttl_secs: self
+                .access_token_ttl_secs
+                .or(file.access_token_ttl_secs)
+                .unwrap_or(d.access_token_ttl_secs),
+            refresh_token_ttl_secs: self
+                .refresh_token_ttl_secs
+                .or(file.refresh_token_ttl_secs)
+                .unwrap_or(d.refresh_token_ttl_secs),
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileSettings, SettingsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| SettingsError::Parse {
+        path: path.to_owned(),
+        message: e.message().to_owned(),
+    })
 }
 
 /// Hides the password of `scheme://user:password@host/...`.
@@ -52,7 +288,7 @@ pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let Some((credentials, host)) = rest.split_once('@') else {
+    let Some((credentials, host)) = rest.rsplit_once('@') else {
         return url.to_owned();
     };
     match credentials.split_once(':') {
@@ -66,7 +302,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn database_passwords_never_reach_debug_output() {
+    fn database_passwords_and_signing_keys_never_reach_debug_output() {
         assert_eq!(
             redact("postgres://app:s3cret@db:5432/fs"),
             "postgres://app:***@db:5432/fs"
@@ -76,11 +312,50 @@ mod tests {
             "sqlite://data/fieldsync.db"
         );
         let s = Settings {
-            listen: "127.0.0.1:1".parse().expect("addr"),
-            data_dir: "d".into(),
             database_url: Some("postgres://a:hunter2@h/db".into()),
-            db_max_connections: 1,
+            jwt_secret: Some(Secret::new("k".repeat(40))),
+            ..Settings::default()
         };
-        assert!(!format!("{s:?}").contains("hunter2"));
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("kkkk"), "{shown}");
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_wins_over_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("fieldsync.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9999\"\ndata_dir = \"/srv/fs\"\naccess_token_ttl_secs = 60\n",
+        )
+        .expect("write config");
+        let args = SettingsArgs {
+            config: Some(path),
+            data_dir: Some("/flag/dir".into()),
+            ..SettingsArgs::default()
+        };
+        let s = args.resolve().expect("valid settings");
+        assert_eq!(s.listen, "127.0.0.1:9999".parse().expect("addr"));
+        assert_eq!(s.data_dir, PathBuf::from("/flag/dir"));
+        assert_eq!(s.access_token_ttl_secs, 60);
+        assert_eq!(s.refresh_token_ttl_secs, 30 * 24 * 3600);
+    }
+
+    #[test]
+    fn unknown_keys_and_short_signing_keys_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("fieldsync.toml");
+        std::fs::write(&path, "lisen = \"127.0.0.1:1\"\n").expect("write config");
+        let args = SettingsArgs {
+            config: Some(path),
+            ..SettingsArgs::default()
+        };
+        assert!(matches!(args.resolve(), Err(SettingsError::Parse { .. })));
+        let args = SettingsArgs {
+            jwt_secret: Some(Secret::new("short")),
+            ..SettingsArgs::default()
+        };
+        assert!(matches!(args.resolve(), Err(SettingsError::Invalid(_))));
     }
 }

@@ -38,7 +38,7 @@ fn serve_on_sqlite_creates_the_data_dir_answers_healthz_and_stops_on_ctrl_c() {
     assert!(again.interrupt().success());
     let out = fieldsync(&["migrate", "--data-dir", data.to_str().expect("utf-8 path")]);
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("1 migrations applied"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 migrations applied"));
 }
 
 #[test]
@@ -75,7 +75,7 @@ fn migrate_twice_is_a_no_op_and_two_nodes_migrating_at_once_both_succeed() {
     assert!(out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stdout)
-            .contains("postgres database is up to date (1 migrations applied)")
+            .contains("postgres database is up to date (2 migrations applied)")
     );
 }
 
@@ -93,17 +93,16 @@ fn a_bad_database_url_is_a_clear_error_not_a_panic() {
 async fn the_in_process_router_serves_healthz_on_a_loopback_port() {
     let dir = tempfile::tempdir().expect("tempdir");
     let settings = fieldsync_server::Settings {
-        listen: "127.0.0.1:0".parse().expect("addr"),
         data_dir: dir.path().join("data"),
-        database_url: None,
         db_max_connections: 4,
+        ..fieldsync_server::Settings::default()
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(fieldsync_server::launch_with_listener(
+    let server = tokio::spawn(fieldsync_server::launch_with_tcp_listener(
         settings,
         listener,
         async {
@@ -124,4 +123,36 @@ async fn the_in_process_router_serves_healthz_on_a_loopback_port() {
     assert!(body.contains("\"status\":\"ok\""));
     stop.send(()).expect("stop");
     server.await.expect("join").expect("clean shutdown");
+}
+
+#[test]
+fn healthz_answers_503_with_the_error_shape_when_the_database_is_gone() {
+    let pg = PgCluster::shared();
+    let url = pg.new_database();
+    let name = url.rsplit('/').next().expect("database name").to_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = ServerProcess::spawn(dir.path(), &["--database-url", &url]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        use sqlx::Connection;
+        let admin = format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port);
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .expect("connect to the test cluster");
+        // The name was made by the harness, never from input.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE {name} WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await
+        .expect("drop the server's database");
+    });
+    let (code, body) = http_get(&format!("{}/healthz", server.base)).expect("healthz answers");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("\"code\":\"database_unavailable\""), "{body}");
+    assert!(!body.contains(&name), "no internals in the body: {body}");
+    assert!(server.interrupt().success());
 }

@@ -1,0 +1,523 @@
+//! Login, refresh, `/v1/me` and token validation, through the real router on a
+//! loopback port with a real HTTP client, on SQLite and on PostgreSQL. Every
+//! scenario runs on both databases (`<scenario>::on_sqlite`, `::on_postgres`).
+
+mod support;
+
+use std::future::Future;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use fieldsync_core::model::Role;
+use fieldsync_core::{DeviceId, OrgId};
+use fieldsync_server::accounts::{self, NewUser};
+use fieldsync_server::{Database, SettingsArgs};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+const SECRET: &str = "test-signing-key-0123456789abcdef-0123456789";
+const PASSWORD: &str = "correct horse battery";
+
+#[derive(Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A running server plus a handle on its database for seeding.
+#[derive(Clone)]
+struct Harness {
+    base: String,
+    http: reqwest::Client,
+    db: Database,
+    org: OrgId,
+}
+
+/// Starts the server on `backend`, seeds organisation `acme` with a rep
+/// `ana@acme.test` (team North, territory Lisbon), runs `scenario`, stops.
+fn run<F, Fut>(backend: Backend, scenario: F)
+where
+    F: FnOnce(Harness) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Made before the runtime: the cluster helper runs its own blocking runtime.
+    let database_url = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(support::PgCluster::shared().new_database()),
+    };
+    let settings = SettingsArgs {
+        data_dir: Some(dir.path().join("data")),
+        database_url,
+        jwt_secret: Some(fieldsync_server::settings::Secret::new(SECRET)),
+        db_max_connections: Some(4),
+        ..SettingsArgs::default()
+    }
+    .resolve()
+    .expect("settings");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let db = fieldsync_server::open_database(&settings)
+            .await
+            .expect("open and migrate");
+        let org = seed(&db).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(fieldsync_server::launch_with_tcp_listener(
+            settings.clone(),
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let http = reqwest::Client::new();
+        wait_healthy(&http, &base).await;
+        scenario(Harness {
+            base,
+            http,
+            db: db.clone(),
+            org,
+        })
+        .await;
+        stop.send(()).expect("stop");
+        server.await.expect("join").expect("clean shutdown");
+        db.close().await;
+    });
+}
+
+macro_rules! on_both_databases {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[test]
+            fn on_sqlite() {
+                super::run(super::Backend::Sqlite, super::$scenario);
+            }
+            #[test]
+            fn on_postgres() {
+                super::run(super::Backend::Postgres, super::$scenario);
+            }
+        }
+    )*};
+}
+
+on_both_databases!(
+    login_returns_a_session_and_me_answers_the_user,
+    wrong_password_unknown_user_and_unknown_org_get_the_same_401,
+    refresh_rotates_and_reuse_of_a_rotated_token_kills_the_chain,
+    expired_and_forged_access_tokens_get_401,
+    a_revoked_device_is_refused_with_device_revoked,
+    malformed_bodies_answer_the_json_error_shape,
+);
+
+async fn wait_healthy(http: &reqwest::Client, base: &str) {
+    for _ in 0..200 {
+        if let Ok(resp) = http.get(format!("{base}/healthz")).send().await
+            && resp.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the server did not become healthy");
+}
+
+async fn seed(db: &Database) -> OrgId {
+    let org = accounts::create_org(db, "Acme", "acme")
+        .await
+        .expect("create org");
+    let team = accounts::ensure_team(db, org, "North").await.expect("team");
+    let territory = accounts::ensure_territory(db, org, "Lisbon")
+        .await
+        .expect("territory");
+    accounts::create_user(
+        db,
+        NewUser {
+            org,
+            email: "Ana@Acme.test".into(),
+            display_name: "Ana Silva".into(),
+            role: Role::Rep,
+            team: Some(team),
+            territory: Some(territory),
+            password: PASSWORD.into(),
+        },
+    )
+    .await
+    .expect("create user");
+    org
+}
+
+impl Harness {
+    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.expect("JSON body"))
+    }
+
+    async fn me(&self, token: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .get(format!("{}/v1/me", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.expect("JSON body"))
+    }
+
+    async fn login(&self, device: DeviceId) -> (u16, Value) {
+        self.post(
+            "/v1/auth/login",
+            &login_body("acme", "ana@acme.test", PASSWORD, device),
+        )
+        .await
+    }
+
+    async fn refresh(&self, token: &Value) -> (u16, Value) {
+        self.post("/v1/auth/refresh", &json!({ "refresh_token": token }))
+            .await
+    }
+}
+
+fn login_body(org: &str, email: &str, password: &str, device: DeviceId) -> Value {
+    json!({
+        "org": org,
+        "email": email,
+        "password": password,
+        "device": { "id": device, "platform": "android", "app_version": "1.4.2" },
+    })
+}
+
+fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<no code>")
+}
+
+async fn login_returns_a_session_and_me_answers_the_user(h: Harness) {
+    let device = DeviceId::new();
+    let (status, session) = h.login(device).await;
+    assert_eq!(status, 200, "{session}");
+    assert_eq!(session["expires_in"], 900);
+    assert_eq!(session["user"]["role"], "rep");
+    assert_eq!(session["user"]["display_name"], "Ana Silva");
+    assert_eq!(session["user"]["org"], json!(h.org));
+    assert!(session["user"]["team"].is_string(), "{session}");
+    assert!(session["user"]["territory"].is_string(), "{session}");
+    assert_eq!(session["device"]["id"], json!(device));
+    let actor = session["device"]["actor_id"].as_str().expect("actor id");
+    assert_eq!(actor.len(), 32);
+    assert!(actor.chars().all(|c| c.is_ascii_hexdigit()));
+    assert!(
+        session["refresh_token"]
+            .as_str()
+            .is_some_and(|t| t.len() >= 32)
+    );
+
+    let token = session["access_token"].as_str().expect("access token");
+    let (status, me) = h.me(token).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["id"], session["user"]["id"]);
+    assert_eq!(me["team"], session["user"]["team"]);
+
+    // A second login from the same device keeps its actor id; another device gets its own.
+    let (_, again) = h.login(device).await;
+    assert_eq!(again["device"]["actor_id"], session["device"]["actor_id"]);
+    let (_, other) = h.login(DeviceId::new()).await;
+    assert_ne!(other["device"]["actor_id"], session["device"]["actor_id"]);
+
+    let resp = h
+        .http
+        .get(format!("{}/v1/me", h.base))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 401);
+    let body: Value = resp.json().await.expect("JSON");
+    assert_eq!(code(&body), "missing_token");
+}
+
+async fn wrong_password_unknown_user_and_unknown_org_get_the_same_401(h: Harness) {
+    let device = DeviceId::new();
+    let wrong_password = h
+        .post(
+            "/v1/auth/login",
+            &login_body("acme", "ana@acme.test", "not the password", device),
+        )
+        .await;
+    let unknown_user = h
+        .post(
+            "/v1/auth/login",
+            &login_body("acme", "bob@acme.test", PASSWORD, device),
+        )
+        .await;
+    let unknown_org = h
+        .post(
+            "/v1/auth/login",
+            &login_body("globex", "ana@acme.test", PASSWORD, device),
+        )
+        .await;
+    assert_eq!(wrong_password.0, 401);
+    assert_eq!(code(&wrong_password.1), "invalid_credentials");
+    assert_eq!(unknown_user, wrong_password);
+    assert_eq!(unknown_org, wrong_password);
+    // No device row was made by failed logins.
+    assert!(
+        accounts::device_by_id(&h.db, device)
+            .await
+            .expect("query")
+            .is_none()
+    );
+}
+
+async fn refresh_rotates_and_reuse_of_a_rotated_token_kills_the_chain(h: Harness) {
+    let (_, first) = h.login(DeviceId::new()).await;
+    let (_, other_device) = h.login(DeviceId::new()).await;
+
+    let (status, second) = h.refresh(&first["refresh_token"]).await;
+    assert_eq!(status, 200, "{second}");
+    assert_ne!(second["refresh_token"], first["refresh_token"]);
+    assert_eq!(second["device"], first["device"]);
+    let (status, _) = h.me(second["access_token"].as_str().expect("token")).await;
+    assert_eq!(status, 200);
+
+    // The used token is dead, and presenting it again revokes its successor too.
+    let (status, body) = h.refresh(&first["refresh_token"]).await;
+    assert_eq!(status, 401);
+    assert_eq!(code(&body), "invalid_refresh_token");
+    let (status, body) = h.refresh(&second["refresh_token"]).await;
+    assert_eq!(status, 401, "the chain was revoked: {body}");
+
+    // Another login's chain is untouched, and unknown tokens are refused.
+    let (status, _) = h.refresh(&other_device["refresh_token"]).await;
+    assert_eq!(status, 200);
+    let (status, body) = h.refresh(&json!("0".repeat(64))).await;
+    assert_eq!(status, 401);
+    assert_eq!(code(&body), "invalid_refresh_token");
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        .try_into()
+        .expect("seconds")
+}
+
+fn b64url(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(char::from(ABC[((n >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
+}
+
+async fn expired_and_forged_access_tokens_get_401(h: Harness) {
+    let (_, session) = h.login(DeviceId::new()).await;
+    let good = session["access_token"].as_str().expect("token");
+    let header = jsonwebtoken::decode_header(good).expect("header");
+    let kid = header.kid.expect("the header names its key");
+    let claims = |overrides: Value| {
+        let mut c = json!({
+            "sub": session["user"]["id"],
+            "org": session["user"]["org"],
+            "role": "rep",
+            "dev": session["device"]["id"],
+            "iss": "fieldsync",
+            "aud": "fieldsync-api",
+            "iat": now(),
+            "exp": now() + 300,
+        });
+        for (k, v) in overrides.as_object().expect("object") {
+            if v.is_null() {
+                c.as_object_mut().expect("object").remove(k);
+            } else {
+                c[k] = v.clone();
+            }
+        }
+        c
+    };
+    let sign = |alg: Algorithm, kid: &str, secret: &str, claims: &Value| {
+        let mut header = Header::new(alg);
+        header.kid = Some(kid.to_owned());
+        jsonwebtoken::encode(
+            &header,
+            claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .expect("sign")
+    };
+
+    // The minting here is right: the same recipe with good values is accepted.
+    let minted = sign(Algorithm::HS256, &kid, SECRET, &claims(json!({})));
+    assert_eq!(h.me(&minted).await.0, 200, "a correctly minted token works");
+
+    let unsigned = format!(
+        "{}.{}.",
+        b64url(
+            json!({ "alg": "none", "typ": "JWT", "kid": kid })
+                .to_string()
+                .as_bytes()
+        ),
+        b64url(claims(json!({})).to_string().as_bytes())
+    );
+    let mut bad_signature = good.to_owned();
+    let last = bad_signature.pop().expect("non-empty");
+    bad_signature.push(if last == 'A' { 'B' } else { 'A' });
+    let parts: Vec<&str> = good.split('.').collect();
+    let tampered_payload = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64url(claims(json!({ "role": "admin" })).to_string().as_bytes()),
+        parts[2]
+    );
+    let forged = [
+        (
+            "expired",
+            sign(
+                Algorithm::HS256,
+                &kid,
+                SECRET,
+                &claims(json!({ "exp": now() - 60 })),
+            ),
+        ),
+        ("alg none", unsigned),
+        (
+            "HS512",
+            sign(Algorithm::HS512, &kid, SECRET, &claims(json!({}))),
+        ),
+        ("tampered signature", bad_signature),
+        ("tampered payload", tampered_payload),
+        (
+            "other key",
+            sign(
+                Algorithm::HS256,
+                &kid,
+                "another-key-0123456789abcdef0123456789",
+                &claims(json!({})),
+            ),
+        ),
+        (
+            "unknown kid",
+            sign(Algorithm::HS256, "old-key", SECRET, &claims(json!({}))),
+        ),
+        (
+            "wrong iss",
+            sign(
+                Algorithm::HS256,
+                &kid,
+                SECRET,
+                &claims(json!({ "iss": "someone-else" })),
+            ),
+        ),
+        (
+            "wrong aud",
+            sign(
+                Algorithm::HS256,
+                &kid,
+                SECRET,
+                &claims(json!({ "aud": "other-api" })),
+            ),
+        ),
+        (
+            "missing sub",
+            sign(
+                Algorithm::HS256,
+                &kid,
+                SECRET,
+                &claims(json!({ "sub": null })),
+            ),
+        ),
+        (
+            "missing exp",
+            sign(
+                Algorithm::HS256,
+                &kid,
+                SECRET,
+                &claims(json!({ "exp": null })),
+            ),
+        ),
+        (
+            "unknown device",
+            sign(
+                Algorithm::HS256,
+                &kid,
+                SECRET,
+                &claims(json!({ "dev": DeviceId::new() })),
+            ),
+        ),
+        ("garbage", "not-a-token".to_owned()),
+    ];
+    for (what, token) in forged {
+        let (status, body) = h.me(&token).await;
+        assert_eq!(status, 401, "{what}: {body}");
+        assert_eq!(code(&body), "invalid_token", "{what}");
+        assert!(body["error"]["message"].is_string(), "{what}");
+    }
+}
+
+async fn a_revoked_device_is_refused_with_device_revoked(h: Harness) {
+    let device = DeviceId::new();
+    let (_, session) = h.login(device).await;
+    let token = session["access_token"].as_str().expect("token");
+    assert_eq!(h.me(token).await.0, 200);
+    assert!(
+        accounts::revoke_device(&h.db, device)
+            .await
+            .expect("revoke")
+    );
+
+    let (status, body) = h.me(token).await;
+    assert_eq!(status, 401);
+    assert_eq!(code(&body), "device_revoked");
+    let (status, _) = h.refresh(&session["refresh_token"]).await;
+    assert_eq!(status, 401, "its refresh tokens died with it");
+    let (status, body) = h.login(device).await;
+    assert_eq!(status, 401);
+    assert_eq!(code(&body), "device_revoked");
+}
+
+async fn malformed_bodies_answer_the_json_error_shape(h: Harness) {
+    let url = format!("{}/v1/auth/login", h.base);
+    let send = |body: &'static str, content_type: Option<&'static str>| {
+        let mut req = h.http.post(&url).body(body);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        async move {
+            let resp = req.send().await.expect("request");
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.expect("JSON error body"))
+        }
+    };
+    let (status, body) = send("{\"org\": \"acme\",", Some("application/json")).await;
+    assert_eq!(status, 400);
+    assert_eq!(code(&body), "invalid_json");
+    let (status, body) = send("{\"org\": \"acme\"}", Some("application/json")).await;
+    assert_eq!(status, 400, "missing fields: {body}");
+    assert_eq!(code(&body), "invalid_json");
+    let (status, body) = send("{}", None).await;
+    assert_eq!(status, 415);
+    assert_eq!(code(&body), "unsupported_media_type");
+    let (status, body) = send("org=acme", Some("application/x-www-form-urlencoded")).await;
+    assert_eq!(status, 415);
+    assert!(body["error"]["message"].is_string());
+}

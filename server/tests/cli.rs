@@ -1,0 +1,258 @@
+//! `fieldsync org init` and `fieldsync user add`, run as real processes, and the
+//! accounts they make used through a real `fieldsync serve`.
+
+mod support;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{Value, json};
+use support::{PgCluster, ServerProcess};
+
+const PASSWORD: &str = "correct horse battery";
+
+/// Runs `fieldsync` with `args`, extra environment and optional standard input.
+fn fieldsync<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    env: &[(&str, &str)],
+    stdin: Option<&str>,
+) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fieldsync"));
+    cmd.args(args)
+        .env("FIELDSYNC_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("run fieldsync");
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).expect("write stdin");
+    }
+    drop(input);
+    child.wait_with_output().expect("wait for fieldsync")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `org init` + `user add` on the database named by `db_args`.
+fn init_acme_with_a_rep(db_args: &[&str]) {
+    let mut args = vec![
+        "org",
+        "init",
+        "--name",
+        "Acme",
+        "--slug",
+        "acme",
+        "--admin-email",
+        "Admin@Acme.test",
+        "--admin-password-stdin",
+    ];
+    args.extend_from_slice(db_args);
+    let out = fieldsync(&args, &[], Some(&format!("{PASSWORD}\n")));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("created organisation \"Acme\" (slug acme"),
+        "{}",
+        text(&out)
+    );
+
+    let mut args = vec![
+        "user",
+        "add",
+        "--org",
+        "acme",
+        "--email",
+        "rep@acme.test",
+        "--role",
+        "rep",
+        "--team",
+        "North",
+        "--territory",
+        "Lisbon",
+    ];
+    args.extend_from_slice(db_args);
+    let out = fieldsync(&args, &[("FIELDSYNC_USER_PASSWORD", PASSWORD)], None);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("added rep rep@acme.test to acme"),
+        "{}",
+        text(&out)
+    );
+}
+
+async fn login(base: &str, email: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/v1/auth/login"))
+        .json(&json!({
+            "org": "acme",
+            "email": email,
+            "password": PASSWORD,
+            "device": { "id": fieldsync_core::DeviceId::new(), "platform": "ios", "app_version": "1.0" },
+        }))
+        .send()
+        .await
+        .expect("login request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.expect("JSON"))
+}
+
+async fn me(base: &str, token: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!("{base}/v1/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("me request")
+        .status()
+        .as_u16()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+#[test]
+fn org_init_and_user_add_make_accounts_whose_tokens_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().expect("utf-8 path");
+    init_acme_with_a_rep(&["--data-dir", data_arg]);
+
+    let rt = runtime();
+    let server = ServerProcess::spawn(&data, &[]);
+    let (status, rep) = rt.block_on(login(&server.base, "rep@acme.test"));
+    assert_eq!(status, 200, "{rep}");
+    assert_eq!(rep["user"]["role"], "rep");
+    assert!(rep["user"]["team"].is_string(), "team set by name: {rep}");
+    assert!(rep["user"]["territory"].is_string(), "{rep}");
+    let (status, admin) = rt.block_on(login(&server.base, "admin@acme.test"));
+    assert_eq!(status, 200, "{admin}");
+    assert_eq!(admin["user"]["role"], "admin");
+    assert!(server.interrupt().success());
+
+    // The signing key was generated and kept in the database: a restart logs nobody out.
+    let server = ServerProcess::spawn(&data, &[]);
+    let token = rep["access_token"].as_str().expect("token");
+    assert_eq!(rt.block_on(me(&server.base, token)), 200);
+    assert!(server.interrupt().success());
+}
+
+fn assert_refused(out: &Output, expected: &str) {
+    assert!(!out.status.success(), "should fail: {}", text(out));
+    let all = text(out);
+    assert!(all.contains(expected), "expected {expected:?} in {all}");
+    assert!(!all.contains("panicked"), "{all}");
+}
+
+fn refusals_are_clear(db_args: &[&str]) {
+    init_acme_with_a_rep(db_args);
+    let with_db = |args: &[&'static str]| -> Vec<String> {
+        args.iter()
+            .chain(db_args)
+            .map(|s| (*s).to_owned())
+            .collect()
+    };
+    let pw = [("FIELDSYNC_USER_PASSWORD", PASSWORD)];
+    let out = fieldsync(
+        &with_db(&[
+            "user",
+            "add",
+            "--org",
+            "acme",
+            "--email",
+            "REP@acme.test",
+            "--role",
+            "rep",
+        ]),
+        &pw,
+        None,
+    );
+    assert_refused(&out, "already exists in this organisation");
+    let out = fieldsync(
+        &with_db(&[
+            "user",
+            "add",
+            "--org",
+            "globex",
+            "--email",
+            "x@globex.test",
+            "--role",
+            "rep",
+        ]),
+        &pw,
+        None,
+    );
+    assert_refused(&out, "no organisation with slug \"globex\"");
+    let out = fieldsync(
+        &with_db(&[
+            "user",
+            "add",
+            "--org",
+            "acme",
+            "--email",
+            "new@acme.test",
+            "--role",
+            "rep",
+        ]),
+        &[("FIELDSYNC_USER_PASSWORD", "abc123")],
+        None,
+    );
+    assert_refused(&out, "weak password");
+    let out = fieldsync(
+        &with_db(&[
+            "user",
+            "add",
+            "--org",
+            "acme",
+            "--email",
+            "new@acme.test",
+            "--role",
+            "boss",
+        ]),
+        &pw,
+        None,
+    );
+    assert_refused(&out, "unknown role \"boss\"");
+    let out = fieldsync(
+        &with_db(&[
+            "org",
+            "init",
+            "--name",
+            "Acme 2",
+            "--slug",
+            "acme",
+            "--admin-email",
+            "a@acme.test",
+        ]),
+        &[("FIELDSYNC_ADMIN_PASSWORD", PASSWORD)],
+        None,
+    );
+    assert_refused(&out, "slug \"acme\" already exists");
+}
+
+#[test]
+fn duplicate_emails_unknown_orgs_weak_passwords_and_bad_roles_are_refused_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    refusals_are_clear(&["--data-dir", data.to_str().expect("utf-8 path")]);
+    assert!(Path::new(&data).join("fieldsync.db").is_file());
+}
+
+#[test]
+fn duplicate_emails_unknown_orgs_weak_passwords_and_bad_roles_are_refused_on_postgres() {
+    let url = PgCluster::shared().new_database();
+    refusals_are_clear(&["--database-url", &url]);
+}
