@@ -21,6 +21,19 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// The median time of `runs` runs of `f`: single timings on this machine are noisy.
+fn median_of(runs: usize, mut f: impl FnMut()) -> Duration {
+    let mut times: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    pct(&times, 0.5)
+}
+
 fn us(d: Duration) -> String {
     format!("{:.1} µs", d.as_secs_f64() * 1e6)
 }
@@ -191,8 +204,10 @@ fn main() {
     )
     .expect("open");
     let mut lat = Vec::with_capacity(2_000);
+    // The same 100 records as above, with their histories and appended rows, so
+    // the only difference is the cache.
     for i in 0..2_000usize {
-        let id = ids[1_000 + i];
+        let id = ids[i % 100];
         let t = Instant::now();
         cold.update::<Visit>(id, DeviceTime::utc(i as i64), |v| {
             v.instructions = Some(format!("cold {i}"))
@@ -202,7 +217,7 @@ fn main() {
     }
     lat.sort();
     println!(
-        "  without the document cache (load from SQLite each time): p50 {}   p99 {}\n",
+        "  same records without the document cache (load from SQLite each time): p50 {}   p99 {}\n",
         us(pct(&lat, 0.5)),
         us(pct(&lat, 0.99))
     );
@@ -264,27 +279,29 @@ fn main() {
         first.commit();
         incremental.push(first.save_incremental());
     }
-    let t = Instant::now();
-    let mut loaded = AutoCommit::load(&base).expect("load");
-    for chunk in &incremental {
-        loaded.load_incremental(chunk).expect("load");
-    }
-    let load_chunks = t.elapsed();
+    let load_chunks = median_of(11, || {
+        let mut loaded = AutoCommit::load(&base).expect("load");
+        for chunk in &incremental {
+            loaded.load_incremental(chunk).expect("load");
+        }
+    });
     let compact = doc.save();
-    let t = Instant::now();
-    let _ = AutoCommit::load(&compact).expect("load");
-    let load_compact = t.elapsed();
-    let t = Instant::now();
-    let mut thirty_two = AutoCommit::load(&base).expect("load");
-    for chunk in &incremental[..31] {
-        thirty_two.load_incremental(chunk).expect("load");
-    }
-    let load_32 = t.elapsed();
+    let load_compact = median_of(11, || {
+        AutoCommit::load(&compact).expect("load");
+    });
+    // The most appended rows a record can have before the store compacts it.
+    let worst = StoreOptions::default().compact_after as usize - 1;
+    let load_worst = median_of(11, || {
+        let mut loaded = AutoCommit::load(&base).expect("load");
+        for chunk in &incremental[..worst] {
+            loaded.load_incremental(chunk).expect("load");
+        }
+    });
     println!("Small commits (automerge issue 1387): 1,000 one-field commits on one document");
     println!(
         "  1,000 commits {:.2} ms ({:.1} µs each)",
         commits.as_secs_f64() * 1e3,
-        commits.as_secs_f64() * 1e3
+        commits.as_secs_f64() * 1e6 / 1_000.0
     );
     println!(
         "  load snapshot + 1,000 appended changes {:.2} ms; load compacted save ({} bytes) {:.2} ms",
@@ -293,7 +310,62 @@ fn main() {
         load_compact.as_secs_f64() * 1e3
     );
     println!(
-        "  load snapshot + 31 appended changes (the store's worst case before compaction) {:.3} ms",
-        load_32.as_secs_f64() * 1e3
+        "  load snapshot + {worst} appended changes (the store's worst case before compaction) {:.3} ms\n",
+        load_worst.as_secs_f64() * 1e3
     );
+
+    compaction_sweep(&w, dir.path());
+}
+
+/// Edit latency for several compaction thresholds, with the document cache on
+/// (an edit pays for the compacting `save()` every `compact_after` actions) and
+/// off (every edit also reloads the snapshot plus up to `compact_after - 1`
+/// appended rows). The default threshold is picked from this table.
+fn compaction_sweep(w: &World, dir: &std::path::Path) {
+    const RECORDS: usize = 20;
+    const EDITS: usize = 2_000;
+    println!(
+        "Compaction threshold sweep ({EDITS} edits over {RECORDS} records, {} each):",
+        EDITS / RECORDS
+    );
+    println!("  compact_after | cached p50 / p99       | uncached p50 / p99");
+    for threshold in [8u32, 16, 32, 64, 128] {
+        let mut cells = Vec::new();
+        for cache_size in [256usize, 0] {
+            let path = dir.join(format!("sweep-{threshold}-{cache_size}.db"));
+            let store = DeviceStore::open(
+                &path,
+                StoreOptions {
+                    compact_after: threshold,
+                    cache_size,
+                    ..StoreOptions::default()
+                },
+            )
+            .expect("open");
+            let ids: Vec<RecordId> = (0..RECORDS as i64)
+                .map(|i| {
+                    store
+                        .create_stateful(&w.visit(i), &w.rep, DeviceTime::utc(0))
+                        .expect("create")
+                })
+                .collect();
+            let mut lat = Vec::with_capacity(EDITS);
+            for i in 0..EDITS {
+                let t = Instant::now();
+                store
+                    .update::<Visit>(ids[i % RECORDS], DeviceTime::utc(i as i64), |v| {
+                        v.instructions = Some(format!("edit {i}"))
+                    })
+                    .expect("edit");
+                lat.push(t.elapsed());
+            }
+            lat.sort();
+            cells.push(format!(
+                "{:>8} / {:>9}",
+                us(pct(&lat, 0.5)),
+                us(pct(&lat, 0.99))
+            ));
+        }
+        println!("  {threshold:>13} | {} | {}", cells[0], cells[1]);
+    }
 }

@@ -32,5 +32,8 @@ pub use model::{
     TransitionRequest, ValidationError,
 };
 
+#[cfg(feature = "device")]
+pub use store::{DeviceStore, Durability, RejectionEntry, StoreError, StoreOptions};
+
 /// Re-exported so apps and the server name Automerge types through one version.
 pub use automerge;

@@ -1,15 +1,17 @@
 //! The device store against a real SQLite file: lists, outbox, remote changes,
 //! reopening, compaction and schema upgrades.
 
+#![cfg(feature = "device")]
+
 use fieldsync_core::automerge::{ActorId, ChangeHash};
 use fieldsync_core::model::order::{self, Order, OrderLine};
-use fieldsync_core::model::visit::{self, Site, Visit, VisitOutcome};
+use fieldsync_core::model::visit::{self, Site, Visit, VisitOutcome, VisitStatus};
 use fieldsync_core::model::{Assignment, AssignmentStatus, assignment};
 use fieldsync_core::protocol::{RecordChanges, RejectCode, Rejection};
 use fieldsync_core::store::{DeviceStore, SCHEMA_VERSION, StoreOptions};
 use fieldsync_core::{
     Actor, DeviceId, DeviceTime, Money, OrgId, Qty, RecordDoc, RecordId, RecordKind, RecordMeta,
-    Role, TeamId, TerritoryId, UserId,
+    Role, TeamId, TerritoryId, TransitionRequest, UserId,
 };
 use serde_bytes::ByteBuf;
 
@@ -234,6 +236,164 @@ fn assignments_list_by_status() {
     );
 }
 
+/// The changes of `doc` after `since`, as the feed would deliver them.
+fn feed(doc: &mut RecordDoc, since: &[ChangeHash]) -> RecordChanges {
+    RecordChanges {
+        id: doc.id(),
+        kind: doc.kind(),
+        changes: doc
+            .changes_since(since)
+            .iter()
+            .map(|c| ByteBuf::from(c.raw_bytes().to_vec()))
+            .collect(),
+    }
+}
+
+fn ids(list: Vec<fieldsync_core::model::Projection>) -> Vec<RecordId> {
+    list.iter().map(|p| p.id).collect()
+}
+
+#[test]
+fn lists_follow_remote_creates_transitions_reschedules_and_deletes() {
+    let w = World::new();
+    let store = DeviceStore::open_in_memory().expect("open");
+    let manager = Actor::without_device(UserId::new(), Role::Manager);
+    let office = ActorId::random();
+    let acme = RecordId::new();
+    let t0 = DeviceTime::utc(0);
+    // The office plans two of today's visits and the rep's order arrives from
+    // another of their devices; an assignment is dispatched to a technician.
+    let mut morning = RecordDoc::create_stateful(
+        &w.visit(acme, MONDAY + 9 * 3_600_000),
+        office.clone(),
+        &manager,
+        t0,
+    )
+    .expect("morning");
+    let mut afternoon = RecordDoc::create_stateful(
+        &w.visit(acme, MONDAY + 14 * 3_600_000),
+        office.clone(),
+        &manager,
+        t0,
+    )
+    .expect("afternoon");
+    let mut order = RecordDoc::create_stateful(
+        &Order::new(w.meta(w.rep.user), acme, "EUR"),
+        ActorId::random(),
+        &w.rep,
+        t0,
+    )
+    .expect("order");
+    let job = RecordId::new();
+    let mut a = Assignment::new(
+        w.meta(UserId::new()),
+        job,
+        DeviceTime::utc(MONDAY + 8 * 3_600_000),
+        DeviceTime::utc(MONDAY + 10 * 3_600_000),
+    );
+    a.status = AssignmentStatus::Dispatched;
+    let mut assignment = RecordDoc::create_stateful(&a, office, &manager, t0).expect("assignment");
+    store
+        .apply_page(
+            &[
+                feed(&mut morning, &[]),
+                feed(&mut afternoon, &[]),
+                feed(&mut order, &[]),
+                feed(&mut assignment, &[]),
+            ],
+            &[],
+            Some(1),
+        )
+        .expect("first page");
+    let (m, a_id, o) = (morning.id(), afternoon.id(), order.id());
+    assert_eq!(
+        ids(store.visits_between(MONDAY, MONDAY + DAY).expect("today")),
+        vec![m, a_id]
+    );
+    assert_eq!(
+        ids(store.visits_for_account(acme).expect("acme")),
+        vec![a_id, m]
+    );
+    assert_eq!(
+        ids(store.orders_for_account(acme).expect("orders")),
+        vec![o]
+    );
+    let dispatched = store
+        .by_status(RecordKind::Assignment, "dispatched")
+        .expect("dispatched");
+    assert_eq!(
+        (dispatched.len(), dispatched[0].parent_id),
+        (1, Some(job)),
+        "an assignment is listed with its job"
+    );
+    assert_eq!(store.pending_changes().expect("count"), 0);
+
+    // The office cancels the morning visit, moves the afternoon one to
+    // tomorrow and deletes the order; all of it arrives in the next page.
+    let since: Vec<Vec<ChangeHash>> = [&mut morning, &mut afternoon, &mut order]
+        .into_iter()
+        .map(RecordDoc::heads)
+        .collect();
+    morning
+        .transition::<Visit>(
+            &manager,
+            &TransitionRequest::new(VisitStatus::Cancelled, DeviceTime::utc(1)),
+            |_| {},
+        )
+        .expect("cancel");
+    afternoon
+        .update::<Visit>(DeviceTime::utc(1), |v| {
+            v.planned_start = Some(DeviceTime::utc(MONDAY + DAY + 14 * 3_600_000));
+            v.planned_end = Some(DeviceTime::utc(MONDAY + DAY + 15 * 3_600_000));
+        })
+        .expect("reschedule");
+    order.delete(DeviceTime::utc(1)).expect("delete");
+    store
+        .apply_page(
+            &[
+                feed(&mut morning, &since[0]),
+                feed(&mut afternoon, &since[1]),
+                feed(&mut order, &since[2]),
+            ],
+            &[],
+            Some(2),
+        )
+        .expect("second page");
+    assert_eq!(
+        ids(store.visits_between(MONDAY, MONDAY + DAY).expect("today")),
+        vec![m],
+        "the rescheduled visit left today"
+    );
+    assert_eq!(
+        ids(store
+            .visits_between(MONDAY + DAY, MONDAY + 2 * DAY)
+            .expect("tomorrow")),
+        vec![a_id]
+    );
+    assert_eq!(
+        ids(store
+            .by_status(RecordKind::Visit, "cancelled")
+            .expect("cancelled")),
+        vec![m]
+    );
+    assert_eq!(
+        ids(store
+            .by_status(RecordKind::Visit, "planned")
+            .expect("planned")),
+        vec![a_id]
+    );
+    assert!(
+        store.orders_for_account(acme).expect("orders").is_empty(),
+        "a tombstoned order leaves the account's list"
+    );
+    assert!(store.all_of(RecordKind::Order).expect("all")[0].deleted);
+    assert_eq!(
+        store.pending_changes().expect("count"),
+        0,
+        "remote changes are not queued for upload"
+    );
+}
+
 #[test]
 fn the_outbox_holds_each_local_change_until_acknowledged() {
     let w = World::new();
@@ -408,11 +568,18 @@ fn a_reopened_store_holds_everything_and_compaction_keeps_documents_identical() 
     assert_eq!(store.actor_id(), actor, "the device keeps its actor id");
 }
 
-#[test]
-fn a_version_1_database_upgrades_with_its_data() {
+/// An old database holding one visit with two unsynced local changes (creation
+/// and an edit), written the way that version of the store wrote it.
+struct OldDatabase {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    id: RecordId,
+    pending: Vec<ChangeHash>,
+}
+
+fn old_database(w: &World, fixture: &str) -> OldDatabase {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("old.db");
-    let w = World::new();
     let mut doc = RecordDoc::create_stateful(
         &w.visit(RecordId::new(), MONDAY),
         ActorId::random(),
@@ -420,48 +587,108 @@ fn a_version_1_database_upgrades_with_its_data() {
         DeviceTime::utc(0),
     )
     .expect("doc");
-    {
-        let conn = rusqlite::Connection::open(&path).expect("open");
-        conn.execute_batch(include_str!("fixtures/store_v1.sql"))
-            .expect("v1 schema");
+    doc.update::<Visit>(DeviceTime::utc(1), |v| {
+        v.instructions = Some("before upgrade".into())
+    })
+    .expect("edit");
+    let pending: Vec<ChangeHash> = doc.changes_since(&[]).iter().map(|c| c.hash()).collect();
+    let conn = rusqlite::Connection::open(&path).expect("open");
+    conn.execute_batch(fixture).expect("old schema");
+    // Only the columns every old version had: v1 had no team column.
+    conn.execute(
+        "INSERT INTO records (id, kind, snapshot, status, owner, account_id, start_ms, updated_at_ms) \
+         VALUES (?1, 'visit', ?2, 'planned', ?3, NULL, ?4, 0)",
+        rusqlite::params![
+            doc.id().to_string(),
+            doc.save(),
+            w.rep.user.to_string(),
+            MONDAY
+        ],
+    )
+    .expect("row");
+    for h in &pending {
         conn.execute(
-            "INSERT INTO records (id, kind, snapshot, status, owner, start_ms, updated_at_ms) VALUES (?1, 'visit', ?2, 'planned', ?3, ?4, 0)",
-            rusqlite::params![doc.id().to_string(), doc.save(), w.rep.user.to_string(), MONDAY],
-        )
-        .expect("row");
-        conn.execute(
-            "INSERT INTO outbox (record_id, change_hash, created_at_ms) VALUES (?1, 'x', 0)",
-            [doc.id().to_string()],
+            "INSERT INTO outbox (record_id, change_hash, created_at_ms) VALUES (?1, ?2, 0)",
+            [doc.id().to_string(), h.to_string()],
         )
         .expect("outbox");
     }
-    let store = DeviceStore::open(&path, StoreOptions::default()).expect("upgrade");
-    let version: i64 = rusqlite::Connection::open(&path)
+    OldDatabase {
+        _dir: dir,
+        path,
+        id: doc.id(),
+        pending,
+    }
+}
+
+/// Opens an old database with the current code and checks that nothing was lost.
+fn upgrade_and_check(w: &World, old: &OldDatabase) -> DeviceStore {
+    let store = DeviceStore::open(&old.path, StoreOptions::default()).expect("upgrade");
+    let version: i64 = rusqlite::Connection::open(&old.path)
         .expect("open")
         .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .expect("v");
+        .expect("version");
     assert_eq!(version, SCHEMA_VERSION);
+    let today = store.visits_between(MONDAY, MONDAY + DAY).expect("list");
+    assert_eq!(ids(today.clone()), vec![old.id]);
     assert_eq!(
-        store
-            .visits_between(MONDAY, MONDAY + DAY)
-            .expect("list")
-            .len(),
-        1
+        today[0].team,
+        Some(w.team.to_string()),
+        "columns added since are filled in from the documents"
     );
-    assert_eq!(store.pending_changes().expect("count"), 1);
-    assert!(store.rejections().expect("new ledger table").is_empty());
+    let v: Visit = store.read_stateful(old.id).expect("read");
+    assert_eq!(v.instructions.as_deref(), Some("before upgrade"));
+    // The outbox keeps its rows and their order, and new rows go after them.
     store
-        .update::<Visit>(doc.id(), DeviceTime::utc(1), |v| {
+        .update::<Visit>(old.id, DeviceTime::utc(2), |v| {
             v.notes = "after upgrade".into()
         })
         .expect("edit");
+    let batch = store.outbox_batch(10).expect("batch");
+    let queued: Vec<ChangeHash> = batch[0]
+        .changes
+        .iter()
+        .map(|c| {
+            fieldsync_core::automerge::Change::from_bytes(c.to_vec())
+                .expect("change")
+                .hash()
+        })
+        .collect();
+    assert_eq!(queued.len(), 3);
+    assert_eq!(queued[..2], old.pending[..], "old rows first, in order");
+    assert_eq!(store.pending_changes().expect("count"), 3);
     assert_eq!(
-        store
+        ids(store
             .by_status(RecordKind::Visit, "planned")
-            .expect("v2 status index")[0]
-            .team,
-        Some(w.team.to_string())
+            .expect("status index")),
+        vec![old.id]
     );
+    store
+}
+
+#[test]
+fn a_version_1_database_upgrades_with_its_data() {
+    let w = World::new();
+    let old = old_database(&w, include_str!("fixtures/store_v1.sql"));
+    let store = upgrade_and_check(&w, &old);
+    assert!(store.rejections().expect("ledger table added").is_empty());
+}
+
+#[test]
+fn a_version_2_database_upgrades_with_its_outbox_and_ledger() {
+    let w = World::new();
+    let old = old_database(&w, include_str!("fixtures/store_v2.sql"));
+    rusqlite::Connection::open(&old.path)
+        .expect("open")
+        .execute(
+            "INSERT INTO rejections (record_id, kind, code, message, changes, at_ms) \
+             VALUES (?1, 'visit', 'forbidden', 'not yours', x'80', 5)",
+            [RecordId::new().to_string()],
+        )
+        .expect("ledger entry");
+    let store = upgrade_and_check(&w, &old);
+    let ledger = store.rejections().expect("ledger");
+    assert_eq!((ledger.len(), ledger[0].message.as_str()), (1, "not yours"));
 }
 
 #[test]

@@ -3,40 +3,89 @@
 //! # What it keeps
 //!
 //! - **records**: one row per record: a compacted Automerge snapshot plus the
-//!   projection columns the app's lists query (kind, status, owner, account,
-//!   parent, start time, tombstone), indexed for those lists.
+//!   projection columns the app's lists query (kind, status, owner, team,
+//!   territory, account, parent, start time, tombstone), indexed for those lists.
+//!   The columns come from [`Projection::of`], the same pure function the server
+//!   uses, so they are computed from the document for every kind alike.
 //! - **record_changes**: the changes made or received since the snapshot, appended
 //!   one row per action (an action's raw Automerge change bytes). Loading a record
 //!   reads its snapshot and appends these. Past [`StoreOptions::compact_after`]
 //!   rows the record is compacted: a fresh `save()` replaces the snapshot and the
 //!   rows go, in the same transaction.
 //! - **outbox**: one row per local Automerge change the server has not
-//!   acknowledged (record, change hash, time). The sync client pushes from it and
-//!   deletes rows only when the server acknowledged the change; the change bytes
-//!   themselves come from the document, so nothing is stored twice.
+//!   acknowledged (record, change hash, time; unique per record and hash). The
+//!   sync client pushes from it and deletes rows only when the server
+//!   acknowledged the change; the change bytes themselves come from the
+//!   document, so nothing is stored twice.
 //! - **rejections**: the ledger of changes the server refused, with its reason.
-//! - **sync_meta**: device id, actor id, feed cursor and the like.
+//! - **sync_meta**: device id, Automerge actor id, feed cursor and the like.
+//!
+//! The schema version is `PRAGMA user_version`; the upgrade steps and what each
+//! version added are in `schema.rs`.
+//!
+//! # How an action runs
+//!
+//! [`DeviceStore::act`] is the one door for local edits ([`DeviceStore::update`],
+//! [`DeviceStore::transition`] and [`DeviceStore::delete`] go through it):
+//!
+//! 1. take the document from the cache (or load snapshot + appended rows),
+//! 2. run the action on it: it makes at most a few Automerge commits, usually one,
+//! 3. in **one SQLite transaction**: append the new changes' bytes (or compact),
+//!    insert one outbox row per new change, rewrite the projection columns,
+//! 4. commit, then put the document back in the cache.
+//!
+//! If anything fails before the commit, the transaction rolls back and the
+//! document is dropped from memory, so the next call reloads what is on disk.
+//! Remote changes ([`DeviceStore::apply_page`]) take the same path minus the
+//! outbox: what the server sent is never sent back.
 //!
 //! # Durability
 //!
-//! Every user action is **one SQLite transaction**: the appended change, its
-//! outbox rows and the new projection commit together or not at all, so once a
-//! call returns the edit survives the app being killed. The database runs in WAL
-//! mode with `synchronous=NORMAL`, which is durable against a killed process
-//! (committed pages are in the OS page cache and the WAL); [`Durability::Full`]
-//! also survives power loss at the cost of an fsync per action.
+//! Once a call returns, its edit survives the app being killed. The database runs
+//! in WAL mode with `synchronous=NORMAL`: a commit appends to the WAL file with a
+//! `write()` but no fsync, so the committed pages sit in the OS page cache, which a
+//! killed process does not take down with it; SQLite replays the WAL at the next
+//! open. `tests/crash.rs` SIGKILLs a writer at random points to check it. Power
+//! loss or a kernel crash can lose the last few actions (never corrupt the file);
+//! [`Durability::Full`] (`synchronous=FULL`) closes that gap at the cost of an
+//! fsync per action. In `NORMAL` the only fsyncs are WAL checkpoints, which
+//! SQLite runs inside the action that fills the WAL to 1,000 pages, so the pages
+//! an action writes decide how often an edit pays one; see
+//! [`DeviceStore::checkpoint`] and `docs/benchmarks.md`.
+//!
+//! # Many small commits (automerge issue 1387)
+//!
+//! One user action is one Automerge change, by design: the outbox, the
+//! rejection ledger and the server's audit all work per action. Automerge is slow
+//! to *load* a document made of many small incremental chunks (1,000 appended
+//! changes load about 44x slower than the compacted save of the same document;
+//! `docs/benchmarks.md`). The store bounds that cost two ways:
+//!
+//! - **compaction**: no record ever has `compact_after` or more appended rows
+//!   (16 by default, chosen from the sweep in `benches/store.rs`): the action that
+//!   would reach it writes a fresh snapshot instead;
+//! - **the document cache**: the `cache_size` most recently used documents stay
+//!   in memory, so a burst of edits on one record does not reload it at all.
 //!
 //! # Invariants
 //!
-//! - Nothing with an unacknowledged change is ever evicted: a record leaving the
-//!   device's scope is dropped only when it has no outbox rows.
+//! - **Nothing unsynced is ever evicted.** A record leaving the device's scope is
+//!   dropped only when it has no outbox rows; the document cache only ever holds
+//!   copies of what is on disk, so evicting from it loses nothing.
 //! - Changes received from the server never enter the outbox.
+//! - Every outbox row names a change its record's document holds.
 //! - A document in the in-memory cache is always equal to what is on disk: an
 //!   action that fails drops the cached copy so the next access reloads.
 //!
 //! One writer connection behind a mutex serves all calls; the API is synchronous
-//! (apps call it off the main thread). A bounded cache of recently used documents
-//! spares an edit from reloading its record.
+//! (apps call it off the main thread). Lists read only the projection columns and
+//! never open documents.
+//!
+//! # Errors
+//!
+//! [`StoreError`] keeps the model's refusal ([`StoreError::Model`]) apart from
+//! storage failures; [`StoreError::retryable`] says whether trying again later
+//! can help (a busy database or a full disk, not a refused transition).
 
 mod schema;
 
@@ -93,6 +142,27 @@ pub enum StoreError {
     Exists(RecordId),
 }
 
+impl StoreError {
+    /// Whether the same call can succeed later with no change by the user or the
+    /// app: SQLite was busy or locked, the disk was full (space may be freed) or an
+    /// I/O call failed. A refused action, a missing record or damaged bytes fail
+    /// the same way every time, so retrying them only hides the problem.
+    pub fn retryable(&self) -> bool {
+        use rusqlite::ErrorCode;
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                ErrorCode::DatabaseBusy
+                    | ErrorCode::DatabaseLocked
+                    | ErrorCode::DiskFull
+                    | ErrorCode::SystemIoFailure
+                    | ErrorCode::OutOfMemory
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// How hard each action is made durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
@@ -109,8 +179,18 @@ pub struct StoreOptions {
     /// Durability of each action.
     pub durability: Durability,
     /// Appended change rows after which a record is compacted into its snapshot.
+    ///
+    /// Default 16. Loading a record costs its snapshot plus one incremental load
+    /// per appended row, so the threshold bounds the cost of opening a record that
+    /// is not cached; compacting costs one full `save()`. In the sweep of
+    /// `benches/store.rs` the threshold made no measurable difference to cached
+    /// edits, while an uncached edit's p50 grew steadily with it (about 0.8 ms at
+    /// 8, 1.0 ms at 16, 1.2 ms at 32, 2.6 ms at 128).
     pub compact_after: u32,
-    /// Documents kept in memory.
+    /// Documents kept in memory (least recently used goes first). Only copies of
+    /// what is on disk are cached, so eviction never loses an edit. The cache
+    /// saves reloading a record with a history: about 3x on such an edit in the
+    /// benchmark, nothing measurable on a freshly created one.
     pub cache_size: usize,
 }
 
@@ -118,7 +198,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             durability: Durability::AppCrash,
-            compact_after: 32,
+            compact_after: 16,
             cache_size: 256,
         }
     }
@@ -197,6 +277,9 @@ impl DeviceStore {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         schema::upgrade(&mut conn)?;
+        if meta_get(&conn, schema::REPROJECT_KEY)?.is_some() {
+            reproject_all(&mut conn)?;
+        }
         let actor = match meta_get(&conn, META_ACTOR)? {
             Some(hex) => hex.parse::<ActorId>().map_err(|e| StoreError::Corrupt {
                 id: RecordId::from_uuid(uuid::Uuid::nil()),
@@ -533,13 +616,20 @@ impl DeviceStore {
         }
         let mut out = Vec::with_capacity(grouped.len());
         for (id, hashes) in grouped {
-            let mut am = inner.take(id)?;
-            let kind = RecordDoc::from_automerge(am.clone())
-                .map(|d| d.kind())
-                .map_err(|e| StoreError::Corrupt {
+            // The kind comes from the row: wrapping the document to read it would
+            // clone the whole document for one string.
+            let kind: Option<String> = inner
+                .conn
+                .prepare_cached("SELECT kind FROM records WHERE id = ?1")?
+                .query_row([id.to_string()], |r| r.get(0))
+                .optional()?;
+            let kind: RecordKind = kind.ok_or(StoreError::NotFound(id))?.parse().map_err(
+                |e: crate::model::UnknownName| StoreError::Corrupt {
                     id,
                     detail: e.to_string(),
-                })?;
+                },
+            )?;
+            let mut am = inner.take(id)?;
             let mut changes = Vec::with_capacity(hashes.len());
             for h in &hashes {
                 let change = am
@@ -858,7 +948,13 @@ impl DeviceStore {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
-    /// Writes the WAL back into the main file (e.g. before measuring its size).
+    /// Writes the WAL back into the main file and empties it.
+    ///
+    /// SQLite also does this by itself, inside whichever action makes the WAL
+    /// reach 1,000 pages; that action then pays the only fsync of
+    /// `synchronous=NORMAL` (a few ms, the slowest edits in the benchmark). An app
+    /// can call this when it goes to the background so that cost lands when no
+    /// one is waiting.
     pub fn checkpoint(&self) -> Result<(), StoreError> {
         self.lock()
             .conn
@@ -961,23 +1057,64 @@ fn write_record(tx: &Transaction<'_>, p: &Projection, snapshot: &[u8]) -> Result
 }
 
 /// Rewrites a record's projection columns.
+///
+/// The indexed columns are written only when one of them changed: SQLite
+/// rewrites the entries of every index whose columns appear in an UPDATE's SET
+/// list, even when the values are the same, and most actions (notes, a
+/// quantity) change none of them. That skips three index pages per action, a
+/// third of the WAL an edit writes, and with it a third of the checkpoints that
+/// make the slowest edits (see `docs/benchmarks.md`).
 fn write_projection(tx: &Transaction<'_>, p: &Projection) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "UPDATE records SET status = ?2, owner = ?3, team = ?4, territory = ?5, account_id = ?6, \
+         parent_id = ?7, start_ms = ?8, deleted = ?9 \
+         WHERE id = ?1 AND (status IS NOT ?2 OR owner IS NOT ?3 OR team IS NOT ?4 OR territory IS NOT ?5 \
+         OR account_id IS NOT ?6 OR parent_id IS NOT ?7 OR start_ms IS NOT ?8 OR deleted IS NOT ?9)",
+    )?
+    .execute(params![
+        p.id.to_string(),
+        p.status,
+        p.owner.map(|o| o.to_string()),
+        p.team,
+        p.territory,
+        p.account_id.map(|a| a.to_string()),
+        p.parent_id.map(|a| a.to_string()),
+        p.start_ms,
+        p.deleted,
+    ])?;
+    tx.prepare_cached("UPDATE records SET updated_at_ms = ?2 WHERE id = ?1")?
+        .execute(params![p.id.to_string(), now_ms()])?;
+    Ok(())
+}
+
+/// Recomputes every record's projection columns and clears the request, in one
+/// transaction (after an upgrade that added columns; see `schema.rs`). A record
+/// whose document cannot be read keeps its old columns: one damaged record must
+/// not keep the app from opening its store.
+fn reproject_all(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    let ids: Vec<String> = tx
+        .prepare("SELECT id FROM records")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in ids {
+        let Ok(id) = parse_id(&id) else { continue };
+        let projection = match load_doc(&tx, id) {
+            Ok(Some(am)) => RecordDoc::from_automerge(am)
+                .and_then(|doc| Projection::of(&doc))
+                .ok(),
+            Ok(None) | Err(StoreError::Corrupt { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(projection) = projection {
+            write_projection(&tx, &projection)?;
+        }
+    }
     tx.execute(
-        "UPDATE records SET status = ?2, owner = ?3, team = ?4, territory = ?5, account_id = ?6, parent_id = ?7, \
-         start_ms = ?8, deleted = ?9, updated_at_ms = ?10 WHERE id = ?1",
-        params![
-            p.id.to_string(),
-            p.status,
-            p.owner.map(|o| o.to_string()),
-            p.team,
-            p.territory,
-            p.account_id.map(|a| a.to_string()),
-            p.parent_id.map(|a| a.to_string()),
-            p.start_ms,
-            p.deleted,
-            now_ms()
-        ],
+        "DELETE FROM sync_meta WHERE key = ?1",
+        [schema::REPROJECT_KEY],
     )?;
+    tx.commit()?;
     Ok(())
 }
 
@@ -1009,12 +1146,122 @@ fn append(
 
 /// Queues local changes for upload.
 fn queue(tx: &Transaction<'_>, id: RecordId, hashes: &[ChangeHash]) -> Result<(), StoreError> {
+    // A local change is new by construction, so the unique index never fires
+    // here; if it ever did, the row it would add is already there.
     let mut stmt = tx.prepare_cached(
-        "INSERT INTO outbox (record_id, change_hash, created_at_ms) VALUES (?1, ?2, ?3)",
+        "INSERT OR IGNORE INTO outbox (record_id, change_hash, created_at_ms) VALUES (?1, ?2, ?3)",
     )?;
     let now = now_ms();
     for h in hashes {
         stmt.execute(params![id.to_string(), h.to_string(), now])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+    use rusqlite::ffi;
+
+    fn sqlite(code: std::ffi::c_int) -> StoreError {
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(ffi::Error::new(code), None))
+    }
+
+    #[rstest]
+    #[case::busy(sqlite(ffi::SQLITE_BUSY), true)]
+    #[case::locked(sqlite(ffi::SQLITE_LOCKED), true)]
+    #[case::disk_full(sqlite(ffi::SQLITE_FULL), true)]
+    #[case::io_error(sqlite(ffi::SQLITE_IOERR), true)]
+    #[case::damaged_file(sqlite(ffi::SQLITE_CORRUPT), false)]
+    #[case::constraint(sqlite(ffi::SQLITE_CONSTRAINT), false)]
+    #[case::missing_record(StoreError::NotFound(RecordId::new()), false)]
+    #[case::refused_by_the_model(
+        StoreError::Model(ModelError::Malformed("no kind".into())),
+        false
+    )]
+    #[case::newer_schema(StoreError::TooNew { found: 9, supported: 2 }, false)]
+    fn only_transient_storage_failures_are_retryable(
+        #[case] error: StoreError,
+        #[case] retryable: bool,
+    ) {
+        assert_eq!(error.retryable(), retryable, "{error}");
+    }
+
+    #[test]
+    fn a_busy_database_is_reported_as_retryable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("device.db");
+        let store = DeviceStore::open(&path, StoreOptions::default()).expect("open");
+        let other = Connection::open(&path).expect("second connection");
+        other
+            .execute_batch("BEGIN IMMEDIATE")
+            .expect("hold the write lock");
+        store
+            .lock()
+            .conn
+            .busy_timeout(std::time::Duration::ZERO)
+            .expect("no waiting");
+        let err = store
+            .meta_set("k", "v")
+            .expect_err("the writer lock is held");
+        assert!(err.retryable(), "{err}");
+        other.execute_batch("ROLLBACK").expect("release");
+        store.meta_set("k", "v").expect("retry succeeds");
+    }
+
+    /// Pages written to the WAL per edit that changes no listed column. Nine
+    /// before the indexed columns were written only on change and the outbox lost
+    /// `AUTOINCREMENT`; every page counts, because a checkpoint (the only fsync in
+    /// `synchronous=NORMAL`) runs each time the WAL reaches 1,000 pages.
+    #[test]
+    fn an_edit_of_an_unlisted_field_writes_few_wal_pages() {
+        use crate::ids::{DeviceId, OrgId, TeamId, TerritoryId, UserId};
+        use crate::model::{RecordMeta, Role, Visit};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            DeviceStore::open(dir.path().join("device.db"), StoreOptions::default()).expect("open");
+        let rep = Actor::on_device(UserId::new(), Role::Rep, DeviceId::new());
+        let (org, team, territory) = (OrgId::new(), TeamId::new(), TerritoryId::new());
+        let ids: Vec<RecordId> = (0..500i64)
+            .map(|i| {
+                let meta = RecordMeta {
+                    id: RecordId::new(),
+                    org,
+                    owner: rep.user,
+                    team,
+                    territory,
+                };
+                let v = Visit::planned(
+                    meta,
+                    RecordId::new(),
+                    DeviceTime::utc(i),
+                    DeviceTime::utc(i + 1),
+                );
+                store
+                    .create_stateful(&v, &rep, DeviceTime::utc(0))
+                    .expect("create")
+            })
+            .collect();
+        let wal_frames = |s: &DeviceStore| -> i64 {
+            s.lock()
+                .conn
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+                .expect("checkpoint")
+        };
+        store
+            .lock()
+            .conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA wal_autocheckpoint = 0;")
+            .expect("empty the WAL and keep it growing");
+        let before = wal_frames(&store);
+        let edits = 500;
+        for (i, id) in ids.iter().cycle().take(edits).enumerate() {
+            store
+                .update::<Visit>(*id, DeviceTime::utc(1), |v| v.notes = format!("note {i}"))
+                .expect("edit");
+        }
+        let per_edit = (wal_frames(&store) - before) as f64 / edits as f64;
+        assert!(per_edit < 7.0, "{per_edit:.2} WAL pages per edit");
+    }
 }

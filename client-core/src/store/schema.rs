@@ -9,13 +9,22 @@
 //! - v1: records (snapshot + projection columns), appended changes, outbox, sync metadata.
 //! - v2: team and territory projection columns, a status index for the
 //!   "jobs and assignments by status" lists, and the rejection ledger.
+//!   Frozen copy: `tests/fixtures/store_v2.sql`.
+//! - v3: the outbox without `AUTOINCREMENT` and with a unique
+//!   `(record_id, change_hash)` index. `AUTOINCREMENT` rewrote the
+//!   `sqlite_sequence` page on every action (one WAL page in six) to guarantee
+//!   that a sequence number is never reused, which nothing needs: rows are only
+//!   ordered, and a new rowid is still above every existing one. The unique index
+//!   serves the per-record lookups as before and makes "one row per local change"
+//!   a rule of the database rather than of the code. It also asks for the
+//!   projection to be recomputed ([`REPROJECT_KEY`]).
 
 use rusqlite::Connection;
 
 use super::StoreError;
 
 /// The schema version this build writes.
-pub const CURRENT_VERSION: i64 = 2;
+pub const CURRENT_VERSION: i64 = 3;
 
 /// Upgrade steps; `MIGRATIONS[n]` goes from version `n` to `n + 1`.
 pub const MIGRATIONS: &[&str] = &[
@@ -69,7 +78,30 @@ pub const MIGRATIONS: &[&str] = &[
         resolved   INTEGER NOT NULL DEFAULT 0
     );
     ",
+    // v3
+    r"
+    CREATE TABLE outbox_v3 (
+        seq           INTEGER PRIMARY KEY,
+        record_id     TEXT NOT NULL,
+        change_hash   TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX outbox_record_change ON outbox_v3 (record_id, change_hash);
+    INSERT OR IGNORE INTO outbox_v3 (seq, record_id, change_hash, created_at_ms)
+        SELECT seq, record_id, change_hash, created_at_ms FROM outbox ORDER BY seq;
+    DROP TABLE outbox;
+    ALTER TABLE outbox_v3 RENAME TO outbox;
+    DELETE FROM sqlite_sequence WHERE name = 'outbox';
+    INSERT OR REPLACE INTO sync_meta (key, value) VALUES ('reproject', '1');
+    ",
 ];
+
+/// The `sync_meta` key a step sets when the projection columns must be
+/// recomputed from the documents (SQL cannot read Automerge). The store does it
+/// at the next open and clears the key in the same transaction, so a kill in
+/// between only means doing it again. v3 sets it for the `team` and `territory`
+/// columns v2 added, which databases upgraded from v1 had left empty.
+pub const REPROJECT_KEY: &str = "reproject";
 
 /// Brings the database to [`CURRENT_VERSION`]. Refuses a database written by a
 /// newer build rather than guessing.
@@ -92,4 +124,60 @@ pub fn upgrade(conn: &mut Connection) -> Result<(), StoreError> {
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The schema of a database as SQLite prints it, in a stable order.
+    fn schema_of(conn: &Connection) -> Vec<(String, String)> {
+        let mut stmt = conn
+            .prepare("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name")
+            .expect("prepare");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    }
+
+    /// Runs the first `steps` migrations the way [`upgrade`] does.
+    fn migrated_to(steps: usize) -> Connection {
+        let mut conn = Connection::open_in_memory().expect("open");
+        for (from, sql) in MIGRATIONS[..steps].iter().enumerate() {
+            let tx = conn.transaction().expect("tx");
+            tx.execute_batch(sql).expect("step");
+            tx.pragma_update(None, "user_version", from as i64 + 1)
+                .expect("version");
+            tx.commit().expect("commit");
+        }
+        conn
+    }
+
+    #[test]
+    fn released_migration_steps_still_build_their_frozen_schemas() {
+        for (version, fixture) in [
+            (1, include_str!("../../tests/fixtures/store_v1.sql")),
+            (2, include_str!("../../tests/fixtures/store_v2.sql")),
+        ] {
+            let frozen = Connection::open_in_memory().expect("open");
+            frozen.execute_batch(fixture).expect("fixture");
+            let built = migrated_to(version);
+            let norm = |rows: Vec<(String, String)>| -> Vec<(String, String)> {
+                rows.into_iter()
+                    .map(|(n, sql)| (n, sql.split_whitespace().collect::<Vec<_>>().join(" ")))
+                    .collect()
+            };
+            assert_eq!(
+                norm(schema_of(&built)),
+                norm(schema_of(&frozen)),
+                "step {version} was edited after release: add a new step instead"
+            );
+        }
+    }
+
+    #[test]
+    fn the_current_schema_is_the_last_step() {
+        assert_eq!(MIGRATIONS.len() as i64, CURRENT_VERSION);
+    }
 }
