@@ -5,6 +5,8 @@
 //! one token refresh on 401, and the wipe of a revoked device. The end-to-end
 //! tests with the real HTTP server come with the server's sync endpoints.
 
+#![cfg(feature = "device")]
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
