@@ -195,6 +195,8 @@ pub struct AuthUser {
     pub display_name: String,
     /// The device the request comes from.
     pub device: DeviceId,
+    /// The Automerge actor id (hex) the server assigned to that device.
+    pub actor_id: String,
 }
 
 impl FromRequestParts<Arc<AppState>> for AuthUser {
@@ -238,6 +240,7 @@ impl FromRequestParts<Arc<AppState>> for AuthUser {
             territory: user.territory,
             display_name: user.display_name,
             device: device.id,
+            actor_id: device.actor_id,
         })
     }
 }

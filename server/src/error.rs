@@ -56,6 +56,21 @@ pub enum ApiError {
     /// The user was disabled by an administrator.
     #[error("this account is disabled; ask your administrator")]
     AccountDisabled,
+    /// The body is not the protocol message this endpoint expects.
+    #[error("{0}")]
+    InvalidMessage(String),
+    /// A sync endpoint was sent something other than CBOR.
+    #[error("send the body as CBOR with `content-type: application/cbor`")]
+    UnsupportedCbor,
+    /// The app speaks a protocol version this server no longer serves.
+    #[error("{0}")]
+    ProtocolUnsupported(String),
+    /// The body is over the size limit.
+    #[error("the request body is over the limit of {0} bytes; send fewer records per request")]
+    TooLarge(usize),
+    /// The caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     /// The device id is registered to another user.
     #[error("this device is registered to another user; reinstall the app or clear its data")]
     DeviceInUse,
@@ -79,6 +94,15 @@ impl ApiError {
             ApiError::DeviceRevoked => (StatusCode::UNAUTHORIZED, "device_revoked"),
             ApiError::AccountDisabled => (StatusCode::FORBIDDEN, "account_disabled"),
             ApiError::DeviceInUse => (StatusCode::CONFLICT, "device_in_use"),
+            ApiError::InvalidMessage(_) => (StatusCode::BAD_REQUEST, "invalid_message"),
+            ApiError::UnsupportedCbor => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::ProtocolUnsupported(_) => {
+                (StatusCode::UPGRADE_REQUIRED, "protocol_unsupported")
+            }
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
         }
     }
 

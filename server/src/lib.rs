@@ -14,6 +14,8 @@ pub mod auth;
 pub mod db;
 pub mod error;
 pub mod settings;
+pub mod store;
+pub mod sync;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -37,6 +39,8 @@ pub struct AppState {
     pub db: Database,
     /// How access tokens are signed and checked.
     pub keys: AuthKeys,
+    /// Serialises pushes on SQLite.
+    pub gate: Arc<store::WriteGate>,
 }
 
 /// The HTTP routes.
@@ -44,6 +48,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .merge(auth::routes())
+        .merge(sync::routes())
         .fallback(|| async { ApiError::NotFound })
         .with_state(state)
 }
@@ -92,6 +97,7 @@ pub async fn launch_with_tcp_listener(
     let state = Arc::new(AppState {
         db: db.clone(),
         keys,
+        gate: Arc::new(store::WriteGate::default()),
     });
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)

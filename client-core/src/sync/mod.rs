@@ -32,7 +32,8 @@ pub use transport::{
 
 use crate::ids::RecordId;
 use crate::protocol::{
-    PrimeRequest, PullRequest, PushOutcome, PushRequest, RecordChanges, Rejection, Snapshot,
+    PrimeRequest, PullRequest, PushOutcome, PushRequest, RecordChanges, RejectCode, Rejection,
+    RepairRequest, Snapshot,
 };
 
 /// What the sync client needs from the device store.
@@ -64,6 +65,12 @@ pub trait SyncStore: Send + Sync {
     fn set_cursor(&self, cursor: u64) -> Result<(), SyncError>;
     /// Removes every local record and change (a revoked device).
     fn wipe(&self) -> Result<(), SyncError>;
+    /// Takes the Automerge actor id the server assigned to this device.
+    fn set_actor(&self, actor: automerge::ActorId) -> Result<(), SyncError>;
+    /// The record's document, for a repair; `None` when the device lacks it.
+    fn document(&self, id: RecordId) -> Result<Option<automerge::AutoCommit>, SyncError>;
+    /// Applies changes received outside the feed (repair), without queueing them.
+    fn apply_remote(&self, records: &[RecordChanges]) -> Result<(), SyncError>;
 }
 
 /// Why a sync stopped.
@@ -87,6 +94,9 @@ pub enum SyncError {
     /// Not logged in yet.
     #[error("not logged in")]
     NotLoggedIn,
+    /// The server sent something this client cannot use.
+    #[error("protocol: {0}")]
+    Protocol(String),
 }
 
 impl SyncError {
@@ -132,6 +142,8 @@ pub struct SyncReport {
     pub rejected: u64,
     /// Remote changes applied.
     pub pulled: u64,
+    /// Records whose history was repaired with the server.
+    pub repaired: u64,
     /// HTTP round trips made.
     pub round_trips: u64,
 }
@@ -227,6 +239,15 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
             | TransportError::Refused { message, .. } => SyncError::Auth(message),
             other => SyncError::Network(other),
         })?;
+        let actor = hex::decode(&resp.device.actor_id).map_err(|_| {
+            SyncError::Protocol(format!(
+                "the server assigned a malformed actor id {:?}",
+                resp.device.actor_id
+            ))
+        })?;
+        // Every change from now on is made under the id the server assigned;
+        // the server refuses changes made under any other.
+        self.store.set_actor(automerge::ActorId::from(actor))?;
         self.set_session(Session {
             access_token: resp.access_token.clone(),
             refresh_token: resp.refresh_token.clone(),
@@ -282,6 +303,7 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
     }
 
     fn push(&self, progress: &dyn SyncProgress, report: &mut SyncReport) -> Result<(), SyncError> {
+        let mut repaired = std::collections::BTreeSet::new();
         loop {
             let batch = self.store.pending(self.options.push_batch)?;
             if batch.is_empty() {
@@ -310,7 +332,18 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
                         report.rejected += 1;
                         settled += 1;
                     }
-                    // Retryable rejections stay in the outbox for the next sync.
+                    // The server lacks history these changes build on (it was
+                    // restored from a backup, say): exchange histories with
+                    // Automerge's sync protocol, then push again.
+                    PushOutcome::Rejected(rejection)
+                        if rejection.code == RejectCode::MissingDependencies
+                            && repaired.insert(result.id) =>
+                    {
+                        self.repair(result.id, sent.kind, report)?;
+                        report.repaired += 1;
+                        settled += 1;
+                    }
+                    // Other retryable rejections stay in the outbox for the next sync.
                     PushOutcome::Rejected(_) => {}
                 }
             }
@@ -389,6 +422,58 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
                 Err(e) => return Err(SyncError::Network(e)),
             }
         }
+    }
+
+    /// Runs Automerge's sync protocol for one record with the server until
+    /// neither side has anything to send (or a few rounds have passed). What the
+    /// server sends is applied like pulled changes; what the device has and the
+    /// server lacks is validated by the server like a push.
+    fn repair(
+        &self,
+        id: RecordId,
+        kind: crate::model::RecordKind,
+        report: &mut SyncReport,
+    ) -> Result<(), SyncError> {
+        use automerge::sync::SyncDoc;
+        const MAX_ROUNDS: usize = 8;
+        let mut doc = self
+            .store
+            .document(id)?
+            .unwrap_or_else(automerge::AutoCommit::new);
+        let mut state = automerge::sync::State::new();
+        for _ in 0..MAX_ROUNDS {
+            let Some(message) = doc.sync().generate_sync_message(&mut state) else {
+                return Ok(());
+            };
+            let req = RepairRequest {
+                id,
+                kind,
+                message: serde_bytes::ByteBuf::from(message.encode()),
+            };
+            let resp = self.call(report, |t, token| t.repair(token, &req))?;
+            let Some(reply) = resp.message else {
+                return Ok(());
+            };
+            let reply = automerge::sync::Message::decode(&reply)
+                .map_err(|e| SyncError::Protocol(format!("repair answer: {e}")))?;
+            let before = doc.get_heads();
+            doc.sync()
+                .receive_sync_message(&mut state, reply)
+                .map_err(|e| SyncError::Protocol(format!("repair answer: {e}")))?;
+            let new: Vec<serde_bytes::ByteBuf> = doc
+                .get_changes(&before)
+                .into_iter()
+                .map(|c| serde_bytes::ByteBuf::from(c.raw_bytes().to_vec()))
+                .collect();
+            if !new.is_empty() {
+                self.store.apply_remote(&[RecordChanges {
+                    id,
+                    kind,
+                    changes: new,
+                }])?;
+            }
+        }
+        Ok(())
     }
 
     fn refresh(&self, report: &mut SyncReport) -> Result<(), SyncError> {
@@ -490,6 +575,22 @@ impl SyncStore for crate::store::DeviceStore {
     fn wipe(&self) -> Result<(), SyncError> {
         Ok(crate::store::DeviceStore::wipe(self)?)
     }
+
+    fn set_actor(&self, actor: automerge::ActorId) -> Result<(), SyncError> {
+        Ok(self.set_actor_id(actor)?)
+    }
+
+    fn document(&self, id: RecordId) -> Result<Option<automerge::AutoCommit>, SyncError> {
+        match self.doc(id) {
+            Ok(doc) => Ok(Some(doc.into_automerge())),
+            Err(crate::store::StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn apply_remote(&self, records: &[RecordChanges]) -> Result<(), SyncError> {
+        Ok(crate::store::DeviceStore::apply_remote(self, records)?)
+    }
 }
 
 impl<S: SyncStore> SyncStore for std::sync::Arc<S> {
@@ -526,6 +627,15 @@ impl<S: SyncStore> SyncStore for std::sync::Arc<S> {
     }
     fn wipe(&self) -> Result<(), SyncError> {
         (**self).wipe()
+    }
+    fn set_actor(&self, actor: automerge::ActorId) -> Result<(), SyncError> {
+        (**self).set_actor(actor)
+    }
+    fn document(&self, id: RecordId) -> Result<Option<automerge::AutoCommit>, SyncError> {
+        (**self).document(id)
+    }
+    fn apply_remote(&self, records: &[RecordChanges]) -> Result<(), SyncError> {
+        (**self).apply_remote(records)
     }
 }
 

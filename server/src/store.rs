@@ -1,0 +1,1032 @@
+//! The central store: every record's merged document, the change log devices
+//! pull from, who may read each record, and the rejection ledger.
+//!
+//! The four sync operations live here, one function each, written once for both
+//! databases through [`on_pool!`](crate::on_pool):
+//!
+//! - [`push`]: per record, load the server's copy, check scope, merge and check
+//!   the pushed changes with the shared model (`merge_incoming`), then in one
+//!   transaction append the new changes to the log, store the merged document
+//!   and its projection, extend read scope along references, and record
+//!   rejections. The answer is built only after the commit.
+//! - [`pull`]: the log after a cursor, filtered by scope, grouped by record.
+//! - [`prime`]: compacted documents of every record in scope, in id order.
+//! - [`repair`]: one round of Automerge's sync protocol for one record.
+//!
+//! **Commit order.** A cursor is only safe if no sequence below a visible one
+//! can still commit. SQLite has one writer (pushes take `BEGIN IMMEDIATE`, and a
+//! process-wide gate keeps them from queueing inside SQLite's busy handler). On
+//! PostgreSQL a push takes a transaction-scoped advisory lock per organisation
+//! just before it appends to the log, after the merges, so the lock is held only
+//! for the inserts and the commit; records being merged are row-locked with
+//! `FOR UPDATE`, so two pushes of one record merge one after the other.
+//!
+//! **Scope, version 1.** Each record carries principals (see the migration):
+//! its owner `u:`, its team `t:` (managers), its organisation `o:`
+//! (administrators) and, for master data, its territory `r:`. When a record
+//! refers to another (a visit to its account, an assignment to its job), the
+//! owner of the referring record is granted the referred one, and an account
+//! brings its contacts. A grant is stamped with its log position, so a pull
+//! that passes it sends the granted record's whole history.
+
+use std::collections::BTreeMap;
+
+use automerge::sync::SyncDoc;
+use fieldsync_core::model::{
+    Actor, IncomingError, Merged, Projection, RecordDoc, RecordKind, Role, merge_incoming,
+};
+use fieldsync_core::protocol::{
+    PrimeRequest, PrimeResponse, PullRequest, PullResponse, PushOutcome, PushRequest, PushResponse,
+    PushResult, RecordChanges, RejectCode, Rejection, RepairRequest, Snapshot,
+};
+use fieldsync_core::{OrgId, RecordId, TeamId, TerritoryId};
+use serde_bytes::ByteBuf;
+use uuid::Uuid;
+
+use crate::db::{Database, DbError, now_secs, parse_uuid};
+use crate::on_pool;
+
+/// Most records one push may carry.
+pub const MAX_PUSH_RECORDS: usize = 1_000;
+/// Most changes one pull page returns (the client asks for fewer).
+pub const MAX_PULL_CHANGES: u32 = 10_000;
+/// Most snapshots one prime page returns.
+pub const MAX_PRIME_RECORDS: u32 = 5_000;
+/// How many times a push is retried when a concurrent push created the same record.
+const PUSH_ATTEMPTS: usize = 3;
+
+/// Who is calling: the authenticated user on their device, or the server itself.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// User, role (from the database, never from the token) and device.
+    pub actor: Actor,
+    /// The user's organisation.
+    pub org: OrgId,
+    /// The user's team.
+    pub team: Option<TeamId>,
+    /// The user's territory.
+    pub territory: Option<TerritoryId>,
+    /// The Automerge actor every new change of this caller must be made under.
+    pub actor_id: automerge::ActorId,
+}
+
+impl Caller {
+    /// The principals this caller reads through. Always five, padded with a
+    /// value no record carries, so every scope query has the same shape.
+    pub fn principals(&self) -> [String; 5] {
+        const NONE: &str = "-";
+        let user = format!("u:{}", self.actor.user);
+        let team = self
+            .team
+            .map_or_else(|| NONE.to_owned(), |t| format!("t:{t}"));
+        let territory = self
+            .territory
+            .map_or_else(|| NONE.to_owned(), |t| format!("r:{t}"));
+        match self.actor.role {
+            Role::Admin | Role::Server => [
+                format!("o:{}", self.org),
+                user,
+                NONE.into(),
+                NONE.into(),
+                NONE.into(),
+            ],
+            Role::Manager => [user, team, territory, NONE.into(), NONE.into()],
+            Role::Rep | Role::Technician => {
+                [user, territory, NONE.into(), NONE.into(), NONE.into()]
+            }
+        }
+    }
+}
+
+/// Serialises writers on SQLite (it has one writer; waiting here is fairer and
+/// cheaper than in SQLite's busy handler). PostgreSQL writers do not take it.
+#[derive(Debug, Default)]
+pub struct WriteGate(tokio::sync::Mutex<()>);
+
+impl WriteGate {
+    async fn enter(&self, db: &Database) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match db {
+            Database::Sqlite(_) => Some(self.0.lock().await),
+            Database::Postgres(_) => None,
+        }
+    }
+}
+
+/// Master data: read by everyone in its territory, written by managers and admins.
+fn is_master_data(kind: RecordKind) -> bool {
+    matches!(
+        kind,
+        RecordKind::Product | RecordKind::PriceList | RecordKind::ChecklistTemplate
+    )
+}
+
+/// The principals a record has by itself (from its projection).
+fn own_principals(p: &Projection, org: OrgId) -> Vec<String> {
+    let mut out = vec![format!("o:{org}")];
+    if let Some(owner) = p.owner {
+        out.push(format!("u:{owner}"));
+    }
+    if let Some(team) = &p.team {
+        out.push(format!("t:{team}"));
+    }
+    if is_master_data(p.kind)
+        && let Some(territory) = &p.territory
+    {
+        out.push(format!("r:{territory}"));
+    }
+    out
+}
+
+/// A record as loaded for a push.
+struct Loaded {
+    kind: String,
+    doc: Vec<u8>,
+    readable: bool,
+}
+
+/// A merged record waiting to be written.
+struct Write {
+    id: RecordId,
+    is_new: bool,
+    doc: Vec<u8>,
+    projection: Projection,
+    changes: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// A refused record waiting to be logged.
+struct Refusal {
+    id: RecordId,
+    kind: RecordKind,
+    rejection: Rejection,
+    changes: Vec<ByteBuf>,
+}
+
+/// Decides one record of a push, with no I/O: the merged record to write, or
+/// why it is refused.
+fn decide(
+    caller: &Caller,
+    rec: &RecordChanges,
+    loaded: Option<&Loaded>,
+) -> Result<(Option<Write>, Vec<u8>), Rejection> {
+    let forbidden = |message: &str| Rejection {
+        code: RejectCode::Forbidden,
+        message: message.to_owned(),
+        retryable: false,
+        server_doc: None,
+    };
+    let existing = match loaded {
+        Some(l) if !l.readable => {
+            return Err(forbidden(
+                "this record is not in your scope; nothing of it was stored",
+            ));
+        }
+        Some(l) => {
+            if l.kind != rec.kind.as_str() {
+                return Err(Rejection {
+                    code: RejectCode::WrongKind,
+                    message: format!("record {} is a {}, not a {}", rec.id, l.kind, rec.kind),
+                    retryable: false,
+                    server_doc: Some(ByteBuf::from(l.doc.clone())),
+                });
+            }
+            let doc = RecordDoc::load(&l.doc).map_err(|e| Rejection {
+                code: RejectCode::Internal,
+                message: format!("the server's copy of this record does not load: {e}"),
+                retryable: true,
+                server_doc: None,
+            })?;
+            Some(doc)
+        }
+        None => None,
+    };
+    let server_doc = || loaded.map(|l| ByteBuf::from(l.doc.clone()));
+    if is_master_data(rec.kind) && !caller.actor.role.is_back_office() {
+        return Err(Rejection {
+            server_doc: server_doc(),
+            ..forbidden(
+                "only managers and administrators change the catalogue, price lists and checklist templates",
+            )
+        });
+    }
+    let raw: Vec<Vec<u8>> = rec.changes.iter().map(|c| c.to_vec()).collect();
+    let merged = merge_incoming(
+        existing.as_ref(),
+        rec.id,
+        rec.kind,
+        &raw,
+        &caller.actor_id,
+        &caller.actor,
+        caller.org,
+    )
+    .map_err(|e: IncomingError| Rejection {
+        server_doc: server_doc(),
+        ..Rejection::from(e)
+    })?;
+    let Merged {
+        mut doc,
+        new_changes,
+    } = merged;
+    let heads: Vec<u8> = doc.heads().iter().flat_map(|h| h.0).collect();
+    if new_changes.is_empty() {
+        return Ok((None, heads));
+    }
+    let projection = Projection::of(&doc).map_err(|e| Rejection {
+        code: RejectCode::Validation,
+        message: e.to_string(),
+        retryable: false,
+        server_doc: server_doc(),
+    })?;
+    if existing.is_none() && !may_create(caller, &projection) {
+        return Err(forbidden(
+            "you may create records for yourself only; a manager creates them for the team",
+        ));
+    }
+    Ok((
+        Some(Write {
+            id: rec.id,
+            is_new: existing.is_none(),
+            doc: doc.save(),
+            projection,
+            changes: new_changes
+                .into_iter()
+                .map(|(h, raw)| (h.0.to_vec(), raw))
+                .collect(),
+        }),
+        heads,
+    ))
+}
+
+fn may_create(caller: &Caller, p: &Projection) -> bool {
+    match caller.actor.role {
+        Role::Admin | Role::Server => true,
+        Role::Manager => {
+            p.owner == Some(caller.actor.user)
+                || (caller.team.is_some() && p.team == caller.team.map(|t| t.to_string()))
+        }
+        Role::Rep | Role::Technician => p.owner == Some(caller.actor.user),
+    }
+}
+
+/// Merges one duplicate-free list of records out of a request (a record listed
+/// twice gets both lists of changes).
+fn dedupe(records: &[RecordChanges]) -> Vec<RecordChanges> {
+    let mut order: Vec<RecordChanges> = Vec::with_capacity(records.len());
+    let mut index: BTreeMap<RecordId, usize> = BTreeMap::new();
+    for rec in records {
+        match index.get(&rec.id) {
+            Some(&i) if order[i].kind == rec.kind => {
+                order[i].changes.extend(rec.changes.iter().cloned());
+            }
+            // A second entry of another kind is refused on its own below.
+            Some(_) => order.push(rec.clone()),
+            None => {
+                index.insert(rec.id, order.len());
+                order.push(rec.clone());
+            }
+        }
+    }
+    order
+}
+
+/// The lock key of an organisation's change log on PostgreSQL.
+fn org_lock_key(org: OrgId) -> i64 {
+    let bytes = org.as_uuid().as_bytes();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&bytes[8..16]);
+    i64::from_be_bytes(first)
+}
+
+fn opt_uuid(s: Option<&str>) -> Option<Uuid> {
+    s.and_then(|s| Uuid::parse_str(s).ok())
+}
+
+/// Applies a push: see the module documentation. Errors are database failures
+/// (the whole request failed and nothing was stored); refusals of single
+/// records are results.
+pub async fn push(
+    db: &Database,
+    gate: &WriteGate,
+    caller: &Caller,
+    req: &PushRequest,
+) -> Result<PushResponse, DbError> {
+    let records = dedupe(&req.records);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = {
+            let _writer = gate.enter(db).await;
+            push_once(db, caller, req.batch, &records).await
+        };
+        match result {
+            Err(e) if e.unique_violation().is_some() && attempt < PUSH_ATTEMPTS => {
+                // Another push created one of these records at the same moment:
+                // run again, now merging into its copy.
+                tracing::debug!(attempt, "push raced with another; retrying");
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn push_once(
+    db: &Database,
+    caller: &Caller,
+    batch: Uuid,
+    records: &[RecordChanges],
+) -> Result<PushResponse, DbError> {
+    let pg = matches!(db, Database::Postgres(_));
+    let principals = caller.principals();
+    let org = *caller.org.as_uuid();
+    let user = *caller.actor.user.as_uuid();
+    let device = caller.actor.device.map(|d| *d.as_uuid());
+    let results = on_pool!(db, |pool, uuid| {
+        let mut tx = if pg {
+            pool.begin().await?
+        } else {
+            pool.begin_with("BEGIN IMMEDIATE").await?
+        };
+        let load_sql = if pg {
+            "SELECT CAST(org_id AS TEXT), kind, doc FROM records WHERE id = $1 FOR UPDATE"
+        } else {
+            "SELECT CAST(org_id AS TEXT), kind, doc FROM records WHERE id = $1"
+        };
+        let mut results: Vec<(RecordId, Result<Vec<u8>, Rejection>)> = Vec::new();
+        let mut writes: Vec<Write> = Vec::new();
+        let mut refusals: Vec<Refusal> = Vec::new();
+        for rec in records {
+            let row: Option<(String, String, Vec<u8>)> = sqlx::query_as(load_sql)
+                .bind(uuid(*rec.id.as_uuid()))
+                .fetch_optional(&mut *tx)
+                .await?;
+            let loaded = match row {
+                None => None,
+                // Another organisation's record looks exactly like an unknown id
+                // would if it were readable: refused, and nothing about it returned.
+                Some((row_org, _, _)) if parse_uuid(&row_org)? != org => Some(Loaded {
+                    kind: String::new(),
+                    doc: Vec::new(),
+                    readable: false,
+                }),
+                Some((_, kind, doc)) => {
+                    let readable = sqlx::query_scalar::<_, i32>(
+                        "SELECT 1 FROM record_scope WHERE record_id = $1 \
+                             AND principal IN ($2, $3, $4, $5, $6)",
+                    )
+                    .bind(uuid(*rec.id.as_uuid()))
+                    .bind(&principals[0])
+                    .bind(&principals[1])
+                    .bind(&principals[2])
+                    .bind(&principals[3])
+                    .bind(&principals[4])
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .is_some();
+                    Some(Loaded {
+                        kind,
+                        doc,
+                        readable,
+                    })
+                }
+            };
+            let outcome = if writes.iter().any(|w| w.id == rec.id) {
+                Err(Rejection {
+                    code: RejectCode::WrongKind,
+                    message: "the batch lists this record twice with different kinds".into(),
+                    retryable: false,
+                    server_doc: None,
+                })
+            } else {
+                decide(caller, rec, loaded.as_ref())
+            };
+            match outcome {
+                Ok((write, heads)) => {
+                    if let Some(w) = write {
+                        writes.push(w);
+                    }
+                    results.push((rec.id, Ok(heads)));
+                }
+                Err(rejection) => {
+                    refusals.push(Refusal {
+                        id: rec.id,
+                        kind: rec.kind,
+                        rejection: rejection.clone(),
+                        changes: rec.changes.clone(),
+                    });
+                    results.push((rec.id, Err(rejection)));
+                }
+            }
+        }
+
+        if !writes.is_empty() && pg {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(org_lock_key(caller.org))
+                .execute(&mut *tx)
+                .await?;
+        }
+        let now = now_secs();
+        for w in &writes {
+            let mut first_seq = 0i64;
+            let mut last_seq = 0i64;
+            for (hash, raw) in &w.changes {
+                let seq: i64 = sqlx::query_scalar(
+                    "INSERT INTO change_log \
+                     (org_id, record_id, hash, change, user_id, device_id, committed_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
+                )
+                .bind(uuid(org))
+                .bind(uuid(*w.id.as_uuid()))
+                .bind(hash)
+                .bind(raw)
+                .bind(uuid(user))
+                .bind(device.map(uuid))
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                if first_seq == 0 {
+                    first_seq = seq;
+                }
+                last_seq = seq;
+            }
+            let p = &w.projection;
+            sqlx::query(
+                "INSERT INTO records (id, org_id, kind, doc, status, owner_id, team_id, \
+                 territory_id, account_id, parent_id, start_ms, deleted, created_seq, \
+                 updated_seq, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15) \
+                 ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, status = excluded.status, \
+                 owner_id = excluded.owner_id, team_id = excluded.team_id, \
+                 territory_id = excluded.territory_id, account_id = excluded.account_id, \
+                 parent_id = excluded.parent_id, start_ms = excluded.start_ms, \
+                 deleted = excluded.deleted, updated_seq = excluded.updated_seq, \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(uuid(*w.id.as_uuid()))
+            .bind(uuid(org))
+            .bind(p.kind.as_str())
+            .bind(&w.doc)
+            .bind(p.status.as_deref())
+            .bind(p.owner.map(|o| uuid(*o.as_uuid())))
+            .bind(opt_uuid(p.team.as_deref()).map(uuid))
+            .bind(opt_uuid(p.territory.as_deref()).map(uuid))
+            .bind(p.account_id.map(|a| uuid(*a.as_uuid())))
+            .bind(p.parent_id.map(|a| uuid(*a.as_uuid())))
+            .bind(p.start_ms)
+            .bind(p.deleted)
+            .bind(first_seq)
+            .bind(last_seq)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+
+            // Read scope: the record's own principals (from birth for a new
+            // record, stamped for ones an edit added), then grants along references.
+            let own_seq = if w.is_new { 0 } else { last_seq };
+            for principal in own_principals(p, caller.org) {
+                sqlx::query(
+                    "INSERT INTO record_scope (record_id, principal, granted_seq) \
+                     VALUES ($1, $2, $3) ON CONFLICT (record_id, principal) DO NOTHING",
+                )
+                .bind(uuid(*w.id.as_uuid()))
+                .bind(principal)
+                .bind(own_seq)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if p.kind == RecordKind::Contact
+                && let Some(account) = p.account_id
+            {
+                {
+                    // A contact is read by whoever reads its account.
+                    sqlx::query(
+                        "INSERT INTO record_scope (record_id, principal, granted_seq) \
+                         SELECT $1, principal, $2 FROM record_scope \
+                         WHERE record_id = $3 AND principal LIKE 'u:%' \
+                         ON CONFLICT (record_id, principal) DO NOTHING",
+                    )
+                    .bind(uuid(*w.id.as_uuid()))
+                    .bind(last_seq)
+                    .bind(uuid(*account.as_uuid()))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            let Some(owner) = p.owner else { continue };
+            let grantee = format!("u:{owner}");
+            let mut work: Vec<RecordId> = [p.account_id, p.parent_id]
+                .into_iter()
+                .flatten()
+                .filter(|t| *t != w.id)
+                .collect();
+            let mut visited = 0;
+            while let Some(target) = work.pop() {
+                visited += 1;
+                if visited > 64 {
+                    break;
+                }
+                let target_row: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(
+                    "SELECT kind, CAST(account_id AS TEXT), CAST(parent_id AS TEXT) \
+                         FROM records WHERE id = $1 AND org_id = $2",
+                )
+                .bind(uuid(*target.as_uuid()))
+                .bind(uuid(org))
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((kind, account, parent)) = target_row else {
+                    continue;
+                };
+                let granted = sqlx::query(
+                    "INSERT INTO record_scope (record_id, principal, granted_seq) \
+                     VALUES ($1, $2, $3) ON CONFLICT (record_id, principal) DO NOTHING",
+                )
+                .bind(uuid(*target.as_uuid()))
+                .bind(&grantee)
+                .bind(last_seq)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if granted == 0 {
+                    continue;
+                }
+                for next in [account, parent].into_iter().flatten() {
+                    if let Ok(next) = next.parse::<RecordId>()
+                        && next != target
+                    {
+                        work.push(next);
+                    }
+                }
+                if kind == RecordKind::Account.as_str() {
+                    let contacts: Vec<String> = sqlx::query_scalar(
+                        "SELECT CAST(id AS TEXT) FROM records WHERE account_id = $1 AND kind = $2",
+                    )
+                    .bind(uuid(*target.as_uuid()))
+                    .bind(RecordKind::Contact.as_str())
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    work.extend(contacts.iter().filter_map(|c| c.parse::<RecordId>().ok()));
+                }
+            }
+        }
+
+        for r in &refusals {
+            sqlx::query(
+                "INSERT INTO rejections (id, org_id, user_id, device_id, batch_id, record_id, \
+                 kind, code, message, changes, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(uuid(Uuid::now_v7()))
+            .bind(uuid(org))
+            .bind(uuid(user))
+            .bind(uuid(device.unwrap_or_default()))
+            .bind(uuid(batch))
+            .bind(uuid(*r.id.as_uuid()))
+            .bind(r.kind.as_str())
+            .bind(r.rejection.code.as_str())
+            .bind(&r.rejection.message)
+            .bind(fieldsync_core::protocol::encode(&r.changes))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        results
+    });
+    if results.iter().any(|(_, r)| r.is_err()) {
+        tracing::info!(
+            rejected = results.iter().filter(|(_, r)| r.is_err()).count(),
+            "push refused some records"
+        );
+    }
+    Ok(PushResponse {
+        results: results
+            .into_iter()
+            .map(|(id, r)| PushResult {
+                id,
+                outcome: match r {
+                    Ok(heads) => PushOutcome::Accepted {
+                        heads: heads
+                            .chunks(32)
+                            .map(|h| ByteBuf::from(h.to_vec()))
+                            .collect(),
+                    },
+                    Err(rejection) => PushOutcome::Rejected(rejection),
+                },
+            })
+            .collect(),
+    })
+}
+
+/// The highest log sequence of an organisation (0 for an empty log).
+async fn log_head(db: &Database, org: OrgId) -> Result<i64, DbError> {
+    let head: Option<i64> = on_pool!(db, |pool, uuid| {
+        sqlx::query_scalar("SELECT MAX(seq) FROM change_log WHERE org_id = $1")
+            .bind(uuid(*org.as_uuid()))
+            .fetch_one(pool)
+            .await?
+    });
+    Ok(head.unwrap_or(0))
+}
+
+fn parse_kind(kind: &str) -> Result<RecordKind, DbError> {
+    kind.parse()
+        .map_err(|_| DbError::Corrupt(format!("unknown record kind {kind:?}")))
+}
+
+fn parse_record_id(text: &str) -> Result<RecordId, DbError> {
+    Ok(RecordId::from_uuid(parse_uuid(text)?))
+}
+
+/// Serves one page of the feed after `req.cursor`, in the caller's scope.
+pub async fn pull(
+    db: &Database,
+    caller: &Caller,
+    req: &PullRequest,
+) -> Result<PullResponse, DbError> {
+    let cursor = i64::try_from(req.cursor).unwrap_or(i64::MAX);
+    let max = req.max_changes.clamp(1, MAX_PULL_CHANGES);
+    let head = log_head(db, caller.org).await?;
+    let p = caller.principals();
+    let org = *caller.org.as_uuid();
+    // Administrators read through `o:<org>`, which every record carries.
+    let sql = "SELECT l.seq, CAST(l.record_id AS TEXT), r.kind, l.change \
+         FROM change_log l JOIN records r ON r.id = l.record_id \
+         WHERE l.org_id = $1 AND l.seq > $2 AND l.seq <= $3 \
+         AND EXISTS (SELECT 1 FROM record_scope s WHERE s.record_id = l.record_id \
+         AND s.principal IN ($4, $5, $6, $7, $8)) \
+         ORDER BY l.seq LIMIT $9";
+    let (rows, granted) = on_pool!(db, |pool, uuid| {
+        let mut rows: Vec<(i64, String, String, Vec<u8>)> = sqlx::query_as(sql)
+            .bind(uuid(org))
+            .bind(cursor)
+            .bind(head)
+            .bind(&p[0])
+            .bind(&p[1])
+            .bind(&p[2])
+            .bind(&p[3])
+            .bind(&p[4])
+            .bind(i64::from(max) + 1)
+            .fetch_all(pool)
+            .await?;
+        let more = rows.len() > max as usize;
+        rows.truncate(max as usize);
+        let next = if more {
+            rows.last().map_or(head, |r| r.0)
+        } else {
+            head
+        };
+        // Records granted to the caller after the cursor: their whole history.
+        let granted_ids: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT CAST(record_id AS TEXT) FROM record_scope \
+             WHERE principal IN ($1, $2, $3, $4, $5) AND granted_seq > $6 AND granted_seq <= $7",
+        )
+        .bind(&p[0])
+        .bind(&p[1])
+        .bind(&p[2])
+        .bind(&p[3])
+        .bind(&p[4])
+        .bind(cursor)
+        .bind(next)
+        .fetch_all(pool)
+        .await?;
+        let mut granted: Vec<(String, String, Vec<Vec<u8>>)> = Vec::new();
+        for id in granted_ids {
+            let record = parse_uuid(&id)?;
+            let kind: Option<String> =
+                sqlx::query_scalar("SELECT kind FROM records WHERE id = $1 AND org_id = $2")
+                    .bind(uuid(record))
+                    .bind(uuid(org))
+                    .fetch_optional(pool)
+                    .await?;
+            let Some(kind) = kind else { continue };
+            let changes: Vec<Vec<u8>> = sqlx::query_scalar(
+                "SELECT change FROM change_log WHERE record_id = $1 AND seq <= $2 ORDER BY seq",
+            )
+            .bind(uuid(record))
+            .bind(next)
+            .fetch_all(pool)
+            .await?;
+            granted.push((id, kind, changes));
+        }
+        ((rows, more, next), granted)
+    });
+    let (rows, more, next) = rows;
+    let mut records: Vec<RecordChanges> = Vec::new();
+    let mut index: BTreeMap<RecordId, usize> = BTreeMap::new();
+    let mut add = |id: &str, kind: &str, change: Vec<u8>| -> Result<(), DbError> {
+        let id = parse_record_id(id)?;
+        let i = match index.get(&id) {
+            Some(&i) => i,
+            None => {
+                index.insert(id, records.len());
+                records.push(RecordChanges {
+                    id,
+                    kind: parse_kind(kind)?,
+                    changes: Vec::new(),
+                });
+                records.len() - 1
+            }
+        };
+        records[i].changes.push(ByteBuf::from(change));
+        Ok(())
+    };
+    for (id, kind, changes) in granted {
+        for change in changes {
+            add(&id, &kind, change)?;
+        }
+    }
+    for (_, id, kind, change) in rows {
+        add(&id, &kind, change)?;
+    }
+    // A granted record's history and its feed entries may overlap; send each change once.
+    for r in &mut records {
+        let mut seen = std::collections::HashSet::new();
+        r.changes.retain(|c| seen.insert(c.to_vec()));
+    }
+    Ok(PullResponse {
+        records,
+        removed: Vec::new(),
+        next_cursor: u64::try_from(next).unwrap_or(0),
+        more,
+    })
+}
+
+/// Serves one page of snapshots for priming, in record-id order.
+pub async fn prime(
+    db: &Database,
+    caller: &Caller,
+    req: &PrimeRequest,
+) -> Result<PrimeResponse, DbError> {
+    let cursor = match req.cursor {
+        Some(c) => i64::try_from(c).unwrap_or(i64::MAX),
+        // Taken before any snapshot is read: what commits meanwhile is pulled later.
+        None => log_head(db, caller.org).await?,
+    };
+    let max = req.max_records.clamp(1, MAX_PRIME_RECORDS);
+    let p = caller.principals();
+    let org = *caller.org.as_uuid();
+    let sql = if req.after.is_some() {
+        "SELECT CAST(r.id AS TEXT), r.kind, r.doc FROM records r \
+         WHERE r.org_id = $1 AND r.id > $2 AND EXISTS (SELECT 1 FROM record_scope s \
+         WHERE s.record_id = r.id AND s.principal IN ($3, $4, $5, $6, $7)) \
+         ORDER BY r.id LIMIT $8"
+    } else {
+        "SELECT CAST(r.id AS TEXT), r.kind, r.doc FROM records r \
+         WHERE r.org_id = $1 AND $2 IS NULL AND EXISTS (SELECT 1 FROM record_scope s \
+         WHERE s.record_id = r.id AND s.principal IN ($3, $4, $5, $6, $7)) \
+         ORDER BY r.id LIMIT $8"
+    };
+    let mut rows: Vec<(String, String, Vec<u8>)> = on_pool!(db, |pool, uuid| {
+        sqlx::query_as(sql)
+            .bind(uuid(org))
+            .bind(req.after.map(|a| uuid(*a.as_uuid())))
+            .bind(&p[0])
+            .bind(&p[1])
+            .bind(&p[2])
+            .bind(&p[3])
+            .bind(&p[4])
+            .bind(i64::from(max) + 1)
+            .fetch_all(pool)
+            .await?
+    });
+    let more = rows.len() > max as usize;
+    rows.truncate(max as usize);
+    let snapshots = rows
+        .into_iter()
+        .map(|(id, kind, doc)| {
+            Ok(Snapshot {
+                id: parse_record_id(&id)?,
+                kind: parse_kind(&kind)?,
+                doc: ByteBuf::from(doc),
+            })
+        })
+        .collect::<Result<Vec<_>, DbError>>()?;
+    Ok(PrimeResponse {
+        next: if more {
+            snapshots.last().map(|s| s.id)
+        } else {
+            None
+        },
+        snapshots,
+        cursor: u64::try_from(cursor).unwrap_or(0),
+    })
+}
+
+/// The server's copy of a record, if it exists in the caller's organisation and scope.
+pub async fn readable_doc(
+    db: &Database,
+    caller: &Caller,
+    id: RecordId,
+) -> Result<Option<(RecordKind, Vec<u8>)>, DbError> {
+    let p = caller.principals();
+    let org = *caller.org.as_uuid();
+    let row: Option<(String, Vec<u8>)> = on_pool!(db, |pool, uuid| {
+        sqlx::query_as(
+            "SELECT r.kind, r.doc FROM records r WHERE r.id = $1 AND r.org_id = $2 AND \
+             EXISTS (SELECT 1 FROM record_scope s WHERE s.record_id = r.id \
+             AND s.principal IN ($3, $4, $5, $6, $7))",
+        )
+        .bind(uuid(*id.as_uuid()))
+        .bind(uuid(org))
+        .bind(&p[0])
+        .bind(&p[1])
+        .bind(&p[2])
+        .bind(&p[3])
+        .bind(&p[4])
+        .fetch_optional(pool)
+        .await?
+    });
+    row.map(|(kind, doc)| Ok((parse_kind(&kind)?, doc)))
+        .transpose()
+}
+
+/// Whether a record exists at all (in any organisation).
+async fn exists(db: &Database, id: RecordId) -> Result<bool, DbError> {
+    let found: Option<i32> = on_pool!(db, |pool, uuid| {
+        sqlx::query_scalar("SELECT 1 FROM records WHERE id = $1")
+            .bind(uuid(*id.as_uuid()))
+            .fetch_optional(pool)
+            .await?
+    });
+    Ok(found.is_some())
+}
+
+/// Why a repair round was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RepairError {
+    /// The message is not an Automerge sync message.
+    #[error("not an Automerge sync message: {0}")]
+    Malformed(String),
+    /// The record exists but is not the caller's to read.
+    #[error("this record is not in your scope")]
+    OutOfScope,
+    /// The device's changes were refused, as a push would refuse them.
+    #[error("{}", .0.message)]
+    Refused(Rejection),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// One round of Automerge's sync protocol for one record.
+///
+/// The server keeps no sync state between rounds: each round starts from a
+/// fresh state, which costs at most a resent change and keeps nodes stateless.
+/// Changes the device sends are accepted only when made under the device's own
+/// actor, and only through [`push`], with its checks; changes of other actors
+/// are ignored (their own devices bring them back in their own repair).
+pub async fn repair(
+    db: &Database,
+    gate: &WriteGate,
+    caller: &Caller,
+    req: &RepairRequest,
+) -> Result<Option<Vec<u8>>, RepairError> {
+    let mut message = automerge::sync::Message::decode(&req.message)
+        .map_err(|e| RepairError::Malformed(e.to_string()))?;
+    let server = match readable_doc(db, caller, req.id).await? {
+        Some((_, doc)) => Some(doc),
+        None if exists(db, req.id).await? => return Err(RepairError::OutOfScope),
+        None => None,
+    };
+    let mut base = match &server {
+        Some(bytes) => automerge::AutoCommit::load(bytes)
+            .map_err(|e| RepairError::Db(DbError::Corrupt(e.to_string())))?,
+        None => automerge::AutoCommit::new(),
+    };
+    // The device's changes the server lacks, made under the device's actor.
+    if !message.changes.is_empty() {
+        let mut scratch = base.clone();
+        for chunk in message.changes.iter() {
+            scratch
+                .load_incremental(chunk)
+                .map_err(|e| RepairError::Malformed(e.to_string()))?;
+        }
+        let have = base.get_heads();
+        let own: Vec<ByteBuf> = scratch
+            .get_changes(&have)
+            .into_iter()
+            .filter(|c| c.actor_id() == &caller.actor_id)
+            .map(|c| ByteBuf::from(c.raw_bytes().to_vec()))
+            .collect();
+        if !own.is_empty() {
+            let push_req = PushRequest {
+                batch: Uuid::now_v7(),
+                records: vec![RecordChanges {
+                    id: req.id,
+                    kind: req.kind,
+                    changes: own,
+                }],
+            };
+            let resp = push(db, gate, caller, &push_req).await?;
+            if let Some(PushOutcome::Rejected(rejection)) =
+                resp.results.into_iter().next().map(|r| r.outcome)
+            {
+                // Missing history is what repair is for: answer with what the
+                // server has, so the device can send the rest next round.
+                if rejection.code != RejectCode::MissingDependencies {
+                    return Err(RepairError::Refused(rejection));
+                }
+            }
+            if let Some((_, doc)) = readable_doc(db, caller, req.id).await? {
+                base = automerge::AutoCommit::load(&doc)
+                    .map_err(|e| RepairError::Db(DbError::Corrupt(e.to_string())))?;
+            }
+        }
+        message.changes = automerge::sync::ChunkList::empty();
+    }
+    let mut state = automerge::sync::State::new();
+    base.sync()
+        .receive_sync_message(&mut state, message)
+        .map_err(|e| RepairError::Malformed(e.to_string()))?;
+    Ok(base
+        .sync()
+        .generate_sync_message(&mut state)
+        .map(|m| m.encode()))
+}
+
+/// One entry of the server's rejection ledger.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RejectionRow {
+    /// Entry id.
+    pub id: Uuid,
+    /// Who pushed.
+    pub user_id: Uuid,
+    /// From which device.
+    pub device_id: Uuid,
+    /// The record.
+    pub record_id: Uuid,
+    /// Its kind.
+    pub kind: String,
+    /// Stable code.
+    pub code: String,
+    /// Why.
+    pub message: String,
+    /// Number of refused changes.
+    pub changes: usize,
+    /// When (Unix seconds).
+    pub created_at: i64,
+}
+
+/// A ledger row as read: ids as text, the changes as CBOR.
+type LedgerRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Vec<u8>,
+    i64,
+);
+
+/// The rejection ledger entries the caller may see: their own, a manager's
+/// team's, an administrator's organisation's; newest first.
+pub async fn rejections(
+    db: &Database,
+    caller: &Caller,
+    limit: u32,
+) -> Result<Vec<RejectionRow>, DbError> {
+    let org = *caller.org.as_uuid();
+    let user = *caller.actor.user.as_uuid();
+    let (mode, team) = match caller.actor.role {
+        Role::Admin | Role::Server => (2i64, None),
+        Role::Manager => (1, caller.team.map(|t| *t.as_uuid())),
+        Role::Rep | Role::Technician => (0, None),
+    };
+    let rows: Vec<LedgerRow> = on_pool!(db, |pool, uuid| {
+        sqlx::query_as(
+            "SELECT CAST(x.id AS TEXT), CAST(x.user_id AS TEXT), CAST(x.device_id AS TEXT), \
+                 CAST(x.record_id AS TEXT), x.kind, x.code, x.message, x.changes, x.created_at \
+                 FROM rejections x JOIN users u ON u.id = x.user_id \
+                 WHERE x.org_id = $1 AND ($2 = 2 OR x.user_id = $3 \
+                 OR ($2 = 1 AND u.team_id = $4)) \
+                 ORDER BY x.created_at DESC, x.id DESC LIMIT $5",
+        )
+        .bind(uuid(org))
+        .bind(mode)
+        .bind(uuid(user))
+        .bind(team.map(uuid))
+        .bind(i64::from(limit.min(1_000)))
+        .fetch_all(pool)
+        .await?
+    });
+    rows.into_iter()
+        .map(
+            |(id, user, device, record, kind, code, message, changes, at)| {
+                let n = fieldsync_core::protocol::decode::<Vec<ByteBuf>>(&changes)
+                    .map(|c| c.len())
+                    .unwrap_or(0);
+                Ok(RejectionRow {
+                    id: parse_uuid(&id)?,
+                    user_id: parse_uuid(&user)?,
+                    device_id: parse_uuid(&device)?,
+                    record_id: parse_uuid(&record)?,
+                    kind,
+                    code,
+                    message,
+                    changes: n,
+                    created_at: at,
+                })
+            },
+        )
+        .collect()
+}

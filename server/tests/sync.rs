@@ -1,0 +1,670 @@
+//! End to end: real devices (`fieldsync-core` stores and sync clients over HTTP)
+//! against the real server on a loopback port, on SQLite and on PostgreSQL.
+//! Every scenario runs on both databases (`<scenario>::on_sqlite`, `::on_postgres`).
+
+mod support;
+#[allow(dead_code)]
+mod world;
+
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use fieldsync_core::model::visit::{self, Site, Visit, VisitStatus};
+use fieldsync_core::model::{
+    Account, Actor, DeviceTime, Location, RecordKind, Role, VisitReport, report,
+};
+use fieldsync_core::protocol::{self, PushRequest, RecordChanges};
+use fieldsync_core::sync::{NoProgress, Session, SyncError, SyncOptions};
+use fieldsync_core::{RecordId, automerge};
+use world::{Backend, Device, World};
+
+macro_rules! on_both_databases {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[test]
+            fn on_sqlite() {
+                super::$scenario(super::World::start(super::Backend::Sqlite));
+            }
+            #[test]
+            fn on_postgres() {
+                super::$scenario(super::World::start(super::Backend::Postgres));
+            }
+        }
+    )*};
+}
+
+on_both_databases!(
+    concurrent_offline_edits_on_three_devices_converge_everywhere,
+    resending_a_batch_changes_nothing,
+    a_lost_push_answer_and_a_broken_pull_resume_without_loss_or_duplicates,
+    a_rejected_record_leaves_the_rest_merged_and_shows_its_reason,
+    an_expired_access_token_is_refreshed_during_sync,
+    changes_under_another_actor_id_are_refused,
+    a_device_offline_across_many_deletes_and_edits_converges,
+    scope_keeps_other_reps_records_away_and_brings_referenced_accounts,
+    a_server_that_lost_history_is_repaired_from_the_device,
+    malformed_requests_get_a_clear_4xx,
+);
+
+const SITE: Site = Site {
+    coords: None,
+    radius_m: 100.0,
+};
+
+fn t(ms: i64) -> DeviceTime {
+    DeviceTime::utc(1_790_000_000_000 + ms)
+}
+
+fn account(w: &World, dev: &Device, name: &str) -> RecordId {
+    let a = Account {
+        meta: w.meta(short(&dev.person.email)),
+        name: name.into(),
+        account_type: "outlet".into(),
+        account_status: "active".into(),
+        price_list_id: None,
+        visit_frequency_days: Some(14),
+        locations: [(
+            RecordId::new(),
+            Location {
+                name: "Main store".into(),
+                address: "Rua Augusta 1, Lisboa".into(),
+                coords: None,
+                geofence_radius_m: 150.0,
+                opening_hours: None,
+            },
+        )]
+        .into_iter()
+        .collect(),
+    };
+    dev.store().create(&a, t(0)).expect("create account")
+}
+
+fn short(email: &str) -> &str {
+    email.split('@').next().unwrap_or(email)
+}
+
+fn plan_visit(w: &World, dev: &Device, account_id: RecordId, i: i64) -> RecordId {
+    let v = Visit::planned(
+        w.meta(short(&dev.person.email)),
+        account_id,
+        t(i * 3_600_000),
+        t(i * 3_600_000 + 1_800_000),
+    );
+    dev.store()
+        .create_stateful(&v, &dev.actor, t(i))
+        .expect("create visit")
+}
+
+fn heads(dev: &Device, id: RecordId) -> Vec<automerge::ChangeHash> {
+    let mut doc = dev.store().doc(id).expect("device copy");
+    let mut h = doc.heads();
+    h.sort();
+    h
+}
+
+fn server_heads(w: &World, id: RecordId) -> Vec<automerge::ChangeHash> {
+    let mut doc = w.server_doc(id).expect("server copy");
+    let mut h = doc.heads();
+    h.sort();
+    h
+}
+
+fn concurrent_offline_edits_on_three_devices_converge_everywhere(w: World) {
+    let phone = w.device("ana");
+    let tablet = w.device("ana");
+    let manager = w.device("mona");
+    let shop = account(&w, &phone, "Mercearia Lopes");
+    let visits: Vec<RecordId> = (0..4).map(|i| plan_visit(&w, &phone, shop, i)).collect();
+    assert_eq!(phone.sync().pushed, 5);
+    assert_eq!(
+        tablet.sync().primed,
+        5,
+        "the tablet is primed with everything ana holds"
+    );
+    assert_eq!(
+        manager.sync().primed,
+        5,
+        "the manager is primed with the team's records"
+    );
+
+    // Everyone goes offline and edits.
+    phone
+        .store()
+        .update::<Visit>(visits[0], t(10), |v| v.notes = "shelf photo taken".into())
+        .expect("phone edit");
+    tablet
+        .store()
+        .act(visits[0], |d| {
+            visit::check_in(d, &tablet.actor, t(11), None, SITE)
+        })
+        .expect("check in");
+    manager
+        .store()
+        .update::<Visit>(visits[0], t(12), |v| {
+            v.instructions = Some("launch the summer range".into())
+        })
+        .expect("manager edit");
+    manager
+        .store()
+        .update::<Visit>(visits[1], t(13), |v| v.notes = "call before".into())
+        .expect("manager edit");
+    phone
+        .store()
+        .update::<Visit>(visits[1], t(14), |v| {
+            v.instructions = Some("collect payment".into())
+        })
+        .expect("phone edit");
+    tablet.store().delete(visits[3], t(15)).expect("delete");
+    phone
+        .store()
+        .update::<Visit>(visits[3], t(16), |v| {
+            v.notes = "edited while deleted".into()
+        })
+        .expect("edit of a record deleted elsewhere");
+
+    for _ in 0..2 {
+        for d in [&phone, &tablet, &manager] {
+            d.sync();
+        }
+    }
+    for id in &visits {
+        let server = server_heads(&w, *id);
+        for d in [&phone, &tablet, &manager] {
+            assert_eq!(heads(d, *id), server, "{} differs on {id}", d.person.email);
+        }
+    }
+    let v: Visit = phone.store().read_stateful(visits[0]).expect("read");
+    assert_eq!(
+        (
+            v.notes.as_str(),
+            v.instructions.as_deref().unwrap_or(""),
+            v.status
+        ),
+        (
+            "shelf photo taken",
+            "launch the summer range",
+            VisitStatus::InProgress
+        )
+    );
+    let v1: Visit = manager.store().read_stateful(visits[1]).expect("read");
+    assert_eq!(
+        (v1.notes.as_str(), v1.instructions.as_deref().unwrap_or("")),
+        ("call before", "collect payment")
+    );
+    for d in [&phone, &tablet, &manager] {
+        assert!(
+            d.store()
+                .doc(visits[3])
+                .expect("tombstone kept")
+                .is_deleted(),
+            "the delete reached {}",
+            d.person.email
+        );
+        assert_eq!(d.store().pending_changes().expect("pending"), 0);
+    }
+}
+
+fn resending_a_batch_changes_nothing(w: World) {
+    let phone = w.device("ana");
+    let shop = account(&w, &phone, "Quiosque Sol");
+    for i in 0..3 {
+        plan_visit(&w, &phone, shop, i);
+    }
+    phone.net().duplicate_pushes.store(true, Ordering::SeqCst);
+    let report = phone.sync();
+    assert_eq!((report.pushed, report.rejected), (4, 0));
+    let log = w.log_len();
+    assert_eq!(log, 4, "one log entry per change, whatever the resends");
+
+    // Replaying the exact bytes of the records again, by hand.
+    let batch = PushRequest {
+        batch: uuid::Uuid::now_v7(),
+        records: vec![RecordChanges {
+            id: shop,
+            kind: RecordKind::Account,
+            changes: phone
+                .store()
+                .doc(shop)
+                .expect("doc")
+                .automerge()
+                .get_changes(&[])
+                .iter()
+                .map(|c| serde_bytes::ByteBuf::from(c.raw_bytes().to_vec()))
+                .collect(),
+        }],
+    };
+    let token = phone.client.session().expect("session").access_token;
+    use fieldsync_core::sync::Transport as _;
+    let resp = phone.net().push(&token, &batch).expect("push");
+    assert!(matches!(
+        resp.results[0].outcome,
+        protocol::PushOutcome::Accepted { .. }
+    ));
+    assert_eq!(w.log_len(), log);
+}
+
+fn a_lost_push_answer_and_a_broken_pull_resume_without_loss_or_duplicates(w: World) {
+    let options = SyncOptions {
+        push_batch: 5,
+        pull_page: 7,
+        max_attempts: 1,
+        ..world::fast_options()
+    };
+    let phone = w.device_with("ana", options.clone());
+    let laptop = w.device_with("mona", options);
+    let shop = account(&w, &phone, "Padaria Central");
+    let visits: Vec<RecordId> = (0..19).map(|i| plan_visit(&w, &phone, shop, i)).collect();
+
+    // The server commits the first batch but the answer never arrives: the sync
+    // fails; the next one resends that batch (a no-op) and carries on.
+    phone.net().lose_push_answers.store(1, Ordering::SeqCst);
+    let err = phone.client.sync(&NoProgress).expect_err("answer lost");
+    assert!(matches!(err, SyncError::Network(_)), "{err}");
+    assert_eq!(w.log_len(), 5, "the first batch was committed");
+    assert_eq!(phone.store().pending_changes().expect("pending"), 20);
+    phone.sync();
+    assert_eq!(phone.store().pending_changes().expect("pending"), 0);
+    assert_eq!(w.log_len(), 20, "no change logged twice");
+
+    // The manager's pull breaks after two pages; the next sync resumes from the
+    // stored cursor.
+    laptop.net().fail_pulls.store(true, Ordering::SeqCst);
+    laptop.net().pulls_before_failure.store(0, Ordering::SeqCst);
+    laptop
+        .store()
+        .set_cursor(0)
+        .expect("start from the feed, not a prime");
+    laptop.net().pulls_before_failure.store(2, Ordering::SeqCst);
+    assert!(laptop.client.sync(&NoProgress).is_err());
+    let cursor = laptop.store().cursor().expect("cursor").expect("set");
+    assert_eq!(cursor, 14, "two pages of seven were applied and kept");
+    laptop.net().fail_pulls.store(false, Ordering::SeqCst);
+    let report = laptop.sync();
+    assert_eq!(report.pulled, 6, "only what was left");
+    for id in visits.iter().chain([&shop]) {
+        assert_eq!(heads(&laptop, *id), server_heads(&w, *id));
+    }
+}
+
+fn a_rejected_record_leaves_the_rest_merged_and_shows_its_reason(w: World) {
+    let phone = w.device("ana");
+    let shop = account(&w, &phone, "Drogaria Norte");
+    let visit_id = plan_visit(&w, &phone, shop, 1);
+    let report_id = phone
+        .store()
+        .create_stateful(
+            &VisitReport::new(w.meta("ana"), visit_id),
+            &phone.actor,
+            t(1),
+        )
+        .expect("report");
+    phone
+        .store()
+        .update::<VisitReport>(report_id, t(2), |r| r.summary = "Met the owner.".into())
+        .expect("write");
+    phone
+        .store()
+        .act(report_id, |d| report::submit(d, &phone.actor, t(3)))
+        .expect("submit");
+    phone.sync();
+
+    // A rep's app claims to be a manager and approves its own report, next to
+    // two honest edits.
+    let forged = Actor {
+        role: Role::Manager,
+        ..phone.actor.clone()
+    };
+    phone
+        .store()
+        .act(report_id, |d| report::approve(d, &forged, t(4), None))
+        .expect("the device's model trusts the role it is given");
+    phone
+        .store()
+        .update::<Visit>(visit_id, t(5), |v| v.notes = "honest edit".into())
+        .expect("edit");
+    let other = plan_visit(&w, &phone, shop, 2);
+    let report = phone.sync();
+    assert_eq!((report.pushed, report.rejected), (2, 1));
+
+    let ledger = phone.store().rejections().expect("ledger");
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(ledger[0].record_id, report_id);
+    assert_eq!(ledger[0].code, "transition");
+    assert!(!ledger[0].message.is_empty());
+    let back: VisitReport = phone.store().read_stateful(report_id).expect("reset");
+    assert_eq!(back.status, fieldsync_core::model::ReportStatus::Submitted);
+    assert_eq!(heads(&phone, report_id), server_heads(&w, report_id));
+    assert_eq!(
+        w.server_doc(visit_id)
+            .expect("merged")
+            .read_stateful::<Visit>()
+            .expect("visit")
+            .notes,
+        "honest edit"
+    );
+    assert!(w.server_doc(other).is_some());
+
+    // The server's ledger has it too, with who and why.
+    let token = phone.client.session().expect("session").access_token;
+    let body = ureq::get(format!("{}/v1/rejections", w.base))
+        .header("authorization", format!("Bearer {token}"))
+        .call()
+        .expect("GET /v1/rejections")
+        .into_body()
+        .read_to_string()
+        .expect("body");
+    let rows: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(rows.as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(rows[0]["code"], "transition");
+    assert_eq!(rows[0]["record_id"], report_id.to_string());
+    assert_eq!(rows[0]["user_id"], phone.person.id.to_string());
+    assert_eq!(rows[0]["changes"], 1);
+}
+
+fn an_expired_access_token_is_refreshed_during_sync(w: World) {
+    let phone = w.device("ana");
+    let session = phone.client.session().expect("session");
+    // A correctly signed token that expired a minute ago.
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let claims = serde_json::json!({
+        "sub": phone.person.id, "org": w.org, "role": "rep",
+        "dev": phone.login.device.id, "iss": "fieldsync", "aud": "fieldsync-api",
+        "iat": now - 1_000, "exp": now - 60,
+    });
+    let kid = {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(world::SECRET.as_bytes());
+        format!("cfg-{}", hex::encode(&d[..6]))
+    };
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some(kid);
+    let expired = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(world::SECRET.as_bytes()),
+    )
+    .expect("sign");
+    phone.client.set_session(Session {
+        access_token: expired.clone(),
+        refresh_token: session.refresh_token.clone(),
+    });
+    let shop = account(&w, &phone, "Café Rio");
+    let report = phone.sync();
+    assert_eq!(report.pushed, 1);
+    let now_session = phone.client.session().expect("session");
+    assert_ne!(now_session.access_token, expired);
+    assert_ne!(now_session.refresh_token, session.refresh_token, "rotated");
+    assert!(w.server_doc(shop).is_some());
+}
+
+fn changes_under_another_actor_id_are_refused(w: World) {
+    let phone = w.device("ana");
+    phone
+        .store()
+        .set_actor_id(automerge::ActorId::random())
+        .expect("actor");
+    let shop = account(&w, &phone, "Loja Azul");
+    let report = phone.sync();
+    assert_eq!((report.pushed, report.rejected), (0, 1));
+    let ledger = phone.store().rejections().expect("ledger");
+    assert_eq!(ledger[0].code, "foreign_actor");
+    assert!(w.server_doc(shop).is_none(), "nothing of it was stored");
+    assert_eq!(w.log_len(), 0);
+}
+
+fn a_device_offline_across_many_deletes_and_edits_converges(w: World) {
+    let away = w.device("ana");
+    let busy = w.device("ana");
+    let shop = account(&w, &busy, "Supermercado Vale");
+    let visits: Vec<RecordId> = (0..60).map(|i| plan_visit(&w, &busy, shop, i)).collect();
+    busy.sync();
+    away.sync();
+    assert_eq!(
+        away.store().all_of(RecordKind::Visit).expect("list").len(),
+        60
+    );
+
+    // `away` edits some visits offline, with device times 60 days old by the
+    // time it comes back.
+    for id in &visits[0..10] {
+        away.store()
+            .update::<Visit>(*id, t(1), |v| v.notes = "written in the field".into())
+            .expect("offline edit");
+    }
+    // Meanwhile the rest of the world deletes and edits, over many syncs.
+    for (i, id) in visits.iter().enumerate() {
+        if i % 2 == 0 {
+            busy.store().delete(*id, t(100 + i as i64)).expect("delete");
+        } else {
+            busy.store()
+                .update::<Visit>(*id, t(100 + i as i64), |v| {
+                    v.instructions = Some(format!("round {i}"))
+                })
+                .expect("edit");
+        }
+        if i % 10 == 9 {
+            busy.sync();
+        }
+    }
+    busy.sync();
+    let sixty_days_ms = 60 * 24 * 3_600_000;
+    away.store()
+        .update::<Visit>(visits[1], t(sixty_days_ms), |v| {
+            v.notes = "back online".into()
+        })
+        .expect("edit");
+    away.sync();
+    busy.sync();
+    for id in &visits {
+        let server = server_heads(&w, *id);
+        assert_eq!(heads(&away, *id), server);
+        assert_eq!(heads(&busy, *id), server);
+    }
+    for (i, id) in visits.iter().enumerate() {
+        let doc = away.store().doc(*id).expect("doc");
+        assert_eq!(doc.is_deleted(), i % 2 == 0, "visit {i}");
+    }
+    let v: Visit = busy.store().read_stateful(visits[1]).expect("read");
+    assert_eq!(
+        (v.notes.as_str(), v.instructions.as_deref().unwrap_or("")),
+        ("back online", "round 1")
+    );
+}
+
+fn scope_keeps_other_reps_records_away_and_brings_referenced_accounts(w: World) {
+    let ana = w.device("ana");
+    let sara = w.device("sara");
+    let mona = w.device("mona");
+    let adam = w.device("adam");
+    // Mona (North's manager) creates an account and plans a visit there for Ana.
+    let shop = account(&w, &mona, "Tabacaria Lis");
+    mona.sync();
+    let v = Visit::planned(w.meta("ana"), shop, t(0), t(1_800_000));
+    let visit_id = mona
+        .store()
+        .create_stateful(&v, &mona.actor, t(0))
+        .expect("plan for ana");
+    mona.sync();
+    // Sara (South) plans her own visit.
+    let sara_shop = account(&w, &sara, "Sara's outlet");
+    let sara_visit = plan_visit(&w, &sara, sara_shop, 0);
+    sara.sync();
+
+    ana.sync();
+    assert!(
+        ana.store().doc(visit_id).is_ok(),
+        "ana gets the visit planned for her"
+    );
+    assert!(
+        ana.store().doc(shop).is_ok(),
+        "and the account it refers to, though mona owns it"
+    );
+    assert!(ana.store().doc(sara_visit).is_err(), "not sara's visit");
+    assert!(ana.store().doc(sara_shop).is_err(), "nor sara's account");
+    mona.sync();
+    assert!(
+        mona.store().doc(sara_visit).is_err(),
+        "another team's manager sees nothing"
+    );
+    adam.sync();
+    for id in [visit_id, shop, sara_visit, sara_shop] {
+        assert!(
+            adam.store().doc(id).is_ok(),
+            "the administrator sees the organisation"
+        );
+    }
+
+    // Ana may not write Sara's record even if she knows its id.
+    let mut forged = sara.store().doc(sara_visit).expect("sara's copy");
+    forged.set_actor(automerge::ActorId::from(
+        hex::decode(&ana.login.device.actor_id).expect("hex"),
+    ));
+    let before = server_heads(&w, sara_visit);
+    forged
+        .update::<Visit>(t(9), |v| v.notes = "not mine".into())
+        .expect("edit");
+    let change = forged.automerge().get_last_local_change().expect("change");
+    let token = ana.client.session().expect("session").access_token;
+    use fieldsync_core::sync::Transport as _;
+    let resp = ana
+        .net()
+        .push(
+            &token,
+            &PushRequest {
+                batch: uuid::Uuid::now_v7(),
+                records: vec![RecordChanges {
+                    id: sara_visit,
+                    kind: RecordKind::Visit,
+                    changes: vec![serde_bytes::ByteBuf::from(change.raw_bytes().to_vec())],
+                }],
+            },
+        )
+        .expect("push");
+    match &resp.results[0].outcome {
+        protocol::PushOutcome::Rejected(r) => {
+            assert_eq!(r.code, protocol::RejectCode::Forbidden);
+            assert!(r.server_doc.is_none(), "nothing about the record leaks");
+        }
+        other => panic!("accepted: {other:?}"),
+    }
+    assert_eq!(server_heads(&w, sara_visit), before);
+}
+
+fn a_server_that_lost_history_is_repaired_from_the_device(w: World) {
+    let phone = w.device("ana");
+    let shop = account(&w, &phone, "Oficina Sul");
+    let visit_id = plan_visit(&w, &phone, shop, 0);
+    phone.sync();
+    // The server is restored from a backup taken before the visit existed.
+    for sql in [
+        "DELETE FROM record_scope WHERE record_id = $1",
+        "DELETE FROM change_log WHERE record_id = $1",
+        "DELETE FROM records WHERE id = $1",
+    ] {
+        w.execute_with_id(sql, *visit_id.as_uuid());
+    }
+    assert!(w.server_doc(visit_id).is_none());
+    // The device checks in: its new change builds on history the server lacks.
+    phone
+        .store()
+        .act(visit_id, |d| {
+            visit::check_in(d, &phone.actor, t(5), None, SITE)
+        })
+        .expect("check in");
+    let report = phone.sync();
+    assert_eq!(report.repaired, 1, "{report:?}");
+    assert_eq!(phone.store().pending_changes().expect("pending"), 0);
+    assert_eq!(heads(&phone, visit_id), server_heads(&w, visit_id));
+    let v: Visit = w
+        .server_doc(visit_id)
+        .expect("restored")
+        .read_stateful()
+        .expect("visit");
+    assert_eq!(v.status, VisitStatus::InProgress);
+    // Another device sees the repaired record through the feed.
+    let tablet = w.device("ana");
+    tablet.sync();
+    assert_eq!(heads(&tablet, visit_id), heads(&phone, visit_id));
+}
+
+fn malformed_requests_get_a_clear_4xx(w: World) {
+    let phone = w.device("ana");
+    let token = phone.client.session().expect("session").access_token;
+    let post = |content_type: &str, version: Option<&str>, body: &[u8]| {
+        let mut req = ureq::post(format!("{}/v1/sync/push", w.base))
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", content_type)
+            .config()
+            .http_status_as_error(false)
+            .build();
+        if let Some(v) = version {
+            req = req.header(protocol::PROTOCOL_HEADER, v);
+        }
+        let resp = req.send(body).expect("answer");
+        let status = resp.status().as_u16();
+        let body = resp.into_body().read_to_string().unwrap_or_default();
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        (
+            status,
+            json["error"]["code"].as_str().unwrap_or("").to_owned(),
+        )
+    };
+    assert_eq!(
+        post("application/cbor", None, b"\xff\x00garbage"),
+        (400, "invalid_message".into())
+    );
+    assert_eq!(
+        post("application/json", None, b"{}"),
+        (415, "unsupported_media_type".into())
+    );
+    assert_eq!(
+        post("application/cbor", Some("0"), &[]),
+        (426, "protocol_unsupported".into())
+    );
+    // Deeply nested CBOR is refused, not followed.
+    let nested: Vec<u8> = std::iter::repeat_n(0x81u8, 10_000).chain([0x00]).collect();
+    assert_eq!(post("application/cbor", None, &nested).0, 400);
+    // Well-formed message, garbage change bytes: a per-record refusal.
+    let bad = PushRequest {
+        batch: uuid::Uuid::now_v7(),
+        records: vec![RecordChanges {
+            id: RecordId::new(),
+            kind: RecordKind::Visit,
+            changes: vec![serde_bytes::ByteBuf::from(vec![
+                0x85, 0x6f, 0x4a, 0x83, 1, 2,
+            ])],
+        }],
+    };
+    let resp = ureq::post(format!("{}/v1/sync/push", w.base))
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/cbor")
+        .send(&protocol::encode(&bad)[..])
+        .expect("200");
+    let bytes = resp.into_body().read_to_vec().expect("body");
+    let answer: protocol::PushResponse = protocol::decode(&bytes).expect("decode");
+    match &answer.results[0].outcome {
+        protocol::PushOutcome::Rejected(r) => {
+            assert_eq!(r.code, protocol::RejectCode::InvalidChange)
+        }
+        other => panic!("accepted garbage: {other:?}"),
+    }
+    // No token at all.
+    let resp = ureq::post(format!("{}/v1/sync/pull", w.base))
+        .header("content-type", "application/cbor")
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send(
+            &protocol::encode(&protocol::PullRequest {
+                cursor: 0,
+                max_changes: 10,
+            })[..],
+        )
+        .expect("answer");
+    assert_eq!(resp.status().as_u16(), 401);
+    // The server is still fine.
+    assert!(phone.client.sync(&NoProgress).is_ok());
+}
