@@ -12,6 +12,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod db;
+pub mod demo;
 pub mod error;
 pub mod settings;
 pub mod store;

@@ -32,6 +32,18 @@ enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Seed a demo organisation (a manager, three reps, two technicians, accounts,
+    /// a week of visits, orders and jobs) and print its logins.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// The demo organisation's slug (what users type at login).
+    #[arg(long, default_value = "demo")]
+    slug: String,
+    #[command(flatten)]
+    settings: SettingsArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,6 +132,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve(args.resolve()?).await,
             Command::Org(OrgCommand::Init(init)) => org_init(init).await,
             Command::User(UserCommand::Add(add)) => user_add(add).await,
+            Command::Demo(args) => demo(args).await,
             Command::Migrate(args) => {
                 let db = open_database(&args.resolve()?).await?;
                 println!(
@@ -246,6 +259,47 @@ async fn user_add(add: UserAdd) -> anyhow::Result<()> {
     .await;
     db.close().await;
     result
+}
+
+async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    let settings = args.settings.resolve()?;
+    let db = open_database(&settings).await?;
+    if accounts::org_by_slug(&db, &args.slug).await?.is_some() {
+        db.close().await;
+        anyhow::bail!(
+            "an organisation with slug {:?} already exists; choose another with --slug",
+            args.slug
+        );
+    }
+    println!("fieldsync: seeding demo organisation {:?}…", args.slug);
+    let result = fieldsync_server::demo::seed(&db, &args.slug).await;
+    db.close().await;
+    let summary = result?;
+    let records: Vec<String> = summary
+        .records
+        .iter()
+        .map(|(kind, n)| format!("{n} {kind}"))
+        .collect();
+    println!("fieldsync: created {}", records.join(", "));
+    println!();
+    println!(
+        "Log in with organisation {:?} and password {:?}:",
+        summary.slug,
+        fieldsync_server::demo::DEMO_PASSWORD
+    );
+    for login in &summary.logins {
+        println!(
+            "  {:<11} {:<28} {}",
+            login.role.as_str(),
+            login.email,
+            login.name
+        );
+    }
+    println!();
+    println!(
+        "Start the server with `fieldsync serve` (same --data-dir or --database-url) and point an app at it."
+    );
+    Ok(())
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM.

@@ -256,3 +256,110 @@ fn duplicate_emails_unknown_orgs_weak_passwords_and_bad_roles_are_refused_on_pos
     let url = PgCluster::shared().new_database();
     refusals_are_clear(&["--database-url", &url]);
 }
+
+/// `fieldsync demo` on the database named by `db_args`, then a real client
+/// logs in to the served demo as a rep and as a technician and is primed with
+/// what each should see.
+fn demo_seeds_an_organisation_whose_users_can_sync(
+    db_args: &[&str],
+    data_dir: &Path,
+    serve_args: &[&str],
+) {
+    let mut args = vec!["demo"];
+    args.extend_from_slice(db_args);
+    let out = fieldsync(&args, &[], None);
+    assert!(out.status.success(), "{}", text(&out));
+    let printed = text(&out);
+    for login in [
+        "manager@demo.example",
+        "rep1@demo.example",
+        "rep3@demo.example",
+        "tech2@demo.example",
+        "fieldsync-demo",
+    ] {
+        assert!(printed.contains(login), "{login} missing from:\n{printed}");
+    }
+    // A second run refuses to seed the same organisation again.
+    let again = fieldsync(&args, &[], None);
+    assert!(!again.status.success());
+    assert!(text(&again).contains("already exists"), "{}", text(&again));
+
+    let server = ServerProcess::spawn(data_dir, serve_args);
+    use fieldsync_core::model::RecordKind;
+    use fieldsync_core::store::DeviceStore;
+    use fieldsync_core::sync::{
+        DeviceInfo, HttpTransport, LoginRequest, NoProgress, SyncClient, SyncOptions,
+    };
+    let prime = |email: &str| {
+        let client = SyncClient::new(
+            DeviceStore::open_in_memory().expect("store"),
+            HttpTransport::new(&server.base, std::time::Duration::from_secs(30)),
+            SyncOptions::default(),
+        );
+        client
+            .login(&LoginRequest {
+                org: "demo".into(),
+                email: email.into(),
+                password: "fieldsync-demo".into(),
+                device: DeviceInfo {
+                    id: fieldsync_core::DeviceId::new(),
+                    platform: "test".into(),
+                    app_version: "0.1.0".into(),
+                },
+            })
+            .expect("login");
+        client.sync(&NoProgress).expect("sync");
+        client
+    };
+    let rep = prime("rep1@demo.example");
+    let count = |c: &SyncClient<DeviceStore, HttpTransport>, kind| {
+        c.store().all_of(kind).expect("list").len()
+    };
+    assert_eq!(
+        count(&rep, RecordKind::Visit),
+        21,
+        "a week of three visits a day"
+    );
+    assert_eq!(count(&rep, RecordKind::Account), 3);
+    assert!(count(&rep, RecordKind::Order) > 0);
+    assert_eq!(
+        count(&rep, RecordKind::Product),
+        5,
+        "the territory's catalogue"
+    );
+    let tech = prime("tech1@demo.example");
+    assert_eq!(count(&tech, RecordKind::Assignment), 2);
+    assert_eq!(
+        count(&tech, RecordKind::ServiceJob),
+        2,
+        "the jobs of the assignments"
+    );
+    assert_eq!(count(&tech, RecordKind::Visit), 0);
+    assert!(
+        count(&tech, RecordKind::Account) >= 1,
+        "the accounts of the jobs"
+    );
+    let manager = prime("manager@demo.example");
+    assert_eq!(count(&manager, RecordKind::Visit), 63);
+    assert_eq!(count(&manager, RecordKind::ServiceJob), 4);
+    assert!(server.interrupt().success());
+}
+
+#[test]
+fn demo_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().expect("utf-8 path").to_owned();
+    demo_seeds_an_organisation_whose_users_can_sync(&["--data-dir", &data_arg], &data, &[]);
+}
+
+#[test]
+fn demo_on_postgres() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = PgCluster::shared().new_database();
+    demo_seeds_an_organisation_whose_users_can_sync(
+        &["--database-url", &url],
+        dir.path(),
+        &["--database-url", &url],
+    );
+}
