@@ -212,6 +212,12 @@ pub struct Snapshot {
     pub kind: RecordKind,
     /// `Automerge::save()` bytes.
     pub doc: ByteBuf,
+    /// The record's projection as the server computed it when it stored the
+    /// document. A device priming many records stores the document bytes and
+    /// these columns as they are, without loading each document (loading is
+    /// most of the cost of priming); it loads a document when it is opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projection: Option<crate::model::Projection>,
 }
 
 /// One round of Automerge's sync protocol for one record.

@@ -198,6 +198,8 @@ impl Transport for FakeTransport {
                 id: *id,
                 kind: doc.kind(),
                 doc: ByteBuf::from(doc.clone().save()),
+                // Like a server that predates projections in snapshots.
+                projection: None,
             })
             .collect();
         let next = if page.len() == req.max_records as usize {

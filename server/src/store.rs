@@ -635,7 +635,8 @@ fn parse_record_id(text: &str) -> Result<RecordId, DbError> {
     Ok(RecordId::from_uuid(parse_uuid(text)?))
 }
 
-/// Serves one page of the feed after `req.cursor`, in the caller's scope.
+/// Serves one page of the feed after `req.cursor`, in the caller's scope,
+/// leaving out the changes the calling device pushed itself.
 pub async fn pull(
     db: &Database,
     caller: &Caller,
@@ -644,6 +645,12 @@ pub async fn pull(
     let cursor = i64::try_from(req.cursor).unwrap_or(i64::MAX);
     let max = req.max_changes.clamp(1, MAX_PULL_CHANGES);
     let head = log_head(db, caller.org).await?;
+    // A device's own changes are not sent back to it: it has them.
+    let device = caller
+        .actor
+        .device
+        .map(|d| *d.as_uuid())
+        .unwrap_or_default();
     let p = caller.principals();
     let org = *caller.org.as_uuid();
     // Administrators read through `o:<org>`, which every record carries.
@@ -652,6 +659,7 @@ pub async fn pull(
          WHERE l.org_id = $1 AND l.seq > $2 AND l.seq <= $3 \
          AND EXISTS (SELECT 1 FROM record_scope s WHERE s.record_id = l.record_id \
          AND s.principal IN ($4, $5, $6, $7, $8)) \
+         AND (l.device_id IS NULL OR l.device_id <> $10) \
          ORDER BY l.seq LIMIT $9";
     let (rows, granted) = on_pool!(db, |pool, uuid| {
         let mut rows: Vec<(i64, String, String, Vec<u8>)> = sqlx::query_as(sql)
@@ -664,6 +672,7 @@ pub async fn pull(
             .bind(&p[3])
             .bind(&p[4])
             .bind(i64::from(max) + 1)
+            .bind(uuid(device))
             .fetch_all(pool)
             .await?;
         let more = rows.len() > max as usize;
@@ -749,7 +758,23 @@ pub async fn pull(
     })
 }
 
-/// Serves one page of snapshots for priming, in record-id order.
+/// A snapshot as read: id, kind, document, then the projection columns.
+type SnapshotRow = (
+    String,
+    String,
+    Vec<u8>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    bool,
+);
+
+/// Serves one page of snapshots for priming, in record-id order, each with
+/// its projection (see [`Snapshot::projection`]).
 pub async fn prime(
     db: &Database,
     caller: &Caller,
@@ -764,17 +789,21 @@ pub async fn prime(
     let p = caller.principals();
     let org = *caller.org.as_uuid();
     let sql = if req.after.is_some() {
-        "SELECT CAST(r.id AS TEXT), r.kind, r.doc FROM records r \
+        "SELECT CAST(r.id AS TEXT), r.kind, r.doc, r.status, CAST(r.owner_id AS TEXT), \
+         CAST(r.team_id AS TEXT), CAST(r.territory_id AS TEXT), CAST(r.account_id AS TEXT), \
+         CAST(r.parent_id AS TEXT), r.start_ms, r.deleted FROM records r \
          WHERE r.org_id = $1 AND r.id > $2 AND EXISTS (SELECT 1 FROM record_scope s \
          WHERE s.record_id = r.id AND s.principal IN ($3, $4, $5, $6, $7)) \
          ORDER BY r.id LIMIT $8"
     } else {
-        "SELECT CAST(r.id AS TEXT), r.kind, r.doc FROM records r \
+        "SELECT CAST(r.id AS TEXT), r.kind, r.doc, r.status, CAST(r.owner_id AS TEXT), \
+         CAST(r.team_id AS TEXT), CAST(r.territory_id AS TEXT), CAST(r.account_id AS TEXT), \
+         CAST(r.parent_id AS TEXT), r.start_ms, r.deleted FROM records r \
          WHERE r.org_id = $1 AND $2 IS NULL AND EXISTS (SELECT 1 FROM record_scope s \
          WHERE s.record_id = r.id AND s.principal IN ($3, $4, $5, $6, $7)) \
          ORDER BY r.id LIMIT $8"
     };
-    let mut rows: Vec<(String, String, Vec<u8>)> = on_pool!(db, |pool, uuid| {
+    let mut rows: Vec<SnapshotRow> = on_pool!(db, |pool, uuid| {
         sqlx::query_as(sql)
             .bind(uuid(org))
             .bind(req.after.map(|a| uuid(*a.as_uuid())))
@@ -791,11 +820,26 @@ pub async fn prime(
     rows.truncate(max as usize);
     let snapshots = rows
         .into_iter()
-        .map(|(id, kind, doc)| {
+        .map(|row| {
+            let id = parse_record_id(&row.0)?;
+            let kind = parse_kind(&row.1)?;
+            let ids = |s: Option<String>| s.and_then(|s| s.parse::<RecordId>().ok());
             Ok(Snapshot {
-                id: parse_record_id(&id)?,
-                kind: parse_kind(&kind)?,
-                doc: ByteBuf::from(doc),
+                id,
+                kind,
+                doc: ByteBuf::from(row.2),
+                projection: Some(Projection {
+                    id,
+                    kind,
+                    status: row.3,
+                    owner: row.4.and_then(|s| s.parse().ok()),
+                    team: row.5,
+                    territory: row.6,
+                    account_id: ids(row.7),
+                    parent_id: ids(row.8),
+                    start_ms: row.9,
+                    deleted: row.10,
+                }),
             })
         })
         .collect::<Result<Vec<_>, DbError>>()?;

@@ -889,24 +889,63 @@ impl DeviceStore {
 
     /// Stores snapshots received while priming, merging with any local copy.
     pub fn apply_snapshots(&self, snapshots: &[Snapshot]) -> Result<(), StoreError> {
-        let records: Vec<RecordChanges> = snapshots
-            .iter()
-            .map(|s| {
-                let mut am = AutoCommit::load(&s.doc).map_err(|e| StoreError::Corrupt {
+        // Records the device does not hold yet (all of them when priming) are
+        // stored as the snapshot bytes themselves, with the projection the
+        // server sent (or, from an older server, one computed after a load);
+        // no re-save. Records it holds are merged change by change.
+        let mut known = Vec::new();
+        {
+            let inner = self.lock();
+            let tx = inner.conn.unchecked_transaction()?;
+            for s in snapshots {
+                let exists: bool = tx
+                    .prepare_cached("SELECT EXISTS(SELECT 1 FROM records WHERE id = ?1)")?
+                    .query_row([s.id.to_string()], |r| r.get(0))?;
+                if !exists
+                    && let Some(p) = &s.projection
+                    && p.id == s.id
+                    && p.kind == s.kind
+                {
+                    insert_snapshot(&tx, p, &s.doc)?;
+                    continue;
+                }
+                let am = AutoCommit::load(&s.doc).map_err(|e| StoreError::Corrupt {
                     id: s.id,
                     detail: e.to_string(),
                 })?;
-                Ok(RecordChanges {
+                if exists {
+                    known.push((s, am));
+                    continue;
+                }
+                let doc = RecordDoc::from_automerge(am).map_err(|e| StoreError::Corrupt {
                     id: s.id,
-                    kind: s.kind,
-                    changes: am
-                        .get_changes(&[])
-                        .iter()
-                        .map(|c| ByteBuf::from(c.raw_bytes().to_vec()))
-                        .collect(),
-                })
+                    detail: e.to_string(),
+                })?;
+                if doc.id() != s.id || doc.kind() != s.kind {
+                    return Err(StoreError::Corrupt {
+                        id: s.id,
+                        detail: format!("the snapshot holds {} {}", doc.kind(), doc.id()),
+                    });
+                }
+                write_record(&tx, &Projection::of(&doc)?, &s.doc)?;
+            }
+            tx.commit()?;
+        }
+        let records: Vec<RecordChanges> = known
+            .into_iter()
+            .map(|(s, mut am)| RecordChanges {
+                id: s.id,
+                kind: s.kind,
+                changes: am
+                    .get_changes(&[])
+                    .iter()
+                    .map(|c| ByteBuf::from(c.raw_bytes().to_vec()))
+                    .collect(),
             })
-            .collect::<Result<_, StoreError>>()?;
+            .collect();
+        if records.is_empty() {
+            return Ok(());
+        }
         self.apply_page(&records, &[], None)
     }
 
@@ -1064,6 +1103,34 @@ fn write_record(tx: &Transaction<'_>, p: &Projection, snapshot: &[u8]) -> Result
 /// quantity) change none of them. That skips three index pages per action, a
 /// third of the WAL an edit writes, and with it a third of the checkpoints that
 /// make the slowest edits (see `docs/benchmarks.md`).
+/// Stores a record the device does not hold yet, snapshot and projection in one row.
+fn insert_snapshot(
+    tx: &Transaction<'_>,
+    p: &Projection,
+    snapshot: &[u8],
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO records (id, kind, snapshot, status, owner, team, territory, account_id, \
+         parent_id, start_ms, deleted, updated_at_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        p.id.to_string(),
+        p.kind.as_str(),
+        snapshot,
+        p.status,
+        p.owner.map(|o| o.to_string()),
+        p.team,
+        p.territory,
+        p.account_id.map(|a| a.to_string()),
+        p.parent_id.map(|a| a.to_string()),
+        p.start_ms,
+        p.deleted,
+        now_ms(),
+    ])?;
+    Ok(())
+}
+
 fn write_projection(tx: &Transaction<'_>, p: &Projection) -> Result<(), StoreError> {
     tx.prepare_cached(
         "UPDATE records SET status = ?2, owner = ?3, team = ?4, territory = ?5, account_id = ?6, \

@@ -278,6 +278,14 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
         Ok(report)
     }
 
+    /// Pushes the outbox only (no prime, no pull): for "send now" before the
+    /// app goes to the background or the user logs out.
+    pub fn push_pending(&self, progress: &dyn SyncProgress) -> Result<SyncReport, SyncError> {
+        let mut report = SyncReport::default();
+        self.push(progress, &mut report)?;
+        Ok(report)
+    }
+
     fn prime(&self, progress: &dyn SyncProgress, report: &mut SyncReport) -> Result<(), SyncError> {
         let mut req = PrimeRequest {
             after: None,

@@ -73,12 +73,23 @@ pub struct World {
     pub people: std::collections::BTreeMap<&'static str, Person>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// The server as a child process (benchmarks measure its memory).
+    pub process: Option<crate::support::ServerProcess>,
     dir: tempfile::TempDir,
 }
 
 impl World {
     /// Starts a server on `backend` and seeds the organisation.
     pub fn start(backend: Backend) -> World {
+        Self::launch(backend, false)
+    }
+
+    /// Like [`World::start`], with the server as a `fieldsync serve` child process.
+    pub fn start_process(backend: Backend) -> World {
+        Self::launch(backend, true)
+    }
+
+    fn launch(backend: Backend, as_process: bool) -> World {
         // `FIELDSYNC_TEST_LOG=debug` shows the server's log while debugging a test.
         if let Ok(filter) = std::env::var("FIELDSYNC_TEST_LOG") {
             let _ = tracing_subscriber::fmt()
@@ -93,7 +104,7 @@ impl World {
         };
         let settings = SettingsArgs {
             data_dir: Some(dir.path().join("data")),
-            database_url,
+            database_url: database_url.clone(),
             jwt_secret: Some(fieldsync_server::settings::Secret::new(SECRET)),
             db_max_connections: Some(8),
             ..SettingsArgs::default()
@@ -159,18 +170,29 @@ impl World {
             }
             (db, org, north, south, territory, people)
         });
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let server = rt.spawn(fieldsync_server::launch_with_tcp_listener(
-            settings,
-            listener,
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        let (base, stop, server, process) = if as_process {
+            let mut args = vec!["--jwt-secret".to_owned(), SECRET.to_owned()];
+            if let Some(url) = &database_url {
+                args.extend(["--database-url".to_owned(), url.clone()]);
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let process = crate::support::ServerProcess::spawn(&dir.path().join("data"), &args);
+            (process.base.clone(), None, None, Some(process))
+        } else {
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let listener = rt
+                .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+                .expect("bind");
+            let base = format!("http://{}", listener.local_addr().expect("addr"));
+            let server = rt.spawn(fieldsync_server::launch_with_tcp_listener(
+                settings,
+                listener,
+                async {
+                    let _ = stopped.await;
+                },
+            ));
+            (base, Some(stop), Some(server), None)
+        };
         let world = World {
             rt,
             base,
@@ -180,8 +202,9 @@ impl World {
             south,
             territory,
             people,
-            stop: Some(stop),
-            server: Some(server),
+            stop,
+            server,
+            process,
             dir,
         };
         world.wait_healthy();
@@ -299,6 +322,19 @@ impl World {
                     .rows_affected()
             })
         })
+    }
+}
+
+impl World {
+    /// Peak resident memory of the server process in KiB (`VmHWM`), when it runs
+    /// as a child process.
+    pub fn server_peak_kib(&self) -> Option<u64> {
+        let pid = self.process.as_ref()?.child.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 }
 

@@ -1,0 +1,323 @@
+//! End-to-end sync figures on both databases, with the server as a real
+//! `fieldsync serve` process on loopback and real device stores:
+//!
+//! 1. prime a fresh device holding 20,000 records in scope (wall time);
+//! 2. one edited field among 20,000 held records: round trips and bytes for the
+//!    device that edits and for another device that receives it;
+//! 3. a day offline: 200 local and 500 remote changes among 20,000 records;
+//! 4. 100 devices each pushing 50 edits at once: changes merged and committed
+//!    per second, and the server's peak resident memory.
+//!
+//! Run with `cargo xtask bench` (or `cargo bench -p fieldsync-server --bench
+//! sync`). `FIELDSYNC_BENCH_RECORDS` changes the 20,000; `FIELDSYNC_BENCH_BACKENDS`
+//! (`sqlite`, `postgres`, or both, comma-separated) picks the databases.
+//! Bytes are CBOR body bytes of the sync requests and answers (HTTP headers add
+//! about 300 bytes per round trip).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+#[path = "../tests/world/mod.rs"]
+#[allow(dead_code)]
+mod world;
+
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use fieldsync_core::RecordId;
+use fieldsync_core::automerge::ActorId;
+use fieldsync_core::model::{Account, Actor, DeviceTime, RecordDoc, Visit};
+use fieldsync_core::protocol::{PushOutcome, PushRequest, RecordChanges};
+use fieldsync_core::sync::{NoProgress, SyncOptions};
+use fieldsync_server::store::{self, Caller, WriteGate};
+use serde_bytes::ByteBuf;
+use world::{Backend, Device, World};
+
+fn main() {
+    let records: usize = std::env::var("FIELDSYNC_BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let backends =
+        std::env::var("FIELDSYNC_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
+    let mut rows = Vec::new();
+    for name in backends.split(',').map(str::trim) {
+        let (backend, name) = match name {
+            "sqlite" => (Backend::Sqlite, "sqlite"),
+            "postgres" => (Backend::Postgres, "postgres"),
+            other => panic!("unknown backend {other:?}: use sqlite or postgres"),
+        };
+        rows.extend(run(backend, name, records));
+    }
+    println!();
+    println!("| backend | figure | value | floor |");
+    println!("|---|---|---|---|");
+    for (backend, figure, value, floor) in rows {
+        println!("| {backend} | {figure} | {value} | {floor} |");
+    }
+}
+
+type Row = (&'static str, &'static str, String, &'static str);
+
+fn run(backend: Backend, name: &'static str, records: usize) -> Vec<Row> {
+    eprintln!("== {name}: starting a server process and seeding {records} records for ana");
+    let w = World::start_process(backend);
+    let started = Instant::now();
+    let visits = seed(&w, records);
+    eprintln!(
+        "   seeded in {:.1} s ({:.0} records/s through the push path)",
+        started.elapsed().as_secs_f64(),
+        records as f64 / started.elapsed().as_secs_f64()
+    );
+    let mut out = Vec::new();
+
+    // 1. Prime.
+    let phone = w.device("ana");
+    let started = Instant::now();
+    let report = phone.sync();
+    let prime_s = started.elapsed().as_secs_f64();
+    let (trips, bytes) = phone.net().counters();
+    eprintln!(
+        "   primed {} records in {prime_s:.2} s, {trips} requests, {:.1} MB",
+        report.primed,
+        bytes as f64 / 1e6
+    );
+    out.push((
+        name,
+        "prime a fresh device, records in scope",
+        format!("{}", report.primed),
+        "",
+    ));
+    out.push((
+        name,
+        "prime: wall time end to end",
+        format!("{prime_s:.2} s"),
+        "≤ 5 s",
+    ));
+    out.push((
+        name,
+        "prime: round trips / bytes",
+        format!("{trips} / {:.1} MB", bytes as f64 / 1e6),
+        "",
+    ));
+    let tablet = w.device("ana");
+    tablet.sync();
+
+    // 2. One edited field.
+    phone.net().reset_counters();
+    tablet.net().reset_counters();
+    phone
+        .store()
+        .update::<Visit>(visits[records / 2], DeviceTime::utc(1), |v| {
+            v.notes = "Owner asked for a call next week.".into()
+        })
+        .expect("edit");
+    phone.sync();
+    let (p_trips, p_bytes) = phone.net().counters();
+    tablet.sync();
+    let (t_trips, t_bytes) = tablet.net().counters();
+    out.push((
+        name,
+        "one field: editing device (push + pull)",
+        format!("{p_trips} round trips, {p_bytes} B"),
+        "1 + 1, ≤ 4 KB",
+    ));
+    out.push((
+        name,
+        "one field: receiving device (pull)",
+        format!("{t_trips} round trip, {t_bytes} B"),
+        "1, ≤ 4 KB",
+    ));
+
+    // 3. A day offline.
+    for (i, id) in visits.iter().take(200).enumerate() {
+        phone
+            .store()
+            .update::<Visit>(*id, DeviceTime::utc(10 + i as i64), |v| {
+                v.notes = format!("visited, shelf {i} restocked")
+            })
+            .expect("local edit");
+    }
+    for (i, id) in visits.iter().rev().take(500).enumerate() {
+        tablet
+            .store()
+            .update::<Visit>(*id, DeviceTime::utc(10 + i as i64), |v| {
+                v.instructions = Some(format!("bring the new price list ({i})"))
+            })
+            .expect("remote edit");
+    }
+    tablet.sync();
+    phone.net().reset_counters();
+    let report = phone.sync();
+    let (d_trips, d_bytes) = phone.net().counters();
+    assert_eq!((report.pushed, report.pulled), (200, 500), "{report:?}");
+    out.push((
+        name,
+        "day offline: 200 local + 500 remote changes",
+        format!("{d_trips} round trips, {:.1} KB", d_bytes as f64 / 1e3),
+        "≤ 3, ≤ 300 KB",
+    ));
+    drop(phone);
+    drop(tablet);
+
+    // 4. 100 devices × 50 edits, pushed at once.
+    let (rate, elapsed) = hundred_devices(&w);
+    out.push((
+        name,
+        "100 devices × 50 edits: merged and committed",
+        format!("{rate:.0} changes/s ({elapsed:.2} s)"),
+        "≥ 2,000/s",
+    ));
+    let peak = w.server_peak_kib().unwrap_or(0);
+    out.push((
+        name,
+        "server peak resident memory (whole run)",
+        format!("{:.0} MiB", peak as f64 / 1024.0),
+        "",
+    ));
+    out
+}
+
+/// Stores `n` records owned by ana directly through the server's push path:
+/// one account per 20 visits. Returns the visit ids.
+fn seed(w: &World, n: usize) -> Vec<RecordId> {
+    let ana = w.person("ana");
+    let actor = Actor::without_device(ana.id, ana.role);
+    let caller = Caller {
+        actor: actor.clone(),
+        org: w.org,
+        team: Some(ana.team),
+        territory: Some(w.territory),
+        actor_id: ActorId::random(),
+    };
+    let gate = WriteGate::default();
+    let mut visits = Vec::with_capacity(n);
+    let mut batch: Vec<RecordDoc> = Vec::new();
+    let mut account = RecordId::new();
+    for i in 0..n {
+        let doc = if i % 20 == 0 {
+            let a = Account {
+                meta: w.meta("ana"),
+                name: format!("Outlet {i}"),
+                account_type: "outlet".into(),
+                account_status: "active".into(),
+                price_list_id: None,
+                visit_frequency_days: Some(14),
+                locations: Default::default(),
+            };
+            account = a.meta.id;
+            RecordDoc::create(&a, caller.actor_id.clone(), DeviceTime::utc(0))
+        } else {
+            let v = Visit::planned(
+                w.meta("ana"),
+                account,
+                DeviceTime::utc(i as i64 * 60_000),
+                DeviceTime::utc(i as i64 * 60_000 + 1_800_000),
+            );
+            visits.push(v.meta.id);
+            RecordDoc::create_stateful(&v, caller.actor_id.clone(), &actor, DeviceTime::utc(0))
+        }
+        .expect("record");
+        batch.push(doc);
+        if batch.len() == 500 || i + 1 == n {
+            let records = batch
+                .drain(..)
+                .map(|mut d| RecordChanges {
+                    id: d.id(),
+                    kind: d.kind(),
+                    changes: d
+                        .automerge()
+                        .get_changes(&[])
+                        .iter()
+                        .map(|c| ByteBuf::from(c.raw_bytes().to_vec()))
+                        .collect(),
+                })
+                .collect();
+            let resp =
+                w.rt.block_on(store::push(
+                    &w.db,
+                    &gate,
+                    &caller,
+                    &PushRequest {
+                        batch: uuid::Uuid::now_v7(),
+                        records,
+                    },
+                ))
+                .expect("seed push");
+            assert!(
+                resp.results
+                    .iter()
+                    .all(|r| matches!(r.outcome, PushOutcome::Accepted { .. }))
+            );
+        }
+    }
+    visits
+}
+
+/// 100 devices (spread over three reps) each make 50 changes offline, then
+/// push at the same moment. Returns (changes per second, seconds).
+fn hundred_devices(w: &World) -> (f64, f64) {
+    const DEVICES: usize = 100;
+    const RECORDS: usize = 10;
+    const EDITS: usize = 4; // + 1 creation = 5 changes per record, 50 per device
+    let reps = ["ben", "carla", "sara"];
+    let devices: Vec<Device> = (0..DEVICES)
+        .map(|i| {
+            w.device_with(
+                reps[i % reps.len()],
+                SyncOptions {
+                    base_backoff: Duration::from_millis(20),
+                    ..SyncOptions::default()
+                },
+            )
+        })
+        .collect();
+    for d in &devices {
+        let account = RecordId::new();
+        for r in 0..RECORDS {
+            let v = Visit::planned(
+                w.meta(short(&d.person.email)),
+                account,
+                DeviceTime::utc(r as i64),
+                DeviceTime::utc(r as i64 + 1),
+            );
+            let id = d
+                .store()
+                .create_stateful(&v, &d.actor, DeviceTime::utc(0))
+                .expect("create");
+            for e in 0..EDITS {
+                d.store()
+                    .update::<Visit>(id, DeviceTime::utc(e as i64 + 1), |v| {
+                        v.notes = format!("edit {e}")
+                    })
+                    .expect("edit");
+            }
+        }
+        assert_eq!(
+            d.store().pending_changes().expect("pending"),
+            (RECORDS * (EDITS + 1)) as u64
+        );
+    }
+    let barrier = Arc::new(Barrier::new(DEVICES + 1));
+    let started = std::thread::scope(|s| {
+        for d in &devices {
+            let barrier = barrier.clone();
+            s.spawn(move || {
+                barrier.wait();
+                let report = d.client.push_pending(&NoProgress).expect("concurrent push");
+                assert_eq!(report.pushed, RECORDS as u64);
+            });
+        }
+        barrier.wait();
+        Instant::now()
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    let changes = (DEVICES * RECORDS * (EDITS + 1)) as f64;
+    for d in &devices {
+        assert_eq!(d.store().pending_changes().expect("pending"), 0);
+    }
+    (changes / elapsed, elapsed)
+}
+
+fn short(email: &str) -> &str {
+    email.split('@').next().unwrap_or(email)
+}
