@@ -123,6 +123,14 @@ fn bench() -> Result<()> {
             &root,
             &["bench", "-p", "fieldsync-core", "--bench", "store"],
         ),
+    )?;
+    // Starts a throwaway PostgreSQL cluster like the tests do.
+    step(
+        "end-to-end sync benchmark (SQLite and PostgreSQL)",
+        cargo(
+            &root,
+            &["bench", "-p", "fieldsync-server", "--bench", "sync"],
+        ),
     )
 }
 
