@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server (SQLite in ./data unless --database-url is given).
-    Serve(SettingsArgs),
+    Serve(ServeArgs),
     /// Apply pending database migrations and exit.
     Migrate(SettingsArgs),
     /// Manage organisations.
@@ -35,6 +35,16 @@ enum Command {
     /// Seed a demo organisation (a manager, three reps, two technicians, accounts,
     /// a week of visits, orders and jobs) and print its logins.
     Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Seed the demo organisation (as `fieldsync demo`) if it is not there yet,
+    /// and print its logins before serving. For trying Fieldsync, not production.
+    #[arg(long)]
+    demo: bool,
+    #[command(flatten)]
+    settings: SettingsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -129,7 +139,13 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve(args.resolve()?).await,
+            Command::Serve(args) => {
+                let settings = args.settings.resolve()?;
+                if args.demo {
+                    ensure_demo(&settings, "demo").await?;
+                }
+                serve(settings).await
+            }
             Command::Org(OrgCommand::Init(init)) => org_init(init).await,
             Command::User(UserCommand::Add(add)) => user_add(add).await,
             Command::Demo(args) => demo(args).await,
@@ -271,8 +287,27 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             args.slug
         );
     }
-    println!("fieldsync: seeding demo organisation {:?}…", args.slug);
-    let result = fieldsync_server::demo::seed(&db, &args.slug).await;
+    seed_demo(db, &args.slug).await
+}
+
+/// `serve --demo`: seeds the demo organisation unless it is there already.
+async fn ensure_demo(settings: &Settings, slug: &str) -> anyhow::Result<()> {
+    let db = open_database(settings).await?;
+    if accounts::org_by_slug(&db, slug).await?.is_some() {
+        db.close().await;
+        println!(
+            "fieldsync: demo organisation {slug:?} is ready; users are manager@, rep1@ … rep3@, \
+             tech1@ and tech2@{slug}.example, password {:?}",
+            fieldsync_server::demo::DEMO_PASSWORD
+        );
+        return Ok(());
+    }
+    seed_demo(db, slug).await
+}
+
+async fn seed_demo(db: fieldsync_server::Database, slug: &str) -> anyhow::Result<()> {
+    println!("fieldsync: seeding demo organisation {slug:?}…");
+    let result = fieldsync_server::demo::seed(&db, slug).await;
     db.close().await;
     let summary = result?;
     let records: Vec<String> = summary
@@ -297,7 +332,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     }
     println!();
     println!(
-        "Start the server with `fieldsync serve` (same --data-dir or --database-url) and point an app at it."
+        "Serve it with `fieldsync serve` (same --data-dir or --database-url) and point an app at it."
     );
     Ok(())
 }

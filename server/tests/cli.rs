@@ -363,3 +363,39 @@ fn demo_on_postgres() {
         &["--database-url", &url],
     );
 }
+
+/// The README's first command (`serve --demo`) seeds the demo once and serves it;
+/// starting it again keeps the data.
+#[test]
+fn serve_with_demo_seeds_once_and_serves_the_demo_logins() {
+    use fieldsync_core::model::RecordKind;
+    use fieldsync_core::store::DeviceStore;
+    use fieldsync_core::sync::{
+        DeviceInfo, HttpTransport, LoginRequest, NoProgress, SyncClient, SyncOptions,
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    for _ in 0..2 {
+        let server = ServerProcess::spawn(&data, &["--demo"]);
+        let client = SyncClient::new(
+            DeviceStore::open_in_memory().expect("store"),
+            HttpTransport::new(&server.base, std::time::Duration::from_secs(30)),
+            SyncOptions::default(),
+        );
+        client
+            .login(&LoginRequest {
+                org: "demo".into(),
+                email: "rep2@demo.example".into(),
+                password: "fieldsync-demo".into(),
+                device: DeviceInfo {
+                    id: fieldsync_core::DeviceId::new(),
+                    platform: "test".into(),
+                    app_version: "0.1.0".into(),
+                },
+            })
+            .expect("login");
+        client.sync(&NoProgress).expect("sync");
+        assert_eq!(client.store().all_of(RecordKind::Visit).expect("list").len(), 21);
+        assert!(server.interrupt().success());
+    }
+}
