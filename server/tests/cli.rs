@@ -395,7 +395,14 @@ fn serve_with_demo_seeds_once_and_serves_the_demo_logins() {
             })
             .expect("login");
         client.sync(&NoProgress).expect("sync");
-        assert_eq!(client.store().all_of(RecordKind::Visit).expect("list").len(), 21);
+        assert_eq!(
+            client
+                .store()
+                .all_of(RecordKind::Visit)
+                .expect("list")
+                .len(),
+            21
+        );
         assert!(server.interrupt().success());
     }
 }
