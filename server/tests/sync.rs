@@ -44,7 +44,26 @@ on_both_databases!(
     scope_keeps_other_reps_records_away_and_brings_referenced_accounts,
     a_server_that_lost_history_is_repaired_from_the_device,
     malformed_requests_get_a_clear_4xx,
+    concurrent_pushes_never_let_a_cursor_skip_a_change,
 );
+
+/// Scenarios that need the server as a separate process (to SIGKILL it).
+macro_rules! on_both_databases_as_a_process {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[test]
+            fn on_sqlite() {
+                super::$scenario(super::World::start_process(super::Backend::Sqlite));
+            }
+            #[test]
+            fn on_postgres() {
+                super::$scenario(super::World::start_process(super::Backend::Postgres));
+            }
+        }
+    )*};
+}
+
+on_both_databases_as_a_process!(a_server_killed_mid_write_loses_nothing_it_acknowledged);
 
 const SITE: Site = Site {
     coords: None,
@@ -667,4 +686,127 @@ fn malformed_requests_get_a_clear_4xx(w: World) {
     assert_eq!(resp.status().as_u16(), 401);
     // The server is still fine.
     assert!(phone.client.sync(&NoProgress).is_ok());
+}
+
+fn concurrent_pushes_never_let_a_cursor_skip_a_change(w: World) {
+    let writers: Vec<Device> = ["ana", "ben", "carla", "ana", "ben", "carla"]
+        .iter()
+        .map(|n| w.device(n))
+        .collect();
+    let reader = w.device_with(
+        "mona",
+        SyncOptions {
+            pull_page: 3,
+            ..world::fast_options()
+        },
+    );
+    reader.sync();
+    let finished = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for d in &writers {
+            let finished = &finished;
+            let w = &w;
+            s.spawn(move || {
+                let shop = account(w, d, "Concurrent outlet");
+                for i in 0..12 {
+                    let id = plan_visit(w, d, shop, i);
+                    d.store()
+                        .update::<Visit>(id, t(i), |v| v.notes = format!("edit {i}"))
+                        .expect("edit");
+                    d.sync();
+                }
+                finished.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        // The manager pulls in small pages while the writers commit: if a
+        // sequence could become visible before a smaller one, its cursor would
+        // pass the smaller one and never see it.
+        s.spawn(|| {
+            while finished.load(Ordering::SeqCst) < writers.len() {
+                reader.sync();
+            }
+        });
+    });
+    reader.sync();
+    assert_eq!(w.scalar("SELECT COUNT(*) FROM records"), 6 * 13);
+    let visits = reader.store().all_of(RecordKind::Visit).expect("list");
+    assert_eq!(visits.len(), 6 * 12, "the manager holds every visit");
+    for v in visits {
+        assert_eq!(heads(&reader, v.id), server_heads(&w, v.id), "{}", v.id);
+    }
+}
+
+fn a_server_killed_mid_write_loses_nothing_it_acknowledged(w: World) {
+    let devices: Vec<Device> = ["ana", "ben", "carla", "mona"]
+        .iter()
+        .map(|n| {
+            w.device_with(
+                n,
+                SyncOptions {
+                    max_attempts: 2,
+                    ..world::fast_options()
+                },
+            )
+        })
+        .collect();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let acknowledged = std::sync::Mutex::new(Vec::<(RecordId, Vec<automerge::ChangeHash>)>::new());
+    std::thread::scope(|s| {
+        for d in &devices {
+            let (stop, acknowledged, w) = (&stop, &acknowledged, &w);
+            s.spawn(move || {
+                let shop = account(w, d, "Kill test outlet");
+                let mut mine = vec![shop];
+                let mut i = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    i += 1;
+                    let id = plan_visit(w, d, shop, i);
+                    mine.push(id);
+                    d.store()
+                        .update::<Visit>(id, t(i), |v| v.notes = format!("note {i}"))
+                        .expect("edit");
+                    // A sync that returns Ok with nothing pending means the
+                    // server acknowledged every change so far.
+                    if d.client.sync(&NoProgress).is_ok()
+                        && d.store().pending_changes().expect("pending") == 0
+                    {
+                        let mut acked = acknowledged.lock().expect("lock");
+                        for id in &mine {
+                            acked.push((*id, heads(d, *id)));
+                        }
+                    }
+                }
+            });
+        }
+        for round in 0..3 {
+            std::thread::sleep(std::time::Duration::from_millis(400 + 150 * round));
+            w.kill_and_restart_server();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        stop.store(true, Ordering::SeqCst);
+    });
+    let acked = acknowledged.into_inner().expect("lock");
+    assert!(!acked.is_empty(), "some syncs succeeded between the kills");
+    // Everything acknowledged before any kill is on the server, at least as
+    // far as it was then.
+    for (id, heads_then) in &acked {
+        let mut doc = w.server_doc(*id).expect("acknowledged record kept");
+        for h in heads_then {
+            assert!(
+                doc.automerge().get_change_by_hash(h).is_some(),
+                "an acknowledged change of {id} was lost"
+            );
+        }
+    }
+    // And once everyone syncs again, every device and the server agree.
+    for d in &devices {
+        d.sync();
+    }
+    for d in &devices {
+        d.sync();
+        assert_eq!(d.store().pending_changes().expect("pending"), 0);
+        for p in d.store().all_of(RecordKind::Visit).expect("list") {
+            assert_eq!(heads(d, p.id), server_heads(&w, p.id));
+        }
+    }
 }

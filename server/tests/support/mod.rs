@@ -231,7 +231,11 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Spawns `fieldsync serve` with `args` and waits until `/healthz` answers.
     pub fn spawn(data_dir: &Path, extra: &[&str]) -> ServerProcess {
-        let port = free_port();
+        Self::spawn_on(free_port(), data_dir, extra)
+    }
+
+    /// Spawns `fieldsync serve` on `port` (e.g. the port of a server that was just killed).
+    pub fn spawn_on(port: u16, data_dir: &Path, extra: &[&str]) -> ServerProcess {
         let child = Command::new(env!("CARGO_BIN_EXE_fieldsync"))
             .args([
                 "serve",

@@ -74,7 +74,8 @@ pub struct World {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     /// The server as a child process (benchmarks measure its memory).
-    pub process: Option<crate::support::ServerProcess>,
+    pub process: std::sync::Mutex<Option<crate::support::ServerProcess>>,
+    serve_args: Vec<String>,
     dir: tempfile::TempDir,
 }
 
@@ -170,13 +171,15 @@ impl World {
             }
             (db, org, north, south, territory, people)
         });
+        let mut serve_args = Vec::new();
         let (base, stop, server, process) = if as_process {
             let mut args = vec!["--jwt-secret".to_owned(), SECRET.to_owned()];
             if let Some(url) = &database_url {
                 args.extend(["--database-url".to_owned(), url.clone()]);
             }
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let process = crate::support::ServerProcess::spawn(&dir.path().join("data"), &args);
+            let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            let process = crate::support::ServerProcess::spawn(&dir.path().join("data"), &arg_refs);
+            serve_args = args;
             (process.base.clone(), None, None, Some(process))
         } else {
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -204,7 +207,8 @@ impl World {
             people,
             stop,
             server,
-            process,
+            process: std::sync::Mutex::new(process),
+            serve_args,
             dir,
         };
         world.wait_healthy();
@@ -326,10 +330,32 @@ impl World {
 }
 
 impl World {
+    /// SIGKILLs the server process wherever it is (mid-transaction, mid-answer)
+    /// and starts it again on the same port and database.
+    pub fn kill_and_restart_server(&self) {
+        let mut slot = self.process.lock().expect("lock");
+        let mut old = slot.take().expect("the server runs as a process");
+        let port: u16 = old
+            .base
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port");
+        let _ = old.child.kill();
+        let _ = old.child.wait();
+        drop(old);
+        let args: Vec<&str> = self.serve_args.iter().map(String::as_str).collect();
+        *slot = Some(crate::support::ServerProcess::spawn_on(
+            port,
+            &self.dir.path().join("data"),
+            &args,
+        ));
+    }
+
     /// Peak resident memory of the server process in KiB (`VmHWM`), when it runs
     /// as a child process.
     pub fn server_peak_kib(&self) -> Option<u64> {
-        let pid = self.process.as_ref()?.child.id();
+        let pid = self.process.lock().ok()?.as_ref()?.child.id();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         status
             .lines()
