@@ -13,6 +13,7 @@ pub mod accounts;
 pub mod auth;
 pub mod db;
 pub mod demo;
+pub mod devices;
 pub mod error;
 pub mod settings;
 pub mod store;
@@ -50,6 +51,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .merge(auth::routes())
         .merge(sync::routes())
+        .merge(devices::routes())
         .fallback(|| async { ApiError::NotFound })
         .with_state(state)
 }

@@ -45,6 +45,7 @@ on_both_databases!(
     a_server_that_lost_history_is_repaired_from_the_device,
     malformed_requests_get_a_clear_4xx,
     concurrent_pushes_never_let_a_cursor_skip_a_change,
+    a_revoked_device_is_refused_at_its_next_request_and_wiped,
 );
 
 /// Scenarios that need the server as a separate process (to SIGKILL it).
@@ -809,4 +810,83 @@ fn a_server_killed_mid_write_loses_nothing_it_acknowledged(w: World) {
             assert_eq!(heads(d, p.id), server_heads(&w, p.id));
         }
     }
+}
+
+fn a_revoked_device_is_refused_at_its_next_request_and_wiped(w: World) {
+    let phone = w.device("ana");
+    let mona = w.device("mona");
+    let ben = w.device("ben");
+    let shop = account(&w, &phone, "Loja Revogada");
+    phone.sync();
+    let call = |dev: &Device, method: &str, path: &str| {
+        let token = dev.client.session().expect("session").access_token;
+        let url = format!("{}{path}", w.base);
+        let req = match method {
+            "GET" => ureq::get(url)
+                .header("authorization", format!("Bearer {token}"))
+                .config()
+                .http_status_as_error(false)
+                .build()
+                .call(),
+            _ => ureq::post(url)
+                .header("authorization", format!("Bearer {token}"))
+                .config()
+                .http_status_as_error(false)
+                .build()
+                .send_empty(),
+        };
+        let resp = req.expect("answer");
+        let status = resp.status().as_u16();
+        let body = resp.into_body().read_to_string().unwrap_or_default();
+        (
+            status,
+            serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default(),
+        )
+    };
+    let ana_id = phone.person.id;
+    let device_id = phone.login.device.id;
+    // The manager of ana's team lists her devices; another rep may not.
+    let (status, list) = call(&mona, "GET", &format!("/v1/devices?user={ana_id}"));
+    assert_eq!(status, 200, "{list}");
+    let listed = list.as_array().expect("array");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["id"], device_id.to_string());
+    assert_eq!(listed[0]["app_version"], "0.1.0");
+    assert!(listed[0]["revoked_at"].is_null());
+    let (status, _) = call(&ben, "GET", &format!("/v1/devices?user={ana_id}"));
+    assert_eq!(status, 403);
+    let (status, _) = call(&ben, "POST", &format!("/v1/devices/{device_id}/revoke"));
+    assert_eq!(
+        status, 404,
+        "another rep cannot even tell the device exists"
+    );
+    // Ana's own list shows it too.
+    let (status, own) = call(&phone, "GET", "/v1/devices");
+    assert_eq!((status, own.as_array().map(Vec::len)), (200, Some(1)));
+
+    let (status, body) = call(&mona, "POST", &format!("/v1/devices/{device_id}/revoke"));
+    assert_eq!((status, &body["revoked"]), (200, &serde_json::json!(true)));
+
+    // The phone made an edit offline; its next sync is refused at the first
+    // request and the local data is wiped.
+    phone
+        .store()
+        .update::<Account>(shop, t(1), |a| a.name = "never sent".into())
+        .expect("edit");
+    phone.net().reset_counters();
+    let err = phone.client.sync(&NoProgress).expect_err("revoked");
+    assert!(matches!(err, SyncError::Revoked), "{err}");
+    assert_eq!(phone.net().counters().0, 1, "refused within one request");
+    assert!(
+        phone
+            .store()
+            .all_of(RecordKind::Account)
+            .expect("list")
+            .is_empty()
+    );
+    assert_eq!(phone.store().pending_changes().expect("pending"), 0);
+    assert!(phone.client.session().is_none());
+    let (status, list) = call(&mona, "GET", &format!("/v1/devices?user={ana_id}"));
+    assert_eq!(status, 200);
+    assert!(list[0]["revoked_at"].is_i64());
 }
