@@ -200,6 +200,12 @@ fn target_dir(root: &Path) -> PathBuf {
 /// Expects the library and the generator built by the test run's build step.
 fn binding_tests(root: &Path) -> Result<()> {
     let b = generate_bindings(root, false)?;
+    let lib_dir = b
+        .library
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let server = LiveServer::start(root, &lib_dir.join("fieldsync"))?;
     let py = b.dir.join("python");
     std::fs::copy(&b.library, py.join("libfieldsync_ffi.so"))
         .context("copying the library next to the Python module")?;
@@ -208,6 +214,7 @@ fn binding_tests(root: &Path) -> Result<()> {
         .args(["-m", "unittest", "discover", "-v", "-s"])
         .arg(root.join("bindings/tests/python"))
         .env("PYTHONPATH", &py)
+        .envs(server.env())
         .current_dir(root);
     step("Python binding tests", python)?;
 
@@ -227,21 +234,100 @@ fn binding_tests(root: &Path) -> Result<()> {
         }
     }
     step("compile the Kotlin binding tests", compile)?;
-    let lib_dir = b
-        .library
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
     for main in kotlin_mains(&root.join("bindings/tests/kotlin"))? {
         let mut run = Command::new("java");
         run.arg(format!("-Djna.library.path={}", lib_dir.display()))
             .arg("-cp")
             .arg(format!("{}:{JNA_JAR}", jar.display()))
             .arg(&main)
+            .envs(server.env())
             .current_dir(root);
         step(&format!("Kotlin binding test {main}"), run)?;
     }
+    drop(server);
     Ok(())
+}
+
+/// A real `fieldsync serve` for the binding tests, on the embedded SQLite in a
+/// fresh directory under `target/`, seeded with `fieldsync demo` (a manager,
+/// reps and technicians with the password `fieldsync-demo`). Stopped on drop.
+struct LiveServer {
+    child: std::process::Child,
+    url: String,
+}
+
+impl LiveServer {
+    fn start(root: &Path, bin: &Path) -> Result<LiveServer> {
+        let dir = root.join("target/binding-tests-server");
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
+        }
+        let mut demo = Command::new(bin);
+        demo.arg("demo")
+            .arg("--data-dir")
+            .arg(&dir)
+            .env("FIELDSYNC_LOG", "warn");
+        step("seed the demo organisation for the binding tests", demo)?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .context("finding a free port")?
+            .port();
+        println!("\nxtask: ==> start fieldsync serve on 127.0.0.1:{port}");
+        let child = Command::new(bin)
+            .arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(&dir)
+            .env("FIELDSYNC_LOG", "warn")
+            .spawn()
+            .with_context(|| format!("could not start {}", bin.display()))?;
+        let server = LiveServer {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let started = Instant::now();
+        while !healthy(port) {
+            if started.elapsed() > std::time::Duration::from_secs(30) {
+                bail!("fieldsync serve did not answer /healthz within 30 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        println!("xtask: <== server ready at {}", server.url);
+        Ok(server)
+    }
+
+    /// What the tests read: the server and the demo logins.
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("FIELDSYNC_TEST_URL", self.url.clone()),
+            ("FIELDSYNC_TEST_ORG", "demo".into()),
+            ("FIELDSYNC_TEST_PASSWORD", "fieldsync-demo".into()),
+        ]
+    }
+}
+
+impl Drop for LiveServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn healthy(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.1 200")
 }
 
 /// The bindings crate's feature that builds the workspace-local `uniffi-bindgen`.

@@ -1,0 +1,440 @@
+//! The records and enums apps see: flat, with ids as strings, times as
+//! milliseconds since the epoch (UTC), money in minor units with its currency,
+//! quantities in whole or fractional units as `f64` at the edge (stored exactly
+//! as ten-thousandths inside).
+
+use fieldsync_core::model::{
+    Assignment, AssignmentStatus, Order, Status, TimeKind, Visit, VisitOutcome, VisitReport,
+};
+
+/// A GPS fix from the device.
+#[derive(Debug, Clone, Copy, PartialEq, uniffi::Record)]
+pub struct GeoFix {
+    /// Latitude in degrees.
+    pub lat: f64,
+    /// Longitude in degrees.
+    pub lng: f64,
+    /// Horizontal accuracy radius in metres, when the OS reports it.
+    pub accuracy_m: Option<f64>,
+}
+
+impl From<GeoFix> for fieldsync_core::model::GeoPoint {
+    fn from(f: GeoFix) -> Self {
+        fieldsync_core::model::GeoPoint {
+            lat: f.lat,
+            lng: f.lng,
+            accuracy_m: f.accuracy_m,
+        }
+    }
+}
+
+/// Who is logged in on this device.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SessionInfo {
+    /// User id.
+    pub user_id: String,
+    /// `rep`, `technician`, `manager` or `admin`.
+    pub role: String,
+    /// Name to show.
+    pub display_name: String,
+    /// This device's id (keep it for the app's lifetime).
+    pub device_id: String,
+}
+
+/// The tokens to keep in the platform's keychain and give back with
+/// `restore_session` after the app restarts.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SessionTokens {
+    /// Short-lived bearer token.
+    pub access_token: String,
+    /// Rotating refresh token.
+    pub refresh_token: String,
+}
+
+/// How a visit ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum Outcome {
+    /// An order was taken.
+    OrderTaken,
+    /// Visited, no order.
+    NoOrder,
+    /// Another visit is needed.
+    FollowUp,
+    /// The outlet was closed.
+    Closed,
+    /// The contact was not available.
+    ContactUnavailable,
+}
+
+impl From<Outcome> for VisitOutcome {
+    fn from(o: Outcome) -> Self {
+        match o {
+            Outcome::OrderTaken => VisitOutcome::OrderTaken,
+            Outcome::NoOrder => VisitOutcome::NoOrder,
+            Outcome::FollowUp => VisitOutcome::FollowUp,
+            Outcome::Closed => VisitOutcome::Closed,
+            Outcome::ContactUnavailable => VisitOutcome::ContactUnavailable,
+        }
+    }
+}
+
+/// A visit as a field app lists and shows it.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct VisitItem {
+    /// Id.
+    pub id: String,
+    /// The account visited.
+    pub account_id: String,
+    /// `planned`, `in_progress`, `completed`, `missed`, `cancelled`.
+    pub status: String,
+    /// Planned start.
+    pub planned_start_ms: Option<i64>,
+    /// Planned end.
+    pub planned_end_ms: Option<i64>,
+    /// Check-in time.
+    pub check_in_ms: Option<i64>,
+    /// Check-out time.
+    pub check_out_ms: Option<i64>,
+    /// Distance to the site at check-in, metres.
+    pub check_in_distance_m: Option<f64>,
+    /// How it ended.
+    pub outcome: Option<String>,
+    /// Notes.
+    pub notes: String,
+}
+
+impl VisitItem {
+    pub(crate) fn of(v: &Visit) -> Self {
+        VisitItem {
+            id: v.meta.id.to_string(),
+            account_id: v.account_id.to_string(),
+            status: v.status.as_str().into(),
+            planned_start_ms: v.planned_start.map(|t| t.at_ms),
+            planned_end_ms: v.planned_end.map(|t| t.at_ms),
+            check_in_ms: v.check_in.as_ref().map(|c| c.at.at_ms),
+            check_out_ms: v.check_out.as_ref().map(|c| c.at.at_ms),
+            check_in_distance_m: v.check_in.as_ref().and_then(|c| c.distance_m),
+            outcome: v.outcome.map(|o| {
+                serde_json::to_value(o)
+                    .ok()
+                    .and_then(|j| j.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            }),
+            notes: v.notes.clone(),
+        }
+    }
+}
+
+/// A visit report.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ReportItem {
+    /// Id.
+    pub id: String,
+    /// The visit it reports on.
+    pub visit_id: String,
+    /// `draft`, `submitted`, `approved`, `changes_requested`.
+    pub status: String,
+    /// The rep's summary.
+    pub summary: String,
+    /// The manager's comments, oldest first.
+    pub comments: Vec<String>,
+}
+
+impl ReportItem {
+    pub(crate) fn of(r: &VisitReport) -> Self {
+        let mut comments: Vec<_> = r.comments.values().collect();
+        comments.sort_by_key(|c| c.at.at_ms);
+        ReportItem {
+            id: r.meta.id.to_string(),
+            visit_id: r.visit_id.to_string(),
+            status: r.status.as_str().into(),
+            summary: r.summary.clone(),
+            comments: comments.into_iter().map(|c| c.text.clone()).collect(),
+        }
+    }
+}
+
+/// One order line.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct OrderLineItem {
+    /// Line id.
+    pub line_id: String,
+    /// Product.
+    pub product_id: String,
+    /// Quantity in units.
+    pub quantity: f64,
+    /// Unit price, minor units.
+    pub unit_price_minor: i64,
+    /// Discount in basis points of the line (1 % = 100).
+    pub discount_bp: Option<u32>,
+    /// Tax rate in basis points (23 % = 2300).
+    pub tax_rate_bp: u32,
+    /// Line total after discount and tax, minor units.
+    pub total_minor: i64,
+}
+
+/// An order with its lines and totals (computed, never stored).
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct OrderItem {
+    /// Id.
+    pub id: String,
+    /// The account.
+    pub account_id: String,
+    /// `draft`, `submitted`, `pending_approval`, `confirmed`, ...
+    pub status: String,
+    /// ISO 4217 currency.
+    pub currency: String,
+    /// Lines.
+    pub lines: Vec<OrderLineItem>,
+    /// Sum before discounts.
+    pub gross_minor: i64,
+    /// Discounts.
+    pub discount_minor: i64,
+    /// Tax.
+    pub tax_minor: i64,
+    /// Total to pay.
+    pub total_minor: i64,
+}
+
+impl OrderItem {
+    pub(crate) fn of(o: &Order) -> Result<Self, crate::FieldsyncError> {
+        let totals = o.totals().map_err(|e| crate::FieldsyncError::Validation {
+            reason: e.to_string(),
+        })?;
+        Ok(OrderItem {
+            id: o.meta.id.to_string(),
+            account_id: o.account_id.to_string(),
+            status: o.status.as_str().into(),
+            currency: o.currency.clone(),
+            lines: o
+                .lines
+                .iter()
+                .map(|(id, l)| OrderLineItem {
+                    line_id: id.to_string(),
+                    product_id: l.product_id.to_string(),
+                    quantity: l.qty.raw() as f64 / fieldsync_core::model::Qty::SCALE as f64,
+                    unit_price_minor: l.unit_price.minor,
+                    discount_bp: l.discount_percent_bp,
+                    tax_rate_bp: l.tax_rate_bp,
+                    total_minor: totals.lines.get(id).map_or(0, |t| t.total),
+                })
+                .collect(),
+            gross_minor: totals.gross,
+            discount_minor: totals.discount,
+            tax_minor: totals.tax,
+            total_minor: totals.total,
+        })
+    }
+}
+
+/// Where an assignment can go next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum AssignmentStep {
+    /// Accept the dispatched assignment.
+    Accept,
+    /// Decline it (reason required).
+    Decline,
+    /// Start driving.
+    Travel,
+    /// Arrived on site.
+    OnSite,
+    /// Start work.
+    StartWork,
+    /// Take a break.
+    Break,
+    /// Complete the work.
+    Complete,
+    /// Could not complete (reason required).
+    CannotComplete,
+}
+
+impl From<AssignmentStep> for AssignmentStatus {
+    fn from(s: AssignmentStep) -> Self {
+        match s {
+            AssignmentStep::Accept => AssignmentStatus::Accepted,
+            AssignmentStep::Decline => AssignmentStatus::Rejected,
+            AssignmentStep::Travel => AssignmentStatus::Traveling,
+            AssignmentStep::OnSite => AssignmentStatus::OnSite,
+            AssignmentStep::StartWork => AssignmentStatus::InProgress,
+            AssignmentStep::Break => AssignmentStatus::OnBreak,
+            AssignmentStep::Complete => AssignmentStatus::Completed,
+            AssignmentStep::CannotComplete => AssignmentStatus::CannotComplete,
+        }
+    }
+}
+
+/// Kinds of booked time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum TimeKindItem {
+    /// Driving.
+    Travel,
+    /// Working on site.
+    Work,
+    /// A break.
+    Break,
+}
+
+impl From<TimeKindItem> for TimeKind {
+    fn from(k: TimeKindItem) -> Self {
+        match k {
+            TimeKindItem::Travel => TimeKind::Travel,
+            TimeKindItem::Work => TimeKind::Work,
+            TimeKindItem::Break => TimeKind::Break,
+        }
+    }
+}
+
+/// A part used on an assignment.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct PartItem {
+    /// Entry id.
+    pub id: String,
+    /// Product.
+    pub product_id: String,
+    /// Quantity in units.
+    pub quantity: f64,
+}
+
+/// Time booked on an assignment.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct TimeItem {
+    /// Entry id.
+    pub id: String,
+    /// `travel`, `work`, `break`.
+    pub kind: String,
+    /// Start.
+    pub start_ms: i64,
+    /// End, when finished.
+    pub end_ms: Option<i64>,
+}
+
+/// An assignment of a technician to a job.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct AssignmentItem {
+    /// Id.
+    pub id: String,
+    /// The job.
+    pub job_id: String,
+    /// Status name.
+    pub status: String,
+    /// Scheduled start.
+    pub scheduled_start_ms: i64,
+    /// Parts used.
+    pub parts: Vec<PartItem>,
+    /// Time booked.
+    pub time: Vec<TimeItem>,
+    /// Whether the job's checklist is complete.
+    pub checklist_complete: bool,
+}
+
+impl AssignmentItem {
+    pub(crate) fn of(a: &Assignment) -> Self {
+        AssignmentItem {
+            id: a.meta.id.to_string(),
+            job_id: a.job_id.to_string(),
+            status: a.status.as_str().into(),
+            scheduled_start_ms: a.scheduled_start.at_ms,
+            parts: a
+                .parts
+                .iter()
+                .map(|(id, p)| PartItem {
+                    id: id.to_string(),
+                    product_id: p.product_id.to_string(),
+                    quantity: p.qty.raw() as f64 / fieldsync_core::model::Qty::SCALE as f64,
+                })
+                .collect(),
+            time: a
+                .time_entries
+                .iter()
+                .map(|(id, t)| TimeItem {
+                    id: id.to_string(),
+                    kind: serde_json::to_value(t.kind)
+                        .ok()
+                        .and_then(|j| j.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                    start_ms: t.start.at_ms,
+                    end_ms: t.end.map(|e| e.at_ms),
+                })
+                .collect(),
+            checklist_complete: a.checklist_complete,
+        }
+    }
+}
+
+/// One answer to a checklist question.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct AnswerItem {
+    /// The question's key in the template.
+    pub question: String,
+    /// Yes/no answer, or
+    pub yes_no: Option<bool>,
+    /// a number, or
+    pub number: Option<f64>,
+    /// text (also for choices and barcodes).
+    pub text: Option<String>,
+}
+
+/// A field with concurrent values, as `conflicts()` lists them.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ConflictItem {
+    /// Path of the field, e.g. `notes` or `lines/<id>/qty`.
+    pub field: String,
+    /// The values as JSON text, the shown one first.
+    pub values: Vec<String>,
+}
+
+/// A change the server refused, kept until the user deals with it.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct RejectionItem {
+    /// Ledger entry.
+    pub seq: i64,
+    /// The record.
+    pub record_id: String,
+    /// Its kind.
+    pub kind: String,
+    /// Stable code (`transition`, `validation`, `forbidden`, ...).
+    pub code: String,
+    /// Why, to show the user.
+    pub message: String,
+    /// When the server refused it.
+    pub at_ms: i64,
+}
+
+/// Sync phases reported to the listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum SyncStage {
+    /// First download of everything in scope.
+    Priming,
+    /// Sending local changes.
+    Pushing,
+    /// Receiving others' changes.
+    Pulling,
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct SyncSummary {
+    /// Records received when priming.
+    pub primed: u64,
+    /// Records whose changes the server accepted.
+    pub pushed: u64,
+    /// Records the server refused (see `rejections()`).
+    pub rejected: u64,
+    /// Changes received.
+    pub pulled: u64,
+    /// Requests made.
+    pub round_trips: u64,
+}
+
+/// A catalogue item.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ProductItem {
+    /// Id.
+    pub id: String,
+    /// Stock-keeping unit.
+    pub sku: String,
+    /// Name.
+    pub name: String,
+    /// A spare part for service jobs.
+    pub spare_part: bool,
+}

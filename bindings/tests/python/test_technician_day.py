@@ -1,0 +1,123 @@
+"""A technician's day through the Python bindings against a live server.
+
+`cargo xtask test` starts `fieldsync serve` seeded with `fieldsync demo` and
+passes its address and the demo password in FIELDSYNC_TEST_* variables. A
+manager's client opens a job and assigns it; the technician's client accepts
+it, travels, arrives, works, books a part and time, answers the checklist and
+completes; the manager's client then sees all of it.
+"""
+
+import os
+import tempfile
+import time
+import unittest
+
+import fieldsync_ffi as fs
+
+URL = os.environ.get("FIELDSYNC_TEST_URL", "")
+ORG = os.environ.get("FIELDSYNC_TEST_ORG", "demo")
+PASSWORD = os.environ.get("FIELDSYNC_TEST_PASSWORD", "fieldsync-demo")
+
+
+class Progress(fs.SyncListener):
+    """Collects what the sync reports."""
+
+    def __init__(self):
+        self.events = []
+
+    def on_progress(self, stage, done):
+        self.events.append((stage, done))
+
+
+def client(directory, name, email):
+    c = fs.FieldsyncClient.open(os.path.join(directory, name + ".db"), URL)
+    c.login(ORG, email, PASSWORD, "python", "test-1.0")
+    return c
+
+
+@unittest.skipUnless(URL, "needs FIELDSYNC_TEST_URL (run through `cargo xtask test`)")
+class TechnicianDayTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="fieldsync-py-")
+
+    def test_a_technicians_day_reaches_the_manager(self):
+        manager = client(self.dir, "manager", "manager@demo.example")
+        manager.sync(None)
+        tech = client(self.dir, "tech", "tech1@demo.example")
+        tech_id = tech.session().user_id
+
+        site = manager.create_account("Python Test Laundry", fs.GeoFix(lat=38.7250, lng=-9.1500, accuracy_m=None))
+        job = manager.create_job(site, "Washer leaking; replace the pump seal.")
+        template = manager.create_checklist_template("Safety", ["Power isolated?", "Area left clean?"])
+        now = int(time.time() * 1000)
+        assignment = manager.assign_job(job, tech_id, now, now + 2 * 3_600_000)
+        self.assertEqual(manager.sync(None).rejected, 0)
+
+        progress = Progress()
+        summary = tech.sync(progress)
+        self.assertGreater(summary.primed, 0)
+        self.assertTrue(any(stage == fs.SyncStage.PRIMING for stage, _ in progress.events))
+        dispatched = [a.id for a in tech.assignments_by_status("dispatched")]
+        self.assertIn(assignment, dispatched)
+
+        # The rest happens offline.
+        on_site = fs.GeoFix(lat=38.7251, lng=-9.1501, accuracy_m=9.0)
+        tech.advance_assignment(assignment, fs.AssignmentStep.ACCEPT, None, None)
+        tech.advance_assignment(assignment, fs.AssignmentStep.TRAVEL, None, None)
+        tech.advance_assignment(assignment, fs.AssignmentStep.ON_SITE, on_site, None)
+        tech.advance_assignment(assignment, fs.AssignmentStep.START_WORK, on_site, None)
+        spare = [p for p in tech.catalogue() if p.spare_part][0]
+        tech.add_part(assignment, spare.id, 1.0)
+        tech.add_time(assignment, fs.TimeKindItem.WORK, now, now + 45 * 60_000)
+        tech.answer_checklist(
+            template,
+            assignment,
+            [
+                fs.AnswerItem(question="q1", yes_no=True, number=None, text=None),
+                fs.AnswerItem(question="q2", yes_no=True, number=None, text=None),
+            ],
+        )
+        done = tech.advance_assignment(assignment, fs.AssignmentStep.COMPLETE, on_site, None)
+        self.assertEqual(done.status, "completed")
+        self.assertGreater(tech.pending_changes(), 0)
+
+        pushed = tech.sync(None)
+        self.assertEqual(pushed.rejected, 0, tech.rejections())
+        self.assertEqual(tech.pending_changes(), 0)
+
+        manager.sync(None)
+        seen = manager.assignment(assignment)
+        self.assertEqual(seen.status, "completed")
+        self.assertEqual([p.product_id for p in seen.parts], [spare.id])
+        self.assertEqual([t.kind for t in seen.time], ["work"])
+        self.assertTrue(seen.checklist_complete)
+
+    def test_errors_reach_python_as_one_exception_type(self):
+        c = fs.FieldsyncClient.open(os.path.join(self.dir, "x.db"), URL)
+        with self.assertRaises(fs.FieldsyncError.Auth):
+            c.login(ORG, "tech2@demo.example", "not the password", "python", "test-1.0")
+        with self.assertRaises(fs.FieldsyncError.NotLoggedIn):
+            c.create_account("nobody's", None)
+
+        manager = client(self.dir, "manager2", "manager@demo.example")
+        tech = client(self.dir, "tech2", "tech2@demo.example")
+        site = manager.create_account("Error Test Site", None)
+        job = manager.create_job(site, "Check the boiler")
+        now = int(time.time() * 1000)
+        assignment = manager.assign_job(job, tech.session().user_id, now, now + 3_600_000)
+        manager.sync(None)
+        tech.sync(None)
+        # Completing work that was never accepted or started is not a transition.
+        with self.assertRaises(fs.FieldsyncError.Transition) as caught:
+            tech.advance_assignment(assignment, fs.AssignmentStep.COMPLETE, None, None)
+        self.assertIn("dispatched", str(caught.exception))
+        with self.assertRaises(fs.FieldsyncError.InvalidArgument):
+            tech.assignment("not-an-id")
+        with self.assertRaises(fs.FieldsyncError.NotFound):
+            tech.assignment("0190a000-0000-7000-8000-000000000000")
+        # Nothing half-done was queued by the refused action.
+        self.assertEqual(tech.pending_changes(), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
