@@ -111,6 +111,8 @@ impl AuthKeys {
         validation.set_audience(&[settings.jwt_audience.as_str()]);
         validation.leeway = LEEWAY_SECS;
         validation.validate_exp = true;
+        // A token whose `nbf` lies in the future is refused too.
+        validation.validate_nbf = true;
         AuthKeys {
             kid,
             encoding: EncodingKey::from_secret(secret),

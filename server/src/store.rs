@@ -1074,3 +1074,64 @@ pub async fn rejections(
         )
         .collect()
 }
+
+/// One entry of a record's audit trail: an accepted change, who made it, from
+/// which device, when.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AuditEntry {
+    /// Position in the change log.
+    pub seq: i64,
+    /// Who pushed it.
+    pub user_id: Option<Uuid>,
+    /// Their name.
+    pub user_name: Option<String>,
+    /// From which device (`None` for changes the server made itself).
+    pub device_id: Option<Uuid>,
+    /// When the server committed it (Unix seconds).
+    pub committed_at: i64,
+    /// The Automerge change hash, hex.
+    pub change_hash: String,
+}
+
+/// A record's audit trail, oldest first; `None` when the record is not in the
+/// caller's scope (or does not exist).
+pub async fn audit_trail(
+    db: &Database,
+    caller: &Caller,
+    id: RecordId,
+) -> Result<Option<Vec<AuditEntry>>, DbError> {
+    if readable_doc(db, caller, id).await?.is_none() {
+        return Ok(None);
+    }
+    type Row = (
+        i64,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        i64,
+        Vec<u8>,
+    );
+    let rows: Vec<Row> = on_pool!(db, |pool, uuid| {
+        sqlx::query_as(
+            "SELECT l.seq, CAST(l.user_id AS TEXT), u.display_name, CAST(l.device_id AS TEXT), \
+             l.committed_at, l.hash FROM change_log l LEFT JOIN users u ON u.id = l.user_id \
+             WHERE l.record_id = $1 ORDER BY l.seq",
+        )
+        .bind(uuid(*id.as_uuid()))
+        .fetch_all(pool)
+        .await?
+    });
+    rows.into_iter()
+        .map(|(seq, user, name, device, at, hash)| {
+            Ok(AuditEntry {
+                seq,
+                user_id: user.as_deref().map(parse_uuid).transpose()?,
+                user_name: name,
+                device_id: device.as_deref().map(parse_uuid).transpose()?,
+                committed_at: at,
+                change_hash: hex::encode(hash),
+            })
+        })
+        .collect::<Result<Vec<_>, DbError>>()
+        .map(Some)
+}

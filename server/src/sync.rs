@@ -1,5 +1,6 @@
-//! The sync endpoints (`/v1/sync/{push,pull,prime,repair}`) and the rejection
-//! ledger (`GET /v1/rejections`). Bodies are CBOR protocol messages
+//! The sync endpoints (`/v1/sync/{push,pull,prime,repair}`), the rejection
+//! ledger (`GET /v1/rejections`) and a record's audit trail
+//! (`GET /v1/records/{id}/audit`). Bodies are CBOR protocol messages
 //! (`fieldsync_core::protocol`, described in `docs/protocol.md`); the work is
 //! done by [`crate::store`]. Every failure outside a per-record result answers
 //! in the one JSON error shape.
@@ -35,6 +36,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v1/sync/prime", post(prime))
         .route("/v1/sync/repair", post(repair))
         .route("/v1/rejections", get(rejections))
+        .route("/v1/records/{id}/audit", get(audit))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
@@ -203,4 +205,23 @@ async fn rejections(
         .await
         .map(Json)
         .map_err(ApiError::Unavailable)
+}
+
+/// `GET /v1/records/{id}/audit`: who changed the record, from which device,
+/// when. Answers 404 for a record outside the caller's scope, as for one that
+/// does not exist.
+async fn audit(
+    State(state): State<Arc<AppState>>,
+    user: AuthUser,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<Vec<store::AuditEntry>>, ApiError> {
+    let id: fieldsync_core::RecordId = id
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("{id:?} is not a record id")))?;
+    let caller = caller(&user)?;
+    store::audit_trail(&state.db, &caller, id)
+        .await
+        .map_err(ApiError::Unavailable)?
+        .map(Json)
+        .ok_or(ApiError::NotFound)
 }

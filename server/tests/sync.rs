@@ -571,6 +571,49 @@ fn scope_keeps_other_reps_records_away_and_brings_referenced_accounts(w: World) 
         other => panic!("accepted: {other:?}"),
     }
     assert_eq!(server_heads(&w, sara_visit), before);
+
+    // The audit trail: who changed the record, from which device, when; for
+    // those who may read it, and a 404 for anyone else.
+    let audit = |dev: &Device, id: RecordId| {
+        let token = dev.client.session().expect("session").access_token;
+        let resp = ureq::get(format!("{}/v1/records/{id}/audit", w.base))
+            .header("authorization", format!("Bearer {token}"))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .expect("answer");
+        let status = resp.status().as_u16();
+        let body = resp.into_body().read_to_string().unwrap_or_default();
+        (
+            status,
+            serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default(),
+        )
+    };
+    let (status, trail) = audit(&sara, sara_visit);
+    assert_eq!(status, 200, "{trail}");
+    let entries = trail.as_array().expect("entries");
+    assert_eq!(entries.len(), 1, "one change: the creation");
+    assert_eq!(entries[0]["user_id"], sara.person.id.to_string());
+    assert_eq!(entries[0]["device_id"], sara.login.device.id.to_string());
+    assert_eq!(entries[0]["user_name"], "sara");
+    assert_eq!(
+        audit(&adam, sara_visit).0,
+        200,
+        "administrators read every trail"
+    );
+    assert_eq!(
+        audit(&ana, sara_visit).0,
+        404,
+        "not even its existence leaks"
+    );
+    let (status, mine) = audit(&ana, visit_id);
+    assert_eq!(status, 200);
+    assert_eq!(
+        mine[0]["user_id"],
+        w.person("mona").id.to_string(),
+        "mona planned it"
+    );
 }
 
 fn a_server_that_lost_history_is_repaired_from_the_device(w: World) {
