@@ -222,6 +222,8 @@ impl FromRequestParts<Arc<AppState>> for AuthUser {
             .map(str::trim)
             .ok_or(ApiError::InvalidToken)?;
         let claims = state.keys.verify(token)?;
+        // Counted once the token is genuine, before any database work.
+        state.limits.request(&claims.dev.to_string())?;
         let device = accounts::device_by_id(&state.db, claims.dev)
             .await
             .map_err(ApiError::Unavailable)?
@@ -367,6 +369,7 @@ async fn login(
     if req.password.len() > accounts::MAX_PASSWORD_BYTES || req.org.len() > 63 {
         return Err(ApiError::InvalidCredentials);
     }
+    state.limits.login(&req.org, &req.email)?;
     let user = accounts::find_login(&state.db, &req.org, &req.email)
         .await
         .map_err(ApiError::Unavailable)?;

@@ -71,6 +71,9 @@ pub enum ApiError {
     /// The caller may not do this.
     #[error("{0}")]
     Forbidden(String),
+    /// Too many requests; try again after the duration.
+    #[error("too many requests; try again in {} s", .0.as_secs().max(1))]
+    RateLimited(std::time::Duration),
     /// The device id is registered to another user.
     #[error("this device is registered to another user; reinstall the app or clear its data")]
     DeviceInUse,
@@ -103,6 +106,7 @@ impl ApiError {
             }
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
         }
     }
 
@@ -119,7 +123,16 @@ impl IntoResponse for ApiError {
             tracing::error!(error = ?self, code, "request failed");
         }
         let body = json!({ "error": { "code": code, "message": self.to_string() } });
-        (status, Json(body)).into_response()
+        let mut resp = (status, Json(body)).into_response();
+        if let ApiError::RateLimited(wait) = &self {
+            // Whole seconds, rounded up, as the header requires.
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(secs.max(1)),
+            );
+        }
+        resp
     }
 }
 

@@ -15,6 +15,7 @@ pub mod db;
 pub mod demo;
 pub mod devices;
 pub mod error;
+pub mod limits;
 pub mod settings;
 pub mod store;
 pub mod sync;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub keys: AuthKeys,
     /// Serialises pushes on SQLite.
     pub gate: Arc<store::WriteGate>,
+    /// Request and login rate limits of this node.
+    pub limits: Arc<limits::Limits>,
 }
 
 /// The HTTP routes.
@@ -101,6 +104,10 @@ pub async fn launch_with_tcp_listener(
         db: db.clone(),
         keys,
         gate: Arc::new(store::WriteGate::default()),
+        limits: Arc::new(limits::Limits::new(
+            settings.requests_per_minute,
+            settings.logins_per_minute,
+        )),
     });
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)

@@ -69,6 +69,11 @@ pub struct Settings {
     pub access_token_ttl_secs: u64,
     /// Lifetime of a refresh token, in seconds.
     pub refresh_token_ttl_secs: u64,
+    /// Authenticated requests one device may make per minute, per server node
+    /// (0: no limit).
+    pub requests_per_minute: u32,
+    /// Login attempts per organisation and email per minute, per node (0: no limit).
+    pub logins_per_minute: u32,
 }
 
 impl Default for Settings {
@@ -83,6 +88,8 @@ impl Default for Settings {
             jwt_audience: "fieldsync-api".to_owned(),
             access_token_ttl_secs: 15 * 60,
             refresh_token_ttl_secs: 30 * 24 * 3600,
+            requests_per_minute: 600,
+            logins_per_minute: 10,
         }
     }
 }
@@ -168,6 +175,8 @@ struct FileSettings {
     jwt_audience: Option<String>,
     access_token_ttl_secs: Option<u64>,
     refresh_token_ttl_secs: Option<u64>,
+    requests_per_minute: Option<u32>,
+    logins_per_minute: Option<u32>,
 }
 
 /// The flags and environment variables of every command that opens the database.
@@ -213,6 +222,14 @@ pub struct SettingsArgs {
     /// Refresh-token lifetime in seconds [default: 2592000, 30 days].
     #[arg(long, env = "FIELDSYNC_REFRESH_TOKEN_TTL_SECS")]
     pub refresh_token_ttl_secs: Option<u64>,
+
+    /// Authenticated requests per device per minute, per node; 0 for no limit [default: 600].
+    #[arg(long, env = "FIELDSYNC_REQUESTS_PER_MINUTE")]
+    pub requests_per_minute: Option<u32>,
+
+    /// Login attempts per organisation and email per minute, per node; 0 for no limit [default: 10].
+    #[arg(long, env = "FIELDSYNC_LOGINS_PER_MINUTE")]
+    pub logins_per_minute: Option<u32>,
 }
 
 impl fmt::Debug for SettingsArgs {
@@ -266,6 +283,14 @@ impl SettingsArgs {
                 .refresh_token_ttl_secs
                 .or(file.refresh_token_ttl_secs)
                 .unwrap_or(d.refresh_token_ttl_secs),
+            requests_per_minute: self
+                .requests_per_minute
+                .or(file.requests_per_minute)
+                .unwrap_or(d.requests_per_minute),
+            logins_per_minute: self
+                .logins_per_minute
+                .or(file.logins_per_minute)
+                .unwrap_or(d.logins_per_minute),
         };
         settings.validate()?;
         Ok(settings)

@@ -82,15 +82,20 @@ pub struct World {
 impl World {
     /// Starts a server on `backend` and seeds the organisation.
     pub fn start(backend: Backend) -> World {
-        Self::launch(backend, false)
+        Self::launch(backend, false, |_| {})
+    }
+
+    /// Like [`World::start`], with settings changed by `tweak`.
+    pub fn start_with(backend: Backend, tweak: impl FnOnce(&mut SettingsArgs)) -> World {
+        Self::launch(backend, false, tweak)
     }
 
     /// Like [`World::start`], with the server as a `fieldsync serve` child process.
     pub fn start_process(backend: Backend) -> World {
-        Self::launch(backend, true)
+        Self::launch(backend, true, |_| {})
     }
 
-    fn launch(backend: Backend, as_process: bool) -> World {
+    fn launch(backend: Backend, as_process: bool, tweak: impl FnOnce(&mut SettingsArgs)) -> World {
         // `FIELDSYNC_TEST_LOG=debug` shows the server's log while debugging a test.
         if let Ok(filter) = std::env::var("FIELDSYNC_TEST_LOG") {
             let _ = tracing_subscriber::fmt()
@@ -103,15 +108,15 @@ impl World {
             Backend::Sqlite => None,
             Backend::Postgres => Some(crate::support::PgCluster::shared().new_database()),
         };
-        let settings = SettingsArgs {
+        let mut args = SettingsArgs {
             data_dir: Some(dir.path().join("data")),
             database_url: database_url.clone(),
             jwt_secret: Some(fieldsync_server::settings::Secret::new(SECRET)),
             db_max_connections: Some(8),
             ..SettingsArgs::default()
-        }
-        .resolve()
-        .expect("settings");
+        };
+        tweak(&mut args);
+        let settings = args.resolve().expect("settings");
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
