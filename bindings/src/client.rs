@@ -258,6 +258,7 @@ impl FieldsyncClient {
             pushed: r.pushed,
             rejected: r.rejected,
             pulled: r.pulled,
+            removed: r.removed,
             round_trips: r.round_trips,
         })
     }

@@ -422,6 +422,9 @@ pub struct SyncSummary {
     pub rejected: u64,
     /// Changes received.
     pub pulled: u64,
+    /// Records that left this device's scope and were dropped (unless they
+    /// held unsynced changes).
+    pub removed: u64,
     /// Requests made.
     pub round_trips: u64,
 }

@@ -160,6 +160,30 @@ pub struct PullRequest {
     /// Upper bound on changes in the page; the server may send fewer.
     #[serde(default = "default_page")]
     pub max_changes: u32,
+    /// The scope window the device last received (from the last pull or prime),
+    /// so the server can send what entered the window since and name what left.
+    /// It never widens what the server sends.
+    #[serde(default)]
+    pub window: Option<ScopeWindow>,
+}
+
+/// The time span of dated records (visits, orders, visit reports, assignments,
+/// checklist responses) a device holds, in ms since the epoch, `from_ms`
+/// inclusive and `to_ms` exclusive. It moves a day at a time (UTC days); see
+/// the server's scope settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ScopeWindow {
+    /// Start, inclusive.
+    pub from_ms: i64,
+    /// End, exclusive.
+    pub to_ms: i64,
+}
+
+impl ScopeWindow {
+    /// Whether an instant lies in the window.
+    pub fn contains(&self, ms: i64) -> bool {
+        self.from_ms <= ms && ms < self.to_ms
+    }
 }
 
 /// One page of the feed.
@@ -174,6 +198,10 @@ pub struct PullResponse {
     pub next_cursor: u64,
     /// Whether more pages follow right away.
     pub more: bool,
+    /// The window this page was cut to (`None`: the caller's scope has no time
+    /// limit). Store it with the cursor and send it with the next pull.
+    #[serde(default)]
+    pub window: Option<ScopeWindow>,
 }
 
 /// Ask for a page of snapshots (priming a new or reset device).
@@ -201,6 +229,9 @@ pub struct PrimeResponse {
     /// first page is read, so nothing written during priming is missed (re-applying
     /// a change the snapshot already holds is a no-op).
     pub cursor: u64,
+    /// The window this page was cut to; the device keeps the first page's.
+    #[serde(default)]
+    pub window: Option<ScopeWindow>,
 }
 
 /// A record's full document.
@@ -370,6 +401,10 @@ mod tests {
             removed: vec![RecordId::from_uuid(Uuid::from_u128(3))],
             next_cursor: 42,
             more: false,
+            window: Some(ScopeWindow {
+                from_ms: -5,
+                to_ms: 86_400_000,
+            }),
         };
         assert_eq!(decode::<PullResponse>(&encode(&pull)), Ok(pull));
     }

@@ -182,6 +182,7 @@ impl Transport for FakeTransport {
             removed: vec![],
             next_cursor: end as u64,
             more: end < s.log.len(),
+            window: None,
         })
     }
 
@@ -211,6 +212,7 @@ impl Transport for FakeTransport {
             snapshots: page,
             next,
             cursor,
+            window: None,
         })
     }
 

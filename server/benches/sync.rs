@@ -177,6 +177,14 @@ fn run(backend: Backend, name: &'static str, records: usize) -> Vec<Row> {
     out
 }
 
+const DAY_MS: i64 = 86_400_000;
+
+/// Dated records must fall inside the rep's download window to be synced.
+fn start_of_yesterday() -> i64 {
+    let now = DeviceTime::now_utc().at_ms;
+    now - now.rem_euclid(DAY_MS) - DAY_MS
+}
+
 /// Stores `n` records owned by ana directly through the server's push path:
 /// one account per 20 visits. Returns the visit ids.
 fn seed(w: &World, n: usize) -> Vec<RecordId> {
@@ -188,8 +196,10 @@ fn seed(w: &World, n: usize) -> Vec<RecordId> {
         team: Some(ana.team),
         territory: Some(w.territory),
         actor_id: ActorId::random(),
+        window: None,
     };
     let gate = WriteGate::default();
+    let yesterday = start_of_yesterday();
     let mut visits = Vec::with_capacity(n);
     let mut batch: Vec<RecordDoc> = Vec::new();
     let mut account = RecordId::new();
@@ -210,8 +220,10 @@ fn seed(w: &World, n: usize) -> Vec<RecordId> {
             let v = Visit::planned(
                 w.meta("ana"),
                 account,
-                DeviceTime::utc(i as i64 * 60_000),
-                DeviceTime::utc(i as i64 * 60_000 + 1_800_000),
+                // 30 s apart from the start of yesterday: 20,000 visits span
+                // seven days, inside a rep's download window.
+                DeviceTime::utc(yesterday + i as i64 * 30_000),
+                DeviceTime::utc(yesterday + i as i64 * 30_000 + 1_800_000),
             );
             visits.push(v.meta.id);
             RecordDoc::create_stateful(&v, caller.actor_id.clone(), &actor, DeviceTime::utc(0))
@@ -271,14 +283,15 @@ fn hundred_devices(w: &World) -> (f64, f64) {
             )
         })
         .collect();
+    let yesterday = start_of_yesterday();
     for d in &devices {
         let account = RecordId::new();
         for r in 0..RECORDS {
             let v = Visit::planned(
                 w.meta(short(&d.person.email)),
                 account,
-                DeviceTime::utc(r as i64),
-                DeviceTime::utc(r as i64 + 1),
+                DeviceTime::utc(yesterday + DAY_MS + r as i64 * 60_000),
+                DeviceTime::utc(yesterday + DAY_MS + r as i64 * 60_000 + 1),
             );
             let id = d
                 .store()

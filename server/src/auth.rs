@@ -28,22 +28,52 @@ use sha2::{Digest, Sha256};
 use crate::accounts::{self, AccountError, DeviceRow, Rotation, UserRow};
 use crate::db::{Database, DbError, now_secs};
 use crate::error::{ApiError, ApiJson};
-use crate::settings::Settings;
+use crate::settings::{Secret, Settings};
 use crate::{AppState, on_pool};
 
 /// Seconds of clock skew tolerated on `exp`. Small, because access tokens are
 /// short-lived and every node of one deployment should share a clock.
 const LEEWAY_SECS: u64 = 5;
 
-/// Key id of the key generated and kept in the database.
-const STORED_KID: &str = "db-1";
+/// Key id of the first key generated and kept in the database.
+const FIRST_STORED_KID: &str = "db-1";
 
-/// The signing key and the rules tokens are made and checked with.
+/// How often a node reloads the stored keys on its own, so that a key made by
+/// `fieldsync keys rotate` starts signing everywhere within this time.
+pub const KEY_RELOAD_SECS: u64 = 60;
+
+/// Shortest time between two reloads forced by a token with an unknown key id
+/// (a token signed by another node with a key this node has not loaded yet).
+const FORCED_RELOAD_SECS: u64 = 2;
+
+/// Where the keys come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeySource {
+    /// `jwt_secret` (signs and verifies) and `jwt_previous_secrets` (verify only).
+    Configured,
+    /// The `signing_keys` table: the newest key not retired signs, every key not
+    /// retired verifies.
+    Database,
+}
+
+/// The keys in force: one signs, all verify.
+struct Keyring {
+    signing_kid: String,
+    signing: EncodingKey,
+    verifying: Vec<(String, DecodingKey)>,
+}
+
+/// The signing keys and the rules tokens are made and checked with.
+///
+/// Keys rotate without logging anyone out: a new key signs new tokens while the
+/// older ones still verify the tokens they signed, until an operator retires
+/// them (after at least one access-token lifetime). Every token names its key in
+/// the `kid` header.
 #[derive(Clone)]
 pub struct AuthKeys {
-    kid: String,
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+    source: KeySource,
+    ring: Arc<std::sync::RwLock<Keyring>>,
+    last_forced_reload: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
     validation: Validation,
     issuer: String,
     audience: String,
@@ -54,7 +84,8 @@ pub struct AuthKeys {
 impl std::fmt::Debug for AuthKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthKeys")
-            .field("kid", &self.kid)
+            .field("source", &self.source)
+            .field("signing_kid", &self.signing_kid())
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("access_ttl_secs", &self.access_ttl_secs)
@@ -83,27 +114,65 @@ pub struct Claims {
     pub exp: i64,
 }
 
+/// Why a token was not accepted by [`AuthKeys::verify`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum VerifyError {
+    /// The `kid` names no key this node holds (yet).
+    UnknownKey,
+    /// Anything else: bad signature, algorithm, claims, format.
+    Invalid,
+}
+
+/// The key id of a configured secret: derived from the secret, so replacing it
+/// changes the id and tokens of the old secret are told apart.
+fn configured_kid(secret: &Secret) -> String {
+    let digest = Sha256::digest(secret.expose().as_bytes());
+    format!("cfg-{}", hex::encode(&digest[..6]))
+}
+
 impl AuthKeys {
-    /// Keys from the configured secret, or from the one kept in the database
-    /// (generated on first start; the first node to insert it wins a race).
+    /// Keys from the settings (`jwt_secret` and `jwt_previous_secrets`), or
+    /// from the `signing_keys` table (the first is generated on first start;
+    /// the first node to insert it wins a race).
     pub async fn load(settings: &Settings, db: &Database) -> Result<AuthKeys, DbError> {
-        let (kid, secret) = match &settings.jwt_secret {
+        let (source, ring) = match &settings.jwt_secret {
             Some(secret) => {
-                // A key id derived from the key: rotating the key changes it, so a
-                // token signed with the old key is refused as "unknown key".
-                let digest = Sha256::digest(secret.expose().as_bytes());
-                (
-                    format!("cfg-{}", hex::encode(&digest[..6])),
-                    secret.expose().as_bytes().to_vec(),
-                )
+                let mut verifying = vec![(
+                    configured_kid(secret),
+                    DecodingKey::from_secret(secret.expose().as_bytes()),
+                )];
+                for old in &settings.jwt_previous_secrets {
+                    verifying.push((
+                        configured_kid(old),
+                        DecodingKey::from_secret(old.expose().as_bytes()),
+                    ));
+                }
+                let ring = Keyring {
+                    signing_kid: configured_kid(secret),
+                    signing: EncodingKey::from_secret(secret.expose().as_bytes()),
+                    verifying,
+                };
+                (KeySource::Configured, ring)
             }
-            None => (STORED_KID.to_owned(), stored_secret(db).await?),
+            None => {
+                ensure_first_key(db).await?;
+                (KeySource::Database, stored_ring(db).await?)
+            }
         };
-        Ok(AuthKeys::new(kid, &secret, settings))
+        Ok(AuthKeys::with_ring(source, ring, settings))
     }
 
-    /// Keys from raw parts (used by `load` and tests).
+    /// Keys from one raw secret (tests and tools).
     pub fn new(kid: String, secret: &[u8], settings: &Settings) -> AuthKeys {
+        let ring = Keyring {
+            signing_kid: kid.clone(),
+            signing: EncodingKey::from_secret(secret),
+            verifying: vec![(kid, DecodingKey::from_secret(secret))],
+        };
+        AuthKeys::with_ring(KeySource::Configured, ring, settings)
+    }
+
+    fn with_ring(source: KeySource, ring: Keyring, settings: &Settings) -> AuthKeys {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.algorithms = vec![Algorithm::HS256];
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
@@ -114,15 +183,46 @@ impl AuthKeys {
         // A token whose `nbf` lies in the future is refused too.
         validation.validate_nbf = true;
         AuthKeys {
-            kid,
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+            source,
+            ring: Arc::new(std::sync::RwLock::new(ring)),
+            last_forced_reload: Arc::new(std::sync::Mutex::new(None)),
             validation,
             issuer: settings.jwt_issuer.clone(),
             audience: settings.jwt_audience.clone(),
             access_ttl_secs: settings.access_token_ttl_secs,
             refresh_ttl_secs: settings.refresh_token_ttl_secs,
         }
+    }
+
+    fn read_ring(&self) -> std::sync::RwLockReadGuard<'_, Keyring> {
+        // A poisoned lock only means a panic elsewhere while swapping the ring;
+        // the ring itself is always whole (it is replaced in one assignment).
+        self.ring
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The key id new tokens are signed with.
+    pub fn signing_kid(&self) -> String {
+        self.read_ring().signing_kid.clone()
+    }
+
+    /// Re-reads the stored keys (no-op for configured secrets): picks up a key
+    /// made by `fieldsync keys rotate` on any node, and drops retired ones.
+    pub async fn reload(&self, db: &Database) -> Result<(), DbError> {
+        if self.source != KeySource::Database {
+            return Ok(());
+        }
+        let ring = stored_ring(db).await?;
+        let mut guard = self
+            .ring
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if guard.signing_kid != ring.signing_kid {
+            tracing::info!(kid = %ring.signing_kid, "signing with a new key");
+        }
+        *guard = ring;
+        Ok(())
     }
 
     /// A signed access token for `user` on `device`.
@@ -138,45 +238,198 @@ impl AuthKeys {
             iat: now,
             exp: now.saturating_add(i64::try_from(self.access_ttl_secs).unwrap_or(i64::MAX)),
         };
+        let ring = self.read_ring();
         let mut header = Header::new(Algorithm::HS256);
-        header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, &claims, &self.encoding)
+        header.kid = Some(ring.signing_kid.clone());
+        jsonwebtoken::encode(&header, &claims, &ring.signing)
             .map_err(|e| ApiError::Internal(anyhow::anyhow!("signing a token failed: {e}")))
     }
 
-    /// The claims of a valid token; any defect is `invalid_token`.
-    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| ApiError::InvalidToken)?;
-        if header.kid.as_deref() != Some(self.kid.as_str()) {
-            return Err(ApiError::InvalidToken);
-        }
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+    /// The claims of a valid token.
+    pub fn verify(&self, token: &str) -> Result<Claims, VerifyError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Invalid)?;
+        let kid = header.kid.ok_or(VerifyError::Invalid)?;
+        let ring = self.read_ring();
+        let key = ring
+            .verifying
+            .iter()
+            .find(|(k, _)| *k == kid)
+            .map(|(_, key)| key)
+            .ok_or(VerifyError::UnknownKey)?;
+        jsonwebtoken::decode::<Claims>(token, key, &self.validation)
             .map(|data| data.claims)
-            .map_err(|_| ApiError::InvalidToken)
+            .map_err(|_| VerifyError::Invalid)
+    }
+
+    /// [`verify`](Self::verify), reloading the stored keys once when the token
+    /// names a key this node does not hold (another node may have rotated).
+    /// Forced reloads are spaced out so forged key ids cannot hammer the database.
+    pub async fn authenticate(&self, token: &str, db: &Database) -> Result<Claims, ApiError> {
+        match self.verify(token) {
+            Ok(claims) => Ok(claims),
+            Err(VerifyError::Invalid) => Err(ApiError::InvalidToken),
+            Err(VerifyError::UnknownKey) => {
+                if self.source != KeySource::Database || !self.may_force_reload() {
+                    return Err(ApiError::InvalidToken);
+                }
+                self.reload(db).await.map_err(ApiError::Unavailable)?;
+                self.verify(token).map_err(|_| ApiError::InvalidToken)
+            }
+        }
+    }
+
+    fn may_force_reload(&self) -> bool {
+        let mut last = self
+            .last_forced_reload
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        match *last {
+            Some(at) if now.duration_since(at).as_secs() < FORCED_RELOAD_SECS => false,
+            _ => {
+                *last = Some(now);
+                true
+            }
+        }
     }
 }
 
-/// The stored signing key, generated if missing. Insert-then-read, so two nodes
-/// starting together on one database end up with the same key.
-async fn stored_secret(db: &Database) -> Result<Vec<u8>, DbError> {
+/// Generates the first stored key if the table is empty. Insert-then-read, so
+/// two nodes starting together on one database end up with the same key.
+async fn ensure_first_key(db: &Database) -> Result<(), DbError> {
     let mut fresh = [0u8; 32];
     rand::fill(&mut fresh[..]);
-    let secret: Vec<u8> = on_pool!(db, |pool, _uuid| {
+    on_pool!(db, |pool, _uuid| {
         sqlx::query(
             "INSERT INTO signing_keys (kid, secret, created_at) VALUES ($1, $2, $3) \
              ON CONFLICT (kid) DO NOTHING",
         )
-        .bind(STORED_KID)
+        .bind(FIRST_STORED_KID)
         .bind(&fresh[..])
         .bind(now_secs())
         .execute(pool)
         .await?;
-        sqlx::query_scalar("SELECT secret FROM signing_keys WHERE kid = $1")
-            .bind(STORED_KID)
-            .fetch_one(pool)
-            .await?
     });
-    Ok(secret)
+    Ok(())
+}
+
+/// A stored signing key as `fieldsync keys list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    /// Key id (the token header's `kid`).
+    pub kid: String,
+    /// When it was made (Unix seconds).
+    pub created_at: i64,
+    /// When it was retired, if it was.
+    pub retired_at: Option<i64>,
+}
+
+/// Every stored key, newest first.
+pub async fn stored_keys(db: &Database) -> Result<Vec<StoredKey>, DbError> {
+    let rows: Vec<(String, i64, Option<i64>)> = on_pool!(db, |pool, _uuid| {
+        sqlx::query_as(
+            "SELECT kid, created_at, retired_at FROM signing_keys \
+             ORDER BY created_at DESC, kid DESC",
+        )
+        .fetch_all(pool)
+        .await?
+    });
+    Ok(rows
+        .into_iter()
+        .map(|(kid, created_at, retired_at)| StoredKey {
+            kid,
+            created_at,
+            retired_at,
+        })
+        .collect())
+}
+
+/// Makes a new stored key, which signs from now on (on other nodes within
+/// [`KEY_RELOAD_SECS`]). Older keys keep verifying until retired.
+pub async fn rotate_key(db: &Database) -> Result<String, DbError> {
+    let mut secret = [0u8; 32];
+    rand::fill(&mut secret[..]);
+    let mut id = [0u8; 6];
+    rand::fill(&mut id[..]);
+    let kid = format!("db-{}", hex::encode(id));
+    // One second later than the newest key at least, so "newest" is never a tie.
+    let newest = stored_keys(db).await?.first().map_or(0, |k| k.created_at);
+    let created_at = now_secs().max(newest.saturating_add(1));
+    on_pool!(db, |pool, _uuid| {
+        sqlx::query("INSERT INTO signing_keys (kid, secret, created_at) VALUES ($1, $2, $3)")
+            .bind(&kid)
+            .bind(&secret[..])
+            .bind(created_at)
+            .execute(pool)
+            .await?;
+    });
+    Ok(kid)
+}
+
+/// Why a key could not be retired.
+#[derive(Debug, thiserror::Error)]
+pub enum RetireError {
+    /// No such key.
+    #[error("there is no signing key {0:?}; `fieldsync keys list` shows them")]
+    Unknown(String),
+    /// Retiring it would leave nothing to sign with.
+    #[error("{0:?} is the only key in force; run `fieldsync keys rotate` first")]
+    LastKey(String),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// Retires a stored key: tokens it signed are refused from the next reload on
+/// (at once on a node that restarts, within [`KEY_RELOAD_SECS`] elsewhere).
+pub async fn retire_key(db: &Database, kid: &str) -> Result<(), RetireError> {
+    let keys = stored_keys(db).await?;
+    let Some(key) = keys.iter().find(|k| k.kid == kid) else {
+        return Err(RetireError::Unknown(kid.to_owned()));
+    };
+    if key.retired_at.is_some() {
+        return Ok(());
+    }
+    if keys.iter().filter(|k| k.retired_at.is_none()).count() < 2 {
+        return Err(RetireError::LastKey(kid.to_owned()));
+    }
+    let retire = async {
+        on_pool!(db, |pool, _uuid| {
+            sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE kid = $2")
+                .bind(now_secs())
+                .bind(kid)
+                .execute(pool)
+                .await?;
+        });
+        Ok::<(), DbError>(())
+    };
+    retire.await?;
+    Ok(())
+}
+
+/// The stored keys in force: the newest signs, all verify.
+async fn stored_ring(db: &Database) -> Result<Keyring, DbError> {
+    let rows: Vec<(String, Vec<u8>)> = on_pool!(db, |pool, _uuid| {
+        sqlx::query_as(
+            "SELECT kid, secret FROM signing_keys WHERE retired_at IS NULL \
+             ORDER BY created_at DESC, kid DESC",
+        )
+        .fetch_all(pool)
+        .await?
+    });
+    let Some((signing_kid, signing_secret)) = rows.first().cloned() else {
+        return Err(DbError::Corrupt(
+            "no signing key is in force; run `fieldsync keys rotate`".to_owned(),
+        ));
+    };
+    Ok(Keyring {
+        signing_kid,
+        signing: EncodingKey::from_secret(&signing_secret),
+        verifying: rows
+            .iter()
+            .map(|(kid, secret)| (kid.clone(), DecodingKey::from_secret(secret)))
+            .collect(),
+    })
 }
 
 /// The authenticated caller of a request: a valid access token whose device is
@@ -221,7 +474,7 @@ impl FromRequestParts<Arc<AppState>> for AuthUser {
             })
             .map(str::trim)
             .ok_or(ApiError::InvalidToken)?;
-        let claims = state.keys.verify(token)?;
+        let claims = state.keys.authenticate(token, &state.db).await?;
         // Counted once the token is genuine, before any database work.
         state.limits.request(&claims.dev.to_string())?;
         let device = accounts::device_by_id(&state.db, claims.dev)

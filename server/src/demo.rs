@@ -121,6 +121,7 @@ impl Seeder<'_> {
             team: Some(by.team),
             territory: Some(self.territory),
             actor_id: by.actor_id.clone(),
+            window: None,
         };
         let resp = store::push(
             self.db,
@@ -438,6 +439,7 @@ pub async fn seed(db: &Database, slug: &str) -> anyhow::Result<DemoSummary> {
                 team: None,
                 territory: None,
                 actor_id: ActorId::random(),
+                window: None,
             },
             a.meta.id,
         )
@@ -509,6 +511,7 @@ async fn push_changes(
         team: Some(by.team),
         territory: Some(s.territory),
         actor_id: by.actor_id.clone(),
+        window: None,
     };
     let resp = store::push(
         s.db,

@@ -16,6 +16,7 @@ pub mod demo;
 pub mod devices;
 pub mod error;
 pub mod limits;
+pub mod scope;
 pub mod settings;
 pub mod store;
 pub mod sync;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub gate: Arc<store::WriteGate>,
     /// Request and login rate limits of this node.
     pub limits: Arc<limits::Limits>,
+    /// Which dated records reach each role's devices.
+    pub scope: scope::ScopeSettings,
 }
 
 /// The HTTP routes.
@@ -108,10 +111,27 @@ pub async fn launch_with_tcp_listener(
             settings.requests_per_minute,
             settings.logins_per_minute,
         )),
+        scope: settings.scope,
     });
+    // Picks up keys rotated by `fieldsync keys rotate` (on any node).
+    let reloader = {
+        let (keys, db) = (state.keys.clone(), db.clone());
+        tokio::spawn(async move {
+            let mut tick =
+                tokio::time::interval(std::time::Duration::from_secs(auth::KEY_RELOAD_SECS));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = keys.reload(&db).await {
+                    tracing::warn!(error = %e, "could not reload the signing keys");
+                }
+            }
+        })
+    };
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await?;
+    reloader.abort();
     db.close().await;
     tracing::info!("fieldsync stopped");
     Ok(())

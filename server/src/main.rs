@@ -9,7 +9,9 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use fieldsync_core::model::Role;
 use fieldsync_server::accounts::{self, NewUser};
-use fieldsync_server::{Settings, SettingsArgs, launch_with_tcp_listener, open_database};
+use fieldsync_server::{
+    AuthKeys, Settings, SettingsArgs, auth, launch_with_tcp_listener, open_database,
+};
 use tracing_subscriber::EnvFilter;
 
 /// Fieldsync: offline-first sync for field sales and field service.
@@ -32,6 +34,9 @@ enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage the stored token-signing keys (rotate without logging anyone out).
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Seed a demo organisation (a manager, three reps, two technicians, accounts,
     /// a week of visits, orders and jobs) and print its logins.
     Demo(DemoArgs),
@@ -83,6 +88,26 @@ struct OrgInit {
     /// Read the administrator's password from the first line of standard input.
     #[arg(long, conflicts_with = "admin_password")]
     admin_password_stdin: bool,
+    #[command(flatten)]
+    settings: SettingsArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// List the stored signing keys, newest first, and which one signs.
+    List(SettingsArgs),
+    /// Make a new key; it signs new tokens from now on (on running nodes within
+    /// a minute) while older keys keep verifying the tokens they signed.
+    Rotate(SettingsArgs),
+    /// Retire a key: tokens it signed are refused (wait one access-token lifetime
+    /// after a rotation, or retire at once after a leak).
+    Retire(KeysRetire),
+}
+
+#[derive(Debug, Args)]
+struct KeysRetire {
+    /// The key id (`kid`), as `fieldsync keys list` shows it.
+    kid: String,
     #[command(flatten)]
     settings: SettingsArgs,
 }
@@ -149,6 +174,7 @@ fn main() -> ExitCode {
             Command::Org(OrgCommand::Init(init)) => org_init(init).await,
             Command::User(UserCommand::Add(add)) => user_add(add).await,
             Command::Demo(args) => demo(args).await,
+            Command::Keys(command) => keys(command).await,
             Command::Migrate(args) => {
                 let db = open_database(&args.resolve()?).await?;
                 println!(
@@ -168,6 +194,64 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn keys(command: KeysCommand) -> anyhow::Result<()> {
+    let args = match &command {
+        KeysCommand::List(a) | KeysCommand::Rotate(a) => a,
+        KeysCommand::Retire(r) => &r.settings,
+    };
+    let settings = args.resolve()?;
+    if settings.jwt_secret.is_some() {
+        anyhow::bail!(
+            "this server signs with the configured jwt_secret; rotate it by moving the old \
+             secret to jwt_previous_secrets and setting a new jwt_secret"
+        );
+    }
+    let db = open_database(&settings).await?;
+    let result = async {
+        match command {
+            KeysCommand::List(_) => {
+                // Makes the first key if there is none yet, as a server start would.
+                AuthKeys::load(&settings, &db).await?;
+                let keys = auth::stored_keys(&db).await?;
+                let signing = keys
+                    .iter()
+                    .find(|k| k.retired_at.is_none())
+                    .map(|k| k.kid.clone());
+                for k in keys {
+                    let state = match k.retired_at {
+                        Some(at) => format!("retired at {at}"),
+                        None if Some(&k.kid) == signing.as_ref() => "signing".to_owned(),
+                        None => "verifying".to_owned(),
+                    };
+                    println!("{}\tcreated {}\t{state}", k.kid, k.created_at);
+                }
+            }
+            KeysCommand::Rotate(_) => {
+                AuthKeys::load(&settings, &db).await?;
+                let kid = auth::rotate_key(&db).await?;
+                println!(
+                    "fieldsync: new signing key {kid}; running nodes sign with it within {} s. \
+                     Retire the old key after one access-token lifetime ({} s) with \
+                     `fieldsync keys retire <kid>`",
+                    auth::KEY_RELOAD_SECS,
+                    settings.access_token_ttl_secs
+                );
+            }
+            KeysCommand::Retire(r) => {
+                auth::retire_key(&db, &r.kid).await?;
+                println!(
+                    "fieldsync: key {} retired; tokens it signed are refused",
+                    r.kid
+                );
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    db.close().await;
+    result
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::scope::ScopeSettings;
+
 /// Shortest accepted JWT signing key, in bytes (HS256 wants at least 256 bits).
 pub const MIN_JWT_SECRET_LEN: usize = 32;
 
@@ -61,6 +63,9 @@ pub struct Settings {
     /// HS256 signing key. `None`: a key generated on first start and kept in the
     /// database, so every node sharing it agrees and restarts log nobody out.
     pub jwt_secret: Option<Secret>,
+    /// Earlier `jwt_secret`s, still accepted on tokens they signed (verify only):
+    /// rotating a configured key logs nobody out. Drop one after an access-token lifetime.
+    pub jwt_previous_secrets: Vec<Secret>,
     /// `iss` claim written and required.
     pub jwt_issuer: String,
     /// `aud` claim written and required.
@@ -74,6 +79,8 @@ pub struct Settings {
     pub requests_per_minute: u32,
     /// Login attempts per organisation and email per minute, per node (0: no limit).
     pub logins_per_minute: u32,
+    /// Which dated records reach each role's devices (see [`crate::scope`]).
+    pub scope: ScopeSettings,
 }
 
 impl Default for Settings {
@@ -84,12 +91,14 @@ impl Default for Settings {
             database_url: None,
             db_max_connections: 16,
             jwt_secret: None,
+            jwt_previous_secrets: Vec::new(),
             jwt_issuer: "fieldsync".to_owned(),
             jwt_audience: "fieldsync-api".to_owned(),
             access_token_ttl_secs: 15 * 60,
             refresh_token_ttl_secs: 30 * 24 * 3600,
             requests_per_minute: 600,
             logins_per_minute: 10,
+            scope: ScopeSettings::default(),
         }
     }
 }
@@ -113,6 +122,16 @@ impl Settings {
                  generate one with `openssl rand -hex 32`, or leave it unset to let the server keep one in the database"
             )));
         }
+        if self
+            .jwt_previous_secrets
+            .iter()
+            .any(|s| s.expose().len() < MIN_JWT_SECRET_LEN)
+        {
+            return Err(SettingsError::Invalid(format!(
+                "every jwt_previous_secrets entry must be at least {MIN_JWT_SECRET_LEN} bytes"
+            )));
+        }
+        self.scope.validate()?;
         if self.access_token_ttl_secs == 0 || self.refresh_token_ttl_secs == 0 {
             return Err(SettingsError::Invalid(
                 "token lifetimes must be at least one second".to_owned(),
@@ -130,10 +149,12 @@ impl fmt::Debug for Settings {
             .field("database_url", &redact(&self.database_url()))
             .field("db_max_connections", &self.db_max_connections)
             .field("jwt_secret", &self.jwt_secret)
+            .field("jwt_previous_secrets", &self.jwt_previous_secrets)
             .field("jwt_issuer", &self.jwt_issuer)
             .field("jwt_audience", &self.jwt_audience)
             .field("access_token_ttl_secs", &self.access_token_ttl_secs)
             .field("refresh_token_ttl_secs", &self.refresh_token_ttl_secs)
+            .field("scope", &self.scope)
             .finish()
     }
 }
@@ -171,12 +192,14 @@ struct FileSettings {
     database_url: Option<String>,
     db_max_connections: Option<u32>,
     jwt_secret: Option<Secret>,
+    jwt_previous_secrets: Option<Vec<Secret>>,
     jwt_issuer: Option<String>,
     jwt_audience: Option<String>,
     access_token_ttl_secs: Option<u64>,
     refresh_token_ttl_secs: Option<u64>,
     requests_per_minute: Option<u32>,
     logins_per_minute: Option<u32>,
+    scope: Option<ScopeSettings>,
 }
 
 /// The flags and environment variables of every command that opens the database.
@@ -206,6 +229,15 @@ pub struct SettingsArgs {
     /// HS256 signing key for access tokens, at least 32 bytes [default: generated and kept in the database].
     #[arg(long, env = "FIELDSYNC_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<Secret>,
+
+    /// Earlier signing keys, comma-separated, still accepted on the tokens they signed.
+    #[arg(
+        long,
+        env = "FIELDSYNC_JWT_PREVIOUS_SECRETS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub jwt_previous_secrets: Option<Vec<Secret>>,
 
     /// `iss` claim of access tokens [default: fieldsync].
     #[arg(long, env = "FIELDSYNC_JWT_ISSUER")]
@@ -265,6 +297,11 @@ impl SettingsArgs {
                 .or(file.db_max_connections)
                 .unwrap_or(d.db_max_connections),
             jwt_secret: self.jwt_secret.clone().or(file.jwt_secret),
+            jwt_previous_secrets: self
+                .jwt_previous_secrets
+                .clone()
+                .or(file.jwt_previous_secrets)
+                .unwrap_or_default(),
             jwt_issuer: self
                 .jwt_issuer
                 .clone()
@@ -291,6 +328,7 @@ impl SettingsArgs {
                 .logins_per_minute
                 .or(file.logins_per_minute)
                 .unwrap_or(d.logins_per_minute),
+            scope: file.scope.unwrap_or(d.scope),
         };
         settings.validate()?;
         Ok(settings)

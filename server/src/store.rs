@@ -37,10 +37,11 @@ use fieldsync_core::model::{
 };
 use fieldsync_core::protocol::{
     PrimeRequest, PrimeResponse, PullRequest, PullResponse, PushOutcome, PushRequest, PushResponse,
-    PushResult, RecordChanges, RejectCode, Rejection, RepairRequest, Snapshot,
+    PushResult, RecordChanges, RejectCode, Rejection, RepairRequest, ScopeWindow, Snapshot,
 };
 use fieldsync_core::{OrgId, RecordId, TeamId, TerritoryId};
 use serde_bytes::ByteBuf;
+use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
 use crate::db::{Database, DbError, now_secs, parse_uuid};
@@ -52,6 +53,9 @@ pub const MAX_PUSH_RECORDS: usize = 1_000;
 pub const MAX_PULL_CHANGES: u32 = 10_000;
 /// Most snapshots one prime page returns.
 pub const MAX_PRIME_RECORDS: u32 = 5_000;
+/// Largest record: its saved document after a merge. Records hold text and
+/// numbers; photos and documents travel as attachments.
+pub const MAX_DOC_BYTES: usize = 1024 * 1024;
 /// How many times a push is retried when a concurrent push created the same record.
 const PUSH_ATTEMPTS: usize = 3;
 
@@ -68,6 +72,28 @@ pub struct Caller {
     pub territory: Option<TerritoryId>,
     /// The Automerge actor every new change of this caller must be made under.
     pub actor_id: automerge::ActorId,
+    /// Today's window of dated records for the caller's role (`None`: every
+    /// date). Limits downloads only; see [`crate::scope`].
+    pub window: Option<ScopeWindow>,
+}
+
+impl Caller {
+    /// The window's bounds for a query (every date when there is none).
+    fn window_bounds(&self) -> (i64, i64) {
+        self.window
+            .map_or((i64::MIN, i64::MAX), |w| (w.from_ms, w.to_ms))
+    }
+}
+
+/// `kind IN (...)` of the dated kinds, for queries over `records r`. Queries
+/// that splice it in are marked `AssertSqlSafe`: it is built from the fixed
+/// kind names, never from input.
+fn dated_kinds_sql() -> String {
+    let names: Vec<String> = crate::scope::DATED_KINDS
+        .iter()
+        .map(|k| format!("'{}'", k.as_str()))
+        .collect();
+    format!("r.kind IN ({})", names.join(", "))
 }
 
 impl Caller {
@@ -208,6 +234,22 @@ fn decide(
             )
         });
     }
+    let too_large = |size: usize| Rejection {
+        code: RejectCode::TooLarge,
+        message: format!(
+            "record {} would hold {} KiB; a record holds at most {} KiB \
+             (photos and documents belong in attachments)",
+            rec.id,
+            size / 1024,
+            MAX_DOC_BYTES / 1024
+        ),
+        retryable: false,
+        server_doc: server_doc(),
+    };
+    let incoming: usize = rec.changes.iter().map(|c| c.len()).sum();
+    if incoming > MAX_DOC_BYTES {
+        return Err(too_large(incoming));
+    }
     let raw: Vec<Vec<u8>> = rec.changes.iter().map(|c| c.to_vec()).collect();
     let merged = merge_incoming(
         existing.as_ref(),
@@ -241,11 +283,15 @@ fn decide(
             "you may create records for yourself only; a manager creates them for the team",
         ));
     }
+    let saved = doc.save();
+    if saved.len() > MAX_DOC_BYTES {
+        return Err(too_large(saved.len()));
+    }
     Ok((
         Some(Write {
             id: rec.id,
             is_new: existing.is_none(),
-            doc: doc.save(),
+            doc: saved,
             projection,
             changes: new_changes
                 .into_iter()
@@ -448,17 +494,45 @@ async fn push_once(
                 last_seq = seq;
             }
             let p = &w.projection;
+            // The record's date for download windows: its own start, else its
+            // parent's, else what it had, else now.
+            let anchor_ms = match p.start_ms {
+                Some(ms) => ms,
+                None => {
+                    let mut found: Option<i64> = None;
+                    for id in [p.parent_id, Some(w.id)].into_iter().flatten() {
+                        let anchor: Option<Option<i64>> = sqlx::query_scalar(
+                            "SELECT anchor_ms FROM records WHERE id = $1 AND org_id = $2",
+                        )
+                        .bind(uuid(*id.as_uuid()))
+                        .bind(uuid(org))
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        if let Some(Some(ms)) = anchor {
+                            found = Some(ms);
+                            break;
+                        }
+                    }
+                    found.unwrap_or_else(|| now.saturating_mul(1000))
+                }
+            };
+            // A new record's anchor dates from its creation; a changed one from this push.
+            let anchor_seq = if w.is_new { first_seq } else { last_seq };
             sqlx::query(
                 "INSERT INTO records (id, org_id, kind, doc, status, owner_id, team_id, \
                  territory_id, account_id, parent_id, start_ms, deleted, created_seq, \
-                 updated_seq, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15) \
+                 updated_seq, created_at, updated_at, anchor_ms, anchor_seq) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, \
+                 $16, $17) \
                  ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, status = excluded.status, \
                  owner_id = excluded.owner_id, team_id = excluded.team_id, \
                  territory_id = excluded.territory_id, account_id = excluded.account_id, \
                  parent_id = excluded.parent_id, start_ms = excluded.start_ms, \
                  deleted = excluded.deleted, updated_seq = excluded.updated_seq, \
-                 updated_at = excluded.updated_at",
+                 updated_at = excluded.updated_at, \
+                 anchor_seq = CASE WHEN records.anchor_ms IS DISTINCT FROM excluded.anchor_ms \
+                 THEN excluded.anchor_seq ELSE records.anchor_seq END, \
+                 anchor_ms = excluded.anchor_ms",
             )
             .bind(uuid(*w.id.as_uuid()))
             .bind(uuid(org))
@@ -475,6 +549,8 @@ async fn push_once(
             .bind(first_seq)
             .bind(last_seq)
             .bind(now)
+            .bind(anchor_ms)
+            .bind(anchor_seq)
             .execute(&mut *tx)
             .await?;
 
@@ -637,6 +713,12 @@ fn parse_record_id(text: &str) -> Result<RecordId, DbError> {
 
 /// Serves one page of the feed after `req.cursor`, in the caller's scope,
 /// leaving out the changes the calling device pushed itself.
+///
+/// Dated records come only while their anchor lies in the caller's window.
+/// Records that entered it since the window the device names (time moved on,
+/// or the record was rescheduled) come with their whole history, like records
+/// granted to the caller since the cursor; records that left it are named in
+/// `removed`.
 pub async fn pull(
     db: &Database,
     caller: &Caller,
@@ -653,28 +735,62 @@ pub async fn pull(
         .unwrap_or_default();
     let p = caller.principals();
     let org = *caller.org.as_uuid();
+    let (lo, hi) = caller.window_bounds();
+    // The window the device holds; without one, the current one (nothing moved).
+    let (old_lo, old_hi) = match (req.window, caller.window) {
+        (Some(w), Some(_)) => (w.from_ms, w.to_ms),
+        _ => (lo, hi),
+    };
+    let dated = dated_kinds_sql();
+    let in_scope = "EXISTS (SELECT 1 FROM record_scope s WHERE s.record_id = r.id \
+         AND s.principal IN ($4, $5, $6, $7, $8))";
     // Administrators read through `o:<org>`, which every record carries.
-    let sql = "SELECT l.seq, CAST(l.record_id AS TEXT), r.kind, l.change \
+    let feed_sql = format!(
+        "SELECT l.seq, CAST(l.record_id AS TEXT), r.kind, l.change \
          FROM change_log l JOIN records r ON r.id = l.record_id \
-         WHERE l.org_id = $1 AND l.seq > $2 AND l.seq <= $3 \
-         AND EXISTS (SELECT 1 FROM record_scope s WHERE s.record_id = l.record_id \
-         AND s.principal IN ($4, $5, $6, $7, $8)) \
+         WHERE l.org_id = $1 AND l.seq > $2 AND l.seq <= $3 AND {in_scope} \
          AND (l.device_id IS NULL OR l.device_id <> $10) \
-         ORDER BY l.seq LIMIT $9";
-    let (rows, granted) = on_pool!(db, |pool, uuid| {
-        let mut rows: Vec<(i64, String, String, Vec<u8>)> = sqlx::query_as(sql)
-            .bind(uuid(org))
-            .bind(cursor)
-            .bind(head)
-            .bind(&p[0])
-            .bind(&p[1])
-            .bind(&p[2])
-            .bind(&p[3])
-            .bind(&p[4])
-            .bind(i64::from(max) + 1)
-            .bind(uuid(device))
-            .fetch_all(pool)
-            .await?;
+         AND (NOT {dated} OR r.anchor_ms IS NULL OR (r.anchor_ms >= $11 AND r.anchor_ms < $12)) \
+         ORDER BY l.seq LIMIT $9"
+    );
+    // Dated records in the window now that the device may lack: out of its old
+    // window, or moved into this one since the cursor (not just created: the
+    // feed carries new records whole).
+    let entering_sql = format!(
+        "SELECT CAST(r.id AS TEXT) FROM records r \
+         WHERE r.org_id = $1 AND {dated} AND r.created_seq <= $2 AND r.created_seq <= $3 \
+         AND r.anchor_ms >= $9 AND r.anchor_ms < $10 \
+         AND (r.anchor_ms < $11 OR r.anchor_ms >= $12 \
+              OR (r.anchor_seq > $2 AND r.anchor_seq <> r.created_seq)) \
+         AND {in_scope}"
+    );
+    // Dated records the device may hold that are out of the window now.
+    let leaving_sql = format!(
+        "SELECT CAST(r.id AS TEXT) FROM records r \
+         WHERE r.org_id = $1 AND {dated} AND r.created_seq <= $2 AND r.created_seq <= $3 \
+         AND NOT (r.anchor_ms >= $9 AND r.anchor_ms < $10) \
+         AND ((r.anchor_ms >= $11 AND r.anchor_ms < $12) \
+              OR (r.anchor_seq > $2 AND r.anchor_seq <> r.created_seq)) \
+         AND {in_scope}"
+    );
+    let windowed = caller.window.is_some();
+    let (rows, full, removed) = on_pool!(db, |pool, uuid| {
+        let mut rows: Vec<(i64, String, String, Vec<u8>)> =
+            sqlx::query_as(AssertSqlSafe(feed_sql.as_str()))
+                .bind(uuid(org))
+                .bind(cursor)
+                .bind(head)
+                .bind(&p[0])
+                .bind(&p[1])
+                .bind(&p[2])
+                .bind(&p[3])
+                .bind(&p[4])
+                .bind(i64::from(max) + 1)
+                .bind(uuid(device))
+                .bind(lo)
+                .bind(hi)
+                .fetch_all(pool)
+                .await?;
         let more = rows.len() > max as usize;
         rows.truncate(max as usize);
         let next = if more {
@@ -682,22 +798,52 @@ pub async fn pull(
         } else {
             head
         };
-        // Records granted to the caller after the cursor: their whole history.
-        let granted_ids: Vec<String> = sqlx::query_scalar(
-            "SELECT DISTINCT CAST(record_id AS TEXT) FROM record_scope \
-             WHERE principal IN ($1, $2, $3, $4, $5) AND granted_seq > $6 AND granted_seq <= $7",
-        )
-        .bind(&p[0])
-        .bind(&p[1])
-        .bind(&p[2])
-        .bind(&p[3])
-        .bind(&p[4])
-        .bind(cursor)
-        .bind(next)
-        .fetch_all(pool)
-        .await?;
-        let mut granted: Vec<(String, String, Vec<Vec<u8>>)> = Vec::new();
-        for id in granted_ids {
+        // Records granted to the caller after the cursor: their whole history
+        // (dated ones only while in the window).
+        let granted_sql = format!(
+            "SELECT DISTINCT CAST(s.record_id AS TEXT) FROM record_scope s \
+             JOIN records r ON r.id = s.record_id \
+             WHERE s.principal IN ($1, $2, $3, $4, $5) AND s.granted_seq > $6 \
+             AND s.granted_seq <= $7 \
+             AND (NOT {dated} OR r.anchor_ms IS NULL OR (r.anchor_ms >= $8 AND r.anchor_ms < $9))"
+        );
+        let mut full_ids: Vec<String> = sqlx::query_scalar(AssertSqlSafe(granted_sql.as_str()))
+            .bind(&p[0])
+            .bind(&p[1])
+            .bind(&p[2])
+            .bind(&p[3])
+            .bind(&p[4])
+            .bind(cursor)
+            .bind(next)
+            .bind(lo)
+            .bind(hi)
+            .fetch_all(pool)
+            .await?;
+        let mut removed: Vec<String> = Vec::new();
+        if windowed && cursor > 0 {
+            for (sql, out) in [(&entering_sql, &mut full_ids), (&leaving_sql, &mut removed)] {
+                let ids: Vec<String> = sqlx::query_scalar(AssertSqlSafe(sql.as_str()))
+                    .bind(uuid(org))
+                    .bind(cursor)
+                    .bind(next)
+                    .bind(&p[0])
+                    .bind(&p[1])
+                    .bind(&p[2])
+                    .bind(&p[3])
+                    .bind(&p[4])
+                    .bind(lo)
+                    .bind(hi)
+                    .bind(old_lo)
+                    .bind(old_hi)
+                    .fetch_all(pool)
+                    .await?;
+                out.extend(ids);
+            }
+        }
+        full_ids.sort();
+        full_ids.dedup();
+        let mut full: Vec<(String, String, Vec<Vec<u8>>)> = Vec::new();
+        for id in full_ids {
             let record = parse_uuid(&id)?;
             let kind: Option<String> =
                 sqlx::query_scalar("SELECT kind FROM records WHERE id = $1 AND org_id = $2")
@@ -713,9 +859,9 @@ pub async fn pull(
             .bind(next)
             .fetch_all(pool)
             .await?;
-            granted.push((id, kind, changes));
+            full.push((id, kind, changes));
         }
-        ((rows, more, next), granted)
+        ((rows, more, next), full, removed)
     });
     let (rows, more, next) = rows;
     let mut records: Vec<RecordChanges> = Vec::new();
@@ -737,7 +883,7 @@ pub async fn pull(
         records[i].changes.push(ByteBuf::from(change));
         Ok(())
     };
-    for (id, kind, changes) in granted {
+    for (id, kind, changes) in full {
         for change in changes {
             add(&id, &kind, change)?;
         }
@@ -745,16 +891,21 @@ pub async fn pull(
     for (_, id, kind, change) in rows {
         add(&id, &kind, change)?;
     }
-    // A granted record's history and its feed entries may overlap; send each change once.
+    // A whole history and its feed entries may overlap; send each change once.
     for r in &mut records {
         let mut seen = std::collections::HashSet::new();
         r.changes.retain(|c| seen.insert(c.to_vec()));
     }
+    let removed = removed
+        .iter()
+        .map(|id| parse_record_id(id))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(PullResponse {
         records,
-        removed: Vec::new(),
+        removed,
         next_cursor: u64::try_from(next).unwrap_or(0),
         more,
+        window: caller.window,
     })
 }
 
@@ -788,12 +939,15 @@ pub async fn prime(
     let max = req.max_records.clamp(1, MAX_PRIME_RECORDS);
     let p = caller.principals();
     let org = *caller.org.as_uuid();
+    let (lo, hi) = caller.window_bounds();
+    let dated = dated_kinds_sql();
     let sql = if req.after.is_some() {
         "SELECT CAST(r.id AS TEXT), r.kind, r.doc, r.status, CAST(r.owner_id AS TEXT), \
          CAST(r.team_id AS TEXT), CAST(r.territory_id AS TEXT), CAST(r.account_id AS TEXT), \
          CAST(r.parent_id AS TEXT), r.start_ms, r.deleted FROM records r \
          WHERE r.org_id = $1 AND r.id > $2 AND EXISTS (SELECT 1 FROM record_scope s \
          WHERE s.record_id = r.id AND s.principal IN ($3, $4, $5, $6, $7)) \
+         AND (NOT DATED OR r.anchor_ms IS NULL OR (r.anchor_ms >= $9 AND r.anchor_ms < $10)) \
          ORDER BY r.id LIMIT $8"
     } else {
         "SELECT CAST(r.id AS TEXT), r.kind, r.doc, r.status, CAST(r.owner_id AS TEXT), \
@@ -801,10 +955,12 @@ pub async fn prime(
          CAST(r.parent_id AS TEXT), r.start_ms, r.deleted FROM records r \
          WHERE r.org_id = $1 AND $2 IS NULL AND EXISTS (SELECT 1 FROM record_scope s \
          WHERE s.record_id = r.id AND s.principal IN ($3, $4, $5, $6, $7)) \
+         AND (NOT DATED OR r.anchor_ms IS NULL OR (r.anchor_ms >= $9 AND r.anchor_ms < $10)) \
          ORDER BY r.id LIMIT $8"
-    };
+    }
+    .replace("DATED", &dated);
     let mut rows: Vec<SnapshotRow> = on_pool!(db, |pool, uuid| {
-        sqlx::query_as(sql)
+        sqlx::query_as(AssertSqlSafe(sql.as_str()))
             .bind(uuid(org))
             .bind(req.after.map(|a| uuid(*a.as_uuid())))
             .bind(&p[0])
@@ -813,6 +969,8 @@ pub async fn prime(
             .bind(&p[3])
             .bind(&p[4])
             .bind(i64::from(max) + 1)
+            .bind(lo)
+            .bind(hi)
             .fetch_all(pool)
             .await?
     });
@@ -851,6 +1009,7 @@ pub async fn prime(
         },
         snapshots,
         cursor: u64::try_from(cursor).unwrap_or(0),
+        window: caller.window,
     })
 }
 

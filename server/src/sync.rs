@@ -94,8 +94,8 @@ fn check_version(headers: &HeaderMap) -> Result<u16, ApiError> {
     protocol::negotiate(offered).map_err(|e| ApiError::ProtocolUnsupported(e.to_string()))
 }
 
-/// The store's view of an authenticated user.
-pub fn caller(user: &AuthUser) -> Result<Caller, ApiError> {
+/// The store's view of an authenticated user, with today's scope window of their role.
+pub fn caller(state: &AppState, user: &AuthUser) -> Result<Caller, ApiError> {
     let actor_bytes = hex::decode(&user.actor_id).map_err(|_| {
         ApiError::Internal(anyhow::anyhow!(
             "device {} has a malformed actor id",
@@ -108,6 +108,9 @@ pub fn caller(user: &AuthUser) -> Result<Caller, ApiError> {
         team: user.team,
         territory: user.territory,
         actor_id: automerge::ActorId::from(actor_bytes),
+        window: state
+            .scope
+            .window(user.role, crate::db::now_secs().saturating_mul(1000)),
     })
 }
 
@@ -123,7 +126,7 @@ async fn push(
             req.records.len()
         )));
     }
-    let caller = caller(&user)?;
+    let caller = caller(&state, &user)?;
     let resp = store::push(&state.db, &state.gate, &caller, &req)
         .await
         .map_err(ApiError::Unavailable)?;
@@ -141,7 +144,7 @@ async fn pull(
     user: AuthUser,
     Cbor(req): Cbor<PullRequest>,
 ) -> Result<Response, ApiError> {
-    let caller = caller(&user)?;
+    let caller = caller(&state, &user)?;
     let resp = store::pull(&state.db, &caller, &req)
         .await
         .map_err(ApiError::Unavailable)?;
@@ -153,7 +156,7 @@ async fn prime(
     user: AuthUser,
     Cbor(req): Cbor<PrimeRequest>,
 ) -> Result<Response, ApiError> {
-    let caller = caller(&user)?;
+    let caller = caller(&state, &user)?;
     let resp = store::prime(&state.db, &caller, &req)
         .await
         .map_err(ApiError::Unavailable)?;
@@ -165,7 +168,7 @@ async fn repair(
     user: AuthUser,
     Cbor(req): Cbor<RepairRequest>,
 ) -> Result<Response, ApiError> {
-    let caller = caller(&user)?;
+    let caller = caller(&state, &user)?;
     match store::repair(&state.db, &state.gate, &caller, &req).await {
         Ok(message) => Ok(CborReply(RepairResponse {
             message: message.map(serde_bytes::ByteBuf::from),
@@ -200,7 +203,7 @@ async fn rejections(
     user: AuthUser,
     Query(q): Query<RejectionsQuery>,
 ) -> Result<Json<Vec<store::RejectionRow>>, ApiError> {
-    let caller = caller(&user)?;
+    let caller = caller(&state, &user)?;
     store::rejections(&state.db, &caller, q.limit)
         .await
         .map(Json)
@@ -218,7 +221,7 @@ async fn audit(
     let id: fieldsync_core::RecordId = id
         .parse()
         .map_err(|_| ApiError::BadRequest(format!("{id:?} is not a record id")))?;
-    let caller = caller(&user)?;
+    let caller = caller(&state, &user)?;
     store::audit_trail(&state.db, &caller, id)
         .await
         .map_err(ApiError::Unavailable)?

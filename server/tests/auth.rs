@@ -10,7 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use fieldsync_core::model::Role;
 use fieldsync_core::{DeviceId, OrgId};
 use fieldsync_server::accounts::{self, NewUser};
-use fieldsync_server::{Database, SettingsArgs};
+use fieldsync_server::settings::Secret;
+use fieldsync_server::{Database, SettingsArgs, auth};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
@@ -39,6 +40,23 @@ where
     F: FnOnce(Harness) -> Fut,
     Fut: Future<Output = ()>,
 {
+    run_with(backend, Keys::Configured(SECRET, &[]), scenario);
+}
+
+/// Where the server's signing keys come from in a scenario.
+#[derive(Clone, Copy)]
+enum Keys {
+    /// `jwt_secret` and `jwt_previous_secrets`.
+    Configured(&'static str, &'static [&'static str]),
+    /// The `signing_keys` table.
+    Stored,
+}
+
+fn run_with<F, Fut>(backend: Backend, keys: Keys, scenario: F)
+where
+    F: FnOnce(Harness) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let dir = tempfile::tempdir().expect("tempdir");
     // Made before the runtime: the cluster helper runs its own blocking runtime.
     let database_url = match backend {
@@ -48,7 +66,16 @@ where
     let settings = SettingsArgs {
         data_dir: Some(dir.path().join("data")),
         database_url,
-        jwt_secret: Some(fieldsync_server::settings::Secret::new(SECRET)),
+        jwt_secret: match keys {
+            Keys::Configured(secret, _) => Some(Secret::new(secret)),
+            Keys::Stored => None,
+        },
+        jwt_previous_secrets: match keys {
+            Keys::Configured(_, previous) => {
+                Some(previous.iter().map(|s| Secret::new(*s)).collect())
+            }
+            Keys::Stored => None,
+        },
         db_max_connections: Some(4),
         ..SettingsArgs::default()
     }
@@ -114,6 +141,33 @@ on_both_databases!(
     a_revoked_device_is_refused_with_device_revoked,
     malformed_bodies_answer_the_json_error_shape,
 );
+
+mod key_rotation {
+    #[test]
+    fn stored_keys_on_sqlite() {
+        super::run_with(
+            super::Backend::Sqlite,
+            super::Keys::Stored,
+            super::stored_keys_rotate_without_logging_anyone_out,
+        );
+    }
+    #[test]
+    fn stored_keys_on_postgres() {
+        super::run_with(
+            super::Backend::Postgres,
+            super::Keys::Stored,
+            super::stored_keys_rotate_without_logging_anyone_out,
+        );
+    }
+    #[test]
+    fn configured_keys() {
+        super::run_with(
+            super::Backend::Sqlite,
+            super::Keys::Configured(super::NEW_SECRET, &[super::SECRET]),
+            super::a_previous_configured_secret_still_verifies_its_tokens,
+        );
+    }
+}
 
 async fn wait_healthy(http: &reqwest::Client, base: &str) {
     for _ in 0..200 {
@@ -520,4 +574,129 @@ async fn malformed_bodies_answer_the_json_error_shape(h: Harness) {
     let (status, body) = send("org=acme", Some("application/x-www-form-urlencoded")).await;
     assert_eq!(status, 415);
     assert!(body["error"]["message"].is_string());
+}
+
+const NEW_SECRET: &str = "rotated-signing-key-fedcba9876543210-fedcba98";
+
+/// An access token for the session's user and device, signed with `secret` under `kid`.
+fn mint(session: &Value, kid: &str, secret: &[u8]) -> String {
+    let claims = json!({
+        "sub": session["user"]["id"],
+        "org": session["user"]["org"],
+        "role": "rep",
+        "dev": session["device"]["id"],
+        "iss": "fieldsync",
+        "aud": "fieldsync-api",
+        "iat": now(),
+        "exp": now() + 300,
+    });
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(secret)).expect("sign")
+}
+
+fn kid_of(token: &str) -> String {
+    jsonwebtoken::decode_header(token)
+        .expect("header")
+        .kid
+        .expect("every token names its key")
+}
+
+async fn stored_secret(db: &Database, kid: &str) -> Vec<u8> {
+    match db {
+        Database::Sqlite(pool) => {
+            sqlx::query_scalar("SELECT secret FROM signing_keys WHERE kid = $1")
+                .bind(kid)
+                .fetch_one(pool)
+                .await
+                .expect("stored key")
+        }
+        Database::Postgres(pool) => {
+            sqlx::query_scalar("SELECT secret FROM signing_keys WHERE kid = $1")
+                .bind(kid)
+                .fetch_one(pool)
+                .await
+                .expect("stored key")
+        }
+    }
+}
+
+async fn stored_keys_rotate_without_logging_anyone_out(h: Harness) {
+    let (_, before) = h.login(DeviceId::new()).await;
+    let old_token = before["access_token"].as_str().expect("token").to_owned();
+    let old_kid = kid_of(&old_token);
+    assert_eq!(h.me(&old_token).await.0, 200);
+
+    // An operator rotates (on another node, say): this node has not reloaded yet.
+    let new_kid = auth::rotate_key(&h.db).await.expect("rotate");
+    assert_ne!(new_kid, old_kid);
+    // A token signed with the new key by a node that has it: this node loads the
+    // key on first sight of its id instead of refusing the token.
+    let secret = stored_secret(&h.db, &new_kid).await;
+    let from_other_node = mint(&before, &new_kid, &secret);
+    assert_eq!(h.me(&from_other_node).await.0, 200, "the new key verifies");
+    // From now on this node signs with the new key; the old token still works.
+    let (_, after) = h.login(DeviceId::new()).await;
+    let new_token = after["access_token"].as_str().expect("token").to_owned();
+    assert_eq!(kid_of(&new_token), new_kid, "new tokens name the new key");
+    assert_eq!(h.me(&old_token).await.0, 200, "nobody is logged out");
+    let (status, refreshed) = h.refresh(&before["refresh_token"]).await;
+    assert_eq!(status, 200, "{refreshed}");
+    assert_eq!(
+        kid_of(refreshed["access_token"].as_str().expect("token")),
+        new_kid,
+        "a refresh moves an old session to the new key"
+    );
+
+    // Retiring the only key in force is refused; retiring the old one works.
+    let keys = auth::stored_keys(&h.db).await.expect("keys");
+    assert_eq!(keys.len(), 2);
+    assert!(auth::retire_key(&h.db, "no-such-key").await.is_err());
+    auth::retire_key(&h.db, &old_kid).await.expect("retire");
+    assert!(
+        matches!(
+            auth::retire_key(&h.db, &new_kid).await,
+            Err(auth::RetireError::LastKey(_))
+        ),
+        "the last key in force cannot be retired"
+    );
+    // A token naming a key this node does not know makes it reload (at most
+    // every few seconds); after that the retired key verifies nothing.
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    let unknown = mint(
+        &before,
+        "db-000000000000",
+        b"some-other-secret-0123456789abcdef",
+    );
+    assert_eq!(h.me(&unknown).await.0, 401);
+    let (status, body) = h.me(&old_token).await;
+    assert_eq!(status, 401, "a retired key's tokens are refused: {body}");
+    assert_eq!(code(&body), "invalid_token");
+    assert_eq!(h.me(&new_token).await.0, 200);
+}
+
+async fn a_previous_configured_secret_still_verifies_its_tokens(h: Harness) {
+    let (_, session) = h.login(DeviceId::new()).await;
+    let current = session["access_token"].as_str().expect("token");
+    assert_eq!(h.me(current).await.0, 200);
+    let current_kid = kid_of(current);
+    // A token the server signed before the rotation: the old secret, its own kid.
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(SECRET.as_bytes());
+    let old_kid = format!("cfg-{}", hex::encode(&digest[..6]));
+    assert_ne!(old_kid, current_kid);
+    let old = mint(&session, &old_kid, SECRET.as_bytes());
+    assert_eq!(
+        h.me(&old).await.0,
+        200,
+        "the previous secret still verifies"
+    );
+    // But only under its own key id: the old secret cannot sign as the new key.
+    let mixed = mint(&session, &current_kid, SECRET.as_bytes());
+    assert_eq!(h.me(&mixed).await.0, 401);
+    // Nor does the previous secret ever sign.
+    let (_, again) = h.login(DeviceId::new()).await;
+    assert_eq!(
+        kid_of(again["access_token"].as_str().expect("token")),
+        current_kid
+    );
 }

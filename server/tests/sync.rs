@@ -14,7 +14,7 @@ use fieldsync_core::model::{
     Account, Actor, DeviceTime, Location, RecordKind, Role, VisitReport, report,
 };
 use fieldsync_core::protocol::{self, PushRequest, RecordChanges};
-use fieldsync_core::sync::{NoProgress, Session, SyncError, SyncOptions};
+use fieldsync_core::sync::{NoProgress, Session, SyncError, SyncOptions, Transport};
 use fieldsync_core::{RecordId, automerge};
 use world::{Backend, Device, World};
 
@@ -46,6 +46,8 @@ on_both_databases!(
     malformed_requests_get_a_clear_4xx,
     concurrent_pushes_never_let_a_cursor_skip_a_change,
     a_revoked_device_is_refused_at_its_next_request_and_wiped,
+    dated_records_reach_a_rep_only_inside_the_window,
+    an_oversized_record_is_refused_and_the_rest_lands,
 );
 
 /// Scenarios that need the server as a separate process (to SIGKILL it).
@@ -71,8 +73,10 @@ const SITE: Site = Site {
     radius_m: 100.0,
 };
 
+/// `ms` after the start of today (UTC): inside every role's download window.
 fn t(ms: i64) -> DeviceTime {
-    DeviceTime::utc(1_790_000_000_000 + ms)
+    let now = DeviceTime::now_utc().at_ms;
+    DeviceTime::utc(now - now.rem_euclid(86_400_000) + ms)
 }
 
 fn account(w: &World, dev: &Device, name: &str) -> RecordId {
@@ -724,6 +728,7 @@ fn malformed_requests_get_a_clear_4xx(w: World) {
             &protocol::encode(&protocol::PullRequest {
                 cursor: 0,
                 max_changes: 10,
+                window: None,
             })[..],
         )
         .expect("answer");
@@ -933,4 +938,191 @@ fn a_revoked_device_is_refused_at_its_next_request_and_wiped(w: World) {
     let (status, list) = call(&mona, "GET", &format!("/v1/devices?user={ana_id}"));
     assert_eq!(status, 200);
     assert!(list[0]["revoked_at"].is_i64());
+}
+
+const DAY_MS: i64 = 86_400_000;
+const HOUR_MS: i64 = 3_600_000;
+
+/// The default rep window: yesterday to the end of the seventh day ahead.
+fn dated_records_reach_a_rep_only_inside_the_window(w: World) {
+    let mona = w.device("mona");
+    let ana = w.device("ana");
+    let shop = account(&w, &mona, "Loja do Bairro");
+    // The manager plans ana's visits from three days ago to ten days ahead.
+    let days = [-3i64, -1, 0, 2, 7, 8, 10];
+    let plan = |day: i64| {
+        let v = Visit::planned(
+            w.meta("ana"),
+            shop,
+            t(day * DAY_MS + 9 * HOUR_MS),
+            t(day * DAY_MS + 10 * HOUR_MS),
+        );
+        mona.store()
+            .create_stateful(&v, &mona.actor, t(0))
+            .expect("plan visit")
+    };
+    let visits: std::collections::BTreeMap<i64, RecordId> =
+        days.iter().map(|d| (*d, plan(*d))).collect();
+    assert_eq!(mona.sync().pushed, 8);
+    let holds = |dev: &Device, id: RecordId| dev.store().doc(id).is_ok();
+
+    // Priming: the visits from yesterday to day +7, and the account they refer to.
+    let report = ana.sync();
+    assert_eq!(
+        report.primed, 5,
+        "four visits in the window and their account"
+    );
+    for (day, id) in &visits {
+        assert_eq!(
+            holds(&ana, *id),
+            (-1..=7).contains(day),
+            "visit on day {day} is on ana's phone only inside the window"
+        );
+    }
+    assert!(holds(&ana, shop));
+    // The manager (no window by default) holds all of them.
+    assert!(visits.values().all(|id| holds(&mona, *id)));
+
+    // A visit edited while out of the window, then moved into it, arrives whole.
+    let moved_in = visits[&10];
+    for (i, note) in ["bring the new price list", "ask for the buyer"]
+        .iter()
+        .enumerate()
+    {
+        mona.store()
+            .update::<Visit>(moved_in, t(i as i64), |v| v.notes = (*note).into())
+            .expect("edit");
+        mona.sync();
+    }
+    assert!(!holds(&ana, moved_in));
+    mona.store()
+        .update::<Visit>(moved_in, t(5), |v| {
+            v.planned_start = Some(t(3 * DAY_MS + 9 * HOUR_MS));
+            v.planned_end = Some(t(3 * DAY_MS + 10 * HOUR_MS));
+        })
+        .expect("reschedule");
+    mona.sync();
+    ana.sync();
+    let arrived: Visit = ana
+        .store()
+        .read(moved_in)
+        .expect("the rescheduled visit arrived whole");
+    assert_eq!(arrived.notes, "ask for the buyer");
+    assert_eq!(heads(&ana, moved_in), server_heads(&w, moved_in));
+
+    // A visit moved out of the window leaves the phone.
+    let moved_out = visits[&0];
+    mona.store()
+        .update::<Visit>(moved_out, t(6), |v| {
+            v.planned_start = Some(t(20 * DAY_MS));
+            v.planned_end = Some(t(20 * DAY_MS + HOUR_MS));
+        })
+        .expect("reschedule");
+    mona.sync();
+    let report = ana.sync();
+    assert_eq!(report.removed, 1, "{report:?}");
+    assert!(!holds(&ana, moved_out));
+    assert!(holds(&ana, visits[&2]), "the rest stays");
+
+    // Time moves on: the phone last synced with a window two days earlier.
+    // Visits that entered since come whole; those that left are named.
+    let session = ana.client.session().expect("session");
+    let today = t(0).at_ms;
+    let old = protocol::ScopeWindow {
+        from_ms: today - 3 * DAY_MS,
+        to_ms: today + 6 * DAY_MS,
+    };
+    let cursor = ana.store().cursor().expect("cursor").expect("primed");
+    let page = ana
+        .client
+        .transport()
+        .pull(
+            &session.access_token,
+            &protocol::PullRequest {
+                cursor,
+                max_changes: 1_000,
+                window: Some(old),
+            },
+        )
+        .expect("pull");
+    let window = page.window.expect("a rep's pull names its window");
+    assert_eq!(window.from_ms, today - DAY_MS);
+    assert_eq!(window.to_ms, today + 8 * DAY_MS);
+    assert_eq!(
+        page.removed,
+        vec![visits[&-3]],
+        "day -3 was in the old window and is not in today's"
+    );
+    let entered = page
+        .records
+        .iter()
+        .find(|r| r.id == visits[&7])
+        .expect("day +7 entered the window: its history is sent");
+    let mut copy = automerge::AutoCommit::new();
+    copy.apply_changes(
+        entered
+            .changes
+            .iter()
+            .map(|c| automerge::Change::from_bytes(c.to_vec()).expect("change")),
+    )
+    .expect("apply");
+    let mut got = copy.get_heads();
+    got.sort();
+    assert_eq!(got, server_heads(&w, visits[&7]), "the whole history");
+    assert!(
+        page.records.iter().all(|r| r.id != visits[&8]),
+        "day +8 is still outside"
+    );
+
+    // A new phone is primed with today's window only.
+    let fresh = w.device("ana");
+    fresh.sync();
+    for (day, id) in &visits {
+        let expected = match *day {
+            0 => false,
+            10 => true,
+            d => (-1..=7).contains(&d),
+        };
+        assert_eq!(holds(&fresh, *id), expected, "day {day} on a new phone");
+    }
+}
+
+fn an_oversized_record_is_refused_and_the_rest_lands(w: World) {
+    let phone = w.device("ana");
+    let shop = account(&w, &phone, "Quiosque Sol");
+    let big = plan_visit(&w, &phone, shop, 1);
+    let small = plan_visit(&w, &phone, shop, 2);
+    phone.sync();
+    // 1.5 MB of notes that do not compress (a pasted document, say).
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let noise: String = (0..1_500_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'a' + (x % 26) as u8)
+        })
+        .collect();
+    phone
+        .store()
+        .update::<Visit>(big, t(3), |v| v.notes = noise)
+        .expect("local edit");
+    phone
+        .store()
+        .update::<Visit>(small, t(4), |v| v.notes = "ordinary note".into())
+        .expect("local edit");
+    let before = server_heads(&w, big);
+    let report = phone.sync();
+    assert_eq!((report.pushed, report.rejected), (1, 1), "{report:?}");
+    let ledger = phone.store().rejections().expect("ledger");
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(ledger[0].record_id, big);
+    assert_eq!(ledger[0].code, "too_large");
+    assert!(
+        ledger[0].message.contains("at most 1024 KiB"),
+        "{}",
+        ledger[0].message
+    );
+    assert_eq!(server_heads(&w, big), before, "nothing of it was stored");
+    assert_eq!(heads(&phone, small), server_heads(&w, small));
 }

@@ -267,6 +267,7 @@ fn bad_tokens_get_401_everywhere(w: World) {
             Some(cbor(protocol::encode(&PullRequest {
                 cursor: 0,
                 max_changes: 10,
+                window: None,
             }))),
         ),
         (

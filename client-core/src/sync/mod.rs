@@ -33,7 +33,7 @@ pub use transport::{
 use crate::ids::RecordId;
 use crate::protocol::{
     PrimeRequest, PullRequest, PushOutcome, PushRequest, RecordChanges, RejectCode, Rejection,
-    RepairRequest, Snapshot,
+    RepairRequest, ScopeWindow, Snapshot,
 };
 
 /// What the sync client needs from the device store.
@@ -63,6 +63,10 @@ pub trait SyncStore: Send + Sync {
     fn cursor(&self) -> Result<Option<u64>, SyncError>;
     /// Stores the cursor at the end of priming.
     fn set_cursor(&self, cursor: u64) -> Result<(), SyncError>;
+    /// The scope window of the last pull or prime (`None`: none, or no time limit).
+    fn scope_window(&self) -> Result<Option<ScopeWindow>, SyncError>;
+    /// Stores the scope window, after the page cut to it is applied.
+    fn set_scope_window(&self, window: Option<ScopeWindow>) -> Result<(), SyncError>;
     /// Removes every local record and change (a revoked device).
     fn wipe(&self) -> Result<(), SyncError>;
     /// Takes the Automerge actor id the server assigned to this device.
@@ -144,6 +148,9 @@ pub struct SyncReport {
     pub pulled: u64,
     /// Records whose history was repaired with the server.
     pub repaired: u64,
+    /// Records the server named as out of scope (dropped unless they held
+    /// unsynced changes).
+    pub removed: u64,
     /// HTTP round trips made.
     pub round_trips: u64,
 }
@@ -292,8 +299,14 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
             cursor: None,
             max_records: self.options.prime_page,
         };
+        // The first page's window: records that entered the window while later
+        // pages were served come again with the next pull, which is harmless.
+        let mut window = None;
         loop {
             let page = self.call(report, |t, token| t.prime(token, &req))?;
+            if req.after.is_none() {
+                window = page.window;
+            }
             self.store.apply_snapshots(&page.snapshots)?;
             report.primed += page.snapshots.len() as u64;
             progress.progress(SyncPhase::Priming, report.primed);
@@ -304,6 +317,7 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
                 }
                 None => {
                     self.store.set_cursor(page.cursor)?;
+                    self.store.set_scope_window(window)?;
                     return Ok(());
                 }
             }
@@ -369,10 +383,15 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
             let req = PullRequest {
                 cursor,
                 max_changes: self.options.pull_page,
+                window: self.store.scope_window()?,
             };
             let page = self.call(report, |t, token| t.pull(token, &req))?;
             self.store
                 .apply_page(&page.records, &page.removed, page.next_cursor)?;
+            // Stored after the page: if the app dies in between, the next pull
+            // names the old window and gets the entering records again (idempotent).
+            self.store.set_scope_window(page.window)?;
+            report.removed += page.removed.len() as u64;
             report.pulled += page
                 .records
                 .iter()
@@ -532,6 +551,9 @@ fn change_hash(raw: &[u8]) -> Option<Vec<u8>> {
         .map(|c| c.hash().0.to_vec())
 }
 
+/// `sync_meta` key of the scope window, as `from_ms,to_ms`.
+const META_SCOPE_WINDOW: &str = "scope_window";
+
 impl SyncStore for crate::store::DeviceStore {
     fn pending(&self, max_records: usize) -> Result<Vec<RecordChanges>, SyncError> {
         Ok(self.outbox_batch(max_records)?)
@@ -578,6 +600,25 @@ impl SyncStore for crate::store::DeviceStore {
 
     fn set_cursor(&self, cursor: u64) -> Result<(), SyncError> {
         Ok(crate::store::DeviceStore::set_cursor(self, cursor)?)
+    }
+
+    fn scope_window(&self) -> Result<Option<ScopeWindow>, SyncError> {
+        let Some(text) = self.meta_get(META_SCOPE_WINDOW)? else {
+            return Ok(None);
+        };
+        // Written by `set_scope_window` only; anything else is treated as no window,
+        // which at worst makes the next pull send records the device already has.
+        Ok(text.split_once(',').and_then(|(from, to)| {
+            Some(ScopeWindow {
+                from_ms: from.parse().ok()?,
+                to_ms: to.parse().ok()?,
+            })
+        }))
+    }
+
+    fn set_scope_window(&self, window: Option<ScopeWindow>) -> Result<(), SyncError> {
+        let text = window.map_or_else(String::new, |w| format!("{},{}", w.from_ms, w.to_ms));
+        Ok(self.meta_set(META_SCOPE_WINDOW, &text)?)
     }
 
     fn wipe(&self) -> Result<(), SyncError> {
@@ -632,6 +673,12 @@ impl<S: SyncStore> SyncStore for std::sync::Arc<S> {
     }
     fn set_cursor(&self, cursor: u64) -> Result<(), SyncError> {
         (**self).set_cursor(cursor)
+    }
+    fn scope_window(&self) -> Result<Option<ScopeWindow>, SyncError> {
+        (**self).scope_window()
+    }
+    fn set_scope_window(&self, window: Option<ScopeWindow>) -> Result<(), SyncError> {
+        (**self).set_scope_window(window)
     }
     fn wipe(&self) -> Result<(), SyncError> {
         (**self).wipe()
