@@ -17,12 +17,13 @@ use fieldsync_core::model::{
     RecordKind, RecordMeta, Role, ServiceJob, TimeEntry, Visit, VisitReport, assignment, order,
     report,
 };
-use fieldsync_core::store::{DeviceStore, StoreOptions};
+use fieldsync_core::store::{DeviceStore, StoreKey, StoreOptions};
 use fieldsync_core::sync::{
     DeviceInfo, HttpTransport, LoginRequest, Session, SyncClient, SyncOptions, SyncPhase,
     SyncProgress,
 };
 use fieldsync_core::{DeviceId, OrgId, RecordId, TeamId, TerritoryId, UserId};
+use zeroize::Zeroizing;
 
 use crate::error::{FieldsyncError, parse_id};
 use crate::types::*;
@@ -163,9 +164,30 @@ impl FieldsyncClient {
 #[uniffi::export]
 impl FieldsyncClient {
     /// Opens (creating if needed) the store at `path`, syncing with `server_url`.
-    #[uniffi::constructor]
-    pub fn open(path: String, server_url: String) -> Result<Arc<Self>, FieldsyncError> {
-        let store = DeviceStore::open(&path, StoreOptions::default())?;
+    ///
+    /// With `encryption_key` (32 random bytes the app keeps in the Android
+    /// Keystore or the iOS Keychain) the whole file is encrypted at rest
+    /// (SQLCipher); a new store is created encrypted. A key of another length is
+    /// `InvalidArgument`; a key that does not open the file, a missing key for an
+    /// encrypted file, or a key for a plaintext file is `Encryption` with a
+    /// message saying which, and leaves the file as it was.
+    #[uniffi::constructor(default(encryption_key = None))]
+    pub fn open(
+        path: String,
+        server_url: String,
+        encryption_key: Option<Vec<u8>>,
+    ) -> Result<Arc<Self>, FieldsyncError> {
+        // Zeroed when this call returns, whatever happens.
+        let encryption_key = encryption_key.map(Zeroizing::new);
+        let encryption_key = match &encryption_key {
+            Some(bytes) => Some(StoreKey::from_slice(bytes)?),
+            None => None,
+        };
+        let options = StoreOptions {
+            encryption_key,
+            ..StoreOptions::default()
+        };
+        let store = DeviceStore::open(&path, options)?;
         let transport = HttpTransport::new(&server_url, Duration::from_secs(30));
         Ok(Arc::new(FieldsyncClient {
             client: SyncClient::new(Arc::new(store), transport, SyncOptions::default()),

@@ -59,6 +59,15 @@ pub enum FieldsyncError {
         /// What is wrong.
         detail: String,
     },
+    /// The device store could not be opened with the key given: a wrong key, no
+    /// key for an encrypted store, or a key for a plaintext one. The file is
+    /// unchanged; open it again with the right key (if the key is lost, the
+    /// only way on is to delete the file and sync again, losing unsynced edits).
+    #[error("{detail}")]
+    Encryption {
+        /// Which of the three it was.
+        detail: String,
+    },
     /// The local database failed.
     #[error("storage: {detail}")]
     Storage {
@@ -88,6 +97,14 @@ impl From<StoreError> for FieldsyncError {
         match e {
             StoreError::Model(m) => m.into(),
             StoreError::NotFound(id) => FieldsyncError::NotFound { id: id.to_string() },
+            e @ (StoreError::WrongKey | StoreError::KeyRequired | StoreError::NotEncrypted) => {
+                FieldsyncError::Encryption {
+                    detail: e.to_string(),
+                }
+            }
+            e @ StoreError::KeyLength { .. } => FieldsyncError::InvalidArgument {
+                detail: e.to_string(),
+            },
             other => FieldsyncError::Storage {
                 detail: other.to_string(),
             },

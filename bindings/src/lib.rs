@@ -38,8 +38,12 @@ mod tests {
     fn offline_client() -> (tempfile::TempDir, std::sync::Arc<FieldsyncClient>) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("store.db");
-        let c = FieldsyncClient::open(path.display().to_string(), "http://127.0.0.1:9".into())
-            .expect("open");
+        let c = FieldsyncClient::open(
+            path.display().to_string(),
+            "http://127.0.0.1:9".into(),
+            None,
+        )
+        .expect("open");
         (dir, c)
     }
 
@@ -76,5 +80,29 @@ mod tests {
             .expect_err("nothing listens on port 9");
         assert!(matches!(err, FieldsyncError::Network { .. }), "{err}");
         assert!(matches!(c.sync(None), Err(FieldsyncError::NotLoggedIn)));
+    }
+
+    #[test]
+    fn an_encrypted_store_needs_its_key_and_a_key_must_be_32_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("store.db").display().to_string();
+        let url = || "http://127.0.0.1:9".to_owned();
+        let open = |key: Option<Vec<u8>>| FieldsyncClient::open(path.clone(), url(), key);
+
+        let err = open(Some(vec![1; 16])).expect_err("short key");
+        assert!(
+            matches!(&err, FieldsyncError::InvalidArgument { detail } if detail.contains("32 bytes")),
+            "{err}"
+        );
+        drop(open(Some(vec![1; 32])).expect("creates an encrypted store"));
+        let err = open(Some(vec![2; 32])).expect_err("wrong key");
+        assert!(
+            matches!(&err, FieldsyncError::Encryption { detail } if detail.contains("wrong key")),
+            "{err}"
+        );
+        let err = open(None).expect_err("no key");
+        assert!(matches!(err, FieldsyncError::Encryption { .. }), "{err}");
+        let c = open(Some(vec![1; 32])).expect("the right key");
+        assert_eq!(c.pending_changes().expect("count"), 0);
     }
 }

@@ -33,7 +33,7 @@ pub use model::{
 };
 
 #[cfg(feature = "device")]
-pub use store::{DeviceStore, Durability, RejectionEntry, StoreError, StoreOptions};
+pub use store::{DeviceStore, Durability, RejectionEntry, StoreError, StoreKey, StoreOptions};
 
 /// Re-exported so apps and the server name Automerge types through one version.
 pub use automerge;

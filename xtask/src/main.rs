@@ -384,6 +384,16 @@ struct Prerequisite {
 fn prerequisites() -> Vec<Prerequisite> {
     vec![
         Prerequisite {
+            what: "OpenSSL headers and libcrypto (libssl-dev) for the SQLCipher device store",
+            present: || {
+                Path::new("/usr/include/openssl/evp.h").is_file()
+                    || std::env::var_os("OPENSSL_DIR").is_some()
+                    || std::env::var_os("OPENSSL_INCLUDE_DIR").is_some()
+            },
+            apt: &["libssl-dev"],
+            npm: &[],
+        },
+        Prerequisite {
             what: "PostgreSQL server binaries (initdb, pg_ctl) for the PostgreSQL test clusters",
             present: || find_pg_bin("initdb").is_some() && find_pg_bin("pg_ctl").is_some(),
             apt: &["postgresql"],

@@ -119,5 +119,32 @@ class TechnicianDayTest(unittest.TestCase):
         self.assertEqual(tech.pending_changes(), 0)
 
 
+class EncryptedStoreTest(unittest.TestCase):
+    """Encryption at rest; needs no server."""
+
+    def setUp(self):
+        self._tmp = tempfile.TemporaryDirectory()
+        self.path = os.path.join(self._tmp.name, "secret.db")
+
+    def tearDown(self):
+        self._tmp.cleanup()
+
+    def test_an_encrypted_store_opens_only_with_its_key(self):
+        offline = "http://127.0.0.1:9"
+        key = os.urandom(32)
+        c = fs.FieldsyncClient.open(self.path, offline, key)
+        self.assertEqual(c.pending_changes(), 0)
+        del c
+        with open(self.path, "rb") as f:
+            self.assertNotEqual(f.read(16), b"SQLite format 3\x00")
+        with self.assertRaises(fs.FieldsyncError.Encryption):
+            fs.FieldsyncClient.open(self.path, offline, os.urandom(32))
+        with self.assertRaises(fs.FieldsyncError.Encryption):
+            fs.FieldsyncClient.open(self.path, offline)
+        with self.assertRaises(fs.FieldsyncError.InvalidArgument):
+            fs.FieldsyncClient.open(self.path, offline, key[:16])
+        self.assertEqual(fs.FieldsyncClient.open(self.path, offline, key).pending_changes(), 0)
+
+
 if __name__ == "__main__":
     unittest.main()

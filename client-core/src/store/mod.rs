@@ -81,12 +81,20 @@
 //! (apps call it off the main thread). Lists read only the projection columns and
 //! never open documents.
 //!
+//! # Encryption at rest
+//!
+//! With [`StoreOptions::encryption_key`] the whole file (and its WAL) is
+//! encrypted by SQLCipher; `key.rs` says how the key is applied and what a wrong
+//! key does. A plaintext store is encrypted once with
+//! [`DeviceStore::encrypt_in_place`]; [`DeviceStore::rekey`] changes the key.
+//!
 //! # Errors
 //!
 //! [`StoreError`] keeps the model's refusal ([`StoreError::Model`]) apart from
 //! storage failures; [`StoreError::retryable`] says whether trying again later
 //! can help (a busy database or a full disk, not a refused transition).
 
+mod key;
 mod schema;
 
 use std::collections::{HashMap, VecDeque};
@@ -98,6 +106,7 @@ use automerge::{ActorId, AutoCommit, Change, ChangeHash};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde_bytes::ByteBuf;
 
+pub use key::StoreKey;
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
 
 use crate::ids::RecordId;
@@ -140,6 +149,27 @@ pub enum StoreError {
     /// A record with this id exists already.
     #[error("record {0} already exists")]
     Exists(RecordId),
+    /// The key given does not decrypt the file. Nothing was written: the same
+    /// file opens with the right key.
+    #[error("the device store could not be decrypted: wrong key or not a Fieldsync store")]
+    WrongKey,
+    /// The file is encrypted (or is not a database at all) and no key was given.
+    #[error("the device store is encrypted (or is not a Fieldsync store): open it with its key")]
+    KeyRequired,
+    /// A key was given but the file is a plaintext store.
+    #[error(
+        "the device store is not encrypted: open it without a key, or encrypt it first with DeviceStore::encrypt_in_place"
+    )]
+    NotEncrypted,
+    /// An encryption key of the wrong length.
+    #[error("an encryption key must be {} bytes, not {found}", StoreKey::LEN)]
+    KeyLength {
+        /// Bytes given.
+        found: usize,
+    },
+    /// A file operation outside SQLite failed (encrypting a store in place).
+    #[error("file: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 impl StoreError {
@@ -192,6 +222,10 @@ pub struct StoreOptions {
     /// saves reloading a record with a history: about 3x on such an edit in the
     /// benchmark, nothing measurable on a freshly created one.
     pub cache_size: usize,
+    /// Encrypts the whole file (and its WAL) with this key (SQLCipher). `None`
+    /// (the default) keeps a plaintext file. The store drops (and zeroes) its
+    /// copy once the file is open.
+    pub encryption_key: Option<StoreKey>,
 }
 
 impl Default for StoreOptions {
@@ -200,6 +234,7 @@ impl Default for StoreOptions {
             durability: Durability::AppCrash,
             compact_after: 16,
             cache_size: 256,
+            encryption_key: None,
         }
     }
 }
@@ -234,13 +269,17 @@ struct Inner {
 /// The device store. Cheap to share behind an `Arc`; all methods take `&self`.
 pub struct DeviceStore {
     inner: Mutex<Inner>,
+    /// The options it was opened with, minus the key (dropped after open).
     options: StoreOptions,
+    /// Whether the file is encrypted (it was opened with a key).
+    encrypted: bool,
 }
 
 impl std::fmt::Debug for DeviceStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DeviceStore")
             .field("options", &self.options)
+            .field("encrypted", &self.encrypted)
             .finish_non_exhaustive()
     }
 }
@@ -257,17 +296,109 @@ fn now_ms() -> i64 {
 
 impl DeviceStore {
     /// Opens (creating or upgrading) the store at `path`.
-    pub fn open(path: impl AsRef<Path>, options: StoreOptions) -> Result<Self, StoreError> {
+    ///
+    /// With [`StoreOptions::encryption_key`] the file is encrypted (a new file is
+    /// created encrypted). A key that does not decrypt the file gives
+    /// [`StoreError::WrongKey`], an encrypted file opened without a key
+    /// [`StoreError::KeyRequired`], a plaintext file opened with a key
+    /// [`StoreError::NotEncrypted`]; none of them changes the file.
+    pub fn open(path: impl AsRef<Path>, mut options: StoreOptions) -> Result<Self, StoreError> {
+        let path = path.as_ref();
         let conn = Connection::open(path)?;
-        Self::setup(conn, options)
+        // The key must be the connection's first statement, before WAL and the
+        // schema; it is dropped (zeroed) as soon as SQLCipher has it.
+        let key = options.encryption_key.take();
+        if let Some(key) = &key {
+            key::apply(&conn, key)?;
+        }
+        key::verify(&conn, Some(path), key.is_some())?;
+        Self::setup(conn, options, key.is_some())
     }
 
     /// A store in memory (tests, previews).
     pub fn open_in_memory() -> Result<Self, StoreError> {
-        Self::setup(Connection::open_in_memory()?, StoreOptions::default())
+        Self::setup(
+            Connection::open_in_memory()?,
+            StoreOptions::default(),
+            false,
+        )
     }
 
-    fn setup(mut conn: Connection, options: StoreOptions) -> Result<Self, StoreError> {
+    /// Encrypts the plaintext store at `path` with `key`, in place: its content
+    /// is exported into a new encrypted file (`sqlcipher_export`) next to it,
+    /// which then replaces it with an atomic rename. An app that starts
+    /// encrypting an existing install calls this once, before opening the store
+    /// with the key. No store may be open on `path` meanwhile.
+    ///
+    /// Interrupted, it leaves the plaintext store as it was (and a stray
+    /// `<path>.encrypting` that the next call removes). The old plaintext pages
+    /// are unlinked, not wiped: flash storage may keep them until reused.
+    pub fn encrypt_in_place(path: impl AsRef<Path>, key: &StoreKey) -> Result<(), StoreError> {
+        let path = path.as_ref();
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".encrypting");
+        let tmp = std::path::PathBuf::from(tmp);
+        let conn = Connection::open(path)?;
+        key::verify(&conn, Some(path), false)?;
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+        let tmp_name = tmp.to_str().ok_or_else(|| {
+            StoreError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the store's path is not valid UTF-8",
+            ))
+        })?;
+        let attach = zeroize::Zeroizing::new(format!(
+            "ATTACH DATABASE ?1 AS encrypted {}",
+            key.attach_clause().as_str()
+        ));
+        conn.execute(&attach, [tmp_name])?;
+        conn.query_row("SELECT sqlcipher_export('encrypted')", [], |_| Ok(()))?;
+        // The schema version lives in the header, which the export does not copy.
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        conn.pragma_update(Some("encrypted"), "user_version", version)?;
+        conn.execute_batch("DETACH DATABASE encrypted")?;
+        // Closing the last connection checkpoints the WAL into the plaintext
+        // file and deletes it. A WAL still there means another connection has
+        // the store open; renaming under it would lose its writes.
+        conn.close().map_err(|(_, e)| e)?;
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        if Path::new(&wal).exists() {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(StoreError::Io(std::io::Error::new(
+                std::io::ErrorKind::ResourceBusy,
+                "the store is open elsewhere: close it before encrypting it",
+            )));
+        }
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    }
+
+    /// Changes the key of an encrypted store: every page is rewritten under
+    /// `new_key`, in one transaction. The store stays open and usable; the next
+    /// open needs `new_key`. A plaintext store gives [`StoreError::NotEncrypted`]
+    /// (use [`DeviceStore::encrypt_in_place`]).
+    pub fn rekey(&self, new_key: &StoreKey) -> Result<(), StoreError> {
+        if !self.encrypted {
+            return Err(StoreError::NotEncrypted);
+        }
+        key::rekey(&self.lock().conn, new_key)
+    }
+
+    /// Whether the file is encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        self.encrypted
+    }
+
+    fn setup(
+        mut conn: Connection,
+        options: StoreOptions,
+        encrypted: bool,
+    ) -> Result<Self, StoreError> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         let sync = match options.durability {
             Durability::AppCrash => "NORMAL",
@@ -299,6 +430,7 @@ impl DeviceStore {
                 actor,
             }),
             options,
+            encrypted,
         })
     }
 
