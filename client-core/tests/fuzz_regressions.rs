@@ -221,3 +221,13 @@ fn a_merge_that_would_not_load_from_its_own_save_is_refused() {
         "refused"
     );
 }
+
+#[test]
+fn a_bundle_chunk_is_refused_before_automerge_expands_it() {
+    // A bundle (a chunk kind records never hold) whose delta column made
+    // Automerge allocate past 2 GB.
+    let bytes = regression("doc_load", "bundle_chunk_out_of_memory");
+    let bytes = fieldsync_core::fuzzing::with_checksum_fixed(&bytes).unwrap_or(bytes);
+    let err = RecordDoc::load(&bytes).expect_err("refused");
+    assert!(err.to_string().contains("never hold"), "{err}");
+}

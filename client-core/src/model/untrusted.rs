@@ -10,6 +10,9 @@
 //! panic into an error. The document such a call was working on is dropped by
 //! every caller (they work on a copy), so no half-applied state is kept.
 //!
+//! Some inputs do not panic but make Automerge expand a few bytes into billions
+//! of rows; [`check_bounded`] reads the column headers first and refuses them.
+//!
 //! This needs `panic = "unwind"` (the default, and what every build of ours
 //! uses). The process's panic hook still runs, so the panic is logged once on
 //! stderr; [`inside_fence`] lets a hook that would abort (the fuzzers') tell a
@@ -61,19 +64,19 @@ enum Stop {
     /// The bytes do not follow the format: left to Automerge to refuse, with its
     /// own message.
     Malformed,
-    /// A bound is exceeded.
-    TooLarge(String),
+    /// A bound is exceeded, or the chunk is of a kind records never hold.
+    Refused(String),
 }
 
 /// Refuses Automerge bytes (documents, changes, incremental saves; any number
 /// of chunks) whose columns expand past [`MAX_ROWS`] rows or [`MAX_INFLATED`]
-/// bytes, reading only the run headers: linear in the input, allocating at most
+/// bytes, or that hold chunks other than documents and changes, reading only the run headers: linear in the input, allocating at most
 /// [`MAX_INFLATED`] for a deflated part. Bytes it cannot parse pass, so
 /// Automerge reports them.
 pub(crate) fn check_bounded(bytes: &[u8]) -> Result<(), String> {
     match chunks(bytes) {
         Ok(()) | Err(Stop::Malformed) => Ok(()),
-        Err(Stop::TooLarge(what)) => Err(what),
+        Err(Stop::Refused(what)) => Err(what),
     }
 }
 
@@ -167,7 +170,13 @@ fn chunks(bytes: &[u8]) -> Result<(), Stop> {
             0 => document(body)?,
             1 => change(body)?,
             2 => change(&inflate(body)?)?,
-            _ => return Err(Stop::Malformed),
+            // Bundles (3) and later kinds: never written by Fieldsync, and
+            // Automerge expands a bundle's columns as unboundedly (fuzzing found it).
+            _ => {
+                return Err(Stop::Refused(format!(
+                    "an Automerge chunk of kind {kind}, which records never hold"
+                )));
+            }
         }
     }
     Ok(())
@@ -210,7 +219,7 @@ fn inflate(data: &[u8]) -> Result<Vec<u8>, Stop> {
         .read_to_end(&mut out)
         .map_err(|_| Stop::Malformed)?;
     if out.len() as u64 > MAX_INFLATED {
-        return Err(Stop::TooLarge(format!(
+        return Err(Stop::Refused(format!(
             "a compressed part inflates to more than {MAX_INFLATED} bytes"
         )));
     }
@@ -227,7 +236,7 @@ fn column(spec: u64, data: &[u8]) -> Result<(), Stop> {
         data
     };
     let too_many = || {
-        Stop::TooLarge(format!(
+        Stop::Refused(format!(
             "a column holds more than {MAX_ROWS} rows; the record is too large"
         ))
     };
