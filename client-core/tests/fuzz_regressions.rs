@@ -231,3 +231,18 @@ fn a_bundle_chunk_is_refused_before_automerge_expands_it() {
     let err = RecordDoc::load(&bytes).expect_err("refused");
     assert!(err.to_string().contains("never hold"), "{err}");
 }
+
+#[test]
+fn column_data_automerge_reads_more_leniently_is_refused() {
+    // Column data this crate's bound check could not parse, which Automerge read
+    // anyway and expanded past 2 GB.
+    let bytes = regression("doc_load", "lenient_column_out_of_memory");
+    let started = std::time::Instant::now();
+    for bytes in [
+        bytes.clone(),
+        fieldsync_core::fuzzing::with_checksum_fixed(&bytes).unwrap_or(bytes),
+    ] {
+        assert!(RecordDoc::load(&bytes).is_err());
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+}
