@@ -17,6 +17,8 @@
 //! The server depends on this crate with `default-features = false`, so SQLite and
 //! the device runtime stay out of it.
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ids;
 pub mod model;
 pub mod protocol;

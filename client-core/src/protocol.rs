@@ -458,6 +458,72 @@ mod tests {
     }
 
     #[test]
+    fn a_hundred_thousand_nested_arrays_are_an_error_not_a_stack_overflow() {
+        // Arrays, maps and tags, each 100,000 deep, as every message type.
+        for opener in [0x81u8, 0xa1, 0xc6] {
+            let deep = vec![opener; 100_000];
+            assert!(decode::<PushRequest>(&deep).is_err());
+            assert!(decode::<PullResponse>(&deep).is_err());
+            assert!(decode::<PrimeResponse>(&deep).is_err());
+            assert!(decode::<RepairRequest>(&deep).is_err());
+        }
+        // Nested inside an otherwise valid message, where an unknown field is skipped.
+        let mut bytes = vec![0xa3, 0x65];
+        bytes.extend_from_slice(b"batch");
+        bytes.push(0x50);
+        bytes.extend_from_slice(&[0; 16]);
+        bytes.push(0x67);
+        bytes.extend_from_slice(b"records");
+        bytes.push(0x80);
+        bytes.push(0x61);
+        bytes.push(b'x');
+        bytes.extend(vec![0x81u8; 100_000]);
+        assert!(decode::<PushRequest>(&bytes).is_err());
+    }
+
+    #[test]
+    fn a_huge_declared_length_is_an_error_without_allocating_it() {
+        // A RepairRequest whose message (a byte string, a text string, an array)
+        // claims 2^63 entries and brings ten: the decoder reads in small chunks
+        // and stops at the end of the input instead of reserving 8 EiB.
+        let good = encode(&RepairRequest {
+            id: RecordId::from_uuid(Uuid::nil()),
+            kind: RecordKind::Visit,
+            message: ByteBuf::from(vec![7u8; 3]),
+        });
+        let at = good.len() - 4;
+        assert_eq!(good[at], 0x43, "message is the last field, 3 bytes long");
+        for major in [0x40u8, 0x60, 0x80] {
+            let mut bytes = good[..at].to_vec();
+            bytes.push(major | 0x1b);
+            bytes.extend_from_slice(&[0x80, 0, 0, 0, 0, 0, 0, 0]);
+            bytes.extend_from_slice(&[0; 10]);
+            assert!(decode::<RepairRequest>(&bytes).is_err());
+        }
+        // An array of records declaring 2^63 entries.
+        let mut bytes = vec![0xa1, 0x67];
+        bytes.extend_from_slice(b"records");
+        bytes.push(0x9b);
+        bytes.extend_from_slice(&[0x80, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(decode::<PullResponse>(&bytes).is_err());
+    }
+
+    #[test]
+    fn an_unknown_record_kind_is_an_error() {
+        let mut changes = sample_push();
+        let mut bytes = encode(&changes);
+        let at = bytes
+            .windows(5)
+            .position(|w| w == b"visit")
+            .expect("kind on the wire");
+        bytes[at..at + 5].copy_from_slice(b"yacht");
+        let err = decode::<PushRequest>(&bytes).expect_err("unknown kind");
+        assert_eq!(err.what, "PushRequest");
+        changes.records.clear();
+        assert_eq!(decode::<PushRequest>(&encode(&changes)), Ok(changes));
+    }
+
+    #[test]
     fn version_negotiation_picks_the_common_version() {
         assert_eq!(negotiate(None), Ok(1));
         assert_eq!(negotiate(Some("1")), Ok(1));

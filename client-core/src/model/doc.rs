@@ -24,6 +24,7 @@ use serde_json::Value as Json;
 use super::json::{read_object, read_value, write_map};
 use super::status::{Status, StatusEvent, TransitionRequest};
 use super::types::{Actor, DeviceTime, RecordKind};
+use super::untrusted::{check_bounded, fenced};
 use super::{ModelError, Record, Stateful};
 use crate::ids::RecordId;
 
@@ -125,7 +126,10 @@ impl RecordDoc {
 
     /// Loads a saved document (a full save, possibly followed by incremental saves).
     pub fn load(bytes: &[u8]) -> Result<Self, ModelError> {
-        Self::from_automerge(AutoCommit::load(bytes)?)
+        check_bounded(bytes).map_err(ModelError::Malformed)?;
+        let doc = fenced("loading a document", || AutoCommit::load(bytes))
+            .map_err(ModelError::Malformed)??;
+        Self::from_automerge(doc)
     }
 
     /// Wraps an Automerge document, checking that it holds a record.
@@ -350,7 +354,7 @@ impl RecordDoc {
     /// value of a conflicting object is walked into.
     pub fn conflicts(&self) -> Result<Vec<Conflict>, ModelError> {
         let mut out = Vec::new();
-        self.collect_conflicts(&ROOT, String::new(), &mut out)?;
+        self.collect_conflicts(&ROOT, String::new(), 0, &mut out)?;
         out.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(out)
     }
@@ -359,8 +363,15 @@ impl RecordDoc {
         &self,
         obj: &ObjId,
         prefix: String,
+        depth: usize,
         out: &mut Vec<Conflict>,
     ) -> Result<(), ModelError> {
+        if depth > super::json::MAX_DEPTH {
+            return Err(ModelError::Malformed(format!(
+                "objects nest deeper than {} levels",
+                super::json::MAX_DEPTH
+            )));
+        }
         if !matches!(self.doc.object_type(obj)?, ObjType::Map | ObjType::Table) {
             return Ok(());
         }
@@ -398,7 +409,7 @@ impl RecordDoc {
                 }
             }
             if let Some((Value::Object(ObjType::Map), child)) = self.doc.get(obj, key.as_str())? {
-                self.collect_conflicts(&child, path, out)?;
+                self.collect_conflicts(&child, path, depth + 1, out)?;
             }
         }
         Ok(())
@@ -506,7 +517,19 @@ impl RecordDoc {
 
     /// Appends incremental save bytes (or raw changes) to the document.
     pub fn load_incremental(&mut self, bytes: &[u8]) -> Result<usize, ModelError> {
-        Ok(self.doc.load_incremental(bytes)?)
+        // On a panic the document may be half-updated: replace it by the state
+        // before the call, so the caller keeps a consistent record.
+        check_bounded(bytes).map_err(ModelError::Malformed)?;
+        let before = self.doc.clone();
+        match fenced("loading incremental bytes", || {
+            self.doc.load_incremental(bytes)
+        }) {
+            Ok(loaded) => Ok(loaded?),
+            Err(e) => {
+                self.doc = before;
+                Err(ModelError::Malformed(e))
+            }
+        }
     }
 
     /// The changes not covered by `have` (the changes after those heads).
@@ -521,7 +544,14 @@ impl RecordDoc {
 
     /// Applies changes received from elsewhere.
     pub fn apply_changes(&mut self, changes: Vec<Change>) -> Result<(), ModelError> {
-        Ok(self.doc.apply_changes(changes)?)
+        let before = self.doc.clone();
+        match fenced("applying changes", || self.doc.apply_changes(changes)) {
+            Ok(applied) => Ok(applied?),
+            Err(e) => {
+                self.doc = before;
+                Err(ModelError::Malformed(e))
+            }
+        }
     }
 
     /// Merges another replica of the same record into this one.

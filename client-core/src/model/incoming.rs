@@ -20,6 +20,7 @@ use serde_json::Value as Json;
 
 use super::status::Status;
 use super::types::{Actor, RecordKind};
+use super::untrusted::{fenced, read_change};
 use super::{ModelError, RecordDoc, Stateful, TransitionError};
 use crate::ids::OrgId;
 
@@ -81,12 +82,26 @@ pub fn merge_incoming(
     };
     let mut fresh = Vec::new();
     for raw in raw_changes {
-        let change = automerge::Change::from_bytes(raw.clone())
-            .map_err(|e| IncomingError::InvalidChange(format!("not an Automerge change: {e}")))?;
+        let change = read_change(raw).map_err(IncomingError::InvalidChange)?;
         if base.get_change_by_hash(&change.hash()).is_some()
             || fresh.iter().any(|(h, _, _)| *h == change.hash())
         {
             continue;
+        }
+        // Automerge reads some encodings it would never write (fuzzing found
+        // them) and writes them back canonically when the document is saved, under
+        // another hash: the saved record's heads would no longer match its changes
+        // and it would not load again, on the server or on any device that pulls
+        // the change. Only changes that re-encode to themselves are accepted.
+        let canonical = fenced("re-encoding a change", || {
+            automerge::Change::from(change.decode()).hash()
+        })
+        .map_err(IncomingError::InvalidChange)?;
+        if canonical != change.hash() {
+            return Err(IncomingError::InvalidChange(
+                "a change is not in Automerge's own encoding; it was not made by a Fieldsync app"
+                    .into(),
+            ));
         }
         if change.actor_id() != device_actor {
             return Err(IncomingError::ForeignActor(
@@ -107,7 +122,10 @@ pub fn merge_incoming(
             "a new record needs its changes".into(),
         ));
     }
-    base.apply_changes(fresh.iter().map(|(_, _, c)| c.clone()).collect::<Vec<_>>())
+    // `base` is our copy: on a panic inside Automerge it is dropped with the error.
+    let changes: Vec<_> = fresh.iter().map(|(_, _, c)| c.clone()).collect();
+    fenced("applying changes", || base.apply_changes(changes))
+        .map_err(IncomingError::InvalidChange)?
         .map_err(|e| IncomingError::InvalidChange(format!("the changes do not apply: {e}")))?;
     if !base.get_missing_deps(&[]).is_empty() {
         return Err(IncomingError::MissingDependencies(
@@ -124,10 +142,32 @@ pub fn merge_incoming(
         )));
     }
     check_incoming(existing, &after, actor, org)?;
+    let after = reloads(after)?;
     Ok(Merged {
         doc: after,
         new_changes: fresh.into_iter().map(|(h, raw, _)| (h, raw)).collect(),
     })
+}
+
+/// Checks that the merged record loads from its own `save()` with the same heads,
+/// as the server will store it so. Automerge accepts some change sequences it
+/// cannot read back (fuzzing found one: "max_op is lower than start_op"); a record
+/// stored from them would fail to load from then on, on the server and on every
+/// device that pulls the changes. Costs one save and one load per accepted
+/// record; records are a few kilobytes.
+fn reloads(mut after: RecordDoc) -> Result<RecordDoc, IncomingError> {
+    let refused = || {
+        IncomingError::InvalidChange(
+            "the changes give a record that does not load again; they were not made by a Fieldsync app"
+                .into(),
+        )
+    };
+    let saved = fenced("saving the merged record", || after.save()).map_err(|_| refused())?;
+    let mut loaded = RecordDoc::load(&saved).map_err(|_| refused())?;
+    if loaded.heads() != after.heads() {
+        return Err(refused());
+    }
+    Ok(after)
 }
 
 impl From<ModelError> for IncomingError {

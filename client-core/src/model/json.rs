@@ -17,14 +17,29 @@ use serde_json::{Map, Number, Value as Json};
 
 use super::ModelError;
 
+/// How deep objects may nest in a record document. Our records nest four levels
+/// (an order line's money); a pushed change can nest objects without end, and
+/// reading recurses, so anything deeper is refused rather than overflowing the
+/// stack.
+pub(crate) const MAX_DEPTH: usize = 64;
+
 /// Reads object `obj` as JSON.
 pub(crate) fn read_object(doc: &AutoCommit, obj: &ObjId) -> Result<Json, ModelError> {
+    read_object_at(doc, obj, 0)
+}
+
+fn read_object_at(doc: &AutoCommit, obj: &ObjId, depth: usize) -> Result<Json, ModelError> {
+    if depth > MAX_DEPTH {
+        return Err(ModelError::Malformed(format!(
+            "objects nest deeper than {MAX_DEPTH} levels"
+        )));
+    }
     match doc.object_type(obj)? {
         ObjType::Map | ObjType::Table => {
             let mut out = Map::new();
             for item in doc.map_range(obj, ..) {
                 let id = item.id();
-                let value = read_value(doc, Value::from(item.value), &id)?;
+                let value = read_value_at(doc, Value::from(item.value), &id, depth)?;
                 if !value.is_null() {
                     out.insert(item.key.to_string(), value);
                 }
@@ -35,7 +50,7 @@ pub(crate) fn read_object(doc: &AutoCommit, obj: &ObjId) -> Result<Json, ModelEr
             let mut out = Vec::new();
             for item in doc.list_range(obj, ..) {
                 let id = item.id();
-                out.push(read_value(doc, Value::from(item.value), &id)?);
+                out.push(read_value_at(doc, Value::from(item.value), &id, depth)?);
             }
             Ok(Json::Array(out))
         }
@@ -49,8 +64,17 @@ pub(crate) fn read_value(
     value: Value<'_>,
     id: &ObjId,
 ) -> Result<Json, ModelError> {
+    read_value_at(doc, value, id, 0)
+}
+
+fn read_value_at(
+    doc: &AutoCommit,
+    value: Value<'_>,
+    id: &ObjId,
+    depth: usize,
+) -> Result<Json, ModelError> {
     match value {
-        Value::Object(_) => read_object(doc, id),
+        Value::Object(_) => read_object_at(doc, id, depth + 1),
         Value::Scalar(s) => Ok(scalar_to_json(&s)),
     }
 }
@@ -215,6 +239,27 @@ mod tests {
             Json::Object(m) => m,
             _ => unreachable!("test helper takes objects"),
         }
+    }
+
+    #[test]
+    fn a_document_nested_a_hundred_thousand_deep_is_refused_not_a_stack_overflow() {
+        let mut doc = AutoCommit::new();
+        let mut obj = ROOT;
+        for _ in 0..100_000 {
+            obj = doc.put_object(&obj, "x", ObjType::Map).expect("nest");
+        }
+        doc.commit();
+        let err = read_object(&doc, &ROOT).expect_err("too deep");
+        assert!(err.to_string().contains("nest deeper"), "{err}");
+        // Lists too, and exactly at the limit it still reads.
+        let mut doc = AutoCommit::new();
+        let mut obj = doc.put_object(ROOT, "l", ObjType::List).expect("list");
+        for _ in 1..MAX_DEPTH {
+            obj = doc.insert_object(&obj, 0, ObjType::List).expect("nest");
+        }
+        assert!(read_object(&doc, &ROOT).is_ok());
+        doc.insert_object(&obj, 0, ObjType::List).expect("one more");
+        assert!(read_object(&doc, &ROOT).is_err());
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub mod report;
 pub mod status;
 pub mod totals;
 pub mod types;
+pub(crate) mod untrusted;
 pub mod visit;
 
 pub use account::{Account, Location};

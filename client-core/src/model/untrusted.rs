@@ -1,0 +1,307 @@
+//! A fence around Automerge calls that parse or apply bytes from elsewhere.
+//!
+//! Automerge 0.12 checks most malformed input and returns errors, but fuzzing
+//! found inputs that reach `panic!`s and index errors inside it and its column
+//! codec (`docs/fuzzing.md`): a document whose op columns are cut short, a
+//! change that refers to an object the document does not hold. A pushed change
+//! or a received document must never take a server worker or an app down, so
+//! every call that takes outside bytes (`load`, `load_incremental`,
+//! `Change::from_bytes`, `apply_changes`) runs through [`fenced`], which turns a
+//! panic into an error. The document such a call was working on is dropped by
+//! every caller (they work on a copy), so no half-applied state is kept.
+//!
+//! Some inputs do not panic but make Automerge expand a few bytes into billions
+//! of rows; [`check_bounded`] reads the column headers first and refuses them.
+//!
+//! This needs `panic = "unwind"` (the default, and what every build of ours
+//! uses). The process's panic hook still runs, so the panic is logged once on
+//! stderr; [`inside_fence`] lets a hook that would abort (the fuzzers') tell a
+//! fenced panic from a real one.
+
+use std::cell::Cell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+thread_local! {
+    /// How many fenced calls this thread is inside (they do not nest today, but
+    /// a counter costs nothing and stays right if they do).
+    static DEPTH: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Whether the current thread is inside [`fenced`].
+pub fn inside_fence() -> bool {
+    DEPTH.with(|d| d.get() > 0)
+}
+
+/// Runs `f`, turning a panic into `Err` with `what` and the panic's message.
+pub(crate) fn fenced<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, String> {
+    DEPTH.with(|d| d.set(d.get() + 1));
+    // `f` owns or borrows only what the caller drops on error.
+    let result = catch_unwind(AssertUnwindSafe(f));
+    DEPTH.with(|d| d.set(d.get() - 1));
+    result.map_err(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_owned());
+        let message: String = message.chars().take(200).collect();
+        format!("{what} failed inside Automerge on malformed input: {message}")
+    })
+}
+
+/// Most rows one column of a chunk may hold once its runs are expanded. A real
+/// record has a few thousand operations (a long visit note a few tens of
+/// thousands); Automerge's run-length columns let a few bytes claim billions
+/// of rows, which it would then expand in memory and time before noticing
+/// anything wrong (fuzzing found such a 2 KB document).
+pub(crate) const MAX_ROWS: u64 = 1 << 20;
+/// Most bytes a deflated column or change may inflate to.
+const MAX_INFLATED: u64 = 64 << 20;
+const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+
+/// Why [`check_bounded`] stopped reading.
+enum Stop {
+    /// The bytes do not follow the format: left to Automerge to refuse, with its
+    /// own message.
+    Malformed,
+    /// A bound is exceeded, or the chunk is of a kind records never hold.
+    Refused(String),
+}
+
+/// Refuses Automerge bytes (documents, changes, incremental saves; any number
+/// of chunks) whose columns expand past [`MAX_ROWS`] rows or [`MAX_INFLATED`]
+/// bytes, or that hold chunks other than documents and changes, reading only the run headers: linear in the input, allocating at most
+/// [`MAX_INFLATED`] for a deflated part. Bytes it cannot parse pass, so
+/// Automerge reports them.
+pub(crate) fn check_bounded(bytes: &[u8]) -> Result<(), String> {
+    match chunks(bytes) {
+        Ok(()) | Err(Stop::Malformed) => Ok(()),
+        Err(Stop::Refused(what)) => Err(what),
+    }
+}
+
+/// Reads one change from outside bytes: bounded, and with Automerge's panics
+/// turned into errors.
+pub(crate) fn read_change(raw: &[u8]) -> Result<automerge::Change, String> {
+    check_bounded(raw)?;
+    fenced("reading a change", || {
+        automerge::Change::from_bytes(raw.to_vec())
+    })?
+    .map_err(|e| format!("not an Automerge change: {e}"))
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: u64) -> Result<&'a [u8], Stop> {
+        let n = usize::try_from(n).map_err(|_| Stop::Malformed)?;
+        if n > self.0.len() {
+            return Err(Stop::Malformed);
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn uleb(&mut self) -> Result<u64, Stop> {
+        let mut value: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let byte = self.take(1)?[0];
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(Stop::Malformed)
+    }
+
+    fn sleb(&mut self) -> Result<i64, Stop> {
+        let mut value: i64 = 0;
+        for shift in (0..64).step_by(7) {
+            let byte = self.take(1)?[0];
+            value |= i64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                if shift < 57 && byte & 0x40 != 0 {
+                    value |= -1i64 << (shift + 7);
+                }
+                return Ok(value);
+            }
+        }
+        Err(Stop::Malformed)
+    }
+
+    /// A count-prefixed list of length-prefixed byte strings (actor ids).
+    fn skip_actors(&mut self) -> Result<(), Stop> {
+        for _ in 0..self.uleb()? {
+            let len = self.uleb()?;
+            self.take(len)?;
+        }
+        Ok(())
+    }
+
+    /// A count-prefixed list of 32-byte hashes.
+    fn skip_hashes(&mut self) -> Result<(), Stop> {
+        let n = self.uleb()?;
+        self.take(n.checked_mul(32).ok_or(Stop::Malformed)?)?;
+        Ok(())
+    }
+
+    /// Column metadata: (spec, data length) pairs.
+    fn columns(&mut self) -> Result<Vec<(u64, u64)>, Stop> {
+        let mut out = Vec::new();
+        for _ in 0..self.uleb()? {
+            out.push((self.uleb()?, self.uleb()?));
+        }
+        Ok(out)
+    }
+}
+
+fn chunks(bytes: &[u8]) -> Result<(), Stop> {
+    let mut r = Reader(bytes);
+    while !r.0.is_empty() {
+        if r.take(4)? != MAGIC {
+            return Err(Stop::Malformed);
+        }
+        r.take(4)?; // checksum
+        let kind = r.take(1)?[0];
+        let len = r.uleb()?;
+        let body = r.take(len)?;
+        match kind {
+            0 => document(body)?,
+            1 => change(body)?,
+            2 => change(&inflate(body)?)?,
+            // Bundles (3) and later kinds: never written by Fieldsync, and
+            // Automerge expands a bundle's columns as unboundedly (fuzzing found it).
+            _ => {
+                return Err(Stop::Refused(format!(
+                    "an Automerge chunk of kind {kind}, which records never hold"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn document(body: &[u8]) -> Result<(), Stop> {
+    let mut r = Reader(body);
+    r.skip_actors()?;
+    r.skip_hashes()?;
+    let change_cols = r.columns()?;
+    let op_cols = r.columns()?;
+    for (spec, len) in change_cols.into_iter().chain(op_cols) {
+        column(spec, r.take(len)?)?;
+    }
+    Ok(())
+}
+
+fn change(body: &[u8]) -> Result<(), Stop> {
+    let mut r = Reader(body);
+    r.skip_hashes()?; // dependencies
+    let actor = r.uleb()?;
+    r.take(actor)?;
+    r.uleb()?; // seq
+    r.uleb()?; // start op
+    r.sleb()?; // time
+    let message = r.uleb()?;
+    r.take(message)?;
+    r.skip_actors()?;
+    for (spec, len) in r.columns()? {
+        column(spec, r.take(len)?)?;
+    }
+    Ok(())
+}
+
+fn inflate(data: &[u8]) -> Result<Vec<u8>, Stop> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::DeflateDecoder::new(data)
+        .take(MAX_INFLATED + 1)
+        .read_to_end(&mut out)
+        .map_err(|_| Stop::Malformed)?;
+    if out.len() as u64 > MAX_INFLATED {
+        return Err(Stop::Refused(format!(
+            "a compressed part inflates to more than {MAX_INFLATED} bytes"
+        )));
+    }
+    Ok(out)
+}
+
+/// Counts the rows of one column (spec: column id << 4 | deflate << 3 | type).
+fn column(spec: u64, data: &[u8]) -> Result<(), Stop> {
+    // Automerge's column decoder reads some data this reader does not (fuzzing
+    // found one that it then expanded without bound), so column data that does
+    // not parse here is refused rather than left to Automerge.
+    column_rows(spec, data).map_err(|stop| match stop {
+        Stop::Malformed => Stop::Refused("malformed Automerge column data".into()),
+        refused => refused,
+    })
+}
+
+fn column_rows(spec: u64, data: &[u8]) -> Result<(), Stop> {
+    let inflated;
+    let data = if spec & 0b1000 != 0 {
+        inflated = inflate(data)?;
+        &inflated[..]
+    } else {
+        data
+    };
+    let too_many = || {
+        Stop::Refused(format!(
+            "a column holds more than {MAX_ROWS} rows; the record is too large"
+        ))
+    };
+    let mut r = Reader(data);
+    let mut rows: u64 = 0;
+    let mut add = |n: u64| -> Result<(), Stop> {
+        rows = rows.saturating_add(n);
+        if rows > MAX_ROWS {
+            Err(too_many())
+        } else {
+            Ok(())
+        }
+    };
+    match spec & 0b111 {
+        // Raw values: their lengths are in the metadata column.
+        7 => Ok(()),
+        // Booleans: alternating run lengths.
+        4 => {
+            while !r.0.is_empty() {
+                add(r.uleb()?)?;
+            }
+            Ok(())
+        }
+        // Run-length encoded: group (0), actor (1), integer (2), delta (3),
+        // string (5), value metadata (6).
+        kind => {
+            let skip_value = |r: &mut Reader<'_>| -> Result<u64, Stop> {
+                match kind {
+                    3 => r.sleb().map(|_| 0),
+                    5 => {
+                        let len = r.uleb()?;
+                        r.take(len).map(|_| 0)
+                    }
+                    // A group's value is how many rows its nested columns have.
+                    0 => r.uleb(),
+                    _ => r.uleb().map(|_| 0),
+                }
+            };
+            while !r.0.is_empty() {
+                let count = r.sleb()?;
+                if count > 0 {
+                    add(count.unsigned_abs())?;
+                    let v = skip_value(&mut r)?;
+                    add(v.saturating_mul(count.unsigned_abs()))?;
+                } else if count < 0 {
+                    add(count.unsigned_abs())?;
+                    for _ in 0..count.unsigned_abs() {
+                        let v = skip_value(&mut r)?;
+                        add(v)?;
+                    }
+                } else {
+                    add(r.uleb()?)?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
