@@ -679,6 +679,10 @@ pub fn seed_corpus() -> Vec<SeedInput> {
         bytes: protocol::encode(&PullRequest {
             cursor: 42,
             max_changes: 500,
+            window: Some(protocol::ScopeWindow {
+                from_ms: 1_700_000_000_000,
+                to_ms: 1_700_777_600_000,
+            }),
         }),
     });
     out.push(SeedInput {
@@ -689,6 +693,10 @@ pub fn seed_corpus() -> Vec<SeedInput> {
             removed: vec![world::RECORDS[3]],
             next_cursor: 43,
             more: true,
+            window: Some(protocol::ScopeWindow {
+                from_ms: i64::MIN,
+                to_ms: 1_700_777_600_000,
+            }),
         }),
     });
     out.push(SeedInput {
@@ -713,6 +721,7 @@ pub fn seed_corpus() -> Vec<SeedInput> {
             snapshots: vec![snapshot(&mut server), snapshot(&mut make_seed(3))],
             next: Some(world::RECORDS[3]),
             cursor: 7,
+            window: None,
         }),
     });
     let mut state = automerge::sync::State::new();
