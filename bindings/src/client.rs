@@ -19,8 +19,8 @@ use fieldsync_core::model::{
 };
 use fieldsync_core::store::{DeviceStore, StoreKey, StoreOptions};
 use fieldsync_core::sync::{
-    DeviceInfo, HttpTransport, LoginRequest, Session, SyncClient, SyncOptions, SyncPhase,
-    SyncProgress,
+    DeviceInfo, HttpTransport, LiveEvent, LiveListener, LiveOptions, LiveSync, LoginRequest,
+    Session, SyncClient, SyncOptions, SyncPhase, SyncProgress,
 };
 use fieldsync_core::{DeviceId, OrgId, RecordId, TeamId, TerritoryId, UserId};
 use zeroize::Zeroizing;
@@ -50,6 +50,63 @@ impl SyncProgress for Forward {
     }
 }
 
+/// Events of live sync, implemented by the app (called on the live thread).
+#[uniffi::export(with_foreign)]
+pub trait LiveSyncListener: Send + Sync {
+    /// One event.
+    fn on_event(&self, event: LiveSyncEvent);
+}
+
+struct ForwardLive(Arc<dyn LiveSyncListener>);
+
+impl LiveListener for ForwardLive {
+    fn on_live(&self, event: LiveEvent) {
+        let event = match event {
+            LiveEvent::Connected => LiveSyncEvent::Connected,
+            LiveEvent::Synced(r) => LiveSyncEvent::Synced {
+                summary: summary(&r),
+            },
+            LiveEvent::SyncFailed(detail) => LiveSyncEvent::SyncFailed { detail },
+            LiveEvent::Disconnected { reason, retry_in } => LiveSyncEvent::Disconnected {
+                reason,
+                retry_in_ms: u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX),
+            },
+            LiveEvent::Stopped { reason } => LiveSyncEvent::Stopped { reason },
+        };
+        self.0.on_event(event);
+    }
+}
+
+/// A running live sync; stop it when the app goes to the background.
+#[derive(Debug, uniffi::Object)]
+pub struct LiveSyncHandle {
+    inner: LiveSync,
+}
+
+#[uniffi::export]
+impl LiveSyncHandle {
+    /// Stops live sync (within a heartbeat at most; at once while reconnecting).
+    pub fn stop(&self) {
+        self.inner.stop();
+    }
+
+    /// Whether the live thread is still running.
+    pub fn is_running(&self) -> bool {
+        !self.inner.is_finished()
+    }
+}
+
+fn summary(r: &fieldsync_core::sync::SyncReport) -> SyncSummary {
+    SyncSummary {
+        primed: r.primed,
+        pushed: r.pushed,
+        rejected: r.rejected,
+        pulled: r.pulled,
+        removed: r.removed,
+        round_trips: r.round_trips,
+    }
+}
+
 const META_USER: &str = "app.user";
 const META_ROLE: &str = "app.role";
 const META_NAME: &str = "app.display_name";
@@ -69,7 +126,7 @@ struct Me {
 /// A field app's handle on Fieldsync: local records, domain actions, lists and sync.
 #[derive(uniffi::Object)]
 pub struct FieldsyncClient {
-    client: SyncClient<Arc<DeviceStore>, HttpTransport>,
+    client: Arc<SyncClient<Arc<DeviceStore>, HttpTransport>>,
 }
 
 impl std::fmt::Debug for FieldsyncClient {
@@ -190,7 +247,11 @@ impl FieldsyncClient {
         let store = DeviceStore::open(&path, options)?;
         let transport = HttpTransport::new(&server_url, Duration::from_secs(30));
         Ok(Arc::new(FieldsyncClient {
-            client: SyncClient::new(Arc::new(store), transport, SyncOptions::default()),
+            client: Arc::new(SyncClient::new(
+                Arc::new(store),
+                transport,
+                SyncOptions::default(),
+            )),
         }))
     }
 
@@ -275,14 +336,17 @@ impl FieldsyncClient {
         listener: Option<Arc<dyn SyncListener>>,
     ) -> Result<SyncSummary, FieldsyncError> {
         let r = self.client.sync(&Forward(listener))?;
-        Ok(SyncSummary {
-            primed: r.primed,
-            pushed: r.pushed,
-            rejected: r.rejected,
-            pulled: r.pulled,
-            removed: r.removed,
-            round_trips: r.round_trips,
-        })
+        Ok(summary(&r))
+    }
+
+    /// Starts live sync: while online, changes made elsewhere arrive within about
+    /// a second (the server notifies, this device syncs). Reconnects on its own
+    /// with backoff; stops when the device is revoked or `stop()` is called.
+    pub fn start_live_sync(&self, listener: Arc<dyn LiveSyncListener>) -> Arc<LiveSyncHandle> {
+        let inner = self
+            .client
+            .start_live(Arc::new(ForwardLive(listener)), LiveOptions::default());
+        Arc::new(LiveSyncHandle { inner })
     }
 
     /// Changes not yet acknowledged by the server.

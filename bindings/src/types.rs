@@ -411,6 +411,35 @@ pub enum SyncStage {
     Pulling,
 }
 
+/// What live sync reports.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum LiveSyncEvent {
+    /// The live channel is open.
+    Connected,
+    /// A sync ran (a change elsewhere, or a reconnection).
+    Synced {
+        /// What it did.
+        summary: SyncSummary,
+    },
+    /// A sync failed; live sync carries on.
+    SyncFailed {
+        /// Why.
+        detail: String,
+    },
+    /// The channel closed; it reconnects after `retry_in_ms`.
+    Disconnected {
+        /// Why.
+        reason: String,
+        /// Milliseconds until the next attempt.
+        retry_in_ms: u64,
+    },
+    /// Live sync ended (stopped, revoked or logged out).
+    Stopped {
+        /// Why.
+        reason: String,
+    },
+}
+
 /// What a sync did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
 pub struct SyncSummary {

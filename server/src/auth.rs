@@ -202,6 +202,11 @@ impl AuthKeys {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Lifetime of an access token, in seconds.
+    pub fn access_ttl_secs(&self) -> u64 {
+        self.access_ttl_secs
+    }
+
     /// The key id new tokens are signed with.
     pub fn signing_kid(&self) -> String {
         self.read_ring().signing_kid.clone()

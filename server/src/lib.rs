@@ -16,6 +16,7 @@ pub mod demo;
 pub mod devices;
 pub mod error;
 pub mod limits;
+pub mod live;
 pub mod scope;
 pub mod settings;
 pub mod store;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub limits: Arc<limits::Limits>,
     /// Which dated records reach each role's devices.
     pub scope: scope::ScopeSettings,
+    /// This node's live connections and the notes they listen to.
+    pub hub: Arc<live::Hub>,
 }
 
 /// The HTTP routes.
@@ -58,6 +61,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(auth::routes())
         .merge(sync::routes())
         .merge(devices::routes())
+        .merge(live::routes())
         .fallback(|| async { ApiError::NotFound })
         .with_state(state)
 }
@@ -91,11 +95,11 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Database> {
 /// requests and closes the database pool.
 pub async fn launch_with_tcp_listener(
     settings: Settings,
-    listener: TcpListener,
+    tcp: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let db = open_database(&settings).await?;
-    let addr = listener.local_addr()?;
+    let addr = tcp.local_addr()?;
     tracing::info!(
         %addr,
         database = db.kind(),
@@ -103,16 +107,25 @@ pub async fn launch_with_tcp_listener(
         "fieldsync listening on http://{addr}"
     );
     let keys = AuthKeys::load(&settings, &db).await?;
+    let hub = Arc::new(live::Hub::default());
     let state = Arc::new(AppState {
         db: db.clone(),
         keys,
-        gate: Arc::new(store::WriteGate::default()),
+        gate: Arc::new(store::WriteGate::with_hub(hub.clone())),
         limits: Arc::new(limits::Limits::new(
             settings.requests_per_minute,
             settings.logins_per_minute,
         )),
         scope: settings.scope,
+        hub: hub.clone(),
     });
+    // PostgreSQL: every node hears every node's commits.
+    let (stop_listener, listener_stopped) = tokio::sync::watch::channel(false);
+    let listener = tokio::spawn(live::listen_postgres(
+        db.clone(),
+        hub.clone(),
+        listener_stopped,
+    ));
     // Picks up keys rotated by `fieldsync keys rotate` (on any node).
     let reloader = {
         let (keys, db) = (state.keys.clone(), db.clone());
@@ -128,9 +141,22 @@ pub async fn launch_with_tcp_listener(
             }
         })
     };
-    axum::serve(listener, router(state))
+    // On shutdown, live connections end with a reconnect hint first, so that
+    // the graceful shutdown only waits for requests in flight.
+    let closing_hub = hub.clone();
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!(
+            live = closing_hub.connections(),
+            "shutting down: closing live connections, finishing requests in flight"
+        );
+        closing_hub.close();
+    };
+    axum::serve(tcp, router(state))
         .with_graceful_shutdown(shutdown)
         .await?;
+    stop_listener.send_replace(true);
+    let _ = listener.await;
     reloader.abort();
     db.close().await;
     tracing::info!("fieldsync stopped");

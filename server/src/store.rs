@@ -56,6 +56,9 @@ pub const MAX_PRIME_RECORDS: u32 = 5_000;
 /// Largest record: its saved document after a merge. Records hold text and
 /// numbers; photos and documents travel as attachments.
 pub const MAX_DOC_BYTES: usize = 1024 * 1024;
+/// Most written records one live note names the readers of; a larger push is
+/// announced to the whole organisation.
+const MAX_NOTE_RECORDS: usize = 64;
 /// How many times a push is retried when a concurrent push created the same record.
 const PUSH_ATTEMPTS: usize = 3;
 
@@ -126,13 +129,28 @@ impl Caller {
 
 /// Serialises writers on SQLite (it has one writer; waiting here is fairer and
 /// cheaper than in SQLite's busy handler). PostgreSQL writers do not take it.
+///
+/// It is also where a SQLite node announces commits to its live connections
+/// (`hub`); PostgreSQL nodes announce them through the database.
 #[derive(Debug, Default)]
-pub struct WriteGate(tokio::sync::Mutex<()>);
+pub struct WriteGate {
+    lock: tokio::sync::Mutex<()>,
+    /// This node's live hub, if it serves live connections.
+    pub hub: Option<std::sync::Arc<crate::live::Hub>>,
+}
 
 impl WriteGate {
+    /// A gate that announces SQLite commits to `hub`.
+    pub fn with_hub(hub: std::sync::Arc<crate::live::Hub>) -> Self {
+        WriteGate {
+            lock: tokio::sync::Mutex::new(()),
+            hub: Some(hub),
+        }
+    }
+
     async fn enter(&self, db: &Database) -> Option<tokio::sync::MutexGuard<'_, ()>> {
         match db {
-            Database::Sqlite(_) => Some(self.0.lock().await),
+            Database::Sqlite(_) => Some(self.lock.lock().await),
             Database::Postgres(_) => None,
         }
     }
@@ -363,6 +381,13 @@ pub async fn push(
             let _writer = gate.enter(db).await;
             push_once(db, caller, req.batch, &records).await
         };
+        let result = result.map(|(response, note)| {
+            // SQLite: one node, so the note goes straight to its hub.
+            if let (Database::Sqlite(_), Some(hub), Some(note)) = (db, &gate.hub, note) {
+                hub.publish(note);
+            }
+            response
+        });
         match result {
             Err(e) if e.unique_violation().is_some() && attempt < PUSH_ATTEMPTS => {
                 // Another push created one of these records at the same moment:
@@ -379,7 +404,7 @@ async fn push_once(
     caller: &Caller,
     batch: Uuid,
     records: &[RecordChanges],
-) -> Result<PushResponse, DbError> {
+) -> Result<(PushResponse, Option<crate::live::Note>), DbError> {
     let pg = matches!(db, Database::Postgres(_));
     let principals = caller.principals();
     let org = *caller.org.as_uuid();
@@ -470,6 +495,7 @@ async fn push_once(
                 .await?;
         }
         let now = now_secs();
+        let mut top_seq = 0i64;
         for w in &writes {
             let mut first_seq = 0i64;
             let mut last_seq = 0i64;
@@ -492,6 +518,7 @@ async fn push_once(
                     first_seq = seq;
                 }
                 last_seq = seq;
+                top_seq = top_seq.max(seq);
             }
             let p = &w.projection;
             // The record's date for download windows: its own start, else its
@@ -643,6 +670,41 @@ async fn push_once(
             }
         }
 
+        // The live channel's note: who may read what changed (ids only). On
+        // PostgreSQL it is sent in this transaction, so it exists exactly when
+        // the changes do; on SQLite the caller publishes it after the commit.
+        let note = if writes.is_empty() {
+            None
+        } else {
+            let mut touched = std::collections::BTreeSet::new();
+            if writes.len() <= MAX_NOTE_RECORDS {
+                for w in &writes {
+                    let readers: Vec<String> = sqlx::query_scalar(
+                        "SELECT principal FROM record_scope WHERE record_id = $1",
+                    )
+                    .bind(uuid(*w.id.as_uuid()))
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    touched.extend(readers);
+                }
+            }
+            Some(crate::live::Note::new(
+                caller.org,
+                top_seq,
+                caller.actor.device.map(|d| d.to_string()),
+                touched,
+            ))
+        };
+        if pg && let Some(note) = &note {
+            let payload = serde_json::to_string(note)
+                .map_err(|e| DbError::Corrupt(format!("cannot encode a change note: {e}")))?;
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(crate::live::CHANNEL)
+                .bind(payload)
+                .execute(&mut *tx)
+                .await?;
+        }
+
         for r in &refusals {
             sqlx::query(
                 "INSERT INTO rejections (id, org_id, user_id, device_id, batch_id, record_id, \
@@ -664,15 +726,16 @@ async fn push_once(
             .await?;
         }
         tx.commit().await?;
-        results
+        (results, note)
     });
+    let (results, note) = results;
     if results.iter().any(|(_, r)| r.is_err()) {
         tracing::info!(
             rejected = results.iter().filter(|(_, r)| r.is_err()).count(),
             "push refused some records"
         );
     }
-    Ok(PushResponse {
+    let response = PushResponse {
         results: results
             .into_iter()
             .map(|(id, r)| PushResult {
@@ -688,7 +751,23 @@ async fn push_once(
                 },
             })
             .collect(),
-    })
+    };
+    Ok((response, note))
+}
+
+/// The highest log sequence of an organisation (0 for an empty log).
+pub async fn org_head(db: &Database, org: OrgId) -> Result<i64, DbError> {
+    log_head(db, org).await
+}
+
+/// The highest log sequence of all organisations (0 for an empty log).
+pub async fn global_head(db: &Database) -> Result<i64, DbError> {
+    let head: Option<i64> = on_pool!(db, |pool, _uuid| {
+        sqlx::query_scalar("SELECT MAX(seq) FROM change_log")
+            .fetch_one(pool)
+            .await?
+    });
+    Ok(head.unwrap_or(0))
 }
 
 /// The highest log sequence of an organisation (0 for an empty log).

@@ -8,6 +8,7 @@ completes; the manager's client then sees all of it.
 """
 
 import os
+import queue
 import tempfile
 import time
 import unittest
@@ -33,6 +34,29 @@ def client(directory, name, email):
     c = fs.FieldsyncClient.open(os.path.join(directory, name + ".db"), URL)
     c.login(ORG, email, PASSWORD, "python", "test-1.0")
     return c
+
+
+class LiveEvents(fs.LiveSyncListener):
+    """Collects what live sync reports, from its own thread."""
+
+    def __init__(self):
+        self.events = queue.Queue()
+
+    def on_event(self, event):
+        self.events.put(event)
+
+    def wait_for(self, want, seconds=10.0):
+        deadline = time.monotonic() + seconds
+        seen = []
+        while time.monotonic() < deadline:
+            try:
+                event = self.events.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if want(event):
+                return event
+            seen.append(event)
+        raise AssertionError(f"no matching live event in {seconds}s; saw {seen}")
 
 
 @unittest.skipUnless(URL, "needs FIELDSYNC_TEST_URL (run through `cargo xtask test`)")
@@ -117,6 +141,44 @@ class TechnicianDayTest(unittest.TestCase):
             tech.assignment("0190a000-0000-7000-8000-000000000000")
         # Nothing half-done was queued by the refused action.
         self.assertEqual(tech.pending_changes(), 0)
+
+
+@unittest.skipUnless(URL, "needs FIELDSYNC_TEST_URL (run through `cargo xtask test`)")
+class LiveSyncTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="fieldsync-py-live-")
+
+    def test_a_job_assigned_in_the_office_reaches_the_online_technician(self):
+        manager = client(self.dir, "manager", "manager@demo.example")
+        manager.sync(None)
+        tech = client(self.dir, "tech", "tech2@demo.example")
+        tech.sync(None)
+        events = LiveEvents()
+        handle = tech.start_live_sync(events)
+        try:
+            events.wait_for(lambda e: isinstance(e, fs.LiveSyncEvent.CONNECTED))
+            events.wait_for(lambda e: isinstance(e, fs.LiveSyncEvent.SYNCED))
+
+            site = manager.create_account("Live Test Bakery", fs.GeoFix(lat=38.71, lng=-9.14, accuracy_m=None))
+            job = manager.create_job(site, "Oven door seal")
+            now = int(time.time() * 1000)
+            started = time.monotonic()
+            assignment = manager.assign_job(job, tech.session().user_id, now, now + 3_600_000)
+            self.assertEqual(manager.sync(None).rejected, 0)
+
+            synced = events.wait_for(
+                lambda e: isinstance(e, fs.LiveSyncEvent.SYNCED) and e.summary.pulled > 0, 5.0
+            )
+            self.assertLess(time.monotonic() - started, 5.0)
+            self.assertGreater(synced.summary.pulled, 0)
+            self.assertIn(assignment, [a.id for a in tech.assignments_by_status("dispatched")])
+        finally:
+            handle.stop()
+        events.wait_for(lambda e: isinstance(e, fs.LiveSyncEvent.STOPPED), 5.0)
+        deadline = time.monotonic() + 5.0
+        while handle.is_running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertFalse(handle.is_running(), "the live thread ends after stop()")
 
 
 class EncryptedStoreTest(unittest.TestCase):

@@ -25,6 +25,9 @@ pub mod transport;
 use std::sync::Mutex;
 use std::time::Duration;
 
+pub mod live;
+
+pub use live::{LiveEvent, LiveListener, LiveMessage, LiveOptions, LiveStream, LiveSync};
 pub use transport::{
     DeviceInfo, HttpTransport, LoginRequest, LoginResponse, SessionDevice, SessionUser, Transport,
     TransportError,

@@ -8,6 +8,7 @@
 //! messages, JSON for authentication, and every HTTP failure mapped onto a
 //! [`TransportError`] that says whether a retry can help.
 
+use super::live::{LiveMessage, LiveStream};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -160,6 +161,13 @@ pub trait Transport: Send + Sync {
     fn prime(&self, token: &str, req: &PrimeRequest) -> Result<PrimeResponse, TransportError>;
     /// One round of repair.
     fn repair(&self, token: &str, req: &RepairRequest) -> Result<RepairResponse, TransportError>;
+    /// Opens the live channel (see [`super::live`]). Transports without one
+    /// answer a protocol error, and live sync keeps retrying with backoff.
+    fn live(&self, _token: &str) -> Result<Box<dyn LiveStream>, TransportError> {
+        Err(TransportError::Protocol(
+            "this transport has no live channel".into(),
+        ))
+    }
 }
 
 /// The JSON error body every server error carries.
@@ -179,6 +187,8 @@ struct ErrorDetail {
 pub struct HttpTransport {
     base: String,
     agent: ureq::Agent,
+    /// For the live stream: no overall timeout, a limit on silence instead.
+    live_agent: ureq::Agent,
 }
 
 impl HttpTransport {
@@ -189,9 +199,17 @@ impl HttpTransport {
             .http_status_as_error(false)
             .user_agent(concat!("fieldsync-core/", env!("CARGO_PKG_VERSION")))
             .build();
+        let live = ureq::Agent::config_builder()
+            .timeout_connect(Some(timeout))
+            .timeout_recv_response(Some(timeout))
+            .timeout_per_read(Some(LIVE_SILENCE))
+            .http_status_as_error(false)
+            .user_agent(concat!("fieldsync-core/", env!("CARGO_PKG_VERSION")))
+            .build();
         Self {
             base: base_url.trim_end_matches('/').to_owned(),
             agent: config.into(),
+            live_agent: live.into(),
         }
     }
 
@@ -234,6 +252,31 @@ impl HttpTransport {
             .map_err(network)?;
         let body = read_ok(resp)?;
         protocol::decode(&body).map_err(|e| TransportError::Protocol(e.to_string()))
+    }
+}
+
+/// Longest silence on the live stream before it is taken for dead (the server
+/// sends a heartbeat every 15 s).
+const LIVE_SILENCE: Duration = Duration::from_secs(45);
+
+/// The live stream over HTTP.
+struct HttpLive {
+    events: super::live::SseReader<std::io::BufReader<ureq::BodyReader<'static>>>,
+}
+
+impl LiveStream for HttpLive {
+    fn next(&mut self) -> Result<Option<LiveMessage>, TransportError> {
+        loop {
+            match self.events.next_event() {
+                Ok(Some((event, data))) => {
+                    if let Some(message) = super::live::parse_live_event(&event, &data) {
+                        return Ok(Some(message));
+                    }
+                }
+                Ok(None) => return Ok(None),
+                Err(e) => return Err(TransportError::Network(e.to_string())),
+            }
+        }
     }
 }
 
@@ -309,5 +352,25 @@ impl Transport for HttpTransport {
 
     fn repair(&self, token: &str, req: &RepairRequest) -> Result<RepairResponse, TransportError> {
         self.cbor("/v1/sync/repair", token, req)
+    }
+
+    fn live(&self, token: &str) -> Result<Box<dyn LiveStream>, TransportError> {
+        let resp = self
+            .live_agent
+            .get(&self.url("/v1/live"))
+            .header("accept", "text/event-stream")
+            .header("authorization", format!("Bearer {token}"))
+            .call()
+            .map_err(network)?;
+        if !resp.status().is_success() {
+            // The error shape of every other endpoint.
+            return Err(read_ok(resp)
+                .err()
+                .unwrap_or_else(|| TransportError::Protocol("unexpected live answer".into())));
+        }
+        let reader = resp.into_body().into_reader();
+        Ok(Box::new(HttpLive {
+            events: super::live::SseReader::new(std::io::BufReader::new(reader)),
+        }))
     }
 }

@@ -533,4 +533,12 @@ impl Transport for Faulty {
         self.count(req, &resp);
         Ok(resp)
     }
+
+    fn live(
+        &self,
+        token: &str,
+    ) -> Result<Box<dyn fieldsync_core::sync::LiveStream>, TransportError> {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        self.inner.live(token)
+    }
 }

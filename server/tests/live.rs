@@ -1,0 +1,363 @@
+//! The live channel end to end: real devices (`fieldsync-core` live sync over
+//! HTTP) against real server nodes on loopback ports.
+//!
+//! - On SQLite, one node: a change pushed by the manager reaches the rep's
+//!   connected phone, which syncs on its own.
+//! - On PostgreSQL, two nodes on one database: a change pushed through node A
+//!   reaches a phone connected to node B (LISTEN/NOTIFY); the listener
+//!   connections are killed mid-run and the next change still arrives (the
+//!   listener reconnects and catches up from the change log).
+//! - Stopping a node ends its live connections with a reconnect hint.
+
+mod support;
+
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fieldsync_core::model::visit::Visit;
+use fieldsync_core::model::{Account, DeviceTime, RecordMeta, Role};
+use fieldsync_core::store::{DeviceStore, StoreOptions};
+use fieldsync_core::sync::{
+    DeviceInfo, HttpTransport, LiveEvent, LiveListener, LiveOptions, LoginRequest, NoProgress,
+    SyncClient, SyncOptions,
+};
+use fieldsync_core::{DeviceId, OrgId, RecordId, TeamId, TerritoryId, UserId};
+use fieldsync_server::accounts::{self, NewUser};
+use fieldsync_server::settings::Secret;
+use fieldsync_server::{Database, Settings, SettingsArgs};
+
+const SECRET: &str = "live-signing-key-0123456789abcdef-0123456789";
+const PASSWORD: &str = "correct horse battery";
+
+type Client = Arc<SyncClient<Arc<DeviceStore>, HttpTransport>>;
+
+struct Node {
+    base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+struct World {
+    rt: tokio::runtime::Runtime,
+    db: Database,
+    settings: Settings,
+    org: OrgId,
+    team: TeamId,
+    territory: TerritoryId,
+    ana: UserId,
+    mona: UserId,
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    fn new(postgres: bool) -> World {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let database_url = postgres.then(|| support::PgCluster::shared().new_database());
+        let settings = SettingsArgs {
+            data_dir: Some(dir.path().join("data")),
+            database_url,
+            jwt_secret: Some(Secret::new(SECRET)),
+            db_max_connections: Some(8),
+            ..SettingsArgs::default()
+        }
+        .resolve()
+        .expect("settings");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (db, org, team, territory, ana, mona) = rt.block_on(async {
+            let db = fieldsync_server::open_database(&settings)
+                .await
+                .expect("open and migrate");
+            let org = accounts::create_org(&db, "Acme", "acme")
+                .await
+                .expect("org");
+            let team = accounts::ensure_team(&db, org, "North")
+                .await
+                .expect("team");
+            let territory = accounts::ensure_territory(&db, org, "Lisbon")
+                .await
+                .expect("territory");
+            let mut ids = Vec::new();
+            for (name, role) in [("ana", Role::Rep), ("mona", Role::Manager)] {
+                ids.push(
+                    accounts::create_user(
+                        &db,
+                        NewUser {
+                            org,
+                            email: format!("{name}@acme.test"),
+                            display_name: name.into(),
+                            role,
+                            team: Some(team),
+                            territory: Some(territory),
+                            password: PASSWORD.into(),
+                        },
+                    )
+                    .await
+                    .expect("user"),
+                );
+            }
+            (db, org, team, territory, ids[0], ids[1])
+        });
+        World {
+            rt,
+            db,
+            settings,
+            org,
+            team,
+            territory,
+            ana,
+            mona,
+            dir,
+        }
+    }
+
+    fn node(&self) -> Node {
+        let listener = self
+            .rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = self.rt.spawn(fieldsync_server::launch_with_tcp_listener(
+            self.settings.clone(),
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        for _ in 0..400 {
+            if support::http_get(&format!("{base}/healthz")).is_some_and(|(c, _)| c == 200) {
+                return Node {
+                    base,
+                    stop: Some(stop),
+                    task,
+                };
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("the node did not become healthy");
+    }
+
+    fn stop(&self, mut node: Node) {
+        if let Some(stop) = node.stop.take() {
+            let _ = stop.send(());
+        }
+        self.rt
+            .block_on(node.task)
+            .expect("join")
+            .expect("clean shutdown");
+    }
+
+    fn client(&self, node: &Node, name: &str) -> Client {
+        let path = self
+            .dir
+            .path()
+            .join(format!("{name}-{}.db", DeviceId::new()));
+        let store = Arc::new(DeviceStore::open(&path, StoreOptions::default()).expect("store"));
+        let client = SyncClient::new(
+            store,
+            HttpTransport::new(&node.base, Duration::from_secs(30)),
+            SyncOptions::default(),
+        );
+        client
+            .login(&LoginRequest {
+                org: "acme".into(),
+                email: format!("{name}@acme.test"),
+                password: PASSWORD.into(),
+                device: DeviceInfo {
+                    id: DeviceId::new(),
+                    platform: "test".into(),
+                    app_version: "1.0.0".into(),
+                },
+            })
+            .expect("login");
+        client.sync(&NoProgress).expect("first sync");
+        Arc::new(client)
+    }
+
+    fn meta(&self, owner: UserId) -> RecordMeta {
+        RecordMeta {
+            id: RecordId::new(),
+            org: self.org,
+            owner,
+            team: self.team,
+            territory: self.territory,
+        }
+    }
+}
+
+/// Forwards live events to the test thread.
+struct Events(Mutex<Sender<LiveEvent>>);
+
+impl LiveListener for Events {
+    fn on_live(&self, event: LiveEvent) {
+        if let Ok(tx) = self.0.lock() {
+            let _ = tx.send(event);
+        }
+    }
+}
+
+fn listen(client: &Client) -> (fieldsync_core::sync::LiveSync, Receiver<LiveEvent>) {
+    let (tx, rx) = channel();
+    let live = client.start_live(
+        Arc::new(Events(Mutex::new(tx))),
+        LiveOptions {
+            base_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            ..LiveOptions::default()
+        },
+    );
+    (live, rx)
+}
+
+/// Waits for an event matching `want`, failing after `within`.
+fn wait_for(
+    rx: &Receiver<LiveEvent>,
+    within: Duration,
+    want: impl Fn(&LiveEvent) -> bool,
+) -> LiveEvent {
+    let deadline = Instant::now() + within;
+    let mut seen = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(e) if want(&e) => return e,
+            Ok(e) => seen.push(e),
+            Err(_) => break,
+        }
+    }
+    panic!("no matching live event within {within:?}; saw {seen:?}");
+}
+
+fn today(hour: i64) -> DeviceTime {
+    let now = DeviceTime::now_utc().at_ms;
+    DeviceTime::utc(now - now.rem_euclid(86_400_000) + hour * 3_600_000)
+}
+
+fn pulled_something(e: &LiveEvent) -> bool {
+    matches!(e, LiveEvent::Synced(r) if r.pulled > 0)
+}
+
+/// The manager plans a visit for ana (and its account) through `via`'s client.
+fn plan_visit(w: &World, mona: &Client) -> RecordId {
+    let account = Account {
+        meta: w.meta(w.ana),
+        name: "Padaria Central".into(),
+        account_type: "outlet".into(),
+        account_status: "active".into(),
+        price_list_id: None,
+        visit_frequency_days: None,
+        locations: Default::default(),
+    };
+    let account_id = mona.store().create(&account, today(8)).expect("account");
+    let visit = Visit::planned(w.meta(w.ana), account_id, today(10), today(11));
+    let actor = fieldsync_core::model::Actor::without_device(w.mona, Role::Manager);
+    let id = mona
+        .store()
+        .create_stateful(&visit, &actor, today(8))
+        .expect("visit");
+    mona.sync(&NoProgress).expect("push");
+    id
+}
+
+fn edit(mona: &Client, visit: RecordId, note: &str) {
+    mona.store()
+        .update::<Visit>(visit, today(9), |v| v.notes = note.into())
+        .expect("edit");
+    let report = mona.sync(&NoProgress).expect("push");
+    assert_eq!(report.pushed, 1);
+}
+
+#[test]
+fn a_change_reaches_a_connected_phone_in_about_a_second_on_sqlite() {
+    let w = World::new(false);
+    let node = w.node();
+    let ana = w.client(&node, "ana");
+    let mona = w.client(&node, "mona");
+    let (live, rx) = listen(&ana);
+    wait_for(&rx, Duration::from_secs(10), |e| *e == LiveEvent::Connected);
+    wait_for(&rx, Duration::from_secs(10), |e| {
+        matches!(e, LiveEvent::Synced(_))
+    });
+
+    let started = Instant::now();
+    let visit = plan_visit(&w, &mona);
+    wait_for(&rx, Duration::from_secs(5), pulled_something);
+    let latency = started.elapsed();
+    let got: Visit = ana.store().read(visit).expect("the visit is on the phone");
+    assert_eq!(got.meta.owner, w.ana);
+    println!("live: push to other device's sync in {latency:?}");
+
+    edit(&mona, visit, "bring samples");
+    wait_for(&rx, Duration::from_secs(5), pulled_something);
+    let got: Visit = ana.store().read(visit).expect("read");
+    assert_eq!(got.notes, "bring samples");
+
+    // A node that stops ends the stream with a reconnect hint.
+    w.stop(node);
+    let e = wait_for(&rx, Duration::from_secs(10), |e| {
+        matches!(e, LiveEvent::Disconnected { .. })
+    });
+    assert!(
+        matches!(&e, LiveEvent::Disconnected { reason, .. } if reason.contains("asked to reconnect")),
+        "{e:?}"
+    );
+    live.stop();
+    wait_for(&rx, Duration::from_secs(10), |e| {
+        matches!(e, LiveEvent::Stopped { .. })
+    });
+    let _ = w.db.clone();
+}
+
+#[test]
+fn a_change_through_node_a_reaches_a_phone_on_node_b_even_when_the_listener_drops() {
+    let w = World::new(true);
+    let a = w.node();
+    let b = w.node();
+    let ana = w.client(&b, "ana");
+    let mona = w.client(&a, "mona");
+    let (live, rx) = listen(&ana);
+    wait_for(&rx, Duration::from_secs(10), |e| *e == LiveEvent::Connected);
+    wait_for(&rx, Duration::from_secs(10), |e| {
+        matches!(e, LiveEvent::Synced(_))
+    });
+
+    let started = Instant::now();
+    let visit = plan_visit(&w, &mona);
+    wait_for(&rx, Duration::from_secs(5), pulled_something);
+    println!("live across nodes: {:?}", started.elapsed());
+    assert!(ana.store().read::<Visit>(visit).is_ok());
+
+    // Kill every node's listener connection, then change something at once.
+    let killed: i64 = w.rt.block_on(async {
+        let Database::Postgres(pool) = &w.db else {
+            unreachable!("a PostgreSQL world")
+        };
+        sqlx::query_scalar(
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE application_name = $1",
+        )
+        .bind(fieldsync_server::live::LISTENER_APP_NAME)
+        .fetch_one(pool)
+        .await
+        .expect("terminate listeners")
+    });
+    assert_eq!(killed, 2, "one listener per node");
+    edit(&mona, visit, "changed while the listeners were down");
+    wait_for(&rx, Duration::from_secs(10), pulled_something);
+    let got: Visit = ana.store().read(visit).expect("read");
+    assert_eq!(got.notes, "changed while the listeners were down");
+
+    // And the listeners are back: the next change flows as usual.
+    edit(&mona, visit, "after the reconnect");
+    wait_for(&rx, Duration::from_secs(10), pulled_something);
+    let got: Visit = ana.store().read(visit).expect("read");
+    assert_eq!(got.notes, "after the reconnect");
+
+    live.stop();
+    w.stop(a);
+    w.stop(b);
+}
