@@ -131,6 +131,13 @@ fn bench() -> Result<()> {
             &root,
             &["bench", "-p", "fieldsync-server", "--bench", "sync"],
         ),
+    )?;
+    step(
+        "live channel benchmark (SQLite and PostgreSQL)",
+        cargo(
+            &root,
+            &["bench", "-p", "fieldsync-server", "--bench", "live"],
+        ),
     )
 }
 

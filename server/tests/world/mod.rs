@@ -360,11 +360,20 @@ impl World {
     /// Peak resident memory of the server process in KiB (`VmHWM`), when it runs
     /// as a child process.
     pub fn server_peak_kib(&self) -> Option<u64> {
+        self.server_status("VmHWM:")
+    }
+
+    /// Current resident memory of the server process in KiB (`VmRSS`).
+    pub fn server_rss_kib(&self) -> Option<u64> {
+        self.server_status("VmRSS:")
+    }
+
+    fn server_status(&self, field: &str) -> Option<u64> {
         let pid = self.process.lock().ok()?.as_ref()?.child.id();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 }
