@@ -16,6 +16,7 @@ pub mod demo;
 pub mod devices;
 pub mod error;
 pub mod limits;
+pub mod metrics;
 pub mod scope;
 pub mod settings;
 pub mod store;
@@ -49,16 +50,22 @@ pub struct AppState {
     pub limits: Arc<limits::Limits>,
     /// Which dated records reach each role's devices.
     pub scope: scope::ScopeSettings,
+    /// What `GET /metrics` serves; updated by the handlers and the request middleware.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 /// The HTTP routes.
 pub fn router(state: Arc<AppState>) -> Router {
+    let tracked = axum::middleware::from_fn_with_state(state.metrics.clone(), metrics::track);
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics::serve))
         .merge(auth::routes())
         .merge(sync::routes())
         .merge(devices::routes())
         .fallback(|| async { ApiError::NotFound })
+        // Last, so it wraps every route and the fallback (and sees the matched route).
+        .layer(tracked)
         .with_state(state)
 }
 
@@ -112,6 +119,7 @@ pub async fn launch_with_tcp_listener(
             settings.logins_per_minute,
         )),
         scope: settings.scope,
+        metrics: Arc::new(metrics::Metrics::default()),
     });
     // Picks up keys rotated by `fieldsync keys rotate` (on any node).
     let reloader = {
@@ -127,6 +135,18 @@ pub async fn launch_with_tcp_listener(
                 }
             }
         })
+    };
+    // axum stops accepting at `shutdown` and waits for the requests being served.
+    let shutdown = {
+        let metrics = state.metrics.clone();
+        async move {
+            shutdown.await;
+            let n = metrics.in_flight();
+            tracing::info!(
+                in_flight = n,
+                "shutting down: finishing {n} in-flight requests"
+            );
+        }
     };
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
