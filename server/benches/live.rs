@@ -240,7 +240,12 @@ fn run(backend: Backend, name: &'static str, live: usize, idle: usize) -> Vec<Ro
         loop {
             let got: Vec<Instant> = stamps
                 .lock()
-                .map(|s| s.iter().filter(|(x, _)| *x == r).map(|(_, at)| *at).collect())
+                .map(|s| {
+                    s.iter()
+                        .filter(|(x, _)| *x == r)
+                        .map(|(_, at)| *at)
+                        .collect()
+                })
                 .unwrap_or_default();
             if got.len() >= live || Instant::now() > deadline {
                 notify.extend(got.iter().map(|at| at.saturating_duration_since(t0)));

@@ -494,6 +494,10 @@ impl FromRequestParts<Arc<AppState>> for AuthUser {
             // Not worth failing the request over a last-seen stamp.
             tracing::warn!(error = %e, "could not update the device's last-seen time");
         }
+        // Ids only: the request's log lines say who, never their name or email.
+        tracing::Span::current()
+            .record("device", tracing::field::display(device.id))
+            .record("user", tracing::field::display(user.id));
         Ok(AuthUser {
             id: user.id,
             org: user.org,

@@ -17,6 +17,7 @@ pub mod devices;
 pub mod error;
 pub mod limits;
 pub mod live;
+pub mod metrics;
 pub mod scope;
 pub mod settings;
 pub mod store;
@@ -52,17 +53,23 @@ pub struct AppState {
     pub scope: scope::ScopeSettings,
     /// This node's live connections and the notes they listen to.
     pub hub: Arc<live::Hub>,
+    /// What `GET /metrics` serves; updated by the handlers and the request middleware.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 /// The HTTP routes.
 pub fn router(state: Arc<AppState>) -> Router {
+    let tracked = axum::middleware::from_fn_with_state(state.metrics.clone(), metrics::track);
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics::serve))
         .merge(auth::routes())
         .merge(sync::routes())
         .merge(devices::routes())
         .merge(live::routes())
         .fallback(|| async { ApiError::NotFound })
+        // Last, so it wraps every route and the fallback (and sees the matched route).
+        .layer(tracked)
         .with_state(state)
 }
 
@@ -118,12 +125,14 @@ pub async fn launch_with_tcp_listener(
         )),
         scope: settings.scope,
         hub: hub.clone(),
+        metrics: Arc::new(metrics::Metrics::default()),
     });
     // PostgreSQL: every node hears every node's commits.
     let (stop_listener, listener_stopped) = tokio::sync::watch::channel(false);
     let listener = tokio::spawn(live::listen_postgres(
         db.clone(),
         hub.clone(),
+        state.metrics.clone(),
         listener_stopped,
     ));
     // Picks up keys rotated by `fieldsync keys rotate` (on any node).
@@ -141,16 +150,22 @@ pub async fn launch_with_tcp_listener(
             }
         })
     };
-    // On shutdown, live connections end with a reconnect hint first, so that
-    // the graceful shutdown only waits for requests in flight.
-    let closing_hub = hub.clone();
-    let shutdown = async move {
-        shutdown.await;
-        tracing::info!(
-            live = closing_hub.connections(),
-            "shutting down: closing live connections, finishing requests in flight"
-        );
-        closing_hub.close();
+    // On shutdown, live connections end with a reconnect hint first, then axum
+    // stops accepting and waits for the requests being served.
+    let shutdown = {
+        let metrics = state.metrics.clone();
+        let closing_hub = hub.clone();
+        async move {
+            shutdown.await;
+            let n = metrics.in_flight();
+            let live = closing_hub.connections();
+            tracing::info!(
+                in_flight = n,
+                live,
+                "shutting down: finishing {n} in-flight requests, closing {live} live connections"
+            );
+            closing_hub.close();
+        }
     };
     axum::serve(tcp, router(state))
         .with_graceful_shutdown(shutdown)

@@ -47,7 +47,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::AppState;
 use crate::auth::AuthUser;
-use crate::db::{Database, DbError, now_secs};
+use crate::db::{Database, DbError};
 use crate::error::ApiError;
 
 /// The PostgreSQL channel notes travel on.
@@ -64,6 +64,13 @@ const BUFFER: usize = 1_024;
 const MAX_PRINCIPALS: usize = 64;
 /// Reconnect hint sent with the `shutdown` event.
 const SHUTDOWN_RETRY_MS: u64 = 2_000;
+
+/// Milliseconds since the epoch (0 if the clock is before it).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
 
 /// A commit, announced to the devices it concerns. Ids only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,7 +103,7 @@ impl Note {
             seq,
             device,
             principals,
-            at_ms: now_secs().saturating_mul(1000),
+            at_ms: now_ms(),
         }
     }
 
@@ -192,6 +199,7 @@ async fn live(
         principals: Vec<String>,
         device: String,
         _guard: Connected,
+        _counted: crate::metrics::LiveConnection,
     }
     let conn = Conn {
         notes,
@@ -203,6 +211,7 @@ async fn live(
         principals,
         device,
         _guard: guard,
+        _counted: state.metrics.live_connection(),
     };
     let stream = futures_util::stream::unfold(conn, |mut c| async move {
         if c.done {
@@ -259,7 +268,12 @@ fn changed(seq: i64) -> Event {
 
 /// Relays the PostgreSQL channel into this node's hub until `stop` fires;
 /// reconnects when the listener connection drops and catches up from the log.
-pub async fn listen_postgres(db: Database, hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
+pub async fn listen_postgres(
+    db: Database,
+    hub: Arc<Hub>,
+    metrics: Arc<crate::metrics::Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
     let Database::Postgres(pool) = &db else {
         return;
     };
@@ -314,6 +328,9 @@ pub async fn listen_postgres(db: Database, hub: Arc<Hub>, mut stop: watch::Recei
                     Ok(Some(n)) => match serde_json::from_str::<Note>(n.payload()) {
                         Ok(note) => {
                             last_seq = Some(last_seq.map_or(note.seq, |s| s.max(note.seq)));
+                            // Precision: the nodes' clocks (keep them in sync).
+                            let lag_ms = now_ms().saturating_sub(note.at_ms);
+                            metrics.observe_feed_lag(lag_ms as f64 / 1000.0);
                             hub.publish(note);
                         }
                         Err(e) => tracing::warn!(error = %e, "ignoring a malformed change note"),

@@ -424,6 +424,7 @@ async fn push_once(
         let mut results: Vec<(RecordId, Result<Vec<u8>, Rejection>)> = Vec::new();
         let mut writes: Vec<Write> = Vec::new();
         let mut refusals: Vec<Refusal> = Vec::new();
+        let merge_started = std::time::Instant::now();
         for rec in records {
             let row: Option<(String, String, Vec<u8>)> = sqlx::query_as(load_sql)
                 .bind(uuid(*rec.id.as_uuid()))
@@ -488,6 +489,7 @@ async fn push_once(
             }
         }
 
+        let commit_started = crate::metrics::push_merged(merge_started);
         if !writes.is_empty() && pg {
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(org_lock_key(caller.org))
@@ -726,6 +728,10 @@ async fn push_once(
             .await?;
         }
         tx.commit().await?;
+        crate::metrics::push_committed(
+            commit_started,
+            writes.iter().map(|w| w.changes.len()).sum(),
+        );
         (results, note)
     });
     let (results, note) = results;

@@ -127,9 +127,11 @@ async fn push(
         )));
     }
     let caller = caller(&state, &user)?;
-    let resp = store::push(&state.db, &state.gate, &caller, &req)
+    let pushing = store::push(&state.db, &state.gate, &caller, &req);
+    let resp = crate::metrics::measure_push(state.metrics.clone(), pushing)
         .await
         .map_err(ApiError::Unavailable)?;
+    state.metrics.pushed(&resp);
     tracing::debug!(
         device = %user.device,
         batch = %req.batch,
@@ -148,6 +150,7 @@ async fn pull(
     let resp = store::pull(&state.db, &caller, &req)
         .await
         .map_err(ApiError::Unavailable)?;
+    state.metrics.pulled();
     Ok(CborReply(resp).into_response())
 }
 
@@ -160,6 +163,7 @@ async fn prime(
     let resp = store::prime(&state.db, &caller, &req)
         .await
         .map_err(ApiError::Unavailable)?;
+    state.metrics.primed();
     Ok(CborReply(resp).into_response())
 }
 

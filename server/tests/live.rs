@@ -283,6 +283,13 @@ fn a_change_reaches_a_connected_phone_in_about_a_second_on_sqlite() {
         matches!(e, LiveEvent::Synced(_))
     });
 
+    // Operators see the connection.
+    let (_, metrics) = support::http_get(&format!("{}/metrics", node.base)).expect("metrics");
+    assert!(
+        metrics.lines().any(|l| l == "fieldsync_live_connections 1"),
+        "{metrics}"
+    );
+
     let started = Instant::now();
     let visit = plan_visit(&w, &mona);
     wait_for(&rx, Duration::from_secs(5), pulled_something);
