@@ -181,6 +181,38 @@ fn own_principals(p: &Projection, org: OrgId) -> Vec<String> {
     out
 }
 
+/// The principals a record had through its previous owner, team and (master
+/// data) territory that its new projection no longer gives it.
+fn lost_principals(
+    p: &Projection,
+    owner: Option<String>,
+    team: Option<String>,
+    territory: Option<String>,
+) -> Vec<String> {
+    let same = |old: &Option<String>, new: Option<&str>| {
+        opt_uuid(old.as_deref()) == opt_uuid(new) || old.as_deref() == new
+    };
+    let mut lost = Vec::new();
+    let new_owner = p.owner.map(|o| o.to_string());
+    if let Some(old) = &owner
+        && !same(&owner, new_owner.as_deref())
+    {
+        lost.push(format!("u:{old}"));
+    }
+    if let Some(old) = &team
+        && !same(&team, p.team.as_deref())
+    {
+        lost.push(format!("t:{old}"));
+    }
+    if is_master_data(p.kind)
+        && let Some(old) = &territory
+        && !same(&territory, p.territory.as_deref())
+    {
+        lost.push(format!("r:{old}"));
+    }
+    lost
+}
+
 /// A record as loaded for a push.
 struct Loaded {
     kind: String,
@@ -547,6 +579,40 @@ async fn push_once(
             };
             // A new record's anchor dates from its creation; a changed one from this push.
             let anchor_seq = if w.is_new { first_seq } else { last_seq };
+            // A record that changes owner, team or territory loses the readers it
+            // had through the old values; devices that can no longer read it are
+            // told to drop it (see `scope_revocations`).
+            if !w.is_new {
+                let before: Option<(Option<String>, Option<String>, Option<String>)> =
+                    sqlx::query_as(
+                        "SELECT CAST(owner_id AS TEXT), CAST(team_id AS TEXT), \
+                         CAST(territory_id AS TEXT) FROM records WHERE id = $1",
+                    )
+                    .bind(uuid(*w.id.as_uuid()))
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if let Some((owner, team, territory)) = before {
+                    let lost = lost_principals(p, owner, team, territory);
+                    for principal in lost {
+                        sqlx::query(
+                            "DELETE FROM record_scope WHERE record_id = $1 AND principal = $2",
+                        )
+                        .bind(uuid(*w.id.as_uuid()))
+                        .bind(&principal)
+                        .execute(&mut *tx)
+                        .await?;
+                        sqlx::query(
+                            "INSERT INTO scope_revocations (seq, record_id, principal) \
+                             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                        )
+                        .bind(last_seq)
+                        .bind(uuid(*w.id.as_uuid()))
+                        .bind(&principal)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+            }
             sqlx::query(
                 "INSERT INTO records (id, org_id, kind, doc, status, owner_id, team_id, \
                  territory_id, account_id, parent_id, start_ms, deleted, created_seq, \
@@ -925,6 +991,25 @@ pub async fn pull(
                 out.extend(ids);
             }
         }
+        // Records the caller lost (a new owner, team or territory) since the cursor.
+        let revoked: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT CAST(v.record_id AS TEXT) FROM scope_revocations v \
+             WHERE v.principal IN ($1, $2, $3, $4, $5) AND v.seq > $6 AND v.seq <= $7 \
+             AND NOT EXISTS (SELECT 1 FROM record_scope s WHERE s.record_id = v.record_id \
+             AND s.principal IN ($1, $2, $3, $4, $5))",
+        )
+        .bind(&p[0])
+        .bind(&p[1])
+        .bind(&p[2])
+        .bind(&p[3])
+        .bind(&p[4])
+        .bind(cursor)
+        .bind(next)
+        .fetch_all(pool)
+        .await?;
+        removed.extend(revoked);
+        removed.sort();
+        removed.dedup();
         full_ids.sort();
         full_ids.dedup();
         let mut full: Vec<(String, String, Vec<Vec<u8>>)> = Vec::new();

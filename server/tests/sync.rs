@@ -48,6 +48,7 @@ on_both_databases!(
     a_revoked_device_is_refused_at_its_next_request_and_wiped,
     dated_records_reach_a_rep_only_inside_the_window,
     an_oversized_record_is_refused_and_the_rest_lands,
+    a_reassigned_visit_leaves_the_old_reps_phone_and_reaches_the_new_ones,
 );
 
 /// Scenarios that need the server as a separate process (to SIGKILL it).
@@ -1125,4 +1126,49 @@ fn an_oversized_record_is_refused_and_the_rest_lands(w: World) {
     );
     assert_eq!(server_heads(&w, big), before, "nothing of it was stored");
     assert_eq!(heads(&phone, small), server_heads(&w, small));
+}
+
+fn a_reassigned_visit_leaves_the_old_reps_phone_and_reaches_the_new_ones(w: World) {
+    let mona = w.device("mona");
+    let ana = w.device("ana");
+    let ben = w.device("ben");
+    let shop = account(&w, &mona, "Tabacaria Lis");
+    let v = Visit::planned(w.meta("ana"), shop, t(9 * HOUR_MS), t(10 * HOUR_MS));
+    let visit = mona
+        .store()
+        .create_stateful(&v, &mona.actor, t(0))
+        .expect("plan");
+    mona.store()
+        .update::<Visit>(visit, t(1), |v| v.instructions = Some("new range".into()))
+        .expect("edit");
+    mona.sync();
+    ana.sync();
+    ben.sync();
+    let holds = |dev: &Device| dev.store().doc(visit).is_ok();
+    assert!(holds(&ana));
+    assert!(!holds(&ben));
+
+    // The manager gives the visit to ben.
+    let ben_id = w.person("ben").id;
+    mona.store()
+        .update::<Visit>(visit, t(2), |v| v.meta.owner = ben_id)
+        .expect("reassign");
+    let report = mona.sync();
+    assert_eq!((report.pushed, report.rejected), (1, 0), "{report:?}");
+
+    let report = ana.sync();
+    assert_eq!(report.removed, 1, "{report:?}");
+    assert!(!holds(&ana), "the visit left ana's phone");
+    let report = ben.sync();
+    assert!(report.pulled >= 3, "the whole history: {report:?}");
+    assert!(holds(&ben));
+    assert_eq!(heads(&ben, visit), server_heads(&w, visit));
+    let got: Visit = ben.store().read(visit).expect("read");
+    assert_eq!(got.meta.owner, ben_id);
+    assert_eq!(got.instructions.as_deref(), Some("new range"));
+
+    // Ana's phone can no longer read or write it.
+    let again = ana.sync();
+    assert_eq!(again.removed, 0, "told once");
+    assert!(!holds(&ana));
 }
