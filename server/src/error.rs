@@ -77,6 +77,9 @@ pub enum ApiError {
     /// The device id is registered to another user.
     #[error("this device is registered to another user; reinstall the app or clear its data")]
     DeviceInUse,
+    /// The record is not in a state that allows this (e.g. approving a draft).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl ApiError {
@@ -97,6 +100,7 @@ impl ApiError {
             ApiError::DeviceRevoked => (StatusCode::UNAUTHORIZED, "device_revoked"),
             ApiError::AccountDisabled => (StatusCode::FORBIDDEN, "account_disabled"),
             ApiError::DeviceInUse => (StatusCode::CONFLICT, "device_in_use"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::InvalidMessage(_) => (StatusCode::BAD_REQUEST, "invalid_message"),
             ApiError::UnsupportedCbor => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")

@@ -18,6 +18,7 @@ pub mod error;
 pub mod limits;
 pub mod live;
 pub mod metrics;
+pub mod review;
 pub mod scope;
 pub mod settings;
 pub mod store;
@@ -67,6 +68,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(sync::routes())
         .merge(devices::routes())
         .merge(live::routes())
+        .merge(review::routes())
         .fallback(|| async { ApiError::NotFound })
         // Last, so it wraps every route and the fallback (and sees the matched route).
         .layer(tracked)

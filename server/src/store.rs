@@ -1183,6 +1183,84 @@ pub async fn prime(
     })
 }
 
+/// A visit report as the review inbox lists it.
+#[derive(Debug, Clone)]
+pub struct ReportRow {
+    /// The report's id.
+    pub id: String,
+    /// Its status.
+    pub status: Option<String>,
+    /// The rep.
+    pub owner: Option<String>,
+    /// The rep's name.
+    pub owner_name: Option<String>,
+    /// The visit.
+    pub visit: Option<String>,
+    /// The visit's account.
+    pub account: Option<String>,
+    /// The visit's planned start.
+    pub planned_start_ms: Option<i64>,
+    /// Last stored change (Unix seconds).
+    pub updated_at: i64,
+}
+
+/// Visit reports in `status` in the caller's scope, newest change first.
+pub async fn reports_in_status(
+    db: &Database,
+    caller: &Caller,
+    status: &str,
+    limit: usize,
+) -> Result<Vec<ReportRow>, DbError> {
+    type Row = (
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+        i64,
+    );
+    let p = caller.principals();
+    let org = *caller.org.as_uuid();
+    let rows: Vec<Row> = on_pool!(db, |pool, uuid| {
+        sqlx::query_as(
+            "SELECT CAST(r.id AS TEXT), r.status, CAST(r.owner_id AS TEXT), u.display_name, \
+             CAST(r.parent_id AS TEXT), CAST(v.account_id AS TEXT), v.start_ms, r.updated_at \
+             FROM records r LEFT JOIN users u ON u.id = r.owner_id \
+             LEFT JOIN records v ON v.id = r.parent_id \
+             WHERE r.org_id = $1 AND r.kind = 'visit_report' AND r.status = $2 \
+             AND r.deleted = $9 AND EXISTS (SELECT 1 FROM record_scope s WHERE s.record_id = r.id \
+             AND s.principal IN ($3, $4, $5, $6, $7)) \
+             ORDER BY r.updated_at DESC, r.id LIMIT $8",
+        )
+        .bind(uuid(org))
+        .bind(status)
+        .bind(&p[0])
+        .bind(&p[1])
+        .bind(&p[2])
+        .bind(&p[3])
+        .bind(&p[4])
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(false)
+        .fetch_all(pool)
+        .await?
+    });
+    Ok(rows
+        .into_iter()
+        .map(|r| ReportRow {
+            id: r.0,
+            status: r.1,
+            owner: r.2,
+            owner_name: r.3,
+            visit: r.4,
+            account: r.5,
+            planned_start_ms: r.6,
+            updated_at: r.7,
+        })
+        .collect())
+}
+
 /// The server's copy of a record, if it exists in the caller's organisation and scope.
 pub async fn readable_doc(
     db: &Database,

@@ -49,6 +49,7 @@ on_both_databases!(
     dated_records_reach_a_rep_only_inside_the_window,
     an_oversized_record_is_refused_and_the_rest_lands,
     a_reassigned_visit_leaves_the_old_reps_phone_and_reaches_the_new_ones,
+    a_manager_reviews_a_report_through_the_api_and_the_rep_sees_it_after_sync,
 );
 
 /// Scenarios that need the server as a separate process (to SIGKILL it).
@@ -1171,4 +1172,150 @@ fn a_reassigned_visit_leaves_the_old_reps_phone_and_reaches_the_new_ones(w: Worl
     let again = ana.sync();
     assert_eq!(again.removed, 0, "told once");
     assert!(!holds(&ana));
+}
+
+/// A JSON request with a bearer token: status and body.
+fn api(
+    w: &World,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let url = format!("{}{path}", w.base);
+    let auth = format!("Bearer {token}");
+    let resp = match (method, body) {
+        ("GET", _) => agent.get(&url).header("authorization", &auth).call(),
+        (_, Some(b)) => agent.post(&url).header("authorization", &auth).send_json(b),
+        (_, None) => agent.post(&url).header("authorization", &auth).send_empty(),
+    }
+    .expect("request");
+    let status = resp.status().as_u16();
+    let text = resp.into_body().read_to_string().expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+fn a_manager_reviews_a_report_through_the_api_and_the_rep_sees_it_after_sync(w: World) {
+    let phone = w.device("ana");
+    let shop = account(&w, &phone, "Hotel Avenida");
+    let visit_id = plan_visit(&w, &phone, shop, 1);
+    let report_id = phone
+        .store()
+        .create_stateful(
+            &VisitReport::new(w.meta("ana"), visit_id),
+            &phone.actor,
+            t(1),
+        )
+        .expect("report");
+    phone
+        .store()
+        .update::<VisitReport>(report_id, t(2), |r| r.summary = "Met the buyer.".into())
+        .expect("write");
+    phone
+        .store()
+        .act(report_id, |d| report::submit(d, &phone.actor, t(3)))
+        .expect("submit");
+    phone.sync();
+    let mona = w.device("mona");
+    let token = mona.client.session().expect("session").access_token;
+    let rid = report_id.to_string();
+
+    // The inbox lists it, with the rep and the visit.
+    let (status, inbox) = api(&w, "GET", "/v1/reports?status=submitted", &token, None);
+    assert_eq!(status, 200, "{inbox}");
+    let item = inbox
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["id"] == rid.as_str()))
+        .unwrap_or_else(|| panic!("the report is in the inbox: {inbox}"));
+    assert_eq!(item["rep_id"], w.person("ana").id.to_string().as_str());
+    assert_eq!(item["visit_id"], visit_id.to_string().as_str());
+    assert_eq!(item["account_id"], shop.to_string().as_str());
+
+    // A rep may not review; a request for changes needs a comment.
+    let ben = w.device("ben");
+    let ben_token = ben.client.session().expect("session").access_token;
+    let decision = |d: &str, c: Option<&str>| serde_json::json!({ "decision": d, "comment": c });
+    let path = format!("/v1/reports/{rid}/decision");
+    assert_eq!(
+        api(
+            &w,
+            "POST",
+            &path,
+            &ben_token,
+            Some(decision("approve", None))
+        )
+        .0,
+        403
+    );
+    let (status, body) = api(
+        &w,
+        "POST",
+        &path,
+        &token,
+        Some(decision("request_changes", None)),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "bad_request");
+
+    let (status, body) = api(
+        &w,
+        "POST",
+        &path,
+        &token,
+        Some(decision("request_changes", Some("Add the shelf count"))),
+    );
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("changes_requested")),
+        "{body}"
+    );
+
+    // The rep's phone shows it after its next sync, and works offline with it.
+    phone.sync();
+    let back: VisitReport = phone.store().read_stateful(report_id).expect("read");
+    assert_eq!(back.status, report::ReportStatus::ChangesRequested);
+    assert!(
+        back.comments
+            .values()
+            .any(|c| c.text == "Add the shelf count")
+    );
+    phone
+        .store()
+        .update::<VisitReport>(report_id, t(4), |r| {
+            r.summary = "Met the buyer; 14 facings.".into()
+        })
+        .expect("edit");
+    phone
+        .store()
+        .act(report_id, |d| report::submit(d, &phone.actor, t(5)))
+        .expect("resubmit");
+    let report = phone.sync();
+    assert_eq!((report.pushed, report.rejected), (1, 0), "{report:?}");
+
+    // Bulk approval: each report on its own.
+    let missing = RecordId::new().to_string();
+    let (status, results) = api(
+        &w,
+        "POST",
+        "/v1/reports/decisions",
+        &token,
+        Some(serde_json::json!({ "ids": [rid, missing], "decision": "approve" })),
+    );
+    assert_eq!(status, 200, "{results}");
+    assert_eq!(results[0]["status"], "approved", "{results}");
+    assert_eq!(results[1]["error"]["code"], "not_found", "{results}");
+    phone.sync();
+    let done: VisitReport = phone.store().read_stateful(report_id).expect("read");
+    assert_eq!(done.status, report::ReportStatus::Approved);
+    assert_eq!(done.reviewer, Some(w.person("mona").id));
+    // Deciding again is a conflict, not a second decision.
+    let (status, body) = api(&w, "POST", &path, &token, Some(decision("approve", None)));
+    assert_eq!(status, 409, "{body}");
 }

@@ -248,6 +248,21 @@ fn bad_tokens_get_401_everywhere(w: World) {
         ("GET", "/v1/rejections".into(), None),
         ("GET", "/v1/devices".into(), None),
         ("GET", format!("/v1/records/{record}/audit"), None),
+        ("GET", "/v1/live".into(), None),
+        ("GET", "/v1/reports?status=submitted".into(), None),
+        (
+            "POST",
+            format!("/v1/reports/{record}/decision"),
+            Some(("application/json", br#"{"decision":"approve"}"#.to_vec())),
+        ),
+        (
+            "POST",
+            "/v1/reports/decisions".into(),
+            Some((
+                "application/json",
+                format!(r#"{{"ids":["{record}"],"decision":"approve"}}"#).into_bytes(),
+            )),
+        ),
         (
             "POST",
             format!("/v1/devices/{}/revoke", phone.login.device.id),
