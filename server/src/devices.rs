@@ -177,5 +177,10 @@ async fn revoke(
         .await
         .map_err(ApiError::Unavailable)?;
     tracing::info!(device = %id, by = %caller.id, revoked, "device revoked");
+    // Its live connection, on whichever node, ends now rather than at the
+    // end of its token's lifetime.
+    if let Err(e) = crate::live::announce_revocation(&state, caller.org, id).await {
+        tracing::warn!(error = %e, device = %id, "could not announce the revocation to live connections");
+    }
     Ok(Json(Revoked { id, revoked }))
 }

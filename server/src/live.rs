@@ -28,8 +28,9 @@
 //! one `changed` event that makes it pull. Heartbeats (SSE comments every 15 s)
 //! keep idle connections open through NATs and let devices detect dead ones.
 //! A connection ends after one access-token lifetime (the device reconnects with
-//! a fresh token, so a revoked device is cut off within that time at most), and
-//! when the node shuts down, with a `shutdown` event carrying a reconnect hint.
+//! a fresh token), at once when its device is revoked (a note like a commit's
+//! announces it to every node), and when the node shuts down, with a `shutdown`
+//! event carrying a reconnect hint.
 
 use std::collections::BTreeSet;
 use std::convert::Infallible;
@@ -88,6 +89,10 @@ pub struct Note {
     /// When the commit happened (Unix milliseconds), for the feed-lag figure.
     #[serde(default)]
     pub at_ms: i64,
+    /// Set when the note announces a revoked device instead of a commit: that
+    /// device's live connections end at once.
+    #[serde(default)]
+    pub revoked: Option<String>,
 }
 
 impl Note {
@@ -104,12 +109,14 @@ impl Note {
             device,
             principals,
             at_ms: now_ms(),
+            revoked: None,
         }
     }
 
     /// Whether a caller with these principals, on `device`, should hear of it.
     fn concerns(&self, org: OrgId, principals: &[String], device: &str) -> bool {
-        self.org == org
+        self.revoked.is_none()
+            && self.org == org
             && self.device.as_deref() != Some(device)
             && (self.principals.is_empty()
                 || self.principals.iter().any(|p| principals.contains(p)))
@@ -226,6 +233,12 @@ async fn live(
         loop {
             let event = tokio::select! {
                 note = c.notes.recv() => match note {
+                    Ok(note) if note.revoked.as_deref() == Some(c.device.as_str()) => {
+                        // The device was revoked: end now; its reconnect is refused
+                        // with `device_revoked`, on which the app wipes its data.
+                        c.done = true;
+                        Some(Event::default().event("reconnect").data("{\"retry_ms\":0}"))
+                    }
                     Ok(note) if note.concerns(c.org, &c.principals, &c.device) => {
                         Some(changed(note.seq))
                     }
@@ -264,6 +277,29 @@ fn changed(seq: i64) -> Event {
         .event("changed")
         .id(seq.to_string())
         .data(format!("{{\"seq\":{seq}}}"))
+}
+
+/// Tells every node that `device` was revoked, so its live connections end.
+pub async fn announce_revocation(
+    state: &AppState,
+    org: OrgId,
+    device: fieldsync_core::DeviceId,
+) -> Result<(), DbError> {
+    let mut note = Note::new(org, 0, None, BTreeSet::new());
+    note.revoked = Some(device.to_string());
+    match &state.db {
+        Database::Postgres(pool) => {
+            let payload = serde_json::to_string(&note)
+                .map_err(|e| DbError::Corrupt(format!("cannot encode a note: {e}")))?;
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(payload)
+                .execute(pool)
+                .await?;
+        }
+        Database::Sqlite(_) => state.hub.publish(note),
+    }
+    Ok(())
 }
 
 /// Relays the PostgreSQL channel into this node's hub until `stop` fires;

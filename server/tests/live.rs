@@ -153,6 +153,10 @@ impl World {
     }
 
     fn client(&self, node: &Node, name: &str) -> Client {
+        self.client_and_device(node, name).0
+    }
+
+    fn client_and_device(&self, node: &Node, name: &str) -> (Client, DeviceId) {
         let path = self
             .dir
             .path()
@@ -163,7 +167,7 @@ impl World {
             HttpTransport::new(&node.base, Duration::from_secs(30)),
             SyncOptions::default(),
         );
-        client
+        let login = client
             .login(&LoginRequest {
                 org: "acme".into(),
                 email: format!("{name}@acme.test"),
@@ -176,7 +180,7 @@ impl World {
             })
             .expect("login");
         client.sync(&NoProgress).expect("first sync");
-        Arc::new(client)
+        (Arc::new(client), login.device.id)
     }
 
     fn meta(&self, owner: UserId) -> RecordMeta {
@@ -345,7 +349,7 @@ fn a_change_through_node_a_reaches_a_phone_on_node_b_even_when_the_listener_drop
         };
         sqlx::query_scalar(
             "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
-             WHERE application_name = $1",
+             WHERE application_name = $1 AND datname = current_database()",
         )
         .bind(fieldsync_server::live::LISTENER_APP_NAME)
         .fetch_one(pool)
@@ -367,4 +371,61 @@ fn a_change_through_node_a_reaches_a_phone_on_node_b_even_when_the_listener_drop
     live.stop();
     w.stop(a);
     w.stop(b);
+}
+
+/// On PostgreSQL through two nodes (revoked on A, connected to B); on SQLite
+/// (one node) through the one.
+fn revocation_cuts_the_live_channel(postgres: bool) {
+    let w = World::new(postgres);
+    let a = w.node();
+    let b = if postgres { Some(w.node()) } else { None };
+    let b_ref = b.as_ref().unwrap_or(&a);
+    let (ana, device) = w.client_and_device(b_ref, "ana");
+    let mona = w.client(&a, "mona");
+    let visit = plan_visit(&w, &mona);
+    ana.sync(&NoProgress).expect("sync");
+    assert!(ana.store().read::<Visit>(visit).is_ok());
+    let (live, rx) = listen(&ana);
+    wait_for(&rx, Duration::from_secs(10), |e| *e == LiveEvent::Connected);
+    // Its catch-up sync is done: the phone now only listens, so only the
+    // revocation note can end the stream before its token's lifetime.
+    wait_for(&rx, Duration::from_secs(10), |e| {
+        matches!(e, LiveEvent::Synced(_))
+    });
+
+    // The manager revokes ana's phone (through the other node on PostgreSQL).
+    let token = mona.session().expect("session").access_token;
+    let resp = ureq::post(&format!("{}/v1/devices/{device}/revoke", a.base))
+        .header("authorization", &format!("Bearer {token}"))
+        .send_empty()
+        .expect("revoke");
+    assert_eq!(resp.status().as_u16(), 200);
+    let started = Instant::now();
+    let stopped = wait_for(&rx, Duration::from_secs(5), |e| {
+        matches!(e, LiveEvent::Stopped { .. })
+    });
+    assert!(
+        matches!(&stopped, LiveEvent::Stopped { reason } if reason.contains("revoked")),
+        "{stopped:?}"
+    );
+    println!("revoked phone cut off in {:?}", started.elapsed());
+    assert!(
+        ana.store().read::<Visit>(visit).is_err(),
+        "the revoked phone's data is wiped"
+    );
+    drop(live);
+    w.stop(a);
+    if let Some(b) = b {
+        w.stop(b);
+    }
+}
+
+#[test]
+fn a_revoked_phone_is_cut_off_its_live_channel_at_once_and_wiped_on_sqlite() {
+    revocation_cuts_the_live_channel(false);
+}
+
+#[test]
+fn a_revoked_phone_is_cut_off_its_live_channel_at_once_and_wiped_on_postgres() {
+    revocation_cuts_the_live_channel(true);
 }
