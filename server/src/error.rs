@@ -80,6 +80,24 @@ pub enum ApiError {
     /// The record is not in a state that allows this (e.g. approving a draft).
     #[error("{0}")]
     Conflict(String),
+    /// A declared attachment is over its kind's size limit.
+    #[error("a {kind} attachment is at most {limit} bytes ({} MiB); this one is {size} bytes", .limit / 1_048_576)]
+    AttachmentTooLarge {
+        /// `photo`, `signature` or `document`.
+        kind: &'static str,
+        /// The kind's limit in bytes.
+        limit: u64,
+        /// The declared size.
+        size: u64,
+    },
+    /// An uploaded chunk does not match the hash its sender gave: it was
+    /// corrupted in transit and was not stored.
+    #[error("{0}")]
+    ChunkCorrupt(String),
+    /// The assembled attachment does not have the declared SHA-256; its chunks
+    /// were dropped and the upload starts again.
+    #[error("{0}")]
+    HashMismatch(String),
 }
 
 impl ApiError {
@@ -111,6 +129,11 @@ impl ApiError {
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::AttachmentTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "attachment_too_large")
+            }
+            ApiError::ChunkCorrupt(_) => (StatusCode::BAD_REQUEST, "chunk_corrupt"),
+            ApiError::HashMismatch(_) => (StatusCode::UNPROCESSABLE_ENTITY, "hash_mismatch"),
         }
     }
 

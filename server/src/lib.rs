@@ -10,6 +10,7 @@
 //! exactly the production router.
 
 pub mod accounts;
+pub mod attachments;
 pub mod auth;
 pub mod db;
 pub mod demo;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub hub: Arc<live::Hub>,
     /// What `GET /metrics` serves; updated by the handlers and the request middleware.
     pub metrics: Arc<metrics::Metrics>,
+    /// Where attachment bytes live (files under `<data_dir>/attachments`).
+    pub blobs: Arc<dyn attachments::BlobStore>,
 }
 
 /// The HTTP routes.
@@ -69,6 +72,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(devices::routes())
         .merge(live::routes())
         .merge(review::routes())
+        .merge(attachments::routes())
         .fallback(|| async { ApiError::NotFound })
         // Last, so it wraps every route and the fallback (and sees the matched route).
         .layer(tracked)
@@ -128,6 +132,9 @@ pub async fn launch_with_tcp_listener(
         scope: settings.scope,
         hub: hub.clone(),
         metrics: Arc::new(metrics::Metrics::default()),
+        blobs: Arc::new(attachments::FsBlobStore::new(
+            settings.data_dir.join("attachments"),
+        )),
     });
     // PostgreSQL: every node hears every node's commits.
     let (stop_listener, listener_stopped) = tokio::sync::watch::channel(false);

@@ -1289,6 +1289,31 @@ pub async fn readable_doc(
         .transpose()
 }
 
+/// Whether the caller may read the record (it exists in their organisation and
+/// one of their principals is in its scope). A record is writable by whoever can
+/// read it; the model's rules decide what the write may change.
+pub async fn may_read(db: &Database, caller: &Caller, id: RecordId) -> Result<bool, DbError> {
+    let p = caller.principals();
+    let org = *caller.org.as_uuid();
+    let found: Option<i32> = on_pool!(db, |pool, uuid| {
+        sqlx::query_scalar(
+            "SELECT 1 FROM records r WHERE r.id = $1 AND r.org_id = $2 AND \
+             EXISTS (SELECT 1 FROM record_scope s WHERE s.record_id = r.id \
+             AND s.principal IN ($3, $4, $5, $6, $7))",
+        )
+        .bind(uuid(*id.as_uuid()))
+        .bind(uuid(org))
+        .bind(&p[0])
+        .bind(&p[1])
+        .bind(&p[2])
+        .bind(&p[3])
+        .bind(&p[4])
+        .fetch_optional(pool)
+        .await?
+    });
+    Ok(found.is_some())
+}
+
 /// Whether a record exists at all (in any organisation).
 async fn exists(db: &Database, id: RecordId) -> Result<bool, DbError> {
     let found: Option<i32> = on_pool!(db, |pool, uuid| {

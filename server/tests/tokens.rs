@@ -249,6 +249,24 @@ fn bad_tokens_get_401_everywhere(w: World) {
         ("GET", "/v1/devices".into(), None),
         ("GET", format!("/v1/records/{record}/audit"), None),
         ("GET", "/v1/live".into(), None),
+        ("GET", format!("/v1/attachments/{}", "ab".repeat(32)), None),
+        (
+            "POST",
+            "/v1/attachments".into(),
+            Some((
+                "application/json",
+                format!(
+                    r#"{{"sha256":"{}","record_id":"{record}","kind":"photo","content_type":"image/jpeg","size":10}}"#,
+                    "ab".repeat(32)
+                )
+                .into_bytes(),
+            )),
+        ),
+        (
+            "POST",
+            format!("/v1/attachments/{}/complete", "ab".repeat(32)),
+            None,
+        ),
         ("GET", "/v1/reports?status=submitted".into(), None),
         (
             "POST",

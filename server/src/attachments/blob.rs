@@ -1,0 +1,387 @@
+//! Where attachment bytes live: the [`BlobStore`] trait and its filesystem
+//! implementation, [`FsBlobStore`].
+//!
+//! The trait is the whole contract the HTTP handlers rely on: store one verified
+//! chunk, list the stored chunks, assemble them into the file while checking its
+//! SHA-256, open the file for a streaming read, delete. Its futures are boxed so
+//! the state can hold an `Arc<dyn BlobStore>`.
+//!
+//! **Another backend.** An S3-compatible store (the `object_store` crate, not a
+//! dependency yet) fits the same trait: `put_chunk` as one object per chunk
+//! under `<org>/.parts/<sha256>/<idx>`, `assemble` as a multipart upload fed from
+//! the chunk objects while hashing them (deleting the result on a mismatch),
+//! `open` as a ranged `get` turned into an `AsyncRead`. The database keeps the
+//! bookkeeping either way, so only this module changes.
+//!
+//! **Filesystem layout.** Under `<data_dir>/attachments`:
+//! `<org>/<sha256[0..2]>/<sha256>` is a complete, verified file and
+//! `<org>/.parts/<sha256>/<idx>` the chunks of an upload in progress. Every file
+//! is written to a temporary name in its final directory, fsynced, renamed into
+//! place and its directory fsynced, so a crash leaves either the whole file or
+//! nothing under the final name (stray `.tmp-` files are ignored).
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+
+use axum::body::Bytes;
+use fieldsync_core::OrgId;
+use futures_util::future::BoxFuture;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+/// A SHA-256 as 64 lowercase hex digits: the only form an attachment's name
+/// takes, checked before it comes near a path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Sha256Hex(String);
+
+impl Sha256Hex {
+    /// `text` if it is exactly 64 lowercase hex digits.
+    pub fn parse(text: &str) -> Option<Sha256Hex> {
+        let ok = text.len() == 64
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        ok.then(|| Sha256Hex(text.to_owned()))
+    }
+
+    /// The SHA-256 of `bytes`.
+    pub fn of(bytes: &[u8]) -> Sha256Hex {
+        Sha256Hex(hex::encode(&Sha256::digest(bytes)[..]))
+    }
+
+    /// The hex digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Sha256Hex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One attachment: organisations never share files, even with equal hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobKey {
+    /// The organisation.
+    pub org: OrgId,
+    /// The whole file's SHA-256.
+    pub sha256: Sha256Hex,
+}
+
+/// What [`BlobStore::assemble`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Assembled {
+    /// The chunks make the declared file; it is stored and the chunks are gone.
+    Verified {
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// The chunks hash to something else; nothing is stored and the chunks are gone.
+    Mismatch {
+        /// The hash the chunks produced.
+        actual: String,
+    },
+}
+
+/// A stored file opened for reading.
+pub struct BlobReader {
+    /// Its length in bytes.
+    pub len: u64,
+    /// Its bytes.
+    pub reader: Pin<Box<dyn AsyncRead + Send>>,
+}
+
+impl std::fmt::Debug for BlobReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobReader")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Storage of attachment bytes. Chunks are numbered from 0; the handlers check
+/// sizes and hashes of chunks before `put_chunk`, the store checks the whole
+/// file's hash in `assemble`.
+pub trait BlobStore: Send + Sync + std::fmt::Debug {
+    /// Stores chunk `idx` of `key`, replacing any stored one, durably.
+    fn put_chunk<'a>(
+        &'a self,
+        key: &'a BlobKey,
+        idx: u32,
+        data: Bytes,
+    ) -> BoxFuture<'a, io::Result<()>>;
+    /// The indexes of the stored chunks of `key`, ascending.
+    fn list_chunks<'a>(&'a self, key: &'a BlobKey) -> BoxFuture<'a, io::Result<Vec<u32>>>;
+    /// Concatenates chunks `0..chunks` into the file of `key` (streaming), keeps
+    /// it only if its SHA-256 is `key.sha256`, and drops the chunks either way.
+    fn assemble<'a>(
+        &'a self,
+        key: &'a BlobKey,
+        chunks: u32,
+    ) -> BoxFuture<'a, io::Result<Assembled>>;
+    /// The complete file of `key`, if stored.
+    fn open<'a>(&'a self, key: &'a BlobKey) -> BoxFuture<'a, io::Result<Option<BlobReader>>>;
+    /// Removes the file and any chunks of `key` (missing ones are not an error).
+    fn delete<'a>(&'a self, key: &'a BlobKey) -> BoxFuture<'a, io::Result<()>>;
+}
+
+/// Attachments as files under a root directory (`<data_dir>/attachments`).
+#[derive(Debug, Clone)]
+pub struct FsBlobStore {
+    root: PathBuf,
+}
+
+/// Read buffer of assembling and streaming.
+const COPY_BUFFER: usize = 64 * 1024;
+
+impl FsBlobStore {
+    /// A store rooted at `root` (created on first write).
+    pub fn new(root: impl Into<PathBuf>) -> FsBlobStore {
+        FsBlobStore { root: root.into() }
+    }
+
+    /// `<root>/<org>/<sha[0..2]>/<sha>`. Safe by construction: the org is a
+    /// UUID and the hash 64 hex digits.
+    pub fn file_path(&self, key: &BlobKey) -> PathBuf {
+        let sha = key.sha256.as_str();
+        self.root
+            .join(key.org.as_uuid().hyphenated().to_string())
+            .join(&sha[..2])
+            .join(sha)
+    }
+
+    /// `<root>/<org>/.parts/<sha>`.
+    fn parts_dir(&self, key: &BlobKey) -> PathBuf {
+        self.root
+            .join(key.org.as_uuid().hyphenated().to_string())
+            .join(".parts")
+            .join(key.sha256.as_str())
+    }
+
+    fn part_path(&self, key: &BlobKey, idx: u32) -> PathBuf {
+        self.parts_dir(key).join(format!("{idx:08}"))
+    }
+}
+
+/// A temporary name next to `path`.
+fn temp_beside(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}", uuid::Uuid::now_v7().simple()))
+}
+
+/// Makes a rename in `dir` durable.
+async fn sync_dir(dir: &Path) -> io::Result<()> {
+    tokio::fs::File::open(dir).await?.sync_all().await
+}
+
+/// Renames the fsynced `tmp` to `path` and fsyncs the directory.
+async fn publish(tmp: &Path, path: &Path) -> io::Result<()> {
+    tokio::fs::rename(tmp, path).await?;
+    match path.parent() {
+        Some(dir) => sync_dir(dir).await,
+        None => Ok(()),
+    }
+}
+
+async fn remove_dir_if_present(dir: &Path) -> io::Result<()> {
+    match tokio::fs::remove_dir_all(dir).await {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+impl BlobStore for FsBlobStore {
+    fn put_chunk<'a>(
+        &'a self,
+        key: &'a BlobKey,
+        idx: u32,
+        data: Bytes,
+    ) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(async move {
+            let path = self.part_path(key, idx);
+            tokio::fs::create_dir_all(self.parts_dir(key)).await?;
+            let tmp = temp_beside(&path);
+            let written = async {
+                let mut file = tokio::fs::File::create(&tmp).await?;
+                file.write_all(&data).await?;
+                file.sync_all().await?;
+                publish(&tmp, &path).await
+            }
+            .await;
+            if written.is_err() {
+                let _ = tokio::fs::remove_file(&tmp).await;
+            }
+            written
+        })
+    }
+
+    fn list_chunks<'a>(&'a self, key: &'a BlobKey) -> BoxFuture<'a, io::Result<Vec<u32>>> {
+        Box::pin(async move {
+            let mut dir = match tokio::fs::read_dir(self.parts_dir(key)).await {
+                Ok(dir) => dir,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(e),
+            };
+            let mut found = Vec::new();
+            while let Some(entry) = dir.next_entry().await? {
+                // Temporary files start with a dot and do not parse.
+                if let Some(idx) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
+                    found.push(idx);
+                }
+            }
+            found.sort_unstable();
+            Ok(found)
+        })
+    }
+
+    fn assemble<'a>(
+        &'a self,
+        key: &'a BlobKey,
+        chunks: u32,
+    ) -> BoxFuture<'a, io::Result<Assembled>> {
+        Box::pin(async move {
+            let path = self.file_path(key);
+            if let Some(dir) = path.parent() {
+                tokio::fs::create_dir_all(dir).await?;
+            }
+            let tmp = temp_beside(&path);
+            let copied = async {
+                let mut out = tokio::fs::File::create(&tmp).await?;
+                let mut hasher = Sha256::new();
+                let mut size = 0u64;
+                let mut buf = vec![0u8; COPY_BUFFER];
+                for idx in 0..chunks {
+                    let mut part = tokio::fs::File::open(self.part_path(key, idx)).await?;
+                    loop {
+                        let n = part.read(&mut buf).await?;
+                        if n == 0 {
+                            break;
+                        }
+                        let bytes = buf.get(..n).unwrap_or_default();
+                        hasher.update(bytes);
+                        out.write_all(bytes).await?;
+                        size += n as u64;
+                    }
+                }
+                out.sync_all().await?;
+                Ok::<_, io::Error>((hex::encode(&hasher.finalize()[..]), size))
+            }
+            .await;
+            let (actual, size) = match copied {
+                Ok(done) => done,
+                Err(e) => {
+                    let _ = tokio::fs::remove_file(&tmp).await;
+                    return Err(e);
+                }
+            };
+            let outcome = if actual == key.sha256.as_str() {
+                publish(&tmp, &path).await?;
+                Assembled::Verified { size }
+            } else {
+                tokio::fs::remove_file(&tmp).await?;
+                Assembled::Mismatch { actual }
+            };
+            remove_dir_if_present(&self.parts_dir(key)).await?;
+            Ok(outcome)
+        })
+    }
+
+    fn open<'a>(&'a self, key: &'a BlobKey) -> BoxFuture<'a, io::Result<Option<BlobReader>>> {
+        Box::pin(async move {
+            let file = match tokio::fs::File::open(self.file_path(key)).await {
+                Ok(file) => file,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let len = file.metadata().await?.len();
+            Ok(Some(BlobReader {
+                len,
+                reader: Box::pin(file),
+            }))
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a BlobKey) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(async move {
+            match tokio::fs::remove_file(self.file_path(key)).await {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            remove_dir_if_present(&self.parts_dir(key)).await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_64_lowercase_hex_digits_are_hashes() {
+        let good = "a".repeat(64);
+        assert!(Sha256Hex::parse(&good).is_some());
+        for bad in [
+            "../etc".to_owned(),
+            "A".repeat(64),
+            "a".repeat(63),
+            "a".repeat(65),
+            format!("{}/", "a".repeat(63)),
+            format!("{}g", "a".repeat(63)),
+        ] {
+            assert!(Sha256Hex::parse(&bad).is_none(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn chunks_assemble_into_the_verified_file_and_a_wrong_hash_keeps_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FsBlobStore::new(dir.path());
+        let data = b"hello, attachments".to_vec();
+        let key = BlobKey {
+            org: OrgId::new(),
+            sha256: Sha256Hex::of(&data),
+        };
+        store
+            .put_chunk(&key, 1, Bytes::copy_from_slice(&data[10..]))
+            .await
+            .expect("put");
+        store
+            .put_chunk(&key, 0, Bytes::copy_from_slice(&data[..10]))
+            .await
+            .expect("put");
+        assert_eq!(store.list_chunks(&key).await.expect("list"), vec![0, 1]);
+        let done = store.assemble(&key, 2).await.expect("assemble");
+        assert_eq!(
+            done,
+            Assembled::Verified {
+                size: data.len() as u64
+            }
+        );
+        assert!(store.list_chunks(&key).await.expect("list").is_empty());
+        let mut reader = store.open(&key).await.expect("open").expect("stored");
+        let mut back = Vec::new();
+        reader.reader.read_to_end(&mut back).await.expect("read");
+        assert_eq!(back, data);
+
+        let wrong = BlobKey {
+            org: key.org,
+            sha256: Sha256Hex::parse(&"0".repeat(64)).expect("hex"),
+        };
+        store
+            .put_chunk(&wrong, 0, Bytes::from_static(b"x"))
+            .await
+            .expect("put");
+        let done = store.assemble(&wrong, 1).await.expect("assemble");
+        assert!(matches!(done, Assembled::Mismatch { .. }));
+        assert!(store.open(&wrong).await.expect("open").is_none());
+        assert!(store.list_chunks(&wrong).await.expect("list").is_empty());
+        store.delete(&key).await.expect("delete");
+        assert!(store.open(&key).await.expect("open").is_none());
+    }
+}
