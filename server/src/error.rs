@@ -147,7 +147,16 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
         if status.is_server_error() {
-            tracing::error!(error = ?self, code, "request failed");
+            // Display, never Debug: a database error's Debug carries the
+            // server's DETAIL, which can quote row values (personal data).
+            let mut chain = self.to_string();
+            let mut source = std::error::Error::source(&self);
+            while let Some(cause) = source {
+                chain.push_str(": ");
+                chain.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            tracing::error!(error = %chain, code, "request failed");
         }
         let body = json!({ "error": { "code": code, "message": self.to_string() } });
         let mut resp = (status, Json(body)).into_response();
