@@ -5,6 +5,8 @@
 // changes, and the rep's device shows the request after its next sync.
 import org.fieldsync.core.*
 import java.nio.file.Files
+import java.util.concurrent.LinkedBlockingQueue
+import java.util.concurrent.TimeUnit
 
 class Collect : SyncListener {
     val stages = mutableListOf<SyncStage>()
@@ -116,6 +118,47 @@ fun main() {
             error("accepted a malformed id")
         } catch (e: FieldsyncException.InvalidArgument) {
         }
+    }
+
+    test("live sync brings a change made on another device within seconds") {
+        val phone = FieldsyncClient.open("$dir/live-phone.db", url)
+        phone.login(org, "rep1@demo.example", password, "android", "test-1.0")
+        phone.sync(null)
+        val tablet = FieldsyncClient.open("$dir/live-tablet.db", url)
+        tablet.login(org, "rep1@demo.example", password, "android", "test-1.0")
+        tablet.sync(null)
+        val events = LinkedBlockingQueue<LiveSyncEvent>()
+        fun waitFor(seconds: Long, want: (LiveSyncEvent) -> Boolean): LiveSyncEvent {
+            val deadline = System.nanoTime() + seconds * 1_000_000_000L
+            while (true) {
+                val left = deadline - System.nanoTime()
+                val event = if (left > 0) events.poll(left, TimeUnit.NANOSECONDS) else null
+                event ?: error("no matching live event within ${seconds}s")
+                if (want(event)) return event
+            }
+        }
+        // Called on the core's live thread, not the JVM's main thread.
+        val live = phone.startLiveSync(object : LiveSyncListener {
+            override fun onEvent(event: LiveSyncEvent) {
+                events.put(event)
+            }
+        })
+        try {
+            waitFor(10) { it is LiveSyncEvent.Connected }
+            waitFor(10) { it is LiveSyncEvent.Synced }
+            val account = tablet.createAccount("Live Kotlin Café", null)
+            val now = System.currentTimeMillis()
+            val visit = tablet.planVisit(account, now, now + 60_000)
+            val started = System.nanoTime()
+            tablet.sync(null)
+            waitFor(5) { it is LiveSyncEvent.Synced && it.summary.pulled > 0uL }
+            val ms = (System.nanoTime() - started) / 1_000_000
+            check(phone.visit(visit).accountId == account) { "the visit reached the phone" }
+            println("     (tablet to phone in $ms ms)")
+        } finally {
+            live.stop()
+        }
+        waitFor(5) { it is LiveSyncEvent.Stopped }
     }
 
     println("$passed passed, $failed failed")
