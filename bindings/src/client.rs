@@ -17,7 +17,7 @@ use fieldsync_core::model::{
     RecordKind, RecordMeta, Role, ServiceJob, TimeEntry, Visit, VisitReport, assignment, order,
     report,
 };
-use fieldsync_core::store::{DeviceStore, StoreKey, StoreOptions};
+use fieldsync_core::store::{AttachmentKind, DeviceStore, StoreKey, StoreOptions};
 use fieldsync_core::sync::{
     DeviceInfo, HttpTransport, LiveEvent, LiveListener, LiveOptions, LiveSync, LoginRequest,
     Session, SyncClient, SyncOptions, SyncPhase, SyncProgress,
@@ -43,6 +43,7 @@ impl SyncProgress for Forward {
             SyncPhase::Priming => SyncStage::Priming,
             SyncPhase::Pushing => SyncStage::Pushing,
             SyncPhase::Pulling => SyncStage::Pulling,
+            SyncPhase::Uploading => SyncStage::Uploading,
         };
         if let Some(l) = &self.0 {
             l.on_progress(stage, done);
@@ -104,6 +105,8 @@ fn summary(r: &fieldsync_core::sync::SyncReport) -> SyncSummary {
         pulled: r.pulled,
         removed: r.removed,
         round_trips: r.round_trips,
+        attachments_uploaded: r.attachments_uploaded,
+        attachments_pending: r.attachments_pending,
     }
 }
 
@@ -443,6 +446,47 @@ impl FieldsyncClient {
             )
         })?;
         self.visit_item(id)
+    }
+
+    /// Keeps a photo of record `record_id` (a visit, a job, ...) until the next
+    /// sync uploads it; returns its SHA-256 (lowercase hex), by which the
+    /// server serves it. The same bytes attached twice are kept once.
+    pub fn attach_photo(
+        &self,
+        record_id: String,
+        bytes: Vec<u8>,
+        content_type: String,
+    ) -> Result<String, FieldsyncError> {
+        let id = parse_id("record", &record_id)?;
+        Ok(self.store().attach(
+            id,
+            AttachmentKind::Photo,
+            &content_type,
+            &bytes,
+            now(),
+            None,
+        )?)
+    }
+
+    /// Like [`FieldsyncClient::attach_photo`] for a file on disk (read once,
+    /// then kept in the store); `kind` is `photo`, `signature` or `document`.
+    pub fn attach_file(
+        &self,
+        record_id: String,
+        path: String,
+        kind: String,
+        content_type: String,
+    ) -> Result<String, FieldsyncError> {
+        let id = parse_id("record", &record_id)?;
+        let kind = AttachmentKind::parse(&kind).ok_or_else(|| FieldsyncError::InvalidArgument {
+            detail: format!("unknown attachment kind {kind:?}: photo, signature or document"),
+        })?;
+        let bytes = std::fs::read(&path).map_err(|e| FieldsyncError::InvalidArgument {
+            detail: format!("cannot read {path}: {e}"),
+        })?;
+        Ok(self
+            .store()
+            .attach(id, kind, &content_type, &bytes, now(), None)?)
     }
 
     /// Replaces the visit's notes (merged character by character with others' edits).

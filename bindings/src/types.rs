@@ -409,6 +409,8 @@ pub enum SyncStage {
     Pushing,
     /// Receiving others' changes.
     Pulling,
+    /// Uploading attachments (photos, signatures, documents).
+    Uploading,
 }
 
 /// What live sync reports.
@@ -456,6 +458,10 @@ pub struct SyncSummary {
     pub removed: u64,
     /// Requests made.
     pub round_trips: u64,
+    /// Attachments uploaded.
+    pub attachments_uploaded: u64,
+    /// Attachments waiting for a later sync.
+    pub attachments_pending: u64,
 }
 
 /// A catalogue item.

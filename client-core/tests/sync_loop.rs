@@ -235,6 +235,7 @@ fn quick() -> SyncOptions {
         max_attempts: 4,
         base_backoff: Duration::from_millis(1),
         max_backoff: Duration::from_millis(5),
+        upload_large_attachments: true,
     }
 }
 

@@ -18,6 +18,8 @@
 //!   acknowledged the change; the change bytes themselves come from the
 //!   document, so nothing is stored twice.
 //! - **rejections**: the ledger of changes the server refused, with its reason.
+//! - **attachments**: photos, signatures and documents by SHA-256, with their
+//!   bytes and whether they were uploaded (`attachments.rs`).
 //! - **sync_meta**: device id, Automerge actor id, feed cursor and the like.
 //!
 //! The schema version is `PRAGMA user_version`; the upgrade steps and what each
@@ -94,6 +96,7 @@
 //! storage failures; [`StoreError::retryable`] says whether trying again later
 //! can help (a busy database or a full disk, not a refused transition).
 
+mod attachments;
 mod key;
 mod schema;
 
@@ -106,6 +109,7 @@ use automerge::{ActorId, AutoCommit, Change, ChangeHash};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde_bytes::ByteBuf;
 
+pub use attachments::{AttachmentInfo, AttachmentKind, Gps, sha256_hex};
 pub use key::StoreKey;
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
 
@@ -167,6 +171,9 @@ pub enum StoreError {
         /// Bytes given.
         found: usize,
     },
+    /// No attachment with that SHA-256 on this device.
+    #[error("no attachment {0} on this device")]
+    AttachmentNotFound(String),
     /// A file operation outside SQLite failed (encrypting a store in place).
     #[error("file: {0}")]
     Io(#[from] std::io::Error),
@@ -1098,6 +1105,7 @@ impl DeviceStore {
         let tx = inner.conn.transaction()?;
         tx.execute_batch(
             "DELETE FROM outbox; DELETE FROM record_changes; DELETE FROM records; DELETE FROM rejections; \
+             DELETE FROM attachments; \
              DELETE FROM sync_meta WHERE key <> 'actor_id';",
         )?;
         tx.commit()?;

@@ -18,13 +18,15 @@
 //!   serves the per-record lookups as before and makes "one row per local change"
 //!   a rule of the database rather than of the code. It also asks for the
 //!   projection to be recomputed ([`REPROJECT_KEY`]).
+//! - v4: attachments (photos, signatures, documents) keyed by their SHA-256,
+//!   with the bytes in the row and an upload state (`pending`, `uploaded`).
 
 use rusqlite::Connection;
 
 use super::StoreError;
 
 /// The schema version this build writes.
-pub const CURRENT_VERSION: i64 = 3;
+pub const CURRENT_VERSION: i64 = 4;
 
 /// Upgrade steps; `MIGRATIONS[n]` goes from version `n` to `n + 1`.
 pub const MIGRATIONS: &[&str] = &[
@@ -93,6 +95,23 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE outbox_v3 RENAME TO outbox;
     DELETE FROM sqlite_sequence WHERE name = 'outbox';
     INSERT OR REPLACE INTO sync_meta (key, value) VALUES ('reproject', '1');
+    ",
+    // v4
+    r"
+    CREATE TABLE attachments (
+        sha256         TEXT PRIMARY KEY,
+        record_id      TEXT NOT NULL,
+        kind           TEXT NOT NULL,
+        content_type   TEXT NOT NULL,
+        size           INTEGER NOT NULL,
+        captured_at_ms INTEGER NOT NULL,
+        tz_offset_min  INTEGER NOT NULL,
+        lat            REAL,
+        lng            REAL,
+        bytes          BLOB NOT NULL,
+        state          TEXT NOT NULL DEFAULT 'pending'
+    );
+    CREATE INDEX attachments_state ON attachments (state);
     ",
 ];
 

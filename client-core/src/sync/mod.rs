@@ -8,7 +8,11 @@
 //!    accepted changes leave the outbox; rejected ones go to the device's
 //!    rejection ledger with the server's reason, the record is reset to the
 //!    server's copy, and the other records of the batch are unaffected.
-//! 3. **Pull** pages of the feed after the stored cursor; each page and its cursor
+//! 3. **Upload** pending attachments (after the push, so the server knows
+//!    their records): declare each, send only the chunks the server lacks,
+//!    complete, mark uploaded. One attachment failing (network, refusal) does
+//!    not fail the sync; it stays pending for the next one.
+//! 4. **Pull** pages of the feed after the stored cursor; each page and its cursor
 //!    are applied in one local transaction.
 //!
 //! Every step is safe to interrupt: the outbox row of a change goes only after
@@ -29,8 +33,8 @@ pub mod live;
 
 pub use live::{LiveEvent, LiveListener, LiveMessage, LiveOptions, LiveStream, LiveSync};
 pub use transport::{
-    DeviceInfo, HttpTransport, LoginRequest, LoginResponse, SessionDevice, SessionUser, Transport,
-    TransportError,
+    AttachmentDeclaration, AttachmentStatus, DeviceInfo, HttpTransport, LoginRequest,
+    LoginResponse, SessionDevice, SessionUser, Transport, TransportError,
 };
 
 use crate::ids::RecordId;
@@ -78,6 +82,18 @@ pub trait SyncStore: Send + Sync {
     fn document(&self, id: RecordId) -> Result<Option<automerge::AutoCommit>, SyncError>;
     /// Applies changes received outside the feed (repair), without queueing them.
     fn apply_remote(&self, records: &[RecordChanges]) -> Result<(), SyncError>;
+    /// Attachments not yet uploaded. Stores without attachments have none.
+    fn pending_attachments(&self) -> Result<Vec<crate::store::AttachmentInfo>, SyncError> {
+        Ok(Vec::new())
+    }
+    /// An attachment's bytes.
+    fn attachment_bytes(&self, sha256: &str) -> Result<Vec<u8>, SyncError> {
+        Err(SyncError::Storage(format!("no attachment {sha256}")))
+    }
+    /// The server has the attachment.
+    fn mark_attachment_uploaded(&self, _sha256: &str) -> Result<(), SyncError> {
+        Ok(())
+    }
 }
 
 /// Why a sync stopped.
@@ -122,11 +138,14 @@ pub enum SyncPhase {
     Pushing,
     /// Downloading remote changes.
     Pulling,
+    /// Uploading attachments (photos, signatures, documents).
+    Uploading,
 }
 
 /// Receives progress reports. Called on the syncing thread; keep it quick.
 pub trait SyncProgress: Send + Sync {
-    /// `done` units of `phase` are finished (records primed, records pushed, changes pulled).
+    /// `done` units of `phase` are finished (records primed, records pushed,
+    /// changes pulled, attachments uploaded).
     fn progress(&self, phase: SyncPhase, done: u64);
 }
 
@@ -156,6 +175,11 @@ pub struct SyncReport {
     pub removed: u64,
     /// HTTP round trips made.
     pub round_trips: u64,
+    /// Attachments whose upload completed.
+    pub attachments_uploaded: u64,
+    /// Attachments still waiting for a later sync (failed, or skipped as large
+    /// with [`SyncOptions::upload_large_attachments`] off).
+    pub attachments_pending: u64,
 }
 
 /// Tuning of the sync loop; the defaults suit a phone on a mobile network.
@@ -173,7 +197,14 @@ pub struct SyncOptions {
     pub base_backoff: Duration,
     /// Longest backoff delay.
     pub max_backoff: Duration,
+    /// Whether attachments over [`LARGE_ATTACHMENT`] bytes are uploaded. The
+    /// app turns it off on metered networks; they wait for the next sync.
+    pub upload_large_attachments: bool,
 }
+
+/// Attachments above this size (2 MiB) wait when
+/// [`SyncOptions::upload_large_attachments`] is off.
+pub const LARGE_ATTACHMENT: u64 = 2 * 1024 * 1024;
 
 impl Default for SyncOptions {
     fn default() -> Self {
@@ -184,6 +215,7 @@ impl Default for SyncOptions {
             max_attempts: 5,
             base_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(30),
+            upload_large_attachments: true,
         }
     }
 }
@@ -284,6 +316,7 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
             self.prime(progress, &mut report)?;
         }
         self.push(progress, &mut report)?;
+        self.upload_attachments(progress, &mut report)?;
         self.pull(progress, &mut report)?;
         Ok(report)
     }
@@ -378,6 +411,83 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
                 return Ok(());
             }
         }
+    }
+
+    /// Uploads pending attachments. A failure of one attachment leaves it
+    /// pending for the next sync; only a lost session (revoked, login needed) or
+    /// the local store failing stops the sync. When the network gives out the
+    /// remaining attachments wait too.
+    fn upload_attachments(
+        &self,
+        progress: &dyn SyncProgress,
+        report: &mut SyncReport,
+    ) -> Result<(), SyncError> {
+        let pending = self.store.pending_attachments()?;
+        let mut network_down = false;
+        for info in pending {
+            if network_down
+                || (!self.options.upload_large_attachments && info.size > LARGE_ATTACHMENT)
+            {
+                report.attachments_pending += 1;
+                continue;
+            }
+            match self.upload_one(&info, report) {
+                Ok(()) => {
+                    self.store.mark_attachment_uploaded(&info.sha256)?;
+                    report.attachments_uploaded += 1;
+                    progress.progress(SyncPhase::Uploading, report.attachments_uploaded);
+                }
+                Err(
+                    e @ (SyncError::Revoked
+                    | SyncError::Auth(_)
+                    | SyncError::NotLoggedIn
+                    | SyncError::Storage(_)),
+                ) => return Err(e),
+                Err(SyncError::Network(_)) => {
+                    network_down = true;
+                    report.attachments_pending += 1;
+                }
+                Err(_) => report.attachments_pending += 1,
+            }
+        }
+        Ok(())
+    }
+
+    /// Declare, send the chunks the server lacks, complete.
+    fn upload_one(
+        &self,
+        info: &crate::store::AttachmentInfo,
+        report: &mut SyncReport,
+    ) -> Result<(), SyncError> {
+        let declaration = AttachmentDeclaration {
+            sha256: info.sha256.clone(),
+            record_id: info.record_id,
+            kind: info.kind.as_str().to_owned(),
+            content_type: info.content_type.clone(),
+            size: info.size,
+        };
+        let status = self.call(report, |t, token| t.declare_attachment(token, &declaration))?;
+        if status.complete {
+            return Ok(());
+        }
+        let chunk_size = usize::try_from(status.chunk_size)
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| SyncError::Protocol(format!("chunk size {}", status.chunk_size)))?;
+        let bytes = self.store.attachment_bytes(&info.sha256)?;
+        for (idx, chunk) in bytes.chunks(chunk_size).enumerate() {
+            let idx =
+                u32::try_from(idx).map_err(|_| SyncError::Protocol("too many chunks".into()))?;
+            if status.received.contains(&idx) {
+                continue;
+            }
+            self.call(report, |t, token| {
+                t.put_attachment_chunk(token, &info.sha256, idx, chunk)
+            })?;
+        }
+        self.call(report, |t, token| {
+            t.complete_attachment(token, &info.sha256)
+        })
     }
 
     fn pull(&self, progress: &dyn SyncProgress, report: &mut SyncReport) -> Result<(), SyncError> {
@@ -643,6 +753,20 @@ impl SyncStore for crate::store::DeviceStore {
     fn apply_remote(&self, records: &[RecordChanges]) -> Result<(), SyncError> {
         Ok(crate::store::DeviceStore::apply_remote(self, records)?)
     }
+
+    fn pending_attachments(&self) -> Result<Vec<crate::store::AttachmentInfo>, SyncError> {
+        Ok(crate::store::DeviceStore::pending_attachments(self)?)
+    }
+
+    fn attachment_bytes(&self, sha256: &str) -> Result<Vec<u8>, SyncError> {
+        Ok(self.attachment(sha256)?)
+    }
+
+    fn mark_attachment_uploaded(&self, sha256: &str) -> Result<(), SyncError> {
+        Ok(crate::store::DeviceStore::mark_attachment_uploaded(
+            self, sha256,
+        )?)
+    }
 }
 
 impl<S: SyncStore> SyncStore for std::sync::Arc<S> {
@@ -694,6 +818,15 @@ impl<S: SyncStore> SyncStore for std::sync::Arc<S> {
     }
     fn apply_remote(&self, records: &[RecordChanges]) -> Result<(), SyncError> {
         (**self).apply_remote(records)
+    }
+    fn pending_attachments(&self) -> Result<Vec<crate::store::AttachmentInfo>, SyncError> {
+        (**self).pending_attachments()
+    }
+    fn attachment_bytes(&self, sha256: &str) -> Result<Vec<u8>, SyncError> {
+        (**self).attachment_bytes(sha256)
+    }
+    fn mark_attachment_uploaded(&self, sha256: &str) -> Result<(), SyncError> {
+        (**self).mark_attachment_uploaded(sha256)
     }
 }
 

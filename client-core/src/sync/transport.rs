@@ -89,6 +89,37 @@ pub struct SessionDevice {
     pub actor_id: String,
 }
 
+/// `POST /v1/attachments` body: the device has this file for this record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentDeclaration {
+    /// SHA-256 of the whole file, 64 lowercase hex digits.
+    pub sha256: String,
+    /// The record it belongs to.
+    pub record_id: crate::ids::RecordId,
+    /// `photo`, `signature` or `document`.
+    pub kind: String,
+    /// MIME type.
+    pub content_type: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// Where an upload stands, as a declaration answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentStatus {
+    /// The file's hash.
+    pub sha256: String,
+    /// Bytes per chunk (the last chunk may be shorter).
+    pub chunk_size: u64,
+    /// Number of chunks.
+    pub chunks: u32,
+    /// Indexes of the chunks the server holds.
+    #[serde(default)]
+    pub received: Vec<u32>,
+    /// Whether the server has the whole file already.
+    pub complete: bool,
+}
+
 /// A network or server failure, classified for the retry loop.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransportError {
@@ -161,6 +192,29 @@ pub trait Transport: Send + Sync {
     fn prime(&self, token: &str, req: &PrimeRequest) -> Result<PrimeResponse, TransportError>;
     /// One round of repair.
     fn repair(&self, token: &str, req: &RepairRequest) -> Result<RepairResponse, TransportError>;
+    /// Declares an attachment upload (or asks where it stands). Transports
+    /// without attachments answer a protocol error.
+    fn declare_attachment(
+        &self,
+        _token: &str,
+        _req: &AttachmentDeclaration,
+    ) -> Result<AttachmentStatus, TransportError> {
+        Err(no_attachments())
+    }
+    /// Sends chunk `idx` of attachment `sha256`.
+    fn put_attachment_chunk(
+        &self,
+        _token: &str,
+        _sha256: &str,
+        _idx: u32,
+        _chunk: &[u8],
+    ) -> Result<(), TransportError> {
+        Err(no_attachments())
+    }
+    /// Asks the server to assemble and check attachment `sha256`.
+    fn complete_attachment(&self, _token: &str, _sha256: &str) -> Result<(), TransportError> {
+        Err(no_attachments())
+    }
     /// Opens the live channel (see [`super::live`]). Transports without one
     /// answer a protocol error, and live sync keeps retrying with backoff.
     fn live(&self, _token: &str) -> Result<Box<dyn LiveStream>, TransportError> {
@@ -168,6 +222,10 @@ pub trait Transport: Send + Sync {
             "this transport has no live channel".into(),
         ))
     }
+}
+
+fn no_attachments() -> TransportError {
+    TransportError::Protocol("this transport has no attachment uploads".into())
 }
 
 /// The JSON error body every server error carries.
@@ -352,6 +410,54 @@ impl Transport for HttpTransport {
 
     fn repair(&self, token: &str, req: &RepairRequest) -> Result<RepairResponse, TransportError> {
         self.cbor("/v1/sync/repair", token, req)
+    }
+
+    fn declare_attachment(
+        &self,
+        token: &str,
+        req: &AttachmentDeclaration,
+    ) -> Result<AttachmentStatus, TransportError> {
+        let bytes = serde_json::to_vec(req).map_err(|e| TransportError::Protocol(e.to_string()))?;
+        let resp = self
+            .agent
+            .post(&self.url("/v1/attachments"))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {token}"))
+            .send(&bytes[..])
+            .map_err(network)?;
+        let body = read_ok(resp)?;
+        serde_json::from_slice(&body).map_err(|e| TransportError::Protocol(e.to_string()))
+    }
+
+    fn put_attachment_chunk(
+        &self,
+        token: &str,
+        sha256: &str,
+        idx: u32,
+        chunk: &[u8],
+    ) -> Result<(), TransportError> {
+        // The server may refuse (401, 404, 409) before reading the body and close
+        // the connection under a large chunk: that surfaces as a network error
+        // (broken pipe), and the uploader declares again next time.
+        let resp = self
+            .agent
+            .put(&self.url(&format!("/v1/attachments/{sha256}/chunks/{idx}")))
+            .header("content-type", "application/octet-stream")
+            .header("authorization", format!("Bearer {token}"))
+            .header("x-chunk-sha256", crate::store::sha256_hex(chunk))
+            .send(chunk)
+            .map_err(network)?;
+        read_ok(resp).map(drop)
+    }
+
+    fn complete_attachment(&self, token: &str, sha256: &str) -> Result<(), TransportError> {
+        let resp = self
+            .agent
+            .post(&self.url(&format!("/v1/attachments/{sha256}/complete")))
+            .header("authorization", format!("Bearer {token}"))
+            .send_empty()
+            .map_err(network)?;
+        read_ok(resp).map(drop)
     }
 
     fn live(&self, token: &str) -> Result<Box<dyn LiveStream>, TransportError> {

@@ -17,8 +17,8 @@ use fieldsync_core::protocol::{
 };
 use fieldsync_core::store::{DeviceStore, StoreOptions};
 use fieldsync_core::sync::{
-    DeviceInfo, HttpTransport, LoginRequest, LoginResponse, SyncClient, SyncOptions, Transport,
-    TransportError,
+    AttachmentDeclaration, AttachmentStatus, DeviceInfo, HttpTransport, LoginRequest,
+    LoginResponse, SyncClient, SyncOptions, Transport, TransportError,
 };
 use fieldsync_core::{DeviceId, OrgId, RecordId, TeamId, TerritoryId, UserId};
 use fieldsync_server::accounts::{self, NewUser};
@@ -447,6 +447,15 @@ pub struct Faulty {
     pub requests: AtomicU64,
     /// CBOR body bytes sent and received on sync endpoints.
     pub bytes: AtomicU64,
+    /// Chunk PUTs let through before every further one fails with a network
+    /// error (`u32::MAX`: never).
+    pub fail_chunks_after: AtomicU32,
+    /// Chunk PUTs that reached the server.
+    pub chunk_puts: AtomicU32,
+    /// Attachment declarations sent.
+    pub declarations: AtomicU32,
+    /// Attachment completions sent.
+    pub completions: AtomicU32,
 }
 
 impl Faulty {
@@ -459,6 +468,10 @@ impl Faulty {
             duplicate_pushes: AtomicBool::new(false),
             requests: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            fail_chunks_after: AtomicU32::new(u32::MAX),
+            chunk_puts: AtomicU32::new(0),
+            declarations: AtomicU32::new(0),
+            completions: AtomicU32::new(0),
         }
     }
 
@@ -541,6 +554,37 @@ impl Transport for Faulty {
         let resp = self.inner.repair(token, req)?;
         self.count(req, &resp);
         Ok(resp)
+    }
+
+    fn declare_attachment(
+        &self,
+        token: &str,
+        req: &AttachmentDeclaration,
+    ) -> Result<AttachmentStatus, TransportError> {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        self.declarations.fetch_add(1, Ordering::SeqCst);
+        self.inner.declare_attachment(token, req)
+    }
+
+    fn put_attachment_chunk(
+        &self,
+        token: &str,
+        sha256: &str,
+        idx: u32,
+        chunk: &[u8],
+    ) -> Result<(), TransportError> {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        if self.chunk_puts.load(Ordering::SeqCst) >= self.fail_chunks_after.load(Ordering::SeqCst) {
+            return Err(lost());
+        }
+        self.chunk_puts.fetch_add(1, Ordering::SeqCst);
+        self.inner.put_attachment_chunk(token, sha256, idx, chunk)
+    }
+
+    fn complete_attachment(&self, token: &str, sha256: &str) -> Result<(), TransportError> {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        self.completions.fetch_add(1, Ordering::SeqCst);
+        self.inner.complete_attachment(token, sha256)
     }
 
     fn live(

@@ -1,0 +1,258 @@
+//! Attachments, device half (issue #7): a rep photographs a visit; the sync
+//! client uploads the photo after pushing the visit, resumes an upload cut off
+//! mid-way by sending only the missing chunks, and the manager downloads
+//! identical bytes. Large attachments wait when the app says the network is
+//! metered. On SQLite and on PostgreSQL.
+
+mod support;
+#[allow(dead_code)]
+mod world;
+
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+
+use fieldsync_core::RecordId;
+use fieldsync_core::model::visit::Visit;
+use fieldsync_core::model::{Account, DeviceTime};
+use fieldsync_core::store::{AttachmentKind, Gps};
+use fieldsync_core::sync::{SyncPhase, SyncProgress, SyncReport};
+use world::{Backend, Device, World};
+
+const MIB: usize = 1024 * 1024;
+
+#[test]
+fn device_attachments_on_sqlite() {
+    device_attachments(Backend::Sqlite);
+}
+
+#[test]
+fn device_attachments_on_postgres() {
+    device_attachments(Backend::Postgres);
+}
+
+fn today(hour: i64) -> DeviceTime {
+    let now = DeviceTime::now_utc().at_ms;
+    DeviceTime::utc(now - now.rem_euclid(86_400_000) + hour * 3_600_000)
+}
+
+/// Deterministic bytes that differ from chunk to chunk.
+fn photo(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (x >> 33) as u8
+        })
+        .collect()
+}
+
+/// A visit of `name` (and its account), created on the device only.
+fn visit_of(w: &World, dev: &Device, name: &str) -> RecordId {
+    let account = Account {
+        meta: w.meta(name),
+        name: "Padaria Central".into(),
+        account_type: "outlet".into(),
+        account_status: "active".into(),
+        price_list_id: None,
+        visit_frequency_days: None,
+        locations: Default::default(),
+    };
+    let account_id = dev.store().create(&account, today(8)).expect("account");
+    let visit = Visit::planned(w.meta(name), account_id, today(10), today(11));
+    dev.store()
+        .create_stateful(&visit, &dev.actor, today(8))
+        .expect("visit")
+}
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<(SyncPhase, u64)>>);
+
+impl SyncProgress for Recorder {
+    fn progress(&self, phase: SyncPhase, done: u64) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push((phase, done));
+        }
+    }
+}
+
+fn sync_with(dev: &Device, progress: &Recorder) -> SyncReport {
+    dev.client
+        .sync(progress)
+        .unwrap_or_else(|e| panic!("{} sync failed: {e}", dev.person.email))
+}
+
+/// (status, content type, body) of `GET /v1/attachments/{sha256}` as `dev`.
+fn download(w: &World, dev: &Device, sha256: &str) -> (u16, String, Vec<u8>) {
+    let token = dev.client.session().expect("session").access_token;
+    let resp = ureq::get(format!("{}/v1/attachments/{sha256}", w.base))
+        .header("authorization", format!("Bearer {token}"))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .expect("answer");
+    let status = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = resp
+        .into_body()
+        .with_config()
+        .limit(64 * MIB as u64)
+        .read_to_vec()
+        .expect("body");
+    (status, content_type, body)
+}
+
+fn device_attachments(backend: Backend) {
+    let w = World::start(backend);
+    let ana = w.device("ana");
+    let visit = visit_of(&w, &ana, "ana");
+
+    // A 3.5 MiB photo: four 1 MiB chunks on the server, the last half a MiB.
+    let data = photo(3 * MIB + MIB / 2, 7);
+    let gps = Some(Gps {
+        lat: 38.7223,
+        lng: -9.1393,
+    });
+    let hash = ana
+        .store()
+        .attach(
+            visit,
+            AttachmentKind::Photo,
+            "image/jpeg",
+            &data,
+            today(10),
+            gps,
+        )
+        .expect("attach");
+    // Attaching the same photo again changes nothing.
+    let again = ana
+        .store()
+        .attach(
+            visit,
+            AttachmentKind::Photo,
+            "image/jpeg",
+            &data,
+            today(10),
+            gps,
+        )
+        .expect("attach again");
+    assert_eq!(hash, again);
+    assert_eq!(ana.store().pending_attachments().expect("pending").len(), 1);
+
+    // The connection dies after two chunks: the visit is pushed, the sync
+    // still succeeds, the photo waits.
+    ana.net().fail_chunks_after.store(2, Ordering::SeqCst);
+    let first = ana.sync();
+    assert_eq!(first.pushed, 2, "the account and the visit went first");
+    assert_eq!(first.attachments_uploaded, 0, "{first:?}");
+    assert_eq!(first.attachments_pending, 1, "{first:?}");
+    assert_eq!(ana.net().chunk_puts.load(Ordering::SeqCst), 2);
+    assert_eq!(ana.net().completions.load(Ordering::SeqCst), 0);
+    let pending = ana.store().pending_attachments().expect("pending");
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].sha256, hash);
+
+    // Back online: only chunks 2 and 3 are sent, then the upload completes.
+    ana.net()
+        .fail_chunks_after
+        .store(u32::MAX, Ordering::SeqCst);
+    ana.net().chunk_puts.store(0, Ordering::SeqCst);
+    let progress = Recorder::default();
+    let second = sync_with(&ana, &progress);
+    assert_eq!(second.attachments_uploaded, 1, "{second:?}");
+    assert_eq!(second.attachments_pending, 0, "{second:?}");
+    assert_eq!(
+        ana.net().chunk_puts.load(Ordering::SeqCst),
+        2,
+        "only the missing chunks were sent"
+    );
+    assert!(
+        progress
+            .0
+            .lock()
+            .expect("progress")
+            .contains(&(SyncPhase::Uploading, 1)),
+        "the upload was reported"
+    );
+    assert!(
+        ana.store()
+            .pending_attachments()
+            .expect("pending")
+            .is_empty()
+    );
+    assert!(
+        ana.store().attachment(&hash).expect("kept") == data,
+        "the device keeps its copy"
+    );
+    assert_eq!(
+        w.scalar("SELECT COUNT(*) FROM attachments WHERE state = 'complete'"),
+        1
+    );
+
+    // Nothing more to upload: the next sync declares nothing.
+    let declared = ana.net().declarations.load(Ordering::SeqCst);
+    let third = ana.sync();
+    assert_eq!(third.attachments_uploaded, 0);
+    assert_eq!(ana.net().declarations.load(Ordering::SeqCst), declared);
+
+    // The manager downloads identical bytes.
+    let mona = w.device("mona");
+    mona.sync();
+    let (status, content_type, body) = download(&w, &mona, &hash);
+    assert_eq!(status, 200);
+    assert_eq!(content_type, "image/jpeg");
+    assert!(body == data, "the manager gets the photo byte for byte");
+
+    // Off Wi-Fi the app holds back large attachments; a signature still goes.
+    let metered = world::fast_options();
+    let ben = w.device_with(
+        "ben",
+        fieldsync_core::sync::SyncOptions {
+            upload_large_attachments: false,
+            ..metered
+        },
+    );
+    let bens_visit = visit_of(&w, &ben, "ben");
+    let big = photo(2 * MIB + 1, 8);
+    let signature = photo(10_000, 9);
+    let big_hash = ben
+        .store()
+        .attach(
+            bens_visit,
+            AttachmentKind::Photo,
+            "image/jpeg",
+            &big,
+            today(10),
+            None,
+        )
+        .expect("attach");
+    let sig_hash = ben
+        .store()
+        .attach(
+            bens_visit,
+            AttachmentKind::Signature,
+            "image/png",
+            &signature,
+            today(10),
+            None,
+        )
+        .expect("attach");
+    let report = ben.sync();
+    assert_eq!(report.attachments_uploaded, 1, "{report:?}");
+    assert_eq!(report.attachments_pending, 1, "{report:?}");
+    let pending = ben.store().pending_attachments().expect("pending");
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].sha256, big_hash);
+    let (status, content_type, body) = download(&w, &ben, &sig_hash);
+    assert_eq!(status, 200);
+    assert_eq!(content_type, "image/png");
+    assert!(body == signature);
+    assert_eq!(download(&w, &ben, &big_hash).0, 404);
+}
