@@ -167,7 +167,7 @@ pub async fn launch_with_tcp_listener(
         async move {
             shutdown.await;
             let n = metrics.in_flight();
-            let live = closing_hub.connections();
+            let live = metrics.live_connections();
             tracing::info!(
                 in_flight = n,
                 live,

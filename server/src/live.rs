@@ -35,7 +35,6 @@
 use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -128,18 +127,13 @@ impl Note {
 pub struct Hub {
     notes: broadcast::Sender<Arc<Note>>,
     closing: watch::Sender<bool>,
-    connections: AtomicUsize,
 }
 
 impl Default for Hub {
     fn default() -> Self {
         let (notes, _) = broadcast::channel(BUFFER);
         let (closing, _) = watch::channel(false);
-        Hub {
-            notes,
-            closing,
-            connections: AtomicUsize::new(0),
-        }
+        Hub { notes, closing }
     }
 }
 
@@ -150,23 +144,9 @@ impl Hub {
         let _ = self.notes.send(Arc::new(note));
     }
 
-    /// Live connections open on this node.
-    pub fn connections(&self) -> usize {
-        self.connections.load(Ordering::Relaxed)
-    }
-
     /// Ends every live connection with a `shutdown` event (the node is stopping).
     pub fn close(&self) {
         self.closing.send_replace(true);
-    }
-}
-
-/// Counts a connection while it is open.
-struct Connected(Arc<AppState>);
-
-impl Drop for Connected {
-    fn drop(&mut self) {
-        self.0.hub.connections.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -192,8 +172,6 @@ async fn live(
     let notes = state.hub.notes.subscribe();
     let closing = state.hub.closing.subscribe();
     let lifetime = Duration::from_secs(state.keys.access_ttl_secs().max(60));
-    state.hub.connections.fetch_add(1, Ordering::Relaxed);
-    let guard = Connected(state.clone());
     tracing::debug!(device = %device, "live connection opened");
     // The stream's state: what it listens to and what it has said.
     struct Conn {
@@ -205,7 +183,7 @@ async fn live(
         org: OrgId,
         principals: Vec<String>,
         device: String,
-        _guard: Connected,
+        /// Counts the connection in `fieldsync_live_connections` while it is open.
         _counted: crate::metrics::LiveConnection,
     }
     let conn = Conn {
@@ -217,7 +195,6 @@ async fn live(
         org,
         principals,
         device,
-        _guard: guard,
         _counted: state.metrics.live_connection(),
     };
     let stream = futures_util::stream::unfold(conn, |mut c| async move {

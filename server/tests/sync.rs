@@ -312,10 +312,14 @@ fn a_lost_push_answer_and_a_broken_pull_resume_without_loss_or_duplicates(w: Wor
     }
 }
 
-fn a_rejected_record_leaves_the_rest_merged_and_shows_its_reason(w: World) {
-    let phone = w.device("ana");
-    let shop = account(&w, &phone, "Drogaria Norte");
-    let visit_id = plan_visit(&w, &phone, shop, 1);
+/// Ana's phone plans a visit at `shop`, writes its report and submits it, then syncs.
+fn submitted_report(
+    w: &World,
+    phone: &Device,
+    shop: RecordId,
+    summary: &str,
+) -> (RecordId, RecordId) {
+    let visit_id = plan_visit(w, phone, shop, 1);
     let report_id = phone
         .store()
         .create_stateful(
@@ -326,13 +330,20 @@ fn a_rejected_record_leaves_the_rest_merged_and_shows_its_reason(w: World) {
         .expect("report");
     phone
         .store()
-        .update::<VisitReport>(report_id, t(2), |r| r.summary = "Met the owner.".into())
+        .update::<VisitReport>(report_id, t(2), |r| r.summary = summary.into())
         .expect("write");
     phone
         .store()
         .act(report_id, |d| report::submit(d, &phone.actor, t(3)))
         .expect("submit");
     phone.sync();
+    (visit_id, report_id)
+}
+
+fn a_rejected_record_leaves_the_rest_merged_and_shows_its_reason(w: World) {
+    let phone = w.device("ana");
+    let shop = account(&w, &phone, "Drogaria Norte");
+    let (visit_id, report_id) = submitted_report(&w, &phone, shop, "Met the owner.");
 
     // A rep's app claims to be a manager and approves its own report, next to
     // two honest edits.
@@ -1205,24 +1216,7 @@ fn api(
 fn a_manager_reviews_a_report_through_the_api_and_the_rep_sees_it_after_sync(w: World) {
     let phone = w.device("ana");
     let shop = account(&w, &phone, "Hotel Avenida");
-    let visit_id = plan_visit(&w, &phone, shop, 1);
-    let report_id = phone
-        .store()
-        .create_stateful(
-            &VisitReport::new(w.meta("ana"), visit_id),
-            &phone.actor,
-            t(1),
-        )
-        .expect("report");
-    phone
-        .store()
-        .update::<VisitReport>(report_id, t(2), |r| r.summary = "Met the buyer.".into())
-        .expect("write");
-    phone
-        .store()
-        .act(report_id, |d| report::submit(d, &phone.actor, t(3)))
-        .expect("submit");
-    phone.sync();
+    let (visit_id, report_id) = submitted_report(&w, &phone, shop, "Met the buyer.");
     let mona = w.device("mona");
     let token = mona.client.session().expect("session").access_token;
     let rid = report_id.to_string();
