@@ -72,7 +72,7 @@ pub fn routes() -> Router<Arc<AppState>> {
 }
 
 /// What an attachment is, which decides its size limit and content types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AttachmentKind {
     /// A photo of the job (at most 20 MiB).
@@ -115,11 +115,12 @@ impl AttachmentKind {
 }
 
 /// `POST /v1/attachments` body.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct DeclareRequest {
     /// The whole file's SHA-256, 64 lowercase hex digits.
     pub sha256: String,
     /// The record it is attached to.
+    #[schema(value_type = uuid::Uuid)]
     pub record_id: RecordId,
     /// What it is.
     pub kind: AttachmentKind,
@@ -130,7 +131,7 @@ pub struct DeclareRequest {
 }
 
 /// `POST /v1/attachments` answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeclareResponse {
     /// The attachment.
     pub sha256: String,
@@ -293,7 +294,17 @@ async fn forget_chunks(db: &Database, key: &BlobKey) -> Result<(), DbError> {
 }
 
 /// `POST /v1/attachments`: declares an upload, or asks again where it stands.
-async fn declare(
+#[utoipa::path(post, path = "/v1/attachments", tag = "attachments", security(("bearer" = [])),
+    request_body = DeclareRequest,
+    responses(
+        (status = 200, description = "Where the upload stands: the chunks to send", body = DeclareResponse),
+        (status = 400, description = "Bad hash, kind or content type", body = crate::api_doc::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::api_doc::ErrorBody),
+        (status = 404, description = "No such record in the caller's scope", body = crate::api_doc::ErrorBody),
+        (status = 409, description = "Declared before with another size or type", body = crate::api_doc::ErrorBody),
+        (status = 413, description = "`attachment_too_large` for its kind", body = crate::api_doc::ErrorBody),
+    ))]
+pub(crate) async fn declare(
     State(state): State<Arc<AppState>>,
     user: AuthUser,
     ApiJson(req): ApiJson<DeclareRequest>,
@@ -397,7 +408,19 @@ async fn declare(
 }
 
 /// `PUT /v1/attachments/{sha256}/chunks/{idx}`: stores one checked chunk.
-async fn put_chunk(
+#[utoipa::path(put, path = "/v1/attachments/{sha256}/chunks/{idx}", tag = "attachments", security(("bearer" = [])),
+    params(("sha256" = String, Path, description = "The whole file's SHA-256, 64 lowercase hex digits"), ("idx" = u32, Path, description = "Chunk index, from 0"),
+        ("x-chunk-sha256" = String, Header, description = "The chunk's SHA-256, 64 lowercase hex digits")),
+    request_body(content = crate::api_doc::Binary, content_type = "application/octet-stream",
+        description = "The chunk's bytes: `chunk_size` of them, fewer for the last"),
+    responses(
+        (status = 200, description = "Stored", body = crate::api_doc::ChunkStored),
+        (status = 400, description = "`chunk_corrupt` (hash differs) or a bad index or size", body = crate::api_doc::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::api_doc::ErrorBody),
+        (status = 404, description = "No such upload in the caller's scope", body = crate::api_doc::ErrorBody),
+        (status = 409, description = "The upload is already complete", body = crate::api_doc::ErrorBody),
+    ))]
+pub(crate) async fn put_chunk(
     State(state): State<Arc<AppState>>,
     user: AuthUser,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -497,7 +520,16 @@ async fn put_chunk(
 }
 
 /// `POST /v1/attachments/{sha256}/complete`: assembles and verifies the file.
-async fn complete(
+#[utoipa::path(post, path = "/v1/attachments/{sha256}/complete", tag = "attachments", security(("bearer" = [])),
+    params(("sha256" = String, Path, description = "The whole file's SHA-256, 64 lowercase hex digits")),
+    responses(
+        (status = 200, description = "Stored and verified", body = crate::api_doc::UploadComplete),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::api_doc::ErrorBody),
+        (status = 404, description = "No such upload in the caller's scope", body = crate::api_doc::ErrorBody),
+        (status = 409, description = "Chunks are missing (listed in the message)", body = crate::api_doc::ErrorBody),
+        (status = 422, description = "`hash_mismatch`: the assembled file is not the declared one; the upload starts over", body = crate::api_doc::ErrorBody),
+    ))]
+pub(crate) async fn complete(
     State(state): State<Arc<AppState>>,
     user: AuthUser,
     path: Result<Path<String>, PathRejection>,
@@ -585,7 +617,14 @@ async fn reset_upload(db: &Database, key: &BlobKey) -> Result<(), ApiError> {
 }
 
 /// `GET /v1/attachments/{sha256}`: streams a complete attachment.
-async fn download(
+#[utoipa::path(get, path = "/v1/attachments/{sha256}", tag = "attachments", security(("bearer" = [])),
+    params(("sha256" = String, Path, description = "The whole file's SHA-256, 64 lowercase hex digits")),
+    responses(
+        (status = 200, description = "The file, with its declared content type", body = crate::api_doc::Binary, content_type = "application/octet-stream"),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::api_doc::ErrorBody),
+        (status = 404, description = "Not stored, not complete, or not attached to a record in the caller's scope", body = crate::api_doc::ErrorBody),
+    ))]
+pub(crate) async fn download(
     State(state): State<Arc<AppState>>,
     user: AuthUser,
     path: Result<Path<String>, PathRejection>,

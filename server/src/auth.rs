@@ -534,7 +534,7 @@ async fn live_session(
 }
 
 /// `POST /v1/auth/login` body. Field names match the client's `LoginRequest`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct LoginRequest {
     /// Organisation slug.
     pub org: String,
@@ -547,9 +547,10 @@ pub struct LoginRequest {
 }
 
 /// The device part of a login.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct LoginDevice {
     /// Id made on the device.
+    #[schema(value_type = uuid::Uuid)]
     pub id: DeviceId,
     /// Platform name.
     pub platform: String,
@@ -558,14 +559,14 @@ pub struct LoginDevice {
 }
 
 /// `POST /v1/auth/refresh` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct RefreshRequest {
     /// The refresh token from the last login or refresh.
     pub refresh_token: String,
 }
 
 /// What login and refresh answer. Field names match the client's `LoginResponse`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LoginResponse {
     /// Short-lived bearer token.
     pub access_token: String,
@@ -580,26 +581,32 @@ pub struct LoginResponse {
 }
 
 /// The user as the client sees it (`GET /v1/me` answers this too).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionUser {
     /// Id.
+    #[schema(value_type = uuid::Uuid)]
     pub id: UserId,
     /// Organisation.
+    #[schema(value_type = uuid::Uuid)]
     pub org: OrgId,
-    /// Role.
+    /// Role: `rep`, `technician`, `manager` or `admin`.
+    #[schema(value_type = String, example = "manager")]
     pub role: Role,
     /// Team.
+    #[schema(value_type = Option<uuid::Uuid>)]
     pub team: Option<TeamId>,
     /// Territory.
+    #[schema(value_type = Option<uuid::Uuid>)]
     pub territory: Option<TerritoryId>,
     /// Name to show.
     pub display_name: String,
 }
 
 /// The device's server-side identity.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionDevice {
     /// Id.
+    #[schema(value_type = uuid::Uuid)]
     pub id: DeviceId,
     /// Automerge actor id (hex) for every change made on this device.
     pub actor_id: String,
@@ -622,7 +629,18 @@ fn check_len(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn login(
+/// Signs a user in on a device: a short-lived access token and a single-use
+/// refresh token.
+#[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in", body = LoginResponse),
+        (status = 400, description = "Malformed body", body = crate::api_doc::ErrorBody),
+        (status = 401, description = "`invalid_credentials`", body = crate::api_doc::ErrorBody),
+        (status = 403, description = "`account_disabled`", body = crate::api_doc::ErrorBody),
+        (status = 409, description = "`device_in_use`: the device id belongs to another user", body = crate::api_doc::ErrorBody),
+        (status = 429, description = "`rate_limited`", body = crate::api_doc::ErrorBody),
+    ))]
+pub(crate) async fn login(
     State(state): State<Arc<AppState>>,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
@@ -665,7 +683,15 @@ async fn login(
     session(&state.keys, &user, &device, refresh_token).map(Json)
 }
 
-async fn refresh(
+/// Trades a refresh token for a new pair; a token presented twice revokes its
+/// whole family.
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "New tokens", body = LoginResponse),
+        (status = 401, description = "`invalid_refresh_token` or `device_revoked`", body = crate::api_doc::ErrorBody),
+        (status = 403, description = "`account_disabled`", body = crate::api_doc::ErrorBody),
+    ))]
+pub(crate) async fn refresh(
     State(state): State<Arc<AppState>>,
     ApiJson(req): ApiJson<RefreshRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
@@ -697,7 +723,13 @@ async fn refresh(
     session(&state.keys, &user, &device, new_token).map(Json)
 }
 
-async fn me(user: AuthUser) -> Json<SessionUser> {
+/// The signed-in user.
+#[utoipa::path(get, path = "/v1/me", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user", body = SessionUser),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::api_doc::ErrorBody),
+    ))]
+pub(crate) async fn me(user: AuthUser) -> Json<SessionUser> {
     Json(SessionUser {
         id: user.id,
         org: user.org,

@@ -32,11 +32,13 @@ pub fn routes() -> Router<Arc<AppState>> {
 }
 
 /// A device as listed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeviceInfo {
     /// Device id.
+    #[schema(value_type = uuid::Uuid)]
     pub id: DeviceId,
     /// Its user.
+    #[schema(value_type = uuid::Uuid)]
     pub user_id: UserId,
     /// The user's name.
     pub user_name: String,
@@ -52,9 +54,11 @@ pub struct DeviceInfo {
     pub revoked_at: Option<i64>,
 }
 
-#[derive(Debug, Deserialize)]
-struct ListQuery {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListQuery {
     /// Whose devices; the caller's own when absent.
+    #[param(value_type = Option<uuid::Uuid>)]
     user: Option<UserId>,
 }
 
@@ -124,7 +128,16 @@ fn may_manage(caller: &AuthUser, owner: UserId, owner_team: Option<&str>) -> boo
     }
 }
 
-async fn list(
+/// A user's devices: the caller's own, a team member's for their manager, any
+/// in the organisation for an administrator.
+#[utoipa::path(get, path = "/v1/devices", tag = "devices", security(("bearer" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The devices", body = Vec<DeviceInfo>),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::api_doc::ErrorBody),
+        (status = 403, description = "Not a device the caller may manage", body = crate::api_doc::ErrorBody),
+    ))]
+pub(crate) async fn list(
     State(state): State<Arc<AppState>>,
     caller: AuthUser,
     Query(q): Query<ListQuery>,
@@ -150,13 +163,26 @@ async fn list(
     Ok(Json(found.into_iter().map(|(d, _)| d).collect()))
 }
 
-#[derive(Debug, Serialize)]
-struct Revoked {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Revoked {
+    /// The device.
+    #[schema(value_type = uuid::Uuid)]
     id: DeviceId,
+    /// Whether this call revoked it (false: it already was).
     revoked: bool,
 }
 
-async fn revoke(
+/// Revokes a device: its tokens die at once and its next request answers
+/// `device_revoked`, which makes the app wipe its data.
+#[utoipa::path(post, path = "/v1/devices/{id}/revoke", tag = "devices", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Device id")),
+    responses(
+        (status = 200, description = "Revoked", body = Revoked),
+        (status = 400, description = "Not a device id", body = crate::api_doc::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::api_doc::ErrorBody),
+        (status = 404, description = "No such device the caller may manage", body = crate::api_doc::ErrorBody),
+    ))]
+pub(crate) async fn revoke(
     State(state): State<Arc<AppState>>,
     caller: AuthUser,
     Path(id): Path<String>,

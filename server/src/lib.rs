@@ -10,6 +10,7 @@
 //! exactly the production router.
 
 pub mod accounts;
+pub mod api_doc;
 pub mod attachments;
 pub mod auth;
 pub mod db;
@@ -67,6 +68,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::serve))
+        .route("/v1/openapi.json", get(api_doc::openapi_json))
         .merge(auth::routes())
         .merge(sync::routes())
         .merge(devices::routes())
@@ -80,7 +82,12 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 /// `GET /healthz`: 200 when the database answers, 503 when it does not.
-async fn healthz(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/healthz", tag = "meta",
+    responses(
+        (status = 200, description = "The database answers", body = api_doc::Health),
+        (status = 503, description = "`database_unavailable`", body = api_doc::ErrorBody),
+    ))]
+pub(crate) async fn healthz(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     state.db.ping().await.map_err(ApiError::Unavailable)?;
     Ok(Json(json!({
         "status": "ok",

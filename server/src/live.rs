@@ -158,7 +158,12 @@ pub fn routes() -> Router<Arc<AppState>> {
 /// `GET /v1/live`: a `text/event-stream` of `hello` (the current log head),
 /// `changed` (id and data: the log position) and, when the node stops,
 /// `shutdown` (data: `{"retry_ms": …}`).
-async fn live(
+#[utoipa::path(get, path = "/v1/live", tag = "sync", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "`text/event-stream`: `hello`, `changed`, `shutdown` events (docs/protocol.md)", content_type = "text/event-stream"),
+        (status = 401, description = "Missing, invalid or expired token; `device_revoked`", body = crate::api_doc::ErrorBody),
+    ))]
+pub(crate) async fn live(
     State(state): State<Arc<AppState>>,
     user: AuthUser,
 ) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>, ApiError> {

@@ -45,10 +45,13 @@ pub fn web_actor(user: fieldsync_core::UserId) -> automerge::ActorId {
     automerge::ActorId::from(&digest[..16])
 }
 
-#[derive(Debug, Deserialize)]
-struct InboxQuery {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct InboxQuery {
+    /// `draft`, `submitted` (default), `approved` or `changes_requested`.
     #[serde(default = "submitted")]
     status: String,
+    /// Most reports to answer (1 to 200, default 100).
     #[serde(default = "default_limit")]
     limit: usize,
 }
@@ -62,7 +65,7 @@ fn default_limit() -> usize {
 }
 
 /// One report in the inbox.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct InboxItem {
     /// The report.
     pub id: String,
@@ -84,7 +87,15 @@ pub struct InboxItem {
 
 /// `GET /v1/reports?status=submitted&limit=100`: reports in the caller's scope
 /// (a manager's team), newest first.
-async fn inbox(
+#[utoipa::path(get, path = "/v1/reports", tag = "review", security(("bearer" = [])),
+    params(InboxQuery),
+    responses(
+        (status = 200, description = "Reports in the caller's scope, newest first", body = Vec<InboxItem>),
+        (status = 400, description = "Unknown status", body = crate::api_doc::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::api_doc::ErrorBody),
+        (status = 403, description = "Not a manager or administrator", body = crate::api_doc::ErrorBody),
+    ))]
+pub(crate) async fn inbox(
     State(state): State<Arc<AppState>>,
     user: AuthUser,
     Query(q): Query<InboxQuery>,
@@ -122,7 +133,7 @@ async fn inbox(
 }
 
 /// A manager's decision on a submitted report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
     /// Accept the report.
@@ -131,34 +142,51 @@ pub enum Decision {
     RequestChanges,
 }
 
-#[derive(Debug, Deserialize)]
-struct DecisionBody {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(crate) struct DecisionBody {
+    /// The decision.
     decision: Decision,
+    /// Why; required to request changes (at most 4,000 bytes).
     #[serde(default)]
     comment: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-struct BulkBody {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(crate) struct BulkBody {
+    /// The reports (1 to 200).
     ids: Vec<String>,
+    /// The decision for all of them.
     decision: Decision,
+    /// Why; required to request changes.
     #[serde(default)]
     comment: Option<String>,
 }
 
 /// The outcome of one decision.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DecisionResult {
     /// The report.
     pub id: String,
     /// Its status now, when the decision was stored.
     pub status: Option<String>,
     /// Why it was not, otherwise: `{code, message}` as every error.
+    #[schema(value_type = Option<crate::api_doc::ErrorDetail>)]
     pub error: Option<serde_json::Value>,
 }
 
 /// `POST /v1/reports/{id}/decision` `{decision, comment}`.
-async fn decide_one(
+#[utoipa::path(post, path = "/v1/reports/{id}/decision", tag = "review", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Report id")),
+    request_body = DecisionBody,
+    responses(
+        (status = 200, description = "Stored; the rep's device gets it with its next sync", body = DecisionResult),
+        (status = 400, description = "Bad id, or changes requested without a comment", body = crate::api_doc::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::api_doc::ErrorBody),
+        (status = 403, description = "Not a manager or administrator", body = crate::api_doc::ErrorBody),
+        (status = 404, description = "No such report in the caller's scope", body = crate::api_doc::ErrorBody),
+        (status = 409, description = "The report is not in a status this decision applies to", body = crate::api_doc::ErrorBody),
+    ))]
+pub(crate) async fn decide_one(
     State(state): State<Arc<AppState>>,
     user: AuthUser,
     Path(id): Path<String>,
@@ -174,7 +202,15 @@ async fn decide_one(
 
 /// `POST /v1/reports/decisions` `{ids, decision, comment}`: each report on its
 /// own; one refusal does not stop the others.
-async fn decide_many(
+#[utoipa::path(post, path = "/v1/reports/decisions", tag = "review", security(("bearer" = [])),
+    request_body = BulkBody,
+    responses(
+        (status = 200, description = "One result per id, in order; refusals carry `error`", body = Vec<DecisionResult>),
+        (status = 400, description = "No ids, or more than 200", body = crate::api_doc::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::api_doc::ErrorBody),
+        (status = 403, description = "Not a manager or administrator", body = crate::api_doc::ErrorBody),
+    ))]
+pub(crate) async fn decide_many(
     State(state): State<Arc<AppState>>,
     user: AuthUser,
     ApiJson(body): ApiJson<BulkBody>,

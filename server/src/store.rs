@@ -1419,7 +1419,7 @@ pub async fn repair(
 }
 
 /// One entry of the server's rejection ledger.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct RejectionRow {
     /// Entry id.
     pub id: Uuid,
@@ -1509,7 +1509,7 @@ pub async fn rejections(
 
 /// One entry of a record's audit trail: an accepted change, who made it, from
 /// which device, when.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// Position in the change log.
     pub seq: i64,

@@ -114,7 +114,19 @@ pub fn caller(state: &AppState, user: &AuthUser) -> Result<Caller, ApiError> {
     })
 }
 
-async fn push(
+/// Pushes a batch of changes; each record is accepted or refused on its own.
+#[utoipa::path(post, path = "/v1/sync/push", tag = "sync", security(("bearer" = [])),
+    request_body(content = crate::api_doc::CborMessage, content_type = "application/cbor",
+        description = "A CBOR `PushRequest` (docs/protocol.md)"),
+    responses(
+        (status = 200, description = "A CBOR `PushResponse`", body = crate::api_doc::CborMessage, content_type = "application/cbor"),
+        (status = 400, description = "`invalid_message`", body = crate::api_doc::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired token; `device_revoked`", body = crate::api_doc::ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = crate::api_doc::ErrorBody),
+        (status = 415, description = "Not `application/cbor`", body = crate::api_doc::ErrorBody),
+        (status = 426, description = "`protocol_unsupported`", body = crate::api_doc::ErrorBody),
+    ))]
+pub(crate) async fn push(
     State(state): State<Arc<AppState>>,
     user: AuthUser,
     Cbor(req): Cbor<PushRequest>,
@@ -141,7 +153,18 @@ async fn push(
     Ok(CborReply(resp).into_response())
 }
 
-async fn pull(
+/// One page of the change feed after the device's cursor.
+#[utoipa::path(post, path = "/v1/sync/pull", tag = "sync", security(("bearer" = [])),
+    request_body(content = crate::api_doc::CborMessage, content_type = "application/cbor",
+        description = "A CBOR `PullRequest` (docs/protocol.md)"),
+    responses(
+        (status = 200, description = "A CBOR `PullResponse`", body = crate::api_doc::CborMessage, content_type = "application/cbor"),
+        (status = 400, description = "`invalid_message`", body = crate::api_doc::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired token; `device_revoked`", body = crate::api_doc::ErrorBody),
+        (status = 415, description = "Not `application/cbor`", body = crate::api_doc::ErrorBody),
+        (status = 426, description = "`protocol_unsupported`", body = crate::api_doc::ErrorBody),
+    ))]
+pub(crate) async fn pull(
     State(state): State<Arc<AppState>>,
     user: AuthUser,
     Cbor(req): Cbor<PullRequest>,
@@ -154,7 +177,18 @@ async fn pull(
     Ok(CborReply(resp).into_response())
 }
 
-async fn prime(
+/// Snapshots of the records in scope, for a new device.
+#[utoipa::path(post, path = "/v1/sync/prime", tag = "sync", security(("bearer" = [])),
+    request_body(content = crate::api_doc::CborMessage, content_type = "application/cbor",
+        description = "A CBOR `PrimeRequest` (docs/protocol.md)"),
+    responses(
+        (status = 200, description = "A CBOR `PrimeResponse`", body = crate::api_doc::CborMessage, content_type = "application/cbor"),
+        (status = 400, description = "`invalid_message`", body = crate::api_doc::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired token; `device_revoked`", body = crate::api_doc::ErrorBody),
+        (status = 415, description = "Not `application/cbor`", body = crate::api_doc::ErrorBody),
+        (status = 426, description = "`protocol_unsupported`", body = crate::api_doc::ErrorBody),
+    ))]
+pub(crate) async fn prime(
     State(state): State<Arc<AppState>>,
     user: AuthUser,
     Cbor(req): Cbor<PrimeRequest>,
@@ -167,7 +201,19 @@ async fn prime(
     Ok(CborReply(resp).into_response())
 }
 
-async fn repair(
+/// Sends a record the device lost, or its missing changes.
+#[utoipa::path(post, path = "/v1/sync/repair", tag = "sync", security(("bearer" = [])),
+    request_body(content = crate::api_doc::CborMessage, content_type = "application/cbor",
+        description = "A CBOR `RepairRequest` (docs/protocol.md)"),
+    responses(
+        (status = 200, description = "A CBOR `RepairResponse`", body = crate::api_doc::CborMessage, content_type = "application/cbor"),
+        (status = 400, description = "`invalid_message`", body = crate::api_doc::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired token; `device_revoked`", body = crate::api_doc::ErrorBody),
+        (status = 403, description = "Out of scope or refused", body = crate::api_doc::ErrorBody),
+        (status = 415, description = "Not `application/cbor`", body = crate::api_doc::ErrorBody),
+        (status = 426, description = "`protocol_unsupported`", body = crate::api_doc::ErrorBody),
+    ))]
+pub(crate) async fn repair(
     State(state): State<Arc<AppState>>,
     user: AuthUser,
     Cbor(req): Cbor<RepairRequest>,
@@ -191,8 +237,10 @@ async fn repair(
     }
 }
 
-#[derive(Debug, serde::Deserialize)]
-struct RejectionsQuery {
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct RejectionsQuery {
+    /// Most entries to answer (newest first).
     #[serde(default = "default_limit")]
     limit: u32,
 }
@@ -202,7 +250,13 @@ fn default_limit() -> u32 {
 }
 
 /// `GET /v1/rejections`: the server's rejection ledger as the caller may see it.
-async fn rejections(
+#[utoipa::path(get, path = "/v1/rejections", tag = "sync", security(("bearer" = [])),
+    params(RejectionsQuery),
+    responses(
+        (status = 200, description = "Ledger entries, newest first", body = Vec<store::RejectionRow>),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::api_doc::ErrorBody),
+    ))]
+pub(crate) async fn rejections(
     State(state): State<Arc<AppState>>,
     user: AuthUser,
     Query(q): Query<RejectionsQuery>,
@@ -217,7 +271,15 @@ async fn rejections(
 /// `GET /v1/records/{id}/audit`: who changed the record, from which device,
 /// when. Answers 404 for a record outside the caller's scope, as for one that
 /// does not exist.
-async fn audit(
+#[utoipa::path(get, path = "/v1/records/{id}/audit", tag = "sync", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Record id")),
+    responses(
+        (status = 200, description = "Accepted changes, oldest first", body = Vec<store::AuditEntry>),
+        (status = 400, description = "Not a record id", body = crate::api_doc::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::api_doc::ErrorBody),
+        (status = 404, description = "No such record in the caller's scope", body = crate::api_doc::ErrorBody),
+    ))]
+pub(crate) async fn audit(
     State(state): State<Arc<AppState>>,
     user: AuthUser,
     axum::extract::Path(id): axum::extract::Path<String>,
