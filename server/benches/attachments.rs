@@ -63,7 +63,10 @@ fn main() {
         rows.push((
             name,
             "peak RSS, 20 MB files ÷ 2 MB files".into(),
-            format!("{:.2}", large.peak_kib as f64 / small.peak_kib.max(1) as f64),
+            format!(
+                "{:.2}",
+                large.peak_kib as f64 / small.peak_kib.max(1) as f64
+            ),
         ));
     }
     println!();

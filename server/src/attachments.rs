@@ -53,8 +53,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use fieldsync_core::RecordId;
-use serde::{Deserialize, Serialize};
 use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 pub use blob::{Assembled, BlobKey, BlobReader, BlobStore, FsBlobStore, Sha256Hex};
@@ -236,16 +236,16 @@ async fn find(db: &Database, key: &BlobKey) -> Result<Option<Row>, DbError> {
         .fetch_optional(pool)
         .await?
     });
-    Ok(
-        row.map(|(kind, content_type, size, chunk_size, state, thumbnail)| Row {
+    Ok(row.map(
+        |(kind, content_type, size, chunk_size, state, thumbnail)| Row {
             kind,
             content_type,
             size: u64::try_from(size).unwrap_or(0),
             chunk_size: u64::try_from(chunk_size).unwrap_or(CHUNK_SIZE),
             complete: state == "complete",
             thumbnail,
-        }),
-    )
+        },
+    ))
 }
 
 /// Whether the caller can read one of the records the attachment is attached to.

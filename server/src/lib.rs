@@ -165,7 +165,10 @@ pub async fn launch_with_tcp_listener(
             db.clone(),
             blobs,
             std::time::Duration::from_secs(
-                settings.attachments.abandoned_after_hours.saturating_mul(3600),
+                settings
+                    .attachments
+                    .abandoned_after_hours
+                    .saturating_mul(3600),
             ),
             std::time::Duration::from_secs(settings.attachments.cleanup_interval_secs),
         ))

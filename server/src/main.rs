@@ -313,9 +313,7 @@ async fn cleanup(args: AttachmentsCleanup) -> anyhow::Result<()> {
     .await;
     db.close().await;
     let removed = result?;
-    println!(
-        "fieldsync: removed {removed} upload(s) that had not moved for {hours} hour(s)"
-    );
+    println!("fieldsync: removed {removed} upload(s) that had not moved for {hours} hour(s)");
     Ok(())
 }
 

@@ -583,9 +583,15 @@ fn abandoned_uploads(backend: Backend) {
         1
     );
     let mut cli = std::process::Command::new(env!("CARGO_BIN_EXE_fieldsync"));
-    cli.args(["attachments", "cleanup", "--older-than-hours", "1", "--data-dir"])
-        .arg(&w.settings.data_dir)
-        .env("FIELDSYNC_LOG", "warn");
+    cli.args([
+        "attachments",
+        "cleanup",
+        "--older-than-hours",
+        "1",
+        "--data-dir",
+    ])
+    .arg(&w.settings.data_dir)
+    .env("FIELDSYNC_LOG", "warn");
     if let Some(url) = &w.settings.database_url {
         cli.args(["--database-url", url.as_str()]);
     }
@@ -599,7 +605,11 @@ fn abandoned_uploads(backend: Backend) {
     assert!(stdout.contains("removed 1 upload"), "{stdout}");
     let (_, body) = ana.declare(&declaration(&recent, visit, "photo", 2 * MIB));
     assert!(received(&body).is_empty(), "{body}");
-    assert_eq!(ana.download(&done).0, 200, "complete files are never removed");
+    assert_eq!(
+        ana.download(&done).0,
+        200,
+        "complete files are never removed"
+    );
 }
 
 #[test]
@@ -637,7 +647,11 @@ fn two_nodes_share_attachments_in_an_s3_bucket() {
         let (status, body) = on_b.put_chunk(&hash, idx, chunk, &sha(chunk));
         assert_eq!(status, 200, "{body}");
     }
-    assert_eq!(on_a.puts.get() + on_b.puts.get(), 18, "no chunk was sent twice");
+    assert_eq!(
+        on_a.puts.get() + on_b.puts.get(),
+        18,
+        "no chunk was sent twice"
+    );
     let (status, body) = on_b.complete(&hash);
     assert_eq!(status, 200, "{body}");
 
@@ -667,7 +681,8 @@ fn two_nodes_share_attachments_in_an_s3_bucket() {
     let other = photo(MIB + 10, 32);
     let other_hash = sha(&other);
     assert_eq!(
-        on_a.declare(&declaration(&other_hash, visit, "photo", other.len())).0,
+        on_a.declare(&declaration(&other_hash, visit, "photo", other.len()))
+            .0,
         200
     );
     let mut damaged = other[..MIB].to_vec();

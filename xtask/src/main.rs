@@ -525,7 +525,10 @@ fn ensure_prerequisites() -> Result<()> {
             again
                 .args(["-m", "pip", "install", "--quiet", "--break-system-packages"])
                 .args(&pip);
-            step(&format!("pip install {} (system Python)", pip.join(" ")), again)?;
+            step(
+                &format!("pip install {} (system Python)", pip.join(" ")),
+                again,
+            )?;
         }
     }
     let still: Vec<&str> = prerequisites()

@@ -166,8 +166,7 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// The complete file of `key`, if stored.
     fn open<'a>(&'a self, key: &'a BlobKey) -> BoxFuture<'a, io::Result<Option<BlobReader>>>;
     /// Stores the thumbnail of the complete file of `key`, replacing any, durably.
-    fn put_thumbnail<'a>(&'a self, key: &'a BlobKey, data: Bytes)
-    -> BoxFuture<'a, io::Result<()>>;
+    fn put_thumbnail<'a>(&'a self, key: &'a BlobKey, data: Bytes) -> BoxFuture<'a, io::Result<()>>;
     /// The thumbnail of `key`, if stored.
     fn open_thumbnail<'a>(
         &'a self,
@@ -379,11 +378,7 @@ impl BlobStore for FsBlobStore {
         Box::pin(async move { open_file(&self.file_path(key)).await })
     }
 
-    fn put_thumbnail<'a>(
-        &'a self,
-        key: &'a BlobKey,
-        data: Bytes,
-    ) -> BoxFuture<'a, io::Result<()>> {
+    fn put_thumbnail<'a>(&'a self, key: &'a BlobKey, data: Bytes) -> BoxFuture<'a, io::Result<()>> {
         Box::pin(async move { write_durably(&self.thumbnail_path(key), &data).await })
     }
 
@@ -456,7 +451,11 @@ mod tests {
             .put_thumbnail(&key, Bytes::from_static(b"thumb"))
             .await
             .expect("thumbnail");
-        let thumb = store.open_thumbnail(&key).await.expect("open").expect("stored");
+        let thumb = store
+            .open_thumbnail(&key)
+            .await
+            .expect("open")
+            .expect("stored");
         assert_eq!(thumb.read_to_vec(1024).await.expect("read"), b"thumb");
 
         let wrong = BlobKey {

@@ -85,7 +85,11 @@ impl S3BlobStore {
 
     fn thumbnail_path(key: &BlobKey) -> Path {
         let sha = key.sha256.as_str();
-        Path::from(format!("{}/{}/{sha}.thumb.jpg", Self::org_dir(key), &sha[..2]))
+        Path::from(format!(
+            "{}/{}/{sha}.thumb.jpg",
+            Self::org_dir(key),
+            &sha[..2]
+        ))
     }
 
     fn parts_dir(key: &BlobKey) -> Path {
@@ -93,7 +97,11 @@ impl S3BlobStore {
     }
 
     fn part_path(key: &BlobKey, idx: u32) -> Path {
-        Path::from(format!("{}/parts/{}/{idx:08}", Self::org_dir(key), key.sha256))
+        Path::from(format!(
+            "{}/parts/{}/{idx:08}",
+            Self::org_dir(key),
+            key.sha256
+        ))
     }
 
     async fn open_path(&self, path: &Path) -> io::Result<Option<BlobReader>> {
@@ -137,7 +145,11 @@ impl S3BlobStore {
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         for idx in 0..chunks {
-            let mut body = self.store.get(&Self::part_path(key, idx)).await?.into_stream();
+            let mut body = self
+                .store
+                .get(&Self::part_path(key, idx))
+                .await?
+                .into_stream();
             while let Some(piece) = body.try_next().await? {
                 hasher.update(&piece);
                 size += piece.len() as u64;
@@ -213,11 +225,7 @@ impl BlobStore for S3BlobStore {
         Box::pin(async move { self.open_path(&Self::file_path(key)).await })
     }
 
-    fn put_thumbnail<'a>(
-        &'a self,
-        key: &'a BlobKey,
-        data: Bytes,
-    ) -> BoxFuture<'a, io::Result<()>> {
+    fn put_thumbnail<'a>(&'a self, key: &'a BlobKey, data: Bytes) -> BoxFuture<'a, io::Result<()>> {
         Box::pin(async move {
             self.store
                 .put(&Self::thumbnail_path(key), PutPayload::from(data))
