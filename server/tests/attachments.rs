@@ -692,6 +692,38 @@ fn two_nodes_share_attachments_in_an_s3_bucket() {
     let (_, body) = on_b.declare(&declaration(&other_hash, visit, "photo", other.len()));
     assert!(received(&body).is_empty(), "{body}");
 
+    // Left half-way and abandoned: removed with its chunk objects.
+    let (status, body) = on_a.put_chunk(&other_hash, 0, &other[..MIB], &sha(&other[..MIB]));
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        s3.keys("fieldsync-attachments")
+            .iter()
+            .any(|k| k.contains(&format!("/parts/{other_hash}/"))),
+        "the chunk is an object in the bucket"
+    );
+    assert_eq!(
+        w.execute_sql(format!(
+            "UPDATE attachments SET touched_at = touched_at - 345600 \
+             WHERE sha256 = '{other_hash}'"
+        )),
+        1
+    );
+    let blobs = fieldsync_server::attachments::open_blob_store(&w.settings).expect("blob store");
+    let removed =
+        w.rt.block_on(fieldsync_server::attachments::remove_abandoned(
+            &w.db,
+            blobs.as_ref(),
+            std::time::Duration::from_secs(72 * 3600),
+        ))
+        .expect("cleanup");
+    assert_eq!(removed, 1);
+    assert!(
+        !s3.keys("fieldsync-attachments")
+            .iter()
+            .any(|k| k.contains(&other_hash)),
+        "no object of the abandoned upload is left"
+    );
+
     // A real photo uploaded through A has its thumbnail served by B.
     let jpeg = real_photo(1000, 1500, image::ImageFormat::Jpeg);
     let jpeg_hash = on_a.upload(visit, "photo", "image/jpeg", &jpeg);
