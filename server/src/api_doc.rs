@@ -123,6 +123,7 @@ impl Modify for BearerAuth {
         crate::attachments::put_chunk,
         crate::attachments::complete,
         crate::attachments::download,
+        crate::attachments::thumbnail_of,
         crate::review::inbox,
         crate::review::decide_one,
         crate::review::decide_many,

@@ -19,6 +19,16 @@
 //!    and keeps the file only if its SHA-256 is the declared one.
 //! 4. `GET /v1/attachments/{sha256}` streams the file to anyone who can read a
 //!    record it is attached to; to anyone else it does not exist (404).
+//! 5. `GET /v1/attachments/{sha256}/thumbnail` serves a photo's thumbnail (a
+//!    JPEG, longest side 320 px) under the same rule. It is made once, on the
+//!    blocking pool, right after the photo completes (or on the first request,
+//!    if that node stopped first); a photo that cannot be decoded answers 404
+//!    `thumbnail_unavailable`, for good.
+//!
+//! An upload that has not moved for `[attachments] abandoned_after_hours` is
+//! removed with its chunks by [`remove_abandoned`], which every node runs
+//! periodically and `fieldsync attachments cleanup` runs once; each upload is
+//! removed by exactly one of them (a conditional `DELETE` that one wins).
 //!
 //! Hashes from the path are checked to be 64 lowercase hex digits before
 //! anything else, so no request names a path of its choosing.
@@ -28,9 +38,12 @@
 //! whole-file hash catches it), never a wrong file.
 
 mod blob;
+mod s3;
+pub mod thumbnail;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::PathRejection;
@@ -40,31 +53,46 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use fieldsync_core::RecordId;
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::io::AsyncReadExt;
 
 pub use blob::{Assembled, BlobKey, BlobReader, BlobStore, FsBlobStore, Sha256Hex};
+pub use s3::S3BlobStore;
 
 use crate::AppState;
 use crate::auth::AuthUser;
 use crate::db::{Database, DbError, now_secs};
 use crate::error::{ApiError, ApiJson};
 use crate::on_pool;
+use crate::settings::{BlobStoreKind, Settings};
 use crate::store::{self, Caller};
 
 /// Every chunk but the last is exactly this long (1 MiB).
 pub const CHUNK_SIZE: u64 = 1024 * 1024;
 /// The header that carries a chunk's SHA-256 (64 lowercase hex digits).
 pub const CHUNK_HASH_HEADER: &str = "x-chunk-sha256";
-/// Buffer of a streamed download.
-const READ_BUFFER: usize = 64 * 1024;
+/// How long browsers and proxies may keep a download or thumbnail: its name
+/// is its content's hash, so it never changes.
+const IMMUTABLE: &str = "private, max-age=31536000, immutable";
+
+/// The blob store the settings name: files under `<data_dir>/attachments`, or
+/// an S3-compatible bucket.
+pub fn open_blob_store(settings: &Settings) -> anyhow::Result<Arc<dyn BlobStore>> {
+    Ok(match settings.attachments.store {
+        BlobStoreKind::Filesystem => {
+            Arc::new(FsBlobStore::new(settings.data_dir.join("attachments")))
+        }
+        BlobStoreKind::S3 => Arc::new(S3BlobStore::from_settings(&settings.attachments)?),
+    })
+}
 
 /// The attachment routes.
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/attachments", post(declare))
         .route("/v1/attachments/{sha256}", get(download))
+        .route("/v1/attachments/{sha256}/thumbnail", get(thumbnail_of))
         .route("/v1/attachments/{sha256}/chunks/{idx}", put(put_chunk))
         .route("/v1/attachments/{sha256}/complete", post(complete))
         // A chunk, and room for a declaration; nothing larger is read.
@@ -148,10 +176,13 @@ pub struct DeclareResponse {
 /// An attachment as stored in the caller's organisation.
 #[derive(Debug, Clone)]
 struct Row {
+    kind: String,
     content_type: String,
     size: u64,
     chunk_size: u64,
     complete: bool,
+    /// `ready`, `unavailable`, or `None` while not made yet.
+    thumbnail: Option<String>,
 }
 
 impl Row {
@@ -195,9 +226,10 @@ fn io_error(what: &str, e: std::io::Error) -> ApiError {
 }
 
 async fn find(db: &Database, key: &BlobKey) -> Result<Option<Row>, DbError> {
-    let row: Option<(String, i64, i64, String)> = on_pool!(db, |pool, uuid| {
+    type Found = (String, String, i64, i64, String, Option<String>);
+    let row: Option<Found> = on_pool!(db, |pool, uuid| {
         sqlx::query_as(
-            "SELECT content_type, size, chunk_size, state FROM attachments \
+            "SELECT kind, content_type, size, chunk_size, state, thumbnail FROM attachments \
              WHERE org_id = $1 AND sha256 = $2",
         )
         .bind(uuid(*key.org.as_uuid()))
@@ -205,12 +237,16 @@ async fn find(db: &Database, key: &BlobKey) -> Result<Option<Row>, DbError> {
         .fetch_optional(pool)
         .await?
     });
-    Ok(row.map(|(content_type, size, chunk_size, state)| Row {
-        content_type,
-        size: u64::try_from(size).unwrap_or(0),
-        chunk_size: u64::try_from(chunk_size).unwrap_or(CHUNK_SIZE),
-        complete: state == "complete",
-    }))
+    Ok(row.map(
+        |(kind, content_type, size, chunk_size, state, thumbnail)| Row {
+            kind,
+            content_type,
+            size: u64::try_from(size).unwrap_or(0),
+            chunk_size: u64::try_from(chunk_size).unwrap_or(CHUNK_SIZE),
+            complete: state == "complete",
+            thumbnail,
+        },
+    ))
 }
 
 /// Whether the caller can read one of the records the attachment is attached to.
@@ -349,9 +385,10 @@ pub(crate) async fn declare(
     on_pool!(&state.db, |pool, uuid| {
         sqlx::query(
             "INSERT INTO attachments (org_id, sha256, record_id, kind, content_type, size, \
-             chunk_size, created_by, device_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-             ON CONFLICT (org_id, sha256) DO NOTHING",
+             chunk_size, created_by, device_id, created_at, touched_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (org_id, sha256) DO UPDATE SET touched_at = $12 \
+             WHERE attachments.state = 'uploading'",
         )
         .bind(uuid(*key.org.as_uuid()))
         .bind(key.sha256.as_str())
@@ -362,6 +399,8 @@ pub(crate) async fn declare(
         .bind(to_i64(CHUNK_SIZE))
         .bind(uuid(*user.id.as_uuid()))
         .bind(uuid(*user.device.as_uuid()))
+        .bind(now)
+        .bind(now)
         .bind(now)
         .execute(pool)
         .await
@@ -502,11 +541,12 @@ pub(crate) async fn put_chunk(
         .map_err(db_error)?;
         sqlx::query(
             "UPDATE attachments SET uploaded_bytes = (SELECT COALESCE(SUM(c.size), 0) \
-             FROM attachment_chunks c WHERE c.org_id = $1 AND c.sha256 = $2) \
-             WHERE org_id = $3 AND sha256 = $4",
+             FROM attachment_chunks c WHERE c.org_id = $1 AND c.sha256 = $2), touched_at = $3 \
+             WHERE org_id = $4 AND sha256 = $5",
         )
         .bind(uuid(*key.org.as_uuid()))
         .bind(key.sha256.as_str())
+        .bind(now)
         .bind(uuid(*key.org.as_uuid()))
         .bind(key.sha256.as_str())
         .execute(pool)
@@ -562,7 +602,7 @@ pub(crate) async fn complete(
     match outcome {
         Assembled::Verified { size } if size == row.size => {
             let now = now_secs();
-            on_pool!(&state.db, |pool, uuid| {
+            let updated = on_pool!(&state.db, |pool, uuid| {
                 sqlx::query(
                     "UPDATE attachments SET state = 'complete', completed_at = $1, \
                      uploaded_bytes = $2 WHERE org_id = $3 AND sha256 = $4",
@@ -574,8 +614,29 @@ pub(crate) async fn complete(
                 .execute(pool)
                 .await
                 .map_err(DbError::from)
-                .map_err(db_error)?;
+                .map_err(db_error)?
+                .rows_affected()
             });
+            if updated == 0 {
+                // Removed as abandoned while it was being assembled: keep nothing.
+                state
+                    .blobs
+                    .delete(&key)
+                    .await
+                    .map_err(|e| io_error("deleting", e))?;
+                return Err(ApiError::Conflict(
+                    "this upload was removed as abandoned; declare it again".into(),
+                ));
+            }
+            if row.kind == AttachmentKind::Photo.as_str() {
+                // Ready before a manager opens the report; the answer does not wait.
+                let (state, key) = (state.clone(), key.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = ensure_thumbnail(&state, &key).await {
+                        tracing::warn!(error = %e, "could not make a thumbnail");
+                    }
+                });
+            }
             Ok(Json(done))
         }
         Assembled::Verified { size } => {
@@ -649,36 +710,249 @@ pub(crate) async fn download(
         tracing::error!(sha256 = %key.sha256, "a complete attachment is missing from the blob store");
         return Err(ApiError::NotFound);
     };
-    let len = blob.len;
-    let stream = futures_util::stream::unfold(Some(blob.reader), |reader| async move {
-        let mut reader = reader?;
-        let mut buf = vec![0u8; READ_BUFFER];
-        match reader.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok(Bytes::from(buf)), Some(reader)))
-            }
-            // Ends the body after the error: the client sees a short read.
-            Err(e) => Some((Err(e), None)),
-        }
-    });
     let content_type = HeaderValue::from_str(&row.content_type)
         .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
-    let mut resp = (StatusCode::OK, Body::from_stream(stream)).into_response();
+    Ok(stream_blob(blob, content_type, &key.sha256.to_string()))
+}
+
+/// A stored file as a streamed answer that may be cached for good.
+fn stream_blob(blob: BlobReader, content_type: HeaderValue, etag: &str) -> Response {
+    // An error mid-way ends the body: the client sees a short read.
+    let mut resp = (StatusCode::OK, Body::from_stream(blob.body)).into_response();
     let headers = resp.headers_mut();
     headers.insert(header::CONTENT_TYPE, content_type);
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(blob.len));
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, max-age=31536000, immutable"),
-    );
-    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", key.sha256)) {
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{etag}\"")) {
         headers.insert(header::ETAG, etag);
     }
-    Ok(resp)
+    resp
+}
+
+/// Largest photo read into memory to make a thumbnail (the photo limit).
+fn thumbnail_source_limit() -> u64 {
+    AttachmentKind::Photo.max_bytes()
+}
+
+/// Makes the thumbnail of the complete photo `key` unless it was made (or
+/// found impossible) already. Returns the thumbnail's state.
+async fn ensure_thumbnail(state: &AppState, key: &BlobKey) -> Result<&'static str, ApiError> {
+    let row = find(&state.db, key)
+        .await
+        .map_err(db_error)?
+        .ok_or(ApiError::NotFound)?;
+    match row.thumbnail.as_deref() {
+        Some("ready") => return Ok("ready"),
+        Some(_) => return Ok("unavailable"),
+        None => {}
+    }
+    // One photo in memory per turn; the turn ends when this function returns.
+    let _turn = thumbnail::turn().await;
+    let Some(mut photo) = state
+        .blobs
+        .open(key)
+        .await
+        .map_err(|e| io_error("opening", e))?
+    else {
+        return Err(ApiError::NotFound);
+    };
+    // The format is known from the first bytes: a HEIC or a damaged file is
+    // not read whole for nothing.
+    let first = match photo.body.next().await {
+        Some(piece) => piece.map_err(|e| io_error("reading a photo", e))?,
+        None => Bytes::new(),
+    };
+    let outcome = if !thumbnail::decodable(&first) {
+        tracing::info!(sha256 = %key.sha256, "a photo in a format without thumbnails");
+        "unavailable"
+    } else {
+        let rest = photo.body;
+        let whole = BlobReader {
+            len: photo.len,
+            body: futures_util::stream::once(async move { Ok(first) })
+                .chain(rest)
+                .boxed(),
+        };
+        let bytes = whole
+            .read_to_vec(thumbnail_source_limit())
+            .await
+            .map_err(|e| io_error("reading a photo", e))?;
+        match thumbnail::make(bytes).await {
+            Ok(jpeg) => {
+                state
+                    .blobs
+                    .put_thumbnail(key, Bytes::from(jpeg))
+                    .await
+                    .map_err(|e| io_error("storing a thumbnail", e))?;
+                "ready"
+            }
+            Err(e) => {
+                tracing::info!(sha256 = %key.sha256, reason = %e, "a photo has no thumbnail");
+                "unavailable"
+            }
+        }
+    };
+    on_pool!(&state.db, |pool, uuid| {
+        sqlx::query("UPDATE attachments SET thumbnail = $1 WHERE org_id = $2 AND sha256 = $3")
+            .bind(outcome)
+            .bind(uuid(*key.org.as_uuid()))
+            .bind(key.sha256.as_str())
+            .execute(pool)
+            .await
+            .map_err(DbError::from)
+            .map_err(db_error)?;
+    });
+    Ok(outcome)
+}
+
+/// `GET /v1/attachments/{sha256}/thumbnail`: a photo's thumbnail (JPEG).
+#[utoipa::path(get, path = "/v1/attachments/{sha256}/thumbnail", tag = "attachments", security(("bearer" = [])),
+    params(("sha256" = String, Path, description = "The photo's SHA-256, 64 lowercase hex digits")),
+    responses(
+        (status = 200, description = "A JPEG at most 320 px on its longest side", body = crate::api_doc::Binary, content_type = "image/jpeg"),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::api_doc::ErrorBody),
+        (status = 404, description = "Not stored, not in the caller's scope, or `thumbnail_unavailable` (not a photo, or it cannot be decoded)", body = crate::api_doc::ErrorBody),
+    ))]
+pub(crate) async fn thumbnail_of(
+    State(state): State<Arc<AppState>>,
+    user: AuthUser,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(sha) = path.map_err(path_error)?;
+    let sha256 = parse_hash(&sha)?;
+    let caller = crate::sync::caller(&state, &user)?;
+    let key = BlobKey {
+        org: user.org,
+        sha256,
+    };
+    let row = visible(&state, &caller, &key).await?;
+    if !row.complete {
+        return Err(ApiError::NotFound);
+    }
+    if row.kind != AttachmentKind::Photo.as_str() {
+        return Err(ApiError::ThumbnailUnavailable(format!(
+            "only photos have thumbnails; this is a {}",
+            row.kind
+        )));
+    }
+    let unavailable = || {
+        ApiError::ThumbnailUnavailable(
+            "this photo could not be decoded (damaged, or a format other than JPEG, PNG or \
+             WebP); download the original instead"
+                .into(),
+        )
+    };
+    if ensure_thumbnail(&state, &key).await? != "ready" {
+        return Err(unavailable());
+    }
+    let Some(blob) = state
+        .blobs
+        .open_thumbnail(&key)
+        .await
+        .map_err(|e| io_error("opening a thumbnail", e))?
+    else {
+        // The mark says ready but the store lost it: make it again next time.
+        tracing::error!(sha256 = %key.sha256, "a ready thumbnail is missing from the blob store");
+        on_pool!(&state.db, |pool, uuid| {
+            sqlx::query(
+                "UPDATE attachments SET thumbnail = NULL WHERE org_id = $1 AND sha256 = $2",
+            )
+            .bind(uuid(*key.org.as_uuid()))
+            .bind(key.sha256.as_str())
+            .execute(pool)
+            .await
+            .map_err(DbError::from)
+            .map_err(db_error)?;
+        });
+        return Err(ApiError::NotFound);
+    };
+    Ok(stream_blob(
+        blob,
+        HeaderValue::from_static("image/jpeg"),
+        &format!("{}-thumbnail", key.sha256),
+    ))
+}
+
+/// Removes every upload that has not moved since `older_than` ago, with its
+/// chunks and its blobs; returns how many. Safe on several nodes at once:
+/// each upload is claimed by a conditional `DELETE` that exactly one wins, and
+/// only the winner removes its blobs.
+pub async fn remove_abandoned(
+    db: &Database,
+    blobs: &dyn BlobStore,
+    older_than: Duration,
+) -> Result<u64, anyhow::Error> {
+    const BATCH: i64 = 500;
+    let cutoff = now_secs().saturating_sub(i64::try_from(older_than.as_secs()).unwrap_or(i64::MAX));
+    let mut removed = 0u64;
+    loop {
+        let found: Vec<(String, String)> = on_pool!(db, |pool, _uuid| {
+            sqlx::query_as(
+                "SELECT CAST(org_id AS TEXT), sha256 FROM attachments \
+                 WHERE state = 'uploading' AND COALESCE(touched_at, created_at) < $1 \
+                 ORDER BY created_at LIMIT $2",
+            )
+            .bind(cutoff)
+            .bind(BATCH)
+            .fetch_all(pool)
+            .await?
+        });
+        let batch = found.len();
+        for (org, sha) in found {
+            let (Ok(org), Some(sha256)) = (crate::db::parse_uuid(&org), Sha256Hex::parse(&sha))
+            else {
+                tracing::error!(%org, %sha, "an attachment row with a malformed key");
+                continue;
+            };
+            let key = BlobKey {
+                org: fieldsync_core::OrgId::from_uuid(org),
+                sha256,
+            };
+            // The claim: the row goes (cascading to its chunks and links) only
+            // if it is still an abandoned upload, and only for one node.
+            let claimed = on_pool!(db, |pool, uuid| {
+                sqlx::query(
+                    "DELETE FROM attachments WHERE org_id = $1 AND sha256 = $2 \
+                     AND state = 'uploading' AND COALESCE(touched_at, created_at) < $3",
+                )
+                .bind(uuid(org))
+                .bind(key.sha256.as_str())
+                .bind(cutoff)
+                .execute(pool)
+                .await?
+                .rows_affected()
+            });
+            if claimed == 1 {
+                blobs.delete(&key).await?;
+                removed += 1;
+            }
+        }
+        if batch < BATCH as usize {
+            return Ok(removed);
+        }
+    }
+}
+
+/// Every `interval`, removes the uploads abandoned for `older_than` (the
+/// node's periodic task; runs until the task is aborted).
+pub async fn clean_periodically(
+    db: Database,
+    blobs: Arc<dyn BlobStore>,
+    older_than: Duration,
+    interval: Duration,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match remove_abandoned(&db, blobs.as_ref(), older_than).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "removed abandoned attachment uploads"),
+            Err(e) => tracing::warn!(error = %e, "could not remove abandoned uploads"),
+        }
+    }
 }

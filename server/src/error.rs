@@ -98,6 +98,10 @@ pub enum ApiError {
     /// were dropped and the upload starts again.
     #[error("{0}")]
     HashMismatch(String),
+    /// The attachment has no thumbnail: not a photo, or a photo that cannot be
+    /// decoded. The original is still there to download.
+    #[error("{0}")]
+    ThumbnailUnavailable(String),
 }
 
 impl ApiError {
@@ -134,6 +138,7 @@ impl ApiError {
             }
             ApiError::ChunkCorrupt(_) => (StatusCode::BAD_REQUEST, "chunk_corrupt"),
             ApiError::HashMismatch(_) => (StatusCode::UNPROCESSABLE_ENTITY, "hash_mismatch"),
+            ApiError::ThumbnailUnavailable(_) => (StatusCode::NOT_FOUND, "thumbnail_unavailable"),
         }
     }
 

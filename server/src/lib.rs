@@ -58,7 +58,8 @@ pub struct AppState {
     pub hub: Arc<live::Hub>,
     /// What `GET /metrics` serves; updated by the handlers and the request middleware.
     pub metrics: Arc<metrics::Metrics>,
-    /// Where attachment bytes live (files under `<data_dir>/attachments`).
+    /// Where attachment bytes live (files under `<data_dir>/attachments`, or an
+    /// S3-compatible bucket that several nodes share).
     pub blobs: Arc<dyn attachments::BlobStore>,
 }
 
@@ -127,6 +128,7 @@ pub async fn launch_with_tcp_listener(
         "fieldsync listening on http://{addr}"
     );
     let keys = AuthKeys::load(&settings, &db).await?;
+    let blobs = attachments::open_blob_store(&settings)?;
     let hub = Arc::new(live::Hub::default());
     let state = Arc::new(AppState {
         db: db.clone(),
@@ -139,9 +141,7 @@ pub async fn launch_with_tcp_listener(
         scope: settings.scope,
         hub: hub.clone(),
         metrics: Arc::new(metrics::Metrics::default()),
-        blobs: Arc::new(attachments::FsBlobStore::new(
-            settings.data_dir.join("attachments"),
-        )),
+        blobs: blobs.clone(),
     });
     // PostgreSQL: every node hears every node's commits.
     let (stop_listener, listener_stopped) = tokio::sync::watch::channel(false);
@@ -166,6 +166,20 @@ pub async fn launch_with_tcp_listener(
             }
         })
     };
+    // Removes uploads nobody finished (every node; each upload goes once).
+    let cleaner = (settings.attachments.cleanup_interval_secs > 0).then(|| {
+        tokio::spawn(attachments::clean_periodically(
+            db.clone(),
+            blobs,
+            std::time::Duration::from_secs(
+                settings
+                    .attachments
+                    .abandoned_after_hours
+                    .saturating_mul(3600),
+            ),
+            std::time::Duration::from_secs(settings.attachments.cleanup_interval_secs),
+        ))
+    });
     // On shutdown, live connections end with a reconnect hint first, then axum
     // stops accepting and waits for the requests being served.
     let shutdown = {
@@ -189,6 +203,9 @@ pub async fn launch_with_tcp_listener(
     stop_listener.send_replace(true);
     let _ = listener.await;
     reloader.abort();
+    if let Some(cleaner) = cleaner {
+        cleaner.abort();
+    }
     db.close().await;
     tracing::info!("fieldsync stopped");
     Ok(())

@@ -53,6 +53,9 @@ enum Command {
     /// Manage the stored token-signing keys (rotate without logging anyone out).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Attachment upkeep.
+    #[command(subcommand)]
+    Attachments(AttachmentsCommand),
     /// Seed a demo organisation (a manager, three reps, two technicians, accounts,
     /// a week of visits, orders and jobs) and print its logins.
     Demo(DemoArgs),
@@ -129,6 +132,23 @@ struct KeysRetire {
 }
 
 #[derive(Debug, Subcommand)]
+enum AttachmentsCommand {
+    /// Remove uploads that have not moved for `[attachments] abandoned_after_hours`
+    /// (72 by default), with their chunks. Safe while servers run: each upload is
+    /// removed once, by whoever gets to it first.
+    Cleanup(AttachmentsCleanup),
+}
+
+#[derive(Debug, Args)]
+struct AttachmentsCleanup {
+    /// Remove uploads that have not moved for this many hours [default: the setting].
+    #[arg(long)]
+    older_than_hours: Option<u64>,
+    #[command(flatten)]
+    settings: SettingsArgs,
+}
+
+#[derive(Debug, Subcommand)]
 enum UserCommand {
     /// Add a user to an organisation.
     Add(UserAdd),
@@ -195,6 +215,7 @@ fn main() -> ExitCode {
             Command::User(UserCommand::Add(add)) => user_add(add).await,
             Command::Demo(args) => demo(args).await,
             Command::Keys(command) => keys(command).await,
+            Command::Attachments(AttachmentsCommand::Cleanup(args)) => cleanup(args).await,
             Command::Migrate(args) => {
                 let db = open_database(&args.resolve()?).await?;
                 println!(
@@ -272,6 +293,28 @@ async fn keys(command: KeysCommand) -> anyhow::Result<()> {
     .await;
     db.close().await;
     result
+}
+
+async fn cleanup(args: AttachmentsCleanup) -> anyhow::Result<()> {
+    let settings = args.settings.resolve()?;
+    let hours = args
+        .older_than_hours
+        .unwrap_or(settings.attachments.abandoned_after_hours);
+    if hours == 0 {
+        anyhow::bail!("--older-than-hours must be at least 1");
+    }
+    let blobs = fieldsync_server::attachments::open_blob_store(&settings)?;
+    let db = open_database(&settings).await?;
+    let result = fieldsync_server::attachments::remove_abandoned(
+        &db,
+        blobs.as_ref(),
+        std::time::Duration::from_secs(hours.saturating_mul(3600)),
+    )
+    .await;
+    db.close().await;
+    let removed = result?;
+    println!("fieldsync: removed {removed} upload(s) that had not moved for {hours} hour(s)");
+    Ok(())
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {

@@ -81,6 +81,95 @@ pub struct Settings {
     pub logins_per_minute: u32,
     /// Which dated records reach each role's devices (see [`crate::scope`]).
     pub scope: ScopeSettings,
+    /// Where attachments live and how long an unfinished upload is kept
+    /// (the `[attachments]` table of the file).
+    pub attachments: AttachmentSettings,
+}
+
+/// Where attachment bytes are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobStoreKind {
+    /// Files under `<data_dir>/attachments` (one node, or a shared filesystem).
+    #[default]
+    Filesystem,
+    /// An S3-compatible object store: several nodes share one bucket.
+    S3,
+}
+
+/// The `[attachments]` table of the settings file.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AttachmentSettings {
+    /// `filesystem` (default) or `s3`.
+    pub store: BlobStoreKind,
+    /// The bucket (`s3`).
+    pub bucket: Option<String>,
+    /// The store's URL, e.g. `https://s3.eu-west-1.amazonaws.com` or a MinIO
+    /// address [default: AWS, or `AWS_ENDPOINT`].
+    pub endpoint: Option<String>,
+    /// The region [default: `AWS_DEFAULT_REGION`/`AWS_REGION`, else us-east-1].
+    pub region: Option<String>,
+    /// Allow a plain `http://` endpoint (a store on the same private network).
+    pub allow_http: bool,
+    /// The access key id [default: `AWS_ACCESS_KEY_ID`].
+    pub access_key_id: Option<String>,
+    /// The secret access key [default: `AWS_SECRET_ACCESS_KEY`].
+    pub secret_access_key: Option<Secret>,
+    /// An upload that has not moved for this many hours is abandoned: it is
+    /// removed with its chunks.
+    pub abandoned_after_hours: u64,
+    /// How often each node looks for abandoned uploads, in seconds (0: never;
+    /// `fieldsync attachments cleanup` still works).
+    pub cleanup_interval_secs: u64,
+}
+
+impl Default for AttachmentSettings {
+    fn default() -> Self {
+        AttachmentSettings {
+            store: BlobStoreKind::Filesystem,
+            bucket: None,
+            endpoint: None,
+            region: None,
+            allow_http: false,
+            access_key_id: None,
+            secret_access_key: None,
+            abandoned_after_hours: 72,
+            cleanup_interval_secs: 3600,
+        }
+    }
+}
+
+impl fmt::Debug for AttachmentSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AttachmentSettings")
+            .field("store", &self.store)
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("allow_http", &self.allow_http)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &self.secret_access_key)
+            .field("abandoned_after_hours", &self.abandoned_after_hours)
+            .field("cleanup_interval_secs", &self.cleanup_interval_secs)
+            .finish()
+    }
+}
+
+impl AttachmentSettings {
+    fn validate(&self) -> Result<(), SettingsError> {
+        if self.store == BlobStoreKind::S3 && self.bucket.as_deref().is_none_or(str::is_empty) {
+            return Err(SettingsError::Invalid(
+                "[attachments] store = \"s3\" needs a bucket".to_owned(),
+            ));
+        }
+        if self.abandoned_after_hours == 0 {
+            return Err(SettingsError::Invalid(
+                "[attachments] abandoned_after_hours must be at least 1".to_owned(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for Settings {
@@ -99,6 +188,7 @@ impl Default for Settings {
             requests_per_minute: 600,
             logins_per_minute: 10,
             scope: ScopeSettings::default(),
+            attachments: AttachmentSettings::default(),
         }
     }
 }
@@ -132,6 +222,7 @@ impl Settings {
             )));
         }
         self.scope.validate()?;
+        self.attachments.validate()?;
         if self.access_token_ttl_secs == 0 || self.refresh_token_ttl_secs == 0 {
             return Err(SettingsError::Invalid(
                 "token lifetimes must be at least one second".to_owned(),
@@ -155,6 +246,7 @@ impl fmt::Debug for Settings {
             .field("access_token_ttl_secs", &self.access_token_ttl_secs)
             .field("refresh_token_ttl_secs", &self.refresh_token_ttl_secs)
             .field("scope", &self.scope)
+            .field("attachments", &self.attachments)
             .finish()
     }
 }
@@ -200,6 +292,7 @@ struct FileSettings {
     requests_per_minute: Option<u32>,
     logins_per_minute: Option<u32>,
     scope: Option<ScopeSettings>,
+    attachments: Option<AttachmentSettings>,
 }
 
 /// The flags and environment variables of every command that opens the database.
@@ -329,6 +422,7 @@ impl SettingsArgs {
                 .or(file.logins_per_minute)
                 .unwrap_or(d.logins_per_minute),
             scope: file.scope.unwrap_or(d.scope),
+            attachments: file.attachments.unwrap_or(d.attachments),
         };
         settings.validate()?;
         Ok(settings)
@@ -379,8 +473,11 @@ mod tests {
             jwt_secret: Some(Secret::new("k".repeat(40))),
             ..Settings::default()
         };
+        let mut s = s;
+        s.attachments.secret_access_key = Some(Secret::new("wJalrXUtnFEMI"));
         let shown = format!("{s:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("wJalrXUtnFEMI"), "{shown}");
         assert!(!shown.contains("kkkk"), "{shown}");
     }
 
@@ -420,5 +517,39 @@ mod tests {
             ..SettingsArgs::default()
         };
         assert!(matches!(args.resolve(), Err(SettingsError::Invalid(_))));
+    }
+
+    #[test]
+    fn the_attachments_table_picks_the_store_and_s3_needs_a_bucket() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("fieldsync.toml");
+        let resolve = |text: &str| {
+            std::fs::write(&path, text).expect("write config");
+            SettingsArgs {
+                config: Some(path.clone()),
+                ..SettingsArgs::default()
+            }
+            .resolve()
+        };
+        let s = resolve("").expect("defaults");
+        assert_eq!(s.attachments.store, BlobStoreKind::Filesystem);
+        assert_eq!(s.attachments.abandoned_after_hours, 72);
+        let s = resolve(
+            "[attachments]\nstore = \"s3\"\nbucket = \"photos\"\n\
+             endpoint = \"http://127.0.0.1:9000\"\nallow_http = true\nabandoned_after_hours = 24\n",
+        )
+        .expect("s3");
+        assert_eq!(s.attachments.store, BlobStoreKind::S3);
+        assert_eq!(s.attachments.bucket.as_deref(), Some("photos"));
+        assert!(s.attachments.allow_http);
+        assert_eq!(s.attachments.abandoned_after_hours, 24);
+        assert!(matches!(
+            resolve("[attachments]\nstore = \"s3\"\n"),
+            Err(SettingsError::Invalid(_))
+        ));
+        assert!(matches!(
+            resolve("[attachments]\nstore = \"ftp\"\n"),
+            Err(SettingsError::Parse { .. })
+        ));
     }
 }

@@ -3,6 +3,12 @@
 //! in transit refused and not stored; a wrong whole-file hash refused at
 //! completion; downloads only for readers of the record the photo is attached
 //! to; size limits and hostile paths. On SQLite and on PostgreSQL.
+//!
+//! Then: two server nodes sharing one PostgreSQL database and one bucket of a
+//! real S3-compatible server (moto, on loopback), an upload started on one node
+//! and resumed and downloaded on the other; thumbnails of real JPEG and PNG
+//! photos, a damaged photo and an outsider; abandoned uploads removed once
+//! when two cleaners race, and by `fieldsync attachments cleanup`.
 
 mod support;
 #[allow(dead_code)]
@@ -58,11 +64,57 @@ struct Http<'a> {
 
 impl<'a> Http<'a> {
     fn of(w: &'a World, dev: &Device) -> Http<'a> {
+        Http::at(&w.base, dev)
+    }
+
+    /// The same device talking to the server node at `base`.
+    fn at(base: &'a str, dev: &Device) -> Http<'a> {
         Http {
-            base: &w.base,
+            base,
             token: dev.client.session().expect("session").access_token,
             puts: std::cell::Cell::new(0),
         }
+    }
+
+    /// Declares, sends the missing chunks and completes: the whole upload.
+    fn upload(&self, record: RecordId, kind: &str, content_type: &str, data: &[u8]) -> String {
+        let hash = sha(data);
+        let mut body = declaration(&hash, record, kind, data.len());
+        body["content_type"] = json!(content_type);
+        let (status, answer) = self.declare(&body);
+        assert_eq!(status, 200, "{answer}");
+        let have = received(&answer);
+        for (idx, chunk) in data.chunks(MIB).enumerate() {
+            if !have.contains(&(idx as u64)) {
+                let (status, body) = self.put_chunk(&hash, idx as u32, chunk, &sha(chunk));
+                assert_eq!(status, 200, "{body}");
+            }
+        }
+        let (status, body) = self.complete(&hash);
+        assert_eq!(status, 200, "{body}");
+        hash
+    }
+
+    /// (status, content type, cache control, body)
+    fn thumbnail(&self, hash: &str) -> (u16, String, String, Vec<u8>) {
+        let resp = ureq::get(format!("{}/v1/attachments/{hash}/thumbnail", self.base))
+            .header("authorization", self.auth())
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .expect("answer");
+        let status = resp.status().as_u16();
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+                .unwrap_or_default()
+        };
+        let (content_type, cache) = (header("content-type"), header("cache-control"));
+        let body = resp.into_body().read_to_vec().expect("body");
+        (status, content_type, cache, body)
     }
 
     fn auth(&self) -> String {
@@ -344,4 +396,350 @@ fn attachments(backend: Backend) {
     assert_eq!(status, 400);
     let (status, _) = ana.put_chunk(&hash, 0, b"x", "../etc");
     assert_eq!(status, 400, "a malformed chunk hash header");
+}
+
+/// A real photo: a colour gradient with grain (as a camera's), `width` x
+/// `height`, encoded as JPEG or PNG.
+fn real_photo(width: u32, height: u32, format: image::ImageFormat) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(width, height, |x, y| {
+        let grain = ((x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503)) >> 9) as u8 & 0x3f;
+        image::Rgb([
+            (x * 190 / width) as u8 + grain,
+            (y * 190 / height) as u8 + grain,
+            128 + grain,
+        ])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, format).expect("encode");
+    out.into_inner()
+}
+
+fn dimensions(bytes: &[u8]) -> (u32, u32) {
+    let img = image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg)
+        .expect("the thumbnail is a JPEG");
+    (img.width(), img.height())
+}
+
+/// Waits until `sql` counts `want` (work done off the request, on a task).
+fn eventually(w: &World, sql: &'static str, want: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while w.scalar(sql) != want {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{sql} never reached {want}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn thumbnails_of_photos() {
+    let w = World::start(Backend::Sqlite);
+    let ana_dev = w.device("ana");
+    let visit = anas_visit(&w, &ana_dev);
+    let ana = Http::of(&w, &ana_dev);
+
+    // A landscape JPEG: its thumbnail is made right after the upload completes.
+    let jpeg = real_photo(1600, 1200, image::ImageFormat::Jpeg);
+    let jpeg_hash = ana.upload(visit, "photo", "image/jpeg", &jpeg);
+    eventually(
+        &w,
+        "SELECT COUNT(*) FROM attachments WHERE thumbnail = 'ready'",
+        1,
+    );
+    let (status, content_type, cache, body) = ana.thumbnail(&jpeg_hash);
+    assert_eq!(status, 200);
+    assert_eq!(content_type, "image/jpeg");
+    assert!(cache.contains("immutable"), "{cache}");
+    assert_eq!(dimensions(&body), (320, 240));
+    assert!(body.len() < jpeg.len() / 4, "a thumbnail is small");
+
+    // A portrait PNG over two chunks: the longest side becomes 320.
+    let png = real_photo(900, 1350, image::ImageFormat::Png);
+    assert!(png.len() > MIB, "{} bytes", png.len());
+    let png_hash = ana.upload(visit, "photo", "image/png", &png);
+    let (status, _, _, body) = ana.thumbnail(&png_hash);
+    assert_eq!(status, 200);
+    let (width, height) = dimensions(&body);
+    assert_eq!(height, 320);
+    assert!((213..=214).contains(&width), "{width}x{height}");
+    // The manager sees it too; a teammate and the other team do not.
+    let mona = Http::of(&w, &w.device("mona"));
+    assert_eq!(mona.thumbnail(&png_hash).0, 200);
+    for who in ["ben", "sara"] {
+        let other = Http::of(&w, &w.device(who));
+        let (status, _, _, body) = other.thumbnail(&png_hash);
+        assert_eq!(status, 404, "{who}");
+        let body: Value = serde_json::from_slice(&body).expect("json error");
+        assert_eq!(body["error"]["code"], json!("not_found"), "{who}");
+    }
+
+    // A damaged "photo" (a JPEG's first bytes, then noise): a clear error, for
+    // good, and the server goes on serving.
+    let mut damaged = jpeg[..64].to_vec();
+    damaged.extend(photo(5000, 9));
+    let damaged_hash = ana.upload(visit, "photo", "image/jpeg", &damaged);
+    for _ in 0..2 {
+        let (status, _, _, body) = ana.thumbnail(&damaged_hash);
+        assert_eq!(status, 404);
+        let body: Value = serde_json::from_slice(&body).expect("json error");
+        assert_eq!(
+            body["error"]["code"],
+            json!("thumbnail_unavailable"),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        w.scalar("SELECT COUNT(*) FROM attachments WHERE thumbnail = 'unavailable'"),
+        1
+    );
+    // The original is still there to download.
+    assert_eq!(ana.download(&damaged_hash).3, damaged);
+    // A document has no thumbnail.
+    let pdf = b"%PDF-1.4 a work order".to_vec();
+    let pdf_hash = ana.upload(visit, "document", "application/pdf", &pdf);
+    let (status, _, _, body) = ana.thumbnail(&pdf_hash);
+    assert_eq!(status, 404);
+    assert!(String::from_utf8_lossy(&body).contains("thumbnail_unavailable"));
+    assert_eq!(ana.thumbnail(&jpeg_hash).0, 200, "still serving");
+}
+
+#[test]
+fn abandoned_uploads_on_sqlite() {
+    abandoned_uploads(Backend::Sqlite);
+}
+
+#[test]
+fn abandoned_uploads_on_postgres() {
+    abandoned_uploads(Backend::Postgres);
+}
+
+fn abandoned_uploads(backend: Backend) {
+    let w = World::start(backend);
+    let ana_dev = w.device("ana");
+    let visit = anas_visit(&w, &ana_dev);
+    let ana = Http::of(&w, &ana_dev);
+    let blobs = fieldsync_server::attachments::open_blob_store(&w.settings).expect("blob store");
+
+    // Two uploads cut off after one chunk, a recent one, and a complete file.
+    let start = |seed: u64| {
+        let data = photo(2 * MIB, seed);
+        let hash = sha(&data);
+        let (status, body) = ana.declare(&declaration(&hash, visit, "photo", data.len()));
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = ana.put_chunk(&hash, 0, &data[..MIB], &sha(&data[..MIB]));
+        assert_eq!(status, 200, "{body}");
+        (hash, data)
+    };
+    let (old_a, _) = start(21);
+    let (old_b, _) = start(22);
+    let (recent, _) = start(23);
+    let done = ana.upload(visit, "photo", "image/jpeg", &photo(MIB, 24));
+    // The two old ones last moved four days ago; so did the complete file.
+    let backdate = |hash: &str| {
+        w.execute_sql(format!(
+            "UPDATE attachments SET created_at = created_at - 345600, \
+             touched_at = touched_at - 345600 WHERE sha256 = '{hash}'"
+        ))
+    };
+    for hash in [&old_a, &old_b, &done] {
+        assert_eq!(backdate(hash), 1);
+    }
+
+    // Two cleaners at once (as two nodes would): each upload is removed once.
+    let (first, second) = w.rt.block_on(async {
+        let older = std::time::Duration::from_secs(72 * 3600);
+        tokio::join!(
+            fieldsync_server::attachments::remove_abandoned(&w.db, blobs.as_ref(), older),
+            fieldsync_server::attachments::remove_abandoned(&w.db, blobs.as_ref(), older),
+        )
+    });
+    let (first, second) = (first.expect("cleanup"), second.expect("cleanup"));
+    assert_eq!(first + second, 2, "{first} + {second}");
+    assert_eq!(w.scalar("SELECT COUNT(*) FROM attachments"), 2);
+    assert_eq!(w.scalar("SELECT COUNT(*) FROM attachment_chunks"), 1);
+    for hash in [&old_a, &old_b] {
+        let key = fieldsync_server::attachments::BlobKey {
+            org: w.org,
+            sha256: fieldsync_server::attachments::Sha256Hex::parse(hash).expect("hex"),
+        };
+        let left = w.rt.block_on(blobs.list_chunks(&key)).expect("list");
+        assert!(left.is_empty(), "the chunks of {hash} are gone: {left:?}");
+        // Declaring again starts from nothing.
+        let (status, body) = ana.declare(&declaration(hash, visit, "photo", 2 * MIB));
+        assert_eq!(status, 200, "{body}");
+        assert!(received(&body).is_empty(), "{body}");
+    }
+    // The recent upload and the complete file are untouched.
+    let (_, body) = ana.declare(&declaration(&recent, visit, "photo", 2 * MIB));
+    assert_eq!(received(&body), vec![0]);
+    assert_eq!(ana.download(&done).0, 200);
+
+    // The command line does the same (here: the recent one, with a shorter age).
+    assert_eq!(
+        w.execute_sql(format!(
+            "UPDATE attachments SET touched_at = touched_at - 7200 WHERE sha256 = '{recent}'"
+        )),
+        1
+    );
+    let mut cli = std::process::Command::new(env!("CARGO_BIN_EXE_fieldsync"));
+    cli.args([
+        "attachments",
+        "cleanup",
+        "--older-than-hours",
+        "1",
+        "--data-dir",
+    ])
+    .arg(&w.settings.data_dir)
+    .env("FIELDSYNC_LOG", "warn");
+    if let Some(url) = &w.settings.database_url {
+        cli.args(["--database-url", url.as_str()]);
+    }
+    let out = cli.output().expect("run fieldsync attachments cleanup");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("removed 1 upload"), "{stdout}");
+    let (_, body) = ana.declare(&declaration(&recent, visit, "photo", 2 * MIB));
+    assert!(received(&body).is_empty(), "{body}");
+    assert_eq!(
+        ana.download(&done).0,
+        200,
+        "complete files are never removed"
+    );
+}
+
+#[test]
+fn two_nodes_share_attachments_in_an_s3_bucket() {
+    let s3 = support::S3Server::start();
+    s3.create_bucket("fieldsync-attachments");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("fieldsync.toml");
+    std::fs::write(&config, s3.settings_toml("fieldsync-attachments")).expect("config");
+    let w = World::start_with(Backend::Postgres, |args| args.config = Some(config.clone()));
+    let node_b = w.another_node();
+    let ana_dev = w.device("ana");
+    let visit = anas_visit(&w, &ana_dev);
+    let on_a = Http::at(&w.base, &ana_dev);
+    let on_b = Http::at(&node_b.base, &ana_dev);
+
+    // 17.5 MiB: eighteen chunks, assembled into three multipart parts. Five
+    // through node A, then the connection drops.
+    let data = photo(17 * MIB + MIB / 2, 31);
+    let hash = sha(&data);
+    let chunks: Vec<&[u8]> = data.chunks(MIB).collect();
+    let (status, body) = on_a.declare(&declaration(&hash, visit, "photo", data.len()));
+    assert_eq!(status, 200, "{body}");
+    for idx in 0..5u32 {
+        let chunk = chunks[idx as usize];
+        let (status, body) = on_a.put_chunk(&hash, idx, chunk, &sha(chunk));
+        assert_eq!(status, 200, "{body}");
+    }
+    // The device comes back through node B, which knows what A stored.
+    let (status, again) = on_b.declare(&declaration(&hash, visit, "photo", data.len()));
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(received(&again), vec![0, 1, 2, 3, 4]);
+    for idx in 5..18u32 {
+        let chunk = chunks[idx as usize];
+        let (status, body) = on_b.put_chunk(&hash, idx, chunk, &sha(chunk));
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(
+        on_a.puts.get() + on_b.puts.get(),
+        18,
+        "no chunk was sent twice"
+    );
+    let (status, body) = on_b.complete(&hash);
+    assert_eq!(status, 200, "{body}");
+
+    // Both nodes serve the same bytes; a chunk damaged on the way is refused.
+    for (node, http) in [("A", &on_a), ("B", &on_b)] {
+        let (status, _, length, back) = http.download(&hash);
+        assert_eq!(status, 200, "node {node}");
+        assert_eq!(length, Some(data.len() as u64));
+        assert!(back == data, "node {node} serves the file byte for byte");
+    }
+    let keys = s3.keys("fieldsync-attachments");
+    let org = w.org.as_uuid().hyphenated().to_string();
+    assert!(
+        keys.contains(&format!("{org}/{}/{hash}", &hash[..2])),
+        "{keys:?}"
+    );
+    assert!(
+        !keys.iter().any(|k| k.contains("/parts/")),
+        "the chunks are gone once assembled: {keys:?}"
+    );
+    assert!(
+        !w.settings.data_dir.join("attachments").exists(),
+        "nothing was written to the node's disk"
+    );
+
+    // A chunk whose bytes do not match: refused by node A, nothing stored.
+    let other = photo(MIB + 10, 32);
+    let other_hash = sha(&other);
+    assert_eq!(
+        on_a.declare(&declaration(&other_hash, visit, "photo", other.len()))
+            .0,
+        200
+    );
+    let mut damaged = other[..MIB].to_vec();
+    damaged[7] ^= 1;
+    let (status, body) = on_a.put_chunk(&other_hash, 0, &damaged, &sha(&other[..MIB]));
+    assert_eq!(status, 400, "{body}");
+    let (_, body) = on_b.declare(&declaration(&other_hash, visit, "photo", other.len()));
+    assert!(received(&body).is_empty(), "{body}");
+
+    // Left half-way and abandoned: removed with its chunk objects.
+    let (status, body) = on_a.put_chunk(&other_hash, 0, &other[..MIB], &sha(&other[..MIB]));
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        s3.keys("fieldsync-attachments")
+            .iter()
+            .any(|k| k.contains(&format!("/parts/{other_hash}/"))),
+        "the chunk is an object in the bucket"
+    );
+    assert_eq!(
+        w.execute_sql(format!(
+            "UPDATE attachments SET touched_at = touched_at - 345600 \
+             WHERE sha256 = '{other_hash}'"
+        )),
+        1
+    );
+    let blobs = fieldsync_server::attachments::open_blob_store(&w.settings).expect("blob store");
+    let removed =
+        w.rt.block_on(fieldsync_server::attachments::remove_abandoned(
+            &w.db,
+            blobs.as_ref(),
+            std::time::Duration::from_secs(72 * 3600),
+        ))
+        .expect("cleanup");
+    assert_eq!(removed, 1);
+    assert!(
+        !s3.keys("fieldsync-attachments")
+            .iter()
+            .any(|k| k.contains(&other_hash)),
+        "no object of the abandoned upload is left"
+    );
+
+    // A real photo uploaded through A has its thumbnail served by B.
+    let jpeg = real_photo(1000, 1500, image::ImageFormat::Jpeg);
+    let jpeg_hash = on_a.upload(visit, "photo", "image/jpeg", &jpeg);
+    let (status, _, _, thumb) = on_b.thumbnail(&jpeg_hash);
+    assert_eq!(status, 200);
+    let (width, height) = dimensions(&thumb);
+    assert_eq!(height, 320);
+    assert!((213..=214).contains(&width), "{width}x{height}");
+    assert!(
+        s3.keys("fieldsync-attachments")
+            .contains(&format!("{org}/{}/{jpeg_hash}.thumb.jpg", &jpeg_hash[..2])),
+        "the thumbnail lives next to the photo"
+    );
+    // The other team sees neither, through either node.
+    let sara = w.device("sara");
+    assert_eq!(Http::at(&node_b.base, &sara).download(&hash).0, 404);
+    assert_eq!(Http::at(&w.base, &sara).thumbnail(&jpeg_hash).0, 404);
+    drop(node_b);
 }

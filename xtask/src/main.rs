@@ -2,7 +2,7 @@
 //!
 //! `cargo xtask test` is the command in the README and the one CI runs
 //! (`.ci/run`). It first makes sure every tool the tests need is installed,
-//! installing what is missing from Debian's packages or npm, then runs the
+//! installing what is missing from Debian's packages, npm or PyPI, then runs the
 //! format check, clippy, and every test suite. It prints what it does as it goes.
 //!
 //! Prerequisites are listed in one table ([`prerequisites`]); a suite that needs a
@@ -137,6 +137,13 @@ fn bench() -> Result<()> {
         cargo(
             &root,
             &["bench", "-p", "fieldsync-server", "--bench", "live"],
+        ),
+    )?;
+    step(
+        "attachment upload benchmark (SQLite and PostgreSQL)",
+        cargo(
+            &root,
+            &["bench", "-p", "fieldsync-server", "--bench", "attachments"],
         ),
     )
 }
@@ -386,6 +393,8 @@ struct Prerequisite {
     apt: &'static [&'static str],
     /// npm packages that provide it (installed globally).
     npm: &'static [&'static str],
+    /// PyPI packages that provide it (installed with `python3 -m pip`).
+    pip: &'static [&'static str],
 }
 
 fn prerequisites() -> Vec<Prerequisite> {
@@ -399,44 +408,75 @@ fn prerequisites() -> Vec<Prerequisite> {
             },
             apt: &["libssl-dev"],
             npm: &[],
+            pip: &[],
         },
         Prerequisite {
             what: "PostgreSQL server binaries (initdb, pg_ctl) for the PostgreSQL test clusters",
             present: || find_pg_bin("initdb").is_some() && find_pg_bin("pg_ctl").is_some(),
             apt: &["postgresql"],
             npm: &[],
+            pip: &[],
         },
         Prerequisite {
             what: "python3 for the Python binding tests",
             present: || on_path("python3").is_some(),
             apt: &["python3"],
             npm: &[],
+            pip: &[],
         },
         Prerequisite {
             what: "a Java runtime for the Kotlin binding tests",
             present: || on_path("java").is_some(),
             apt: &["default-jre-headless"],
             npm: &[],
+            pip: &[],
         },
         Prerequisite {
             what: "JNA (Debian libjna-java) for the Kotlin binding tests",
             present: || Path::new(JNA_JAR).is_file(),
             apt: &["libjna-java"],
             npm: &[],
+            pip: &[],
         },
         Prerequisite {
             what: "npm, to install the Kotlin compiler",
             present: || on_path("npm").is_some(),
             apt: &["npm"],
             npm: &[],
+            pip: &[],
         },
         Prerequisite {
             what: "kotlinc (npm package kotlin-compiler) for the Kotlin binding tests",
             present: || find_kotlinc().is_some(),
             apt: &[],
             npm: &["kotlin-compiler@2.4.20"],
+            pip: &[],
+        },
+        Prerequisite {
+            what: "pip, to install moto",
+            present: || python_ok(&["-m", "pip", "--version"]),
+            apt: &["python3-pip"],
+            npm: &[],
+            pip: &[],
+        },
+        Prerequisite {
+            what: "moto's S3-compatible server (PyPI moto[server]) for the attachment store tests",
+            present: || python_ok(&["-c", "import moto.server, flask, flask_cors"]),
+            apt: &[],
+            npm: &[],
+            pip: &["moto[server]==5.2.1"],
         },
     ]
+}
+
+/// Whether `python3 ARGS` runs and succeeds.
+fn python_ok(args: &[&str]) -> bool {
+    Command::new("python3")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn ensure_prerequisites() -> Result<()> {
@@ -473,6 +513,23 @@ fn ensure_prerequisites() -> Result<()> {
             .args(["install", "--global", "--no-fund", "--no-audit"])
             .args(&npm);
         step(&format!("npm install {}", npm.join(" ")), install)?;
+    }
+    let pip: Vec<&str> = missing.iter().flat_map(|p| p.pip.iter().copied()).collect();
+    if !pip.is_empty() {
+        let mut install = Command::new("python3");
+        install.args(["-m", "pip", "install", "--quiet"]).args(&pip);
+        if step(&format!("pip install {}", pip.join(" ")), install).is_err() {
+            // Debian's own Python refuses installs outside a virtual environment
+            // unless told that this is intended (PEP 668).
+            let mut again = Command::new("python3");
+            again
+                .args(["-m", "pip", "install", "--quiet", "--break-system-packages"])
+                .args(&pip);
+            step(
+                &format!("pip install {} (system Python)", pip.join(" ")),
+                again,
+            )?;
+        }
     }
     let still: Vec<&str> = prerequisites()
         .into_iter()

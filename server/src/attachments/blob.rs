@@ -1,20 +1,15 @@
 //! Where attachment bytes live: the [`BlobStore`] trait and its filesystem
-//! implementation, [`FsBlobStore`].
+//! implementation, [`FsBlobStore`]; the S3-compatible one is
+//! [`S3BlobStore`](super::s3::S3BlobStore).
 //!
 //! The trait is the whole contract the HTTP handlers rely on: store one verified
 //! chunk, list the stored chunks, assemble them into the file while checking its
-//! SHA-256, open the file for a streaming read, delete. Its futures are boxed so
-//! the state can hold an `Arc<dyn BlobStore>`.
-//!
-//! **Another backend.** An S3-compatible store (the `object_store` crate, not a
-//! dependency yet) fits the same trait: `put_chunk` as one object per chunk
-//! under `<org>/.parts/<sha256>/<idx>`, `assemble` as a multipart upload fed from
-//! the chunk objects while hashing them (deleting the result on a mismatch),
-//! `open` as a ranged `get` turned into an `AsyncRead`. The database keeps the
-//! bookkeeping either way, so only this module changes.
+//! SHA-256, open the file for a streaming read, keep a photo's thumbnail next to
+//! it, delete. Its futures are boxed so the state can hold an `Arc<dyn BlobStore>`.
 //!
 //! **Filesystem layout.** Under `<data_dir>/attachments`:
-//! `<org>/<sha256[0..2]>/<sha256>` is a complete, verified file and
+//! `<org>/<sha256[0..2]>/<sha256>` is a complete, verified file,
+//! `<org>/<sha256[0..2]>/<sha256>.thumb.jpg` its thumbnail (photos) and
 //! `<org>/.parts/<sha256>/<idx>` the chunks of an upload in progress. Every file
 //! is written to a temporary name in its final directory, fsynced, renamed into
 //! place and its directory fsynced, so a crash leaves either the whole file or
@@ -27,6 +22,7 @@ use std::pin::Pin;
 use axum::body::Bytes;
 use fieldsync_core::OrgId;
 use futures_util::future::BoxFuture;
+use futures_util::stream::{BoxStream, StreamExt};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
@@ -90,8 +86,53 @@ pub enum Assembled {
 pub struct BlobReader {
     /// Its length in bytes.
     pub len: u64,
-    /// Its bytes.
-    pub reader: Pin<Box<dyn AsyncRead + Send>>,
+    /// Its bytes, in pieces as the store hands them over (never the whole file
+    /// at once). An error ends the stream.
+    pub body: BoxStream<'static, io::Result<Bytes>>,
+}
+
+impl BlobReader {
+    /// Reads the whole file into memory, refusing one longer than `limit` bytes
+    /// (for a photo being turned into a thumbnail; downloads stream `body`).
+    pub async fn read_to_vec(mut self, limit: u64) -> io::Result<Vec<u8>> {
+        if self.len > limit {
+            return Err(io::Error::other(format!(
+                "{} bytes is over the limit of {limit}",
+                self.len
+            )));
+        }
+        let mut out = Vec::with_capacity(usize::try_from(self.len).unwrap_or(0));
+        while let Some(piece) = self.body.next().await {
+            let piece = piece?;
+            if (out.len() + piece.len()) as u64 > limit {
+                return Err(io::Error::other(format!(
+                    "the stored file is over the limit of {limit} bytes"
+                )));
+            }
+            out.extend_from_slice(&piece);
+        }
+        Ok(out)
+    }
+}
+
+/// A file as a stream of pieces of at most [`COPY_BUFFER`] bytes.
+pub(crate) fn read_stream(
+    reader: Pin<Box<dyn AsyncRead + Send>>,
+) -> BoxStream<'static, io::Result<Bytes>> {
+    futures_util::stream::unfold(Some(reader), |reader| async move {
+        let mut reader = reader?;
+        let mut buf = vec![0u8; COPY_BUFFER];
+        match reader.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(Bytes::from(buf)), Some(reader)))
+            }
+            // Ends the stream after the error: the reader sees a short read.
+            Err(e) => Some((Err(e), None)),
+        }
+    })
+    .boxed()
 }
 
 impl std::fmt::Debug for BlobReader {
@@ -124,7 +165,15 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'a, io::Result<Assembled>>;
     /// The complete file of `key`, if stored.
     fn open<'a>(&'a self, key: &'a BlobKey) -> BoxFuture<'a, io::Result<Option<BlobReader>>>;
-    /// Removes the file and any chunks of `key` (missing ones are not an error).
+    /// Stores the thumbnail of the complete file of `key`, replacing any, durably.
+    fn put_thumbnail<'a>(&'a self, key: &'a BlobKey, data: Bytes) -> BoxFuture<'a, io::Result<()>>;
+    /// The thumbnail of `key`, if stored.
+    fn open_thumbnail<'a>(
+        &'a self,
+        key: &'a BlobKey,
+    ) -> BoxFuture<'a, io::Result<Option<BlobReader>>>;
+    /// Removes the file, its thumbnail and any chunks of `key` (missing ones are
+    /// not an error).
     fn delete<'a>(&'a self, key: &'a BlobKey) -> BoxFuture<'a, io::Result<()>>;
 }
 
@@ -135,7 +184,7 @@ pub struct FsBlobStore {
 }
 
 /// Read buffer of assembling and streaming.
-const COPY_BUFFER: usize = 64 * 1024;
+pub(crate) const COPY_BUFFER: usize = 64 * 1024;
 
 impl FsBlobStore {
     /// A store rooted at `root` (created on first write).
@@ -151,6 +200,13 @@ impl FsBlobStore {
             .join(key.org.as_uuid().hyphenated().to_string())
             .join(&sha[..2])
             .join(sha)
+    }
+
+    /// `<root>/<org>/<sha[0..2]>/<sha>.thumb.jpg`.
+    pub fn thumbnail_path(&self, key: &BlobKey) -> PathBuf {
+        let mut path = self.file_path(key).into_os_string();
+        path.push(".thumb.jpg");
+        PathBuf::from(path)
     }
 
     /// `<root>/<org>/.parts/<sha>`.
@@ -189,6 +245,47 @@ async fn publish(tmp: &Path, path: &Path) -> io::Result<()> {
     }
 }
 
+/// Writes `data` to `path` durably: a temporary name, fsync, rename, fsync of
+/// the directory.
+async fn write_durably(path: &Path, data: &[u8]) -> io::Result<()> {
+    if let Some(dir) = path.parent() {
+        tokio::fs::create_dir_all(dir).await?;
+    }
+    let tmp = temp_beside(path);
+    let written = async {
+        let mut file = tokio::fs::File::create(&tmp).await?;
+        file.write_all(data).await?;
+        file.sync_all().await?;
+        publish(&tmp, path).await
+    }
+    .await;
+    if written.is_err() {
+        let _ = tokio::fs::remove_file(&tmp).await;
+    }
+    written
+}
+
+/// Opens `path` for a streaming read, `None` if it does not exist.
+async fn open_file(path: &Path) -> io::Result<Option<BlobReader>> {
+    let file = match tokio::fs::File::open(path).await {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata().await?.len();
+    Ok(Some(BlobReader {
+        len,
+        body: read_stream(Box::pin(file)),
+    }))
+}
+
+async fn remove_file_if_present(path: &Path) -> io::Result<()> {
+    match tokio::fs::remove_file(path).await {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 async fn remove_dir_if_present(dir: &Path) -> io::Result<()> {
     match tokio::fs::remove_dir_all(dir).await {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -203,22 +300,7 @@ impl BlobStore for FsBlobStore {
         idx: u32,
         data: Bytes,
     ) -> BoxFuture<'a, io::Result<()>> {
-        Box::pin(async move {
-            let path = self.part_path(key, idx);
-            tokio::fs::create_dir_all(self.parts_dir(key)).await?;
-            let tmp = temp_beside(&path);
-            let written = async {
-                let mut file = tokio::fs::File::create(&tmp).await?;
-                file.write_all(&data).await?;
-                file.sync_all().await?;
-                publish(&tmp, &path).await
-            }
-            .await;
-            if written.is_err() {
-                let _ = tokio::fs::remove_file(&tmp).await;
-            }
-            written
-        })
+        Box::pin(async move { write_durably(&self.part_path(key, idx), &data).await })
     }
 
     fn list_chunks<'a>(&'a self, key: &'a BlobKey) -> BoxFuture<'a, io::Result<Vec<u32>>> {
@@ -293,26 +375,24 @@ impl BlobStore for FsBlobStore {
     }
 
     fn open<'a>(&'a self, key: &'a BlobKey) -> BoxFuture<'a, io::Result<Option<BlobReader>>> {
-        Box::pin(async move {
-            let file = match tokio::fs::File::open(self.file_path(key)).await {
-                Ok(file) => file,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(e),
-            };
-            let len = file.metadata().await?.len();
-            Ok(Some(BlobReader {
-                len,
-                reader: Box::pin(file),
-            }))
-        })
+        Box::pin(async move { open_file(&self.file_path(key)).await })
+    }
+
+    fn put_thumbnail<'a>(&'a self, key: &'a BlobKey, data: Bytes) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(async move { write_durably(&self.thumbnail_path(key), &data).await })
+    }
+
+    fn open_thumbnail<'a>(
+        &'a self,
+        key: &'a BlobKey,
+    ) -> BoxFuture<'a, io::Result<Option<BlobReader>>> {
+        Box::pin(async move { open_file(&self.thumbnail_path(key)).await })
     }
 
     fn delete<'a>(&'a self, key: &'a BlobKey) -> BoxFuture<'a, io::Result<()>> {
         Box::pin(async move {
-            match tokio::fs::remove_file(self.file_path(key)).await {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
+            remove_file_if_present(&self.thumbnail_path(key)).await?;
+            remove_file_if_present(&self.file_path(key)).await?;
             remove_dir_if_present(&self.parts_dir(key)).await
         })
     }
@@ -364,10 +444,19 @@ mod tests {
             }
         );
         assert!(store.list_chunks(&key).await.expect("list").is_empty());
-        let mut reader = store.open(&key).await.expect("open").expect("stored");
-        let mut back = Vec::new();
-        reader.reader.read_to_end(&mut back).await.expect("read");
+        let reader = store.open(&key).await.expect("open").expect("stored");
+        let back = reader.read_to_vec(1024).await.expect("read");
         assert_eq!(back, data);
+        store
+            .put_thumbnail(&key, Bytes::from_static(b"thumb"))
+            .await
+            .expect("thumbnail");
+        let thumb = store
+            .open_thumbnail(&key)
+            .await
+            .expect("open")
+            .expect("stored");
+        assert_eq!(thumb.read_to_vec(1024).await.expect("read"), b"thumb");
 
         let wrong = BlobKey {
             org: key.org,
@@ -383,5 +472,6 @@ mod tests {
         assert!(store.list_chunks(&wrong).await.expect("list").is_empty());
         store.delete(&key).await.expect("delete");
         assert!(store.open(&key).await.expect("open").is_none());
+        assert!(store.open_thumbnail(&key).await.expect("open").is_none());
     }
 }

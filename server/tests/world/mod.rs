@@ -75,6 +75,8 @@ pub struct World {
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     /// The server as a child process (benchmarks measure its memory).
     pub process: std::sync::Mutex<Option<crate::support::ServerProcess>>,
+    /// The settings the server runs with.
+    pub settings: fieldsync_server::Settings,
     serve_args: Vec<String>,
     dir: tempfile::TempDir,
 }
@@ -193,7 +195,7 @@ impl World {
                 .expect("bind");
             let base = format!("http://{}", listener.local_addr().expect("addr"));
             let server = rt.spawn(fieldsync_server::launch_with_tcp_listener(
-                settings,
+                settings.clone(),
                 listener,
                 async {
                     let _ = stopped.await;
@@ -213,6 +215,7 @@ impl World {
             stop,
             server,
             process: std::sync::Mutex::new(process),
+            settings,
             serve_args,
             dir,
         };
@@ -229,6 +232,51 @@ impl World {
             std::thread::sleep(Duration::from_millis(25));
         }
         panic!("the server did not become healthy");
+    }
+
+    /// Another server node with the same settings (so the same database and
+    /// blob store), in this process on its own loopback port; stopped on drop.
+    pub fn another_node(&self) -> Node {
+        let listener = self
+            .rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = self.rt.spawn(fieldsync_server::launch_with_tcp_listener(
+            self.settings.clone(),
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let node = Node {
+            base,
+            stop: Some(stop),
+            server: Some(server),
+            rt: self.rt.handle().clone(),
+        };
+        let url = format!("{}/healthz", node.base);
+        for _ in 0..400 {
+            if crate::support::http_get(&url).is_some_and(|(code, _)| code == 200) {
+                return node;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("the second node did not become healthy");
+    }
+
+    /// Runs SQL made by the test (no input from outside) on the server's database.
+    pub fn execute_sql(&self, sql: String) -> u64 {
+        self.rt.block_on(async {
+            on_pool!(&self.db, |pool, _uuid| {
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(pool)
+                    .await
+                    .expect("execute")
+                    .rows_affected()
+            })
+        })
     }
 
     /// A user by first name.
@@ -387,6 +435,26 @@ impl Drop for World {
             let _ = self.rt.block_on(server);
         }
         self.rt.block_on(self.db.close());
+    }
+}
+
+/// A second server node of a [`World`] (see [`World::another_node`]).
+pub struct Node {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    rt: tokio::runtime::Handle,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = self.rt.block_on(server);
+        }
     }
 }
 
