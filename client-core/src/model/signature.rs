@@ -575,6 +575,9 @@ mod tests {
         }
     }
 
+    /// A named edit of a job summary.
+    type Edit = (&'static str, fn(&mut Job));
+
     fn hash(j: &Job) -> String {
         JobSummary {
             job: &j.job,
@@ -611,7 +614,7 @@ mod tests {
             assignment: j.assignment.clone(),
             checklist: j.checklist.clone(),
         };
-        let covered: [(&str, fn(&mut Job)); 6] = [
+        let covered: [Edit; 6] = [
             ("resolution", |j| {
                 j.job.resolution = Some("Nothing done".into())
             }),
@@ -638,7 +641,7 @@ mod tests {
             edit(&mut k);
             assert_ne!(hash(&k), signed, "{name} is covered");
         }
-        let uncovered: [(&str, fn(&mut Job)); 4] = [
+        let uncovered: [Edit; 4] = [
             ("priority", |j| {
                 j.job.priority = crate::model::Priority::Urgent
             }),
