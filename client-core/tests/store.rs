@@ -701,6 +701,12 @@ fn a_version_4_database_upgrades_with_its_attachments() {
     let sig_hash = sha256_hex(&signature);
     {
         let conn = rusqlite::Connection::open(&old.path).expect("open");
+        // A v4 app wrote the projection columns v2 added.
+        conn.execute(
+            "UPDATE records SET team = ?1, territory = ?2",
+            [w.team.to_string(), w.territory.to_string()],
+        )
+        .expect("projection");
         for (hash, kind, bytes, state) in [
             (&photo_hash, "photo", &photo, "pending"),
             (&sig_hash, "signature", &signature, "uploaded"),
