@@ -14,10 +14,10 @@ use fieldsync_core::model::visit::{self, Site};
 use fieldsync_core::model::{
     Account, Actor, Answer, AnswerValue, Assignment, AssignmentStatus, ChecklistResponse,
     ChecklistTemplate, DeviceTime, Money, Order, OrderLine, PartUsed, Qty, Question, QuestionKind,
-    RecordKind, RecordMeta, Role, ServiceJob, TimeEntry, Visit, VisitReport, assignment, order,
-    report,
+    RecordKind, RecordMeta, Role, ServiceJob, Signer, TimeEntry, Visit, VisitReport, assignment,
+    order, report,
 };
-use fieldsync_core::store::{AttachmentKind, DeviceStore, StoreKey, StoreOptions};
+use fieldsync_core::store::{AttachmentKind, DeviceStore, Gps, StoreKey, StoreOptions};
 use fieldsync_core::sync::{
     DeviceInfo, HttpTransport, LiveEvent, LiveListener, LiveOptions, LiveSync, LoginRequest,
     Session, SyncClient, SyncOptions, SyncPhase, SyncProgress,
@@ -107,6 +107,7 @@ fn summary(r: &fieldsync_core::sync::SyncReport) -> SyncSummary {
         round_trips: r.round_trips,
         attachments_uploaded: r.attachments_uploaded,
         attachments_pending: r.attachments_pending,
+        attachments_refused: r.attachments_refused,
     }
 }
 
@@ -142,6 +143,25 @@ fn now() -> DeviceTime {
     DeviceTime::now_utc()
 }
 
+/// The capture time an app gives, or now.
+fn captured_at(ms: Option<i64>) -> DeviceTime {
+    ms.map_or_else(now, DeviceTime::utc)
+}
+
+fn to_gps(f: GeoFix) -> Gps {
+    Gps {
+        lat: f.lat,
+        lng: f.lng,
+        accuracy_m: f.accuracy_m,
+    }
+}
+
+fn attachment_kind(kind: &str) -> Result<AttachmentKind, FieldsyncError> {
+    AttachmentKind::parse(kind.trim()).ok_or_else(|| FieldsyncError::InvalidArgument {
+        detail: format!("unknown attachment kind {kind:?}: photo, signature or document"),
+    })
+}
+
 fn qty(quantity: f64) -> Result<Qty, FieldsyncError> {
     if !quantity.is_finite() || quantity <= 0.0 || quantity > 1e9 {
         return Err(FieldsyncError::InvalidArgument {
@@ -154,6 +174,46 @@ fn qty(quantity: f64) -> Result<Qty, FieldsyncError> {
 impl FieldsyncClient {
     fn store(&self) -> &DeviceStore {
         self.client.store()
+    }
+
+    fn sign_job_with(
+        &self,
+        id: RecordId,
+        at: DeviceTime,
+        name: String,
+        role: Option<String>,
+        image_sha256: String,
+        gps: Option<GeoFix>,
+    ) -> Result<SignatureCheck, FieldsyncError> {
+        let me = self.me()?;
+        let signer = Signer {
+            name,
+            role,
+            image_sha256,
+            gps: gps.map(Into::into),
+        };
+        self.store().sign_job(id, &me.actor, at, signer)?;
+        self.job_signature(id.to_string())
+    }
+
+    fn sign_order_with(
+        &self,
+        id: RecordId,
+        at: DeviceTime,
+        name: String,
+        role: Option<String>,
+        image_sha256: String,
+        gps: Option<GeoFix>,
+    ) -> Result<SignatureCheck, FieldsyncError> {
+        let me = self.me()?;
+        let signer = Signer {
+            name,
+            role,
+            image_sha256,
+            gps: gps.map(Into::into),
+        };
+        self.store().sign_order(id, &me.actor, at, signer)?;
+        self.order_signature(id.to_string())
     }
 
     fn me(&self) -> Result<Me, FieldsyncError> {
@@ -450,12 +510,17 @@ impl FieldsyncClient {
 
     /// Keeps a photo of record `record_id` (a visit, a job, ...) until the next
     /// sync uploads it; returns its SHA-256 (lowercase hex), by which the
-    /// server serves it. The same bytes attached twice are kept once.
+    /// server serves it. The same bytes attached twice are kept once (and
+    /// linked to both records). `captured_at_ms` defaults to now; `gps` is
+    /// where it was taken.
+    #[uniffi::method(default(captured_at_ms = None, gps = None))]
     pub fn attach_photo(
         &self,
         record_id: String,
         bytes: Vec<u8>,
         content_type: String,
+        captured_at_ms: Option<i64>,
+        gps: Option<GeoFix>,
     ) -> Result<String, FieldsyncError> {
         let id = parse_id("record", &record_id)?;
         Ok(self.store().attach(
@@ -463,30 +528,214 @@ impl FieldsyncClient {
             AttachmentKind::Photo,
             &content_type,
             &bytes,
-            now(),
-            None,
+            captured_at(captured_at_ms),
+            gps.map(to_gps),
         )?)
     }
 
-    /// Like [`FieldsyncClient::attach_photo`] for a file on disk (read once,
-    /// then kept in the store); `kind` is `photo`, `signature` or `document`.
+    /// Like [`FieldsyncClient::attach_photo`] for a file on disk, streamed
+    /// into the store while it is hashed (never read whole into memory);
+    /// `kind` is `photo`, `signature` or `document`.
+    #[uniffi::method(default(captured_at_ms = None, gps = None))]
     pub fn attach_file(
         &self,
         record_id: String,
         path: String,
         kind: String,
         content_type: String,
+        captured_at_ms: Option<i64>,
+        gps: Option<GeoFix>,
     ) -> Result<String, FieldsyncError> {
         let id = parse_id("record", &record_id)?;
-        let kind = AttachmentKind::parse(&kind).ok_or_else(|| FieldsyncError::InvalidArgument {
-            detail: format!("unknown attachment kind {kind:?}: photo, signature or document"),
-        })?;
-        let bytes = std::fs::read(&path).map_err(|e| FieldsyncError::InvalidArgument {
-            detail: format!("cannot read {path}: {e}"),
-        })?;
+        let kind = attachment_kind(&kind)?;
+        Ok(self.store().attach_file(
+            id,
+            kind,
+            &content_type,
+            std::path::Path::new(&path),
+            captured_at(captured_at_ms),
+            gps.map(to_gps),
+        )?)
+    }
+
+    /// Attaches a file the device already keeps (by its SHA-256) to another
+    /// record; the next sync tells the server without sending the bytes again.
+    pub fn link_attachment(&self, sha256: String, record_id: String) -> Result<(), FieldsyncError> {
+        let id = parse_id("record", &record_id)?;
+        Ok(self.store().link_attachment(sha256.trim(), id)?)
+    }
+
+    /// The files attached to a record, oldest first.
+    pub fn attachments_of(&self, record_id: String) -> Result<Vec<AttachmentItem>, FieldsyncError> {
+        let id = parse_id("record", &record_id)?;
         Ok(self
             .store()
-            .attach(id, kind, &content_type, &bytes, now(), None)?)
+            .attachments_of(id)?
+            .iter()
+            .map(AttachmentItem::of)
+            .collect())
+    }
+
+    /// Files with something left to upload (the bytes, or a record the server
+    /// has not been told about), oldest first.
+    pub fn pending_attachments(&self) -> Result<Vec<AttachmentItem>, FieldsyncError> {
+        Ok(self
+            .store()
+            .pending_attachments()?
+            .iter()
+            .map(AttachmentItem::of)
+            .collect())
+    }
+
+    /// Files the server refused for good, with its reason, newest first. They
+    /// are kept but not sent again.
+    pub fn refused_attachments(&self) -> Result<Vec<RefusedAttachmentItem>, FieldsyncError> {
+        Ok(self
+            .store()
+            .refused_attachments()?
+            .into_iter()
+            .map(|r| RefusedAttachmentItem {
+                attachment: AttachmentItem::of(&r.info),
+                code: r.code,
+                message: r.message,
+                at_ms: r.at_ms,
+            })
+            .collect())
+    }
+
+    /// Takes a refused file out of the ledger: the next sync tries it again.
+    pub fn retry_attachment(&self, sha256: String) -> Result<(), FieldsyncError> {
+        Ok(self.store().retry_attachment(sha256.trim())?)
+    }
+
+    /// The Wi-Fi policy: whether files over 2 MiB are uploaded. Turn it off
+    /// when the device is on a metered network and on again on Wi-Fi (or any
+    /// unmetered network); large originals wait on the device meanwhile, small
+    /// files and signatures still go. On by default.
+    pub fn set_upload_large_attachments(&self, on: bool) {
+        self.client.set_upload_large_attachments(on);
+    }
+
+    /// Whether files over 2 MiB are uploaded now.
+    pub fn uploads_large_attachments(&self) -> bool {
+        self.client.uploads_large_attachments()
+    }
+
+    /// The customer signs the job summary of an assignment: `image` is the
+    /// drawn signature (`image/png` or `image/webp`), kept as an attachment of
+    /// the assignment; the signature records the signer, the time, `gps` and
+    /// the hash of the job summary as it is now (work done, parts, time,
+    /// checklist answers; docs/mobile.md lists what is covered).
+    #[uniffi::method(default(signer_role = None, gps = None))]
+    pub fn sign_job(
+        &self,
+        assignment_id: String,
+        signer_name: String,
+        image: Vec<u8>,
+        content_type: String,
+        signer_role: Option<String>,
+        gps: Option<GeoFix>,
+    ) -> Result<SignatureCheck, FieldsyncError> {
+        let id = parse_id("assignment", &assignment_id)?;
+        let at = now();
+        let sha = self.store().attach(
+            id,
+            AttachmentKind::Signature,
+            &content_type,
+            &image,
+            at,
+            gps.map(to_gps),
+        )?;
+        self.sign_job_with(id, at, signer_name, signer_role, sha, gps)
+    }
+
+    /// Like [`FieldsyncClient::sign_job`] with the drawn image in a file.
+    #[uniffi::method(default(signer_role = None, gps = None))]
+    pub fn sign_job_from_file(
+        &self,
+        assignment_id: String,
+        signer_name: String,
+        path: String,
+        content_type: String,
+        signer_role: Option<String>,
+        gps: Option<GeoFix>,
+    ) -> Result<SignatureCheck, FieldsyncError> {
+        let id = parse_id("assignment", &assignment_id)?;
+        let at = now();
+        let sha = self.store().attach_file(
+            id,
+            AttachmentKind::Signature,
+            &content_type,
+            std::path::Path::new(&path),
+            at,
+            gps.map(to_gps),
+        )?;
+        self.sign_job_with(id, at, signer_name, signer_role, sha, gps)
+    }
+
+    /// Whether the assignment's signature still matches its job summary.
+    pub fn job_signature(&self, assignment_id: String) -> Result<SignatureCheck, FieldsyncError> {
+        let id = parse_id("assignment", &assignment_id)?;
+        let verdict = self.store().job_signature_verdict(id)?;
+        let a: Assignment = self.store().read_stateful(id)?;
+        Ok(SignatureCheck::of(a.signature.as_ref(), verdict))
+    }
+
+    /// The customer signs an order (its lines, quantities, prices, discounts
+    /// and totals as they are now); `image` is kept as an attachment of the order.
+    #[uniffi::method(default(signer_role = None, gps = None))]
+    pub fn sign_order(
+        &self,
+        order_id: String,
+        signer_name: String,
+        image: Vec<u8>,
+        content_type: String,
+        signer_role: Option<String>,
+        gps: Option<GeoFix>,
+    ) -> Result<SignatureCheck, FieldsyncError> {
+        let id = parse_id("order", &order_id)?;
+        let at = now();
+        let sha = self.store().attach(
+            id,
+            AttachmentKind::Signature,
+            &content_type,
+            &image,
+            at,
+            gps.map(to_gps),
+        )?;
+        self.sign_order_with(id, at, signer_name, signer_role, sha, gps)
+    }
+
+    /// Like [`FieldsyncClient::sign_order`] with the drawn image in a file.
+    #[uniffi::method(default(signer_role = None, gps = None))]
+    pub fn sign_order_from_file(
+        &self,
+        order_id: String,
+        signer_name: String,
+        path: String,
+        content_type: String,
+        signer_role: Option<String>,
+        gps: Option<GeoFix>,
+    ) -> Result<SignatureCheck, FieldsyncError> {
+        let id = parse_id("order", &order_id)?;
+        let at = now();
+        let sha = self.store().attach_file(
+            id,
+            AttachmentKind::Signature,
+            &content_type,
+            std::path::Path::new(&path),
+            at,
+            gps.map(to_gps),
+        )?;
+        self.sign_order_with(id, at, signer_name, signer_role, sha, gps)
+    }
+
+    /// Whether the order's signature still matches its lines and totals.
+    pub fn order_signature(&self, order_id: String) -> Result<SignatureCheck, FieldsyncError> {
+        let id = parse_id("order", &order_id)?;
+        let verdict = self.store().order_signature_verdict(id)?;
+        let o: Order = self.store().read_stateful(id)?;
+        Ok(SignatureCheck::of(o.signature.as_ref(), verdict))
     }
 
     /// Replaces the visit's notes (merged character by character with others' edits).

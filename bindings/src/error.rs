@@ -47,8 +47,8 @@ pub enum FieldsyncError {
         /// The server's message.
         detail: String,
     },
-    /// No record with this id on the device.
-    #[error("no record {id} on this device")]
+    /// No record (or attachment) with this id on the device.
+    #[error("no record or attachment {id} on this device")]
     NotFound {
         /// The id asked for.
         id: String,
@@ -102,9 +102,12 @@ impl From<StoreError> for FieldsyncError {
                     detail: e.to_string(),
                 }
             }
-            e @ StoreError::KeyLength { .. } => FieldsyncError::InvalidArgument {
-                detail: e.to_string(),
-            },
+            e @ (StoreError::KeyLength { .. } | StoreError::AttachmentInput(_)) => {
+                FieldsyncError::InvalidArgument {
+                    detail: e.to_string(),
+                }
+            }
+            StoreError::AttachmentNotFound(sha256) => FieldsyncError::NotFound { id: sha256 },
             other => FieldsyncError::Storage {
                 detail: other.to_string(),
             },
@@ -120,7 +123,7 @@ impl From<SyncError> for FieldsyncError {
             },
             SyncError::Auth(detail) => FieldsyncError::Auth { detail },
             SyncError::Revoked => FieldsyncError::Revoked,
-            SyncError::Refused(detail) => FieldsyncError::Refused { detail },
+            SyncError::Refused { message, .. } => FieldsyncError::Refused { detail: message },
             SyncError::Storage(detail) => FieldsyncError::Storage { detail },
             SyncError::NotLoggedIn => FieldsyncError::NotLoggedIn,
             SyncError::Protocol(detail) => FieldsyncError::Network { detail },

@@ -462,6 +462,9 @@ pub struct SyncSummary {
     pub attachments_uploaded: u64,
     /// Attachments waiting for a later sync.
     pub attachments_pending: u64,
+    /// Attachments the server refused for good in this sync (see
+    /// `refused_attachments()`).
+    pub attachments_refused: u64,
 }
 
 /// A catalogue item.
@@ -475,4 +478,112 @@ pub struct ProductItem {
     pub name: String,
     /// A spare part for service jobs.
     pub spare_part: bool,
+}
+
+/// A file kept on the device for one or more records.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct AttachmentItem {
+    /// SHA-256 of the bytes (lowercase hex): the name the server serves it by.
+    pub sha256: String,
+    /// `photo`, `signature` or `document`.
+    pub kind: String,
+    /// MIME type.
+    pub content_type: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Every record it is attached to, the first one first.
+    pub record_ids: Vec<String>,
+    /// When it was captured (ms since the epoch, UTC).
+    pub captured_at_ms: i64,
+    /// Where it was captured, when known.
+    pub gps: Option<GeoFix>,
+    /// Whether the server has the whole file.
+    pub uploaded: bool,
+}
+
+impl AttachmentItem {
+    pub(crate) fn of(a: &fieldsync_core::store::AttachmentInfo) -> Self {
+        AttachmentItem {
+            sha256: a.sha256.clone(),
+            kind: a.kind.as_str().into(),
+            content_type: a.content_type.clone(),
+            size: a.size,
+            record_ids: a.records.iter().map(ToString::to_string).collect(),
+            captured_at_ms: a.captured_at.at_ms,
+            gps: a.gps.map(|g| GeoFix {
+                lat: g.lat,
+                lng: g.lng,
+                accuracy_m: g.accuracy_m,
+            }),
+            uploaded: a.uploaded,
+        }
+    }
+}
+
+/// An attachment the server refused for good: it is kept on the device but
+/// not sent again until the app calls `retry_attachment`.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct RefusedAttachmentItem {
+    /// The attachment.
+    pub attachment: AttachmentItem,
+    /// The server's stable code (`attachment_too_large`, `bad_request`,
+    /// `forbidden`, `hash_mismatch`, ...).
+    pub code: String,
+    /// The server's reason, to show.
+    pub message: String,
+    /// When it was refused (device clock, ms).
+    pub at_ms: i64,
+}
+
+/// Whether a customer signature still matches what the customer saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum SignatureState {
+    /// The signed content is unchanged.
+    Matches,
+    /// Something the customer signed changed since.
+    NoLongerMatches,
+    /// Not signed.
+    Unsigned,
+}
+
+/// A record's signature and its verdict.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SignatureCheck {
+    /// The verdict.
+    pub state: SignatureState,
+    /// Who signed.
+    pub signer_name: Option<String>,
+    /// When (ms since the epoch, UTC).
+    pub signed_at_ms: Option<i64>,
+    /// SHA-256 of the signature image (an attachment of the record).
+    pub image_sha256: Option<String>,
+    /// SHA-256 of the content when it was signed.
+    pub signed_sha256: Option<String>,
+    /// SHA-256 of the content now.
+    pub current_sha256: Option<String>,
+}
+
+impl SignatureCheck {
+    pub(crate) fn of(
+        signature: Option<&fieldsync_core::model::SignatureRef>,
+        verdict: fieldsync_core::model::SignatureVerdict,
+    ) -> Self {
+        use fieldsync_core::model::SignatureVerdict as V;
+        let (state, current) = match verdict {
+            V::Matches => (
+                SignatureState::Matches,
+                signature.map(|s| s.document_sha256.clone()),
+            ),
+            V::NoLongerMatches { current, .. } => (SignatureState::NoLongerMatches, Some(current)),
+            V::Unsigned => (SignatureState::Unsigned, None),
+        };
+        SignatureCheck {
+            state,
+            signer_name: signature.map(|s| s.signer_name.clone()),
+            signed_at_ms: signature.map(|s| s.at.at_ms),
+            image_sha256: signature.map(|s| s.image_sha256.clone()),
+            signed_sha256: signature.map(|s| s.document_sha256.clone()),
+            current_sha256: current,
+        }
+    }
 }

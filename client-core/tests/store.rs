@@ -8,7 +8,7 @@ use fieldsync_core::model::order::{self, Order, OrderLine};
 use fieldsync_core::model::visit::{self, Site, Visit, VisitOutcome, VisitStatus};
 use fieldsync_core::model::{Assignment, AssignmentStatus, assignment};
 use fieldsync_core::protocol::{RecordChanges, RejectCode, Rejection};
-use fieldsync_core::store::{DeviceStore, SCHEMA_VERSION, StoreOptions};
+use fieldsync_core::store::{DeviceStore, SCHEMA_VERSION, StoreOptions, sha256_hex};
 use fieldsync_core::{
     Actor, DeviceId, DeviceTime, Money, OrgId, Qty, RecordDoc, RecordId, RecordKind, RecordMeta,
     Role, TeamId, TerritoryId, TransitionRequest, UserId,
@@ -689,6 +689,72 @@ fn a_version_2_database_upgrades_with_its_outbox_and_ledger() {
     let store = upgrade_and_check(&w, &old);
     let ledger = store.rejections().expect("ledger");
     assert_eq!((ledger.len(), ledger[0].message.as_str()), (1, "not yours"));
+}
+
+#[test]
+fn a_version_4_database_upgrades_with_its_attachments() {
+    let w = World::new();
+    let old = old_database(&w, include_str!("fixtures/store_v4.sql"));
+    let photo: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    let photo_hash = sha256_hex(&photo);
+    let signature = b"signature png".to_vec();
+    let sig_hash = sha256_hex(&signature);
+    {
+        let conn = rusqlite::Connection::open(&old.path).expect("open");
+        // A v4 app wrote the projection columns v2 added.
+        conn.execute(
+            "UPDATE records SET team = ?1, territory = ?2",
+            [w.team.to_string(), w.territory.to_string()],
+        )
+        .expect("projection");
+        for (hash, kind, bytes, state) in [
+            (&photo_hash, "photo", &photo, "pending"),
+            (&sig_hash, "signature", &signature, "uploaded"),
+        ] {
+            conn.execute(
+                "INSERT INTO attachments (sha256, record_id, kind, content_type, size, \
+                 captured_at_ms, tz_offset_min, lat, lng, bytes, state) \
+                 VALUES (?1, ?2, ?3, 'image/png', ?4, 10, 60, 38.7, -9.1, ?5, ?6)",
+                rusqlite::params![
+                    hash,
+                    old.id.to_string(),
+                    kind,
+                    bytes.len() as i64,
+                    bytes,
+                    state
+                ],
+            )
+            .expect("attachment");
+        }
+    }
+    let store = upgrade_and_check(&w, &old);
+    let pending = store.pending_attachments().expect("pending");
+    assert_eq!(
+        pending.len(),
+        1,
+        "the uploaded signature has nothing left to send"
+    );
+    let p = &pending[0];
+    assert_eq!(p.sha256, photo_hash);
+    assert_eq!(
+        (p.records.clone(), p.undeclared.clone()),
+        (vec![old.id], vec![old.id])
+    );
+    assert_eq!(
+        p.captured_at,
+        DeviceTime {
+            at_ms: 10,
+            tz_offset_min: 60
+        }
+    );
+    assert_eq!(
+        p.gps.map(|g| (g.lat, g.lng, g.accuracy_m)),
+        Some((38.7, -9.1, None))
+    );
+    assert!(store.attachment(&photo_hash).expect("bytes kept") == photo);
+    let sig = store.attachment_info(&sig_hash).expect("signature kept");
+    assert!(sig.uploaded && sig.undeclared.is_empty(), "{sig:?}");
+    assert!(store.attachment(&sig_hash).expect("bytes") == signature);
 }
 
 #[test]

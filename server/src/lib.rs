@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod review;
 pub mod scope;
 pub mod settings;
+pub mod signatures;
 pub mod store;
 pub mod sync;
 

@@ -2,7 +2,9 @@
 //! client uploads the photo after pushing the visit, resumes an upload cut off
 //! mid-way by sending only the missing chunks, and the manager downloads
 //! identical bytes. Large attachments wait when the app says the network is
-//! metered. On SQLite and on PostgreSQL.
+//! metered. One file attached to several records is sent once; attachments
+//! the server refuses for good go to the refused ledger. On SQLite and on
+//! PostgreSQL.
 
 mod support;
 #[allow(dead_code)]
@@ -119,6 +121,7 @@ fn device_attachments(backend: Backend) {
     let gps = Some(Gps {
         lat: 38.7223,
         lng: -9.1393,
+        accuracy_m: Some(12.0),
     });
     let hash = ana
         .store()
@@ -255,4 +258,133 @@ fn device_attachments(backend: Backend) {
     assert_eq!(content_type, "image/png");
     assert!(body == signature);
     assert_eq!(download(&w, &ben, &big_hash).0, 404);
+}
+
+#[test]
+fn shared_and_refused_attachments_on_sqlite() {
+    shared_and_refused_attachments(Backend::Sqlite);
+}
+
+#[test]
+fn shared_and_refused_attachments_on_postgres() {
+    shared_and_refused_attachments(Backend::Postgres);
+}
+
+/// One file attached to several records goes up once and is linked to each
+/// on the server; attachments the server refuses for good go to the device's
+/// refused ledger with the server's reason and are not sent again.
+fn shared_and_refused_attachments(backend: Backend) {
+    let w = World::start(backend);
+    let carla = w.device("carla");
+    let first = visit_of(&w, &carla, "carla");
+    let second = visit_of(&w, &carla, "carla");
+
+    // A 3.5 MiB document from a file on disk, streamed into the store.
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("manual.pdf");
+    let data = photo(3 * MIB + MIB / 2, 11);
+    std::fs::write(&path, &data).expect("write");
+    let gps = Some(Gps {
+        lat: 38.71,
+        lng: -9.13,
+        accuracy_m: Some(4.0),
+    });
+    let hash = carla
+        .store()
+        .attach_file(
+            first,
+            AttachmentKind::Document,
+            "application/pdf",
+            &path,
+            today(10),
+            gps,
+        )
+        .expect("attach file");
+    carla.store().link_attachment(&hash, second).expect("link");
+    let info = carla.store().attachment_info(&hash).expect("info");
+    assert_eq!(info.records, vec![first, second]);
+    assert_eq!(info.gps, gps);
+
+    // Two the server will never take: a signature over its 1 MiB limit and a
+    // photo of a type it does not accept.
+    let too_big = carla
+        .store()
+        .attach(
+            first,
+            AttachmentKind::Signature,
+            "image/png",
+            &photo(MIB + 1, 12),
+            today(10),
+            None,
+        )
+        .expect("attach");
+    let wrong_type = carla
+        .store()
+        .attach(
+            first,
+            AttachmentKind::Photo,
+            "text/plain",
+            &photo(1_000, 13),
+            today(10),
+            None,
+        )
+        .expect("attach");
+
+    let report = carla.sync();
+    assert_eq!(report.attachments_uploaded, 1, "{report:?}");
+    assert_eq!(report.attachments_refused, 2, "{report:?}");
+    assert_eq!(report.attachments_pending, 0, "{report:?}");
+    assert_eq!(
+        carla.net().chunk_puts.load(Ordering::SeqCst),
+        4,
+        "the shared file went up once"
+    );
+    assert_eq!(w.scalar("SELECT COUNT(*) FROM attachment_records"), 2);
+    assert!(
+        carla
+            .store()
+            .pending_attachments()
+            .expect("pending")
+            .is_empty()
+    );
+    let ledger = carla.store().refused_attachments().expect("ledger");
+    assert_eq!(ledger.len(), 2);
+    let big = ledger
+        .iter()
+        .find(|r| r.info.sha256 == too_big)
+        .expect("the large signature is listed");
+    assert_eq!(big.code, "attachment_too_large");
+    assert!(big.message.contains("1 MiB"), "{}", big.message);
+    let typed = ledger
+        .iter()
+        .find(|r| r.info.sha256 == wrong_type)
+        .expect("the text photo is listed");
+    assert_eq!(typed.code, "bad_request");
+    assert!(typed.message.contains("text/plain"), "{}", typed.message);
+
+    // The next sync does not try them again.
+    let declared = carla.net().declarations.load(Ordering::SeqCst);
+    let again = carla.sync();
+    assert_eq!(again.attachments_refused, 0, "{again:?}");
+    assert_eq!(carla.net().declarations.load(Ordering::SeqCst), declared);
+
+    // Attached to a third record later: one declaration, no bytes.
+    let third = visit_of(&w, &carla, "carla");
+    carla.store().link_attachment(&hash, third).expect("link");
+    carla.net().chunk_puts.store(0, Ordering::SeqCst);
+    let linked = carla.sync();
+    assert_eq!(linked.attachments_uploaded, 0, "{linked:?}");
+    assert_eq!(carla.net().chunk_puts.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        carla.net().declarations.load(Ordering::SeqCst),
+        declared + 1
+    );
+    assert_eq!(w.scalar("SELECT COUNT(*) FROM attachment_records"), 3);
+
+    // The manager gets the file byte for byte.
+    let mona = w.device("mona");
+    mona.sync();
+    let (status, content_type, body) = download(&w, &mona, &hash);
+    assert_eq!((status, content_type.as_str()), (200, "application/pdf"));
+    assert!(body == data);
 }

@@ -2,7 +2,9 @@
 // (`cargo xtask test` starts `fieldsync serve` seeded with `fieldsync demo`):
 // log in and prime, work offline (account, visit, check-in, order with lines,
 // check-out, report), sync; the manager's device sees all of it, requests
-// changes, and the rep's device shows the request after its next sync.
+// changes, and the rep's device shows the request after its next sync. A
+// signed order with a photo: the Wi-Fi policy, the refused ledger, and the
+// signature's verdict after a later change.
 import org.fieldsync.core.*
 import java.nio.file.Files
 import java.util.concurrent.LinkedBlockingQueue
@@ -94,6 +96,47 @@ fun main() {
         val back = rep.report(report)
         check(back.status == "changes_requested") { "status ${back.status}" }
         check(back.comments == listOf("Add the competitor's prices, please."))
+    }
+
+    test("a signed order shows a later change to its lines") {
+        val rep = FieldsyncClient.open("$dir/rep-sign.db", url)
+        rep.login(org, "rep2@demo.example", password, "android", "test-1.0")
+        rep.sync(null)
+        val account = rep.createAccount("Kotlin Signature Shop", null)
+        val products = rep.catalogue()
+        val order = rep.createOrder(account, "EUR", null)
+        val line = rep.addOrderLine(order, products[0].id, 2.0, 450, 2300u, null)
+        check(rep.orderSignature(order).state == SignatureState.UNSIGNED)
+        val here = GeoFix(38.7220, -9.1390, 5.0)
+        val drawn = byteArrayOf(0x89.toByte(), 0x50, 0x4e, 0x47) + ByteArray(2_000) { it.toByte() }
+        val signed = rep.signOrder(order, "João Pires", drawn, "image/png", "store manager", here)
+        check(signed.state == SignatureState.MATCHES) { "state ${signed.state}" }
+        check(signed.signerName == "João Pires")
+        // A photo of the shelf with its capture time and position.
+        val taken = System.currentTimeMillis() - 120_000
+        val photo = rep.attachPhoto(order, ByteArray(3 * 1024 * 1024) { (it % 251).toByte() }, "image/jpeg", taken, here)
+        val kept = rep.attachmentsOf(order).associateBy { it.sha256 }
+        check(kept.keys == setOf(photo, signed.imageSha256)) { "kept ${kept.keys}" }
+        check(kept.getValue(photo).capturedAtMs == taken)
+        check(kept.getValue(photo).gps?.accuracyM == 5.0)
+        // Off Wi-Fi: the large photo waits, the signature goes.
+        rep.setUploadLargeAttachments(false)
+        val metered = rep.sync(null)
+        check(metered.attachmentsUploaded == 1uL && metered.attachmentsPending == 1uL) { "$metered" }
+        check(rep.pendingAttachments().map { it.sha256 } == listOf(photo))
+        rep.setUploadLargeAttachments(true)
+        check(rep.sync(null).attachmentsUploaded == 1uL)
+        check(rep.refusedAttachments().isEmpty())
+        // The quantity changes after signing: the signature no longer matches.
+        rep.editOrderLine(order, line, 5.0, null)
+        val after = rep.orderSignature(order)
+        check(after.state == SignatureState.NO_LONGER_MATCHES) { "state ${after.state}" }
+        check(after.signedSha256 == signed.signedSha256 && after.currentSha256 != after.signedSha256)
+        rep.sync(null)
+        val manager = FieldsyncClient.open("$dir/manager-sign.db", url)
+        manager.login(org, "manager@demo.example", password, "android", "test-1.0")
+        manager.sync(null)
+        check(manager.orderSignature(order).state == SignatureState.NO_LONGER_MATCHES)
     }
 
     test("refused actions arrive as typed exceptions") {

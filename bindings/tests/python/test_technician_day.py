@@ -4,7 +4,10 @@
 passes its address and the demo password in FIELDSYNC_TEST_* variables. A
 manager's client opens a job and assigns it; the technician's client accepts
 it, travels, arrives, works, books a part and time, answers the checklist and
-completes; the manager's client then sees all of it.
+completes; the manager's client then sees all of it. A signed job summary:
+the customer's signature from a file, a photo with its capture time and GPS,
+the Wi-Fi policy, the refused ledger, and the signature no longer matching
+after the office books another part.
 """
 
 import os
@@ -115,6 +118,74 @@ class TechnicianDayTest(unittest.TestCase):
         self.assertEqual([p.product_id for p in seen.parts], [spare.id])
         self.assertEqual([t.kind for t in seen.time], ["work"])
         self.assertTrue(seen.checklist_complete)
+
+    def test_a_signed_job_summary_and_its_attachments(self):
+        manager = client(self.dir, "manager-sig", "manager@demo.example")
+        manager.sync(None)
+        tech = client(self.dir, "tech-sig", "tech1@demo.example")
+        site = manager.create_account("Signature Test Bakery", None)
+        job = manager.create_job(site, "Oven thermostat")
+        now = int(time.time() * 1000)
+        assignment = manager.assign_job(job, tech.session().user_id, now, now + 2 * 3_600_000)
+        manager.sync(None)
+        tech.sync(None)
+
+        spare = [p for p in tech.catalogue() if p.spare_part][0]
+        tech.add_part(assignment, spare.id, 1.0)
+        tech.add_time(assignment, fs.TimeKindItem.WORK, now, now + 30 * 60_000)
+        self.assertEqual(tech.job_signature(assignment).state, fs.SignatureState.UNSIGNED)
+
+        # The customer signs on the tablet; the drawn image comes as a file.
+        drawn = os.path.join(self.dir, "signature.png")
+        with open(drawn, "wb") as f:
+            f.write(b"\x89PNG\r\n\x1a\n" + os.urandom(4_000))
+        here = fs.GeoFix(lat=38.7251, lng=-9.1501, accuracy_m=6.0)
+        signed = tech.sign_job_from_file(assignment, "Rosa Lima", drawn, "image/png", signer_role="owner", gps=here)
+        self.assertEqual(signed.state, fs.SignatureState.MATCHES)
+        self.assertEqual(signed.signer_name, "Rosa Lima")
+
+        # A 3 MiB photo with its capture time and position.
+        taken = now - 60_000
+        photo = tech.attach_photo(
+            assignment, b"\xff\xd8" + os.urandom(3 * 1024 * 1024), "image/jpeg", captured_at_ms=taken, gps=here
+        )
+        kept = {a.sha256: a for a in tech.attachments_of(assignment)}
+        self.assertEqual(set(kept), {photo, signed.image_sha256})
+        self.assertEqual(kept[photo].captured_at_ms, taken)
+        self.assertEqual(kept[photo].gps.accuracy_m, 6.0)
+
+        # On a metered network the large photo waits; the signature goes.
+        tech.set_upload_large_attachments(False)
+        self.assertFalse(tech.uploads_large_attachments())
+        metered = tech.sync(None)
+        self.assertEqual(metered.rejected, 0, tech.rejections())
+        self.assertEqual((metered.attachments_uploaded, metered.attachments_pending), (1, 1))
+        self.assertEqual([a.sha256 for a in tech.pending_attachments()], [photo])
+        tech.set_upload_large_attachments(True)
+        self.assertEqual(tech.sync(None).attachments_uploaded, 1)
+        self.assertEqual(tech.pending_attachments(), [])
+
+        # A file the server does not take goes to the refused ledger, once.
+        notes = os.path.join(self.dir, "notes.txt")
+        with open(notes, "wb") as f:
+            f.write(b"not a document type the server takes")
+        refused = tech.attach_file(assignment, notes, "document", "text/plain")
+        self.assertEqual(tech.sync(None).attachments_refused, 1)
+        ledger = tech.refused_attachments()
+        self.assertEqual([(r.attachment.sha256, r.code) for r in ledger], [(refused, "bad_request")])
+        self.assertIn("text/plain", ledger[0].message)
+        self.assertEqual(tech.sync(None).attachments_refused, 0)
+
+        # The office books another part: the customer did not sign that.
+        manager.sync(None)
+        self.assertEqual(manager.job_signature(assignment).state, fs.SignatureState.MATCHES)
+        manager.add_part(assignment, spare.id, 2.0)
+        self.assertEqual(manager.sync(None).rejected, 0, manager.rejections())
+        tech.sync(None)
+        after = tech.job_signature(assignment)
+        self.assertEqual(after.state, fs.SignatureState.NO_LONGER_MATCHES)
+        self.assertEqual(after.signed_sha256, signed.signed_sha256)
+        self.assertNotEqual(after.current_sha256, after.signed_sha256)
 
     def test_errors_reach_python_as_one_exception_type(self):
         c = fs.FieldsyncClient.open(os.path.join(self.dir, "x.db"), URL)

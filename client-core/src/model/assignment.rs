@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 use automerge::ChangeHash;
 use serde::{Deserialize, Serialize};
 
-use super::order::SignatureRef;
+use super::signature::SignatureRef;
 use super::status::{Status, TransitionError, TransitionRequest};
 use super::types::{Actor, DeviceTime, GeoPoint, Qty, RecordKind, RecordMeta, Role};
 use super::{ModelError, Record, RecordDoc, Stateful, ValidationError};
@@ -366,6 +366,9 @@ impl Record for Assignment {
                 ));
             }
         }
+        if let Some(sig) = &self.signature {
+            sig.validate("signature")?;
+        }
         Ok(())
     }
 }
@@ -683,6 +686,7 @@ mod tests {
                 gps: None,
                 image_sha256: "00".repeat(32),
                 document_sha256: "11".repeat(32),
+                rendering_version: 1,
             },
         )
         .expect("sign");

@@ -157,24 +157,7 @@ impl OrderLine {
     }
 }
 
-/// A customer signature captured on the device (the image itself is an attachment).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SignatureRef {
-    /// Who signed.
-    pub signer_name: String,
-    /// Their role at the customer, e.g. "store manager".
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signer_role: Option<String>,
-    /// When.
-    pub at: DeviceTime,
-    /// Where, when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gps: Option<super::GeoPoint>,
-    /// SHA-256 (hex) of the signature image.
-    pub image_sha256: String,
-    /// SHA-256 (hex) of the document shown to the signer.
-    pub document_sha256: String,
-}
+pub use super::signature::SignatureRef;
 
 /// An order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -297,6 +280,9 @@ impl Record for Order {
                     "tax rate is over 100 %",
                 ));
             }
+        }
+        if let Some(sig) = &self.signature {
+            sig.validate("signature")?;
         }
         self.totals().map(|_| ())
     }

@@ -18,8 +18,10 @@
 //!   acknowledged the change; the change bytes themselves come from the
 //!   document, so nothing is stored twice.
 //! - **rejections**: the ledger of changes the server refused, with its reason.
-//! - **attachments**: photos, signatures and documents by SHA-256, with their
-//!   bytes and whether they were uploaded (`attachments.rs`).
+//! - **attachments**: photos, signatures and documents by SHA-256, their bytes
+//!   (streamed in and out by chunk, never whole in memory), the records each is
+//!   attached to, whether they were uploaded, and the ledger of those the server
+//!   refused for good (`attachments.rs`).
 //! - **sync_meta**: device id, Automerge actor id, feed cursor and the like.
 //!
 //! The schema version is `PRAGMA user_version`; the upgrade steps and what each
@@ -99,6 +101,7 @@
 mod attachments;
 mod key;
 mod schema;
+mod signatures;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -109,7 +112,9 @@ use automerge::{ActorId, AutoCommit, Change, ChangeHash};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde_bytes::ByteBuf;
 
-pub use attachments::{AttachmentInfo, AttachmentKind, Gps, sha256_hex};
+pub use attachments::{
+    AttachmentInfo, AttachmentKind, COPY_CHUNK, Gps, MAX_ATTACHMENT, RefusedAttachment, sha256_hex,
+};
 pub use key::StoreKey;
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
 
@@ -171,6 +176,10 @@ pub enum StoreError {
         /// Bytes given.
         found: usize,
     },
+    /// An attachment could not be kept as given (empty, too large, a file
+    /// that changed while it was read, a position off the globe). Nothing was kept.
+    #[error("attachment not kept: {0}")]
+    AttachmentInput(String),
     /// No attachment with that SHA-256 on this device.
     #[error("no attachment {0} on this device")]
     AttachmentNotFound(String),
@@ -1105,7 +1114,7 @@ impl DeviceStore {
         let tx = inner.conn.transaction()?;
         tx.execute_batch(
             "DELETE FROM outbox; DELETE FROM record_changes; DELETE FROM records; DELETE FROM rejections; \
-             DELETE FROM attachments; \
+             DELETE FROM attachment_links; DELETE FROM attachments; DELETE FROM attachment_blobs; \
              DELETE FROM sync_meta WHERE key <> 'actor_id';",
         )?;
         tx.commit()?;

@@ -20,13 +20,20 @@
 //!   projection to be recomputed ([`REPROJECT_KEY`]).
 //! - v4: attachments (photos, signatures, documents) keyed by their SHA-256,
 //!   with the bytes in the row and an upload state (`pending`, `uploaded`).
+//!   Frozen copy: `tests/fixtures/store_v4.sql`.
+//! - v5: attachments split in three: metadata (now with the GPS accuracy and
+//!   the refused ledger: state `refused`, the server's code and message, when),
+//!   the bytes in `attachment_blobs` (written and read by incremental BLOB I/O,
+//!   never whole), and `attachment_links` (one file attached to several
+//!   records, each link `declared` once the server knows it). Existing rows
+//!   keep their bytes and record; an uploaded one's link counts as declared.
 
 use rusqlite::Connection;
 
 use super::StoreError;
 
 /// The schema version this build writes.
-pub const CURRENT_VERSION: i64 = 4;
+pub const CURRENT_VERSION: i64 = 5;
 
 /// Upgrade steps; `MIGRATIONS[n]` goes from version `n` to `n + 1`.
 pub const MIGRATIONS: &[&str] = &[
@@ -113,6 +120,46 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX attachments_state ON attachments (state);
     ",
+    // v5
+    r"
+    CREATE TABLE attachment_blobs (
+        id    INTEGER PRIMARY KEY,
+        bytes BLOB NOT NULL
+    );
+    CREATE TABLE attachments_v5 (
+        sha256          TEXT PRIMARY KEY,
+        kind            TEXT NOT NULL,
+        content_type    TEXT NOT NULL,
+        size            INTEGER NOT NULL,
+        captured_at_ms  INTEGER NOT NULL,
+        tz_offset_min   INTEGER NOT NULL,
+        lat             REAL,
+        lng             REAL,
+        accuracy_m      REAL,
+        blob_id         INTEGER NOT NULL,
+        state           TEXT NOT NULL DEFAULT 'pending',
+        refused_code    TEXT,
+        refused_message TEXT,
+        refused_at_ms   INTEGER
+    ) WITHOUT ROWID;
+    CREATE TABLE attachment_links (
+        sha256       TEXT NOT NULL,
+        record_id    TEXT NOT NULL,
+        linked_at_ms INTEGER NOT NULL,
+        declared     INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (sha256, record_id)
+    ) WITHOUT ROWID;
+    INSERT INTO attachment_blobs (id, bytes) SELECT rowid, bytes FROM attachments;
+    INSERT INTO attachments_v5
+        (sha256, kind, content_type, size, captured_at_ms, tz_offset_min, lat, lng, blob_id, state)
+        SELECT sha256, kind, content_type, size, captured_at_ms, tz_offset_min, lat, lng, rowid, state
+        FROM attachments;
+    INSERT INTO attachment_links (sha256, record_id, linked_at_ms, declared)
+        SELECT sha256, record_id, captured_at_ms, state = 'uploaded' FROM attachments;
+    DROP TABLE attachments;
+    ALTER TABLE attachments_v5 RENAME TO attachments;
+    CREATE INDEX attachments_state ON attachments (state);
+    ",
 ];
 
 /// The `sync_meta` key a step sets when the projection columns must be
@@ -178,6 +225,7 @@ mod tests {
         for (version, fixture) in [
             (1, include_str!("../../tests/fixtures/store_v1.sql")),
             (2, include_str!("../../tests/fixtures/store_v2.sql")),
+            (4, include_str!("../../tests/fixtures/store_v4.sql")),
         ] {
             let frozen = Connection::open_in_memory().expect("open");
             frozen.execute_batch(fixture).expect("fixture");

@@ -9,9 +9,15 @@
 //!    rejection ledger with the server's reason, the record is reset to the
 //!    server's copy, and the other records of the batch are unaffected.
 //! 3. **Upload** pending attachments (after the push, so the server knows
-//!    their records): declare each, send only the chunks the server lacks,
-//!    complete, mark uploaded. One attachment failing (network, refusal) does
-//!    not fail the sync; it stays pending for the next one.
+//!    their records): declare each for every record it is attached to, send
+//!    only the chunks the server lacks (read from the store one chunk at a
+//!    time), complete, mark uploaded. One attachment failing does not fail the
+//!    sync: a retryable failure (network, 5xx, a corrupted chunk, a record the
+//!    server does not have yet) leaves it pending for the next sync; a refusal
+//!    that cannot change (too large for its kind, a content type or kind the
+//!    server does not take, forbidden, the whole file's hash mismatching)
+//!    moves it to the device's refused ledger with the server's reason, and it
+//!    is not sent again ([`attachment_refusal_is_final`]).
 //! 4. **Pull** pages of the feed after the stored cursor; each page and its cursor
 //!    are applied in one local transaction.
 //!
@@ -82,16 +88,39 @@ pub trait SyncStore: Send + Sync {
     fn document(&self, id: RecordId) -> Result<Option<automerge::AutoCommit>, SyncError>;
     /// Applies changes received outside the feed (repair), without queueing them.
     fn apply_remote(&self, records: &[RecordChanges]) -> Result<(), SyncError>;
-    /// Attachments not yet uploaded. Stores without attachments have none.
+    /// Attachments with bytes or links left to send. Stores without
+    /// attachments have none.
     fn pending_attachments(&self) -> Result<Vec<crate::store::AttachmentInfo>, SyncError> {
         Ok(Vec::new())
     }
-    /// An attachment's bytes.
-    fn attachment_bytes(&self, sha256: &str) -> Result<Vec<u8>, SyncError> {
+    /// Up to `len` bytes of an attachment from `offset`.
+    fn attachment_chunk(
+        &self,
+        sha256: &str,
+        _offset: u64,
+        _len: usize,
+    ) -> Result<Vec<u8>, SyncError> {
         Err(SyncError::Storage(format!("no attachment {sha256}")))
     }
-    /// The server has the attachment.
+    /// The server has the whole file.
     fn mark_attachment_uploaded(&self, _sha256: &str) -> Result<(), SyncError> {
+        Ok(())
+    }
+    /// The server knows the file is attached to `record_id`.
+    fn mark_attachment_declared(
+        &self,
+        _sha256: &str,
+        _record_id: RecordId,
+    ) -> Result<(), SyncError> {
+        Ok(())
+    }
+    /// The server refused the attachment for good: into the refused ledger.
+    fn refuse_attachment(
+        &self,
+        _sha256: &str,
+        _code: &str,
+        _message: &str,
+    ) -> Result<(), SyncError> {
         Ok(())
     }
 }
@@ -109,8 +138,13 @@ pub enum SyncError {
     #[error("this device was revoked by an administrator; local data was removed")]
     Revoked,
     /// The server refused the request as a whole.
-    #[error("refused by the server: {0}")]
-    Refused(String),
+    #[error("refused by the server: {message}")]
+    Refused {
+        /// The server's stable error code.
+        code: String,
+        /// The server's message.
+        message: String,
+    },
     /// The local store failed.
     #[error("storage: {0}")]
     Storage(String),
@@ -180,6 +214,9 @@ pub struct SyncReport {
     /// Attachments still waiting for a later sync (failed, or skipped as large
     /// with [`SyncOptions::upload_large_attachments`] off).
     pub attachments_pending: u64,
+    /// Attachments the server refused for good in this sync (now in the
+    /// refused ledger).
+    pub attachments_refused: u64,
 }
 
 /// Tuning of the sync loop; the defaults suit a phone on a mobile network.
@@ -240,6 +277,11 @@ pub struct SyncClient<S: SyncStore, T: Transport> {
     store: S,
     transport: T,
     options: SyncOptions,
+    /// Whether large attachments go up now: starts as
+    /// [`SyncOptions::upload_large_attachments`]; the app flips it as the
+    /// network changes (Wi-Fi or metered) with
+    /// [`SyncClient::set_upload_large_attachments`], read at each upload.
+    large_uploads: std::sync::atomic::AtomicBool,
     /// The current tokens; replaced on refresh. A sync holds the lock only while
     /// reading or replacing them, never across a request.
     session: Mutex<Option<Session>>,
@@ -259,9 +301,24 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
         Self {
             store,
             transport,
+            large_uploads: std::sync::atomic::AtomicBool::new(options.upload_large_attachments),
             options,
             session: Mutex::new(None),
         }
+    }
+
+    /// Whether attachments over [`LARGE_ATTACHMENT`] bytes are uploaded from
+    /// the next sync on: the app turns it off on a metered network and on
+    /// again on Wi-Fi. Small files (signatures, most documents) always go.
+    pub fn set_upload_large_attachments(&self, on: bool) {
+        self.large_uploads
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether large attachments are uploaded now.
+    pub fn uploads_large_attachments(&self) -> bool {
+        self.large_uploads
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The store.
@@ -413,39 +470,51 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
         }
     }
 
-    /// Uploads pending attachments. A failure of one attachment leaves it
-    /// pending for the next sync; only a lost session (revoked, login needed) or
-    /// the local store failing stops the sync. When the network gives out the
-    /// remaining attachments wait too.
+    /// Uploads pending attachments. A retryable failure of one attachment
+    /// leaves it pending for the next sync, a final refusal puts it in the
+    /// refused ledger; only a lost session (revoked, login needed) or the local
+    /// store failing stops the sync. When the network gives out the remaining
+    /// attachments wait too.
     fn upload_attachments(
         &self,
         progress: &dyn SyncProgress,
         report: &mut SyncReport,
     ) -> Result<(), SyncError> {
         let pending = self.store.pending_attachments()?;
+        let large_ok = self.uploads_large_attachments();
         let mut network_down = false;
         for info in pending {
-            if network_down
-                || (!self.options.upload_large_attachments && info.size > LARGE_ATTACHMENT)
-            {
+            // Telling the server about one more record costs no bytes: only the
+            // file itself waits for an unmetered network.
+            let held_back = !info.uploaded && !large_ok && info.size > LARGE_ATTACHMENT;
+            if network_down || held_back {
                 report.attachments_pending += 1;
                 continue;
             }
             match self.upload_one(&info, report) {
                 Ok(()) => {
-                    self.store.mark_attachment_uploaded(&info.sha256)?;
-                    report.attachments_uploaded += 1;
-                    progress.progress(SyncPhase::Uploading, report.attachments_uploaded);
+                    if !info.uploaded {
+                        report.attachments_uploaded += 1;
+                        progress.progress(SyncPhase::Uploading, report.attachments_uploaded);
+                    }
                 }
-                Err(
+                Err((
+                    _,
                     e @ (SyncError::Revoked
                     | SyncError::Auth(_)
                     | SyncError::NotLoggedIn
                     | SyncError::Storage(_)),
-                ) => return Err(e),
-                Err(SyncError::Network(_)) => {
+                )) => return Err(e),
+                Err((_, SyncError::Network(_))) => {
                     network_down = true;
                     report.attachments_pending += 1;
+                }
+                Err((step, SyncError::Refused { code, message }))
+                    if attachment_refusal_is_final(step, &code) =>
+                {
+                    self.store
+                        .refuse_attachment(&info.sha256, &code, &message)?;
+                    report.attachments_refused += 1;
                 }
                 Err(_) => report.attachments_pending += 1,
             }
@@ -453,41 +522,78 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
         Ok(())
     }
 
-    /// Declare, send the chunks the server lacks, complete.
+    /// Declares the attachment for each record the server does not know about
+    /// (the first record when every link is known but the bytes are not
+    /// there), sends the chunks the server lacks one at a time, completes.
     fn upload_one(
         &self,
         info: &crate::store::AttachmentInfo,
         report: &mut SyncReport,
-    ) -> Result<(), SyncError> {
-        let declaration = AttachmentDeclaration {
-            sha256: info.sha256.clone(),
-            record_id: info.record_id,
-            kind: info.kind.as_str().to_owned(),
-            content_type: info.content_type.clone(),
-            size: info.size,
-        };
-        let status = self.call(report, |t, token| t.declare_attachment(token, &declaration))?;
-        if status.complete {
-            return Ok(());
+    ) -> Result<(), (UploadStep, SyncError)> {
+        let mut records = info.undeclared.clone();
+        if records.is_empty() {
+            records.push(info.record_id);
         }
+        let mut have_file = info.uploaded;
+        for record_id in records {
+            let declaration = AttachmentDeclaration {
+                sha256: info.sha256.clone(),
+                record_id,
+                kind: info.kind.as_str().to_owned(),
+                content_type: info.content_type.clone(),
+                size: info.size,
+            };
+            let status = self
+                .call(report, |t, token| t.declare_attachment(token, &declaration))
+                .map_err(|e| (UploadStep::Declare, e))?;
+            if !status.complete {
+                self.send_chunks(info, &status, report)?;
+            }
+            if !have_file {
+                self.store
+                    .mark_attachment_uploaded(&info.sha256)
+                    .map_err(|e| (UploadStep::Complete, e))?;
+                have_file = true;
+            }
+            self.store
+                .mark_attachment_declared(&info.sha256, record_id)
+                .map_err(|e| (UploadStep::Declare, e))?;
+        }
+        Ok(())
+    }
+
+    /// Sends the chunks `status` does not list as received, reading each from
+    /// the store only when it is sent, then completes the upload.
+    fn send_chunks(
+        &self,
+        info: &crate::store::AttachmentInfo,
+        status: &AttachmentStatus,
+        report: &mut SyncReport,
+    ) -> Result<(), (UploadStep, SyncError)> {
+        let protocol = |m: String| (UploadStep::Chunk, SyncError::Protocol(m));
         let chunk_size = usize::try_from(status.chunk_size)
             .ok()
             .filter(|&n| n > 0)
-            .ok_or_else(|| SyncError::Protocol(format!("chunk size {}", status.chunk_size)))?;
-        let bytes = self.store.attachment_bytes(&info.sha256)?;
-        for (idx, chunk) in bytes.chunks(chunk_size).enumerate() {
-            let idx =
-                u32::try_from(idx).map_err(|_| SyncError::Protocol("too many chunks".into()))?;
+            .ok_or_else(|| protocol(format!("chunk size {}", status.chunk_size)))?;
+        let chunks = info.size.div_ceil(status.chunk_size);
+        for idx in 0..chunks {
+            let idx = u32::try_from(idx).map_err(|_| protocol("too many chunks".into()))?;
             if status.received.contains(&idx) {
                 continue;
             }
+            let chunk = self
+                .store
+                .attachment_chunk(&info.sha256, u64::from(idx) * status.chunk_size, chunk_size)
+                .map_err(|e| (UploadStep::Chunk, e))?;
             self.call(report, |t, token| {
-                t.put_attachment_chunk(token, &info.sha256, idx, chunk)
-            })?;
+                t.put_attachment_chunk(token, &info.sha256, idx, &chunk)
+            })
+            .map_err(|e| (UploadStep::Chunk, e))?;
         }
         self.call(report, |t, token| {
             t.complete_attachment(token, &info.sha256)
         })
+        .map_err(|e| (UploadStep::Complete, e))
     }
 
     fn pull(&self, progress: &dyn SyncProgress, report: &mut SyncReport) -> Result<(), SyncError> {
@@ -556,8 +662,8 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
                     };
                     std::thread::sleep(wait);
                 }
-                Err(TransportError::Refused { message, .. }) => {
-                    return Err(SyncError::Refused(message));
+                Err(TransportError::Refused { code, message, .. }) => {
+                    return Err(SyncError::Refused { code, message });
                 }
                 Err(e) => return Err(SyncError::Network(e)),
             }
@@ -758,13 +864,32 @@ impl SyncStore for crate::store::DeviceStore {
         Ok(crate::store::DeviceStore::pending_attachments(self)?)
     }
 
-    fn attachment_bytes(&self, sha256: &str) -> Result<Vec<u8>, SyncError> {
-        Ok(self.attachment(sha256)?)
+    fn attachment_chunk(
+        &self,
+        sha256: &str,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>, SyncError> {
+        Ok(crate::store::DeviceStore::attachment_chunk(
+            self, sha256, offset, len,
+        )?)
     }
 
     fn mark_attachment_uploaded(&self, sha256: &str) -> Result<(), SyncError> {
         Ok(crate::store::DeviceStore::mark_attachment_uploaded(
             self, sha256,
+        )?)
+    }
+
+    fn mark_attachment_declared(&self, sha256: &str, record_id: RecordId) -> Result<(), SyncError> {
+        Ok(crate::store::DeviceStore::mark_attachment_declared(
+            self, sha256, record_id,
+        )?)
+    }
+
+    fn refuse_attachment(&self, sha256: &str, code: &str, message: &str) -> Result<(), SyncError> {
+        Ok(crate::store::DeviceStore::refuse_attachment(
+            self, sha256, code, message,
         )?)
     }
 }
@@ -822,11 +947,54 @@ impl<S: SyncStore> SyncStore for std::sync::Arc<S> {
     fn pending_attachments(&self) -> Result<Vec<crate::store::AttachmentInfo>, SyncError> {
         (**self).pending_attachments()
     }
-    fn attachment_bytes(&self, sha256: &str) -> Result<Vec<u8>, SyncError> {
-        (**self).attachment_bytes(sha256)
+    fn attachment_chunk(
+        &self,
+        sha256: &str,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>, SyncError> {
+        (**self).attachment_chunk(sha256, offset, len)
     }
     fn mark_attachment_uploaded(&self, sha256: &str) -> Result<(), SyncError> {
         (**self).mark_attachment_uploaded(sha256)
+    }
+    fn mark_attachment_declared(&self, sha256: &str, record_id: RecordId) -> Result<(), SyncError> {
+        (**self).mark_attachment_declared(sha256, record_id)
+    }
+    fn refuse_attachment(&self, sha256: &str, code: &str, message: &str) -> Result<(), SyncError> {
+        (**self).refuse_attachment(sha256, code, message)
+    }
+}
+
+/// The step of an attachment upload a failure happened in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadStep {
+    /// `POST /v1/attachments`: the file's kind, size, type and record.
+    Declare,
+    /// `PUT …/chunks/{idx}`: one chunk.
+    Chunk,
+    /// `POST …/complete`: the whole file checked against its hash.
+    Complete,
+}
+
+/// Whether the server's refusal (`code`, at `step`) of an attachment can never
+/// change by trying again, so the attachment goes to the refused ledger.
+///
+/// Final: the file is too large for its kind, its kind or content type is not
+/// taken (`bad_request`, `invalid_json`), the caller may not attach it
+/// (`forbidden`), it was declared before with another size (`conflict` when
+/// declaring), or the whole file does not hash to its name (`hash_mismatch`:
+/// the device's copy is not what it claims to be). Not final: the record is not
+/// on the server yet (`not_found`: its push may be pending), a chunk corrupted
+/// in transit (`chunk_corrupt`), chunks missing at completion (`conflict`), and
+/// any code this build does not know.
+pub fn attachment_refusal_is_final(step: UploadStep, code: &str) -> bool {
+    match code {
+        "attachment_too_large" | "bad_request" | "invalid_json" | "forbidden" | "hash_mismatch" => {
+            true
+        }
+        "conflict" => step == UploadStep::Declare,
+        _ => false,
     }
 }
 
@@ -839,6 +1007,22 @@ impl From<crate::store::StoreError> for SyncError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case::too_large(UploadStep::Declare, "attachment_too_large", true)]
+    #[case::unknown_content_type(UploadStep::Declare, "bad_request", true)]
+    #[case::unknown_kind(UploadStep::Declare, "invalid_json", true)]
+    #[case::forbidden(UploadStep::Declare, "forbidden", true)]
+    #[case::declared_with_another_size(UploadStep::Declare, "conflict", true)]
+    #[case::whole_file_hash_mismatch(UploadStep::Complete, "hash_mismatch", true)]
+    #[case::record_not_pushed_yet(UploadStep::Declare, "not_found", false)]
+    #[case::chunk_corrupted_in_transit(UploadStep::Chunk, "chunk_corrupt", false)]
+    #[case::chunks_missing_at_completion(UploadStep::Complete, "conflict", false)]
+    #[case::unknown_code(UploadStep::Chunk, "something_new", false)]
+    fn attachment_refusals(#[case] step: UploadStep, #[case] code: &str, #[case] last: bool) {
+        assert_eq!(attachment_refusal_is_final(step, code), last);
+    }
 
     #[test]
     fn backoff_grows_and_stays_under_the_cap() {
