@@ -58,6 +58,33 @@ pub struct PushRequest {
     pub batch: Uuid,
     /// The records with their changes.
     pub records: Vec<RecordChanges>,
+    /// The device's sync health when it sent this push (figures before the
+    /// push). Optional: older apps send none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<DeviceHealth>,
+}
+
+/// What a device reports about itself with each sync, for the managers'
+/// fleet view: what it still holds unsynced and which app it runs.
+///
+/// Sent in [`PushRequest::health`] and [`PullRequest::health`]; every field is
+/// optional on the wire, so apps that predate it and apps that add fields
+/// later both keep working.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceHealth {
+    /// Local changes the server has not acknowledged (the outbox).
+    #[serde(default)]
+    pub unsynced_changes: u64,
+    /// Device time (ms since the epoch) of the oldest of them; `None` when
+    /// nothing is unsynced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_unsynced_ms: Option<i64>,
+    /// Bytes of attachments (photos, signatures, documents) not yet uploaded.
+    #[serde(default)]
+    pub pending_attachment_bytes: u64,
+    /// The app's version, as given at login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_version: Option<String>,
 }
 
 /// The server's answer to a push: one result per record, in request order.
@@ -165,6 +192,9 @@ pub struct PullRequest {
     /// It never widens what the server sends.
     #[serde(default)]
     pub window: Option<ScopeWindow>,
+    /// The device's sync health (figures after its push). Optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<DeviceHealth>,
 }
 
 /// The time span of dated records (visits, orders, visit reports, assignments,
@@ -369,6 +399,7 @@ mod tests {
                     ByteBuf::from(vec![1, 2, 3]),
                 ],
             }],
+            health: None,
         }
     }
 
@@ -419,6 +450,7 @@ mod tests {
                 kind: RecordKind::Order,
                 changes: vec![ByteBuf::from(vec![0xff; 1000])],
             }],
+            health: None,
         };
         let len = encode(&push).len();
         assert!(len < 1_150, "{len} bytes");

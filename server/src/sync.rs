@@ -132,6 +132,7 @@ async fn push(
         .await
         .map_err(ApiError::Unavailable)?;
     state.metrics.pushed(&resp);
+    crate::analytics::record_sync(&state, &user, req.health.as_ref()).await;
     tracing::debug!(
         device = %user.device,
         batch = %req.batch,
@@ -151,6 +152,7 @@ async fn pull(
         .await
         .map_err(ApiError::Unavailable)?;
     state.metrics.pulled();
+    crate::analytics::record_sync(&state, &user, req.health.as_ref()).await;
     Ok(CborReply(resp).into_response())
 }
 
