@@ -407,7 +407,7 @@ pub async fn resolve(
         .iter()
         .filter_map(|v| v.value.as_str().map(str::to_owned))
         .collect();
-    if !choices.iter().any(|c| *c == body.choose) {
+    if !choices.contains(&body.choose) {
         return Err(ApiError::BadRequest(format!(
             "choose one of the clashing values: {}",
             choices.join(", ")

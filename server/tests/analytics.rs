@@ -130,7 +130,7 @@ enum End {
 enum Fix {
     Inside,
     Outside,
-    NoFix,
+    Missing,
 }
 
 /// An order: units × unit price (minor units), tax, and what became of it.
@@ -174,6 +174,8 @@ struct SeedVisit {
     orders: Vec<SeedOrder>,
 }
 
+/// One row of the seed table, positionally (the table reads as a table).
+#[allow(clippy::too_many_arguments)]
 fn sv(
     rep: &'static str,
     day: i64,
@@ -245,7 +247,7 @@ fn seed_visits() -> Vec<SeedVisit> {
             14,
             false,
             Completed(OrderTaken),
-            NoFix,
+            Missing,
             20,
             vec![SeedOrder::taken(1, 999), draft],
         ),
@@ -427,7 +429,7 @@ fn seed(w: &World) -> Seeded {
         let gps = match s.fix {
             Fix::Inside => Some(SHOP),
             Fix::Outside => Some(FAR),
-            Fix::NoFix => None,
+            Fix::Missing => None,
         };
         let id = if s.planned {
             let v = Visit::planned(
@@ -676,7 +678,7 @@ fn expected_visits(reps: &[&str], from: i64, to: i64) -> Value {
         "time_on_site_min_mean": (!completed.is_empty()).then(|| minutes as f64 / n),
         "checked_in": checked_in.len(),
         "outside_geofence": checked_in.iter().filter(|v| v.fix == Fix::Outside).count(),
-        "unverified_geofence": checked_in.iter().filter(|v| v.fix == Fix::NoFix).count(),
+        "unverified_geofence": checked_in.iter().filter(|v| v.fix == Fix::Missing).count(),
         "order_value": value,
     })
 }
@@ -959,7 +961,7 @@ fn the_csv_exports_parse_back_to_the_seeded_records(w: World) {
             let verdict = match v.fix {
                 Fix::Inside => "inside",
                 Fix::Outside => "outside",
-                Fix::NoFix => "unverifiable_offline",
+                Fix::Missing => "unverifiable_offline",
             };
             assert_eq!(&row[col("check_in_geofence")], verdict);
             assert!(row[col("check_in_utc")].ends_with('Z'));
