@@ -8,7 +8,9 @@
 //!   actor's organisation.
 //! - Every new status-history event was made by the actor, and its transition is
 //!   one the state machine allows for the actor's role (the role written in the
-//!   event is ignored). A status that changed with no event is refused.
+//!   event is ignored), or a back-office settlement of a status clash to one
+//!   of the clashing values (`RecordDoc::resolve_status`). A status that
+//!   changed with no event is refused.
 //! - The merged record reads as its typed struct and passes `validate()`.
 //!
 //! Who may write which record at all (ownership, team, organisation) is decided
