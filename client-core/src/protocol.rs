@@ -404,6 +404,54 @@ mod tests {
     }
 
     #[test]
+    fn device_health_is_optional_both_ways() {
+        let with = PullRequest {
+            cursor: 3,
+            max_changes: 10,
+            window: None,
+            health: Some(DeviceHealth {
+                unsynced_changes: 4,
+                oldest_unsynced_ms: Some(1_700_000_000_000),
+                pending_attachment_bytes: 2_048,
+                app_version: Some("2.1.0".into()),
+            }),
+        };
+        assert_eq!(decode::<PullRequest>(&encode(&with)), Ok(with.clone()));
+        // A server that predates the field reads the message as before.
+        #[derive(Debug, Deserialize)]
+        struct OldPull {
+            cursor: u64,
+        }
+        assert_eq!(decode::<OldPull>(&encode(&with)).map(|p| p.cursor), Ok(3));
+        // An app that predates it sends no `health` key at all.
+        let without = PullRequest {
+            health: None,
+            ..with
+        };
+        let bytes = encode(&without);
+        assert!(!bytes.windows(6).any(|w| w == b"health"));
+        assert_eq!(decode::<PullRequest>(&bytes), Ok(without));
+        // Partial figures from a newer or older app get defaults.
+        #[derive(Serialize)]
+        struct Partial {
+            cursor: u64,
+            health: std::collections::BTreeMap<&'static str, u64>,
+        }
+        let partial = encode(&Partial {
+            cursor: 1,
+            health: [("unsynced_changes", 2), ("from_the_future", 9)].into(),
+        });
+        let read = decode::<PullRequest>(&partial).expect("decodes");
+        assert_eq!(
+            read.health,
+            Some(DeviceHealth {
+                unsynced_changes: 2,
+                ..DeviceHealth::default()
+            })
+        );
+    }
+
+    #[test]
     fn messages_round_trip() {
         let push = sample_push();
         assert_eq!(decode::<PushRequest>(&encode(&push)), Ok(push));
