@@ -4,12 +4,13 @@
 -- `record_facts` is a projection of the figures the team dashboard needs, one
 -- row per visit, order and service job, rewritten by every push in the same
 -- transaction as the record (and filled for older records at start), so the
--- dashboard never opens documents. Times are device times (ms since the epoch,
+-- dashboard never opens documents. Facts and conflicts are derived from their
+-- record and go with it (ON DELETE CASCADE). Times are device times (ms since the epoch,
 -- UTC); `day` is the UTC date the record counts on (`YYYY-MM-DD`): a visit's
 -- planned start (its check-in when ad hoc), an order's submission (its
 -- creation while a draft), a job's creation. docs/kpis.md defines each figure.
 CREATE TABLE record_facts (
-    record_id        TEXT PRIMARY KEY REFERENCES records (id),
+    record_id        TEXT PRIMARY KEY REFERENCES records (id) ON DELETE CASCADE,
     org_id           TEXT NOT NULL,
     kind             TEXT NOT NULL,
     owner_id         TEXT,
@@ -59,7 +60,7 @@ CREATE INDEX device_health_org ON device_health (org_id, last_sync_at);
 -- a later clash on the same record opens it again. The evidence (both values,
 -- who wrote them, the status history) is read from the record itself.
 CREATE TABLE conflicts (
-    record_id    TEXT PRIMARY KEY REFERENCES records (id),
+    record_id    TEXT PRIMARY KEY REFERENCES records (id) ON DELETE CASCADE,
     org_id       TEXT NOT NULL,
     kind         TEXT NOT NULL,
     path         TEXT NOT NULL,
