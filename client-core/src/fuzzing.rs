@@ -644,6 +644,7 @@ pub fn seed_corpus() -> Vec<SeedInput> {
                     changes: bufs(&order_push),
                 },
             ],
+            health: None,
         }),
     });
     out.push(SeedInput {
@@ -683,6 +684,7 @@ pub fn seed_corpus() -> Vec<SeedInput> {
                 from_ms: 1_700_000_000_000,
                 to_ms: 1_700_777_600_000,
             }),
+            health: None,
         }),
     });
     out.push(SeedInput {

@@ -58,6 +58,33 @@ pub struct PushRequest {
     pub batch: Uuid,
     /// The records with their changes.
     pub records: Vec<RecordChanges>,
+    /// The device's sync health when it sent this push (figures before the
+    /// push). Optional: older apps send none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<DeviceHealth>,
+}
+
+/// What a device reports about itself with each sync, for the managers'
+/// fleet view: what it still holds unsynced and which app it runs.
+///
+/// Sent in [`PushRequest::health`] and [`PullRequest::health`]; every field is
+/// optional on the wire, so apps that predate it and apps that add fields
+/// later both keep working.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceHealth {
+    /// Local changes the server has not acknowledged (the outbox).
+    #[serde(default)]
+    pub unsynced_changes: u64,
+    /// Device time (ms since the epoch) of the oldest of them; `None` when
+    /// nothing is unsynced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_unsynced_ms: Option<i64>,
+    /// Bytes of attachments (photos, signatures, documents) not yet uploaded.
+    #[serde(default)]
+    pub pending_attachment_bytes: u64,
+    /// The app's version, as given at login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_version: Option<String>,
 }
 
 /// The server's answer to a push: one result per record, in request order.
@@ -165,6 +192,9 @@ pub struct PullRequest {
     /// It never widens what the server sends.
     #[serde(default)]
     pub window: Option<ScopeWindow>,
+    /// The device's sync health (figures after its push). Optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<DeviceHealth>,
 }
 
 /// The time span of dated records (visits, orders, visit reports, assignments,
@@ -369,7 +399,56 @@ mod tests {
                     ByteBuf::from(vec![1, 2, 3]),
                 ],
             }],
+            health: None,
         }
+    }
+
+    #[test]
+    fn device_health_is_optional_both_ways() {
+        let with = PullRequest {
+            cursor: 3,
+            max_changes: 10,
+            window: None,
+            health: Some(DeviceHealth {
+                unsynced_changes: 4,
+                oldest_unsynced_ms: Some(1_700_000_000_000),
+                pending_attachment_bytes: 2_048,
+                app_version: Some("2.1.0".into()),
+            }),
+        };
+        assert_eq!(decode::<PullRequest>(&encode(&with)), Ok(with.clone()));
+        // A server that predates the field reads the message as before.
+        #[derive(Debug, Deserialize)]
+        struct OldPull {
+            cursor: u64,
+        }
+        assert_eq!(decode::<OldPull>(&encode(&with)).map(|p| p.cursor), Ok(3));
+        // An app that predates it sends no `health` key at all.
+        let without = PullRequest {
+            health: None,
+            ..with
+        };
+        let bytes = encode(&without);
+        assert!(!bytes.windows(6).any(|w| w == b"health"));
+        assert_eq!(decode::<PullRequest>(&bytes), Ok(without));
+        // Partial figures from a newer or older app get defaults.
+        #[derive(Serialize)]
+        struct Partial {
+            cursor: u64,
+            health: std::collections::BTreeMap<&'static str, u64>,
+        }
+        let partial = encode(&Partial {
+            cursor: 1,
+            health: [("unsynced_changes", 2), ("from_the_future", 9)].into(),
+        });
+        let read = decode::<PullRequest>(&partial).expect("decodes");
+        assert_eq!(
+            read.health,
+            Some(DeviceHealth {
+                unsynced_changes: 2,
+                ..DeviceHealth::default()
+            })
+        );
     }
 
     #[test]
@@ -419,6 +498,7 @@ mod tests {
                 kind: RecordKind::Order,
                 changes: vec![ByteBuf::from(vec![0xff; 1000])],
             }],
+            health: None,
         };
         let len = encode(&push).len();
         assert!(len < 1_150, "{len} bytes");

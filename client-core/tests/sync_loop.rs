@@ -490,6 +490,7 @@ fn dropped_connections_are_retried_and_resending_is_harmless() {
             &PushRequest {
                 batch: uuid::Uuid::now_v7(),
                 records: batch,
+                health: None,
             },
         )
         .expect("push");

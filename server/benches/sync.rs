@@ -252,6 +252,7 @@ fn seed(w: &World, n: usize) -> Vec<RecordId> {
                     &PushRequest {
                         batch: uuid::Uuid::now_v7(),
                         records,
+                        health: None,
                     },
                 ))
                 .expect("seed push");

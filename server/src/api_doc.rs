@@ -127,6 +127,12 @@ impl Modify for BearerAuth {
         crate::review::inbox,
         crate::review::decide_one,
         crate::review::decide_many,
+        crate::analytics::serve_dashboard,
+        crate::conflicts::serve_list,
+        crate::conflicts::serve_resolve,
+        crate::export::visits_csv,
+        crate::export::orders_csv,
+        crate::export::jobs_csv,
         openapi_json,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
@@ -136,6 +142,7 @@ impl Modify for BearerAuth {
         (name = "devices", description = "Listing and revoking devices"),
         (name = "attachments", description = "Resumable, chunked uploads and scope-checked downloads"),
         (name = "review", description = "Managers' review of visit reports"),
+        (name = "figures", description = "Team dashboard, fleet sync health, conflicts queue, CSV export"),
         (name = "meta", description = "Health and this description"),
     )
 )]

@@ -130,6 +130,7 @@ impl Seeder<'_> {
             &PushRequest {
                 batch: uuid::Uuid::now_v7(),
                 records,
+                health: None,
             },
         )
         .await?;
@@ -524,6 +525,7 @@ async fn push_changes(
                 kind: fieldsync_core::model::RecordKind::Assignment,
                 changes,
             }],
+            health: None,
         },
     )
     .await?;

@@ -11,12 +11,15 @@
 
 pub mod accounts;
 pub mod api_doc;
+pub mod analytics;
 pub mod attachments;
 pub mod auth;
+pub mod conflicts;
 pub mod db;
 pub mod demo;
 pub mod devices;
 pub mod error;
+pub mod export;
 pub mod limits;
 pub mod live;
 pub mod metrics;
@@ -77,6 +80,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(live::routes())
         .merge(review::routes())
         .merge(attachments::routes())
+        .merge(analytics::routes())
+        .merge(conflicts::routes())
+        .merge(export::routes())
         .fallback(|| async { ApiError::NotFound })
         // Last, so it wraps every route and the fallback (and sees the matched route).
         .layer(tracked)
@@ -110,6 +116,14 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Database> {
     }
     let db = Database::connect(&settings.database_url(), settings.db_max_connections).await?;
     db.migrate().await?;
+    // Figures for records stored before the dashboard's table existed.
+    let filled = analytics::backfill(&db).await?;
+    if filled > 0 {
+        tracing::info!(
+            records = filled,
+            "filled the dashboard figures of older records"
+        );
+    }
     Ok(db)
 }
 

@@ -306,6 +306,7 @@ async fn decide(
         &PushRequest {
             batch: uuid::Uuid::now_v7(),
             records: vec![RecordChanges { id, kind, changes }],
+            health: None,
         },
     )
     .await

@@ -148,7 +148,7 @@ impl WriteGate {
         }
     }
 
-    async fn enter(&self, db: &Database) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+    pub(crate) async fn enter(&self, db: &Database) -> Option<tokio::sync::MutexGuard<'_, ()>> {
         match db {
             Database::Sqlite(_) => Some(self.lock.lock().await),
             Database::Postgres(_) => None,
@@ -227,6 +227,11 @@ struct Write {
     doc: Vec<u8>,
     projection: Projection,
     changes: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The record's figures for the managers' dashboard (visits, orders, jobs).
+    facts: Option<crate::analytics::facts::Facts>,
+    /// For stateful kinds: whether the merged status holds concurrent values
+    /// (a conflict for the managers' queue); `None` for other kinds.
+    status_clash: Option<bool>,
 }
 
 /// A refused record waiting to be logged.
@@ -337,6 +342,12 @@ fn decide(
     if saved.len() > MAX_DOC_BYTES {
         return Err(too_large(saved.len()));
     }
+    let facts = crate::analytics::facts::facts_of(&doc);
+    let status_clash = crate::conflicts::is_stateful(rec.kind).then(|| {
+        doc.conflicts()
+            .map(|c| c.iter().any(|c| c.path == "status"))
+            .unwrap_or(false)
+    });
     Ok((
         Some(Write {
             id: rec.id,
@@ -347,6 +358,8 @@ fn decide(
                 .into_iter()
                 .map(|(h, raw)| (h.0.to_vec(), raw))
                 .collect(),
+            facts,
+            status_clash,
         }),
         heads,
     ))
@@ -648,6 +661,49 @@ async fn push_once(
             .bind(anchor_seq)
             .execute(&mut *tx)
             .await?;
+
+            // The managers' figures and conflicts queue, in the same transaction.
+            if let Some(facts) = &w.facts {
+                crate::write_facts!(&mut *tx, uuid, org, p, facts);
+            }
+            match w.status_clash {
+                Some(true) => {
+                    // Opened, or opened again after a resolution; an open one stays as it was.
+                    sqlx::query(
+                        "INSERT INTO conflicts (record_id, org_id, kind, path, detected_at, \
+                         detected_seq, user_id, device_id) \
+                         VALUES ($1, $2, $3, 'status', $4, $5, $6, $7) \
+                         ON CONFLICT (record_id) DO UPDATE SET detected_at = excluded.detected_at, \
+                         detected_seq = excluded.detected_seq, user_id = excluded.user_id, \
+                         device_id = excluded.device_id, resolved_at = NULL, \
+                         resolved_by = NULL, resolution = NULL \
+                         WHERE conflicts.resolved_at IS NOT NULL",
+                    )
+                    .bind(uuid(*w.id.as_uuid()))
+                    .bind(uuid(org))
+                    .bind(p.kind.as_str())
+                    .bind(now)
+                    .bind(last_seq)
+                    .bind(uuid(user))
+                    .bind(device.map(uuid))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Some(false) => {
+                    // A single status again: whoever wrote it settled the clash.
+                    sqlx::query(
+                        "UPDATE conflicts SET resolved_at = $2, resolved_by = $3, resolution = $4 \
+                         WHERE record_id = $1 AND resolved_at IS NULL",
+                    )
+                    .bind(uuid(*w.id.as_uuid()))
+                    .bind(now)
+                    .bind(uuid(user))
+                    .bind(p.status.as_deref())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                None => {}
+            }
 
             // Read scope: the record's own principals (from birth for a new
             // record, stamped for ones an edit added), then grants along references.
@@ -1390,6 +1446,7 @@ pub async fn repair(
                     kind: req.kind,
                     changes: own,
                 }],
+                health: None,
             };
             let resp = push(db, gate, caller, &push_req).await?;
             if let Some(PushOutcome::Rejected(rejection)) =

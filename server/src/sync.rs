@@ -144,6 +144,7 @@ pub(crate) async fn push(
         .await
         .map_err(ApiError::Unavailable)?;
     state.metrics.pushed(&resp);
+    crate::analytics::record_sync(&state, &user, req.health.as_ref()).await;
     tracing::debug!(
         device = %user.device,
         batch = %req.batch,
@@ -174,6 +175,7 @@ pub(crate) async fn pull(
         .await
         .map_err(ApiError::Unavailable)?;
     state.metrics.pulled();
+    crate::analytics::record_sync(&state, &user, req.health.as_ref()).await;
     Ok(CborReply(resp).into_response())
 }
 

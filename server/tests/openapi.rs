@@ -168,6 +168,7 @@ fn the_description_covers_exactly_the_served_api() {
     for (method, path, op) in &described {
         let concrete = path
             .replace("{id}", "0190f5d2-3c4b-7a1e-9f00-000000000001")
+            .replace("{record_id}", "0190f5d2-3c4b-7a1e-9f00-000000000001")
             .replace("{sha256}", &"ab".repeat(32))
             .replace("{idx}", "0");
         assert!(!concrete.contains('{'), "a path parameter left in {path}");

@@ -420,6 +420,7 @@ fn matrix(backend: Backend) {
                         cursor,
                         max_changes: 50,
                         window: None,
+                        health: None,
                     },
                 )
                 .expect("pull");
@@ -570,6 +571,7 @@ fn forged_edit_is_refused(rt: &tokio::runtime::Runtime, db: &Database, u: &User,
                     kind: r.kind,
                     changes,
                 }],
+                health: None,
             },
         )
         .expect("push answered");

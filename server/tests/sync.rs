@@ -258,6 +258,7 @@ fn resending_a_batch_changes_nothing(w: World) {
                 .map(|c| serde_bytes::ByteBuf::from(c.raw_bytes().to_vec()))
                 .collect(),
         }],
+        health: None,
     };
     let token = phone.client.session().expect("session").access_token;
     use fieldsync_core::sync::Transport as _;
@@ -577,6 +578,7 @@ fn scope_keeps_other_reps_records_away_and_brings_referenced_accounts(w: World) 
                     kind: RecordKind::Visit,
                     changes: vec![serde_bytes::ByteBuf::from(change.raw_bytes().to_vec())],
                 }],
+                health: None,
             },
         )
         .expect("push");
@@ -717,6 +719,7 @@ fn malformed_requests_get_a_clear_4xx(w: World) {
                 0x85, 0x6f, 0x4a, 0x83, 1, 2,
             ])],
         }],
+        health: None,
     };
     let resp = ureq::post(format!("{}/v1/sync/push", w.base))
         .header("authorization", format!("Bearer {token}"))
@@ -742,6 +745,7 @@ fn malformed_requests_get_a_clear_4xx(w: World) {
                 cursor: 0,
                 max_changes: 10,
                 window: None,
+                health: None,
             })[..],
         )
         .expect("answer");
@@ -1055,6 +1059,7 @@ fn dated_records_reach_a_rep_only_inside_the_window(w: World) {
                 cursor,
                 max_changes: 1_000,
                 window: Some(old),
+                health: None,
             },
         )
         .expect("pull");

@@ -292,7 +292,7 @@ fn bad_tokens_get_401_everywhere(w: World) {
             Some(cbor(protocol::encode(&PushRequest {
                 batch: uuid::Uuid::now_v7(),
                 records: vec![],
-            }))),
+             health: None, }))),
         ),
         (
             "POST",
@@ -301,7 +301,7 @@ fn bad_tokens_get_401_everywhere(w: World) {
                 cursor: 0,
                 max_changes: 10,
                 window: None,
-            }))),
+             health: None, }))),
         ),
         (
             "POST",

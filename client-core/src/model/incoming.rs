@@ -8,7 +8,9 @@
 //!   actor's organisation.
 //! - Every new status-history event was made by the actor, and its transition is
 //!   one the state machine allows for the actor's role (the role written in the
-//!   event is ignored). A status that changed with no event is refused.
+//!   event is ignored), or a back-office settlement of a status clash to one
+//!   of the clashing values (`RecordDoc::resolve_status`). A status that
+//!   changed with no event is refused.
 //! - The merged record reads as its typed struct and passes `validate()`.
 //!
 //! Who may write which record at all (ownership, team, organisation) is decided
@@ -235,6 +237,31 @@ fn check_plain<R: super::Record>(after: &RecordDoc) -> Result<(), IncomingError>
         .map_err(|e| IncomingError::Validation(e.to_string()))
 }
 
+/// Whether an event to `to` is the back office settling a status clash
+/// ([`RecordDoc::resolve_status`]): before the change the status held
+/// concurrent values, `to` is one of them, and afterwards it holds one value.
+/// Such a settlement need not be an edge of the state machine (the manager
+/// keeps the office's cancellation over the field's completion, say).
+fn settles_status_clash(
+    before: Option<&RecordDoc>,
+    after: &RecordDoc,
+    actor: &Actor,
+    to: &str,
+) -> bool {
+    if !actor.role.is_back_office() {
+        return false;
+    }
+    let status_clash = |doc: &RecordDoc| {
+        doc.conflicts()
+            .ok()
+            .and_then(|c| c.into_iter().find(|c| c.path == "status"))
+    };
+    let Some(clash) = before.and_then(status_clash) else {
+        return false;
+    };
+    clash.values.iter().any(|v| v.value.as_str() == Some(to)) && status_clash(after).is_none()
+}
+
 fn check_record<R: Stateful>(
     before: Option<&RecordDoc>,
     after: &RecordDoc,
@@ -295,8 +322,11 @@ fn check_record<R: Stateful>(
                         R::Status::MACHINE
                     ))
                 })?;
-                from.check(to, actor.role)
-                    .map_err(|e| IncomingError::Transition(e.to_string()))?;
+                if let Err(e) = from.check(to, actor.role)
+                    && !settles_status_clash(before, after, actor, &event.to)
+                {
+                    return Err(IncomingError::Transition(e.to_string()));
+                }
             }
         }
     }
@@ -386,6 +416,71 @@ mod tests {
         coords: None,
         radius_m: 100.0,
     };
+
+    #[test]
+    fn a_manager_may_settle_a_status_clash_on_either_side_and_a_rep_may_not() {
+        let w = world();
+        let v = Visit::planned(
+            meta(&w),
+            RecordId::new(),
+            DeviceTime::utc(0),
+            DeviceTime::utc(1),
+        );
+        let mut doc = RecordDoc::create_stateful(&v, ActorId::random(), &w.rep, DeviceTime::utc(0))
+            .expect("create");
+        let (mut office, mut device) = pair(&mut doc);
+        office.set_actor(ActorId::random());
+        let manager = Actor::without_device(UserId::new(), Role::Manager);
+        office
+            .transition::<Visit>(
+                &manager,
+                &TransitionRequest::new(VisitStatus::Cancelled, DeviceTime::utc(5)),
+                |_| {},
+            )
+            .expect("cancel");
+        visit::check_in(&mut device, &w.rep, DeviceTime::utc(6), None, SITE).expect("check in");
+        let clashing = merged(&office, &mut device);
+        assert!(
+            clashing
+                .conflicts()
+                .expect("conflicts")
+                .iter()
+                .any(|c| c.path == "status")
+        );
+        for keep in [VisitStatus::Cancelled, VisitStatus::InProgress] {
+            let mut settled = clashing.clone();
+            settled.set_actor(ActorId::random());
+            settled
+                .resolve_status(&manager, keep, DeviceTime::utc(9), "checked with the rep")
+                .expect("settle");
+            assert_eq!(
+                check_incoming(Some(&clashing), &settled, &manager, w.org),
+                Ok(()),
+                "keeping {keep:?}"
+            );
+            assert!(settled.conflicts().expect("conflicts").is_empty());
+        }
+        // The same settlement by a rep (written past the model's own refusal) is
+        // refused: in progress to in progress is no edge of the machine.
+        let mut forged = clashing.clone();
+        forged.set_actor(ActorId::random());
+        let as_manager = Actor {
+            role: Role::Manager,
+            ..w.rep.clone()
+        };
+        forged
+            .resolve_status(
+                &as_manager,
+                VisitStatus::InProgress,
+                DeviceTime::utc(9),
+                "mine",
+            )
+            .expect("settle");
+        assert!(matches!(
+            check_incoming(Some(&clashing), &forged, &w.rep, w.org),
+            Err(IncomingError::Transition(_))
+        ));
+    }
 
     #[test]
     fn a_new_record_made_by_its_rep_is_accepted() {

@@ -45,8 +45,8 @@ pub use transport::{
 
 use crate::ids::RecordId;
 use crate::protocol::{
-    PrimeRequest, PullRequest, PushOutcome, PushRequest, RecordChanges, RejectCode, Rejection,
-    RepairRequest, ScopeWindow, Snapshot,
+    DeviceHealth, PrimeRequest, PullRequest, PushOutcome, PushRequest, RecordChanges, RejectCode,
+    Rejection, RepairRequest, ScopeWindow, Snapshot,
 };
 
 /// What the sync client needs from the device store.
@@ -122,6 +122,11 @@ pub trait SyncStore: Send + Sync {
         _message: &str,
     ) -> Result<(), SyncError> {
         Ok(())
+    }
+    /// Unacknowledged local changes and the device time (ms) of the oldest,
+    /// for the health figures sent with each sync.
+    fn unsynced(&self) -> Result<(u64, Option<i64>), SyncError> {
+        Ok((0, None))
     }
 }
 
@@ -285,6 +290,9 @@ pub struct SyncClient<S: SyncStore, T: Transport> {
     /// The current tokens; replaced on refresh. A sync holds the lock only while
     /// reading or replacing them, never across a request.
     session: Mutex<Option<Session>>,
+    /// The app's version, from the last login (or [`SyncClient::set_app_version`]);
+    /// sent with the health figures of each sync.
+    app_version: Mutex<Option<String>>,
 }
 
 impl<S: SyncStore, T: Transport> std::fmt::Debug for SyncClient<S, T> {
@@ -304,6 +312,7 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
             large_uploads: std::sync::atomic::AtomicBool::new(options.upload_large_attachments),
             options,
             session: Mutex::new(None),
+            app_version: Mutex::new(None),
         }
     }
 
@@ -319,6 +328,35 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
     pub fn uploads_large_attachments(&self) -> bool {
         self.large_uploads
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Sets the app version reported with each sync (login sets it too, from
+    /// the login's device information): for apps that restore a session
+    /// instead of logging in.
+    pub fn set_app_version(&self, version: impl Into<String>) {
+        if let Ok(mut v) = self.app_version.lock() {
+            *v = Some(version.into());
+        }
+    }
+
+    /// The health figures sent with a push or pull: what the device still
+    /// holds unsynced and its app version. `None` when the store cannot say
+    /// (the sync goes on without them).
+    pub fn health(&self) -> Option<DeviceHealth> {
+        let (unsynced_changes, oldest_unsynced_ms) = self.store.unsynced().ok()?;
+        let pending_attachment_bytes = self
+            .store
+            .pending_attachments()
+            .ok()?
+            .iter()
+            .map(|a| a.size)
+            .sum();
+        Some(DeviceHealth {
+            unsynced_changes,
+            oldest_unsynced_ms,
+            pending_attachment_bytes,
+            app_version: self.app_version.lock().ok().and_then(|v| v.clone()),
+        })
     }
 
     /// The store.
@@ -347,6 +385,7 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
         // Every change from now on is made under the id the server assigned;
         // the server refuses changes made under any other.
         self.store.set_actor(automerge::ActorId::from(actor))?;
+        self.set_app_version(req.device.app_version.clone());
         self.set_session(Session {
             access_token: resp.access_token.clone(),
             refresh_token: resp.refresh_token.clone(),
@@ -427,6 +466,7 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
             let req = PushRequest {
                 batch: uuid::Uuid::now_v7(),
                 records: batch,
+                health: self.health(),
             };
             let resp = self.call(report, |t, token| t.push(token, &req))?;
             let mut settled = 0;
@@ -603,6 +643,7 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
                 cursor,
                 max_changes: self.options.pull_page,
                 window: self.store.scope_window()?,
+                health: self.health(),
             };
             let page = self.call(report, |t, token| t.pull(token, &req))?;
             self.store
@@ -774,6 +815,10 @@ fn change_hash(raw: &[u8]) -> Option<Vec<u8>> {
 const META_SCOPE_WINDOW: &str = "scope_window";
 
 impl SyncStore for crate::store::DeviceStore {
+    fn unsynced(&self) -> Result<(u64, Option<i64>), SyncError> {
+        Ok((self.pending_changes()?, self.oldest_pending_ms()?))
+    }
+
     fn pending(&self, max_records: usize) -> Result<Vec<RecordChanges>, SyncError> {
         Ok(self.outbox_batch(max_records)?)
     }
@@ -954,6 +999,9 @@ impl<S: SyncStore> SyncStore for std::sync::Arc<S> {
         len: usize,
     ) -> Result<Vec<u8>, SyncError> {
         (**self).attachment_chunk(sha256, offset, len)
+    }
+    fn unsynced(&self) -> Result<(u64, Option<i64>), SyncError> {
+        (**self).unsynced()
     }
     fn mark_attachment_uploaded(&self, sha256: &str) -> Result<(), SyncError> {
         (**self).mark_attachment_uploaded(sha256)
