@@ -584,8 +584,9 @@ async fn reset_upload(db: &Database, key: &BlobKey) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// `GET /v1/attachments/{sha256}`: streams a complete attachment.
-async fn download(
+/// `GET /v1/attachments/{sha256}`: streams a complete attachment. The
+/// managers' pages serve downloads through here for a browser session.
+pub(crate) async fn download(
     State(state): State<Arc<AppState>>,
     user: AuthUser,
     path: Result<Path<String>, PathRejection>,

@@ -19,11 +19,13 @@ pub mod error;
 pub mod limits;
 pub mod live;
 pub mod metrics;
+pub mod reports;
 pub mod review;
 pub mod scope;
 pub mod settings;
 pub mod store;
 pub mod sync;
+pub mod web;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -73,6 +75,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(live::routes())
         .merge(review::routes())
         .merge(attachments::routes())
+        .merge(web::routes())
         .fallback(|| async { ApiError::NotFound })
         // Last, so it wraps every route and the fallback (and sees the matched route).
         .layer(tracked)

@@ -34,6 +34,7 @@ const MAX_COMMENT_BYTES: usize = 4_000;
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/reports", get(inbox))
+        .route("/v1/reports/{id}", get(detail))
         .route("/v1/reports/{id}/decision", post(decide_one))
         .route("/v1/reports/decisions", post(decide_many))
 }
@@ -121,6 +122,29 @@ async fn inbox(
     ))
 }
 
+/// `GET /v1/reports/{id}`: everything the report page shows (visit, site,
+/// orders with totals, checklist answers, attachments, history), as JSON.
+async fn detail(
+    State(state): State<Arc<AppState>>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<crate::reports::ReportDetail>, ApiError> {
+    if !user.role.is_back_office() {
+        return Err(ApiError::Forbidden(
+            "visit reports are reviewed by managers and administrators".into(),
+        ));
+    }
+    let id: RecordId = id
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("{id:?} is not a record id")))?;
+    let caller = crate::sync::caller(&state, &user)?;
+    crate::reports::detail(&state.db, &caller, id)
+        .await
+        .map_err(ApiError::Unavailable)?
+        .map(Json)
+        .ok_or(ApiError::NotFound)
+}
+
 /// A manager's decision on a submitted report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -204,7 +228,8 @@ async fn decide_many(
 }
 
 /// Writes one decision through the push path; answers the report's new status.
-async fn decide(
+/// The managers' web pages decide through here too.
+pub(crate) async fn decide(
     state: &Arc<AppState>,
     user: &AuthUser,
     id: &str,
