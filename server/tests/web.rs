@@ -30,7 +30,8 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use fieldsync_core::RecordId;
 use fieldsync_core::model::visit::{self, Site, Visit};
 use fieldsync_core::model::{
-    Account, DeviceTime, GeoPoint, KpiValue, Location, Money, Order, OrderLine, Qty, VisitOutcome,
+    Account, Answer, AnswerValue, ChecklistResponse, ChecklistTemplate, DeviceTime, GeoPoint,
+    KpiValue, Location, Money, Order, OrderLine, Qty, Question, QuestionKind, VisitOutcome,
     VisitReport, order, report,
 };
 use fieldsync_core::store::AttachmentKind;
@@ -185,6 +186,73 @@ fn order_on(w: &World, phone: &Device, account_id: RecordId, visit_id: RecordId)
     id
 }
 
+/// The manager's "Shelf audit" template, answered by the rep on the visit.
+fn checklist_on(w: &World, phone: &Device, visit_id: RecordId, photo: &str) {
+    let laptop = w.device("mona");
+    let question = |position, text: &str, kind| Question {
+        position,
+        text: text.into(),
+        kind,
+        choices: Vec::new(),
+        required: true,
+        show_if: None,
+    };
+    let template = ChecklistTemplate {
+        meta: w.meta("mona"),
+        name: "Shelf audit".into(),
+        version: 1,
+        published: true,
+        questions: [
+            (
+                "photo".to_owned(),
+                question(3, "Photo of the shelf", QuestionKind::Photo),
+            ),
+            (
+                "stocked".to_owned(),
+                question(1, "Is the display stocked?", QuestionKind::YesNo),
+            ),
+            (
+                "facings".to_owned(),
+                question(2, "Facings counted", QuestionKind::Number),
+            ),
+        ]
+        .into_iter()
+        .collect(),
+    };
+    let template_id = laptop
+        .store()
+        .create(&template, today(0, 0))
+        .expect("template");
+    laptop.sync();
+    let by = w.person("ana").id;
+    let answer = |value| Answer {
+        value,
+        at: today(9, 30),
+        by,
+    };
+    let response = ChecklistResponse {
+        meta: w.meta("ana"),
+        template_id,
+        template_version: 1,
+        subject_id: visit_id,
+        answers: [
+            ("stocked".to_owned(), answer(AnswerValue::YesNo(true))),
+            ("facings".to_owned(), answer(AnswerValue::Number(9.0))),
+            (
+                "photo".to_owned(),
+                answer(AnswerValue::Photo(photo.to_owned())),
+            ),
+        ]
+        .into_iter()
+        .collect(),
+        completed: true,
+    };
+    phone
+        .store()
+        .create(&response, today(9, 31))
+        .expect("checklist response");
+}
+
 /// The order's figures, computed here independently of the shared totals code:
 /// tea 2 × 12.50 = 25.00 net, 5.75 tax; cups 3 × 4.00 = 12.00 less 1.20 = 10.80
 /// net, 2.484 → 2.48 tax. Net 35.80, total 44.03.
@@ -210,6 +278,7 @@ fn review_in_the_browser(backend: Backend, label: &str) {
             None,
         )
         .expect("attach");
+    checklist_on(&w, &phone, visit_id, &photo);
     let r = phone.sync();
     assert_eq!(r.rejected, 0, "{r:?}");
 
@@ -248,6 +317,10 @@ fn review_in_the_browser(backend: Backend, label: &str) {
         assert!(html.contains(ORDER_NET), "and its order value: {html}");
         assert!(html.contains("Reports listed per rep"), "the summary chart is drawn");
         browser.screenshot("inbox", label).await;
+        // The same inbox on a tablet held upright.
+        b.set_window_size(820, 1180).await.expect("tablet size");
+        browser.screenshot("inbox-tablet", label).await;
+        b.set_window_size(1280, 1000).await.expect("laptop size");
 
         // The report page.
         b.find(Locator::LinkText("Hotel Avenida"))
@@ -274,9 +347,17 @@ fn review_in_the_browser(backend: Backend, label: &str) {
             ORDER_TOTAL,
             "Main store",
             "facings",
+            "Shelf audit (v1)",
+            "Is the display stocked?",
         ] {
             assert!(html.contains(expected), "the report page shows {expected:?}");
         }
+        let (stocked, facings, shelf) = (
+            html.find("Is the display stocked?").expect("asked"),
+            html.find("Facings counted").expect("asked"),
+            html.find("Photo of the shelf").expect("asked"),
+        );
+        assert!(stocked < facings && facings < shelf, "answers in form order");
         let href = format!("/web/attachments/{photo}");
         assert!(html.contains(&href), "the photo's download is linked");
         let status = b
@@ -287,7 +368,10 @@ fn review_in_the_browser(backend: Backend, label: &str) {
             .await
             .expect("fetch the photo");
         assert_eq!(status, serde_json::json!("200 image/png"));
+        // Tall enough for the whole report page.
+        b.set_window_size(1280, 2800).await.expect("tall window");
         browser.screenshot("report", label).await;
+        b.set_window_size(1280, 1000).await.expect("laptop size");
 
         // Request changes with a comment.
         b.find(Locator::Id("comment"))
@@ -554,7 +638,7 @@ impl Drop for Browser {
 
 /// Plain HTTP without following redirects: status, `Location`, `Set-Cookie`
 /// values and the body.
-struct Answer {
+struct Reply {
     status: u16,
     location: Option<String>,
     cookies: Vec<String>,
@@ -562,7 +646,7 @@ struct Answer {
     csp: Option<String>,
 }
 
-fn http(w: &World, method: &str, path: &str, cookie: &str, form: &[(&str, &str)]) -> Answer {
+fn http(w: &World, method: &str, path: &str, cookie: &str, form: &[(&str, &str)]) -> Reply {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
@@ -593,7 +677,7 @@ fn http(w: &World, method: &str, path: &str, cookie: &str, form: &[(&str, &str)]
         .collect();
     let status = resp.status().as_u16();
     let body = resp.into_body().read_to_string().expect("body");
-    Answer {
+    Reply {
         status,
         location,
         cookies,
@@ -610,7 +694,7 @@ fn csrf_of(body: &str) -> String {
 }
 
 /// `name=value` of the `Set-Cookie` for `name`.
-fn cookie_pair(a: &Answer, name: &str) -> String {
+fn cookie_pair(a: &Reply, name: &str) -> String {
     a.cookies
         .iter()
         .find(|c| c.starts_with(&format!("{name}=")))
@@ -620,7 +704,7 @@ fn cookie_pair(a: &Answer, name: &str) -> String {
 }
 
 /// Signs in through the form; answers the session's `Cookie` header value.
-fn sign_in(w: &World, who: &str, password: &str) -> Answer {
+fn sign_in(w: &World, who: &str, password: &str) -> Reply {
     let form = http(w, "GET", "/web/login", "", &[]);
     assert_eq!(form.status, 200);
     let csrf = csrf_of(&form.body);

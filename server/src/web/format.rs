@@ -118,7 +118,7 @@ pub fn amount(minor: i64, currency: &str) -> String {
     let whole = (abs / scale).to_string();
     let mut grouped = String::new();
     for (i, c) in whole.chars().enumerate() {
-        if i > 0 && (whole.len() - i) % 3 == 0 {
+        if i > 0 && (whole.len() - i).is_multiple_of(3) {
             grouped.push(',');
         }
         grouped.push(c);
@@ -140,6 +140,16 @@ pub fn money_list(values: &[Money]) -> String {
         return "—".to_owned();
     }
     values.iter().map(money).collect::<Vec<_>>().join(" + ")
+}
+
+/// A quantity without trailing zeros: `2`, `2.5`, `0.125`.
+pub fn qty(q: fieldsync_core::model::Qty) -> String {
+    let text = q.to_string();
+    match text.split_once('.') {
+        Some((whole, frac)) if frac.trim_end_matches('0').is_empty() => whole.to_owned(),
+        Some((whole, frac)) => format!("{whole}.{}", frac.trim_end_matches('0')),
+        None => text,
+    }
 }
 
 /// A verdict in words.
@@ -231,11 +241,15 @@ mod tests {
 
     #[test]
     fn money_uses_the_currencys_decimals_and_groups_thousands() {
-        assert_eq!(amount(123_456_7, "EUR"), "12,345.67 EUR");
+        assert_eq!(amount(1_234_567, "EUR"), "12,345.67 EUR");
         assert_eq!(amount(-5, "EUR"), "-0.05 EUR");
         assert_eq!(amount(1500, "JPY"), "1,500 JPY");
         assert_eq!(amount(1_500, "KWD"), "1.500 KWD");
         assert_eq!(money_list(&[]), "—");
+        use fieldsync_core::model::Qty;
+        assert_eq!(qty(Qty::units(2)), "2");
+        assert_eq!(qty(Qty(12_500)), "1.25");
+        assert_eq!(qty(Qty(-5)), "-0.0005");
     }
 
     #[test]

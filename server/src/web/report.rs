@@ -395,7 +395,7 @@ fn orders_section(d: &ReportDetail) -> Markup {
                                 @let t = o.totals.as_ref().and_then(|t| t.lines.get(line_id));
                                 tr {
                                     th scope="row" { (line.description.clone().unwrap_or_else(|| line.product_id.to_string())) }
-                                    td.num { (line.qty) }
+                                    td.num { (format::qty(line.qty)) }
                                     td.num { (format::money(&line.unit_price)) }
                                     td.num { (t.map(|t| format::amount(t.discount, &o.order.currency)).unwrap_or_else(|| "—".into())) }
                                     td.num { (format!("{:.2} %", f64::from(line.tax_rate_bp) / 100.0)) }
