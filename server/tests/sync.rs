@@ -1238,7 +1238,11 @@ fn a_manager_reviews_a_report_through_the_api_and_the_rep_sees_it_after_sync(w: 
     assert_eq!(detail["report"]["summary"], "Met the buyer.");
     assert_eq!(detail["visit"]["id"], visit_id.to_string().as_str());
     assert_eq!(detail["account"]["name"], "Hotel Avenida");
-    assert_eq!(detail["history"].as_array().map(Vec::len), Some(2), "{detail}");
+    assert_eq!(
+        detail["history"].as_array().map(Vec::len),
+        Some(2),
+        "{detail}"
+    );
 
     // A rep may not review; a request for changes needs a comment.
     let ben = w.device("ben");

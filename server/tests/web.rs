@@ -864,6 +864,17 @@ fn pages_refuse_what_they_must() {
     );
 
     // Bad input gets a page that says what is wrong.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let resp = agent
+        .post(&format!("{}/web/login", w.base))
+        .send_json(serde_json::json!({ "org": "acme" }))
+        .expect("post");
+    assert_eq!(resp.status().as_u16(), 400);
+    let page = resp.into_body().read_to_string().expect("body");
+    assert!(page.contains("the form could not be read"), "{page}");
     let bad = http(&w, "GET", "/web/inbox?from=2026-02-31", &session, &[]);
     assert_eq!(bad.status, 400);
     assert!(bad.body.contains("2026-02-31"));

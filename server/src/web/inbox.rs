@@ -6,8 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::Form;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use fieldsync_core::model::{ReportStatus, Status};
 use maud::{Markup, html};
@@ -15,7 +14,7 @@ use serde::Deserialize;
 
 use super::chart::{BarChart, Series};
 use super::format;
-use super::{WebError, WebUser, page};
+use super::{WebError, WebForm, WebQuery, WebUser, page};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::reports::{self, InboxFilter, InboxRow, SortKey};
@@ -139,7 +138,7 @@ fn query_string(pairs: &[(&str, String)]) -> String {
 pub(super) async fn show(
     State(state): State<Arc<AppState>>,
     web: WebUser,
-    Query(params): Query<InboxParams>,
+    WebQuery(params): WebQuery<InboxParams>,
 ) -> Result<Response, WebError> {
     let filter = filter_from(&params)?;
     let caller = crate::sync::caller(&state, &web.user)?;
@@ -442,7 +441,7 @@ fn summary_chart(rows: &[InboxRow]) -> Markup {
 pub(super) async fn decide(
     State(state): State<Arc<AppState>>,
     web: WebUser,
-    Form(fields): Form<Vec<(String, String)>>,
+    WebForm(fields): WebForm<Vec<(String, String)>>,
 ) -> Result<Response, WebError> {
     let field = |name: &str| {
         fields

@@ -28,11 +28,14 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::extract::{Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use maud::{DOCTYPE, Markup, html};
+use serde::de::DeserializeOwned;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -125,6 +128,46 @@ async fn attachment(
         .map_err(WebError::Api)
 }
 
+/// A form body whose rejection is an error page.
+#[derive(Debug)]
+pub struct WebForm<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for WebForm<T> {
+    type Rejection = WebError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        axum::Form::<T>::from_request(req, state)
+            .await
+            .map(|axum::Form(v)| WebForm(v))
+            .map_err(|e| {
+                WebError::Api(ApiError::BadRequest(format!(
+                    "the form could not be read: {}",
+                    e.body_text()
+                )))
+            })
+    }
+}
+
+/// A query string whose rejection is an error page.
+#[derive(Debug)]
+pub struct WebQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for WebQuery<T> {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| WebQuery(v))
+            .map_err(|e| {
+                WebError::Api(ApiError::BadRequest(format!(
+                    "the address could not be read: {}",
+                    e.body_text()
+                )))
+            })
+    }
+}
+
 /// What the layout shows of the signed-in user.
 #[derive(Debug, Clone, Copy)]
 pub struct Chrome<'a> {
@@ -155,7 +198,7 @@ pub fn page(title: &str, chrome: Option<Chrome<'_>>, body: Markup) -> Markup {
                     @if let Some(c) = chrome {
                         nav aria-label="Main" {
                             ul {
-                                li { a href="/web/inbox" { "Review inbox" } }
+                                li { a href="/web/inbox" aria-current=[(title == "Review inbox").then_some("page")] { "Review inbox" } }
                             }
                         }
                         div.who {

@@ -6,8 +6,7 @@
 
 use std::sync::Arc;
 
-use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use fieldsync_core::RecordId;
 use fieldsync_core::model::{CheckPoint, DeviceTime, ReportStatus, VisitOutcome};
@@ -15,7 +14,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::format;
-use super::{WebError, WebUser, page};
+use super::{WebError, WebForm, WebQuery, WebUser, page};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::reports::{self, ReportDetail};
@@ -43,7 +42,7 @@ pub(super) async fn show(
     State(state): State<Arc<AppState>>,
     web: WebUser,
     Path(id): Path<String>,
-    Query(params): Query<ReportParams>,
+    WebQuery(params): WebQuery<ReportParams>,
 ) -> Result<Response, WebError> {
     let id = parse_id(&id)?;
     let detail = load(&state, &web, id).await?;
@@ -77,7 +76,7 @@ pub(super) async fn decide(
     State(state): State<Arc<AppState>>,
     web: WebUser,
     Path(id): Path<String>,
-    Form(form): Form<DecisionForm>,
+    WebForm(form): WebForm<DecisionForm>,
 ) -> Result<Response, WebError> {
     web.check_csrf(form.csrf.as_deref())?;
     let record = parse_id(&id)?;

@@ -19,8 +19,7 @@
 
 use std::sync::Arc;
 
-use axum::Form;
-use axum::extract::{FromRequestParts, Query, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -35,7 +34,7 @@ use crate::db::{Database, DbError, now_secs, parse_uuid};
 use crate::error::ApiError;
 use crate::{AppState, on_pool};
 
-use super::{Chrome, WebError, page};
+use super::{Chrome, WebError, WebForm, WebQuery, page};
 
 /// The session cookie.
 pub const SESSION_COOKIE: &str = "fieldsync_session";
@@ -237,7 +236,7 @@ pub(super) struct LoginQuery {
 }
 
 /// `GET /web/login`.
-pub(super) async fn login_form(headers: HeaderMap, Query(q): Query<LoginQuery>) -> Response {
+pub(super) async fn login_form(headers: HeaderMap, WebQuery(q): WebQuery<LoginQuery>) -> Response {
     login_page(&headers, q.next.as_deref(), "", "", None, StatusCode::OK)
 }
 
@@ -300,7 +299,7 @@ pub(super) struct LoginForm {
 pub(super) async fn login(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Form(form): Form<LoginForm>,
+    WebForm(form): WebForm<LoginForm>,
 ) -> Response {
     let again = |error: &str, status| {
         login_page(
@@ -416,7 +415,7 @@ pub(super) async fn logout(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     web: WebUser,
-    Form(form): Form<LogoutForm>,
+    WebForm(form): WebForm<LogoutForm>,
 ) -> Result<Response, WebError> {
     web.check_csrf(form.csrf.as_deref())?;
     let device = web.user.device;
