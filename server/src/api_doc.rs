@@ -41,6 +41,11 @@ pub struct CborMessage(pub Vec<u8>);
 #[schema(value_type = String, format = Binary)]
 pub struct Binary(pub Vec<u8>);
 
+/// A JSON object whose fields are listed in the operation's description.
+#[derive(Debug, ToSchema)]
+#[schema(value_type = Object)]
+pub struct JsonObject(pub serde_json::Value);
+
 /// A stored chunk.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ChunkStored {
@@ -125,6 +130,7 @@ impl Modify for BearerAuth {
         crate::attachments::download,
         crate::attachments::thumbnail_of,
         crate::review::inbox,
+        crate::review::detail,
         crate::review::decide_one,
         crate::review::decide_many,
         crate::analytics::serve_dashboard,

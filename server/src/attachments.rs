@@ -677,7 +677,8 @@ async fn reset_upload(db: &Database, key: &BlobKey) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// `GET /v1/attachments/{sha256}`: streams a complete attachment.
+/// `GET /v1/attachments/{sha256}`: streams a complete attachment. The
+/// managers' pages serve downloads through here for a browser session.
 #[utoipa::path(get, path = "/v1/attachments/{sha256}", tag = "attachments", security(("bearer" = [])),
     params(("sha256" = String, Path, description = "The whole file's SHA-256, 64 lowercase hex digits")),
     responses(

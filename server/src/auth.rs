@@ -512,7 +512,7 @@ impl FromRequestParts<Arc<AppState>> for AuthUser {
 }
 
 /// The user of `device`, if the device is theirs, not revoked, and they are not disabled.
-async fn live_session(
+pub(crate) async fn live_session(
     db: &Database,
     user: UserId,
     device: &DeviceRow,

@@ -146,16 +146,20 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         self.status_and_code().1
     }
-}
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.status_and_code().0
+    }
+
+    /// Logs a server-side failure with its causes (client errors are not logged).
+    pub fn log_if_server_error(&self) {
         let (status, code) = self.status_and_code();
         if status.is_server_error() {
             // Display, never Debug: a database error's Debug carries the
             // server's DETAIL, which can quote row values (personal data).
             let mut chain = self.to_string();
-            let mut source = std::error::Error::source(&self);
+            let mut source = std::error::Error::source(self);
             while let Some(cause) = source {
                 chain.push_str(": ");
                 chain.push_str(&cause.to_string());
@@ -163,6 +167,13 @@ impl IntoResponse for ApiError {
             }
             tracing::error!(error = %chain, code, "request failed");
         }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        self.log_if_server_error();
         let body = json!({ "error": { "code": code, "message": self.to_string() } });
         let mut resp = (status, Json(body)).into_response();
         if let ApiError::RateLimited(wait) = &self {

@@ -23,12 +23,14 @@ pub mod export;
 pub mod limits;
 pub mod live;
 pub mod metrics;
+pub mod reports;
 pub mod review;
 pub mod scope;
 pub mod settings;
 pub mod signatures;
 pub mod store;
 pub mod sync;
+pub mod web;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -83,6 +85,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(analytics::routes())
         .merge(conflicts::routes())
         .merge(export::routes())
+        .merge(web::routes())
         .fallback(|| async { ApiError::NotFound })
         // Last, so it wraps every route and the fallback (and sees the matched route).
         .layer(tracked)

@@ -34,6 +34,7 @@ const MAX_COMMENT_BYTES: usize = 4_000;
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/reports", get(inbox))
+        .route("/v1/reports/{id}", get(detail))
         .route("/v1/reports/{id}/decision", post(decide_one))
         .route("/v1/reports/decisions", post(decide_many))
 }
@@ -130,6 +131,38 @@ pub(crate) async fn inbox(
             })
             .collect(),
     ))
+}
+
+/// `GET /v1/reports/{id}`: everything the report page shows (visit, site,
+/// orders with totals, checklist answers, attachments, history), as JSON.
+#[utoipa::path(get, path = "/v1/reports/{id}", tag = "review", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Report id")),
+    responses(
+        (status = 200, description = "The report with its visit, site, orders and totals, checklist answers, attachments, signature verdicts and history", body = crate::api_doc::JsonObject),
+        (status = 400, description = "Not a record id", body = crate::api_doc::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::api_doc::ErrorBody),
+        (status = 403, description = "Not a manager or administrator", body = crate::api_doc::ErrorBody),
+        (status = 404, description = "No such report in the caller's scope", body = crate::api_doc::ErrorBody),
+    ))]
+pub(crate) async fn detail(
+    State(state): State<Arc<AppState>>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<crate::reports::ReportDetail>, ApiError> {
+    if !user.role.is_back_office() {
+        return Err(ApiError::Forbidden(
+            "visit reports are reviewed by managers and administrators".into(),
+        ));
+    }
+    let id: RecordId = id
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("{id:?} is not a record id")))?;
+    let caller = crate::sync::caller(&state, &user)?;
+    crate::reports::detail(&state.db, &caller, id)
+        .await
+        .map_err(ApiError::Unavailable)?
+        .map(Json)
+        .ok_or(ApiError::NotFound)
 }
 
 /// A manager's decision on a submitted report.
@@ -240,7 +273,8 @@ pub(crate) async fn decide_many(
 }
 
 /// Writes one decision through the push path; answers the report's new status.
-async fn decide(
+/// The managers' web pages decide through here too.
+pub(crate) async fn decide(
     state: &Arc<AppState>,
     user: &AuthUser,
     id: &str,

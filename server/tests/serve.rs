@@ -38,7 +38,7 @@ fn serve_on_sqlite_creates_the_data_dir_answers_healthz_and_stops_on_ctrl_c() {
     assert!(again.interrupt().success());
     let out = fieldsync(&["migrate", "--data-dir", data.to_str().expect("utf-8 path")]);
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("8 migrations applied"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("9 migrations applied"));
 }
 
 #[test]
@@ -75,7 +75,7 @@ fn migrate_twice_is_a_no_op_and_two_nodes_migrating_at_once_both_succeed() {
     assert!(out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stdout)
-            .contains("postgres database is up to date (8 migrations applied)")
+            .contains("postgres database is up to date (9 migrations applied)")
     );
 }
 

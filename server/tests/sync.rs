@@ -1237,9 +1237,25 @@ fn a_manager_reviews_a_report_through_the_api_and_the_rep_sees_it_after_sync(w: 
     assert_eq!(item["visit_id"], visit_id.to_string().as_str());
     assert_eq!(item["account_id"], shop.to_string().as_str());
 
+    // The report's page data, as JSON.
+    let (status, detail) = api(&w, "GET", &format!("/v1/reports/{rid}"), &token, None);
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(detail["report"]["summary"], "Met the buyer.");
+    assert_eq!(detail["visit"]["id"], visit_id.to_string().as_str());
+    assert_eq!(detail["account"]["name"], "Hotel Avenida");
+    assert_eq!(
+        detail["history"].as_array().map(Vec::len),
+        Some(2),
+        "{detail}"
+    );
+
     // A rep may not review; a request for changes needs a comment.
     let ben = w.device("ben");
     let ben_token = ben.client.session().expect("session").access_token;
+    assert_eq!(
+        api(&w, "GET", &format!("/v1/reports/{rid}"), &ben_token, None).0,
+        403
+    );
     let decision = |d: &str, c: Option<&str>| serde_json::json!({ "decision": d, "comment": c });
     let path = format!("/v1/reports/{rid}/decision");
     assert_eq!(

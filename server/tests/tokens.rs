@@ -268,6 +268,7 @@ fn bad_tokens_get_401_everywhere(w: World) {
             None,
         ),
         ("GET", "/v1/reports?status=submitted".into(), None),
+        ("GET", format!("/v1/reports/{record}"), None),
         (
             "POST",
             format!("/v1/reports/{record}/decision"),

@@ -439,6 +439,12 @@ fn prerequisites() -> Vec<Prerequisite> {
             pip: &[],
         },
         Prerequisite {
+            what: "chromium and chromedriver for the managers' pages browser test",
+            present: || on_path("chromium").is_some() && on_path("chromedriver").is_some(),
+            apt: &["chromium", "chromium-driver"],
+            npm: &[],
+        },
+        Prerequisite {
             what: "npm, to install the Kotlin compiler",
             present: || on_path("npm").is_some(),
             apt: &["npm"],

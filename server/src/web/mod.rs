@@ -1,0 +1,283 @@
+//! The managers' web pages: server-rendered HTML (maud) under `/web`, with a
+//! little progressive enhancement.
+//!
+//! Every page works without JavaScript: links, forms and buttons are real
+//! elements, filters are a GET form, decisions are POST forms. `app.js` only
+//! adds conveniences (select all, a count of selected reports, a prompt for
+//! the comment a request for changes needs). The stylesheet and the script are
+//! compiled into the binary and served from `/web/assets/`; pages load nothing
+//! from anywhere else, and the Content-Security-Policy says so.
+//!
+//! Who may: managers (their team's reports) and administrators (the
+//! organisation's), signed in with the same accounts as the app (see
+//! [`session`]). Decisions go through [`crate::review`], so a decision made
+//! here is the same Automerge change made on the manager's behalf as one made
+//! through the JSON API.
+//!
+//! Pages: `/web/login`, `/web/inbox` (filters, sorting, bulk decisions),
+//! `/web/reports/{id}` (the report and its decision form),
+//! `/web/attachments/{sha256}` (downloads for the signed-in manager).
+
+pub mod chart;
+mod format;
+mod inbox;
+mod report;
+pub mod session;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use maud::{DOCTYPE, Markup, html};
+use serde::de::DeserializeOwned;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+pub use session::WebUser;
+
+/// The stylesheet, compiled in.
+const APP_CSS: &str = include_str!("assets/app.css");
+/// The script, compiled in.
+const APP_JS: &str = include_str!("assets/app.js");
+
+/// Pages may load only what this server serves.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; script-src 'self'; \
+     img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Largest form body a page accepts (a bulk decision on every report of a page).
+const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// The page routes.
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/web/inbox") }))
+        .route("/web", get(|| async { Redirect::to("/web/inbox") }))
+        .route("/web/", get(|| async { Redirect::to("/web/inbox") }))
+        .route("/web/login", get(session::login_form).post(session::login))
+        .route("/web/logout", post(session::logout))
+        .route("/web/inbox", get(inbox::show))
+        .route("/web/inbox/decisions", post(inbox::decide))
+        .route("/web/reports/{id}", get(report::show))
+        .route("/web/reports/{id}/decision", post(report::decide))
+        .route("/web/attachments/{sha256}", get(attachment))
+        .route("/web/assets/app.css", get(css))
+        .route("/web/assets/app.js", get(js))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))
+        .layer(axum::middleware::map_response(page_headers))
+}
+
+/// Headers every page answer carries: nothing from elsewhere, no framing, no
+/// caching of pages with team data.
+async fn page_headers(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
+}
+
+async fn css() -> Response {
+    asset("text/css; charset=utf-8", APP_CSS)
+}
+
+async fn js() -> Response {
+    asset("text/javascript; charset=utf-8", APP_JS)
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    let mut resp = body.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // Short: assets change with the binary and carry no version in their name.
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    resp
+}
+
+/// `GET /web/attachments/{sha256}`: the download the JSON API serves, for the
+/// signed-in manager (same scope rule: readers of a record it is attached to).
+async fn attachment(
+    State(state): State<Arc<AppState>>,
+    web: WebUser,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, WebError> {
+    crate::attachments::download(State(state), web.user, path)
+        .await
+        .map_err(WebError::Api)
+}
+
+/// A form body whose rejection is an error page.
+#[derive(Debug)]
+pub struct WebForm<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for WebForm<T> {
+    type Rejection = WebError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        axum::Form::<T>::from_request(req, state)
+            .await
+            .map(|axum::Form(v)| WebForm(v))
+            .map_err(|e| {
+                WebError::Api(ApiError::BadRequest(format!(
+                    "the form could not be read: {}",
+                    e.body_text()
+                )))
+            })
+    }
+}
+
+/// A query string whose rejection is an error page.
+#[derive(Debug)]
+pub struct WebQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for WebQuery<T> {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| WebQuery(v))
+            .map_err(|e| {
+                WebError::Api(ApiError::BadRequest(format!(
+                    "the address could not be read: {}",
+                    e.body_text()
+                )))
+            })
+    }
+}
+
+/// What the layout shows of the signed-in user.
+#[derive(Debug, Clone, Copy)]
+pub struct Chrome<'a> {
+    /// Their name.
+    pub name: &'a str,
+    /// Their role.
+    pub role: &'a str,
+    /// The CSRF token of the logout form.
+    pub csrf: &'a str,
+}
+
+/// A whole page: skip link, header with navigation and sign-out, main content.
+pub fn page(title: &str, chrome: Option<Chrome<'_>>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Fieldsync" }
+                link rel="stylesheet" href="/web/assets/app.css";
+                script src="/web/assets/app.js" defer {}
+            }
+            body {
+                a.skip href="#main" { "Skip to content" }
+                header.top {
+                    a.brand href="/web/inbox" { "Fieldsync" }
+                    @if let Some(c) = chrome {
+                        nav aria-label="Main" {
+                            ul {
+                                li { a href="/web/inbox" aria-current=[(title == "Review inbox").then_some("page")] { "Review inbox" } }
+                            }
+                        }
+                        div.who {
+                            span { (c.name) " (" (c.role) ")" }
+                            form method="post" action="/web/logout" {
+                                input type="hidden" name="csrf" value=(c.csrf);
+                                button.link type="submit" { "Sign out" }
+                            }
+                        }
+                    }
+                }
+                main #main tabindex="-1" { (body) }
+            }
+        }
+    }
+}
+
+/// Why a page could not be served.
+#[derive(Debug)]
+pub enum WebError {
+    /// No live session: sign in (then come back to `next`).
+    LoginRequired {
+        /// The page to return to.
+        next: Option<String>,
+    },
+    /// A form without this session's CSRF token.
+    Csrf,
+    /// Anything the JSON API would answer with an error.
+    Api(ApiError),
+}
+
+impl From<ApiError> for WebError {
+    fn from(e: ApiError) -> Self {
+        WebError::Api(e)
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        match self {
+            WebError::LoginRequired { next } => {
+                let to = match next {
+                    Some(n) => format!("/web/login?next={}", format::query_escape(&n)),
+                    None => "/web/login".to_owned(),
+                };
+                Redirect::to(&to).into_response()
+            }
+            WebError::Csrf => error_page(
+                StatusCode::FORBIDDEN,
+                "This form expired",
+                "The form was sent without this session's security token (it may come from \
+                 an old tab or another site). Nothing was changed; open the page again and retry.",
+            ),
+            WebError::Api(e) => {
+                e.log_if_server_error();
+                let title = match e.status() {
+                    StatusCode::NOT_FOUND => "Not found",
+                    StatusCode::FORBIDDEN => "Not allowed",
+                    StatusCode::TOO_MANY_REQUESTS => "Too many requests",
+                    s if s.is_server_error() => "Something went wrong",
+                    _ => "That did not work",
+                };
+                let message = match &e {
+                    ApiError::NotFound => {
+                        "There is nothing here, or it is not in your team's records.".to_owned()
+                    }
+                    other => other.to_string(),
+                };
+                error_page(e.status(), title, &message)
+            }
+        }
+    }
+}
+
+fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
+    let body = html! {
+        h1 { (title) }
+        p.notice.error role="alert" { (message) }
+        p { a href="/web/inbox" { "Back to the inbox" } }
+    };
+    (status, page(title, None, body)).into_response()
+}

@@ -1,0 +1,917 @@
+//! The managers' pages in a real browser: Debian's headless `chromium` driven
+//! through `chromedriver` (WebDriver) against the real server on a loopback
+//! port, with a rep's real device (store and sync client) on the other side.
+//! On SQLite and on PostgreSQL.
+//!
+//! The flow: the rep records a visit (check-in and check-out near the site, an
+//! order, a photo) and submits its report; the manager signs in, opens the
+//! inbox and the report, and requests changes with a comment; the rep's device
+//! syncs, sees the request, resubmits; the manager approves; the device sees
+//! the approval. Then two more reports are approved at once from the inbox.
+//! Screenshots of the inbox and the report page are kept under
+//! `target/screenshots/` (see docs/web.md).
+//!
+//! The test fails (it does not skip) when chromium or chromedriver is missing:
+//! `cargo xtask deps` installs them.
+//!
+//! The pages' refusals (no session, wrong CSRF token, a rep signing in, a
+//! request for changes without a comment) are checked over plain HTTP in
+//! `pages_refuse_what_they_must`.
+
+mod support;
+#[allow(dead_code)]
+mod world;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use fieldsync_core::RecordId;
+use fieldsync_core::model::visit::{self, Site, Visit};
+use fieldsync_core::model::{
+    Account, Answer, AnswerValue, ChecklistResponse, ChecklistTemplate, DeviceTime, GeoPoint,
+    KpiValue, Location, Money, Order, OrderLine, Qty, Question, QuestionKind, VisitOutcome,
+    VisitReport, order, report,
+};
+use fieldsync_core::store::AttachmentKind;
+use world::{Backend, Device, World};
+
+#[test]
+fn a_manager_reviews_in_the_browser_on_sqlite() {
+    review_in_the_browser(Backend::Sqlite, "sqlite");
+}
+
+#[test]
+fn a_manager_reviews_in_the_browser_on_postgres() {
+    review_in_the_browser(Backend::Postgres, "postgres");
+}
+
+/// The site of every account here: Praça do Comércio, Lisbon, 100 m fence.
+const SITE: GeoPoint = GeoPoint {
+    lat: 38.7075,
+    lng: -9.1364,
+    accuracy_m: None,
+};
+const FENCE_M: f64 = 100.0;
+
+/// `hour` hours into today (UTC): inside every role's window.
+fn today(hour: i64, minute: i64) -> DeviceTime {
+    let now = DeviceTime::now_utc().at_ms;
+    DeviceTime::utc(now - now.rem_euclid(86_400_000) + hour * 3_600_000 + minute * 60_000)
+}
+
+/// A point `north_m` metres north of the site.
+fn north_of_site(north_m: f64) -> GeoPoint {
+    GeoPoint {
+        lat: SITE.lat + north_m / 111_195.0,
+        lng: SITE.lng,
+        accuracy_m: Some(10.0),
+    }
+}
+
+fn account(w: &World, phone: &Device, name: &str) -> RecordId {
+    let a = Account {
+        meta: w.meta("ana"),
+        name: name.into(),
+        account_type: "outlet".into(),
+        account_status: "active".into(),
+        price_list_id: None,
+        visit_frequency_days: Some(14),
+        locations: [(
+            RecordId::new(),
+            Location {
+                name: "Main store".into(),
+                address: "Praça do Comércio 1, Lisboa".into(),
+                coords: Some(SITE),
+                geofence_radius_m: FENCE_M,
+                opening_hours: None,
+            },
+        )]
+        .into_iter()
+        .collect(),
+    };
+    phone.store().create(&a, today(0, 0)).expect("account")
+}
+
+/// A visit planned `hour`:00–`hour`:30, checked in `north_m` metres from the
+/// site at `hour`:05 and out at `hour`:47, with a submitted report. Returns
+/// (visit, report).
+fn visit_with_report(
+    w: &World,
+    phone: &Device,
+    account_id: RecordId,
+    hour: i64,
+    north_m: f64,
+    summary: &str,
+) -> (RecordId, RecordId) {
+    let site = Site {
+        coords: Some(SITE),
+        radius_m: FENCE_M,
+    };
+    let v = Visit::planned(w.meta("ana"), account_id, today(hour, 0), today(hour, 30));
+    let store = phone.store();
+    let visit_id = store
+        .create_stateful(&v, &phone.actor, today(0, 1))
+        .expect("visit");
+    let at = north_of_site(north_m);
+    store
+        .act(visit_id, |d| {
+            visit::check_in(d, &phone.actor, today(hour, 5), Some(at), site)
+        })
+        .expect("check in");
+    store
+        .act(visit_id, |d| {
+            visit::check_out(
+                d,
+                &phone.actor,
+                today(hour, 47),
+                Some(at),
+                site,
+                VisitOutcome::OrderTaken,
+            )
+        })
+        .expect("check out");
+    let report_id = store
+        .create_stateful(
+            &VisitReport::new(w.meta("ana"), visit_id),
+            &phone.actor,
+            today(hour, 48),
+        )
+        .expect("report");
+    store
+        .update::<VisitReport>(report_id, today(hour, 49), |r| {
+            r.summary = summary.into();
+            r.kpis.insert(
+                "facings".into(),
+                KpiValue {
+                    target: Some(12.0),
+                    actual: Some(9.0),
+                    unit: "facings".into(),
+                },
+            );
+        })
+        .expect("write");
+    store
+        .act(report_id, |d| {
+            report::submit(d, &phone.actor, today(hour, 50))
+        })
+        .expect("submit");
+    (visit_id, report_id)
+}
+
+/// An order on the visit: 2 × 12.50 EUR and 3 × 4.00 EUR less 10 %, 23 % tax.
+fn order_on(w: &World, phone: &Device, account_id: RecordId, visit_id: RecordId) -> RecordId {
+    let mut o = Order::new(w.meta("ana"), account_id, "EUR");
+    o.visit_id = Some(visit_id);
+    let store = phone.store();
+    let id = store
+        .create_stateful(&o, &phone.actor, today(9, 40))
+        .expect("order");
+    let mut tea = OrderLine::new(RecordId::new(), Qty::units(2), Money::new(1_250, "EUR"));
+    tea.description = Some("Green tea 500 g".into());
+    tea.tax_rate_bp = 2_300;
+    let mut cups = OrderLine::new(RecordId::new(), Qty::units(3), Money::new(400, "EUR"));
+    cups.description = Some("Paper cups".into());
+    cups.discount_percent_bp = Some(1_000);
+    cups.tax_rate_bp = 2_300;
+    for line in [tea, cups] {
+        store
+            .act(id, |d| order::add_line(d, &phone.actor, today(9, 41), line))
+            .expect("line");
+    }
+    store
+        .act(id, |d| order::submit(d, &phone.actor, today(9, 42)))
+        .expect("submit order");
+    id
+}
+
+/// The manager's "Shelf audit" template, answered by the rep on the visit.
+fn checklist_on(w: &World, phone: &Device, visit_id: RecordId, photo: &str) {
+    let laptop = w.device("mona");
+    let question = |position, text: &str, kind| Question {
+        position,
+        text: text.into(),
+        kind,
+        choices: Vec::new(),
+        required: true,
+        show_if: None,
+    };
+    let template = ChecklistTemplate {
+        meta: w.meta("mona"),
+        name: "Shelf audit".into(),
+        version: 1,
+        published: true,
+        questions: [
+            (
+                "photo".to_owned(),
+                question(3, "Photo of the shelf", QuestionKind::Photo),
+            ),
+            (
+                "stocked".to_owned(),
+                question(1, "Is the display stocked?", QuestionKind::YesNo),
+            ),
+            (
+                "facings".to_owned(),
+                question(2, "Facings counted", QuestionKind::Number),
+            ),
+        ]
+        .into_iter()
+        .collect(),
+    };
+    let template_id = laptop
+        .store()
+        .create(&template, today(0, 0))
+        .expect("template");
+    laptop.sync();
+    let by = w.person("ana").id;
+    let answer = |value| Answer {
+        value,
+        at: today(9, 30),
+        by,
+    };
+    let response = ChecklistResponse {
+        meta: w.meta("ana"),
+        template_id,
+        template_version: 1,
+        subject_id: visit_id,
+        answers: [
+            ("stocked".to_owned(), answer(AnswerValue::YesNo(true))),
+            ("facings".to_owned(), answer(AnswerValue::Number(9.0))),
+            (
+                "photo".to_owned(),
+                answer(AnswerValue::Photo(photo.to_owned())),
+            ),
+        ]
+        .into_iter()
+        .collect(),
+        completed: true,
+    };
+    phone
+        .store()
+        .create(&response, today(9, 31))
+        .expect("checklist response");
+}
+
+/// The order's figures, computed here independently of the shared totals code:
+/// tea 2 × 12.50 = 25.00 net, 5.75 tax; cups 3 × 4.00 = 12.00 less 1.20 = 10.80
+/// net, 2.484 → 2.48 tax. Net 35.80, total 44.03.
+const ORDER_NET: &str = "35.80 EUR";
+const ORDER_TOTAL: &str = "44.03 EUR";
+
+fn review_in_the_browser(backend: Backend, label: &str) {
+    let w = World::start(backend);
+    let phone = w.device("ana");
+    let hotel = account(&w, &phone, "Hotel Avenida");
+    // Checked in and out 30 m from the site: inside the 100 m fence.
+    let (visit_id, report_id) = visit_with_report(&w, &phone, hotel, 9, 30.0, "Met the buyer.");
+    order_on(&w, &phone, hotel, visit_id);
+    let png = b"\x89PNG\r\n\x1a\n fieldsync shelf photo".to_vec();
+    let photo = phone
+        .store()
+        .attach(
+            visit_id,
+            AttachmentKind::Photo,
+            "image/png",
+            &png,
+            today(9, 20),
+            None,
+        )
+        .expect("attach");
+    checklist_on(&w, &phone, visit_id, &photo);
+    let r = phone.sync();
+    assert_eq!(r.rejected, 0, "{r:?}");
+
+    let browser = Browser::start(&w);
+    let b = &browser.client;
+    let base = &w.base;
+
+    // Sign in: the inbox sends an anonymous visitor to the login form and back.
+    w.rt.block_on(async {
+        b.goto(&format!("{base}/web/inbox")).await.expect("goto");
+        assert!(b.current_url().await.expect("url").path() == "/web/login");
+        b.find(Locator::Id("org")).await.expect("org").send_keys(world::ORG).await.expect("type");
+        b.find(Locator::Id("email"))
+            .await
+            .expect("email")
+            .send_keys("mona@acme.test")
+            .await
+            .expect("type");
+        b.find(Locator::Id("password"))
+            .await
+            .expect("password")
+            .send_keys(world::PASSWORD)
+            .await
+            .expect("type");
+        b.find(Locator::Css("form button[type=submit]"))
+            .await
+            .expect("button")
+            .click()
+            .await
+            .expect("sign in");
+        settled(b, "table.inbox").await;
+        assert_eq!(b.current_url().await.expect("url").path(), "/web/inbox");
+        let html = b.source().await.expect("source");
+        assert!(html.contains("Hotel Avenida"), "the report is listed");
+        assert!(html.contains("Inside geofence"), "with its verdict");
+        assert!(html.contains(ORDER_NET), "and its order value: {html}");
+        assert!(html.contains("Reports listed per rep"), "the summary chart is drawn");
+        browser.screenshot("inbox", label).await;
+        // The same inbox on a tablet held upright.
+        b.set_window_size(820, 1180).await.expect("tablet size");
+        browser.screenshot("inbox-tablet", label).await;
+        b.set_window_size(1280, 1000).await.expect("laptop size");
+
+        // The report page.
+        b.find(Locator::LinkText("Hotel Avenida"))
+            .await
+            .expect("link")
+            .click()
+            .await
+            .expect("open");
+        settled(b, "form.decision").await;
+        assert_eq!(
+            b.current_url().await.expect("url").path(),
+            format!("/web/reports/{report_id}")
+        );
+        let html = b.source().await.expect("source");
+        for expected in [
+            "Met the buyer.",
+            "Planned and actual times",
+            "09:05 UTC+00:00",
+            "09:47 UTC+00:00",
+            "30 m",
+            "Inside geofence",
+            "Green tea 500 g",
+            ORDER_NET,
+            ORDER_TOTAL,
+            "Main store",
+            "facings",
+            "Shelf audit (v1)",
+            "Is the display stocked?",
+        ] {
+            assert!(html.contains(expected), "the report page shows {expected:?}");
+        }
+        let (stocked, facings, shelf) = (
+            html.find("Is the display stocked?").expect("asked"),
+            html.find("Facings counted").expect("asked"),
+            html.find("Photo of the shelf").expect("asked"),
+        );
+        assert!(stocked < facings && facings < shelf, "answers in form order");
+        let href = format!("/web/attachments/{photo}");
+        assert!(html.contains(&href), "the photo's download is linked");
+        let status = b
+            .execute(
+                "return fetch(arguments[0]).then(r => r.status + ' ' + r.headers.get('content-type'))",
+                vec![serde_json::json!(href)],
+            )
+            .await
+            .expect("fetch the photo");
+        assert_eq!(status, serde_json::json!("200 image/png"));
+        // Tall enough for the whole report page.
+        b.set_window_size(1280, 2800).await.expect("tall window");
+        browser.screenshot("report", label).await;
+        b.set_window_size(1280, 1000).await.expect("laptop size");
+
+        // Request changes with a comment.
+        b.find(Locator::Id("comment"))
+            .await
+            .expect("comment")
+            .send_keys("Add the shelf count, please.")
+            .await
+            .expect("type");
+        b.find(Locator::Css("form.decision button[value=request_changes]"))
+            .await
+            .expect("button")
+            .click()
+            .await
+            .expect("request changes");
+        settled(b, "p.notice").await;
+        let html = b.source().await.expect("source");
+        assert!(html.contains("Sent back for changes"), "{html}");
+    });
+
+    // The rep's device sees the request, edits and resubmits.
+    phone.sync();
+    let back: VisitReport = phone.store().read_stateful(report_id).expect("read");
+    assert_eq!(back.status, report::ReportStatus::ChangesRequested);
+    assert!(
+        back.comments
+            .values()
+            .any(|c| c.text == "Add the shelf count, please.")
+    );
+    phone
+        .store()
+        .update::<VisitReport>(report_id, today(10, 0), |r| {
+            r.summary = "Met the buyer; 9 facings of 12.".into()
+        })
+        .expect("edit");
+    phone
+        .store()
+        .act(report_id, |d| report::submit(d, &phone.actor, today(10, 1)))
+        .expect("resubmit");
+    phone.sync();
+
+    // The manager approves the resubmitted report.
+    w.rt.block_on(async {
+        b.goto(&format!("{base}/web/reports/{report_id}"))
+            .await
+            .expect("goto");
+        let html = b.source().await.expect("source");
+        assert!(html.contains("9 facings of 12"), "the new summary shows");
+        assert!(
+            html.contains("Add the shelf count, please."),
+            "the thread shows"
+        );
+        b.find(Locator::Css("form.decision button[value=approve]"))
+            .await
+            .expect("button")
+            .click()
+            .await
+            .expect("approve");
+        settled(b, "p.notice").await;
+        let html = b.source().await.expect("source");
+        assert!(html.contains("Approved. The rep"), "{html}");
+    });
+    phone.sync();
+    let done: VisitReport = phone.store().read_stateful(report_id).expect("read");
+    assert_eq!(done.status, report::ReportStatus::Approved);
+    assert_eq!(done.reviewer, Some(w.person("mona").id));
+
+    // Two more reports, one checked in 600 m away, approved at once.
+    let kiosk = account(&w, &phone, "Quiosque Sol");
+    let bakery = account(&w, &phone, "Padaria Central");
+    let (_, far) = visit_with_report(&w, &phone, kiosk, 11, 600.0, "Shop was moving.");
+    let (_, near) = visit_with_report(&w, &phone, bakery, 13, 0.0, "Restocked.");
+    phone.sync();
+    w.rt.block_on(async {
+        b.goto(&format!("{base}/web/inbox?verdict=outside"))
+            .await
+            .expect("goto");
+        let html = b.source().await.expect("source");
+        assert!(
+            html.contains("Quiosque Sol") && !html.contains("Padaria Central"),
+            "{html}"
+        );
+        assert!(
+            !html.contains("Hotel Avenida"),
+            "approved reports leave the inbox"
+        );
+
+        b.goto(&format!("{base}/web/inbox?sort=account&dir=asc"))
+            .await
+            .expect("goto");
+        let html = b.source().await.expect("source");
+        let (p, q) = (
+            html.find("Padaria Central").expect("listed"),
+            html.find("Quiosque Sol").expect("listed"),
+        );
+        assert!(p < q, "sorted by account");
+        for id in [far, near] {
+            b.find(Locator::Id(&format!("sel-{id}")))
+                .await
+                .expect("checkbox")
+                .click()
+                .await
+                .expect("select");
+        }
+        let count = b
+            .find(Locator::Css(".selected-count"))
+            .await
+            .expect("count")
+            .text()
+            .await
+            .expect("text");
+        assert!(count.contains("2 selected"), "the script counts: {count:?}");
+        b.find(Locator::Css("fieldset.bulk button[value=approve]"))
+            .await
+            .expect("button")
+            .click()
+            .await
+            .expect("approve selected");
+        settled(b, "p.notice").await;
+        let html = b.source().await.expect("source");
+        assert!(html.contains("Approved: 2 reports."), "{html}");
+        assert!(html.contains("No reports match"), "the inbox is empty now");
+    });
+    phone.sync();
+    for id in [far, near] {
+        let r: VisitReport = phone.store().read_stateful(id).expect("read");
+        assert_eq!(r.status, report::ReportStatus::Approved);
+    }
+
+    // Signing out ends the session and its device.
+    w.rt.block_on(async {
+        b.find(Locator::Css("header form button"))
+            .await
+            .expect("sign out")
+            .click()
+            .await
+            .expect("click");
+        settled(b, "#login-title").await;
+        b.goto(&format!("{base}/web/inbox")).await.expect("goto");
+        assert_eq!(b.current_url().await.expect("url").path(), "/web/login");
+    });
+    let live_web_devices =
+        w.scalar("SELECT COUNT(*) FROM devices WHERE platform = 'web' AND revoked_at IS NULL");
+    assert_eq!(live_web_devices, 0, "logout revoked the browser's device");
+    browser.close(&w);
+}
+
+/// Waits (up to 10 s) until the page that a click opened shows `css`.
+async fn settled(b: &Client, css: &str) {
+    b.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("the page did not show {css}: {e}"));
+}
+
+/// A headless chromium under chromedriver on a free port, with a fresh profile.
+struct Browser {
+    client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+fn on_path(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+fn screenshot_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("screenshots")
+}
+
+impl Browser {
+    fn start(w: &World) -> Browser {
+        let missing = || {
+            panic!(
+                "this test needs Debian's chromium and chromedriver: run `cargo xtask deps` \
+                 (or `apt-get install chromium chromium-driver`)"
+            )
+        };
+        let chromium = on_path("chromium").unwrap_or_else(missing);
+        let chromedriver = on_path("chromedriver").unwrap_or_else(missing);
+        let port = support::free_port();
+        let driver = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let probe: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(2)))
+            .build()
+            .into();
+        while probe.get(&format!("{url}/status")).call().is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let profile = tempfile::tempdir().expect("profile dir");
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": chromium,
+                "args": [
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--disable-dev-shm-usage",
+                    "--window-size=1280,1000",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            }),
+        );
+        let client =
+            w.rt.block_on(
+                ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                    .capabilities(caps)
+                    .connect(&url),
+            )
+            .unwrap_or_else(|e| panic!("chromium did not start under chromedriver: {e}"));
+        Browser {
+            client,
+            driver,
+            _profile: profile,
+        }
+    }
+
+    /// Saves the page as `target/screenshots/<name>-<label>.png`.
+    async fn screenshot(&self, name: &str, label: &str) {
+        let png = self.client.screenshot().await.expect("screenshot");
+        assert!(png.starts_with(b"\x89PNG"), "a PNG");
+        let dir = screenshot_dir();
+        std::fs::create_dir_all(&dir).expect("screenshot dir");
+        std::fs::write(dir.join(format!("{name}-{label}.png")), png).expect("save screenshot");
+    }
+
+    fn close(mut self, w: &World) {
+        let _ = w.rt.block_on(self.client.clone().close());
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // A failed assertion still stops chromedriver (and its chromium).
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// Plain HTTP without following redirects: status, `Location`, `Set-Cookie`
+/// values and the body.
+struct Reply {
+    status: u16,
+    location: Option<String>,
+    cookies: Vec<String>,
+    body: String,
+    csp: Option<String>,
+}
+
+fn http(w: &World, method: &str, path: &str, cookie: &str, form: &[(&str, &str)]) -> Reply {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let url = format!("{}{path}", w.base);
+    let resp = if method == "GET" {
+        agent.get(&url).header("cookie", cookie).call()
+    } else {
+        agent
+            .post(&url)
+            .header("cookie", cookie)
+            .send_form(form.iter().copied())
+    }
+    .expect("request");
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (location, csp) = (header("location"), header("content-security-policy"));
+    let cookies = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+        .collect();
+    let status = resp.status().as_u16();
+    let body = resp.into_body().read_to_string().expect("body");
+    Reply {
+        status,
+        location,
+        cookies,
+        body,
+        csp,
+    }
+}
+
+/// The value of the first hidden `csrf` field of a page.
+fn csrf_of(body: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = body.find(marker).expect("a form with a CSRF token") + marker.len();
+    body[start..].split('"').next().expect("value").to_owned()
+}
+
+/// `name=value` of the `Set-Cookie` for `name`.
+fn cookie_pair(a: &Reply, name: &str) -> String {
+    a.cookies
+        .iter()
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .and_then(|c| c.split(';').next())
+        .unwrap_or_else(|| panic!("a {name} cookie in {:?}", a.cookies))
+        .to_owned()
+}
+
+/// Signs in through the form; answers the session's `Cookie` header value.
+fn sign_in(w: &World, who: &str, password: &str) -> Reply {
+    let form = http(w, "GET", "/web/login", "", &[]);
+    assert_eq!(form.status, 200);
+    let csrf = csrf_of(&form.body);
+    let login_cookie = cookie_pair(&form, "fieldsync_login_csrf");
+    let email = format!("{who}@acme.test");
+    http(
+        w,
+        "POST",
+        "/web/login",
+        &login_cookie,
+        &[
+            ("org", world::ORG),
+            ("email", &email),
+            ("password", password),
+            ("csrf", &csrf),
+        ],
+    )
+}
+
+#[test]
+fn pages_refuse_what_they_must() {
+    let w = World::start(Backend::Sqlite);
+    let phone = w.device("ana");
+    let shop = account(&w, &phone, "Hotel Avenida");
+    let (_, report_id) = visit_with_report(&w, &phone, shop, 9, 0.0, "Met the buyer.");
+    phone.sync();
+
+    // No session: to the login form, and back afterwards.
+    let a = http(&w, "GET", "/web/inbox?status=submitted", "", &[]);
+    assert_eq!(a.status, 303);
+    assert_eq!(
+        a.location.as_deref(),
+        Some("/web/login?next=%2Fweb%2Finbox%3Fstatus%3Dsubmitted")
+    );
+    assert_eq!(
+        http(&w, "GET", "/", "", &[]).location.as_deref(),
+        Some("/web/inbox")
+    );
+
+    // The login form refuses a token it did not hand out, reps, and wrong passwords.
+    let form = http(&w, "GET", "/web/login", "", &[]);
+    let forged = http(
+        &w,
+        "POST",
+        "/web/login",
+        &cookie_pair(&form, "fieldsync_login_csrf"),
+        &[
+            ("org", world::ORG),
+            ("email", "mona@acme.test"),
+            ("password", world::PASSWORD),
+            ("csrf", "0000"),
+        ],
+    );
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    assert!(
+        forged
+            .cookies
+            .iter()
+            .all(|c| !c.starts_with("fieldsync_session="))
+    );
+    let rep = sign_in(&w, "ana", world::PASSWORD);
+    assert_eq!(rep.status, 403);
+    assert!(
+        rep.body.contains("managers and administrators"),
+        "{}",
+        rep.body
+    );
+    let wrong = sign_in(&w, "mona", "not the password at all");
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.body.contains("wrong organisation, email or password"));
+    assert!(
+        wrong.body.contains("value=\"mona@acme.test\""),
+        "the email is kept"
+    );
+
+    // A manager gets a strict, HttpOnly session cookie and lands in the inbox.
+    let ok = sign_in(&w, "mona", world::PASSWORD);
+    assert_eq!(
+        (ok.status, ok.location.as_deref()),
+        (303, Some("/web/inbox"))
+    );
+    let set = ok
+        .cookies
+        .iter()
+        .find(|c| c.starts_with("fieldsync_session="))
+        .expect("session cookie");
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/web")
+    );
+    assert!(!set.contains("Secure"), "plain HTTP here");
+    let session = cookie_pair(&ok, "fieldsync_session");
+    let inbox = http(&w, "GET", "/web/inbox", &session, &[]);
+    assert_eq!(inbox.status, 200);
+    assert!(inbox.body.contains("Hotel Avenida"));
+    let csp = inbox.csp.expect("a content security policy");
+    assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"));
+    let csrf = csrf_of(&inbox.body);
+    let css = http(&w, "GET", "/web/assets/app.css", "", &[]);
+    assert_eq!(css.status, 200);
+    assert!(css.body.contains(":focus-visible"));
+
+    // Decisions: a wrong token or a missing comment changes nothing.
+    let path = format!("/web/reports/{report_id}/decision");
+    let status = || {
+        w.server_doc(report_id)
+            .expect("stored")
+            .status::<report::ReportStatus>()
+            .expect("status")
+    };
+    let forged = http(
+        &w,
+        "POST",
+        &path,
+        &session,
+        &[("csrf", "forged"), ("decision", "approve")],
+    );
+    assert_eq!(forged.status, 403);
+    assert_eq!(status(), report::ReportStatus::Submitted);
+    let bare = http(
+        &w,
+        "POST",
+        &path,
+        &session,
+        &[
+            ("csrf", &csrf),
+            ("decision", "request_changes"),
+            ("comment", "  "),
+        ],
+    );
+    assert_eq!(bare.status, 400);
+    assert!(bare.body.contains("comment is required"), "{}", bare.body);
+    assert_eq!(status(), report::ReportStatus::Submitted);
+    let approved = http(
+        &w,
+        "POST",
+        &path,
+        &session,
+        &[("csrf", &csrf), ("decision", "approve"), ("comment", "")],
+    );
+    assert_eq!(approved.status, 303);
+    assert_eq!(status(), report::ReportStatus::Approved);
+    let again = http(
+        &w,
+        "POST",
+        &path,
+        &session,
+        &[
+            ("csrf", &csrf),
+            ("decision", "request_changes"),
+            ("comment", "Too late?"),
+        ],
+    );
+    assert_eq!(again.status, 409, "{}", again.body);
+    assert!(
+        again.body.contains("Too late?"),
+        "the comment as typed is kept"
+    );
+
+    // Bad input gets a page that says what is wrong.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let resp = agent
+        .post(&format!("{}/web/login", w.base))
+        .send_json(serde_json::json!({ "org": "acme" }))
+        .expect("post");
+    assert_eq!(resp.status().as_u16(), 400);
+    let page = resp.into_body().read_to_string().expect("body");
+    assert!(page.contains("the form could not be read"), "{page}");
+    let bad = http(&w, "GET", "/web/inbox?from=2026-02-31", &session, &[]);
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("2026-02-31"));
+    assert_eq!(
+        http(&w, "GET", "/web/reports/nope", &session, &[]).status,
+        404
+    );
+    let unknown = format!("/web/reports/{}", RecordId::new());
+    assert_eq!(http(&w, "GET", &unknown, &session, &[]).status, 404);
+
+    // The browser session is a device: revoking it ends the session.
+    let web_device: String = w.rt.block_on(async {
+        fieldsync_server::on_pool!(&w.db, |pool, _uuid| {
+            sqlx::query_scalar::<_, String>(
+                "SELECT CAST(id AS TEXT) FROM devices WHERE platform = 'web'",
+            )
+            .fetch_one(pool)
+            .await
+            .expect("the web device")
+        })
+    });
+    let token = w
+        .device("mona")
+        .client
+        .session()
+        .expect("session")
+        .access_token;
+    let revoked: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let resp = revoked
+        .post(&format!("{}/v1/devices/{web_device}/revoke", w.base))
+        .header("authorization", &format!("Bearer {token}"))
+        .send_empty()
+        .expect("revoke");
+    assert_eq!(resp.status().as_u16(), 200);
+    let after = http(&w, "GET", "/web/inbox", &session, &[]);
+    assert_eq!(after.status, 303, "back to the login form");
+}
