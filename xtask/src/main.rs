@@ -443,6 +443,7 @@ fn prerequisites() -> Vec<Prerequisite> {
             present: || on_path("chromium").is_some() && on_path("chromedriver").is_some(),
             apt: &["chromium", "chromium-driver"],
             npm: &[],
+            pip: &[],
         },
         Prerequisite {
             what: "npm, to install the Kotlin compiler",
