@@ -10,8 +10,8 @@
 //! exactly the production router.
 
 pub mod accounts;
-pub mod api_doc;
 pub mod analytics;
+pub mod api_doc;
 pub mod attachments;
 pub mod auth;
 pub mod conflicts;
