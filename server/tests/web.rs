@@ -31,8 +31,8 @@ use fieldsync_core::RecordId;
 use fieldsync_core::model::visit::{self, Site, Visit};
 use fieldsync_core::model::{
     Account, Answer, AnswerValue, ChecklistResponse, ChecklistTemplate, DeviceTime, GeoPoint,
-    KpiValue, Location, Money, Order, OrderLine, Qty, Question, QuestionKind, VisitOutcome,
-    VisitReport, order, report,
+    JobStatus, KpiValue, Location, Money, Order, OrderLine, Qty, Question, QuestionKind,
+    ServiceJob, TransitionRequest, VisitOutcome, VisitReport, order, report,
 };
 use fieldsync_core::store::AttachmentKind;
 use world::{Backend, Device, World};
@@ -500,6 +500,66 @@ fn review_in_the_browser(backend: Backend, label: &str) {
         assert_eq!(r.status, report::ReportStatus::Approved);
     }
 
+    // The dashboard of the last 7 days: three completed visits (one checked in
+    // 600 m away) and the one order of 2 x 12.50 + 3 x 4.00 less 10 % = 35.80 EUR net.
+    w.rt.block_on(async {
+        b.find(Locator::LinkText("Dashboard"))
+            .await
+            .expect("navigation")
+            .click()
+            .await
+            .expect("open the dashboard");
+        settled(b, "#fig-completed").await;
+        let text = |id: &'static str| async move {
+            b.find(Locator::Id(id))
+                .await
+                .expect("figure")
+                .text()
+                .await
+                .expect("text")
+        };
+        let completed = text("fig-completed").await;
+        assert!(completed.starts_with("3 "), "{completed:?}");
+        let value = text("fig-order-value").await;
+        assert!(value.starts_with("35.80 EUR in 1 orders"), "{value:?}");
+        let outside = text("fig-outside").await;
+        assert!(outside.starts_with("1 of 3"), "{outside:?}");
+        let compliance = text("fig-compliance").await;
+        assert!(compliance.starts_with("100 %"), "{compliance:?}");
+        let devices = b
+            .find_all(Locator::Css("#fleet tbody tr"))
+            .await
+            .expect("fleet rows");
+        assert!(
+            devices.len() >= 2,
+            "the rep's phone and this browser session"
+        );
+        let href = b
+            .find(Locator::LinkText("Orders (CSV)"))
+            .await
+            .expect("CSV link")
+            .attr("href")
+            .await
+            .expect("href")
+            .expect("an href");
+        let csv = b
+            .execute(
+                "return fetch(arguments[0]).then(r => r.text().then(t => r.status + '\\n' + t))",
+                vec![serde_json::json!(href)],
+            )
+            .await
+            .expect("fetch the CSV");
+        let csv = csv.as_str().expect("text").to_owned();
+        assert!(csv.starts_with("200\n"), "{csv}");
+        assert_eq!(
+            csv.lines().count(),
+            3,
+            "status, header and the one order: {csv}"
+        );
+        b.set_window_size(1280, 2400).await.expect("tall window");
+        browser.screenshot("dashboard", label).await;
+    });
+
     // Signing out ends the session and its device.
     w.rt.block_on(async {
         b.find(Locator::Css("header form button"))
@@ -914,4 +974,146 @@ fn pages_refuse_what_they_must() {
     assert_eq!(resp.status().as_u16(), 200);
     let after = http(&w, "GET", "/web/inbox", &session, &[]);
     assert_eq!(after.status, 303, "back to the login form");
+}
+
+/// A job completed offline by the technician while the office cancelled it
+/// shows on the conflicts page with both sides, and the form settles it.
+#[test]
+fn a_conflict_is_shown_and_resolved_through_the_page() {
+    let w = World::start(Backend::Sqlite);
+    let tomas = w.device("tomas");
+    let office = w.device("mona");
+    let clinic = account(&w, &tomas, "Clinic");
+    tomas.sync();
+    let mut job = ServiceJob::new(w.meta("tomas"), clinic, "repair");
+    job.description = "Fridge does not cool".into();
+    let job_id = office
+        .store()
+        .create_stateful(&job, &office.actor, today(8, 0))
+        .expect("job");
+    office.sync();
+    tomas.sync();
+    tomas
+        .store()
+        .transition::<ServiceJob>(
+            job_id,
+            &tomas.actor,
+            &TransitionRequest::new(JobStatus::InProgress, today(9, 0)),
+            |_| {},
+        )
+        .expect("start");
+    tomas.sync();
+    office.sync();
+    // Offline on both sides: the technician completes, the office cancels.
+    tomas
+        .store()
+        .transition::<ServiceJob>(
+            job_id,
+            &tomas.actor,
+            &TransitionRequest::new(JobStatus::Completed, today(10, 0)),
+            |j| j.resolution = Some("Replaced the compressor relay".into()),
+        )
+        .expect("complete");
+    office
+        .store()
+        .transition::<ServiceJob>(
+            job_id,
+            &office.actor,
+            &TransitionRequest::new(JobStatus::Cancelled, today(9, 59))
+                .with_reason("duplicate of another job"),
+            |_| {},
+        )
+        .expect("cancel");
+    office.sync();
+    tomas.sync();
+
+    let session = cookie_pair(&sign_in(&w, "mona", world::PASSWORD), "fieldsync_session");
+    let page = http(&w, "GET", "/web/conflicts", &session, &[]);
+    assert_eq!(page.status, 200, "{}", page.body);
+    let job = job_id.to_string();
+    for evidence in [
+        job.as_str(),
+        "Fridge does not cool",
+        "→ Completed",
+        "→ Cancelled",
+        "Reason: “duplicate of another job”",
+        "Keep which status?",
+    ] {
+        assert!(
+            page.body.contains(evidence),
+            "{evidence:?} in {}",
+            page.body
+        );
+    }
+    let action = format!("/web/conflicts/{job}/resolve");
+    assert!(page.body.contains(&action));
+    let csrf = csrf_of(&page.body);
+
+    // Refused: a forged token, and a value that is not one of the sides.
+    let forged = http(
+        &w,
+        "POST",
+        &action,
+        &session,
+        &[("csrf", "00"), ("choose", "completed")],
+    );
+    assert_eq!(forged.status, 403);
+    let wrong = http(
+        &w,
+        "POST",
+        &action,
+        &session,
+        &[("csrf", &csrf), ("choose", "closed")],
+    );
+    assert_eq!(wrong.status, 400, "{}", wrong.body);
+    assert!(
+        wrong.body.contains("choose one of the clashing values"),
+        "{}",
+        wrong.body
+    );
+    assert!(wrong.body.contains(&action), "the conflict is still listed");
+
+    let done = http(
+        &w,
+        "POST",
+        &action,
+        &session,
+        &[
+            ("csrf", &csrf),
+            ("choose", "completed"),
+            ("comment", "The repair was done."),
+        ],
+    );
+    assert_eq!(done.status, 303, "{}", done.body);
+    let back = done.location.expect("back to the queue");
+    let after = http(&w, "GET", &back, &session, &[]);
+    assert!(
+        after.body.contains("the record keeps “Completed”"),
+        "{}",
+        after.body
+    );
+    assert!(after.body.contains("No open conflicts."), "{}", after.body);
+    let again = http(
+        &w,
+        "POST",
+        &action,
+        &session,
+        &[("csrf", &csrf), ("choose", "completed")],
+    );
+    assert_eq!(again.status, 404, "{}", again.body);
+
+    tomas.sync();
+    let settled: ServiceJob = tomas.store().read_stateful(job_id).expect("read");
+    assert_eq!(settled.status, JobStatus::Completed);
+    let history = tomas
+        .store()
+        .doc(job_id)
+        .expect("doc")
+        .history()
+        .expect("history");
+    assert!(
+        history
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("The repair was done."))
+    );
 }

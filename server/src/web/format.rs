@@ -192,6 +192,49 @@ pub fn bytes(n: i64) -> String {
     }
 }
 
+/// A rate as a whole percentage (`67 %`), or a dash when there is nothing to
+/// divide by.
+pub fn percent(rate: Option<f64>) -> String {
+    match rate {
+        Some(r) if r.is_finite() => format!("{:.0} %", r * 100.0),
+        _ => "—".to_owned(),
+    }
+}
+
+/// A duration given in minutes: `45 min`, `2 h 05 min`.
+pub fn minutes(min: f64) -> String {
+    if !min.is_finite() || min < 0.0 {
+        return "—".to_owned();
+    }
+    let whole = min.round() as i64;
+    if whole < 60 {
+        format!("{whole} min")
+    } else {
+        format!("{} h {:02} min", whole / 60, whole % 60)
+    }
+}
+
+/// An age given in seconds, in its largest unit: `40 s`, `12 min`, `3 h`, `2 d 4 h`.
+pub fn age(secs: i64) -> String {
+    let s = secs.max(0);
+    if s < 60 {
+        format!("{s} s")
+    } else if s < 3_600 {
+        format!("{} min", s / 60)
+    } else if s < 86_400 {
+        format!("{} h", s / 3_600)
+    } else {
+        format!("{} d {} h", s / 86_400, (s % 86_400) / 3_600)
+    }
+}
+
+/// The last 8 characters of an id (time-ordered ids share their first ones),
+/// for tables; the whole id goes in a `title`.
+pub fn short_id(id: &str) -> String {
+    let n = id.chars().count();
+    id.chars().skip(n.saturating_sub(8)).collect()
+}
+
 /// Percent-encodes a query value (everything but unreserved characters).
 pub fn query_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -250,6 +293,24 @@ mod tests {
         assert_eq!(qty(Qty::units(2)), "2");
         assert_eq!(qty(Qty(12_500)), "1.25");
         assert_eq!(qty(Qty(-5)), "-0.0005");
+    }
+
+    #[test]
+    fn rates_durations_and_ages_read_as_words() {
+        assert_eq!(percent(Some(2.0 / 3.0)), "67 %");
+        assert_eq!(percent(Some(1.0)), "100 %");
+        assert_eq!(percent(None), "—");
+        assert_eq!(percent(Some(f64::NAN)), "—");
+        assert_eq!(minutes(44.6), "45 min");
+        assert_eq!(minutes(125.0), "2 h 05 min");
+        assert_eq!(minutes(-1.0), "—");
+        assert_eq!(age(-5), "0 s");
+        assert_eq!(age(59), "59 s");
+        assert_eq!(age(720), "12 min");
+        assert_eq!(age(3 * 3_600 + 59), "3 h");
+        assert_eq!(age(2 * 86_400 + 4 * 3_600 + 100), "2 d 4 h");
+        assert_eq!(short_id("0192f3a4-7b1c-7def-8abc-1234567890ab"), "567890ab");
+        assert_eq!(short_id("abc"), "abc");
     }
 
     #[test]

@@ -16,9 +16,15 @@
 //!
 //! Pages: `/web/login`, `/web/inbox` (filters, sorting, bulk decisions),
 //! `/web/reports/{id}` (the report and its decision form),
-//! `/web/attachments/{sha256}` (downloads for the signed-in manager).
+//! `/web/dashboard` (the team's figures and the fleet's sync health, with
+//! CSV downloads at `/web/export/{visits,orders,jobs}.csv`),
+//! `/web/conflicts` (the conflicts queue and its resolve forms),
+//! `/web/attachments/{sha256}` and `.../thumbnail` (downloads and photo
+//! thumbnails for the signed-in manager).
 
 pub mod chart;
+mod conflicts;
+mod dashboard;
 mod format;
 mod inbox;
 mod report;
@@ -66,7 +72,15 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/web/inbox/decisions", post(inbox::decide))
         .route("/web/reports/{id}", get(report::show))
         .route("/web/reports/{id}/decision", post(report::decide))
+        .route("/web/dashboard", get(dashboard::show))
+        .route("/web/export/{file}", get(dashboard::csv))
+        .route("/web/conflicts", get(conflicts::show))
+        .route(
+            "/web/conflicts/{record_id}/resolve",
+            post(conflicts::resolve),
+        )
         .route("/web/attachments/{sha256}", get(attachment))
+        .route("/web/attachments/{sha256}/thumbnail", get(thumbnail))
         .route("/web/assets/app.css", get(css))
         .route("/web/assets/app.js", get(js))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))
@@ -124,6 +138,18 @@ async fn attachment(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, WebError> {
     crate::attachments::download(State(state), web.user, path)
+        .await
+        .map_err(WebError::Api)
+}
+
+/// `GET /web/attachments/{sha256}/thumbnail`: a photo's thumbnail for the
+/// signed-in manager (same scope rule as the download).
+async fn thumbnail(
+    State(state): State<Arc<AppState>>,
+    web: WebUser,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, WebError> {
+    crate::attachments::thumbnail_of(State(state), web.user, path)
         .await
         .map_err(WebError::Api)
 }
@@ -199,6 +225,8 @@ pub fn page(title: &str, chrome: Option<Chrome<'_>>, body: Markup) -> Markup {
                         nav aria-label="Main" {
                             ul {
                                 li { a href="/web/inbox" aria-current=[(title == "Review inbox").then_some("page")] { "Review inbox" } }
+                                li { a href="/web/dashboard" aria-current=[(title == "Team dashboard").then_some("page")] { "Dashboard" } }
+                                li { a href="/web/conflicts" aria-current=[(title == "Conflicts").then_some("page")] { "Conflicts" } }
                             }
                         }
                         div.who {

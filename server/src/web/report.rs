@@ -9,6 +9,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use fieldsync_core::RecordId;
+use fieldsync_core::model::signature::SignatureVerdict;
 use fieldsync_core::model::{CheckPoint, DeviceTime, ReportStatus, VisitOutcome};
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -29,12 +30,30 @@ fn parse_id(id: &str) -> Result<RecordId, WebError> {
     id.parse().map_err(|_| WebError::Api(ApiError::NotFound))
 }
 
-async fn load(state: &AppState, web: &WebUser, id: RecordId) -> Result<ReportDetail, WebError> {
+/// The report and the signature verdict of each of its orders that is signed
+/// (same order as `detail.orders`).
+struct Loaded {
+    detail: ReportDetail,
+    verdicts: Vec<Option<SignatureVerdict>>,
+}
+
+async fn load(state: &AppState, web: &WebUser, id: RecordId) -> Result<Loaded, WebError> {
     let caller = crate::sync::caller(state, &web.user)?;
-    reports::detail(&state.db, &caller, id)
+    let detail = reports::detail(&state.db, &caller, id)
         .await
         .map_err(ApiError::Unavailable)?
-        .ok_or(WebError::Api(ApiError::NotFound))
+        .ok_or(WebError::Api(ApiError::NotFound))?;
+    let mut verdicts = Vec::with_capacity(detail.orders.len());
+    for o in &detail.orders {
+        let verdict = match &o.order.signature {
+            None => None,
+            Some(_) => crate::signatures::signature_verdict(&state.db, &caller, o.id)
+                .await
+                .map_err(|e| ApiError::Internal(anyhow::anyhow!("signature verdict: {e}")))?,
+        };
+        verdicts.push(verdict);
+    }
+    Ok(Loaded { detail, verdicts })
 }
 
 /// `GET /web/reports/{id}`.
@@ -45,7 +64,7 @@ pub(super) async fn show(
     WebQuery(params): WebQuery<ReportParams>,
 ) -> Result<Response, WebError> {
     let id = parse_id(&id)?;
-    let detail = load(&state, &web, id).await?;
+    let loaded = load(&state, &web, id).await?;
     let notice = match params.decided.as_deref() {
         Some("approved") => Some((
             true,
@@ -58,7 +77,7 @@ pub(super) async fn show(
         _ => None,
     };
     let notice = notice.map(|(ok, text)| (ok, text.to_owned()));
-    Ok(render(&web, &detail, notice, "").into_response())
+    Ok(render(&web, &loaded, notice, "").into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,9 +114,9 @@ pub(super) async fn decide(
             Ok(Redirect::to(&format!("/web/reports/{record}?decided={status}")).into_response())
         }
         Err(e @ (ApiError::BadRequest(_) | ApiError::Conflict(_))) => {
-            let detail = load(&state, &web, record).await?;
+            let loaded = load(&state, &web, record).await?;
             let status = e.status();
-            let page = render(&web, &detail, Some((false, e.to_string())), &form.comment);
+            let page = render(&web, &loaded, Some((false, e.to_string())), &form.comment);
             Ok((status, page).into_response())
         }
         Err(e) => Err(WebError::Api(e)),
@@ -108,12 +127,8 @@ fn time(t: Option<DeviceTime>) -> String {
     t.map(format::date_time).unwrap_or_else(|| "—".into())
 }
 
-fn render(
-    web: &WebUser,
-    d: &ReportDetail,
-    notice: Option<(bool, String)>,
-    comment: &str,
-) -> Markup {
+fn render(web: &WebUser, loaded: &Loaded, notice: Option<(bool, String)>, comment: &str) -> Markup {
+    let d = &loaded.detail;
     let account = d
         .account
         .as_ref()
@@ -170,7 +185,7 @@ fn render(
             (visit_section(d))
         }
         (checklists_section(d))
-        (orders_section(d))
+        (orders_section(d, &loaded.verdicts))
         (attachments_section(d))
         section aria-labelledby="h-review" {
             h2 #h-review { "Review" }
@@ -373,7 +388,7 @@ fn checklists_section(d: &ReportDetail) -> Markup {
     }
 }
 
-fn orders_section(d: &ReportDetail) -> Markup {
+fn orders_section(d: &ReportDetail, verdicts: &[Option<SignatureVerdict>]) -> Markup {
     html! {
         section aria-labelledby="h-orders" {
             h2 #h-orders { "Orders" }
@@ -415,7 +430,13 @@ fn orders_section(d: &ReportDetail) -> Markup {
                     }
                 }
                 @if let Some(sig) = &o.order.signature {
-                    p { "Signed by " (sig.signer_name) " at " (format::date_time(sig.at)) ". "
+                    p.signature {
+                        @match verdicts.get(n).and_then(Option::as_ref) {
+                            Some(SignatureVerdict::Matches) => { span.badge.approved { "Signature matches" } " " }
+                            Some(SignatureVerdict::NoLongerMatches { .. }) => { span.badge.changes_requested { "Signature no longer matches: the order changed after signing" } " " }
+                            _ => {}
+                        }
+                        "Signed by " (sig.signer_name) " at " (format::date_time(sig.at)) ". "
                         a href=(format!("/web/attachments/{}", sig.image_sha256)) { "Signature image" } }
                 }
             }
@@ -431,6 +452,13 @@ fn attachments_section(d: &ReportDetail) -> Markup {
             ul.attachments {
                 @for (n, a) in d.attachments.iter().enumerate() {
                     li {
+                        @if a.complete && a.kind == "photo" {
+                            a.thumb href=(format!("/web/attachments/{}", a.sha256)) {
+                                img src=(format!("/web/attachments/{}/thumbnail", a.sha256))
+                                    alt=(format!("Photo {} (opens the original)", n + 1))
+                                    loading="lazy";
+                            }
+                        }
                         @if a.complete {
                             a href=(format!("/web/attachments/{}", a.sha256)) download {
                                 "Download " (a.kind) " " (n + 1) " (original, " (a.content_type) ", " (format::bytes(a.size)) ")"

@@ -1,0 +1,224 @@
+//! `/web/conflicts`: the queue of semantic clashes (e.g. a job completed
+//! offline while the office cancelled it), each with both sides and their
+//! evidence (value, who, device, when, the status-history event with its
+//! reason and position, the record's fields) and a form that keeps one side
+//! (`POST /web/conflicts/{record_id}/resolve`, through
+//! [`crate::conflicts::resolve`]).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use fieldsync_core::model::DeviceTime;
+use maud::{Markup, html};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::format;
+use super::{WebError, WebForm, WebQuery, WebUser, page};
+use crate::AppState;
+use crate::conflicts::{self, ConflictItem, HistoryEntry, ResolveBody};
+use crate::error::ApiError;
+
+/// Fields of the record shown in its summary, at most.
+const SUMMARY_FIELDS: usize = 16;
+
+/// The outcome of a resolution, shown once.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct QueueParams {
+    resolved: Option<String>,
+    status: Option<String>,
+}
+
+/// `GET /web/conflicts`.
+pub(super) async fn show(
+    State(state): State<Arc<AppState>>,
+    web: WebUser,
+    WebQuery(params): WebQuery<QueueParams>,
+) -> Result<Response, WebError> {
+    let items = conflicts::list(&state, &web.user).await?;
+    let notice = match (params.resolved.as_deref(), params.status.as_deref()) {
+        (Some(_), Some(status)) => Some((
+            true,
+            format!(
+                "Resolved: the record keeps “{}”. Devices get it with their next sync.",
+                format::status(status)
+            ),
+        )),
+        _ => None,
+    };
+    Ok(render(&web, &items, notice).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct ResolveForm {
+    csrf: Option<String>,
+    choose: Option<String>,
+    #[serde(default)]
+    comment: String,
+}
+
+/// `POST /web/conflicts/{record_id}/resolve`: keeps the chosen side. A refused
+/// resolution shows the queue again with the reason.
+pub(super) async fn resolve(
+    State(state): State<Arc<AppState>>,
+    web: WebUser,
+    Path(record_id): Path<String>,
+    WebForm(form): WebForm<ResolveForm>,
+) -> Result<Response, WebError> {
+    web.check_csrf(form.csrf.as_deref())?;
+    let Some(choose) = form.choose.filter(|c| !c.is_empty()) else {
+        return refused(
+            &state,
+            &web,
+            ApiError::BadRequest("choose the side to keep".into()),
+        )
+        .await;
+    };
+    let body = ResolveBody {
+        choose,
+        comment: Some(form.comment),
+    };
+    match conflicts::resolve(&state, &web.user, &record_id, &body).await {
+        Ok(done) => Ok(Redirect::to(&format!(
+            "/web/conflicts?resolved={}&status={}",
+            format::query_escape(&done.record_id),
+            format::query_escape(&done.status)
+        ))
+        .into_response()),
+        Err(e @ (ApiError::BadRequest(_) | ApiError::Conflict(_) | ApiError::NotFound)) => {
+            refused(&state, &web, e).await
+        }
+        Err(e) => Err(WebError::Api(e)),
+    }
+}
+
+async fn refused(state: &AppState, web: &WebUser, e: ApiError) -> Result<Response, WebError> {
+    let status = e.status();
+    let text = match e {
+        ApiError::NotFound => {
+            "That conflict is no longer open (it may have been resolved already).".to_owned()
+        }
+        other => other.to_string(),
+    };
+    let items = conflicts::list(state, &web.user).await?;
+    Ok((status, render(web, &items, Some((false, text)))).into_response())
+}
+
+/// A JSON value as text: strings bare, the rest as JSON.
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "—".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+fn when(at_ms: i64, tz_offset_min: i32) -> String {
+    format::date_time(DeviceTime {
+        at_ms,
+        tz_offset_min,
+    })
+}
+
+fn gps_text(gps: &Value) -> String {
+    let num = |k: &str| gps.get(k).and_then(Value::as_f64);
+    match (num("lat"), num("lng")) {
+        (Some(lat), Some(lon)) => match num("accuracy_m") {
+            Some(acc) => format!("{lat:.5}, {lon:.5} (±{acc:.0} m)"),
+            None => format!("{lat:.5}, {lon:.5}"),
+        },
+        _ => value_text(gps),
+    }
+}
+
+fn event(e: &HistoryEntry) -> Markup {
+    html! {
+        (e.from.as_deref().map_or("Created".to_owned(), format::status)) " → " (format::status(&e.to))
+        " by " (e.by.name) " (" (e.role) ")"
+        @if let Some(dev) = &e.device_id { " on device " span.meta title=(dev) { (format::short_id(dev)) } }
+        " at " (when(e.at_ms, e.tz_offset_min))
+        @if let Some(gps) = &e.gps { ", at " (gps_text(gps)) }
+        @if let Some(r) = &e.reason { ". Reason: “" (r) "”" }
+    }
+}
+
+fn render(web: &WebUser, items: &[ConflictItem], notice: Option<(bool, String)>) -> Markup {
+    let body = html! {
+        h1 { "Conflicts" }
+        p.meta { "Records whose status was changed on two sides at once (for example a job completed offline while the office cancelled it). The record shows one side until you keep one; devices get your choice with their next sync." }
+        @if let Some((ok, text)) = &notice {
+            p class=(if *ok { "notice ok" } else { "notice error" }) role=(if *ok { "status" } else { "alert" }) { (text) }
+        }
+        @if items.is_empty() { p.empty #no-conflicts { "No open conflicts." } }
+        @for (n, c) in items.iter().enumerate() { (item(web, n, c)) }
+    };
+    page("Conflicts", Some(web.chrome()), body)
+}
+
+fn item(web: &WebUser, n: usize, c: &ConflictItem) -> Markup {
+    let heading = format!("h-conflict-{n}");
+    let summary: Vec<(&String, &Value)> = c
+        .record
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .filter(|(_, v)| !v.is_object() && !v.is_array())
+                .take(SUMMARY_FIELDS)
+                .collect()
+        })
+        .unwrap_or_default();
+    html! {
+        section.conflict aria-labelledby=(heading) data-record=(c.record_id) {
+            h2 #(heading) { (format::status(&c.kind)) " " span.meta { (c.record_id) } }
+            p {
+                "The " (c.path) " clashes"
+                @if let Some(s) = &c.shown { "; the record shows “" (format::status(s)) "” now" }
+                ". Detected " (crate::analytics::dates::rfc3339(c.detected_at.saturating_mul(1_000)))
+                @if let Some(p) = &c.detected_by { " in a sync by " (p.name) }
+                @if let Some(d) = &c.detected_device { " from device " span.meta title=(d) { (format::short_id(d)) } }
+                "."
+            }
+            div.table-wrap {
+                table.sides {
+                    caption { "Both sides" }
+                    thead { tr { th scope="col" { "Value" } th scope="col" { "Written by" } th scope="col" { "Device" } th scope="col" { "Evidence (status history)" } } }
+                    tbody {
+                        @for s in &c.sides {
+                            tr {
+                                th scope="row" { (format::status(&value_text(&s.value))) @if s.shown { " " span.badge { "shown now" } } }
+                                td { (s.by.as_ref().map_or("Unknown", |p| p.name.as_str())) }
+                                td { (s.device_id.as_deref().map_or("web app or server".to_owned(), format::short_id)) }
+                                td { @if let Some(e) = &s.event { (event(e)) } @else { "No matching history event." } }
+                            }
+                        }
+                    }
+                }
+            }
+            details {
+                summary { "The record and its full status history" }
+                dl {
+                    @for (k, v) in &summary { dt { (k) } dd { (value_text(v)) } }
+                }
+                ol { @for e in &c.history { li { (event(e)) } } }
+                @if !c.other_fields.is_empty() {
+                    p { (c.other_fields.len()) " other fields were edited on both sides too; both values are kept." }
+                }
+            }
+            form.resolve method="post" action=(format!("/web/conflicts/{}/resolve", c.record_id)) {
+                input type="hidden" name="csrf" value=(web.csrf);
+                fieldset {
+                    legend { "Keep which " (c.path) "?" }
+                    @for (i, s) in c.sides.iter().enumerate() {
+                        @let id = format!("choose-{n}-{i}");
+                        @let v = value_text(&s.value);
+                        div { input #(id) type="radio" name="choose" value=(v) required; " " label for=(id) { (format::status(&v)) } }
+                    }
+                    label for=(format!("comment-{n}")) { "Comment (optional, kept in the status history)" }
+                    textarea #(format!("comment-{n}")) name="comment" rows="2" {}
+                    div.buttons { button type="submit" { "Resolve" } }
+                }
+            }
+        }
+    }
+}
