@@ -32,7 +32,7 @@ use fieldsync_core::model::visit::{self, Site, Visit};
 use fieldsync_core::model::{
     Account, Answer, AnswerValue, ChecklistResponse, ChecklistTemplate, DeviceTime, GeoPoint,
     JobStatus, KpiValue, Location, Money, Order, OrderLine, Qty, Question, QuestionKind,
-    ServiceJob, TransitionRequest, VisitOutcome, VisitReport, order, report,
+    ServiceJob, Signer, TransitionRequest, VisitOutcome, VisitReport, order, report,
 };
 use fieldsync_core::store::AttachmentKind;
 use world::{Backend, Device, World};
@@ -265,7 +265,33 @@ fn review_in_the_browser(backend: Backend, label: &str) {
     let hotel = account(&w, &phone, "Hotel Avenida");
     // Checked in and out 30 m from the site: inside the 100 m fence.
     let (visit_id, report_id) = visit_with_report(&w, &phone, hotel, 9, 30.0, "Met the buyer.");
-    order_on(&w, &phone, hotel, visit_id);
+    let order_id = order_on(&w, &phone, hotel, visit_id);
+    // The customer signs the order on the rep's phone.
+    let drawn = phone
+        .store()
+        .attach(
+            order_id,
+            AttachmentKind::Signature,
+            "image/png",
+            b"\x89PNG\r\n\x1a\n a signature drawn on the phone",
+            today(9, 43),
+            None,
+        )
+        .expect("signature image");
+    phone
+        .store()
+        .sign_order(
+            order_id,
+            &phone.actor,
+            today(9, 43),
+            Signer {
+                name: "Maria Lopes".into(),
+                role: Some("owner".into()),
+                image_sha256: drawn,
+                gps: None,
+            },
+        )
+        .expect("sign");
     let png = b"\x89PNG\r\n\x1a\n fieldsync shelf photo".to_vec();
     let photo = phone
         .store()
@@ -349,6 +375,8 @@ fn review_in_the_browser(backend: Backend, label: &str) {
             "facings",
             "Shelf audit (v1)",
             "Is the display stocked?",
+            "Signature matches",
+            "Signed by Maria Lopes",
         ] {
             assert!(html.contains(expected), "the report page shows {expected:?}");
         }
@@ -360,6 +388,10 @@ fn review_in_the_browser(backend: Backend, label: &str) {
         assert!(stocked < facings && facings < shelf, "answers in form order");
         let href = format!("/web/attachments/{photo}");
         assert!(html.contains(&href), "the photo's download is linked");
+        assert!(
+            html.contains(&format!("src=\"{href}/thumbnail\"")),
+            "the photo shows as its thumbnail"
+        );
         let status = b
             .execute(
                 "return fetch(arguments[0]).then(r => r.status + ' ' + r.headers.get('content-type'))",
