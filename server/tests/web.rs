@@ -1059,7 +1059,43 @@ fn a_conflict_is_shown_and_resolved_through_the_page() {
     office.sync();
     tomas.sync();
 
+    // The pages need a session; the dashboard refuses a backwards range and
+    // the downloads know only their three files.
+    let anonymous = http(&w, "GET", "/web/conflicts", "", &[]);
+    assert_eq!(anonymous.status, 303);
     let session = cookie_pair(&sign_in(&w, "mona", world::PASSWORD), "fieldsync_session");
+    let backwards = http(
+        &w,
+        "GET",
+        "/web/dashboard?from=2026-12-01&to=2026-11-01",
+        &session,
+        &[],
+    );
+    assert_eq!(backwards.status, 400, "{}", backwards.body);
+    assert!(
+        backwards.body.contains("`to` is before `from`"),
+        "{}",
+        backwards.body
+    );
+    assert_eq!(
+        http(&w, "GET", "/web/export/users.csv", &session, &[]).status,
+        404
+    );
+    let jobs = http(&w, "GET", "/web/export/jobs.csv", &session, &[]);
+    assert_eq!(jobs.status, 200, "{}", jobs.body);
+    assert_eq!(
+        jobs.body.lines().count(),
+        2,
+        "the header and the job: {}",
+        jobs.body
+    );
+    let dashboard = http(&w, "GET", "/web/dashboard", &session, &[]);
+    assert!(
+        dashboard.body.contains("1 open conflicts"),
+        "{}",
+        dashboard.body
+    );
+
     let page = http(&w, "GET", "/web/conflicts", &session, &[]);
     assert_eq!(page.status, 200, "{}", page.body);
     let job = job_id.to_string();
