@@ -553,7 +553,7 @@ fn review_in_the_browser(backend: Backend, label: &str) {
         let completed = text("fig-completed").await;
         assert!(completed.starts_with("3 "), "{completed:?}");
         let value = text("fig-order-value").await;
-        assert!(value.starts_with("35.80 EUR in 1 orders"), "{value:?}");
+        assert!(value.starts_with("35.80 EUR in 1 order,"), "{value:?}");
         let outside = text("fig-outside").await;
         assert!(outside.starts_with("1 of 3"), "{outside:?}");
         let compliance = text("fig-compliance").await;
@@ -1091,7 +1091,7 @@ fn a_conflict_is_shown_and_resolved_through_the_page() {
     );
     let dashboard = http(&w, "GET", "/web/dashboard", &session, &[]);
     assert!(
-        dashboard.body.contains("1 open conflicts"),
+        dashboard.body.contains("1 open conflict<"),
         "{}",
         dashboard.body
     );

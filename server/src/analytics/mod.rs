@@ -495,7 +495,8 @@ async fn fleet(db: &Database, scope: &Scope, range: DateRange, now: i64) -> Resu
              h.oldest_unsynced_ms, h.pending_attachment_bytes, h.app_version \
              FROM devices d JOIN users u ON u.id = d.user_id \
              LEFT JOIN device_health h ON h.device_id = d.id \
-             WHERE d.org_id = $1 AND d.revoked_at IS NULL AND ($2 = 2 OR u.team_id = $3) \
+             WHERE d.org_id = $1 AND d.revoked_at IS NULL AND d.platform <> 'web' \
+               AND ($2 = 2 OR u.team_id = $3) \
              ORDER BY COALESCE(h.last_sync_at, d.created_at), d.id",
         )
         .bind(uuid(org))

@@ -186,7 +186,7 @@ fn render(web: &WebUser, d: &Dashboard, range: &DateRange, team: Option<&str>) -
                     @if v.order_value.is_empty() { "—" }
                     @for (i, ov) in v.order_value.iter().enumerate() {
                         @if i > 0 { "; " }
-                        (format::amount(ov.total_minor, &ov.currency)) " in " (ov.orders) " orders, "
+                        (format::amount(ov.total_minor, &ov.currency)) " in " (format::count(ov.orders, "order", "orders")) ", "
                         (or_dash(ov.per_visit_minor.map(|m| format::amount(m.round() as i64, &ov.currency)))) " per completed visit"
                     }
                     span.hint { " — net (after discounts, before tax) of the taken orders" }
@@ -237,7 +237,7 @@ fn fleet_section(d: &Dashboard) -> Markup {
         section aria-labelledby="h-fleet" {
             h2 #h-fleet { "Fleet sync health" }
             p {
-                a href="/web/conflicts" { (fleet.open_conflicts) " open conflicts" } " · "
+                a href="/web/conflicts" { (format::count(fleet.open_conflicts, "open conflict", "open conflicts")) } " · "
                 (fleet.rejected_changes) " changes refused by the server in the range · "
                 @if fleet.silent_over_a_day > 0 {
                     strong.silent { (fleet.silent_over_a_day) " devices silent for more than a day" }

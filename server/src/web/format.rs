@@ -248,6 +248,11 @@ pub fn query_escape(text: &str) -> String {
     out
 }
 
+/// `n` with the singular or plural noun: "1 order", "3 orders".
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,5 +325,15 @@ mod tests {
             "%2Fweb%2Finbox%3Fa%3D1%26b"
         );
         assert_eq!(status("changes_requested"), "Changes requested");
+    }
+
+    #[test]
+    fn counts_take_the_plural_except_for_one() {
+        assert_eq!(count(0, "order", "orders"), "0 orders");
+        assert_eq!(count(1, "order", "orders"), "1 order");
+        assert_eq!(
+            count(2, "open conflict", "open conflicts"),
+            "2 open conflicts"
+        );
     }
 }
