@@ -490,6 +490,74 @@ fn review_in_the_browser(backend: Backend, label: &str) {
             "approved reports leave the inbox"
         );
 
+        // Rep and date filters (the visits are today, UTC).
+        let day = |offset: i64| {
+            let ms = today(0, 0).at_ms + offset * 86_400_000;
+            let days = ms.div_euclid(86_400_000);
+            // Days since the epoch to a calendar date, the long way round.
+            let mut y = 1970;
+            let mut d = days;
+            loop {
+                let len = if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 {
+                    366
+                } else {
+                    365
+                };
+                if d < len {
+                    break;
+                }
+                d -= len;
+                y += 1;
+            }
+            let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+            let months = [
+                31,
+                if leap { 29 } else { 28 },
+                31,
+                30,
+                31,
+                30,
+                31,
+                31,
+                30,
+                31,
+                30,
+                31,
+            ];
+            let mut m = 0;
+            while d >= months[m] {
+                d -= months[m];
+                m += 1;
+            }
+            format!("{y:04}-{:02}-{:02}", m + 1, d + 1)
+        };
+        let ana = w.person("ana").id;
+        let (today_s, tomorrow) = (day(0), day(1));
+        b.goto(&format!(
+            "{base}/web/inbox?rep={ana}&from={today_s}&to={today_s}"
+        ))
+        .await
+        .expect("goto");
+        let html = b.source().await.expect("source");
+        assert!(
+            html.contains("Quiosque Sol") && html.contains("Padaria Central"),
+            "{html}"
+        );
+        b.goto(&format!("{base}/web/inbox?from={tomorrow}"))
+            .await
+            .expect("goto");
+        let html = b.source().await.expect("source");
+        assert!(
+            html.contains("No reports match"),
+            "nothing from tomorrow on"
+        );
+        let ben = w.person("ben").id;
+        b.goto(&format!("{base}/web/inbox?rep={ben}"))
+            .await
+            .expect("goto");
+        let html = b.source().await.expect("source");
+        assert!(html.contains("No reports match"), "ben has none");
+
         b.goto(&format!("{base}/web/inbox?sort=account&dir=asc"))
             .await
             .expect("goto");
