@@ -27,12 +27,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use fieldsync_core::RecordId;
 use fieldsync_core::model::{
-    Actor, AssignmentStatus, Conflict, DeviceTime, JobStatus, OrderStatus, RecordDoc, RecordKind,
+    AssignmentStatus, Conflict, DeviceTime, JobStatus, OrderStatus, RecordDoc, RecordKind,
     ReportStatus, Status, StatusEvent, VisitStatus,
 };
-use fieldsync_core::protocol::{PushOutcome, PushRequest, RecordChanges};
 use serde::{Deserialize, Serialize};
-use serde_bytes::ByteBuf;
 use serde_json::Value;
 
 use crate::AppState;
@@ -400,9 +398,7 @@ pub async fn resolve(
             "a comment holds at most {MAX_COMMENT_BYTES} bytes"
         )));
     }
-    let mut caller = crate::sync::caller(state, user)?;
-    caller.actor = Actor::without_device(user.id, user.role);
-    caller.actor_id = crate::review::web_actor(user.id);
+    let caller = crate::review::web_caller(state, user)?;
     let Some((kind, bytes)) = store::readable_doc(&state.db, &caller, id)
         .await
         .map_err(ApiError::Unavailable)?
@@ -455,34 +451,11 @@ pub async fn resolve(
         _ => Err(ApiError::Conflict("this record has no status".into())),
     };
     settled?;
-    let changes: Vec<ByteBuf> = doc
-        .automerge()
-        .get_changes(&before)
-        .iter()
-        .map(|c| ByteBuf::from(c.raw_bytes().to_vec()))
-        .collect();
-    let resp = store::push(
-        &state.db,
-        &state.gate,
-        &caller,
-        &PushRequest {
-            batch: uuid::Uuid::now_v7(),
-            records: vec![RecordChanges { id, kind, changes }],
-            health: None,
-        },
-    )
-    .await
-    .map_err(ApiError::Unavailable)?;
-    match resp.results.into_iter().next().map(|r| r.outcome) {
-        Some(PushOutcome::Accepted { .. }) => Ok(Resolved {
-            record_id: id.to_string(),
-            status: body.choose.clone(),
-        }),
-        Some(PushOutcome::Rejected(r)) => Err(ApiError::Conflict(r.message)),
-        None => Err(ApiError::Internal(anyhow::anyhow!(
-            "the push answered nothing"
-        ))),
-    }
+    crate::review::push_since(state, &caller, id, kind, &mut doc, &before).await?;
+    Ok(Resolved {
+        record_id: id.to_string(),
+        status: body.choose.clone(),
+    })
 }
 
 fn settle<S: Status>(

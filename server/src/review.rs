@@ -300,9 +300,7 @@ pub(crate) async fn decide(
             "say what to change: a comment is required to request changes".into(),
         ));
     }
-    let mut caller = crate::sync::caller(state, user)?;
-    caller.actor = Actor::without_device(user.id, user.role);
-    caller.actor_id = web_actor(user.id);
+    let caller = web_caller(state, user)?;
     let Some((kind, bytes)) = store::readable_doc(&state.db, &caller, id)
         .await
         .map_err(ApiError::Unavailable)?
@@ -327,16 +325,44 @@ pub(crate) async fn decide(
         }
     };
     made.map_err(|e| ApiError::Conflict(e.to_string()))?;
+    push_since(state, &caller, id, kind, &mut doc, &before).await?;
+    Ok(match decision {
+        Decision::Approve => "approved",
+        Decision::RequestChanges => "changes_requested",
+    }
+    .to_owned())
+}
+
+/// The caller as whom the server writes on `user`'s behalf: the user's scope,
+/// no device, and the user's [`web_actor`].
+pub(crate) fn web_caller(state: &AppState, user: &AuthUser) -> Result<store::Caller, ApiError> {
+    let mut caller = crate::sync::caller(state, user)?;
+    caller.actor = Actor::without_device(user.id, user.role);
+    caller.actor_id = web_actor(user.id);
+    Ok(caller)
+}
+
+/// Stores the changes made to `doc` since `before` through the push path a
+/// device uses (scope, state machines, change log, live notes); a refusal is a
+/// 409 with the push's reason.
+pub(crate) async fn push_since(
+    state: &AppState,
+    caller: &store::Caller,
+    id: RecordId,
+    kind: RecordKind,
+    doc: &mut RecordDoc,
+    before: &[automerge::ChangeHash],
+) -> Result<(), ApiError> {
     let changes: Vec<ByteBuf> = doc
         .automerge()
-        .get_changes(&before)
+        .get_changes(before)
         .iter()
         .map(|c| ByteBuf::from(c.raw_bytes().to_vec()))
         .collect();
     let resp = store::push(
         &state.db,
         &state.gate,
-        &caller,
+        caller,
         &PushRequest {
             batch: uuid::Uuid::now_v7(),
             records: vec![RecordChanges { id, kind, changes }],
@@ -346,11 +372,7 @@ pub(crate) async fn decide(
     .await
     .map_err(ApiError::Unavailable)?;
     match resp.results.into_iter().next().map(|r| r.outcome) {
-        Some(PushOutcome::Accepted { .. }) => Ok(match decision {
-            Decision::Approve => "approved",
-            Decision::RequestChanges => "changes_requested",
-        }
-        .to_owned()),
+        Some(PushOutcome::Accepted { .. }) => Ok(()),
         Some(PushOutcome::Rejected(r)) => Err(ApiError::Conflict(r.message)),
         None => Err(ApiError::Internal(anyhow::anyhow!(
             "the push answered nothing"
