@@ -14,19 +14,12 @@
 //! fieldsync-server --bench attachments`); `FIELDSYNC_BENCH_BACKENDS` picks the
 //! databases as for the sync bench.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-#[path = "../tests/world/mod.rs"]
-#[allow(dead_code)]
-mod world;
-
 use std::time::Instant;
 
 use fieldsync_core::RecordId;
-use fieldsync_core::model::{Account, DeviceTime, Visit};
+use fieldsync_core::model::{Account, Visit};
+use fieldsync_test_support::{Backend, World, sha256_hex, today};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use world::{Backend, World};
 
 const MB: usize = 1_000_000;
 const MIB: usize = 1024 * 1024;
@@ -84,10 +77,6 @@ struct Run {
     peak_kib: u64,
 }
 
-fn sha(bytes: &[u8]) -> String {
-    hex::encode(&Sha256::digest(bytes)[..])
-}
-
 /// Bytes that differ from file to file and do not compress.
 fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -100,11 +89,6 @@ fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     }
     out.truncate(len);
     out
-}
-
-fn today(hour: i64) -> DeviceTime {
-    let now = DeviceTime::now_utc().at_ms;
-    DeviceTime::utc(now - now.rem_euclid(86_400_000) + hour * 3_600_000)
 }
 
 fn run(backend: Backend, files: usize, size: usize) -> Run {
@@ -129,7 +113,7 @@ fn run(backend: Backend, files: usize, size: usize) -> Run {
         )
         .expect("visit");
     ana.sync();
-    let token = ana.client.session().expect("session").access_token;
+    let token = ana.access_token();
     let auth = format!("Bearer {token}");
     // Made before the clock starts; the bench's own memory is not the server's.
     let photos: Vec<Vec<u8>> = (0..files)
@@ -139,7 +123,7 @@ fn run(backend: Backend, files: usize, size: usize) -> Run {
     let before_kib = w.server_rss_kib().expect("server RSS");
     let started = Instant::now();
     for data in &photos {
-        let hash = sha(data);
+        let hash = sha256_hex(data);
         let declared: Value = agent
             .post(format!("{}/v1/attachments", w.base))
             .header("authorization", &auth)
@@ -157,7 +141,7 @@ fn run(backend: Backend, files: usize, size: usize) -> Run {
                 .put(format!("{}/v1/attachments/{hash}/chunks/{idx}", w.base))
                 .header("authorization", &auth)
                 .header("content-type", "application/octet-stream")
-                .header("x-chunk-sha256", sha(chunk))
+                .header("x-chunk-sha256", sha256_hex(chunk))
                 .send(chunk)
                 .expect("chunk");
         }

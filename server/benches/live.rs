@@ -16,24 +16,18 @@
 //! Device rows are registered directly and their tokens minted with the test
 //! key, so the figures measure the channel, not 2,500 password hashes.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-#[path = "../tests/world/mod.rs"]
-#[allow(dead_code)]
-mod world;
-
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::sync::mpsc::channel;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fieldsync_core::model::{Account, DeviceTime, Visit};
+use fieldsync_core::model::{Account, Visit};
 use fieldsync_core::sync::{LiveEvent, LiveListener, LiveOptions, NoProgress};
 use fieldsync_core::{DeviceId, RecordId};
-use fieldsync_server::accounts::{self, DeviceInfo};
+use fieldsync_server::service::accounts::{self, DeviceInfo};
 use fieldsync_server::{AuthKeys, Settings};
-use world::{Backend, World};
+use fieldsync_test_support::{Backend, SECRET, World, today};
 
 const ROUNDS: usize = 20;
 
@@ -71,7 +65,7 @@ type Row = (&'static str, String, String, &'static str);
 /// Access tokens for `n` new devices of `user`, registered directly.
 fn tokens(w: &World, user: &str, n: usize) -> Vec<String> {
     let settings = Settings {
-        jwt_secret: Some(fieldsync_server::settings::Secret::new(world::SECRET)),
+        jwt_secret: Some(fieldsync_server::settings::Secret::new(SECRET)),
         ..Settings::default()
     };
     let person = w.person(user);
@@ -144,11 +138,6 @@ impl LiveListener for Events {
             let _ = tx.send(event);
         }
     }
-}
-
-fn today(hour: i64) -> DeviceTime {
-    let now = DeviceTime::now_utc().at_ms;
-    DeviceTime::utc(now - now.rem_euclid(86_400_000) + hour * 3_600_000)
 }
 
 fn run(backend: Backend, name: &'static str, live: usize, idle: usize) -> Vec<Row> {

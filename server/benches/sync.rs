@@ -14,12 +14,6 @@
 //! Bytes are CBOR body bytes of the sync requests and answers (HTTP headers add
 //! about 300 bytes per round trip).
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-#[path = "../tests/world/mod.rs"]
-#[allow(dead_code)]
-mod world;
-
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -28,9 +22,10 @@ use fieldsync_core::automerge::ActorId;
 use fieldsync_core::model::{Account, Actor, DeviceTime, RecordDoc, Visit};
 use fieldsync_core::protocol::{PushOutcome, PushRequest, RecordChanges};
 use fieldsync_core::sync::{NoProgress, SyncOptions};
-use fieldsync_server::store::{self, Caller, WriteGate};
+use fieldsync_server::Caller;
+use fieldsync_server::service::{self, Context};
+use fieldsync_test_support::{Backend, Device, World};
 use serde_bytes::ByteBuf;
-use world::{Backend, Device, World};
 
 fn main() {
     let records: usize = std::env::var("FIELDSYNC_BENCH_RECORDS")
@@ -195,10 +190,13 @@ fn seed(w: &World, n: usize) -> Vec<RecordId> {
         org: w.org,
         team: Some(ana.team),
         territory: Some(w.territory),
+        display_name: "Ana".into(),
         actor_id: ActorId::random(),
         window: None,
     };
-    let gate = WriteGate::default();
+    let ctx =
+        w.rt.block_on(Context::open(&w.settings, w.db.clone()))
+            .expect("a node's context");
     let yesterday = start_of_yesterday();
     let mut visits = Vec::with_capacity(n);
     let mut batch: Vec<RecordDoc> = Vec::new();
@@ -245,9 +243,8 @@ fn seed(w: &World, n: usize) -> Vec<RecordId> {
                 })
                 .collect();
             let resp =
-                w.rt.block_on(store::push(
-                    &w.db,
-                    &gate,
+                w.rt.block_on(service::sync::push(
+                    &ctx,
                     &caller,
                     &PushRequest {
                         batch: uuid::Uuid::now_v7(),
@@ -289,7 +286,7 @@ fn hundred_devices(w: &World) -> (f64, f64) {
         let account = RecordId::new();
         for r in 0..RECORDS {
             let v = Visit::planned(
-                w.meta(short(&d.person.email)),
+                w.meta(d.person.name()),
                 account,
                 DeviceTime::utc(yesterday + DAY_MS + r as i64 * 60_000),
                 DeviceTime::utc(yesterday + DAY_MS + r as i64 * 60_000 + 1),
@@ -330,8 +327,4 @@ fn hundred_devices(w: &World) -> (f64, f64) {
         assert_eq!(d.store().pending_changes().expect("pending"), 0);
     }
     (changes / elapsed, elapsed)
-}
-
-fn short(email: &str) -> &str {
-    email.split('@').next().unwrap_or(email)
 }

@@ -9,102 +9,40 @@
 //! already bound listener (port 0 in tests) and a shutdown future, so a test runs
 //! exactly the production router.
 
-pub mod accounts;
-pub mod analytics;
-pub mod api_doc;
-pub mod attachments;
-pub mod auth;
-pub mod conflicts;
+pub mod blob;
 pub mod db;
-pub mod demo;
-pub mod devices;
-pub mod error;
-pub mod export;
+pub mod domain;
+pub mod http;
 pub mod limits;
 pub mod live;
 pub mod metrics;
-pub mod reports;
-pub mod review;
-pub mod scope;
+pub mod service;
 pub mod settings;
-pub mod signatures;
-pub mod store;
-pub mod sync;
 pub mod web;
 
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::{Value, json};
+use axum::Router;
 use tokio::net::TcpListener;
 
-pub use accounts::AccountError;
-pub use auth::{AuthKeys, AuthUser};
 pub use db::{Database, DbError};
-pub use error::{ApiError, ApiJson};
+pub use domain::{Caller, Error};
+pub use http::{ApiError, ApiJson};
+pub use service::Context;
+pub use service::auth::AuthKeys;
 pub use settings::{Settings, SettingsArgs, SettingsError};
 
-/// Shared state of the HTTP handlers.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    /// The central store.
-    pub db: Database,
-    /// How access tokens are signed and checked.
-    pub keys: AuthKeys,
-    /// Serialises pushes on SQLite.
-    pub gate: Arc<store::WriteGate>,
-    /// Request and login rate limits of this node.
-    pub limits: Arc<limits::Limits>,
-    /// Which dated records reach each role's devices.
-    pub scope: scope::ScopeSettings,
-    /// This node's live connections and the notes they listen to.
-    pub hub: Arc<live::Hub>,
-    /// What `GET /metrics` serves; updated by the handlers and the request middleware.
-    pub metrics: Arc<metrics::Metrics>,
-    /// Where attachment bytes live (files under `<data_dir>/attachments`, or an
-    /// S3-compatible bucket that several nodes share).
-    pub blobs: Arc<dyn attachments::BlobStore>,
-}
-
-/// The HTTP routes.
-pub fn router(state: Arc<AppState>) -> Router {
-    let tracked = axum::middleware::from_fn_with_state(state.metrics.clone(), metrics::track);
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics::serve))
-        .route("/v1/openapi.json", get(api_doc::openapi_json))
-        .merge(auth::routes())
-        .merge(sync::routes())
-        .merge(devices::routes())
-        .merge(live::routes())
-        .merge(review::routes())
-        .merge(attachments::routes())
-        .merge(analytics::routes())
-        .merge(conflicts::routes())
-        .merge(export::routes())
+/// Every route the node serves: the API, the managers' pages, the fallback,
+/// and the request middleware around all of them.
+pub fn router(ctx: Arc<Context>) -> Router {
+    let tracked = axum::middleware::from_fn_with_state(ctx.metrics.clone(), http::track::track);
+    http::router()
         .merge(web::routes())
-        .fallback(|| async { ApiError::NotFound })
+        .fallback(|| async { http::error::not_found() })
         // Last, so it wraps every route and the fallback (and sees the matched route).
         .layer(tracked)
-        .with_state(state)
-}
-
-/// `GET /healthz`: 200 when the database answers, 503 when it does not.
-#[utoipa::path(get, path = "/healthz", tag = "meta",
-    responses(
-        (status = 200, description = "The database answers", body = api_doc::Health),
-        (status = 503, description = "`database_unavailable`", body = api_doc::ErrorBody),
-    ))]
-pub(crate) async fn healthz(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    state.db.ping().await.map_err(ApiError::Unavailable)?;
-    Ok(Json(json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
-        "database": state.db.kind(),
-    })))
+        .with_state(ctx)
 }
 
 /// Opens the database (creating the data directory for SQLite) and applies migrations.
@@ -120,7 +58,7 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Database> {
     let db = Database::connect(&settings.database_url(), settings.db_max_connections).await?;
     db.migrate().await?;
     // Figures for records stored before the dashboard's table existed.
-    let filled = analytics::backfill(&db).await?;
+    let filled = service::analytics::backfill(&db).await?;
     if filled > 0 {
         tracing::info!(
             records = filled,
@@ -145,22 +83,8 @@ pub async fn launch_with_tcp_listener(
         url = %settings::redact(&settings.database_url()),
         "fieldsync listening on http://{addr}"
     );
-    let keys = AuthKeys::load(&settings, &db).await?;
-    let blobs = attachments::open_blob_store(&settings)?;
-    let hub = Arc::new(live::Hub::default());
-    let state = Arc::new(AppState {
-        db: db.clone(),
-        keys,
-        gate: Arc::new(store::WriteGate::with_hub(hub.clone())),
-        limits: Arc::new(limits::Limits::new(
-            settings.requests_per_minute,
-            settings.logins_per_minute,
-        )),
-        scope: settings.scope,
-        hub: hub.clone(),
-        metrics: Arc::new(metrics::Metrics::default()),
-        blobs: blobs.clone(),
-    });
+    let state = Arc::new(Context::open(&settings, db.clone()).await?);
+    let (hub, blobs) = (state.hub.clone(), state.blobs.clone());
     // PostgreSQL: every node hears every node's commits.
     let (stop_listener, listener_stopped) = tokio::sync::watch::channel(false);
     let listener = tokio::spawn(live::listen_postgres(
@@ -173,8 +97,9 @@ pub async fn launch_with_tcp_listener(
     let reloader = {
         let (keys, db) = (state.keys.clone(), db.clone());
         tokio::spawn(async move {
-            let mut tick =
-                tokio::time::interval(std::time::Duration::from_secs(auth::KEY_RELOAD_SECS));
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(
+                service::auth::KEY_RELOAD_SECS,
+            ));
             tick.tick().await;
             loop {
                 tick.tick().await;
@@ -186,7 +111,7 @@ pub async fn launch_with_tcp_listener(
     };
     // Removes uploads nobody finished (every node; each upload goes once).
     let cleaner = (settings.attachments.cleanup_interval_secs > 0).then(|| {
-        tokio::spawn(attachments::clean_periodically(
+        tokio::spawn(service::attachments::clean_periodically(
             db.clone(),
             blobs,
             std::time::Duration::from_secs(

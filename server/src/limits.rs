@@ -11,7 +11,7 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::error::ApiError;
+use crate::domain::Error;
 
 /// The limiters of one node.
 pub struct Limits {
@@ -32,7 +32,7 @@ fn limiter(per_minute: u32) -> Option<DefaultKeyedRateLimiter<String>> {
     NonZeroU32::new(per_minute).map(|n| RateLimiter::keyed(Quota::per_minute(n)))
 }
 
-fn check(limiter: &Option<DefaultKeyedRateLimiter<String>>, key: String) -> Result<(), ApiError> {
+fn check(limiter: &Option<DefaultKeyedRateLimiter<String>>, key: String) -> Result<(), Error> {
     let Some(limiter) = limiter else {
         return Ok(());
     };
@@ -42,7 +42,7 @@ fn check(limiter: &Option<DefaultKeyedRateLimiter<String>>, key: String) -> Resu
     }
     limiter.check_key(&key).map_err(|not_until| {
         let wait = not_until.wait_time_from(DefaultClock::default().now());
-        ApiError::RateLimited(wait.max(Duration::from_secs(1)))
+        Error::RateLimited(wait.max(Duration::from_secs(1)))
     })
 }
 
@@ -57,12 +57,12 @@ impl Limits {
     }
 
     /// Counts an authenticated request of `device`.
-    pub fn request(&self, device: &str) -> Result<(), ApiError> {
+    pub fn request(&self, device: &str) -> Result<(), Error> {
         check(&self.requests, device.to_owned())
     }
 
     /// Counts a login attempt for `email` in `org`.
-    pub fn login(&self, org: &str, email: &str) -> Result<(), ApiError> {
+    pub fn login(&self, org: &str, email: &str) -> Result<(), Error> {
         check(
             &self.logins,
             format!("{}/{}", org.to_lowercase(), email.trim().to_lowercase()),

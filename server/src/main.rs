@@ -8,10 +8,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use fieldsync_core::model::Role;
-use fieldsync_server::accounts::{self, NewUser};
-use fieldsync_server::{
-    AuthKeys, Settings, SettingsArgs, auth, launch_with_tcp_listener, open_database,
-};
+use fieldsync_server::domain::accounts::{AccountError, check_password_strength, normalise_email};
+use fieldsync_server::service::accounts::{self, NewUser};
+use fieldsync_server::service::auth;
+use fieldsync_server::{AuthKeys, Settings, SettingsArgs, launch_with_tcp_listener, open_database};
 use tracing_subscriber::EnvFilter;
 
 /// Fieldsync: offline-first sync for field sales and field service.
@@ -303,9 +303,9 @@ async fn cleanup(args: AttachmentsCleanup) -> anyhow::Result<()> {
     if hours == 0 {
         anyhow::bail!("--older-than-hours must be at least 1");
     }
-    let blobs = fieldsync_server::attachments::open_blob_store(&settings)?;
+    let blobs = fieldsync_server::blob::open_blob_store(&settings)?;
     let db = open_database(&settings).await?;
-    let result = fieldsync_server::attachments::remove_abandoned(
+    let result = fieldsync_server::service::attachments::remove_abandoned(
         &db,
         blobs.as_ref(),
         std::time::Duration::from_secs(hours.saturating_mul(3600)),
@@ -346,8 +346,8 @@ async fn org_init(init: OrgInit) -> anyhow::Result<()> {
         "--admin-password",
     )?;
     // Checked before anything is written so a refused admin leaves no orphan organisation.
-    let email = accounts::normalise_email(&init.admin_email)?;
-    accounts::check_password_strength(&password)?;
+    let email = normalise_email(&init.admin_email)?;
+    check_password_strength(&password)?;
     let db = open_database(&init.settings.resolve()?).await?;
     let result = async {
         let org = accounts::create_org(&db, &init.name, &init.slug).await?;
@@ -385,12 +385,12 @@ async fn user_add(add: UserAdd) -> anyhow::Result<()> {
         Ok(role) => role,
     };
     let password = password(add.password, add.password_stdin, "--password")?;
-    accounts::check_password_strength(&password)?;
+    check_password_strength(&password)?;
     let db = open_database(&add.settings.resolve()?).await?;
     let result = async {
         let org = accounts::org_by_slug(&db, &add.org)
             .await?
-            .ok_or_else(|| accounts::AccountError::UnknownOrg(add.org.clone()))?;
+            .ok_or_else(|| AccountError::UnknownOrg(add.org.clone()))?;
         let team = match &add.team {
             Some(name) => Some(accounts::ensure_team(&db, org, name).await?),
             None => None,
@@ -445,7 +445,7 @@ async fn ensure_demo(settings: &Settings, slug: &str) -> anyhow::Result<()> {
         println!(
             "fieldsync: demo organisation {slug:?} is ready; users are manager@, rep1@ … rep3@, \
              tech1@ and tech2@{slug}.example, password {:?}",
-            fieldsync_server::demo::DEMO_PASSWORD
+            fieldsync_server::service::demo::DEMO_PASSWORD
         );
         return Ok(());
     }
@@ -454,7 +454,7 @@ async fn ensure_demo(settings: &Settings, slug: &str) -> anyhow::Result<()> {
 
 async fn seed_demo(db: fieldsync_server::Database, slug: &str) -> anyhow::Result<()> {
     println!("fieldsync: seeding demo organisation {slug:?}…");
-    let result = fieldsync_server::demo::seed(&db, slug).await;
+    let result = fieldsync_server::service::demo::seed(&db, slug).await;
     db.close().await;
     let summary = result?;
     let records: Vec<String> = summary
@@ -467,7 +467,7 @@ async fn seed_demo(db: fieldsync_server::Database, slug: &str) -> anyhow::Result
     println!(
         "Log in with organisation {:?} and password {:?}:",
         summary.slug,
-        fieldsync_server::demo::DEMO_PASSWORD
+        fieldsync_server::service::demo::DEMO_PASSWORD
     );
     for login in &summary.logins {
         println!(

@@ -4,10 +4,11 @@
 //!
 //! **What is measured.** One [`Metrics`] per node, shared by the handlers
 //! through `AppState`. Counters and histograms are updated at a few points:
-//! [`track`] (every request: count, latency and in-flight requests by route
-//! template), the sync handlers ([`Metrics::pushed`], [`Metrics::pulled`],
-//! [`Metrics::primed`]), and `store::push` (merge and commit time, changes
-//! merged) through [`measure_push`]. The live-update channel sets
+//! `http::track` (every request: count, latency and in-flight requests by
+//! route template, through [`Metrics::request_started`] and
+//! [`Metrics::request_answered`]), the sync handlers ([`Metrics::pushed`], [`Metrics::pulled`],
+//! [`Metrics::primed`]), and `service::sync::push` (merge and commit time,
+//! changes merged) through [`Metrics::push_applied`]. The live-update channel sets
 //! [`Metrics::live_connection`] and [`Metrics::observe_feed_lag`].
 //!
 //! **Labels stay bounded.** A route label is the matched route template
@@ -16,29 +17,22 @@
 //! holds an id, an email or anything a client typed, so the number of series
 //! is fixed by the code, not by traffic.
 //!
-//! **Logs.** [`track`] opens a `request` span with the request id (the
+//! **Logs.** `http::track` opens a `request` span with the request id (the
 //! client's `x-request-id` if it is a short token, else a new UUID, echoed in
-//! the answer), method and route; `AuthUser` adds the device and user ids.
+//! the answer), method and route; the caller extractor adds the device and user ids.
 //! Nothing else is put in the span: no query string, no body, no header
 //! values. The line logged when the answer leaves carries the status and the
 //! latency.
 //!
-//! **Why a task-local for the push timings.** `store::push` is called by the
-//! sync handler, the demo seeder and the benchmark; only the handler has the
-//! node's metrics. Rather than widen `store::push`'s signature for every
-//! caller, the handler runs it inside [`measure_push`], which makes the
-//! metrics reachable from inside the store for that one call. Outside it the
-//! store's observations are dropped.
+//! **Push timings come back from the write path.** `db::records::apply_push`
+//! returns how long its merges and its commit took; `service::sync::push`
+//! records them with [`Metrics::push_applied`], whoever called it (a device's
+//! push, a manager's decision written on their behalf, the demo seeder).
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use fieldsync_core::protocol::{PushOutcome, PushResponse};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -46,18 +40,12 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use tracing::Instrument;
-
-use crate::AppState;
-
-/// The header that carries a request's id, in and out.
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The content type of `GET /metrics`.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The route label of a request that matched no route.
-const UNMATCHED: &str = "unmatched";
+pub const UNMATCHED: &str = "unmatched";
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct CodeLabel {
@@ -260,132 +248,46 @@ impl Drop for LiveConnection {
     }
 }
 
-tokio::task_local! {
-    /// The node's metrics while a push handler runs `store::push`.
-    static PUSH_METRICS: Arc<Metrics>;
-}
-
-/// Runs `push` (a `store::push` call) with `metrics` reachable from inside the
-/// store, so [`push_merged`] and [`push_committed`] record into them.
-pub async fn measure_push<F: Future>(metrics: Arc<Metrics>, push: F) -> F::Output {
-    PUSH_METRICS.scope(metrics, push).await
-}
-
-/// Called by the store when a push's merges are done (before its inserts);
-/// returns the start of the commit part.
-pub fn push_merged(merge_started: Instant) -> Instant {
-    let now = Instant::now();
-    let _ = PUSH_METRICS.try_with(|m| {
-        m.push_merge_seconds
-            .observe(now.duration_since(merge_started).as_secs_f64())
-    });
-    now
-}
-
-/// Called by the store once a push committed `changes` new changes.
-pub fn push_committed(commit_started: Instant, changes: usize) {
-    let secs = commit_started.elapsed().as_secs_f64();
-    let _ = PUSH_METRICS.try_with(|m| {
-        m.push_commit_seconds.observe(secs);
-        m.changes_merged.inc_by(changes as u64);
-    });
-}
-
-/// `GET /metrics`. Unauthenticated: operators keep it off the public
-/// listener (docs/operations.md).
-pub async fn serve(State(state): State<Arc<AppState>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, CONTENT_TYPE)],
-        state.metrics.render(),
-    )
-        .into_response()
-}
-
-/// The id of a request: the client's `x-request-id` when it is a short token
-/// of letters, digits, `-`, `_` and `.` (so it can join logs across a proxy),
-/// otherwise a new UUID. Anything else a client sends there is not logged.
-fn request_id(req: &Request) -> String {
-    req.headers()
-        .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 64
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        })
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
-}
-
 /// Takes a request out of the in-flight count however it ends, including
 /// when the client goes away and the handler is dropped.
-struct InFlight<'a>(&'a Gauge);
+#[derive(Debug)]
+pub struct InFlight(Arc<Metrics>);
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.dec();
+        self.0.in_flight.dec();
     }
 }
 
-/// Middleware around every route: request id, the `request` span, the
-/// request counters and latency, and the in-flight gauge.
-pub async fn track(State(metrics): State<Arc<Metrics>>, mut req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let id = request_id(&req);
-    // The template, never the path: `/v1/records/{id}/audit`.
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(UNMATCHED, MatchedPath::as_str)
-        .to_owned();
-    let span = tracing::info_span!(
-        "request",
-        request_id = %id,
-        method = %req.method(),
-        route = %route,
-        device = tracing::field::Empty,
-        user = tracing::field::Empty,
-    );
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        req.headers_mut().insert(REQUEST_ID, value);
+impl Metrics {
+    /// Counts a request in flight until the guard is dropped.
+    pub fn request_started(self: &Arc<Self>) -> InFlight {
+        self.in_flight.inc();
+        InFlight(self.clone())
     }
-    metrics.in_flight.inc();
-    let guard = InFlight(&metrics.in_flight);
-    let mut resp = next.run(req).instrument(span.clone()).await;
-    drop(guard);
 
-    let status = resp.status();
-    let elapsed = started.elapsed();
-    metrics
-        .http_requests
-        .get_or_create(&RouteStatusLabels {
-            route: route.clone(),
-            status: status.as_u16(),
-        })
-        .inc();
-    metrics
-        .http_seconds
-        .get_or_create(&RouteLabel {
-            route: route.clone(),
-        })
-        .observe(elapsed.as_secs_f64());
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert(REQUEST_ID, value);
+    /// Counts an answered request under its route template (never the raw
+    /// path) and status, with its latency.
+    pub fn request_answered(&self, route: &str, status: u16, elapsed: Duration) {
+        self.http_requests
+            .get_or_create(&RouteStatusLabels {
+                route: route.to_owned(),
+                status,
+            })
+            .inc();
+        self.http_seconds
+            .get_or_create(&RouteLabel {
+                route: route.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
     }
-    log_answer(&span, &route, status, elapsed);
-    resp
-}
 
-fn log_answer(span: &tracing::Span, route: &str, status: StatusCode, elapsed: Duration) {
-    let _entered = span.enter();
-    let latency_ms = elapsed.as_secs_f64() * 1000.0;
-    let status = status.as_u16();
-    // Probes and scrapes come every few seconds: kept out of the info log.
-    if route == "/healthz" || route == "/metrics" {
-        tracing::debug!(status, latency_ms, "answered");
-    } else {
-        tracing::info!(status, latency_ms, "answered");
+    /// Records one push transaction: its merge and commit times and the
+    /// changes it appended to the log.
+    pub fn push_applied(&self, merge: Duration, commit: Duration, changes: usize) {
+        self.push_merge_seconds.observe(merge.as_secs_f64());
+        self.push_commit_seconds.observe(commit.as_secs_f64());
+        self.changes_merged.inc_by(changes as u64);
     }
 }
 
@@ -406,15 +308,10 @@ mod tests {
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 
-    #[tokio::test]
-    async fn push_timings_are_recorded_only_inside_measure_push() {
-        let m = Arc::new(Metrics::new());
-        push_committed(push_merged(Instant::now()), 3);
-        assert!(m.render().contains("fieldsync_push_commit_seconds_count 0"));
-        measure_push(m.clone(), async {
-            push_committed(push_merged(Instant::now()), 3);
-        })
-        .await;
+    #[test]
+    fn push_timings_are_recorded_as_the_write_path_returns_them() {
+        let m = Metrics::new();
+        m.push_applied(Duration::from_millis(2), Duration::from_millis(5), 3);
         let text = m.render();
         assert!(
             text.contains("fieldsync_push_merge_seconds_count 1"),
@@ -425,6 +322,17 @@ mod tests {
             "{text}"
         );
         assert_eq!(m.changes_merged.get(), 3);
+    }
+
+    #[test]
+    fn a_request_is_in_flight_until_its_guard_drops() {
+        let m = Arc::new(Metrics::new());
+        let g = m.request_started();
+        assert_eq!(m.in_flight(), 1);
+        drop(g);
+        assert_eq!(m.in_flight(), 0);
+        m.request_answered("/v1/me", 200, Duration::from_millis(1));
+        assert!(m.render().contains("route=\"/v1/me\""));
     }
 
     #[test]

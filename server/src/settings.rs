@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::scope::ScopeSettings;
+use crate::domain::scope::ScopeSettings;
 
 /// Shortest accepted JWT signing key, in bytes (HS256 wants at least 256 bits).
 pub const MIN_JWT_SECRET_LEN: usize = 32;
@@ -79,7 +79,7 @@ pub struct Settings {
     pub requests_per_minute: u32,
     /// Login attempts per organisation and email per minute, per node (0: no limit).
     pub logins_per_minute: u32,
-    /// Which dated records reach each role's devices (see [`crate::scope`]).
+    /// Which dated records reach each role's devices (see [`crate::domain::scope`]).
     pub scope: ScopeSettings,
     /// Where attachments live and how long an unfinished upload is kept
     /// (the `[attachments]` table of the file).
@@ -221,7 +221,7 @@ impl Settings {
                 "every jwt_previous_secrets entry must be at least {MIN_JWT_SECRET_LEN} bytes"
             )));
         }
-        self.scope.validate()?;
+        self.scope.validate().map_err(SettingsError::Invalid)?;
         self.attachments.validate()?;
         if self.access_token_ttl_secs == 0 || self.refresh_token_ttl_secs == 0 {
             return Err(SettingsError::Invalid(
@@ -440,19 +440,7 @@ fn read_file(path: &Path) -> Result<FileSettings, SettingsError> {
     })
 }
 
-/// Hides the password of `scheme://user:password@host/...`.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((credentials, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    match credentials.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
-    }
-}
+pub use crate::domain::redact::redact;
 
 #[cfg(test)]
 mod tests {

@@ -6,10 +6,6 @@
 //! The KPI test's expected figures are computed here, from the seed table
 //! itself, with their own code: not with the server's.
 
-mod support;
-#[allow(dead_code)]
-mod world;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 
@@ -19,23 +15,8 @@ use fieldsync_core::model::{
     Account, DeviceTime, GeoPoint, JobStatus, Location, Money, Order, OrderLine, OrderStatus, Qty,
     ServiceJob, TransitionRequest,
 };
+use fieldsync_test_support::{Backend, Device, World, on_both_databases};
 use serde_json::Value;
-use world::{Backend, Device, World};
-
-macro_rules! on_both_databases {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            #[test]
-            fn on_sqlite() {
-                super::$scenario(super::World::start(super::Backend::Sqlite));
-            }
-            #[test]
-            fn on_postgres() {
-                super::$scenario(super::World::start(super::Backend::Postgres));
-            }
-        }
-    )*};
-}
 
 on_both_databases!(
     the_dashboard_matches_figures_computed_from_the_seed,
@@ -84,17 +65,9 @@ const SITE: Site = Site {
     radius_m: 100.0,
 };
 
-fn short(dev: &Device) -> &str {
-    dev.person
-        .email
-        .split('@')
-        .next()
-        .unwrap_or(&dev.person.email)
-}
-
 fn account(w: &World, dev: &Device, name: &str) -> RecordId {
     let a = Account {
-        meta: w.meta(short(dev)),
+        meta: w.meta(dev.person.name()),
         name: name.into(),
         account_type: "outlet".into(),
         account_status: "active".into(),
@@ -375,7 +348,7 @@ fn make_order(
     o: &SeedOrder,
     at: DeviceTime,
 ) -> RecordId {
-    let mut order = Order::new(w.meta(short(dev)), shop, o.currency);
+    let mut order = Order::new(w.meta(dev.person.name()), shop, o.currency);
     order.visit_id = visit;
     let mut line = OrderLine::new(
         RecordId::new(),
@@ -563,7 +536,7 @@ fn seed(w: &World) -> Seeded {
         let report = dev.sync();
         assert_eq!(
             report.rejected,
-            u64::from(short(dev) != "ben"),
+            u64::from(dev.person.name() != "ben"),
             "{report:?}"
         );
     }
@@ -590,10 +563,6 @@ fn call(w: &World, path: &str, token: &str, body: Option<Value>) -> (u16, String
 fn json(w: &World, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
     let (status, text) = call(w, path, token, body);
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-fn token(dev: &Device) -> String {
-    dev.client.session().expect("session").access_token
 }
 
 fn close(a: &Value, b: Option<f64>, what: &str) {
@@ -777,7 +746,7 @@ fn the_dashboard_matches_figures_computed_from_the_seed(w: World) {
     let (from, to) = (-3, 0);
     let path = format!("/v1/dashboard?from={}&to={}", date(from), date(to));
     let started = std::time::Instant::now();
-    let (status, dash) = json(&w, &path, &token(&mona), None);
+    let (status, dash) = json(&w, &path, &mona.access_token(), None);
     let took = started.elapsed();
     assert_eq!(status, 200, "{dash}");
     eprintln!(
@@ -848,7 +817,12 @@ fn the_dashboard_matches_figures_computed_from_the_seed(w: World) {
 
     // An administrator sees the organisation, or one team.
     let adam = w.device("adam");
-    let (status, south) = json(&w, &format!("{path}&team={}", w.south), &token(&adam), None);
+    let (status, south) = json(
+        &w,
+        &format!("{path}&team={}", w.south),
+        &adam.access_token(),
+        None,
+    );
     assert_eq!(status, 200, "{south}");
     assert_figures(
         &south["visits"],
@@ -856,7 +830,7 @@ fn the_dashboard_matches_figures_computed_from_the_seed(w: World) {
         "south",
     );
     assert_eq!(south["fleet"]["rejected_changes"], 1);
-    let (_, all) = json(&w, &path, &token(&adam), None);
+    let (_, all) = json(&w, &path, &adam.access_token(), None);
     assert_figures(
         &all["visits"],
         &expected_visits(&["ana", "ben", "sara"], from, to),
@@ -868,7 +842,7 @@ fn the_dashboard_matches_figures_computed_from_the_seed(w: World) {
     let (_, one) = json(
         &w,
         &format!("/v1/dashboard?from={0}&to={0}", date(-3)),
-        &token(&mona),
+        &mona.access_token(),
         None,
     );
     assert_figures(
@@ -880,9 +854,15 @@ fn the_dashboard_matches_figures_computed_from_the_seed(w: World) {
 
     // Refusals: a rep, another team, bad dates.
     let ana = w.device("ana");
-    assert_eq!(json(&w, &path, &token(&ana), None).0, 403);
+    assert_eq!(json(&w, &path, &ana.access_token(), None).0, 403);
     assert_eq!(
-        json(&w, &format!("{path}&team={}", w.south), &token(&mona), None).0,
+        json(
+            &w,
+            &format!("{path}&team={}", w.south),
+            &mona.access_token(),
+            None
+        )
+        .0,
         403
     );
     for bad in [
@@ -892,7 +872,7 @@ fn the_dashboard_matches_figures_computed_from_the_seed(w: World) {
         "/v1/dashboard?from=2020-01-01&to=2026-01-01".to_owned(),
         format!("/v1/dashboard?from={0}&to={0}&team=nope", date(0)),
     ] {
-        let (status, body) = json(&w, &bad, &token(&mona), None);
+        let (status, body) = json(&w, &bad, &mona.access_token(), None);
         assert_eq!(status, 400, "{bad}: {body}");
         assert_eq!(body["error"]["code"], "bad_request", "{bad}");
     }
@@ -910,7 +890,7 @@ fn the_csv_exports_parse_back_to_the_seeded_records(w: World) {
     let (status, text) = call(
         &w,
         &format!("/v1/export/visits.csv?{range}"),
-        &token(&mona),
+        &mona.access_token(),
         None,
     );
     assert_eq!(status, 200, "{text}");
@@ -978,7 +958,7 @@ fn the_csv_exports_parse_back_to_the_seeded_records(w: World) {
     let (status, text) = call(
         &w,
         &format!("/v1/export/orders.csv?{range}"),
-        &token(&mona),
+        &mona.access_token(),
         None,
     );
     assert_eq!(status, 200, "{text}");
@@ -1034,7 +1014,7 @@ fn the_csv_exports_parse_back_to_the_seeded_records(w: World) {
     let (status, text) = call(
         &w,
         &format!("/v1/export/jobs.csv?{range}"),
-        &token(&mona),
+        &mona.access_token(),
         None,
     );
     assert_eq!(status, 200, "{text}");
@@ -1089,14 +1069,20 @@ fn the_csv_exports_parse_back_to_the_seeded_records(w: World) {
         call(
             &w,
             &format!("/v1/export/visits.csv?{range}"),
-            &token(&ana),
+            &ana.access_token(),
             None
         )
         .0,
         403
     );
     assert_eq!(
-        call(&w, "/v1/export/visits.csv?from=x&to=y", &token(&mona), None).0,
+        call(
+            &w,
+            "/v1/export/visits.csv?from=x&to=y",
+            &mona.access_token(),
+            None
+        )
+        .0,
         400
     );
 }
@@ -1151,7 +1137,7 @@ fn a_job_completed_offline_while_cancelled_is_queued_with_its_evidence_and_resol
     mona.sync();
     tomas.sync();
 
-    let (status, queue) = json(&w, "/v1/conflicts", &token(&mona), None);
+    let (status, queue) = json(&w, "/v1/conflicts", &mona.access_token(), None);
     assert_eq!(status, 200, "{queue}");
     let items = queue.as_array().expect("list");
     assert_eq!(items.len(), 1, "{queue}");
@@ -1212,18 +1198,18 @@ fn a_job_completed_offline_while_cancelled_is_queued_with_its_evidence_and_resol
     let (_, dash) = json(
         &w,
         &format!("/v1/dashboard?from={day}&to={day}"),
-        &token(&mona),
+        &mona.access_token(),
         None,
     );
     assert_eq!(dash["fleet"]["open_conflicts"], 1);
     let ana = w.device("ana");
-    assert_eq!(json(&w, "/v1/conflicts", &token(&ana), None).0, 403);
+    assert_eq!(json(&w, "/v1/conflicts", &ana.access_token(), None).0, 403);
     let resolve = format!("/v1/conflicts/{job_id}/resolve");
     assert_eq!(
         json(
             &w,
             &resolve,
-            &token(&ana),
+            &ana.access_token(),
             Some(serde_json::json!({"choose": "cancelled"}))
         )
         .0,
@@ -1232,7 +1218,7 @@ fn a_job_completed_offline_while_cancelled_is_queued_with_its_evidence_and_resol
     let (status, body) = json(
         &w,
         &resolve,
-        &token(&mona),
+        &mona.access_token(),
         Some(serde_json::json!({"choose": "closed"})),
     );
     assert_eq!(status, 400, "only a clashing value: {body}");
@@ -1240,7 +1226,7 @@ fn a_job_completed_offline_while_cancelled_is_queued_with_its_evidence_and_resol
         json(
             &w,
             &format!("/v1/conflicts/{}/resolve", RecordId::new()),
-            &token(&mona),
+            &mona.access_token(),
             Some(serde_json::json!({"choose": "cancelled"}))
         )
         .0,
@@ -1251,19 +1237,19 @@ fn a_job_completed_offline_while_cancelled_is_queued_with_its_evidence_and_resol
     let (status, body) = json(
         &w,
         &resolve,
-        &token(&mona),
+        &mona.access_token(),
         Some(
             serde_json::json!({"choose": "cancelled", "comment": "the customer had called it off"}),
         ),
     );
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "cancelled");
-    let (_, queue) = json(&w, "/v1/conflicts", &token(&mona), None);
+    let (_, queue) = json(&w, "/v1/conflicts", &mona.access_token(), None);
     assert_eq!(queue.as_array().map(Vec::len), Some(0), "{queue}");
     let (_, dash) = json(
         &w,
         &format!("/v1/dashboard?from={day}&to={day}"),
-        &token(&mona),
+        &mona.access_token(),
         None,
     );
     assert_eq!(dash["fleet"]["open_conflicts"], 0);
@@ -1293,7 +1279,7 @@ fn a_job_completed_offline_while_cancelled_is_queued_with_its_evidence_and_resol
         json(
             &w,
             &resolve,
-            &token(&mona),
+            &mona.access_token(),
             Some(serde_json::json!({"choose": "completed"}))
         )
         .0,
@@ -1347,7 +1333,7 @@ fn devices_report_their_sync_health_and_silent_ones_are_flagged(w: World) {
             .cloned()
             .unwrap_or_else(|| panic!("ana's device is listed: {dash}"))
     };
-    let (status, dash) = json(&w, &path, &token(&mona), None);
+    let (status, dash) = json(&w, &path, &mona.access_token(), None);
     assert_eq!(status, 200, "{dash}");
     let dev = find(&dash);
     assert_eq!(dev["unsynced_changes"], 3, "{dev}");
@@ -1371,7 +1357,7 @@ fn devices_report_their_sync_health_and_silent_ones_are_flagged(w: World) {
         )
         .expect("attach");
     ana.sync();
-    let (_, dash) = json(&w, &path, &token(&mona), None);
+    let (_, dash) = json(&w, &path, &mona.access_token(), None);
     let dev = find(&dash);
     assert_eq!(dev["unsynced_changes"], 0, "{dev}");
     assert!(dev["oldest_unsynced_ms"].is_null());
@@ -1382,7 +1368,7 @@ fn devices_report_their_sync_health_and_silent_ones_are_flagged(w: World) {
         "UPDATE device_health SET last_sync_at = last_sync_at - 172800 WHERE device_id = $1",
         ana.actor.device.map(|d| *d.as_uuid()).unwrap_or_default(),
     );
-    let (_, dash) = json(&w, &path, &token(&mona), None);
+    let (_, dash) = json(&w, &path, &mona.access_token(), None);
     let dev = find(&dash);
     assert_eq!(dev["silent"], true, "{dev}");
     assert!(
@@ -1404,12 +1390,12 @@ fn devices_report_their_sync_health_and_silent_ones_are_flagged(w: World) {
         health: None,
     });
     let resp = ureq::post(format!("{}/v1/sync/pull", w.base))
-        .header("authorization", format!("Bearer {}", token(&ana)))
+        .header("authorization", format!("Bearer {}", ana.access_token()))
         .header("content-type", "application/cbor")
         .send(&body[..])
         .expect("pull");
     assert_eq!(resp.status().as_u16(), 200);
-    let (_, dash) = json(&w, &path, &token(&mona), None);
+    let (_, dash) = json(&w, &path, &mona.access_token(), None);
     let dev = find(&dash);
     assert_eq!(dev["silent"], false, "{dev}");
     assert_eq!(
@@ -1461,9 +1447,9 @@ fn the_dashboard_reads_facts_rather_than_documents() {
     ana.sync();
     let mona = w.device("mona");
     let path = format!("/v1/dashboard?from={}&to={}", date(-3), date(0));
-    let _ = json(&w, &path, &token(&mona), None);
+    let _ = json(&w, &path, &mona.access_token(), None);
     let started = std::time::Instant::now();
-    let (status, dash) = json(&w, &path, &token(&mona), None);
+    let (status, dash) = json(&w, &path, &mona.access_token(), None);
     let from_facts = started.elapsed();
     assert_eq!(status, 200, "{dash}");
     assert_eq!(dash["visits"]["completed"], N);

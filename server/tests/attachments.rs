@@ -10,16 +10,11 @@
 //! photos, a damaged photo and an outsider; abandoned uploads removed once
 //! when two cleaners race, and by `fieldsync attachments cleanup`.
 
-mod support;
-#[allow(dead_code)]
-mod world;
-
 use fieldsync_core::RecordId;
+use fieldsync_core::model::Account;
 use fieldsync_core::model::visit::Visit;
-use fieldsync_core::model::{Account, DeviceTime};
+use fieldsync_test_support::{Backend, Device, S3Server, World, photo, sha256_hex, today};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use world::{Backend, Device, World};
 
 #[test]
 fn attachments_on_sqlite() {
@@ -32,28 +27,6 @@ fn attachments_on_postgres() {
 }
 
 const MIB: usize = 1024 * 1024;
-
-fn today(hour: i64) -> DeviceTime {
-    let now = DeviceTime::now_utc().at_ms;
-    DeviceTime::utc(now - now.rem_euclid(86_400_000) + hour * 3_600_000)
-}
-
-fn sha(bytes: &[u8]) -> String {
-    hex::encode(&Sha256::digest(bytes)[..])
-}
-
-/// Deterministic bytes that differ from chunk to chunk.
-fn photo(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x = x
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (x >> 33) as u8
-        })
-        .collect()
-}
 
 /// The HTTP side of a device, as the app's uploader will speak it.
 struct Http<'a> {
@@ -71,14 +44,14 @@ impl<'a> Http<'a> {
     fn at(base: &'a str, dev: &Device) -> Http<'a> {
         Http {
             base,
-            token: dev.client.session().expect("session").access_token,
+            token: dev.access_token(),
             puts: std::cell::Cell::new(0),
         }
     }
 
     /// Declares, sends the missing chunks and completes: the whole upload.
     fn upload(&self, record: RecordId, kind: &str, content_type: &str, data: &[u8]) -> String {
-        let hash = sha(data);
+        let hash = sha256_hex(data);
         let mut body = declaration(&hash, record, kind, data.len());
         body["content_type"] = json!(content_type);
         let (status, answer) = self.declare(&body);
@@ -86,7 +59,7 @@ impl<'a> Http<'a> {
         let have = received(&answer);
         for (idx, chunk) in data.chunks(MIB).enumerate() {
             if !have.contains(&(idx as u64)) {
-                let (status, body) = self.put_chunk(&hash, idx as u32, chunk, &sha(chunk));
+                let (status, body) = self.put_chunk(&hash, idx as u32, chunk, &sha256_hex(chunk));
                 assert_eq!(status, 200, "{body}");
             }
         }
@@ -236,7 +209,7 @@ fn attachments(backend: Backend) {
 
     // A 3.5 MiB photo: four chunks, the last half a MiB.
     let data = photo(3 * MIB + MIB / 2, 1);
-    let hash = sha(&data);
+    let hash = sha256_hex(&data);
     let chunks: Vec<&[u8]> = data.chunks(MIB).collect();
     let (status, first) = ana.declare(&declaration(&hash, visit, "photo", data.len()));
     assert_eq!(status, 200, "{first}");
@@ -248,7 +221,7 @@ fn attachments(backend: Backend) {
     // Two chunks, then the connection dies: nothing more is sent.
     for idx in 0..2u32 {
         let chunk = chunks[idx as usize];
-        let (status, body) = ana.put_chunk(&hash, idx, chunk, &sha(chunk));
+        let (status, body) = ana.put_chunk(&hash, idx, chunk, &sha256_hex(chunk));
         assert_eq!(status, 200, "{body}");
     }
     // Completing now names what is missing.
@@ -264,7 +237,7 @@ fn attachments(backend: Backend) {
             continue;
         }
         let chunk = chunks[idx as usize];
-        let (status, body) = ana.put_chunk(&hash, idx, chunk, &sha(chunk));
+        let (status, body) = ana.put_chunk(&hash, idx, chunk, &sha256_hex(chunk));
         assert_eq!(status, 200, "{body}");
     }
     assert_eq!(
@@ -304,7 +277,7 @@ fn attachments(backend: Backend) {
     for (who, http) in [("ben", &ben), ("sara", &sara)] {
         let (status, _, _, body) = http.download(&hash);
         assert_eq!(status, 404, "{who} must not see ana's photo");
-        let missing = http.download(&sha(b"no such file"));
+        let missing = http.download(&sha256_hex(b"no such file"));
         assert_eq!(missing.0, 404);
         assert_eq!(body, missing.3, "{who}: refused looks exactly like missing");
         // Nor attach to, or upload into, a record they cannot read.
@@ -312,19 +285,19 @@ fn attachments(backend: Backend) {
         assert_eq!(status, 404, "{who} cannot attach to ana's visit");
         // A small body: the server refuses before reading one, and a client still
         // sending a whole chunk could see the connection close under it.
-        let (status, _) = http.put_chunk(&hash, 0, b"x", &sha(b"x"));
+        let (status, _) = http.put_chunk(&hash, 0, b"x", &sha256_hex(b"x"));
         assert_eq!(status, 404);
     }
 
     // A chunk damaged in transit: refused, not stored.
     let signed = photo(MIB + 1000, 2);
-    let signed_hash = sha(&signed);
+    let signed_hash = sha256_hex(&signed);
     let (status, body) = ana.declare(&declaration(&signed_hash, visit, "photo", signed.len()));
     assert_eq!(status, 200, "{body}");
     let original = &signed[..MIB];
     let mut damaged = original.to_vec();
     damaged[12_345] ^= 0x40;
-    let (status, body) = ana.put_chunk(&signed_hash, 0, &damaged, &sha(original));
+    let (status, body) = ana.put_chunk(&signed_hash, 0, &damaged, &sha256_hex(original));
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], json!("chunk_corrupt"));
     let (_, now) = ana.declare(&declaration(&signed_hash, visit, "photo", signed.len()));
@@ -334,22 +307,22 @@ fn attachments(backend: Backend) {
         &signed_hash,
         1,
         &signed[MIB..MIB + 10],
-        &sha(&signed[MIB..MIB + 10]),
+        &sha256_hex(&signed[MIB..MIB + 10]),
     );
     assert_eq!(status, 400);
-    let (status, _) = ana.put_chunk(&signed_hash, 0, original, &sha(original));
+    let (status, _) = ana.put_chunk(&signed_hash, 0, original, &sha256_hex(original));
     assert_eq!(status, 200);
     let (_, now) = ana.declare(&declaration(&signed_hash, visit, "photo", signed.len()));
     assert_eq!(received(&now), vec![0]);
 
     // Chunks that do not make the declared file: 422 at completion, dropped.
     let claimed = photo(MIB + 10, 3);
-    let claimed_hash = sha(&claimed);
+    let claimed_hash = sha256_hex(&claimed);
     let sent = photo(MIB + 10, 4);
     let (status, body) = ana.declare(&declaration(&claimed_hash, visit, "photo", claimed.len()));
     assert_eq!(status, 200, "{body}");
     for (idx, chunk) in sent.chunks(MIB).enumerate() {
-        let (status, body) = ana.put_chunk(&claimed_hash, idx as u32, chunk, &sha(chunk));
+        let (status, body) = ana.put_chunk(&claimed_hash, idx as u32, chunk, &sha256_hex(chunk));
         assert_eq!(status, 200, "{body}");
     }
     let (status, body) = ana.complete(&claimed_hash);
@@ -360,14 +333,19 @@ fn attachments(backend: Backend) {
     assert_eq!(ana.download(&claimed_hash).0, 404);
 
     // Limits: a photo over 20 MiB is refused up front, naming the limit.
-    let (status, body) = ana.declare(&declaration(&sha(b"big"), visit, "photo", 21 * MIB));
+    let (status, body) = ana.declare(&declaration(&sha256_hex(b"big"), visit, "photo", 21 * MIB));
     assert_eq!(status, 413, "{body}");
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(
         message.contains("20 MiB") && message.contains("20971520"),
         "{message}"
     );
-    let (status, body) = ana.declare(&declaration(&sha(b"sig"), visit, "signature", 2 * MIB));
+    let (status, body) = ana.declare(&declaration(
+        &sha256_hex(b"sig"),
+        visit,
+        "signature",
+        2 * MIB,
+    ));
     assert_eq!(status, 413, "{body}");
     assert!(
         body["error"]["message"]
@@ -375,7 +353,7 @@ fn attachments(backend: Backend) {
             .unwrap_or_default()
             .contains("1 MiB")
     );
-    let mut pdf_as_photo = declaration(&sha(b"x"), visit, "photo", 10);
+    let mut pdf_as_photo = declaration(&sha256_hex(b"x"), visit, "photo", 10);
     pdf_as_photo["content_type"] = json!("text/html");
     assert_eq!(ana.declare(&pdf_as_photo).0, 400);
 
@@ -389,7 +367,11 @@ fn attachments(backend: Backend) {
         upper.as_str(),
     ] {
         assert_eq!(ana.download(bad).0, 400, "GET {bad}");
-        assert_eq!(ana.put_chunk(bad, 0, b"x", &sha(b"x")).0, 400, "PUT {bad}");
+        assert_eq!(
+            ana.put_chunk(bad, 0, b"x", &sha256_hex(b"x")).0,
+            400,
+            "PUT {bad}"
+        );
         assert_eq!(ana.complete(bad).0, 400, "complete {bad}");
     }
     let (status, _) = ana.declare(&declaration("../etc", visit, "photo", 10));
@@ -519,15 +501,15 @@ fn abandoned_uploads(backend: Backend) {
     let ana_dev = w.device("ana");
     let visit = anas_visit(&w, &ana_dev);
     let ana = Http::of(&w, &ana_dev);
-    let blobs = fieldsync_server::attachments::open_blob_store(&w.settings).expect("blob store");
+    let blobs = fieldsync_server::blob::open_blob_store(&w.settings).expect("blob store");
 
     // Two uploads cut off after one chunk, a recent one, and a complete file.
     let start = |seed: u64| {
         let data = photo(2 * MIB, seed);
-        let hash = sha(&data);
+        let hash = sha256_hex(&data);
         let (status, body) = ana.declare(&declaration(&hash, visit, "photo", data.len()));
         assert_eq!(status, 200, "{body}");
-        let (status, body) = ana.put_chunk(&hash, 0, &data[..MIB], &sha(&data[..MIB]));
+        let (status, body) = ana.put_chunk(&hash, 0, &data[..MIB], &sha256_hex(&data[..MIB]));
         assert_eq!(status, 200, "{body}");
         (hash, data)
     };
@@ -550,8 +532,8 @@ fn abandoned_uploads(backend: Backend) {
     let (first, second) = w.rt.block_on(async {
         let older = std::time::Duration::from_secs(72 * 3600);
         tokio::join!(
-            fieldsync_server::attachments::remove_abandoned(&w.db, blobs.as_ref(), older),
-            fieldsync_server::attachments::remove_abandoned(&w.db, blobs.as_ref(), older),
+            fieldsync_server::service::attachments::remove_abandoned(&w.db, blobs.as_ref(), older),
+            fieldsync_server::service::attachments::remove_abandoned(&w.db, blobs.as_ref(), older),
         )
     });
     let (first, second) = (first.expect("cleanup"), second.expect("cleanup"));
@@ -559,9 +541,9 @@ fn abandoned_uploads(backend: Backend) {
     assert_eq!(w.scalar("SELECT COUNT(*) FROM attachments"), 2);
     assert_eq!(w.scalar("SELECT COUNT(*) FROM attachment_chunks"), 1);
     for hash in [&old_a, &old_b] {
-        let key = fieldsync_server::attachments::BlobKey {
+        let key = fieldsync_server::blob::BlobKey {
             org: w.org,
-            sha256: fieldsync_server::attachments::Sha256Hex::parse(hash).expect("hex"),
+            sha256: fieldsync_server::blob::Sha256Hex::parse(hash).expect("hex"),
         };
         let left = w.rt.block_on(blobs.list_chunks(&key)).expect("list");
         assert!(left.is_empty(), "the chunks of {hash} are gone: {left:?}");
@@ -614,7 +596,7 @@ fn abandoned_uploads(backend: Backend) {
 
 #[test]
 fn two_nodes_share_attachments_in_an_s3_bucket() {
-    let s3 = support::S3Server::start();
+    let s3 = S3Server::start();
     s3.create_bucket("fieldsync-attachments");
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("fieldsync.toml");
@@ -629,13 +611,13 @@ fn two_nodes_share_attachments_in_an_s3_bucket() {
     // 17.5 MiB: eighteen chunks, assembled into three multipart parts. Five
     // through node A, then the connection drops.
     let data = photo(17 * MIB + MIB / 2, 31);
-    let hash = sha(&data);
+    let hash = sha256_hex(&data);
     let chunks: Vec<&[u8]> = data.chunks(MIB).collect();
     let (status, body) = on_a.declare(&declaration(&hash, visit, "photo", data.len()));
     assert_eq!(status, 200, "{body}");
     for idx in 0..5u32 {
         let chunk = chunks[idx as usize];
-        let (status, body) = on_a.put_chunk(&hash, idx, chunk, &sha(chunk));
+        let (status, body) = on_a.put_chunk(&hash, idx, chunk, &sha256_hex(chunk));
         assert_eq!(status, 200, "{body}");
     }
     // The device comes back through node B, which knows what A stored.
@@ -644,7 +626,7 @@ fn two_nodes_share_attachments_in_an_s3_bucket() {
     assert_eq!(received(&again), vec![0, 1, 2, 3, 4]);
     for idx in 5..18u32 {
         let chunk = chunks[idx as usize];
-        let (status, body) = on_b.put_chunk(&hash, idx, chunk, &sha(chunk));
+        let (status, body) = on_b.put_chunk(&hash, idx, chunk, &sha256_hex(chunk));
         assert_eq!(status, 200, "{body}");
     }
     assert_eq!(
@@ -679,7 +661,7 @@ fn two_nodes_share_attachments_in_an_s3_bucket() {
 
     // A chunk whose bytes do not match: refused by node A, nothing stored.
     let other = photo(MIB + 10, 32);
-    let other_hash = sha(&other);
+    let other_hash = sha256_hex(&other);
     assert_eq!(
         on_a.declare(&declaration(&other_hash, visit, "photo", other.len()))
             .0,
@@ -687,13 +669,13 @@ fn two_nodes_share_attachments_in_an_s3_bucket() {
     );
     let mut damaged = other[..MIB].to_vec();
     damaged[7] ^= 1;
-    let (status, body) = on_a.put_chunk(&other_hash, 0, &damaged, &sha(&other[..MIB]));
+    let (status, body) = on_a.put_chunk(&other_hash, 0, &damaged, &sha256_hex(&other[..MIB]));
     assert_eq!(status, 400, "{body}");
     let (_, body) = on_b.declare(&declaration(&other_hash, visit, "photo", other.len()));
     assert!(received(&body).is_empty(), "{body}");
 
     // Left half-way and abandoned: removed with its chunk objects.
-    let (status, body) = on_a.put_chunk(&other_hash, 0, &other[..MIB], &sha(&other[..MIB]));
+    let (status, body) = on_a.put_chunk(&other_hash, 0, &other[..MIB], &sha256_hex(&other[..MIB]));
     assert_eq!(status, 200, "{body}");
     assert!(
         s3.keys("fieldsync-attachments")
@@ -708,9 +690,9 @@ fn two_nodes_share_attachments_in_an_s3_bucket() {
         )),
         1
     );
-    let blobs = fieldsync_server::attachments::open_blob_store(&w.settings).expect("blob store");
+    let blobs = fieldsync_server::blob::open_blob_store(&w.settings).expect("blob store");
     let removed =
-        w.rt.block_on(fieldsync_server::attachments::remove_abandoned(
+        w.rt.block_on(fieldsync_server::service::attachments::remove_abandoned(
             &w.db,
             blobs.as_ref(),
             std::time::Duration::from_secs(72 * 3600),

@@ -2,27 +2,19 @@
 //! loopback port with a real HTTP client, on SQLite and on PostgreSQL. Every
 //! scenario runs on both databases (`<scenario>::on_sqlite`, `::on_postgres`).
 
-mod support;
-
 use std::future::Future;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use fieldsync_core::model::Role;
 use fieldsync_core::{DeviceId, OrgId};
-use fieldsync_server::accounts::{self, NewUser};
+use fieldsync_server::service::accounts::{self, NewUser};
+use fieldsync_server::service::auth;
 use fieldsync_server::settings::Secret;
-use fieldsync_server::{Database, SettingsArgs, auth};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use fieldsync_server::{Database, SettingsArgs};
+use fieldsync_test_support::{
+    Backend, Node, PASSWORD, SECRET, b64url, configured_kid, on_both_databases, sign_jwt, unix_now,
+};
+use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
-
-const SECRET: &str = "test-signing-key-0123456789abcdef-0123456789";
-const PASSWORD: &str = "correct horse battery";
-
-#[derive(Clone, Copy)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
 
 /// A running server plus a handle on its database for seeding.
 #[derive(Clone)]
@@ -59,10 +51,7 @@ where
 {
     let dir = tempfile::tempdir().expect("tempdir");
     // Made before the runtime: the cluster helper runs its own blocking runtime.
-    let database_url = match backend {
-        Backend::Sqlite => None,
-        Backend::Postgres => Some(support::PgCluster::shared().new_database()),
-    };
+    let database_url = backend.database_url();
     let settings = SettingsArgs {
         data_dir: Some(dir.path().join("data")),
         database_url,
@@ -86,54 +75,26 @@ where
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(async move {
+    let (db, org) = rt.block_on(async {
         let db = fieldsync_server::open_database(&settings)
             .await
             .expect("open and migrate");
         let org = seed(&db).await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(fieldsync_server::launch_with_tcp_listener(
-            settings.clone(),
-            listener,
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        let http = reqwest::Client::new();
-        wait_healthy(&http, &base).await;
-        scenario(Harness {
-            base,
-            http,
-            db: db.clone(),
-            org,
-        })
-        .await;
-        stop.send(()).expect("stop");
-        server.await.expect("join").expect("clean shutdown");
-        db.close().await;
+        (db, org)
     });
-}
-
-macro_rules! on_both_databases {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            #[test]
-            fn on_sqlite() {
-                super::run(super::Backend::Sqlite, super::$scenario);
-            }
-            #[test]
-            fn on_postgres() {
-                super::run(super::Backend::Postgres, super::$scenario);
-            }
-        }
-    )*};
+    let node = Node::start(rt.handle(), settings);
+    rt.block_on(scenario(Harness {
+        base: node.base.clone(),
+        http: reqwest::Client::new(),
+        db: db.clone(),
+        org,
+    }));
+    node.stop();
+    rt.block_on(db.close());
 }
 
 on_both_databases!(
+    with run:
     login_returns_a_session_and_me_answers_the_user,
     wrong_password_unknown_user_and_unknown_org_get_the_same_401,
     refresh_rotates_and_reuse_of_a_rotated_token_kills_the_chain,
@@ -167,18 +128,6 @@ mod key_rotation {
             super::a_previous_configured_secret_still_verifies_its_tokens,
         );
     }
-}
-
-async fn wait_healthy(http: &reqwest::Client, base: &str) {
-    for _ in 0..200 {
-        if let Ok(resp) = http.get(format!("{base}/healthz")).send().await
-            && resp.status() == 200
-        {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    panic!("the server did not become healthy");
 }
 
 async fn seed(db: &Database) -> OrgId {
@@ -360,30 +309,6 @@ async fn refresh_rotates_and_reuse_of_a_rotated_token_kills_the_chain(h: Harness
     assert_eq!(code(&body), "invalid_refresh_token");
 }
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        .try_into()
-        .expect("seconds")
-}
-
-fn b64url(bytes: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..=chunk.len() {
-            out.push(char::from(ABC[((n >> (18 - 6 * i)) & 63) as usize]));
-        }
-    }
-    out
-}
-
 async fn expired_and_forged_access_tokens_get_401(h: Harness) {
     let (_, session) = h.login(DeviceId::new()).await;
     let good = session["access_token"].as_str().expect("token");
@@ -397,8 +322,8 @@ async fn expired_and_forged_access_tokens_get_401(h: Harness) {
             "dev": session["device"]["id"],
             "iss": "fieldsync",
             "aud": "fieldsync-api",
-            "iat": now(),
-            "exp": now() + 300,
+            "iat": unix_now(),
+            "exp": unix_now() + 300,
         });
         for (k, v) in overrides.as_object().expect("object") {
             if v.is_null() {
@@ -410,14 +335,7 @@ async fn expired_and_forged_access_tokens_get_401(h: Harness) {
         c
     };
     let sign = |alg: Algorithm, kid: &str, secret: &str, claims: &Value| {
-        let mut header = Header::new(alg);
-        header.kid = Some(kid.to_owned());
-        jsonwebtoken::encode(
-            &header,
-            claims,
-            &EncodingKey::from_secret(secret.as_bytes()),
-        )
-        .expect("sign")
+        sign_jwt(alg, Some(kid.to_owned()), claims, secret)
     };
 
     // The minting here is right: the same recipe with good values is accepted.
@@ -450,7 +368,7 @@ async fn expired_and_forged_access_tokens_get_401(h: Harness) {
                 Algorithm::HS256,
                 &kid,
                 SECRET,
-                &claims(json!({ "exp": now() - 60 })),
+                &claims(json!({ "exp": unix_now() - 60 })),
             ),
         ),
         ("alg none", unsigned),
@@ -587,12 +505,10 @@ fn mint(session: &Value, kid: &str, secret: &[u8]) -> String {
         "dev": session["device"]["id"],
         "iss": "fieldsync",
         "aud": "fieldsync-api",
-        "iat": now(),
-        "exp": now() + 300,
+        "iat": unix_now(),
+        "exp": unix_now() + 300,
     });
-    let mut header = Header::new(Algorithm::HS256);
-    header.kid = Some(kid.to_owned());
-    jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(secret)).expect("sign")
+    sign_jwt(Algorithm::HS256, Some(kid.to_owned()), &claims, secret)
 }
 
 fn kid_of(token: &str) -> String {
@@ -681,8 +597,7 @@ async fn a_previous_configured_secret_still_verifies_its_tokens(h: Harness) {
     assert_eq!(h.me(current).await.0, 200);
     let current_kid = kid_of(current);
     // A token the server signed before the rotation: the old secret, its own kid.
-    let digest = <sha2::Sha256 as sha2::Digest>::digest(SECRET.as_bytes());
-    let old_kid = format!("cfg-{}", hex::encode(&digest[..6]));
+    let old_kid = configured_kid(SECRET);
     assert_ne!(old_kid, current_kid);
     let old = mint(&session, &old_kid, SECRET.as_bytes());
     assert_eq!(

@@ -1,40 +1,11 @@
 //! `fieldsync org init` and `fieldsync user add`, run as real processes, and the
 //! accounts they make used through a real `fieldsync serve`.
 
-mod support;
-
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
+use fieldsync_test_support::{PASSWORD, PgCluster, ServerProcess, fieldsync, runtime};
 use serde_json::{Value, json};
-use support::{PgCluster, ServerProcess};
-
-const PASSWORD: &str = "correct horse battery";
-
-/// Runs `fieldsync` with `args`, extra environment and optional standard input.
-fn fieldsync<S: AsRef<std::ffi::OsStr>>(
-    args: &[S],
-    env: &[(&str, &str)],
-    stdin: Option<&str>,
-) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fieldsync"));
-    cmd.args(args)
-        .env("FIELDSYNC_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("run fieldsync");
-    let mut input = child.stdin.take().expect("stdin");
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).expect("write stdin");
-    }
-    drop(input);
-    child.wait_with_output().expect("wait for fieldsync")
-}
 
 fn text(out: &Output) -> String {
     format!(
@@ -115,13 +86,6 @@ async fn me(base: &str, token: &str) -> u16 {
         .expect("me request")
         .status()
         .as_u16()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 #[test]

@@ -6,19 +6,15 @@
 //! the server refuses for good go to the refused ledger. On SQLite and on
 //! PostgreSQL.
 
-mod support;
-#[allow(dead_code)]
-mod world;
-
 use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 
 use fieldsync_core::RecordId;
+use fieldsync_core::model::Account;
 use fieldsync_core::model::visit::Visit;
-use fieldsync_core::model::{Account, DeviceTime};
 use fieldsync_core::store::{AttachmentKind, Gps};
 use fieldsync_core::sync::{SyncPhase, SyncProgress, SyncReport};
-use world::{Backend, Device, World};
+use fieldsync_test_support::{Backend, Device, World, fast_options, photo, today};
 
 const MIB: usize = 1024 * 1024;
 
@@ -30,24 +26,6 @@ fn device_attachments_on_sqlite() {
 #[test]
 fn device_attachments_on_postgres() {
     device_attachments(Backend::Postgres);
-}
-
-fn today(hour: i64) -> DeviceTime {
-    let now = DeviceTime::now_utc().at_ms;
-    DeviceTime::utc(now - now.rem_euclid(86_400_000) + hour * 3_600_000)
-}
-
-/// Deterministic bytes that differ from chunk to chunk.
-fn photo(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x = x
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (x >> 33) as u8
-        })
-        .collect()
 }
 
 /// A visit of `name` (and its account), created on the device only.
@@ -87,7 +65,7 @@ fn sync_with(dev: &Device, progress: &Recorder) -> SyncReport {
 
 /// (status, content type, body) of `GET /v1/attachments/{sha256}` as `dev`.
 fn download(w: &World, dev: &Device, sha256: &str) -> (u16, String, Vec<u8>) {
-    let token = dev.client.session().expect("session").access_token;
+    let token = dev.access_token();
     let resp = ureq::get(format!("{}/v1/attachments/{sha256}", w.base))
         .header("authorization", format!("Bearer {token}"))
         .config()
@@ -214,7 +192,7 @@ fn device_attachments(backend: Backend) {
     assert!(body == data, "the manager gets the photo byte for byte");
 
     // Off Wi-Fi the app holds back large attachments; a signature still goes.
-    let metered = world::fast_options();
+    let metered = fast_options();
     let ben = w.device_with(
         "ben",
         fieldsync_core::sync::SyncOptions {

@@ -2,12 +2,8 @@
 //! attempts per minute get 429 with `Retry-After`; the sync client waits and
 //! carries on; other devices are unaffected.
 
-mod support;
-#[allow(dead_code)]
-mod world;
-
 use fieldsync_core::sync::NoProgress;
-use world::{Backend, World};
+use fieldsync_test_support::{Backend, PASSWORD, World};
 
 #[test]
 fn limits_on_sqlite() {
@@ -47,7 +43,7 @@ fn over_the_limit_answers_429_with_retry_after(backend: Backend) {
     });
     let phone = w.device("ana");
     let tablet = w.device("ben");
-    let token = phone.client.session().expect("session").access_token;
+    let token = phone.access_token();
     let answers: Vec<_> = (0..6).map(|_| get_me(&w, &token)).collect();
     let ok = answers.iter().filter(|a| a.0 == 200).count();
     let limited: Vec<_> = answers.iter().filter(|a| a.0 == 429).collect();
@@ -61,7 +57,7 @@ fn over_the_limit_answers_429_with_retry_after(backend: Backend) {
     assert!((1..=60).contains(&retry), "{retry}");
     assert!(limited[0].2.contains("rate_limited"), "{}", limited[0].2);
     // Another device is not affected.
-    let other = tablet.client.session().expect("session").access_token;
+    let other = tablet.access_token();
     assert_eq!(get_me(&w, &other).0, 200);
 
     // Guessing passwords: the fourth attempt within a minute is refused
@@ -81,7 +77,7 @@ fn over_the_limit_answers_429_with_retry_after(backend: Backend) {
     };
     let statuses: Vec<u16> = (0..4).map(|_| login("wrong password!")).collect();
     assert_eq!(statuses, vec![401, 401, 401, 429]);
-    assert_eq!(login(world::PASSWORD), 429, "even the right password waits");
+    assert_eq!(login(PASSWORD), 429, "even the right password waits");
 
     // The sync client honours Retry-After and finishes (the tablet has budget left).
     let report = tablet.client.sync(&NoProgress).expect("sync");

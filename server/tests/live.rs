@@ -9,34 +9,26 @@
 //!   listener reconnects and catches up from the change log).
 //! - Stopping a node ends its live connections with a reconnect hint.
 
-mod support;
-
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fieldsync_core::model::visit::Visit;
-use fieldsync_core::model::{Account, DeviceTime, RecordMeta, Role};
+use fieldsync_core::model::{Account, RecordMeta, Role};
 use fieldsync_core::store::{DeviceStore, StoreOptions};
 use fieldsync_core::sync::{
     DeviceInfo, HttpTransport, LiveEvent, LiveListener, LiveOptions, LoginRequest, NoProgress,
     SyncClient, SyncOptions,
 };
 use fieldsync_core::{DeviceId, OrgId, RecordId, TeamId, TerritoryId, UserId};
-use fieldsync_server::accounts::{self, NewUser};
+use fieldsync_server::service::accounts::{self, NewUser};
 use fieldsync_server::settings::Secret;
 use fieldsync_server::{Database, Settings, SettingsArgs};
+use fieldsync_test_support::{Node, PASSWORD, PgCluster, http_get, today};
 
 const SECRET: &str = "live-signing-key-0123456789abcdef-0123456789";
-const PASSWORD: &str = "correct horse battery";
 
 type Client = Arc<SyncClient<Arc<DeviceStore>, HttpTransport>>;
-
-struct Node {
-    base: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
 
 struct World {
     rt: tokio::runtime::Runtime,
@@ -53,7 +45,7 @@ struct World {
 impl World {
     fn new(postgres: bool) -> World {
         let dir = tempfile::tempdir().expect("tempdir");
-        let database_url = postgres.then(|| support::PgCluster::shared().new_database());
+        let database_url = postgres.then(|| PgCluster::shared().new_database());
         let settings = SettingsArgs {
             data_dir: Some(dir.path().join("data")),
             database_url,
@@ -116,40 +108,7 @@ impl World {
     }
 
     fn node(&self) -> Node {
-        let listener = self
-            .rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = self.rt.spawn(fieldsync_server::launch_with_tcp_listener(
-            self.settings.clone(),
-            listener,
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        for _ in 0..400 {
-            if support::http_get(&format!("{base}/healthz")).is_some_and(|(c, _)| c == 200) {
-                return Node {
-                    base,
-                    stop: Some(stop),
-                    task,
-                };
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("the node did not become healthy");
-    }
-
-    fn stop(&self, mut node: Node) {
-        if let Some(stop) = node.stop.take() {
-            let _ = stop.send(());
-        }
-        self.rt
-            .block_on(node.task)
-            .expect("join")
-            .expect("clean shutdown");
+        Node::start(self.rt.handle(), self.settings.clone())
     }
 
     fn client(&self, node: &Node, name: &str) -> Client {
@@ -236,11 +195,6 @@ fn wait_for(
     panic!("no matching live event within {within:?}; saw {seen:?}");
 }
 
-fn today(hour: i64) -> DeviceTime {
-    let now = DeviceTime::now_utc().at_ms;
-    DeviceTime::utc(now - now.rem_euclid(86_400_000) + hour * 3_600_000)
-}
-
 fn pulled_something(e: &LiveEvent) -> bool {
     matches!(e, LiveEvent::Synced(r) if r.pulled > 0)
 }
@@ -288,7 +242,7 @@ fn a_change_reaches_a_connected_phone_in_about_a_second_on_sqlite() {
     });
 
     // Operators see the connection.
-    let (_, metrics) = support::http_get(&format!("{}/metrics", node.base)).expect("metrics");
+    let (_, metrics) = http_get(&format!("{}/metrics", node.base)).expect("metrics");
     assert!(
         metrics.lines().any(|l| l == "fieldsync_live_connections 1"),
         "{metrics}"
@@ -308,7 +262,7 @@ fn a_change_reaches_a_connected_phone_in_about_a_second_on_sqlite() {
     assert_eq!(got.notes, "bring samples");
 
     // A node that stops ends the stream with a reconnect hint.
-    w.stop(node);
+    node.stop();
     let e = wait_for(&rx, Duration::from_secs(10), |e| {
         matches!(e, LiveEvent::Disconnected { .. })
     });
@@ -369,8 +323,8 @@ fn a_change_through_node_a_reaches_a_phone_on_node_b_even_when_the_listener_drop
     assert_eq!(got.notes, "after the reconnect");
 
     live.stop();
-    w.stop(a);
-    w.stop(b);
+    a.stop();
+    b.stop();
 }
 
 /// On PostgreSQL through two nodes (revoked on A, connected to B); on SQLite
@@ -414,9 +368,9 @@ fn revocation_cuts_the_live_channel(postgres: bool) {
         "the revoked phone's data is wiped"
     );
     drop(live);
-    w.stop(a);
+    a.stop();
     if let Some(b) = b {
-        w.stop(b);
+        b.stop();
     }
 }
 

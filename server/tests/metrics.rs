@@ -3,8 +3,6 @@
 //! serve` process (so its log can be read and it can be sent SIGINT); the
 //! devices are real `fieldsync-core` clients.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -19,11 +17,9 @@ use fieldsync_core::sync::{
     DeviceInfo, HttpTransport, LoginRequest, NoProgress, SyncClient, SyncOptions,
 };
 use fieldsync_core::{DeviceId, OrgId, RecordId, TeamId, TerritoryId, UserId, automerge};
-use fieldsync_server::accounts::{self, NewUser};
+use fieldsync_server::service::accounts::{self, NewUser};
 use fieldsync_server::{Database, SettingsArgs, on_pool};
-
-const PASSWORD: &str = "correct horse battery";
-const ORG: &str = "acme";
+use fieldsync_test_support::{ORG, PASSWORD, PgCluster, free_port, http_get, runtime};
 
 /// A `fieldsync serve` process with JSON logs going to a file, and its organisation.
 struct Node {
@@ -44,7 +40,7 @@ impl Node {
     fn start(postgres: bool) -> Node {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
-        let database_url = postgres.then(|| support::PgCluster::shared().new_database());
+        let database_url = postgres.then(|| PgCluster::shared().new_database());
         let settings = SettingsArgs {
             data_dir: Some(data.clone()),
             database_url: database_url.clone(),
@@ -85,7 +81,7 @@ impl Node {
             db.close().await;
             (org, team, territory, users)
         });
-        let port = support::free_port();
+        let port = free_port();
         let log = dir.path().join("server.log");
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
@@ -116,7 +112,7 @@ impl Node {
             dir,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while support::http_get(&format!("{}/healthz", node.base)).is_none_or(|(c, _)| c != 200) {
+        while http_get(&format!("{}/healthz", node.base)).is_none_or(|(c, _)| c != 200) {
             assert!(
                 Instant::now() < deadline,
                 "fieldsync did not become healthy"
@@ -241,13 +237,6 @@ impl Drop for Node {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 /// A parsed OpenMetrics/Prometheus text page: `(name, labels, value)` per sample.
@@ -575,7 +564,7 @@ fn a_node_being_stopped_finishes_the_push_it_is_receiving() {
     // A stopping node takes no new connections (the listener closes just
     // after that line)...
     let deadline = Instant::now() + Duration::from_secs(5);
-    while support::http_get(&format!("{}/healthz", node.base)).is_some() {
+    while http_get(&format!("{}/healthz", node.base)).is_some() {
         assert!(
             Instant::now() < deadline,
             "a stopping node still answers new requests"

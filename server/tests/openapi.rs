@@ -3,12 +3,10 @@
 //! an operation is marked as needing a token exactly when the real server
 //! answers 401 without one.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use support::ServerProcess;
+use fieldsync_test_support::ServerProcess;
 
 /// `(METHOD, path)` of every `.route("…", get(…).post(…))` in the server's source.
 fn routes_in_source() -> BTreeSet<(String, String)> {

@@ -20,16 +20,14 @@
 //!
 //! The test prints the number of checks per operation.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use fieldsync_core::model::visit::Visit;
 use fieldsync_core::model::{
-    Account, Assignment, Contact, DeviceTime, Location, Order, Product, RecordDoc, RecordKind,
-    RecordMeta, Role, ServiceJob, VisitReport,
+    Account, Assignment, Contact, Location, Order, Product, RecordDoc, RecordKind, RecordMeta,
+    Role, ServiceJob, VisitReport,
 };
 use fieldsync_core::protocol::{
     PrimeRequest, PullRequest, PushOutcome, PushRequest, RecordChanges, RejectCode,
@@ -39,19 +37,13 @@ use fieldsync_core::sync::{
     DeviceInfo, HttpTransport, LoginRequest, LoginResponse, SyncClient, SyncOptions, Transport,
 };
 use fieldsync_core::{DeviceId, OrgId, RecordId, TeamId, TerritoryId, UserId, automerge};
-use fieldsync_server::accounts::{self, NewUser};
+use fieldsync_server::service::accounts::{self, NewUser};
 use fieldsync_server::settings::Secret;
 use fieldsync_server::{Database, SettingsArgs, on_pool};
+use fieldsync_test_support::{Backend, Node, PASSWORD, today};
 use serde_bytes::ByteBuf;
 
 const SECRET: &str = "matrix-signing-key-0123456789abcdef-0123456789";
-const PASSWORD: &str = "correct horse battery";
-
-#[derive(Clone, Copy)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
 
 #[test]
 fn on_sqlite() {
@@ -115,11 +107,6 @@ struct Rec {
     granted: BTreeSet<UserId>,
 }
 
-fn today(hour: i64) -> DeviceTime {
-    let now = DeviceTime::now_utc().at_ms;
-    DeviceTime::utc(now - now.rem_euclid(86_400_000) + hour * 3_600_000)
-}
-
 /// The oracle: may `u` read `r`, by the rules of the scope (see `ARCHITECTURE.md`
 /// and the server's scope module): administrators read their organisation;
 /// managers their team's records; everyone the master data of their territory;
@@ -144,10 +131,7 @@ fn may_read(u: &User, r: &Rec) -> bool {
 
 fn matrix(backend: Backend) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let database_url = match backend {
-        Backend::Sqlite => None,
-        Backend::Postgres => Some(support::PgCluster::shared().new_database()),
-    };
+    let database_url = backend.database_url();
     let settings = SettingsArgs {
         data_dir: Some(dir.path().join("data")),
         database_url,
@@ -165,19 +149,8 @@ fn matrix(backend: Backend) {
     let db = rt
         .block_on(fieldsync_server::open_database(&settings))
         .expect("open and migrate");
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = rt.spawn(fieldsync_server::launch_with_tcp_listener(
-        settings,
-        listener,
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    wait_healthy(&base);
+    let node = Node::start(rt.handle(), settings);
+    let base = node.base.clone();
 
     // Two organisations; each has teams North (territory A) and South (territory B).
     let mut users: Vec<User> = Vec::new();
@@ -500,19 +473,8 @@ fn matrix(backend: Backend) {
     assert_eq!(checks["audit"], 14 * 32);
     assert_eq!(checks["write"], 14 * 32 - readable_pairs);
 
-    stop.send(()).expect("stop");
-    rt.block_on(server).expect("join").expect("clean shutdown");
+    node.stop();
     rt.block_on(db.close());
-}
-
-fn wait_healthy(base: &str) {
-    for _ in 0..400 {
-        if support::http_get(&format!("{base}/healthz")).is_some_and(|(code, _)| code == 200) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("the server did not become healthy");
 }
 
 fn audit_status(base: &str, token: &str, id: RecordId) -> u16 {

@@ -1,19 +1,7 @@
 //! `fieldsync serve` and `fieldsync migrate`, as real processes, on SQLite and
 //! on a throwaway PostgreSQL cluster.
 
-mod support;
-
-use std::process::Command;
-
-use support::{PgCluster, ServerProcess, http_get};
-
-fn fieldsync(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_fieldsync"))
-        .args(args)
-        .env("FIELDSYNC_LOG", "warn")
-        .output()
-        .expect("run fieldsync")
-}
+use fieldsync_test_support::{PgCluster, ServerProcess, fieldsync, http_get};
 
 #[test]
 fn serve_on_sqlite_creates_the_data_dir_answers_healthz_and_stops_on_ctrl_c() {
@@ -36,7 +24,11 @@ fn serve_on_sqlite_creates_the_data_dir_answers_healthz_and_stops_on_ctrl_c() {
     // A second start reuses the same database (migrations already applied).
     let again = ServerProcess::spawn(&data, &[]);
     assert!(again.interrupt().success());
-    let out = fieldsync(&["migrate", "--data-dir", data.to_str().expect("utf-8 path")]);
+    let out = fieldsync(
+        &["migrate", "--data-dir", data.to_str().expect("utf-8 path")],
+        &[],
+        None,
+    );
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("9 migrations applied"));
 }
@@ -60,7 +52,7 @@ fn migrate_twice_is_a_no_op_and_two_nodes_migrating_at_once_both_succeed() {
     let nodes: Vec<_> = (0..2)
         .map(|_| {
             let url = url.clone();
-            std::thread::spawn(move || fieldsync(&["migrate", "--database-url", &url]))
+            std::thread::spawn(move || fieldsync(&["migrate", "--database-url", &url], &[], None))
         })
         .collect();
     for node in nodes {
@@ -71,7 +63,7 @@ fn migrate_twice_is_a_no_op_and_two_nodes_migrating_at_once_both_succeed() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let out = fieldsync(&["migrate", "--database-url", &url]);
+    let out = fieldsync(&["migrate", "--database-url", &url], &[], None);
     assert!(out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stdout)
@@ -81,7 +73,11 @@ fn migrate_twice_is_a_no_op_and_two_nodes_migrating_at_once_both_succeed() {
 
 #[test]
 fn a_bad_database_url_is_a_clear_error_not_a_panic() {
-    let out = fieldsync(&["migrate", "--database-url", "mysql://root:pw@localhost/x"]);
+    let out = fieldsync(
+        &["migrate", "--database-url", "mysql://root:pw@localhost/x"],
+        &[],
+        None,
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unsupported database URL"), "{err}");

@@ -5,22 +5,16 @@
 //! server's copy alike; an uncovered field leaves it matching. On SQLite and
 //! on PostgreSQL.
 
-mod support;
-#[allow(dead_code)]
-mod world;
-
 use fieldsync_core::RecordId;
 use fieldsync_core::automerge::ActorId;
 use fieldsync_core::model::assignment::{self, PartUsed, TimeEntry, TimeKind};
 use fieldsync_core::model::order::{self, Order, OrderLine};
 use fieldsync_core::model::signature::SignatureVerdict;
-use fieldsync_core::model::{
-    Account, Actor, Assignment, DeviceTime, Money, Priority, Qty, ServiceJob, Signer,
-};
+use fieldsync_core::model::{Account, Actor, Assignment, Money, Priority, Qty, ServiceJob, Signer};
 use fieldsync_core::store::{AttachmentKind, sha256_hex};
-use fieldsync_server::signatures::signature_verdict;
-use fieldsync_server::store::Caller;
-use world::{Backend, Device, World};
+use fieldsync_server::Caller;
+use fieldsync_server::service::signatures::signature_verdict;
+use fieldsync_test_support::{Backend, Device, World, today};
 
 #[test]
 fn signatures_on_sqlite() {
@@ -32,11 +26,6 @@ fn signatures_on_postgres() {
     signatures(Backend::Postgres);
 }
 
-fn today(hour: i64) -> DeviceTime {
-    let now = DeviceTime::now_utc().at_ms;
-    DeviceTime::utc(now - now.rem_euclid(86_400_000) + hour * 3_600_000)
-}
-
 /// The manager as the server's pages see them.
 fn manager_caller(w: &World) -> Caller {
     let mona = w.person("mona");
@@ -45,6 +34,7 @@ fn manager_caller(w: &World) -> Caller {
         org: w.org,
         team: Some(mona.team),
         territory: Some(w.territory),
+        display_name: "Mona".into(),
         actor_id: ActorId::random(),
         window: None,
     }

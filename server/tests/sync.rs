@@ -2,12 +2,7 @@
 //! against the real server on a loopback port, on SQLite and on PostgreSQL.
 //! Every scenario runs on both databases (`<scenario>::on_sqlite`, `::on_postgres`).
 
-mod support;
-#[allow(dead_code)]
-mod world;
-
 use std::sync::atomic::Ordering;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use fieldsync_core::model::visit::{self, Site, Visit, VisitStatus};
 use fieldsync_core::model::{
@@ -16,22 +11,9 @@ use fieldsync_core::model::{
 use fieldsync_core::protocol::{self, PushRequest, RecordChanges};
 use fieldsync_core::sync::{NoProgress, Session, SyncError, SyncOptions, Transport};
 use fieldsync_core::{RecordId, automerge};
-use world::{Backend, Device, World};
-
-macro_rules! on_both_databases {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            #[test]
-            fn on_sqlite() {
-                super::$scenario(super::World::start(super::Backend::Sqlite));
-            }
-            #[test]
-            fn on_postgres() {
-                super::$scenario(super::World::start(super::Backend::Postgres));
-            }
-        }
-    )*};
-}
+use fieldsync_test_support::{
+    Device, SECRET, World, configured_kid, fast_options, on_both_databases, sign_jwt, unix_now,
+};
 
 on_both_databases!(
     concurrent_offline_edits_on_three_devices_converge_everywhere,
@@ -52,23 +34,8 @@ on_both_databases!(
     a_manager_reviews_a_report_through_the_api_and_the_rep_sees_it_after_sync,
 );
 
-/// Scenarios that need the server as a separate process (to SIGKILL it).
-macro_rules! on_both_databases_as_a_process {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            #[test]
-            fn on_sqlite() {
-                super::$scenario(super::World::start_process(super::Backend::Sqlite));
-            }
-            #[test]
-            fn on_postgres() {
-                super::$scenario(super::World::start_process(super::Backend::Postgres));
-            }
-        }
-    )*};
-}
-
-on_both_databases_as_a_process!(a_server_killed_mid_write_loses_nothing_it_acknowledged);
+// Scenarios that need the server as a separate process (to SIGKILL it).
+on_both_databases!(as_a_process: a_server_killed_mid_write_loses_nothing_it_acknowledged);
 
 const SITE: Site = Site {
     coords: None,
@@ -83,7 +50,7 @@ fn t(ms: i64) -> DeviceTime {
 
 fn account(w: &World, dev: &Device, name: &str) -> RecordId {
     let a = Account {
-        meta: w.meta(short(&dev.person.email)),
+        meta: w.meta(dev.person.name()),
         name: name.into(),
         account_type: "outlet".into(),
         account_status: "active".into(),
@@ -105,13 +72,9 @@ fn account(w: &World, dev: &Device, name: &str) -> RecordId {
     dev.store().create(&a, t(0)).expect("create account")
 }
 
-fn short(email: &str) -> &str {
-    email.split('@').next().unwrap_or(email)
-}
-
 fn plan_visit(w: &World, dev: &Device, account_id: RecordId, i: i64) -> RecordId {
     let v = Visit::planned(
-        w.meta(short(&dev.person.email)),
+        w.meta(dev.person.name()),
         account_id,
         t(i * 3_600_000),
         t(i * 3_600_000 + 1_800_000),
@@ -260,7 +223,7 @@ fn resending_a_batch_changes_nothing(w: World) {
         }],
         health: None,
     };
-    let token = phone.client.session().expect("session").access_token;
+    let token = phone.access_token();
     use fieldsync_core::sync::Transport as _;
     let resp = phone.net().push(&token, &batch).expect("push");
     assert!(matches!(
@@ -275,7 +238,7 @@ fn a_lost_push_answer_and_a_broken_pull_resume_without_loss_or_duplicates(w: Wor
         push_batch: 5,
         pull_page: 7,
         max_attempts: 1,
-        ..world::fast_options()
+        ..fast_options()
     };
     let phone = w.device_with("ana", options.clone());
     let laptop = w.device_with("mona", options);
@@ -383,7 +346,7 @@ fn a_rejected_record_leaves_the_rest_merged_and_shows_its_reason(w: World) {
     assert!(w.server_doc(other).is_some());
 
     // The server's ledger has it too, with who and why.
-    let token = phone.client.session().expect("session").access_token;
+    let token = phone.access_token();
     let body = ureq::get(format!("{}/v1/rejections", w.base))
         .header("authorization", format!("Bearer {token}"))
         .call()
@@ -403,28 +366,18 @@ fn an_expired_access_token_is_refreshed_during_sync(w: World) {
     let phone = w.device("ana");
     let session = phone.client.session().expect("session");
     // A correctly signed token that expired a minute ago.
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64;
+    let now = unix_now();
     let claims = serde_json::json!({
         "sub": phone.person.id, "org": w.org, "role": "rep",
         "dev": phone.login.device.id, "iss": "fieldsync", "aud": "fieldsync-api",
         "iat": now - 1_000, "exp": now - 60,
     });
-    let kid = {
-        use sha2::Digest;
-        let d = sha2::Sha256::digest(world::SECRET.as_bytes());
-        format!("cfg-{}", hex::encode(&d[..6]))
-    };
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
-    header.kid = Some(kid);
-    let expired = jsonwebtoken::encode(
-        &header,
+    let expired = sign_jwt(
+        jsonwebtoken::Algorithm::HS256,
+        Some(configured_kid(SECRET)),
         &claims,
-        &jsonwebtoken::EncodingKey::from_secret(world::SECRET.as_bytes()),
-    )
-    .expect("sign");
+        SECRET,
+    );
     phone.client.set_session(Session {
         access_token: expired.clone(),
         refresh_token: session.refresh_token.clone(),
@@ -565,7 +518,7 @@ fn scope_keeps_other_reps_records_away_and_brings_referenced_accounts(w: World) 
         .update::<Visit>(t(9), |v| v.notes = "not mine".into())
         .expect("edit");
     let change = forged.automerge().get_last_local_change().expect("change");
-    let token = ana.client.session().expect("session").access_token;
+    let token = ana.access_token();
     use fieldsync_core::sync::Transport as _;
     let resp = ana
         .net()
@@ -594,7 +547,7 @@ fn scope_keeps_other_reps_records_away_and_brings_referenced_accounts(w: World) 
     // The audit trail: who changed the record, from which device, when; for
     // those who may read it, and a 404 for anyone else.
     let audit = |dev: &Device, id: RecordId| {
-        let token = dev.client.session().expect("session").access_token;
+        let token = dev.access_token();
         let resp = ureq::get(format!("{}/v1/records/{id}/audit", w.base))
             .header("authorization", format!("Bearer {token}"))
             .config()
@@ -674,7 +627,7 @@ fn a_server_that_lost_history_is_repaired_from_the_device(w: World) {
 
 fn malformed_requests_get_a_clear_4xx(w: World) {
     let phone = w.device("ana");
-    let token = phone.client.session().expect("session").access_token;
+    let token = phone.access_token();
     let post = |content_type: &str, version: Option<&str>, body: &[u8]| {
         let mut req = ureq::post(format!("{}/v1/sync/push", w.base))
             .header("authorization", format!("Bearer {token}"))
@@ -763,7 +716,7 @@ fn concurrent_pushes_never_let_a_cursor_skip_a_change(w: World) {
         "mona",
         SyncOptions {
             pull_page: 3,
-            ..world::fast_options()
+            ..fast_options()
         },
     );
     reader.sync();
@@ -811,7 +764,7 @@ fn a_server_killed_mid_write_loses_nothing_it_acknowledged(w: World) {
                 n,
                 SyncOptions {
                     max_attempts: 2,
-                    ..world::fast_options()
+                    ..fast_options()
                 },
             )
         })
@@ -885,7 +838,7 @@ fn a_revoked_device_is_refused_at_its_next_request_and_wiped(w: World) {
     let shop = account(&w, &phone, "Loja Revogada");
     phone.sync();
     let call = |dev: &Device, method: &str, path: &str| {
-        let token = dev.client.session().expect("session").access_token;
+        let token = dev.access_token();
         let url = format!("{}{path}", w.base);
         let req = match method {
             "GET" => ureq::get(url)
@@ -1223,7 +1176,7 @@ fn a_manager_reviews_a_report_through_the_api_and_the_rep_sees_it_after_sync(w: 
     let shop = account(&w, &phone, "Hotel Avenida");
     let (visit_id, report_id) = submitted_report(&w, &phone, shop, "Met the buyer.");
     let mona = w.device("mona");
-    let token = mona.client.session().expect("session").access_token;
+    let token = mona.access_token();
     let rid = report_id.to_string();
 
     // The inbox lists it, with the rep and the visit.
@@ -1251,7 +1204,7 @@ fn a_manager_reviews_a_report_through_the_api_and_the_rep_sees_it_after_sync(w: 
 
     // A rep may not review; a request for changes needs a comment.
     let ben = w.device("ben");
-    let ben_token = ben.client.session().expect("session").access_token;
+    let ben_token = ben.access_token();
     assert_eq!(
         api(&w, "GET", &format!("/v1/reports/{rid}"), &ben_token, None).0,
         403

@@ -1,17 +1,13 @@
 //! Every authenticated endpoint against a table of bad access tokens: each
 //! answers 401 with only the error object, on SQLite and on PostgreSQL.
 
-mod support;
-#[allow(dead_code)]
-mod world;
-
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use fieldsync_core::protocol::{self, PrimeRequest, PullRequest, PushRequest, RepairRequest};
 use fieldsync_core::{RecordId, RecordKind};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use fieldsync_test_support::{
+    Backend, Device, SECRET, World, b64url, configured_kid, sign_jwt, unix_now,
+};
+use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
-use world::{Backend, World};
 
 #[test]
 fn bad_tokens_on_sqlite() {
@@ -21,43 +17,6 @@ fn bad_tokens_on_sqlite() {
 #[test]
 fn bad_tokens_on_postgres() {
     bad_tokens_get_401_everywhere(World::start(Backend::Postgres));
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64
-}
-
-fn kid() -> String {
-    use sha2::Digest;
-    let d = sha2::Sha256::digest(world::SECRET.as_bytes());
-    format!("cfg-{}", hex::encode(&d[..6]))
-}
-
-fn sign(alg: Algorithm, kid: Option<String>, claims: &Value, secret: &str) -> String {
-    let mut header = Header::new(alg);
-    header.kid = kid;
-    jsonwebtoken::encode(
-        &header,
-        claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .expect("sign")
-}
-
-fn b64(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n =
-            chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
-        for i in 0..=chunk.len() {
-            out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
 }
 
 /// Method, path, and the body (content type and bytes) for POSTs that take one.
@@ -70,7 +29,7 @@ fn bad_tokens_get_401_everywhere(w: World) {
     let good = |extra: Value| {
         let mut claims = json!({
             "sub": phone.person.id, "org": w.org, "role": "rep", "dev": phone.login.device.id,
-            "iss": "fieldsync", "aud": "fieldsync-api", "iat": now(), "exp": now() + 600,
+            "iss": "fieldsync", "aud": "fieldsync-api", "iat": unix_now(), "exp": unix_now() + 600,
         });
         if let (Some(c), Some(e)) = (claims.as_object_mut(), extra.as_object()) {
             for (k, v) in e {
@@ -83,11 +42,11 @@ fn bad_tokens_get_401_everywhere(w: World) {
         }
         claims
     };
-    let valid = sign(
+    let valid = sign_jwt(
         Algorithm::HS256,
-        Some(kid()),
+        Some(configured_kid(SECRET)),
         &good(json!({})),
-        world::SECRET,
+        SECRET,
     );
     // Sanity: the well-formed token works.
     let me = ureq::get(format!("{}/v1/me", w.base))
@@ -101,11 +60,17 @@ fn bad_tokens_get_401_everywhere(w: World) {
     tampered.push(if last == 'A' { 'B' } else { 'A' });
     let none = format!(
         "{}.{}.",
-        b64(format!(r#"{{"alg":"none","typ":"JWT","kid":"{}"}}"#, kid()).as_bytes()),
-        b64(good(json!({})).to_string().as_bytes())
+        b64url(
+            format!(
+                r#"{{"alg":"none","typ":"JWT","kid":"{}"}}"#,
+                configured_kid(SECRET)
+            )
+            .as_bytes()
+        ),
+        b64url(good(json!({})).to_string().as_bytes())
     );
     // Ben's device revoked; Carla disabled.
-    w.rt.block_on(fieldsync_server::accounts::revoke_device(
+    w.rt.block_on(fieldsync_server::service::accounts::revoke_device(
         &w.db,
         revoked.login.device.id,
     ))
@@ -114,15 +79,15 @@ fn bad_tokens_get_401_everywhere(w: World) {
         "UPDATE users SET disabled = TRUE WHERE id = $1",
         *disabled.person.id.as_uuid(),
     );
-    let of = |dev: &world::Device| {
-        sign(
+    let of = |dev: &Device| {
+        sign_jwt(
             Algorithm::HS256,
-            Some(kid()),
+            Some(configured_kid(SECRET)),
             &json!({
                 "sub": dev.person.id, "org": w.org, "role": "rep", "dev": dev.login.device.id,
-                "iss": "fieldsync", "aud": "fieldsync-api", "iat": now(), "exp": now() + 600,
+                "iss": "fieldsync", "aud": "fieldsync-api", "iat": unix_now(), "exp": unix_now() + 600,
             }),
-            world::SECRET,
+            SECRET,
         )
     };
     let table: Vec<(&str, Option<String>)> = vec![
@@ -131,111 +96,106 @@ fn bad_tokens_get_401_everywhere(w: World) {
         ("none algorithm", Some(none)),
         (
             "wrong algorithm (HS384)",
-            Some(sign(
+            Some(sign_jwt(
                 Algorithm::HS384,
-                Some(kid()),
+                Some(configured_kid(SECRET)),
                 &good(json!({})),
-                world::SECRET,
+                SECRET,
             )),
         ),
         ("tampered signature", Some(tampered)),
         (
             "another key",
-            Some(sign(
+            Some(sign_jwt(
                 Algorithm::HS256,
-                Some(kid()),
+                Some(configured_kid(SECRET)),
                 &good(json!({})),
                 "another-secret-of-sufficient-length-0123456789",
             )),
         ),
         (
             "unknown key id",
-            Some(sign(
+            Some(sign_jwt(
                 Algorithm::HS256,
                 Some("cfg-000000000000".into()),
                 &good(json!({})),
-                world::SECRET,
+                SECRET,
             )),
         ),
         (
             "no key id",
-            Some(sign(
-                Algorithm::HS256,
-                None,
-                &good(json!({})),
-                world::SECRET,
-            )),
+            Some(sign_jwt(Algorithm::HS256, None, &good(json!({})), SECRET)),
         ),
         (
             "wrong issuer",
-            Some(sign(
+            Some(sign_jwt(
                 Algorithm::HS256,
-                Some(kid()),
+                Some(configured_kid(SECRET)),
                 &good(json!({"iss": "evil"})),
-                world::SECRET,
+                SECRET,
             )),
         ),
         (
             "wrong audience",
-            Some(sign(
+            Some(sign_jwt(
                 Algorithm::HS256,
-                Some(kid()),
+                Some(configured_kid(SECRET)),
                 &good(json!({"aud": "other-api"})),
-                world::SECRET,
+                SECRET,
             )),
         ),
         (
             "expired",
-            Some(sign(
+            Some(sign_jwt(
                 Algorithm::HS256,
-                Some(kid()),
-                &good(json!({"exp": now() - 120})),
-                world::SECRET,
+                Some(configured_kid(SECRET)),
+                &good(json!({"exp": unix_now() - 120})),
+                SECRET,
             )),
         ),
         (
             "not yet valid",
-            Some(sign(
+            Some(sign_jwt(
                 Algorithm::HS256,
-                Some(kid()),
-                &good(json!({"nbf": now() + 3600})),
-                world::SECRET,
+                Some(configured_kid(SECRET)),
+                &good(json!({"nbf": unix_now() + 3600})),
+                SECRET,
             )),
         ),
         (
             "missing subject",
-            Some(sign(
+            Some(sign_jwt(
                 Algorithm::HS256,
-                Some(kid()),
+                Some(configured_kid(SECRET)),
                 &good(json!({"sub": null})),
-                world::SECRET,
+                SECRET,
             )),
         ),
         (
             "missing expiry",
-            Some(sign(
+            Some(sign_jwt(
                 Algorithm::HS256,
-                Some(kid()),
+                Some(configured_kid(SECRET)),
                 &good(json!({"exp": null})),
-                world::SECRET,
+                SECRET,
             )),
         ),
         (
             "subject of another user",
-            Some(sign(
+            Some(sign_jwt(
                 Algorithm::HS256,
-                Some(kid()),
+                Some(configured_kid(SECRET)),
                 &good(json!({"sub": w.person("sara").id})),
-                world::SECRET,
+                SECRET,
             )),
         ),
         (
             "unknown device",
-            Some(sign(
+            Some(sign_jwt(
                 Algorithm::HS256,
-                Some(kid()),
+                Some(configured_kid(SECRET)),
                 &good(json!({"dev": uuid::Uuid::now_v7()})),
-                world::SECRET,
+                SECRET,
             )),
         ),
         ("revoked device", Some(of(&revoked))),

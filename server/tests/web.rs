@@ -18,10 +18,6 @@
 //! request for changes without a comment) are checked over plain HTTP in
 //! `pages_refuse_what_they_must`.
 
-mod support;
-#[allow(dead_code)]
-mod world;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -35,7 +31,7 @@ use fieldsync_core::model::{
     ServiceJob, Signer, TransitionRequest, VisitOutcome, VisitReport, order, report,
 };
 use fieldsync_core::store::AttachmentKind;
-use world::{Backend, Device, World};
+use fieldsync_test_support::{Backend, Device, ORG, PASSWORD, World, free_port};
 
 #[test]
 fn a_manager_reviews_in_the_browser_on_sqlite() {
@@ -316,7 +312,7 @@ fn review_in_the_browser(backend: Backend, label: &str) {
     w.rt.block_on(async {
         b.goto(&format!("{base}/web/inbox")).await.expect("goto");
         assert!(b.current_url().await.expect("url").path() == "/web/login");
-        b.find(Locator::Id("org")).await.expect("org").send_keys(world::ORG).await.expect("type");
+        b.find(Locator::Id("org")).await.expect("org").send_keys(ORG).await.expect("type");
         b.find(Locator::Id("email"))
             .await
             .expect("email")
@@ -326,7 +322,7 @@ fn review_in_the_browser(backend: Backend, label: &str) {
         b.find(Locator::Id("password"))
             .await
             .expect("password")
-            .send_keys(world::PASSWORD)
+            .send_keys(PASSWORD)
             .await
             .expect("type");
         b.find(Locator::Css("form button[type=submit]"))
@@ -719,7 +715,7 @@ impl Browser {
         };
         let chromium = on_path("chromium").unwrap_or_else(missing);
         let chromedriver = on_path("chromedriver").unwrap_or_else(missing);
-        let port = support::free_port();
+        let port = free_port();
         let driver = Command::new(chromedriver)
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
@@ -876,7 +872,7 @@ fn sign_in(w: &World, who: &str, password: &str) -> Reply {
         "/web/login",
         &login_cookie,
         &[
-            ("org", world::ORG),
+            ("org", ORG),
             ("email", &email),
             ("password", password),
             ("csrf", &csrf),
@@ -912,9 +908,9 @@ fn pages_refuse_what_they_must() {
         "/web/login",
         &cookie_pair(&form, "fieldsync_login_csrf"),
         &[
-            ("org", world::ORG),
+            ("org", ORG),
             ("email", "mona@acme.test"),
-            ("password", world::PASSWORD),
+            ("password", PASSWORD),
             ("csrf", "0000"),
         ],
     );
@@ -925,7 +921,7 @@ fn pages_refuse_what_they_must() {
             .iter()
             .all(|c| !c.starts_with("fieldsync_session="))
     );
-    let rep = sign_in(&w, "ana", world::PASSWORD);
+    let rep = sign_in(&w, "ana", PASSWORD);
     assert_eq!(rep.status, 403);
     assert!(
         rep.body.contains("managers and administrators"),
@@ -941,7 +937,7 @@ fn pages_refuse_what_they_must() {
     );
 
     // A manager gets a strict, HttpOnly session cookie and lands in the inbox.
-    let ok = sign_in(&w, "mona", world::PASSWORD);
+    let ok = sign_in(&w, "mona", PASSWORD);
     assert_eq!(
         (ok.status, ok.location.as_deref()),
         (303, Some("/web/inbox"))
@@ -1131,7 +1127,7 @@ fn a_conflict_is_shown_and_resolved_through_the_page() {
     // the downloads know only their three files.
     let anonymous = http(&w, "GET", "/web/conflicts", "", &[]);
     assert_eq!(anonymous.status, 303);
-    let session = cookie_pair(&sign_in(&w, "mona", world::PASSWORD), "fieldsync_session");
+    let session = cookie_pair(&sign_in(&w, "mona", PASSWORD), "fieldsync_session");
     let backwards = http(
         &w,
         "GET",

@@ -3,11 +3,14 @@
 //! `cargo xtask test` is the command in the README and the one CI runs
 //! (`.ci/run`). It first makes sure every tool the tests need is installed,
 //! installing what is missing from Debian's packages, npm or PyPI, then runs the
-//! format check, clippy, and every test suite. It prints what it does as it goes.
+//! format check, clippy, the server's layering check ([`layers`]), a build of
+//! the model without I/O, and every test suite. It prints what it does as it goes.
 //!
 //! Prerequisites are listed in one table ([`prerequisites`]); a suite that needs a
 //! new tool adds a row there, so the README command stays the only one a newcomer
 //! runs.
+
+mod layers;
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -23,6 +26,8 @@ commands:
   test            install missing test prerequisites, then run fmt check, clippy and all tests
   test --no-lint  the same without the fmt and clippy checks
   deps            only install the missing test prerequisites
+  layers          check server/src against the layering rules (layers, forbidden crates,
+                  private modules, import cycles); see xtask/src/layers/rules.rs
   bindings        generate the Kotlin, Swift and Python bindings into target/bindings
   bench           run the benchmarks (release builds) and print their tables
 ";
@@ -32,6 +37,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
         Some("deps") => ensure_prerequisites(),
+        Some("layers") => layering_check(&workspace_root()),
         Some("bench") => bench(),
         Some("bindings") => generate_bindings(&workspace_root(), true).map(|_| ()),
         Some("-h" | "--help" | "help") | None => {
@@ -81,6 +87,21 @@ fn test(args: &[String]) -> Result<()> {
             ),
         )?;
     }
+    // Cheap and independent of the lints, so they run with --no-lint too.
+    layering_check(&root)?;
+    step(
+        "model builds without I/O (fieldsync-core --no-default-features)",
+        cargo(
+            &root,
+            &[
+                "check",
+                "-p",
+                "fieldsync-core",
+                "--no-default-features",
+                "--lib",
+            ],
+        ),
+    )?;
     // Build every target once, with the feature set the test run uses (dev
     // dependencies included), so the tests, the native library and the
     // generator below all reuse the same compiled dependencies.
@@ -112,6 +133,36 @@ fn test(args: &[String]) -> Result<()> {
     )?;
     binding_tests(&root)?;
     println!("xtask: all checks passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+/// The server's and the core's layering (see `layers`), checked in-process
+/// and printed like a step.
+fn layering_check(root: &Path) -> Result<()> {
+    for (name, src, rules) in [
+        (
+            "layering check (server/src)",
+            "server/src",
+            layers::Rules::server(),
+        ),
+        (
+            "layering check (client-core/src)",
+            "client-core/src",
+            layers::Rules::client_core(),
+        ),
+    ] {
+        println!("\nxtask: ==> {name}");
+        let started = Instant::now();
+        let report = layers::check(root, Path::new(src), &rules)?;
+        print!("{report}");
+        if !report.passed() {
+            bail!(
+                "{name} failed ({}; the rules are in xtask/src/layers/rules.rs)",
+                layers::violations(report.violations.len())
+            );
+        }
+        println!("xtask: <== {name} ok ({:.0?})", started.elapsed());
+    }
     Ok(())
 }
 

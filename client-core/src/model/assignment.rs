@@ -31,9 +31,9 @@ use std::collections::BTreeMap;
 use automerge::ChangeHash;
 use serde::{Deserialize, Serialize};
 
-use super::signature::SignatureRef;
+use super::signed::SignatureRef;
 use super::status::{Status, TransitionError, TransitionRequest};
-use super::types::{Actor, DeviceTime, GeoPoint, Qty, RecordKind, RecordMeta, Role};
+use super::types::{Actor, DeviceTime, GeoPoint, Qty, RecordKind, RecordMeta, Role, stable_names};
 use super::{ModelError, Record, RecordDoc, Stateful, ValidationError};
 use crate::ids::RecordId;
 
@@ -83,41 +83,29 @@ impl AssignmentStatus {
     }
 }
 
+stable_names!(machine AssignmentStatus, "assignment status" {
+    Scheduled => "scheduled",
+    Dispatched => "dispatched",
+    Accepted => "accepted",
+    Rejected => "rejected",
+    Traveling => "traveling",
+    OnSite => "on_site",
+    InProgress => "in_progress",
+    OnBreak => "on_break",
+    Completed => "completed",
+    CannotComplete => "cannot_complete",
+    Cancelled => "cancelled",
+});
+
 impl Status for AssignmentStatus {
     const MACHINE: &'static str = "assignment";
 
     fn all() -> &'static [Self] {
-        use AssignmentStatus::*;
-        &[
-            Scheduled,
-            Dispatched,
-            Accepted,
-            Rejected,
-            Traveling,
-            OnSite,
-            InProgress,
-            OnBreak,
-            Completed,
-            CannotComplete,
-            Cancelled,
-        ]
+        Self::ALL
     }
 
     fn as_str(self) -> &'static str {
-        use AssignmentStatus::*;
-        match self {
-            Scheduled => "scheduled",
-            Dispatched => "dispatched",
-            Accepted => "accepted",
-            Rejected => "rejected",
-            Traveling => "traveling",
-            OnSite => "on_site",
-            InProgress => "in_progress",
-            OnBreak => "on_break",
-            Completed => "completed",
-            CannotComplete => "cannot_complete",
-            Cancelled => "cancelled",
-        }
+        self.stable_name()
     }
 
     fn may_start_in(self, role: Role) -> bool {
@@ -218,6 +206,12 @@ pub enum Approval {
     /// Refused by the back office.
     Rejected,
 }
+
+stable_names!(Approval, "time entry approval" {
+    Pending => "pending",
+    Approved => "approved",
+    Rejected => "rejected",
+});
 
 /// Time booked by the technician (keyed by entry id).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -508,6 +502,33 @@ mod tests {
 
     use AssignmentStatus::*;
     use Role::*;
+
+    #[test]
+    fn statuses_and_approvals_have_stable_names() {
+        use crate::model::types::assert_stable_names;
+        assert_stable_names(
+            AssignmentStatus::ALL,
+            AssignmentStatus::as_str,
+            &[
+                "scheduled",
+                "dispatched",
+                "accepted",
+                "rejected",
+                "traveling",
+                "on_site",
+                "in_progress",
+                "on_break",
+                "completed",
+                "cannot_complete",
+                "cancelled",
+            ],
+        );
+        assert_stable_names(
+            Approval::ALL,
+            Approval::as_str,
+            &["pending", "approved", "rejected"],
+        );
+    }
 
     #[rstest]
     #[case(Scheduled, Dispatched, Manager)]

@@ -13,6 +13,13 @@
 //! Reading ([`RecordDoc::read`]) resolves the effective status by domain rule (see
 //! [`super::status`]); every other field takes Automerge's deterministic winner.
 //! [`RecordDoc::conflicts`] lists every field that holds concurrent values.
+//!
+//! This module knows no record kind in particular: everything here is generic
+//! over [`Record`] and [`Stateful`]. The few methods that pick the typed record
+//! from the kind a document names at run time ([`RecordDoc::status_name`],
+//! [`RecordDoc::conflicts`], [`RecordDoc::resolve_status_by_name`]) are
+//! defined in `kinds`, above the record modules, so imports run one way: the
+//! records import this module, never the reverse.
 
 use automerge::{
     ActorId, AutoCommit, Change, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value,
@@ -348,13 +355,20 @@ impl RecordDoc {
         Ok(events)
     }
 
-    /// Every field holding concurrent values that differ, sorted by path.
+    /// Every field holding concurrent values that differ, sorted by path; the
+    /// walk behind [`RecordDoc::conflicts`].
     ///
-    /// Concurrent writes of the *same* value are not conflicts. Only the shown
-    /// value of a conflicting object is walked into.
-    pub fn conflicts(&self) -> Result<Vec<Conflict>, ModelError> {
+    /// Which of the concurrent values of the root `status` the record shows is
+    /// the kind's machine's to say: `effective_status` gives its name (asked
+    /// only when the status clashes; `None` falls back to Automerge's winner).
+    /// The kind dispatch lives above the record modules (`kinds`), so this
+    /// module does not import the records that import it.
+    pub(super) fn conflicts_showing(
+        &self,
+        effective_status: impl Fn() -> Option<String>,
+    ) -> Result<Vec<Conflict>, ModelError> {
         let mut out = Vec::new();
-        self.collect_conflicts(&ROOT, String::new(), 0, &mut out)?;
+        self.collect_conflicts(&ROOT, String::new(), 0, &effective_status, &mut out)?;
         out.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(out)
     }
@@ -364,6 +378,7 @@ impl RecordDoc {
         obj: &ObjId,
         prefix: String,
         depth: usize,
+        effective_status: &dyn Fn() -> Option<String>,
         out: &mut Vec<Conflict>,
     ) -> Result<(), ModelError> {
         if depth > super::json::MAX_DEPTH {
@@ -390,7 +405,7 @@ impl RecordDoc {
                 let distinct = values.iter().any(|(v, _)| *v != values[0].0);
                 if distinct {
                     let shown = if prefix.is_empty() && key == "status" {
-                        self.shown_status(&values)
+                        shown_status(&values, effective_status())
                     } else {
                         values.len() - 1
                     };
@@ -409,37 +424,10 @@ impl RecordDoc {
                 }
             }
             if let Some((Value::Object(ObjType::Map), child)) = self.doc.get(obj, key.as_str())? {
-                self.collect_conflicts(&child, path, depth + 1, out)?;
+                self.collect_conflicts(&child, path, depth + 1, effective_status, out)?;
             }
         }
         Ok(())
-    }
-
-    /// Index of the status value that wins by domain rule. Statuses are compared by
-    /// name only here (the machine is not known), so the rule is re-applied by
-    /// name: the kind's machine decides. Falls back to Automerge's winner.
-    fn shown_status(&self, values: &[(Json, String)]) -> usize {
-        let Ok(Json::String(current)) = self.status_name() else {
-            return values.len() - 1;
-        };
-        values
-            .iter()
-            .position(|(v, _)| v.as_str() == Some(current.as_str()))
-            .unwrap_or(values.len() - 1)
-    }
-
-    /// The effective status name of a stateful record, `Null` for kinds without a status.
-    pub fn status_name(&self) -> Result<Json, ModelError> {
-        use super::{AssignmentStatus, JobStatus, OrderStatus, ReportStatus, VisitStatus};
-        let name = match self.kind {
-            RecordKind::Visit => self.status::<VisitStatus>()?.as_str(),
-            RecordKind::VisitReport => self.status::<ReportStatus>()?.as_str(),
-            RecordKind::Order => self.status::<OrderStatus>()?.as_str(),
-            RecordKind::ServiceJob => self.status::<JobStatus>()?.as_str(),
-            RecordKind::Assignment => self.status::<AssignmentStatus>()?.as_str(),
-            _ => return Ok(Json::Null),
-        };
-        Ok(Json::String(name.to_owned()))
     }
 
     fn write_fields<R: Record>(&mut self, before: &R, after: &R) -> Result<(), ModelError> {
@@ -594,6 +582,19 @@ fn actor_of(id: &ObjId) -> String {
         ObjId::Root => String::new(),
         ObjId::Id(_, actor, _) => actor.to_hex_string(),
     }
+}
+
+/// Index of the status value that wins by domain rule. Statuses are compared by
+/// name only here (the machine is not known), so the rule is re-applied by
+/// name: the kind's machine decides. Falls back to Automerge's winner.
+fn shown_status(values: &[(Json, String)], effective: Option<String>) -> usize {
+    let Some(current) = effective else {
+        return values.len() - 1;
+    };
+    values
+        .iter()
+        .position(|(v, _)| v.as_str() == Some(current.as_str()))
+        .unwrap_or(values.len() - 1)
 }
 
 fn to_object<T: Serialize>(value: &T) -> Result<serde_json::Map<String, Json>, ModelError> {

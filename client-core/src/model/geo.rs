@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::types::GeoPoint;
+use super::types::{GeoPoint, stable_names};
 
 /// Mean Earth radius in metres (IUGG).
 const EARTH_RADIUS_M: f64 = 6_371_008.8;
@@ -33,17 +33,12 @@ pub enum GeofenceVerdict {
     NoSiteCoords,
 }
 
-impl GeofenceVerdict {
-    /// The stable name.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            GeofenceVerdict::Inside => "inside",
-            GeofenceVerdict::Outside => "outside",
-            GeofenceVerdict::UnverifiableOffline => "unverifiable_offline",
-            GeofenceVerdict::NoSiteCoords => "no_site_coords",
-        }
-    }
-}
+stable_names!(GeofenceVerdict, "geofence verdict" {
+    Inside => "inside",
+    Outside => "outside",
+    UnverifiableOffline => "unverifiable_offline",
+    NoSiteCoords => "no_site_coords",
+});
 
 /// The verdict and distance for a fix `at` against a site with `radius_m`.
 ///
@@ -73,6 +68,20 @@ pub fn geofence(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verdicts_have_stable_names() {
+        crate::model::types::assert_stable_names(
+            GeofenceVerdict::ALL,
+            GeofenceVerdict::as_str,
+            &[
+                "inside",
+                "outside",
+                "unverifiable_offline",
+                "no_site_coords",
+            ],
+        );
+    }
 
     fn p(lat: f64, lng: f64) -> GeoPoint {
         GeoPoint {

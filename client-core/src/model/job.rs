@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::assignment::AssignmentStatus;
 use super::status::{Status, TransitionError, TransitionRequest};
-use super::types::{Actor, DeviceTime, RecordKind, RecordMeta, Role};
+use super::types::{Actor, DeviceTime, RecordKind, RecordMeta, Role, stable_names};
 use super::{ModelError, Record, RecordDoc, Stateful, ValidationError};
 use crate::ids::RecordId;
 
@@ -41,23 +41,38 @@ pub enum JobStatus {
     Cancelled,
 }
 
+stable_names!(machine JobStatus, "service job status" {
+    Open => "open",
+    Scheduled => "scheduled",
+    InProgress => "in_progress",
+    Completed => "completed",
+    Closed => "closed",
+    Cancelled => "cancelled",
+});
+
+impl JobStatus {
+    /// Whether work on the job is still to be done: `open`, `scheduled` or
+    /// `in_progress` (the dashboard's open jobs, `docs/kpis.md`).
+    pub const fn is_open(self) -> bool {
+        matches!(self, Self::Open | Self::Scheduled | Self::InProgress)
+    }
+
+    /// Whether the work is done: `completed` or `closed` (the dashboard's
+    /// closed jobs and the SLA check of the exports, `docs/kpis.md`).
+    pub const fn is_done(self) -> bool {
+        matches!(self, Self::Completed | Self::Closed)
+    }
+}
+
 impl Status for JobStatus {
     const MACHINE: &'static str = "service job";
 
     fn all() -> &'static [Self] {
-        use JobStatus::*;
-        &[Open, Scheduled, InProgress, Completed, Closed, Cancelled]
+        Self::ALL
     }
 
     fn as_str(self) -> &'static str {
-        match self {
-            JobStatus::Open => "open",
-            JobStatus::Scheduled => "scheduled",
-            JobStatus::InProgress => "in_progress",
-            JobStatus::Completed => "completed",
-            JobStatus::Closed => "closed",
-            JobStatus::Cancelled => "cancelled",
-        }
+        self.stable_name()
     }
 
     fn may_start_in(self, role: Role) -> bool {
@@ -337,6 +352,34 @@ mod tests {
     use AssignmentStatus as A;
     use JobStatus::*;
     use Role::*;
+
+    #[test]
+    fn statuses_have_stable_names() {
+        crate::model::types::assert_stable_names(
+            JobStatus::ALL,
+            JobStatus::as_str,
+            &[
+                "open",
+                "scheduled",
+                "in_progress",
+                "completed",
+                "closed",
+                "cancelled",
+            ],
+        );
+    }
+
+    #[rstest]
+    // (status, open, done)
+    #[case(Open, true, false)]
+    #[case(Scheduled, true, false)]
+    #[case(InProgress, true, false)]
+    #[case(Completed, false, true)]
+    #[case(Closed, false, true)]
+    #[case(Cancelled, false, false)]
+    fn open_and_done_jobs(#[case] status: JobStatus, #[case] open: bool, #[case] done: bool) {
+        assert_eq!((status.is_open(), status.is_done()), (open, done));
+    }
 
     #[rstest]
     #[case(Open, Scheduled, Manager)]

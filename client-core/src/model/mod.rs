@@ -19,7 +19,45 @@
 //! | ...       | the kind's own fields; collections are maps keyed by entry id    |
 //!
 //! The struct types are also what the server validates pushed changes with, so
-//! this module must not depend on the device runtime (SQLite, HTTP).
+//! this module must not depend on the device runtime (SQLite, HTTP): it builds
+//! with `cargo check -p fieldsync-core --no-default-features --lib`.
+//!
+//! # Facts about kinds and statuses
+//!
+//! What a kind *is* lives on [`RecordKind`]: [`RecordKind::is_stateful`] (a
+//! status with a state machine and a history), [`RecordKind::is_dated`] (cut to
+//! a role's download window) and [`RecordKind::is_master_data`] (the catalogue,
+//! written by the back office only). Every status and outcome is a typed enum
+//! with its stable names (`ALL`, `as_str`, `FromStr`, `Display`; a status's
+//! `as_str` is the [`Status`] trait's): [`VisitStatus`],
+//! [`VisitOutcome`], [`ReportStatus`], [`OrderStatus`], [`JobStatus`],
+//! [`AssignmentStatus`], a time entry's [`Approval`], a check point's
+//! [`GeofenceVerdict`]. Code outside the model (the server above all) asks
+//! these instead of spelling kinds and statuses as strings of its own.
+//!
+//! # Layers
+//!
+//! The files of this module import one another one way only: each file named
+//! below imports only files named before it, test code and doc links included
+//! (this file's own items, as opposed to its re-exports, come second).
+//! `cargo xtask layers` (a step of `cargo xtask test`) reads the sources and
+//! fails on a cycle, and on any I/O crate (SQLite, HTTP) used here.
+//!
+//! 1. `types` (value types, [`RecordKind`] and its facts), `untrusted` (bounds
+//!    on bytes from elsewhere);
+//! 2. `status` (the state-machine engine), then this file's [`Record`],
+//!    [`Stateful`] and errors, then `json` (the JSON bridge);
+//! 3. `doc` ([`RecordDoc`], generic over [`Record`] and [`Stateful`]; it knows
+//!    no kind in particular);
+//! 4. parts records share: `geo`, `totals` (figures and the [`OrderLine`] they
+//!    price), `signed` (the [`SignatureRef`] signed records carry);
+//! 5. the records: `contact`, `catalog`, `checklist`, `visit`, `report`,
+//!    `order`, `assignment`, then `account` (a visit's site) and `job` (rolled
+//!    up from its assignments);
+//! 6. what reads several kinds: `signature` (renderings of a job summary and
+//!    an order), `kinds` (dispatch from a document's kind to its typed record:
+//!    [`RecordDoc::status_name`], [`RecordDoc::conflicts`]), `incoming` (the
+//!    server's checks of pushed changes) and `projection`.
 
 pub mod account;
 pub mod assignment;
@@ -31,10 +69,12 @@ pub mod geo;
 pub mod incoming;
 pub mod job;
 mod json;
+mod kinds;
 pub mod order;
 pub mod projection;
 pub mod report;
 pub mod signature;
+pub mod signed;
 pub mod status;
 pub mod totals;
 pub mod types;
@@ -54,12 +94,13 @@ pub use doc::{Conflict, ConflictValue, RecordDoc};
 pub use geo::GeofenceVerdict;
 pub use incoming::{IncomingError, Merged, check_incoming, merge_incoming};
 pub use job::{JobStatus, Priority, ServiceJob};
-pub use order::{Order, OrderLine, OrderStatus};
+pub use order::{Order, OrderStatus};
 pub use projection::Projection;
 pub use report::{KpiValue, ReportStatus, ReviewComment, VisitReport};
-pub use signature::{JobSummary, SignatureRef, SignatureVerdict, Signer};
+pub use signature::{JobSummary, SignatureVerdict, Signer};
+pub use signed::SignatureRef;
 pub use status::{Status, StatusEvent, TransitionError, TransitionRequest};
-pub use totals::{LineTotals, OrderTotals};
+pub use totals::{LineTotals, OrderLine, OrderTotals};
 pub use types::{
     Actor, DeviceTime, GeoPoint, Money, Qty, RecordKind, RecordMeta, Role, UnknownName,
 };

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use super::status::{Status, TransitionError, TransitionRequest};
 use super::totals::{OrderTotals, order_totals};
-use super::types::{Actor, DeviceTime, Money, Qty, RecordKind, RecordMeta, Role};
+use super::types::{Actor, DeviceTime, RecordKind, RecordMeta, Role, stable_names};
 use super::{ModelError, Record, RecordDoc, Stateful, ValidationError};
 use crate::ids::RecordId;
 
@@ -55,32 +55,37 @@ pub enum OrderStatus {
     Cancelled,
 }
 
+stable_names!(machine OrderStatus, "order status" {
+    Draft => "draft",
+    Submitted => "submitted",
+    PendingApproval => "pending_approval",
+    Confirmed => "confirmed",
+    Fulfilled => "fulfilled",
+    Rejected => "rejected",
+    Cancelled => "cancelled",
+});
+
+impl OrderStatus {
+    /// Whether the order counts as taken: sent by the rep and not called off
+    /// or refused (`submitted`, `pending_approval`, `confirmed`, `fulfilled`).
+    /// The team dashboard counts and sums taken orders (`docs/kpis.md`).
+    pub const fn is_taken(self) -> bool {
+        matches!(
+            self,
+            Self::Submitted | Self::PendingApproval | Self::Confirmed | Self::Fulfilled
+        )
+    }
+}
+
 impl Status for OrderStatus {
     const MACHINE: &'static str = "order";
 
     fn all() -> &'static [Self] {
-        use OrderStatus::*;
-        &[
-            Draft,
-            Submitted,
-            PendingApproval,
-            Confirmed,
-            Fulfilled,
-            Rejected,
-            Cancelled,
-        ]
+        Self::ALL
     }
 
     fn as_str(self) -> &'static str {
-        match self {
-            OrderStatus::Draft => "draft",
-            OrderStatus::Submitted => "submitted",
-            OrderStatus::PendingApproval => "pending_approval",
-            OrderStatus::Confirmed => "confirmed",
-            OrderStatus::Fulfilled => "fulfilled",
-            OrderStatus::Rejected => "rejected",
-            OrderStatus::Cancelled => "cancelled",
-        }
+        self.stable_name()
     }
 
     fn may_start_in(self, role: Role) -> bool {
@@ -119,45 +124,10 @@ impl Status for OrderStatus {
     }
 }
 
-/// One line of an order. Its id is its key in [`Order::lines`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrderLine {
-    /// The product ordered.
-    pub product_id: RecordId,
-    /// Quantity (four decimals).
-    pub qty: Qty,
-    /// Unit price in the order's currency.
-    pub unit_price: Money,
-    /// Discount as a percentage, in basis points (1,000 = 10 %).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub discount_percent_bp: Option<u32>,
-    /// Discount as an amount in minor units.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub discount_amount_minor: Option<i64>,
-    /// Tax rate in basis points (1,900 = 19 %).
-    #[serde(default)]
-    pub tax_rate_bp: u32,
-    /// Free text (e.g. the product's name at the time of the order).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-}
-
-impl OrderLine {
-    /// A line with no discount and no tax.
-    pub fn new(product_id: RecordId, qty: Qty, unit_price: Money) -> Self {
-        Self {
-            product_id,
-            qty,
-            unit_price,
-            discount_percent_bp: None,
-            discount_amount_minor: None,
-            tax_rate_bp: 0,
-            description: None,
-        }
-    }
-}
-
-pub use super::signature::SignatureRef;
+// Both live below this module (the line beside its pricing in `totals`, the
+// signature value in `signed`); these paths stay.
+pub use super::signed::SignatureRef;
+pub use super::totals::OrderLine;
 
 /// An order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -400,11 +370,41 @@ pub fn submit(
 mod tests {
     use super::*;
     use crate::ids::{DeviceId, OrgId, TeamId, TerritoryId, UserId};
+    use crate::model::types::{Money, Qty};
     use automerge::ActorId;
     use rstest::rstest;
 
     use OrderStatus::*;
     use Role::*;
+
+    #[test]
+    fn statuses_have_stable_names() {
+        crate::model::types::assert_stable_names(
+            OrderStatus::ALL,
+            OrderStatus::as_str,
+            &[
+                "draft",
+                "submitted",
+                "pending_approval",
+                "confirmed",
+                "fulfilled",
+                "rejected",
+                "cancelled",
+            ],
+        );
+    }
+
+    #[rstest]
+    #[case(Draft, false)]
+    #[case(Submitted, true)]
+    #[case(PendingApproval, true)]
+    #[case(Confirmed, true)]
+    #[case(Fulfilled, true)]
+    #[case(Rejected, false)]
+    #[case(Cancelled, false)]
+    fn taken_orders(#[case] status: OrderStatus, #[case] taken: bool) {
+        assert_eq!(status.is_taken(), taken);
+    }
 
     #[rstest]
     #[case(Draft, Submitted, Rep)]

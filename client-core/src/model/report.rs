@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::status::{Status, TransitionError, TransitionRequest};
-use super::types::{Actor, DeviceTime, RecordKind, RecordMeta, Role};
+use super::types::{Actor, DeviceTime, RecordKind, RecordMeta, Role, stable_names};
 use super::{ModelError, Record, RecordDoc, Stateful, ValidationError};
 use crate::ids::{RecordId, UserId};
 
@@ -41,21 +41,22 @@ pub enum ReportStatus {
     ChangesRequested,
 }
 
+stable_names!(machine ReportStatus, "visit report status" {
+    Draft => "draft",
+    Submitted => "submitted",
+    Approved => "approved",
+    ChangesRequested => "changes_requested",
+});
+
 impl Status for ReportStatus {
     const MACHINE: &'static str = "visit report";
 
     fn all() -> &'static [Self] {
-        use ReportStatus::*;
-        &[Draft, Submitted, Approved, ChangesRequested]
+        Self::ALL
     }
 
     fn as_str(self) -> &'static str {
-        match self {
-            ReportStatus::Draft => "draft",
-            ReportStatus::Submitted => "submitted",
-            ReportStatus::Approved => "approved",
-            ReportStatus::ChangesRequested => "changes_requested",
-        }
+        self.stable_name()
     }
 
     fn may_start_in(self, role: Role) -> bool {
@@ -315,6 +316,15 @@ mod tests {
 
     use ReportStatus::*;
     use Role::*;
+
+    #[test]
+    fn statuses_have_stable_names() {
+        crate::model::types::assert_stable_names(
+            ReportStatus::ALL,
+            ReportStatus::as_str,
+            &["draft", "submitted", "approved", "changes_requested"],
+        );
+    }
 
     #[rstest]
     #[case(Draft, Submitted, Rep)]

@@ -1,6 +1,7 @@
 //! Customer signatures bound to what the signer saw.
 //!
-//! A signature ([`SignatureRef`]) keeps the SHA-256 of the signature image (an
+//! A signature ([`SignatureRef`], a value of the `signed` module that the
+//! signed records carry) keeps the SHA-256 of the signature image (an
 //! attachment), who signed and when, and the SHA-256 of a *canonical rendering*
 //! of the content signed: the job summary shown on the technician's tablet, or
 //! the order shown on the rep's phone. [`job_verdict`] and [`order_verdict`]
@@ -69,70 +70,11 @@ use super::types::{Actor, DeviceTime, GeoPoint, Qty};
 use super::{ModelError, RecordDoc, ValidationError};
 use crate::ids::RecordId;
 
+// The value lives in `signed`, below the records that carry it; this path stays.
+pub use super::signed::SignatureRef;
+
 /// The rendering version this build writes.
 pub const RENDERING_VERSION: u32 = 1;
-
-fn first_version() -> u32 {
-    1
-}
-
-/// A customer signature captured on the device (the image itself is an attachment).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SignatureRef {
-    /// Who signed.
-    pub signer_name: String,
-    /// Their role at the customer, e.g. "store manager".
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signer_role: Option<String>,
-    /// When.
-    pub at: DeviceTime,
-    /// Where, when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gps: Option<GeoPoint>,
-    /// SHA-256 (hex) of the signature image.
-    pub image_sha256: String,
-    /// SHA-256 (hex) of the canonical rendering of the content shown to the signer.
-    pub document_sha256: String,
-    /// The version of the canonical rendering `document_sha256` was computed
-    /// with (1 for signatures made before versions were recorded).
-    #[serde(default = "first_version")]
-    pub rendering_version: u32,
-}
-
-fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-impl SignatureRef {
-    /// The signature's own rules: a signer name and two SHA-256 hashes.
-    pub fn validate(&self, field: &str) -> Result<(), ValidationError> {
-        if self.signer_name.trim().is_empty() {
-            return Err(ValidationError::new(
-                format!("{field}.signer_name"),
-                "a signature needs the signer's name",
-            ));
-        }
-        if !is_sha256_hex(&self.image_sha256) {
-            return Err(ValidationError::new(
-                format!("{field}.image_sha256"),
-                "the signature image is named by its SHA-256 (64 lowercase hex digits)",
-            ));
-        }
-        if !is_sha256_hex(&self.document_sha256) {
-            return Err(ValidationError::new(
-                format!("{field}.document_sha256"),
-                "the signed content is named by its SHA-256 (64 lowercase hex digits)",
-            ));
-        }
-        if self.gps.is_some_and(|g| !g.is_valid()) {
-            return Err(ValidationError::new(
-                format!("{field}.gps"),
-                "the position is not on the globe",
-            ));
-        }
-        Ok(())
-    }
-}
 
 /// Whether a signature still matches the record as it is now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,11 +1,20 @@
 //! The state-machine engine shared by every record with a status.
 //!
 //! A status is never a plain field: it changes only through
-//! [`RecordDoc::transition`](super::RecordDoc::transition), which checks the
-//! transition against the record's state machine and the actor's role, runs the
-//! record's own guard (an outcome is required to complete a visit, a comment to
-//! request changes), writes the new status and appends an event to the status
-//! history, all in one Automerge change.
+//! `RecordDoc::transition` (in `doc`, which builds on this module), which
+//! checks the transition against the record's state machine and the actor's
+//! role, runs the record's own guard (an outcome is required to complete a
+//! visit, a comment to request changes), writes the new status and appends an
+//! event to the status history, all in one Automerge change.
+//!
+//! The kinds with a machine are those for which `RecordKind::is_stateful`
+//! holds: visits, visit reports, orders, service jobs and assignments. Each
+//! machine is its record module's status enum (`VisitStatus`, `ReportStatus`,
+//! `OrderStatus`, `JobStatus`, `AssignmentStatus`), with its transition table
+//! in that module's documentation. Its stable names are [`Status::as_str`] and
+//! [`Status::parse`]; the enum also has an inherent `ALL`, `FromStr` and
+//! `Display`, so callers (the server's figures, filters and pages) name
+//! statuses as typed values and never spell them as strings of their own.
 //!
 //! # Concurrent transitions
 //!
@@ -18,8 +27,8 @@
 //! work done in the field outranks an administrative decision made without it**,
 //! and a terminal status outranks a non-terminal one. A job completed offline while
 //! the office cancelled it shows as completed, the cancellation is still there, and
-//! the pair is listed by [`RecordDoc::conflicts`](super::RecordDoc::conflicts)
-//! until a manager resolves it. Both events stay in the status history.
+//! the pair is listed by `RecordDoc::conflicts` until a manager resolves it.
+//! Both events stay in the status history.
 
 use std::fmt::Debug;
 
@@ -33,13 +42,14 @@ pub trait Status: Copy + Eq + Debug + Serialize + DeserializeOwned + Send + Sync
     /// The machine's name, for messages ("visit", "order", ...).
     const MACHINE: &'static str;
 
-    /// Every status of the machine.
+    /// Every status of the machine (the enum's inherent `ALL`).
     fn all() -> &'static [Self];
 
-    /// The stable name stored in documents.
+    /// The stable name stored in documents (also what the enum's `Display` writes).
     fn as_str(self) -> &'static str;
 
-    /// Parses a stored name; `None` for names this version does not know.
+    /// Parses a stored name; `None` for names this version does not know
+    /// (the enum's `FromStr` says which name it refused).
     fn parse(name: &str) -> Option<Self> {
         Self::all().iter().copied().find(|s| s.as_str() == name)
     }

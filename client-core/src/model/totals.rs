@@ -1,15 +1,58 @@
 //! Figures computed the same way on every device and on the server: order
 //! totals, line totals, durations. The server recomputes every total a device
 //! sends with these functions; the device shows the same numbers offline.
+//!
+//! The order line ([`OrderLine`]) is defined here, beside the one function
+//! that prices it ([`order_totals`]): the `order` module holds lines and asks
+//! for their figures, and nothing here needs the order itself, so imports go
+//! one way (`order` names it at its old path too).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use super::ValidationError;
-use super::order::OrderLine;
-use super::types::DeviceTime;
+use super::types::{DeviceTime, Money, Qty};
 use crate::ids::RecordId;
+
+/// One line of an order: what is ordered, at what price, discount and tax.
+/// Its id is its key in the order's `lines` map.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderLine {
+    /// The product ordered.
+    pub product_id: RecordId,
+    /// Quantity (four decimals).
+    pub qty: Qty,
+    /// Unit price in the order's currency.
+    pub unit_price: Money,
+    /// Discount as a percentage, in basis points (1,000 = 10 %).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discount_percent_bp: Option<u32>,
+    /// Discount as an amount in minor units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discount_amount_minor: Option<i64>,
+    /// Tax rate in basis points (1,900 = 19 %).
+    #[serde(default)]
+    pub tax_rate_bp: u32,
+    /// Free text (e.g. the product's name at the time of the order).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+impl OrderLine {
+    /// A line with no discount and no tax.
+    pub fn new(product_id: RecordId, qty: Qty, unit_price: Money) -> Self {
+        Self {
+            product_id,
+            qty,
+            unit_price,
+            discount_percent_bp: None,
+            discount_amount_minor: None,
+            tax_rate_bp: 0,
+            description: None,
+        }
+    }
+}
 
 /// Whole minutes from `start` to `end` (negative spans count as zero).
 /// Device times are compared in UTC; the offsets only matter for display.
@@ -143,7 +186,6 @@ pub fn order_totals<'a>(
 #[allow(clippy::too_many_arguments)] // one rstest column per figure keeps the table readable
 mod tests {
     use super::*;
-    use crate::model::types::{Money, Qty};
     use rstest::rstest;
 
     fn line(qty: Qty, price: i64) -> OrderLine {

@@ -1,5 +1,12 @@
 //! Value types shared by every record: time on the device, positions, money,
 //! quantities, roles and the ownership block that drives authorization and scope.
+//!
+//! Also the kinds of record ([`RecordKind`]) with the facts about each that the
+//! device and the server both rely on ([`RecordKind::is_stateful`],
+//! [`RecordKind::is_dated`], [`RecordKind::is_master_data`], one row per kind),
+//! and `stable_names!`, which gives the enums stored by name (statuses,
+//! outcomes, verdicts) their `ALL`, `FromStr` and `Display`. This module is the
+//! bottom of the model: it imports none of the others.
 
 use std::fmt;
 use std::str::FromStr;
@@ -291,9 +298,228 @@ impl fmt::Display for RecordKind {
     }
 }
 
+/// What a kind is, one row per kind (see the methods below for what each
+/// column means and who relies on it).
+#[derive(Clone, Copy)]
+struct KindFacts {
+    stateful: bool,
+    dated: bool,
+    master_data: bool,
+}
+
+impl RecordKind {
+    const fn facts(self) -> KindFacts {
+        const fn row(stateful: bool, dated: bool, master_data: bool) -> KindFacts {
+            KindFacts {
+                stateful,
+                dated,
+                master_data,
+            }
+        }
+        use RecordKind::*;
+        // A new kind must take a row here: the match has no catch-all.
+        // row(stateful, dated, master data)
+        match self {
+            Account => row(false, false, false),
+            Contact => row(false, false, false),
+            Product => row(false, false, true),
+            PriceList => row(false, false, true),
+            Visit => row(true, true, false),
+            VisitReport => row(true, true, false),
+            Order => row(true, true, false),
+            ServiceJob => row(true, false, false),
+            Assignment => row(true, true, false),
+            ChecklistTemplate => row(false, false, true),
+            ChecklistResponse => row(false, true, false),
+        }
+    }
+
+    /// Whether records of this kind have a `status` governed by a state
+    /// machine, with a status history: visits, visit reports, orders, service
+    /// jobs and assignments.
+    ///
+    /// Their status changes only through `RecordDoc::transition`, concurrent
+    /// values resolve by the machine's precedence, and
+    /// `RecordDoc::status_name` gives the effective status (it is `null` for
+    /// every other kind). The server opens a conflict for a push that leaves
+    /// such a record's status with concurrent values (the managers' conflicts
+    /// queue), and a settlement names one of them
+    /// (`RecordDoc::resolve_status_by_name`).
+    pub const fn is_stateful(self) -> bool {
+        self.facts().stateful
+    }
+
+    /// Whether records of this kind are dated: visits, visit reports, orders,
+    /// assignments and checklist responses.
+    ///
+    /// A dated record reaches a device only while its date (its planned or
+    /// scheduled start, else its parent visit's or job's, else when the server
+    /// first stored it) lies in the download window of the user's role; the
+    /// server cuts pulls and primes to that window and names the records that
+    /// leave it. Every other kind (customers, the catalogue, service jobs)
+    /// reaches its readers whatever its dates. The window limits downloads
+    /// only: a device may push changes to any record it holds.
+    pub const fn is_dated(self) -> bool {
+        self.facts().dated
+    }
+
+    /// Whether records of this kind are master data: products, price lists
+    /// and checklist templates, the catalogue every field user works from.
+    ///
+    /// The server lets everyone in the record's territory read it (besides its
+    /// owner and team) and refuses a push that changes it unless the actor is
+    /// back office ([`Role::is_back_office`]: a manager, an administrator or
+    /// the server).
+    pub const fn is_master_data(self) -> bool {
+        self.facts().master_data
+    }
+}
+
+/// Gives a unit enum whose values are stored by name (a status, an outcome)
+/// its stable names, beside the enum's `#[serde(rename_all = "snake_case")]`:
+/// an inherent `ALL` (every value, in declaration order), an inherent
+/// `const fn as_str`, `FromStr` (an [`UnknownName`] for anything else) and
+/// `Display`.
+///
+/// A state machine's status enum is given its names with `machine` first: its
+/// `as_str` stays the `Status` trait's (callers name it through the trait), so
+/// the inherent function is the crate's own `stable_name`, which the trait's
+/// `as_str` returns.
+///
+/// The names are what documents, the wire, the server's tables and URLs hold,
+/// so they never change; each use is pinned by a test (`assert_stable_names`)
+/// that also checks that serde writes and reads the same names.
+macro_rules! stable_names {
+    (machine $ty:ident, $what:literal { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            /// Every status, in declaration order (what `Status::all` gives).
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
+
+            /// The stable name (what `Status::as_str` gives).
+            pub(crate) const fn stable_name(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name,)+
+                }
+            }
+        }
+
+        $crate::model::types::stable_names!(@parse_and_show $ty, $what, stable_name {
+            $($variant => $name),+
+        });
+    };
+    ($ty:ident, $what:literal { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
+
+            /// The stable name stored in documents, sent on the wire and kept
+            /// in the server's tables.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name,)+
+                }
+            }
+        }
+
+        $crate::model::types::stable_names!(@parse_and_show $ty, $what, as_str {
+            $($variant => $name),+
+        });
+    };
+    (@parse_and_show $ty:ident, $what:literal, $name_of:ident {
+        $($variant:ident => $name:literal),+
+    }) => {
+        impl ::std::str::FromStr for $ty {
+            type Err = $crate::model::types::UnknownName;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($name => Ok($ty::$variant),)+
+                    _ => Err($crate::model::types::UnknownName::new($what, s)),
+                }
+            }
+        }
+
+        impl ::std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.$name_of())
+            }
+        }
+    };
+}
+pub(crate) use stable_names;
+
+/// Checks an enum given names by `stable_names!`: `ALL` lists exactly
+/// `expected` in order, and each name round-trips through `FromStr`, `Display`
+/// and serde.
+#[cfg(test)]
+pub(crate) fn assert_stable_names<T>(all: &[T], as_str: fn(T) -> &'static str, expected: &[&str])
+where
+    T: Copy
+        + fmt::Debug
+        + fmt::Display
+        + PartialEq
+        + FromStr<Err = UnknownName>
+        + Serialize
+        + serde::de::DeserializeOwned,
+{
+    let names: Vec<&str> = all.iter().map(|v| as_str(*v)).collect();
+    assert_eq!(names, expected);
+    for (value, name) in all.iter().zip(expected) {
+        assert_eq!(name.parse::<T>(), Ok(*value), "{name} parses");
+        assert_eq!(value.to_string(), *name, "{name} displays");
+        assert_eq!(
+            serde_json::to_value(value).ok(),
+            Some(serde_json::Value::String((*name).to_owned())),
+            "serde writes {name}"
+        );
+        assert_eq!(
+            serde_json::from_value::<T>(serde_json::Value::String((*name).to_owned())).ok(),
+            Some(*value),
+            "serde reads {name}"
+        );
+    }
+    assert!("no_such_name".parse::<T>().is_err());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rstest::rstest;
+
+    use RecordKind::*;
+
+    #[rstest]
+    // (kind, stateful, dated, master data)
+    #[case(Account, false, false, false)]
+    #[case(Contact, false, false, false)]
+    #[case(Product, false, false, true)]
+    #[case(PriceList, false, false, true)]
+    #[case(Visit, true, true, false)]
+    #[case(VisitReport, true, true, false)]
+    #[case(Order, true, true, false)]
+    #[case(ServiceJob, true, false, false)]
+    #[case(Assignment, true, true, false)]
+    #[case(ChecklistTemplate, false, false, true)]
+    #[case(ChecklistResponse, false, true, false)]
+    fn each_kind_has_its_facts(
+        #[case] kind: RecordKind,
+        #[case] stateful: bool,
+        #[case] dated: bool,
+        #[case] master_data: bool,
+    ) {
+        assert_eq!(
+            (kind.is_stateful(), kind.is_dated(), kind.is_master_data()),
+            (stateful, dated, master_data)
+        );
+    }
+
+    #[test]
+    fn master_data_is_neither_stateful_nor_dated() {
+        for kind in RecordKind::ALL {
+            if kind.is_master_data() {
+                assert!(!kind.is_stateful() && !kind.is_dated(), "{kind}");
+            }
+        }
+    }
 
     #[test]
     fn quantities_print_with_four_places() {

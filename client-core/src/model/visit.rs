@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::geo::{GeofenceVerdict, geofence};
 use super::status::{Status, TransitionError, TransitionRequest};
-use super::types::{Actor, DeviceTime, GeoPoint, RecordKind, RecordMeta, Role};
+use super::types::{Actor, DeviceTime, GeoPoint, RecordKind, RecordMeta, Role, stable_names};
 use super::{ModelError, Record, RecordDoc, Stateful, ValidationError};
 use crate::ids::RecordId;
 
@@ -46,22 +46,23 @@ pub enum VisitStatus {
     Missed,
 }
 
+stable_names!(machine VisitStatus, "visit status" {
+    Planned => "planned",
+    InProgress => "in_progress",
+    Completed => "completed",
+    Cancelled => "cancelled",
+    Missed => "missed",
+});
+
 impl Status for VisitStatus {
     const MACHINE: &'static str = "visit";
 
     fn all() -> &'static [Self] {
-        use VisitStatus::*;
-        &[Planned, InProgress, Completed, Cancelled, Missed]
+        Self::ALL
     }
 
     fn as_str(self) -> &'static str {
-        match self {
-            VisitStatus::Planned => "planned",
-            VisitStatus::InProgress => "in_progress",
-            VisitStatus::Completed => "completed",
-            VisitStatus::Cancelled => "cancelled",
-            VisitStatus::Missed => "missed",
-        }
+        self.stable_name()
     }
 
     fn may_start_in(self, role: Role) -> bool {
@@ -114,6 +115,14 @@ pub enum VisitOutcome {
     /// The contact was not available.
     ContactUnavailable,
 }
+
+stable_names!(VisitOutcome, "visit outcome" {
+    OrderTaken => "order_taken",
+    NoOrder => "no_order",
+    FollowUp => "follow_up",
+    Closed => "closed",
+    ContactUnavailable => "contact_unavailable",
+});
 
 /// A check-in or check-out: when, where, and how that compares with the site.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -398,6 +407,27 @@ mod tests {
 
     use Role::*;
     use VisitStatus::*;
+
+    #[test]
+    fn statuses_and_outcomes_have_stable_names() {
+        use crate::model::types::assert_stable_names;
+        assert_stable_names(
+            VisitStatus::ALL,
+            VisitStatus::as_str,
+            &["planned", "in_progress", "completed", "cancelled", "missed"],
+        );
+        assert_stable_names(
+            VisitOutcome::ALL,
+            VisitOutcome::as_str,
+            &[
+                "order_taken",
+                "no_order",
+                "follow_up",
+                "closed",
+                "contact_unavailable",
+            ],
+        );
+    }
 
     #[rstest]
     #[case(Planned, InProgress, Rep)]

@@ -3,7 +3,7 @@
 //! evidence (value, who, device, when, the status-history event with its
 //! reason and position, the record's fields) and a form that keeps one side
 //! (`POST /web/conflicts/{record_id}/resolve`, through
-//! [`crate::conflicts::resolve`]).
+//! `service::conflicts::resolve`, like the JSON API).
 
 use std::sync::Arc;
 
@@ -15,10 +15,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::format;
-use super::{WebError, WebForm, WebQuery, WebUser, page};
-use crate::AppState;
-use crate::conflicts::{self, ConflictItem, HistoryEntry, ResolveBody};
-use crate::error::ApiError;
+use super::{WebError, WebForm, WebQuery, WebUser, page, status_of};
+use crate::domain::Error;
+use crate::domain::figures::dates;
+use crate::service::conflicts::{ConflictItem, HistoryEntry};
+use crate::service::{self, Context};
 
 /// Fields of the record shown in its summary, at most.
 const SUMMARY_FIELDS: usize = 16;
@@ -32,11 +33,11 @@ pub(super) struct QueueParams {
 
 /// `GET /web/conflicts`.
 pub(super) async fn show(
-    State(state): State<Arc<AppState>>,
+    State(ctx): State<Arc<Context>>,
     web: WebUser,
     WebQuery(params): WebQuery<QueueParams>,
 ) -> Result<Response, WebError> {
-    let items = conflicts::list(&state, &web.user).await?;
+    let items = service::conflicts::list(&ctx, &web.caller).await?;
     let notice = match (params.resolved.as_deref(), params.status.as_deref()) {
         (Some(_), Some(status)) => Some((
             true,
@@ -61,7 +62,7 @@ pub(super) struct ResolveForm {
 /// `POST /web/conflicts/{record_id}/resolve`: keeps the chosen side. A refused
 /// resolution shows the queue again with the reason.
 pub(super) async fn resolve(
-    State(state): State<Arc<AppState>>,
+    State(ctx): State<Arc<Context>>,
     web: WebUser,
     Path(record_id): Path<String>,
     WebForm(form): WebForm<ResolveForm>,
@@ -69,39 +70,36 @@ pub(super) async fn resolve(
     web.check_csrf(form.csrf.as_deref())?;
     let Some(choose) = form.choose.filter(|c| !c.is_empty()) else {
         return refused(
-            &state,
+            &ctx,
             &web,
-            ApiError::BadRequest("choose the side to keep".into()),
+            Error::BadRequest("choose the side to keep".into()),
         )
         .await;
     };
-    let body = ResolveBody {
-        choose,
-        comment: Some(form.comment),
-    };
-    match conflicts::resolve(&state, &web.user, &record_id, &body).await {
+    let comment = Some(form.comment.as_str());
+    match service::conflicts::resolve(&ctx, &web.caller, &record_id, &choose, comment).await {
         Ok(done) => Ok(Redirect::to(&format!(
             "/web/conflicts?resolved={}&status={}",
             format::query_escape(&done.record_id),
             format::query_escape(&done.status)
         ))
         .into_response()),
-        Err(e @ (ApiError::BadRequest(_) | ApiError::Conflict(_) | ApiError::NotFound)) => {
-            refused(&state, &web, e).await
+        Err(e @ (Error::BadRequest(_) | Error::Conflict(_) | Error::NotFound)) => {
+            refused(&ctx, &web, e).await
         }
-        Err(e) => Err(WebError::Api(e)),
+        Err(e) => Err(WebError::Domain(e)),
     }
 }
 
-async fn refused(state: &AppState, web: &WebUser, e: ApiError) -> Result<Response, WebError> {
-    let status = e.status();
+async fn refused(ctx: &Context, web: &WebUser, e: Error) -> Result<Response, WebError> {
+    let status = status_of(e.kind());
     let text = match e {
-        ApiError::NotFound => {
+        Error::NotFound => {
             "That conflict is no longer open (it may have been resolved already).".to_owned()
         }
         other => other.to_string(),
     };
-    let items = conflicts::list(state, &web.user).await?;
+    let items = service::conflicts::list(ctx, &web.caller).await?;
     Ok((status, render(web, &items, Some((false, text)))).into_response())
 }
 
@@ -174,7 +172,7 @@ fn item(web: &WebUser, n: usize, c: &ConflictItem) -> Markup {
             p {
                 "The " (c.path) " clashes"
                 @if let Some(s) = &c.shown { "; the record shows “" (format::status(s)) "” now" }
-                ". Detected " (crate::analytics::dates::rfc3339(c.detected_at.saturating_mul(1_000)))
+                ". Detected " (dates::rfc3339(c.detected_at.saturating_mul(1_000)))
                 @if let Some(p) = &c.detected_by { " in a sync by " (p.name) }
                 @if let Some(d) = &c.detected_device { " from device " span.meta title=(d) { (format::short_id(d)) } }
                 "."

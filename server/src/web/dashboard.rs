@@ -2,7 +2,7 @@
 //! by default) with their definitions, charts per rep, the fleet's sync
 //! health, and CSV downloads of the range (`/web/export/{kind}.csv`).
 //!
-//! The numbers are [`crate::analytics::dashboard`]'s, the same the JSON API
+//! The numbers are `service::analytics::dashboard`'s, the same the JSON API
 //! answers; `docs/kpis.md` defines each in full and the page repeats the
 //! definitions in short.
 
@@ -17,10 +17,11 @@ use serde::Deserialize;
 use super::chart::{BarChart, Series};
 use super::format;
 use super::{WebError, WebQuery, WebUser, page};
-use crate::AppState;
-use crate::analytics::{self, Dashboard, DateRange, DeviceSyncHealth, dates};
-use crate::error::ApiError;
-use crate::export::{self, Export};
+use crate::domain::Error;
+use crate::domain::figures::dates;
+use crate::service::Context;
+use crate::service::analytics::{self, Dashboard, DateRange, DeviceSyncHealth};
+use crate::service::export::{self, Export};
 
 /// Days shown when no range is given (today and the 6 before).
 const DEFAULT_DAYS: i64 = 7;
@@ -38,19 +39,8 @@ fn nonempty(v: &Option<String>) -> Option<&str> {
 }
 
 /// The range asked for, or the last [`DEFAULT_DAYS`] UTC days up to today.
-fn range_of(p: &RangeParams) -> Result<DateRange, ApiError> {
-    let today = crate::db::now_secs().div_euclid(86_400);
-    let to = nonempty(&p.to)
-        .map(str::to_owned)
-        .unwrap_or_else(|| dates::format_day(today));
-    let from = match nonempty(&p.from) {
-        Some(f) => f.to_owned(),
-        None => {
-            let last = dates::parse_day(&to).unwrap_or(today);
-            dates::format_day(last - (DEFAULT_DAYS - 1))
-        }
-    };
-    DateRange::parse(&from, &to)
+fn range_of(p: &RangeParams) -> Result<DateRange, Error> {
+    DateRange::or_recent(nonempty(&p.from), nonempty(&p.to), DEFAULT_DAYS)
 }
 
 /// The query string of a range (and team), for links.
@@ -69,13 +59,13 @@ fn range_query(range: &DateRange, team: Option<&str>) -> String {
 
 /// `GET /web/dashboard?from=&to=[&team=]`.
 pub(super) async fn show(
-    State(state): State<Arc<AppState>>,
+    State(ctx): State<Arc<Context>>,
     web: WebUser,
     WebQuery(params): WebQuery<RangeParams>,
 ) -> Result<Response, WebError> {
     let range = range_of(&params)?;
     let team = analytics::parse_team(nonempty(&params.team))?;
-    let d = analytics::dashboard(&state, &web.user, range, team).await?;
+    let d = analytics::dashboard(&ctx, &web.caller, range, team).await?;
     let team_text = nonempty(&params.team).map(str::to_owned);
     Ok(render(&web, &d, &range, team_text.as_deref()).into_response())
 }
@@ -83,33 +73,25 @@ pub(super) async fn show(
 /// `GET /web/export/{kind}.csv?from=&to=[&team=]`: the CSV file the JSON API
 /// serves, for the signed-in manager.
 pub(super) async fn csv(
-    State(state): State<Arc<AppState>>,
+    State(ctx): State<Arc<Context>>,
     web: WebUser,
     Path(file): Path<String>,
     WebQuery(params): WebQuery<RangeParams>,
 ) -> Result<Response, WebError> {
-    let what = match file.as_str() {
-        "visits.csv" => Export::Visits,
-        "orders.csv" => Export::Orders,
-        "jobs.csv" => Export::Jobs,
-        _ => return Err(WebError::Api(ApiError::NotFound)),
+    let Some(what) = Export::from_file_name(&file) else {
+        return Err(WebError::Domain(Error::NotFound));
     };
     let range = range_of(&params)?;
     let team = analytics::parse_team(nonempty(&params.team))?;
-    let body = export::export(&state, &web.user, what, range, team).await?;
-    let name = format!(
-        "{}-{}-{}",
-        file.trim_end_matches(".csv"),
-        range.from_text(),
-        range.to_text()
-    );
+    let body = export::export(&ctx, &web.caller, what, range, team).await?;
+    let name = what.file_name(&range);
     let mut resp = body.into_response();
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/csv; charset=utf-8"),
     );
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}.csv\"")) {
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(resp)

@@ -15,10 +15,11 @@ use serde::Deserialize;
 use super::chart::{BarChart, Series};
 use super::format;
 use super::{WebError, WebForm, WebQuery, WebUser, page};
-use crate::AppState;
-use crate::error::ApiError;
-use crate::reports::{self, InboxFilter, InboxRow, SortKey};
-use crate::review::{self, Decision};
+use crate::domain::Error;
+use crate::domain::review::{CommentProblem, MAX_REPORTS, review_comment};
+use crate::service::reports::{InboxFilter, InboxRow, RepChoice, SortKey};
+use crate::service::review::Decision;
+use crate::service::{self, Context};
 
 /// Most rows one inbox page shows.
 const PAGE_ROWS: usize = 200;
@@ -45,11 +46,11 @@ fn nonempty(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
-fn filter_from(p: &InboxParams) -> Result<InboxFilter, ApiError> {
+fn filter_from(p: &InboxParams) -> Result<InboxFilter, Error> {
     let mut f = InboxFilter::default();
     if let Some(s) = nonempty(&p.status) {
         f.status = ReportStatus::parse(s).ok_or_else(|| {
-            ApiError::BadRequest(format!(
+            Error::BadRequest(format!(
                 "unknown report status {s:?}; use submitted, changes_requested, approved or draft"
             ))
         })?;
@@ -57,12 +58,12 @@ fn filter_from(p: &InboxParams) -> Result<InboxFilter, ApiError> {
     if let Some(r) = nonempty(&p.rep) {
         f.rep = Some(
             r.parse()
-                .map_err(|_| ApiError::BadRequest(format!("{r:?} is not a rep id")))?,
+                .map_err(|_| Error::BadRequest(format!("{r:?} is not a rep id")))?,
         );
     }
     let day = |v: &str, what: &str| {
         format::parse_date(v).ok_or_else(|| {
-            ApiError::BadRequest(format!(
+            Error::BadRequest(format!(
                 "the {what} date {v:?} is not a date like 2026-11-30"
             ))
         })
@@ -77,7 +78,7 @@ fn filter_from(p: &InboxParams) -> Result<InboxFilter, ApiError> {
     if let (Some(a), Some(b)) = (f.from_ms, f.to_ms)
         && b <= a
     {
-        return Err(ApiError::BadRequest(
+        return Err(Error::BadRequest(
             "the from date is after the to date".into(),
         ));
     }
@@ -86,12 +87,12 @@ fn filter_from(p: &InboxParams) -> Result<InboxFilter, ApiError> {
             format::VERDICTS
                 .into_iter()
                 .find(|x| x.as_str() == v)
-                .ok_or_else(|| ApiError::BadRequest(format!("unknown geofence verdict {v:?}")))?,
+                .ok_or_else(|| Error::BadRequest(format!("unknown geofence verdict {v:?}")))?,
         );
     }
     if let Some(v) = nonempty(&p.sort) {
         f.sort = SortKey::parse(v).ok_or_else(|| {
-            ApiError::BadRequest(format!(
+            Error::BadRequest(format!(
                 "cannot sort by {v:?}; use date, rep, account or value"
             ))
         })?;
@@ -101,7 +102,7 @@ fn filter_from(p: &InboxParams) -> Result<InboxFilter, ApiError> {
         Some("desc") => true,
         Some("asc") => false,
         Some(v) => {
-            return Err(ApiError::BadRequest(format!(
+            return Err(Error::BadRequest(format!(
                 "sort direction {v:?}: use asc or desc"
             )));
         }
@@ -136,18 +137,13 @@ fn query_string(pairs: &[(&str, String)]) -> String {
 
 /// `GET /web/inbox`.
 pub(super) async fn show(
-    State(state): State<Arc<AppState>>,
+    State(ctx): State<Arc<Context>>,
     web: WebUser,
     WebQuery(params): WebQuery<InboxParams>,
 ) -> Result<Response, WebError> {
     let filter = filter_from(&params)?;
-    let caller = crate::sync::caller(&state, &web.user)?;
-    let mut rows = reports::inbox(&state.db, &caller, &filter)
-        .await
-        .map_err(ApiError::Unavailable)?;
-    let reps = reports::reps(&state.db, &caller)
-        .await
-        .map_err(ApiError::Unavailable)?;
+    let mut rows = service::reports::inbox(&ctx, &web.caller, &filter).await?;
+    let reps = service::reports::reps(&ctx, &web.caller).await?;
     let truncated = rows.len() > PAGE_ROWS;
     rows.truncate(PAGE_ROWS);
     let body = render(&params, &filter, &rows, &reps, truncated, &web.csrf);
@@ -191,7 +187,7 @@ fn render(
     params: &InboxParams,
     filter: &InboxFilter,
     rows: &[InboxRow],
-    reps: &[reports::RepChoice],
+    reps: &[RepChoice],
     truncated: bool,
     csrf: &str,
 ) -> Markup {
@@ -439,7 +435,7 @@ fn summary_chart(rows: &[InboxRow]) -> Markup {
 /// `POST /web/inbox/decisions`: the same decision on every selected report,
 /// each on its own; then back to the inbox with the outcome.
 pub(super) async fn decide(
-    State(state): State<Arc<AppState>>,
+    State(ctx): State<Arc<Context>>,
     web: WebUser,
     WebForm(fields): WebForm<Vec<(String, String)>>,
 ) -> Result<Response, WebError> {
@@ -462,14 +458,10 @@ pub(super) async fn decide(
         let sep = if back.is_empty() { "" } else { "&" };
         Redirect::to(&format!("/web/inbox?{back}{sep}{outcome}")).into_response()
     };
-    let decision = match field("decision") {
-        Some("approve") => Decision::Approve,
-        Some("request_changes") => Decision::RequestChanges,
-        _ => {
-            return Err(WebError::Api(ApiError::BadRequest(
-                "choose approve or request changes".into(),
-            )));
-        }
+    let Some(decision) = field("decision").and_then(Decision::parse) else {
+        return Err(WebError::Domain(Error::BadRequest(
+            "choose approve or request changes".into(),
+        )));
     };
     let ids: Vec<&str> = fields
         .iter()
@@ -479,25 +471,22 @@ pub(super) async fn decide(
     if ids.is_empty() {
         return Ok(to("problem=none_selected".into()));
     }
-    if ids.len() > review::MAX_REPORTS {
-        return Err(WebError::Api(ApiError::BadRequest(format!(
-            "decide on at most {} reports at once",
-            review::MAX_REPORTS
+    if ids.len() > MAX_REPORTS {
+        return Err(WebError::Domain(Error::BadRequest(format!(
+            "decide on at most {MAX_REPORTS} reports at once"
         ))));
     }
-    let comment = field("comment").map(str::trim).filter(|c| !c.is_empty());
-    if decision == Decision::RequestChanges && comment.is_none() {
-        return Ok(to("problem=comment_required".into()));
-    }
-    if comment.is_some_and(|c| c.len() > 4_000) {
-        return Ok(to("problem=comment_too_long".into()));
-    }
+    let comment = match review_comment(decision, field("comment")) {
+        Ok(comment) => comment,
+        Err(CommentProblem::Required) => return Ok(to("problem=comment_required".into())),
+        Err(CommentProblem::TooLong) => return Ok(to("problem=comment_too_long".into())),
+    };
     let (mut done, mut refused) = (0usize, 0usize);
     for id in ids {
-        match review::decide(&state, &web.user, id, decision, comment).await {
+        match service::review::decide(&ctx, &web.caller, id, decision, comment).await {
             Ok(_) => done += 1,
-            Err(e @ (ApiError::Unavailable(_) | ApiError::Internal(_))) => {
-                return Err(WebError::Api(e));
+            Err(e @ (Error::Unavailable(_) | Error::Internal(_))) => {
+                return Err(WebError::Domain(e));
             }
             Err(e) => {
                 tracing::info!(report = id, code = e.code(), "a bulk decision was refused");
@@ -505,11 +494,10 @@ pub(super) async fn decide(
             }
         }
     }
-    let name = match decision {
-        Decision::Approve => "approve",
-        Decision::RequestChanges => "request_changes",
-    };
-    Ok(to(format!("decided={name}&done={done}&refused={refused}")))
+    Ok(to(format!(
+        "decided={}&done={done}&refused={refused}",
+        decision.as_str()
+    )))
 }
 
 #[cfg(test)]

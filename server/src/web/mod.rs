@@ -10,9 +10,12 @@
 //!
 //! Who may: managers (their team's reports) and administrators (the
 //! organisation's), signed in with the same accounts as the app (see
-//! [`session`]). Decisions go through [`crate::review`], so a decision made
-//! here is the same Automerge change made on the manager's behalf as one made
-//! through the JSON API.
+//! [`session`]). Pages hold no rule and no SQL: they call the same services
+//! as the JSON API (`service::review`, `service::reports`,
+//! `service::conflicts`, `service::analytics`, `service::export`), so a
+//! decision made here is the same Automerge change made on the manager's
+//! behalf as one made through the JSON API, and a refusal is the same
+//! [`domain::Error`], shown as an error page ([`WebError`]).
 //!
 //! Pages: `/web/login`, `/web/inbox` (filters, sorting, bulk decisions),
 //! `/web/reports/{id}` (the report and its decision form),
@@ -43,8 +46,8 @@ use axum::routing::{get, post};
 use maud::{DOCTYPE, Markup, html};
 use serde::de::DeserializeOwned;
 
-use crate::AppState;
-use crate::error::ApiError;
+use crate::domain::{self, ErrorKind};
+use crate::service::Context;
 
 pub use session::WebUser;
 
@@ -61,7 +64,7 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; scr
 const MAX_FORM_BYTES: usize = 64 * 1024;
 
 /// The page routes.
-pub fn routes() -> Router<Arc<AppState>> {
+pub fn routes() -> Router<Arc<Context>> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/web/inbox") }))
         .route("/web", get(|| async { Redirect::to("/web/inbox") }))
@@ -131,27 +134,61 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 /// `GET /web/attachments/{sha256}`: the download the JSON API serves, for the
-/// signed-in manager (same scope rule: readers of a record it is attached to).
+/// signed-in manager (same use case, same scope rule: readers of a record it
+/// is attached to).
 async fn attachment(
-    State(state): State<Arc<AppState>>,
+    State(ctx): State<Arc<Context>>,
     web: WebUser,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, WebError> {
-    crate::attachments::download(State(state), web.user, path)
-        .await
-        .map_err(WebError::Api)
+    let Path(sha) = path.map_err(bad_attachment_path)?;
+    let file = crate::service::attachments::download(&ctx, &web.caller, &sha).await?;
+    Ok(stream_attachment(file))
 }
 
 /// `GET /web/attachments/{sha256}/thumbnail`: a photo's thumbnail for the
 /// signed-in manager (same scope rule as the download).
 async fn thumbnail(
-    State(state): State<Arc<AppState>>,
+    State(ctx): State<Arc<Context>>,
     web: WebUser,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, WebError> {
-    crate::attachments::thumbnail_of(State(state), web.user, path)
-        .await
-        .map_err(WebError::Api)
+    let Path(sha) = path.map_err(bad_attachment_path)?;
+    let thumb = crate::service::attachments::thumbnail(&ctx, &web.caller, &sha).await?;
+    Ok(stream_attachment(thumb))
+}
+
+/// The answer the JSON API gives to an attachment path it cannot read.
+fn bad_attachment_path(e: PathRejection) -> WebError {
+    WebError::Domain(domain::Error::BadRequest(format!(
+        "bad path: {}",
+        e.body_text()
+    )))
+}
+
+/// A stored file as a streamed answer that may be cached for good, with the
+/// headers the JSON API's download carries (`page_headers` keeps its caching).
+fn stream_attachment(file: crate::service::attachments::Download) -> Response {
+    let content_type = HeaderValue::from_str(&file.content_type)
+        .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
+    // An error mid-way ends the body: the browser sees a short read.
+    let body = axum::body::Body::from_stream(file.blob.body);
+    let mut resp = (StatusCode::OK, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, content_type);
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(file.blob.len));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(crate::service::attachments::CACHE_CONTROL),
+    );
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", file.etag)) {
+        h.insert(header::ETAG, etag);
+    }
+    resp
 }
 
 /// A form body whose rejection is an error page.
@@ -166,7 +203,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for WebForm<T> {
             .await
             .map(|axum::Form(v)| WebForm(v))
             .map_err(|e| {
-                WebError::Api(ApiError::BadRequest(format!(
+                WebError::Domain(domain::Error::BadRequest(format!(
                     "the form could not be read: {}",
                     e.body_text()
                 )))
@@ -186,7 +223,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for WebQuery<T> {
             .await
             .map(|axum::extract::Query(v)| WebQuery(v))
             .map_err(|e| {
-                WebError::Api(ApiError::BadRequest(format!(
+                WebError::Domain(domain::Error::BadRequest(format!(
                     "the address could not be read: {}",
                     e.body_text()
                 )))
@@ -254,13 +291,30 @@ pub enum WebError {
     },
     /// A form without this session's CSRF token.
     Csrf,
-    /// Anything the JSON API would answer with an error.
-    Api(ApiError),
+    /// A use case refused or failed: the page says why, with the status the
+    /// JSON API would answer.
+    Domain(domain::Error),
 }
 
-impl From<ApiError> for WebError {
-    fn from(e: ApiError) -> Self {
-        WebError::Api(e)
+impl From<domain::Error> for WebError {
+    fn from(e: domain::Error) -> Self {
+        WebError::Domain(e)
+    }
+}
+
+/// The status of a page that answers `kind` (the JSON API's, for the same error).
+pub fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -280,9 +334,10 @@ impl IntoResponse for WebError {
                 "The form was sent without this session's security token (it may come from \
                  an old tab or another site). Nothing was changed; open the page again and retry.",
             ),
-            WebError::Api(e) => {
+            WebError::Domain(e) => {
                 e.log_if_server_error();
-                let title = match e.status() {
+                let status = status_of(e.kind());
+                let title = match status {
                     StatusCode::NOT_FOUND => "Not found",
                     StatusCode::FORBIDDEN => "Not allowed",
                     StatusCode::TOO_MANY_REQUESTS => "Too many requests",
@@ -290,12 +345,12 @@ impl IntoResponse for WebError {
                     _ => "That did not work",
                 };
                 let message = match &e {
-                    ApiError::NotFound => {
+                    domain::Error::NotFound => {
                         "There is nothing here, or it is not in your team's records.".to_owned()
                     }
                     other => other.to_string(),
                 };
-                error_page(e.status(), title, &message)
+                error_page(status, title, &message)
             }
         }
     }

@@ -15,56 +15,35 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::format;
-use super::{WebError, WebForm, WebQuery, WebUser, page};
-use crate::AppState;
-use crate::error::ApiError;
-use crate::reports::{self, ReportDetail};
-use crate::review::{self, Decision};
+use super::{WebError, WebForm, WebQuery, WebUser, page, status_of};
+use crate::domain::Error;
+use crate::service::reports::{ReportDetail, ReportPage};
+use crate::service::review::Decision;
+use crate::service::{self, Context};
 
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct ReportParams {
     decided: Option<String>,
 }
 
+/// A page address that is not a record id is a page that does not exist.
 fn parse_id(id: &str) -> Result<RecordId, WebError> {
-    id.parse().map_err(|_| WebError::Api(ApiError::NotFound))
+    id.parse().map_err(|_| WebError::Domain(Error::NotFound))
 }
 
-/// The report and the signature verdict of each of its orders that is signed
-/// (same order as `detail.orders`).
-struct Loaded {
-    detail: ReportDetail,
-    verdicts: Vec<Option<SignatureVerdict>>,
-}
-
-async fn load(state: &AppState, web: &WebUser, id: RecordId) -> Result<Loaded, WebError> {
-    let caller = crate::sync::caller(state, &web.user)?;
-    let detail = reports::detail(&state.db, &caller, id)
-        .await
-        .map_err(ApiError::Unavailable)?
-        .ok_or(WebError::Api(ApiError::NotFound))?;
-    let mut verdicts = Vec::with_capacity(detail.orders.len());
-    for o in &detail.orders {
-        let verdict = match &o.order.signature {
-            None => None,
-            Some(_) => crate::signatures::signature_verdict(&state.db, &caller, o.id)
-                .await
-                .map_err(|e| ApiError::Internal(anyhow::anyhow!("signature verdict: {e}")))?,
-        };
-        verdicts.push(verdict);
-    }
-    Ok(Loaded { detail, verdicts })
+async fn load(ctx: &Context, web: &WebUser, id: RecordId) -> Result<ReportPage, WebError> {
+    Ok(service::reports::page(ctx, &web.caller, id).await?)
 }
 
 /// `GET /web/reports/{id}`.
 pub(super) async fn show(
-    State(state): State<Arc<AppState>>,
+    State(ctx): State<Arc<Context>>,
     web: WebUser,
     Path(id): Path<String>,
     WebQuery(params): WebQuery<ReportParams>,
 ) -> Result<Response, WebError> {
     let id = parse_id(&id)?;
-    let loaded = load(&state, &web, id).await?;
+    let loaded = load(&ctx, &web, id).await?;
     let notice = match params.decided.as_deref() {
         Some("approved") => Some((
             true,
@@ -92,34 +71,32 @@ pub(super) struct DecisionForm {
 /// comment. A refused decision shows the page again with the reason and the
 /// comment as typed.
 pub(super) async fn decide(
-    State(state): State<Arc<AppState>>,
+    State(ctx): State<Arc<Context>>,
     web: WebUser,
     Path(id): Path<String>,
     WebForm(form): WebForm<DecisionForm>,
 ) -> Result<Response, WebError> {
     web.check_csrf(form.csrf.as_deref())?;
     let record = parse_id(&id)?;
-    let decision = match form.decision.as_deref() {
-        Some("approve") => Decision::Approve,
-        Some("request_changes") => Decision::RequestChanges,
-        _ => {
-            return Err(WebError::Api(ApiError::BadRequest(
-                "choose approve or request changes".into(),
-            )));
-        }
+    let Some(decision) = form.decision.as_deref().and_then(Decision::parse) else {
+        return Err(WebError::Domain(Error::BadRequest(
+            "choose approve or request changes".into(),
+        )));
     };
     let comment = Some(form.comment.as_str());
-    match review::decide(&state, &web.user, &id, decision, comment).await {
-        Ok(status) => {
-            Ok(Redirect::to(&format!("/web/reports/{record}?decided={status}")).into_response())
-        }
-        Err(e @ (ApiError::BadRequest(_) | ApiError::Conflict(_))) => {
-            let loaded = load(&state, &web, record).await?;
-            let status = e.status();
+    match service::review::decide(&ctx, &web.caller, &id, decision, comment).await {
+        Ok(status) => Ok(Redirect::to(&format!(
+            "/web/reports/{record}?decided={}",
+            fieldsync_core::model::Status::as_str(status)
+        ))
+        .into_response()),
+        Err(e @ (Error::BadRequest(_) | Error::Conflict(_))) => {
+            let loaded = load(&ctx, &web, record).await?;
+            let status = status_of(e.kind());
             let page = render(&web, &loaded, Some((false, e.to_string())), &form.comment);
             Ok((status, page).into_response())
         }
-        Err(e) => Err(WebError::Api(e)),
+        Err(e) => Err(WebError::Domain(e)),
     }
 }
 
@@ -127,7 +104,12 @@ fn time(t: Option<DeviceTime>) -> String {
     t.map(format::date_time).unwrap_or_else(|| "—".into())
 }
 
-fn render(web: &WebUser, loaded: &Loaded, notice: Option<(bool, String)>, comment: &str) -> Markup {
+fn render(
+    web: &WebUser,
+    loaded: &ReportPage,
+    notice: Option<(bool, String)>,
+    comment: &str,
+) -> Markup {
     let d = &loaded.detail;
     let account = d
         .account

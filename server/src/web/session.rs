@@ -1,14 +1,18 @@
-//! Browser sessions of the managers' pages: login, logout, the session cookie
-//! and the CSRF tokens of forms.
+//! Browser sessions of the managers' pages over HTTP: the login page, the
+//! session cookie, the CSRF tokens of forms, and the [`WebUser`] extractor
+//! every page takes.
 //!
-//! A browser login is a device login: it registers a device with platform
-//! `web` (a fresh device id per login), so a manager's browser sessions are
-//! listed and revoked with `/v1/devices` like their phones, and revoking the
-//! device ends the session at its next request. The session itself is a random
-//! 32-byte token in an `HttpOnly`, `SameSite=Strict` cookie scoped to `/web`
-//! (`Secure` when the request came over TLS, as a terminating proxy reports in
-//! `X-Forwarded-Proto` or `Forwarded`); the database keeps only its SHA-256
-//! (`web_sessions`). A session lasts [`SESSION_SECS`] and ends at logout.
+//! Signing in, loading a session and signing out are `service::auth`'s
+//! ([`start_web_session`](crate::service::auth::start_web_session),
+//! [`web_session`](crate::service::auth::web_session),
+//! [`end_web_session`](crate::service::auth::end_web_session)): a browser
+//! sign-in registers a `web` device, so a manager's browser sessions are listed
+//! and revoked with `/v1/devices` like their phones. What stays here is the
+//! browser's side. The session is a random 32-byte token in an `HttpOnly`,
+//! `SameSite=Strict` cookie scoped to `/web` (`Secure` when the request came
+//! over TLS, as a terminating proxy reports in `X-Forwarded-Proto` or
+//! `Forwarded`); the database keeps only its SHA-256. A session lasts
+//! [`SESSION_SECS`] and ends at logout.
 //!
 //! Every form POST carries a CSRF token: for a session, the SHA-256 of the
 //! session token under a fixed label (so it is known only to pages rendered for
@@ -23,33 +27,30 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use fieldsync_core::DeviceId;
 use maud::{Markup, html};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::accounts;
-use crate::auth::AuthUser;
-use crate::db::{Database, DbError, now_secs, parse_uuid};
-use crate::error::ApiError;
-use crate::{AppState, on_pool};
+use crate::domain::Caller;
+use crate::service::{self, Context};
 
-use super::{Chrome, WebError, WebForm, WebQuery, page};
+use super::{Chrome, WebError, WebForm, WebQuery, page, status_of};
 
 /// The session cookie.
 pub const SESSION_COOKIE: &str = "fieldsync_session";
 /// The login form's CSRF cookie.
 const LOGIN_CSRF_COOKIE: &str = "fieldsync_login_csrf";
-/// How long a browser session lasts (12 hours: a working day, then log in again).
-pub const SESSION_SECS: i64 = 12 * 3600;
+/// How long a browser session (and its cookie) lasts.
+pub const SESSION_SECS: i64 = service::auth::WEB_SESSION_SECS;
 /// How long a login form stays valid.
 const LOGIN_FORM_SECS: i64 = 3600;
 
 /// The signed-in manager of a page request, with the CSRF token of their forms.
 #[derive(Debug, Clone)]
 pub struct WebUser {
-    /// The user and the session's device, as every API handler sees a caller.
-    pub user: AuthUser,
+    /// The user on the session's `web` device, as every API handler sees a
+    /// caller (services acting on their behalf use [`Caller::on_behalf`]).
+    pub caller: Caller,
     /// The CSRF token forms of this session carry.
     pub csrf: String,
 }
@@ -58,8 +59,8 @@ impl WebUser {
     /// What the page layout shows of the user.
     pub fn chrome(&self) -> Chrome<'_> {
         Chrome {
-            name: &self.user.display_name,
-            role: self.user.role.as_str(),
+            name: &self.caller.display_name,
+            role: self.caller.role().as_str(),
             csrf: &self.csrf,
         }
     }
@@ -76,10 +77,6 @@ impl WebUser {
 /// Compares without stopping at the first difference.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn token_hash(token: &str) -> Vec<u8> {
-    Sha256::digest(token.as_bytes()).to_vec()
 }
 
 /// The CSRF token of the session whose cookie token is `token`.
@@ -141,12 +138,12 @@ fn safe_next(next: Option<&str>) -> Option<String> {
     ok.then(|| next.to_owned())
 }
 
-impl FromRequestParts<Arc<AppState>> for WebUser {
+impl FromRequestParts<Arc<Context>> for WebUser {
     type Rejection = WebError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        state: &Arc<AppState>,
+        ctx: &Arc<Context>,
     ) -> Result<Self, Self::Rejection> {
         let next = parts
             .uri
@@ -160,74 +157,20 @@ impl FromRequestParts<Arc<AppState>> for WebUser {
             .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()))
             .ok_or_else(login)?
             .to_owned();
-        let Some((device, user)) = live_row(&state.db, &token)
-            .await
-            .map_err(|e| WebError::Api(ApiError::Unavailable(e)))?
-        else {
+        let Some(caller) = service::auth::web_session(ctx, &token).await? else {
             return Err(login());
         };
-        state
-            .limits
-            .request(&device.to_string())
-            .map_err(WebError::Api)?;
-        let device = accounts::device_by_id(&state.db, device)
-            .await
-            .map_err(|e| WebError::Api(ApiError::Unavailable(e)))?
-            .ok_or_else(login)?;
-        let user = match crate::auth::live_session(&state.db, user, &device).await {
-            Ok(u) => u,
-            Err(ApiError::DeviceRevoked | ApiError::InvalidToken) => return Err(login()),
-            Err(e) => return Err(WebError::Api(e)),
-        };
-        if !user.role.is_back_office() {
-            return Err(WebError::Api(ApiError::Forbidden(
-                "these pages are for managers and administrators".into(),
-            )));
+        // Ids only: the request's log lines say who, never their name or email.
+        let span = tracing::Span::current();
+        if let Some(device) = caller.device() {
+            span.record("device", tracing::field::display(device));
         }
-        if let Err(e) = accounts::touch_device(&state.db, device.id).await {
-            tracing::warn!(error = %e, "could not update the device's last-seen time");
-        }
-        tracing::Span::current()
-            .record("device", tracing::field::display(device.id))
-            .record("user", tracing::field::display(user.id));
+        span.record("user", tracing::field::display(caller.user()));
         Ok(WebUser {
             csrf: csrf_for(&token),
-            user: AuthUser {
-                id: user.id,
-                org: user.org,
-                role: user.role,
-                team: user.team,
-                territory: user.territory,
-                display_name: user.display_name,
-                device: device.id,
-                actor_id: device.actor_id,
-            },
+            caller,
         })
     }
-}
-
-/// The device and user of a live session with this cookie token.
-async fn live_row(
-    db: &Database,
-    token: &str,
-) -> Result<Option<(DeviceId, fieldsync_core::UserId)>, DbError> {
-    let row: Option<(String, String)> = on_pool!(db, |pool, _uuid| {
-        sqlx::query_as(
-            "SELECT CAST(device_id AS TEXT), CAST(user_id AS TEXT) FROM web_sessions \
-             WHERE token_hash = $1 AND ended_at IS NULL AND expires_at > $2",
-        )
-        .bind(token_hash(token))
-        .bind(now_secs())
-        .fetch_optional(pool)
-        .await?
-    });
-    row.map(|(d, u)| {
-        Ok((
-            DeviceId::from_uuid(parse_uuid(&d)?),
-            fieldsync_core::UserId::from_uuid(parse_uuid(&u)?),
-        ))
-    })
-    .transpose()
 }
 
 #[derive(Debug, Deserialize)]
@@ -297,7 +240,7 @@ pub(super) struct LoginForm {
 
 /// `POST /web/login`.
 pub(super) async fn login(
-    State(state): State<Arc<AppState>>,
+    State(ctx): State<Arc<Context>>,
     headers: HeaderMap,
     WebForm(form): WebForm<LoginForm>,
 ) -> Response {
@@ -318,19 +261,9 @@ pub(super) async fn login(
             StatusCode::FORBIDDEN,
         );
     }
-    if form.org.len() > 63 || form.email.len() > 320 {
-        return again(
-            &ApiError::InvalidCredentials.to_string(),
-            StatusCode::UNAUTHORIZED,
-        );
-    }
-    if form.password.len() > accounts::MAX_PASSWORD_BYTES {
-        return again(
-            &ApiError::InvalidCredentials.to_string(),
-            StatusCode::UNAUTHORIZED,
-        );
-    }
-    match start_session(&state, &form).await {
+    match service::auth::start_web_session(&ctx, &form.org, &form.email, form.password.clone())
+        .await
+    {
         Ok(token) => {
             let secure = over_tls(&headers);
             let to = safe_next(form.next.as_deref()).unwrap_or_else(|| "/web/inbox".into());
@@ -348,61 +281,9 @@ pub(super) async fn login(
         }
         Err(e) => {
             e.log_if_server_error();
-            again(&e.to_string(), e.status())
+            again(&e.to_string(), status_of(e.kind()))
         }
     }
-}
-
-/// Checks the credentials and the role, registers the browser as a `web`
-/// device and stores the session; answers the cookie token.
-async fn start_session(state: &AppState, form: &LoginForm) -> Result<String, ApiError> {
-    state.limits.login(&form.org, &form.email)?;
-    let user = accounts::find_login(&state.db, &form.org, &form.email)
-        .await
-        .map_err(ApiError::Unavailable)?;
-    // Runs even without a user so the answer's timing reveals nothing.
-    if !accounts::verify_password(form.password.clone(), user.as_ref()).await {
-        return Err(ApiError::InvalidCredentials);
-    }
-    let user = user.ok_or(ApiError::InvalidCredentials)?;
-    if user.disabled {
-        return Err(ApiError::AccountDisabled);
-    }
-    if !user.role.is_back_office() {
-        return Err(ApiError::Forbidden(
-            "these pages are for managers and administrators; reps and technicians use the app"
-                .into(),
-        ));
-    }
-    let info = accounts::DeviceInfo {
-        id: DeviceId::new(),
-        platform: "web".into(),
-        app_version: format!("web {}", env!("CARGO_PKG_VERSION")),
-    };
-    let device = accounts::register_device(&state.db, &user, &info)
-        .await
-        .map_err(|e| match e {
-            accounts::AccountError::Db(e) => ApiError::Unavailable(e),
-            other => ApiError::Internal(anyhow::Error::new(other)),
-        })?;
-    let token = random_token();
-    let now = now_secs();
-    on_pool!(&state.db, |pool, uuid| {
-        sqlx::query(
-            "INSERT INTO web_sessions (token_hash, device_id, user_id, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(token_hash(&token))
-        .bind(uuid(*device.id.as_uuid()))
-        .bind(uuid(*user.id.as_uuid()))
-        .bind(now)
-        .bind(now.saturating_add(SESSION_SECS))
-        .execute(pool)
-        .await
-        .map_err(|e| ApiError::Unavailable(DbError::Sqlx(e)))?;
-    });
-    tracing::info!(user = %user.id, device = %device.id, "web login");
-    Ok(token)
 }
 
 #[derive(Debug, Deserialize)]
@@ -412,27 +293,13 @@ pub(super) struct LogoutForm {
 
 /// `POST /web/logout`: ends the session and revokes its device.
 pub(super) async fn logout(
-    State(state): State<Arc<AppState>>,
+    State(ctx): State<Arc<Context>>,
     headers: HeaderMap,
     web: WebUser,
     WebForm(form): WebForm<LogoutForm>,
 ) -> Result<Response, WebError> {
     web.check_csrf(form.csrf.as_deref())?;
-    let device = web.user.device;
-    on_pool!(&state.db, |pool, uuid| {
-        sqlx::query(
-            "UPDATE web_sessions SET ended_at = $1 WHERE device_id = $2 AND ended_at IS NULL",
-        )
-        .bind(now_secs())
-        .bind(uuid(*device.as_uuid()))
-        .execute(pool)
-        .await
-        .map_err(|e| WebError::Api(ApiError::Unavailable(DbError::Sqlx(e))))?;
-    });
-    accounts::revoke_device(&state.db, device)
-        .await
-        .map_err(|e| WebError::Api(ApiError::Unavailable(e)))?;
-    tracing::info!(user = %web.user.id, device = %device, "web logout");
+    service::auth::end_web_session(&ctx, &web.caller).await?;
     let mut resp = Redirect::to("/web/login").into_response();
     resp.headers_mut().append(
         header::SET_COOKIE,

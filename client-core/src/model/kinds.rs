@@ -1,0 +1,268 @@
+//! What a document of any kind needs from its kind's typed record.
+//!
+//! The plain facts about a kind (whether it is stateful, dated, master data)
+//! are methods of [`RecordKind`], at the bottom of the model. This module is
+//! the other half: the one table that maps a kind, named by a document at run
+//! time, to the typed record whose state machine governs it (`with_machine`),
+//! and the methods of [`RecordDoc`] that need that table:
+//!
+//! - [`RecordDoc::status_name`]: the effective status, by the kind's machine
+//!   (`null` for kinds without a status); projections and the server's
+//!   conflicts queue read it;
+//! - [`RecordDoc::conflicts`]: every field with concurrent values, the status
+//!   value shown being the one the kind's machine ranks first;
+//! - [`RecordDoc::resolve_status_by_name`]: a back-office settlement of a status
+//!   clash to a status given by name (the managers' conflicts queue).
+//!
+//! It sits above every record module (`doc` is below them, the records import
+//! `doc`), so the dispatch by kind does not make `doc` import the records.
+//! `incoming` dispatches by kind too, to check a pushed change against the
+//! kind's own rules.
+
+use automerge::ChangeHash;
+use serde_json::Value as Json;
+
+use super::assignment::Assignment;
+use super::doc::{Conflict, RecordDoc};
+use super::job::ServiceJob;
+use super::order::Order;
+use super::report::VisitReport;
+use super::status::Status;
+use super::types::{Actor, DeviceTime, RecordKind};
+use super::visit::Visit;
+use super::{ModelError, Stateful, ValidationError};
+
+/// Something to do with the typed record of a stateful kind, whichever it is.
+trait WithMachine {
+    /// What it gives.
+    type Output;
+
+    /// Does it with `R`, the stateful record of the document's kind.
+    fn run<R: Stateful>(self) -> Self::Output;
+}
+
+/// Runs `f` with the stateful record type of `kind`; `None` for kinds without
+/// a status. Exactly the kinds for which [`RecordKind::is_stateful`] holds
+/// have a row (pinned by a test); the match has no catch-all, so a new kind
+/// must be placed here.
+fn with_machine<F: WithMachine>(kind: RecordKind, f: F) -> Option<F::Output> {
+    match kind {
+        RecordKind::Visit => Some(f.run::<Visit>()),
+        RecordKind::VisitReport => Some(f.run::<VisitReport>()),
+        RecordKind::Order => Some(f.run::<Order>()),
+        RecordKind::ServiceJob => Some(f.run::<ServiceJob>()),
+        RecordKind::Assignment => Some(f.run::<Assignment>()),
+        RecordKind::Account
+        | RecordKind::Contact
+        | RecordKind::Product
+        | RecordKind::PriceList
+        | RecordKind::ChecklistTemplate
+        | RecordKind::ChecklistResponse => None,
+    }
+}
+
+struct EffectiveStatus<'a>(&'a RecordDoc);
+
+impl WithMachine for EffectiveStatus<'_> {
+    type Output = Result<&'static str, ModelError>;
+
+    fn run<R: Stateful>(self) -> Self::Output {
+        Ok(self.0.status::<R::Status>()?.as_str())
+    }
+}
+
+struct Settle<'a> {
+    doc: &'a mut RecordDoc,
+    actor: &'a Actor,
+    status: &'a str,
+    at: DeviceTime,
+    reason: String,
+}
+
+impl WithMachine for Settle<'_> {
+    type Output = Result<ChangeHash, ModelError>;
+
+    fn run<R: Stateful>(self) -> Self::Output {
+        let status = R::Status::parse(self.status).ok_or_else(|| {
+            ValidationError::new(
+                "status",
+                format!("{:?} is not a {} status", self.status, R::Status::MACHINE),
+            )
+        })?;
+        self.doc
+            .resolve_status(self.actor, status, self.at, self.reason)
+    }
+}
+
+impl RecordDoc {
+    /// The effective status name of a stateful record, `Null` for kinds without a status.
+    pub fn status_name(&self) -> Result<Json, ModelError> {
+        match with_machine(self.kind(), EffectiveStatus(self)) {
+            Some(name) => Ok(Json::String(name?.to_owned())),
+            None => Ok(Json::Null),
+        }
+    }
+
+    /// Every field holding concurrent values that differ, sorted by path.
+    ///
+    /// Concurrent writes of the *same* value are not conflicts. Only the shown
+    /// value of a conflicting object is walked into. For the `status` of a
+    /// stateful record, the value marked shown is the effective status (the
+    /// kind's machine ranks the concurrent values; see [`super::status`]).
+    pub fn conflicts(&self) -> Result<Vec<Conflict>, ModelError> {
+        self.conflicts_showing(|| match self.status_name() {
+            Ok(Json::String(name)) => Some(name),
+            _ => None,
+        })
+    }
+
+    /// Settles a status clash to the status named `status`, for callers that
+    /// hold a document of any kind (the managers' conflicts queue): the typed
+    /// [`RecordDoc::resolve_status`] of the document's kind. Refused with a
+    /// validation error when the kind has no status or `status` is not one of
+    /// its machine's, and like `resolve_status` when the actor is not back
+    /// office.
+    pub fn resolve_status_by_name(
+        &mut self,
+        actor: &Actor,
+        status: &str,
+        at: DeviceTime,
+        reason: impl Into<String>,
+    ) -> Result<ChangeHash, ModelError> {
+        let kind = self.kind();
+        let settle = Settle {
+            doc: self,
+            actor,
+            status,
+            at,
+            reason: reason.into(),
+        };
+        with_machine(kind, settle).unwrap_or_else(|| {
+            Err(ValidationError::new("status", format!("a {kind} has no status")).into())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{DeviceId, OrgId, RecordId, TeamId, TerritoryId, UserId};
+    use crate::model::{Contact, RecordMeta, Role, TransitionRequest, VisitStatus};
+    use automerge::ActorId;
+
+    struct KindOf;
+
+    impl WithMachine for KindOf {
+        type Output = (RecordKind, &'static str);
+
+        fn run<R: Stateful>(self) -> Self::Output {
+            (R::KIND, R::Status::MACHINE)
+        }
+    }
+
+    #[test]
+    fn every_stateful_kind_and_only_those_has_its_own_machine() {
+        for &kind in RecordKind::ALL {
+            match with_machine(kind, KindOf) {
+                Some((record_kind, machine)) => {
+                    assert!(kind.is_stateful(), "{kind} has a machine ({machine})");
+                    assert_eq!(record_kind, kind, "{kind} dispatches to its own record");
+                }
+                None => assert!(!kind.is_stateful(), "{kind} is stateful but has no machine"),
+            }
+        }
+    }
+
+    fn meta(owner: UserId) -> RecordMeta {
+        RecordMeta {
+            id: RecordId::new(),
+            org: OrgId::new(),
+            owner,
+            team: TeamId::new(),
+            territory: TerritoryId::new(),
+        }
+    }
+
+    /// A planned visit checked in on the rep's phone while the office
+    /// cancelled it: the status clashes, `in_progress` shown.
+    fn clashing_visit() -> (RecordDoc, Actor) {
+        let rep = Actor::on_device(UserId::new(), Role::Rep, DeviceId::new());
+        let manager = Actor::without_device(UserId::new(), Role::Manager);
+        let v = Visit::planned(
+            meta(rep.user),
+            RecordId::new(),
+            DeviceTime::utc(0),
+            DeviceTime::utc(3_600_000),
+        );
+        let mut phone = RecordDoc::create_stateful(&v, ActorId::random(), &rep, DeviceTime::utc(0))
+            .expect("create");
+        let mut office = RecordDoc::from_automerge(phone.automerge().fork()).expect("fork");
+        office.set_actor(ActorId::random());
+        office
+            .transition::<Visit>(
+                &manager,
+                &TransitionRequest::new(VisitStatus::Cancelled, DeviceTime::utc(1))
+                    .with_reason("shop closed"),
+                |_| {},
+            )
+            .expect("cancel");
+        crate::model::visit::check_in(
+            &mut phone,
+            &rep,
+            DeviceTime::utc(2),
+            None,
+            crate::model::visit::Site {
+                coords: None,
+                radius_m: 100.0,
+            },
+        )
+        .expect("check in");
+        phone.merge(&mut office).expect("merge");
+        (phone, manager)
+    }
+
+    #[test]
+    fn the_status_shown_in_a_clash_is_the_machines_choice() {
+        let (doc, _) = clashing_visit();
+        assert_eq!(doc.status_name().expect("status"), "in_progress");
+        let clash = doc.conflicts().expect("conflicts");
+        let status = clash.iter().find(|c| c.path == "status").expect("listed");
+        let shown: Vec<_> = status.values.iter().filter(|v| v.shown).collect();
+        assert_eq!(shown.len(), 1);
+        assert_eq!(shown[0].value, "in_progress");
+    }
+
+    #[test]
+    fn a_clash_is_settled_by_name() {
+        let (mut doc, manager) = clashing_visit();
+        let err = doc
+            .resolve_status_by_name(&manager, "finished", DeviceTime::utc(3), "typo")
+            .expect_err("not a visit status");
+        assert!(err.to_string().contains("not a visit status"), "{err}");
+        doc.resolve_status_by_name(&manager, "cancelled", DeviceTime::utc(3), "shop closed")
+            .expect("settle");
+        assert_eq!(doc.status_name().expect("status"), "cancelled");
+        assert!(doc.conflicts().expect("conflicts").is_empty());
+    }
+
+    #[test]
+    fn a_kind_without_a_status_has_none_to_name_or_settle() {
+        let admin = Actor::without_device(UserId::new(), Role::Admin);
+        let contact = Contact {
+            meta: meta(admin.user),
+            account_id: RecordId::new(),
+            name: "Ana".into(),
+            role: None,
+            phone: None,
+            email: None,
+            marketing_consent: false,
+        };
+        let mut doc =
+            RecordDoc::create(&contact, ActorId::random(), DeviceTime::utc(0)).expect("create");
+        assert_eq!(doc.status_name().expect("status"), Json::Null);
+        let err = doc
+            .resolve_status_by_name(&admin, "open", DeviceTime::utc(1), "no")
+            .expect_err("no status");
+        assert!(err.to_string().contains("a contact has no status"), "{err}");
+    }
+}

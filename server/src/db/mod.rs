@@ -1,0 +1,201 @@
+//! The server's database: SQLite (embedded default) or PostgreSQL, chosen from
+//! the URL, behind one type. Migrations for each dialect live in
+//! `migrations/sqlite` and `migrations/postgres` and are embedded in the binary.
+//! On PostgreSQL sqlx's migrator holds an advisory lock while it runs, so several
+//! server nodes starting at once against one database migrate it exactly once.
+//!
+//! Queries are written once with `$1`-style placeholders, which both dialects
+//! accept, and run on either pool through [`on_pool!`](crate::on_pool). The one
+//! difference the code sees is ids: PostgreSQL stores `UUID`, SQLite stores the
+//! hyphenated text, so ids are bound through the dialect's `uuid` function the
+//! macro provides and read back as `CAST(col AS TEXT)`.
+
+pub mod accounts;
+pub mod attachments;
+pub mod conflicts;
+pub mod devices;
+pub mod export;
+pub mod facts;
+pub mod keys;
+pub mod notify;
+pub mod records;
+pub mod reports;
+pub mod web_sessions;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// Database failures, with the URL's password never included.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The URL is not `sqlite://…` or `postgres://…`.
+    #[error(
+        "unsupported database URL {0:?}: use sqlite://PATH or postgres://USER:PASSWORD@HOST/DB"
+    )]
+    UnsupportedUrl(String),
+    /// Connecting or querying failed.
+    #[error("database error: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value is not what the schema promises.
+    #[error("unexpected stored data: {0}")]
+    Corrupt(String),
+}
+
+impl DbError {
+    /// The name of the violated unique constraint, if that is what failed.
+    pub fn unique_violation(&self) -> Option<String> {
+        match self {
+            DbError::Sqlx(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Some(e.constraint().unwrap_or_default().to_owned())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Runs `$body` with `$pool` bound to whichever pool `$db` holds and `$uuid`
+/// bound to the function that turns a [`uuid::Uuid`] into that dialect's bind
+/// value. The body is compiled once per dialect.
+#[macro_export]
+macro_rules! on_pool {
+    ($db:expr, |$pool:ident, $uuid:ident| $body:expr) => {
+        match $db {
+            $crate::db::Database::Sqlite($pool) => {
+                let $uuid = $crate::db::sqlite_uuid;
+                $body
+            }
+            $crate::db::Database::Postgres($pool) => {
+                let $uuid = $crate::db::pg_uuid;
+                $body
+            }
+        }
+    };
+}
+
+/// An id as SQLite stores it: hyphenated text.
+pub fn sqlite_uuid(id: uuid::Uuid) -> String {
+    id.hyphenated().to_string()
+}
+
+/// An id as PostgreSQL stores it: a native `UUID`.
+pub fn pg_uuid(id: uuid::Uuid) -> uuid::Uuid {
+    id
+}
+
+/// Parses an id read back with `CAST(col AS TEXT)`.
+pub fn parse_uuid(text: &str) -> Result<uuid::Uuid, DbError> {
+    uuid::Uuid::parse_str(text).map_err(|_| DbError::Corrupt(format!("bad id {text:?}")))
+}
+
+/// Seconds since the Unix epoch: the unit of every stored time.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A pool on one of the supported databases.
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// Embedded SQLite.
+    Sqlite(SqlitePool),
+    /// PostgreSQL.
+    Postgres(PgPool),
+}
+
+impl Database {
+    /// Connects to `url` (creating a SQLite file if missing).
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, DbError> {
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max_connections.max(1))
+                .connect_with(options)
+                .await?;
+            Ok(Database::Sqlite(pool))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let options = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections.max(1))
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await?;
+            Ok(Database::Postgres(pool))
+        } else {
+            Err(DbError::UnsupportedUrl(crate::domain::redact::redact(url)))
+        }
+    }
+
+    /// Applies pending migrations.
+    pub async fn migrate(&self) -> Result<(), DbError> {
+        match self {
+            Database::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
+            Database::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Database::Sqlite(_) => "sqlite",
+            Database::Postgres(_) => "postgres",
+        }
+    }
+
+    /// A trivial query, for health checks.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        match self {
+            Database::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ())?,
+            Database::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ())?,
+        }
+        Ok(())
+    }
+
+    /// Number of applied migrations (for `migrate` output and tests).
+    pub async fn applied_migrations(&self) -> Result<i64, DbError> {
+        let sql = "SELECT COUNT(*) FROM _sqlx_migrations WHERE success";
+        let n: i64 = match self {
+            Database::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await?,
+            Database::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await?,
+        };
+        Ok(n)
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        match self {
+            Database::Sqlite(pool) => pool.close().await,
+            Database::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+impl From<DbError> for crate::domain::Error {
+    /// A database failure is the domain's `Unavailable`, except stored data
+    /// that breaks the schema's promises, which is a bug (`Internal`).
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Corrupt(_) => crate::domain::Error::Internal(Box::new(e)),
+            other => crate::domain::Error::Unavailable(Box::new(other)),
+        }
+    }
+}

@@ -1,0 +1,1155 @@
+//! Records, the change log and read scope: every SQL statement of the sync
+//! path, written once for both databases through [`on_pool!`](crate::on_pool).
+//!
+//! - [`apply_push`]: one push's transaction. It **loads** each record with
+//!   whether the caller may read it, hands everything to the caller's
+//!   **decision** (pure: `domain::push`), then **writes** the accepted merges:
+//!   the new changes appended to the log, the merged document and its
+//!   projection, read scope extended along references, the managers' facts and
+//!   conflicts, and the refusals in the rejection ledger.
+//! - [`pull`]: the log after a cursor, filtered by scope, grouped by record.
+//! - [`prime`]: compacted documents of every record in scope, in id order.
+//! - [`readable_doc`], [`may_read`], [`exists`]: one record, scope-checked.
+//! - [`rejections`], [`audit_trail`]: the ledger and a record's history.
+//!
+//! **Commit order.** A cursor is only safe if no sequence below a visible one
+//! can still commit. SQLite has one writer (pushes take `BEGIN IMMEDIATE`, and
+//! the [`WriteGate`] keeps them from queueing inside SQLite's busy handler). On
+//! PostgreSQL a push takes a transaction-scoped advisory lock per organisation
+//! just before it appends to the log, after the merges, so the lock is held only
+//! for the inserts and the commit; records being merged are row-locked with
+//! `FOR UPDATE`, so two pushes of one record merge one after the other.
+//!
+//! **Scope, version 1.** Each record carries principals (see the migration):
+//! its owner `u:`, its team `t:` (managers), its organisation `o:`
+//! (administrators) and, for master data, its territory `r:`. When a record
+//! refers to another (a visit to its account, an assignment to its job), the
+//! owner of the referring record is granted the referred one, and an account
+//! brings its contacts. A grant is stamped with its log position, so a pull
+//! that passes it sends the granted record's whole history.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use fieldsync_core::model::{Projection, RecordKind, Role};
+use fieldsync_core::protocol::{
+    PrimeRequest, PrimeResponse, PullRequest, PullResponse, RecordChanges, Rejection, Snapshot,
+};
+use fieldsync_core::{OrgId, RecordId};
+use serde_bytes::ByteBuf;
+use sqlx::AssertSqlSafe;
+use uuid::Uuid;
+
+use super::notify::{CHANNEL, payload};
+use super::{Database, DbError, now_secs, parse_uuid};
+use crate::domain::Caller;
+use crate::domain::note::Note;
+use crate::domain::push::{
+    Decisions, Loaded, MAX_NOTE_RECORDS, MAX_PRIME_RECORDS, MAX_PULL_CHANGES, lost_principals,
+    opt_uuid, own_principals,
+};
+use crate::on_pool;
+
+/// `kind IN (...)` of the dated kinds, for queries over `records r`. Queries
+/// that splice it in are marked `AssertSqlSafe`: it is built from the fixed
+/// kind names, never from input.
+fn dated_kinds_sql() -> String {
+    let names: Vec<String> = RecordKind::ALL
+        .iter()
+        .filter(|k| k.is_dated())
+        .map(|k| format!("'{}'", k.as_str()))
+        .collect();
+    format!("r.kind IN ({})", names.join(", "))
+}
+
+/// Serialises writers on SQLite (it has one writer; waiting here is fairer and
+/// cheaper than in SQLite's busy handler). PostgreSQL writers do not take it.
+#[derive(Debug, Default)]
+pub struct WriteGate {
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl WriteGate {
+    /// Waits for the turn to write (SQLite), or returns at once (PostgreSQL).
+    pub async fn enter(&self, db: &Database) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match db {
+            Database::Sqlite(_) => Some(self.lock.lock().await),
+            Database::Postgres(_) => None,
+        }
+    }
+}
+
+/// The lock key of an organisation's change log on PostgreSQL.
+fn org_lock_key(org: OrgId) -> i64 {
+    let bytes = org.as_uuid().as_bytes();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&bytes[8..16]);
+    i64::from_be_bytes(first)
+}
+
+/// What one push transaction did.
+#[derive(Debug)]
+pub struct Applied {
+    /// Per record: the heads after the merge, or the refusal.
+    pub results: Vec<(RecordId, Result<Vec<u8>, Rejection>)>,
+    /// The live channel's note (ids only), when anything was written. On
+    /// PostgreSQL it was already sent with the commit; on SQLite the caller
+    /// hands it to the node's hub.
+    pub note: Option<Note>,
+    /// Time spent loading and deciding (merging).
+    pub merge_time: Duration,
+    /// Time spent writing and committing.
+    pub commit_time: Duration,
+    /// New changes appended to the log.
+    pub changes_written: usize,
+}
+
+/// Runs one push in one transaction: load every record with whether the
+/// caller may read it, `decide` (pure, no I/O), then write what was decided.
+/// Errors are database failures (nothing was stored); refusals of single
+/// records are results.
+pub async fn apply_push(
+    db: &Database,
+    caller: &Caller,
+    batch: Uuid,
+    records: &[RecordChanges],
+    decide: impl FnOnce(&[Option<Loaded>]) -> Decisions,
+) -> Result<Applied, DbError> {
+    let pg = matches!(db, Database::Postgres(_));
+    let principals = caller.principals();
+    let org = *caller.org.as_uuid();
+    let user = *caller.actor.user.as_uuid();
+    let device = caller.actor.device.map(|d| *d.as_uuid());
+    let applied = on_pool!(db, |pool, uuid| {
+        let mut tx = if pg {
+            pool.begin().await?
+        } else {
+            pool.begin_with("BEGIN IMMEDIATE").await?
+        };
+        let merge_started = Instant::now();
+
+        // 1. Load: the server's copy of each record, and whether the caller reads it.
+        let load_sql = if pg {
+            "SELECT CAST(org_id AS TEXT), kind, doc FROM records WHERE id = $1 FOR UPDATE"
+        } else {
+            "SELECT CAST(org_id AS TEXT), kind, doc FROM records WHERE id = $1"
+        };
+        let mut loaded: Vec<Option<Loaded>> = Vec::with_capacity(records.len());
+        for rec in records {
+            let row: Option<(String, String, Vec<u8>)> = sqlx::query_as(load_sql)
+                .bind(uuid(*rec.id.as_uuid()))
+                .fetch_optional(&mut *tx)
+                .await?;
+            loaded.push(match row {
+                None => None,
+                Some((row_org, _, _)) if parse_uuid(&row_org)? != org => Some(Loaded::foreign()),
+                Some((_, kind, doc)) => {
+                    let readable = sqlx::query_scalar::<_, i32>(
+                        "SELECT 1 FROM record_scope WHERE record_id = $1 \
+                             AND principal IN ($2, $3, $4, $5, $6)",
+                    )
+                    .bind(uuid(*rec.id.as_uuid()))
+                    .bind(&principals[0])
+                    .bind(&principals[1])
+                    .bind(&principals[2])
+                    .bind(&principals[3])
+                    .bind(&principals[4])
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .is_some();
+                    Some(Loaded {
+                        kind,
+                        doc,
+                        readable,
+                    })
+                }
+            });
+        }
+
+        // 2. Decide (pure).
+        let Decisions {
+            results,
+            writes,
+            refusals,
+        } = decide(&loaded);
+        let merge_time = merge_started.elapsed();
+
+        // 3. Write.
+        let commit_started = Instant::now();
+        if !writes.is_empty() && pg {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(org_lock_key(caller.org))
+                .execute(&mut *tx)
+                .await?;
+        }
+        let now = now_secs();
+        let mut top_seq = 0i64;
+        for w in &writes {
+            let mut first_seq = 0i64;
+            let mut last_seq = 0i64;
+            for (hash, raw) in &w.changes {
+                let seq: i64 = sqlx::query_scalar(
+                    "INSERT INTO change_log \
+                     (org_id, record_id, hash, change, user_id, device_id, committed_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
+                )
+                .bind(uuid(org))
+                .bind(uuid(*w.id.as_uuid()))
+                .bind(hash)
+                .bind(raw)
+                .bind(uuid(user))
+                .bind(device.map(uuid))
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                if first_seq == 0 {
+                    first_seq = seq;
+                }
+                last_seq = seq;
+                top_seq = top_seq.max(seq);
+            }
+            let p = &w.projection;
+            // The record's date for download windows: its own start, else its
+            // parent's, else what it had, else now.
+            let anchor_ms = match p.start_ms {
+                Some(ms) => ms,
+                None => {
+                    let mut found: Option<i64> = None;
+                    for id in [p.parent_id, Some(w.id)].into_iter().flatten() {
+                        let anchor: Option<Option<i64>> = sqlx::query_scalar(
+                            "SELECT anchor_ms FROM records WHERE id = $1 AND org_id = $2",
+                        )
+                        .bind(uuid(*id.as_uuid()))
+                        .bind(uuid(org))
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        if let Some(Some(ms)) = anchor {
+                            found = Some(ms);
+                            break;
+                        }
+                    }
+                    found.unwrap_or_else(|| now.saturating_mul(1000))
+                }
+            };
+            // A new record's anchor dates from its creation; a changed one from this push.
+            let anchor_seq = if w.is_new { first_seq } else { last_seq };
+            // A record that changes owner, team or territory loses the readers it
+            // had through the old values; devices that can no longer read it are
+            // told to drop it (see `scope_revocations`).
+            if !w.is_new {
+                let before: Option<(Option<String>, Option<String>, Option<String>)> =
+                    sqlx::query_as(
+                        "SELECT CAST(owner_id AS TEXT), CAST(team_id AS TEXT), \
+                         CAST(territory_id AS TEXT) FROM records WHERE id = $1",
+                    )
+                    .bind(uuid(*w.id.as_uuid()))
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if let Some((owner, team, territory)) = before {
+                    let lost = lost_principals(p, owner, team, territory);
+                    for principal in lost {
+                        sqlx::query(
+                            "DELETE FROM record_scope WHERE record_id = $1 AND principal = $2",
+                        )
+                        .bind(uuid(*w.id.as_uuid()))
+                        .bind(&principal)
+                        .execute(&mut *tx)
+                        .await?;
+                        sqlx::query(
+                            "INSERT INTO scope_revocations (seq, record_id, principal) \
+                             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                        )
+                        .bind(last_seq)
+                        .bind(uuid(*w.id.as_uuid()))
+                        .bind(&principal)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+            }
+            sqlx::query(
+                "INSERT INTO records (id, org_id, kind, doc, status, owner_id, team_id, \
+                 territory_id, account_id, parent_id, start_ms, deleted, created_seq, \
+                 updated_seq, created_at, updated_at, anchor_ms, anchor_seq) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, \
+                 $16, $17) \
+                 ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, status = excluded.status, \
+                 owner_id = excluded.owner_id, team_id = excluded.team_id, \
+                 territory_id = excluded.territory_id, account_id = excluded.account_id, \
+                 parent_id = excluded.parent_id, start_ms = excluded.start_ms, \
+                 deleted = excluded.deleted, updated_seq = excluded.updated_seq, \
+                 updated_at = excluded.updated_at, \
+                 anchor_seq = CASE WHEN records.anchor_ms IS DISTINCT FROM excluded.anchor_ms \
+                 THEN excluded.anchor_seq ELSE records.anchor_seq END, \
+                 anchor_ms = excluded.anchor_ms",
+            )
+            .bind(uuid(*w.id.as_uuid()))
+            .bind(uuid(org))
+            .bind(p.kind.as_str())
+            .bind(&w.doc)
+            .bind(p.status.as_deref())
+            .bind(p.owner.map(|o| uuid(*o.as_uuid())))
+            .bind(opt_uuid(p.team.as_deref()).map(uuid))
+            .bind(opt_uuid(p.territory.as_deref()).map(uuid))
+            .bind(p.account_id.map(|a| uuid(*a.as_uuid())))
+            .bind(p.parent_id.map(|a| uuid(*a.as_uuid())))
+            .bind(p.start_ms)
+            .bind(p.deleted)
+            .bind(first_seq)
+            .bind(last_seq)
+            .bind(now)
+            .bind(anchor_ms)
+            .bind(anchor_seq)
+            .execute(&mut *tx)
+            .await?;
+
+            // The managers' figures and conflicts queue, in the same transaction.
+            if let Some(facts) = &w.facts {
+                crate::db::facts::write_facts!(&mut *tx, uuid, org, p, facts);
+            }
+            match w.status_clash {
+                Some(true) => {
+                    // Opened, or opened again after a resolution; an open one stays as it was.
+                    sqlx::query(
+                        "INSERT INTO conflicts (record_id, org_id, kind, path, detected_at, \
+                         detected_seq, user_id, device_id) \
+                         VALUES ($1, $2, $3, 'status', $4, $5, $6, $7) \
+                         ON CONFLICT (record_id) DO UPDATE SET detected_at = excluded.detected_at, \
+                         detected_seq = excluded.detected_seq, user_id = excluded.user_id, \
+                         device_id = excluded.device_id, resolved_at = NULL, \
+                         resolved_by = NULL, resolution = NULL \
+                         WHERE conflicts.resolved_at IS NOT NULL",
+                    )
+                    .bind(uuid(*w.id.as_uuid()))
+                    .bind(uuid(org))
+                    .bind(p.kind.as_str())
+                    .bind(now)
+                    .bind(last_seq)
+                    .bind(uuid(user))
+                    .bind(device.map(uuid))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Some(false) => {
+                    // A single status again: whoever wrote it settled the clash.
+                    sqlx::query(
+                        "UPDATE conflicts SET resolved_at = $2, resolved_by = $3, resolution = $4 \
+                         WHERE record_id = $1 AND resolved_at IS NULL",
+                    )
+                    .bind(uuid(*w.id.as_uuid()))
+                    .bind(now)
+                    .bind(uuid(user))
+                    .bind(p.status.as_deref())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                None => {}
+            }
+
+            // Read scope: the record's own principals (from birth for a new
+            // record, stamped for ones an edit added), then grants along references.
+            let own_seq = if w.is_new { 0 } else { last_seq };
+            for principal in own_principals(p, caller.org) {
+                sqlx::query(
+                    "INSERT INTO record_scope (record_id, principal, granted_seq) \
+                     VALUES ($1, $2, $3) ON CONFLICT (record_id, principal) DO NOTHING",
+                )
+                .bind(uuid(*w.id.as_uuid()))
+                .bind(principal)
+                .bind(own_seq)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if p.kind == RecordKind::Contact
+                && let Some(account) = p.account_id
+            {
+                {
+                    // A contact is read by whoever reads its account.
+                    sqlx::query(
+                        "INSERT INTO record_scope (record_id, principal, granted_seq) \
+                         SELECT $1, principal, $2 FROM record_scope \
+                         WHERE record_id = $3 AND principal LIKE 'u:%' \
+                         ON CONFLICT (record_id, principal) DO NOTHING",
+                    )
+                    .bind(uuid(*w.id.as_uuid()))
+                    .bind(last_seq)
+                    .bind(uuid(*account.as_uuid()))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            let Some(owner) = p.owner else { continue };
+            let grantee = format!("u:{owner}");
+            let mut work: Vec<RecordId> = [p.account_id, p.parent_id]
+                .into_iter()
+                .flatten()
+                .filter(|t| *t != w.id)
+                .collect();
+            let mut visited = 0;
+            while let Some(target) = work.pop() {
+                visited += 1;
+                if visited > 64 {
+                    break;
+                }
+                let target_row: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(
+                    "SELECT kind, CAST(account_id AS TEXT), CAST(parent_id AS TEXT) \
+                         FROM records WHERE id = $1 AND org_id = $2",
+                )
+                .bind(uuid(*target.as_uuid()))
+                .bind(uuid(org))
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((kind, account, parent)) = target_row else {
+                    continue;
+                };
+                let granted = sqlx::query(
+                    "INSERT INTO record_scope (record_id, principal, granted_seq) \
+                     VALUES ($1, $2, $3) ON CONFLICT (record_id, principal) DO NOTHING",
+                )
+                .bind(uuid(*target.as_uuid()))
+                .bind(&grantee)
+                .bind(last_seq)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if granted == 0 {
+                    continue;
+                }
+                for next in [account, parent].into_iter().flatten() {
+                    if let Ok(next) = next.parse::<RecordId>()
+                        && next != target
+                    {
+                        work.push(next);
+                    }
+                }
+                if kind == RecordKind::Account.as_str() {
+                    let contacts: Vec<String> = sqlx::query_scalar(
+                        "SELECT CAST(id AS TEXT) FROM records WHERE account_id = $1 AND kind = $2",
+                    )
+                    .bind(uuid(*target.as_uuid()))
+                    .bind(RecordKind::Contact.as_str())
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    work.extend(contacts.iter().filter_map(|c| c.parse::<RecordId>().ok()));
+                }
+            }
+        }
+
+        // The live channel's note: who may read what changed (ids only). On
+        // PostgreSQL it is sent in this transaction, so it exists exactly when
+        // the changes do; on SQLite the caller publishes it after the commit.
+        let note = if writes.is_empty() {
+            None
+        } else {
+            let mut touched = std::collections::BTreeSet::new();
+            if writes.len() <= MAX_NOTE_RECORDS {
+                for w in &writes {
+                    let readers: Vec<String> = sqlx::query_scalar(
+                        "SELECT principal FROM record_scope WHERE record_id = $1",
+                    )
+                    .bind(uuid(*w.id.as_uuid()))
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    touched.extend(readers);
+                }
+            }
+            Some(Note::new(
+                caller.org,
+                top_seq,
+                caller.actor.device.map(|d| d.to_string()),
+                touched,
+            ))
+        };
+        if pg && let Some(note) = &note {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(payload(note)?)
+                .execute(&mut *tx)
+                .await?;
+        }
+
+        for r in &refusals {
+            sqlx::query(
+                "INSERT INTO rejections (id, org_id, user_id, device_id, batch_id, record_id, \
+                 kind, code, message, changes, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(uuid(Uuid::now_v7()))
+            .bind(uuid(org))
+            .bind(uuid(user))
+            .bind(uuid(device.unwrap_or_default()))
+            .bind(uuid(batch))
+            .bind(uuid(*r.id.as_uuid()))
+            .bind(r.kind.as_str())
+            .bind(r.rejection.code.as_str())
+            .bind(&r.rejection.message)
+            .bind(fieldsync_core::protocol::encode(&r.changes))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Applied {
+            results,
+            note,
+            merge_time,
+            commit_time: commit_started.elapsed(),
+            changes_written: writes.iter().map(|w| w.changes.len()).sum(),
+        }
+    });
+    if applied.results.iter().any(|(_, r)| r.is_err()) {
+        tracing::info!(
+            rejected = applied.results.iter().filter(|(_, r)| r.is_err()).count(),
+            "push refused some records"
+        );
+    }
+    Ok(applied)
+}
+
+/// The highest log sequence of an organisation (0 for an empty log).
+pub async fn org_head(db: &Database, org: OrgId) -> Result<i64, DbError> {
+    log_head(db, org).await
+}
+
+/// The highest log sequence of all organisations (0 for an empty log).
+pub async fn global_head(db: &Database) -> Result<i64, DbError> {
+    let head: Option<i64> = on_pool!(db, |pool, _uuid| {
+        sqlx::query_scalar("SELECT MAX(seq) FROM change_log")
+            .fetch_one(pool)
+            .await?
+    });
+    Ok(head.unwrap_or(0))
+}
+
+/// The highest log sequence of an organisation (0 for an empty log).
+pub async fn log_head(db: &Database, org: OrgId) -> Result<i64, DbError> {
+    let head: Option<i64> = on_pool!(db, |pool, uuid| {
+        sqlx::query_scalar("SELECT MAX(seq) FROM change_log WHERE org_id = $1")
+            .bind(uuid(*org.as_uuid()))
+            .fetch_one(pool)
+            .await?
+    });
+    Ok(head.unwrap_or(0))
+}
+
+pub fn parse_kind(kind: &str) -> Result<RecordKind, DbError> {
+    kind.parse()
+        .map_err(|_| DbError::Corrupt(format!("unknown record kind {kind:?}")))
+}
+
+pub fn parse_record_id(text: &str) -> Result<RecordId, DbError> {
+    Ok(RecordId::from_uuid(parse_uuid(text)?))
+}
+
+/// Serves one page of the feed after `req.cursor`, in the caller's scope,
+/// leaving out the changes the calling device pushed itself.
+///
+/// Dated records come only while their anchor lies in the caller's window.
+/// Records that entered it since the window the device names (time moved on,
+/// or the record was rescheduled) come with their whole history, like records
+/// granted to the caller since the cursor; records that left it are named in
+/// `removed`.
+pub async fn pull(
+    db: &Database,
+    caller: &Caller,
+    req: &PullRequest,
+) -> Result<PullResponse, DbError> {
+    let cursor = i64::try_from(req.cursor).unwrap_or(i64::MAX);
+    let max = req.max_changes.clamp(1, MAX_PULL_CHANGES);
+    let head = log_head(db, caller.org).await?;
+    // A device's own changes are not sent back to it: it has them.
+    let device = caller
+        .actor
+        .device
+        .map(|d| *d.as_uuid())
+        .unwrap_or_default();
+    let p = caller.principals();
+    let org = *caller.org.as_uuid();
+    let (lo, hi) = caller.window_bounds();
+    // The window the device holds; without one, the current one (nothing moved).
+    let (old_lo, old_hi) = match (req.window, caller.window) {
+        (Some(w), Some(_)) => (w.from_ms, w.to_ms),
+        _ => (lo, hi),
+    };
+    let dated = dated_kinds_sql();
+    let in_scope = "EXISTS (SELECT 1 FROM record_scope s WHERE s.record_id = r.id \
+         AND s.principal IN ($4, $5, $6, $7, $8))";
+    // Administrators read through `o:<org>`, which every record carries.
+    let feed_sql = format!(
+        "SELECT l.seq, CAST(l.record_id AS TEXT), r.kind, l.change \
+         FROM change_log l JOIN records r ON r.id = l.record_id \
+         WHERE l.org_id = $1 AND l.seq > $2 AND l.seq <= $3 AND {in_scope} \
+         AND (l.device_id IS NULL OR l.device_id <> $10) \
+         AND (NOT {dated} OR r.anchor_ms IS NULL OR (r.anchor_ms >= $11 AND r.anchor_ms < $12)) \
+         ORDER BY l.seq LIMIT $9"
+    );
+    // Dated records in the window now that the device may lack: out of its old
+    // window, or moved into this one since the cursor (not just created: the
+    // feed carries new records whole).
+    let entering_sql = format!(
+        "SELECT CAST(r.id AS TEXT) FROM records r \
+         WHERE r.org_id = $1 AND {dated} AND r.created_seq <= $2 AND r.created_seq <= $3 \
+         AND r.anchor_ms >= $9 AND r.anchor_ms < $10 \
+         AND (r.anchor_ms < $11 OR r.anchor_ms >= $12 \
+              OR (r.anchor_seq > $2 AND r.anchor_seq <> r.created_seq)) \
+         AND {in_scope}"
+    );
+    // Dated records the device may hold that are out of the window now.
+    let leaving_sql = format!(
+        "SELECT CAST(r.id AS TEXT) FROM records r \
+         WHERE r.org_id = $1 AND {dated} AND r.created_seq <= $2 AND r.created_seq <= $3 \
+         AND NOT (r.anchor_ms >= $9 AND r.anchor_ms < $10) \
+         AND ((r.anchor_ms >= $11 AND r.anchor_ms < $12) \
+              OR (r.anchor_seq > $2 AND r.anchor_seq <> r.created_seq)) \
+         AND {in_scope}"
+    );
+    let windowed = caller.window.is_some();
+    let (rows, full, removed) = on_pool!(db, |pool, uuid| {
+        let mut rows: Vec<(i64, String, String, Vec<u8>)> =
+            sqlx::query_as(AssertSqlSafe(feed_sql.as_str()))
+                .bind(uuid(org))
+                .bind(cursor)
+                .bind(head)
+                .bind(&p[0])
+                .bind(&p[1])
+                .bind(&p[2])
+                .bind(&p[3])
+                .bind(&p[4])
+                .bind(i64::from(max) + 1)
+                .bind(uuid(device))
+                .bind(lo)
+                .bind(hi)
+                .fetch_all(pool)
+                .await?;
+        let more = rows.len() > max as usize;
+        rows.truncate(max as usize);
+        let next = if more {
+            rows.last().map_or(head, |r| r.0)
+        } else {
+            head
+        };
+        // Records granted to the caller after the cursor: their whole history
+        // (dated ones only while in the window).
+        let granted_sql = format!(
+            "SELECT DISTINCT CAST(s.record_id AS TEXT) FROM record_scope s \
+             JOIN records r ON r.id = s.record_id \
+             WHERE s.principal IN ($1, $2, $3, $4, $5) AND s.granted_seq > $6 \
+             AND s.granted_seq <= $7 \
+             AND (NOT {dated} OR r.anchor_ms IS NULL OR (r.anchor_ms >= $8 AND r.anchor_ms < $9))"
+        );
+        let mut full_ids: Vec<String> = sqlx::query_scalar(AssertSqlSafe(granted_sql.as_str()))
+            .bind(&p[0])
+            .bind(&p[1])
+            .bind(&p[2])
+            .bind(&p[3])
+            .bind(&p[4])
+            .bind(cursor)
+            .bind(next)
+            .bind(lo)
+            .bind(hi)
+            .fetch_all(pool)
+            .await?;
+        let mut removed: Vec<String> = Vec::new();
+        if windowed && cursor > 0 {
+            for (sql, out) in [(&entering_sql, &mut full_ids), (&leaving_sql, &mut removed)] {
+                let ids: Vec<String> = sqlx::query_scalar(AssertSqlSafe(sql.as_str()))
+                    .bind(uuid(org))
+                    .bind(cursor)
+                    .bind(next)
+                    .bind(&p[0])
+                    .bind(&p[1])
+                    .bind(&p[2])
+                    .bind(&p[3])
+                    .bind(&p[4])
+                    .bind(lo)
+                    .bind(hi)
+                    .bind(old_lo)
+                    .bind(old_hi)
+                    .fetch_all(pool)
+                    .await?;
+                out.extend(ids);
+            }
+        }
+        // Records the caller lost (a new owner, team or territory) since the cursor.
+        let revoked: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT CAST(v.record_id AS TEXT) FROM scope_revocations v \
+             WHERE v.principal IN ($1, $2, $3, $4, $5) AND v.seq > $6 AND v.seq <= $7 \
+             AND NOT EXISTS (SELECT 1 FROM record_scope s WHERE s.record_id = v.record_id \
+             AND s.principal IN ($1, $2, $3, $4, $5))",
+        )
+        .bind(&p[0])
+        .bind(&p[1])
+        .bind(&p[2])
+        .bind(&p[3])
+        .bind(&p[4])
+        .bind(cursor)
+        .bind(next)
+        .fetch_all(pool)
+        .await?;
+        removed.extend(revoked);
+        removed.sort();
+        removed.dedup();
+        full_ids.sort();
+        full_ids.dedup();
+        let mut full: Vec<(String, String, Vec<Vec<u8>>)> = Vec::new();
+        for id in full_ids {
+            let record = parse_uuid(&id)?;
+            let kind: Option<String> =
+                sqlx::query_scalar("SELECT kind FROM records WHERE id = $1 AND org_id = $2")
+                    .bind(uuid(record))
+                    .bind(uuid(org))
+                    .fetch_optional(pool)
+                    .await?;
+            let Some(kind) = kind else { continue };
+            let changes: Vec<Vec<u8>> = sqlx::query_scalar(
+                "SELECT change FROM change_log WHERE record_id = $1 AND seq <= $2 ORDER BY seq",
+            )
+            .bind(uuid(record))
+            .bind(next)
+            .fetch_all(pool)
+            .await?;
+            full.push((id, kind, changes));
+        }
+        ((rows, more, next), full, removed)
+    });
+    let (rows, more, next) = rows;
+    let mut records: Vec<RecordChanges> = Vec::new();
+    let mut index: BTreeMap<RecordId, usize> = BTreeMap::new();
+    let mut add = |id: &str, kind: &str, change: Vec<u8>| -> Result<(), DbError> {
+        let id = parse_record_id(id)?;
+        let i = match index.get(&id) {
+            Some(&i) => i,
+            None => {
+                index.insert(id, records.len());
+                records.push(RecordChanges {
+                    id,
+                    kind: parse_kind(kind)?,
+                    changes: Vec::new(),
+                });
+                records.len() - 1
+            }
+        };
+        records[i].changes.push(ByteBuf::from(change));
+        Ok(())
+    };
+    for (id, kind, changes) in full {
+        for change in changes {
+            add(&id, &kind, change)?;
+        }
+    }
+    for (_, id, kind, change) in rows {
+        add(&id, &kind, change)?;
+    }
+    // A whole history and its feed entries may overlap; send each change once.
+    for r in &mut records {
+        let mut seen = std::collections::HashSet::new();
+        r.changes.retain(|c| seen.insert(c.to_vec()));
+    }
+    let removed = removed
+        .iter()
+        .map(|id| parse_record_id(id))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(PullResponse {
+        records,
+        removed,
+        next_cursor: u64::try_from(next).unwrap_or(0),
+        more,
+        window: caller.window,
+    })
+}
+
+/// A snapshot as read: id, kind, document, then the projection columns.
+type SnapshotRow = (
+    String,
+    String,
+    Vec<u8>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    bool,
+);
+
+/// Serves one page of snapshots for priming, in record-id order, each with
+/// its projection (see [`Snapshot::projection`]).
+pub async fn prime(
+    db: &Database,
+    caller: &Caller,
+    req: &PrimeRequest,
+) -> Result<PrimeResponse, DbError> {
+    let cursor = match req.cursor {
+        Some(c) => i64::try_from(c).unwrap_or(i64::MAX),
+        // Taken before any snapshot is read: what commits meanwhile is pulled later.
+        None => log_head(db, caller.org).await?,
+    };
+    let max = req.max_records.clamp(1, MAX_PRIME_RECORDS);
+    let p = caller.principals();
+    let org = *caller.org.as_uuid();
+    let (lo, hi) = caller.window_bounds();
+    let dated = dated_kinds_sql();
+    let sql = if req.after.is_some() {
+        "SELECT CAST(r.id AS TEXT), r.kind, r.doc, r.status, CAST(r.owner_id AS TEXT), \
+         CAST(r.team_id AS TEXT), CAST(r.territory_id AS TEXT), CAST(r.account_id AS TEXT), \
+         CAST(r.parent_id AS TEXT), r.start_ms, r.deleted FROM records r \
+         WHERE r.org_id = $1 AND r.id > $2 AND EXISTS (SELECT 1 FROM record_scope s \
+         WHERE s.record_id = r.id AND s.principal IN ($3, $4, $5, $6, $7)) \
+         AND (NOT DATED OR r.anchor_ms IS NULL OR (r.anchor_ms >= $9 AND r.anchor_ms < $10)) \
+         ORDER BY r.id LIMIT $8"
+    } else {
+        "SELECT CAST(r.id AS TEXT), r.kind, r.doc, r.status, CAST(r.owner_id AS TEXT), \
+         CAST(r.team_id AS TEXT), CAST(r.territory_id AS TEXT), CAST(r.account_id AS TEXT), \
+         CAST(r.parent_id AS TEXT), r.start_ms, r.deleted FROM records r \
+         WHERE r.org_id = $1 AND $2 IS NULL AND EXISTS (SELECT 1 FROM record_scope s \
+         WHERE s.record_id = r.id AND s.principal IN ($3, $4, $5, $6, $7)) \
+         AND (NOT DATED OR r.anchor_ms IS NULL OR (r.anchor_ms >= $9 AND r.anchor_ms < $10)) \
+         ORDER BY r.id LIMIT $8"
+    }
+    .replace("DATED", &dated);
+    let mut rows: Vec<SnapshotRow> = on_pool!(db, |pool, uuid| {
+        sqlx::query_as(AssertSqlSafe(sql.as_str()))
+            .bind(uuid(org))
+            .bind(req.after.map(|a| uuid(*a.as_uuid())))
+            .bind(&p[0])
+            .bind(&p[1])
+            .bind(&p[2])
+            .bind(&p[3])
+            .bind(&p[4])
+            .bind(i64::from(max) + 1)
+            .bind(lo)
+            .bind(hi)
+            .fetch_all(pool)
+            .await?
+    });
+    let more = rows.len() > max as usize;
+    rows.truncate(max as usize);
+    let snapshots = rows
+        .into_iter()
+        .map(|row| {
+            let id = parse_record_id(&row.0)?;
+            let kind = parse_kind(&row.1)?;
+            let ids = |s: Option<String>| s.and_then(|s| s.parse::<RecordId>().ok());
+            Ok(Snapshot {
+                id,
+                kind,
+                doc: ByteBuf::from(row.2),
+                projection: Some(Projection {
+                    id,
+                    kind,
+                    status: row.3,
+                    owner: row.4.and_then(|s| s.parse().ok()),
+                    team: row.5,
+                    territory: row.6,
+                    account_id: ids(row.7),
+                    parent_id: ids(row.8),
+                    start_ms: row.9,
+                    deleted: row.10,
+                }),
+            })
+        })
+        .collect::<Result<Vec<_>, DbError>>()?;
+    Ok(PrimeResponse {
+        next: if more {
+            snapshots.last().map(|s| s.id)
+        } else {
+            None
+        },
+        snapshots,
+        cursor: u64::try_from(cursor).unwrap_or(0),
+        window: caller.window,
+    })
+}
+
+/// A visit report as the review inbox lists it.
+#[derive(Debug, Clone)]
+pub struct ReportRow {
+    /// The report's id.
+    pub id: String,
+    /// Its status.
+    pub status: Option<String>,
+    /// The rep.
+    pub owner: Option<String>,
+    /// The rep's name.
+    pub owner_name: Option<String>,
+    /// The visit.
+    pub visit: Option<String>,
+    /// The visit's account.
+    pub account: Option<String>,
+    /// The visit's planned start.
+    pub planned_start_ms: Option<i64>,
+    /// Last stored change (Unix seconds).
+    pub updated_at: i64,
+}
+
+/// Visit reports in `status` in the caller's scope, newest change first.
+pub async fn reports_in_status(
+    db: &Database,
+    caller: &Caller,
+    status: &str,
+    limit: usize,
+) -> Result<Vec<ReportRow>, DbError> {
+    type Row = (
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+        i64,
+    );
+    let p = caller.principals();
+    let org = *caller.org.as_uuid();
+    let rows: Vec<Row> = on_pool!(db, |pool, uuid| {
+        sqlx::query_as(
+            "SELECT CAST(r.id AS TEXT), r.status, CAST(r.owner_id AS TEXT), u.display_name, \
+             CAST(r.parent_id AS TEXT), CAST(v.account_id AS TEXT), v.start_ms, r.updated_at \
+             FROM records r LEFT JOIN users u ON u.id = r.owner_id \
+             LEFT JOIN records v ON v.id = r.parent_id \
+             WHERE r.org_id = $1 AND r.kind = 'visit_report' AND r.status = $2 \
+             AND r.deleted = $9 AND EXISTS (SELECT 1 FROM record_scope s WHERE s.record_id = r.id \
+             AND s.principal IN ($3, $4, $5, $6, $7)) \
+             ORDER BY r.updated_at DESC, r.id LIMIT $8",
+        )
+        .bind(uuid(org))
+        .bind(status)
+        .bind(&p[0])
+        .bind(&p[1])
+        .bind(&p[2])
+        .bind(&p[3])
+        .bind(&p[4])
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(false)
+        .fetch_all(pool)
+        .await?
+    });
+    Ok(rows
+        .into_iter()
+        .map(|r| ReportRow {
+            id: r.0,
+            status: r.1,
+            owner: r.2,
+            owner_name: r.3,
+            visit: r.4,
+            account: r.5,
+            planned_start_ms: r.6,
+            updated_at: r.7,
+        })
+        .collect())
+}
+
+/// The server's copy of a record, if it exists in the caller's organisation and scope.
+pub async fn readable_doc(
+    db: &Database,
+    caller: &Caller,
+    id: RecordId,
+) -> Result<Option<(RecordKind, Vec<u8>)>, DbError> {
+    let p = caller.principals();
+    let org = *caller.org.as_uuid();
+    let row: Option<(String, Vec<u8>)> = on_pool!(db, |pool, uuid| {
+        sqlx::query_as(
+            "SELECT r.kind, r.doc FROM records r WHERE r.id = $1 AND r.org_id = $2 AND \
+             EXISTS (SELECT 1 FROM record_scope s WHERE s.record_id = r.id \
+             AND s.principal IN ($3, $4, $5, $6, $7))",
+        )
+        .bind(uuid(*id.as_uuid()))
+        .bind(uuid(org))
+        .bind(&p[0])
+        .bind(&p[1])
+        .bind(&p[2])
+        .bind(&p[3])
+        .bind(&p[4])
+        .fetch_optional(pool)
+        .await?
+    });
+    row.map(|(kind, doc)| Ok((parse_kind(&kind)?, doc)))
+        .transpose()
+}
+
+/// Whether the caller may read the record (it exists in their organisation and
+/// one of their principals is in its scope). A record is writable by whoever can
+/// read it; the model's rules decide what the write may change.
+pub async fn may_read(db: &Database, caller: &Caller, id: RecordId) -> Result<bool, DbError> {
+    let p = caller.principals();
+    let org = *caller.org.as_uuid();
+    let found: Option<i32> = on_pool!(db, |pool, uuid| {
+        sqlx::query_scalar(
+            "SELECT 1 FROM records r WHERE r.id = $1 AND r.org_id = $2 AND \
+             EXISTS (SELECT 1 FROM record_scope s WHERE s.record_id = r.id \
+             AND s.principal IN ($3, $4, $5, $6, $7))",
+        )
+        .bind(uuid(*id.as_uuid()))
+        .bind(uuid(org))
+        .bind(&p[0])
+        .bind(&p[1])
+        .bind(&p[2])
+        .bind(&p[3])
+        .bind(&p[4])
+        .fetch_optional(pool)
+        .await?
+    });
+    Ok(found.is_some())
+}
+
+/// Whether a record exists at all (in any organisation).
+pub async fn exists(db: &Database, id: RecordId) -> Result<bool, DbError> {
+    let found: Option<i32> = on_pool!(db, |pool, uuid| {
+        sqlx::query_scalar("SELECT 1 FROM records WHERE id = $1")
+            .bind(uuid(*id.as_uuid()))
+            .fetch_optional(pool)
+            .await?
+    });
+    Ok(found.is_some())
+}
+
+/// One entry of the server's rejection ledger.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct RejectionRow {
+    /// Entry id.
+    pub id: Uuid,
+    /// Who pushed.
+    pub user_id: Uuid,
+    /// From which device.
+    pub device_id: Uuid,
+    /// The record.
+    pub record_id: Uuid,
+    /// Its kind.
+    pub kind: String,
+    /// Stable code.
+    pub code: String,
+    /// Why.
+    pub message: String,
+    /// Number of refused changes.
+    pub changes: usize,
+    /// When (Unix seconds).
+    pub created_at: i64,
+}
+
+/// A ledger row as read: ids as text, the changes as CBOR.
+type LedgerRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Vec<u8>,
+    i64,
+);
+
+/// The rejection ledger entries the caller may see: their own, a manager's
+/// team's, an administrator's organisation's; newest first.
+pub async fn rejections(
+    db: &Database,
+    caller: &Caller,
+    limit: u32,
+) -> Result<Vec<RejectionRow>, DbError> {
+    let org = *caller.org.as_uuid();
+    let user = *caller.actor.user.as_uuid();
+    let (mode, team) = match caller.actor.role {
+        Role::Admin | Role::Server => (2i64, None),
+        Role::Manager => (1, caller.team.map(|t| *t.as_uuid())),
+        Role::Rep | Role::Technician => (0, None),
+    };
+    let rows: Vec<LedgerRow> = on_pool!(db, |pool, uuid| {
+        sqlx::query_as(
+            "SELECT CAST(x.id AS TEXT), CAST(x.user_id AS TEXT), CAST(x.device_id AS TEXT), \
+                 CAST(x.record_id AS TEXT), x.kind, x.code, x.message, x.changes, x.created_at \
+                 FROM rejections x JOIN users u ON u.id = x.user_id \
+                 WHERE x.org_id = $1 AND ($2 = 2 OR x.user_id = $3 \
+                 OR ($2 = 1 AND u.team_id = $4)) \
+                 ORDER BY x.created_at DESC, x.id DESC LIMIT $5",
+        )
+        .bind(uuid(org))
+        .bind(mode)
+        .bind(uuid(user))
+        .bind(team.map(uuid))
+        .bind(i64::from(limit.min(1_000)))
+        .fetch_all(pool)
+        .await?
+    });
+    rows.into_iter()
+        .map(
+            |(id, user, device, record, kind, code, message, changes, at)| {
+                let n = fieldsync_core::protocol::decode::<Vec<ByteBuf>>(&changes)
+                    .map(|c| c.len())
+                    .unwrap_or(0);
+                Ok(RejectionRow {
+                    id: parse_uuid(&id)?,
+                    user_id: parse_uuid(&user)?,
+                    device_id: parse_uuid(&device)?,
+                    record_id: parse_uuid(&record)?,
+                    kind,
+                    code,
+                    message,
+                    changes: n,
+                    created_at: at,
+                })
+            },
+        )
+        .collect()
+}
+
+/// One entry of a record's audit trail: an accepted change, who made it, from
+/// which device, when.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct AuditEntry {
+    /// Position in the change log.
+    pub seq: i64,
+    /// Who pushed it.
+    pub user_id: Option<Uuid>,
+    /// Their name.
+    pub user_name: Option<String>,
+    /// From which device (`None` for changes the server made itself).
+    pub device_id: Option<Uuid>,
+    /// When the server committed it (Unix seconds).
+    pub committed_at: i64,
+    /// The Automerge change hash, hex.
+    pub change_hash: String,
+}
+
+/// A record's audit trail, oldest first; `None` when the record is not in the
+/// caller's scope (or does not exist).
+pub async fn audit_trail(
+    db: &Database,
+    caller: &Caller,
+    id: RecordId,
+) -> Result<Option<Vec<AuditEntry>>, DbError> {
+    if readable_doc(db, caller, id).await?.is_none() {
+        return Ok(None);
+    }
+    type Row = (
+        i64,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        i64,
+        Vec<u8>,
+    );
+    let rows: Vec<Row> = on_pool!(db, |pool, uuid| {
+        sqlx::query_as(
+            "SELECT l.seq, CAST(l.user_id AS TEXT), u.display_name, CAST(l.device_id AS TEXT), \
+             l.committed_at, l.hash FROM change_log l LEFT JOIN users u ON u.id = l.user_id \
+             WHERE l.record_id = $1 ORDER BY l.seq",
+        )
+        .bind(uuid(*id.as_uuid()))
+        .fetch_all(pool)
+        .await?
+    });
+    rows.into_iter()
+        .map(|(seq, user, name, device, at, hash)| {
+            Ok(AuditEntry {
+                seq,
+                user_id: user.as_deref().map(parse_uuid).transpose()?,
+                user_name: name,
+                device_id: device.as_deref().map(parse_uuid).transpose()?,
+                committed_at: at,
+                change_hash: hex::encode(hash),
+            })
+        })
+        .collect::<Result<Vec<_>, DbError>>()
+        .map(Some)
+}

@@ -1,0 +1,31 @@
+//! The server's rules and decisions, with no I/O: no axum, no sqlx, no tokio.
+//!
+//! Everything here is a pure function of its inputs, so it is tested with
+//! tables and without a server. The business rules of records themselves (state
+//! machines, validation, what a change may touch) are the shared model's, in
+//! `fieldsync_core::model`: the device applies them before sending and the
+//! server applies the same code again here, because a client can build its own
+//! changes.
+//!
+//! - [`caller`]: who is calling, what they read through, what they may create.
+//! - [`push`]: the decision on each record of a push.
+//! - [`scope`]: the window of dated records per role.
+//! - [`note`]: the change note the live channel carries.
+//! - [`figures`]: the managers' figures from fact rows.
+//! - [`error`]: the one error of rules and use cases.
+
+pub mod accounts;
+pub mod attachments;
+pub mod caller;
+pub mod conflicts;
+pub mod devices;
+pub mod error;
+pub mod figures;
+pub mod note;
+pub mod push;
+pub mod redact;
+pub mod review;
+pub mod scope;
+
+pub use caller::Caller;
+pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,612 @@
+//! The push decision: what to do with one record a device pushed, with no I/O.
+//!
+//! A push runs in three stages (see `service::sync::push`): **load** the
+//! server's copy of each record and whether the caller may read it
+//! (`db::records::apply_push`), **decide** here, record by record, and
+//! **write** the accepted merges, the change log, scope rows, facts and
+//! conflicts in one transaction. Deciding is pure: the same inputs give the same
+//! merged document or the same refusal, so the rules are tested as a table
+//! without a database.
+//!
+//! The business rules themselves are the shared model's
+//! (`fieldsync_core::model::merge_incoming`): the device applied them before
+//! sending, the server applies the same code again, because a client can build
+//! its own changes.
+
+use std::collections::BTreeMap;
+
+use fieldsync_core::model::{
+    IncomingError, Merged, Projection, RecordDoc, RecordKind, merge_incoming,
+};
+use fieldsync_core::protocol::{
+    PushOutcome, PushResponse, PushResult, RecordChanges, RejectCode, Rejection,
+};
+use fieldsync_core::{OrgId, RecordId};
+use serde_bytes::ByteBuf;
+use uuid::Uuid;
+
+use super::caller::Caller;
+use super::figures::facts::{Facts, facts_of};
+
+/// Most records one push may carry.
+pub const MAX_PUSH_RECORDS: usize = 1_000;
+/// Most changes one pull page returns (the client asks for fewer).
+pub const MAX_PULL_CHANGES: u32 = 10_000;
+/// Most snapshots one prime page returns.
+pub const MAX_PRIME_RECORDS: u32 = 5_000;
+/// Largest record: its saved document after a merge. Records hold text and
+/// numbers; photos and documents travel as attachments.
+pub const MAX_DOC_BYTES: usize = 1024 * 1024;
+/// Most written records one live note names the readers of; a larger push is
+/// announced to the whole organisation.
+pub const MAX_NOTE_RECORDS: usize = 64;
+
+/// The principals a record has by itself (from its projection).
+pub fn own_principals(p: &Projection, org: OrgId) -> Vec<String> {
+    let mut out = vec![format!("o:{org}")];
+    if let Some(owner) = p.owner {
+        out.push(format!("u:{owner}"));
+    }
+    if let Some(team) = &p.team {
+        out.push(format!("t:{team}"));
+    }
+    if p.kind.is_master_data()
+        && let Some(territory) = &p.territory
+    {
+        out.push(format!("r:{territory}"));
+    }
+    out
+}
+
+/// The principals a record had through its previous owner, team and (master
+/// data) territory that its new projection no longer gives it.
+pub fn lost_principals(
+    p: &Projection,
+    owner: Option<String>,
+    team: Option<String>,
+    territory: Option<String>,
+) -> Vec<String> {
+    let same = |old: &Option<String>, new: Option<&str>| {
+        opt_uuid(old.as_deref()) == opt_uuid(new) || old.as_deref() == new
+    };
+    let mut lost = Vec::new();
+    let new_owner = p.owner.map(|o| o.to_string());
+    if let Some(old) = &owner
+        && !same(&owner, new_owner.as_deref())
+    {
+        lost.push(format!("u:{old}"));
+    }
+    if let Some(old) = &team
+        && !same(&team, p.team.as_deref())
+    {
+        lost.push(format!("t:{old}"));
+    }
+    if p.kind.is_master_data()
+        && let Some(old) = &territory
+        && !same(&territory, p.territory.as_deref())
+    {
+        lost.push(format!("r:{old}"));
+    }
+    lost
+}
+
+/// A record as loaded for a push.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The stored kind's name.
+    pub kind: String,
+    /// The stored document.
+    pub doc: Vec<u8>,
+    /// Whether the caller may read (and so write) it.
+    pub readable: bool,
+}
+
+impl Loaded {
+    /// A record of another organisation: it looks exactly like an unknown id
+    /// would if it were readable, and nothing of it is returned.
+    pub fn foreign() -> Self {
+        Loaded {
+            kind: String::new(),
+            doc: Vec::new(),
+            readable: false,
+        }
+    }
+}
+
+/// A merged record waiting to be written.
+#[derive(Debug)]
+pub struct Write {
+    /// The record.
+    pub id: RecordId,
+    /// Whether the server had no copy before.
+    pub is_new: bool,
+    /// The merged document, saved.
+    pub doc: Vec<u8>,
+    /// Its indexed columns.
+    pub projection: Projection,
+    /// The new changes to append to the log: (hash, raw change).
+    pub changes: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The record's figures for the managers' dashboard (visits, orders, jobs).
+    pub facts: Option<Facts>,
+    /// For stateful kinds: whether the merged status holds concurrent values
+    /// (a conflict for the managers' queue); `None` for other kinds.
+    pub status_clash: Option<bool>,
+}
+
+/// A refused record waiting to be logged in the rejection ledger.
+#[derive(Debug)]
+pub struct Refusal {
+    /// The record.
+    pub id: RecordId,
+    /// Its kind as pushed.
+    pub kind: RecordKind,
+    /// Why.
+    pub rejection: Rejection,
+    /// The refused changes, kept for the ledger.
+    pub changes: Vec<ByteBuf>,
+}
+
+/// What a push decided for each of its records, in request order.
+#[derive(Debug, Default)]
+pub struct Decisions {
+    /// Per record: the heads after the merge, or the refusal.
+    pub results: Vec<(RecordId, Result<Vec<u8>, Rejection>)>,
+    /// Merges to write.
+    pub writes: Vec<Write>,
+    /// Refusals to log.
+    pub refusals: Vec<Refusal>,
+}
+
+/// Decides every record of a push (already deduplicated) given what was
+/// loaded for each (`None`: the server has no copy).
+pub fn decide_all(
+    caller: &Caller,
+    records: &[RecordChanges],
+    loaded: &[Option<Loaded>],
+) -> Decisions {
+    let mut out = Decisions::default();
+    for (rec, loaded) in records.iter().zip(loaded) {
+        let outcome = if out.writes.iter().any(|w| w.id == rec.id) {
+            Err(Rejection {
+                code: RejectCode::WrongKind,
+                message: "the batch lists this record twice with different kinds".into(),
+                retryable: false,
+                server_doc: None,
+            })
+        } else {
+            decide(caller, rec, loaded.as_ref())
+        };
+        match outcome {
+            Ok((write, heads)) => {
+                if let Some(w) = write {
+                    out.writes.push(w);
+                }
+                out.results.push((rec.id, Ok(heads)));
+            }
+            Err(rejection) => {
+                out.refusals.push(Refusal {
+                    id: rec.id,
+                    kind: rec.kind,
+                    rejection: rejection.clone(),
+                    changes: rec.changes.clone(),
+                });
+                out.results.push((rec.id, Err(rejection)));
+            }
+        }
+    }
+    out
+}
+
+/// Decides one record of a push, with no I/O: the merged record to write, or
+/// why it is refused.
+pub fn decide(
+    caller: &Caller,
+    rec: &RecordChanges,
+    loaded: Option<&Loaded>,
+) -> Result<(Option<Write>, Vec<u8>), Rejection> {
+    let forbidden = |message: &str| Rejection {
+        code: RejectCode::Forbidden,
+        message: message.to_owned(),
+        retryable: false,
+        server_doc: None,
+    };
+    let existing = match loaded {
+        Some(l) if !l.readable => {
+            return Err(forbidden(
+                "this record is not in your scope; nothing of it was stored",
+            ));
+        }
+        Some(l) => {
+            if l.kind != rec.kind.as_str() {
+                return Err(Rejection {
+                    code: RejectCode::WrongKind,
+                    message: format!("record {} is a {}, not a {}", rec.id, l.kind, rec.kind),
+                    retryable: false,
+                    server_doc: Some(ByteBuf::from(l.doc.clone())),
+                });
+            }
+            let doc = RecordDoc::load(&l.doc).map_err(|e| Rejection {
+                code: RejectCode::Internal,
+                message: format!("the server's copy of this record does not load: {e}"),
+                retryable: true,
+                server_doc: None,
+            })?;
+            Some(doc)
+        }
+        None => None,
+    };
+    let server_doc = || loaded.map(|l| ByteBuf::from(l.doc.clone()));
+    if rec.kind.is_master_data() && !caller.actor.role.is_back_office() {
+        return Err(Rejection {
+            server_doc: server_doc(),
+            ..forbidden(
+                "only managers and administrators change the catalogue, price lists and checklist templates",
+            )
+        });
+    }
+    let too_large = |size: usize| Rejection {
+        code: RejectCode::TooLarge,
+        message: format!(
+            "record {} would hold {} KiB; a record holds at most {} KiB \
+             (photos and documents belong in attachments)",
+            rec.id,
+            size / 1024,
+            MAX_DOC_BYTES / 1024
+        ),
+        retryable: false,
+        server_doc: server_doc(),
+    };
+    let incoming: usize = rec.changes.iter().map(|c| c.len()).sum();
+    if incoming > MAX_DOC_BYTES {
+        return Err(too_large(incoming));
+    }
+    let raw: Vec<Vec<u8>> = rec.changes.iter().map(|c| c.to_vec()).collect();
+    let merged = merge_incoming(
+        existing.as_ref(),
+        rec.id,
+        rec.kind,
+        &raw,
+        &caller.actor_id,
+        &caller.actor,
+        caller.org,
+    )
+    .map_err(|e: IncomingError| Rejection {
+        server_doc: server_doc(),
+        ..Rejection::from(e)
+    })?;
+    let Merged {
+        mut doc,
+        new_changes,
+    } = merged;
+    let heads: Vec<u8> = doc.heads().iter().flat_map(|h| h.0).collect();
+    if new_changes.is_empty() {
+        return Ok((None, heads));
+    }
+    let projection = Projection::of(&doc).map_err(|e| Rejection {
+        code: RejectCode::Validation,
+        message: e.to_string(),
+        retryable: false,
+        server_doc: server_doc(),
+    })?;
+    if existing.is_none() && !caller.may_create(&projection) {
+        return Err(forbidden(
+            "you may create records for yourself only; a manager creates them for the team",
+        ));
+    }
+    let saved = doc.save();
+    if saved.len() > MAX_DOC_BYTES {
+        return Err(too_large(saved.len()));
+    }
+    let facts = facts_of(&doc);
+    let status_clash = rec.kind.is_stateful().then(|| {
+        doc.conflicts()
+            .map(|c| c.iter().any(|c| c.path == "status"))
+            .unwrap_or(false)
+    });
+    Ok((
+        Some(Write {
+            id: rec.id,
+            is_new: existing.is_none(),
+            doc: saved,
+            projection,
+            changes: new_changes
+                .into_iter()
+                .map(|(h, raw)| (h.0.to_vec(), raw))
+                .collect(),
+            facts,
+            status_clash,
+        }),
+        heads,
+    ))
+}
+
+/// Merges one duplicate-free list of records out of a request (a record listed
+/// twice gets both lists of changes).
+pub fn dedupe(records: &[RecordChanges]) -> Vec<RecordChanges> {
+    let mut order: Vec<RecordChanges> = Vec::with_capacity(records.len());
+    let mut index: BTreeMap<RecordId, usize> = BTreeMap::new();
+    for rec in records {
+        match index.get(&rec.id) {
+            Some(&i) if order[i].kind == rec.kind => {
+                order[i].changes.extend(rec.changes.iter().cloned());
+            }
+            // A second entry of another kind is refused on its own below.
+            Some(_) => order.push(rec.clone()),
+            None => {
+                index.insert(rec.id, order.len());
+                order.push(rec.clone());
+            }
+        }
+    }
+    order
+}
+
+pub fn opt_uuid(s: Option<&str>) -> Option<Uuid> {
+    s.and_then(|s| Uuid::parse_str(s).ok())
+}
+
+/// The answer to a push, from its decisions.
+pub fn response(results: Vec<(RecordId, Result<Vec<u8>, Rejection>)>) -> PushResponse {
+    PushResponse {
+        results: results
+            .into_iter()
+            .map(|(id, r)| PushResult {
+                id,
+                outcome: match r {
+                    Ok(heads) => PushOutcome::Accepted {
+                        heads: heads
+                            .chunks(32)
+                            .map(|h| ByteBuf::from(h.to_vec()))
+                            .collect(),
+                    },
+                    Err(rejection) => PushOutcome::Rejected(rejection),
+                },
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fieldsync_core::model::{Actor, DeviceTime, Product, RecordMeta, Role, Visit};
+    use fieldsync_core::{DeviceId, TeamId, TerritoryId, UserId};
+
+    use super::*;
+
+    /// A caller of `role` in one organisation, with its own device actor.
+    fn caller(role: Role, org: OrgId, team: TeamId) -> Caller {
+        Caller {
+            actor: Actor::on_device(UserId::new(), role, DeviceId::new()),
+            org,
+            team: Some(team),
+            territory: Some(TerritoryId::new()),
+            display_name: "someone".into(),
+            actor_id: automerge::ActorId::random(),
+            window: None,
+        }
+    }
+
+    fn meta(owner: UserId, org: OrgId, team: TeamId) -> RecordMeta {
+        RecordMeta {
+            id: RecordId::new(),
+            org,
+            owner,
+            team,
+            territory: TerritoryId::new(),
+        }
+    }
+
+    /// A new planned visit owned by `owner`, created by `by` under its actor.
+    fn new_visit(by: &Caller, owner: UserId) -> (RecordChanges, RecordDoc) {
+        let team = by.team.unwrap_or_default();
+        let visit = Visit::planned(
+            meta(owner, by.org, team),
+            RecordId::new(),
+            DeviceTime::utc(0),
+            DeviceTime::utc(3_600_000),
+        );
+        let mut doc =
+            RecordDoc::create_stateful(&visit, by.actor_id.clone(), &by.actor, DeviceTime::utc(0))
+                .expect("a planned visit");
+        (changes_of(&mut doc, &[]), doc)
+    }
+
+    fn new_product(by: &Caller) -> RecordChanges {
+        let product = Product {
+            meta: meta(by.user(), by.org, by.team.unwrap_or_default()),
+            sku: "P-1".into(),
+            name: "Pump".into(),
+            unit: "pcs".into(),
+            serialized: false,
+            spare_part: true,
+            active: true,
+        };
+        let mut doc = RecordDoc::create(&product, by.actor_id.clone(), DeviceTime::utc(0))
+            .expect("a product");
+        changes_of(&mut doc, &[])
+    }
+
+    fn changes_of(doc: &mut RecordDoc, since: &[automerge::ChangeHash]) -> RecordChanges {
+        RecordChanges {
+            id: doc.id(),
+            kind: doc.kind(),
+            changes: doc
+                .changes_since(since)
+                .iter()
+                .map(|c| ByteBuf::from(c.raw_bytes().to_vec()))
+                .collect(),
+        }
+    }
+
+    fn stored(doc: &mut RecordDoc, readable: bool) -> Loaded {
+        Loaded {
+            kind: doc.kind().as_str().to_owned(),
+            doc: doc.save(),
+            readable,
+        }
+    }
+
+    fn refused(outcome: Result<(Option<Write>, Vec<u8>), Rejection>) -> RejectCode {
+        match outcome {
+            Ok(_) => panic!("accepted"),
+            Err(r) => r.code,
+        }
+    }
+
+    #[test]
+    fn a_rep_creates_their_own_visit() {
+        let (org, team) = (OrgId::new(), TeamId::new());
+        let rep = caller(Role::Rep, org, team);
+        let (rec, _) = new_visit(&rep, rep.user());
+        let (write, heads) = decide(&rep, &rec, None).expect("accepted");
+        let write = write.expect("something to write");
+        assert!(write.is_new);
+        assert_eq!(write.changes.len(), rec.changes.len());
+        assert_eq!(write.projection.owner, Some(rep.user()));
+        assert_eq!(write.status_clash, Some(false), "visits are stateful");
+        assert!(write.facts.is_some(), "visits have dashboard facts");
+        assert_eq!(heads.len(), 32);
+    }
+
+    #[test]
+    fn a_rep_may_not_create_a_record_for_someone_else() {
+        let (org, team) = (OrgId::new(), TeamId::new());
+        let rep = caller(Role::Rep, org, team);
+        let (rec, _) = new_visit(&rep, UserId::new());
+        assert_eq!(refused(decide(&rep, &rec, None)), RejectCode::Forbidden);
+    }
+
+    #[test]
+    fn a_manager_creates_records_for_the_team_but_not_for_another_team() {
+        let (org, team) = (OrgId::new(), TeamId::new());
+        let manager = caller(Role::Manager, org, team);
+        let (rec, _) = new_visit(&manager, UserId::new());
+        assert!(decide(&manager, &rec, None).is_ok(), "own team");
+        let elsewhere = Caller {
+            team: Some(TeamId::new()),
+            ..manager.clone()
+        };
+        assert_eq!(
+            refused(decide(&elsewhere, &rec, None)),
+            RejectCode::Forbidden
+        );
+    }
+
+    #[test]
+    fn only_the_back_office_writes_master_data() {
+        let (org, team) = (OrgId::new(), TeamId::new());
+        for (role, allowed) in [
+            (Role::Rep, false),
+            (Role::Technician, false),
+            (Role::Manager, true),
+            (Role::Admin, true),
+        ] {
+            let who = caller(role, org, team);
+            let rec = new_product(&who);
+            assert_eq!(decide(&who, &rec, None).is_ok(), allowed, "{role:?}");
+        }
+    }
+
+    #[test]
+    fn an_unreadable_record_is_refused_and_nothing_of_it_is_returned() {
+        let (org, team) = (OrgId::new(), TeamId::new());
+        let rep = caller(Role::Rep, org, team);
+        let (rec, mut doc) = new_visit(&rep, rep.user());
+        let loaded = stored(&mut doc, false);
+        match decide(&rep, &rec, Some(&loaded)) {
+            Err(r) => {
+                assert_eq!(r.code, RejectCode::Forbidden);
+                assert!(r.server_doc.is_none());
+            }
+            Ok(_) => panic!("accepted"),
+        }
+        assert_eq!(
+            refused(decide(&rep, &rec, Some(&Loaded::foreign()))),
+            RejectCode::Forbidden
+        );
+    }
+
+    #[test]
+    fn a_record_pushed_under_another_kind_is_refused() {
+        let (org, team) = (OrgId::new(), TeamId::new());
+        let rep = caller(Role::Rep, org, team);
+        let (rec, mut doc) = new_visit(&rep, rep.user());
+        let mut loaded = stored(&mut doc, true);
+        loaded.kind = RecordKind::Order.as_str().to_owned();
+        assert_eq!(
+            refused(decide(&rep, &rec, Some(&loaded))),
+            RejectCode::WrongKind
+        );
+    }
+
+    #[test]
+    fn changes_the_server_has_already_are_accepted_with_nothing_to_write() {
+        let (org, team) = (OrgId::new(), TeamId::new());
+        let rep = caller(Role::Rep, org, team);
+        let (rec, mut doc) = new_visit(&rep, rep.user());
+        let loaded = stored(&mut doc, true);
+        let (write, heads) = decide(&rep, &rec, Some(&loaded)).expect("accepted");
+        assert!(write.is_none());
+        assert_eq!(heads.len(), 32);
+    }
+
+    #[test]
+    fn a_push_over_the_record_limit_is_refused_before_merging() {
+        let (org, team) = (OrgId::new(), TeamId::new());
+        let rep = caller(Role::Rep, org, team);
+        let (mut rec, _) = new_visit(&rep, rep.user());
+        rec.changes = vec![ByteBuf::from(vec![0u8; MAX_DOC_BYTES + 1])];
+        assert_eq!(refused(decide(&rep, &rec, None)), RejectCode::TooLarge);
+    }
+
+    #[test]
+    fn a_record_listed_twice_with_two_kinds_is_refused_the_second_time() {
+        let (org, team) = (OrgId::new(), TeamId::new());
+        let rep = caller(Role::Rep, org, team);
+        let (rec, _) = new_visit(&rep, rep.user());
+        let twin = RecordChanges {
+            kind: RecordKind::Order,
+            ..rec.clone()
+        };
+        let records = dedupe(&[rec.clone(), twin]);
+        assert_eq!(records.len(), 2, "a second kind is kept apart");
+        let decided = decide_all(&rep, &records, &[None, None]);
+        assert_eq!(decided.writes.len(), 1);
+        assert_eq!(decided.refusals.len(), 1);
+        assert_eq!(decided.refusals[0].rejection.code, RejectCode::WrongKind);
+        let answer = response(decided.results);
+        assert!(matches!(
+            answer.results[0].outcome,
+            PushOutcome::Accepted { .. }
+        ));
+        assert!(matches!(
+            answer.results[1].outcome,
+            PushOutcome::Rejected(_)
+        ));
+    }
+
+    #[test]
+    fn the_same_record_listed_twice_merges_both_lists() {
+        let (org, team) = (OrgId::new(), TeamId::new());
+        let rep = caller(Role::Rep, org, team);
+        let (rec, _) = new_visit(&rep, rep.user());
+        let records = dedupe(&[rec.clone(), rec.clone()]);
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].changes.len(), 2 * rec.changes.len());
+    }
+
+    #[test]
+    fn a_changed_owner_loses_the_old_principals() {
+        let (org, team) = (OrgId::new(), TeamId::new());
+        let rep = caller(Role::Rep, org, team);
+        let (rec, _) = new_visit(&rep, rep.user());
+        let (write, _) = decide(&rep, &rec, None).expect("accepted");
+        let p = write.expect("write").projection;
+        let old_owner = UserId::new().to_string();
+        let lost = lost_principals(&p, Some(old_owner.clone()), p.team.clone(), None);
+        assert_eq!(lost, vec![format!("u:{old_owner}")]);
+        let own = own_principals(&p, org);
+        assert!(own.contains(&format!("o:{org}")));
+        assert!(own.contains(&format!("u:{}", rep.user())));
+    }
+}

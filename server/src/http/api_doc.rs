@@ -1,0 +1,106 @@
+//! The OpenAPI description of the server's HTTP API, served at
+//! `GET /v1/openapi.json`.
+//!
+//! It is generated from the handlers and types themselves (`#[utoipa::path]` on
+//! each handler, `ToSchema` on each body), so it changes with the code. A test
+//! (`server/tests/openapi.rs`) checks that every route the router serves is
+//! described here and that every described route is served. The sync messages
+//! are CBOR and described in `docs/protocol.md`; here they appear as binary
+//! bodies with their message names.
+
+use axum::Json;
+use axum::response::IntoResponse;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::error::{ErrorBody, ErrorDetail};
+
+/// The access token as a bearer scheme.
+#[derive(Debug)]
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "The access token from `POST /v1/auth/login` or `/v1/auth/refresh`",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The API description.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "Fieldsync server API",
+        description = "Sign-in, sync (CBOR, docs/protocol.md), live notifications, attachments, \
+            devices and the managers' review API. Every error answers `{\"error\": {\"code\", \"message\"}}`."
+    ),
+    modifiers(&BearerAuth),
+    paths(
+        super::meta::healthz,
+        super::auth::login,
+        super::auth::refresh,
+        super::auth::me,
+        super::sync::push,
+        super::sync::pull,
+        super::sync::prime,
+        super::sync::repair,
+        super::sync::rejections,
+        super::sync::audit,
+        super::live::live,
+        super::devices::list,
+        super::devices::revoke,
+        super::attachments::declare,
+        super::attachments::put_chunk,
+        super::attachments::complete,
+        super::attachments::download,
+        super::attachments::thumbnail_of,
+        super::review::inbox,
+        super::review::detail,
+        super::review::decide_one,
+        super::review::decide_many,
+        super::figures::serve_dashboard,
+        super::conflicts::serve_list,
+        super::conflicts::serve_resolve,
+        super::export::visits_csv,
+        super::export::orders_csv,
+        super::export::jobs_csv,
+        openapi_json,
+    ),
+    components(schemas(ErrorBody, ErrorDetail)),
+    tags(
+        (name = "auth", description = "Signing in devices and refreshing tokens"),
+        (name = "sync", description = "Push, pull, prime, repair, the live channel, the ledgers"),
+        (name = "devices", description = "Listing and revoking devices"),
+        (name = "attachments", description = "Resumable, chunked uploads and scope-checked downloads"),
+        (name = "review", description = "Managers' review of visit reports"),
+        (name = "figures", description = "Team dashboard, fleet sync health, conflicts queue, CSV export"),
+        (name = "meta", description = "Health and this description"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The description as served.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc
+}
+
+/// `GET /v1/openapi.json`: this API's OpenAPI 3.1 description. Public, like the
+/// API's shape; every operation says whether it needs a token.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "meta",
+    responses((status = 200, description = "The OpenAPI description", content_type = "application/json")))]
+pub(super) async fn openapi_json() -> impl IntoResponse {
+    Json(openapi())
+}

@@ -1,0 +1,186 @@
+//! The live channel: tells online devices that records in their scope changed,
+//! so they pull at once instead of at their next scheduled sync.
+//!
+//! **Why server-sent events.** The channel only ever flows from server to
+//! device, and the device answers a notification with an ordinary pull. SSE is
+//! plain HTTP: it passes every proxy and load balancer that passes the rest of
+//! the API, authenticates with the same bearer token, and needs no second
+//! protocol on the device (the core reads it with the same HTTP client it syncs
+//! with). WebSocket would add a bidirectional framing layer nothing here uses.
+//!
+//! **What flows.** A [`Note`] carries ids only: the organisation, the log
+//! position, the pushing device, and the principals of the records that changed
+//! (`u:<user>`, `t:<team>`, …; see `db::records`). The `/v1/live` handler
+//! (`http::live`) forwards a note to a connection when it shares a principal
+//! with the caller, as a `changed` event whose id is the log position. No record content ever travels on this channel; a
+//! notified device pulls, and the pull applies the full scope rules.
+//!
+//! **Across nodes.** On PostgreSQL a push sends its note with `pg_notify` in
+//! the committing transaction, so a note exists exactly when its changes are
+//! committed, and every node's listener ([`listen_postgres`]) hands it to its
+//! local [`Hub`]. A listener whose connection drops reconnects and catches up
+//! from the change log: every organisation with changes after the last note it
+//! saw gets an organisation-wide note. On SQLite (one node) a push publishes to
+//! the hub in-process after its commit.
+//!
+//! **Nothing lost.** A note is a hint, never the data: a device pulls right
+//! after it connects, and a connection that falls behind the hub's buffer gets
+//! one `changed` event that makes it pull. Heartbeats (SSE comments every 15 s)
+//! keep idle connections open through NATs and let devices detect dead ones.
+//! A connection ends after one access-token lifetime (the device reconnects with
+//! a fresh token), at once when its device is revoked (a note like a commit's
+//! announces it to every node), and when the node shuts down, with a `shutdown`
+//! event carrying a reconnect hint.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fieldsync_core::{DeviceId, OrgId};
+use tokio::sync::{broadcast, watch};
+
+pub use crate::db::notify::LISTENER_APP_NAME;
+use crate::db::notify::{self, NoteListener};
+use crate::db::{Database, DbError, records};
+pub use crate::domain::note::Note;
+use crate::metrics::Metrics;
+
+/// Interval of the heartbeat comments.
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+/// Notes a connection may fall behind before it is told to pull anyway.
+const BUFFER: usize = 1_024;
+/// Reconnect hint sent with the `shutdown` event.
+pub const SHUTDOWN_RETRY_MS: u64 = 2_000;
+
+/// One node's fan-out of notes to its live connections.
+#[derive(Debug)]
+pub struct Hub {
+    /// Every note this node hears (its own SQLite commits, or every node's
+    /// through the PostgreSQL listener); each live connection holds a receiver.
+    notes: broadcast::Sender<Arc<Note>>,
+    /// Set once when the node shuts down; each live connection watches it.
+    closing: watch::Sender<bool>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        let (notes, _) = broadcast::channel(BUFFER);
+        let (closing, _) = watch::channel(false);
+        Hub { notes, closing }
+    }
+}
+
+impl Hub {
+    /// Hands a note to every live connection of this node.
+    pub fn publish(&self, note: Note) {
+        // No receivers is fine: nobody is connected.
+        let _ = self.notes.send(Arc::new(note));
+    }
+
+    /// Ends every live connection with a `shutdown` event (the node is stopping).
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// The notes from now on, for one live connection.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Note>> {
+        self.notes.subscribe()
+    }
+
+    /// Becomes true when the node shuts down.
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+}
+
+/// Tells every node that `device` was revoked, so its live connections end.
+pub async fn announce_revocation(
+    db: &Database,
+    hub: &Hub,
+    org: OrgId,
+    device: DeviceId,
+) -> Result<(), DbError> {
+    let mut note = Note::new(org, 0, None, BTreeSet::new());
+    note.revoked = Some(device.to_string());
+    match db {
+        Database::Postgres(_) => notify::send(db, &note).await,
+        Database::Sqlite(_) => {
+            hub.publish(note);
+            Ok(())
+        }
+    }
+}
+
+/// Milliseconds since the epoch (0 if the clock is before it).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Relays the PostgreSQL channel into this node's hub until `stop` fires;
+/// reconnects when the listener connection drops and catches up from the log.
+/// Returns at once on SQLite (one node: pushes publish to the hub directly).
+pub async fn listen_postgres(
+    db: Database,
+    hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
+    if !matches!(db, Database::Postgres(_)) {
+        return;
+    }
+    let mut last_seq: Option<i64> = None;
+    let mut attempt: u32 = 0;
+    while !*stop.borrow() {
+        let mut listener = match NoteListener::connect(&db).await {
+            Ok(l) => l,
+            Err(e) => {
+                attempt = attempt.saturating_add(1);
+                let wait = Duration::from_millis(200u64.saturating_mul(1 << attempt.min(6)));
+                tracing::warn!(error = %e, retry_in = ?wait, "live listener cannot connect");
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => continue,
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        };
+        attempt = 0;
+        // Whatever committed while no listener was connected.
+        if let Some(after) = last_seq {
+            match notify::catch_up(&db, after).await {
+                Ok(notes) => {
+                    for note in notes {
+                        last_seq = Some(last_seq.map_or(note.seq, |s| s.max(note.seq)));
+                        hub.publish(note);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "live listener could not catch up"),
+            }
+        } else {
+            last_seq = Some(records::global_head(&db).await.unwrap_or(0));
+        }
+        loop {
+            tokio::select! {
+                received = listener.recv() => match received {
+                    Ok(Some(payload)) => match serde_json::from_str::<Note>(&payload) {
+                        Ok(note) => {
+                            last_seq = Some(last_seq.map_or(note.seq, |s| s.max(note.seq)));
+                            // Precision: the nodes' clocks (keep them in sync).
+                            let lag_ms = now_ms().saturating_sub(note.at_ms);
+                            metrics.observe_feed_lag(lag_ms as f64 / 1000.0);
+                            hub.publish(note);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "ignoring a malformed change note"),
+                    },
+                    // The connection dropped: reconnect, then catch up.
+                    Ok(None) | Err(_) => {
+                        tracing::warn!("live listener connection lost; reconnecting");
+                        break;
+                    }
+                },
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+}

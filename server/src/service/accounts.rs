@@ -1,0 +1,271 @@
+//! Account use cases: creating organisations, teams, territories and users
+//! (the command line, the demo seeder and the tests call these), checking a
+//! password, and registering the device a user logs in on.
+//!
+//! Invariants kept here:
+//! - passwords are stored only as Argon2id PHC strings, hashed off the async
+//!   runtime (`spawn_blocking`), and a login for an unknown user still runs one
+//!   verification ([`verify_password`] with `None`) so its timing does not
+//!   reveal which emails exist;
+//! - a device belongs to one user for its lifetime and gets one Automerge actor
+//!   id, assigned here at its first login and never reused; a revoked device
+//!   stays revoked.
+//!
+//! The rules (email, password, slug, names, who may register a device) are
+//! `domain::accounts`' and `domain::devices`'; the SQL is `db::accounts`' and
+//! `db::devices`'. Refusals are [`AccountError`]s turned into
+//! [`Error`](crate::domain::Error)s.
+
+use std::sync::OnceLock;
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use fieldsync_core::model::Role;
+use fieldsync_core::{DeviceId, OrgId, TeamId, TerritoryId, UserId};
+
+use crate::db::accounts::{self as rows, UserInsert};
+use crate::db::devices::{self as device_rows, Reported};
+use crate::db::{Database, DbError, now_secs};
+use crate::domain::accounts::{self as rules, AccountError};
+use crate::domain::devices::may_register;
+use crate::domain::{Error, Result};
+
+pub use crate::db::accounts::UserRow;
+pub use crate::db::devices::DeviceRow;
+
+/// A user to create.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    /// Organisation.
+    pub org: OrgId,
+    /// Email (normalised here).
+    pub email: String,
+    /// Name to show; empty means the part of the email before `@`.
+    pub display_name: String,
+    /// Role (not `server`).
+    pub role: Role,
+    /// Team.
+    pub team: Option<TeamId>,
+    /// Territory.
+    pub territory: Option<TerritoryId>,
+    /// Password in clear; checked for strength, then hashed.
+    pub password: String,
+}
+
+/// What the device says about itself at login.
+#[derive(Debug, Clone)]
+pub struct DeviceInfo {
+    /// Id made on the device.
+    pub id: DeviceId,
+    /// `android`, `ios`, ...
+    pub platform: String,
+    /// App version.
+    pub app_version: String,
+}
+
+/// A database failure, or the account refusal a unique violation means.
+fn unique_or(e: DbError, refusal: impl FnOnce() -> AccountError) -> Error {
+    if e.unique_violation().is_some() {
+        refusal().into()
+    } else {
+        e.into()
+    }
+}
+
+/// Creates an organisation.
+pub async fn create_org(db: &Database, name: &str, slug: &str) -> Result<OrgId> {
+    rules::check_slug(slug)?;
+    rules::check_name("name", name)?;
+    let id = OrgId::new();
+    rows::insert_org(db, id, name.trim(), slug)
+        .await
+        .map_err(|e| unique_or(e, || AccountError::DuplicateSlug(slug.into())))?;
+    Ok(id)
+}
+
+/// The id of the organisation with this slug.
+pub async fn org_by_slug(db: &Database, slug: &str) -> Result<Option<OrgId>> {
+    Ok(rows::org_by_slug(db, slug).await?)
+}
+
+/// The id of the team called `name`, created if missing.
+pub async fn ensure_team(db: &Database, org: OrgId, name: &str) -> Result<TeamId> {
+    rules::check_name("teams", name)?;
+    Ok(rows::ensure_team(db, org, name.trim()).await?)
+}
+
+/// The id of the territory called `name`, created if missing.
+pub async fn ensure_territory(db: &Database, org: OrgId, name: &str) -> Result<TerritoryId> {
+    rules::check_name("territories", name)?;
+    Ok(rows::ensure_territory(db, org, name.trim()).await?)
+}
+
+/// Creates a user after checking the email, the role and the password.
+pub async fn create_user(db: &Database, user: NewUser) -> Result<UserId> {
+    let checked =
+        rules::check_new_user(&user.email, &user.display_name, user.role, &user.password)?;
+    if rows::find_user(db, user.org, &checked.email)
+        .await?
+        .is_some()
+    {
+        return Err(AccountError::DuplicateEmail(checked.email).into());
+    }
+    let hash = hash_password(user.password).await?;
+    let id = UserId::new();
+    let insert = UserInsert {
+        id,
+        org: user.org,
+        email: &checked.email,
+        display_name: &checked.display_name,
+        role: user.role,
+        team: user.team,
+        territory: user.territory,
+        password_hash: &hash,
+    };
+    // A unique violation here lost a race with another insert of the same email.
+    rows::insert_user(db, &insert)
+        .await
+        .map_err(|e| unique_or(e, || AccountError::DuplicateEmail(checked.email.clone())))?;
+    Ok(id)
+}
+
+/// The user logging in as `email` in the organisation with slug `org_slug`.
+/// Unknown organisation, unknown email and a malformed email all answer `None`.
+pub async fn find_login(db: &Database, org_slug: &str, email: &str) -> Result<Option<UserRow>> {
+    let Ok(email) = rules::normalise_email(email) else {
+        return Ok(None);
+    };
+    Ok(rows::find_login(db, org_slug, &email).await?)
+}
+
+/// The user with this id.
+pub async fn user_by_id(db: &Database, id: UserId) -> Result<Option<UserRow>> {
+    Ok(rows::user_by_id(db, id).await?)
+}
+
+/// The device with this id.
+pub async fn device_by_id(db: &Database, id: DeviceId) -> Result<Option<DeviceRow>> {
+    Ok(device_rows::device_by_id(db, id).await?)
+}
+
+/// Revokes a device and every refresh token it holds, with no permission
+/// check (tools and tests); people revoke through
+/// [`service::devices::revoke`](super::devices::revoke), which checks who may
+/// and ends the device's live connection too. Returns whether this call
+/// revoked it.
+pub async fn revoke_device(db: &Database, id: DeviceId) -> Result<bool> {
+    Ok(device_rows::revoke_device(db, id).await?)
+}
+
+/// Hashes a password with Argon2id on a blocking thread.
+pub async fn hash_password(password: String) -> Result<String> {
+    tokio::task::spawn_blocking(move || {
+        Argon2::default()
+            .hash_password(password.as_bytes())
+            .map(|h| h.to_string())
+            .map_err(|e| Error::internal(format!("password hashing failed: {e}")))
+    })
+    .await
+    .map_err(|e| Error::internal(format!("password hashing failed: {e}")))?
+}
+
+/// Checks a password against a stored hash on a blocking thread. With no user
+/// (`None`) it verifies against a fixed hash anyway, so that "no such user" and
+/// "wrong password" take the same time, and answers `false`.
+pub async fn verify_password(password: String, user: Option<&UserRow>) -> bool {
+    let stored = user.map(|u| u.password_hash.clone());
+    tokio::task::spawn_blocking(move || {
+        let argon = Argon2::default();
+        match stored {
+            Some(hash) => argon
+                .verify_password(password.as_bytes(), hash.as_str())
+                .is_ok(),
+            None => {
+                if let Some(dummy) = dummy_hash() {
+                    let _ = argon.verify_password(password.as_bytes(), dummy);
+                }
+                false
+            }
+        }
+    })
+    .await
+    .unwrap_or(false)
+}
+
+fn dummy_hash() -> Option<&'static str> {
+    static DUMMY: OnceLock<Option<String>> = OnceLock::new();
+    DUMMY
+        .get_or_init(|| {
+            Argon2::default()
+                .hash_password(b"no user has this password")
+                .ok()
+                .map(|h| h.to_string())
+        })
+        .as_deref()
+}
+
+/// Records a login from `info` by `user`: creates the device with a fresh actor
+/// id, or refreshes what it reports about itself. Refuses a device registered to
+/// another user (`device_in_use`) or revoked (`device_revoked`).
+pub async fn register_device(
+    db: &Database,
+    user: &UserRow,
+    info: &DeviceInfo,
+) -> Result<DeviceRow> {
+    let now = now_secs();
+    let reported = Reported {
+        platform: &info.platform,
+        app_version: &info.app_version,
+    };
+    if let Some(device) = device_rows::device_by_id(db, info.id).await? {
+        may_register(device.user, device.revoked_at.is_some(), user.id)?;
+        device_rows::update_reported(db, info.id, reported, now).await?;
+        return Ok(device);
+    }
+    let mut actor = [0u8; 16];
+    rand::fill(&mut actor[..]);
+    let actor_id = hex::encode(actor);
+    if device_rows::insert_device(db, info.id, user.id, user.org, reported, &actor_id, now).await? {
+        return Ok(DeviceRow {
+            id: info.id,
+            user: user.id,
+            actor_id,
+            revoked_at: None,
+        });
+    }
+    // Two first logins of one device raced; the other one's row stands.
+    match device_rows::device_by_id(db, info.id).await? {
+        Some(d) => {
+            may_register(d.user, d.revoked_at.is_some(), user.id)?;
+            Ok(d)
+        }
+        None => Err(AccountError::DeviceRevoked.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_password_verifies_against_its_hash_and_nothing_else() {
+        let hash = hash_password("correct horse battery".into())
+            .await
+            .expect("hash");
+        assert!(hash.starts_with("$argon2id$"), "{hash}");
+        let user = UserRow {
+            id: UserId::new(),
+            org: OrgId::new(),
+            email: "a@x".into(),
+            display_name: "a".into(),
+            role: Role::Rep,
+            team: None,
+            territory: None,
+            disabled: false,
+            password_hash: hash,
+        };
+        assert!(verify_password("correct horse battery".into(), Some(&user)).await);
+        assert!(!verify_password("wrong horse battery".into(), Some(&user)).await);
+        assert!(!verify_password("correct horse battery".into(), None).await);
+    }
+}

@@ -1,0 +1,86 @@
+//! The use cases: what a device, a manager's page, the command line or the
+//! server itself can ask for, each a function taking the node's [`Context`]
+//! and a [`Caller`](crate::domain::Caller) and returning a
+//! [`domain::Error`](crate::domain::Error) when it refuses or fails.
+//!
+//! Services decide with `domain` and read and write with `db`; they know
+//! nothing of HTTP or HTML, so the JSON API (`http`), the managers' pages
+//! (`web`), the CLI and the tests all run the same code. A service that acts
+//! for a manager in a browser writes through the same push path a device uses
+//! ([`sync::push_since`] with [`Caller::on_behalf`](crate::domain::Caller::on_behalf)),
+//! so every rule and the audit trail apply to it too.
+
+pub mod accounts;
+pub mod analytics;
+pub mod attachments;
+pub mod auth;
+pub mod conflicts;
+pub mod demo;
+pub mod devices;
+pub mod export;
+pub mod reports;
+pub mod review;
+pub mod signatures;
+pub mod sync;
+
+use std::sync::Arc;
+
+use crate::blob::BlobStore;
+use crate::db::Database;
+use crate::db::records::WriteGate;
+use crate::domain::scope::ScopeSettings;
+use crate::limits::Limits;
+use crate::live::Hub;
+use crate::metrics::Metrics;
+use crate::settings::Settings;
+
+/// What every use case of a node may need: the node's shared parts.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The central store.
+    pub db: Database,
+    /// How access tokens are signed and checked.
+    pub keys: auth::AuthKeys,
+    /// Serialises pushes on SQLite.
+    pub gate: Arc<WriteGate>,
+    /// Request and login rate limits of this node.
+    pub limits: Arc<Limits>,
+    /// Which dated records reach each role's devices.
+    pub scope: ScopeSettings,
+    /// This node's live connections and the notes they listen to.
+    pub hub: Arc<Hub>,
+    /// What `GET /metrics` serves; updated by the services and the request middleware.
+    pub metrics: Arc<Metrics>,
+    /// Where attachment bytes live (files under `<data_dir>/attachments`, or an
+    /// S3-compatible bucket that several nodes share).
+    pub blobs: Arc<dyn BlobStore>,
+}
+
+impl Context {
+    /// The parts of a node serving `db` with `settings`: the signing keys
+    /// (loaded, or created on first start), a fresh live hub, metrics and rate
+    /// limits, and the blob store the settings name.
+    pub async fn open(settings: &Settings, db: Database) -> anyhow::Result<Context> {
+        let keys = auth::AuthKeys::load(settings, &db).await?;
+        let blobs = crate::blob::open_blob_store(settings)?;
+        Ok(Context {
+            db,
+            keys,
+            gate: Arc::new(WriteGate::default()),
+            limits: Arc::new(Limits::new(
+                settings.requests_per_minute,
+                settings.logins_per_minute,
+            )),
+            scope: settings.scope,
+            hub: Arc::new(Hub::default()),
+            metrics: Arc::new(Metrics::default()),
+            blobs,
+        })
+    }
+}
+
+/// Whether the database answers; names it (`sqlite` or `postgres`).
+pub async fn health(ctx: &Context) -> crate::domain::Result<&'static str> {
+    ctx.db.ping().await?;
+    Ok(ctx.db.kind())
+}

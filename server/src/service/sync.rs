@@ -1,0 +1,223 @@
+//! The sync use cases: push, pull, prime and repair, the rejection ledger and
+//! a record's audit trail, for any caller (a device, a manager's browser
+//! session acting through [`on_behalf`](crate::service::on_behalf), the demo
+//! seeder, the server itself).
+//!
+//! A push runs in three stages: `db::records::apply_push` **loads** the records
+//! in one transaction, `domain::push` **decides** each one (pure), and the same
+//! transaction **writes** what was accepted. This module adds what surrounds
+//! the transaction: the SQLite write gate, the retry when a concurrent push
+//! created the same record, the live note after the commit, and the node's
+//! metrics (from the timings the write path returns).
+
+use automerge::sync::SyncDoc;
+use fieldsync_core::RecordId;
+use fieldsync_core::protocol::{
+    PrimeRequest, PrimeResponse, PullRequest, PullResponse, PushOutcome, PushRequest, PushResponse,
+    RecordChanges, RejectCode, RepairRequest,
+};
+use serde_bytes::ByteBuf;
+use uuid::Uuid;
+
+use super::Context;
+use crate::db::records;
+pub use crate::db::records::{AuditEntry, RejectionRow};
+use crate::db::{Database, DbError};
+use crate::domain::push::{self, MAX_PUSH_RECORDS};
+use crate::domain::{Caller, Error, Result};
+
+/// How many times a push is retried when a concurrent push created the same record.
+const PUSH_ATTEMPTS: usize = 3;
+
+/// Applies a push; each record is accepted or refused on its own. Errors are
+/// failures of the whole request (nothing was stored).
+pub async fn push(ctx: &Context, caller: &Caller, req: &PushRequest) -> Result<PushResponse> {
+    if req.records.len() > MAX_PUSH_RECORDS {
+        return Err(Error::InvalidMessage(format!(
+            "a push carries at most {MAX_PUSH_RECORDS} records; this one has {}",
+            req.records.len()
+        )));
+    }
+    let records = push::dedupe(&req.records);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = {
+            let _writer = ctx.gate.enter(&ctx.db).await;
+            records::apply_push(&ctx.db, caller, req.batch, &records, |loaded| {
+                push::decide_all(caller, &records, loaded)
+            })
+            .await
+        };
+        match result {
+            Ok(applied) => {
+                ctx.metrics.push_applied(
+                    applied.merge_time,
+                    applied.commit_time,
+                    applied.changes_written,
+                );
+                // SQLite: one node, so the note goes straight to its hub
+                // (PostgreSQL sent it with the commit, to every node).
+                if let (Database::Sqlite(_), Some(note)) = (&ctx.db, applied.note) {
+                    ctx.hub.publish(note);
+                }
+                let response = push::response(applied.results);
+                ctx.metrics.pushed(&response);
+                return Ok(response);
+            }
+            Err(e) if e.unique_violation().is_some() && attempt < PUSH_ATTEMPTS => {
+                // Another push created one of these records at the same moment:
+                // run again, now merging into its copy.
+                tracing::debug!(attempt, "push raced with another; retrying");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// One page of the change feed after the device's cursor.
+pub async fn pull(ctx: &Context, caller: &Caller, req: &PullRequest) -> Result<PullResponse> {
+    let resp = records::pull(&ctx.db, caller, req).await?;
+    ctx.metrics.pulled();
+    Ok(resp)
+}
+
+/// Snapshots of the records in scope, for a new device.
+pub async fn prime(ctx: &Context, caller: &Caller, req: &PrimeRequest) -> Result<PrimeResponse> {
+    let resp = records::prime(&ctx.db, caller, req).await?;
+    ctx.metrics.primed();
+    Ok(resp)
+}
+
+/// Stores the changes made to `doc` since `before` through the push path a
+/// device uses (scope, state machines, change log, live notes), as `caller`;
+/// a refusal is a conflict with the push's reason.
+pub async fn push_since(
+    ctx: &Context,
+    caller: &Caller,
+    id: RecordId,
+    kind: fieldsync_core::model::RecordKind,
+    doc: &mut fieldsync_core::model::RecordDoc,
+    before: &[automerge::ChangeHash],
+) -> Result<()> {
+    let changes: Vec<ByteBuf> = doc
+        .automerge()
+        .get_changes(before)
+        .iter()
+        .map(|c| ByteBuf::from(c.raw_bytes().to_vec()))
+        .collect();
+    let resp = push(
+        ctx,
+        caller,
+        &PushRequest {
+            batch: Uuid::now_v7(),
+            records: vec![RecordChanges { id, kind, changes }],
+            health: None,
+        },
+    )
+    .await?;
+    match resp.results.into_iter().next().map(|r| r.outcome) {
+        Some(PushOutcome::Accepted { .. }) => Ok(()),
+        Some(PushOutcome::Rejected(r)) => Err(Error::Conflict(r.message)),
+        None => Err(Error::internal("the push answered nothing")),
+    }
+}
+
+/// One round of Automerge's sync protocol for one record.
+///
+/// The server keeps no sync state between rounds: each round starts from a
+/// fresh state, which costs at most a resent change and keeps nodes stateless.
+/// Changes the device sends are accepted only when made under the device's own
+/// actor, and only through [`push`], with its checks; changes of other actors
+/// are ignored (their own devices bring them back in their own repair).
+pub async fn repair(
+    ctx: &Context,
+    caller: &Caller,
+    req: &RepairRequest,
+) -> Result<Option<Vec<u8>>> {
+    let malformed = |e: &dyn std::fmt::Display| {
+        Error::InvalidMessage(format!("not an Automerge sync message: {e}"))
+    };
+    let corrupt = |e: automerge::AutomergeError| Error::from(DbError::Corrupt(e.to_string()));
+    let mut message = automerge::sync::Message::decode(&req.message).map_err(|e| malformed(&e))?;
+    let server = match records::readable_doc(&ctx.db, caller, req.id).await? {
+        Some((_, doc)) => Some(doc),
+        None if records::exists(&ctx.db, req.id).await? => {
+            return Err(Error::Forbidden("this record is not in your scope".into()));
+        }
+        None => None,
+    };
+    let mut base = match &server {
+        Some(bytes) => automerge::AutoCommit::load(bytes).map_err(corrupt)?,
+        None => automerge::AutoCommit::new(),
+    };
+    // The device's changes the server lacks, made under the device's actor.
+    if !message.changes.is_empty() {
+        let mut scratch = base.clone();
+        for chunk in message.changes.iter() {
+            scratch.load_incremental(chunk).map_err(|e| malformed(&e))?;
+        }
+        let have = base.get_heads();
+        let own: Vec<ByteBuf> = scratch
+            .get_changes(&have)
+            .into_iter()
+            .filter(|c| c.actor_id() == &caller.actor_id)
+            .map(|c| ByteBuf::from(c.raw_bytes().to_vec()))
+            .collect();
+        if !own.is_empty() {
+            let push_req = PushRequest {
+                batch: Uuid::now_v7(),
+                records: vec![RecordChanges {
+                    id: req.id,
+                    kind: req.kind,
+                    changes: own,
+                }],
+                health: None,
+            };
+            let resp = push(ctx, caller, &push_req).await?;
+            if let Some(PushOutcome::Rejected(rejection)) =
+                resp.results.into_iter().next().map(|r| r.outcome)
+            {
+                // Missing history is what repair is for: answer with what the
+                // server has, so the device can send the rest next round.
+                if rejection.code != RejectCode::MissingDependencies {
+                    return Err(Error::Forbidden(format!(
+                        "{}: {}",
+                        rejection.code.as_str(),
+                        rejection.message
+                    )));
+                }
+            }
+            if let Some((_, doc)) = records::readable_doc(&ctx.db, caller, req.id).await? {
+                base = automerge::AutoCommit::load(&doc).map_err(corrupt)?;
+            }
+        }
+        message.changes = automerge::sync::ChunkList::empty();
+    }
+    let mut state = automerge::sync::State::new();
+    base.sync()
+        .receive_sync_message(&mut state, message)
+        .map_err(|e| malformed(&e))?;
+    Ok(base
+        .sync()
+        .generate_sync_message(&mut state)
+        .map(|m| m.encode()))
+}
+
+/// The rejection ledger entries the caller may see, newest first.
+pub async fn rejections(ctx: &Context, caller: &Caller, limit: u32) -> Result<Vec<RejectionRow>> {
+    Ok(records::rejections(&ctx.db, caller, limit).await?)
+}
+
+/// A record's audit trail, oldest first; not found when the record is not in
+/// the caller's scope (or does not exist).
+pub async fn audit(ctx: &Context, caller: &Caller, id: RecordId) -> Result<Vec<AuditEntry>> {
+    records::audit_trail(&ctx.db, caller, id)
+        .await?
+        .ok_or(Error::NotFound)
+}
+
+/// The highest log position of the caller's organisation (0 for an empty log).
+pub async fn head(ctx: &Context, caller: &Caller) -> Result<i64> {
+    Ok(records::org_head(&ctx.db, caller.org).await?)
+}

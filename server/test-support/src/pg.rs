@@ -1,0 +1,212 @@
+//! A throwaway PostgreSQL cluster.
+//!
+//! The cluster comes from the local `initdb`/`pg_ctl` (on PATH or under
+//! `/usr/lib/postgresql/*/bin`). If they are missing the test fails, saying how to
+//! install them: it never skips. PostgreSQL refuses to run as root, so as root the
+//! binaries run as the `postgres` user through `runuser`, in a directory it owns.
+//! One cluster serves a whole test binary; each test creates its own database.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use crate::net::free_port;
+
+/// A running cluster, stopped when the test process exits.
+#[derive(Debug)]
+pub struct PgCluster {
+    dir: PathBuf,
+    bin: PathBuf,
+    /// The loopback port it listens on.
+    pub port: u16,
+    as_postgres: bool,
+}
+
+static CLUSTER: OnceLock<PgCluster> = OnceLock::new();
+static NEXT_DB: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+fn find_bin(name: &str) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let p = dir.join(name);
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin").join(name)))
+        .filter(|p| p.is_file())
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+impl PgCluster {
+    fn command(&self, program: &Path) -> Command {
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(program);
+            c
+        } else {
+            Command::new(program)
+        }
+    }
+
+    fn start() -> PgCluster {
+        let initdb = find_bin("initdb").unwrap_or_else(|| {
+            panic!("PostgreSQL's initdb was not found: install it with `apt-get install postgresql` (or run `cargo xtask test`, which does)")
+        });
+        let bin = initdb.parent().map(Path::to_path_buf).unwrap_or_default();
+        assert!(
+            bin.join("pg_ctl").is_file(),
+            "pg_ctl not found beside {}",
+            initdb.display()
+        );
+        let as_postgres = is_root();
+        let dir = std::env::temp_dir().join(format!(
+            "fieldsync-pg-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).expect("cluster dir");
+        if as_postgres {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status()
+                .expect("chown");
+            assert!(
+                ok.success(),
+                "could not give {} to the postgres user",
+                dir.display()
+            );
+        }
+        let cluster = PgCluster {
+            dir,
+            bin,
+            port: free_port(),
+            as_postgres,
+        };
+        let data = cluster.dir.join("data");
+        let out = cluster
+            .command(&initdb)
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "-D",
+            ])
+            .arg(&data)
+            .output()
+            .expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            cluster.port,
+            cluster.dir.display()
+        );
+        let out = cluster
+            .command(&cluster.bin.join("pg_ctl"))
+            .args(["-w", "-t", "60", "-D"])
+            .arg(&data)
+            .args(["-o", &opts, "-l"])
+            .arg(cluster.dir.join("log"))
+            .arg("start")
+            .stdout(Stdio::null())
+            .output()
+            .expect("run pg_ctl");
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(cluster.dir.join("log")).unwrap_or_default()
+        );
+        cluster
+    }
+
+    /// The shared cluster of this test binary.
+    pub fn shared() -> &'static PgCluster {
+        let cluster = CLUSTER.get_or_init(PgCluster::start);
+        register_stop();
+        cluster
+    }
+
+    /// Creates a fresh database and returns its URL.
+    pub fn new_database(&self) -> String {
+        let name = format!(
+            "fs_{}_{}",
+            std::process::id(),
+            NEXT_DB.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
+        let admin = format!("postgres://postgres@127.0.0.1:{}/postgres", self.port);
+        crate::rt::runtime().block_on(async {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&admin)
+                .await
+                .expect("connect to the test cluster");
+            // The name is made here from the process id and a counter, never from input.
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut conn)
+                .await
+                .expect("create database");
+        });
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
+    fn stop(&self) {
+        let _ = self
+            .command(&self.bin.join("pg_ctl"))
+            .args(["-D"])
+            .arg(self.dir.join("data"))
+            .args(["-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Stops the shared cluster when the test process exits.
+fn register_stop() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        extern "C" fn stop_cluster() {
+            if let Some(c) = CLUSTER.get() {
+                c.stop();
+            }
+        }
+        // The test harness exits the process without running destructors of
+        // statics, so the cluster is stopped from a libc `atexit` handler.
+        unsafe_atexit(stop_cluster);
+    });
+}
+
+#[allow(unsafe_code)]
+fn unsafe_atexit(f: extern "C" fn()) {
+    unsafe extern "C" {
+        fn atexit(cb: extern "C" fn()) -> i32;
+    }
+    // SAFETY: `atexit` only stores the function pointer; `f` is a plain
+    // `extern "C" fn` with no captured state.
+    unsafe {
+        atexit(f);
+    }
+}

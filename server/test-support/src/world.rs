@@ -1,0 +1,346 @@
+//! A real Fieldsync deployment for end-to-end tests and benchmarks: the server's
+//! production router on a loopback port (in-process, on SQLite or on a throwaway
+//! PostgreSQL database), an organisation with users, and devices that are real
+//! `fieldsync-core` clients (see [`Device`]).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fieldsync_core::model::{Actor, RecordDoc, RecordMeta, Role};
+use fieldsync_core::store::{DeviceStore, StoreOptions};
+use fieldsync_core::sync::{DeviceInfo, HttpTransport, LoginRequest, SyncClient, SyncOptions};
+use fieldsync_core::{DeviceId, OrgId, RecordId, TeamId, TerritoryId, UserId};
+
+use crate::backend::Backend;
+use crate::device::{Device, fast_options};
+use crate::faulty::Faulty;
+use crate::node::Node;
+use crate::process::ServerProcess;
+use crate::server::{self, Database, Secret, Settings, SettingsArgs};
+
+/// The password of every seeded user.
+pub const PASSWORD: &str = "correct horse battery";
+/// The seeded organisation's slug.
+pub const ORG: &str = "acme";
+/// The signing key the test server uses (so a test can mint its own tokens).
+pub const SECRET: &str = "test-signing-key-0123456789abcdef-0123456789";
+
+/// A seeded user.
+#[derive(Debug, Clone)]
+pub struct Person {
+    /// Login email.
+    pub email: String,
+    /// Id.
+    pub id: UserId,
+    /// Role.
+    pub role: Role,
+    /// Team.
+    pub team: TeamId,
+}
+
+impl Person {
+    /// The first name: the part of the email before `@`.
+    pub fn name(&self) -> &str {
+        self.email.split('@').next().unwrap_or(&self.email)
+    }
+}
+
+/// A running server with its organisation.
+pub struct World {
+    /// The async runtime the server runs on.
+    pub rt: tokio::runtime::Runtime,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// A pool on the server's database, for checks.
+    pub db: Database,
+    /// The organisation.
+    pub org: OrgId,
+    /// Team North (manager `mona`, reps `ana`, `ben`, `carla`, technician `tomas`,
+    /// administrator `adam`).
+    pub north: TeamId,
+    /// Team South (rep `sara`, technician `tiago`).
+    pub south: TeamId,
+    /// The territory everyone works in.
+    pub territory: TerritoryId,
+    /// Seeded users by first name.
+    pub people: BTreeMap<&'static str, Person>,
+    /// The server when it runs in this process.
+    node: Option<Node>,
+    /// The server as a child process (benchmarks measure its memory).
+    pub process: std::sync::Mutex<Option<ServerProcess>>,
+    /// The settings the server runs with.
+    pub settings: Settings,
+    serve_args: Vec<String>,
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    /// Starts a server on `backend` and seeds the organisation.
+    pub fn start(backend: Backend) -> World {
+        Self::launch(backend, false, |_| {})
+    }
+
+    /// Like [`World::start`], with settings changed by `tweak`.
+    pub fn start_with(backend: Backend, tweak: impl FnOnce(&mut SettingsArgs)) -> World {
+        Self::launch(backend, false, tweak)
+    }
+
+    /// Like [`World::start`], with the server as a `fieldsync serve` child process.
+    pub fn start_process(backend: Backend) -> World {
+        Self::launch(backend, true, |_| {})
+    }
+
+    fn launch(backend: Backend, as_process: bool, tweak: impl FnOnce(&mut SettingsArgs)) -> World {
+        // `FIELDSYNC_TEST_LOG=debug` shows the server's log while debugging a test.
+        if let Ok(filter) = std::env::var("FIELDSYNC_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let database_url = backend.database_url();
+        let mut args = SettingsArgs {
+            data_dir: Some(dir.path().join("data")),
+            database_url: database_url.clone(),
+            jwt_secret: Some(Secret::new(SECRET)),
+            db_max_connections: Some(8),
+            ..SettingsArgs::default()
+        };
+        tweak(&mut args);
+        let settings = args.resolve().expect("settings");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (db, org, north, south, territory, people) = rt.block_on(async {
+            let db = server::open_database(&settings)
+                .await
+                .expect("open and migrate");
+            let org = server::create_org(&db, "Acme Field Services", ORG).await;
+            let north = server::ensure_team(&db, org, "North").await;
+            let south = server::ensure_team(&db, org, "South").await;
+            let territory = server::ensure_territory(&db, org, "Lisbon").await;
+            let mut people = BTreeMap::new();
+            for (name, role, team) in [
+                ("mona", Role::Manager, north),
+                ("ana", Role::Rep, north),
+                ("ben", Role::Rep, north),
+                ("carla", Role::Rep, north),
+                ("tomas", Role::Technician, north),
+                ("sara", Role::Rep, south),
+                ("tiago", Role::Technician, south),
+                ("adam", Role::Admin, north),
+            ] {
+                let email = format!("{name}@acme.test");
+                let id = server::create_user(
+                    &db,
+                    server::User {
+                        org,
+                        email: &email,
+                        display_name: "",
+                        role,
+                        team: Some(team),
+                        territory: Some(territory),
+                        password: PASSWORD,
+                    },
+                )
+                .await;
+                people.insert(
+                    name,
+                    Person {
+                        email,
+                        id,
+                        role,
+                        team,
+                    },
+                );
+            }
+            (db, org, north, south, territory, people)
+        });
+        let mut serve_args = Vec::new();
+        let (base, node, process) = if as_process {
+            let mut args = vec!["--jwt-secret".to_owned(), SECRET.to_owned()];
+            if let Some(url) = &database_url {
+                args.extend(["--database-url".to_owned(), url.clone()]);
+            }
+            let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            let process = ServerProcess::spawn(&dir.path().join("data"), &arg_refs);
+            serve_args = args;
+            (process.base.clone(), None, Some(process))
+        } else {
+            let node = Node::start(rt.handle(), settings.clone());
+            (node.base.clone(), Some(node), None)
+        };
+        World {
+            rt,
+            base,
+            db,
+            org,
+            north,
+            south,
+            territory,
+            people,
+            node,
+            process: std::sync::Mutex::new(process),
+            settings,
+            serve_args,
+            dir,
+        }
+    }
+
+    /// Another server node with the same settings (so the same database and
+    /// blob store), in this process on its own loopback port; stopped on drop.
+    pub fn another_node(&self) -> Node {
+        Node::start(self.rt.handle(), self.settings.clone())
+    }
+
+    /// Runs SQL made by the test (no input from outside) on the server's database.
+    pub fn execute_sql(&self, sql: String) -> u64 {
+        self.rt.block_on(server::execute(&self.db, sql))
+    }
+
+    /// A user by first name.
+    pub fn person(&self, name: &str) -> Person {
+        self.people
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no seeded user {name}"))
+    }
+
+    /// Record ownership for a record of `owner`.
+    pub fn meta(&self, owner: &str) -> RecordMeta {
+        let p = self.person(owner);
+        RecordMeta {
+            id: RecordId::new(),
+            org: self.org,
+            owner: p.id,
+            team: p.team,
+            territory: self.territory,
+        }
+    }
+
+    /// A new device of `name`, logged in (not yet synced).
+    pub fn device(&self, name: &str) -> Device {
+        self.device_with(name, fast_options())
+    }
+
+    /// A new device with explicit sync options.
+    pub fn device_with(&self, name: &str, options: SyncOptions) -> Device {
+        let person = self.person(name);
+        let path = self
+            .dir
+            .path()
+            .join(format!("{name}-{}.db", DeviceId::new()));
+        let store = Arc::new(DeviceStore::open(&path, StoreOptions::default()).expect("store"));
+        let transport = Faulty::new(HttpTransport::new(&self.base, Duration::from_secs(30)));
+        let client = SyncClient::new(store, transport, options);
+        let device = DeviceId::new();
+        let login = client
+            .login(&LoginRequest {
+                org: ORG.into(),
+                email: person.email.clone(),
+                password: PASSWORD.into(),
+                device: DeviceInfo {
+                    id: device,
+                    platform: "test".into(),
+                    app_version: "0.1.0".into(),
+                },
+            })
+            .expect("login");
+        Device {
+            client,
+            actor: Actor::on_device(person.id, person.role, device),
+            person,
+            path,
+            login,
+        }
+    }
+
+    /// The server's copy of a record.
+    pub fn server_doc(&self, id: RecordId) -> Option<RecordDoc> {
+        let bytes = self
+            .rt
+            .block_on(server::record_doc(&self.db, *id.as_uuid()));
+        bytes.map(|b| RecordDoc::load(&b).expect("server doc loads"))
+    }
+
+    /// Rows in the change log.
+    pub fn log_len(&self) -> i64 {
+        self.scalar("SELECT COUNT(*) FROM change_log")
+    }
+
+    /// One integer from the server's database.
+    pub fn scalar(&self, sql: &'static str) -> i64 {
+        self.rt.block_on(server::scalar(&self.db, sql))
+    }
+
+    /// Runs SQL against the server's database with one id bound as `$1`.
+    pub fn execute_with_id(&self, sql: &'static str, id: uuid::Uuid) -> u64 {
+        self.rt.block_on(server::execute_with_id(&self.db, sql, id))
+    }
+}
+
+impl World {
+    /// SIGKILLs the server process wherever it is (mid-transaction, mid-answer)
+    /// and starts it again on the same port and database.
+    pub fn kill_and_restart_server(&self) {
+        let mut slot = self.process.lock().expect("lock");
+        let mut old = slot.take().expect("the server runs as a process");
+        let port: u16 = old
+            .base
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port");
+        let _ = old.child.kill();
+        let _ = old.child.wait();
+        drop(old);
+        let args: Vec<&str> = self.serve_args.iter().map(String::as_str).collect();
+        *slot = Some(ServerProcess::spawn_on(
+            port,
+            &self.dir.path().join("data"),
+            &args,
+        ));
+    }
+
+    /// Peak resident memory of the server process in KiB (`VmHWM`), when it runs
+    /// as a child process.
+    pub fn server_peak_kib(&self) -> Option<u64> {
+        self.server_status("VmHWM:")
+    }
+
+    /// Current resident memory of the server process in KiB (`VmRSS`).
+    pub fn server_rss_kib(&self) -> Option<u64> {
+        self.server_status("VmRSS:")
+    }
+
+    fn server_status(&self, field: &str) -> Option<u64> {
+        let pid = self.process.lock().ok()?.as_ref()?.child.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        // The in-process server first (it stops and is waited for), then the pool.
+        drop(self.node.take());
+        self.rt.block_on(self.db.close());
+    }
+}
+
+impl std::fmt::Debug for World {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("World")
+            .field("base", &self.base)
+            .field("org", &self.org)
+            .field("people", &self.people)
+            .finish_non_exhaustive()
+    }
+}
