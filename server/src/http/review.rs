@@ -9,6 +9,7 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use fieldsync_core::model::{ReportStatus, Status};
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiJson, ErrorBody, ErrorDetail};
@@ -38,7 +39,7 @@ pub(crate) struct InboxQuery {
 }
 
 fn submitted() -> String {
-    "submitted".to_owned()
+    ReportStatus::Submitted.as_str().to_owned()
 }
 
 fn default_limit() -> usize {

@@ -16,6 +16,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use fieldsync_core::TeamId;
+use fieldsync_core::model::{JobStatus, Status};
 
 use super::Context;
 use super::analytics::{DateRange, Scope};
@@ -219,9 +220,13 @@ fn write_csv(
                 let created = m.and_then(|m| m.1);
                 let completed = m.and_then(|m| m.2);
                 let due = m.and_then(|m| m.3);
-                let done = matches!(status.as_deref(), Some("completed" | "closed"));
+                let done = status
+                    .as_deref()
+                    .and_then(|s| s.parse::<JobStatus>().ok())
+                    .is_some_and(JobStatus::is_done);
                 let breached = match (due, status.as_deref()) {
-                    (None, _) | (_, Some("cancelled")) => false,
+                    (None, _) => false,
+                    (_, Some(s)) if s == JobStatus::Cancelled.as_str() => false,
                     (Some(due), _) if done => completed.is_some_and(|c| c > due),
                     (Some(due), _) => now_ms > due,
                 };

@@ -44,12 +44,16 @@ pub(super) async fn show(
 ) -> Result<Response, WebError> {
     let id = parse_id(&id)?;
     let loaded = load(&ctx, &web, id).await?;
-    let notice = match params.decided.as_deref() {
-        Some("approved") => Some((
+    let decided = params
+        .decided
+        .as_deref()
+        .and_then(|d| d.parse::<ReportStatus>().ok());
+    let notice = match decided {
+        Some(ReportStatus::Approved) => Some((
             true,
             "Approved. The rep's app shows it after its next sync.",
         )),
-        Some("changes_requested") => Some((
+        Some(ReportStatus::ChangesRequested) => Some((
             true,
             "Sent back for changes. The rep's app shows your comment after its next sync.",
         )),

@@ -56,10 +56,6 @@ pub struct Facts {
 /// The kinds that have facts.
 pub const KINDS: [RecordKind; 3] = [RecordKind::Visit, RecordKind::Order, RecordKind::ServiceJob];
 
-/// The statuses of an order that count as taken (sent by the rep and not
-/// called off or refused).
-pub const TAKEN_ORDER: [&str; 4] = ["submitted", "pending_approval", "confirmed", "fulfilled"];
-
 /// The facts of a record; `None` for kinds without facts and for documents
 /// that do not read as their kind (they are refused before they get here).
 pub fn facts_of(doc: &RecordDoc) -> Option<Facts> {
@@ -84,7 +80,7 @@ pub fn facts_of(doc: &RecordDoc) -> Option<Facts> {
                 check_in_ms,
                 check_out_ms: v.check_out.as_ref().map(|c| c.at.at_ms),
                 check_in_verdict: v.check_in.as_ref().map(|c| c.verdict.as_str().to_owned()),
-                outcome: v.outcome.and_then(|o| name_of(&o)),
+                outcome: v.outcome.map(|o| o.as_str().to_owned()),
                 created_ms,
                 ..Facts::default()
             })
@@ -128,13 +124,6 @@ pub fn facts_of(doc: &RecordDoc) -> Option<Facts> {
 
 fn last_move_to<'a>(history: &'a [StatusEvent], to: &str) -> Option<&'a StatusEvent> {
     history.iter().rev().find(|e| e.to == to)
-}
-
-/// The serde name of a unit enum value (`order_taken`).
-fn name_of<T: serde::Serialize>(value: &T) -> Option<String> {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
 }
 
 #[cfg(test)]

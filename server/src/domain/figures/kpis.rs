@@ -7,10 +7,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use fieldsync_core::model::{JobStatus, OrderStatus, Status, VisitStatus};
 use serde::Serialize;
 
 use super::dates::{DAY_MS, format_day};
-use super::facts::TAKEN_ORDER;
 
 /// A visit as the figures see it (a row of `record_facts`).
 #[derive(Debug, Clone)]
@@ -190,10 +190,7 @@ pub fn compute(
             && days.last().is_some_and(|l| day <= l.as_str())
     };
     let visits: Vec<&VisitRow> = visits.iter().filter(|v| in_range(&v.day)).collect();
-    let taken: Vec<&OrderRow> = orders
-        .iter()
-        .filter(|o| TAKEN_ORDER.contains(&o.status.as_str()))
-        .collect();
+    let taken: Vec<&OrderRow> = orders.iter().filter(|o| taken(&o.status)).collect();
 
     let team = visit_figures(&visits, &taken, &in_range, None);
     let mut names: BTreeMap<String, String> = BTreeMap::new();
@@ -215,7 +212,11 @@ pub fn compute(
                 .map(|d| {
                     visits
                         .iter()
-                        .filter(|v| v.rep_id == rep_id && v.status == "completed" && &v.day == d)
+                        .filter(|v| {
+                            v.rep_id == rep_id
+                                && v.status == VisitStatus::Completed.as_str()
+                                && &v.day == d
+                        })
                         .count() as u64
                 })
                 .collect();
@@ -248,12 +249,18 @@ fn visit_figures(
 ) -> VisitFigures {
     let mine = |id: &str| rep.is_none_or(|r| r == id);
     let visits: Vec<&&VisitRow> = visits.iter().filter(|v| mine(&v.rep_id)).collect();
-    let completed: Vec<&&&VisitRow> = visits.iter().filter(|v| v.status == "completed").collect();
+    let completed: Vec<&&&VisitRow> = visits
+        .iter()
+        .filter(|v| v.status == VisitStatus::Completed.as_str())
+        .collect();
     let planned: Vec<&&&VisitRow> = visits
         .iter()
-        .filter(|v| v.planned && v.status != "cancelled")
+        .filter(|v| v.planned && v.status != VisitStatus::Cancelled.as_str())
         .collect();
-    let planned_completed = planned.iter().filter(|v| v.status == "completed").count() as u64;
+    let planned_completed = planned
+        .iter()
+        .filter(|v| v.status == VisitStatus::Completed.as_str())
+        .count() as u64;
     let completed_ids: BTreeSet<&str> = completed.iter().map(|v| v.id.as_str()).collect();
     let linked: Vec<&&OrderRow> = taken
         .iter()
@@ -352,12 +359,12 @@ fn job_figures(jobs: &[JobRow], from_ms: i64, end_ms: i64, now_ms: i64) -> JobFi
     let during = |ms: Option<i64>| ms.is_some_and(|ms| from_ms <= ms && ms < end_ms);
     let open = jobs
         .iter()
-        .filter(|j| matches!(j.status.as_str(), "open" | "scheduled" | "in_progress"))
+        .filter(|j| job_status(&j.status).is_some_and(JobStatus::is_open))
         .filter(|j| j.created_ms.is_none_or(|c| c < end_ms))
         .count() as u64;
     let closed: Vec<&JobRow> = jobs
         .iter()
-        .filter(|j| matches!(j.status.as_str(), "completed" | "closed") && during(j.completed_ms))
+        .filter(|j| job_status(&j.status).is_some_and(JobStatus::is_done) && during(j.completed_ms))
         .collect();
     let spans: Vec<i64> = closed
         .iter()
@@ -370,13 +377,13 @@ fn job_figures(jobs: &[JobRow], from_ms: i64, end_ms: i64, now_ms: i64) -> JobFi
         .count() as u64;
     let sla_breaches = jobs
         .iter()
-        .filter(|j| j.status != "cancelled" && during(j.sla_due_ms))
+        .filter(|j| j.status != JobStatus::Cancelled.as_str() && during(j.sla_due_ms))
         .filter(|j| {
             let Some(due) = j.sla_due_ms else {
                 return false;
             };
             match j.completed_ms {
-                Some(done) if matches!(j.status.as_str(), "completed" | "closed") => done > due,
+                Some(done) if job_status(&j.status).is_some_and(JobStatus::is_done) => done > due,
                 _ => now_ms > due,
             }
         })
@@ -391,6 +398,19 @@ fn job_figures(jobs: &[JobRow], from_ms: i64, end_ms: i64, now_ms: i64) -> JobFi
         first_time_fix_rate: ratio(fixed, known),
         sla_breaches,
     }
+}
+
+/// Whether an order in `status` counts as taken (the model's
+/// [`OrderStatus::is_taken`]); an unknown name does not.
+fn taken(status: &str) -> bool {
+    status
+        .parse::<OrderStatus>()
+        .is_ok_and(OrderStatus::is_taken)
+}
+
+/// A job's status by its stored name.
+fn job_status(status: &str) -> Option<JobStatus> {
+    status.parse().ok()
 }
 
 #[cfg(test)]
