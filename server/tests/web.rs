@@ -442,10 +442,7 @@ fn review_in_the_browser(backend: Backend, label: &str) {
 
     // The manager approves the resubmitted report.
     w.rt.block_on(async {
-        b.goto(&format!("{base}/web/reports/{report_id}"))
-            .await
-            .expect("goto");
-        let html = b.source().await.expect("source");
+        let html = open(b, &format!("{base}/web/reports/{report_id}")).await;
         assert!(html.contains("9 facings of 12"), "the new summary shows");
         assert!(
             html.contains("Add the shelf count, please."),
@@ -473,10 +470,7 @@ fn review_in_the_browser(backend: Backend, label: &str) {
     let (_, near) = visit_with_report(&w, &phone, bakery, 13, 0.0, "Restocked.");
     phone.sync();
     w.rt.block_on(async {
-        b.goto(&format!("{base}/web/inbox?verdict=outside"))
-            .await
-            .expect("goto");
-        let html = b.source().await.expect("source");
+        let html = open(b, &format!("{base}/web/inbox?verdict=outside")).await;
         assert!(
             html.contains("Quiosque Sol") && !html.contains("Padaria Central"),
             "{html}"
@@ -529,35 +523,25 @@ fn review_in_the_browser(backend: Backend, label: &str) {
         };
         let ana = w.person("ana").id;
         let (today_s, tomorrow) = (day(0), day(1));
-        b.goto(&format!(
-            "{base}/web/inbox?rep={ana}&from={today_s}&to={today_s}"
-        ))
-        .await
-        .expect("goto");
-        let html = b.source().await.expect("source");
+        let html = open(
+            b,
+            &format!("{base}/web/inbox?rep={ana}&from={today_s}&to={today_s}"),
+        )
+        .await;
         assert!(
             html.contains("Quiosque Sol") && html.contains("Padaria Central"),
             "{html}"
         );
-        b.goto(&format!("{base}/web/inbox?from={tomorrow}"))
-            .await
-            .expect("goto");
-        let html = b.source().await.expect("source");
+        let html = open(b, &format!("{base}/web/inbox?from={tomorrow}")).await;
         assert!(
             html.contains("No reports match"),
             "nothing from tomorrow on"
         );
         let ben = w.person("ben").id;
-        b.goto(&format!("{base}/web/inbox?rep={ben}"))
-            .await
-            .expect("goto");
-        let html = b.source().await.expect("source");
+        let html = open(b, &format!("{base}/web/inbox?rep={ben}")).await;
         assert!(html.contains("No reports match"), "ben has none");
 
-        b.goto(&format!("{base}/web/inbox?sort=account&dir=asc"))
-            .await
-            .expect("goto");
-        let html = b.source().await.expect("source");
+        let html = open(b, &format!("{base}/web/inbox?sort=account&dir=asc")).await;
         let (p, q) = (
             html.find("Padaria Central").expect("listed"),
             html.find("Quiosque Sol").expect("listed"),
@@ -672,6 +656,27 @@ fn review_in_the_browser(backend: Backend, label: &str) {
         w.scalar("SELECT COUNT(*) FROM devices WHERE platform = 'web' AND revoked_at IS NULL");
     assert_eq!(live_web_devices, 0, "logout revoked the browser's device");
     browser.close(&w);
+}
+
+/// Opens `url` and returns its HTML once the browser shows that very page:
+/// under load chromedriver can answer a navigation before the new document has
+/// replaced the old one, and the old page's HTML would be read instead.
+async fn open(b: &Client, url: &str) -> String {
+    b.goto(url).await.expect("goto");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let here = b.current_url().await.expect("url");
+        let ready = b
+            .execute("return document.readyState", vec![])
+            .await
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned));
+        if here.as_str() == url && ready.as_deref() == Some("complete") {
+            return b.source().await.expect("source");
+        }
+        assert!(Instant::now() < deadline, "the browser did not open {url}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Waits (up to 10 s) until the page that a click opened shows `css`.
