@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 const MAX_PRINCIPALS: usize = 64;
 
 /// Milliseconds since the epoch (0 if the clock is before it).
-fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

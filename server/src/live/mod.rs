@@ -43,6 +43,7 @@ pub use crate::db::notify::LISTENER_APP_NAME;
 use crate::db::notify::{self, NoteListener};
 use crate::db::{Database, DbError, records};
 pub use crate::domain::note::Note;
+use crate::domain::note::now_ms;
 use crate::metrics::Metrics;
 
 /// Interval of the heartbeat comments.
@@ -109,13 +110,6 @@ pub async fn announce_revocation(
             Ok(())
         }
     }
-}
-
-/// Milliseconds since the epoch (0 if the clock is before it).
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Relays the PostgreSQL channel into this node's hub until `stop` fires;
