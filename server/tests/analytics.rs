@@ -537,7 +537,8 @@ fn seed(w: &World) -> Seeded {
         assert_eq!(
             report.rejected,
             u64::from(dev.person.name() != "ben"),
-            "{report:?}"
+            "{report:?}: {:?}",
+            dev.store().rejections().expect("ledger")
         );
     }
     Seeded { visits, jobs }

@@ -68,7 +68,7 @@ fn north_of_site(north_m: f64) -> GeoPoint {
 
 fn account(w: &World, phone: &Device, name: &str) -> RecordId {
     let a = Account {
-        meta: w.meta("ana"),
+        meta: w.meta(phone.person.name()),
         name: name.into(),
         account_type: "outlet".into(),
         account_status: "active".into(),
@@ -302,7 +302,12 @@ fn review_in_the_browser(backend: Backend, label: &str) {
         .expect("attach");
     checklist_on(&w, &phone, visit_id, &photo);
     let r = phone.sync();
-    assert_eq!(r.rejected, 0, "{r:?}");
+    assert_eq!(
+        r.rejected,
+        0,
+        "{r:?}: {:?}",
+        phone.store().rejections().expect("ledger")
+    );
 
     let browser = Browser::start(&w);
     let b = &browser.client;
@@ -1092,7 +1097,13 @@ fn a_conflict_is_shown_and_resolved_through_the_page() {
         .store()
         .create_stateful(&job, &office.actor, today(8, 0))
         .expect("job");
-    office.sync();
+    let r = office.sync();
+    assert_eq!(
+        r.rejected,
+        0,
+        "{:?}",
+        office.store().rejections().expect("ledger")
+    );
     tomas.sync();
     tomas
         .store()

@@ -127,16 +127,26 @@ fun main() {
         rep.setUploadLargeAttachments(true)
         check(rep.sync(null).attachmentsUploaded == 1uL)
         check(rep.refusedAttachments().isEmpty())
-        // The quantity changes after signing: the signature no longer matches.
-        rep.editOrderLine(order, line, 5.0, null)
-        val after = rep.orderSignature(order)
-        check(after.state == SignatureState.NO_LONGER_MATCHES) { "state ${after.state}" }
-        check(after.signedSha256 == signed.signedSha256 && after.currentSha256 != after.signedSha256)
+        // What the customer signed is locked for the rep (the server would refuse it too).
+        try {
+            rep.editOrderLine(order, line, 5.0, null)
+            error("the rep changed a signed line")
+        } catch (e: FieldsyncException.Validation) {
+            check(e.reason.contains("signed")) { e.reason }
+        }
+        check(rep.orderSignature(order).state == SignatureState.MATCHES)
         rep.sync(null)
+        // The office changes the quantity: the signature no longer matches, everywhere.
         val manager = FieldsyncClient.open("$dir/manager-sign.db", url)
         manager.login(org, "manager@demo.example", password, "android", "test-1.0")
         manager.sync(null)
+        manager.editOrderLine(order, line, 5.0, null)
+        check(manager.sync(null).rejected == 0uL)
         check(manager.orderSignature(order).state == SignatureState.NO_LONGER_MATCHES)
+        rep.sync(null)
+        val after = rep.orderSignature(order)
+        check(after.state == SignatureState.NO_LONGER_MATCHES) { "state ${after.state}" }
+        check(after.signedSha256 == signed.signedSha256 && after.currentSha256 != after.signedSha256)
     }
 
     test("refused actions arrive as typed exceptions") {

@@ -29,8 +29,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use super::json::{read_object, read_value, write_map};
+use super::rules;
 use super::status::{Status, StatusEvent, TransitionRequest};
-use super::types::{Actor, DeviceTime, RecordKind};
+use super::types::{Actor, DeviceTime, RecordKind, Role};
 use super::untrusted::{check_bounded, fenced};
 use super::{ModelError, Record, Stateful};
 use crate::ids::RecordId;
@@ -217,6 +218,26 @@ impl RecordDoc {
             .ok_or_else(|| ModelError::Malformed(format!("no valid {} status", S::MACHINE)))
     }
 
+    /// Every value the `status` key holds (several while a clash is open), as
+    /// stored names, now or — with `heads` — as the record was at those heads.
+    pub fn status_values(&self, heads: Option<&[ChangeHash]>) -> Vec<String> {
+        let values = match heads {
+            None => self.doc.get_all(ROOT, "status"),
+            Some(heads) => self.doc.get_all_at(ROOT, "status", heads),
+        };
+        values
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(v, _)| match v {
+                Value::Scalar(s) => match s.as_ref() {
+                    ScalarValue::Str(name) => Some(name.to_string()),
+                    _ => None,
+                },
+                Value::Object(_) => None,
+            })
+            .collect()
+    }
+
     /// Edits the record: `edit` changes the typed struct, and only the fields that
     /// differ afterwards are written, as one change. Returns the change's hash, or
     /// `None` when nothing changed.
@@ -227,9 +248,33 @@ impl RecordDoc {
         at: DeviceTime,
         edit: impl FnOnce(&mut R),
     ) -> Result<Option<ChangeHash>, ModelError> {
+        self.update_by(None, at, edit)
+    }
+
+    /// [`RecordDoc::update`], refused unless `role` may write every field the
+    /// edit changes in the record's current status (the table of `rules`,
+    /// which the server applies again to what the device pushes). With `None`
+    /// the edit is not checked (a device that has not logged in yet).
+    pub fn update_by<R: Record>(
+        &mut self,
+        role: Option<Role>,
+        at: DeviceTime,
+        edit: impl FnOnce(&mut R),
+    ) -> Result<Option<ChangeHash>, ModelError> {
         let before: R = self.read()?;
         let mut after = before.clone();
         edit(&mut after);
+        if let Some(role) = role {
+            let statuses = self.status_values(None);
+            let statuses: Vec<Option<&str>> = if statuses.is_empty() {
+                vec![None]
+            } else {
+                statuses.iter().map(|s| Some(s.as_str())).collect()
+            };
+            for status in statuses {
+                self.check_edit(&before, &after, status, role)?;
+            }
+        }
         if let Err(e) = self.write_fields(&before, &after) {
             // Nothing of a refused edit may linger into the next commit.
             self.doc.rollback();
@@ -257,6 +302,7 @@ impl RecordDoc {
         after.guard(req, actor)?;
         // The status itself is written below, with its history event.
         after.set_status(from);
+        self.check_edit(&before, &after, Some(from.as_str()), actor.role)?;
         if let Err(e) = self.write_fields(&before, &after) {
             self.doc.rollback();
             return Err(e);
@@ -284,6 +330,21 @@ impl RecordDoc {
         let message = format!("status:{}", req.to.as_str());
         self.commit(&message, req.at)
             .ok_or_else(|| ModelError::Malformed("transition produced no change".into()))
+    }
+
+    /// Whether `role` may make the edit from `before` to `after` while the
+    /// record is in `status` (see `rules`).
+    fn check_edit<R: Record>(
+        &self,
+        before: &R,
+        after: &R,
+        status: Option<&str>,
+        role: Role,
+    ) -> Result<(), ModelError> {
+        let before = Json::Object(to_object(before)?);
+        let after = Json::Object(to_object(after)?);
+        rules::check_write(self.kind, Some(&before), &after, status, role)?;
+        Ok(())
     }
 
     /// Settles a status conflict: writes `status` over every concurrent value and

@@ -20,8 +20,10 @@ use std::collections::BTreeSet;
 
 use serde_json::Value as Json;
 
-use super::status::Status;
-use super::types::{Actor, RecordKind};
+use super::rules;
+use super::signature::SignatureVerdict;
+use super::status::{Status, StatusEvent};
+use super::types::{Actor, RecordKind, Role};
 use super::untrusted::{fenced, read_change};
 use super::{ModelError, RecordDoc, Stateful, TransitionError};
 use crate::ids::OrgId;
@@ -60,6 +62,10 @@ pub struct Merged {
     /// The changes that were new to the server, in the order they were applied:
     /// (hash, raw bytes). Empty for a resend.
     pub new_changes: Vec<(automerge::ChangeHash, Vec<u8>)>,
+    /// The merged record as JSON, and the server's copy before the push
+    /// (`None` for a new record or a resend), as the checks read them: for
+    /// callers that read fields without converting the documents again.
+    pub json: Option<(Json, Option<Json>)>,
 }
 
 /// Applies changes pushed by a device to the server's copy of a record (`None`
@@ -118,6 +124,7 @@ pub fn merge_incoming(
             return Ok(Merged {
                 doc: doc.clone(),
                 new_changes: Vec::new(),
+                json: None,
             });
         }
         return Err(IncomingError::InvalidChange(
@@ -143,11 +150,21 @@ pub fn merge_incoming(
             after.id()
         )));
     }
-    check_incoming(existing, &after, actor, org)?;
+    // The heads the pushed changes were made on: what the device had seen.
+    let fresh_hashes: BTreeSet<automerge::ChangeHash> = fresh.iter().map(|(h, _, _)| *h).collect();
+    let mut base: Vec<automerge::ChangeHash> = fresh
+        .iter()
+        .flat_map(|(_, _, c)| c.deps().iter().copied())
+        .filter(|d| !fresh_hashes.contains(d))
+        .collect();
+    base.sort_unstable();
+    base.dedup();
+    let json = check_pushed(existing, &after, Some(&base), actor, org)?;
     let after = reloads(after)?;
     Ok(Merged {
         doc: after,
         new_changes: fresh.into_iter().map(|(h, raw, _)| (h, raw)).collect(),
+        json: Some(json),
     })
 }
 
@@ -191,7 +208,22 @@ pub fn check_incoming(
     actor: &Actor,
     org: OrgId,
 ) -> Result<(), IncomingError> {
+    check_pushed(before, after, None, actor, org).map(|_| ())
+}
+
+/// [`check_incoming`], knowing the heads the pushed changes were made on
+/// (`base`): what the pushing device had seen. A status event may continue
+/// from a status the record had there (a device that was offline while the
+/// office moved the record on), and then goes through the clash rules.
+fn check_pushed(
+    before: Option<&RecordDoc>,
+    after: &RecordDoc,
+    base: Option<&[automerge::ChangeHash]>,
+    actor: &Actor,
+    org: OrgId,
+) -> Result<(Json, Option<Json>), IncomingError> {
     let after_json = after.to_json()?;
+    let before_json = before.map(RecordDoc::to_json).transpose()?;
     if let Some(before) = before {
         if before.kind() != after.kind() {
             return Err(IncomingError::WrongKind(format!(
@@ -201,12 +233,22 @@ pub fn check_incoming(
                 after.kind()
             )));
         }
-        let before_json = before.to_json()?;
+        let before_json = before_json.as_ref().unwrap_or(&Json::Null);
         for field in ["id", "org"] {
             if before_json["meta"][field] != after_json["meta"][field] {
                 return Err(IncomingError::Forbidden(format!(
                     "meta.{field} cannot be changed"
                 )));
+            }
+        }
+        if !actor.role.is_back_office() {
+            for field in ["owner", "team", "territory"] {
+                if before_json["meta"][field] != after_json["meta"][field] {
+                    return Err(IncomingError::Forbidden(format!(
+                        "a {} cannot change a record's {field}; the back office reassigns records",
+                        actor.role
+                    )));
+                }
             }
         }
     }
@@ -215,26 +257,190 @@ pub fn check_incoming(
             "the record belongs to another organisation".into(),
         ));
     }
-    match after.kind() {
-        RecordKind::Visit => check_record::<super::Visit>(before, after, actor),
-        RecordKind::VisitReport => check_record::<super::VisitReport>(before, after, actor),
-        RecordKind::Order => check_record::<super::Order>(before, after, actor),
-        RecordKind::ServiceJob => check_record::<super::ServiceJob>(before, after, actor),
-        RecordKind::Assignment => check_record::<super::Assignment>(before, after, actor),
-        RecordKind::Account => check_plain::<super::Account>(after),
-        RecordKind::Contact => check_plain::<super::Contact>(after),
-        RecordKind::Product => check_plain::<super::Product>(after),
-        RecordKind::PriceList => check_plain::<super::PriceList>(after),
-        RecordKind::ChecklistTemplate => check_plain::<super::ChecklistTemplate>(after),
-        RecordKind::ChecklistResponse => check_plain::<super::ChecklistResponse>(after),
-    }
+    let new_events = match after.kind() {
+        RecordKind::Visit => check_record::<super::Visit>(before, after, base, actor)?,
+        RecordKind::VisitReport => check_record::<super::VisitReport>(before, after, base, actor)?,
+        RecordKind::Order => check_record::<super::Order>(before, after, base, actor)?,
+        RecordKind::ServiceJob => check_record::<super::ServiceJob>(before, after, base, actor)?,
+        RecordKind::Assignment => check_record::<super::Assignment>(before, after, base, actor)?,
+        RecordKind::Account => check_plain::<super::Account>(after)?,
+        RecordKind::Contact => check_plain::<super::Contact>(after)?,
+        RecordKind::Product => check_plain::<super::Product>(after)?,
+        RecordKind::PriceList => check_plain::<super::PriceList>(after)?,
+        RecordKind::ChecklistTemplate => check_plain::<super::ChecklistTemplate>(after)?,
+        RecordKind::ChecklistResponse => check_plain::<super::ChecklistResponse>(after)?,
+    };
+    check_fields(
+        before,
+        before_json.as_ref(),
+        after,
+        &after_json,
+        &new_events,
+        base,
+        actor,
+    )?;
+    check_signature(before, after, &after_json, before_json.as_ref(), actor.role)?;
+    Ok((after_json, before_json))
 }
 
-fn check_plain<R: super::Record>(after: &RecordDoc) -> Result<(), IncomingError> {
+fn check_plain<R: super::Record>(after: &RecordDoc) -> Result<Vec<StatusEvent>, IncomingError> {
     let record: R = after.read()?;
     record
         .validate()
-        .map_err(|e| IncomingError::Validation(e.to_string()))
+        .map_err(|e| IncomingError::Validation(e.to_string()))?;
+    Ok(Vec::new())
+}
+
+/// Every field the push changed, against the table of `rules`, for the status
+/// the record had before the push (for a new record: the status it was
+/// created in). One exception keeps field evidence made offline: a field the
+/// record's status now locks is still accepted when it was writable in the
+/// status the device had seen and the push's own transition wins the clash
+/// with the office's (a visit checked in offline while the office cancelled it
+/// keeps its check-in, and the clash goes to the managers' queue).
+fn check_fields(
+    before: Option<&RecordDoc>,
+    before_json: Option<&Json>,
+    after: &RecordDoc,
+    after_json: &Json,
+    new_events: &[StatusEvent],
+    base: Option<&[automerge::ChangeHash]>,
+    actor: &Actor,
+) -> Result<(), IncomingError> {
+    let kind = after.kind();
+    let status_before: Option<String> = match before {
+        Some(b) if kind.is_stateful() => b.status_name()?.as_str().map(str::to_owned),
+        Some(_) => None,
+        None => new_events
+            .iter()
+            .find(|e| e.from.is_none())
+            .map(|e| e.to.clone()),
+    };
+    let touched = rules::touched(kind, before_json, after_json)
+        .map_err(|e| IncomingError::Validation(e.to_string()))?;
+    // The statuses the push takes the record through: a device offline all
+    // day pushes a visit's check-in and check-out together. Each field must
+    // be writable in one of them.
+    let mut path: Vec<Option<&str>> = vec![status_before.as_deref()];
+    path.extend(new_events.iter().map(|e| Some(e.to.as_str())));
+    let writable = |field: &str, statuses: &[Option<&str>]| {
+        statuses
+            .iter()
+            .any(|s| rules::may_write(kind, field, *s, actor.role) == Some(true))
+    };
+    let Some(field) = touched.iter().find(|f| match before {
+        Some(_) => !writable(f, &path),
+        None => !rules::may_ever_write(kind, f, actor.role),
+    }) else {
+        return Ok(());
+    };
+    let locked = rules::Locked::Field {
+        kind,
+        field,
+        status: status_before.clone(),
+        role: actor.role,
+    };
+    let (Some(before), Some(base)) = (before, base) else {
+        return Err(IncomingError::Forbidden(locked.to_string()));
+    };
+    let now = after.status_name()?.as_str().map(str::to_owned);
+    let won = now != status_before && new_events.iter().any(|e| Some(&e.to) == now.as_ref());
+    let seen = before.status_values(Some(base));
+    let mut seen_path: Vec<Option<&str>> = seen.iter().map(|s| Some(s.as_str())).collect();
+    seen_path.extend(new_events.iter().map(|e| Some(e.to.as_str())));
+    if won && touched.iter().all(|f| writable(f, &seen_path)) {
+        Ok(())
+    } else {
+        Err(IncomingError::Forbidden(locked.to_string()))
+    }
+}
+
+/// [`check_signature`] for an edit made on the device: refused with
+/// [`rules::Locked::Signed`] when `actor` is a field user who changed what a
+/// customer signed while the signature matched it.
+pub fn keeps_signature(
+    before: &RecordDoc,
+    after: &RecordDoc,
+    role: Role,
+) -> Result<(), rules::Locked> {
+    if role.is_back_office() || !matches!(after.kind(), RecordKind::Order | RecordKind::Assignment)
+    {
+        return Ok(());
+    }
+    let (Ok(before_json), Ok(after_json)) = (before.to_json(), after.to_json()) else {
+        return Ok(());
+    };
+    check_signature(Some(before), after, &after_json, Some(&before_json), role)
+        .map_err(|_| rules::Locked::signed(after.kind()))
+}
+
+/// A field user cannot change what a customer signed while the signature
+/// still matches it (they may sign again). The back office may, and the
+/// signature then shows as no longer matching.
+fn check_signature(
+    before: Option<&RecordDoc>,
+    after: &RecordDoc,
+    after_json: &Json,
+    before_json: Option<&Json>,
+    role: Role,
+) -> Result<(), IncomingError> {
+    let Some(before) = before else {
+        return Ok(());
+    };
+    if role.is_back_office() {
+        return Ok(());
+    }
+    let refused = || IncomingError::Forbidden(rules::Locked::signed(after.kind()).to_string());
+    match after.kind() {
+        RecordKind::Order => {
+            let (old, new): (super::Order, super::Order) =
+                (before.read_stateful()?, after.read_stateful()?);
+            let matched = super::signature::order_verdict(&old) == SignatureVerdict::Matches;
+            if matched && super::signature::order_verdict(&new) != SignatureVerdict::Matches {
+                return Err(refused());
+            }
+        }
+        RecordKind::Assignment => {
+            // The job summary also covers the job; on the assignment itself a
+            // field user keeps the signed work, parts, time and checklist.
+            let Some(before_json) = before_json else {
+                return Ok(());
+            };
+            if before_json.get("signature").is_none_or(Json::is_null)
+                || before_json.get("signature") != after_json.get("signature")
+            {
+                return Ok(());
+            }
+            let signed_time = |j: &Json| -> Json {
+                let entries = j
+                    .get("time_entries")
+                    .and_then(Json::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+                entries
+                    .into_iter()
+                    .map(|(id, mut e)| {
+                        if let Some(e) = e.as_object_mut() {
+                            e.remove("approval");
+                            e.remove("note");
+                        }
+                        (id, e)
+                    })
+                    .collect::<serde_json::Map<_, _>>()
+                    .into()
+            };
+            let covered = ["work_started", "parts", "checklist_response_id"];
+            if covered
+                .iter()
+                .any(|f| before_json.get(f) != after_json.get(f))
+                || signed_time(before_json) != signed_time(after_json)
+            {
+                return Err(refused());
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Whether an event to `to` is the back office settling a status clash
@@ -265,8 +471,9 @@ fn settles_status_clash(
 fn check_record<R: Stateful>(
     before: Option<&RecordDoc>,
     after: &RecordDoc,
+    base: Option<&[automerge::ChangeHash]>,
     actor: &Actor,
-) -> Result<(), IncomingError> {
+) -> Result<Vec<StatusEvent>, IncomingError> {
     let record: R = after.read_stateful()?;
     record
         .validate()
@@ -283,6 +490,14 @@ fn check_record<R: Stateful>(
         .collect();
 
     for event in &new_events {
+        if actor.device.is_some() && rules::OFFICE_ONLY.contains(&(after.kind(), event.to.as_str()))
+        {
+            return Err(IncomingError::Transition(format!(
+                "a {} is {} in the office, not from a device",
+                R::Status::MACHINE,
+                event.to
+            )));
+        }
         if event.by != actor.user {
             return Err(IncomingError::Forbidden(format!(
                 "a status change is attributed to another user ({})",
@@ -315,10 +530,22 @@ fn check_record<R: Stateful>(
                     ));
                 }
             }
-            Some(from) => {
-                let from = R::Status::parse(from).ok_or_else(|| {
+            Some(from_name) => {
+                // The event continues from a status the record had: on the
+                // server, earlier in this push, or where the device saw it.
+                if let Some(before) = before
+                    && !continues(before, from_name, &new_events, base)
+                {
+                    return Err(IncomingError::Transition(format!(
+                        "this {} is {} now, not {from_name}; the change was made on a copy \
+                         the server never had",
+                        R::Status::MACHINE,
+                        before.status_name()?.as_str().unwrap_or("without a status"),
+                    )));
+                }
+                let from = R::Status::parse(from_name).ok_or_else(|| {
                     IncomingError::Transition(format!(
-                        "unknown {} status {from:?}",
+                        "unknown {} status {from_name:?}",
                         R::Status::MACHINE
                     ))
                 })?;
@@ -364,7 +591,22 @@ fn check_record<R: Stateful>(
             "a new record needs its creation event".into(),
         ));
     }
-    Ok(())
+    Ok(new_events)
+}
+
+/// Whether a new event's `from` is a status the record could have had for
+/// the device that made it: a value the server's copy holds, the `to` of
+/// another event of the same push, or a value the record held at the heads
+/// the push was made on.
+fn continues(
+    before: &RecordDoc,
+    from: &str,
+    new_events: &[StatusEvent],
+    base: Option<&[automerge::ChangeHash]>,
+) -> bool {
+    before.status_values(None).iter().any(|s| s == from)
+        || new_events.iter().any(|e| e.to == from)
+        || base.is_some_and(|heads| before.status_values(Some(heads)).iter().any(|s| s == from))
 }
 
 #[cfg(test)]
@@ -373,7 +615,10 @@ mod tests {
     use crate::ids::{DeviceId, RecordId, TeamId, TerritoryId, UserId};
     use crate::model::order::{self, Order, OrderLine, OrderStatus};
     use crate::model::visit::{self, Site, Visit, VisitStatus};
-    use crate::model::{DeviceTime, Money, Qty, RecordMeta, Role, TransitionRequest};
+    use crate::model::{
+        Assignment, AssignmentStatus, DeviceTime, JobStatus, Money, Qty, RecordMeta, ReportStatus,
+        Role, ServiceJob, Status, TransitionRequest, VisitReport,
+    };
     use automerge::ActorId;
 
     struct World {
@@ -416,6 +661,213 @@ mod tests {
         coords: None,
         radius_m: 100.0,
     };
+
+    fn names<S: Status>() -> Vec<&'static str> {
+        S::all().iter().map(|s| s.as_str()).collect()
+    }
+
+    #[test]
+    fn every_status_named_in_the_table_is_one_of_its_kind() {
+        assert_eq!(rules::statuses(RecordKind::Visit), names::<VisitStatus>());
+        assert_eq!(
+            rules::statuses(RecordKind::VisitReport),
+            names::<ReportStatus>()
+        );
+        assert_eq!(rules::statuses(RecordKind::Order), names::<OrderStatus>());
+        assert_eq!(
+            rules::statuses(RecordKind::ServiceJob),
+            names::<JobStatus>()
+        );
+        assert_eq!(
+            rules::statuses(RecordKind::Assignment),
+            names::<AssignmentStatus>()
+        );
+        for r in rules::FIELD_RULES {
+            for grant in r.grants {
+                if !r.kind.is_stateful() {
+                    assert!(grant.statuses.is_empty(), "{} {}", r.kind, r.field);
+                }
+                for s in grant.statuses {
+                    assert!(
+                        rules::statuses(r.kind).contains(s),
+                        "{} {}: {s}",
+                        r.kind,
+                        r.field
+                    );
+                }
+            }
+        }
+    }
+
+    fn any_meta() -> RecordMeta {
+        RecordMeta {
+            id: RecordId::new(),
+            org: OrgId::new(),
+            owner: UserId::new(),
+            team: TeamId::new(),
+            territory: TerritoryId::new(),
+        }
+    }
+
+    /// Every key a typed record writes is in the table (records with every
+    /// optional field filled, as JSON).
+    #[test]
+    fn the_table_covers_every_field_of_every_kind() {
+        let id = RecordId::new;
+        let samples: Vec<(RecordKind, Json)> = vec![
+            (
+                RecordKind::Visit,
+                serde_json::to_value(Visit::planned(
+                    any_meta(),
+                    id(),
+                    DeviceTime::utc(0),
+                    DeviceTime::utc(1),
+                ))
+                .expect("json"),
+            ),
+            (
+                RecordKind::VisitReport,
+                serde_json::to_value(VisitReport::new(any_meta(), id())).expect("json"),
+            ),
+            (
+                RecordKind::Order,
+                serde_json::to_value(Order::new(any_meta(), id(), "EUR")).expect("json"),
+            ),
+            (
+                RecordKind::ServiceJob,
+                serde_json::to_value(ServiceJob::new(any_meta(), id(), "repair")).expect("json"),
+            ),
+            (
+                RecordKind::Assignment,
+                serde_json::to_value(Assignment::new(
+                    any_meta(),
+                    id(),
+                    DeviceTime::utc(0),
+                    DeviceTime::utc(1),
+                ))
+                .expect("json"),
+            ),
+        ];
+        let mut seen = 0;
+        for (kind, json) in samples {
+            for key in json.as_object().expect("object").keys() {
+                if rules::RESERVED_KEYS.contains(&key.as_str()) {
+                    continue;
+                }
+                assert!(
+                    rules::may_write(kind, key, None, Role::Server).is_some(),
+                    "{kind}.{key} is not in the table"
+                );
+                seen += 1;
+            }
+        }
+        assert!(seen > 20);
+        // The fields of every kind, by name, as its struct declares them.
+        let declared: &[(RecordKind, &[&str])] = &[
+            (
+                RecordKind::Visit,
+                &[
+                    "account_id",
+                    "location_id",
+                    "contact_id",
+                    "visit_type",
+                    "planned",
+                    "planned_start",
+                    "planned_end",
+                    "instructions",
+                    "check_in",
+                    "check_out",
+                    "outcome",
+                    "notes",
+                    "next_visit_date",
+                    "order_ids",
+                    "checklist_response_ids",
+                ],
+            ),
+            (
+                RecordKind::VisitReport,
+                &[
+                    "visit_id",
+                    "summary",
+                    "observations",
+                    "kpis",
+                    "content_hash",
+                    "reviewer",
+                    "decided_at",
+                    "comments",
+                ],
+            ),
+            (
+                RecordKind::Order,
+                &[
+                    "account_id",
+                    "ship_to",
+                    "visit_id",
+                    "price_list_id",
+                    "currency",
+                    "delivery_date",
+                    "lines",
+                    "signature",
+                    "notes",
+                ],
+            ),
+            (
+                RecordKind::ServiceJob,
+                &[
+                    "account_id",
+                    "location_id",
+                    "contact_id",
+                    "asset",
+                    "job_type",
+                    "priority",
+                    "description",
+                    "request_window_start",
+                    "request_window_end",
+                    "sla_due",
+                    "first_arrived_at",
+                    "completed_at",
+                    "closed_at",
+                    "resolution",
+                    "first_time_fix",
+                    "requires_checklist",
+                    "checklist_template_id",
+                    "requires_signature",
+                ],
+            ),
+            (
+                RecordKind::Assignment,
+                &[
+                    "job_id",
+                    "scheduled_start",
+                    "scheduled_end",
+                    "arrival_window_start",
+                    "arrival_window_end",
+                    "travel_started",
+                    "arrived",
+                    "work_started",
+                    "work_ended",
+                    "parts",
+                    "time_entries",
+                    "requires_checklist",
+                    "checklist_response_id",
+                    "checklist_complete",
+                    "requires_signature",
+                    "signature",
+                ],
+            ),
+        ];
+        for (kind, fields) in declared {
+            let listed: Vec<&str> = rules::rules_of(*kind)
+                .map(|r| r.field)
+                .filter(|f| !f.contains('.') && *f != "deleted")
+                .collect();
+            let mut want = fields.to_vec();
+            want.sort_unstable();
+            let mut got = listed.clone();
+            got.sort_unstable();
+            assert_eq!(got, want, "{kind}");
+        }
+    }
 
     #[test]
     fn a_manager_may_settle_a_status_clash_on_either_side_and_a_rep_may_not() {

@@ -45,8 +45,10 @@
 //!
 //! 1. `types` (value types, [`RecordKind`] and its facts), `untrusted` (bounds
 //!    on bytes from elsewhere);
-//! 2. `status` (the state-machine engine), then this file's [`Record`],
-//!    [`Stateful`] and errors, then `json` (the JSON bridge);
+//! 2. `status` (the state-machine engine), `rules` (who may write which
+//!    field of which kind in which status, and each kind's references: the
+//!    table the device and the server both enforce), then this file's
+//!    [`Record`], [`Stateful`] and errors, then `json` (the JSON bridge);
 //! 3. `doc` ([`RecordDoc`], generic over [`Record`] and [`Stateful`]; it knows
 //!    no kind in particular);
 //! 4. parts records share: `geo`, `totals` (figures and the [`OrderLine`] they
@@ -73,6 +75,7 @@ mod kinds;
 pub mod order;
 pub mod projection;
 pub mod report;
+pub mod rules;
 pub mod signature;
 pub mod signed;
 pub mod status;
@@ -92,7 +95,7 @@ pub use checklist::{
 pub use contact::Contact;
 pub use doc::{Conflict, ConflictValue, RecordDoc};
 pub use geo::GeofenceVerdict;
-pub use incoming::{IncomingError, Merged, check_incoming, merge_incoming};
+pub use incoming::{IncomingError, Merged, check_incoming, keeps_signature, merge_incoming};
 pub use job::{JobStatus, Priority, ServiceJob};
 pub use order::{Order, OrderStatus};
 pub use projection::Projection;
@@ -198,6 +201,9 @@ pub enum ModelError {
         /// How to change it instead, if at all.
         hint: &'static str,
     },
+    /// The role may not write this field in the record's status (see `rules`).
+    #[error("{0}")]
+    Locked(#[from] rules::Locked),
     /// The document is not a record this version can read (missing keys, wrong types).
     #[error("record document is malformed: {0}")]
     Malformed(String),

@@ -3,13 +3,15 @@
 //! row per record with these columns, rewritten in the same transaction as the
 //! document, so a list never has to open documents.
 //!
-//! The projection is computed from the document's JSON by well-known keys, the
-//! same for every kind, so it needs no per-kind code and works for documents
-//! written by newer app versions too.
+//! The projection is computed from the document's JSON: the owner, team and
+//! territory from `meta`, the account and the parent from the references the
+//! kind declares in `rules` (an order's visit, an assignment's job, a
+//! response's subject), never from keys the kind does not have.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+use super::rules::{self, Slot};
 use super::{ModelError, RecordDoc, RecordKind};
 use crate::ids::{RecordId, UserId};
 
@@ -43,34 +45,44 @@ pub struct Projection {
 impl Projection {
     /// Computes the projection of a record document.
     pub fn of(doc: &RecordDoc) -> Result<Self, ModelError> {
-        let json = doc.to_json()?;
+        Self::of_json(doc, &doc.to_json()?)
+    }
+
+    /// [`Projection::of`], with the document's JSON already at hand.
+    pub fn of_json(doc: &RecordDoc, json: &Json) -> Result<Self, ModelError> {
         let status = match doc.status_name()? {
             Json::String(s) => Some(s),
             _ => None,
         };
         let kind = doc.kind();
+        // References come only from the kind's own typed fields (`rules`): a
+        // key another kind uses, or one no kind has, names nothing here.
+        let slot = |slot: Slot| {
+            rules::references(kind)
+                .iter()
+                .filter(|r| r.slot == slot)
+                .find_map(|r| id_at(json, &[r.field]))
+        };
         let account_id = if kind == RecordKind::Account {
             Some(doc.id())
         } else {
-            id_at(&json, &["account_id"])
+            slot(Slot::Account)
         };
-        let parent_id = id_at(&json, &["job_id"])
-            .or_else(|| id_at(&json, &["visit_id"]))
-            .or_else(|| id_at(&json, &["subject_id"]));
+        let parent_id = slot(Slot::Parent);
         let start_ms = match kind {
-            RecordKind::Visit => ms_at(&json, &["planned_start", "at_ms"])
-                .or_else(|| ms_at(&json, &["check_in", "at", "at_ms"])),
-            RecordKind::Assignment => ms_at(&json, &["scheduled_start", "at_ms"]),
-            RecordKind::ServiceJob => ms_at(&json, &["sla_due", "at_ms"]),
+            RecordKind::Visit => ms_at(json, &["planned_start", "at_ms"])
+                .or_else(|| ms_at(json, &["check_in", "at", "at_ms"])),
+            RecordKind::Assignment => ms_at(json, &["scheduled_start", "at_ms"]),
+            RecordKind::ServiceJob => ms_at(json, &["sla_due", "at_ms"]),
             _ => None,
         };
         Ok(Self {
             id: doc.id(),
             kind,
             status,
-            owner: str_at(&json, &["meta", "owner"]).and_then(|s| s.parse().ok()),
-            team: str_at(&json, &["meta", "team"]).map(str::to_owned),
-            territory: str_at(&json, &["meta", "territory"]).map(str::to_owned),
+            owner: str_at(json, &["meta", "owner"]).and_then(|s| s.parse().ok()),
+            team: str_at(json, &["meta", "team"]).map(str::to_owned),
+            territory: str_at(json, &["meta", "territory"]).map(str::to_owned),
             account_id,
             parent_id,
             start_ms,

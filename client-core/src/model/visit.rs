@@ -135,8 +135,16 @@ pub struct CheckPoint {
     /// Distance to the site in metres, when both positions are known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distance_m: Option<f64>,
-    /// The geofence verdict.
+    /// The geofence verdict, as the device computed it.
     pub verdict: GeofenceVerdict,
+    /// The server's verdict, recomputed from the account's site and the fix
+    /// when the check point reaches it (the device's stays above, as
+    /// evidence of what the app showed). See [`CheckPoint::effective_verdict`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_verdict: Option<GeofenceVerdict>,
+    /// The distance the server computed, metres.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_distance_m: Option<f64>,
 }
 
 impl CheckPoint {
@@ -153,7 +161,24 @@ impl CheckPoint {
             gps,
             distance_m,
             verdict,
+            server_verdict: None,
+            server_distance_m: None,
         }
+    }
+
+    /// The verdict to trust: the server's when it has computed one, else the
+    /// device's.
+    pub fn effective_verdict(&self) -> GeofenceVerdict {
+        self.server_verdict.unwrap_or(self.verdict)
+    }
+
+    /// Sets the server's verdict for a fix against `site`; whether it changed.
+    pub fn verify(&mut self, site: &Site) -> bool {
+        let (verdict, distance) = geofence(self.gps.as_ref(), site.coords.as_ref(), site.radius_m);
+        let changed = self.server_verdict != Some(verdict) || self.server_distance_m != distance;
+        self.server_verdict = Some(verdict);
+        self.server_distance_m = distance;
+        changed
     }
 }
 

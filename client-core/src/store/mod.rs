@@ -120,8 +120,8 @@ pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
 
 use crate::ids::RecordId;
 use crate::model::{
-    Actor, Conflict, DeviceTime, ModelError, Projection, Record, RecordDoc, RecordKind, Stateful,
-    TransitionRequest,
+    Actor, Conflict, DeviceTime, ModelError, Projection, Record, RecordDoc, RecordKind, Role,
+    Stateful, TransitionRequest, keeps_signature,
 };
 use crate::protocol::{RecordChanges, Rejection, Snapshot};
 
@@ -280,6 +280,9 @@ struct Inner {
     order: VecDeque<RecordId>,
     /// Actor id for local changes, read from sync_meta at open.
     actor: ActorId,
+    /// The signed-in user's role, for the write rules (`model::rules`); `None`
+    /// before the first login.
+    role: Option<Role>,
 }
 
 /// The device store. Cheap to share behind an `Arc`; all methods take `&self`.
@@ -302,6 +305,7 @@ impl std::fmt::Debug for DeviceStore {
 
 const META_ACTOR: &str = "actor_id";
 const META_CURSOR: &str = "cursor";
+const META_ROLE: &str = "role";
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -438,8 +442,10 @@ impl DeviceStore {
                 actor
             }
         };
+        let role = meta_get(&conn, META_ROLE)?.and_then(|r| r.parse::<Role>().ok());
         Ok(Self {
             inner: Mutex::new(Inner {
+                role,
                 conn,
                 cache: HashMap::new(),
                 order: VecDeque::new(),
@@ -470,6 +476,15 @@ impl DeviceStore {
             doc.set_actor(actor.clone());
         }
         inner.actor = actor;
+        Ok(())
+    }
+
+    /// Sets the signed-in user's role: local edits are checked against the
+    /// write rules for it (`model::rules`), as the server will check them.
+    pub fn set_role(&self, role: Role) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        meta_set(&inner.conn, META_ROLE, role.as_str())?;
+        inner.role = Some(role);
         Ok(())
     }
 
@@ -542,6 +557,15 @@ impl DeviceStore {
         })?;
         doc.set_actor(inner.actor.clone());
         let before = doc.heads();
+        // What a customer signed stays as signed for a field user (the server
+        // refuses it too): the copy to compare with, for signed kinds only.
+        let field_role = inner.role.filter(|r| !r.is_back_office());
+        let unsigned_copy = match field_role {
+            Some(_) if matches!(doc.kind(), RecordKind::Order | RecordKind::Assignment) => {
+                Some(doc.clone())
+            }
+            _ => None,
+        };
         let out = match action(&mut doc) {
             Ok(out) => out,
             Err(e) => {
@@ -549,6 +573,12 @@ impl DeviceStore {
                 return Err(e.into());
             }
         };
+        if let (Some(role), Some(was)) = (field_role, &unsigned_copy)
+            && let Err(locked) = keeps_signature(was, &doc, role)
+        {
+            // Dropped from the cache: the next action reloads the stored copy.
+            return Err(ModelError::from(locked).into());
+        }
         let new: Vec<Change> = doc.changes_since(&before);
         if new.is_empty() {
             inner.remember(id, doc.into_automerge(), self.options.cache_size);
@@ -576,7 +606,8 @@ impl DeviceStore {
         at: DeviceTime,
         edit: impl FnOnce(&mut R),
     ) -> Result<(), StoreError> {
-        self.act(id, |doc| doc.update::<R>(at, edit).map(|_| ()))
+        let role = self.lock().role;
+        self.act(id, |doc| doc.update_by::<R>(role, at, edit).map(|_| ()))
     }
 
     /// Moves a record through its state machine (one action).

@@ -44,6 +44,7 @@ pub use transport::{
 };
 
 use crate::ids::RecordId;
+use crate::model::Role;
 use crate::protocol::{
     DeviceHealth, PrimeRequest, PullRequest, PushOutcome, PushRequest, RecordChanges, RejectCode,
     Rejection, RepairRequest, ScopeWindow, Snapshot,
@@ -84,6 +85,11 @@ pub trait SyncStore: Send + Sync {
     fn wipe(&self) -> Result<(), SyncError>;
     /// Takes the Automerge actor id the server assigned to this device.
     fn set_actor(&self, actor: automerge::ActorId) -> Result<(), SyncError>;
+    /// Takes the signed-in user's role, for the write rules local edits are
+    /// checked against (`model::rules`).
+    fn set_role(&self, _role: Role) -> Result<(), SyncError> {
+        Ok(())
+    }
     /// The record's document, for a repair; `None` when the device lacks it.
     fn document(&self, id: RecordId) -> Result<Option<automerge::AutoCommit>, SyncError>;
     /// Applies changes received outside the feed (repair), without queueing them.
@@ -385,6 +391,7 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
         // Every change from now on is made under the id the server assigned;
         // the server refuses changes made under any other.
         self.store.set_actor(automerge::ActorId::from(actor))?;
+        self.store.set_role(resp.user.role)?;
         self.set_app_version(req.device.app_version.clone());
         self.set_session(Session {
             access_token: resp.access_token.clone(),
@@ -893,6 +900,10 @@ impl SyncStore for crate::store::DeviceStore {
         Ok(self.set_actor_id(actor)?)
     }
 
+    fn set_role(&self, role: Role) -> Result<(), SyncError> {
+        Ok(crate::store::DeviceStore::set_role(self, role)?)
+    }
+
     fn document(&self, id: RecordId) -> Result<Option<automerge::AutoCommit>, SyncError> {
         match self.doc(id) {
             Ok(doc) => Ok(Some(doc.into_automerge())),
@@ -982,6 +993,10 @@ impl<S: SyncStore> SyncStore for std::sync::Arc<S> {
     }
     fn set_actor(&self, actor: automerge::ActorId) -> Result<(), SyncError> {
         (**self).set_actor(actor)
+    }
+
+    fn set_role(&self, role: Role) -> Result<(), SyncError> {
+        (**self).set_role(role)
     }
     fn document(&self, id: RecordId) -> Result<Option<automerge::AutoCommit>, SyncError> {
         (**self).document(id)

@@ -31,7 +31,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use fieldsync_core::model::{Projection, RecordKind, Role};
+use fieldsync_core::model::{Projection, RecordKind, Role, Status, VisitStatus};
 use fieldsync_core::protocol::{
     PrimeRequest, PrimeResponse, PullRequest, PullResponse, RecordChanges, Rejection, Snapshot,
 };
@@ -43,6 +43,8 @@ use uuid::Uuid;
 use super::notify::{CHANNEL, payload};
 use super::{Database, DbError, now_secs, parse_uuid};
 use crate::domain::Caller;
+use crate::domain::authority::{Lookups, Member, Target, reads_document};
+use crate::domain::conflicts::OVERLAP_PATH;
 use crate::domain::note::Note;
 use crate::domain::push::{
     Decisions, Loaded, MAX_NOTE_RECORDS, MAX_PRIME_RECORDS, MAX_PULL_CHANGES, lost_principals,
@@ -166,12 +168,122 @@ pub async fn apply_push(
             });
         }
 
-        // 2. Decide (pure).
+        // 2. Decide (pure): merge and the model's rules, then what needs other
+        // records and the organisation's people, loaded here in rounds (an
+        // order's account names its price list).
+        let decisions = decide(&loaded);
+        let mut lookups = Lookups::default();
+        for _ in 0..3 {
+            let needs = decisions.needs(&lookups);
+            if needs.is_empty() {
+                break;
+            }
+            for id in needs.records {
+                let row: Option<(String, String)> =
+                    sqlx::query_as("SELECT CAST(org_id AS TEXT), kind FROM records WHERE id = $1")
+                        .bind(uuid(*id.as_uuid()))
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let target = match row {
+                    Some((row_org, kind)) if parse_uuid(&row_org)? == org => {
+                        match kind.parse::<RecordKind>() {
+                            Ok(kind) => {
+                                let readable = sqlx::query_scalar::<_, i32>(
+                                    "SELECT 1 FROM record_scope WHERE record_id = $1 \
+                                     AND principal IN ($2, $3, $4, $5, $6)",
+                                )
+                                .bind(uuid(*id.as_uuid()))
+                                .bind(&principals[0])
+                                .bind(&principals[1])
+                                .bind(&principals[2])
+                                .bind(&principals[3])
+                                .bind(&principals[4])
+                                .fetch_optional(&mut *tx)
+                                .await?
+                                .is_some();
+                                let doc = if reads_document(kind) {
+                                    sqlx::query_scalar::<_, Vec<u8>>(
+                                        "SELECT doc FROM records WHERE id = $1",
+                                    )
+                                    .bind(uuid(*id.as_uuid()))
+                                    .fetch_optional(&mut *tx)
+                                    .await?
+                                } else {
+                                    None
+                                };
+                                Some(Target {
+                                    kind,
+                                    readable,
+                                    doc,
+                                })
+                            }
+                            Err(_) => None,
+                        }
+                    }
+                    _ => None,
+                };
+                lookups.records.insert(id, target);
+            }
+            for user in needs.users {
+                let row: Option<(Option<String>, Option<String>)> = sqlx::query_as(
+                    "SELECT CAST(team_id AS TEXT), CAST(territory_id AS TEXT) FROM users \
+                     WHERE id = $1 AND org_id = $2",
+                )
+                .bind(uuid(*user.as_uuid()))
+                .bind(uuid(org))
+                .fetch_optional(&mut *tx)
+                .await?;
+                lookups.users.insert(
+                    user,
+                    row.map(|(team, territory)| Member {
+                        team: opt_uuid(team.as_deref()),
+                        territory: opt_uuid(territory.as_deref()),
+                    }),
+                );
+            }
+            for rep in needs.visits_in_progress {
+                let ids: Vec<String> = sqlx::query_scalar(
+                    "SELECT CAST(id AS TEXT) FROM records WHERE org_id = $1 AND owner_id = $2 \
+                     AND kind = $3 AND status = $4 AND deleted = $5",
+                )
+                .bind(uuid(org))
+                .bind(uuid(*rep.as_uuid()))
+                .bind(RecordKind::Visit.as_str())
+                .bind(VisitStatus::InProgress.as_str())
+                .bind(false)
+                .fetch_all(&mut *tx)
+                .await?;
+                lookups.visits_in_progress.insert(
+                    rep,
+                    ids.iter()
+                        .filter_map(|i| i.parse::<RecordId>().ok())
+                        .collect(),
+                );
+            }
+            for (table, ids, found) in [
+                ("teams", needs.teams, &mut lookups.teams),
+                ("territories", needs.territories, &mut lookups.territories),
+            ] {
+                let sql = match table {
+                    "teams" => "SELECT 1 FROM teams WHERE id = $1 AND org_id = $2",
+                    _ => "SELECT 1 FROM territories WHERE id = $1 AND org_id = $2",
+                };
+                for id in ids {
+                    let exists = sqlx::query_scalar::<_, i32>(sql)
+                        .bind(uuid(id))
+                        .bind(uuid(org))
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .is_some();
+                    found.insert(id, exists);
+                }
+            }
+        }
         let Decisions {
             results,
             writes,
             refusals,
-        } = decide(&loaded);
+        } = decisions.finish(caller, &lookups);
         let merge_time = merge_started.elapsed();
 
         // 3. Write.
@@ -187,7 +299,15 @@ pub async fn apply_push(
         for w in &writes {
             let mut first_seq = 0i64;
             let mut last_seq = 0i64;
-            for (hash, raw) in &w.changes {
+            let by_server = w.changes.len().saturating_sub(w.server_changes);
+            for (i, (hash, raw)) in w.changes.iter().enumerate() {
+                // The server's own changes (pricing an order) are logged under no
+                // user and no device: every device pulls them, the pusher too.
+                let (user, device) = if i >= by_server {
+                    (None, None)
+                } else {
+                    (Some(user), device)
+                };
                 let seq: i64 = sqlx::query_scalar(
                     "INSERT INTO change_log \
                      (org_id, record_id, hash, change, user_id, device_id, committed_at) \
@@ -197,7 +317,7 @@ pub async fn apply_push(
                 .bind(uuid(*w.id.as_uuid()))
                 .bind(hash)
                 .bind(raw)
-                .bind(uuid(user))
+                .bind(user.map(uuid))
                 .bind(device.map(uuid))
                 .bind(now)
                 .fetch_one(&mut *tx)
@@ -334,7 +454,7 @@ pub async fn apply_push(
                     // A single status again: whoever wrote it settled the clash.
                     sqlx::query(
                         "UPDATE conflicts SET resolved_at = $2, resolved_by = $3, resolution = $4 \
-                         WHERE record_id = $1 AND resolved_at IS NULL",
+                         WHERE record_id = $1 AND resolved_at IS NULL AND path = 'status'",
                     )
                     .bind(uuid(*w.id.as_uuid()))
                     .bind(now)
@@ -344,6 +464,47 @@ pub async fn apply_push(
                     .await?;
                 }
                 None => {}
+            }
+            // Two visits in progress for one rep: listed on the one checked in
+            // last; closed once the rep ends either of them.
+            if w.overlap.is_some() {
+                sqlx::query(
+                    "INSERT INTO conflicts (record_id, org_id, kind, path, detected_at, \
+                     detected_seq, user_id, device_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     ON CONFLICT (record_id) DO UPDATE SET path = excluded.path, \
+                     detected_at = excluded.detected_at, detected_seq = excluded.detected_seq, \
+                     user_id = excluded.user_id, device_id = excluded.device_id, \
+                     resolved_at = NULL, resolved_by = NULL, resolution = NULL \
+                     WHERE conflicts.resolved_at IS NOT NULL",
+                )
+                .bind(uuid(*w.id.as_uuid()))
+                .bind(uuid(org))
+                .bind(p.kind.as_str())
+                .bind(OVERLAP_PATH)
+                .bind(now)
+                .bind(last_seq)
+                .bind(uuid(user))
+                .bind(device.map(uuid))
+                .execute(&mut *tx)
+                .await?;
+            } else if w.ends_visit
+                && let Some(owner) = p.owner
+            {
+                sqlx::query(
+                    "UPDATE conflicts SET resolved_at = $1, resolved_by = $2, resolution = $3 \
+                     WHERE path = $4 AND resolved_at IS NULL AND record_id IN \
+                     (SELECT id FROM records WHERE org_id = $5 AND owner_id = $6 AND kind = $7)",
+                )
+                .bind(now)
+                .bind(uuid(user))
+                .bind(p.status.as_deref())
+                .bind(OVERLAP_PATH)
+                .bind(uuid(org))
+                .bind(uuid(*owner.as_uuid()))
+                .bind(RecordKind::Visit.as_str())
+                .execute(&mut *tx)
+                .await?;
             }
 
             // Read scope: the record's own principals (from birth for a new

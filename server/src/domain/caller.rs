@@ -11,7 +11,7 @@
 //! `u:<owner>`, `t:<team>` and, for master data, `r:<territory>`; a caller reads
 //! a record when one of its principals is among the record's.
 
-use fieldsync_core::model::{Actor, Projection, Role};
+use fieldsync_core::model::{Actor, Role};
 use fieldsync_core::protocol::ScopeWindow;
 use fieldsync_core::{DeviceId, OrgId, TeamId, TerritoryId, UserId};
 use sha2::{Digest, Sha256};
@@ -82,20 +82,6 @@ impl Caller {
             Role::Rep | Role::Technician => {
                 [user, territory, NONE.into(), NONE.into(), NONE.into()]
             }
-        }
-    }
-
-    /// Whether this caller may create a record with projection `p`: reps and
-    /// technicians for themselves, managers for themselves and their team,
-    /// administrators (and the server) anywhere in the organisation.
-    pub fn may_create(&self, p: &Projection) -> bool {
-        match self.actor.role {
-            Role::Admin | Role::Server => true,
-            Role::Manager => {
-                p.owner == Some(self.actor.user)
-                    || (self.team.is_some() && p.team == self.team.map(|t| t.to_string()))
-            }
-            Role::Rep | Role::Technician => p.owner == Some(self.actor.user),
         }
     }
 

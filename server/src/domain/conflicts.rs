@@ -4,7 +4,8 @@
 //!
 //! A clash is a record whose status holds concurrent values after a merge: a
 //! job completed offline while the office cancelled it, a visit checked in
-//! while it was cancelled. The model shows the side with field evidence
+//! while it was cancelled. A rep checked in at two visits at once (devices
+//! offline, or a check-out forgotten) is listed too ([`OVERLAP_PATH`]). The model shows the side with field evidence
 //! (`Status::precedence`) and keeps the other; `RecordDoc::conflicts` lists
 //! both. The push opens a row of `conflicts` in the transaction that stores
 //! such a merge and closes it in the one that stores a single status again,
@@ -36,6 +37,10 @@ pub const MAX_LISTED: i64 = 200;
 pub const MAX_COMMENT_BYTES: usize = 4_000;
 /// The field whose clashes the queue settles.
 pub const STATUS_PATH: &str = "status";
+/// A rep with two visits in progress at once: the row is on the visit
+/// checked in last, has no sides to keep, and closes when the rep ends one of
+/// them (or the office cancels one). Both check-ins are kept.
+pub const OVERLAP_PATH: &str = "in_progress";
 
 /// What a caller is doing with the queue; each refusal says it its own way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,7 +169,8 @@ pub struct ConflictItem {
     pub record_id: String,
     /// Its kind.
     pub kind: String,
-    /// The clashing field (`status`).
+    /// The clashing field: `status`, or `in_progress` for a rep checked in at
+    /// two visits at once (no sides; it closes when the rep ends one).
     pub path: String,
     /// When the server stored the merge that made the clash (Unix seconds).
     pub detected_at: i64,

@@ -7,8 +7,10 @@
 //! server applies the same code again here, because a client can build its own
 //! changes.
 //!
-//! - [`caller`]: who is calling, what they read through, what they may create.
-//! - [`push`]: the decision on each record of a push.
+//! - [`caller`]: who is calling and what they read through.
+//! - [`push`]: the decision on each record of a push (merge and the model's
+//!   rules), then [`authority`]: what needs other records and the
+//!   organisation's people (references, ownership, prices).
 //! - [`scope`]: the window of dated records per role.
 //! - [`note`]: the change note the live channel carries.
 //! - [`figures`]: the managers' figures from fact rows.
@@ -16,6 +18,7 @@
 
 pub mod accounts;
 pub mod attachments;
+pub mod authority;
 pub mod caller;
 pub mod conflicts;
 pub mod devices;

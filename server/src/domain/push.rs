@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 
+use fieldsync_core::model::rules::references;
 use fieldsync_core::model::{
     IncomingError, Merged, Projection, RecordDoc, RecordKind, merge_incoming,
 };
@@ -26,7 +27,7 @@ use serde_bytes::ByteBuf;
 use uuid::Uuid;
 
 use super::caller::Caller;
-use super::figures::facts::{Facts, facts_of};
+use super::figures::facts::Facts;
 
 /// Most records one push may carry.
 pub const MAX_PUSH_RECORDS: usize = 1_000;
@@ -120,17 +121,44 @@ pub struct Write {
     pub id: RecordId,
     /// Whether the server had no copy before.
     pub is_new: bool,
-    /// The merged document, saved.
+    /// The merged document, saved (by [`Decisions::finish`]).
     pub doc: Vec<u8>,
     /// Its indexed columns.
     pub projection: Projection,
     /// The new changes to append to the log: (hash, raw change).
     pub changes: Vec<(Vec<u8>, Vec<u8>)>,
+    /// How many of `changes`, at the end, the server made itself in this
+    /// push (pricing a submitted order); logged under no user and no device.
+    pub server_changes: usize,
     /// The record's figures for the managers' dashboard (visits, orders, jobs).
     pub facts: Option<Facts>,
     /// For stateful kinds: whether the merged status holds concurrent values
     /// (a conflict for the managers' queue); `None` for other kinds.
     pub status_clash: Option<bool>,
+    /// A visit the push put in progress while its rep has another one in
+    /// progress: that other visit (a clash for the managers' queue).
+    pub overlap: Option<RecordId>,
+    /// A visit the push takes out of progress: its rep's overlap clashes close.
+    pub ends_visit: bool,
+    /// Until [`Decisions::finish`]: the merged record, what the server had,
+    /// and what was pushed (kept for the ledger should the record be refused).
+    pub(super) pending: Option<Pending>,
+}
+
+#[derive(Debug)]
+pub(super) struct Pending {
+    pub(super) merged: RecordDoc,
+    pub(super) before: Option<Projection>,
+    pub(super) before_refs: Vec<Option<RecordId>>,
+    /// The record's references now, in the order of `rules::references`.
+    pub(super) refs: Vec<Option<RecordId>>,
+    /// A visit with a fix: the account whose site its verdict is computed from.
+    pub(super) site_account: Option<RecordId>,
+    /// A checklist response: the template it answers.
+    pub(super) template: Option<RecordId>,
+    pub(super) kind: RecordKind,
+    pub(super) pushed: Vec<ByteBuf>,
+    pub(super) server_doc: Option<ByteBuf>,
 }
 
 /// A refused record waiting to be logged in the rejection ledger.
@@ -277,47 +305,101 @@ pub fn decide(
     let Merged {
         mut doc,
         new_changes,
+        json,
     } = merged;
     let heads: Vec<u8> = doc.heads().iter().flat_map(|h| h.0).collect();
     if new_changes.is_empty() {
         return Ok((None, heads));
     }
-    let projection = Projection::of(&doc).map_err(|e| Rejection {
+    // The JSON the model's checks already read, for the projection and what
+    // the second stage needs (no document is converted twice).
+    let (after_json, before_json) = match json {
+        Some(pair) => pair,
+        None => (
+            doc.to_json().map_err(|e| Rejection {
+                code: RejectCode::Validation,
+                message: e.to_string(),
+                retryable: false,
+                server_doc: server_doc(),
+            })?,
+            None,
+        ),
+    };
+    let projection = Projection::of_json(&doc, &after_json).map_err(|e| Rejection {
         code: RejectCode::Validation,
         message: e.to_string(),
         retryable: false,
         server_doc: server_doc(),
     })?;
-    if existing.is_none() && !caller.may_create(&projection) {
-        return Err(forbidden(
-            "you may create records for yourself only; a manager creates them for the team",
-        ));
-    }
-    let saved = doc.save();
-    if saved.len() > MAX_DOC_BYTES {
-        return Err(too_large(saved.len()));
-    }
-    let facts = facts_of(&doc);
-    let status_clash = rec.kind.is_stateful().then(|| {
-        doc.conflicts()
-            .map(|c| c.iter().any(|c| c.path == "status"))
-            .unwrap_or(false)
-    });
+    let before = match (&existing, &before_json) {
+        (Some(d), Some(j)) => Projection::of_json(d, j).ok(),
+        _ => None,
+    };
+    let before_refs = before_json
+        .as_ref()
+        .map(|j| refs_of(rec.kind, j))
+        .unwrap_or_default();
+    let refs = refs_of(rec.kind, &after_json);
+    let id_at = |path: &[&str]| {
+        path.iter()
+            .try_fold(&after_json, |v, k| v.get(k))
+            .and_then(|v| v.as_str())
+            .and_then(|s| s.parse::<RecordId>().ok())
+    };
+    let has_fix = |point: &str| {
+        after_json
+            .get(point)
+            .and_then(|p| p.get("gps"))
+            .is_some_and(|g| !g.is_null())
+    };
+    let site_account = (rec.kind == RecordKind::Visit
+        && (has_fix("check_in") || has_fix("check_out")))
+    .then(|| id_at(&["account_id"]))
+    .flatten();
+    let template = (rec.kind == RecordKind::ChecklistResponse)
+        .then(|| id_at(&["template_id"]))
+        .flatten();
     Ok((
         Some(Write {
             id: rec.id,
             is_new: existing.is_none(),
-            doc: saved,
+            doc: Vec::new(),
             projection,
             changes: new_changes
                 .into_iter()
                 .map(|(h, raw)| (h.0.to_vec(), raw))
                 .collect(),
-            facts,
-            status_clash,
+            server_changes: 0,
+            facts: None,
+            status_clash: None,
+            overlap: None,
+            ends_visit: false,
+            pending: Some(Pending {
+                merged: doc,
+                before,
+                before_refs,
+                refs,
+                site_account,
+                template,
+                kind: rec.kind,
+                pushed: rec.changes.clone(),
+                server_doc: server_doc(),
+            }),
         }),
         heads,
     ))
+}
+
+/// The values of a record's references, in the order of `rules::references`.
+fn refs_of(kind: RecordKind, json: &serde_json::Value) -> Vec<Option<RecordId>> {
+    references(kind)
+        .iter()
+        .map(|r| {
+            json.get(r.field)
+                .and_then(|v| v.as_str())
+                .and_then(|s| s.parse().ok())
+        })
+        .collect()
 }
 
 /// Merges one duplicate-free list of records out of a request (a record listed
@@ -367,14 +449,14 @@ pub fn response(results: Vec<(RecordId, Result<Vec<u8>, Rejection>)>) -> PushRes
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use fieldsync_core::model::{Actor, DeviceTime, Product, RecordMeta, Role, Visit};
     use fieldsync_core::{DeviceId, TeamId, TerritoryId, UserId};
 
     use super::*;
 
     /// A caller of `role` in one organisation, with its own device actor.
-    fn caller(role: Role, org: OrgId, team: TeamId) -> Caller {
+    pub(crate) fn caller(role: Role, org: OrgId, team: TeamId) -> Caller {
         Caller {
             actor: Actor::on_device(UserId::new(), role, DeviceId::new()),
             org,
@@ -386,7 +468,7 @@ mod tests {
         }
     }
 
-    fn meta(owner: UserId, org: OrgId, team: TeamId) -> RecordMeta {
+    pub(crate) fn meta(owner: UserId, org: OrgId, team: TeamId) -> RecordMeta {
         RecordMeta {
             id: RecordId::new(),
             org,
@@ -396,11 +478,15 @@ mod tests {
         }
     }
 
-    /// A new planned visit owned by `owner`, created by `by` under its actor.
-    fn new_visit(by: &Caller, owner: UserId) -> (RecordChanges, RecordDoc) {
+    /// A new planned visit owned by `owner`, created by `by` under its actor,
+    /// in `by`'s team and territory.
+    pub(crate) fn new_visit(by: &Caller, owner: UserId) -> (RecordChanges, RecordDoc) {
         let team = by.team.unwrap_or_default();
         let visit = Visit::planned(
-            meta(owner, by.org, team),
+            RecordMeta {
+                territory: by.territory.unwrap_or_default(),
+                ..meta(owner, by.org, team)
+            },
             RecordId::new(),
             DeviceTime::utc(0),
             DeviceTime::utc(3_600_000),
@@ -426,7 +512,10 @@ mod tests {
         changes_of(&mut doc, &[])
     }
 
-    fn changes_of(doc: &mut RecordDoc, since: &[automerge::ChangeHash]) -> RecordChanges {
+    pub(crate) fn changes_of(
+        doc: &mut RecordDoc,
+        since: &[automerge::ChangeHash],
+    ) -> RecordChanges {
         RecordChanges {
             id: doc.id(),
             kind: doc.kind(),
@@ -451,45 +540,6 @@ mod tests {
             Ok(_) => panic!("accepted"),
             Err(r) => r.code,
         }
-    }
-
-    #[test]
-    fn a_rep_creates_their_own_visit() {
-        let (org, team) = (OrgId::new(), TeamId::new());
-        let rep = caller(Role::Rep, org, team);
-        let (rec, _) = new_visit(&rep, rep.user());
-        let (write, heads) = decide(&rep, &rec, None).expect("accepted");
-        let write = write.expect("something to write");
-        assert!(write.is_new);
-        assert_eq!(write.changes.len(), rec.changes.len());
-        assert_eq!(write.projection.owner, Some(rep.user()));
-        assert_eq!(write.status_clash, Some(false), "visits are stateful");
-        assert!(write.facts.is_some(), "visits have dashboard facts");
-        assert_eq!(heads.len(), 32);
-    }
-
-    #[test]
-    fn a_rep_may_not_create_a_record_for_someone_else() {
-        let (org, team) = (OrgId::new(), TeamId::new());
-        let rep = caller(Role::Rep, org, team);
-        let (rec, _) = new_visit(&rep, UserId::new());
-        assert_eq!(refused(decide(&rep, &rec, None)), RejectCode::Forbidden);
-    }
-
-    #[test]
-    fn a_manager_creates_records_for_the_team_but_not_for_another_team() {
-        let (org, team) = (OrgId::new(), TeamId::new());
-        let manager = caller(Role::Manager, org, team);
-        let (rec, _) = new_visit(&manager, UserId::new());
-        assert!(decide(&manager, &rec, None).is_ok(), "own team");
-        let elsewhere = Caller {
-            team: Some(TeamId::new()),
-            ..manager.clone()
-        };
-        assert_eq!(
-            refused(decide(&elsewhere, &rec, None)),
-            RejectCode::Forbidden
-        );
     }
 
     #[test]

@@ -305,7 +305,7 @@ pub fn visit_verdict(visit: &Visit) -> Option<GeofenceVerdict> {
     [&visit.check_in, &visit.check_out]
         .into_iter()
         .flatten()
-        .map(|p| p.verdict)
+        .map(|p| p.effective_verdict())
         .max_by_key(|v| rank(*v))
 }
 
@@ -768,6 +768,8 @@ mod tests {
             gps: None,
             distance_m: None,
             verdict,
+            server_verdict: None,
+            server_distance_m: None,
         };
         let mut v = Visit::ad_hoc(meta(), RecordId::new(), point(GeofenceVerdict::Inside));
         assert_eq!(visit_verdict(&v), Some(GeofenceVerdict::Inside));

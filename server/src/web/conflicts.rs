@@ -17,6 +17,7 @@ use serde_json::Value;
 use super::format;
 use super::{WebError, WebForm, WebQuery, WebUser, page, status_of};
 use crate::domain::Error;
+use crate::domain::conflicts::OVERLAP_PATH;
 use crate::domain::figures::dates;
 use crate::service::conflicts::{ConflictItem, HistoryEntry};
 use crate::service::{self, Context};
@@ -144,7 +145,7 @@ fn event(e: &HistoryEntry) -> Markup {
 fn render(web: &WebUser, items: &[ConflictItem], notice: Option<(bool, String)>) -> Markup {
     let body = html! {
         h1 { "Conflicts" }
-        p.meta { "Records whose status was changed on two sides at once (for example a job completed offline while the office cancelled it). The record shows one side until you keep one; devices get your choice with their next sync." }
+        p.meta { "Records whose status was changed on two sides at once (for example a job completed offline while the office cancelled it), and reps checked in at two visits at once. A clashing record shows one side until you keep one; devices get your choice with their next sync." }
         @if let Some((ok, text)) = &notice {
             p class=(if *ok { "notice ok" } else { "notice error" }) role=(if *ok { "status" } else { "alert" }) { (text) }
         }
@@ -169,6 +170,15 @@ fn item(web: &WebUser, n: usize, c: &ConflictItem) -> Markup {
     html! {
         section.conflict aria-labelledby=(heading) data-record=(c.record_id) {
             h2 #(heading) { (format::status(&c.kind)) " " span.meta { (c.record_id) } }
+            @if c.path == OVERLAP_PATH {
+                p.overlap {
+                    "The rep checked in here while another of their visits was still in progress. "
+                    "Both check-ins are kept. This closes when the rep checks out of either visit, or when you cancel one. "
+                    "Detected " (dates::rfc3339(c.detected_at.saturating_mul(1_000)))
+                    @if let Some(p) = &c.detected_by { " in a sync by " (p.name) }
+                    "."
+                }
+            } @else {
             p {
                 "The " (c.path) " clashes"
                 @if let Some(s) = &c.shown { "; the record shows “" (format::status(s)) "” now" }
@@ -216,6 +226,7 @@ fn item(web: &WebUser, n: usize, c: &ConflictItem) -> Markup {
                     textarea #(format!("comment-{n}")) name="comment" rows="2" {}
                     div.buttons { button type="submit" { "Resolve" } }
                 }
+            }
             }
         }
     }

@@ -315,8 +315,13 @@ fn visit_section(d: &ReportDetail) -> Markup {
                             @match point {
                                 Some(p) => {
                                     td { (position(p)) }
-                                    td.num { (p.distance_m.map(|m| format!("{m:.0} m")).unwrap_or_else(|| "—".into())) }
-                                    td { span class=(format!("badge {}", p.verdict.as_str())) { (format::verdict(p.verdict)) } }
+                                    td.num { (p.server_distance_m.or(p.distance_m).map(|m| format!("{m:.0} m")).unwrap_or_else(|| "—".into())) }
+                                    td {
+                                        span class=(format!("badge {}", p.effective_verdict().as_str())) { (format::verdict(p.effective_verdict())) }
+                                        @if p.effective_verdict() != p.verdict {
+                                            " " small { "(the app showed " (format::verdict(p.verdict)) ")" }
+                                        }
+                                    }
                                 },
                                 None => { td colspan="3" { "Not recorded" } },
                             }

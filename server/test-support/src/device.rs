@@ -60,3 +60,71 @@ impl Device {
             .unwrap_or_else(|e| panic!("{} sync failed: {e}", self.person.email))
     }
 }
+
+impl Device {
+    /// Pushes a change built by hand, as a modified app or a script with this
+    /// device's token would: `edit` works on the server's copy of `id` (or, with
+    /// `copy`, on a copy the test provides) under this device's actor, with no
+    /// check of the device's own, and whatever it wrote is pushed raw. Returns
+    /// the server's answer for the record.
+    pub fn push_forged(
+        &self,
+        mut copy: fieldsync_core::model::RecordDoc,
+        edit: impl FnOnce(&mut fieldsync_core::model::RecordDoc),
+    ) -> fieldsync_core::protocol::PushOutcome {
+        copy.set_actor(self.actor_id());
+        let heads = copy.heads();
+        edit(&mut copy);
+        self.push_raw(&mut copy, &heads)
+    }
+
+    /// Pushes a record made by hand from scratch (every change it holds), as
+    /// [`Device::push_forged`] pushes an edit.
+    pub fn push_new(
+        &self,
+        doc: &mut fieldsync_core::model::RecordDoc,
+    ) -> fieldsync_core::protocol::PushOutcome {
+        self.push_raw(doc, &[])
+    }
+
+    /// The Automerge actor the server assigned to this device.
+    pub fn actor_id(&self) -> fieldsync_core::automerge::ActorId {
+        let actor = hex::decode(&self.login.device.actor_id).expect("actor id hex");
+        fieldsync_core::automerge::ActorId::from(actor)
+    }
+
+    fn push_raw(
+        &self,
+        doc: &mut fieldsync_core::model::RecordDoc,
+        since: &[fieldsync_core::automerge::ChangeHash],
+    ) -> fieldsync_core::protocol::PushOutcome {
+        use fieldsync_core::sync::Transport as _;
+        let copy = doc;
+        let changes: Vec<serde_bytes::ByteBuf> = copy
+            .changes_since(since)
+            .iter()
+            .map(|c| serde_bytes::ByteBuf::from(c.raw_bytes().to_vec()))
+            .collect();
+        assert!(!changes.is_empty(), "the hand-made record holds no change");
+        let resp = self
+            .net()
+            .push(
+                &self.access_token(),
+                &fieldsync_core::protocol::PushRequest {
+                    batch: uuid::Uuid::now_v7(),
+                    records: vec![fieldsync_core::protocol::RecordChanges {
+                        id: copy.id(),
+                        kind: copy.kind(),
+                        changes,
+                    }],
+                    health: None,
+                },
+            )
+            .expect("push answered");
+        resp.results
+            .into_iter()
+            .next()
+            .map(|r| r.outcome)
+            .expect("one result")
+    }
+}

@@ -79,7 +79,10 @@ pub fn facts_of(doc: &RecordDoc) -> Option<Facts> {
                 planned_start_ms,
                 check_in_ms,
                 check_out_ms: v.check_out.as_ref().map(|c| c.at.at_ms),
-                check_in_verdict: v.check_in.as_ref().map(|c| c.verdict.as_str().to_owned()),
+                check_in_verdict: v
+                    .check_in
+                    .as_ref()
+                    .map(|c| c.effective_verdict().as_str().to_owned()),
                 outcome: v.outcome.map(|o| o.as_str().to_owned()),
                 created_ms,
                 ..Facts::default()
