@@ -25,6 +25,7 @@ on_both_databases!(
     a_device_offline_across_many_deletes_and_edits_converges,
     scope_keeps_other_reps_records_away_and_brings_referenced_accounts,
     a_server_that_lost_history_is_repaired_from_the_device,
+    repair_answers_a_record_out_of_scope_like_one_that_does_not_exist,
     malformed_requests_get_a_clear_4xx,
     concurrent_pushes_never_let_a_cursor_skip_a_change,
     a_revoked_device_is_refused_at_its_next_request_and_wiped,
@@ -1286,4 +1287,47 @@ fn a_manager_reviews_a_report_through_the_api_and_the_rep_sees_it_after_sync(w: 
     // Deciding again is a conflict, not a second decision.
     let (status, body) = api(&w, "POST", &path, &token, Some(decision("approve", None)));
     assert_eq!(status, 409, "{body}");
+}
+
+/// Repair is no existence oracle: a record of another rep and an id nobody
+/// uses get the same answer, and the record's changes are not given away.
+fn repair_answers_a_record_out_of_scope_like_one_that_does_not_exist(w: World) {
+    use fieldsync_core::sync::Transport as _;
+    let ana = w.device("ana");
+    let sara = w.device("sara");
+    let v = Visit::planned(w.meta("sara"), RecordId::new(), t(0), t(1));
+    let hidden = sara
+        .store()
+        .create_stateful(&v, &sara.actor, t(0))
+        .expect("sara's visit");
+    sara.sync();
+    let empty = {
+        let mut doc = automerge::AutoCommit::new();
+        let mut state = automerge::sync::State::new();
+        use automerge::sync::SyncDoc as _;
+        doc.sync()
+            .generate_sync_message(&mut state)
+            .expect("a first message")
+            .encode()
+    };
+    let ask = |id: RecordId| {
+        ana.net().repair(
+            &ana.access_token(),
+            &protocol::RepairRequest {
+                id,
+                kind: RecordKind::Visit,
+                message: serde_bytes::ByteBuf::from(empty.clone()),
+            },
+        )
+    };
+    let out_of_scope = ask(hidden).expect("answered");
+    let unknown = ask(RecordId::new()).expect("answered");
+    assert_eq!(out_of_scope, unknown, "the same answer, byte for byte");
+    if let Some(message) = &out_of_scope.message {
+        let decoded = automerge::sync::Message::decode(message).expect("a sync message");
+        assert!(
+            decoded.heads.is_empty(),
+            "nothing of sara's visit: {decoded:?}"
+        );
+    }
 }

@@ -9,7 +9,7 @@
 //!   conflicts, and the refusals in the rejection ledger.
 //! - [`pull`]: the log after a cursor, filtered by scope, grouped by record.
 //! - [`prime`]: compacted documents of every record in scope, in id order.
-//! - [`readable_doc`], [`may_read`], [`exists`]: one record, scope-checked.
+//! - [`readable_doc`], [`may_read`]: one record, scope-checked.
 //! - [`rejections`], [`audit_trail`]: the ledger and a record's history.
 //!
 //! **Commit order.** A cursor is only safe if no sequence below a visible one
@@ -1150,17 +1150,6 @@ pub async fn may_read(db: &Database, caller: &Caller, id: RecordId) -> Result<bo
         .bind(&p[4])
         .fetch_optional(pool)
         .await?
-    });
-    Ok(found.is_some())
-}
-
-/// Whether a record exists at all (in any organisation).
-pub async fn exists(db: &Database, id: RecordId) -> Result<bool, DbError> {
-    let found: Option<i32> = on_pool!(db, |pool, uuid| {
-        sqlx::query_scalar("SELECT 1 FROM records WHERE id = $1")
-            .bind(uuid(*id.as_uuid()))
-            .fetch_optional(pool)
-            .await?
     });
     Ok(found.is_some())
 }
