@@ -142,7 +142,11 @@ impl LiveListener for Events {
 
 fn run(backend: Backend, name: &'static str, live: usize, idle: usize) -> Vec<Row> {
     eprintln!("live bench on {name}: {live} live connections, {idle} idle ones");
-    let w = World::start_process(backend);
+    // Hundreds of streams of one user: the per-user and per-device caps off.
+    let w = World::start_process_with(backend, |args| {
+        args.live_streams_per_user = Some(0);
+        args.live_streams_per_device = Some(0);
+    });
     let mona = w.device("mona");
     // The visit every edit touches: ana's, planned by the manager.
     let account = Account {

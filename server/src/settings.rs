@@ -79,6 +79,11 @@ pub struct Settings {
     pub requests_per_minute: u32,
     /// Login attempts per organisation and email per minute, per node (0: no limit).
     pub logins_per_minute: u32,
+    /// Live streams one device may hold open at once, per node (0: no limit).
+    pub live_streams_per_device: usize,
+    /// Live streams one user may hold open at once over all their devices,
+    /// per node (0: no limit).
+    pub live_streams_per_user: usize,
     /// Which dated records reach each role's devices (see [`crate::domain::scope`]).
     pub scope: ScopeSettings,
     /// Where attachments live and how long an unfinished upload is kept
@@ -187,6 +192,8 @@ impl Default for Settings {
             refresh_token_ttl_secs: 30 * 24 * 3600,
             requests_per_minute: 600,
             logins_per_minute: 10,
+            live_streams_per_device: 4,
+            live_streams_per_user: 16,
             scope: ScopeSettings::default(),
             attachments: AttachmentSettings::default(),
         }
@@ -291,6 +298,8 @@ struct FileSettings {
     refresh_token_ttl_secs: Option<u64>,
     requests_per_minute: Option<u32>,
     logins_per_minute: Option<u32>,
+    live_streams_per_device: Option<usize>,
+    live_streams_per_user: Option<usize>,
     scope: Option<ScopeSettings>,
     attachments: Option<AttachmentSettings>,
 }
@@ -355,6 +364,14 @@ pub struct SettingsArgs {
     /// Login attempts per organisation and email per minute, per node; 0 for no limit [default: 10].
     #[arg(long, env = "FIELDSYNC_LOGINS_PER_MINUTE")]
     pub logins_per_minute: Option<u32>,
+
+    /// Live streams one device may hold open at once, per node; 0 for no limit [default: 4].
+    #[arg(long, env = "FIELDSYNC_LIVE_STREAMS_PER_DEVICE")]
+    pub live_streams_per_device: Option<usize>,
+
+    /// Live streams one user may hold open at once, per node; 0 for no limit [default: 16].
+    #[arg(long, env = "FIELDSYNC_LIVE_STREAMS_PER_USER")]
+    pub live_streams_per_user: Option<usize>,
 }
 
 impl fmt::Debug for SettingsArgs {
@@ -421,6 +438,14 @@ impl SettingsArgs {
                 .logins_per_minute
                 .or(file.logins_per_minute)
                 .unwrap_or(d.logins_per_minute),
+            live_streams_per_device: self
+                .live_streams_per_device
+                .or(file.live_streams_per_device)
+                .unwrap_or(d.live_streams_per_device),
+            live_streams_per_user: self
+                .live_streams_per_user
+                .or(file.live_streams_per_user)
+                .unwrap_or(d.live_streams_per_user),
             scope: file.scope.unwrap_or(d.scope),
             attachments: file.attachments.unwrap_or(d.attachments),
         };

@@ -83,3 +83,54 @@ fn over_the_limit_answers_429_with_retry_after(backend: Backend) {
     let report = tablet.client.sync(&NoProgress).expect("sync");
     assert_eq!(report.rejected, 0);
 }
+
+/// Live streams are capped per device (4) and per user (16) on a node: one
+/// token cannot hold hundreds of connections open until it expires.
+#[test]
+fn live_streams_are_capped_per_device_and_per_user() {
+    let w = World::start(Backend::Sqlite);
+    let open = |token: &str| {
+        ureq::get(format!("{}/v1/live", w.base))
+            .header("authorization", format!("Bearer {token}"))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .expect("answer")
+    };
+    let mut held = Vec::new();
+    let mut devices = Vec::new();
+    for d in 0..4 {
+        let device = w.device("ana");
+        let token = device.access_token();
+        for s in 0..4 {
+            let resp = open(&token);
+            assert_eq!(resp.status().as_u16(), 200, "device {d}, stream {s}");
+            held.push(resp);
+        }
+        let refused = open(&token);
+        assert_eq!(
+            refused.status().as_u16(),
+            429,
+            "a fifth stream of device {d}"
+        );
+        let body = refused.into_body().read_to_string().unwrap_or_default();
+        // The last device's fifth stream is over both caps.
+        let cap = if d < 3 { "device" } else { "user" };
+        assert!(
+            body.contains("too_many_streams") && body.contains(cap),
+            "{body}"
+        );
+        devices.push(device);
+    }
+    // Sixteen streams for the user: a fifth device gets none.
+    let fifth = w.device("ana");
+    let refused = open(&fifth.access_token());
+    assert_eq!(refused.status().as_u16(), 429);
+    let body = refused.into_body().read_to_string().unwrap_or_default();
+    assert!(body.contains("user"), "{body}");
+    // Another user is not affected.
+    let ben = w.device("ben");
+    assert_eq!(open(&ben.access_token()).status().as_u16(), 200);
+    assert_eq!(held.len(), 16);
+}

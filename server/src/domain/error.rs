@@ -59,6 +59,17 @@ pub enum Error {
     /// Too many requests; try again after the duration.
     #[error("too many requests; try again in {} s", .0.as_secs().max(1))]
     RateLimited(Duration),
+    /// Too many live streams open at once for this device or user.
+    #[error(
+        "this {per} already has {limit} live connections open, the most allowed; \
+         close one (or let it end) and try again"
+    )]
+    TooManyStreams {
+        /// `device` or `user`.
+        per: &'static str,
+        /// The cap.
+        limit: usize,
+    },
     /// The device id is registered to another user.
     #[error("this device is registered to another user; reinstall the app or clear its data")]
     DeviceInUse,
@@ -136,6 +147,7 @@ impl Error {
             Error::AccountDisabled => "account_disabled",
             Error::Forbidden(_) => "forbidden",
             Error::RateLimited(_) => "rate_limited",
+            Error::TooManyStreams { .. } => "too_many_streams",
             Error::DeviceInUse => "device_in_use",
             Error::Conflict(_) => "conflict",
             Error::AttachmentTooLarge { .. } => "attachment_too_large",
@@ -159,7 +171,7 @@ impl Error {
             | Error::InvalidRefreshToken
             | Error::DeviceRevoked => ErrorKind::Unauthenticated,
             Error::AccountDisabled | Error::Forbidden(_) => ErrorKind::Forbidden,
-            Error::RateLimited(_) => ErrorKind::RateLimited,
+            Error::RateLimited(_) | Error::TooManyStreams { .. } => ErrorKind::RateLimited,
             Error::DeviceInUse | Error::Conflict(_) => ErrorKind::Conflict,
             Error::AttachmentTooLarge { .. } => ErrorKind::TooLarge,
             Error::HashMismatch(_) => ErrorKind::Unprocessable,

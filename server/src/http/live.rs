@@ -15,7 +15,7 @@ use tokio::sync::{broadcast, watch};
 
 use super::error::{ApiError, ErrorBody};
 use crate::domain::Caller;
-use crate::live::{HEARTBEAT, Note, SHUTDOWN_RETRY_MS};
+use crate::live::{HEARTBEAT, Note, SHUTDOWN_RETRY_MS, StreamPermit};
 use crate::metrics::LiveConnection;
 use crate::service::{self, Context};
 
@@ -31,6 +31,7 @@ pub fn routes() -> Router<Arc<Context>> {
     responses(
         (status = 200, description = "`text/event-stream`: `hello`, `changed`, `shutdown` events (docs/protocol.md)", content_type = "text/event-stream"),
         (status = 401, description = "Missing, invalid or expired token; `device_revoked`", body = ErrorBody),
+        (status = 429, description = "`too_many_streams`: the device (4) or the user (16) already holds the most live streams on this node", body = ErrorBody),
     ))]
 pub(crate) async fn live(
     State(ctx): State<Arc<Context>>,
@@ -39,6 +40,10 @@ pub(crate) async fn live(
     let principals: Vec<String> = caller.principals().into_iter().collect();
     let device = caller.device().map(|d| d.to_string()).unwrap_or_default();
     let org = caller.org;
+    let permit = ctx.hub.admit(
+        &caller.user().to_string(),
+        caller.device().map(|d| d.to_string()).as_deref(),
+    )?;
     let head = service::sync::head(&ctx, &caller).await?;
     let notes = ctx.hub.subscribe();
     let closing = ctx.hub.closing();
@@ -56,6 +61,8 @@ pub(crate) async fn live(
         device: String,
         /// Counts the connection in `fieldsync_live_connections` while it is open.
         _counted: LiveConnection,
+        /// Its place under the per-device and per-user caps.
+        _permit: StreamPermit,
     }
     let conn = Conn {
         notes,
@@ -67,6 +74,7 @@ pub(crate) async fn live(
         principals,
         device,
         _counted: ctx.metrics.live_connection(),
+        _permit: permit,
     };
     let stream = futures_util::stream::unfold(conn, |mut c| async move {
         if c.done {

@@ -42,6 +42,7 @@ use tokio::sync::{broadcast, watch};
 pub use crate::db::notify::LISTENER_APP_NAME;
 use crate::db::notify::{self, NoteListener};
 use crate::db::{Database, DbError, records};
+use crate::domain::Error;
 pub use crate::domain::note::Note;
 use crate::domain::note::now_ms;
 use crate::metrics::Metrics;
@@ -53,9 +54,48 @@ const BUFFER: usize = 1_024;
 /// Reconnect hint sent with the `shutdown` event.
 pub const SHUTDOWN_RETRY_MS: u64 = 2_000;
 
+/// Most live streams one device may hold open at once on one node, by
+/// default (an app needs one; a few more cover reconnects racing the old
+/// stream's end). Setting: `live_streams_per_device`.
+pub const MAX_STREAMS_PER_DEVICE: usize = 4;
+/// Most live streams one user may hold open at once on one node, over all
+/// their devices and browser sessions, by default. Setting:
+/// `live_streams_per_user`.
+pub const MAX_STREAMS_PER_USER: usize = 16;
+
+/// Open streams by `d:<device>` and `u:<user>`.
+type StreamCounts = Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>;
+
+/// A place among the open live streams, given back when the stream ends.
+#[derive(Debug)]
+pub struct StreamPermit {
+    counts: StreamCounts,
+    keys: Vec<String>,
+}
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        let Ok(mut counts) = self.counts.lock() else {
+            return;
+        };
+        for key in &self.keys {
+            if let Some(n) = counts.get_mut(key) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    counts.remove(key);
+                }
+            }
+        }
+    }
+}
+
 /// One node's fan-out of notes to its live connections.
 #[derive(Debug)]
 pub struct Hub {
+    /// Live streams open per device and per user, for the caps.
+    streams: StreamCounts,
+    /// The caps (0: none): per device, per user.
+    caps: (usize, usize),
     /// Every note this node hears (its own SQLite commits, or every node's
     /// through the PostgreSQL listener); each live connection holds a receiver.
     notes: broadcast::Sender<Arc<Note>>,
@@ -67,7 +107,12 @@ impl Default for Hub {
     fn default() -> Self {
         let (notes, _) = broadcast::channel(BUFFER);
         let (closing, _) = watch::channel(false);
-        Hub { notes, closing }
+        Hub {
+            streams: StreamCounts::default(),
+            caps: (MAX_STREAMS_PER_DEVICE, MAX_STREAMS_PER_USER),
+            notes,
+            closing,
+        }
     }
 }
 
@@ -86,6 +131,46 @@ impl Hub {
     /// The notes from now on, for one live connection.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Note>> {
         self.notes.subscribe()
+    }
+
+    /// A hub whose live streams are capped at `per_device` and `per_user`
+    /// (0: no cap).
+    pub fn with_stream_caps(per_device: usize, per_user: usize) -> Self {
+        Hub {
+            caps: (per_device, per_user),
+            ..Hub::default()
+        }
+    }
+
+    /// A place for one more live stream of `user` on `device` (`None`: a
+    /// browser session), or which cap it would break (by default
+    /// [`MAX_STREAMS_PER_DEVICE`], [`MAX_STREAMS_PER_USER`]).
+    pub fn admit(&self, user: &str, device: Option<&str>) -> Result<StreamPermit, Error> {
+        let mut keys = vec![format!("u:{user}")];
+        if let Some(device) = device {
+            keys.push(format!("d:{device}"));
+        }
+        let mut counts = self
+            .streams
+            .lock()
+            .map_err(|_| Error::internal("the live stream counts are poisoned"))?;
+        for key in &keys {
+            let (per, limit) = if key.starts_with("d:") {
+                ("device", self.caps.0)
+            } else {
+                ("user", self.caps.1)
+            };
+            if limit > 0 && counts.get(key).copied().unwrap_or(0) >= limit {
+                return Err(Error::TooManyStreams { per, limit });
+            }
+        }
+        for key in &keys {
+            *counts.entry(key.clone()).or_insert(0) += 1;
+        }
+        Ok(StreamPermit {
+            counts: self.streams.clone(),
+            keys,
+        })
     }
 
     /// Becomes true when the node shuts down.

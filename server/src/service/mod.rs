@@ -72,7 +72,10 @@ impl Context {
                 settings.logins_per_minute,
             )),
             scope: settings.scope,
-            hub: Arc::new(Hub::default()),
+            hub: Arc::new(Hub::with_stream_caps(
+                settings.live_streams_per_device,
+                settings.live_streams_per_user,
+            )),
             metrics: Arc::new(Metrics::default()),
             blobs,
         })

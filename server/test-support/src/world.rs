@@ -91,6 +91,13 @@ impl World {
         Self::launch(backend, true, |_| {})
     }
 
+    /// Like [`World::start_process`], with settings changed by `tweak`; the
+    /// child process gets the limits it sets (logins per minute, live stream
+    /// caps) as flags.
+    pub fn start_process_with(backend: Backend, tweak: impl FnOnce(&mut SettingsArgs)) -> World {
+        Self::launch(backend, true, tweak)
+    }
+
     fn launch(backend: Backend, as_process: bool, tweak: impl FnOnce(&mut SettingsArgs)) -> World {
         // `FIELDSYNC_TEST_LOG=debug` shows the server's log while debugging a test.
         if let Ok(filter) = std::env::var("FIELDSYNC_TEST_LOG") {
@@ -109,6 +116,11 @@ impl World {
             ..SettingsArgs::default()
         };
         tweak(&mut args);
+        let limits = (
+            args.logins_per_minute,
+            args.live_streams_per_device,
+            args.live_streams_per_user,
+        );
         let settings = args.resolve().expect("settings");
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -165,6 +177,15 @@ impl World {
             let mut args = vec!["--jwt-secret".to_owned(), SECRET.to_owned()];
             if let Some(url) = &database_url {
                 args.extend(["--database-url".to_owned(), url.clone()]);
+            }
+            for (flag, value) in [
+                ("--logins-per-minute", limits.0.map(|n| n.to_string())),
+                ("--live-streams-per-device", limits.1.map(|n| n.to_string())),
+                ("--live-streams-per-user", limits.2.map(|n| n.to_string())),
+            ] {
+                if let Some(value) = value {
+                    args.extend([flag.to_owned(), value]);
+                }
             }
             let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
             let process = ServerProcess::spawn(&dir.path().join("data"), &arg_refs);
