@@ -4,7 +4,8 @@
 //!
 //! Invariants kept here:
 //! - passwords are stored only as Argon2id PHC strings, hashed off the async
-//!   runtime (`spawn_blocking`), and a login for an unknown user still runs one
+//!   runtime (`spawn_blocking`), at most [`hashing_permits`] at once, and a
+//!   login for an unknown user still runs one
 //!   verification ([`verify_password`] with `None`) so its timing does not
 //!   reveal which emails exist;
 //! - a device belongs to one user for its lifetime and gets one Automerge actor
@@ -16,12 +17,13 @@
 //! `db::devices`'. Refusals are [`AccountError`]s turned into
 //! [`Error`](crate::domain::Error)s.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use fieldsync_core::model::Role;
 use fieldsync_core::{DeviceId, OrgId, TeamId, TerritoryId, UserId};
+use tokio::sync::Semaphore;
 
 use crate::db::accounts::{self as rows, UserInsert};
 use crate::db::devices::{self as device_rows, Reported};
@@ -157,16 +159,44 @@ pub async fn revoke_device(db: &Database, id: DeviceId) -> Result<bool> {
     Ok(device_rows::revoke_device(db, id).await?)
 }
 
+/// How many password hashes may run at once on a node: one per core (at
+/// least two). Each Argon2id hash takes about 19 MiB and a core for tens of
+/// milliseconds, so a burst of logins waits its turn instead of taking the
+/// node's memory and blocking pool.
+pub fn hashing_permits() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
+}
+
+fn hashing() -> Arc<Semaphore> {
+    static HASHING: OnceLock<Arc<Semaphore>> = OnceLock::new();
+    HASHING
+        .get_or_init(|| Arc::new(Semaphore::new(hashing_permits())))
+        .clone()
+}
+
+/// Runs one password hash on a blocking thread, within the node's bound.
+async fn bounded<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    let permit = hashing()
+        .acquire_owned()
+        .await
+        .map_err(|e| Error::internal(format!("password hashing is closed: {e}")))?;
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        work()
+    })
+    .await
+    .map_err(|e| Error::internal(format!("password hashing failed: {e}")))
+}
+
 /// Hashes a password with Argon2id on a blocking thread.
 pub async fn hash_password(password: String) -> Result<String> {
-    tokio::task::spawn_blocking(move || {
+    bounded(move || {
         Argon2::default()
             .hash_password(password.as_bytes())
             .map(|h| h.to_string())
             .map_err(|e| Error::internal(format!("password hashing failed: {e}")))
     })
-    .await
-    .map_err(|e| Error::internal(format!("password hashing failed: {e}")))?
+    .await?
 }
 
 /// Checks a password against a stored hash on a blocking thread. With no user
@@ -174,7 +204,7 @@ pub async fn hash_password(password: String) -> Result<String> {
 /// "wrong password" take the same time, and answers `false`.
 pub async fn verify_password(password: String, user: Option<&UserRow>) -> bool {
     let stored = user.map(|u| u.password_hash.clone());
-    tokio::task::spawn_blocking(move || {
+    bounded(move || {
         let argon = Argon2::default();
         match stored {
             Some(hash) => argon
@@ -246,6 +276,33 @@ pub async fn register_device(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn password_hashes_wait_for_a_place_beyond_the_bound() {
+        // How long one hash takes here, free.
+        let started = std::time::Instant::now();
+        hash_password("a first one".into()).await.expect("hash");
+        let one = started.elapsed();
+        let all = u32::try_from(hashing_permits()).expect("a few permits");
+        let held = hashing()
+            .acquire_many_owned(all)
+            .await
+            .expect("every place");
+        let waiting = tokio::spawn(verify_password("anything at all".into(), None));
+        let early = tokio::time::timeout(
+            one * 4 + std::time::Duration::from_millis(100),
+            hash_password("another one here".into()),
+        )
+        .await;
+        assert!(
+            early.is_err(),
+            "no hash runs while every place is taken (one takes {one:?})"
+        );
+        assert!(!waiting.is_finished());
+        drop(held);
+        assert!(!waiting.await.expect("joined"), "runs once a place is free");
+        assert!(hash_password("and now this".into()).await.is_ok());
+    }
 
     #[tokio::test]
     async fn a_password_verifies_against_its_hash_and_nothing_else() {
