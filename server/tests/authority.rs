@@ -782,6 +782,15 @@ fn a_second_visit_in_progress_is_a_visible_clash_and_keeps_both_check_ins(w: Wor
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0]["record_id"], second.to_string());
     assert_eq!(listed[0]["path"], "in_progress");
+    // There is no side to keep: the queue's resolve says so.
+    let resolve = ureq::post(format!("{}/v1/conflicts/{second}/resolve", w.base))
+        .header("authorization", format!("Bearer {}", mona.access_token()))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send_json(serde_json::json!({"choose": "in_progress"}))
+        .expect("answer");
+    assert_eq!(resolve.status().as_u16(), 409);
     // The rep checks out of the first visit: the clash closes.
     phone
         .store()
