@@ -79,7 +79,8 @@ pub struct Settings {
     pub requests_per_minute: u32,
     /// Login attempts per organisation and email per minute, per node (0: no limit).
     pub logins_per_minute: u32,
-    /// Live streams one device may hold open at once, per node (0: no limit).
+    /// Live streams one device may hold open at once, per node (0: no limit;
+    /// an app needs one, a few more cover a reconnect racing the old stream's end).
     pub live_streams_per_device: usize,
     /// Live streams one user may hold open at once over all their devices,
     /// per node (0: no limit).

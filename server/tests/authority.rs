@@ -807,4 +807,39 @@ fn a_second_visit_in_progress_is_a_visible_clash_and_keeps_both_check_ins(w: Wor
         .expect("check out");
     assert_eq!(phone.sync().rejected, 0);
     assert!(conflicts_seen_by(&w, &mona).is_empty(), "closed");
+    // Later the office cancels the second visit while the tablet, offline,
+    // checks out of it: the same record's row opens again, as a status clash.
+    mona.sync();
+    mona.store()
+        .act(second, |d| {
+            d.transition::<Visit>(
+                &mona.actor,
+                &fieldsync_core::model::TransitionRequest::new(
+                    fieldsync_core::model::VisitStatus::Cancelled,
+                    today(10),
+                )
+                .with_reason("the shop is closed today"),
+                |_| {},
+            )
+        })
+        .expect("cancel");
+    assert_eq!(mona.sync().rejected, 0);
+    tablet
+        .store()
+        .act(second, |d| {
+            visits::check_out(
+                d,
+                &tablet.actor,
+                today(11),
+                None,
+                site,
+                fieldsync_core::model::VisitOutcome::NoOrder,
+            )
+        })
+        .expect("check out offline");
+    assert_eq!(tablet.sync().rejected, 0, "field evidence is kept");
+    let listed = conflicts_seen_by(&w, &mona);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["record_id"], second.to_string());
+    assert_eq!(listed[0]["path"], "status");
 }

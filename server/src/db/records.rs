@@ -44,7 +44,7 @@ use super::notify::{CHANNEL, payload};
 use super::{Database, DbError, now_secs, parse_uuid};
 use crate::domain::Caller;
 use crate::domain::authority::{Lookups, Member, Target, reads_document};
-use crate::domain::conflicts::OVERLAP_PATH;
+use crate::domain::conflicts::{OVERLAP_PATH, STATUS_PATH};
 use crate::domain::note::Note;
 use crate::domain::push::{
     Decisions, Loaded, MAX_NOTE_RECORDS, MAX_PRIME_RECORDS, MAX_PULL_CHANGES, lost_principals,
@@ -62,6 +62,26 @@ fn dated_kinds_sql() -> String {
         .map(|k| format!("'{}'", k.as_str()))
         .collect();
     format!("r.kind IN ({})", names.join(", "))
+}
+
+/// Whether the caller, through its five `principals`, reads record `id`
+/// (inside a push's transaction `tx`, with the dialect's `uuid`).
+macro_rules! readable {
+    ($tx:ident, $uuid:ident, $id:expr, $principals:ident) => {
+        sqlx::query_scalar::<_, i32>(
+            "SELECT 1 FROM record_scope WHERE record_id = $1 \
+             AND principal IN ($2, $3, $4, $5, $6)",
+        )
+        .bind($uuid(*$id.as_uuid()))
+        .bind(&$principals[0])
+        .bind(&$principals[1])
+        .bind(&$principals[2])
+        .bind(&$principals[3])
+        .bind(&$principals[4])
+        .fetch_optional(&mut *$tx)
+        .await?
+        .is_some()
+    };
 }
 
 /// Serialises writers on SQLite (it has one writer; waiting here is fairer and
@@ -146,19 +166,7 @@ pub async fn apply_push(
                 None => None,
                 Some((row_org, _, _)) if parse_uuid(&row_org)? != org => Some(Loaded::foreign()),
                 Some((_, kind, doc)) => {
-                    let readable = sqlx::query_scalar::<_, i32>(
-                        "SELECT 1 FROM record_scope WHERE record_id = $1 \
-                             AND principal IN ($2, $3, $4, $5, $6)",
-                    )
-                    .bind(uuid(*rec.id.as_uuid()))
-                    .bind(&principals[0])
-                    .bind(&principals[1])
-                    .bind(&principals[2])
-                    .bind(&principals[3])
-                    .bind(&principals[4])
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .is_some();
+                    let readable = readable!(tx, uuid, rec.id, principals);
                     Some(Loaded {
                         kind,
                         doc,
@@ -188,19 +196,7 @@ pub async fn apply_push(
                     Some((row_org, kind)) if parse_uuid(&row_org)? == org => {
                         match kind.parse::<RecordKind>() {
                             Ok(kind) => {
-                                let readable = sqlx::query_scalar::<_, i32>(
-                                    "SELECT 1 FROM record_scope WHERE record_id = $1 \
-                                     AND principal IN ($2, $3, $4, $5, $6)",
-                                )
-                                .bind(uuid(*id.as_uuid()))
-                                .bind(&principals[0])
-                                .bind(&principals[1])
-                                .bind(&principals[2])
-                                .bind(&principals[3])
-                                .bind(&principals[4])
-                                .fetch_optional(&mut *tx)
-                                .await?
-                                .is_some();
+                                let readable = readable!(tx, uuid, id, principals);
                                 let doc = if reads_document(kind) {
                                     sqlx::query_scalar::<_, Vec<u8>>(
                                         "SELECT doc FROM records WHERE id = $1",
@@ -260,14 +256,18 @@ pub async fn apply_push(
                         .collect(),
                 );
             }
-            for (table, ids, found) in [
-                ("teams", needs.teams, &mut lookups.teams),
-                ("territories", needs.territories, &mut lookups.territories),
+            for (sql, ids, found) in [
+                (
+                    "SELECT 1 FROM teams WHERE id = $1 AND org_id = $2",
+                    needs.teams,
+                    &mut lookups.teams,
+                ),
+                (
+                    "SELECT 1 FROM territories WHERE id = $1 AND org_id = $2",
+                    needs.territories,
+                    &mut lookups.territories,
+                ),
             ] {
-                let sql = match table {
-                    "teams" => "SELECT 1 FROM teams WHERE id = $1 AND org_id = $2",
-                    _ => "SELECT 1 FROM territories WHERE id = $1 AND org_id = $2",
-                };
                 for id in ids {
                     let exists = sqlx::query_scalar::<_, i32>(sql)
                         .bind(uuid(id))
@@ -427,47 +427,16 @@ pub async fn apply_push(
             if let Some(facts) = &w.facts {
                 crate::db::facts::write_facts!(&mut *tx, uuid, org, p, facts);
             }
-            match w.status_clash {
-                Some(true) => {
-                    // Opened, or opened again after a resolution; an open one stays as it was.
-                    sqlx::query(
-                        "INSERT INTO conflicts (record_id, org_id, kind, path, detected_at, \
-                         detected_seq, user_id, device_id) \
-                         VALUES ($1, $2, $3, 'status', $4, $5, $6, $7) \
-                         ON CONFLICT (record_id) DO UPDATE SET detected_at = excluded.detected_at, \
-                         detected_seq = excluded.detected_seq, user_id = excluded.user_id, \
-                         device_id = excluded.device_id, resolved_at = NULL, \
-                         resolved_by = NULL, resolution = NULL \
-                         WHERE conflicts.resolved_at IS NOT NULL",
-                    )
-                    .bind(uuid(*w.id.as_uuid()))
-                    .bind(uuid(org))
-                    .bind(p.kind.as_str())
-                    .bind(now)
-                    .bind(last_seq)
-                    .bind(uuid(user))
-                    .bind(device.map(uuid))
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                Some(false) => {
-                    // A single status again: whoever wrote it settled the clash.
-                    sqlx::query(
-                        "UPDATE conflicts SET resolved_at = $2, resolved_by = $3, resolution = $4 \
-                         WHERE record_id = $1 AND resolved_at IS NULL AND path = 'status'",
-                    )
-                    .bind(uuid(*w.id.as_uuid()))
-                    .bind(now)
-                    .bind(uuid(user))
-                    .bind(p.status.as_deref())
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                None => {}
-            }
-            // Two visits in progress for one rep: listed on the one checked in
-            // last; closed once the rep ends either of them.
-            if w.overlap.is_some() {
+            // The managers' conflicts queue: a status clash, or two visits in
+            // progress for one rep (listed on the one checked in last). A row
+            // is opened, or opened again after a resolution; an open one stays
+            // as it was.
+            let opens = match (w.status_clash, w.overlap) {
+                (Some(true), _) => Some(STATUS_PATH),
+                (_, Some(_)) => Some(OVERLAP_PATH),
+                _ => None,
+            };
+            if let Some(path) = opens {
                 sqlx::query(
                     "INSERT INTO conflicts (record_id, org_id, kind, path, detected_at, \
                      detected_seq, user_id, device_id) \
@@ -481,14 +450,29 @@ pub async fn apply_push(
                 .bind(uuid(*w.id.as_uuid()))
                 .bind(uuid(org))
                 .bind(p.kind.as_str())
-                .bind(OVERLAP_PATH)
+                .bind(path)
                 .bind(now)
                 .bind(last_seq)
                 .bind(uuid(user))
                 .bind(device.map(uuid))
                 .execute(&mut *tx)
                 .await?;
-            } else if w.ends_visit
+            }
+            if w.status_clash == Some(false) {
+                // A single status again: whoever wrote it settled the clash.
+                sqlx::query(
+                    "UPDATE conflicts SET resolved_at = $2, resolved_by = $3, resolution = $4 \
+                     WHERE record_id = $1 AND resolved_at IS NULL AND path = $5",
+                )
+                .bind(uuid(*w.id.as_uuid()))
+                .bind(now)
+                .bind(uuid(user))
+                .bind(p.status.as_deref())
+                .bind(STATUS_PATH)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if w.ends_visit
                 && let Some(owner) = p.owner
             {
                 sqlx::query(

@@ -752,7 +752,7 @@ mod tests {
         rec: &RecordChanges,
         members: &[(UserId, Option<TeamId>)],
     ) -> Result<(Write, Vec<u8>), Rejection> {
-        use super::super::authority::{Lookups, Member};
+        use super::{Lookups, Member};
         let records = vec![rec.clone()];
         let decisions = decide_all(caller, &records, &[None]);
         let mut lookups = Lookups::default();
@@ -779,7 +779,7 @@ mod tests {
         for id in needs.records {
             lookups.records.insert(
                 id,
-                Some(super::super::authority::Target {
+                Some(super::Target {
                     kind: RecordKind::Account,
                     readable: true,
                     doc: None,

@@ -46,6 +46,7 @@ use crate::domain::Error;
 pub use crate::domain::note::Note;
 use crate::domain::note::now_ms;
 use crate::metrics::Metrics;
+use crate::settings::Settings;
 
 /// Interval of the heartbeat comments.
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
@@ -53,15 +54,6 @@ pub const HEARTBEAT: Duration = Duration::from_secs(15);
 const BUFFER: usize = 1_024;
 /// Reconnect hint sent with the `shutdown` event.
 pub const SHUTDOWN_RETRY_MS: u64 = 2_000;
-
-/// Most live streams one device may hold open at once on one node, by
-/// default (an app needs one; a few more cover reconnects racing the old
-/// stream's end). Setting: `live_streams_per_device`.
-pub const MAX_STREAMS_PER_DEVICE: usize = 4;
-/// Most live streams one user may hold open at once on one node, over all
-/// their devices and browser sessions, by default. Setting:
-/// `live_streams_per_user`.
-pub const MAX_STREAMS_PER_USER: usize = 16;
 
 /// Open streams by `d:<device>` and `u:<user>`.
 type StreamCounts = Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>;
@@ -109,7 +101,10 @@ impl Default for Hub {
         let (closing, _) = watch::channel(false);
         Hub {
             streams: StreamCounts::default(),
-            caps: (MAX_STREAMS_PER_DEVICE, MAX_STREAMS_PER_USER),
+            caps: (
+                Settings::default().live_streams_per_device,
+                Settings::default().live_streams_per_user,
+            ),
             notes,
             closing,
         }
@@ -134,7 +129,7 @@ impl Hub {
     }
 
     /// A hub whose live streams are capped at `per_device` and `per_user`
-    /// (0: no cap).
+    /// (0: no cap); the default hub has the settings' default caps.
     pub fn with_stream_caps(per_device: usize, per_user: usize) -> Self {
         Hub {
             caps: (per_device, per_user),
@@ -143,8 +138,8 @@ impl Hub {
     }
 
     /// A place for one more live stream of `user` on `device` (`None`: a
-    /// browser session), or which cap it would break (by default
-    /// [`MAX_STREAMS_PER_DEVICE`], [`MAX_STREAMS_PER_USER`]).
+    /// browser session), or which cap it would break (the settings
+    /// `live_streams_per_device` and `live_streams_per_user`).
     pub fn admit(&self, user: &str, device: Option<&str>) -> Result<StreamPermit, Error> {
         let mut keys = vec![format!("u:{user}")];
         if let Some(device) = device {

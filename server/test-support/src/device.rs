@@ -63,10 +63,10 @@ impl Device {
 
 impl Device {
     /// Pushes a change built by hand, as a modified app or a script with this
-    /// device's token would: `edit` works on the server's copy of `id` (or, with
-    /// `copy`, on a copy the test provides) under this device's actor, with no
-    /// check of the device's own, and whatever it wrote is pushed raw. Returns
-    /// the server's answer for the record.
+    /// device's token would: `edit` works on `copy` (the server's copy of a
+    /// record, or one the device held) under this device's actor, with no check
+    /// of the device's own, and whatever it wrote is pushed raw. Returns the
+    /// server's answer for the record.
     pub fn push_forged(
         &self,
         mut copy: fieldsync_core::model::RecordDoc,
@@ -99,8 +99,7 @@ impl Device {
         since: &[fieldsync_core::automerge::ChangeHash],
     ) -> fieldsync_core::protocol::PushOutcome {
         use fieldsync_core::sync::Transport as _;
-        let copy = doc;
-        let changes: Vec<serde_bytes::ByteBuf> = copy
+        let changes: Vec<serde_bytes::ByteBuf> = doc
             .changes_since(since)
             .iter()
             .map(|c| serde_bytes::ByteBuf::from(c.raw_bytes().to_vec()))
@@ -113,8 +112,8 @@ impl Device {
                 &fieldsync_core::protocol::PushRequest {
                     batch: uuid::Uuid::now_v7(),
                     records: vec![fieldsync_core::protocol::RecordChanges {
-                        id: copy.id(),
-                        kind: copy.kind(),
+                        id: doc.id(),
+                        kind: doc.kind(),
                         changes,
                     }],
                     health: None,
