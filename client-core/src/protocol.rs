@@ -374,6 +374,7 @@ impl From<crate::model::IncomingError> for Rejection {
             // Repair brings the missing history; the same changes then apply.
             E::MissingDependencies(_) => (RejectCode::MissingDependencies, true),
             E::ForeignActor(_) => (RejectCode::ForeignActor, false),
+            E::TooLarge(_) => (RejectCode::TooLarge, false),
         };
         Rejection {
             code,

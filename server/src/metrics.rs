@@ -77,6 +77,7 @@ pub struct Metrics {
     pulls: Counter,
     primes: Counter,
     changes_merged: Counter,
+    pushes_remerged: Counter,
     rejections: Family<CodeLabel, Counter>,
     http_requests: Family<RouteStatusLabels, Counter>,
     http_seconds: Family<RouteLabel, Histogram, fn() -> Histogram>,
@@ -113,6 +114,7 @@ impl Metrics {
             pulls: Counter::default(),
             primes: Counter::default(),
             changes_merged: Counter::default(),
+            pushes_remerged: Counter::default(),
             rejections: Family::default(),
             http_requests: Family::default(),
             http_seconds: Family::new_with_constructor(seconds_histogram),
@@ -135,6 +137,12 @@ impl Metrics {
             "fieldsync_changes_merged",
             "Changes merged into the store and appended to the change log",
             m.changes_merged.clone(),
+        );
+        r.register(
+            "fieldsync_pushes_remerged",
+            "Pushes merged a second time because a concurrent push changed one of their \
+             records while they merged",
+            m.pushes_remerged.clone(),
         );
         r.register(
             "fieldsync_rejections",
@@ -280,6 +288,11 @@ impl Metrics {
                 route: route.to_owned(),
             })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a push merged again inside its transaction (see `service::sync::push`).
+    pub fn push_remerged(&self) {
+        self.pushes_remerged.inc();
     }
 
     /// Records one push transaction: its merge and commit times and the

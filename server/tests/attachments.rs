@@ -8,7 +8,8 @@
 //! real S3-compatible server (moto, on loopback), an upload started on one node
 //! and resumed and downloaded on the other; thumbnails of real JPEG and PNG
 //! photos, a damaged photo and an outsider; abandoned uploads removed once
-//! when two cleaners race, and by `fieldsync attachments cleanup`.
+//! when two cleaners race, and by `fieldsync attachments cleanup`; and knowing
+//! a file's hash is no way to it (issue #16).
 
 use fieldsync_core::RecordId;
 use fieldsync_core::model::Account;
@@ -24,6 +25,16 @@ fn attachments_on_sqlite() {
 #[test]
 fn attachments_on_postgres() {
     attachments(Backend::Postgres);
+}
+
+#[test]
+fn knowing_a_hash_proves_nothing_on_sqlite() {
+    knowing_a_hash_proves_nothing(Backend::Sqlite);
+}
+
+#[test]
+fn knowing_a_hash_proves_nothing_on_postgres() {
+    knowing_a_hash_proves_nothing(Backend::Postgres);
 }
 
 const MIB: usize = 1024 * 1024;
@@ -182,8 +193,13 @@ fn received(answer: &Value) -> Vec<u64> {
 
 /// Ana's visit (and its account), pushed to the server.
 fn anas_visit(w: &World, ana: &Device) -> RecordId {
+    visit_of(w, ana, "ana")
+}
+
+/// A visit of `name` on `dev` (and its account), pushed to the server.
+fn visit_of(w: &World, ana: &Device, name: &str) -> RecordId {
     let account = Account {
-        meta: w.meta("ana"),
+        meta: w.meta(name),
         name: "Padaria Central".into(),
         account_type: "outlet".into(),
         account_status: "active".into(),
@@ -192,13 +208,108 @@ fn anas_visit(w: &World, ana: &Device) -> RecordId {
         locations: Default::default(),
     };
     let account_id = ana.store().create(&account, today(8)).expect("account");
-    let visit = Visit::planned(w.meta("ana"), account_id, today(10), today(11));
+    let visit = Visit::planned(w.meta(name), account_id, today(10), today(11));
     let id = ana
         .store()
         .create_stateful(&visit, &ana.actor, today(8))
         .expect("visit");
     ana.sync();
     id
+}
+
+/// Issue #16, reproduction 1: Ben, who cannot read Ana's photo, used to get
+/// it attached to his own visit (and so download it) by declaring its hash,
+/// learning its size from a 409 on the way, and could put chunks into Ana's
+/// unfinished upload. Now a declaration answers the same whether or not the
+/// file exists, uploads are each device's own, and Ben gets the file only by
+/// sending its bytes.
+fn knowing_a_hash_proves_nothing(backend: Backend) {
+    let w = World::start(backend);
+    let ana_dev = w.device("ana");
+    let ben_dev = w.device("ben");
+    let ana_visit = anas_visit(&w, &ana_dev);
+    let ben_visit = visit_of(&w, &ben_dev, "ben");
+    let ana = Http::of(&w, &ana_dev);
+    let ben = Http::of(&w, &ben_dev);
+    let secret = photo(3045, 31);
+    let hash = ana.upload(ana_visit, "photo", "image/jpeg", &secret);
+    assert_eq!(ben.download(&hash).0, 404, "Ben cannot read Ana's photo");
+
+    // Declaring the known hash looks exactly like declaring an unknown one,
+    // whatever size is given: no 409 naming the real size, never `complete`.
+    // (Declaring again with another size starts the device's own upload over.)
+    let unknown = sha256_hex(b"a file nobody has");
+    for size in [1, 3045, 5000] {
+        let (status, known) = ben.declare(&declaration(&hash, ben_visit, "photo", size));
+        assert_eq!(status, 200, "{known}");
+        let (status, fresh) = ben.declare(&declaration(&unknown, ben_visit, "photo", size));
+        assert_eq!(status, 200, "{fresh}");
+        let mut known = known;
+        known["sha256"] = json!(unknown);
+        assert_eq!(known, fresh, "a declaration tells nothing (size {size})");
+        assert_eq!(fresh["complete"], json!(false));
+    }
+    // Completing without sending anything: the file stays out of reach.
+    let (status, body) = ben.complete(&hash);
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(ben.download(&hash).0, 404);
+    assert_eq!(
+        w.scalar("SELECT COUNT(*) FROM attachment_records"),
+        1,
+        "only Ana's visit has the photo"
+    );
+
+    // Ana's next upload, cut off after one chunk. Ben declares the same hash
+    // and sends a chunk of the right length and a matching chunk hash but the
+    // wrong bytes: it goes into his own upload, never into Ana's.
+    let second = photo(2 * MIB, 32);
+    let second_hash = sha256_hex(&second);
+    let (status, body) = ana.declare(&declaration(&second_hash, ana_visit, "photo", second.len()));
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = ana.put_chunk(&second_hash, 0, &second[..MIB], &sha256_hex(&second[..MIB]));
+    assert_eq!(status, 200);
+    let (status, body) = ben.declare(&declaration(&second_hash, ben_visit, "photo", second.len()));
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        received(&body).is_empty(),
+        "Ben does not see Ana's chunks: {body}"
+    );
+    let forged = vec![0x5a; MIB];
+    let (status, body) = ben.put_chunk(&second_hash, 1, &forged, &sha256_hex(&forged));
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = ana.declare(&declaration(&second_hash, ana_visit, "photo", second.len()));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        received(&body),
+        vec![0],
+        "Ana's upload holds only her chunk"
+    );
+    let (status, _) = ana.put_chunk(&second_hash, 1, &second[MIB..], &sha256_hex(&second[MIB..]));
+    assert_eq!(status, 200);
+    let (status, body) = ana.complete(&second_hash);
+    assert_eq!(status, 200, "{body}");
+    let (_, _, _, back) = ana.download(&second_hash);
+    assert!(back == second, "Ana's file is hers, byte for byte");
+    // Ben's own upload of it fails its hash check at completion.
+    let (status, body) = ben.put_chunk(&second_hash, 0, &forged, &sha256_hex(&forged));
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = ben.complete(&second_hash);
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(ben.download(&second_hash).0, 404);
+
+    // A device that really holds the file proves it by sending it: then it is
+    // attached to Ben's visit, and Ben reads it.
+    let proved = ben.upload(ben_visit, "photo", "image/jpeg", &secret);
+    assert_eq!(proved, hash);
+    let (status, _, _, back) = ben.download(&hash);
+    assert_eq!(status, 200);
+    assert!(back == secret);
+    assert_eq!(
+        w.scalar("SELECT COUNT(*) FROM attachments WHERE state = 'complete'"),
+        2,
+        "the file is stored once"
+    );
+    assert_eq!(w.scalar("SELECT COUNT(*) FROM attachment_upload_chunks"), 0);
 }
 
 fn attachments(backend: Backend) {
@@ -265,7 +376,8 @@ fn attachments(backend: Backend) {
         w.scalar("SELECT COUNT(*) FROM attachments WHERE state = 'complete'"),
         1
     );
-    assert_eq!(w.scalar("SELECT COUNT(*) FROM attachment_chunks"), 0);
+    assert_eq!(w.scalar("SELECT COUNT(*) FROM attachment_upload_chunks"), 0);
+    assert_eq!(w.scalar("SELECT COUNT(*) FROM attachment_uploads"), 0);
 
     // Who may download: the owner's manager yes; a teammate and the other team no.
     let mona = Http::of(&w, &w.device("mona"));
@@ -518,15 +630,16 @@ fn abandoned_uploads(backend: Backend) {
     let (recent, _) = start(23);
     let done = ana.upload(visit, "photo", "image/jpeg", &photo(MIB, 24));
     // The two old ones last moved four days ago; so did the complete file.
-    let backdate = |hash: &str| {
+    let backdate = |table: &str, hash: &str| {
         w.execute_sql(format!(
-            "UPDATE attachments SET created_at = created_at - 345600, \
+            "UPDATE {table} SET created_at = created_at - 345600, \
              touched_at = touched_at - 345600 WHERE sha256 = '{hash}'"
         ))
     };
-    for hash in [&old_a, &old_b, &done] {
-        assert_eq!(backdate(hash), 1);
+    for hash in [&old_a, &old_b] {
+        assert_eq!(backdate("attachment_uploads", hash), 1);
     }
+    assert_eq!(backdate("attachments", &done), 1);
 
     // Two cleaners at once (as two nodes would): each upload is removed once.
     let (first, second) = w.rt.block_on(async {
@@ -538,14 +651,18 @@ fn abandoned_uploads(backend: Backend) {
     });
     let (first, second) = (first.expect("cleanup"), second.expect("cleanup"));
     assert_eq!(first + second, 2, "{first} + {second}");
-    assert_eq!(w.scalar("SELECT COUNT(*) FROM attachments"), 2);
-    assert_eq!(w.scalar("SELECT COUNT(*) FROM attachment_chunks"), 1);
+    assert_eq!(w.scalar("SELECT COUNT(*) FROM attachments"), 1);
+    assert_eq!(w.scalar("SELECT COUNT(*) FROM attachment_uploads"), 1);
+    assert_eq!(w.scalar("SELECT COUNT(*) FROM attachment_upload_chunks"), 1);
     for hash in [&old_a, &old_b] {
-        let key = fieldsync_server::blob::BlobKey {
-            org: w.org,
-            sha256: fieldsync_server::blob::Sha256Hex::parse(hash).expect("hex"),
+        let upload = fieldsync_server::blob::UploadKey {
+            file: fieldsync_server::blob::BlobKey {
+                org: w.org,
+                sha256: fieldsync_server::blob::Sha256Hex::parse(hash).expect("hex"),
+            },
+            device: ana_dev.login.device.id,
         };
-        let left = w.rt.block_on(blobs.list_chunks(&key)).expect("list");
+        let left = w.rt.block_on(blobs.list_chunks(&upload)).expect("list");
         assert!(left.is_empty(), "the chunks of {hash} are gone: {left:?}");
         // Declaring again starts from nothing.
         let (status, body) = ana.declare(&declaration(hash, visit, "photo", 2 * MIB));
@@ -560,7 +677,8 @@ fn abandoned_uploads(backend: Backend) {
     // The command line does the same (here: the recent one, with a shorter age).
     assert_eq!(
         w.execute_sql(format!(
-            "UPDATE attachments SET touched_at = touched_at - 7200 WHERE sha256 = '{recent}'"
+            "UPDATE attachment_uploads SET touched_at = touched_at - 7200 \
+             WHERE sha256 = '{recent}'"
         )),
         1
     );
@@ -685,7 +803,7 @@ fn two_nodes_share_attachments_in_an_s3_bucket() {
     );
     assert_eq!(
         w.execute_sql(format!(
-            "UPDATE attachments SET touched_at = touched_at - 345600 \
+            "UPDATE attachment_uploads SET touched_at = touched_at - 345600 \
              WHERE sha256 = '{other_hash}'"
         )),
         1

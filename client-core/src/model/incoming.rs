@@ -52,6 +52,37 @@ pub enum IncomingError {
     /// A change was made under an actor id that is not the pushing device's.
     #[error("{0}")]
     ForeignActor(String),
+    /// The changes would cost more to merge than a record may (see
+    /// [`MAX_CHANGE_OPS`], [`MAX_RECORD_OPS`]).
+    #[error("{0}")]
+    TooLarge(String),
+}
+
+/// Most operations one change may hold once expanded. Automerge's columns
+/// are run-length encoded, so a change of a hundred bytes can hold a million
+/// list insertions, and merging costs time per operation, not per byte (a
+/// 140-byte change of 900,000 insertions took the server 4.5 s). A real edit
+/// holds a few to a few thousand operations; a long note typed offline in one
+/// go a few tens of thousands.
+pub const MAX_CHANGE_OPS: usize = 100_000;
+
+/// Most operations a record's document may reach, counted by Automerge's
+/// operation counter (what its newest change says it was made on). Every
+/// later merge and every device's load of the record pays for all of them.
+pub const MAX_RECORD_OPS: u64 = 500_000;
+
+/// How many operations `raw` expands to, read without applying it (the
+/// server's pre-flight of a push); `None` when it is not a change at all,
+/// which the merge then reports.
+pub fn change_ops(raw: &[u8]) -> Option<usize> {
+    read_change(raw).ok().map(|c| c.len())
+}
+
+fn too_many_ops_in_change(ops: usize) -> IncomingError {
+    IncomingError::TooLarge(format!(
+        "a change holds {ops} operations; a change holds at most {MAX_CHANGE_OPS} \
+         (photos and documents belong in attachments)"
+    ))
 }
 
 /// The server's copy of a record after accepting pushed changes.
@@ -88,6 +119,15 @@ pub fn merge_incoming(
         Some(doc) => doc.clone().into_automerge(),
         None => automerge::AutoCommit::new(),
     };
+    // The record's operation counter so far: the largest of its heads' (a
+    // change's counter is above those of every change it depends on).
+    let heads = base.get_heads();
+    let mut top_op = heads
+        .iter()
+        .filter_map(|h| base.get_change_by_hash(h))
+        .map(|c| c.max_op())
+        .max()
+        .unwrap_or(0);
     let mut fresh = Vec::new();
     for raw in raw_changes {
         let change = read_change(raw).map_err(IncomingError::InvalidChange)?;
@@ -95,6 +135,17 @@ pub fn merge_incoming(
             || fresh.iter().any(|(h, _, _)| *h == change.hash())
         {
             continue;
+        }
+        // Counted before anything expands the change (re-encoding, applying).
+        if change.len() > MAX_CHANGE_OPS {
+            return Err(too_many_ops_in_change(change.len()));
+        }
+        top_op = top_op.max(change.max_op());
+        if top_op > MAX_RECORD_OPS {
+            return Err(IncomingError::TooLarge(format!(
+                "the record would hold {top_op} operations; a record holds at most \
+                 {MAX_RECORD_OPS} (photos and documents belong in attachments)"
+            )));
         }
         // Automerge reads some encodings it would never write (fuzzing found
         // them) and writes them back canonically when the document is saved, under
@@ -1102,6 +1153,94 @@ mod tests {
         assert!(again.new_changes.is_empty());
         let mut merged = again.doc;
         assert_eq!(merged.heads(), device.heads());
+    }
+
+    #[test]
+    fn an_operation_bomb_is_refused_before_it_is_expanded() {
+        use automerge::transaction::Transactable;
+        let w = world();
+        let device_actor = ActorId::random();
+        let v = Visit::planned(
+            meta(&w),
+            RecordId::new(),
+            DeviceTime::utc(0),
+            DeviceTime::utc(1),
+        );
+        let mut device =
+            RecordDoc::create_stateful(&v, device_actor.clone(), &w.rep, DeviceTime::utc(0))
+                .expect("create");
+        let created = raw(&mut device, &[]);
+        let server = merge_incoming(
+            None,
+            device.id(),
+            device.kind(),
+            &created,
+            &device_actor,
+            &w.rep,
+            w.org,
+        )
+        .expect("accepted")
+        .doc;
+        let before = device.heads();
+        let bloat = |doc: &mut RecordDoc, n: usize| {
+            let am = doc.automerge();
+            let list = am
+                .put_object(automerge::ROOT, "padding", automerge::ObjType::List)
+                .expect("list");
+            am.splice(
+                &list,
+                0,
+                0,
+                std::iter::repeat_n(automerge::ScalarValue::Null, n),
+            )
+            .expect("splice");
+            am.commit();
+        };
+        bloat(&mut device, MAX_CHANGE_OPS + 1);
+        let bomb = raw(&mut device, &before);
+        let wire: usize = bomb.iter().map(Vec::len).sum();
+        assert!(wire < 1_000, "run-length encoded: {wire} bytes");
+        assert_eq!(change_ops(&bomb[0]), Some(MAX_CHANGE_OPS + 2));
+        let err = merge_incoming(
+            Some(&server),
+            device.id(),
+            device.kind(),
+            &bomb,
+            &device_actor,
+            &w.rep,
+            w.org,
+        )
+        .expect_err("refused");
+        assert!(
+            matches!(&err, IncomingError::TooLarge(m) if m.contains("at most 100000")),
+            "{err:?}"
+        );
+        // Under the per-change limit, but the record's operation counter
+        // would pass the record's limit.
+        let mut big = server.clone();
+        big.set_actor(device_actor.clone());
+        let start = big.heads();
+        let mut changes = Vec::new();
+        for _ in 0..6 {
+            let at = big.heads();
+            bloat(&mut big, MAX_CHANGE_OPS - 10);
+            changes.extend(raw(&mut big, &at));
+        }
+        assert!(!start.is_empty());
+        let err = merge_incoming(
+            Some(&server),
+            device.id(),
+            device.kind(),
+            &changes,
+            &device_actor,
+            &w.rep,
+            w.org,
+        )
+        .expect_err("refused");
+        assert!(
+            matches!(&err, IncomingError::TooLarge(m) if m.contains("record holds at most")),
+            "{err:?}"
+        );
     }
 
     #[test]

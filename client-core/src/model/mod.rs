@@ -95,7 +95,10 @@ pub use checklist::{
 pub use contact::Contact;
 pub use doc::{Conflict, ConflictValue, RecordDoc};
 pub use geo::GeofenceVerdict;
-pub use incoming::{IncomingError, Merged, check_incoming, keeps_signature, merge_incoming};
+pub use incoming::{
+    IncomingError, MAX_CHANGE_OPS, MAX_RECORD_OPS, Merged, change_ops, check_incoming,
+    keeps_signature, merge_incoming,
+};
 pub use job::{JobStatus, Priority, ServiceJob};
 pub use order::{Order, OrderStatus};
 pub use projection::Projection;

@@ -3,7 +3,8 @@
 //!
 //! **Layout.** `<org>/<sha256[0..2]>/<sha256>` is a complete, verified file,
 //! `<org>/<sha256[0..2]>/<sha256>.thumb.jpg` its thumbnail (photos) and
-//! `<org>/.parts/<sha256>/<idx>` the chunks of an upload in progress. Every file
+//! `<org>/.parts/<sha256>/<device>/<idx>` the chunks of a device's upload in
+//! progress. Every file
 //! is written to a temporary name in its final directory, fsynced, renamed into
 //! place and its directory fsynced, so a crash leaves either the whole file or
 //! nothing under the final name (stray `.tmp-` files are ignored).
@@ -16,7 +17,7 @@ use futures_util::future::BoxFuture;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{Assembled, BlobKey, BlobReader, BlobStore, COPY_BUFFER, read_stream};
+use super::{Assembled, BlobKey, BlobReader, BlobStore, COPY_BUFFER, UploadKey, read_stream};
 
 /// Attachments as files under a root directory (`<data_dir>/attachments`).
 #[derive(Debug, Clone)]
@@ -47,16 +48,17 @@ impl FsBlobStore {
         PathBuf::from(path)
     }
 
-    /// `<root>/<org>/.parts/<sha>`.
-    fn parts_dir(&self, key: &BlobKey) -> PathBuf {
+    /// `<root>/<org>/.parts/<sha>/<device>`.
+    fn parts_dir(&self, upload: &UploadKey) -> PathBuf {
         self.root
-            .join(key.org.as_uuid().hyphenated().to_string())
+            .join(upload.file.org.as_uuid().hyphenated().to_string())
             .join(".parts")
-            .join(key.sha256.as_str())
+            .join(upload.file.sha256.as_str())
+            .join(upload.device.as_uuid().hyphenated().to_string())
     }
 
-    fn part_path(&self, key: &BlobKey, idx: u32) -> PathBuf {
-        self.parts_dir(key).join(format!("{idx:08}"))
+    fn part_path(&self, upload: &UploadKey, idx: u32) -> PathBuf {
+        self.parts_dir(upload).join(format!("{idx:08}"))
     }
 }
 
@@ -134,16 +136,16 @@ async fn remove_dir_if_present(dir: &Path) -> io::Result<()> {
 impl BlobStore for FsBlobStore {
     fn put_chunk<'a>(
         &'a self,
-        key: &'a BlobKey,
+        upload: &'a UploadKey,
         idx: u32,
         data: Bytes,
     ) -> BoxFuture<'a, io::Result<()>> {
-        Box::pin(async move { write_durably(&self.part_path(key, idx), &data).await })
+        Box::pin(async move { write_durably(&self.part_path(upload, idx), &data).await })
     }
 
-    fn list_chunks<'a>(&'a self, key: &'a BlobKey) -> BoxFuture<'a, io::Result<Vec<u32>>> {
+    fn list_chunks<'a>(&'a self, upload: &'a UploadKey) -> BoxFuture<'a, io::Result<Vec<u32>>> {
         Box::pin(async move {
-            let mut dir = match tokio::fs::read_dir(self.parts_dir(key)).await {
+            let mut dir = match tokio::fs::read_dir(self.parts_dir(upload)).await {
                 Ok(dir) => dir,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
                 Err(e) => return Err(e),
@@ -162,10 +164,11 @@ impl BlobStore for FsBlobStore {
 
     fn assemble<'a>(
         &'a self,
-        key: &'a BlobKey,
+        upload: &'a UploadKey,
         chunks: u32,
     ) -> BoxFuture<'a, io::Result<Assembled>> {
         Box::pin(async move {
+            let key = &upload.file;
             let path = self.file_path(key);
             if let Some(dir) = path.parent() {
                 tokio::fs::create_dir_all(dir).await?;
@@ -177,7 +180,7 @@ impl BlobStore for FsBlobStore {
                 let mut size = 0u64;
                 let mut buf = vec![0u8; COPY_BUFFER];
                 for idx in 0..chunks {
-                    let mut part = tokio::fs::File::open(self.part_path(key, idx)).await?;
+                    let mut part = tokio::fs::File::open(self.part_path(upload, idx)).await?;
                     loop {
                         let n = part.read(&mut buf).await?;
                         if n == 0 {
@@ -207,9 +210,13 @@ impl BlobStore for FsBlobStore {
                 tokio::fs::remove_file(&tmp).await?;
                 Assembled::Mismatch { actual }
             };
-            remove_dir_if_present(&self.parts_dir(key)).await?;
+            remove_dir_if_present(&self.parts_dir(upload)).await?;
             Ok(outcome)
         })
+    }
+
+    fn delete_upload<'a>(&'a self, upload: &'a UploadKey) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(async move { remove_dir_if_present(&self.parts_dir(upload)).await })
     }
 
     fn open<'a>(&'a self, key: &'a BlobKey) -> BoxFuture<'a, io::Result<Option<BlobReader>>> {
@@ -230,15 +237,14 @@ impl BlobStore for FsBlobStore {
     fn delete<'a>(&'a self, key: &'a BlobKey) -> BoxFuture<'a, io::Result<()>> {
         Box::pin(async move {
             remove_file_if_present(&self.thumbnail_path(key)).await?;
-            remove_file_if_present(&self.file_path(key)).await?;
-            remove_dir_if_present(&self.parts_dir(key)).await
+            remove_file_if_present(&self.file_path(key)).await
         })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use fieldsync_core::OrgId;
+    use fieldsync_core::{DeviceId, OrgId};
 
     use super::*;
     use crate::blob::Sha256Hex;
@@ -252,23 +258,39 @@ mod tests {
             org: OrgId::new(),
             sha256: Sha256Hex::of(&data),
         };
+        let upload = UploadKey {
+            file: key.clone(),
+            device: DeviceId::new(),
+        };
+        let other_device = UploadKey {
+            file: key.clone(),
+            device: DeviceId::new(),
+        };
         store
-            .put_chunk(&key, 1, Bytes::copy_from_slice(&data[10..]))
+            .put_chunk(&upload, 1, Bytes::copy_from_slice(&data[10..]))
             .await
             .expect("put");
         store
-            .put_chunk(&key, 0, Bytes::copy_from_slice(&data[..10]))
+            .put_chunk(&upload, 0, Bytes::copy_from_slice(&data[..10]))
             .await
             .expect("put");
-        assert_eq!(store.list_chunks(&key).await.expect("list"), vec![0, 1]);
-        let done = store.assemble(&key, 2).await.expect("assemble");
+        assert_eq!(store.list_chunks(&upload).await.expect("list"), vec![0, 1]);
+        assert!(
+            store
+                .list_chunks(&other_device)
+                .await
+                .expect("list")
+                .is_empty(),
+            "another device's upload of the same file has its own chunks"
+        );
+        let done = store.assemble(&upload, 2).await.expect("assemble");
         assert_eq!(
             done,
             Assembled::Verified {
                 size: data.len() as u64
             }
         );
-        assert!(store.list_chunks(&key).await.expect("list").is_empty());
+        assert!(store.list_chunks(&upload).await.expect("list").is_empty());
         let reader = store.open(&key).await.expect("open").expect("stored");
         let back = reader.read_to_vec(1024).await.expect("read");
         assert_eq!(back, data);
@@ -283,9 +305,12 @@ mod tests {
             .expect("stored");
         assert_eq!(thumb.read_to_vec(1024).await.expect("read"), b"thumb");
 
-        let wrong = BlobKey {
-            org: key.org,
-            sha256: Sha256Hex::parse(&"0".repeat(64)).expect("hex"),
+        let wrong = UploadKey {
+            file: BlobKey {
+                org: key.org,
+                sha256: Sha256Hex::parse(&"0".repeat(64)).expect("hex"),
+            },
+            device: upload.device,
         };
         store
             .put_chunk(&wrong, 0, Bytes::from_static(b"x"))
@@ -293,7 +318,7 @@ mod tests {
             .expect("put");
         let done = store.assemble(&wrong, 1).await.expect("assemble");
         assert!(matches!(done, Assembled::Mismatch { .. }));
-        assert!(store.open(&wrong).await.expect("open").is_none());
+        assert!(store.open(&wrong.file).await.expect("open").is_none());
         assert!(store.list_chunks(&wrong).await.expect("list").is_empty());
         store.delete(&key).await.expect("delete");
         assert!(store.open(&key).await.expect("open").is_none());

@@ -27,7 +27,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::{BoxStream, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-pub use crate::domain::attachments::{BlobKey, Sha256Hex};
+pub use crate::domain::attachments::{BlobKey, Sha256Hex, UploadKey};
 pub use fs::FsBlobStore;
 pub use s3::S3BlobStore;
 
@@ -123,36 +123,48 @@ pub(crate) fn read_stream(
     .boxed()
 }
 
-/// Storage of attachment bytes. Chunks are numbered from 0; the use cases
-/// check sizes and hashes of chunks before `put_chunk`, the store checks the
-/// whole file's hash in `assemble`.
+/// Storage of attachment bytes. Chunks belong to one upload session
+/// ([`UploadKey`]: a file and the device uploading it) and are numbered from
+/// 0; the use cases check sizes and hashes of chunks before `put_chunk`, the
+/// store checks the whole file's hash in `assemble`.
 pub trait BlobStore: Send + Sync + std::fmt::Debug {
-    /// Stores chunk `idx` of `key`, replacing any stored one, durably.
+    /// Stores chunk `idx` of `upload`, replacing any stored one, durably.
     fn put_chunk<'a>(
         &'a self,
-        key: &'a BlobKey,
+        upload: &'a UploadKey,
         idx: u32,
         data: Bytes,
     ) -> BoxFuture<'a, io::Result<()>>;
-    /// The indexes of the stored chunks of `key`, ascending.
-    fn list_chunks<'a>(&'a self, key: &'a BlobKey) -> BoxFuture<'a, io::Result<Vec<u32>>>;
-    /// Concatenates chunks `0..chunks` into the file of `key` (streaming), keeps
-    /// it only if its SHA-256 is `key.sha256`, and drops the chunks either way.
+
+    /// The indexes of the stored chunks of `upload`, ascending.
+    fn list_chunks<'a>(&'a self, upload: &'a UploadKey) -> BoxFuture<'a, io::Result<Vec<u32>>>;
+
+    /// Concatenates chunks `0..chunks` of `upload` into the file
+    /// `upload.file` (streaming), keeps it only if its SHA-256 is the file's
+    /// (replacing an equal copy another upload stored), and drops the
+    /// upload's chunks either way.
     fn assemble<'a>(
         &'a self,
-        key: &'a BlobKey,
+        upload: &'a UploadKey,
         chunks: u32,
     ) -> BoxFuture<'a, io::Result<Assembled>>;
+
+    /// Removes the chunks of `upload` (missing ones are not an error).
+    fn delete_upload<'a>(&'a self, upload: &'a UploadKey) -> BoxFuture<'a, io::Result<()>>;
+
     /// The complete file of `key`, if stored.
     fn open<'a>(&'a self, key: &'a BlobKey) -> BoxFuture<'a, io::Result<Option<BlobReader>>>;
+
     /// Stores the thumbnail of the complete file of `key`, replacing any, durably.
     fn put_thumbnail<'a>(&'a self, key: &'a BlobKey, data: Bytes) -> BoxFuture<'a, io::Result<()>>;
+
     /// The thumbnail of `key`, if stored.
     fn open_thumbnail<'a>(
         &'a self,
         key: &'a BlobKey,
     ) -> BoxFuture<'a, io::Result<Option<BlobReader>>>;
-    /// Removes the file, its thumbnail and any chunks of `key` (missing ones are
-    /// not an error).
+
+    /// Removes the file of `key` and its thumbnail (missing ones are not an
+    /// error); uploads of it in progress keep their chunks.
     fn delete<'a>(&'a self, key: &'a BlobKey) -> BoxFuture<'a, io::Result<()>>;
 }

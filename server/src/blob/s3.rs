@@ -5,7 +5,7 @@
 //! **Layout** in the bucket, the same as on the filesystem:
 //! `<org>/<sha256[0..2]>/<sha256>` is a complete, verified file,
 //! `<org>/<sha256[0..2]>/<sha256>.thumb.jpg` its thumbnail and
-//! `<org>/parts/<sha256>/<idx>` (eight digits) the chunks of an upload in
+//! `<org>/parts/<sha256>/<device>/<idx>` (eight digits) the chunks of a device's upload in
 //! progress, one object each, so any node can take the next chunk.
 //!
 //! **Assembly** is a multipart upload to the final name fed from the chunk
@@ -25,7 +25,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use sha2::{Digest, Sha256};
 
-use super::{Assembled, BlobKey, BlobReader, BlobStore};
+use super::{Assembled, BlobKey, BlobReader, BlobStore, UploadKey};
 use crate::settings::AttachmentSettings;
 
 /// Size of the parts of an assembling multipart upload (S3 wants at least
@@ -93,15 +93,21 @@ impl S3BlobStore {
         ))
     }
 
-    fn parts_dir(key: &BlobKey) -> Path {
-        Path::from(format!("{}/parts/{}", Self::org_dir(key), key.sha256))
+    fn parts_dir(upload: &UploadKey) -> Path {
+        Path::from(format!(
+            "{}/parts/{}/{}",
+            Self::org_dir(&upload.file),
+            upload.file.sha256,
+            upload.device.as_uuid().hyphenated()
+        ))
     }
 
-    fn part_path(key: &BlobKey, idx: u32) -> Path {
+    fn part_path(upload: &UploadKey, idx: u32) -> Path {
         Path::from(format!(
-            "{}/parts/{}/{idx:08}",
-            Self::org_dir(key),
-            key.sha256
+            "{}/parts/{}/{}/{idx:08}",
+            Self::org_dir(&upload.file),
+            upload.file.sha256,
+            upload.device.as_uuid().hyphenated()
         ))
     }
 
@@ -123,10 +129,10 @@ impl S3BlobStore {
         }
     }
 
-    async fn delete_parts(&self, key: &BlobKey) -> io::Result<()> {
+    async fn delete_parts(&self, upload: &UploadKey) -> io::Result<()> {
         let parts: Vec<Path> = self
             .store
-            .list(Some(&Self::parts_dir(key)))
+            .list(Some(&Self::parts_dir(upload)))
             .map_ok(|meta| meta.location)
             .try_collect()
             .await?;
@@ -139,7 +145,7 @@ impl S3BlobStore {
     /// Streams the chunks into `upload` while hashing them: (hex SHA-256, size).
     async fn copy_chunks(
         &self,
-        key: &BlobKey,
+        key: &UploadKey,
         chunks: u32,
         upload: &mut WriteMultipart,
     ) -> io::Result<(String, u64)> {
@@ -165,23 +171,23 @@ impl S3BlobStore {
 impl BlobStore for S3BlobStore {
     fn put_chunk<'a>(
         &'a self,
-        key: &'a BlobKey,
+        upload: &'a UploadKey,
         idx: u32,
         data: Bytes,
     ) -> BoxFuture<'a, io::Result<()>> {
         Box::pin(async move {
             self.store
-                .put(&Self::part_path(key, idx), PutPayload::from(data))
+                .put(&Self::part_path(upload, idx), PutPayload::from(data))
                 .await?;
             Ok(())
         })
     }
 
-    fn list_chunks<'a>(&'a self, key: &'a BlobKey) -> BoxFuture<'a, io::Result<Vec<u32>>> {
+    fn list_chunks<'a>(&'a self, upload: &'a UploadKey) -> BoxFuture<'a, io::Result<Vec<u32>>> {
         Box::pin(async move {
             let mut found: Vec<u32> = self
                 .store
-                .list(Some(&Self::parts_dir(key)))
+                .list(Some(&Self::parts_dir(upload)))
                 .map_ok(|meta| meta.location.filename().and_then(|n| n.parse().ok()))
                 .try_collect::<Vec<Option<u32>>>()
                 .await?
@@ -195,13 +201,14 @@ impl BlobStore for S3BlobStore {
 
     fn assemble<'a>(
         &'a self,
-        key: &'a BlobKey,
+        session: &'a UploadKey,
         chunks: u32,
     ) -> BoxFuture<'a, io::Result<Assembled>> {
         Box::pin(async move {
+            let key = &session.file;
             let upload = self.store.put_multipart(&Self::file_path(key)).await?;
             let mut upload = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-            let (actual, size) = match self.copy_chunks(key, chunks, &mut upload).await {
+            let (actual, size) = match self.copy_chunks(session, chunks, &mut upload).await {
                 Ok(done) => done,
                 Err(e) => {
                     if let Err(abort) = upload.abort().await {
@@ -217,9 +224,13 @@ impl BlobStore for S3BlobStore {
                 upload.abort().await?;
                 Assembled::Mismatch { actual }
             };
-            self.delete_parts(key).await?;
+            self.delete_parts(session).await?;
             Ok(outcome)
         })
+    }
+
+    fn delete_upload<'a>(&'a self, upload: &'a UploadKey) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(async move { self.delete_parts(upload).await })
     }
 
     fn open<'a>(&'a self, key: &'a BlobKey) -> BoxFuture<'a, io::Result<Option<BlobReader>>> {
@@ -245,15 +256,14 @@ impl BlobStore for S3BlobStore {
     fn delete<'a>(&'a self, key: &'a BlobKey) -> BoxFuture<'a, io::Result<()>> {
         Box::pin(async move {
             self.delete_if_present(&Self::thumbnail_path(key)).await?;
-            self.delete_if_present(&Self::file_path(key)).await?;
-            self.delete_parts(key).await
+            self.delete_if_present(&Self::file_path(key)).await
         })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use fieldsync_core::OrgId;
+    use fieldsync_core::{DeviceId, OrgId};
 
     use super::*;
     use crate::blob::Sha256Hex;
@@ -272,17 +282,33 @@ mod tests {
             org: OrgId::new(),
             sha256: Sha256Hex::of(&data),
         };
+        let upload = UploadKey {
+            file: key.clone(),
+            device: DeviceId::new(),
+        };
+        let other_device = UploadKey {
+            file: key.clone(),
+            device: DeviceId::new(),
+        };
         let pieces: Vec<&[u8]> = data.chunks(chunk).collect();
         for (idx, piece) in pieces.iter().enumerate().rev() {
             store
-                .put_chunk(&key, idx as u32, Bytes::copy_from_slice(piece))
+                .put_chunk(&upload, idx as u32, Bytes::copy_from_slice(piece))
                 .await
                 .expect("put");
         }
-        let listed = store.list_chunks(&key).await.expect("list");
+        let listed = store.list_chunks(&upload).await.expect("list");
         assert_eq!(listed, (0..pieces.len() as u32).collect::<Vec<_>>());
+        assert!(
+            store
+                .list_chunks(&other_device)
+                .await
+                .expect("list")
+                .is_empty(),
+            "another device's upload of the same file has its own chunks"
+        );
         let done = store
-            .assemble(&key, pieces.len() as u32)
+            .assemble(&upload, pieces.len() as u32)
             .await
             .expect("assemble");
         assert_eq!(
@@ -291,7 +317,7 @@ mod tests {
                 size: data.len() as u64
             }
         );
-        assert!(store.list_chunks(&key).await.expect("list").is_empty());
+        assert!(store.list_chunks(&upload).await.expect("list").is_empty());
         let back = store
             .open(&key)
             .await
@@ -302,9 +328,12 @@ mod tests {
             .expect("read");
         assert!(back == data);
 
-        let wrong = BlobKey {
-            org: key.org,
-            sha256: Sha256Hex::parse(&"0".repeat(64)).expect("hex"),
+        let wrong = UploadKey {
+            file: BlobKey {
+                org: key.org,
+                sha256: Sha256Hex::parse(&"0".repeat(64)).expect("hex"),
+            },
+            device: upload.device,
         };
         store
             .put_chunk(&wrong, 0, Bytes::from_static(b"x"))
@@ -312,7 +341,7 @@ mod tests {
             .expect("put");
         let done = store.assemble(&wrong, 1).await.expect("assemble");
         assert!(matches!(done, Assembled::Mismatch { .. }));
-        assert!(store.open(&wrong).await.expect("open").is_none());
+        assert!(store.open(&wrong.file).await.expect("open").is_none());
         assert!(store.list_chunks(&wrong).await.expect("list").is_empty());
         store.delete(&key).await.expect("delete");
         assert!(store.open(&key).await.expect("open").is_none());

@@ -84,6 +84,60 @@ macro_rules! readable {
     };
 }
 
+/// The server's copy of each pushed record (`None`: it has none), and whether
+/// the caller, through its five `principals`, reads it (inside transaction
+/// `tx`, with the dialect's `uuid`; `$sql` selects org, kind and document).
+macro_rules! load_pushed {
+    ($tx:ident, $uuid:ident, $sql:expr, $records:expr, $org:expr, $principals:ident) => {{
+        let mut loaded: Vec<Option<Loaded>> = Vec::with_capacity($records.len());
+        for rec in $records {
+            let row: Option<(String, String, Vec<u8>)> = sqlx::query_as($sql)
+                .bind($uuid(*rec.id.as_uuid()))
+                .fetch_optional(&mut *$tx)
+                .await?;
+            loaded.push(match row {
+                None => None,
+                Some((row_org, _, _)) if parse_uuid(&row_org)? != $org => Some(Loaded::foreign()),
+                Some((_, kind, doc)) => {
+                    let readable = readable!($tx, $uuid, rec.id, $principals);
+                    Some(Loaded {
+                        kind,
+                        doc,
+                        readable,
+                    })
+                }
+            });
+        }
+        loaded
+    }};
+}
+
+/// Loads a push's records as [`apply_push`] will, but outside its transaction
+/// and without locking anything: the copy a push merges before it waits for
+/// its turn to write. `apply_push` loads them again and merges again only the
+/// push whose records changed meanwhile.
+pub async fn load_for_push(
+    db: &Database,
+    caller: &Caller,
+    records: &[RecordChanges],
+) -> Result<Vec<Option<Loaded>>, DbError> {
+    let principals = caller.principals();
+    let org = *caller.org.as_uuid();
+    on_pool!(db, |pool, uuid| {
+        let mut tx = pool.begin().await?;
+        let loaded = load_pushed!(
+            tx,
+            uuid,
+            "SELECT CAST(org_id AS TEXT), kind, doc FROM records WHERE id = $1",
+            records,
+            org,
+            principals
+        );
+        tx.rollback().await?;
+        Ok(loaded)
+    })
+}
+
 /// Serialises writers on SQLite (it has one writer; waiting here is fairer and
 /// cheaper than in SQLite's busy handler). PostgreSQL writers do not take it.
 #[derive(Debug, Default)]
@@ -156,25 +210,7 @@ pub async fn apply_push(
         } else {
             "SELECT CAST(org_id AS TEXT), kind, doc FROM records WHERE id = $1"
         };
-        let mut loaded: Vec<Option<Loaded>> = Vec::with_capacity(records.len());
-        for rec in records {
-            let row: Option<(String, String, Vec<u8>)> = sqlx::query_as(load_sql)
-                .bind(uuid(*rec.id.as_uuid()))
-                .fetch_optional(&mut *tx)
-                .await?;
-            loaded.push(match row {
-                None => None,
-                Some((row_org, _, _)) if parse_uuid(&row_org)? != org => Some(Loaded::foreign()),
-                Some((_, kind, doc)) => {
-                    let readable = readable!(tx, uuid, rec.id, principals);
-                    Some(Loaded {
-                        kind,
-                        doc,
-                        readable,
-                    })
-                }
-            });
-        }
+        let loaded = load_pushed!(tx, uuid, load_sql, records, org, principals);
 
         // 2. Decide (pure): merge and the model's rules, then what needs other
         // records and the organisation's people, loaded here in rounds (an

@@ -11,6 +11,12 @@
 //!   ([`CHUNK_SIZE`] when declared); the last is the rest.
 //! - No declared content type is one a browser runs (no HTML, no SVG), as
 //!   downloads are served with the declared type.
+//! - An upload belongs to the device that declared it ([`UploadKey`]): its
+//!   chunks are its own, and the records it names are attached to the file
+//!   only when those chunks assemble into it. Knowing a hash proves nothing:
+//!   a record is linked to a file only by a device that sent its bytes, or by
+//!   a caller who can already read a record that has it; a declaration looks
+//!   the same whether or not the file exists elsewhere in the organisation.
 //!
 //! The flow that applies these rules is `service::attachments`; the bytes live
 //! in a `blob::BlobStore`, keyed by [`BlobKey`].
@@ -70,6 +76,16 @@ pub struct BlobKey {
     pub sha256: Sha256Hex,
 }
 
+/// One upload session: a file being uploaded by one device. Its chunks, in
+/// the database and in the blob store, are its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadKey {
+    /// The file it uploads.
+    pub file: BlobKey,
+    /// The device uploading it.
+    pub device: DeviceId,
+}
+
 /// What an attachment is, which decides its size limit and content types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -118,7 +134,8 @@ pub fn thumbnail_source_limit() -> u64 {
     AttachmentKind::Photo.max_bytes()
 }
 
-/// An attachment as stored in its organisation.
+/// An attachment as stored in its organisation (`complete`), or an upload
+/// session's declaration of it (not `complete`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attachment {
     /// Its kind as stored (`photo`, `signature`, `document`).

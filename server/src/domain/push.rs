@@ -14,10 +14,12 @@
 //! its own changes.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use fieldsync_core::model::rules::references;
 use fieldsync_core::model::{
-    IncomingError, Merged, Projection, RecordDoc, RecordKind, merge_incoming,
+    IncomingError, MAX_CHANGE_OPS, Merged, Projection, RecordDoc, RecordKind, change_ops,
+    merge_incoming,
 };
 use fieldsync_core::protocol::{
     PushOutcome, PushResponse, PushResult, RecordChanges, RejectCode, Rejection,
@@ -38,6 +40,14 @@ pub const MAX_PRIME_RECORDS: u32 = 5_000;
 /// Largest record: its saved document after a merge. Records hold text and
 /// numbers; photos and documents travel as attachments.
 pub const MAX_DOC_BYTES: usize = 1024 * 1024;
+/// Most operations (expanded, see `fieldsync_core::model::MAX_CHANGE_OPS`)
+/// one push may bring to merge; the records past it are refused as retryable
+/// and come in the device's next push.
+pub const MAX_PUSH_OPS: usize = 1_000_000;
+/// Most time one push may spend merging (on the blocking pool, before it
+/// writes). The records not merged by then are refused as retryable; the first
+/// record is always merged, so every push makes progress.
+pub const MERGE_BUDGET: Duration = Duration::from_secs(3);
 /// Most written records one live note names the readers of; a larger push is
 /// announced to the whole organisation.
 pub const MAX_NOTE_RECORDS: usize = 64;
@@ -92,7 +102,7 @@ pub fn lost_principals(
 }
 
 /// A record as loaded for a push.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Loaded {
     /// The stored kind's name.
     pub kind: String,
@@ -185,20 +195,78 @@ pub struct Decisions {
     pub refusals: Vec<Refusal>,
 }
 
+/// What a push's pre-flight found about each of its records, before anything
+/// is loaded or merged: `Some` refuses the record.
+pub type Preflight = Vec<Option<Rejection>>;
+
+/// Counts the operations each record's changes expand to, reading only the
+/// changes (cheap next to merging them): a record with a change over
+/// [`MAX_CHANGE_OPS`] is refused for good, and the records past
+/// [`MAX_PUSH_OPS`] in the push are refused as retryable (never the first).
+/// Bytes that are not changes pass; the merge reports them.
+pub fn preflight(records: &[RecordChanges]) -> Preflight {
+    preflight_within(records, MAX_CHANGE_OPS, MAX_PUSH_OPS)
+}
+
+fn preflight_within(records: &[RecordChanges], max_change: usize, max_push: usize) -> Preflight {
+    let mut total = 0usize;
+    records
+        .iter()
+        .enumerate()
+        .map(|(i, rec)| {
+            let ops: Vec<usize> = rec.changes.iter().filter_map(|c| change_ops(c)).collect();
+            if let Some(&worst) = ops.iter().max()
+                && worst > max_change
+            {
+                return Some(Rejection::from(IncomingError::TooLarge(format!(
+                    "a change holds {worst} operations; a change holds at most {max_change} \
+                     (photos and documents belong in attachments)"
+                ))));
+            }
+            total = total.saturating_add(ops.iter().sum());
+            (i > 0 && total > max_push).then(|| Rejection {
+                code: RejectCode::TooLarge,
+                message: format!(
+                    "this push brings more than {max_push} operations to merge; \
+                     this record comes in the next push"
+                ),
+                retryable: true,
+                server_doc: None,
+            })
+        })
+        .collect()
+}
+
 /// Decides every record of a push (already deduplicated) given what was
-/// loaded for each (`None`: the server has no copy).
+/// loaded for each (`None`: the server has no copy) and what its pre-flight
+/// found, merging for at most `budget` (the first record whatever it takes).
 pub fn decide_all(
     caller: &Caller,
     records: &[RecordChanges],
     loaded: &[Option<Loaded>],
+    preflight: &[Option<Rejection>],
+    budget: Duration,
 ) -> Decisions {
+    let started = Instant::now();
     let mut out = Decisions::default();
-    for (rec, loaded) in records.iter().zip(loaded) {
-        let outcome = if out.writes.iter().any(|w| w.id == rec.id) {
+    for (i, (rec, loaded)) in records.iter().zip(loaded).enumerate() {
+        let outcome = if let Some(Some(refused)) = preflight.get(i) {
+            Err(refused.clone())
+        } else if out.writes.iter().any(|w| w.id == rec.id) {
             Err(Rejection {
                 code: RejectCode::WrongKind,
                 message: "the batch lists this record twice with different kinds".into(),
                 retryable: false,
+                server_doc: None,
+            })
+        } else if i > 0 && started.elapsed() > budget {
+            Err(Rejection {
+                code: RejectCode::TooLarge,
+                message: format!(
+                    "this push took more than {} s to merge; this record comes in the next push",
+                    budget.as_secs()
+                ),
+                retryable: true,
                 server_doc: None,
             })
         } else {
@@ -601,6 +669,58 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_preflight_refuses_costly_changes_and_defers_what_is_past_the_push_limit() {
+        let org = OrgId::new();
+        let rep = caller(Role::Rep, org, TeamId::new());
+        let records: Vec<RecordChanges> =
+            (0..4).map(|_| new_visit(&rep, rep.actor.user).0).collect();
+        let ops: Vec<usize> = records
+            .iter()
+            .map(|r| r.changes.iter().filter_map(|c| change_ops(c)).sum())
+            .collect();
+        assert!(ops.iter().all(|&n| n > 1), "{ops:?}");
+        let worst_change = records[0]
+            .changes
+            .iter()
+            .filter_map(|c| change_ops(c))
+            .max()
+            .unwrap_or(0);
+        // Each change is under the limit; the push limit lets two records in.
+        let verdicts = preflight_within(&records, worst_change, ops[0] + ops[1]);
+        assert!(
+            verdicts[0].is_none() && verdicts[1].is_none(),
+            "{verdicts:?}"
+        );
+        for v in &verdicts[2..] {
+            let r = v.as_ref().expect("deferred");
+            assert_eq!(r.code, RejectCode::TooLarge);
+            assert!(r.retryable, "{}", r.message);
+        }
+        // A change over the limit is refused for good, even as the first.
+        let verdicts = preflight_within(&records, worst_change - 1, usize::MAX);
+        let r = verdicts[0].as_ref().expect("refused");
+        assert!(
+            !r.retryable && r.message.contains("operations"),
+            "{}",
+            r.message
+        );
+        // The first record is always merged, however large the push.
+        assert!(preflight_within(&records, usize::MAX, 0)[0].is_none());
+        // Merging stops at the budget, never before the first record.
+        let decided = decide_all(
+            &rep,
+            &records,
+            &[None, None, None, None],
+            &[],
+            Duration::ZERO,
+        );
+        assert!(decided.results[0].1.is_ok());
+        for (_, r) in &decided.results[1..] {
+            assert!(matches!(r, Err(r) if r.retryable && r.code == RejectCode::TooLarge));
+        }
+    }
+
+    #[test]
     fn a_push_over_the_record_limit_is_refused_before_merging() {
         let (org, team) = (OrgId::new(), TeamId::new());
         let rep = caller(Role::Rep, org, team);
@@ -620,7 +740,7 @@ pub(crate) mod tests {
         };
         let records = dedupe(&[rec.clone(), twin]);
         assert_eq!(records.len(), 2, "a second kind is kept apart");
-        let decided = decide_all(&rep, &records, &[None, None]);
+        let decided = decide_all(&rep, &records, &[None, None], &[], Duration::MAX);
         assert_eq!(decided.writes.len(), 1);
         assert_eq!(decided.refusals.len(), 1);
         assert_eq!(decided.refusals[0].rejection.code, RejectCode::WrongKind);

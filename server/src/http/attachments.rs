@@ -76,7 +76,7 @@ fn path_error(e: PathRejection) -> ApiError {
         (status = 400, description = "Bad hash, kind or content type", body = ErrorBody),
         (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
         (status = 404, description = "No such record in the caller's scope", body = ErrorBody),
-        (status = 409, description = "Declared before with another size or type", body = ErrorBody),
+        (status = 409, description = "Declared with another size: a file the caller can already read", body = ErrorBody),
         (status = 413, description = "`attachment_too_large` for its kind", body = ErrorBody),
     ))]
 pub(crate) async fn declare(
@@ -99,8 +99,7 @@ pub(crate) async fn declare(
         (status = 200, description = "Stored", body = ChunkStored),
         (status = 400, description = "`chunk_corrupt` (hash differs) or a bad index or size", body = ErrorBody),
         (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
-        (status = 404, description = "No such upload in the caller's scope", body = ErrorBody),
-        (status = 409, description = "The upload is already complete", body = ErrorBody),
+        (status = 404, description = "This device has not declared an upload of this file (or it completed)", body = ErrorBody),
     ))]
 pub(crate) async fn put_chunk(
     State(ctx): State<Arc<Context>>,
@@ -131,7 +130,7 @@ pub(crate) async fn put_chunk(
     responses(
         (status = 200, description = "Stored and verified", body = UploadComplete),
         (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
-        (status = 404, description = "No such upload in the caller's scope", body = ErrorBody),
+        (status = 404, description = "This device has no upload of this file, and the caller reads no record that has it", body = ErrorBody),
         (status = 409, description = "Chunks are missing (listed in the message)", body = ErrorBody),
         (status = 422, description = "`hash_mismatch`: the assembled file is not the declared one; the upload starts over", body = ErrorBody),
     ))]

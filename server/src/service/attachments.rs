@@ -1,23 +1,27 @@
 //! The attachment use cases: photos, signatures and documents a device
 //! captured offline and uploads later, in chunks, resumably (issue #7). The
-//! bytes live in the [`BlobStore`]; the database keeps what was declared,
-//! which chunks are stored and which records an attachment belongs to; the
-//! rules are `domain::attachments`.
+//! bytes live in the [`BlobStore`]; the database keeps the complete files,
+//! which records each belongs to, and the uploads in progress; the rules are
+//! `domain::attachments`.
 //!
 //! The flow (described for app developers in `docs/protocol.md`):
 //!
 //! 1. [`declare`] an upload `{sha256, record_id, kind, content_type, size}`.
 //!    The caller must be able to write the record (whoever reads a record may
-//!    write it). The answer names the chunk size and the chunks already
-//!    stored, so declaring again after a lost connection is how a device
-//!    resumes. A file already complete in the organisation is not uploaded
-//!    again (`complete: true`): it is attached to the new record too.
-//! 2. [`put_chunk`] stores one chunk, exactly
+//!    write it). A file the caller can already read (through another record)
+//!    is attached at once: `complete: true`, nothing to send. Otherwise the
+//!    declaration starts, or resumes, the device's own upload session and
+//!    names the chunk size and the chunks that session already stored; the
+//!    answer is the same whether or not the file exists elsewhere in the
+//!    organisation, and never tells another upload's size.
+//! 2. [`put_chunk`] stores one chunk of the caller's own upload, exactly
 //!    [`CHUNK_SIZE`](crate::domain::attachments::CHUNK_SIZE) bytes except the
 //!    last, whose SHA-256 the sender gives; a chunk that does not match is
 //!    refused and not stored.
-//! 3. [`complete`] assembles the chunks (streaming) and keeps the file only if
-//!    its SHA-256 is the declared one.
+//! 3. [`complete`] assembles the session's chunks (streaming) and keeps the
+//!    file only if its SHA-256 is the declared one; only then are the records
+//!    the device named attached to it. Sending the bytes is the proof that the
+//!    device holds the file: knowing its hash is not.
 //! 4. [`download`] opens the file for anyone who can read a record it is
 //!    attached to; to anyone else it does not exist (not found).
 //! 5. [`thumbnail`] opens a photo's thumbnail (a JPEG, longest side 320 px)
@@ -31,22 +35,18 @@
 //! periodically ([`clean_periodically`]) and `fieldsync attachments cleanup`
 //! runs once; each upload is removed by exactly one of them (a conditional
 //! `DELETE` that one wins).
-//!
-//! While an upload is in progress, any writer of one of its records in the
-//! organisation may add chunks; a wrong chunk costs the upload a restart (the
-//! whole-file hash catches it), never a wrong file.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use fieldsync_core::{OrgId, RecordId};
+use fieldsync_core::{DeviceId, OrgId, RecordId};
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use super::Context;
-use crate::blob::{Assembled, BlobKey, BlobReader, BlobStore, Sha256Hex, thumbnail};
-use crate::db::attachments::{self as rows, Declared};
+use crate::blob::{Assembled, BlobKey, BlobReader, BlobStore, Sha256Hex, UploadKey, thumbnail};
+use crate::db::attachments::{self as rows, Declared, Finished};
 use crate::db::{Database, now_secs, records};
 use crate::domain::attachments::{
     self as rules, Attachment, AttachmentKind, CHUNK_SIZE, ThumbnailState,
@@ -134,12 +134,13 @@ async fn visible(db: &Database, caller: &Caller, key: &BlobKey) -> Result<Attach
     Ok(row)
 }
 
-/// Chunk indexes both recorded in the database and present in the blob store.
-async fn received(ctx: &Context, key: &BlobKey) -> Result<Vec<u32>> {
-    let recorded = rows::recorded_chunks(&ctx.db, key).await?;
+/// The upload's chunk indexes both recorded in the database and present in
+/// the blob store.
+async fn received(ctx: &Context, upload: &UploadKey) -> Result<Vec<u32>> {
+    let recorded = rows::recorded_chunks(&ctx.db, upload).await?;
     let stored = ctx
         .blobs
-        .list_chunks(key)
+        .list_chunks(upload)
         .await
         .map_err(|e| io_error("listing chunks", e))?;
     Ok(rules::received(recorded, &stored))
@@ -164,34 +165,76 @@ pub async fn declare(
         sha256,
     };
     let now = now_secs();
+    // A file the caller already reads through another record: nothing to
+    // prove, nothing to send.
+    if let Some(file) = rows::find(&ctx.db, &key).await?
+        && file.complete
+        && rows::linked_readable(&ctx.db, caller, &key).await?
+    {
+        file.check_declared_size(req.size)?;
+        rows::link_record(&ctx.db, &key, req.record_id, caller.user(), now).await?;
+        return Ok(DeclareResponse {
+            sha256: key.sha256.to_string(),
+            chunk_size: file.chunk_size,
+            chunks: file.chunks(),
+            received: Vec::new(),
+            complete: true,
+        });
+    }
+    // Otherwise the device's own upload: whatever exists elsewhere in the
+    // organisation, it sends the bytes (the proof it holds them), and its
+    // record is attached when they assemble into the file.
+    let upload = UploadKey { file: key, device };
     let declared = Declared {
-        record: req.record_id,
         kind: req.kind.as_str(),
         content_type: &req.content_type,
         size: req.size,
         chunk_size: CHUNK_SIZE,
         created_by: caller.user(),
-        device,
         now,
     };
-    rows::declare(&ctx.db, &key, &declared).await?;
-    let row = rows::find(&ctx.db, &key)
+    rows::declare_upload(&ctx.db, &upload, &declared).await?;
+    let vanished = || Error::internal("a declared upload vanished");
+    let mut row = rows::find_upload(&ctx.db, &upload)
         .await?
-        .ok_or_else(|| Error::internal("declared attachment vanished"))?;
-    row.check_declared_size(req.size)?;
-    rows::link_record(&ctx.db, &key, req.record_id, caller.user(), now).await?;
-    let received = if row.complete {
-        Vec::new()
-    } else {
-        received(ctx, &key).await?
-    };
+        .ok_or_else(vanished)?;
+    if row.size != req.size || row.content_type != req.content_type || row.kind != declared.kind {
+        // The device declares its file anew (an app that got it wrong the
+        // first time): its own upload starts over.
+        rows::restart_upload(&ctx.db, &upload, &declared).await?;
+        ctx.blobs
+            .delete_upload(&upload)
+            .await
+            .map_err(|e| io_error("deleting chunks", e))?;
+        row = rows::find_upload(&ctx.db, &upload)
+            .await?
+            .ok_or_else(vanished)?;
+    }
+    rows::add_upload_record(&ctx.db, &upload, req.record_id, caller.user()).await?;
     Ok(DeclareResponse {
-        sha256: key.sha256.to_string(),
+        sha256: upload.file.sha256.to_string(),
         chunk_size: row.chunk_size,
         chunks: row.chunks(),
-        received,
-        complete: row.complete,
+        received: received(ctx, &upload).await?,
+        complete: false,
     })
+}
+
+/// The caller's own upload of `sha256`; anyone else's does not exist for them.
+async fn own_upload(
+    ctx: &Context,
+    caller: &Caller,
+    sha256: Sha256Hex,
+) -> Result<(UploadKey, Option<Attachment>)> {
+    let upload = UploadKey {
+        file: BlobKey {
+            org: caller.org,
+            sha256,
+        },
+        device: rules::declaring_device(caller).map_err(|_| Error::NotFound)?,
+    };
+    let row = rows::find_upload(&ctx.db, &upload).await?;
+    Ok((upload, row))
 }
 
 /// Reads a chunk's body, refusing one longer than `limit` bytes or one that
@@ -230,69 +273,70 @@ where
     let sha256 = rules::parse_hash(sha256)?;
     let idx = rules::parse_chunk_index(idx)?;
     let claimed = rules::parse_chunk_hash(claimed)?;
-    let key = BlobKey {
-        org: caller.org,
-        sha256,
-    };
-    let row = visible(&ctx.db, caller, &key).await?;
+    let (upload, row) = own_upload(ctx, caller, sha256).await?;
+    let row = row.ok_or(Error::NotFound)?;
     let expected = row.check_chunk(idx)?;
     let data = read_limited(body, expected)
         .await
         .ok_or_else(|| rules::chunk_body_unreadable(idx, expected))?;
     rules::check_chunk_body(idx, expected, &data, &claimed)?;
     ctx.blobs
-        .put_chunk(&key, idx, data)
+        .put_chunk(&upload, idx, data)
         .await
         .map_err(|e| io_error("storing a chunk", e))?;
-    rows::chunk_stored(&ctx.db, &key, idx, expected, now_secs()).await?;
+    rows::chunk_stored(&ctx.db, &upload, idx, expected, now_secs()).await?;
     Ok(ChunkReceipt {
-        sha256: key.sha256,
+        sha256: upload.file.sha256,
         idx,
         size: expected,
     })
 }
 
-/// Assembles the upload `sha256` from its chunks and keeps the file only if it
-/// is the declared one; a photo's thumbnail is then made in the background.
+/// Assembles the caller's upload `sha256` from its chunks and keeps the file
+/// only if it is the declared one; the records the device named are then
+/// attached to it, and a new photo's thumbnail is made in the background.
 pub async fn complete(ctx: &Context, caller: &Caller, sha256: &str) -> Result<Completed> {
     let sha256 = rules::parse_hash(sha256)?;
-    let key = BlobKey {
-        org: caller.org,
-        sha256,
-    };
-    let row = visible(&ctx.db, caller, &key).await?;
-    if row.complete {
+    let (upload, row) = own_upload(ctx, caller, sha256).await?;
+    let key = upload.file.clone();
+    let Some(row) = row else {
+        // Completed already (the answer was lost): the file is there for a
+        // caller who reads a record that has it.
+        let file = visible(&ctx.db, caller, &key).await?;
         return Ok(Completed {
             sha256: key.sha256,
-            size: row.size,
+            size: file.size,
         });
-    }
-    let have = received(ctx, &key).await?;
+    };
+    let have = received(ctx, &upload).await?;
     rules::check_all_received(row.chunks(), &have)?;
     let outcome = ctx
         .blobs
-        .assemble(&key, row.chunks())
+        .assemble(&upload, row.chunks())
         .await
         .map_err(|e| io_error("assembling", e))?;
-    rows::forget_chunks(&ctx.db, &key).await?;
+    rows::forget_chunks(&ctx.db, &upload).await?;
     match outcome {
         Assembled::Verified { size } if size == row.size => {
-            if rows::mark_complete(&ctx.db, &key, size, now_secs()).await? == 0 {
-                // Removed as abandoned while it was being assembled: keep nothing.
-                ctx.blobs
-                    .delete(&key)
-                    .await
-                    .map_err(|e| io_error("deleting", e))?;
-                return Err(rules::removed_as_abandoned());
-            }
-            if row.is_photo() {
-                // Ready before a manager opens the report; the answer does not wait.
-                let (db, blobs, key) = (ctx.db.clone(), ctx.blobs.clone(), key.clone());
-                tokio::spawn(async move {
-                    if let Err(e) = ensure_thumbnail(&db, blobs.as_ref(), &key).await {
-                        tracing::warn!(error = %e.chain(), "could not make a thumbnail");
+            match rows::finish_upload(&ctx.db, &upload, &row, now_secs()).await? {
+                Finished::Gone => {
+                    // Removed as abandoned while it was being assembled: keep
+                    // nothing that no other upload made a file of.
+                    drop_unlisted_file(ctx, &key).await?;
+                    return Err(rules::removed_as_abandoned());
+                }
+                Finished::Linked { new } => {
+                    if new && row.is_photo() {
+                        // Ready before a manager opens the report; the answer
+                        // does not wait.
+                        let (db, blobs, key) = (ctx.db.clone(), ctx.blobs.clone(), key.clone());
+                        tokio::spawn(async move {
+                            if let Err(e) = ensure_thumbnail(&db, blobs.as_ref(), &key).await {
+                                tracing::warn!(error = %e.chain(), "could not make a thumbnail");
+                            }
+                        });
                     }
-                });
+                }
             }
             Ok(Completed {
                 sha256: key.sha256,
@@ -301,18 +345,23 @@ pub async fn complete(ctx: &Context, caller: &Caller, sha256: &str) -> Result<Co
         }
         Assembled::Verified { size } => {
             // Equal hashes of different lengths do not happen; keep nothing if they do.
-            ctx.blobs
-                .delete(&key)
-                .await
-                .map_err(|e| io_error("deleting", e))?;
-            rows::reset_upload(&ctx.db, &key).await?;
+            drop_unlisted_file(ctx, &key).await?;
             Err(rules::assembled_size_mismatch(size, row.size))
         }
-        Assembled::Mismatch { actual } => {
-            rows::reset_upload(&ctx.db, &key).await?;
-            Err(rules::assembled_hash_mismatch(&actual, &key.sha256))
-        }
+        Assembled::Mismatch { actual } => Err(rules::assembled_hash_mismatch(&actual, &key.sha256)),
     }
+}
+
+/// Deletes the stored file `key` unless the database lists it (another
+/// upload completed it).
+async fn drop_unlisted_file(ctx: &Context, key: &BlobKey) -> Result<()> {
+    if rows::find(&ctx.db, key).await?.is_none() {
+        ctx.blobs
+            .delete(key)
+            .await
+            .map_err(|e| io_error("deleting", e))?;
+    }
+    Ok(())
 }
 
 /// The complete attachment `sha256`, for a caller who can read a record it is
@@ -442,19 +491,25 @@ pub async fn remove_abandoned(
     loop {
         let found = rows::abandoned(db, cutoff, BATCH).await?;
         let batch = found.len();
-        for (org, sha) in found {
-            let (Ok(org_id), Some(sha256)) = (crate::db::parse_uuid(&org), Sha256Hex::parse(&sha))
-            else {
-                tracing::error!(%org, %sha, "an attachment row with a malformed key");
+        for (org, sha, device) in found {
+            let (Ok(org_id), Some(sha256), Ok(device_id)) = (
+                crate::db::parse_uuid(&org),
+                Sha256Hex::parse(&sha),
+                crate::db::parse_uuid(&device),
+            ) else {
+                tracing::error!(%org, %sha, %device, "an upload row with a malformed key");
                 continue;
             };
-            let key = BlobKey {
-                org: OrgId::from_uuid(org_id),
-                sha256,
+            let upload = UploadKey {
+                file: BlobKey {
+                    org: OrgId::from_uuid(org_id),
+                    sha256,
+                },
+                device: DeviceId::from_uuid(device_id),
             };
-            if rows::claim_abandoned(db, &key, cutoff).await? == 1 {
+            if rows::claim_abandoned(db, &upload, cutoff).await? == 1 {
                 blobs
-                    .delete(&key)
+                    .delete_upload(&upload)
                     .await
                     .map_err(|e| io_error("deleting", e))?;
                 removed += 1;

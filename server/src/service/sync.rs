@@ -10,6 +10,8 @@
 //! created the same record, the live note after the commit, and the node's
 //! metrics (from the timings the write path returns).
 
+use std::sync::Arc;
+
 use automerge::sync::SyncDoc;
 use fieldsync_core::RecordId;
 use fieldsync_core::protocol::{
@@ -38,21 +40,57 @@ pub async fn push(ctx: &Context, caller: &Caller, req: &PushRequest) -> Result<P
             req.records.len()
         )));
     }
-    let records = push::dedupe(&req.records);
+    let records = Arc::new(push::dedupe(&req.records));
+    // What each record's changes cost to merge, counted on the blocking pool:
+    // an operation bomb is refused here, before anything is merged.
+    let preflight = {
+        let records = Arc::clone(&records);
+        Arc::new(
+            tokio::task::spawn_blocking(move || push::preflight(&records))
+                .await
+                .map_err(|e| Error::internal(format!("push pre-flight: {e}")))?,
+        )
+    };
     let mut attempt = 0;
     loop {
         attempt += 1;
+        // Merge first, on the blocking pool and before the write gate, from
+        // a copy loaded without locks: an expensive push keeps one blocking
+        // thread busy, never the async threads or the other writers.
+        let merge_started = std::time::Instant::now();
+        let early = records::load_for_push(&ctx.db, caller, &records).await?;
+        let merged = {
+            let (caller, records, preflight) =
+                (caller.clone(), Arc::clone(&records), Arc::clone(&preflight));
+            let early = early.clone();
+            tokio::task::spawn_blocking(move || {
+                push::decide_all(&caller, &records, &early, &preflight, push::MERGE_BUDGET)
+            })
+            .await
+            .map_err(|e| Error::internal(format!("push merge: {e}")))?
+        };
+        let early_merge = merge_started.elapsed();
         let result = {
             let _writer = ctx.gate.enter(&ctx.db).await;
             records::apply_push(&ctx.db, caller, req.batch, &records, |loaded| {
-                push::decide_all(caller, &records, loaded)
+                if loaded == early.as_slice() {
+                    merged
+                } else {
+                    // A concurrent push changed one of these records since the
+                    // copy was loaded: merge again onto what is stored now (each
+                    // record's cost is bounded by the pre-flight and the budget).
+                    ctx.metrics.push_remerged();
+                    off_async_threads(|| {
+                        push::decide_all(caller, &records, loaded, &preflight, push::MERGE_BUDGET)
+                    })
+                }
             })
             .await
         };
         match result {
             Ok(applied) => {
                 ctx.metrics.push_applied(
-                    applied.merge_time,
+                    early_merge + applied.merge_time,
                     applied.commit_time,
                     applied.changes_written,
                 );
@@ -72,6 +110,16 @@ pub async fn push(ctx: &Context, caller: &Caller, req: &PushRequest) -> Result<P
             }
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// Runs CPU-bound `f` on this async thread, telling a multi-threaded runtime to
+/// move its other tasks elsewhere meanwhile (a current-thread runtime, as in
+/// some tests, just runs it).
+fn off_async_threads<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
