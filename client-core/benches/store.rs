@@ -3,6 +3,10 @@
 //! Run with `cargo bench -p fieldsync-core --bench store` (or `cargo xtask bench`).
 //! Automerge alone is measured in the same run as the baseline, and the store's
 //! figures are also given as ratios to it, because this machine is noisy.
+//!
+//! `FIELDSYNC_BENCH_TINY=1` (what `cargo xtask test` sets) runs every figure at
+//! a fiftieth of its size in a debug build: proof that the bench still runs,
+//! not a measurement.
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +18,12 @@ use fieldsync_core::{
 };
 
 const DAY: i64 = 86_400_000;
+
+/// `full`, or a fiftieth of it in a tiny run (`FIELDSYNC_BENCH_TINY`).
+fn sized(full: usize) -> usize {
+    let tiny = std::env::var("FIELDSYNC_BENCH_TINY").is_ok_and(|v| !v.is_empty() && v != "0");
+    if tiny { (full / 50).max(1) } else { full }
+}
 const TODAY: i64 = 1_767_571_200_000;
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
@@ -82,7 +92,7 @@ fn automerge_baseline() -> (Duration, usize, Duration, Duration, Duration) {
         ("notes", ""),
         ("outcome", ""),
     ];
-    let n = 2_000;
+    let n = sized(2_000);
     let mut create = Vec::with_capacity(n);
     let mut saved = Vec::new();
     for _ in 0..n {
@@ -131,7 +141,13 @@ fn main() {
         territory: TerritoryId::new(),
         rep: Actor::on_device(UserId::new(), Role::Rep, DeviceId::new()),
     };
-    println!("Fieldsync device store benchmark (release build)\n");
+    if sized(50) == 1 {
+        println!(
+            "Fieldsync device store benchmark: TINY RUN (a fiftieth of each size; no figure)\n"
+        );
+    } else {
+        println!("Fieldsync device store benchmark (release build)\n");
+    }
 
     let (am_create, am_size, am_load, am_edit_p50, am_edit_p99) = automerge_baseline();
     println!("Automerge 0.12 alone, 12-field visit document:");
@@ -149,7 +165,7 @@ fn main() {
     // 1. Create 10,000 visits.
     let path = dir.path().join("create.db");
     let store = DeviceStore::open(&path, StoreOptions::default()).expect("open");
-    let n = 10_000;
+    let n = sized(10_000);
     let t = Instant::now();
     let mut ids = Vec::with_capacity(n);
     for i in 0..n as i64 {
@@ -175,8 +191,8 @@ fn main() {
     );
 
     // 2. Local edit of one field, persisted.
-    let mut lat = Vec::with_capacity(4_000);
-    for i in 0..4_000usize {
+    let mut lat = Vec::with_capacity(sized(4_000));
+    for i in 0..sized(4_000) {
         let id = ids[i % 100];
         let t = Instant::now();
         store
@@ -203,10 +219,10 @@ fn main() {
         },
     )
     .expect("open");
-    let mut lat = Vec::with_capacity(2_000);
+    let mut lat = Vec::with_capacity(sized(2_000));
     // The same 100 records as above, with their histories and appended rows, so
     // the only difference is the cache.
-    for i in 0..2_000usize {
+    for i in 0..sized(2_000) {
         let id = ids[i % 100];
         let t = Instant::now();
         cold.update::<Visit>(id, DeviceTime::utc(i as i64), |v| {
@@ -228,7 +244,7 @@ fn main() {
     let path = dir.path().join("open.db");
     {
         let store = DeviceStore::open(&path, StoreOptions::default()).expect("open");
-        for i in 0..20_000 {
+        for i in 0..sized(20_000) as i64 {
             store
                 .create_stateful(&w.visit(i), &w.rep, DeviceTime::utc(0))
                 .expect("create");
@@ -264,7 +280,7 @@ fn main() {
     doc.put(ROOT, "kind", "visit").expect("put");
     doc.commit();
     let t = Instant::now();
-    for i in 0..1_000 {
+    for i in 0..sized(1_000) {
         doc.put(ROOT, "notes", format!("note {i}")).expect("put");
         doc.commit();
     }
@@ -274,7 +290,7 @@ fn main() {
     first.put(ROOT, "kind", "visit").expect("put");
     first.commit();
     let base = first.save();
-    for i in 0..1_000 {
+    for i in 0..sized(1_000) {
         first.put(ROOT, "notes", format!("note {i}")).expect("put");
         first.commit();
         incremental.push(first.save_incremental());
@@ -323,10 +339,10 @@ fn main() {
 /// appended rows). The default threshold is picked from this table.
 fn compaction_sweep(w: &World, dir: &std::path::Path) {
     const RECORDS: usize = 20;
-    const EDITS: usize = 2_000;
+    let edits = sized(2_000);
     println!(
-        "Compaction threshold sweep ({EDITS} edits over {RECORDS} records, {} each):",
-        EDITS / RECORDS
+        "Compaction threshold sweep ({edits} edits over {RECORDS} records, {} each):",
+        edits / RECORDS
     );
     println!("  compact_after | cached p50 / p99       | uncached p50 / p99");
     for threshold in [8u32, 16, 32, 64, 128] {
@@ -349,8 +365,8 @@ fn compaction_sweep(w: &World, dir: &std::path::Path) {
                         .expect("create")
                 })
                 .collect();
-            let mut lat = Vec::with_capacity(EDITS);
-            for i in 0..EDITS {
+            let mut lat = Vec::with_capacity(edits);
+            for i in 0..edits {
                 let t = Instant::now();
                 store
                     .update::<Visit>(ids[i % RECORDS], DeviceTime::utc(i as i64), |v| {

@@ -12,13 +12,15 @@
 //! figures are the upload path's; decoding is bounded on its own, see
 //! `attachments::thumbnail`). Run with `cargo xtask bench` (or `cargo bench -p
 //! fieldsync-server --bench attachments`); `FIELDSYNC_BENCH_BACKENDS` picks the
-//! databases as for the sync bench.
+//! databases as for the sync bench. `FIELDSYNC_BENCH_TINY=1` (what `cargo xtask
+//! test` sets) uploads 2 and 1 files: proof that it still runs, not a
+//! measurement.
 
 use std::time::Instant;
 
 use fieldsync_core::RecordId;
 use fieldsync_core::model::{Account, Visit};
-use fieldsync_test_support::{Backend, World, sha256_hex, today};
+use fieldsync_test_support::{Backend, World, bench_size, sha256_hex, today};
 use serde_json::{Value, json};
 
 const MB: usize = 1_000_000;
@@ -34,9 +36,13 @@ fn main() {
             "postgres" => (Backend::Postgres, "postgres"),
             other => panic!("unknown backend {other:?}: use sqlite or postgres"),
         };
-        let small = run(backend, 50, 2 * MB);
-        let large = run(backend, 5, 20 * MB);
-        for (files, r) in [("50 × 2 MB", &small), ("5 × 20 MB", &large)] {
+        let (small_files, large_files) = (bench_size(50, 2), bench_size(5, 1));
+        let small = run(backend, small_files, 2 * MB);
+        let large = run(backend, large_files, 20 * MB);
+        for (files, r) in [
+            (format!("{small_files} × 2 MB"), &small),
+            (format!("{large_files} × 20 MB"), &large),
+        ] {
             rows.push((
                 name,
                 format!("{files}: throughput"),

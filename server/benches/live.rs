@@ -13,6 +13,8 @@
 //! Run with `cargo xtask bench` (or `cargo bench -p fieldsync-server --bench
 //! live`). `FIELDSYNC_BENCH_LIVE` changes the 500, `FIELDSYNC_BENCH_IDLE` the
 //! 2,000; `FIELDSYNC_BENCH_BACKENDS` picks the databases as for the sync bench.
+//! `FIELDSYNC_BENCH_TINY=1` (what `cargo xtask test` sets) runs it with 4 live
+//! and 8 idle connections: proof that it still runs, not a measurement.
 //! Device rows are registered directly and their tokens minted with the test
 //! key, so the figures measure the channel, not 2,500 password hashes.
 
@@ -27,13 +29,13 @@ use fieldsync_core::sync::{LiveEvent, LiveListener, LiveOptions, NoProgress};
 use fieldsync_core::{DeviceId, RecordId};
 use fieldsync_server::service::accounts::{self, DeviceInfo};
 use fieldsync_server::{AuthKeys, Settings};
-use fieldsync_test_support::{Backend, SECRET, World, today};
+use fieldsync_test_support::{Backend, SECRET, World, bench_size, today};
 
 const ROUNDS: usize = 20;
 
 fn main() {
-    let live: usize = env_or("FIELDSYNC_BENCH_LIVE", 500);
-    let idle: usize = env_or("FIELDSYNC_BENCH_IDLE", 2_000);
+    let live: usize = env_or("FIELDSYNC_BENCH_LIVE", bench_size(500, 4));
+    let idle: usize = env_or("FIELDSYNC_BENCH_IDLE", bench_size(2_000, 8));
     let backends =
         std::env::var("FIELDSYNC_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
     let mut rows = Vec::new();

@@ -131,9 +131,48 @@ fn test(args: &[String]) -> Result<()> {
             ],
         ),
     )?;
+    // Every bench once, at a tiny size, from this debug build: a bench that
+    // stops working fails here, not in a release run that nobody makes.
+    let mut args = vec!["test", "--workspace", "--features", BINDGEN_FEATURE];
+    let names = bench_names(&root)?;
+    for name in &names {
+        args.extend(["--bench", name.as_str()]);
+    }
+    let mut benches = cargo(&root, &args);
+    benches.env("FIELDSYNC_BENCH_TINY", "1");
+    step(
+        &format!("every benchmark once at a tiny size ({})", names.join(", ")),
+        benches,
+    )?;
     binding_tests(&root)?;
     println!("xtask: all checks passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// The name of every bench target: the files of each member's `benches/`.
+fn bench_names(root: &Path) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for member in ["client-core", "server", "bindings"] {
+        let dir = root.join(member).join("benches");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry
+                .with_context(|| format!("reading {}", dir.display()))?
+                .path();
+            if path.extension().is_some_and(|e| e == "rs")
+                && let Some(stem) = path.file_stem().and_then(|s| s.to_str())
+            {
+                names.push(stem.to_owned());
+            }
+        }
+    }
+    names.sort();
+    if names.is_empty() {
+        bail!("no benches found under */benches");
+    }
+    Ok(names)
 }
 
 /// The server's and the core's layering (see `layers`), checked in-process

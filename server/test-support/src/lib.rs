@@ -16,6 +16,7 @@
 //! server's API is in its `server` module.
 
 mod backend;
+mod bench;
 mod blobs;
 mod device;
 mod faulty;
@@ -32,6 +33,7 @@ mod time;
 mod world;
 
 pub use backend::Backend;
+pub use bench::{bench_size, bench_tiny};
 pub use blobs::{photo, sha256_hex};
 pub use device::{Device, fast_options};
 pub use faulty::Faulty;
