@@ -15,6 +15,29 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// Runs `fieldsync` with `args` and waits for it to exit on its own, at most
+/// `limit` (killed and failed beyond: a server that should have refused to
+/// start is serving).
+fn exits_within(args: &[&str], limit: std::time::Duration) -> Output {
+    let mut child = std::process::Command::new(fieldsync_test_support::server_binary())
+        .args(args)
+        .env("FIELDSYNC_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run fieldsync");
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("fieldsync {args:?} did not exit within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("output")
+}
+
 /// `org init` + `user add` on the database named by `db_args`.
 fn init_acme_with_a_rep(db_args: &[&str]) {
     let mut args = vec![
@@ -248,7 +271,22 @@ fn demo_seeds_an_organisation_whose_users_can_sync(
     assert!(!again.status.success());
     assert!(text(&again).contains("already exists"), "{}", text(&again));
 
-    let server = ServerProcess::spawn(data_dir, serve_args);
+    // A plain `serve` refuses the database: the demo's password is public.
+    let data = data_dir.to_str().expect("utf-8 path");
+    let mut plain = vec!["serve", "--listen", "127.0.0.1:0", "--data-dir", data];
+    plain.extend_from_slice(serve_args);
+    let refused = exits_within(&plain, std::time::Duration::from_secs(60));
+    assert!(!refused.status.success(), "{}", text(&refused));
+    let said = text(&refused);
+    assert!(
+        said.contains("demo organisation \"demo\"")
+            && said.contains("fieldsync serve --demo")
+            && said.contains("fieldsync-demo"),
+        "{said}"
+    );
+    let mut with_demo = serve_args.to_vec();
+    with_demo.push("--demo");
+    let server = ServerProcess::spawn(data_dir, &with_demo);
     use fieldsync_core::model::RecordKind;
     use fieldsync_core::store::DeviceStore;
     use fieldsync_core::sync::{
