@@ -527,8 +527,31 @@ fn thirty_emails_from_one_address_hit_the_login_limit(w: World) {
         statuses[..20].iter().all(|s| *s == 401),
         "the first 20 are answered: {statuses:?}"
     );
-    // Even the right password waits its turn from that address.
+    // Even the right password waits its turn from that address, and so does
+    // a browser sign-in.
     assert_eq!(login_as(&w, "ana@acme.test", &[]).0, 429);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let form = agent
+        .get(format!("{}/web/login", w.base))
+        .call()
+        .expect("form");
+    let csrf_cookie = set_cookie(&form, "__Host-fieldsync_login_csrf");
+    let csrf = csrf_cookie.split('=').nth(1).expect("value").to_owned();
+    let page = agent
+        .post(format!("{}/web/login", w.base))
+        .header("cookie", &csrf_cookie)
+        .send_form([
+            ("org", ORG),
+            ("email", "mona@acme.test"),
+            ("password", PASSWORD),
+            ("csrf", csrf.as_str()),
+        ])
+        .expect("login");
+    assert_eq!(page.status().as_u16(), 429);
 }
 
 /// Runs with `trusted_proxies = ["127.0.0.1"]`: the test client is the proxy.
