@@ -156,3 +156,28 @@ fn read_within(body: Body, idle: Duration) -> Body {
 #[derive(Debug, thiserror::Error)]
 #[error("the request body stalled: nothing arrived for {} s", .0.as_secs())]
 struct BodyStalled(Duration);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exempt_routes_are_routes_the_api_serves() {
+        // A misspelt template would silently put the live channel or chunk
+        // uploads back under the request timeout.
+        let doc = crate::http::openapi();
+        for (method, route) in LONG_ROUTES {
+            let item = doc
+                .paths
+                .paths
+                .get(*route)
+                .unwrap_or_else(|| panic!("{route} is not a route"));
+            let op = match *method {
+                Method::GET => item.get.as_ref(),
+                Method::PUT => item.put.as_ref(),
+                _ => None,
+            };
+            assert!(op.is_some(), "{method} {route} is not served");
+        }
+    }
+}
