@@ -87,6 +87,8 @@ fn tokens(w: &World, user: &str, n: usize) -> Vec<String> {
                     platform: "bench".into(),
                     app_version: "1.0.0".into(),
                 },
+                // Hundreds of devices of one user: no daily cap here.
+                0,
             )
             .await
             .expect("device");

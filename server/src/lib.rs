@@ -37,9 +37,12 @@ pub use settings::{Settings, SettingsArgs, SettingsError};
 /// and the request middleware around all of them.
 pub fn router(ctx: Arc<Context>) -> Router {
     let tracked = axum::middleware::from_fn_with_state(ctx.metrics.clone(), http::track::track);
+    let timed = axum::middleware::from_fn_with_state(ctx.timeouts, http::serve::limit_request);
     http::router()
         .merge(web::routes())
         .fallback(|| async { http::error::not_found() })
+        // Inside the tracking, so a request cut by its timeout is counted and logged.
+        .layer(timed)
         // Last, so it wraps every route and the fallback (and sees the matched route).
         .layer(tracked)
         .with_state(ctx)
@@ -140,14 +143,20 @@ pub async fn launch_with_tcp_listener(
             closing_hub.close();
         }
     };
-    axum::serve(tcp, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    // Removes ended browser sessions and their devices (every node; each row goes once).
+    let web_cleaner = (settings.web.cleanup_interval_secs > 0).then(|| {
+        tokio::spawn(service::auth::clean_web_sessions_periodically(
+            db.clone(),
+            std::time::Duration::from_secs(settings.web.cleanup_interval_secs),
+        ))
+    });
+    let timeouts = state.timeouts;
+    http::serve::serve(tcp, router(state), timeouts, shutdown).await?;
     stop_listener.send_replace(true);
     let _ = listener.await;
     reloader.abort();
-    if let Some(cleaner) = cleaner {
-        cleaner.abort();
+    for task in [cleaner, web_cleaner].into_iter().flatten() {
+        task.abort();
     }
     db.close().await;
     tracing::info!("fieldsync stopped");

@@ -1,10 +1,13 @@
 //! Request rate limits, answered with 429 and `Retry-After`: per device for
 //! authenticated requests (a misbehaving app in a retry loop cannot starve the
-//! others), and per organisation and email for logins (password guessing).
+//! others), and for logins both per organisation and email (guessing one
+//! account's password) and per client address (one address trying many
+//! accounts; which address counts is `domain::address`'s decision).
 //!
 //! Limits are kept in memory per server node (`governor`'s keyed GCRA limiter),
 //! so with several nodes behind a balancer a device gets the limit once per node.
 
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -17,6 +20,7 @@ use crate::domain::Error;
 pub struct Limits {
     requests: Option<DefaultKeyedRateLimiter<String>>,
     logins: Option<DefaultKeyedRateLimiter<String>>,
+    login_addresses: Option<DefaultKeyedRateLimiter<String>>,
 }
 
 impl std::fmt::Debug for Limits {
@@ -24,6 +28,7 @@ impl std::fmt::Debug for Limits {
         f.debug_struct("Limits")
             .field("requests", &self.requests.is_some())
             .field("logins", &self.logins.is_some())
+            .field("login_addresses", &self.login_addresses.is_some())
             .finish()
     }
 }
@@ -47,18 +52,33 @@ fn check(limiter: &Option<DefaultKeyedRateLimiter<String>>, key: String) -> Resu
 }
 
 impl Limits {
-    /// Limits of `requests_per_minute` per device and `logins_per_minute` per
-    /// login name; 0 turns one off.
-    pub fn new(requests_per_minute: u32, logins_per_minute: u32) -> Limits {
+    /// Limits of `requests_per_minute` per device, `logins_per_minute` per
+    /// login name and `logins_per_address` per client address and minute;
+    /// 0 turns one off.
+    pub fn new(
+        requests_per_minute: u32,
+        logins_per_minute: u32,
+        logins_per_address: u32,
+    ) -> Limits {
         Limits {
             requests: limiter(requests_per_minute),
             logins: limiter(logins_per_minute),
+            login_addresses: limiter(logins_per_address),
         }
     }
 
     /// Counts an authenticated request of `device`.
     pub fn request(&self, device: &str) -> Result<(), Error> {
         check(&self.requests, device.to_owned())
+    }
+
+    /// Counts a login attempt from the client address `from` (`None`: not
+    /// known, e.g. a test calling the service directly; not counted).
+    pub fn login_from(&self, from: Option<IpAddr>) -> Result<(), Error> {
+        match from {
+            Some(ip) => check(&self.login_addresses, ip.to_string()),
+            None => Ok(()),
+        }
     }
 
     /// Counts a login attempt for `email` in `org`.

@@ -64,7 +64,9 @@ enum Command {
 #[derive(Debug, Args)]
 struct ServeArgs {
     /// Seed the demo organisation (as `fieldsync demo`) if it is not there yet,
-    /// and print its logins before serving. For trying Fieldsync, not production.
+    /// and print its logins before serving; session cookies work over plain
+    /// HTTP. For trying Fieldsync, not production: without it, `serve` refuses
+    /// a database holding a demo organisation.
     #[arg(long)]
     demo: bool,
     #[command(flatten)]
@@ -152,6 +154,24 @@ struct AttachmentsCleanup {
 enum UserCommand {
     /// Add a user to an organisation.
     Add(UserAdd),
+    /// Disable a user: their tokens and sessions stop working at their next
+    /// request and their live connections end (at once on PostgreSQL, within
+    /// 30 s on SQLite).
+    Disable(UserToggle),
+    /// Enable a disabled user again.
+    Enable(UserToggle),
+}
+
+#[derive(Debug, Args)]
+struct UserToggle {
+    /// The organisation's slug.
+    #[arg(long)]
+    org: String,
+    /// The user's email.
+    #[arg(long)]
+    email: String,
+    #[command(flatten)]
+    settings: SettingsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -205,14 +225,20 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => {
-                let settings = args.settings.resolve()?;
+                let mut settings = args.settings.resolve()?;
                 if args.demo {
+                    // A trial over plain HTTP: cookies a browser keeps without TLS.
+                    settings.web.secure_cookies = false;
                     ensure_demo(&settings, "demo").await?;
+                } else {
+                    refuse_open_demo(&settings).await?;
                 }
                 serve(settings).await
             }
             Command::Org(OrgCommand::Init(init)) => org_init(init).await,
             Command::User(UserCommand::Add(add)) => user_add(add).await,
+            Command::User(UserCommand::Disable(u)) => user_toggle(u, true).await,
+            Command::User(UserCommand::Enable(u)) => user_toggle(u, false).await,
             Command::Demo(args) => demo(args).await,
             Command::Keys(command) => keys(command).await,
             Command::Attachments(AttachmentsCommand::Cleanup(args)) => cleanup(args).await,
@@ -424,6 +450,21 @@ async fn user_add(add: UserAdd) -> anyhow::Result<()> {
     result
 }
 
+async fn user_toggle(args: UserToggle, disable: bool) -> anyhow::Result<()> {
+    let db = open_database(&args.settings.resolve()?).await?;
+    let result = accounts::set_disabled_by_email(&db, &args.org, &args.email, disable).await;
+    db.close().await;
+    let (id, changed) = result?;
+    let state = if disable { "disabled" } else { "enabled" };
+    let note = if changed { "" } else { " (it already was)" };
+    println!(
+        "fieldsync: {} in {} (id {id}) is {state}{note}",
+        args.email.trim().to_lowercase(),
+        args.org
+    );
+    Ok(())
+}
+
 async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let settings = args.settings.resolve()?;
     let db = open_database(&settings).await?;
@@ -450,6 +491,30 @@ async fn ensure_demo(settings: &Settings, slug: &str) -> anyhow::Result<()> {
         return Ok(());
     }
     seed_demo(db, slug).await
+}
+
+/// `serve` without `--demo`: refuses to start while a demo organisation's
+/// logins still accept the published password.
+async fn refuse_open_demo(settings: &Settings) -> anyhow::Result<()> {
+    let db = open_database(settings).await?;
+    let open = fieldsync_server::service::demo::open_demo_orgs(&db).await;
+    db.close().await;
+    let open = open?;
+    if open.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "this database holds the demo organisation{} {}, whose users sign in with the published \
+         password {:?}; serving it would let anyone in. Run `fieldsync serve --demo` to serve it \
+         as a trial (plain-HTTP cookies, demo logins printed), or use another database \
+         (--data-dir or --database-url) for real work",
+        if open.len() == 1 { "" } else { "s" },
+        open.iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        fieldsync_server::service::demo::DEMO_PASSWORD
+    )
 }
 
 async fn seed_demo(db: fieldsync_server::Database, slug: &str) -> anyhow::Result<()> {
@@ -479,7 +544,7 @@ async fn seed_demo(db: fieldsync_server::Database, slug: &str) -> anyhow::Result
     }
     println!();
     println!(
-        "Serve it with `fieldsync serve` (same --data-dir or --database-url) and point an app at it."
+        "Serve it with `fieldsync serve --demo` (same --data-dir or --database-url) and point an app at it."
     );
     Ok(())
 }

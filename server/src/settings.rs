@@ -6,14 +6,19 @@
 //! defaults.
 //!
 //! Secrets (the JWT signing key, a password inside the database URL) never reach
-//! `Debug` output or logs.
+//! `Debug` output or logs, and never come from a flag: a flag's value is in the
+//! process list for every user of the machine to read. The signing keys come
+//! from the environment (`FIELDSYNC_JWT_SECRET`, `FIELDSYNC_JWT_PREVIOUS_SECRETS`),
+//! a file (`--jwt-secret-file`) or the settings file.
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::domain::address::IpNet;
 use crate::domain::scope::ScopeSettings;
 
 /// Shortest accepted JWT signing key, in bytes (HS256 wants at least 256 bits).
@@ -79,6 +84,29 @@ pub struct Settings {
     pub requests_per_minute: u32,
     /// Login attempts per organisation and email per minute, per node (0: no limit).
     pub logins_per_minute: u32,
+    /// Login attempts per client address per minute, per node (0: no limit),
+    /// whatever the organisation and email: one address cannot try many
+    /// accounts. The address is the peer's, or what a trusted proxy reports.
+    pub logins_per_minute_per_address: u32,
+    /// Proxies whose `X-Forwarded-For` is believed (addresses or networks);
+    /// empty: the header is ignored (see [`crate::domain::address`]).
+    pub trusted_proxies: Vec<IpNet>,
+    /// New devices one user may register per day (24 hours), browser sign-ins
+    /// included (0: no limit); a login beyond it answers 429 `too_many_devices`.
+    pub new_devices_per_day: u32,
+    /// Longest time a request may take until its answer starts, reading its
+    /// body included (0: none). The live channel and attachment chunk uploads
+    /// are exempt (they are long by nature); they have the body-read timeout.
+    pub request_timeout_secs: u64,
+    /// Longest time a client may take to send a request's headers (0: none):
+    /// a client trickling its headers byte by byte is disconnected.
+    pub header_read_timeout_secs: u64,
+    /// Longest wait for the next piece of a request body (0: none): an upload
+    /// that stalls is cut, one that keeps moving may take as long as it needs.
+    pub body_read_timeout_secs: u64,
+    /// The managers' pages: cookies and the cleanup of browser sessions
+    /// (the `[web]` table of the file).
+    pub web: WebSettings,
     /// Live streams one device may hold open at once, per node (0: no limit;
     /// an app needs one, a few more cover a reconnect racing the old stream's end).
     pub live_streams_per_device: usize,
@@ -90,6 +118,39 @@ pub struct Settings {
     /// Where attachments live and how long an unfinished upload is kept
     /// (the `[attachments]` table of the file).
     pub attachments: AttachmentSettings,
+}
+
+/// The `[web]` table of the settings file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSettings {
+    /// Session cookies are `Secure` and named with the `__Host-` prefix, so a
+    /// browser sends them only over HTTPS. Turn off only to try the pages over
+    /// plain HTTP (`serve --demo` does).
+    pub secure_cookies: bool,
+    /// How often each node removes ended and expired browser sessions, with
+    /// their `web` devices, a day after they ended (0: never).
+    pub cleanup_interval_secs: u64,
+}
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        WebSettings {
+            secure_cookies: true,
+            cleanup_interval_secs: 3600,
+        }
+    }
+}
+
+/// The request timeouts a node serves with (`None`: no limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Until the answer starts (the live channel and chunk uploads exempt).
+    pub request: Option<Duration>,
+    /// For the request line and headers.
+    pub headers: Option<Duration>,
+    /// Between two pieces of a request body.
+    pub body_read: Option<Duration>,
 }
 
 /// Where attachment bytes are kept.
@@ -193,6 +254,13 @@ impl Default for Settings {
             refresh_token_ttl_secs: 30 * 24 * 3600,
             requests_per_minute: 600,
             logins_per_minute: 10,
+            logins_per_minute_per_address: 20,
+            trusted_proxies: Vec::new(),
+            new_devices_per_day: 20,
+            request_timeout_secs: 120,
+            header_read_timeout_secs: 30,
+            body_read_timeout_secs: 30,
+            web: WebSettings::default(),
             live_streams_per_device: 4,
             live_streams_per_user: 16,
             scope: ScopeSettings::default(),
@@ -207,6 +275,16 @@ impl Settings {
         match &self.database_url {
             Some(url) => url.clone(),
             None => format!("sqlite://{}", self.data_dir.join("fieldsync.db").display()),
+        }
+    }
+
+    /// The request timeouts in effect.
+    pub fn timeouts(&self) -> Timeouts {
+        let secs = |n: u64| (n > 0).then(|| Duration::from_secs(n));
+        Timeouts {
+            request: secs(self.request_timeout_secs),
+            headers: secs(self.header_read_timeout_secs),
+            body_read: secs(self.body_read_timeout_secs),
         }
     }
 
@@ -253,6 +331,18 @@ impl fmt::Debug for Settings {
             .field("jwt_audience", &self.jwt_audience)
             .field("access_token_ttl_secs", &self.access_token_ttl_secs)
             .field("refresh_token_ttl_secs", &self.refresh_token_ttl_secs)
+            .field("requests_per_minute", &self.requests_per_minute)
+            .field("logins_per_minute", &self.logins_per_minute)
+            .field(
+                "logins_per_minute_per_address",
+                &self.logins_per_minute_per_address,
+            )
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("new_devices_per_day", &self.new_devices_per_day)
+            .field("request_timeout_secs", &self.request_timeout_secs)
+            .field("header_read_timeout_secs", &self.header_read_timeout_secs)
+            .field("body_read_timeout_secs", &self.body_read_timeout_secs)
+            .field("web", &self.web)
             .field("scope", &self.scope)
             .field("attachments", &self.attachments)
             .finish()
@@ -292,6 +382,7 @@ struct FileSettings {
     database_url: Option<String>,
     db_max_connections: Option<u32>,
     jwt_secret: Option<Secret>,
+    jwt_secret_file: Option<PathBuf>,
     jwt_previous_secrets: Option<Vec<Secret>>,
     jwt_issuer: Option<String>,
     jwt_audience: Option<String>,
@@ -299,6 +390,13 @@ struct FileSettings {
     refresh_token_ttl_secs: Option<u64>,
     requests_per_minute: Option<u32>,
     logins_per_minute: Option<u32>,
+    logins_per_minute_per_address: Option<u32>,
+    trusted_proxies: Option<Vec<IpNet>>,
+    new_devices_per_day: Option<u32>,
+    request_timeout_secs: Option<u64>,
+    header_read_timeout_secs: Option<u64>,
+    body_read_timeout_secs: Option<u64>,
+    web: Option<WebSettings>,
     live_streams_per_device: Option<usize>,
     live_streams_per_user: Option<usize>,
     scope: Option<ScopeSettings>,
@@ -329,18 +427,28 @@ pub struct SettingsArgs {
     #[arg(long, env = "FIELDSYNC_DB_MAX_CONNECTIONS")]
     pub db_max_connections: Option<u32>,
 
-    /// HS256 signing key for access tokens, at least 32 bytes [default: generated and kept in the database].
-    #[arg(long, env = "FIELDSYNC_JWT_SECRET", hide_env_values = true)]
+    /// The HS256 signing key of access tokens, from `FIELDSYNC_JWT_SECRET`
+    /// only (never a flag: the process list would show it).
+    #[arg(skip = env_secret("FIELDSYNC_JWT_SECRET"))]
     pub jwt_secret: Option<Secret>,
 
-    /// Earlier signing keys, comma-separated, still accepted on the tokens they signed.
-    #[arg(
-        long,
-        env = "FIELDSYNC_JWT_PREVIOUS_SECRETS",
-        value_delimiter = ',',
-        hide_env_values = true
-    )]
+    /// File holding the HS256 signing key for access tokens, at least 32 bytes
+    /// (or give the key in FIELDSYNC_JWT_SECRET) [default: generated and kept in the database].
+    #[arg(long, env = "FIELDSYNC_JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+
+    /// Earlier signing keys still accepted on the tokens they signed, from
+    /// `FIELDSYNC_JWT_PREVIOUS_SECRETS` (comma-separated) only.
+    #[arg(skip = env_secrets("FIELDSYNC_JWT_PREVIOUS_SECRETS"))]
     pub jwt_previous_secrets: Option<Vec<Secret>>,
+
+    /// Gone: refused with a message saying where the key goes instead.
+    #[arg(long = "jwt-secret", hide = true, value_name = "KEY")]
+    pub removed_jwt_secret_flag: Option<String>,
+
+    /// Gone: refused with a message saying where the keys go instead.
+    #[arg(long = "jwt-previous-secrets", hide = true, value_name = "KEYS")]
+    pub removed_jwt_previous_secrets_flag: Option<String>,
 
     /// `iss` claim of access tokens [default: fieldsync].
     #[arg(long, env = "FIELDSYNC_JWT_ISSUER")]
@@ -366,6 +474,37 @@ pub struct SettingsArgs {
     #[arg(long, env = "FIELDSYNC_LOGINS_PER_MINUTE")]
     pub logins_per_minute: Option<u32>,
 
+    /// Login attempts per client address per minute, per node; 0 for no limit [default: 20].
+    #[arg(long, env = "FIELDSYNC_LOGINS_PER_MINUTE_PER_ADDRESS")]
+    pub logins_per_minute_per_address: Option<u32>,
+
+    /// Proxies whose X-Forwarded-For is believed, comma-separated addresses or
+    /// networks (10.0.0.0/8) [default: none, the header is ignored].
+    #[arg(long, env = "FIELDSYNC_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<IpNet>>,
+
+    /// New devices one user may register per day; 0 for no limit [default: 20].
+    #[arg(long, env = "FIELDSYNC_NEW_DEVICES_PER_DAY")]
+    pub new_devices_per_day: Option<u32>,
+
+    /// Seconds a request may take until its answer starts; 0 for none
+    /// (the live channel and chunk uploads are exempt) [default: 120].
+    #[arg(long, env = "FIELDSYNC_REQUEST_TIMEOUT_SECS")]
+    pub request_timeout_secs: Option<u64>,
+
+    /// Seconds a client may take to send a request's headers; 0 for none [default: 30].
+    #[arg(long, env = "FIELDSYNC_HEADER_READ_TIMEOUT_SECS")]
+    pub header_read_timeout_secs: Option<u64>,
+
+    /// Seconds to wait for the next piece of a request body; 0 for none [default: 30].
+    #[arg(long, env = "FIELDSYNC_BODY_READ_TIMEOUT_SECS")]
+    pub body_read_timeout_secs: Option<u64>,
+
+    /// Session cookies of the managers' pages are Secure with the __Host- prefix
+    /// (HTTPS only); false to try the pages over plain HTTP [default: true].
+    #[arg(long, env = "FIELDSYNC_SECURE_COOKIES")]
+    pub secure_cookies: Option<bool>,
+
     /// Live streams one device may hold open at once, per node; 0 for no limit [default: 4].
     #[arg(long, env = "FIELDSYNC_LIVE_STREAMS_PER_DEVICE")]
     pub live_streams_per_device: Option<usize>,
@@ -383,6 +522,8 @@ impl fmt::Debug for SettingsArgs {
             .field("data_dir", &self.data_dir)
             .field("database_url", &self.database_url.as_deref().map(redact))
             .field("jwt_secret", &self.jwt_secret)
+            .field("jwt_secret_file", &self.jwt_secret_file)
+            .field("jwt_previous_secrets", &self.jwt_previous_secrets)
             .finish_non_exhaustive()
     }
 }
@@ -390,9 +531,41 @@ impl fmt::Debug for SettingsArgs {
 impl SettingsArgs {
     /// Defaults, then the file, then these flags and variables.
     pub fn resolve(&self) -> Result<Settings, SettingsError> {
+        for (given, flag, variable) in [
+            (
+                &self.removed_jwt_secret_flag,
+                "--jwt-secret",
+                "FIELDSYNC_JWT_SECRET or --jwt-secret-file",
+            ),
+            (
+                &self.removed_jwt_previous_secrets_flag,
+                "--jwt-previous-secrets",
+                "FIELDSYNC_JWT_PREVIOUS_SECRETS",
+            ),
+        ] {
+            if given.is_some() {
+                return Err(SettingsError::Invalid(format!(
+                    "{flag} is no longer accepted: a flag's value shows in the process list to every \
+                     user of this machine; give the key in {variable} (or jwt_secret in the --config file) \
+                     and replace the key you passed, it may have been seen"
+                )));
+            }
+        }
         let file = match &self.config {
             Some(path) => read_file(path)?,
             None => FileSettings::default(),
+        };
+        let jwt_secret = match one_secret(
+            self.jwt_secret.clone(),
+            self.jwt_secret_file.as_deref(),
+            "FIELDSYNC_JWT_SECRET and --jwt-secret-file (or FIELDSYNC_JWT_SECRET_FILE)",
+        )? {
+            Some(secret) => Some(secret),
+            None => one_secret(
+                file.jwt_secret.clone(),
+                file.jwt_secret_file.as_deref(),
+                "jwt_secret and jwt_secret_file in the config file",
+            )?,
         };
         let d = Settings::default();
         let settings = Settings {
@@ -407,7 +580,7 @@ impl SettingsArgs {
                 .db_max_connections
                 .or(file.db_max_connections)
                 .unwrap_or(d.db_max_connections),
-            jwt_secret: self.jwt_secret.clone().or(file.jwt_secret),
+            jwt_secret,
             jwt_previous_secrets: self
                 .jwt_previous_secrets
                 .clone()
@@ -439,6 +612,38 @@ impl SettingsArgs {
                 .logins_per_minute
                 .or(file.logins_per_minute)
                 .unwrap_or(d.logins_per_minute),
+            logins_per_minute_per_address: self
+                .logins_per_minute_per_address
+                .or(file.logins_per_minute_per_address)
+                .unwrap_or(d.logins_per_minute_per_address),
+            trusted_proxies: self
+                .trusted_proxies
+                .clone()
+                .or(file.trusted_proxies)
+                .unwrap_or(d.trusted_proxies),
+            new_devices_per_day: self
+                .new_devices_per_day
+                .or(file.new_devices_per_day)
+                .unwrap_or(d.new_devices_per_day),
+            request_timeout_secs: self
+                .request_timeout_secs
+                .or(file.request_timeout_secs)
+                .unwrap_or(d.request_timeout_secs),
+            header_read_timeout_secs: self
+                .header_read_timeout_secs
+                .or(file.header_read_timeout_secs)
+                .unwrap_or(d.header_read_timeout_secs),
+            body_read_timeout_secs: self
+                .body_read_timeout_secs
+                .or(file.body_read_timeout_secs)
+                .unwrap_or(d.body_read_timeout_secs),
+            web: {
+                let mut web = file.web.unwrap_or(d.web);
+                if let Some(secure) = self.secure_cookies {
+                    web.secure_cookies = secure;
+                }
+                web
+            },
             live_streams_per_device: self
                 .live_streams_per_device
                 .or(file.live_streams_per_device)
@@ -453,6 +658,57 @@ impl SettingsArgs {
         settings.validate()?;
         Ok(settings)
     }
+}
+
+/// A secret from a variable, or from the file a path names (its first line,
+/// without the line break), whichever of the two was given; both is an error.
+fn one_secret(
+    value: Option<Secret>,
+    file: Option<&Path>,
+    both: &str,
+) -> Result<Option<Secret>, SettingsError> {
+    match (value, file) {
+        (Some(_), Some(_)) => Err(SettingsError::Invalid(format!(
+            "give the signing key once, not both {both}"
+        ))),
+        (Some(secret), None) => Ok(Some(secret)),
+        (None, Some(path)) => read_secret_file(path).map(Some),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The key in a secret file: its content without the trailing line break.
+fn read_secret_file(path: &Path) -> Result<Secret, SettingsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let key = text.trim_end_matches(['\r', '\n']);
+    if key.is_empty() {
+        return Err(SettingsError::Invalid(format!(
+            "the signing key file {} is empty",
+            path.display()
+        )));
+    }
+    Ok(Secret::new(key))
+}
+
+/// A secret from the environment variable `name`, if set and not empty.
+fn env_secret(name: &str) -> Option<Secret> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(Secret::new)
+}
+
+/// Comma-separated secrets from the environment variable `name`.
+fn env_secrets(name: &str) -> Option<Vec<Secret>> {
+    std::env::var(name).ok().filter(|v| !v.is_empty()).map(|v| {
+        v.split(',')
+            .filter(|s| !s.is_empty())
+            .map(Secret::new)
+            .collect()
+    })
 }
 
 fn read_file(path: &Path) -> Result<FileSettings, SettingsError> {
@@ -531,6 +787,87 @@ mod tests {
             ..SettingsArgs::default()
         };
         assert!(matches!(args.resolve(), Err(SettingsError::Invalid(_))));
+    }
+
+    #[test]
+    fn the_signing_key_comes_from_a_file_and_never_from_a_flag() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = dir.path().join("jwt.key");
+        std::fs::write(&key, format!("{}\n", "k".repeat(40))).expect("write key");
+        let s = SettingsArgs {
+            jwt_secret_file: Some(key.clone()),
+            ..SettingsArgs::default()
+        }
+        .resolve()
+        .expect("a key from a file");
+        assert_eq!(
+            s.jwt_secret.as_ref().map(Secret::expose),
+            Some("k".repeat(40).as_str())
+        );
+        let both = SettingsArgs {
+            jwt_secret: Some(Secret::new("j".repeat(40))),
+            jwt_secret_file: Some(key),
+            ..SettingsArgs::default()
+        }
+        .resolve();
+        assert!(matches!(both, Err(SettingsError::Invalid(_))));
+        let flag = SettingsArgs {
+            removed_jwt_secret_flag: Some("k".repeat(40)),
+            ..SettingsArgs::default()
+        }
+        .resolve();
+        let Err(SettingsError::Invalid(message)) = flag else {
+            panic!("the flag is refused: {flag:?}");
+        };
+        assert!(message.contains("FIELDSYNC_JWT_SECRET"), "{message}");
+        let missing = SettingsArgs {
+            jwt_secret_file: Some(dir.path().join("absent")),
+            ..SettingsArgs::default()
+        }
+        .resolve();
+        assert!(matches!(missing, Err(SettingsError::Read { .. })));
+    }
+
+    #[test]
+    fn cookies_are_secure_unless_a_setting_says_otherwise() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("fieldsync.toml");
+        assert!(
+            SettingsArgs::default()
+                .resolve()
+                .expect("defaults")
+                .web
+                .secure_cookies
+        );
+        std::fs::write(&path, "[web]\nsecure_cookies = false\n").expect("write config");
+        let file = SettingsArgs {
+            config: Some(path.clone()),
+            ..SettingsArgs::default()
+        };
+        assert!(!file.resolve().expect("file").web.secure_cookies);
+        let flag_wins = SettingsArgs {
+            secure_cookies: Some(true),
+            ..file
+        };
+        assert!(flag_wins.resolve().expect("flag").web.secure_cookies);
+        std::fs::write(&path, "trusted_proxies = [\"10.0.0.0/8\", \"192.0.2.1\"]\n")
+            .expect("write config");
+        let s = SettingsArgs {
+            config: Some(path.clone()),
+            ..SettingsArgs::default()
+        }
+        .resolve()
+        .expect("proxies");
+        assert_eq!(s.trusted_proxies.len(), 2);
+        std::fs::write(&path, "trusted_proxies = [\"10.0.0.0/40\"]\n").expect("write config");
+        assert!(matches!(
+            SettingsArgs {
+                config: Some(path),
+                ..SettingsArgs::default()
+            }
+            .resolve(),
+            Err(SettingsError::Parse { .. })
+        ));
     }
 
     #[test]

@@ -15,6 +15,29 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// Runs `fieldsync` with `args` and waits for it to exit on its own, at most
+/// `limit` (killed and failed beyond: a server that should have refused to
+/// start is serving).
+fn exits_within(args: &[&str], limit: std::time::Duration) -> Output {
+    let mut child = std::process::Command::new(fieldsync_test_support::server_binary())
+        .args(args)
+        .env("FIELDSYNC_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run fieldsync");
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("fieldsync {args:?} did not exit within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("output")
+}
+
 /// `org init` + `user add` on the database named by `db_args`.
 fn init_acme_with_a_rep(db_args: &[&str]) {
     let mut args = vec![
@@ -248,7 +271,22 @@ fn demo_seeds_an_organisation_whose_users_can_sync(
     assert!(!again.status.success());
     assert!(text(&again).contains("already exists"), "{}", text(&again));
 
-    let server = ServerProcess::spawn(data_dir, serve_args);
+    // A plain `serve` refuses the database: the demo's password is public.
+    let data = data_dir.to_str().expect("utf-8 path");
+    let mut plain = vec!["serve", "--listen", "127.0.0.1:0", "--data-dir", data];
+    plain.extend_from_slice(serve_args);
+    let refused = exits_within(&plain, std::time::Duration::from_secs(60));
+    assert!(!refused.status.success(), "{}", text(&refused));
+    let said = text(&refused);
+    assert!(
+        said.contains("demo organisation \"demo\"")
+            && said.contains("fieldsync serve --demo")
+            && said.contains("fieldsync-demo"),
+        "{said}"
+    );
+    let mut with_demo = serve_args.to_vec();
+    with_demo.push("--demo");
+    let server = ServerProcess::spawn(data_dir, &with_demo);
     use fieldsync_core::model::RecordKind;
     use fieldsync_core::store::DeviceStore;
     use fieldsync_core::sync::{
@@ -342,6 +380,20 @@ fn serve_with_demo_seeds_once_and_serves_the_demo_logins() {
     let data = dir.path().join("data");
     for _ in 0..2 {
         let server = ServerProcess::spawn(&data, &["--demo"]);
+        // A plain-HTTP trial: the pages' cookies work without TLS.
+        let form = ureq::get(format!("{}/web/login", server.base))
+            .call()
+            .expect("login form");
+        let cookie = form
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            cookie.starts_with("fieldsync_login_csrf=") && !cookie.contains("Secure"),
+            "{cookie}"
+        );
         let client = SyncClient::new(
             DeviceStore::open_in_memory().expect("store"),
             HttpTransport::new(&server.base, std::time::Duration::from_secs(30)),
@@ -371,4 +423,60 @@ fn serve_with_demo_seeds_once_and_serves_the_demo_logins() {
         );
         assert!(server.interrupt().success());
     }
+}
+
+/// Signing keys never come from a flag: the removed `--jwt-secret` is refused
+/// with a message saying where the key goes, and `FIELDSYNC_JWT_SECRET` is read.
+#[test]
+fn the_signing_key_comes_from_the_environment_and_never_from_a_flag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data = data.to_str().expect("utf-8 path");
+    let key = "k".repeat(40);
+    let flag = fieldsync(
+        &["migrate", "--data-dir", data, "--jwt-secret", &key],
+        &[],
+        None,
+    );
+    assert!(!flag.status.success());
+    let said = text(&flag);
+    assert!(
+        said.contains("--jwt-secret is no longer accepted")
+            && said.contains("FIELDSYNC_JWT_SECRET or --jwt-secret-file"),
+        "{said}"
+    );
+    // `keys` refuses to manage stored keys when a key is configured: proof
+    // that the variable was read.
+    let env = fieldsync(
+        &["keys", "list", "--data-dir", data],
+        &[("FIELDSYNC_JWT_SECRET", &key)],
+        None,
+    );
+    assert!(!env.status.success());
+    assert!(
+        text(&env).contains("configured jwt_secret"),
+        "{}",
+        text(&env)
+    );
+    let key_file = dir.path().join("jwt.key");
+    std::fs::write(&key_file, format!("{key}\n")).expect("key file");
+    let file = fieldsync(
+        &[
+            "keys",
+            "list",
+            "--data-dir",
+            data,
+            "--jwt-secret-file",
+            key_file.to_str().expect("utf-8 path"),
+        ],
+        &[],
+        None,
+    );
+    assert!(
+        text(&file).contains("configured jwt_secret"),
+        "{}",
+        text(&file)
+    );
+    let unset = fieldsync(&["keys", "list", "--data-dir", data], &[], None);
+    assert!(unset.status.success(), "{}", text(&unset));
 }

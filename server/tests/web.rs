@@ -338,6 +338,14 @@ fn review_in_the_browser(backend: Backend, label: &str) {
             .expect("sign in");
         settled(b, "table.inbox").await;
         assert_eq!(b.current_url().await.expect("url").path(), "/web/inbox");
+        // Chromium keeps the default `Secure`, `__Host-` cookie over plain
+        // HTTP on loopback (a secure context), so the pages work unchanged.
+        let jar = b.get_all_cookies().await.expect("cookies");
+        assert!(
+            jar.iter()
+                .any(|c| c.name() == "__Host-fieldsync_session" && c.secure() == Some(true)),
+            "{jar:?}"
+        );
         let html = b.source().await.expect("source");
         assert!(html.contains("Hotel Avenida"), "the report is listed");
         assert!(html.contains("Inside geofence"), "with its verdict");
@@ -859,6 +867,11 @@ fn csrf_of(body: &str) -> String {
     body[start..].split('"').next().expect("value").to_owned()
 }
 
+/// The session cookie, as named by default (`Secure`, `__Host-` prefix).
+const SESSION_COOKIE: &str = "__Host-fieldsync_session";
+/// The login form's CSRF cookie, as named by default.
+const LOGIN_CSRF_COOKIE: &str = "__Host-fieldsync_login_csrf";
+
 /// `name=value` of the `Set-Cookie` for `name`.
 fn cookie_pair(a: &Reply, name: &str) -> String {
     a.cookies
@@ -874,7 +887,7 @@ fn sign_in(w: &World, who: &str, password: &str) -> Reply {
     let form = http(w, "GET", "/web/login", "", &[]);
     assert_eq!(form.status, 200);
     let csrf = csrf_of(&form.body);
-    let login_cookie = cookie_pair(&form, "fieldsync_login_csrf");
+    let login_cookie = cookie_pair(&form, LOGIN_CSRF_COOKIE);
     let email = format!("{who}@acme.test");
     http(
         w,
@@ -916,7 +929,7 @@ fn pages_refuse_what_they_must() {
         &w,
         "POST",
         "/web/login",
-        &cookie_pair(&form, "fieldsync_login_csrf"),
+        &cookie_pair(&form, LOGIN_CSRF_COOKIE),
         &[
             ("org", ORG),
             ("email", "mona@acme.test"),
@@ -929,7 +942,7 @@ fn pages_refuse_what_they_must() {
         forged
             .cookies
             .iter()
-            .all(|c| !c.starts_with("fieldsync_session="))
+            .all(|c| !c.starts_with(&format!("{SESSION_COOKIE}=")))
     );
     let rep = sign_in(&w, "ana", PASSWORD);
     assert_eq!(rep.status, 403);
@@ -955,13 +968,16 @@ fn pages_refuse_what_they_must() {
     let set = ok
         .cookies
         .iter()
-        .find(|c| c.starts_with("fieldsync_session="))
+        .find(|c| c.starts_with(&format!("{SESSION_COOKIE}=")))
         .expect("session cookie");
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/;"));
+    // Secure by default, with what the `__Host-` prefix requires (no Domain),
+    // even over plain HTTP and whatever a proxy header says.
     assert!(
-        set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/web")
+        set.ends_with("; Secure") && !set.contains("Domain"),
+        "{set}"
     );
-    assert!(!set.contains("Secure"), "plain HTTP here");
-    let session = cookie_pair(&ok, "fieldsync_session");
+    let session = cookie_pair(&ok, SESSION_COOKIE);
     let inbox = http(&w, "GET", "/web/inbox", &session, &[]);
     assert_eq!(inbox.status, 200);
     assert!(inbox.body.contains("Hotel Avenida"));
@@ -1143,7 +1159,7 @@ fn a_conflict_is_shown_and_resolved_through_the_page() {
     // the downloads know only their three files.
     let anonymous = http(&w, "GET", "/web/conflicts", "", &[]);
     assert_eq!(anonymous.status, 303);
-    let session = cookie_pair(&sign_in(&w, "mona", PASSWORD), "fieldsync_session");
+    let session = cookie_pair(&sign_in(&w, "mona", PASSWORD), SESSION_COOKIE);
     let backwards = http(
         &w,
         "GET",

@@ -379,6 +379,8 @@ impl LiveServer {
         println!("\nxtask: ==> start fieldsync serve on 127.0.0.1:{port}");
         let child = Command::new(bin)
             .arg("serve")
+            // The demo's password is public: a plain `serve` refuses its database.
+            .arg("--demo")
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")

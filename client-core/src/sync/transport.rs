@@ -374,7 +374,9 @@ fn read_ok(resp: ureq::http::Response<ureq::Body>) -> Result<Vec<u8>, TransportE
         429 => TransportError::RateLimited {
             retry_after: Duration::from_secs(retry_after.unwrap_or(5)),
         },
-        500..=599 => TransportError::Server { status, message },
+        // 408: the server's request timeout cut a slow request; sending it
+        // again (later, or on a better network) can succeed.
+        408 | 500..=599 => TransportError::Server { status, message },
         _ => TransportError::Refused {
             status,
             code,

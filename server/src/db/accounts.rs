@@ -8,9 +8,11 @@
 //! - passwords are stored only as the Argon2id PHC strings the service makes;
 //! - refresh tokens are stored as SHA-256 hashes ([`refresh_token_hash`]).
 //!   Rotation marks the presented token used in the same transaction that
-//!   stores its successor; presenting a used token again revokes its whole
-//!   family (every token descended from the same login), on the assumption that
-//!   it was stolen.
+//!   stores its successor; presenting a used token again revokes its device
+//!   (and with it every refresh token the device holds, its access tokens at
+//!   their next use), on the assumption that it was stolen: whoever rotated it
+//!   first, the thief or the device, holds a live pair, and only cutting off
+//!   the device cuts off both.
 //!
 //! Devices are in [`super::devices`], signing keys in [`super::keys`], browser
 //! sessions in [`super::web_sessions`].
@@ -253,6 +255,42 @@ pub async fn user_by_id(db: &Database, id: UserId) -> Result<Option<UserRow>, Db
     })
 }
 
+/// Users whose email is `<name>@<their organisation's slug>.example`, the
+/// shape of the logins `fieldsync demo` seeds, with their organisation's
+/// slug; at most `limit`.
+pub async fn demo_shaped_users(
+    db: &Database,
+    limit: i64,
+) -> Result<Vec<(String, UserRow)>, DbError> {
+    let sql = format!(
+        "SELECT o.slug AS slug, {USER_COLUMNS} FROM users u JOIN organisations o ON o.id = u.org_id \
+         WHERE u.email LIKE '%@' || o.slug || '.example' ORDER BY o.slug LIMIT $1"
+    );
+    on_pool!(db, |pool, _uuid| {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get::<String, _>("slug")?, user_from_row(r)?)))
+            .collect::<Result<Vec<_>, DbError>>()
+    })
+}
+
+/// Disables (or enables) the user with this id. Returns whether this call
+/// changed it.
+pub async fn set_disabled(db: &Database, id: UserId, disabled: bool) -> Result<bool, DbError> {
+    let n = on_pool!(db, |pool, uuid| {
+        sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2 AND disabled <> $1")
+            .bind(disabled)
+            .bind(uuid(*id.as_uuid()))
+            .execute(pool)
+            .await?
+            .rows_affected()
+    });
+    Ok(n == 1)
+}
+
 /// The SHA-256 of a refresh token: what the database keeps.
 pub fn refresh_token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
@@ -300,8 +338,14 @@ pub enum Rotation {
         /// Its device.
         device: DeviceId,
     },
-    /// The token had already been rotated: its family is now revoked.
-    Reused,
+    /// The token had already been rotated: its device is now revoked, with
+    /// every refresh token it holds.
+    Reused {
+        /// Its user.
+        user: UserId,
+        /// Its device, now revoked.
+        device: DeviceId,
+    },
     /// Unknown, expired or revoked.
     Invalid,
 }
@@ -310,8 +354,8 @@ pub enum Rotation {
 ///
 /// The conditional `UPDATE` comes first so the transaction takes the write lock
 /// before reading (SQLite), and so of two concurrent rotations of one token only
-/// one matches; the other sees a rotated token and revokes the family, which is
-/// the safe reading of a token used twice.
+/// one matches; the other sees a rotated token and revokes the device, which
+/// is the safe reading of a token used twice.
 pub async fn rotate_refresh_token(
     db: &Database,
     presented: &str,
@@ -365,15 +409,26 @@ pub async fn rotate_refresh_token(
             return Ok(Rotation::Rotated { user, device });
         }
         if rotated_at.is_some() && revoked_at.is_none() {
+            let device = DeviceId::from_uuid(parse_uuid(&device)?);
+            let user = UserId::from_uuid(parse_uuid(&user)?);
+            // The device, not only this family: the other holder's access
+            // token dies at its next request (authentication checks the device).
+            sqlx::query("UPDATE devices SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(now)
+                .bind(uuid(*device.as_uuid()))
+                .execute(&mut *tx)
+                .await?;
             sqlx::query(
-                "UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL",
+                "UPDATE refresh_tokens SET revoked_at = $1 \
+                 WHERE (family_id = $2 OR device_id = $3) AND revoked_at IS NULL",
             )
             .bind(now)
             .bind(uuid(family))
+            .bind(uuid(*device.as_uuid()))
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
-            return Ok(Rotation::Reused);
+            return Ok(Rotation::Reused { user, device });
         }
         Ok(Rotation::Invalid)
     })

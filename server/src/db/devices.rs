@@ -17,6 +17,7 @@ use fieldsync_core::{DeviceId, OrgId, TeamId, UserId};
 use serde::Serialize;
 
 use super::{Database, DbError, now_secs, parse_uuid};
+use crate::domain::devices::Owner;
 use crate::on_pool;
 
 /// A device as stored.
@@ -115,6 +116,19 @@ pub async fn insert_device(
     Ok(inserted == 1)
 }
 
+/// How many devices `user` registered since `since` (Unix seconds).
+pub async fn registered_since(db: &Database, user: UserId, since: i64) -> Result<i64, DbError> {
+    Ok(on_pool!(db, |pool, uuid| {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM devices WHERE user_id = $1 AND created_at > $2",
+        )
+        .bind(uuid(*user.as_uuid()))
+        .bind(since)
+        .fetch_one(pool)
+        .await?
+    }))
+}
+
 /// Revokes a device and every refresh token it holds. Its access tokens die at
 /// their next use (authentication checks the device). Returns whether this
 /// call revoked it (false: unknown or already revoked).
@@ -191,21 +205,23 @@ type DeviceListRow = (
     i64,
     Option<i64>,
     Option<String>,
+    String,
 );
 
 /// Devices of `org` matching the filters (a user, a device; `None` matches
-/// all), last seen first, each with its user's team for permission checks.
+/// all), last seen first, each with its user's team and role for permission
+/// checks.
 pub async fn list(
     db: &Database,
     org: OrgId,
     user: Option<UserId>,
     device: Option<DeviceId>,
-) -> Result<Vec<(DeviceInfo, Option<TeamId>)>, DbError> {
+) -> Result<Vec<(DeviceInfo, Owner)>, DbError> {
     let rows: Vec<DeviceListRow> = on_pool!(db, |pool, uuid| {
         sqlx::query_as(
             "SELECT CAST(d.id AS TEXT), CAST(d.user_id AS TEXT), u.display_name, d.platform, \
-             d.app_version, d.created_at, d.last_seen_at, d.revoked_at, CAST(u.team_id AS TEXT) \
-             FROM devices d JOIN users u ON u.id = d.user_id \
+             d.app_version, d.created_at, d.last_seen_at, d.revoked_at, CAST(u.team_id AS TEXT), \
+             u.role FROM devices d JOIN users u ON u.id = d.user_id \
              WHERE d.org_id = $1 AND ($2 IS NULL OR d.user_id = $2) \
              AND ($3 IS NULL OR d.id = $3) \
              ORDER BY d.last_seen_at DESC",
@@ -218,10 +234,22 @@ pub async fn list(
     });
     rows.into_iter()
         .map(|r| {
+            let user_id = UserId::from_uuid(parse_uuid(&r.1)?);
+            let owner = Owner {
+                id: user_id,
+                team: r
+                    .8
+                    .map(|t| parse_uuid(&t).map(TeamId::from_uuid))
+                    .transpose()?,
+                role: r
+                    .9
+                    .parse()
+                    .map_err(|_| DbError::Corrupt(format!("unknown role {:?}", r.9)))?,
+            };
             Ok((
                 DeviceInfo {
                     id: DeviceId::from_uuid(parse_uuid(&r.0)?),
-                    user_id: UserId::from_uuid(parse_uuid(&r.1)?),
+                    user_id,
                     user_name: r.2,
                     platform: r.3,
                     app_version: r.4,
@@ -229,8 +257,7 @@ pub async fn list(
                     last_seen_at: r.6,
                     revoked_at: r.7,
                 },
-                r.8.map(|t| parse_uuid(&t).map(TeamId::from_uuid))
-                    .transpose()?,
+                owner,
             ))
         })
         .collect()

@@ -5,7 +5,9 @@
 //! - the database keeps only the SHA-256 of a session's cookie token, never
 //!   the token, so a copy of the table opens no session;
 //! - a session counts while it has not ended and has not expired; ending one
-//!   is a stamp, the row stays.
+//!   is a stamp, the row stays until [`purge`] removes it a while later, with
+//!   the `web` device it registered (so sign-ins do not grow `devices` for
+//!   ever).
 //!
 //! The use cases (sign in, sign out, load the session of a request) are
 //! `service::auth`'s; the cookie is `web::session`'s.
@@ -85,4 +87,32 @@ pub async fn end_for_device(db: &Database, device: DeviceId, now: i64) -> Result
         .await?;
     });
     Ok(())
+}
+
+/// Removes the sessions that ended or expired before `before` (Unix seconds),
+/// then the `web` devices registered before `before` that no longer have a
+/// session, a refresh token or sync figures. Each statement is one
+/// conditional `DELETE`, so several nodes purging at once remove each row
+/// once. Answers how many sessions and devices went.
+pub async fn purge(db: &Database, before: i64) -> Result<(u64, u64), DbError> {
+    Ok(on_pool!(db, |pool, _uuid| {
+        let sessions = sqlx::query(
+            "DELETE FROM web_sessions WHERE expires_at < $1 OR (ended_at IS NOT NULL AND ended_at < $1)",
+        )
+        .bind(before)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        let devices = sqlx::query(
+            "DELETE FROM devices WHERE platform = 'web' AND created_at < $1 \
+             AND NOT EXISTS (SELECT 1 FROM web_sessions s WHERE s.device_id = devices.id) \
+             AND NOT EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.device_id = devices.id) \
+             AND NOT EXISTS (SELECT 1 FROM device_health h WHERE h.device_id = devices.id)",
+        )
+        .bind(before)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        (sessions, devices)
+    }))
 }

@@ -13,8 +13,9 @@
 //! `service::auth`) and the database's (`db::accounts`).
 
 use fieldsync_core::model::Role;
+use fieldsync_core::{OrgId, UserId};
 
-use super::Error;
+use super::{Caller, Error};
 
 /// Shortest accepted password, in characters.
 pub const MIN_PASSWORD_CHARS: usize = 10;
@@ -196,9 +197,67 @@ pub fn login_within_bounds(org: &str, password: &str) -> bool {
     org.len() <= MAX_SLUG_BYTES && password.len() <= MAX_PASSWORD_BYTES
 }
 
+/// Whether `caller` may disable (or enable again) the account of `target`, a
+/// user of `target_org`: an administrator of that organisation, and never
+/// their own account (an administrator cannot lock themselves out). A user of
+/// another organisation answers like one that does not exist.
+pub fn may_disable(caller: &Caller, target: UserId, target_org: OrgId) -> Result<(), Error> {
+    if target_org != caller.org {
+        return Err(Error::NotFound);
+    }
+    if !matches!(caller.role(), Role::Admin | Role::Server) {
+        return Err(Error::Forbidden(
+            "only administrators disable accounts".into(),
+        ));
+    }
+    if target == caller.user() {
+        return Err(Error::Conflict(
+            "you cannot disable your own account; ask another administrator".into(),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn caller_in(org: OrgId, role: Role) -> Caller {
+        Caller {
+            actor: fieldsync_core::model::Actor::on_device(
+                UserId::new(),
+                role,
+                fieldsync_core::DeviceId::new(),
+            ),
+            org,
+            team: None,
+            territory: None,
+            display_name: "x".into(),
+            actor_id: automerge::ActorId::random(),
+            window: None,
+        }
+    }
+
+    #[test]
+    fn only_an_administrator_of_the_organisation_disables_others() {
+        let org = OrgId::new();
+        let adam = caller_in(org, Role::Admin);
+        assert!(may_disable(&adam, UserId::new(), org).is_ok());
+        assert!(matches!(
+            may_disable(&adam, UserId::new(), OrgId::new()),
+            Err(Error::NotFound)
+        ));
+        assert!(matches!(
+            may_disable(&adam, adam.user(), org),
+            Err(Error::Conflict(_))
+        ));
+        for role in [Role::Manager, Role::Rep, Role::Technician] {
+            assert!(matches!(
+                may_disable(&caller_in(org, role), UserId::new(), org),
+                Err(Error::Forbidden(_))
+            ));
+        }
+    }
 
     #[test]
     fn emails_are_trimmed_lower_cased_and_must_have_an_at_sign() {

@@ -8,7 +8,9 @@
 //! - a token or session of a device counts only while the device is its user's
 //!   and not revoked (`device_revoked` makes the app wipe its data);
 //! - everyone manages their own devices, a manager those of their team's
-//!   users, an administrator (and the server) every device of the organisation.
+//!   reps and technicians (never an administrator's, nor another manager's:
+//!   nobody cuts off someone at or above their own rank), an administrator
+//!   (and the server) every device of the organisation.
 
 use fieldsync_core::model::Role;
 use fieldsync_core::{TeamId, UserId};
@@ -19,15 +21,43 @@ use super::{Caller, Error, Result};
 /// Longest platform name or app version a device may report, in bytes.
 pub const MAX_REPORTED_BYTES: usize = 64;
 
+/// A role's rank in who may cut off whose devices: administrators (and the
+/// server) above managers, managers above reps and technicians.
+fn rank(role: Role) -> u8 {
+    match role {
+        Role::Admin | Role::Server => 2,
+        Role::Manager => 1,
+        Role::Rep | Role::Technician => 0,
+    }
+}
+
+/// The devices of one user, as far as the rules of who manages them care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    /// The user.
+    pub id: UserId,
+    /// Their team.
+    pub team: Option<TeamId>,
+    /// Their role.
+    pub role: Role,
+}
+
 /// Whether `caller` may see and revoke the devices of `owner`, a user of the
-/// caller's organisation in `owner_team`.
-pub fn may_manage(caller: &Caller, owner: UserId, owner_team: Option<TeamId>) -> bool {
+/// caller's organisation: their own always; an administrator every device; a
+/// manager those of their team's users below them (reps and technicians), so
+/// a manager can never cut off an administrator or a fellow manager.
+pub fn may_manage(caller: &Caller, owner: Owner) -> bool {
+    if owner.id == caller.user() {
+        return true;
+    }
     match caller.role() {
         Role::Admin | Role::Server => true,
         Role::Manager => {
-            owner == caller.user() || (caller.team.is_some() && owner_team == caller.team)
+            caller.team.is_some()
+                && owner.team == caller.team
+                && rank(owner.role) < rank(caller.role())
         }
-        Role::Rep | Role::Technician => owner == caller.user(),
+        Role::Rep | Role::Technician => false,
     }
 }
 
@@ -86,27 +116,55 @@ mod tests {
         }
     }
 
-    #[test]
-    fn everyone_manages_their_own_devices() {
-        for role in [Role::Rep, Role::Technician, Role::Manager, Role::Admin] {
-            let c = caller(role, None);
-            assert!(may_manage(&c, c.user(), None), "{role:?}");
+    fn owner(role: Role, team: Option<TeamId>) -> Owner {
+        Owner {
+            id: UserId::new(),
+            team,
+            role,
         }
     }
 
     #[test]
-    fn a_manager_manages_their_teams_devices_and_no_others() {
+    fn everyone_manages_their_own_devices() {
+        for role in [Role::Rep, Role::Technician, Role::Manager, Role::Admin] {
+            let c = caller(role, None);
+            let own = Owner {
+                id: c.user(),
+                team: None,
+                role,
+            };
+            assert!(may_manage(&c, own), "{role:?}");
+        }
+    }
+
+    #[test]
+    fn a_manager_manages_their_teams_reps_and_technicians_and_no_others() {
         let north = TeamId::new();
         let mona = caller(Role::Manager, Some(north));
-        assert!(may_manage(&mona, UserId::new(), Some(north)));
-        assert!(!may_manage(&mona, UserId::new(), Some(TeamId::new())));
-        assert!(!may_manage(&mona, UserId::new(), None));
+        for role in [Role::Rep, Role::Technician] {
+            assert!(may_manage(&mona, owner(role, Some(north))), "{role:?}");
+            assert!(!may_manage(&mona, owner(role, Some(TeamId::new()))));
+            assert!(!may_manage(&mona, owner(role, None)));
+        }
+    }
+
+    #[test]
+    fn a_manager_never_manages_an_administrators_or_another_managers_devices() {
+        let north = TeamId::new();
+        let mona = caller(Role::Manager, Some(north));
+        for (role, team) in [
+            (Role::Admin, Some(north)),
+            (Role::Admin, None),
+            (Role::Manager, Some(north)),
+        ] {
+            assert!(!may_manage(&mona, owner(role, team)), "{role:?} {team:?}");
+        }
     }
 
     #[test]
     fn a_manager_without_a_team_manages_only_their_own() {
         let mona = caller(Role::Manager, None);
-        assert!(!may_manage(&mona, UserId::new(), None));
+        assert!(!may_manage(&mona, owner(Role::Rep, None)));
     }
 
     #[test]
@@ -114,15 +172,17 @@ mod tests {
         let north = TeamId::new();
         for role in [Role::Rep, Role::Technician] {
             let c = caller(role, Some(north));
-            assert!(!may_manage(&c, UserId::new(), Some(north)), "{role:?}");
+            assert!(!may_manage(&c, owner(Role::Rep, Some(north))), "{role:?}");
         }
     }
 
     #[test]
     fn an_administrator_manages_every_device() {
         let adam = caller(Role::Admin, None);
-        assert!(may_manage(&adam, UserId::new(), Some(TeamId::new())));
-        assert!(may_manage(&adam, UserId::new(), None));
+        for role in [Role::Rep, Role::Manager, Role::Admin] {
+            assert!(may_manage(&adam, owner(role, Some(TeamId::new()))));
+            assert!(may_manage(&adam, owner(role, None)));
+        }
     }
 
     #[test]

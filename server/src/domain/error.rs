@@ -70,6 +70,16 @@ pub enum Error {
         /// The cap.
         limit: usize,
     },
+    /// The user registered the most new devices a day allows.
+    #[error(
+        "this account has signed in on {limit} new devices in the last 24 hours, the most allowed; \
+         sign in again on a device already used, or ask your administrator to revoke unused ones \
+         and try again tomorrow"
+    )]
+    TooManyDevices {
+        /// The cap (`new_devices_per_day`).
+        limit: u32,
+    },
     /// The device id is registered to another user.
     #[error("this device is registered to another user; reinstall the app or clear its data")]
     DeviceInUse,
@@ -148,6 +158,7 @@ impl Error {
             Error::Forbidden(_) => "forbidden",
             Error::RateLimited(_) => "rate_limited",
             Error::TooManyStreams { .. } => "too_many_streams",
+            Error::TooManyDevices { .. } => "too_many_devices",
             Error::DeviceInUse => "device_in_use",
             Error::Conflict(_) => "conflict",
             Error::AttachmentTooLarge { .. } => "attachment_too_large",
@@ -171,7 +182,9 @@ impl Error {
             | Error::InvalidRefreshToken
             | Error::DeviceRevoked => ErrorKind::Unauthenticated,
             Error::AccountDisabled | Error::Forbidden(_) => ErrorKind::Forbidden,
-            Error::RateLimited(_) | Error::TooManyStreams { .. } => ErrorKind::RateLimited,
+            Error::RateLimited(_) | Error::TooManyStreams { .. } | Error::TooManyDevices { .. } => {
+                ErrorKind::RateLimited
+            }
             Error::DeviceInUse | Error::Conflict(_) => ErrorKind::Conflict,
             Error::AttachmentTooLarge { .. } => ErrorKind::TooLarge,
             Error::HashMismatch(_) => ErrorKind::Unprocessable,

@@ -13,10 +13,12 @@
 //!   organisation's people (references, ownership, prices).
 //! - [`scope`]: the window of dated records per role.
 //! - [`note`]: the change note the live channel carries.
+//! - [`address`]: which address a request comes from (trusted proxies).
 //! - [`figures`]: the managers' figures from fact rows.
 //! - [`error`]: the one error of rules and use cases.
 
 pub mod accounts;
+pub mod address;
 pub mod attachments;
 pub mod authority;
 pub mod caller;

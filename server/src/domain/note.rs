@@ -39,6 +39,10 @@ pub struct Note {
     /// device's live connections end at once.
     #[serde(default)]
     pub revoked: Option<String>,
+    /// Set when the note announces a disabled user instead of a commit: the
+    /// live connections of every device of that user end at once.
+    #[serde(default)]
+    pub disabled: Option<String>,
 }
 
 impl Note {
@@ -56,12 +60,20 @@ impl Note {
             principals,
             at_ms: now_ms(),
             revoked: None,
+            disabled: None,
         }
+    }
+
+    /// Whether this note ends the live connection of `user` on `device`
+    /// (the device was revoked, or the user disabled).
+    pub fn ends(&self, user: &str, device: &str) -> bool {
+        self.revoked.as_deref() == Some(device) || self.disabled.as_deref() == Some(user)
     }
 
     /// Whether a caller with these principals, on `device`, should hear of it.
     pub fn concerns(&self, org: OrgId, principals: &[String], device: &str) -> bool {
         self.revoked.is_none()
+            && self.disabled.is_none()
             && self.org == org
             && self.device.as_deref() != Some(device)
             && (self.principals.is_empty()
@@ -90,6 +102,21 @@ mod tests {
         );
         assert!(!note.concerns(org, &["u:2".into()], "dev-b"));
         assert!(!note.concerns(OrgId::new(), &["u:1".into()], "dev-b"));
+    }
+
+    #[test]
+    fn a_revocation_ends_its_device_and_a_disabling_every_device_of_its_user() {
+        let org = OrgId::new();
+        let mut revoked = Note::new(org, 0, None, BTreeSet::new());
+        revoked.revoked = Some("dev-a".into());
+        assert!(revoked.ends("ana", "dev-a"));
+        assert!(!revoked.ends("ana", "dev-b"));
+        assert!(!revoked.concerns(org, &["u:ana".into()], "dev-b"));
+        let mut disabled = Note::new(org, 0, None, BTreeSet::new());
+        disabled.disabled = Some("ana".into());
+        assert!(disabled.ends("ana", "dev-a") && disabled.ends("ana", "dev-b"));
+        assert!(!disabled.ends("ben", "dev-c"));
+        assert!(!disabled.concerns(org, &["u:ben".into()], "dev-c"));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use fieldsync_core::{DeviceId, OrgId, TeamId, TerritoryId, UserId};
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiJson, ErrorBody};
+use super::extract::ClientAddr;
 use crate::domain::Caller;
 use crate::service::Context;
 use crate::service::accounts::DeviceInfo;
@@ -136,10 +137,12 @@ pub fn routes() -> Router<Arc<Context>> {
         (status = 401, description = "`invalid_credentials`", body = ErrorBody),
         (status = 403, description = "`account_disabled`", body = ErrorBody),
         (status = 409, description = "`device_in_use`: the device id belongs to another user", body = ErrorBody),
-        (status = 429, description = "`rate_limited`", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (per account, or per client address), or \
+            `too_many_devices`: the user registered the most new devices a day allows (20)", body = ErrorBody),
     ))]
 pub(crate) async fn login(
     State(ctx): State<Arc<Context>>,
+    ClientAddr(from): ClientAddr,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
     let login = Login {
@@ -151,12 +154,13 @@ pub(crate) async fn login(
             platform: req.device.platform,
             app_version: req.device.app_version,
         },
+        from,
     };
     Ok(Json(auth::login(&ctx, login).await?.into()))
 }
 
 /// Trades a refresh token for a new pair; a token presented twice revokes its
-/// whole family.
+/// device (its access tokens and live connections end too).
 #[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
     responses(
         (status = 200, description = "New tokens", body = LoginResponse),

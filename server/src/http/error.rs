@@ -6,7 +6,7 @@
 //! Most errors come from the use cases as a [`domain::Error`](crate::domain::Error)
 //! and keep its stable code; the variants here are the ones only HTTP can
 //! produce (a missing token, a body that is not JSON or CBOR, an unsupported
-//! protocol version, a body over the limit). Codes are part of the protocol:
+//! protocol version, a body over the limit, a request over the timeout). Codes are part of the protocol:
 //! clients branch on them (`device_revoked` makes the app wipe its data), so a
 //! code is never renamed.
 //!
@@ -68,6 +68,12 @@ pub enum ApiError {
     /// The body is over the size limit.
     #[error("the request body is over the limit of {0} bytes; send fewer records per request")]
     TooLarge(usize),
+    /// The request took longer than the request timeout until its answer.
+    #[error(
+        "the request took longer than {} s; send it again (a large push in smaller batches)",
+        .0.as_secs()
+    )]
+    Timeout(std::time::Duration),
 }
 
 /// The HTTP status for a kind of domain error.
@@ -100,6 +106,7 @@ impl ApiError {
                 (StatusCode::UPGRADE_REQUIRED, "protocol_unsupported")
             }
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
         }
     }
 

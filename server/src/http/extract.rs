@@ -1,5 +1,5 @@
 //! What handlers take from a request: the [`Caller`] built from the access
-//! token, and [`Cbor`] protocol messages ([`ApiJson`](super::error::ApiJson)
+//! token, the [`ClientAddr`] the request comes from, and [`Cbor`] protocol messages ([`ApiJson`](super::error::ApiJson)
 //! is beside the error type it rejects with).
 //!
 //! A valid signature is not enough to be a caller: `service::auth::authenticate`
@@ -8,10 +8,12 @@
 //! and territory come from the database, not from a token minted before a
 //! manager changed them.
 
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -20,10 +22,39 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use super::error::ApiError;
 use crate::domain::Caller;
+use crate::domain::address::client_address;
 use crate::service::{self, Context};
 
 /// Largest request body a sync endpoint reads.
 pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+/// The address a request comes from: the TCP peer, or what a trusted proxy
+/// reports in `X-Forwarded-For` (`domain::address`). `None` only when the
+/// router runs without the peer addresses the node's server loop adds.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub Option<IpAddr>);
+
+impl FromRequestParts<Arc<Context>> for ClientAddr {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        ctx: &Arc<Context>,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let forwarded = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        Ok(ClientAddr(peer.map(|p| {
+            client_address(p, forwarded, &ctx.trusted_proxies)
+        })))
+    }
+}
 
 impl FromRequestParts<Arc<Context>> for Caller {
     type Rejection = ApiError;

@@ -10,12 +10,12 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
-use fieldsync_core::OrgId;
+use fieldsync_core::{DeviceId, OrgId, UserId};
 use tokio::sync::{broadcast, watch};
 
 use super::error::{ApiError, ErrorBody};
 use crate::domain::Caller;
-use crate::live::{HEARTBEAT, Note, SHUTDOWN_RETRY_MS, StreamPermit};
+use crate::live::{HEARTBEAT, Note, SESSION_CHECK, SHUTDOWN_RETRY_MS, StreamPermit};
 use crate::metrics::LiveConnection;
 use crate::service::{self, Context};
 
@@ -39,6 +39,7 @@ pub(crate) async fn live(
 ) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let principals: Vec<String> = caller.principals().into_iter().collect();
     let device = caller.device().map(|d| d.to_string()).unwrap_or_default();
+    let (user_id, device_id) = (caller.user(), caller.device());
     let org = caller.org;
     let permit = ctx.hub.admit(
         &caller.user().to_string(),
@@ -59,6 +60,12 @@ pub(crate) async fn live(
         org: OrgId,
         principals: Vec<String>,
         device: String,
+        user: String,
+        /// Checks now and then that the session still holds (see `SESSION_CHECK`).
+        check: tokio::time::Interval,
+        ctx: Arc<Context>,
+        user_id: UserId,
+        device_id: Option<DeviceId>,
         /// Counts the connection in `fieldsync_live_connections` while it is open.
         _counted: LiveConnection,
         /// Its place under the per-device and per-user caps.
@@ -73,6 +80,11 @@ pub(crate) async fn live(
         org,
         principals,
         device,
+        user: user_id.to_string(),
+        check: tokio::time::interval_at(tokio::time::Instant::now() + SESSION_CHECK, SESSION_CHECK),
+        ctx: ctx.clone(),
+        user_id,
+        device_id,
         _counted: ctx.metrics.live_connection(),
         _permit: permit,
     };
@@ -87,11 +99,13 @@ pub(crate) async fn live(
             return Some((Ok(hello), c));
         }
         loop {
+            let mut check_due = false;
             let event = tokio::select! {
                 note = c.notes.recv() => match note {
-                    Ok(note) if note.revoked.as_deref() == Some(c.device.as_str()) => {
-                        // The device was revoked: end now; its reconnect is refused
-                        // with `device_revoked`, on which the app wipes its data.
+                    Ok(note) if note.ends(&c.user, &c.device) => {
+                        // The device was revoked or its user disabled: end now;
+                        // its reconnect is refused (`device_revoked`, on which
+                        // the app wipes its data, or `account_disabled`).
                         c.done = true;
                         Some(Event::default().event("reconnect").data("{\"retry_ms\":0}"))
                     }
@@ -112,12 +126,23 @@ pub(crate) async fn live(
                         .event("shutdown")
                         .data(format!("{{\"retry_ms\":{SHUTDOWN_RETRY_MS}}}")))
                 }
+                _ = c.check.tick() => {
+                    // Checked below, once nothing of the select is borrowed.
+                    check_due = true;
+                    None
+                }
                 () = &mut c.deadline => {
                     // Reconnect with a fresh token (a revoked device is refused then).
                     c.done = true;
                     Some(Event::default().event("reconnect").data("{\"retry_ms\":0}"))
                 }
             };
+            if check_due && !service::auth::session_holds(&c.ctx, c.user_id, c.device_id).await {
+                // Revoked or disabled beside the server: end as on an announcement.
+                c.done = true;
+                let end = Event::default().event("reconnect").data("{\"retry_ms\":0}");
+                return Some((Ok(end), c));
+            }
             match event {
                 Some(event) => return Some((Ok(event), c)),
                 None if c.done => return None,

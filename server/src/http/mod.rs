@@ -23,8 +23,10 @@ pub mod live;
 pub mod meta;
 pub mod review;
 pub mod schema;
+pub mod serve;
 pub mod sync;
 pub mod track;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -45,6 +47,7 @@ pub fn router() -> Router<Arc<Context>> {
         .merge(auth::routes())
         .merge(sync::routes())
         .merge(devices::routes())
+        .merge(users::routes())
         .merge(live::routes())
         .merge(review::routes())
         .merge(attachments::routes())

@@ -28,15 +28,16 @@
 //! one `changed` event that makes it pull. Heartbeats (SSE comments every 15 s)
 //! keep idle connections open through NATs and let devices detect dead ones.
 //! A connection ends after one access-token lifetime (the device reconnects with
-//! a fresh token), at once when its device is revoked (a note like a commit's
-//! announces it to every node), and when the node shuts down, with a `shutdown`
-//! event carrying a reconnect hint.
+//! a fresh token), at once when its device is revoked or its user disabled (a
+//! note like a commit's announces it to every node; [`announce_end`]), within
+//! [`SESSION_CHECK`] when that happened beside the server, and when the node
+//! shuts down, with a `shutdown` event carrying a reconnect hint.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fieldsync_core::{DeviceId, OrgId};
+use fieldsync_core::{DeviceId, OrgId, UserId};
 use tokio::sync::{broadcast, watch};
 
 pub use crate::db::notify::LISTENER_APP_NAME;
@@ -54,6 +55,11 @@ pub const HEARTBEAT: Duration = Duration::from_secs(15);
 const BUFFER: usize = 1_024;
 /// Reconnect hint sent with the `shutdown` event.
 pub const SHUTDOWN_RETRY_MS: u64 = 2_000;
+/// How often a live connection checks that its session still holds (device
+/// not revoked, user not disabled). Revocations and disablings made through
+/// the server are announced and end connections at once; this catches those
+/// made beside it (`fieldsync user disable` on SQLite, a database edit).
+pub const SESSION_CHECK: Duration = Duration::from_secs(30);
 
 /// Open streams by `d:<device>` and `u:<user>`.
 type StreamCounts = Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>;
@@ -174,6 +180,15 @@ impl Hub {
     }
 }
 
+/// A session that ended, whose live connections must end with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// A revoked device (by a person, or by a reused refresh token).
+    Device(DeviceId),
+    /// A disabled user: every device of theirs.
+    User(UserId),
+}
+
 /// Tells every node that `device` was revoked, so its live connections end.
 pub async fn announce_revocation(
     db: &Database,
@@ -181,14 +196,33 @@ pub async fn announce_revocation(
     org: OrgId,
     device: DeviceId,
 ) -> Result<(), DbError> {
+    announce_end(db, Some(hub), org, Ended::Device(device)).await
+}
+
+/// Tells every node that a device was revoked or a user disabled, so their
+/// live connections end at once: on PostgreSQL by a note on the channel every
+/// node listens to (this one included); on SQLite (one node) by handing the
+/// note to `hub`. Without a hub on SQLite (the command line, another process)
+/// nothing is announced: the connections end at their next session check
+/// ([`SESSION_CHECK`]).
+pub async fn announce_end(
+    db: &Database,
+    hub: Option<&Hub>,
+    org: OrgId,
+    ended: Ended,
+) -> Result<(), DbError> {
     let mut note = Note::new(org, 0, None, BTreeSet::new());
-    note.revoked = Some(device.to_string());
-    match db {
-        Database::Postgres(_) => notify::send(db, &note).await,
-        Database::Sqlite(_) => {
+    match ended {
+        Ended::Device(device) => note.revoked = Some(device.to_string()),
+        Ended::User(user) => note.disabled = Some(user.to_string()),
+    }
+    match (db, hub) {
+        (Database::Postgres(_), _) => notify::send(db, &note).await,
+        (Database::Sqlite(_), Some(hub)) => {
             hub.publish(note);
             Ok(())
         }
+        (Database::Sqlite(_), None) => Ok(()),
     }
 }
 

@@ -30,9 +30,15 @@ use crate::db::devices::{self as device_rows, Reported};
 use crate::db::{Database, DbError, now_secs};
 use crate::domain::accounts::{self as rules, AccountError};
 use crate::domain::devices::may_register;
-use crate::domain::{Error, Result};
+use crate::domain::{Caller, Error, Result};
+use crate::live::{self, Ended};
+
+use super::Context;
 
 pub use crate::db::accounts::UserRow;
+
+/// A day, in seconds: the window of the new-devices cap.
+const DAY_SECS: i64 = 24 * 3600;
 pub use crate::db::devices::DeviceRow;
 
 /// A user to create.
@@ -159,6 +165,64 @@ pub async fn revoke_device(db: &Database, id: DeviceId) -> Result<bool> {
     Ok(device_rows::revoke_device(db, id).await?)
 }
 
+/// Disables the account of `user` on an administrator's request: its tokens
+/// and browser sessions stop working at their next request, and its live
+/// connections end at once on every node. Answers whether this call disabled
+/// it (false: it already was). Who may: `domain::accounts::may_disable`.
+pub async fn disable(ctx: &Context, caller: &Caller, user: UserId) -> Result<bool> {
+    let target = rows::user_by_id(&ctx.db, user)
+        .await?
+        .ok_or(Error::NotFound)?;
+    rules::may_disable(caller, target.id, target.org)?;
+    let disabled = rows::set_disabled(&ctx.db, user, true).await?;
+    tracing::info!(user = %user, by = %caller.user(), disabled, "account disabled");
+    end_live_connections(ctx, user, Ended::User(user)).await;
+    Ok(disabled)
+}
+
+/// Ends the live connections of a revoked device or a disabled user on every
+/// node; a failure is logged (the connections then end at their next session
+/// check).
+pub(crate) async fn end_live_connections(ctx: &Context, user: UserId, ended: Ended) {
+    let org = match rows::user_by_id(&ctx.db, user).await {
+        Ok(Some(u)) => u.org,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not announce an ended session to live connections");
+            return;
+        }
+    };
+    if let Err(e) = live::announce_end(&ctx.db, Some(ctx.hub.as_ref()), org, ended).await {
+        tracing::warn!(error = %e, "could not announce an ended session to live connections");
+    }
+}
+
+/// Disables or enables the account `email` of the organisation `org_slug`
+/// from the command line (no caller: whoever runs it holds the database).
+/// Disabling announces the end of the user's live connections to every node
+/// on PostgreSQL; on SQLite they end at their next session check
+/// ([`crate::live::SESSION_CHECK`]). Answers the user and whether this call
+/// changed the account.
+pub async fn set_disabled_by_email(
+    db: &Database,
+    org_slug: &str,
+    email: &str,
+    disabled: bool,
+) -> Result<(UserId, bool)> {
+    let org = rows::org_by_slug(db, org_slug)
+        .await?
+        .ok_or_else(|| AccountError::UnknownOrg(org_slug.into()))?;
+    let email = rules::normalise_email(email)?;
+    let user = rows::find_user(db, org, &email)
+        .await?
+        .ok_or_else(|| Error::BadRequest(format!("there is no user {email} in {org_slug}")))?;
+    let changed = rows::set_disabled(db, user.id, disabled).await?;
+    if disabled && let Err(e) = live::announce_end(db, None, org, Ended::User(user.id)).await {
+        tracing::warn!(error = %e, "could not announce the disabling to live connections");
+    }
+    Ok((user.id, changed))
+}
+
 /// How many password hashes may run at once on a node: one per core (at
 /// least two). Each Argon2id hash takes about 19 MiB and a core for tens of
 /// milliseconds, so a burst of logins waits its turn instead of taking the
@@ -236,11 +300,16 @@ fn dummy_hash() -> Option<&'static str> {
 
 /// Records a login from `info` by `user`: creates the device with a fresh actor
 /// id, or refreshes what it reports about itself. Refuses a device registered to
-/// another user (`device_in_use`) or revoked (`device_revoked`).
+/// another user (`device_in_use`) or revoked (`device_revoked`), and a new
+/// device beyond `per_day` new devices of the user in the last 24 hours
+/// (`too_many_devices`; 0: no limit), so that logins with made-up device ids
+/// cannot grow the devices table without end. Two logins racing at the cap
+/// may both pass: the cap is a bound on growth, not an exact count.
 pub async fn register_device(
     db: &Database,
     user: &UserRow,
     info: &DeviceInfo,
+    per_day: u32,
 ) -> Result<DeviceRow> {
     let now = now_secs();
     let reported = Reported {
@@ -251,6 +320,13 @@ pub async fn register_device(
         may_register(device.user, device.revoked_at.is_some(), user.id)?;
         device_rows::update_reported(db, info.id, reported, now).await?;
         return Ok(device);
+    }
+    if per_day > 0 {
+        let recent = device_rows::registered_since(db, user.id, now - DAY_SECS).await?;
+        if recent >= i64::from(per_day) {
+            tracing::warn!(user = %user.id, recent, "new device refused: over the daily cap");
+            return Err(Error::TooManyDevices { limit: per_day });
+        }
     }
     let mut actor = [0u8; 16];
     rand::fill(&mut actor[..]);

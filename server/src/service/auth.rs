@@ -13,7 +13,10 @@
 //! not from a token minted before a manager changed them.
 //!
 //! Refresh tokens are opaque random strings, bound to one device, stored hashed
-//! and rotated on every use (see `db::accounts::rotate_refresh_token`).
+//! and rotated on every use (see `db::accounts::rotate_refresh_token`). A token
+//! presented a second time means two holders: the device is revoked, so both
+//! lose their refresh tokens, their access tokens at their next request and
+//! their live connections at once ([`refresh`]).
 //!
 //! Keys rotate without logging anyone out: a new key signs new tokens while the
 //! older ones still verify the tokens they signed, until an operator retires
@@ -23,9 +26,15 @@
 //! device with platform `web` (a fresh device id per sign-in), so a manager's
 //! browser sessions are listed and revoked like their phones, and revoking the
 //! device ends the session at its next request. The session lasts
-//! [`WEB_SESSION_SECS`] and ends at sign-out ([`end_web_session`]). The cookie
-//! itself is `web::session`'s.
+//! [`WEB_SESSION_SECS`] and ends at sign-out ([`end_web_session`]); a day
+//! after it ended, every node's cleaner removes it with its device
+//! ([`clean_web_sessions_periodically`]). The cookie itself is `web::session`'s.
+//!
+//! New devices are capped per user and day (`new_devices_per_day`): a login
+//! with a made-up device id, or a browser sign-in, beyond the cap answers
+//! `too_many_devices`.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use fieldsync_core::model::{Actor, Role};
@@ -41,6 +50,7 @@ use crate::db::{self, Database, DbError, now_secs};
 use crate::domain::accounts::{MAX_EMAIL_BYTES, login_within_bounds};
 use crate::domain::devices::{check_reported, check_session_device};
 use crate::domain::{Caller, Error, Result};
+use crate::live::Ended;
 use crate::settings::{Secret, Settings};
 
 pub use crate::db::keys::StoredKey;
@@ -452,6 +462,29 @@ pub async fn authenticate(ctx: &Context, token: &str) -> Result<Caller> {
     caller_of(ctx, user, &device)
 }
 
+/// Whether `user`'s session on `device` (if any) still holds: the device is
+/// theirs and not revoked, and they are not disabled. Asked now and then by
+/// live connections; a database that does not answer keeps the connection
+/// (a blip should not disconnect every device of a node).
+pub async fn session_holds(ctx: &Context, user: UserId, device: Option<DeviceId>) -> bool {
+    let outcome = async {
+        if let Some(device) = device {
+            let Some(row) = db::devices::device_by_id(&ctx.db, device).await? else {
+                return Ok(false);
+            };
+            check_session_device(row.user, row.revoked_at.is_some(), user)?;
+        }
+        let user = account_rows::user_by_id(&ctx.db, user).await?;
+        Ok::<_, Error>(user.is_some_and(|u| !u.disabled))
+    }
+    .await;
+    match outcome {
+        Ok(holds) => holds,
+        Err(Error::Unavailable(_)) => true,
+        Err(_) => false,
+    }
+}
+
 /// The user of `device`, if the device is theirs, not revoked, and they are
 /// not disabled.
 pub async fn live_session(db: &Database, user: UserId, device: &DeviceRow) -> Result<UserRow> {
@@ -513,6 +546,8 @@ pub struct Login {
     pub password: String,
     /// The device.
     pub device: DeviceInfo,
+    /// The client's address (per-address login limit); `None` when unknown.
+    pub from: Option<IpAddr>,
 }
 
 impl std::fmt::Debug for Login {
@@ -526,14 +561,16 @@ impl std::fmt::Debug for Login {
 }
 
 /// The user whose credentials these are, if they may sign in: counted against
-/// the login rate limit, the password checked (even with no such user, so the
+/// the login rate limits (per client address `from`, then per account), the password checked (even with no such user, so the
 /// answer's timing reveals nothing), not disabled.
 async fn check_credentials(
     ctx: &Context,
+    from: Option<IpAddr>,
     org: &str,
     email: &str,
     password: String,
 ) -> Result<UserRow> {
+    ctx.limits.login_from(from)?;
     ctx.limits.login(org, email)?;
     let user = accounts::find_login(&ctx.db, org, email).await?;
     // Runs even without a user so the answer's timing reveals nothing.
@@ -555,8 +592,9 @@ pub async fn login(ctx: &Context, login: Login) -> Result<Session> {
     if !login_within_bounds(&login.org, &login.password) {
         return Err(Error::InvalidCredentials);
     }
-    let user = check_credentials(ctx, &login.org, &login.email, login.password).await?;
-    let device = accounts::register_device(&ctx.db, &user, &login.device).await?;
+    let user = check_credentials(ctx, login.from, &login.org, &login.email, login.password).await?;
+    let device =
+        accounts::register_device(&ctx.db, &user, &login.device, ctx.new_devices_per_day).await?;
     let refresh_token = new_refresh_token();
     account_rows::store_refresh_token(
         &ctx.db,
@@ -570,8 +608,10 @@ pub async fn login(ctx: &Context, login: Login) -> Result<Session> {
     session(&ctx.keys, user, device, refresh_token)
 }
 
-/// Trades a refresh token for a new pair; a token presented twice revokes its
-/// whole family.
+/// Trades a refresh token for a new pair. A token presented twice revokes its
+/// device: both holders (the device and whoever copied the token) lose their
+/// refresh tokens, their access tokens at their next request and their live
+/// connections at once.
 pub async fn refresh(ctx: &Context, presented: &str) -> Result<Session> {
     if presented.len() > MAX_REFRESH_TOKEN_BYTES {
         return Err(Error::InvalidRefreshToken);
@@ -586,8 +626,13 @@ pub async fn refresh(ctx: &Context, presented: &str) -> Result<Session> {
     .await?;
     let (user, device) = match rotation {
         Rotation::Rotated { user, device } => (user, device),
-        Rotation::Reused => {
-            tracing::warn!("a rotated refresh token was presented again; its family is revoked");
+        Rotation::Reused { user, device } => {
+            tracing::warn!(
+                user = %user,
+                device = %device,
+                "a rotated refresh token was presented again; its device is revoked"
+            );
+            accounts::end_live_connections(ctx, user, Ended::Device(device)).await;
             return Err(Error::InvalidRefreshToken);
         }
         Rotation::Invalid => return Err(Error::InvalidRefreshToken),
@@ -605,6 +650,7 @@ pub async fn refresh(ctx: &Context, presented: &str) -> Result<Session> {
 /// only the browser keeps.
 pub async fn start_web_session(
     ctx: &Context,
+    from: Option<IpAddr>,
     org: &str,
     email: &str,
     password: String,
@@ -612,7 +658,7 @@ pub async fn start_web_session(
     if !login_within_bounds(org, &password) || email.len() > MAX_EMAIL_BYTES {
         return Err(Error::InvalidCredentials);
     }
-    let user = check_credentials(ctx, org, email, password).await?;
+    let user = check_credentials(ctx, from, org, email, password).await?;
     if !user.role.is_back_office() {
         return Err(Error::Forbidden(
             "these pages are for managers and administrators; reps and technicians use the app"
@@ -624,7 +670,7 @@ pub async fn start_web_session(
         platform: "web".into(),
         app_version: format!("web {}", env!("CARGO_PKG_VERSION")),
     };
-    let device = accounts::register_device(&ctx.db, &user, &info).await?;
+    let device = accounts::register_device(&ctx.db, &user, &info, ctx.new_devices_per_day).await?;
     let mut bytes = [0u8; 32];
     rand::fill(&mut bytes[..]);
     let token = hex::encode(bytes);
@@ -679,6 +725,39 @@ pub async fn end_web_session(ctx: &Context, caller: &Caller) -> Result<()> {
     db::devices::revoke_device(&ctx.db, device).await?;
     tracing::info!(user = %caller.user(), device = %device, "web logout");
     Ok(())
+}
+
+/// How long an ended or expired browser session (and its `web` device) is
+/// kept before [`remove_ended_web_sessions`] purges it: a day, so the
+/// new-devices cap (per 24 hours) still counts the devices of the day, and a
+/// manager still sees yesterday's browser sessions in their devices.
+pub const ENDED_WEB_SESSIONS_KEPT_SECS: i64 = 24 * 3600;
+
+/// Removes browser sessions that ended or expired more than
+/// [`ENDED_WEB_SESSIONS_KEPT_SECS`] ago, with their `web` devices. Answers how
+/// many sessions and devices went.
+pub async fn remove_ended_web_sessions(db: &Database) -> Result<(u64, u64)> {
+    let before = now_secs().saturating_sub(ENDED_WEB_SESSIONS_KEPT_SECS);
+    Ok(db::web_sessions::purge(db, before).await?)
+}
+
+/// [`remove_ended_web_sessions`] every `interval`, on every node (each row
+/// goes once, whichever node gets to it); runs until aborted.
+pub async fn clean_web_sessions_periodically(db: Database, interval: std::time::Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match remove_ended_web_sessions(&db).await {
+            Ok((0, 0)) => {}
+            Ok((sessions, devices)) => tracing::info!(
+                sessions,
+                devices,
+                "removed ended browser sessions and their devices"
+            ),
+            Err(e) => tracing::warn!(error = %e, "could not remove ended browser sessions"),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,10 @@
 //! live note or push metric is produced (none was before: it had no hub). It
 //! writes one organisation nobody else writes to, one batch at a time, so it
 //! needs neither the SQLite write gate nor the retry of racing pushes.
+//!
+//! Its password is printed and documented, so `fieldsync serve` refuses to
+//! start while an organisation still lets its demo logins in with it
+//! ([`open_demo_orgs`]) unless it runs with `--demo`.
 
 use fieldsync_core::automerge::ActorId;
 use fieldsync_core::model::visit::{self, Site, Visit, VisitOutcome};
@@ -158,6 +162,27 @@ impl Seeder<'_> {
         }
         self.push(by, &records).await
     }
+}
+
+/// Most demo-shaped logins [`open_demo_orgs`] checks (each check is one
+/// password hash, tens of milliseconds).
+const MAX_DEMO_CHECKS: i64 = 60;
+
+/// The slugs of organisations where a login seeded by `fieldsync demo`
+/// (`<name>@<slug>.example`) still accepts the well-known [`DEMO_PASSWORD`]:
+/// anyone who read the documentation can sign in there. An organisation whose
+/// demo users all changed their passwords, or were removed, is not listed.
+pub async fn open_demo_orgs(db: &Database) -> crate::domain::Result<Vec<String>> {
+    let mut open: Vec<String> = Vec::new();
+    for (slug, user) in crate::db::accounts::demo_shaped_users(db, MAX_DEMO_CHECKS).await? {
+        if open.contains(&slug) {
+            continue;
+        }
+        if accounts::verify_password(DEMO_PASSWORD.to_owned(), Some(&user)).await {
+            open.push(slug);
+        }
+    }
+    Ok(open)
 }
 
 /// Seeds the demo organisation under `slug`.

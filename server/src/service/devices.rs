@@ -5,7 +5,8 @@
 //! data. Its live connection, on whichever node, ends at once too.
 //!
 //! Who may is `domain::devices::may_manage`: everyone their own devices, a
-//! manager the devices of their team's users, an administrator every device of
+//! manager the devices of their team's reps and technicians (never an
+//! administrator's or another manager's), an administrator every device of
 //! the organisation. A device the caller may not manage answers like one that
 //! does not exist.
 
@@ -13,7 +14,7 @@ use fieldsync_core::{DeviceId, UserId};
 
 use super::Context;
 use crate::db;
-use crate::domain::devices::may_manage;
+use crate::domain::devices::{Owner, may_manage};
 use crate::domain::{Caller, Error, Result};
 
 pub use crate::db::devices::DeviceInfo;
@@ -26,11 +27,20 @@ pub async fn list(ctx: &Context, caller: &Caller, user: Option<UserId>) -> Resul
     let found = db::devices::list(&ctx.db, caller.org, Some(user), None).await?;
     if user != caller.user() {
         let owner = db::accounts::user_by_id(&ctx.db, user).await?;
-        let allowed =
-            owner.is_some_and(|o| o.org == caller.org && may_manage(caller, o.id, o.team));
+        let allowed = owner.is_some_and(|o| {
+            o.org == caller.org
+                && may_manage(
+                    caller,
+                    Owner {
+                        id: o.id,
+                        team: o.team,
+                        role: o.role,
+                    },
+                )
+        });
         if !allowed {
             return Err(Error::Forbidden(
-                "you may list your own devices, and a manager their team's".into(),
+                "you may list your own devices, a manager those of their team's reps and technicians".into(),
             ));
         }
     }
@@ -42,10 +52,10 @@ pub async fn list(ctx: &Context, caller: &Caller, user: Option<UserId>) -> Resul
 /// (false: it already was).
 pub async fn revoke(ctx: &Context, caller: &Caller, id: DeviceId) -> Result<bool> {
     let found = db::devices::list(&ctx.db, caller.org, None, Some(id)).await?;
-    let Some((device, team)) = found.into_iter().next() else {
+    let Some((_, owner)) = found.into_iter().next() else {
         return Err(Error::NotFound);
     };
-    if !may_manage(caller, device.user_id, team) {
+    if !may_manage(caller, owner) {
         return Err(Error::NotFound);
     }
     let revoked = db::devices::revoke_device(&ctx.db, id).await?;

@@ -28,11 +28,12 @@ use std::sync::Arc;
 use crate::blob::BlobStore;
 use crate::db::Database;
 use crate::db::records::WriteGate;
+use crate::domain::address::IpNet;
 use crate::domain::scope::ScopeSettings;
 use crate::limits::Limits;
 use crate::live::Hub;
 use crate::metrics::Metrics;
-use crate::settings::Settings;
+use crate::settings::{Settings, Timeouts};
 
 /// What every use case of a node may need: the node's shared parts.
 #[derive(Debug, Clone)]
@@ -54,6 +55,14 @@ pub struct Context {
     /// Where attachment bytes live (files under `<data_dir>/attachments`, or an
     /// S3-compatible bucket that several nodes share).
     pub blobs: Arc<dyn BlobStore>,
+    /// Proxies whose `X-Forwarded-For` names the client (per-address limits).
+    pub trusted_proxies: Arc<[IpNet]>,
+    /// New devices one user may register per day (0: no limit).
+    pub new_devices_per_day: u32,
+    /// Whether the pages' session cookies are `Secure` with the `__Host-` prefix.
+    pub secure_cookies: bool,
+    /// The request and body-read timeouts the router applies.
+    pub timeouts: Timeouts,
 }
 
 impl Context {
@@ -70,6 +79,7 @@ impl Context {
             limits: Arc::new(Limits::new(
                 settings.requests_per_minute,
                 settings.logins_per_minute,
+                settings.logins_per_minute_per_address,
             )),
             scope: settings.scope,
             hub: Arc::new(Hub::with_stream_caps(
@@ -78,6 +88,10 @@ impl Context {
             )),
             metrics: Arc::new(Metrics::default()),
             blobs,
+            trusted_proxies: settings.trusted_proxies.clone().into(),
+            new_devices_per_day: settings.new_devices_per_day,
+            secure_cookies: settings.web.secure_cookies,
+            timeouts: settings.timeouts(),
         })
     }
 }

@@ -9,10 +9,17 @@
 //! sign-in registers a `web` device, so a manager's browser sessions are listed
 //! and revoked with `/v1/devices` like their phones. What stays here is the
 //! browser's side. The session is a random 32-byte token in an `HttpOnly`,
-//! `SameSite=Strict` cookie scoped to `/web` (`Secure` when the request came
-//! over TLS, as a terminating proxy reports in `X-Forwarded-Proto` or
-//! `Forwarded`); the database keeps only its SHA-256. A session lasts
-//! [`SESSION_SECS`] and ends at logout.
+//! `SameSite=Strict` cookie; the database keeps only its SHA-256. A session
+//! lasts [`SESSION_SECS`] and ends at logout.
+//!
+//! **Cookies are `Secure` by default**, named with the `__Host-` prefix
+//! (`__Host-fieldsync_session`), which browsers accept only with `Secure`,
+//! `Path=/` and no `Domain`: the cookie travels only over HTTPS, to this host
+//! only, and no sibling subdomain or plain-HTTP page can set or overwrite it.
+//! It no longer depends on a proxy header saying the request came over TLS
+//! (a header anyone can send). For trying the pages over plain HTTP the
+//! setting `[web] secure_cookies = false` (or `serve --demo`) names them
+//! `fieldsync_session` with `Path=/web` and no `Secure`.
 //!
 //! Every form POST carries a CSRF token: for a session, the SHA-256 of the
 //! session token under a fixed label (so it is known only to pages rendered for
@@ -21,25 +28,73 @@
 //! `SameSite=Strict` already keeps other sites' requests cookie-less; the token
 //! is the second lock.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::domain::Caller;
+use crate::domain::address::client_address;
 use crate::service::{self, Context};
 
 use super::{Chrome, WebError, WebForm, WebQuery, page, status_of};
 
-/// The session cookie.
+/// The session cookie (over plain HTTP; [`Cookies::session`] names it).
 pub const SESSION_COOKIE: &str = "fieldsync_session";
-/// The login form's CSRF cookie.
+/// The login form's CSRF cookie (over plain HTTP).
 const LOGIN_CSRF_COOKIE: &str = "fieldsync_login_csrf";
+/// The prefix browsers hold to `Secure`, `Path=/` and no `Domain`.
+const HOST_PREFIX: &str = "__Host-";
+
+/// How this node's cookies are named and flagged (`[web] secure_cookies`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Cookies {
+    secure: bool,
+}
+
+impl Cookies {
+    fn of(ctx: &Context) -> Cookies {
+        Cookies {
+            secure: ctx.secure_cookies,
+        }
+    }
+
+    fn name(self, base: &str) -> String {
+        if self.secure {
+            format!("{HOST_PREFIX}{base}")
+        } else {
+            base.to_owned()
+        }
+    }
+
+    /// The session cookie's name.
+    fn session(self) -> String {
+        self.name(SESSION_COOKIE)
+    }
+
+    /// The login form's CSRF cookie's name.
+    fn login_csrf(self) -> String {
+        self.name(LOGIN_CSRF_COOKIE)
+    }
+
+    /// A `Set-Cookie` value for `name` (an empty value with `max_age` 0 deletes it).
+    fn set(self, name: &str, value: &str, max_age: i64) -> HeaderValue {
+        let text = if self.secure {
+            // What `__Host-` requires: Secure, Path=/ and no Domain.
+            format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}; Secure")
+        } else {
+            format!("{name}={value}; Path=/web; HttpOnly; SameSite=Strict; Max-Age={max_age}")
+        };
+        // Names are constants and values hex, so this always parses.
+        HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+}
 /// How long a browser session (and its cookie) lasts.
 pub const SESSION_SECS: i64 = service::auth::WEB_SESSION_SECS;
 /// How long a login form stays valid.
@@ -104,26 +159,14 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.trim())
 }
 
-/// Whether the request came over TLS, as a terminating proxy reports it.
-fn over_tls(headers: &HeaderMap) -> bool {
-    let proto = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
+/// The address a page request comes from (the per-address login limit):
+/// the peer, or what a trusted proxy reports (`domain::address`).
+fn client_addr(ctx: &Context, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
     let forwarded = headers
-        .get(header::FORWARDED)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().contains("proto=https"));
-    proto || forwarded
-}
-
-/// A `Set-Cookie` value for `name` (an empty value with `max_age` 0 deletes it).
-fn set_cookie(name: &str, value: &str, max_age: i64, secure: bool) -> HeaderValue {
-    let secure = if secure { "; Secure" } else { "" };
-    let text =
-        format!("{name}={value}; Path=/web; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
-    // Names are constants and values hex, so this always parses.
-    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    peer.map(|p| client_address(p, forwarded, &ctx.trusted_proxies))
 }
 
 /// A local path to return to after login: `/web/...` only, never another site.
@@ -153,7 +196,7 @@ impl FromRequestParts<Arc<Context>> for WebUser {
         let login = || WebError::LoginRequired {
             next: safe_next(next.as_deref()),
         };
-        let token = cookie(&parts.headers, SESSION_COOKIE)
+        let token = cookie(&parts.headers, &Cookies::of(ctx).session())
             .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()))
             .ok_or_else(login)?
             .to_owned();
@@ -179,13 +222,23 @@ pub(super) struct LoginQuery {
 }
 
 /// `GET /web/login`.
-pub(super) async fn login_form(headers: HeaderMap, WebQuery(q): WebQuery<LoginQuery>) -> Response {
-    login_page(&headers, q.next.as_deref(), "", "", None, StatusCode::OK)
+pub(super) async fn login_form(
+    State(ctx): State<Arc<Context>>,
+    WebQuery(q): WebQuery<LoginQuery>,
+) -> Response {
+    login_page(
+        Cookies::of(&ctx),
+        q.next.as_deref(),
+        "",
+        "",
+        None,
+        StatusCode::OK,
+    )
 }
 
 /// The login form with a fresh CSRF pair, an error and the fields kept.
 fn login_page(
-    headers: &HeaderMap,
+    cookies: Cookies,
     next: Option<&str>,
     org: &str,
     email: &str,
@@ -220,7 +273,7 @@ fn login_page(
     let mut resp = (status, page("Sign in", None, body)).into_response();
     resp.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(LOGIN_CSRF_COOKIE, &csrf, LOGIN_FORM_SECS, over_tls(headers)),
+        cookies.set(&cookies.login_csrf(), &csrf, LOGIN_FORM_SECS),
     );
     resp
 }
@@ -241,12 +294,14 @@ pub(super) struct LoginForm {
 /// `POST /web/login`.
 pub(super) async fn login(
     State(ctx): State<Arc<Context>>,
+    extensions: Extensions,
     headers: HeaderMap,
     WebForm(form): WebForm<LoginForm>,
 ) -> Response {
+    let cookies = Cookies::of(&ctx);
     let again = |error: &str, status| {
         login_page(
-            &headers,
+            cookies,
             form.next.as_deref(),
             &form.org,
             &form.email,
@@ -254,28 +309,37 @@ pub(super) async fn login(
             status,
         )
     };
-    let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
+    let expected = cookie(&headers, &cookies.login_csrf()).unwrap_or_default();
     if expected.is_empty() || !constant_time_eq(expected.as_bytes(), form.csrf.as_bytes()) {
         return again(
             "The sign-in form expired or was sent from elsewhere; please sign in again.",
             StatusCode::FORBIDDEN,
         );
     }
-    match service::auth::start_web_session(&ctx, &form.org, &form.email, form.password.clone())
-        .await
+    let peer = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|p| p.0.ip());
+    let from = client_addr(&ctx, peer, &headers);
+    match service::auth::start_web_session(
+        &ctx,
+        from,
+        &form.org,
+        &form.email,
+        form.password.clone(),
+    )
+    .await
     {
         Ok(token) => {
-            let secure = over_tls(&headers);
             let to = safe_next(form.next.as_deref()).unwrap_or_else(|| "/web/inbox".into());
             let mut resp = Redirect::to(&to).into_response();
             let h = resp.headers_mut();
             h.append(
                 header::SET_COOKIE,
-                set_cookie(SESSION_COOKIE, &token, SESSION_SECS, secure),
+                cookies.set(&cookies.session(), &token, SESSION_SECS),
             );
             h.append(
                 header::SET_COOKIE,
-                set_cookie(LOGIN_CSRF_COOKIE, "", 0, secure),
+                cookies.set(&cookies.login_csrf(), "", 0),
             );
             resp
         }
@@ -294,17 +358,15 @@ pub(super) struct LogoutForm {
 /// `POST /web/logout`: ends the session and revokes its device.
 pub(super) async fn logout(
     State(ctx): State<Arc<Context>>,
-    headers: HeaderMap,
     web: WebUser,
     WebForm(form): WebForm<LogoutForm>,
 ) -> Result<Response, WebError> {
     web.check_csrf(form.csrf.as_deref())?;
     service::auth::end_web_session(&ctx, &web.caller).await?;
+    let cookies = Cookies::of(&ctx);
     let mut resp = Redirect::to("/web/login").into_response();
-    resp.headers_mut().append(
-        header::SET_COOKIE,
-        set_cookie(SESSION_COOKIE, "", 0, over_tls(&headers)),
-    );
+    resp.headers_mut()
+        .append(header::SET_COOKIE, cookies.set(&cookies.session(), "", 0));
     Ok(resp)
 }
 
@@ -344,16 +406,22 @@ mod tests {
     }
 
     #[test]
-    fn the_session_cookie_is_http_only_strict_and_secure_over_tls() {
-        let plain = set_cookie(SESSION_COOKIE, "ab", 60, false);
-        let plain = plain.to_str().expect("ascii");
-        assert!(plain.contains("HttpOnly") && plain.contains("SameSite=Strict"));
-        assert!(!plain.contains("Secure"));
-        let mut h = HeaderMap::new();
-        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-        assert!(over_tls(&h));
-        let tls = set_cookie(SESSION_COOKIE, "ab", 60, over_tls(&h));
-        assert!(tls.to_str().expect("ascii").ends_with("; Secure"));
+    fn the_session_cookie_is_secure_with_the_host_prefix_unless_turned_off() {
+        let secure = Cookies { secure: true };
+        assert_eq!(secure.session(), "__Host-fieldsync_session");
+        let set = secure.set(&secure.session(), "ab", 60);
+        let set = set.to_str().expect("ascii");
+        assert_eq!(
+            set,
+            "__Host-fieldsync_session=ab; Path=/; HttpOnly; SameSite=Strict; Max-Age=60; Secure"
+        );
+        assert!(!set.contains("Domain"));
+        let plain = Cookies { secure: false };
+        assert_eq!(plain.session(), "fieldsync_session");
+        let set = plain.set(&plain.session(), "ab", 60);
+        let set = set.to_str().expect("ascii");
+        assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"));
+        assert!(set.contains("Path=/web") && !set.contains("Secure"));
     }
 
     #[test]

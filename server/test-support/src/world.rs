@@ -92,8 +92,8 @@ impl World {
     }
 
     /// Like [`World::start_process`], with settings changed by `tweak`; the
-    /// child process gets the limits it sets (logins per minute, live stream
-    /// caps) as flags.
+    /// child process gets the limits it sets (logins per minute, per address,
+    /// new devices per day, live stream caps) as flags.
     pub fn start_process_with(backend: Backend, tweak: impl FnOnce(&mut SettingsArgs)) -> World {
         Self::launch(backend, true, tweak)
     }
@@ -113,6 +113,10 @@ impl World {
             database_url: database_url.clone(),
             jwt_secret: Some(Secret::new(SECRET)),
             db_max_connections: Some(8),
+            // Tests log many devices in from one address within a minute; a
+            // test of these caps sets them (`None` for the defaults).
+            logins_per_minute_per_address: Some(0),
+            new_devices_per_day: Some(0),
             ..SettingsArgs::default()
         };
         tweak(&mut args);
@@ -120,6 +124,8 @@ impl World {
             args.logins_per_minute,
             args.live_streams_per_device,
             args.live_streams_per_user,
+            args.logins_per_minute_per_address,
+            args.new_devices_per_day,
         );
         let settings = args.resolve().expect("settings");
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -174,7 +180,13 @@ impl World {
         });
         let mut serve_args = Vec::new();
         let (base, node, process) = if as_process {
-            let mut args = vec!["--jwt-secret".to_owned(), SECRET.to_owned()];
+            // The key from a file, as an operator gives it (a flag would show in `ps`).
+            let key = dir.path().join("jwt.key");
+            std::fs::write(&key, SECRET).expect("write the signing key");
+            let mut args = vec![
+                "--jwt-secret-file".to_owned(),
+                key.to_str().expect("utf-8 path").to_owned(),
+            ];
             if let Some(url) = &database_url {
                 args.extend(["--database-url".to_owned(), url.clone()]);
             }
@@ -182,6 +194,11 @@ impl World {
                 ("--logins-per-minute", limits.0.map(|n| n.to_string())),
                 ("--live-streams-per-device", limits.1.map(|n| n.to_string())),
                 ("--live-streams-per-user", limits.2.map(|n| n.to_string())),
+                (
+                    "--logins-per-minute-per-address",
+                    limits.3.map(|n| n.to_string()),
+                ),
+                ("--new-devices-per-day", limits.4.map(|n| n.to_string())),
             ] {
                 if let Some(value) = value {
                     args.extend([flag.to_owned(), value]);
