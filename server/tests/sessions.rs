@@ -163,6 +163,7 @@ impl Live {
 
 on_both_databases!(
     a_reused_refresh_token_revokes_the_device_its_access_tokens_and_live_streams,
+    a_refresh_retried_after_a_lost_answer_keeps_the_device,
     a_disabled_user_loses_every_live_stream_at_once,
     a_manager_cannot_revoke_an_administrators_or_another_managers_device,
     ended_browser_sessions_are_purged_with_their_devices,
@@ -205,12 +206,21 @@ fn a_reused_refresh_token_revokes_the_device_its_access_tokens_and_live_streams(
     let phone = session(&w, "ana");
     let other = session(&w, "ana");
     let mut live = Live::open(&w, token(&phone));
-    // Someone copied the refresh token and rotated it first.
-    let (status, thief) = post(
+    // Someone copied the refresh token, rotated it first and went on using
+    // what they got.
+    let (status, first) = post(
         &w,
         "/v1/auth/refresh",
         None,
         &json!({"refresh_token": phone["refresh_token"]}),
+        &[],
+    );
+    assert_eq!(status, 200, "{first}");
+    let (status, thief) = post(
+        &w,
+        "/v1/auth/refresh",
+        None,
+        &json!({"refresh_token": first["refresh_token"]}),
         &[],
     );
     assert_eq!(status, 200, "{thief}");
@@ -229,7 +239,7 @@ fn a_reused_refresh_token_revokes_the_device_its_access_tokens_and_live_streams(
         live.ends_within(Duration::from_secs(5)),
         "the live stream ends at once"
     );
-    for held in [token(&thief), token(&phone)] {
+    for held in [token(&thief), token(&first), token(&phone)] {
         let (status, body) = get(&w, "/v1/me", held);
         assert_eq!((status, code(&body)), (401, "device_revoked"), "{body}");
     }
@@ -246,6 +256,56 @@ fn a_reused_refresh_token_revokes_the_device_its_access_tokens_and_live_streams(
     );
     // Ana's other device is untouched.
     assert_eq!(get(&w, "/v1/me", token(&other)).0, 200);
+}
+
+/// A phone on a bad network sends its refresh and never reads the answer,
+/// then asks again with the same token: that is a retry, not a reuse. The
+/// device keeps working (a revoked device wipes its store, unsynced work
+/// included), and the successor it never read is revoked, so whoever might
+/// hold it gets nothing from it.
+fn a_refresh_retried_after_a_lost_answer_keeps_the_device(w: World) {
+    let phone = session(&w, "ana");
+    let refresh = |refresh_token: &Value| {
+        post(
+            &w,
+            "/v1/auth/refresh",
+            None,
+            &json!({"refresh_token": refresh_token}),
+            &[],
+        )
+    };
+    let (status, lost) = refresh(&phone["refresh_token"]);
+    assert_eq!(status, 200, "{lost}");
+    let (status, retried) = refresh(&phone["refresh_token"]);
+    assert_eq!(status, 200, "the retry is answered: {retried}");
+    assert_ne!(retried["refresh_token"], lost["refresh_token"]);
+    assert_eq!(
+        get(&w, "/v1/me", token(&retried)).0,
+        200,
+        "the device works"
+    );
+    assert_eq!(get(&w, "/v1/me", token(&phone)).0, 200, "not revoked");
+    let (status, body) = refresh(&lost["refresh_token"]);
+    assert_eq!(
+        (status, code(&body)),
+        (401, "invalid_refresh_token"),
+        "the unread successor was revoked"
+    );
+    assert_eq!(
+        get(&w, "/v1/me", token(&retried)).0,
+        200,
+        "and presenting it revoked nothing"
+    );
+    // The new token rotates as usual; its predecessor, once its successor was
+    // used, is a reuse again.
+    let (status, next) = refresh(&retried["refresh_token"]);
+    assert_eq!(status, 200, "{next}");
+    let (status, again) = refresh(&next["refresh_token"]);
+    assert_eq!(status, 200, "{again}");
+    let (status, body) = refresh(&retried["refresh_token"]);
+    assert_eq!((status, code(&body)), (401, "invalid_refresh_token"));
+    let (status, body) = get(&w, "/v1/me", token(&again));
+    assert_eq!((status, code(&body)), (401, "device_revoked"), "{body}");
 }
 
 fn a_disabled_user_loses_every_live_stream_at_once(w: World) {

@@ -354,13 +354,20 @@ pub enum Rotation {
 ///
 /// The conditional `UPDATE` comes first so the transaction takes the write lock
 /// before reading (SQLite), and so of two concurrent rotations of one token only
-/// one matches; the other sees a rotated token and revokes the device, which
-/// is the safe reading of a token used twice.
+/// one matches. A token presented again is a reuse, and revokes the device,
+/// except for a **retry**: within `retry_grace_secs` of its rotation, while
+/// the token it was rotated to has never been presented, it is the same
+/// device asking again after the answer was lost on a bad network (the answer
+/// it never read held that successor). Then the successor is revoked and
+/// `new_token` replaces it: whoever might hold the successor loses it, and
+/// the device keeps its data (a revoked device wipes its store, unsynced
+/// changes included).
 pub async fn rotate_refresh_token(
     db: &Database,
     presented: &str,
     new_token: &str,
     ttl_secs: u64,
+    retry_grace_secs: i64,
 ) -> Result<Rotation, DbError> {
     let now = now_secs();
     let expires = now.saturating_add(i64::try_from(ttl_secs).unwrap_or(i64::MAX));
@@ -389,7 +396,31 @@ pub async fn rotate_refresh_token(
             return Ok(Rotation::Invalid);
         };
         let family = parse_uuid(&family)?;
-        if rotated == 1 {
+        let retried = match (rotated, rotated_at, revoked_at) {
+            (0, Some(at), None) if now.saturating_sub(at) <= retry_grace_secs => {
+                // The successor, revoked here only if nobody presented it.
+                sqlx::query(
+                    "UPDATE refresh_tokens SET revoked_at = $1 WHERE id = \
+                     (SELECT replaced_by FROM refresh_tokens WHERE token_hash = $2) \
+                     AND rotated_at IS NULL AND revoked_at IS NULL",
+                )
+                .bind(now)
+                .bind(&old_hash)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1
+            }
+            _ => false,
+        };
+        if retried {
+            sqlx::query("UPDATE refresh_tokens SET replaced_by = $1 WHERE token_hash = $2")
+                .bind(uuid(new_id))
+                .bind(&old_hash)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if rotated == 1 || retried {
             let device = DeviceId::from_uuid(parse_uuid(&device)?);
             let user = UserId::from_uuid(parse_uuid(&user)?);
             sqlx::query(

@@ -16,7 +16,9 @@
 //! and rotated on every use (see `db::accounts::rotate_refresh_token`). A token
 //! presented a second time means two holders: the device is revoked, so both
 //! lose their refresh tokens, their access tokens at their next request and
-//! their live connections at once ([`refresh`]).
+//! their live connections at once ([`refresh`]). The one exception is a retry
+//! after a lost answer ([`REFRESH_RETRY_GRACE_SECS`]): revoking the device
+//! would wipe its unsynced work.
 //!
 //! Keys rotate without logging anyone out: a new key signs new tokens while the
 //! older ones still verify the tokens they signed, until an operator retires
@@ -608,10 +610,20 @@ pub async fn login(ctx: &Context, login: Login) -> Result<Session> {
     session(&ctx.keys, user, device, refresh_token)
 }
 
+/// How long after a refresh token was rotated presenting it again counts as a
+/// retry after a lost answer rather than a reuse, provided the token it was
+/// rotated to was never presented (`db::accounts::rotate_refresh_token`). A
+/// phone on a bad network loses answers; a revoked device wipes its store.
+/// The cost: someone who copied a token and rotated it first keeps the access
+/// token they got until it expires (their refresh token is revoked), instead
+/// of losing it at once.
+pub const REFRESH_RETRY_GRACE_SECS: i64 = 30;
+
 /// Trades a refresh token for a new pair. A token presented twice revokes its
 /// device: both holders (the device and whoever copied the token) lose their
 /// refresh tokens, their access tokens at their next request and their live
-/// connections at once.
+/// connections at once; a retry after a lost answer is not a reuse
+/// ([`REFRESH_RETRY_GRACE_SECS`]).
 pub async fn refresh(ctx: &Context, presented: &str) -> Result<Session> {
     if presented.len() > MAX_REFRESH_TOKEN_BYTES {
         return Err(Error::InvalidRefreshToken);
@@ -622,6 +634,7 @@ pub async fn refresh(ctx: &Context, presented: &str) -> Result<Session> {
         presented,
         &new_token,
         ctx.keys.refresh_ttl_secs,
+        REFRESH_RETRY_GRACE_SECS,
     )
     .await?;
     let (user, device) = match rotation {
