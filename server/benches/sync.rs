@@ -98,6 +98,23 @@ fn run(backend: Backend, name: &'static str, records: usize) -> Vec<Row> {
         format!("{trips} / {:.1} MB", bytes as f64 / 1e6),
         "",
     ));
+    // 1b. The same priming as the network carries it: answer bodies as sent,
+    // without and with gzip (what the device's transport asks for).
+    let token = phone.access_token();
+    let (plain, plain_s) = prime_on_the_wire(&w, &token, false);
+    let (gzip, gzip_s) = prime_on_the_wire(&w, &token, true);
+    out.push((
+        name,
+        "prime on the wire: identity / gzip (bytes, time)".into(),
+        format!(
+            "{:.2} MB in {plain_s:.2} s / {:.2} MB in {gzip_s:.2} s (gzip is {:.0} % of the bytes, {:.2}x the time)",
+            plain as f64 / 1e6,
+            gzip as f64 / 1e6,
+            100.0 * gzip as f64 / plain.max(1) as f64,
+            gzip_s / plain_s.max(1e-9)
+        ),
+        "≤ 6 MB for 20,000 records",
+    ));
     let tablet = w.device("ana");
     tablet.sync();
 
@@ -180,6 +197,65 @@ fn run(backend: Backend, name: &'static str, records: usize) -> Vec<Row> {
         "",
     ));
     out
+}
+
+/// Primes every record `token` reads, page by page, asking for gzip or not,
+/// and reads the answers' bodies as they came (reqwest here decompresses
+/// nothing): (body bytes, seconds).
+fn prime_on_the_wire(w: &World, token: &str, gzip: bool) -> (usize, f64) {
+    use fieldsync_core::protocol::{
+        self, CONTENT_TYPE, PROTOCOL_HEADER, PROTOCOL_VERSION, PrimeRequest, PrimeResponse,
+    };
+    use std::io::Read as _;
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let mut request = PrimeRequest {
+        after: None,
+        cursor: None,
+        max_records: 5_000,
+    };
+    let mut total = 0;
+    loop {
+        let (encoding, body) = w.rt.block_on(async {
+            let mut call = client
+                .post(format!("{}/v1/sync/prime", w.base))
+                .header("content-type", CONTENT_TYPE)
+                .header("accept", CONTENT_TYPE)
+                .header("authorization", format!("Bearer {token}"))
+                .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
+                .body(protocol::encode(&request));
+            if gzip {
+                call = call.header("accept-encoding", "gzip");
+            }
+            let resp = call.send().await.expect("prime answered");
+            assert!(resp.status().is_success(), "prime: {}", resp.status());
+            let encoding = resp
+                .headers()
+                .get("content-encoding")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            (encoding, resp.bytes().await.expect("prime body"))
+        });
+        total += body.len();
+        let page: PrimeResponse = match encoding.as_deref() {
+            Some("gzip") => {
+                let mut plain = Vec::new();
+                flate2::read::GzDecoder::new(&body[..])
+                    .read_to_end(&mut plain)
+                    .expect("gunzip");
+                protocol::decode(&plain)
+            }
+            None => protocol::decode(&body),
+            Some(other) => panic!("unexpected content-encoding {other}"),
+        }
+        .expect("a prime page");
+        assert_eq!(gzip, encoding.is_some(), "gzip exactly when asked for");
+        request.cursor = Some(page.cursor);
+        request.after = page.next;
+        if request.after.is_none() {
+            return (total, started.elapsed().as_secs_f64());
+        }
+    }
 }
 
 const DAY_MS: i64 = 86_400_000;
