@@ -87,8 +87,17 @@ fn over_the_limit_answers_429_with_retry_after(backend: Backend) {
 /// Live streams are capped per device (4) and per user (16) on a node: one
 /// token cannot hold hundreds of connections open until it expires.
 #[test]
-fn live_streams_are_capped_per_device_and_per_user() {
-    let w = World::start(Backend::Sqlite);
+fn live_streams_are_capped_on_sqlite() {
+    live_streams_are_capped_per_device_and_per_user(Backend::Sqlite);
+}
+
+#[test]
+fn live_streams_are_capped_on_postgres() {
+    live_streams_are_capped_per_device_and_per_user(Backend::Postgres);
+}
+
+fn live_streams_are_capped_per_device_and_per_user(backend: Backend) {
+    let w = World::start(backend);
     let open = |token: &str| {
         ureq::get(format!("{}/v1/live", w.base))
             .header("authorization", format!("Bearer {token}"))
