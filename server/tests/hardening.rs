@@ -10,14 +10,13 @@
 //!   the same answer from every endpoint that takes a record id (attachments:
 //!   `tests/attachments.rs`).
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use fieldsync_core::RecordId;
 use fieldsync_core::automerge::transaction::Transactable;
 use fieldsync_core::automerge::{ObjType, ROOT, ScalarValue};
 use fieldsync_core::model::report::{self, VisitReport};
-use fieldsync_core::model::{Account, MAX_CHANGE_OPS, RecordDoc, RecordKind, Visit};
+use fieldsync_core::model::{MAX_CHANGE_OPS, RecordDoc, RecordKind, Visit};
 use fieldsync_core::protocol::{PushOutcome, PushRequest, RecordChanges, RejectCode};
 use fieldsync_core::sync::Transport as _;
 use fieldsync_test_support::{Device, World, on_both_databases, today};
@@ -27,26 +26,6 @@ on_both_databases!(
     an_operation_bomb_is_refused_and_nobody_waits_for_an_expensive_push,
     out_of_scope_and_missing_records_get_the_same_answer,
 );
-
-fn account(w: &World, dev: &Device, name: &str) -> RecordId {
-    let a = Account {
-        meta: w.meta(dev.person.name()),
-        name: name.into(),
-        account_type: "outlet".into(),
-        account_status: "active".into(),
-        price_list_id: None,
-        visit_frequency_days: None,
-        locations: BTreeMap::new(),
-    };
-    dev.store().create(&a, today(8)).expect("account")
-}
-
-fn visit(w: &World, dev: &Device, account: RecordId) -> RecordId {
-    let v = Visit::planned(w.meta(dev.person.name()), account, today(9), today(10));
-    dev.store()
-        .create_stateful(&v, &dev.actor, today(8))
-        .expect("visit")
-}
 
 /// The server's copy of `id` with one change by `dev` appending `ops` list
 /// insertions under a new root key: a few hundred bytes on the wire whatever
@@ -104,10 +83,10 @@ fn ordinary_edit(dev: &Device, id: RecordId, note: &str) -> Duration {
 fn an_operation_bomb_is_refused_and_nobody_waits_for_an_expensive_push(w: World) {
     let ana = w.device("ana");
     let ben = w.device("ben");
-    let ana_shop = account(&w, &ana, "Ana's shop");
-    let ben_shop = account(&w, &ben, "Ben's shop");
-    let ana_visits: Vec<RecordId> = (0..8).map(|_| visit(&w, &ana, ana_shop)).collect();
-    let ben_visit = visit(&w, &ben, ben_shop);
+    let ana_shop = w.account_on(&ana, "Ana's shop");
+    let ben_shop = w.account_on(&ben, "Ben's shop");
+    let ana_visits: Vec<RecordId> = (0..8).map(|_| w.visit_on(&ana, ana_shop)).collect();
+    let ben_visit = w.visit_on(&ben, ben_shop);
     ana.sync();
     ben.sync();
     let alone = ordinary_edit(&ben, ben_visit, "first");
@@ -223,8 +202,8 @@ fn call(method: &str, url: &str, token: &str, body: Option<serde_json::Value>) -
 fn out_of_scope_and_missing_records_get_the_same_answer(w: World) {
     let sara = w.device("sara");
     let mona = w.device("mona");
-    let shop = account(&w, &sara, "Sara's shop");
-    let visit_id = visit(&w, &sara, shop);
+    let shop = w.account_on(&sara, "Sara's shop");
+    let visit_id = w.visit_on(&sara, shop);
     let report_id = sara
         .store()
         .create_stateful(

@@ -260,6 +260,37 @@ impl World {
         }
     }
 
+    /// An account named `name`, owned by `dev`'s user, created on `dev`
+    /// (not yet synced).
+    pub fn account_on(&self, dev: &Device, name: &str) -> RecordId {
+        let account = fieldsync_core::model::Account {
+            meta: self.meta(dev.person.name()),
+            name: name.into(),
+            account_type: "outlet".into(),
+            account_status: "active".into(),
+            price_list_id: None,
+            visit_frequency_days: None,
+            locations: BTreeMap::new(),
+        };
+        dev.store()
+            .create(&account, crate::today(8))
+            .expect("an account")
+    }
+
+    /// A visit planned today from 9:00 to 10:00 at `account`, owned by
+    /// `dev`'s user, created on `dev` (not yet synced).
+    pub fn visit_on(&self, dev: &Device, account: RecordId) -> RecordId {
+        let visit = fieldsync_core::model::Visit::planned(
+            self.meta(dev.person.name()),
+            account,
+            crate::today(9),
+            crate::today(10),
+        );
+        dev.store()
+            .create_stateful(&visit, &dev.actor, crate::today(8))
+            .expect("a visit")
+    }
+
     /// A new device of `name`, logged in (not yet synced).
     pub fn device(&self, name: &str) -> Device {
         self.device_with(name, fast_options())
