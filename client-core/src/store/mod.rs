@@ -120,8 +120,8 @@ pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
 
 use crate::ids::RecordId;
 use crate::model::{
-    Actor, Conflict, DeviceTime, ModelError, Projection, Record, RecordDoc, RecordKind, Role,
-    Stateful, TransitionRequest, keeps_signature,
+    Actor, Conflict, DeviceTime, MAX_CHANGE_OPS, ModelError, Projection, Record, RecordDoc,
+    RecordKind, Role, Stateful, TransitionRequest, ValidationError, keeps_signature,
 };
 use crate::protocol::{RecordChanges, Rejection, Snapshot};
 
@@ -521,7 +521,9 @@ impl DeviceStore {
     fn insert_new(&self, mut doc: RecordDoc) -> Result<RecordId, StoreError> {
         let id = doc.id();
         let projection = Projection::of(&doc)?;
-        let hashes: Vec<ChangeHash> = doc.changes_since(&[]).iter().map(Change::hash).collect();
+        let changes = doc.changes_since(&[]);
+        within_merge_limits(&changes)?;
+        let hashes: Vec<ChangeHash> = changes.iter().map(Change::hash).collect();
         let snapshot = doc.save();
         let mut inner = self.lock();
         let tx = inner.conn.transaction()?;
@@ -584,6 +586,8 @@ impl DeviceStore {
             inner.remember(id, doc.into_automerge(), self.options.cache_size);
             return Ok(out);
         }
+        // Dropped from the cache on refusal: the next action reloads the stored copy.
+        within_merge_limits(&new)?;
         let projection = Projection::of(&doc)?;
         let hashes: Vec<ChangeHash> = new.iter().map(Change::hash).collect();
         let bytes: Vec<u8> = new
@@ -1261,6 +1265,24 @@ fn load_doc(conn: &Connection, id: RecordId) -> Result<Option<AutoCommit>, Store
     Ok(Some(doc))
 }
 
+/// Refuses an edit whose change the server would refuse for good: a change of
+/// more operations than a push may merge (`MAX_CHANGE_OPS`, a very long text
+/// typed at once). Refused here, the user can shorten it; accepted, it would
+/// sit in the outbox and be refused at every sync.
+fn within_merge_limits(changes: &[Change]) -> Result<(), StoreError> {
+    match changes.iter().map(Change::len).max() {
+        Some(ops) if ops > MAX_CHANGE_OPS => Err(ModelError::Validation(ValidationError::new(
+            "record",
+            format!(
+                "this edit holds {ops} operations; one edit holds at most {MAX_CHANGE_OPS} \
+                 (photos and documents belong in attachments; split a long text)"
+            ),
+        ))
+        .into()),
+        _ => Ok(()),
+    }
+}
+
 /// Inserts or replaces a record row with a full snapshot (and no appended changes).
 fn write_record(tx: &Transaction<'_>, p: &Projection, snapshot: &[u8]) -> Result<(), StoreError> {
     tx.execute(
@@ -1455,6 +1477,57 @@ mod tests {
         assert!(err.retryable(), "{err}");
         other.execute_batch("ROLLBACK").expect("release");
         store.meta_set("k", "v").expect("retry succeeds");
+    }
+
+    #[test]
+    fn an_edit_the_server_would_refuse_for_its_size_is_refused_on_the_device() {
+        use crate::ids::{DeviceId, OrgId, TeamId, TerritoryId, UserId};
+        use crate::model::{RecordMeta, Role, Visit};
+        use automerge::transaction::Transactable;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            DeviceStore::open(dir.path().join("device.db"), StoreOptions::default()).expect("open");
+        let rep = Actor::on_device(UserId::new(), Role::Rep, DeviceId::new());
+        let meta = RecordMeta {
+            id: RecordId::new(),
+            org: OrgId::new(),
+            owner: rep.user,
+            team: TeamId::new(),
+            territory: TerritoryId::new(),
+        };
+        let visit = Visit::planned(
+            meta,
+            RecordId::new(),
+            DeviceTime::utc(0),
+            DeviceTime::utc(1),
+        );
+        let id = store
+            .create_stateful(&visit, &rep, DeviceTime::utc(0))
+            .expect("create");
+        let pending = store.pending_changes().expect("pending");
+        let huge = |n: usize| {
+            move |doc: &mut RecordDoc| {
+                let am = doc.automerge();
+                let list = am.put_object(automerge::ROOT, "padding", automerge::ObjType::List)?;
+                am.splice(
+                    &list,
+                    0,
+                    0,
+                    std::iter::repeat_n(automerge::ScalarValue::Null, n),
+                )?;
+                am.commit();
+                Ok(())
+            }
+        };
+        let err = store.act(id, huge(MAX_CHANGE_OPS)).expect_err("refused");
+        assert!(err.to_string().contains("at most 100000"), "{err}");
+        assert_eq!(
+            store.pending_changes().expect("pending"),
+            pending,
+            "nothing queued"
+        );
+        let stored = store.doc(id).expect("stored");
+        assert!(stored.to_json().expect("json").get("padding").is_none());
     }
 
     /// Pages written to the WAL per edit that changes no listed column. Nine
