@@ -18,32 +18,16 @@
 use std::net::IpAddr;
 use std::str::FromStr;
 
-/// An address or a network (`192.0.2.7`, `10.0.0.0/8`, `fd00::/8`).
+/// An address or a network (`192.0.2.7`, `10.0.0.0/8`, `fd00::/8`): an
+/// [`ipnet::IpNet`] that also reads a bare address (as a network of that one
+/// address) and matches IPv4-mapped IPv6 addresses as their IPv4 address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNet {
-    addr: IpAddr,
-    prefix: u8,
-}
+pub struct IpNet(ipnet::IpNet);
 
 impl IpNet {
-    /// Whether `ip` lies in this network (IPv4-mapped IPv6 addresses count
-    /// as their IPv4 address).
+    /// Whether `ip` lies in this network.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, canonical(ip)) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
+        self.0.contains(&canonical(ip))
     }
 }
 
@@ -52,24 +36,28 @@ impl FromStr for IpNet {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
-        let (addr, prefix) = match s.split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix)),
-            None => (s, None),
+        let net = match s.parse::<ipnet::IpNet>() {
+            Ok(net) => net,
+            Err(_) if !s.contains('/') => s
+                .parse::<IpAddr>()
+                .map(ipnet::IpNet::from)
+                .map_err(|_| format!("{s:?} is not an IP address or network (e.g. 10.0.0.0/8)"))?,
+            Err(_) => {
+                return Err(format!(
+                    "{s:?} is not a network: an address, `/` and a prefix length \
+                     (0 to 32 for IPv4, 0 to 128 for IPv6)"
+                ));
+            }
         };
-        let addr: IpAddr = addr
-            .parse()
-            .map_err(|_| format!("{s:?} is not an IP address or network (e.g. 10.0.0.0/8)"))?;
-        let addr = canonical(addr);
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("{s:?}: the prefix length must be 0 to {max}"))?,
-        };
-        Ok(IpNet { addr, prefix })
+        Ok(IpNet(match net {
+            ipnet::IpNet::V6(v6) => match v6.addr().to_ipv4_mapped() {
+                Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len().saturating_sub(96))
+                    .map(ipnet::IpNet::V4)
+                    .map_err(|e| format!("{s:?}: {e}"))?,
+                None => net,
+            },
+            v4 => v4,
+        }))
     }
 }
 
