@@ -51,23 +51,11 @@ fn refused(outcome: &PushOutcome, code: RejectCode, what: &str) -> String {
 }
 
 fn account(w: &World, dev: &Device, name: &str) -> RecordId {
-    let a = Account {
-        meta: w.meta(dev.person.name()),
-        name: name.into(),
-        account_type: "outlet".into(),
-        account_status: "active".into(),
-        price_list_id: None,
-        visit_frequency_days: None,
-        locations: BTreeMap::new(),
-    };
-    dev.store().create(&a, today(8)).expect("account")
+    w.account_on(dev, name)
 }
 
 fn visit(w: &World, dev: &Device, account: RecordId) -> RecordId {
-    let v = Visit::planned(w.meta(dev.person.name()), account, today(9), today(10));
-    dev.store()
-        .create_stateful(&v, &dev.actor, today(8))
-        .expect("visit")
+    w.visit_on(dev, account)
 }
 
 fn audit_status(w: &World, dev: &Device, id: RecordId) -> u16 {
