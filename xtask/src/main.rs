@@ -235,6 +235,13 @@ fn bench() -> Result<()> {
             &root,
             &["bench", "-p", "fieldsync-server", "--bench", "attachments"],
         ),
+    )?;
+    step(
+        "morning rush benchmark: 1,000 devices reconnecting (SQLite and PostgreSQL)",
+        cargo(
+            &root,
+            &["bench", "-p", "fieldsync-server", "--bench", "rush"],
+        ),
     )
 }
 

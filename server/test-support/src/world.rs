@@ -250,13 +250,42 @@ impl World {
 
     /// Record ownership for a record of `owner`.
     pub fn meta(&self, owner: &str) -> RecordMeta {
-        let p = self.person(owner);
+        self.meta_of(&self.person(owner))
+    }
+
+    /// Record ownership for a record of `p` (a seeded user or one from
+    /// [`World::add_person`]).
+    pub fn meta_of(&self, p: &Person) -> RecordMeta {
         RecordMeta {
             id: RecordId::new(),
             org: self.org,
             owner: p.id,
             team: p.team,
             territory: self.territory,
+        }
+    }
+
+    /// A user beyond the seeded ones (`<name>@acme.test`, the seeded
+    /// password), for workloads of many users (benchmarks).
+    pub fn add_person(&self, name: &str, role: Role, team: TeamId) -> Person {
+        let email = format!("{name}@acme.test");
+        let id = self.rt.block_on(server::create_user(
+            &self.db,
+            server::User {
+                org: self.org,
+                email: &email,
+                display_name: "",
+                role,
+                team: Some(team),
+                territory: Some(self.territory),
+                password: PASSWORD,
+            },
+        ));
+        Person {
+            email,
+            id,
+            role,
+            team,
         }
     }
 
@@ -298,11 +327,15 @@ impl World {
 
     /// A new device with explicit sync options.
     pub fn device_with(&self, name: &str, options: SyncOptions) -> Device {
-        let person = self.person(name);
+        self.device_of(self.person(name), options)
+    }
+
+    /// A new device of `person` (seeded or added), logged in (not yet synced).
+    pub fn device_of(&self, person: Person, options: SyncOptions) -> Device {
         let path = self
             .dir
             .path()
-            .join(format!("{name}-{}.db", DeviceId::new()));
+            .join(format!("{}-{}.db", person.name(), DeviceId::new()));
         let store = Arc::new(DeviceStore::open(&path, StoreOptions::default()).expect("store"));
         let transport = Faulty::new(HttpTransport::new(&self.base, Duration::from_secs(30)));
         let client = SyncClient::new(store, transport, options);
@@ -384,6 +417,20 @@ impl World {
     /// Current resident memory of the server process in KiB (`VmRSS`).
     pub fn server_rss_kib(&self) -> Option<u64> {
         self.server_status("VmRSS:")
+    }
+
+    /// CPU time the server process has used so far, user and system, in
+    /// seconds (`/proc/<pid>/stat`).
+    pub fn server_cpu_secs(&self) -> Option<f64> {
+        let pid = self.process.lock().ok()?.as_ref()?.child.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name (which may hold spaces) in parentheses.
+        let rest = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the line: 12 and 13 here.
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        Some(ticks as f64 / 100.0)
     }
 
     fn server_status(&self, field: &str) -> Option<u64> {
