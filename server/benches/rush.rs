@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use fieldsync_core::RecordId;
-use fieldsync_core::model::{Account, DeviceTime, Role, Visit};
+use fieldsync_core::model::{DeviceTime, Role, Visit};
 use fieldsync_core::sync::{NoProgress, SyncOptions};
 use fieldsync_test_support::{Backend, Device, World, bench_size};
 
@@ -132,21 +132,7 @@ fn run(backend: Backend, name: &str, devices: usize, window: Duration) -> Rush {
     // Yesterday: each rep's device holds an account and its visits, synced.
     let phones: Vec<(Device, Vec<RecordId>)> = in_parallel(&people, 8, |p| {
         let d = w.device_of(p.clone(), options());
-        let account = d
-            .store()
-            .create(
-                &Account {
-                    meta: w.meta_of(p),
-                    name: "Outlet".into(),
-                    account_type: "outlet".into(),
-                    account_status: "active".into(),
-                    price_list_id: None,
-                    visit_frequency_days: None,
-                    locations: Default::default(),
-                },
-                DeviceTime::utc(0),
-            )
-            .expect("account");
+        let account = w.account_on(&d, "Outlet");
         let today = today_ms();
         let visits: Vec<RecordId> = (0..VISITS)
             .map(|v| {

@@ -370,21 +370,7 @@ fn hundred_devices(w: &World, count: usize) -> (f64, f64) {
     for d in &devices {
         // The rep's own account, stored before the timed pushes (a visit may
         // only name an account its writer reads).
-        let account = d
-            .store()
-            .create(
-                &Account {
-                    meta: w.meta(d.person.name()),
-                    name: "Outlet".into(),
-                    account_type: "outlet".into(),
-                    account_status: "active".into(),
-                    price_list_id: None,
-                    visit_frequency_days: None,
-                    locations: Default::default(),
-                },
-                DeviceTime::utc(0),
-            )
-            .expect("account");
+        let account = w.account_on(d, "Outlet");
         let stored = d.client.push_pending(&NoProgress).expect("the account");
         assert_eq!(stored.rejected, 0);
         for r in 0..RECORDS {

@@ -1114,42 +1114,48 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn merging_a_push_is_idempotent() {
-        let w = world();
-        let device_actor = ActorId::random();
+    /// A rep's planned visit, made on a device under `actor`.
+    fn planned_visit(w: &World, actor: ActorId) -> RecordDoc {
         let v = Visit::planned(
-            meta(&w),
+            meta(w),
             RecordId::new(),
             DeviceTime::utc(0),
             DeviceTime::utc(1),
         );
-        let mut device =
-            RecordDoc::create_stateful(&v, device_actor.clone(), &w.rep, DeviceTime::utc(0))
-                .expect("create");
+        RecordDoc::create_stateful(&v, actor, &w.rep, DeviceTime::utc(0)).expect("create")
+    }
+
+    /// `changes` of `device`'s record pushed by the rep under `actor` onto
+    /// the server's copy `existing`.
+    fn merge(
+        w: &World,
+        existing: Option<&RecordDoc>,
+        device: &RecordDoc,
+        changes: &[Vec<u8>],
+        actor: &ActorId,
+    ) -> Result<Merged, IncomingError> {
+        merge_incoming(
+            existing,
+            device.id(),
+            device.kind(),
+            changes,
+            actor,
+            &w.rep,
+            w.org,
+        )
+    }
+
+    #[test]
+    fn merging_a_push_is_idempotent() {
+        let w = world();
+        let device_actor = ActorId::random();
+        let mut device = planned_visit(&w, device_actor.clone());
         visit::check_in(&mut device, &w.rep, DeviceTime::utc(5), None, SITE).expect("check in");
         let changes = raw(&mut device, &[]);
-        let first = merge_incoming(
-            None,
-            device.id(),
-            device.kind(),
-            &changes,
-            &device_actor,
-            &w.rep,
-            w.org,
-        )
-        .expect("accepted");
+        let first = merge(&w, None, &device, &changes, &device_actor).expect("accepted");
         assert_eq!(first.new_changes.len(), 2);
-        let again = merge_incoming(
-            Some(&first.doc),
-            device.id(),
-            device.kind(),
-            &changes,
-            &device_actor,
-            &w.rep,
-            w.org,
-        )
-        .expect("resend accepted");
+        let again =
+            merge(&w, Some(&first.doc), &device, &changes, &device_actor).expect("resend accepted");
         assert!(again.new_changes.is_empty());
         let mut merged = again.doc;
         assert_eq!(merged.heads(), device.heads());
@@ -1160,27 +1166,11 @@ mod tests {
         use automerge::transaction::Transactable;
         let w = world();
         let device_actor = ActorId::random();
-        let v = Visit::planned(
-            meta(&w),
-            RecordId::new(),
-            DeviceTime::utc(0),
-            DeviceTime::utc(1),
-        );
-        let mut device =
-            RecordDoc::create_stateful(&v, device_actor.clone(), &w.rep, DeviceTime::utc(0))
-                .expect("create");
+        let mut device = planned_visit(&w, device_actor.clone());
         let created = raw(&mut device, &[]);
-        let server = merge_incoming(
-            None,
-            device.id(),
-            device.kind(),
-            &created,
-            &device_actor,
-            &w.rep,
-            w.org,
-        )
-        .expect("accepted")
-        .doc;
+        let server = merge(&w, None, &device, &created, &device_actor)
+            .expect("accepted")
+            .doc;
         let before = device.heads();
         let bloat = |doc: &mut RecordDoc, n: usize| {
             let am = doc.automerge();
@@ -1201,16 +1191,7 @@ mod tests {
         let wire: usize = bomb.iter().map(Vec::len).sum();
         assert!(wire < 1_000, "run-length encoded: {wire} bytes");
         assert_eq!(change_ops(&bomb[0]), Some(MAX_CHANGE_OPS + 2));
-        let err = merge_incoming(
-            Some(&server),
-            device.id(),
-            device.kind(),
-            &bomb,
-            &device_actor,
-            &w.rep,
-            w.org,
-        )
-        .expect_err("refused");
+        let err = merge(&w, Some(&server), &device, &bomb, &device_actor).expect_err("refused");
         assert!(
             matches!(&err, IncomingError::TooLarge(m) if m.contains("at most 100000")),
             "{err:?}"
@@ -1227,16 +1208,7 @@ mod tests {
             changes.extend(raw(&mut big, &at));
         }
         assert!(!start.is_empty());
-        let err = merge_incoming(
-            Some(&server),
-            device.id(),
-            device.kind(),
-            &changes,
-            &device_actor,
-            &w.rep,
-            w.org,
-        )
-        .expect_err("refused");
+        let err = merge(&w, Some(&server), &device, &changes, &device_actor).expect_err("refused");
         assert!(
             matches!(&err, IncomingError::TooLarge(m) if m.contains("record holds at most")),
             "{err:?}"
@@ -1246,15 +1218,7 @@ mod tests {
     #[test]
     fn changes_under_another_actor_are_refused() {
         let w = world();
-        let v = Visit::planned(
-            meta(&w),
-            RecordId::new(),
-            DeviceTime::utc(0),
-            DeviceTime::utc(1),
-        );
-        let mut device =
-            RecordDoc::create_stateful(&v, ActorId::random(), &w.rep, DeviceTime::utc(0))
-                .expect("create");
+        let mut device = planned_visit(&w, ActorId::random());
         let changes = raw(&mut device, &[]);
         let err = merge_incoming(
             None,
@@ -1273,15 +1237,7 @@ mod tests {
     fn garbage_bytes_and_missing_history_are_refused() {
         let w = world();
         let device_actor = ActorId::random();
-        let v = Visit::planned(
-            meta(&w),
-            RecordId::new(),
-            DeviceTime::utc(0),
-            DeviceTime::utc(1),
-        );
-        let mut device =
-            RecordDoc::create_stateful(&v, device_actor.clone(), &w.rep, DeviceTime::utc(0))
-                .expect("create");
+        let mut device = planned_visit(&w, device_actor.clone());
         let id = device.id();
         let err = merge_incoming(
             None,

@@ -293,7 +293,7 @@ impl World {
     /// (not yet synced).
     pub fn account_on(&self, dev: &Device, name: &str) -> RecordId {
         let account = fieldsync_core::model::Account {
-            meta: self.meta(dev.person.name()),
+            meta: self.meta_of(&dev.person),
             name: name.into(),
             account_type: "outlet".into(),
             account_status: "active".into(),
@@ -310,7 +310,7 @@ impl World {
     /// `dev`'s user, created on `dev` (not yet synced).
     pub fn visit_on(&self, dev: &Device, account: RecordId) -> RecordId {
         let visit = fieldsync_core::model::Visit::planned(
-            self.meta(dev.person.name()),
+            self.meta_of(&dev.person),
             account,
             crate::today(9),
             crate::today(10),
