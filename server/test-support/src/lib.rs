@@ -9,6 +9,8 @@
 //!   [`Device`]s that are real `fieldsync-core` clients over a [`Faulty`]
 //!   transport; [`Node`]: the server in this process on a loopback port.
 //! - [`on_both_databases!`]: one scenario, a test on each database.
+//! - [`Browser`]: headless chromium for the managers' pages; [`http`] and
+//!   [`sign_in`] for the pages over plain HTTP.
 //! - Small helpers: loopback ports and GETs, times, minted tokens, photos.
 //!
 //! Nothing here skips a test: a missing PostgreSQL, moto or binary fails it,
@@ -18,6 +20,7 @@
 mod backend;
 mod bench;
 mod blobs;
+mod browser;
 mod device;
 mod faulty;
 mod jwt;
@@ -35,6 +38,10 @@ mod world;
 pub use backend::Backend;
 pub use bench::{bench_size, bench_tiny};
 pub use blobs::{photo, sha256_hex};
+pub use browser::{
+    Browser, LOGIN_CSRF_COOKIE, Reply, SESSION_COOKIE, cookie_pair, csrf_of, http, open, settled,
+    sign_in,
+};
 pub use device::{Device, fast_options};
 pub use faulty::Faulty;
 pub use jwt::{b64url, configured_kid, sign_jwt};
