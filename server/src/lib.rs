@@ -150,12 +150,21 @@ pub async fn launch_with_tcp_listener(
             std::time::Duration::from_secs(settings.web.cleanup_interval_secs),
         ))
     });
+    // Marks planned visits nobody started as missed (every node; a visit
+    // already marked by another node is skipped).
+    let missed = (settings.visits.missed_check_interval_secs > 0).then(|| {
+        tokio::spawn(service::plan::mark_missed_periodically(
+            state.clone(),
+            std::time::Duration::from_secs(settings.visits.missed_after_minutes.saturating_mul(60)),
+            std::time::Duration::from_secs(settings.visits.missed_check_interval_secs),
+        ))
+    });
     let timeouts = state.timeouts;
     http::serve::serve(tcp, router(state), timeouts, shutdown).await?;
     stop_listener.send_replace(true);
     let _ = listener.await;
     reloader.abort();
-    for task in [cleaner, web_cleaner].into_iter().flatten() {
+    for task in [cleaner, web_cleaner, missed].into_iter().flatten() {
         task.abort();
     }
     db.close().await;

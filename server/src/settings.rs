@@ -118,6 +118,28 @@ pub struct Settings {
     /// Where attachments live and how long an unfinished upload is kept
     /// (the `[attachments]` table of the file).
     pub attachments: AttachmentSettings,
+    /// When planned visits count as missed (the `[visits]` table of the file).
+    pub visits: VisitSettings,
+}
+
+/// The `[visits]` table of the settings file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VisitSettings {
+    /// A planned visit nobody started is marked `missed` this many minutes
+    /// after its planned end (its start when it has no end).
+    pub missed_after_minutes: u64,
+    /// How often each node looks for missed visits, in seconds (0: never).
+    pub missed_check_interval_secs: u64,
+}
+
+impl Default for VisitSettings {
+    fn default() -> Self {
+        VisitSettings {
+            missed_after_minutes: 120,
+            missed_check_interval_secs: 60,
+        }
+    }
 }
 
 /// The `[web]` table of the settings file.
@@ -265,6 +287,7 @@ impl Default for Settings {
             live_streams_per_user: 16,
             scope: ScopeSettings::default(),
             attachments: AttachmentSettings::default(),
+            visits: VisitSettings::default(),
         }
     }
 }
@@ -345,6 +368,7 @@ impl fmt::Debug for Settings {
             .field("web", &self.web)
             .field("scope", &self.scope)
             .field("attachments", &self.attachments)
+            .field("visits", &self.visits)
             .finish()
     }
 }
@@ -401,6 +425,7 @@ struct FileSettings {
     live_streams_per_user: Option<usize>,
     scope: Option<ScopeSettings>,
     attachments: Option<AttachmentSettings>,
+    visits: Option<VisitSettings>,
 }
 
 /// The flags and environment variables of every command that opens the database.
@@ -486,6 +511,11 @@ pub struct SettingsArgs {
     /// New devices one user may register per day; 0 for no limit [default: 20].
     #[arg(long, env = "FIELDSYNC_NEW_DEVICES_PER_DAY")]
     pub new_devices_per_day: Option<u32>,
+
+    /// Seconds between two passes that mark planned visits nobody started as
+    /// missed; 0 for never [default: 60; `[visits]` in the file].
+    #[arg(long, env = "FIELDSYNC_MISSED_VISIT_CHECK_SECS")]
+    pub missed_visit_check_secs: Option<u64>,
 
     /// Seconds a request may take until its answer starts; 0 for none
     /// (the live channel and chunk uploads are exempt) [default: 120].
@@ -654,6 +684,13 @@ impl SettingsArgs {
                 .unwrap_or(d.live_streams_per_user),
             scope: file.scope.unwrap_or(d.scope),
             attachments: file.attachments.unwrap_or(d.attachments),
+            visits: {
+                let mut visits = file.visits.unwrap_or(d.visits);
+                if let Some(secs) = self.missed_visit_check_secs {
+                    visits.missed_check_interval_secs = secs;
+                }
+                visits
+            },
         };
         settings.validate()?;
         Ok(settings)

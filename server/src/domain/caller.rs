@@ -90,6 +90,23 @@ impl Caller {
         self.actor.role.is_back_office()
     }
 
+    /// The server itself in organisation `org`, for what it decides on its own
+    /// (a visit left untouched past its end is missed): the organisation's
+    /// [`server_actor`](super::authority::server_actor), reading everything
+    /// of the organisation, no team, no device.
+    pub fn server(org: OrgId) -> Caller {
+        let (actor, actor_id) = super::authority::server_actor(org);
+        Caller {
+            actor,
+            org,
+            team: None,
+            territory: None,
+            display_name: "Fieldsync".into(),
+            actor_id,
+            window: None,
+        }
+    }
+
     /// The caller as whom the server writes on this user's behalf (a manager's
     /// decision taken in a browser): the same user and scope, no device, and
     /// the user's [`web_actor`].

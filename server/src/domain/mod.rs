@@ -11,6 +11,8 @@
 //! - [`push`]: the decision on each record of a push (merge and the model's
 //!   rules), then [`authority`]: what needs other records and the
 //!   organisation's people (references, ownership, prices).
+//! - [`plan`]: planning and dispatch (routes, double bookings, missed
+//!   visits, reassignment).
 //! - [`scope`]: the window of dated records per role.
 //! - [`note`]: the change note the live channel carries.
 //! - [`address`]: which address a request comes from (trusted proxies).
@@ -27,6 +29,7 @@ pub mod devices;
 pub mod error;
 pub mod figures;
 pub mod note;
+pub mod plan;
 pub mod push;
 pub mod redact;
 pub mod review;

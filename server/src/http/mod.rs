@@ -21,6 +21,7 @@ pub mod extract;
 pub mod figures;
 pub mod live;
 pub mod meta;
+pub mod plan;
 pub mod review;
 pub mod schema;
 pub mod serve;
@@ -54,4 +55,5 @@ pub fn router() -> Router<Arc<Context>> {
         .merge(figures::routes())
         .merge(conflicts::routes())
         .merge(export::routes())
+        .merge(plan::routes())
 }

@@ -22,6 +22,8 @@
 //! `/web/dashboard` (the team's figures and the fleet's sync health, with
 //! CSV downloads at `/web/export/{visits,orders,jobs}.csv`),
 //! `/web/conflicts` (the conflicts queue and its resolve forms),
+//! `/web/plan` (the team's day or week; planning visits and routes, creating,
+//! assigning, reassigning and cancelling jobs' assignments, reopening visits),
 //! `/web/attachments/{sha256}` and `.../thumbnail` (downloads and photo
 //! thumbnails for the signed-in manager).
 
@@ -30,6 +32,7 @@ mod conflicts;
 mod dashboard;
 mod format;
 mod inbox;
+mod plan;
 mod report;
 pub mod session;
 
@@ -84,8 +87,20 @@ pub fn routes() -> Router<Arc<Context>> {
         )
         .route("/web/attachments/{sha256}", get(attachment))
         .route("/web/attachments/{sha256}/thumbnail", get(thumbnail))
+        .route("/web/plan", get(plan::show))
+        .route("/web/plan/visits", post(plan::plan_visit))
+        .route("/web/plan/jobs", post(plan::create_job))
+        .route("/web/plan/assignments/{id}/reassign", post(plan::reassign))
+        .route("/web/plan/visits/{id}/reopen", post(plan::reopen))
+        .route("/web/plan/visits/{id}/cancel", post(plan::cancel_visit))
+        .route(
+            "/web/plan/assignments/{id}/cancel",
+            post(plan::cancel_assignment),
+        )
         .route("/web/assets/app.css", get(css))
         .route("/web/assets/app.js", get(js))
+        // Any other address under /web is a page that does not exist.
+        .route("/web/{*rest}", axum::routing::any(not_found_page))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(axum::middleware::map_response(page_headers))
 }
@@ -264,6 +279,7 @@ pub fn page(title: &str, chrome: Option<Chrome<'_>>, body: Markup) -> Markup {
                                 li { a href="/web/inbox" aria-current=[(title == "Review inbox").then_some("page")] { "Review inbox" } }
                                 li { a href="/web/dashboard" aria-current=[(title == "Team dashboard").then_some("page")] { "Dashboard" } }
                                 li { a href="/web/conflicts" aria-current=[(title == "Conflicts").then_some("page")] { "Conflicts" } }
+                                li { a href="/web/plan" aria-current=[(title == "Plan").then_some("page")] { "Plan" } }
                             }
                         }
                         div.who {
@@ -354,6 +370,16 @@ impl IntoResponse for WebError {
             }
         }
     }
+}
+
+/// Any address under `/web` that is no page: a page saying so (not the
+/// JSON API's error), with the way back.
+async fn not_found_page() -> Response {
+    error_page(
+        StatusCode::NOT_FOUND,
+        "Page not found",
+        "There is no page at this address. It may have moved, or the link is mistyped.",
+    )
 }
 
 fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
