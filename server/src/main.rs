@@ -56,6 +56,9 @@ enum Command {
     /// Attachment upkeep.
     #[command(subcommand)]
     Attachments(AttachmentsCommand),
+    /// Visit upkeep.
+    #[command(subcommand)]
+    Visits(VisitsCommand),
     /// Seed a demo organisation (a manager, three reps, two technicians, accounts,
     /// a week of visits, orders and jobs) and print its logins.
     Demo(DemoArgs),
@@ -139,6 +142,26 @@ enum AttachmentsCommand {
     /// (72 by default), with their chunks. Safe while servers run: each upload is
     /// removed once, by whoever gets to it first.
     Cleanup(AttachmentsCleanup),
+}
+
+#[derive(Debug, Subcommand)]
+enum VisitsCommand {
+    /// Mark as missed every planned visit nobody started whose planned end is
+    /// more than `[visits] missed_after_minutes` (120 by default) ago, as the
+    /// running servers do every minute. For a cron job when they do not
+    /// (`missed_check_interval_secs = 0`). Devices get the marks with their
+    /// next sync.
+    MarkMissed(VisitsMarkMissed),
+}
+
+#[derive(Debug, Args)]
+struct VisitsMarkMissed {
+    /// Minutes after a visit's planned end before it counts as missed
+    /// [default: the setting].
+    #[arg(long)]
+    after_minutes: Option<u64>,
+    #[command(flatten)]
+    settings: SettingsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -242,6 +265,7 @@ fn main() -> ExitCode {
             Command::Demo(args) => demo(args).await,
             Command::Keys(command) => keys(command).await,
             Command::Attachments(AttachmentsCommand::Cleanup(args)) => cleanup(args).await,
+            Command::Visits(VisitsCommand::MarkMissed(args)) => mark_missed(args).await,
             Command::Migrate(args) => {
                 let db = open_database(&args.resolve()?).await?;
                 println!(
@@ -340,6 +364,36 @@ async fn cleanup(args: AttachmentsCleanup) -> anyhow::Result<()> {
     db.close().await;
     let removed = result?;
     println!("fieldsync: removed {removed} upload(s) that had not moved for {hours} hour(s)");
+    Ok(())
+}
+
+async fn mark_missed(args: VisitsMarkMissed) -> anyhow::Result<()> {
+    let settings = args.settings.resolve()?;
+    let minutes = args
+        .after_minutes
+        .unwrap_or(settings.visits.missed_after_minutes);
+    let db = open_database(&settings).await?;
+    let result = async {
+        let ctx = fieldsync_server::Context::open(&settings, db.clone()).await?;
+        let now = fieldsync_core::model::DeviceTime::now_utc().at_ms;
+        let grace = std::time::Duration::from_secs(minutes.saturating_mul(60));
+        let mut total = 0;
+        // One pass looks at a bounded batch; go on until a pass marks nothing.
+        loop {
+            let marked = fieldsync_server::service::plan::mark_missed(&ctx, now, grace).await?;
+            total += marked;
+            if marked == 0 {
+                break;
+            }
+        }
+        anyhow::Ok(total)
+    }
+    .await;
+    db.close().await;
+    let total = result?;
+    println!(
+        "fieldsync: marked {total} planned visit(s) missed ({minutes} minutes after their planned end)"
+    );
     Ok(())
 }
 

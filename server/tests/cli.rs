@@ -345,6 +345,36 @@ fn demo_seeds_an_organisation_whose_users_can_sync(
     let manager = prime("manager@demo.example");
     assert_eq!(count(&manager, RecordKind::Visit), 63);
     assert_eq!(count(&manager, RecordKind::ServiceJob), 4);
+    // The demo's figures are consistent: orders taken on visits name them,
+    // so the strike rate counts them.
+    let day = |offset: i64| {
+        let now = fieldsync_core::model::DeviceTime::now_utc().at_ms;
+        fieldsync_server::domain::figures::dates::format_day(
+            now.div_euclid(86_400_000) + offset,
+        )
+    };
+    let token = manager.session().expect("session").access_token;
+    let figures: serde_json::Value = ureq::get(&format!(
+        "{}/v1/dashboard?from={}&to={}",
+        server.base,
+        day(-14),
+        day(0)
+    ))
+    .header("authorization", &format!("Bearer {token}"))
+    .call()
+    .expect("dashboard")
+    .into_body()
+    .read_json()
+    .expect("json");
+    let visits = &figures["visits"];
+    let (completed, with_order) = (
+        visits["completed"].as_u64().expect("completed"),
+        visits["with_order"].as_u64().expect("with_order"),
+    );
+    assert!(
+        completed > 0 && with_order > 0 && with_order < completed,
+        "two of three completed demo visits take an order: {visits}"
+    );
     assert!(server.interrupt().success());
 }
 

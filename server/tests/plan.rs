@@ -30,6 +30,7 @@ on_both_databases!(
     jobs_are_dispatched_and_reassigned_through_the_api,
     visits_are_planned_as_routes_reopened_and_cancelled,
     refusals_answer_like_the_rest_of_the_api,
+    an_operator_marks_missed_visits_from_the_command_line,
 );
 on_both_databases!(with run_missed: planned_visits_nobody_started_turn_missed);
 
@@ -612,6 +613,55 @@ fn planned_visits_nobody_started_turn_missed(w: World) {
     // One mark, not one per pass.
     let missed_events = history.iter().filter(|e| e.to == "missed").count();
     assert_eq!(missed_events, 1);
+}
+
+fn an_operator_marks_missed_visits_from_the_command_line(w: World) {
+    let ana = w.device("ana");
+    ana.sync();
+    let shop = account(&w, &ana, "Tabacaria");
+    let now = DeviceTime::now_utc().at_ms;
+    let v = Visit::planned(
+        w.meta("ana"),
+        shop,
+        DeviceTime::utc(now - 3 * 3_600_000),
+        DeviceTime::utc(now - 2 * 3_600_000),
+    );
+    let id = ana
+        .store()
+        .create_stateful(&v, &ana.actor, DeviceTime::utc(now - 4 * 3_600_000))
+        .expect("visit");
+    ana.sync();
+    let mut args = vec![
+        "visits".to_owned(),
+        "mark-missed".to_owned(),
+        "--data-dir".to_owned(),
+        w.settings.data_dir.to_str().expect("utf-8").to_owned(),
+    ];
+    if let Some(url) = &w.settings.database_url {
+        args.extend(["--database-url".to_owned(), url.clone()]);
+    }
+    let env = [("FIELDSYNC_JWT_SECRET", fieldsync_test_support::SECRET)];
+    // Ended two hours ago: not missed with three hours' grace, missed with one.
+    let out = fieldsync_test_support::fieldsync(
+        &[args.clone(), vec!["--after-minutes".into(), "180".into()]].concat(),
+        &env,
+        None,
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("marked 0 planned visit(s)"));
+    let out = fieldsync_test_support::fieldsync(
+        &[args, vec!["--after-minutes".into(), "60".into()]].concat(),
+        &env,
+        None,
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("marked 1 planned visit(s) missed"),
+        "{out:?}"
+    );
+    ana.sync();
+    let v: Visit = ana.store().read_stateful(id).expect("visit");
+    assert_eq!(v.status, VisitStatus::Missed);
 }
 
 /// Forwards live events to the test thread.

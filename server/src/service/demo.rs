@@ -380,7 +380,10 @@ pub async fn seed(db: &Database, slug: &str) -> anyhow::Result<DemoSummary> {
                     report::submit(&mut rdoc, &rep.actor, DeviceTime::utc(start + 55 * 60_000))?;
                     docs.push(rdoc);
                     if took_order {
-                        let o = Order::new(s.meta(rep), *account_id, "EUR");
+                        // Taken on this visit: the order names it, so the
+                        // dashboard's strike rate counts it.
+                        let mut o = Order::new(s.meta(rep), *account_id, "EUR");
+                        o.visit_id = Some(v.meta.id);
                         let mut odoc = RecordDoc::create_stateful(
                             &o,
                             rep.actor_id.clone(),
