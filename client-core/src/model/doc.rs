@@ -559,6 +559,15 @@ impl RecordDoc {
         self.doc.save()
     }
 
+    /// A full save without Automerge's own compression of its columns: larger
+    /// alone, but a run of small documents compresses far better together
+    /// (gzip on the wire sees the field names and ids they share, which
+    /// per-document deflate hides). The server stores small documents this way
+    /// so a priming answer is small once gzipped; both forms load alike.
+    pub fn save_uncompressed(&mut self) -> Vec<u8> {
+        self.doc.save_nocompress()
+    }
+
     /// The changes made or received since the last call to `save`/`save_incremental`.
     pub fn save_incremental(&mut self) -> Vec<u8> {
         self.doc.save_incremental()

@@ -598,7 +598,7 @@ fn complete_with(
         w.projection =
             Projection::of(doc).map_err(|e| refusal(RejectCode::Internal, e.to_string()))?;
     }
-    let saved = doc.save();
+    let saved = stored_form(doc);
     if saved.len() > MAX_DOC_BYTES {
         return Err(Rejection {
             server_doc: pending.server_doc.clone(),
@@ -622,6 +622,24 @@ fn complete_with(
             .unwrap_or(false)
     });
     Ok(doc.heads().iter().flat_map(|h| h.0).collect())
+}
+
+/// Documents up to this size are stored without Automerge's per-column
+/// compression (see [`stored_form`]).
+pub const UNCOMPRESSED_DOC_BYTES: usize = 32 * 1024;
+
+/// The bytes the server stores for a document, which priming sends as they
+/// are: a small document without Automerge's own deflate, so gzip on the wire
+/// compresses a page of them together (about a third of the bytes for a
+/// typical visit); a large one compressed (its own text compresses well
+/// alone, and the size limit applies to the compressed form).
+pub fn stored_form(doc: &mut RecordDoc) -> Vec<u8> {
+    let plain = doc.save_uncompressed();
+    if plain.len() <= UNCOMPRESSED_DOC_BYTES {
+        plain
+    } else {
+        doc.save()
+    }
 }
 
 /// Sets the server's geofence verdict on a visit's check points with a fix,
