@@ -84,32 +84,119 @@ macro_rules! readable {
     };
 }
 
+/// Rows one statement of a push's batched reads and writes binds at most:
+/// well under SQLite's 32,766 and PostgreSQL's 65,535 parameters per statement.
+const BATCH_ROWS: usize = 500;
+
+/// `$first, $first+1, …` for `n` parameters.
+fn params(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `($1, $2, $3), ($4, $5, $6), …` for `rows` rows of `cols` parameters from `$first`.
+fn rows_params(first: usize, rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| format!("({})", params(first + r * cols, cols)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The server's copy of each pushed record (`None`: it has none), and whether
-/// the caller, through its five `principals`, reads it (inside transaction
-/// `tx`, with the dialect's `uuid`; `$sql` selects org, kind and document).
+/// the caller, through its five `principals`, reads it (on `$exec`, a pool or
+/// `&mut *tx`, with the dialect's `uuid`). Two statements per
+/// [`BATCH_ROWS`] records: the rows (`FOR UPDATE` in id order when `$lock`,
+/// so two pushes lock shared records in the same order), then which of them
+/// the caller reads.
 macro_rules! load_pushed {
-    ($tx:ident, $uuid:ident, $sql:expr, $records:expr, $org:expr, $principals:ident) => {{
+    ($exec:expr, $uuid:ident, $lock:expr, $records:expr, $org:expr, $principals:ident) => {{
+        let mut stored: BTreeMap<RecordId, (String, String, Vec<u8>)> = BTreeMap::new();
+        let mut readable: std::collections::BTreeSet<RecordId> = Default::default();
+        let ids: Vec<RecordId> = $records.iter().map(|r| r.id).collect();
+        for chunk in ids.chunks(BATCH_ROWS) {
+            let sql = format!(
+                "SELECT CAST(id AS TEXT), CAST(org_id AS TEXT), kind, doc FROM records \
+                 WHERE id IN ({}) ORDER BY id{}",
+                params(1, chunk.len()),
+                if $lock { " FOR UPDATE" } else { "" }
+            );
+            let mut q = sqlx::query_as::<_, (String, String, String, Vec<u8>)>(AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind($uuid(*id.as_uuid()));
+            }
+            for (id, org, kind, doc) in q.fetch_all($exec).await? {
+                stored.insert(parse_record_id(&id)?, (org, kind, doc));
+            }
+            let sql = format!(
+                "SELECT DISTINCT CAST(record_id AS TEXT) FROM record_scope \
+                 WHERE principal IN ($1, $2, $3, $4, $5) AND record_id IN ({})",
+                params(6, chunk.len())
+            );
+            let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
+            for p in &$principals {
+                q = q.bind(p);
+            }
+            for id in chunk {
+                q = q.bind($uuid(*id.as_uuid()));
+            }
+            for id in q.fetch_all($exec).await? {
+                readable.insert(parse_record_id(&id)?);
+            }
+        }
         let mut loaded: Vec<Option<Loaded>> = Vec::with_capacity($records.len());
         for rec in $records {
-            let row: Option<(String, String, Vec<u8>)> = sqlx::query_as($sql)
-                .bind($uuid(*rec.id.as_uuid()))
-                .fetch_optional(&mut *$tx)
-                .await?;
-            loaded.push(match row {
+            loaded.push(match stored.get(&rec.id) {
                 None => None,
-                Some((row_org, _, _)) if parse_uuid(&row_org)? != $org => Some(Loaded::foreign()),
-                Some((_, kind, doc)) => {
-                    let readable = readable!($tx, $uuid, rec.id, $principals);
-                    Some(Loaded {
-                        kind,
-                        doc,
-                        readable,
-                    })
-                }
+                Some((row_org, _, _)) if parse_uuid(row_org)? != $org => Some(Loaded::foreign()),
+                Some((_, kind, doc)) => Some(Loaded {
+                    kind: kind.clone(),
+                    doc: doc.clone(),
+                    readable: readable.contains(&rec.id),
+                }),
             });
         }
         loaded
     }};
+}
+
+/// A changed record's stored row before a push, as [`apply_push`] reads it.
+#[derive(Debug, Default)]
+struct Before {
+    anchor_ms: Option<i64>,
+    owner: Option<String>,
+    team: Option<String>,
+    territory: Option<String>,
+    account: Option<String>,
+    parent: Option<String>,
+}
+
+type BeforeRow = (
+    String,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+impl Before {
+    fn from_row(row: BeforeRow) -> Result<(RecordId, Before), DbError> {
+        let (id, anchor_ms, owner, team, territory, account, parent) = row;
+        Ok((
+            parse_record_id(&id)?,
+            Before {
+                anchor_ms,
+                owner,
+                team,
+                territory,
+                account,
+                parent,
+            },
+        ))
+    }
 }
 
 /// Loads a push's records as [`apply_push`] will, but outside its transaction
@@ -124,17 +211,7 @@ pub async fn load_for_push(
     let principals = caller.principals();
     let org = *caller.org.as_uuid();
     on_pool!(db, |pool, uuid| {
-        let mut tx = pool.begin().await?;
-        let loaded = load_pushed!(
-            tx,
-            uuid,
-            "SELECT CAST(org_id AS TEXT), kind, doc FROM records WHERE id = $1",
-            records,
-            org,
-            principals
-        );
-        tx.rollback().await?;
-        Ok(loaded)
+        Ok(load_pushed!(pool, uuid, false, records, org, principals))
     })
 }
 
@@ -205,12 +282,7 @@ pub async fn apply_push(
         let merge_started = Instant::now();
 
         // 1. Load: the server's copy of each record, and whether the caller reads it.
-        let load_sql = if pg {
-            "SELECT CAST(org_id AS TEXT), kind, doc FROM records WHERE id = $1 FOR UPDATE"
-        } else {
-            "SELECT CAST(org_id AS TEXT), kind, doc FROM records WHERE id = $1"
-        };
-        let loaded = load_pushed!(tx, uuid, load_sql, records, org, principals);
+        let loaded = load_pushed!(&mut *tx, uuid, pg, records, org, principals);
 
         // 2. Decide (pure): merge and the model's rules, then what needs other
         // records and the organisation's people, loaded here in rounds (an
@@ -331,105 +403,179 @@ pub async fn apply_push(
                 .await?;
         }
         let now = now_secs();
-        let mut top_seq = 0i64;
-        for w in &writes {
-            let mut first_seq = 0i64;
-            let mut last_seq = 0i64;
-            let by_server = w.changes.len().saturating_sub(w.server_changes);
-            for (i, (hash, raw)) in w.changes.iter().enumerate() {
-                // The server's own changes (pricing an order) are logged under no
-                // user and no device: every device pulls them, the pusher too.
-                let (user, device) = if i >= by_server {
-                    (None, None)
-                } else {
-                    (Some(user), device)
-                };
-                let seq: i64 = sqlx::query_scalar(
+
+        // What the stored rows say before this push: the previous owner, team
+        // and territory of changed records (the readers they lose), their
+        // references (whether the grants along them must be walked again) and
+        // the anchors a record without a date of its own inherits.
+        let mut before: BTreeMap<RecordId, Before> = BTreeMap::new();
+        {
+            let mut wanted: Vec<RecordId> = Vec::new();
+            for w in &writes {
+                if !w.is_new {
+                    wanted.push(w.id);
+                }
+                if w.projection.start_ms.is_none() {
+                    wanted.extend(w.projection.parent_id);
+                }
+            }
+            wanted.sort();
+            wanted.dedup();
+            for chunk in wanted.chunks(BATCH_ROWS) {
+                let sql = format!(
+                    "SELECT CAST(id AS TEXT), anchor_ms, CAST(owner_id AS TEXT), \
+                     CAST(team_id AS TEXT), CAST(territory_id AS TEXT), \
+                     CAST(account_id AS TEXT), CAST(parent_id AS TEXT) FROM records \
+                     WHERE org_id = $1 AND id IN ({})",
+                    params(2, chunk.len())
+                );
+                let mut q = sqlx::query_as::<_, BeforeRow>(AssertSqlSafe(sql)).bind(uuid(org));
+                for id in chunk {
+                    q = q.bind(uuid(*id.as_uuid()));
+                }
+                for row in q.fetch_all(&mut *tx).await? {
+                    let (id, b) = Before::from_row(row)?;
+                    before.insert(id, b);
+                }
+            }
+        }
+
+        // The change log: every new change of the push in order, a few
+        // statements in all; each record's first and last sequence.
+        let mut seqs: BTreeMap<(RecordId, Vec<u8>), i64> = BTreeMap::new();
+        {
+            let mut rows: Vec<(RecordId, &[u8], &[u8], Option<Uuid>, Option<Uuid>)> = Vec::new();
+            for w in &writes {
+                let by_server = w.changes.len().saturating_sub(w.server_changes);
+                for (i, (hash, raw)) in w.changes.iter().enumerate() {
+                    // The server's own changes (pricing an order) are logged under
+                    // no user and no device: every device pulls them, the pusher too.
+                    let (u, d) = if i >= by_server {
+                        (None, None)
+                    } else {
+                        (Some(user), device)
+                    };
+                    rows.push((w.id, hash.as_slice(), raw.as_slice(), u, d));
+                }
+            }
+            for chunk in rows.chunks(BATCH_ROWS) {
+                let values: Vec<String> = (0..chunk.len())
+                    .map(|r| {
+                        let b = 3 + r * 5;
+                        format!(
+                            "($1, ${}, ${}, ${}, ${}, ${}, $2)",
+                            b,
+                            b + 1,
+                            b + 2,
+                            b + 3,
+                            b + 4
+                        )
+                    })
+                    .collect();
+                let sql = format!(
                     "INSERT INTO change_log \
                      (org_id, record_id, hash, change, user_id, device_id, committed_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
-                )
-                .bind(uuid(org))
-                .bind(uuid(*w.id.as_uuid()))
-                .bind(hash)
-                .bind(raw)
-                .bind(user.map(uuid))
-                .bind(device.map(uuid))
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await?;
-                if first_seq == 0 {
-                    first_seq = seq;
-                }
-                last_seq = seq;
-                top_seq = top_seq.max(seq);
-            }
-            let p = &w.projection;
-            // The record's date for download windows: its own start, else its
-            // parent's, else what it had, else now.
-            let anchor_ms = match p.start_ms {
-                Some(ms) => ms,
-                None => {
-                    let mut found: Option<i64> = None;
-                    for id in [p.parent_id, Some(w.id)].into_iter().flatten() {
-                        let anchor: Option<Option<i64>> = sqlx::query_scalar(
-                            "SELECT anchor_ms FROM records WHERE id = $1 AND org_id = $2",
-                        )
+                     VALUES {} RETURNING seq, CAST(record_id AS TEXT), hash",
+                    values.join(", ")
+                );
+                let mut q = sqlx::query_as::<_, (i64, String, Vec<u8>)>(AssertSqlSafe(sql))
+                    .bind(uuid(org))
+                    .bind(now);
+                for (id, hash, raw, u, d) in chunk {
+                    q = q
                         .bind(uuid(*id.as_uuid()))
-                        .bind(uuid(org))
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                        if let Some(Some(ms)) = anchor {
-                            found = Some(ms);
-                            break;
-                        }
-                    }
-                    found.unwrap_or_else(|| now.saturating_mul(1000))
+                        .bind(*hash)
+                        .bind(*raw)
+                        .bind(u.map(uuid))
+                        .bind(d.map(uuid));
                 }
-            };
-            // A new record's anchor dates from its creation; a changed one from this push.
-            let anchor_seq = if w.is_new { first_seq } else { last_seq };
-            // A record that changes owner, team or territory loses the readers it
-            // had through the old values; devices that can no longer read it are
-            // told to drop it (see `scope_revocations`).
-            if !w.is_new {
-                let before: Option<(Option<String>, Option<String>, Option<String>)> =
-                    sqlx::query_as(
-                        "SELECT CAST(owner_id AS TEXT), CAST(team_id AS TEXT), \
-                         CAST(territory_id AS TEXT) FROM records WHERE id = $1",
-                    )
-                    .bind(uuid(*w.id.as_uuid()))
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if let Some((owner, team, territory)) = before {
-                    let lost = lost_principals(p, owner, team, territory);
-                    for principal in lost {
-                        sqlx::query(
-                            "DELETE FROM record_scope WHERE record_id = $1 AND principal = $2",
-                        )
-                        .bind(uuid(*w.id.as_uuid()))
-                        .bind(&principal)
-                        .execute(&mut *tx)
-                        .await?;
-                        sqlx::query(
-                            "INSERT INTO scope_revocations (seq, record_id, principal) \
-                             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                        )
-                        .bind(last_seq)
-                        .bind(uuid(*w.id.as_uuid()))
-                        .bind(&principal)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
+                for (seq, id, hash) in q.fetch_all(&mut *tx).await? {
+                    seqs.insert((parse_record_id(&id)?, hash), seq);
                 }
             }
-            sqlx::query(
+        }
+        let mut top_seq = 0i64;
+        // Per write: (first, last) sequence of its changes.
+        let mut spans: Vec<(i64, i64)> = Vec::with_capacity(writes.len());
+        for w in &writes {
+            let mut span: Option<(i64, i64)> = None;
+            for (hash, _) in &w.changes {
+                let seq = *seqs.get(&(w.id, hash.clone())).ok_or_else(|| {
+                    DbError::Corrupt(format!(
+                        "the change log did not number a change of {}",
+                        w.id
+                    ))
+                })?;
+                span = Some(span.map_or((seq, seq), |(a, b)| (a.min(seq), b.max(seq))));
+            }
+            let span = span.unwrap_or((0, 0));
+            top_seq = top_seq.max(span.1);
+            spans.push(span);
+        }
+
+        // Anchors (the record's date for download windows): its own start,
+        // else its parent's (written earlier in this push, or stored), else
+        // what it had, else now.
+        let mut anchors: BTreeMap<RecordId, i64> = BTreeMap::new();
+        let mut anchor_of: Vec<i64> = Vec::with_capacity(writes.len());
+        for w in &writes {
+            let p = &w.projection;
+            let ms = p.start_ms.unwrap_or_else(|| {
+                [p.parent_id, Some(w.id)]
+                    .into_iter()
+                    .flatten()
+                    .find_map(|id| {
+                        anchors
+                            .get(&id)
+                            .copied()
+                            .or_else(|| before.get(&id).and_then(|b| b.anchor_ms))
+                    })
+                    .unwrap_or_else(|| now.saturating_mul(1000))
+            });
+            anchors.insert(w.id, ms);
+            anchor_of.push(ms);
+        }
+
+        // A record that changes owner, team or territory loses the readers it
+        // had through the old values; devices that can no longer read it are
+        // told to drop it (see `scope_revocations`). Rare: one at a time.
+        for (w, (_, last_seq)) in writes.iter().zip(&spans) {
+            let Some(b) = before.get(&w.id).filter(|_| !w.is_new) else {
+                continue;
+            };
+            let lost = lost_principals(
+                &w.projection,
+                b.owner.clone(),
+                b.team.clone(),
+                b.territory.clone(),
+            );
+            for principal in lost {
+                sqlx::query("DELETE FROM record_scope WHERE record_id = $1 AND principal = $2")
+                    .bind(uuid(*w.id.as_uuid()))
+                    .bind(&principal)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO scope_revocations (seq, record_id, principal) \
+                     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                )
+                .bind(last_seq)
+                .bind(uuid(*w.id.as_uuid()))
+                .bind(&principal)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+
+        // The documents and their projections, BATCH_ROWS / 4 rows a statement.
+        const RECORD_COLS: usize = 18;
+        let indexed: Vec<usize> = (0..writes.len()).collect();
+        for chunk in indexed.chunks(BATCH_ROWS / 4) {
+            let sql = format!(
                 "INSERT INTO records (id, org_id, kind, doc, status, owner_id, team_id, \
                  territory_id, account_id, parent_id, start_ms, deleted, created_seq, \
                  updated_seq, created_at, updated_at, anchor_ms, anchor_seq) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, \
-                 $16, $17) \
-                 ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, status = excluded.status, \
+                 VALUES {} ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, status = excluded.status, \
                  owner_id = excluded.owner_id, team_id = excluded.team_id, \
                  territory_id = excluded.territory_id, account_id = excluded.account_id, \
                  parent_id = excluded.parent_id, start_ms = excluded.start_ms, \
@@ -438,27 +584,88 @@ pub async fn apply_push(
                  anchor_seq = CASE WHEN records.anchor_ms IS DISTINCT FROM excluded.anchor_ms \
                  THEN excluded.anchor_seq ELSE records.anchor_seq END, \
                  anchor_ms = excluded.anchor_ms",
-            )
-            .bind(uuid(*w.id.as_uuid()))
-            .bind(uuid(org))
-            .bind(p.kind.as_str())
-            .bind(&w.doc)
-            .bind(p.status.as_deref())
-            .bind(p.owner.map(|o| uuid(*o.as_uuid())))
-            .bind(opt_uuid(p.team.as_deref()).map(uuid))
-            .bind(opt_uuid(p.territory.as_deref()).map(uuid))
-            .bind(p.account_id.map(|a| uuid(*a.as_uuid())))
-            .bind(p.parent_id.map(|a| uuid(*a.as_uuid())))
-            .bind(p.start_ms)
-            .bind(p.deleted)
-            .bind(first_seq)
-            .bind(last_seq)
-            .bind(now)
-            .bind(anchor_ms)
-            .bind(anchor_seq)
-            .execute(&mut *tx)
-            .await?;
+                rows_params(1, chunk.len(), RECORD_COLS)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for &i in chunk {
+                let (w, (first_seq, last_seq)) = (&writes[i], spans[i]);
+                let p = &w.projection;
+                // A new record's anchor dates from its creation; a changed one from this push.
+                let anchor_seq = if w.is_new { first_seq } else { last_seq };
+                q = q
+                    .bind(uuid(*w.id.as_uuid()))
+                    .bind(uuid(org))
+                    .bind(p.kind.as_str())
+                    .bind(&w.doc)
+                    .bind(p.status.as_deref())
+                    .bind(p.owner.map(|o| uuid(*o.as_uuid())))
+                    .bind(opt_uuid(p.team.as_deref()).map(uuid))
+                    .bind(opt_uuid(p.territory.as_deref()).map(uuid))
+                    .bind(p.account_id.map(|a| uuid(*a.as_uuid())))
+                    .bind(p.parent_id.map(|a| uuid(*a.as_uuid())))
+                    .bind(p.start_ms)
+                    .bind(p.deleted)
+                    .bind(first_seq)
+                    .bind(last_seq)
+                    .bind(now)
+                    .bind(now)
+                    .bind(anchor_of[i])
+                    .bind(anchor_seq);
+            }
+            q.execute(&mut *tx).await?;
+        }
 
+        // Status clashes settled by this push: only records with an open one.
+        let mut open_clashes: std::collections::BTreeSet<RecordId> = Default::default();
+        {
+            let settled: Vec<RecordId> = writes
+                .iter()
+                .filter(|w| w.status_clash == Some(false) && !w.is_new)
+                .map(|w| w.id)
+                .collect();
+            for chunk in settled.chunks(BATCH_ROWS) {
+                let sql = format!(
+                    "SELECT CAST(record_id AS TEXT) FROM conflicts WHERE resolved_at IS NULL \
+                     AND path = $1 AND record_id IN ({})",
+                    params(2, chunk.len())
+                );
+                let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql)).bind(STATUS_PATH);
+                for id in chunk {
+                    q = q.bind(uuid(*id.as_uuid()));
+                }
+                for id in q.fetch_all(&mut *tx).await? {
+                    open_clashes.insert(parse_record_id(&id)?);
+                }
+            }
+        }
+
+        // Read scope: each record's own principals (from birth for a new
+        // record, stamped for ones an edit added), in a few statements.
+        {
+            let mut rows: Vec<(RecordId, String, i64)> = Vec::new();
+            for (w, (_, last_seq)) in writes.iter().zip(&spans) {
+                let own_seq = if w.is_new { 0 } else { *last_seq };
+                for principal in own_principals(&w.projection, caller.org) {
+                    rows.push((w.id, principal, own_seq));
+                }
+            }
+            for chunk in rows.chunks(BATCH_ROWS) {
+                let sql = format!(
+                    "INSERT INTO record_scope (record_id, principal, granted_seq) VALUES {} \
+                     ON CONFLICT (record_id, principal) DO NOTHING",
+                    rows_params(1, chunk.len(), 3)
+                );
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                for (id, principal, seq) in chunk {
+                    q = q.bind(uuid(*id.as_uuid())).bind(principal).bind(*seq);
+                }
+                q.execute(&mut *tx).await?;
+            }
+        }
+
+        for (w, (_, last_seq)) in writes.iter().zip(&spans) {
+            let last_seq = *last_seq;
+            let p = &w.projection;
             // The managers' figures and conflicts queue, in the same transaction.
             if let Some(facts) = &w.facts {
                 crate::db::facts::write_facts!(&mut *tx, uuid, org, p, facts);
@@ -494,7 +701,7 @@ pub async fn apply_push(
                 .execute(&mut *tx)
                 .await?;
             }
-            if w.status_clash == Some(false) {
+            if w.status_clash == Some(false) && open_clashes.contains(&w.id) {
                 // A single status again: whoever wrote it settled the clash.
                 sqlx::query(
                     "UPDATE conflicts SET resolved_at = $2, resolved_by = $3, resolution = $4 \
@@ -527,39 +734,36 @@ pub async fn apply_push(
                 .await?;
             }
 
-            // Read scope: the record's own principals (from birth for a new
-            // record, stamped for ones an edit added), then grants along references.
-            let own_seq = if w.is_new { 0 } else { last_seq };
-            for principal in own_principals(p, caller.org) {
-                sqlx::query(
-                    "INSERT INTO record_scope (record_id, principal, granted_seq) \
-                     VALUES ($1, $2, $3) ON CONFLICT (record_id, principal) DO NOTHING",
-                )
-                .bind(uuid(*w.id.as_uuid()))
-                .bind(principal)
-                .bind(own_seq)
-                .execute(&mut *tx)
-                .await?;
-            }
             if p.kind == RecordKind::Contact
                 && let Some(account) = p.account_id
             {
-                {
-                    // A contact is read by whoever reads its account.
-                    sqlx::query(
-                        "INSERT INTO record_scope (record_id, principal, granted_seq) \
-                         SELECT $1, principal, $2 FROM record_scope \
-                         WHERE record_id = $3 AND principal LIKE 'u:%' \
-                         ON CONFLICT (record_id, principal) DO NOTHING",
-                    )
-                    .bind(uuid(*w.id.as_uuid()))
-                    .bind(last_seq)
-                    .bind(uuid(*account.as_uuid()))
-                    .execute(&mut *tx)
-                    .await?;
-                }
+                // A contact is read by whoever reads its account.
+                sqlx::query(
+                    "INSERT INTO record_scope (record_id, principal, granted_seq) \
+                     SELECT $1, principal, $2 FROM record_scope \
+                     WHERE record_id = $3 AND principal LIKE 'u:%' \
+                     ON CONFLICT (record_id, principal) DO NOTHING",
+                )
+                .bind(uuid(*w.id.as_uuid()))
+                .bind(last_seq)
+                .bind(uuid(*account.as_uuid()))
+                .execute(&mut *tx)
+                .await?;
             }
+            // Grants along references: the owner reads what the record names
+            // (and, through an account, its contacts). An edit that changes
+            // neither the owner nor a reference grants nothing new: the
+            // record's earlier writes walked the same way.
             let Some(owner) = p.owner else { continue };
+            let unchanged = !w.is_new
+                && before.get(&w.id).is_some_and(|b| {
+                    b.owner == Some(owner.to_string())
+                        && opt_uuid(b.account.as_deref()) == p.account_id.map(|a| *a.as_uuid())
+                        && opt_uuid(b.parent.as_deref()) == p.parent_id.map(|a| *a.as_uuid())
+                });
+            if unchanged {
+                continue;
+            }
             let grantee = format!("u:{owner}");
             let mut work: Vec<RecordId> = [p.account_id, p.parent_id]
                 .into_iter()
@@ -624,14 +828,17 @@ pub async fn apply_push(
         } else {
             let mut touched = std::collections::BTreeSet::new();
             if writes.len() <= MAX_NOTE_RECORDS {
-                for w in &writes {
-                    let readers: Vec<String> = sqlx::query_scalar(
-                        "SELECT principal FROM record_scope WHERE record_id = $1",
-                    )
-                    .bind(uuid(*w.id.as_uuid()))
-                    .fetch_all(&mut *tx)
-                    .await?;
-                    touched.extend(readers);
+                let ids: Vec<RecordId> = writes.iter().map(|w| w.id).collect();
+                for chunk in ids.chunks(BATCH_ROWS) {
+                    let sql = format!(
+                        "SELECT DISTINCT principal FROM record_scope WHERE record_id IN ({})",
+                        params(1, chunk.len())
+                    );
+                    let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
+                    for id in chunk {
+                        q = q.bind(uuid(*id.as_uuid()));
+                    }
+                    touched.extend(q.fetch_all(&mut *tx).await?);
                 }
             }
             Some(Note::new(
