@@ -444,7 +444,9 @@ pub async fn apply_push(
         // statements in all; each record's first and last sequence.
         let mut seqs: BTreeMap<(RecordId, Vec<u8>), i64> = BTreeMap::new();
         {
-            let mut rows: Vec<(RecordId, &[u8], &[u8], Option<Uuid>, Option<Uuid>)> = Vec::new();
+            // (record, hash, change, user, device)
+            type LogRow<'a> = (RecordId, &'a [u8], &'a [u8], Option<Uuid>, Option<Uuid>);
+            let mut rows: Vec<LogRow<'_>> = Vec::new();
             for w in &writes {
                 let by_server = w.changes.len().saturating_sub(w.server_changes);
                 for (i, (hash, raw)) in w.changes.iter().enumerate() {
