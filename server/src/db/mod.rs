@@ -18,6 +18,7 @@ pub mod export;
 pub mod facts;
 pub mod keys;
 pub mod notify;
+pub mod orders;
 pub mod records;
 pub mod reports;
 pub mod web_sessions;

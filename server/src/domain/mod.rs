@@ -27,6 +27,7 @@ pub mod devices;
 pub mod error;
 pub mod figures;
 pub mod note;
+pub mod orders;
 pub mod push;
 pub mod redact;
 pub mod review;

@@ -21,6 +21,7 @@ pub mod extract;
 pub mod figures;
 pub mod live;
 pub mod meta;
+pub mod orders;
 pub mod review;
 pub mod schema;
 pub mod serve;
@@ -50,6 +51,7 @@ pub fn router() -> Router<Arc<Context>> {
         .merge(users::routes())
         .merge(live::routes())
         .merge(review::routes())
+        .merge(orders::routes())
         .merge(attachments::routes())
         .merge(figures::routes())
         .merge(conflicts::routes())
