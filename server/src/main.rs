@@ -525,7 +525,12 @@ async fn order(command: OrderCommand) -> anyhow::Result<()> {
         }
         OrderCommand::Fulfil(f) => (&f.settings, &f.org, f.by.as_deref()),
     };
-    let settings = settings.resolve()?;
+    let mut settings = settings.resolve()?;
+    // The command signs no token: a throwaway key keeps it from creating a
+    // stored signing key in a database whose server uses none.
+    let mut throwaway = [0u8; 32];
+    rand::fill(&mut throwaway[..]);
+    settings.jwt_secret = Some(fieldsync_server::settings::Secret::new(hex::encode(throwaway)));
     let db = open_database(&settings).await?;
     let result = async {
         let ctx = fieldsync_server::service::Context::open(&settings, db.clone()).await?;
