@@ -25,7 +25,7 @@ pub fn routes() -> Router<Arc<Context>> {
         .route("/v1/orders/{id}/fulfilment", post(fulfil))
         .route("/v1/time-entries", get(time_queue))
         .route(
-            "/v1/assignments/{id}/time-entries/{entry}/decision",
+            "/v1/assignments/{record_id}/time-entries/{id}/decision",
             post(decide_time),
         )
 }
@@ -199,12 +199,12 @@ pub(crate) struct TimeOutcome {
     approval: String,
 }
 
-/// `POST /v1/assignments/{id}/time-entries/{entry}/decision` `{decision}`.
-#[utoipa::path(post, path = "/v1/assignments/{id}/time-entries/{entry}/decision", tag = "orders",
+/// `POST /v1/assignments/{record_id}/time-entries/{id}/decision` `{decision}`.
+#[utoipa::path(post, path = "/v1/assignments/{record_id}/time-entries/{id}/decision", tag = "orders",
     security(("bearer" = [])),
     params(
-        ("id" = uuid::Uuid, Path, description = "Assignment id"),
-        ("entry" = uuid::Uuid, Path, description = "Time entry id"),
+        ("record_id" = uuid::Uuid, Path, description = "Assignment id"),
+        ("id" = uuid::Uuid, Path, description = "Time entry id"),
     ),
     request_body = TimeDecisionBody,
     responses(
