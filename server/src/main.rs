@@ -530,7 +530,9 @@ async fn order(command: OrderCommand) -> anyhow::Result<()> {
     // stored signing key in a database whose server uses none.
     let mut throwaway = [0u8; 32];
     rand::fill(&mut throwaway[..]);
-    settings.jwt_secret = Some(fieldsync_server::settings::Secret::new(hex::encode(throwaway)));
+    settings.jwt_secret = Some(fieldsync_server::settings::Secret::new(hex::encode(
+        throwaway,
+    )));
     let db = open_database(&settings).await?;
     let result = async {
         let ctx = fieldsync_server::service::Context::open(&settings, db.clone()).await?;
@@ -538,13 +540,25 @@ async fn order(command: OrderCommand) -> anyhow::Result<()> {
         let (id, status) = match &command {
             OrderCommand::Approve(a) => (
                 &a.id,
-                orders::decide(&ctx, &caller, &a.id, OrderDecision::Approve, a.comment.as_deref())
-                    .await?,
+                orders::decide(
+                    &ctx,
+                    &caller,
+                    &a.id,
+                    OrderDecision::Approve,
+                    a.comment.as_deref(),
+                )
+                .await?,
             ),
             OrderCommand::Reject(a) => (
                 &a.id,
-                orders::decide(&ctx, &caller, &a.id, OrderDecision::Reject, a.comment.as_deref())
-                    .await?,
+                orders::decide(
+                    &ctx,
+                    &caller,
+                    &a.id,
+                    OrderDecision::Reject,
+                    a.comment.as_deref(),
+                )
+                .await?,
             ),
             OrderCommand::Fulfil(f) => (
                 &f.id,

@@ -23,9 +23,7 @@ use fantoccini::Locator;
 use fieldsync_core::RecordId;
 use fieldsync_core::model::assignment::{self, Approval, Assignment, TimeEntry, TimeKind};
 use fieldsync_core::model::order::{self, Order, OrderLine, OrderStatus};
-use fieldsync_core::model::{
-    Money, PriceItem, PriceList, Product, Qty, Role, ServiceJob,
-};
+use fieldsync_core::model::{Money, PriceItem, PriceList, Product, Qty, Role, ServiceJob};
 use fieldsync_core::protocol::{PushOutcome, RejectCode};
 use fieldsync_test_support::{
     Backend, Browser, Device, ORG, PASSWORD, World, fast_options, fieldsync, on_both_databases,
@@ -204,7 +202,11 @@ fn approval_in_the_browser(backend: Backend, label: &str) {
     w.rt.block_on(async {
         b.goto(&format!("{base}/web/orders")).await.expect("goto");
         assert_eq!(b.current_url().await.expect("url").path(), "/web/login");
-        for (id, text) in [("org", ORG), ("email", "mona@acme.test"), ("password", PASSWORD)] {
+        for (id, text) in [
+            ("org", ORG),
+            ("email", "mona@acme.test"),
+            ("password", PASSWORD),
+        ] {
             b.find(Locator::Id(id))
                 .await
                 .expect("field")
@@ -271,14 +273,22 @@ fn approval_in_the_browser(backend: Backend, label: &str) {
         settled(b, "p.notice.ok").await;
         let html = open(b, &format!("{base}/web/orders/{big}")).await;
         assert!(html.contains("Confirmed"), "confirmed on the page");
-        assert!(html.contains("approved by"), "the history names the approver");
+        assert!(
+            html.contains("approved by"),
+            "the history names the approver"
+        );
     });
     browser.close(&w);
 
     // The rep's device sees it after its next sync, with the approver named.
     ana.sync();
     assert_eq!(status_on(&ana, big), OrderStatus::Confirmed);
-    let history = ana.store().doc(big).expect("held").history().expect("history");
+    let history = ana
+        .store()
+        .doc(big)
+        .expect("held")
+        .history()
+        .expect("history");
     let last = history.last().expect("an event");
     assert_eq!(last.to, "confirmed");
     assert_eq!(last.role, Role::Server, "the server confirms");
@@ -456,7 +466,12 @@ fn decisions_and_fulfilment_through_the_api(w: World) {
     ana.sync();
     assert_eq!(status_on(&ana, approve_me), OrderStatus::Confirmed);
     assert_eq!(status_on(&ana, reject_me), OrderStatus::Rejected);
-    let history = ana.store().doc(reject_me).expect("held").history().expect("history");
+    let history = ana
+        .store()
+        .doc(reject_me)
+        .expect("held")
+        .history()
+        .expect("history");
     let last = history.last().expect("event");
     assert_eq!(last.by, w.person("mona").id);
     assert_eq!(last.reason.as_deref(), Some("A 99.99 % discount is a typo"));
@@ -476,7 +491,11 @@ fn decisions_and_fulfilment_through_the_api(w: World) {
     let (code, body) = fulfil(&adam, fair);
     assert_eq!((code, body["status"].as_str()), (200, Some("fulfilled")));
     assert_eq!(fulfil(&adam, fair).0, 409);
-    assert_eq!(fulfil(&adam, reject_me).0, 409, "a rejected order is not fulfilled");
+    assert_eq!(
+        fulfil(&adam, reject_me).0,
+        409,
+        "a rejected order is not fulfilled"
+    );
     let db_args: Vec<String> = match &w.settings.database_url {
         Some(url) => vec!["--database-url".into(), url.clone()],
         None => vec![
@@ -523,7 +542,12 @@ fn decisions_and_fulfilment_through_the_api(w: World) {
     ana.sync();
     assert_eq!(status_on(&ana, fair), OrderStatus::Fulfilled);
     assert_eq!(status_on(&ana, approve_me), OrderStatus::Fulfilled);
-    let history = ana.store().doc(approve_me).expect("held").history().expect("history");
+    let history = ana
+        .store()
+        .doc(approve_me)
+        .expect("held")
+        .history()
+        .expect("history");
     assert_eq!(history.last().map(|e| e.role), Some(Role::Server));
 }
 
@@ -566,7 +590,9 @@ fn time_entries_are_approved_and_rejected(w: World) {
     ] {
         let id = tomas
             .store()
-            .act(a, |d| assignment::add_time_entry(d, &tomas.actor, today(12), e))
+            .act(a, |d| {
+                assignment::add_time_entry(d, &tomas.actor, today(12), e)
+            })
             .expect("book time");
         ids.push(id);
     }
@@ -643,7 +669,8 @@ fn time_entries_are_approved_and_rejected(w: World) {
         .expect("book");
     tomas.sync();
     let login = fieldsync_test_support::sign_in(&w, "mona", PASSWORD);
-    let cookie = fieldsync_test_support::cookie_pair(&login, fieldsync_test_support::SESSION_COOKIE);
+    let cookie =
+        fieldsync_test_support::cookie_pair(&login, fieldsync_test_support::SESSION_COOKIE);
     let page = fieldsync_test_support::http(&w, "GET", "/web/time", &cookie, &[]);
     assert_eq!(page.status, 200);
     assert!(page.body.contains(&format!("data-entry=\"{entry_id}\"")));

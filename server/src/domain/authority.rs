@@ -691,9 +691,8 @@ fn price(
     let at = DeviceTime::utc(super::note::now_ms());
     let mut why: Vec<String> = Vec::new();
     match list {
-        None => why.push(
-            "no price list applies to the order, so its prices are the rep's own".to_owned(),
-        ),
+        None => why
+            .push("no price list applies to the order, so its prices are the rep's own".to_owned()),
         Some(list) if list.currency != order.currency => why.push(format!(
             "the price list is in {}, the order in {}",
             list.currency, order.currency

@@ -644,7 +644,10 @@ mod tests {
     fn a_rejection_needs_a_comment_and_comments_are_bounded() {
         use OrderDecision::*;
         assert_eq!(decision_comment(Approve, None).ok(), Some(None));
-        assert_eq!(decision_comment(Approve, Some(" ok ")).ok(), Some(Some("ok")));
+        assert_eq!(
+            decision_comment(Approve, Some(" ok ")).ok(),
+            Some(Some("ok"))
+        );
         assert_eq!(
             decision_comment(Reject, Some(" too cheap ")).ok(),
             Some(Some("too cheap"))
@@ -684,13 +687,9 @@ mod tests {
         let rep = Actor::on_device(UserId::new(), Role::Rep, DeviceId::new());
         let product = RecordId::new();
         let o = Order::new(meta(rep.user), RecordId::new(), "EUR");
-        let mut doc = RecordDoc::create_stateful(
-            &o,
-            automerge::ActorId::random(),
-            &rep,
-            DeviceTime::utc(0),
-        )
-        .expect("create");
+        let mut doc =
+            RecordDoc::create_stateful(&o, automerge::ActorId::random(), &rep, DeviceTime::utc(0))
+                .expect("create");
         let mut line = OrderLine::new(product, Qty::units(2), Money::new(1_000, "EUR"));
         line.discount_percent_bp = Some(2_000);
         order::add_line(&mut doc, &rep, DeviceTime::utc(1), line).expect("line");
@@ -783,16 +782,7 @@ mod tests {
         let history = doc.history().expect("history");
         let names = BTreeMap::from([(rep.user, "Ana".to_owned())]);
         let id = RecordId::new();
-        let v = order_view(
-            id,
-            &o,
-            &history,
-            Some((id, &list)),
-            None,
-            &names,
-            true,
-        )
-        .expect("view");
+        let v = order_view(id, &o, &history, Some((id, &list)), None, &names, true).expect("view");
         assert_eq!((v.gross, v.discount, v.net), (2_000, 400, 1_600));
         assert_eq!(v.discount_bp, Some(2_000));
         assert_eq!(v.list_value, Some(2_500));
@@ -830,9 +820,15 @@ mod tests {
                 },
             );
         }
-        let mut doc =
-            RecordDoc::create_stateful(&a, automerge::ActorId::random(), &tech, DeviceTime::utc(0))
-                .expect("create");
+        // Assignments are made by the office.
+        let office = Actor::without_device(UserId::new(), Role::Manager);
+        let mut doc = RecordDoc::create_stateful(
+            &a,
+            automerge::ActorId::random(),
+            &office,
+            DeviceTime::utc(0),
+        )
+        .expect("create");
         let listed = pending_entries(RecordId::new(), &a, &BTreeMap::new());
         assert_eq!(listed.len(), 1, "running entries wait");
         assert_eq!(listed[0].minutes, 30);
@@ -851,9 +847,15 @@ mod tests {
             .expect_err("decided");
         assert_eq!(e.code(), "conflict");
         assert_eq!(
-            decide_time_entry(&mut doc, Role::Admin, RecordId::new(), TimeDecision::Approve, at)
-                .expect_err("none")
-                .code(),
+            decide_time_entry(
+                &mut doc,
+                Role::Admin,
+                RecordId::new(),
+                TimeDecision::Approve,
+                at
+            )
+            .expect_err("none")
+            .code(),
             "not_found"
         );
     }

@@ -136,14 +136,14 @@ async fn list_of(
     else {
         return Ok(None);
     };
-    if !cache.contains_key(&id) {
+    if let std::collections::btree_map::Entry::Vacant(slot) = cache.entry(id) {
         let list = match db::records::readable_doc(&ctx.db, caller, id).await? {
             Some((RecordKind::PriceList, bytes)) => RecordDoc::load(&bytes)
                 .ok()
                 .and_then(|d| d.read::<PriceList>().ok()),
             _ => None,
         };
-        cache.insert(id, list);
+        slot.insert(list);
     }
     Ok(cache.get(&id).cloned().flatten().map(|l| (id, l)))
 }

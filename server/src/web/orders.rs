@@ -257,9 +257,9 @@ pub(super) async fn fulfil(
     web.check_csrf(form.csrf.as_deref())?;
     check_id(&id)?;
     match service::orders::fulfil(&ctx, &web.caller, &id, Some(form.note.as_str())).await {
-        Ok(status) => {
-            Ok(Redirect::to(&format!("/web/orders/{id}?decided={}", status.as_str())).into_response())
-        }
+        Ok(status) => Ok(
+            Redirect::to(&format!("/web/orders/{id}?decided={}", status.as_str())).into_response(),
+        ),
         Err(e @ (Error::BadRequest(_) | Error::Conflict(_))) => {
             let order = service::orders::order(&ctx, &web.caller, &id).await?;
             let status = status_of(e.kind());
