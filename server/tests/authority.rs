@@ -457,9 +457,13 @@ fn status_locks_hold_and_the_server_prices_submitted_orders(w: World) {
             .map(|l| l.unit_price.minor)
             .collect::<Vec<_>>()
     };
-    assert_eq!(status(fair), OrderStatus::Submitted, "within policy");
+    assert_eq!(
+        status(fair),
+        OrderStatus::Confirmed,
+        "within policy: confirmed by the server in the same push"
+    );
     assert_eq!(price(fair), vec![1_000]);
-    assert_eq!(status(cheap), OrderStatus::Submitted);
+    assert_eq!(status(cheap), OrderStatus::Confirmed);
     assert_eq!(
         price(cheap),
         vec![1_000],
@@ -488,26 +492,29 @@ fn status_locks_hold_and_the_server_prices_submitted_orders(w: World) {
         "{by_server:?}"
     );
 
-    // Lines after submission, written past the device's own check.
-    let out = ana.push_forged(w.server_doc(fair).expect("copy"), |doc| {
-        doc.update::<Order>(today(11), |o| {
-            for l in o.lines.values_mut() {
-                l.unit_price.minor = 1;
-            }
-        })
-        .expect("edit");
-    });
-    let message = refused(&out, RejectCode::Forbidden, "prices after submission");
-    assert!(message.contains("submitted"), "{message}");
+    // Lines after submission, written past the device's own check: on an
+    // order waiting for a manager and on a confirmed one.
+    for (id, now) in [(bombed, "pending_approval"), (fair, "confirmed")] {
+        let out = ana.push_forged(w.server_doc(id).expect("copy"), |doc| {
+            doc.update::<Order>(today(11), |o| {
+                for l in o.lines.values_mut() {
+                    l.unit_price.minor = 1;
+                }
+            })
+            .expect("edit");
+        });
+        let message = refused(&out, RejectCode::Forbidden, "prices after submission");
+        assert!(message.contains(now), "{message}");
+    }
     assert!(
         ana.store()
-            .update::<Order>(fair, today(11), |o| o.notes = Some("n".into()))
+            .update::<Order>(bombed, today(11), |o| o.notes = Some("n".into()))
             .is_ok(),
-        "notes stay open"
+        "notes stay open while the order waits for a manager"
     );
     assert!(
         ana.store()
-            .update::<Order>(fair, today(11), |o| o.delivery_date =
+            .update::<Order>(bombed, today(11), |o| o.delivery_date =
                 Some("2030-01-01".into()))
             .is_err(),
         "the device refuses what the server would"

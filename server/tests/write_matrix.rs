@@ -10,11 +10,12 @@
 //! checks never stand in for the server's.
 //!
 //! Records are brought to each status through their state machines by the
-//! users who may take each step (the order's `pending_approval` by the
-//! server, pricing a discount over the price list's maximum). Statuses that
-//! no device and no push can reach yet — an order `confirmed` or `fulfilled`,
-//! a job `closed`, all made by the office through the server — are counted
-//! and named in the output as not reached.
+//! users who may take each step (the order's `pending_approval` and
+//! `confirmed` by the server, deciding a submitted order against its price
+//! list in the same push; `fulfilled` by an administrator). Statuses that no
+//! record keeps after a push — an order `submitted`, which the server decides
+//! at once — or that no push can reach — a job `closed`, made by the office
+//! through the server — are counted and named in the output as not reached.
 //!
 //! The test prints the number of checks.
 
@@ -389,7 +390,10 @@ fn matrix(backend: Backend) {
     let mut unreached: Vec<String> = Vec::new();
     for &status in OrderStatus::ALL {
         let mut o = Order::new(w.meta("ana"), ana_shop, "EUR");
-        if status == OrderStatus::PendingApproval {
+        if matches!(
+            status,
+            OrderStatus::PendingApproval | OrderStatus::Confirmed | OrderStatus::Fulfilled
+        ) {
             o.price_list_id = Some(ctx.list);
         }
         o.lines.insert(
@@ -399,12 +403,9 @@ fn matrix(backend: Backend) {
                 ..OrderLine::new(ctx.product, Qty::units(1), Money::new(1_000, "EUR"))
             },
         );
-        match status {
-            OrderStatus::Confirmed | OrderStatus::Fulfilled => {
-                unreached.push(format!("order {status}"));
-                continue;
-            }
-            _ => {}
+        if status == OrderStatus::Submitted {
+            unreached.push(format!("order {status}"));
+            continue;
         }
         let id = create_stateful(&w, ana, &o);
         let submit = |d: &mut RecordDoc| {
@@ -412,7 +413,19 @@ fn matrix(backend: Backend) {
         };
         match status {
             OrderStatus::Draft => {}
-            OrderStatus::Submitted | OrderStatus::PendingApproval => step(&w, ana, id, submit),
+            OrderStatus::PendingApproval | OrderStatus::Confirmed => step(&w, ana, id, submit),
+            OrderStatus::Fulfilled => {
+                step(&w, ana, id, submit);
+                let adam = &u.adam;
+                step(&w, adam, id, |d| {
+                    d.transition::<Order>(
+                        &adam.actor,
+                        &TransitionRequest::new(OrderStatus::Fulfilled, today(12)),
+                        |_| {},
+                    )
+                    .expect("fulfil");
+                });
+            }
             OrderStatus::Rejected => {
                 step(&w, ana, id, submit);
                 step(&w, mona, id, |d| {

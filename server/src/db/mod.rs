@@ -19,6 +19,7 @@ pub mod facts;
 pub mod keys;
 pub mod notify;
 pub mod plan;
+pub mod orders;
 pub mod records;
 pub mod reports;
 pub mod web_sessions;

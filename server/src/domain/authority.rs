@@ -19,9 +19,10 @@
 //!   team; administrators for anyone of the organisation; always to users,
 //!   teams and territories that exist in it.
 //! - **Server-made values**: a submitted order is priced from its price list
-//!   (its own, else its account's), and one with a product off the list or a
-//!   discount over the list's maximum is moved to `pending_approval`, by the
-//!   server as its own actor ([`server_actor`]) in the same push.
+//!   (its own, else its account's) and decided in the same push, by the server
+//!   as its own actor ([`server_actor`]): `confirmed` within the list's policy,
+//!   `pending_approval` (with the reasons) with a product off the list, a
+//!   discount over the list's maximum, a list in another currency or no list.
 //!
 //! Refusals here look like the model's: a rejection in the device's ledger,
 //! the server's version of the record sent back.
@@ -567,9 +568,9 @@ fn complete_with(
     let doc = &mut pending.merged;
     let heads = doc.heads();
     if let Some(order) = submitted_order(&w.projection, pending.before.as_ref(), doc)
-        && let Ok(Some(list)) = price_list_of(&order, lookups)
+        && let Ok(list) = price_list_of(&order, lookups)
     {
-        price(doc, &order, &list, caller.org).map_err(|e| {
+        price(doc, &order, list.as_ref(), caller.org).map_err(|e| {
             refusal(
                 RejectCode::Internal,
                 format!("the server could not price the order: {e}"),
@@ -687,69 +688,77 @@ fn verify_geofence(
     Ok(())
 }
 
-/// Prices a just-submitted order from its price list, as the server: every
-/// line of a product on the list takes the list's unit price; a product off
-/// the list, a list in another currency or a discount over the list's
-/// maximum moves the order to `pending_approval` for a manager.
+/// Why the server confirmed an order at once: the reason of its event.
+pub const WITHIN_POLICY: &str = "priced from the price list, within its policy";
+
+/// Prices a just-submitted order from its price list and decides it, as the
+/// server: every line of a product on the list takes the list's unit price;
+/// then the order is `confirmed` when it is within the list's policy, or moved
+/// to `pending_approval` for a manager, with the reasons, when a product is
+/// off the list, the list is in another currency, a discount is over the
+/// list's maximum, or no price list applies at all (nothing to check the
+/// rep's prices against).
 fn price(
     doc: &mut RecordDoc,
     order: &Order,
-    list: &PriceList,
+    list: Option<&PriceList>,
     org: OrgId,
 ) -> Result<(), fieldsync_core::model::ModelError> {
     let (server, actor_id) = server_actor(org);
     doc.set_actor(actor_id);
     let at = DeviceTime::utc(super::note::now_ms());
     let mut why: Vec<String> = Vec::new();
-    if list.currency != order.currency {
-        why.push(format!(
+    match list {
+        None => why
+            .push("no price list applies to the order, so its prices are the rep's own".to_owned()),
+        Some(list) if list.currency != order.currency => why.push(format!(
             "the price list is in {}, the order in {}",
             list.currency, order.currency
-        ));
-    } else {
-        doc.update_by::<Order>(Some(Role::Server), at, |o| {
-            for line in o.lines.values_mut() {
-                if let Some(item) = list.items.get(&line.product_id) {
-                    line.unit_price = item.unit_price.clone();
+        )),
+        Some(list) => {
+            doc.update_by::<Order>(Some(Role::Server), at, |o| {
+                for line in o.lines.values_mut() {
+                    if let Some(item) = list.items.get(&line.product_id) {
+                        line.unit_price = item.unit_price.clone();
+                    }
                 }
-            }
-        })?;
-        let priced: Order = doc.read_stateful()?;
-        let totals = priced.totals().ok();
-        for (id, line) in &priced.lines {
-            let Some(item) = list.items.get(&line.product_id) else {
-                why.push(format!(
-                    "product {} is not on the price list",
-                    line.product_id
-                ));
-                continue;
-            };
-            let over = totals
-                .as_ref()
-                .and_then(|t| t.lines.get(id))
-                .is_none_or(|l| {
-                    l.gross > 0
-                        && i128::from(l.discount) * 10_000
-                            > i128::from(l.gross) * i128::from(item.max_discount_bp)
-                });
-            if over {
-                why.push(format!(
-                    "a discount on product {} is over the {} % the price list allows",
-                    line.product_id,
-                    f64::from(item.max_discount_bp) / 100.0
-                ));
+            })?;
+            let priced: Order = doc.read_stateful()?;
+            let totals = priced.totals().ok();
+            for (id, line) in &priced.lines {
+                let Some(item) = list.items.get(&line.product_id) else {
+                    why.push(format!(
+                        "product {} is not on the price list",
+                        line.product_id
+                    ));
+                    continue;
+                };
+                let over = totals
+                    .as_ref()
+                    .and_then(|t| t.lines.get(id))
+                    .is_none_or(|l| {
+                        l.gross > 0
+                            && i128::from(l.discount) * 10_000
+                                > i128::from(l.gross) * i128::from(item.max_discount_bp)
+                    });
+                if over {
+                    why.push(format!(
+                        "a discount on product {} is over the {} % the price list allows",
+                        line.product_id,
+                        f64::from(item.max_discount_bp) / 100.0
+                    ));
+                }
             }
         }
     }
-    if !why.is_empty() {
+    let decision = if why.is_empty() {
+        TransitionRequest::new(OrderStatus::Confirmed, at).with_reason(WITHIN_POLICY)
+    } else {
         why.sort();
         why.dedup();
-        doc.transition::<Order>(
-            &server,
-            &TransitionRequest::new(OrderStatus::PendingApproval, at).with_reason(why.join("; ")),
-            |_| {},
-        )?;
-    }
+        TransitionRequest::new(OrderStatus::PendingApproval, at).with_reason(why.join("; "))
+    };
+    doc.transition::<Order>(&server, &decision, |_| {})?;
     Ok(())
 }
 

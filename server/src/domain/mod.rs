@@ -30,6 +30,7 @@ pub mod error;
 pub mod figures;
 pub mod note;
 pub mod plan;
+pub mod orders;
 pub mod push;
 pub mod redact;
 pub mod review;

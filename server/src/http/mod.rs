@@ -22,6 +22,7 @@ pub mod figures;
 pub mod live;
 pub mod meta;
 pub mod plan;
+pub mod orders;
 pub mod review;
 pub mod schema;
 pub mod serve;
@@ -51,6 +52,7 @@ pub fn router() -> Router<Arc<Context>> {
         .merge(users::routes())
         .merge(live::routes())
         .merge(review::routes())
+        .merge(orders::routes())
         .merge(attachments::routes())
         .merge(figures::routes())
         .merge(conflicts::routes())

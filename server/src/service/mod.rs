@@ -19,6 +19,7 @@ pub mod demo;
 pub mod devices;
 pub mod export;
 pub mod plan;
+pub mod orders;
 pub mod reports;
 pub mod review;
 pub mod signatures;

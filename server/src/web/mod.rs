@@ -24,6 +24,8 @@
 //! `/web/conflicts` (the conflicts queue and its resolve forms),
 //! `/web/plan` (the team's day or week; planning visits and routes, creating,
 //! assigning, reassigning and cancelling jobs' assignments, reopening visits),
+//! `/web/orders` (the order approval queue), `/web/orders/{id}` (one order,
+//! its decision and fulfilment forms), `/web/time` (time approvals),
 //! `/web/attachments/{sha256}` and `.../thumbnail` (downloads and photo
 //! thumbnails for the signed-in manager).
 
@@ -33,6 +35,7 @@ mod dashboard;
 mod format;
 mod inbox;
 mod plan;
+mod orders;
 mod report;
 pub mod session;
 
@@ -78,6 +81,15 @@ pub fn routes() -> Router<Arc<Context>> {
         .route("/web/inbox/decisions", post(inbox::decide))
         .route("/web/reports/{id}", get(report::show))
         .route("/web/reports/{id}/decision", post(report::decide))
+        .route("/web/orders", get(orders::queue))
+        .route("/web/orders/{id}", get(orders::show))
+        .route("/web/orders/{id}/decision", post(orders::decide))
+        .route("/web/orders/{id}/fulfilment", post(orders::fulfil))
+        .route("/web/time", get(orders::time))
+        .route(
+            "/web/time/{assignment}/{entry}/decision",
+            post(orders::decide_time),
+        )
         .route("/web/dashboard", get(dashboard::show))
         .route("/web/export/{file}", get(dashboard::csv))
         .route("/web/conflicts", get(conflicts::show))
@@ -277,6 +289,8 @@ pub fn page(title: &str, chrome: Option<Chrome<'_>>, body: Markup) -> Markup {
                         nav aria-label="Main" {
                             ul {
                                 li { a href="/web/inbox" aria-current=[(title == "Review inbox").then_some("page")] { "Review inbox" } }
+                                li { a href="/web/orders" aria-current=[(title == "Orders").then_some("page")] { "Orders" } }
+                                li { a href="/web/time" aria-current=[(title == "Time approvals").then_some("page")] { "Time" } }
                                 li { a href="/web/dashboard" aria-current=[(title == "Team dashboard").then_some("page")] { "Dashboard" } }
                                 li { a href="/web/conflicts" aria-current=[(title == "Conflicts").then_some("page")] { "Conflicts" } }
                                 li { a href="/web/plan" aria-current=[(title == "Plan").then_some("page")] { "Plan" } }
