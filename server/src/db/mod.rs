@@ -16,6 +16,7 @@ pub mod conflicts;
 pub mod devices;
 pub mod export;
 pub mod facts;
+pub mod jobs;
 pub mod keys;
 pub mod notify;
 pub mod records;

@@ -18,6 +18,7 @@ pub mod conflicts;
 pub mod demo;
 pub mod devices;
 pub mod export;
+pub mod jobs;
 pub mod reports;
 pub mod review;
 pub mod signatures;

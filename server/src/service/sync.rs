@@ -99,6 +99,12 @@ pub async fn push(ctx: &Context, caller: &Caller, req: &PushRequest) -> Result<P
                 if let (Database::Sqlite(_), Some(note)) = (&ctx.db, applied.note) {
                     ctx.hub.publish(note);
                 }
+                // What the server does once a change is stored: an assignment
+                // whose status moved rolls its job up (a push of its own, as
+                // the server; a failure is left to the sweep).
+                if !applied.status_changes.is_empty() {
+                    super::jobs::after_push(ctx, caller.org, &applied.status_changes).await;
+                }
                 let response = push::response(applied.results);
                 ctx.metrics.pushed(&response);
                 return Ok(response);
