@@ -118,6 +118,26 @@ pub struct Settings {
     /// Where attachments live and how long an unfinished upload is kept
     /// (the `[attachments]` table of the file).
     pub attachments: AttachmentSettings,
+    /// Service jobs: the roll-up sweep (the `[jobs]` table of the file).
+    pub jobs: JobSettings,
+}
+
+/// The `[jobs]` table of the settings file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobSettings {
+    /// How often each node re-derives the status of every job not yet done
+    /// whose status disagrees with its assignments (a roll-up lost to a crash
+    /// between a push and its roll-up), in seconds (0: never).
+    pub sweep_interval_secs: u64,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        JobSettings {
+            sweep_interval_secs: 300,
+        }
+    }
 }
 
 /// The `[web]` table of the settings file.
@@ -265,6 +285,7 @@ impl Default for Settings {
             live_streams_per_user: 16,
             scope: ScopeSettings::default(),
             attachments: AttachmentSettings::default(),
+            jobs: JobSettings::default(),
         }
     }
 }
@@ -345,6 +366,7 @@ impl fmt::Debug for Settings {
             .field("web", &self.web)
             .field("scope", &self.scope)
             .field("attachments", &self.attachments)
+            .field("jobs", &self.jobs)
             .finish()
     }
 }
@@ -401,6 +423,7 @@ struct FileSettings {
     live_streams_per_user: Option<usize>,
     scope: Option<ScopeSettings>,
     attachments: Option<AttachmentSettings>,
+    jobs: Option<JobSettings>,
 }
 
 /// The flags and environment variables of every command that opens the database.
@@ -504,6 +527,11 @@ pub struct SettingsArgs {
     /// (HTTPS only); false to try the pages over plain HTTP [default: true].
     #[arg(long, env = "FIELDSYNC_SECURE_COOKIES")]
     pub secure_cookies: Option<bool>,
+
+    /// Seconds between two passes of the job roll-up sweep on this node; 0 for
+    /// none [default: 300, or `[jobs] sweep_interval_secs`].
+    #[arg(long, env = "FIELDSYNC_JOBS_SWEEP_INTERVAL_SECS")]
+    pub jobs_sweep_interval_secs: Option<u64>,
 
     /// Live streams one device may hold open at once, per node; 0 for no limit [default: 4].
     #[arg(long, env = "FIELDSYNC_LIVE_STREAMS_PER_DEVICE")]
@@ -654,6 +682,13 @@ impl SettingsArgs {
                 .unwrap_or(d.live_streams_per_user),
             scope: file.scope.unwrap_or(d.scope),
             attachments: file.attachments.unwrap_or(d.attachments),
+            jobs: {
+                let mut jobs = file.jobs.unwrap_or(d.jobs);
+                if let Some(secs) = self.jobs_sweep_interval_secs {
+                    jobs.sweep_interval_secs = secs;
+                }
+                jobs
+            },
         };
         settings.validate()?;
         Ok(settings)

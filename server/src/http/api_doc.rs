@@ -43,7 +43,7 @@ impl Modify for BearerAuth {
     info(
         title = "Fieldsync server API",
         description = "Sign-in, sync (CBOR, docs/protocol.md), live notifications, attachments, \
-            devices and the managers' review API. Every error answers `{\"error\": {\"code\", \"message\"}}`."
+            devices, the managers' review API and the back office's jobs. Every error answers `{\"error\": {\"code\", \"message\"}}`."
     ),
     modifiers(&BearerAuth),
     paths(
@@ -76,6 +76,10 @@ impl Modify for BearerAuth {
         super::export::visits_csv,
         super::export::orders_csv,
         super::export::jobs_csv,
+        super::jobs::list,
+        super::jobs::detail,
+        super::jobs::close,
+        super::jobs::cancel,
         openapi_json,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
@@ -86,6 +90,7 @@ impl Modify for BearerAuth {
         (name = "users", description = "Disabling accounts"),
         (name = "attachments", description = "Resumable, chunked uploads and scope-checked downloads"),
         (name = "review", description = "Managers' review of visit reports"),
+        (name = "jobs", description = "Service jobs in the back office: list, close, cancel"),
         (name = "figures", description = "Team dashboard, fleet sync health, conflicts queue, CSV export"),
         (name = "meta", description = "Health and this description"),
     )

@@ -19,6 +19,7 @@ pub mod error;
 pub mod export;
 pub mod extract;
 pub mod figures;
+pub mod jobs;
 pub mod live;
 pub mod meta;
 pub mod review;
@@ -54,4 +55,5 @@ pub fn router() -> Router<Arc<Context>> {
         .merge(figures::routes())
         .merge(conflicts::routes())
         .merge(export::routes())
+        .merge(jobs::routes())
 }
