@@ -635,10 +635,19 @@ mod tests {
             first_arrival: Some(DeviceTime::utc(10)),
             completed: Some(DeviceTime::utc(30)),
         };
-        assert_eq!(rollup_path(Scheduled, Completed), vec![InProgress, Completed]);
-        apply_rollup_with(&mut doc, &server, &[A::Completed], times, DeviceTime::utc(99))
-            .expect("rollup")
-            .expect("a change");
+        assert_eq!(
+            rollup_path(Scheduled, Completed),
+            vec![InProgress, Completed]
+        );
+        apply_rollup_with(
+            &mut doc,
+            &server,
+            &[A::Completed],
+            times,
+            DeviceTime::utc(99),
+        )
+        .expect("rollup")
+        .expect("a change");
         let j: ServiceJob = doc.read_stateful().expect("read");
         assert_eq!(j.status, Completed);
         assert_eq!(j.first_arrived_at, Some(DeviceTime::utc(10)));
@@ -652,8 +661,14 @@ mod tests {
         assert_eq!(moves, vec![("in_progress", 10), ("completed", 30)]);
         // Run again: nothing to write.
         assert_eq!(
-            apply_rollup_with(&mut doc, &server, &[A::Completed], times, DeviceTime::utc(100))
-                .expect("again"),
+            apply_rollup_with(
+                &mut doc,
+                &server,
+                &[A::Completed],
+                times,
+                DeviceTime::utc(100)
+            )
+            .expect("again"),
             None
         );
     }
@@ -690,7 +705,14 @@ mod tests {
         apply_rollup(&mut doc, &server, &[A::Completed], DeviceTime::utc(20)).expect("done");
         let err = close(&mut doc, &manager, DeviceTime::utc(30), "  ", true).expect_err("refused");
         assert!(err.to_string().contains("resolution"), "{err}");
-        close(&mut doc, &manager, DeviceTime::utc(31), "Seal replaced", true).expect("closed");
+        close(
+            &mut doc,
+            &manager,
+            DeviceTime::utc(31),
+            "Seal replaced",
+            true,
+        )
+        .expect("closed");
         let j: ServiceJob = doc.read_stateful().expect("read");
         assert_eq!(j.status, Closed);
         assert_eq!(j.closed_at, Some(DeviceTime::utc(31)));

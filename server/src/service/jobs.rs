@@ -49,8 +49,7 @@ use fieldsync_core::{OrgId, RecordId, UserId};
 use super::Context;
 use crate::db::{self, jobs as db_jobs, records, reports as db_reports};
 use crate::domain::jobs::{
-    self as rules, AssignmentView, JobDetail, JobFilter, JobPage, JobRow, Managing,
-    TechnicianOnJob,
+    self as rules, AssignmentView, JobDetail, JobFilter, JobPage, JobRow, Managing, TechnicianOnJob,
 };
 use crate::domain::{Caller, Error, Result};
 
@@ -119,9 +118,7 @@ fn roll_up_once<'a>(
         let mut doc = RecordDoc::load(&bytes).map_err(|e| unreadable(id, e))?;
         let assignments = assignments_of(ctx, &server, id).await?;
         let statuses: Vec<AssignmentStatus> = assignments.iter().map(|a| a.status).collect();
-        let current = doc
-            .status::<JobStatus>()
-            .map_err(|e| unreadable(id, e))?;
+        let current = doc.status::<JobStatus>().map_err(|e| unreadable(id, e))?;
         if job::rollup(current, &statuses) != current
             && rules::rollup_target(current, &statuses).is_none()
         {
@@ -143,9 +140,7 @@ fn roll_up_once<'a>(
             return Ok(None);
         }
         super::sync::push_since(ctx, &server, id, kind, &mut doc, &before).await?;
-        let status = doc
-            .status::<JobStatus>()
-            .map_err(|e| unreadable(id, e))?;
+        let status = doc.status::<JobStatus>().map_err(|e| unreadable(id, e))?;
         tracing::info!(job = %id, from = current.as_str(), to = status.as_str(), "job rolled up");
         Ok(Some(status))
     })
@@ -189,7 +184,9 @@ pub async fn sweep(ctx: &Context) -> Result<usize> {
             match roll_up(ctx, j.org, j.id).await {
                 Ok(Some(_)) => repaired += 1,
                 Ok(None) => {}
-                Err(e) => tracing::warn!(job = %j.id, error = %e, "the sweep could not roll up a job"),
+                Err(e) => {
+                    tracing::warn!(job = %j.id, error = %e, "the sweep could not roll up a job")
+                }
             }
         }
         if (page.len() as i64) < SWEEP_PAGE {

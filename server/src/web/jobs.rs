@@ -49,7 +49,10 @@ pub(super) async fn list(
     web: WebUser,
     WebQuery(params): WebQuery<ListParams>,
 ) -> Result<Response, WebError> {
-    let breached = params.sla_breached.as_deref().is_some_and(|v| !v.is_empty());
+    let breached = params
+        .sla_breached
+        .as_deref()
+        .is_some_and(|v| !v.is_empty());
     let filter = JobFilter::parse(
         params.status.as_deref(),
         params.technician.as_deref(),
@@ -178,7 +181,10 @@ pub(super) async fn show(
     let id = job_id(&id)?;
     let detail = service::jobs::detail(&ctx, &web.caller, &id).await?;
     let notice = match params.decided.as_deref() {
-        Some("closed") => Some((true, "Closed. Devices show it after their next sync.".to_owned())),
+        Some("closed") => Some((
+            true,
+            "Closed. Devices show it after their next sync.".to_owned(),
+        )),
         Some("cancelled") => Some((
             true,
             "Cancelled. Devices show it after their next sync.".to_owned(),

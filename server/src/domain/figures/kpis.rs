@@ -399,7 +399,11 @@ fn job_figures(jobs: &[JobRow], from_ms: i64, end_ms: i64, now_ms: i64) -> JobFi
         .iter()
         .filter(|j| during(j.first_arrived_ms))
         .filter_map(|j| {
-            crate::domain::jobs::promise_kept(j.first_arrived_ms, j.window_start_ms, j.window_end_ms)
+            crate::domain::jobs::promise_kept(
+                j.first_arrived_ms,
+                j.window_start_ms,
+                j.window_end_ms,
+            )
         })
         .collect();
     JobFigures {
