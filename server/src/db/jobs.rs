@@ -56,30 +56,30 @@ pub async fn list(
          LIMIT $17 OFFSET $18";
     let status = filter.status.map(|s| s.as_str());
     let technician = filter.technician.map(|t| *t.as_uuid());
-    let rows: Vec<(String, Option<String>, Option<i64>, Option<i64>, Vec<u8>)> =
-        on_pool!(db, |pool, uuid| {
-            sqlx::query_as(sql)
-                .bind(uuid(*caller.org.as_uuid()))
-                .bind(RecordKind::ServiceJob.as_str())
-                .bind(false)
-                .bind(&p[0])
-                .bind(&p[1])
-                .bind(&p[2])
-                .bind(&p[3])
-                .bind(&p[4])
-                .bind(status)
-                .bind(technician.map(uuid))
-                .bind(RecordKind::Assignment.as_str())
-                .bind(filter.sla_breached)
-                .bind(JobStatus::Cancelled.as_str())
-                .bind(JobStatus::Completed.as_str())
-                .bind(JobStatus::Closed.as_str())
-                .bind(now_ms)
-                .bind(i64::from(filter.per_page) + 1)
-                .bind(filter.offset())
-                .fetch_all(pool)
-                .await?
-        });
+    type Row = (String, Option<String>, Option<i64>, Option<i64>, Vec<u8>);
+    let rows: Vec<Row> = on_pool!(db, |pool, uuid| {
+        sqlx::query_as(sql)
+            .bind(uuid(*caller.org.as_uuid()))
+            .bind(RecordKind::ServiceJob.as_str())
+            .bind(false)
+            .bind(&p[0])
+            .bind(&p[1])
+            .bind(&p[2])
+            .bind(&p[3])
+            .bind(&p[4])
+            .bind(status)
+            .bind(technician.map(uuid))
+            .bind(RecordKind::Assignment.as_str())
+            .bind(filter.sla_breached)
+            .bind(JobStatus::Cancelled.as_str())
+            .bind(JobStatus::Completed.as_str())
+            .bind(JobStatus::Closed.as_str())
+            .bind(now_ms)
+            .bind(i64::from(filter.per_page) + 1)
+            .bind(filter.offset())
+            .fetch_all(pool)
+            .await?
+    });
     rows.into_iter()
         .map(|(id, status, sla_due_ms, completed_ms, doc)| {
             Ok(ListedJob {

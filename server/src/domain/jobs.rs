@@ -397,60 +397,81 @@ pub fn entries_of(a: &Assignment) -> (Vec<PartUsed>, Vec<TimeEntry>, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rstest::rstest;
 
     use AssignmentStatus as A;
     use JobStatus::*;
 
-    #[rstest]
-    #[case::assigned(Open, &[A::Scheduled], Some(Scheduled))]
-    #[case::completed_offline(Scheduled, &[A::Completed], Some(Completed))]
-    #[case::never_started_then_done(Open, &[A::Completed], Some(Completed))]
-    #[case::travelling(Scheduled, &[A::Traveling], Some(InProgress))]
-    #[case::already_there(InProgress, &[A::InProgress], None)]
-    #[case::reopened_work_is_the_managers(Completed, &[A::InProgress], None)]
-    #[case::closed_stays(Closed, &[A::Completed], None)]
-    #[case::nothing_assigned(Open, &[], None)]
-    fn the_server_rolls_up_what_is_its_to_roll_up(
-        #[case] current: JobStatus,
-        #[case] assignments: &[A],
-        #[case] expected: Option<JobStatus>,
-    ) {
-        assert_eq!(rollup_target(current, assignments), expected);
+    #[test]
+    fn the_server_rolls_up_what_is_its_to_roll_up() {
+        let table: &[(JobStatus, &[A], Option<JobStatus>, &str)] = &[
+            (Open, &[A::Scheduled], Some(Scheduled), "assigned"),
+            (
+                Scheduled,
+                &[A::Completed],
+                Some(Completed),
+                "completed offline",
+            ),
+            (
+                Open,
+                &[A::Completed],
+                Some(Completed),
+                "never rolled up, then done",
+            ),
+            (Scheduled, &[A::Traveling], Some(InProgress), "travelling"),
+            (InProgress, &[A::InProgress], None, "already there"),
+            (
+                Completed,
+                &[A::InProgress],
+                None,
+                "reopening is a manager's",
+            ),
+            (Closed, &[A::Completed], None, "closed stays closed"),
+            (Open, &[], None, "nothing assigned"),
+        ];
+        for (current, assignments, expected, case) in table {
+            assert_eq!(rollup_target(*current, assignments), *expected, "{case}");
+        }
     }
 
-    #[rstest]
-    // (status, due, completed, now, breached)
-    #[case(Completed, Some(100), Some(150), 10, true)]
-    #[case(Closed, Some(100), Some(90), 500, false)]
-    #[case(InProgress, Some(100), None, 101, true)]
-    #[case(Open, Some(100), None, 99, false)]
-    #[case(Cancelled, Some(100), None, 500, false)]
-    #[case(Open, None, None, 500, false)]
-    fn sla_table(
-        #[case] status: JobStatus,
-        #[case] due: Option<i64>,
-        #[case] done: Option<i64>,
-        #[case] now: i64,
-        #[case] breached: bool,
-    ) {
-        assert_eq!(sla_breached(status, due, done, now), breached);
+    #[test]
+    fn sla_table() {
+        // (status, due, completed, now, breached)
+        let table = [
+            (Completed, Some(100), Some(150), 10, true),
+            (Closed, Some(100), Some(90), 500, false),
+            (InProgress, Some(100), None, 101, true),
+            (Open, Some(100), None, 99, false),
+            (Cancelled, Some(100), None, 500, false),
+            (Open, None, None, 500, false),
+            (Completed, Some(100), None, 500, true),
+        ];
+        for (status, due, done, now, breached) in table {
+            assert_eq!(
+                sla_breached(status, due, done, now),
+                breached,
+                "{status:?} due {due:?} done {done:?} at {now}"
+            );
+        }
     }
 
-    #[rstest]
-    #[case(Some(50), Some(40), Some(60), Some(true))]
-    #[case(Some(70), Some(40), Some(60), Some(false))]
-    #[case(Some(30), Some(40), Some(60), Some(false))]
-    #[case(Some(30), None, Some(60), Some(true))]
-    #[case(None, Some(40), Some(60), None)]
-    #[case(Some(50), None, None, None)]
-    fn promise_table(
-        #[case] arrival: Option<i64>,
-        #[case] from: Option<i64>,
-        #[case] to: Option<i64>,
-        #[case] kept: Option<bool>,
-    ) {
-        assert_eq!(promise_kept(arrival, from, to), kept);
+    #[test]
+    fn promise_table() {
+        // (first arrival, window start, window end, kept)
+        let table = [
+            (Some(50), Some(40), Some(60), Some(true)),
+            (Some(70), Some(40), Some(60), Some(false)),
+            (Some(30), Some(40), Some(60), Some(false)),
+            (Some(30), None, Some(60), Some(true)),
+            (None, Some(40), Some(60), None),
+            (Some(50), None, None, None),
+        ];
+        for (arrival, from, to, kept) in table {
+            assert_eq!(
+                promise_kept(arrival, from, to),
+                kept,
+                "{arrival:?} in {from:?}..{to:?}"
+            );
+        }
     }
 
     #[test]

@@ -463,7 +463,7 @@ fn render_job(
                     input type="hidden" name="csrf" value=(web.csrf);
                     label for="resolution" { "Resolution (required)" }
                     textarea #resolution name="resolution" rows="3" maxlength="4000" required { (resolution) }
-                    fieldset {
+                    fieldset.choice {
                         legend { "Fixed on the first visit?" }
                         input #ftf-yes type="radio" name="first_time_fix" value="yes" checked[j.first_time_fix != Some(false)];
                         label for="ftf-yes" { "Yes" }
