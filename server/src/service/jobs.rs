@@ -9,7 +9,9 @@
 //! derives the job's status with the shared model (`job::apply_rollup_with`,
 //! dated by the field's own arrival and end-of-work times) and stores the
 //! result as itself (`domain::jobs::server_caller`, role `server`) through
-//! the same push path, so every device gets it with its next pull, live
+//! the same push path (`service::write`, without the reactions of
+//! `service::sync::push`: a roll-up writes a job, never an assignment), so
+//! every device gets it with its next pull, live
 //! devices are told at once, and the audit trail names the server.
 //!
 //! It runs after the commit rather than inside the assignment's transaction:
@@ -31,7 +33,7 @@
 //!
 //! Close and cancel are decided by `domain::jobs` and written on the
 //! manager's behalf (`Caller::on_behalf`) through the push path, like a
-//! report's review.
+//! report's review (`service::write` too: they write the job alone).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -139,7 +141,7 @@ fn roll_up_once<'a>(
         if written.is_none() {
             return Ok(None);
         }
-        super::sync::push_since(ctx, &server, id, kind, &mut doc, &before).await?;
+        super::write::push_since(ctx, &server, id, kind, &mut doc, &before).await?;
         let status = doc.status::<JobStatus>().map_err(|e| unreadable(id, e))?;
         tracing::info!(job = %id, from = current.as_str(), to = status.as_str(), "job rolled up");
         Ok(Some(status))
@@ -423,7 +425,7 @@ pub async fn close(
         resolution,
         first_time_fix,
     )?;
-    super::sync::push_since(ctx, &writer, id, RecordKind::ServiceJob, &mut doc, &before).await?;
+    super::write::push_since(ctx, &writer, id, RecordKind::ServiceJob, &mut doc, &before).await?;
     Ok(JobStatus::Closed)
 }
 
@@ -451,7 +453,7 @@ pub async fn cancel(
         DeviceTime::now_utc(),
         reason,
     )?;
-    super::sync::push_since(ctx, &writer, id, RecordKind::ServiceJob, &mut doc, &before).await?;
+    super::write::push_since(ctx, &writer, id, RecordKind::ServiceJob, &mut doc, &before).await?;
     Ok(JobStatus::Cancelled)
 }
 

@@ -23,6 +23,7 @@ pub mod reports;
 pub mod review;
 pub mod signatures;
 pub mod sync;
+pub mod write;
 
 use std::sync::Arc;
 
