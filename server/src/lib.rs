@@ -159,12 +159,22 @@ pub async fn launch_with_tcp_listener(
             std::time::Duration::from_secs(settings.visits.missed_check_interval_secs),
         ))
     });
+    // Rolls up jobs whose roll-up was missed (every node; see service::jobs).
+    let job_sweeper = (settings.jobs.sweep_interval_secs > 0).then(|| {
+        tokio::spawn(service::jobs::sweep_periodically(
+            state.clone(),
+            std::time::Duration::from_secs(settings.jobs.sweep_interval_secs),
+        ))
+    });
     let timeouts = state.timeouts;
     http::serve::serve(tcp, router(state), timeouts, shutdown).await?;
     stop_listener.send_replace(true);
     let _ = listener.await;
     reloader.abort();
-    for task in [cleaner, web_cleaner, missed].into_iter().flatten() {
+    for task in [cleaner, web_cleaner, missed, job_sweeper]
+        .into_iter()
+        .flatten()
+    {
         task.abort();
     }
     db.close().await;

@@ -59,6 +59,9 @@ enum Command {
     /// Visit upkeep.
     #[command(subcommand)]
     Visits(VisitsCommand),
+    /// Close or cancel service jobs on a manager's or administrator's behalf.
+    #[command(subcommand)]
+    Job(JobCommand),
     /// The office's decisions on orders (approve, reject, record fulfilment),
     /// for scripts: the same rules and the same push path as the pages.
     #[command(subcommand)]
@@ -225,6 +228,53 @@ struct OrderFulfil {
 }
 
 #[derive(Debug, Subcommand)]
+enum JobCommand {
+    /// Close a completed job with a resolution, as the back-office user --as
+    /// (devices get it with their next sync; the audit names that user).
+    Close(JobClose),
+    /// Cancel a job nobody is working on, with a reason, as the user --as.
+    Cancel(JobCancel),
+}
+
+#[derive(Debug, Args)]
+struct JobWho {
+    /// The organisation's slug.
+    #[arg(long)]
+    org: String,
+    /// Email of the manager or administrator on whose behalf it is written.
+    #[arg(long = "as")]
+    as_user: String,
+    /// The job's id.
+    #[arg(long)]
+    id: String,
+}
+
+#[derive(Debug, Args)]
+struct JobClose {
+    #[command(flatten)]
+    who: JobWho,
+    /// How the job was resolved.
+    #[arg(long)]
+    resolution: String,
+    /// Fixed on the first visit: yes or no.
+    #[arg(long, value_parser = ["yes", "no"])]
+    first_time_fix: String,
+    #[command(flatten)]
+    settings: SettingsArgs,
+}
+
+#[derive(Debug, Args)]
+struct JobCancel {
+    #[command(flatten)]
+    who: JobWho,
+    /// Why the job is cancelled.
+    #[arg(long)]
+    reason: String,
+    #[command(flatten)]
+    settings: SettingsArgs,
+}
+
+#[derive(Debug, Subcommand)]
 enum UserCommand {
     /// Add a user to an organisation.
     Add(UserAdd),
@@ -313,6 +363,7 @@ fn main() -> ExitCode {
             Command::User(UserCommand::Add(add)) => user_add(add).await,
             Command::User(UserCommand::Disable(u)) => user_toggle(u, true).await,
             Command::User(UserCommand::Enable(u)) => user_toggle(u, false).await,
+            Command::Job(command) => job(command).await,
             Command::Demo(args) => demo(args).await,
             Command::Keys(command) => keys(command).await,
             Command::Attachments(AttachmentsCommand::Cleanup(args)) => cleanup(args).await,
@@ -622,6 +673,44 @@ async fn order(command: OrderCommand) -> anyhow::Result<()> {
         println!(
             "fieldsync: order {} is {}",
             id.trim(),
+            fieldsync_core::model::Status::as_str(status)
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    db.close().await;
+    result
+}
+
+/// `fieldsync job close|cancel`: the same use case as the pages and the API,
+/// for the user `--as`, through the push path.
+async fn job(command: JobCommand) -> anyhow::Result<()> {
+    use fieldsync_server::service::jobs;
+    let (who, settings) = match &command {
+        JobCommand::Close(c) => (&c.who, &c.settings),
+        JobCommand::Cancel(c) => (&c.who, &c.settings),
+    };
+    let settings = settings.resolve()?;
+    let db = open_database(&settings).await?;
+    let result = async {
+        let ctx = fieldsync_server::Context::open(&settings, db.clone()).await?;
+        let caller = jobs::office_caller(&ctx, &who.org, &who.as_user).await?;
+        let status = match &command {
+            JobCommand::Close(c) => {
+                jobs::close(
+                    &ctx,
+                    &caller,
+                    &who.id,
+                    Some(&c.resolution),
+                    c.first_time_fix == "yes",
+                )
+                .await?
+            }
+            JobCommand::Cancel(c) => jobs::cancel(&ctx, &caller, &who.id, Some(&c.reason)).await?,
+        };
+        println!(
+            "fieldsync: job {} is {}",
+            who.id.trim(),
             fieldsync_core::model::Status::as_str(status)
         );
         anyhow::Ok(())

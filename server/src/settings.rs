@@ -120,6 +120,26 @@ pub struct Settings {
     pub attachments: AttachmentSettings,
     /// When planned visits count as missed (the `[visits]` table of the file).
     pub visits: VisitSettings,
+    /// Service jobs: the roll-up sweep (the `[jobs]` table of the file).
+    pub jobs: JobSettings,
+}
+
+/// The `[jobs]` table of the settings file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobSettings {
+    /// How often each node re-derives the status of every job not yet done
+    /// whose status disagrees with its assignments (a roll-up lost to a crash
+    /// between a push and its roll-up), in seconds (0: never).
+    pub sweep_interval_secs: u64,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        JobSettings {
+            sweep_interval_secs: 300,
+        }
+    }
 }
 
 /// The `[visits]` table of the settings file.
@@ -288,6 +308,7 @@ impl Default for Settings {
             scope: ScopeSettings::default(),
             attachments: AttachmentSettings::default(),
             visits: VisitSettings::default(),
+            jobs: JobSettings::default(),
         }
     }
 }
@@ -369,6 +390,7 @@ impl fmt::Debug for Settings {
             .field("scope", &self.scope)
             .field("attachments", &self.attachments)
             .field("visits", &self.visits)
+            .field("jobs", &self.jobs)
             .finish()
     }
 }
@@ -426,6 +448,7 @@ struct FileSettings {
     scope: Option<ScopeSettings>,
     attachments: Option<AttachmentSettings>,
     visits: Option<VisitSettings>,
+    jobs: Option<JobSettings>,
 }
 
 /// The flags and environment variables of every command that opens the database.
@@ -534,6 +557,11 @@ pub struct SettingsArgs {
     /// (HTTPS only); false to try the pages over plain HTTP [default: true].
     #[arg(long, env = "FIELDSYNC_SECURE_COOKIES")]
     pub secure_cookies: Option<bool>,
+
+    /// Seconds between two passes of the job roll-up sweep on this node; 0 for
+    /// none [default: 300, or `[jobs] sweep_interval_secs`].
+    #[arg(long, env = "FIELDSYNC_JOBS_SWEEP_INTERVAL_SECS")]
+    pub jobs_sweep_interval_secs: Option<u64>,
 
     /// Live streams one device may hold open at once, per node; 0 for no limit [default: 4].
     #[arg(long, env = "FIELDSYNC_LIVE_STREAMS_PER_DEVICE")]
@@ -690,6 +718,13 @@ impl SettingsArgs {
                     visits.missed_check_interval_secs = secs;
                 }
                 visits
+            },
+            jobs: {
+                let mut jobs = file.jobs.unwrap_or(d.jobs);
+                if let Some(secs) = self.jobs_sweep_interval_secs {
+                    jobs.sweep_interval_secs = secs;
+                }
+                jobs
             },
         };
         settings.validate()?;

@@ -712,7 +712,7 @@ fn the_server_recomputes_verdicts_checks_checklists_and_keeps_closing_in_the_off
         doc.transition::<ServiceJob>(
             &mona.actor,
             &TransitionRequest::new(JobStatus::Closed, today(11)),
-            |_| {},
+            |j| j.resolution = Some("Pump replaced".into()),
         )
         .expect("the model allows a manager");
     });

@@ -290,6 +290,16 @@ impl Stateful for ServiceJob {
                     "a reason is required to cancel a job",
                 ))
             }
+            JobStatus::Closed
+                if self
+                    .resolution
+                    .as_deref()
+                    .is_none_or(|r| r.trim().is_empty()) =>
+            {
+                Err(TransitionError::precondition(
+                    "a resolution is required to close a job",
+                ))
+            }
             _ => Ok(()),
         }
     }
@@ -316,6 +326,57 @@ pub fn cancel(
     )
 }
 
+/// Closes a completed job for the back office: the resolution (required,
+/// kept as written when it is the one the job already has, so a customer's
+/// signature over it still matches), whether it was fixed on the first visit,
+/// and `closed_at`, in one change with the status.
+pub fn close(
+    doc: &mut RecordDoc,
+    actor: &Actor,
+    at: DeviceTime,
+    resolution: &str,
+    first_time_fix: bool,
+) -> Result<ChangeHash, ModelError> {
+    let resolution = resolution.trim().to_owned();
+    doc.transition::<ServiceJob>(actor, &TransitionRequest::new(JobStatus::Closed, at), |j| {
+        j.closed_at = Some(at);
+        if j.resolution.as_deref().map(str::trim) != Some(resolution.as_str()) {
+            j.resolution = Some(resolution);
+        }
+        j.first_time_fix = Some(first_time_fix);
+    })
+}
+
+/// When the work a roll-up reports happened, read from the assignments
+/// (device times of the field's stamps, never the server's clock), so two
+/// servers rolling up the same job write the same values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RollupTimes {
+    /// The earliest arrival on site of any assignment.
+    pub first_arrival: Option<DeviceTime>,
+    /// The latest end of work of the completed assignments.
+    pub completed: Option<DeviceTime>,
+}
+
+impl RollupTimes {
+    /// The times found in `assignments`.
+    pub fn of(assignments: &[super::Assignment]) -> Self {
+        let first_arrival = assignments
+            .iter()
+            .filter_map(|a| a.arrived.or(a.work_started).map(|s| s.at))
+            .min_by_key(|t| t.at_ms);
+        let completed = assignments
+            .iter()
+            .filter(|a| a.status == AssignmentStatus::Completed)
+            .filter_map(|a| a.work_ended.map(|s| s.at))
+            .max_by_key(|t| t.at_ms);
+        RollupTimes {
+            first_arrival,
+            completed,
+        }
+    }
+}
+
 /// Applies the roll-up: moves the job to the status its assignments imply (one
 /// change, by `actor`), stamping first arrival and completion. Returns `None`
 /// when the job already shows that status.
@@ -325,21 +386,86 @@ pub fn apply_rollup(
     assignments: &[AssignmentStatus],
     at: DeviceTime,
 ) -> Result<Option<ChangeHash>, ModelError> {
+    let times = RollupTimes {
+        first_arrival: Some(at),
+        completed: Some(at),
+    };
+    apply_rollup_with(doc, actor, assignments, times, at)
+}
+
+/// The statuses a roll-up passes through from `current` to `target`: the
+/// target itself, or `in_progress` first when the work was both started and
+/// finished since the job was last rolled up (a technician who completed the
+/// only assignment offline: the job goes `scheduled` → `in_progress` →
+/// `completed`, each an edge of the table).
+pub fn rollup_path(current: JobStatus, target: JobStatus) -> Vec<JobStatus> {
+    if current == target {
+        Vec::new()
+    } else if target == JobStatus::Completed
+        && matches!(current, JobStatus::Open | JobStatus::Scheduled)
+    {
+        vec![JobStatus::InProgress, JobStatus::Completed]
+    } else {
+        vec![target]
+    }
+}
+
+/// [`apply_rollup`] with the times the assignments give: each status step is
+/// dated by the field's own time (arrival, end of work; `at` when unknown),
+/// `first_arrived_at` is set from the first arrival (also when the job was
+/// already in progress because a technician set off), and `completed_at` from
+/// the end of the last work. Returns the last change made, `None` when the job
+/// already shows all of it (so a roll-up run twice writes nothing the second
+/// time).
+pub fn apply_rollup_with(
+    doc: &mut RecordDoc,
+    actor: &Actor,
+    assignments: &[AssignmentStatus],
+    times: RollupTimes,
+    at: DeviceTime,
+) -> Result<Option<ChangeHash>, ModelError> {
     let current = doc.status::<JobStatus>()?;
     let target = rollup(current, assignments);
-    if target == current {
-        return Ok(None);
+    let mut last = None;
+    for step in rollup_path(current, target) {
+        let when = match step {
+            JobStatus::InProgress => times.first_arrival.unwrap_or(at),
+            JobStatus::Completed => times.completed.unwrap_or(at),
+            _ => at,
+        };
+        let arrival = times.first_arrival;
+        last = Some(doc.transition::<ServiceJob>(
+            actor,
+            &TransitionRequest::new(step, when),
+            |j| match step {
+                JobStatus::InProgress if j.first_arrived_at.is_none() => {
+                    j.first_arrived_at = arrival;
+                }
+                JobStatus::Completed => {
+                    if j.first_arrived_at.is_none() {
+                        j.first_arrived_at = arrival;
+                    }
+                    j.completed_at = Some(when);
+                }
+                _ => {}
+            },
+        )?);
     }
-    doc.transition::<ServiceJob>(
-        actor,
-        &TransitionRequest::new(target, at),
-        |j| match target {
-            JobStatus::InProgress if j.first_arrived_at.is_none() => j.first_arrived_at = Some(at),
-            JobStatus::Completed => j.completed_at = Some(at),
-            _ => {}
-        },
-    )
-    .map(Some)
+    // A technician who set off made the job `in_progress` before arriving:
+    // the arrival comes with a later roll-up that moves no status.
+    if doc.status::<JobStatus>()? == JobStatus::InProgress
+        && let Some(arrival) = times.first_arrival
+    {
+        let job: ServiceJob = doc.read_stateful()?;
+        if job.first_arrived_at.is_none()
+            && let Some(hash) = doc.update_by::<ServiceJob>(Some(actor.role), at, |j| {
+                j.first_arrived_at = Some(arrival);
+            })?
+        {
+            last = Some(hash);
+        }
+    }
+    Ok(last)
 }
 
 #[cfg(test)]
@@ -493,6 +619,105 @@ mod tests {
         assert_eq!(j.status, Completed);
         assert_eq!(j.first_arrived_at, Some(DeviceTime::utc(10)));
         assert_eq!(j.completed_at, Some(DeviceTime::utc(20)));
+    }
+
+    #[test]
+    fn work_started_and_finished_offline_rolls_up_through_in_progress() {
+        let (mut doc, manager) = job();
+        doc.transition::<ServiceJob>(
+            &manager,
+            &TransitionRequest::new(Scheduled, DeviceTime::utc(1)),
+            |_| {},
+        )
+        .expect("scheduled");
+        let server = Actor::without_device(UserId::new(), Server);
+        let times = RollupTimes {
+            first_arrival: Some(DeviceTime::utc(10)),
+            completed: Some(DeviceTime::utc(30)),
+        };
+        assert_eq!(
+            rollup_path(Scheduled, Completed),
+            vec![InProgress, Completed]
+        );
+        apply_rollup_with(
+            &mut doc,
+            &server,
+            &[A::Completed],
+            times,
+            DeviceTime::utc(99),
+        )
+        .expect("rollup")
+        .expect("a change");
+        let j: ServiceJob = doc.read_stateful().expect("read");
+        assert_eq!(j.status, Completed);
+        assert_eq!(j.first_arrived_at, Some(DeviceTime::utc(10)));
+        assert_eq!(j.completed_at, Some(DeviceTime::utc(30)));
+        let history = doc.history().expect("history");
+        let moves: Vec<(&str, i64)> = history
+            .iter()
+            .skip(2)
+            .map(|e| (e.to.as_str(), e.at.at_ms))
+            .collect();
+        assert_eq!(moves, vec![("in_progress", 10), ("completed", 30)]);
+        // Run again: nothing to write.
+        assert_eq!(
+            apply_rollup_with(
+                &mut doc,
+                &server,
+                &[A::Completed],
+                times,
+                DeviceTime::utc(100)
+            )
+            .expect("again"),
+            None
+        );
+    }
+
+    #[test]
+    fn setting_off_starts_the_job_and_the_arrival_is_stamped_later() {
+        let (mut doc, _) = job();
+        let server = Actor::without_device(UserId::new(), Server);
+        apply_rollup_with(
+            &mut doc,
+            &server,
+            &[A::Traveling],
+            RollupTimes::default(),
+            DeviceTime::utc(5),
+        )
+        .expect("rollup");
+        let j: ServiceJob = doc.read_stateful().expect("read");
+        assert_eq!((j.status, j.first_arrived_at), (InProgress, None));
+        let arrived = RollupTimes {
+            first_arrival: Some(DeviceTime::utc(8)),
+            completed: None,
+        };
+        apply_rollup_with(&mut doc, &server, &[A::OnSite], arrived, DeviceTime::utc(9))
+            .expect("rollup")
+            .expect("the arrival is written");
+        let j: ServiceJob = doc.read_stateful().expect("read");
+        assert_eq!(j.first_arrived_at, Some(DeviceTime::utc(8)));
+    }
+
+    #[test]
+    fn closing_needs_a_resolution_and_stamps_the_close() {
+        let (mut doc, manager) = job();
+        let server = Actor::without_device(UserId::new(), Server);
+        apply_rollup(&mut doc, &server, &[A::Completed], DeviceTime::utc(20)).expect("done");
+        let err = close(&mut doc, &manager, DeviceTime::utc(30), "  ", true).expect_err("refused");
+        assert!(err.to_string().contains("resolution"), "{err}");
+        close(
+            &mut doc,
+            &manager,
+            DeviceTime::utc(31),
+            "Seal replaced",
+            true,
+        )
+        .expect("closed");
+        let j: ServiceJob = doc.read_stateful().expect("read");
+        assert_eq!(j.status, Closed);
+        assert_eq!(j.closed_at, Some(DeviceTime::utc(31)));
+        assert_eq!(j.resolution.as_deref(), Some("Seal replaced"));
+        assert_eq!(j.first_time_fix, Some(true));
     }
 
     #[test]

@@ -99,7 +99,7 @@ pub use incoming::{
     IncomingError, MAX_CHANGE_OPS, MAX_RECORD_OPS, Merged, change_ops, check_incoming,
     keeps_signature, merge_incoming,
 };
-pub use job::{JobStatus, Priority, ServiceJob};
+pub use job::{JobStatus, Priority, RollupTimes, ServiceJob};
 pub use order::{Order, OrderStatus};
 pub use projection::Projection;
 pub use report::{KpiValue, ReportStatus, ReviewComment, VisitReport};

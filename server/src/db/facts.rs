@@ -36,9 +36,10 @@ macro_rules! write_facts {
             "INSERT INTO record_facts (record_id, org_id, kind, owner_id, team_id, status, \
              deleted, day, account_id, visit_id, planned, planned_start_ms, check_in_ms, \
              check_out_ms, check_in_verdict, outcome, currency, net_minor, total_minor, \
-             created_ms, completed_ms, sla_due_ms, window_end_ms, first_time_fix) \
+             created_ms, completed_ms, sla_due_ms, window_end_ms, first_time_fix, \
+             window_start_ms, first_arrived_ms) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-             $17, $18, $19, $20, $21, $22, $23, $24) ",
+             $17, $18, $19, $20, $21, $22, $23, $24, $25, $26) ",
             $tail
         ))
         .bind($uuid(*p.id.as_uuid()))
@@ -65,6 +66,8 @@ macro_rules! write_facts {
         .bind(f.sla_due_ms)
         .bind(f.window_end_ms)
         .bind(f.first_time_fix)
+        .bind(f.window_start_ms)
+        .bind(f.first_arrived_ms)
         .execute($exec)
         .await?;
     }};
@@ -80,7 +83,9 @@ macro_rules! write_facts {
              currency = excluded.currency, net_minor = excluded.net_minor, \
              total_minor = excluded.total_minor, created_ms = excluded.created_ms, \
              completed_ms = excluded.completed_ms, sla_due_ms = excluded.sla_due_ms, \
-             window_end_ms = excluded.window_end_ms, first_time_fix = excluded.first_time_fix")
+             window_end_ms = excluded.window_end_ms, first_time_fix = excluded.first_time_fix, \
+             window_start_ms = excluded.window_start_ms, \
+             first_arrived_ms = excluded.first_arrived_ms")
     };
 }
 
@@ -131,6 +136,9 @@ type JobTuple = (
     Option<i64>,
     Option<i64>,
     Option<bool>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
 );
 
 /// The fact rows of the range in the caller's scope (narrowed to `team`):
@@ -167,7 +175,8 @@ pub async fn load_rows(
     );
     let job_sql = format!(
         "SELECT CAST(f.record_id AS TEXT), f.status, f.created_ms, f.completed_ms, \
-         f.sla_due_ms, f.first_time_fix FROM record_facts f \
+         f.sla_due_ms, f.first_time_fix, f.window_start_ms, f.window_end_ms, \
+         f.first_arrived_ms FROM record_facts f \
          WHERE f.org_id = $1 AND f.kind = 'service_job' AND f.deleted = $7 \
          AND (f.created_ms IS NULL OR f.created_ms < $9) \
          AND (f.completed_ms IS NULL OR f.completed_ms >= $8 OR f.sla_due_ms >= $8) \
@@ -252,6 +261,9 @@ pub async fn load_rows(
                 completed_ms: r.3,
                 sla_due_ms: r.4,
                 first_time_fix: r.5,
+                window_start_ms: r.6,
+                window_end_ms: r.7,
+                first_arrived_ms: r.8,
             })
             .collect(),
     ))

@@ -255,6 +255,9 @@ pub struct Applied {
     pub commit_time: Duration,
     /// New changes appended to the log.
     pub changes_written: usize,
+    /// The written records that are new or whose status moved: (id, kind,
+    /// parent), for what the server does after the commit (the job roll-up).
+    pub status_changes: Vec<(RecordId, RecordKind, Option<RecordId>)>,
 }
 
 /// Runs one push in one transaction: load every record with whether the
@@ -885,6 +888,11 @@ pub async fn apply_push(
             merge_time,
             commit_time: commit_started.elapsed(),
             changes_written: writes.iter().map(|w| w.changes.len()).sum(),
+            status_changes: writes
+                .iter()
+                .filter(|w| w.status_changed)
+                .map(|w| (w.id, w.projection.kind, w.projection.parent_id))
+                .collect(),
         }
     });
     if applied.results.iter().any(|(_, r)| r.is_err()) {

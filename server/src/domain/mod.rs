@@ -17,6 +17,8 @@
 //! - [`note`]: the change note the live channel carries.
 //! - [`address`]: which address a request comes from (trusted proxies).
 //! - [`figures`]: the managers' figures from fact rows.
+//! - [`jobs`]: closing and cancelling jobs, the server's roll-up, SLA and
+//!   promised window.
 //! - [`error`]: the one error of rules and use cases.
 
 pub mod accounts;
@@ -28,9 +30,10 @@ pub mod conflicts;
 pub mod devices;
 pub mod error;
 pub mod figures;
+pub mod jobs;
 pub mod note;
-pub mod plan;
 pub mod orders;
+pub mod plan;
 pub mod push;
 pub mod redact;
 pub mod review;

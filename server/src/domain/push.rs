@@ -150,6 +150,9 @@ pub struct Write {
     pub overlap: Option<RecordId>,
     /// A visit the push takes out of progress: its rep's overlap clashes close.
     pub ends_visit: bool,
+    /// The record is new or its status moved: what the server reacts to after
+    /// the commit (an assignment's job is rolled up, `service::jobs`).
+    pub status_changed: bool,
     /// Until [`Decisions::finish`]: the merged record, what the server had,
     /// and what was pushed (kept for the ledger should the record be refused).
     pub(super) pending: Option<Pending>,
@@ -403,6 +406,10 @@ pub fn decide(
         (Some(d), Some(j)) => Projection::of_json(d, j).ok(),
         _ => None,
     };
+    let status_changed = existing.is_none()
+        || before
+            .as_ref()
+            .is_none_or(|b| b.status != projection.status);
     let before_refs = before_json
         .as_ref()
         .map(|j| refs_of(rec.kind, j))
@@ -442,6 +449,7 @@ pub fn decide(
             status_clash: None,
             overlap: None,
             ends_visit: false,
+            status_changed,
             pending: Some(Pending {
                 merged: doc,
                 before,

@@ -43,7 +43,7 @@ impl Modify for BearerAuth {
     info(
         title = "Fieldsync server API",
         description = "Sign-in, sync (CBOR, docs/protocol.md), live notifications, attachments, \
-            devices and the managers' review API. Every error answers `{\"error\": {\"code\", \"message\"}}`."
+            devices, the managers' review API and the back office's jobs. Every error answers `{\"error\": {\"code\", \"message\"}}`."
     ),
     modifiers(&BearerAuth),
     paths(
@@ -90,6 +90,10 @@ impl Modify for BearerAuth {
         super::plan::cancel_assignment,
         super::plan::cancel_visit,
         super::plan::reopen,
+        super::jobs::list,
+        super::jobs::detail,
+        super::jobs::close,
+        super::jobs::cancel,
         openapi_json,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
@@ -102,6 +106,7 @@ impl Modify for BearerAuth {
         (name = "review", description = "Managers' review of visit reports"),
         (name = "plan", description = "Planning visits, dispatching jobs, reopening visits"),
         (name = "orders", description = "The office's side of orders (approval, fulfilment) and time-entry approval"),
+        (name = "jobs", description = "Service jobs in the back office: list, close, cancel"),
         (name = "figures", description = "Team dashboard, fleet sync health, conflicts queue, CSV export"),
         (name = "meta", description = "Health and this description"),
     )

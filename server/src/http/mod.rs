@@ -19,10 +19,11 @@ pub mod error;
 pub mod export;
 pub mod extract;
 pub mod figures;
+pub mod jobs;
 pub mod live;
 pub mod meta;
-pub mod plan;
 pub mod orders;
+pub mod plan;
 pub mod review;
 pub mod schema;
 pub mod serve;
@@ -58,4 +59,5 @@ pub fn router() -> Router<Arc<Context>> {
         .merge(conflicts::routes())
         .merge(export::routes())
         .merge(plan::routes())
+        .merge(jobs::routes())
 }

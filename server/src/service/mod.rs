@@ -18,12 +18,14 @@ pub mod conflicts;
 pub mod demo;
 pub mod devices;
 pub mod export;
-pub mod plan;
+pub mod jobs;
 pub mod orders;
+pub mod plan;
 pub mod reports;
 pub mod review;
 pub mod signatures;
 pub mod sync;
+pub mod write;
 
 use std::sync::Arc;
 

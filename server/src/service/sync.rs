@@ -5,12 +5,12 @@
 //!
 //! A push runs in three stages: `db::records::apply_push` **loads** the records
 //! in one transaction, `domain::push` **decides** each one (pure), and the same
-//! transaction **writes** what was accepted. This module adds what surrounds
-//! the transaction: the SQLite write gate, the retry when a concurrent push
-//! created the same record, the live note after the commit, and the node's
-//! metrics (from the timings the write path returns).
-
-use std::sync::Arc;
+//! transaction **writes** what was accepted. `service::write` adds what
+//! surrounds the transaction: the SQLite write gate, the retry when a
+//! concurrent push created the same record, the live note after the commit,
+//! and the node's metrics (from the timings the write path returns); this
+//! module's [`push`] adds what the server does once a push is stored (a job's
+//! roll-up, `service::jobs`).
 
 use automerge::sync::SyncDoc;
 use fieldsync_core::RecordId;
@@ -22,105 +22,22 @@ use serde_bytes::ByteBuf;
 use uuid::Uuid;
 
 use super::Context;
+use crate::db::DbError;
 use crate::db::records;
 pub use crate::db::records::{AuditEntry, RejectionRow};
-use crate::db::{Database, DbError};
-use crate::domain::push::{self, MAX_PUSH_RECORDS};
 use crate::domain::{Caller, Error, Result};
 
-/// How many times a push is retried when a concurrent push created the same record.
-const PUSH_ATTEMPTS: usize = 3;
-
 /// Applies a push; each record is accepted or refused on its own. Errors are
-/// failures of the whole request (nothing was stored).
+/// failures of the whole request (nothing was stored). Once it is stored, the
+/// server reacts: an assignment whose status moved rolls its job up (a push
+/// of its own, as the server, through [`super::write`]; a failure is left to
+/// the sweep, see [`super::jobs`]).
 pub async fn push(ctx: &Context, caller: &Caller, req: &PushRequest) -> Result<PushResponse> {
-    if req.records.len() > MAX_PUSH_RECORDS {
-        return Err(Error::InvalidMessage(format!(
-            "a push carries at most {MAX_PUSH_RECORDS} records; this one has {}",
-            req.records.len()
-        )));
+    let pushed = super::write::push(ctx, caller, req).await?;
+    if !pushed.status_changes.is_empty() {
+        super::jobs::after_push(ctx, caller.org, &pushed.status_changes).await;
     }
-    let records = Arc::new(push::dedupe(&req.records));
-    // What each record's changes cost to merge, counted on the blocking pool:
-    // an operation bomb is refused here, before anything is merged.
-    let preflight = {
-        let records = Arc::clone(&records);
-        Arc::new(
-            tokio::task::spawn_blocking(move || push::preflight(&records))
-                .await
-                .map_err(|e| Error::internal(format!("push pre-flight: {e}")))?,
-        )
-    };
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        // Merge first, on the blocking pool and before the write gate, from
-        // a copy loaded without locks: an expensive push keeps one blocking
-        // thread busy, never the async threads or the other writers.
-        let merge_started = std::time::Instant::now();
-        let early = records::load_for_push(&ctx.db, caller, &records).await?;
-        let merged = {
-            let (caller, records, preflight) =
-                (caller.clone(), Arc::clone(&records), Arc::clone(&preflight));
-            let early = early.clone();
-            tokio::task::spawn_blocking(move || {
-                push::decide_all(&caller, &records, &early, &preflight, push::MERGE_BUDGET)
-            })
-            .await
-            .map_err(|e| Error::internal(format!("push merge: {e}")))?
-        };
-        let early_merge = merge_started.elapsed();
-        let result = {
-            let _writer = ctx.gate.enter(&ctx.db).await;
-            records::apply_push(&ctx.db, caller, req.batch, &records, |loaded| {
-                if loaded == early.as_slice() {
-                    merged
-                } else {
-                    // A concurrent push changed one of these records since the
-                    // copy was loaded: merge again onto what is stored now (each
-                    // record's cost is bounded by the pre-flight and the budget).
-                    ctx.metrics.push_remerged();
-                    off_async_threads(|| {
-                        push::decide_all(caller, &records, loaded, &preflight, push::MERGE_BUDGET)
-                    })
-                }
-            })
-            .await
-        };
-        match result {
-            Ok(applied) => {
-                ctx.metrics.push_applied(
-                    early_merge + applied.merge_time,
-                    applied.commit_time,
-                    applied.changes_written,
-                );
-                // SQLite: one node, so the note goes straight to its hub
-                // (PostgreSQL sent it with the commit, to every node).
-                if let (Database::Sqlite(_), Some(note)) = (&ctx.db, applied.note) {
-                    ctx.hub.publish(note);
-                }
-                let response = push::response(applied.results);
-                ctx.metrics.pushed(&response);
-                return Ok(response);
-            }
-            Err(e) if e.unique_violation().is_some() && attempt < PUSH_ATTEMPTS => {
-                // Another push created one of these records at the same moment:
-                // run again, now merging into its copy.
-                tracing::debug!(attempt, "push raced with another; retrying");
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// Runs CPU-bound `f` on this async thread, telling a multi-threaded runtime to
-/// move its other tasks elsewhere meanwhile (a current-thread runtime, as in
-/// some tests, just runs it).
-fn off_async_threads<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
-    }
+    Ok(pushed.response)
 }
 
 /// One page of the change feed after the device's cursor.
@@ -138,8 +55,8 @@ pub async fn prime(ctx: &Context, caller: &Caller, req: &PrimeRequest) -> Result
 }
 
 /// Stores the changes made to `doc` since `before` through the push path a
-/// device uses (scope, state machines, change log, live notes), as `caller`;
-/// a refusal is a conflict with the push's reason.
+/// device uses (scope, state machines, change log, live notes, the server's
+/// reactions), as `caller`; a refusal is a conflict with the push's reason.
 pub async fn push_since(
     ctx: &Context,
     caller: &Caller,
@@ -148,27 +65,8 @@ pub async fn push_since(
     doc: &mut fieldsync_core::model::RecordDoc,
     before: &[automerge::ChangeHash],
 ) -> Result<()> {
-    let changes: Vec<ByteBuf> = doc
-        .automerge()
-        .get_changes(before)
-        .iter()
-        .map(|c| ByteBuf::from(c.raw_bytes().to_vec()))
-        .collect();
-    let resp = push(
-        ctx,
-        caller,
-        &PushRequest {
-            batch: Uuid::now_v7(),
-            records: vec![RecordChanges { id, kind, changes }],
-            health: None,
-        },
-    )
-    .await?;
-    match resp.results.into_iter().next().map(|r| r.outcome) {
-        Some(PushOutcome::Accepted { .. }) => Ok(()),
-        Some(PushOutcome::Rejected(r)) => Err(Error::Conflict(r.message)),
-        None => Err(Error::internal("the push answered nothing")),
-    }
+    let resp = push(ctx, caller, &super::write::since(id, kind, doc, before)).await?;
+    super::write::accepted(resp)
 }
 
 /// One round of Automerge's sync protocol for one record.

@@ -206,6 +206,7 @@ fn render(web: &WebUser, d: &Dashboard, range: &DateRange, team: Option<&str>) -
                 dt { "Mean time to complete" } dd { (or_dash(j.mean_time_to_complete_min.map(format::minutes))) span.hint { " — from creation to completion, closed jobs" } }
                 dt { "First-time-fix rate" } dd { (format::percent(j.first_time_fix_rate)) span.hint { " — " (j.first_time_fixed) " of " (j.first_time_fix_known) " closed jobs fixed on the first visit" } }
                 dt { "SLA breaches" } dd #fig-sla { (j.sla_breaches) span.hint { " — jobs due in the range completed late or still open past their due time" } }
+                dt { "Broken promises" } dd #fig-promises { (j.broken_promises) span.hint { " — of " (j.promises_known) " jobs first reached in the range with a promised arrival window, reached outside it" } }
             }
         }
         (fleet_section(d))

@@ -12,7 +12,8 @@
 //! organisation's), signed in with the same accounts as the app (see
 //! [`session`]). Pages hold no rule and no SQL: they call the same services
 //! as the JSON API (`service::review`, `service::reports`,
-//! `service::conflicts`, `service::analytics`, `service::export`), so a
+//! `service::conflicts`, `service::analytics`, `service::export`,
+//! `service::jobs`), so a
 //! decision made here is the same Automerge change made on the manager's
 //! behalf as one made through the JSON API, and a refusal is the same
 //! [`domain::Error`], shown as an error page ([`WebError`]).
@@ -21,6 +22,8 @@
 //! `/web/reports/{id}` (the report and its decision form),
 //! `/web/dashboard` (the team's figures and the fleet's sync health, with
 //! CSV downloads at `/web/export/{visits,orders,jobs}.csv`),
+//! `/web/jobs` and `/web/jobs/{id}` (service jobs, their assignments, close
+//! and cancel forms),
 //! `/web/conflicts` (the conflicts queue and its resolve forms),
 //! `/web/plan` (the team's day or week; planning visits and routes, creating,
 //! assigning, reassigning and cancelling jobs' assignments, reopening visits),
@@ -34,8 +37,9 @@ mod conflicts;
 mod dashboard;
 mod format;
 mod inbox;
-mod plan;
+mod jobs;
 mod orders;
+mod plan;
 mod report;
 pub mod session;
 
@@ -92,6 +96,10 @@ pub fn routes() -> Router<Arc<Context>> {
         )
         .route("/web/dashboard", get(dashboard::show))
         .route("/web/export/{file}", get(dashboard::csv))
+        .route("/web/jobs", get(jobs::list))
+        .route("/web/jobs/{id}", get(jobs::show))
+        .route("/web/jobs/{id}/close", post(jobs::close))
+        .route("/web/jobs/{id}/cancel", post(jobs::cancel))
         .route("/web/conflicts", get(conflicts::show))
         .route(
             "/web/conflicts/{record_id}/resolve",
@@ -292,6 +300,7 @@ pub fn page(title: &str, chrome: Option<Chrome<'_>>, body: Markup) -> Markup {
                                 li { a href="/web/orders" aria-current=[(title == "Orders").then_some("page")] { "Orders" } }
                                 li { a href="/web/time" aria-current=[(title == "Time approvals").then_some("page")] { "Time" } }
                                 li { a href="/web/dashboard" aria-current=[(title == "Team dashboard").then_some("page")] { "Dashboard" } }
+                                li { a href="/web/jobs" aria-current=[(title == "Service jobs" || title.starts_with("Job: ")).then_some("page")] { "Jobs" } }
                                 li { a href="/web/conflicts" aria-current=[(title == "Conflicts").then_some("page")] { "Conflicts" } }
                                 li { a href="/web/plan" aria-current=[(title == "Plan").then_some("page")] { "Plan" } }
                             }

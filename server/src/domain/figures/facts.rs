@@ -47,8 +47,12 @@ pub struct Facts {
     pub completed_ms: Option<i64>,
     /// A job's SLA due time.
     pub sla_due_ms: Option<i64>,
-    /// The end of a job's promised window.
+    /// The start of a job's promised arrival window (its request window).
+    pub window_start_ms: Option<i64>,
+    /// The end of a job's promised arrival window.
     pub window_end_ms: Option<i64>,
+    /// When a technician first arrived on the job's site.
+    pub first_arrived_ms: Option<i64>,
     /// A job was fixed on the first visit (when the technician said).
     pub first_time_fix: Option<bool>,
 }
@@ -116,7 +120,9 @@ pub fn facts_of(doc: &RecordDoc) -> Option<Facts> {
                 created_ms,
                 completed_ms,
                 sla_due_ms: j.sla_due.map(|t| t.at_ms),
+                window_start_ms: j.request_window_start.map(|t| t.at_ms),
                 window_end_ms: j.request_window_end.map(|t| t.at_ms),
+                first_arrived_ms: j.first_arrived_at.map(|t| t.at_ms),
                 first_time_fix: j.first_time_fix,
                 ..Facts::default()
             })

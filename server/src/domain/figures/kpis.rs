@@ -71,6 +71,12 @@ pub struct JobRow {
     pub sla_due_ms: Option<i64>,
     /// Fixed on the first visit, when known.
     pub first_time_fix: Option<bool>,
+    /// Start of the promised arrival window.
+    pub window_start_ms: Option<i64>,
+    /// End of the promised arrival window.
+    pub window_end_ms: Option<i64>,
+    /// First arrival on site, device time.
+    pub first_arrived_ms: Option<i64>,
 }
 
 /// Order value in one currency.
@@ -153,6 +159,11 @@ pub struct JobFigures {
     /// Jobs due (SLA) during the range, not cancelled, completed after the due
     /// time or not completed while it has passed.
     pub sla_breaches: u64,
+    /// Jobs whose first arrival on site falls in the range and that had a
+    /// promised arrival window.
+    pub promises_known: u64,
+    /// Of those, the first arrival was outside the window (a broken promise).
+    pub broken_promises: u64,
 }
 
 /// Every figure of the range.
@@ -377,18 +388,27 @@ fn job_figures(jobs: &[JobRow], from_ms: i64, end_ms: i64, now_ms: i64) -> JobFi
         .count() as u64;
     let sla_breaches = jobs
         .iter()
-        .filter(|j| j.status != JobStatus::Cancelled.as_str() && during(j.sla_due_ms))
+        .filter(|j| during(j.sla_due_ms))
         .filter(|j| {
-            let Some(due) = j.sla_due_ms else {
-                return false;
-            };
-            match j.completed_ms {
-                Some(done) if job_status(&j.status).is_some_and(JobStatus::is_done) => done > due,
-                _ => now_ms > due,
-            }
+            job_status(&j.status).is_some_and(|s| {
+                crate::domain::jobs::sla_breached(s, j.sla_due_ms, j.completed_ms, now_ms)
+            })
         })
         .count() as u64;
+    let promised: Vec<bool> = jobs
+        .iter()
+        .filter(|j| during(j.first_arrived_ms))
+        .filter_map(|j| {
+            crate::domain::jobs::promise_kept(
+                j.first_arrived_ms,
+                j.window_start_ms,
+                j.window_end_ms,
+            )
+        })
+        .collect();
     JobFigures {
+        promises_known: promised.len() as u64,
+        broken_promises: promised.iter().filter(|kept| !**kept).count() as u64,
         open,
         closed: closed.len() as u64,
         mean_time_to_complete_min: (!spans.is_empty())
@@ -470,6 +490,9 @@ mod tests {
             completed_ms: done,
             sla_due_ms: Some(due),
             first_time_fix: done.map(|_| true),
+            window_start_ms: Some(0),
+            window_end_ms: Some(DAY_MS),
+            first_arrived_ms: done.map(|d| d - DAY_MS),
         };
         let jobs = [
             job("late", Some(5 * DAY_MS), 4 * DAY_MS),
@@ -478,6 +501,9 @@ mod tests {
         ];
         let f = job_figures(&jobs, 0, 10 * DAY_MS, 6 * DAY_MS);
         assert_eq!(f.sla_breaches, 2);
+        // Arrivals a day before completion: days 4 and 2, both outside the
+        // window of day 0 to day 1.
+        assert_eq!((f.promises_known, f.broken_promises), (2, 2));
         assert_eq!(f.closed, 2);
         assert_eq!(f.open, 1);
         assert_eq!(
