@@ -19,8 +19,8 @@ use fieldsync_core::model::{
 };
 use fieldsync_core::sync::{LiveEvent, LiveListener, LiveOptions};
 use fieldsync_test_support::{
-    Backend, Browser, Device, ORG, PASSWORD, World, http, on_both_databases, open, settled,
-    sign_in, today,
+    Backend, Browser, Device, ORG, PASSWORD, SESSION_COOKIE, World, cookie_pair, http,
+    on_both_databases, open, settled, sign_in, today,
 };
 use serde_json::{Value, json};
 
@@ -533,6 +533,33 @@ fn refusals_answer_like_the_rest_of_the_api(w: World) {
     let reply = http(&w, "POST", "/web/plan/visits/x/nonsense", "", &[]);
     assert_eq!(reply.status, 404);
     assert!(reply.body.contains("Page not found"), "{}", reply.body);
+
+    // The dashboard's figures link to the rows behind them, and each link opens.
+    let session = cookie_pair(&sign_in(&w, "mona", PASSWORD), SESSION_COOKIE);
+    let dashboard = http(&w, "GET", "/web/dashboard", &session, &[]);
+    assert_eq!(dashboard.status, 200);
+    let links: Vec<String> = dashboard
+        .body
+        .split("<dt><a href=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .map(|href| href.replace("&amp;", "&"))
+        .collect();
+    for wanted in [
+        "/web/plan?from=",
+        "/web/orders?status=confirmed",
+        "/web/jobs?status=closed",
+        "/web/jobs?sla_breached=true",
+    ] {
+        assert!(
+            links.iter().any(|l| l.starts_with(wanted)),
+            "{wanted} in {links:?}"
+        );
+    }
+    for link in &links {
+        let page = http(&w, "GET", link, &session, &[]);
+        assert_eq!(page.status, 200, "{link}: {}", page.body);
+    }
 }
 
 fn run_missed(backend: Backend, scenario: fn(World)) {

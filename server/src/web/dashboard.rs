@@ -161,10 +161,10 @@ fn render(web: &WebUser, d: &Dashboard, range: &DateRange, team: Option<&str>) -
         section aria-labelledby="h-visits" {
             h2 #h-visits { "Visits" }
             dl #figures-visits {
-                dt { "Completed visits" } dd #fig-completed { (v.completed) span.hint { " — planned and ad hoc, counted on their day" } }
+                dt { a href=(format!("/web/plan?from={}&view=week", d.from)) { "Completed visits" } } dd #fig-completed { (v.completed) span.hint { " — planned and ad hoc, counted on their day" } }
                 dt { "Visit compliance" } dd #fig-compliance { (format::percent(v.compliance)) span.hint { " — " (v.planned_completed) " of " (v.planned) " planned visits completed (cancelled ones left out)" } }
-                dt { "Strike rate" } dd #fig-strike-rate { (format::percent(v.strike_rate)) span.hint { " — " (v.with_order) " of " (v.completed) " completed visits with a taken order" } }
-                dt { "Order value" } dd #fig-order-value {
+                dt { a href="/web/orders?status=confirmed" { "Strike rate" } } dd #fig-strike-rate { (format::percent(v.strike_rate)) span.hint { " — " (v.with_order) " of " (v.completed) " completed visits with a taken order" } }
+                dt { a href="/web/orders?status=confirmed" { "Order value" } } dd #fig-order-value {
                     @if v.order_value.is_empty() { "—" }
                     @for (i, ov) in v.order_value.iter().enumerate() {
                         @if i > 0 { "; " }
@@ -201,11 +201,11 @@ fn render(web: &WebUser, d: &Dashboard, range: &DateRange, team: Option<&str>) -
         section aria-labelledby="h-jobs" {
             h2 #h-jobs { "Service jobs" }
             dl #figures-jobs {
-                dt { "Open jobs" } dd #fig-jobs-open { (j.open) span.hint { " — created by the end of the range and open, scheduled or in progress now" } }
-                dt { "Closed jobs" } dd #fig-jobs-closed { (j.closed) span.hint { " — completed during the range" } }
+                dt { a href="/web/jobs" { "Open jobs" } } dd #fig-jobs-open { (j.open) span.hint { " — created by the end of the range and open, scheduled or in progress now" } }
+                dt { a href="/web/jobs?status=closed" { "Closed jobs" } } dd #fig-jobs-closed { (j.closed) span.hint { " — completed during the range" } }
                 dt { "Mean time to complete" } dd { (or_dash(j.mean_time_to_complete_min.map(format::minutes))) span.hint { " — from creation to completion, closed jobs" } }
                 dt { "First-time-fix rate" } dd { (format::percent(j.first_time_fix_rate)) span.hint { " — " (j.first_time_fixed) " of " (j.first_time_fix_known) " closed jobs fixed on the first visit" } }
-                dt { "SLA breaches" } dd #fig-sla { (j.sla_breaches) span.hint { " — jobs due in the range completed late or still open past their due time" } }
+                dt { a href="/web/jobs?sla_breached=true" { "SLA breaches" } } dd #fig-sla { (j.sla_breaches) span.hint { " — jobs due in the range completed late or still open past their due time" } }
                 dt { "Broken promises" } dd #fig-promises { (j.broken_promises) span.hint { " — of " (j.promises_known) " jobs first reached in the range with a promised arrival window, reached outside it" } }
             }
         }
