@@ -325,6 +325,20 @@ fn demo_seeds_an_organisation_whose_users_can_sync(
     );
     assert_eq!(count(&rep, RecordKind::Account), 3);
     assert!(count(&rep, RecordKind::Order) > 0);
+    // Priced from the demo's price list: most orders confirmed at once, the
+    // ones with a discount over the list's 10 % waiting for the manager.
+    let statuses: Vec<String> = rep
+        .store()
+        .all_of(RecordKind::Order)
+        .expect("orders")
+        .into_iter()
+        .filter_map(|p| p.status)
+        .collect();
+    assert!(
+        statuses.iter().any(|s| s == "confirmed")
+            && statuses.iter().any(|s| s == "pending_approval"),
+        "{statuses:?}"
+    );
     assert_eq!(
         count(&rep, RecordKind::Product),
         5,

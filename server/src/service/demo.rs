@@ -23,8 +23,8 @@ use fieldsync_core::automerge::ActorId;
 use fieldsync_core::model::visit::{self, Site, Visit, VisitOutcome};
 use fieldsync_core::model::{
     Account, Actor, AssignmentStatus, DeviceTime, GeoPoint, Location, Money, Order, OrderLine,
-    PartUsed, Priority, Product, Qty, RecordDoc, RecordMeta, Role, ServiceJob, TimeEntry, TimeKind,
-    VisitReport, assignment, order, report,
+    PartUsed, PriceItem, PriceList, Priority, Product, Qty, RecordDoc, RecordMeta, Role,
+    ServiceJob, TimeEntry, TimeKind, VisitReport, assignment, order, report,
 };
 use fieldsync_core::model::{Approval, Assignment};
 use fieldsync_core::protocol::RecordChanges;
@@ -269,6 +269,34 @@ pub async fn seed(db: &Database, slug: &str) -> anyhow::Result<DemoSummary> {
             DeviceTime::utc(now),
         )?);
     }
+    // The price list every account buys on: the catalogue's prices, up to
+    // 10 % discount without a manager's approval.
+    let price_list = PriceList {
+        meta: s.meta(manager),
+        name: "Lisbon outlets 2026".into(),
+        currency: "EUR".into(),
+        items: products
+            .iter()
+            .map(|(id, price)| {
+                (
+                    *id,
+                    PriceItem {
+                        unit_price: Money {
+                            minor: *price,
+                            currency: "EUR".into(),
+                        },
+                        max_discount_bp: 1_000,
+                    },
+                )
+            })
+            .collect(),
+    };
+    let price_list_id = price_list.meta.id;
+    docs.push(RecordDoc::create(
+        &price_list,
+        manager.actor_id.clone(),
+        DeviceTime::utc(now),
+    )?);
     s.save(manager, docs).await?;
 
     // Three accounts per rep, and each rep's week of visits.
@@ -384,6 +412,9 @@ pub async fn seed(db: &Database, slug: &str) -> anyhow::Result<DemoSummary> {
                         // dashboard's strike rate counts it.
                         let mut o = Order::new(s.meta(rep), *account_id, "EUR");
                         o.visit_id = Some(v.meta.id);
+                        // (A rep names the list on the order; only the office
+                        // sets an account's.)
+                        o.price_list_id = Some(price_list_id);
                         let mut odoc = RecordDoc::create_stateful(
                             &o,
                             rep.actor_id.clone(),
@@ -402,7 +433,11 @@ pub async fn seed(db: &Database, slug: &str) -> anyhow::Result<DemoSummary> {
                                         minor: *price,
                                         currency: "EUR".into(),
                                     },
-                                    discount_percent_bp: None,
+                                    // Now and then a rep gives more than the
+                                    // list allows: that order waits for the
+                                    // manager's approval.
+                                    discount_percent_bp: (n == 0 && (day + slot as i64) % 4 == 0)
+                                        .then_some(1_500),
                                     discount_amount_minor: None,
                                     tax_rate_bp: 2_300,
                                     description: None,
