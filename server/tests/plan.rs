@@ -740,7 +740,7 @@ fn plan_in_the_browser(backend: Backend, label: &str) {
     tomas.sync();
     let shop = account(&w, &ana_device, "Café Central");
     let ana_id = w.person("ana").id;
-    let Device { client, .. } = ana_device;
+    let Device { client, actor, .. } = ana_device;
     let ana = Arc::new(client);
     let (tx, rx) = channel();
     let live = ana.start_live(
@@ -915,6 +915,68 @@ fn plan_in_the_browser(backend: Backend, label: &str) {
         .job_id;
     let j: ServiceJob = tomas.store().read_stateful(job).expect("job");
     assert_eq!(j.description, "Coffee machine leaks");
+
+    // A visit Ana did today, reopened from the plan with a reason: her live
+    // device has it in progress again.
+    let site = Site {
+        coords: None,
+        radius_m: 100.0,
+    };
+    let done = ana
+        .store()
+        .create_stateful(
+            &Visit::planned(w.meta("ana"), shop, today(1), today(2)),
+            &actor,
+            today(0),
+        )
+        .expect("visit");
+    ana.store()
+        .act(done, |d| visit::check_in(d, &actor, today(1), None, site))
+        .expect("check in");
+    ana.store()
+        .act(done, |d| {
+            visit::check_out(d, &actor, today(2), None, site, VisitOutcome::NoOrder)
+        })
+        .expect("check out");
+    ana.sync(&fieldsync_core::sync::NoProgress).expect("sync");
+    let today_day =
+        fieldsync_server::domain::figures::dates::format_day(today(0).at_ms.div_euclid(DAY_MS));
+    w.rt.block_on(async {
+        open(b, &format!("{base}/web/plan?from={today_day}&view=day")).await;
+        type_into(b, &format!("#reopen-{done}"), "The outcome is wrong").await;
+        b.find(Locator::Css(&format!(
+            "li[data-id='{done}'] form.reopen button"
+        )))
+        .await
+        .expect("reopen button")
+        .click()
+        .await
+        .expect("click");
+        settled(b, "#plan-notice").await;
+        let notice = b
+            .find(Locator::Id("plan-notice"))
+            .await
+            .expect("notice")
+            .text()
+            .await
+            .expect("text");
+        assert!(notice.contains("Visit reopened"), "{notice}");
+        browser.screenshot("plan-reopened", label).await;
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ana
+        .store()
+        .read_stateful::<Visit>(done)
+        .expect("visit")
+        .status
+        != VisitStatus::InProgress
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the reopening did not reach the live device"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     live.stop();
     browser.close(&w);
 
