@@ -31,13 +31,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use fieldsync_core::model::rules::references;
 use fieldsync_core::model::{
-    Account, Actor, ChecklistResponse, ChecklistTemplate, DeviceTime, Order, OrderStatus,
-    PriceList, Projection, RecordDoc, RecordKind, Role, Site, Status, TransitionRequest, Visit,
-    VisitStatus,
+    Account, ChecklistResponse, ChecklistTemplate, DeviceTime, Order, OrderStatus, PriceList,
+    Projection, RecordDoc, RecordKind, Role, Site, Status, TransitionRequest, Visit, VisitStatus,
 };
 use fieldsync_core::protocol::{RejectCode, Rejection};
 use fieldsync_core::{OrgId, RecordId, UserId};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::caller::Caller;
@@ -115,19 +113,7 @@ pub struct Lookups {
     pub visits_in_progress: BTreeMap<UserId, Vec<RecordId>>,
 }
 
-/// The user id and Automerge actor under which the server writes what it
-/// decides itself in an organisation (pricing an order): stable per
-/// organisation, distinct from every user's and every device's.
-pub fn server_actor(org: OrgId) -> (Actor, automerge::ActorId) {
-    let digest = Sha256::digest(format!("fieldsync-server:{org}").as_bytes());
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    let user = UserId::from_uuid(Uuid::from_bytes(bytes));
-    (
-        Actor::without_device(user, Role::Server),
-        automerge::ActorId::from(&digest[16..32]),
-    )
-}
+pub use super::caller::server_actor;
 
 fn changed_refs(w: &Write) -> Vec<(RecordId, &'static [RecordKind])> {
     let Some(p) = &w.pending else {

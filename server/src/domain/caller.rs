@@ -15,6 +15,7 @@ use fieldsync_core::model::{Actor, Role};
 use fieldsync_core::protocol::ScopeWindow;
 use fieldsync_core::{DeviceId, OrgId, TeamId, TerritoryId, UserId};
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 /// Who is calling: the authenticated user on their device, a manager's browser
 /// session, or the server itself.
@@ -91,18 +92,23 @@ impl Caller {
     }
 
     /// The server itself in organisation `org`, for what it decides on its own
-    /// (a visit left untouched past its end is missed): the organisation's
-    /// [`server_actor`](super::authority::server_actor), reading everything
-    /// of the organisation, no team, no device.
+    /// after a push or on a timer (a job's roll-up, a visit nobody started
+    /// marked missed, an order confirmed on a manager's approval): the
+    /// organisation's server user ([`server_actor`]), reading everything of
+    /// the organisation, on no device. Its Automerge actor is fresh for each
+    /// call: two nodes (or two tasks of one node) writing the same record at
+    /// the same moment make two distinct changes that merge, where one shared
+    /// actor would make two changes with the same sequence number and the
+    /// second would be refused.
     pub fn server(org: OrgId) -> Caller {
-        let (actor, actor_id) = super::authority::server_actor(org);
+        let (actor, _) = server_actor(org);
         Caller {
             actor,
             org,
             team: None,
             territory: None,
-            display_name: "Fieldsync".into(),
-            actor_id,
+            display_name: SERVER_NAME.into(),
+            actor_id: automerge::ActorId::random(),
             window: None,
         }
     }
@@ -118,6 +124,23 @@ impl Caller {
         }
     }
 }
+
+/// The user id and Automerge actor under which the server writes what it
+/// decides itself in an organisation (pricing an order): stable per
+/// organisation, distinct from every user's and every device's.
+pub fn server_actor(org: OrgId) -> (Actor, automerge::ActorId) {
+    let digest = Sha256::digest(format!("fieldsync-server:{org}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    let user = UserId::from_uuid(Uuid::from_bytes(bytes));
+    (
+        Actor::without_device(user, Role::Server),
+        automerge::ActorId::from(&digest[16..32]),
+    )
+}
+
+/// The name pages and notes show for the server's own changes.
+pub const SERVER_NAME: &str = "Fieldsync (server)";
 
 /// The Automerge actor under which the server writes a manager's decisions:
 /// stable per manager, distinct from every device's.

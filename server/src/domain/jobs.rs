@@ -143,24 +143,11 @@ fn job_status(doc: &RecordDoc) -> Result<JobStatus> {
         .map_err(|e| Error::internal(format!("a stored job has no status: {e}")))
 }
 
-/// The caller as whom the server writes its own roll-ups in `org`: the
-/// server's user of the organisation (`authority::server_actor`, role
-/// `server`, reading the whole organisation), on no device. Its Automerge
-/// actor is fresh for each write: two nodes (or two tasks of one node) that
-/// roll up the same job at the same moment make two distinct changes that
-/// merge, where one shared actor would make two changes with the same
-/// sequence number, and the second would be refused.
+/// The caller as whom the server writes its own roll-ups in `org`
+/// ([`Caller::server`]: the organisation's server user, a fresh Automerge
+/// actor per write, so two nodes rolling up one job at once both merge).
 pub fn server_caller(org: OrgId) -> Caller {
-    let (actor, _) = super::authority::server_actor(org);
-    Caller {
-        actor,
-        org,
-        team: None,
-        territory: None,
-        display_name: "Fieldsync server".into(),
-        actor_id: automerge::ActorId::random(),
-        window: None,
-    }
+    Caller::server(org)
 }
 
 /// The status the server moves a job in `current` to, given its assignments'

@@ -34,22 +34,12 @@ pub use crate::domain::orders::{
 use crate::domain::{Caller, Error, Result};
 
 /// The name the pages show for the server's own changes.
-pub const SERVER_NAME: &str = "Fieldsync (server)";
+pub use crate::domain::caller::SERVER_NAME;
 
-/// The caller as whom the server writes its own decisions in `org`: the
-/// organisation's server actor ([`server_actor`]), reading the whole
-/// organisation.
+/// The caller as whom the server writes its own decisions in `org`
+/// ([`Caller::server`]).
 pub fn server_caller(org: OrgId) -> Caller {
-    let (actor, actor_id) = server_actor(org);
-    Caller {
-        actor,
-        org,
-        team: None,
-        territory: None,
-        display_name: SERVER_NAME.to_owned(),
-        actor_id,
-        window: None,
-    }
+    Caller::server(org)
 }
 
 /// The caller an operator's command acts as: the back-office user `email` of
