@@ -349,9 +349,7 @@ fn demo_seeds_an_organisation_whose_users_can_sync(
     // so the strike rate counts them.
     let day = |offset: i64| {
         let now = fieldsync_core::model::DeviceTime::now_utc().at_ms;
-        fieldsync_server::domain::figures::dates::format_day(
-            now.div_euclid(86_400_000) + offset,
-        )
+        fieldsync_server::domain::figures::dates::format_day(now.div_euclid(86_400_000) + offset)
     };
     let token = manager.session().expect("session").access_token;
     let figures: serde_json::Value = ureq::get(&format!(
