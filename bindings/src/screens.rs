@@ -869,7 +869,8 @@ impl FieldsyncClient {
 
     /// Deletes a record (a tombstone that syncs), when the write rules let
     /// the signed-in role delete it in its status (a planned visit, a draft
-    /// order or report, a contact, ...); `Transition` otherwise.
+    /// order or report, a contact, ...); `Validation` with the rule's
+    /// message otherwise, like any edit the rules refuse.
     pub fn delete_record(&self, record_id: String) -> Result<(), FieldsyncError> {
         let me = self.me()?;
         let id = parse_id("record", &record_id)?;
@@ -877,14 +878,13 @@ impl FieldsyncClient {
         let status = doc.status_name().map_err(StoreError::from)?;
         let status = status.as_str();
         if rules::may_write(doc.kind(), "deleted", status, me.actor.role) != Some(true) {
-            let reason = rules::Locked::Field {
+            let locked = rules::Locked::Field {
                 kind: doc.kind(),
                 field: "deleted",
                 status: status.map(str::to_owned),
                 role: me.actor.role,
-            }
-            .to_string();
-            return Err(FieldsyncError::Transition { reason });
+            };
+            return Err(ModelError::from(locked).into());
         }
         self.store().delete(id, now())?;
         Ok(())
