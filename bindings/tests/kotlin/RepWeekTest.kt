@@ -47,9 +47,11 @@ fun main() {
         error("expected $kind, nothing was thrown")
     }
 
+    // One device each for the whole week: logins are rate limited per user.
+    val rep = client("rep", "rep2@demo.example")
+    val manager = client("manager", "manager@demo.example")
+
     test("a rep's week: search, ad-hoc visit, priced orders, KPIs, cancelled visits") {
-        val rep = client("rep", "rep2@demo.example")
-        val manager = client("manager", "manager@demo.example")
         rep.synced()
         check(rep.accountsAt("Lisboa", null).isNotEmpty()) { "the demo's sites are in Lisboa" }
         val shop = rep.createAccount("Kotlin Semana Store", GeoFix(38.7500, -9.1600, null))
@@ -115,8 +117,6 @@ fun main() {
     }
 
     test("a refused edit is restored once the office re-plans the visit") {
-        val rep = client("rep-restore", "rep2@demo.example")
-        val manager = client("manager-restore", "manager@demo.example")
         rep.synced()
         val shop = rep.createAccount("Kotlin Restore Kiosk", null)
         val now = System.currentTimeMillis()
