@@ -120,8 +120,8 @@ const META_TERRITORY: &str = "app.territory";
 const META_DEVICE: &str = "app.device";
 
 /// The logged-in user, as the store remembers it.
-struct Me {
-    actor: Actor,
+pub(crate) struct Me {
+    pub(crate) actor: Actor,
     org: OrgId,
     team: Option<TeamId>,
     territory: Option<TerritoryId>,
@@ -139,7 +139,7 @@ impl std::fmt::Debug for FieldsyncClient {
     }
 }
 
-fn now() -> DeviceTime {
+pub(crate) fn now() -> DeviceTime {
     DeviceTime::now_utc()
 }
 
@@ -162,7 +162,7 @@ fn attachment_kind(kind: &str) -> Result<AttachmentKind, FieldsyncError> {
     })
 }
 
-fn qty(quantity: f64) -> Result<Qty, FieldsyncError> {
+pub(crate) fn qty(quantity: f64) -> Result<Qty, FieldsyncError> {
     if !quantity.is_finite() || quantity <= 0.0 || quantity > 1e9 {
         return Err(FieldsyncError::InvalidArgument {
             detail: format!("quantity {quantity} must be a positive number"),
@@ -172,7 +172,7 @@ fn qty(quantity: f64) -> Result<Qty, FieldsyncError> {
 }
 
 impl FieldsyncClient {
-    fn store(&self) -> &DeviceStore {
+    pub(crate) fn store(&self) -> &DeviceStore {
         self.client.store()
     }
 
@@ -216,7 +216,7 @@ impl FieldsyncClient {
         self.order_signature(id.to_string())
     }
 
-    fn me(&self) -> Result<Me, FieldsyncError> {
+    pub(crate) fn me(&self) -> Result<Me, FieldsyncError> {
         let get = |k: &str| self.store().meta_get(k);
         let (Some(user), Some(role), Some(org), Some(device)) = (
             get(META_USER)?,
@@ -242,7 +242,11 @@ impl FieldsyncClient {
     }
 
     /// Ownership for a new record of `owner` (the caller when `None`).
-    fn meta(&self, me: &Me, owner: Option<UserId>) -> Result<RecordMeta, FieldsyncError> {
+    pub(crate) fn meta(
+        &self,
+        me: &Me,
+        owner: Option<UserId>,
+    ) -> Result<RecordMeta, FieldsyncError> {
         let (Some(team), Some(territory)) = (me.team, me.territory) else {
             return Err(FieldsyncError::InvalidArgument {
                 detail: "your account has no team or territory; ask your administrator".into(),
@@ -257,7 +261,7 @@ impl FieldsyncClient {
         })
     }
 
-    fn site_of(&self, account_id: RecordId) -> Site {
+    pub(crate) fn site_of(&self, account_id: RecordId) -> Site {
         let coords = self.store().read::<Account>(account_id).ok().and_then(|a| {
             a.locations
                 .values()
@@ -276,7 +280,7 @@ impl FieldsyncClient {
         }
     }
 
-    fn visit_item(&self, id: RecordId) -> Result<VisitItem, FieldsyncError> {
+    pub(crate) fn visit_item(&self, id: RecordId) -> Result<VisitItem, FieldsyncError> {
         Ok(VisitItem::of(&self.store().read_stateful::<Visit>(id)?))
     }
 }
@@ -1014,6 +1018,8 @@ impl FieldsyncClient {
                 None,
             )
         })?;
+        // An open job with an assignment is scheduled (the model's roll-up).
+        self.roll_up_job(a.job_id, &me.actor)?;
         Ok(id.to_string())
     }
 
@@ -1037,15 +1043,26 @@ impl FieldsyncClient {
                 reason,
             )
         })?;
+        // A technician out on the job puts it in progress (the model's
+        // roll-up); completing it is their explicit `complete_job`, since this
+        // device may not hold every assignment of the job.
+        let a: Assignment = self.store().read_stateful(id)?;
+        if a.status.is_active() {
+            self.roll_up_job(a.job_id, &me.actor)?;
+        }
         self.assignment(assignment_id)
     }
 
-    /// Books a part used on an assignment.
+    /// Books a part used on an assignment: its serial number for a
+    /// serialized part, and whether the customer is billed (yes by default).
+    #[uniffi::method(default(serial = None, billable = true))]
     pub fn add_part(
         &self,
         assignment_id: String,
         product_id: String,
         quantity: f64,
+        serial: Option<String>,
+        billable: bool,
     ) -> Result<String, FieldsyncError> {
         let me = self.me()?;
         let id = parse_id("assignment", &assignment_id)?;
@@ -1053,8 +1070,10 @@ impl FieldsyncClient {
             product_id: parse_id("product", &product_id)?,
             qty: qty(quantity)?,
             van_stock_id: None,
-            serial: None,
-            billable: true,
+            serial: serial
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty()),
+            billable,
             at: now(),
         };
         let mut entry = None;
@@ -1171,8 +1190,13 @@ impl FieldsyncClient {
         Ok(self.store().create(&t, now())?.to_string())
     }
 
-    /// Answers a checklist about a subject (an assignment or a visit) and marks
-    /// it complete; an assignment records that its checklist is done.
+    /// Answers a checklist about a subject (an assignment or a visit) at once
+    /// and marks it complete; an assignment records that its checklist is
+    /// done. Text answers a choice, photo, signature or barcode question when
+    /// the template says so. Refused (`Validation`) when an answer does not fit
+    /// its question or a shown required question is unanswered. To answer one
+    /// question at a time, use `start_checklist`, `answer_question` and
+    /// `complete_checklist`.
     pub fn answer_checklist(
         &self,
         template_id: String,
@@ -1181,13 +1205,26 @@ impl FieldsyncClient {
     ) -> Result<String, FieldsyncError> {
         let me = self.me()?;
         let subject: RecordId = parse_id("subject", &subject_id)?;
+        let template_id: RecordId = parse_id("template", &template_id)?;
+        let template: ChecklistTemplate = self.store().read(template_id)?;
         let at = now();
         let mut map = std::collections::BTreeMap::new();
         for a in answers {
+            let kind = template
+                .questions
+                .get(&a.question)
+                .map_or(QuestionKind::Text, |q| q.kind);
             let value = match (a.yes_no, a.number, a.text) {
                 (Some(b), _, _) => AnswerValue::YesNo(b),
                 (None, Some(n), _) => AnswerValue::Number(n),
-                (None, None, Some(t)) => AnswerValue::Text(t),
+                // Text is the answer of every text-like kind: the template says which.
+                (None, None, Some(t)) => match kind {
+                    QuestionKind::Choice => AnswerValue::Choice(t),
+                    QuestionKind::Photo => AnswerValue::Photo(t),
+                    QuestionKind::Signature => AnswerValue::Signature(t),
+                    QuestionKind::Barcode => AnswerValue::Barcode(t),
+                    _ => AnswerValue::Text(t),
+                },
                 (None, None, None) => {
                     return Err(FieldsyncError::InvalidArgument {
                         detail: format!("question {} has no answer", a.question),
@@ -1205,12 +1242,15 @@ impl FieldsyncClient {
         }
         let r = ChecklistResponse {
             meta: self.meta(&me, None)?,
-            template_id: parse_id("template", &template_id)?,
-            template_version: 1,
+            template_id,
+            template_version: template.version,
             subject_id: subject,
             answers: map,
             completed: true,
         };
+        // The model's check: answers fit their questions, and every shown
+        // required question is answered (the server checks it again).
+        r.check_against(&template)?;
         let id = self.store().create(&r, at)?;
         if self.store().read_stateful::<Assignment>(subject).is_ok() {
             self.store().update::<Assignment>(subject, at, |a| {

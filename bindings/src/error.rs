@@ -108,6 +108,9 @@ impl From<StoreError> for FieldsyncError {
                 }
             }
             StoreError::AttachmentNotFound(sha256) => FieldsyncError::NotFound { id: sha256 },
+            StoreError::NoRejection(seq) => FieldsyncError::NotFound {
+                id: seq.to_string(),
+            },
             other => FieldsyncError::Storage {
                 detail: other.to_string(),
             },

@@ -14,6 +14,7 @@ uniffi::setup_scaffolding!();
 
 mod client;
 mod error;
+mod screens;
 mod types;
 
 pub use client::{FieldsyncClient, SyncListener};

@@ -97,10 +97,24 @@ pub struct VisitItem {
     pub check_out_ms: Option<i64>,
     /// Distance to the site at check-in, metres.
     pub check_in_distance_m: Option<f64>,
+    /// The geofence verdict at check-in: `inside`, `outside`,
+    /// `unverifiable_offline` (no fix) or `no_site_coords`; the server's
+    /// once it has checked the fix, else the device's. Never blocks work.
+    pub check_in_verdict: Option<String>,
+    /// The geofence verdict at check-out (as `check_in_verdict`).
+    pub check_out_verdict: Option<String>,
     /// How it ended.
     pub outcome: Option<String>,
     /// Notes.
     pub notes: String,
+    /// Planned (`false` for an ad-hoc visit).
+    pub planned: bool,
+    /// The contact met.
+    pub contact_id: Option<String>,
+    /// Suggested next visit date, `YYYY-MM-DD`.
+    pub next_visit_date: Option<String>,
+    /// The manager's instructions.
+    pub instructions: Option<String>,
 }
 
 impl VisitItem {
@@ -113,20 +127,30 @@ impl VisitItem {
             planned_end_ms: v.planned_end.map(|t| t.at_ms),
             check_in_ms: v.check_in.as_ref().map(|c| c.at.at_ms),
             check_out_ms: v.check_out.as_ref().map(|c| c.at.at_ms),
-            check_in_distance_m: v.check_in.as_ref().and_then(|c| c.distance_m),
-            outcome: v.outcome.map(|o| {
-                serde_json::to_value(o)
-                    .ok()
-                    .and_then(|j| j.as_str().map(str::to_owned))
-                    .unwrap_or_default()
-            }),
+            check_in_distance_m: v
+                .check_in
+                .as_ref()
+                .and_then(|c| c.server_distance_m.or(c.distance_m)),
+            check_in_verdict: v
+                .check_in
+                .as_ref()
+                .map(|c| c.effective_verdict().as_str().into()),
+            check_out_verdict: v
+                .check_out
+                .as_ref()
+                .map(|c| c.effective_verdict().as_str().into()),
+            outcome: v.outcome.map(|o| o.as_str().into()),
             notes: v.notes.clone(),
+            planned: v.planned,
+            contact_id: v.contact_id.map(|c| c.to_string()),
+            next_visit_date: v.next_visit_date.clone(),
+            instructions: v.instructions.clone(),
         }
     }
 }
 
 /// A visit report.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
 pub struct ReportItem {
     /// Id.
     pub id: String,
@@ -136,6 +160,10 @@ pub struct ReportItem {
     pub status: String,
     /// The rep's summary.
     pub summary: String,
+    /// The rep's observations.
+    pub observations: String,
+    /// KPI values (target vs actual), by name.
+    pub kpis: Vec<KpiItem>,
     /// The manager's comments, oldest first.
     pub comments: Vec<String>,
 }
@@ -149,6 +177,17 @@ impl ReportItem {
             visit_id: r.visit_id.to_string(),
             status: r.status.as_str().into(),
             summary: r.summary.clone(),
+            observations: r.observations.clone(),
+            kpis: r
+                .kpis
+                .iter()
+                .map(|(name, k)| KpiItem {
+                    name: name.clone(),
+                    target: k.target,
+                    actual: k.actual,
+                    unit: k.unit.clone(),
+                })
+                .collect(),
             comments: comments.into_iter().map(|c| c.text.clone()).collect(),
         }
     }
@@ -167,6 +206,8 @@ pub struct OrderLineItem {
     pub unit_price_minor: i64,
     /// Discount in basis points of the line (1 % = 100).
     pub discount_bp: Option<u32>,
+    /// Discount as an amount, minor units (capped at the line's gross).
+    pub discount_amount_minor: Option<i64>,
     /// Tax rate in basis points (23 % = 2300).
     pub tax_rate_bp: u32,
     /// Line total after discount and tax, minor units.
@@ -184,6 +225,16 @@ pub struct OrderItem {
     pub status: String,
     /// ISO 4217 currency.
     pub currency: String,
+    /// The visit it was taken on.
+    pub visit_id: Option<String>,
+    /// The price list its lines were priced from.
+    pub price_list_id: Option<String>,
+    /// Delivery site (one of the account's sites).
+    pub ship_to: Option<String>,
+    /// Requested delivery date, `YYYY-MM-DD`.
+    pub delivery_date: Option<String>,
+    /// Free notes.
+    pub notes: Option<String>,
     /// Lines.
     pub lines: Vec<OrderLineItem>,
     /// Sum before discounts.
@@ -206,6 +257,11 @@ impl OrderItem {
             account_id: o.account_id.to_string(),
             status: o.status.as_str().into(),
             currency: o.currency.clone(),
+            visit_id: o.visit_id.map(|v| v.to_string()),
+            price_list_id: o.price_list_id.map(|v| v.to_string()),
+            ship_to: o.ship_to.map(|v| v.to_string()),
+            delivery_date: o.delivery_date.clone(),
+            notes: o.notes.clone(),
             lines: o
                 .lines
                 .iter()
@@ -215,6 +271,7 @@ impl OrderItem {
                     quantity: l.qty.raw() as f64 / fieldsync_core::model::Qty::SCALE as f64,
                     unit_price_minor: l.unit_price.minor,
                     discount_bp: l.discount_percent_bp,
+                    discount_amount_minor: l.discount_amount_minor,
                     tax_rate_bp: l.tax_rate_bp,
                     total_minor: totals.lines.get(id).map_or(0, |t| t.total),
                 })
@@ -293,6 +350,10 @@ pub struct PartItem {
     pub product_id: String,
     /// Quantity in units.
     pub quantity: f64,
+    /// Serial number of a serialized part.
+    pub serial: Option<String>,
+    /// Whether the customer is billed for it.
+    pub billable: bool,
 }
 
 /// Time booked on an assignment.
@@ -304,8 +365,12 @@ pub struct TimeItem {
     pub kind: String,
     /// Start.
     pub start_ms: i64,
-    /// End, when finished.
+    /// End; `None` while the entry runs.
     pub end_ms: Option<i64>,
+    /// Note.
+    pub note: Option<String>,
+    /// `pending`, `approved` or `rejected` (the back office decides).
+    pub approval: String,
 }
 
 /// An assignment of a technician to a job.
@@ -341,6 +406,8 @@ impl AssignmentItem {
                     id: id.to_string(),
                     product_id: p.product_id.to_string(),
                     quantity: p.qty.raw() as f64 / fieldsync_core::model::Qty::SCALE as f64,
+                    serial: p.serial.clone(),
+                    billable: p.billable,
                 })
                 .collect(),
             time: a
@@ -354,6 +421,8 @@ impl AssignmentItem {
                         .unwrap_or_default(),
                     start_ms: t.start.at_ms,
                     end_ms: t.end.map(|e| e.at_ms),
+                    note: t.note.clone(),
+                    approval: t.approval.as_str().into(),
                 })
                 .collect(),
             checklist_complete: a.checklist_complete,
@@ -584,6 +653,483 @@ impl SignatureCheck {
             image_sha256: signature.map(|s| s.image_sha256.clone()),
             signed_sha256: signature.map(|s| s.document_sha256.clone()),
             current_sha256: current,
+        }
+    }
+}
+
+fn priority_name(p: fieldsync_core::model::Priority) -> &'static str {
+    use fieldsync_core::model::Priority as P;
+    match p {
+        P::Low => "low",
+        P::Normal => "normal",
+        P::High => "high",
+        P::Urgent => "urgent",
+    }
+}
+
+/// A site of an account.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct SiteItem {
+    /// Location id (give it to `set_order_details` as the ship-to).
+    pub id: String,
+    /// Name, e.g. "Main store".
+    pub name: String,
+    /// One-line postal address.
+    pub address: String,
+    /// Coordinates, when geocoded.
+    pub coords: Option<GeoFix>,
+    /// Geofence radius for check-in verdicts, metres.
+    pub geofence_radius_m: f64,
+    /// Opening hours as text.
+    pub opening_hours: Option<String>,
+}
+
+/// A customer account.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct AccountItem {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// `outlet`, `distributor`, `customer`, ...
+    pub account_type: String,
+    /// `active`, `prospect`, `inactive`.
+    pub account_status: String,
+    /// The price list that applies, when the office set one.
+    pub price_list_id: Option<String>,
+    /// Target days between visits.
+    pub visit_frequency_days: Option<u32>,
+    /// Sites.
+    pub sites: Vec<SiteItem>,
+}
+
+impl AccountItem {
+    pub(crate) fn of(a: &fieldsync_core::model::Account) -> Self {
+        AccountItem {
+            id: a.meta.id.to_string(),
+            name: a.name.clone(),
+            account_type: a.account_type.clone(),
+            account_status: a.account_status.clone(),
+            price_list_id: a.price_list_id.map(|p| p.to_string()),
+            visit_frequency_days: a.visit_frequency_days,
+            sites: a
+                .locations
+                .iter()
+                .map(|(id, l)| SiteItem {
+                    id: id.to_string(),
+                    name: l.name.clone(),
+                    address: l.address.clone(),
+                    coords: l.coords.map(|c| GeoFix {
+                        lat: c.lat,
+                        lng: c.lng,
+                        accuracy_m: c.accuracy_m,
+                    }),
+                    geofence_radius_m: l.geofence_radius_m,
+                    opening_hours: l.opening_hours.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A person at a customer.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ContactItem {
+    /// Id.
+    pub id: String,
+    /// Their account.
+    pub account_id: String,
+    /// Full name.
+    pub name: String,
+    /// Role at the customer, e.g. "buyer".
+    pub role: Option<String>,
+    /// Phone.
+    pub phone: Option<String>,
+    /// Email.
+    pub email: Option<String>,
+    /// Consent to be contacted for marketing.
+    pub marketing_consent: bool,
+}
+
+impl ContactItem {
+    pub(crate) fn of(c: &fieldsync_core::model::Contact) -> Self {
+        ContactItem {
+            id: c.meta.id.to_string(),
+            account_id: c.account_id.to_string(),
+            name: c.name.clone(),
+            role: c.role.clone(),
+            phone: c.phone.clone(),
+            email: c.email.clone(),
+            marketing_consent: c.marketing_consent,
+        }
+    }
+}
+
+/// What a new contact holds.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct NewContact {
+    /// Full name (required).
+    pub name: String,
+    /// Role at the customer.
+    pub role: Option<String>,
+    /// Phone.
+    pub phone: Option<String>,
+    /// Email.
+    pub email: Option<String>,
+    /// Consent to be contacted for marketing.
+    pub marketing_consent: bool,
+}
+
+/// A product's price on a list.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct PriceEntry {
+    /// The product.
+    pub product_id: String,
+    /// Unit price, minor units of the list's currency.
+    pub unit_price_minor: i64,
+    /// Largest discount a rep gives without a manager's approval, basis points.
+    pub max_discount_bp: u32,
+}
+
+/// A price list.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct PriceListItem {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// ISO 4217 currency of every price.
+    pub currency: String,
+    /// Prices, by product id.
+    pub items: Vec<PriceEntry>,
+}
+
+impl PriceListItem {
+    pub(crate) fn of(l: &fieldsync_core::model::PriceList) -> Self {
+        PriceListItem {
+            id: l.meta.id.to_string(),
+            name: l.name.clone(),
+            currency: l.currency.clone(),
+            items: l
+                .items
+                .iter()
+                .map(|(product, item)| PriceEntry {
+                    product_id: product.to_string(),
+                    unit_price_minor: item.unit_price.minor,
+                    max_discount_bp: item.max_discount_bp,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A KPI measured on a visit: the target and what was found.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct KpiItem {
+    /// KPI name, e.g. `facings`.
+    pub name: String,
+    /// The target, when there is one.
+    pub target: Option<f64>,
+    /// What was measured.
+    pub actual: Option<f64>,
+    /// Unit, e.g. "facings", "%".
+    pub unit: String,
+}
+
+/// The kind of answer a checklist question takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum QuestionKindItem {
+    /// Yes or no.
+    YesNo,
+    /// One of the question's choices.
+    Choice,
+    /// A number.
+    Number,
+    /// Free text.
+    Text,
+    /// A photo (an attachment of the response's subject, by SHA-256).
+    Photo,
+    /// A signature (an attachment, by SHA-256).
+    Signature,
+    /// A scanned barcode.
+    Barcode,
+}
+
+impl From<QuestionKindItem> for fieldsync_core::model::QuestionKind {
+    fn from(k: QuestionKindItem) -> Self {
+        use fieldsync_core::model::QuestionKind as K;
+        match k {
+            QuestionKindItem::YesNo => K::YesNo,
+            QuestionKindItem::Choice => K::Choice,
+            QuestionKindItem::Number => K::Number,
+            QuestionKindItem::Text => K::Text,
+            QuestionKindItem::Photo => K::Photo,
+            QuestionKindItem::Signature => K::Signature,
+            QuestionKindItem::Barcode => K::Barcode,
+        }
+    }
+}
+
+impl From<fieldsync_core::model::QuestionKind> for QuestionKindItem {
+    fn from(k: fieldsync_core::model::QuestionKind) -> Self {
+        use fieldsync_core::model::QuestionKind as K;
+        match k {
+            K::YesNo => QuestionKindItem::YesNo,
+            K::Choice => QuestionKindItem::Choice,
+            K::Number => QuestionKindItem::Number,
+            K::Text => QuestionKindItem::Text,
+            K::Photo => QuestionKindItem::Photo,
+            K::Signature => QuestionKindItem::Signature,
+            K::Barcode => QuestionKindItem::Barcode,
+        }
+    }
+}
+
+/// One question of a checklist template.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct QuestionItem {
+    /// The question's key in the template (answers name it).
+    pub key: String,
+    /// Position in the form, from 1.
+    pub position: u32,
+    /// The question.
+    pub text: String,
+    /// Kind of answer.
+    pub kind: QuestionKindItem,
+    /// Options of a choice question.
+    pub choices: Vec<String>,
+    /// Must be answered when shown.
+    pub required: bool,
+    /// Shown only when this question ...
+    pub show_if_question: Option<String>,
+    /// ... has this answer (`yes`, `no`, a choice, a number as text).
+    pub show_if_equals: Option<String>,
+}
+
+/// A checklist template (published by the office; a change is a new version).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ChecklistTemplateItem {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Version, from 1.
+    pub version: u32,
+    /// Questions in form order.
+    pub questions: Vec<QuestionItem>,
+}
+
+impl ChecklistTemplateItem {
+    pub(crate) fn of(t: &fieldsync_core::model::ChecklistTemplate) -> Self {
+        let mut questions: Vec<QuestionItem> = t
+            .questions
+            .iter()
+            .map(|(key, q)| QuestionItem {
+                key: key.clone(),
+                position: q.position,
+                text: q.text.clone(),
+                kind: q.kind.into(),
+                choices: q.choices.clone(),
+                required: q.required,
+                show_if_question: q.show_if.as_ref().map(|c| c.question.clone()),
+                show_if_equals: q.show_if.as_ref().map(|c| c.equals.clone()),
+            })
+            .collect();
+        questions.sort_by(|a, b| (a.position, &a.key).cmp(&(b.position, &b.key)));
+        ChecklistTemplateItem {
+            id: t.meta.id.to_string(),
+            name: t.name.clone(),
+            version: t.version,
+            questions,
+        }
+    }
+}
+
+/// An answer's value, one variant per question kind.
+#[derive(Debug, Clone, PartialEq, uniffi::Enum)]
+pub enum AnswerValueItem {
+    /// Yes or no.
+    YesNo {
+        /// The answer.
+        value: bool,
+    },
+    /// One of the choices.
+    Choice {
+        /// The choice, as the template spells it.
+        value: String,
+    },
+    /// A number.
+    Number {
+        /// The answer.
+        value: f64,
+    },
+    /// Free text.
+    Text {
+        /// The answer.
+        value: String,
+    },
+    /// A photo kept with `attach_photo` (its SHA-256).
+    Photo {
+        /// SHA-256 of the attachment.
+        sha256: String,
+    },
+    /// A drawn signature kept with `attach_file`/`attach_photo` (its SHA-256).
+    Signature {
+        /// SHA-256 of the attachment.
+        sha256: String,
+    },
+    /// A scanned barcode.
+    Barcode {
+        /// The code read.
+        value: String,
+    },
+}
+
+impl From<AnswerValueItem> for fieldsync_core::model::AnswerValue {
+    fn from(v: AnswerValueItem) -> Self {
+        use fieldsync_core::model::AnswerValue as A;
+        match v {
+            AnswerValueItem::YesNo { value } => A::YesNo(value),
+            AnswerValueItem::Choice { value } => A::Choice(value),
+            AnswerValueItem::Number { value } => A::Number(value),
+            AnswerValueItem::Text { value } => A::Text(value),
+            AnswerValueItem::Photo { sha256 } => A::Photo(sha256),
+            AnswerValueItem::Signature { sha256 } => A::Signature(sha256),
+            AnswerValueItem::Barcode { value } => A::Barcode(value),
+        }
+    }
+}
+
+impl From<&fieldsync_core::model::AnswerValue> for AnswerValueItem {
+    fn from(v: &fieldsync_core::model::AnswerValue) -> Self {
+        use fieldsync_core::model::AnswerValue as A;
+        match v.clone() {
+            A::YesNo(value) => AnswerValueItem::YesNo { value },
+            A::Choice(value) => AnswerValueItem::Choice { value },
+            A::Number(value) => AnswerValueItem::Number { value },
+            A::Text(value) => AnswerValueItem::Text { value },
+            A::Photo(sha256) => AnswerValueItem::Photo { sha256 },
+            A::Signature(sha256) => AnswerValueItem::Signature { sha256 },
+            A::Barcode(value) => AnswerValueItem::Barcode { value },
+        }
+    }
+}
+
+/// One given answer.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct GivenAnswer {
+    /// The question's key.
+    pub question: String,
+    /// The value.
+    pub value: AnswerValueItem,
+    /// When it was given.
+    pub at_ms: i64,
+}
+
+/// A checklist being filled, with what the form shows now.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct ChecklistItem {
+    /// Response id.
+    pub id: String,
+    /// The template answered.
+    pub template_id: String,
+    /// Its version.
+    pub template_version: u32,
+    /// The visit or assignment it is filled on.
+    pub subject_id: String,
+    /// Answers so far, in form order.
+    pub answers: Vec<GivenAnswer>,
+    /// The questions shown given the answers (show-if), in form order.
+    pub shown_questions: Vec<String>,
+    /// Shown required questions still unanswered: empty means it can be completed.
+    pub missing_required: Vec<String>,
+    /// Marked complete.
+    pub completed: bool,
+}
+
+impl ChecklistItem {
+    pub(crate) fn of(
+        r: &fieldsync_core::model::ChecklistResponse,
+        t: &fieldsync_core::model::ChecklistTemplate,
+    ) -> Self {
+        let shown = r.shown_questions(t);
+        let position = |key: &str| t.questions.get(key).map_or(u32::MAX, |q| q.position);
+        let mut answers: Vec<GivenAnswer> = r
+            .answers
+            .iter()
+            .map(|(q, a)| GivenAnswer {
+                question: q.clone(),
+                value: (&a.value).into(),
+                at_ms: a.at.at_ms,
+            })
+            .collect();
+        answers.sort_by(|a, b| {
+            (position(&a.question), &a.question).cmp(&(position(&b.question), &b.question))
+        });
+        ChecklistItem {
+            id: r.meta.id.to_string(),
+            template_id: r.template_id.to_string(),
+            template_version: r.template_version,
+            subject_id: r.subject_id.to_string(),
+            answers,
+            shown_questions: shown,
+            missing_required: r.missing_required(t),
+            completed: r.completed,
+        }
+    }
+}
+
+/// A service job, as a technician's job screen shows it.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct JobItem {
+    /// Id.
+    pub id: String,
+    /// The customer.
+    pub account_id: String,
+    /// `open`, `scheduled`, `in_progress`, `completed`, `closed`, `cancelled`.
+    pub status: String,
+    /// `repair`, `installation`, `maintenance`, ...
+    pub job_type: String,
+    /// `low`, `normal`, `high`, `urgent`.
+    pub priority: String,
+    /// What the customer reported.
+    pub description: String,
+    /// The equipment (asset tag or serial).
+    pub asset: Option<String>,
+    /// SLA due time.
+    pub sla_due_ms: Option<i64>,
+    /// How it was resolved.
+    pub resolution: Option<String>,
+    /// Fixed on the first visit.
+    pub first_time_fix: Option<bool>,
+    /// When it was completed.
+    pub completed_at_ms: Option<i64>,
+    /// Completing an assignment needs the checklist.
+    pub requires_checklist: bool,
+    /// The checklist template to fill.
+    pub checklist_template_id: Option<String>,
+    /// Completing an assignment needs the customer's signature.
+    pub requires_signature: bool,
+}
+
+impl JobItem {
+    pub(crate) fn of(j: &fieldsync_core::model::ServiceJob) -> Self {
+        use fieldsync_core::model::Status as _;
+        JobItem {
+            id: j.meta.id.to_string(),
+            account_id: j.account_id.to_string(),
+            status: j.status.as_str().into(),
+            job_type: j.job_type.clone(),
+            priority: priority_name(j.priority).into(),
+            description: j.description.clone(),
+            asset: j.asset.clone(),
+            sla_due_ms: j.sla_due.map(|t| t.at_ms),
+            resolution: j.resolution.clone(),
+            first_time_fix: j.first_time_fix,
+            completed_at_ms: j.completed_at.map(|t| t.at_ms),
+            requires_checklist: j.requires_checklist,
+            checklist_template_id: j.checklist_template_id.map(|t| t.to_string()),
+            requires_signature: j.requires_signature,
         }
     }
 }

@@ -858,3 +858,200 @@ fn a_rejected_record_is_reset_to_the_servers_copy_and_its_changes_kept_in_the_le
     store.resolve_rejection(ledger[0].seq).expect("resolve");
     assert!(store.rejections().expect("ledger").is_empty());
 }
+
+#[test]
+fn a_refused_edit_is_restored_once_its_reason_is_gone_and_queued_again() {
+    let w = World::new();
+    let store = DeviceStore::open_in_memory().expect("open");
+    store.set_role(Role::Rep).expect("role");
+    let id = store
+        .create_stateful(
+            &w.visit(RecordId::new(), MONDAY),
+            &w.rep,
+            DeviceTime::utc(0),
+        )
+        .expect("create");
+    let mut server_copy = store.doc(id).expect("doc");
+    let created: Vec<ChangeHash> = server_copy
+        .changes_since(&[])
+        .iter()
+        .map(|c| c.hash())
+        .collect();
+    store.acknowledge(id, &created).expect("ack");
+    store
+        .update::<Visit>(id, DeviceTime::utc(1), |v| {
+            v.next_visit_date = Some("2026-01-12".into())
+        })
+        .expect("edit");
+    let sent = store.outbox_batch(10).expect("batch").remove(0);
+    store
+        .reject(
+            &sent,
+            &Rejection {
+                code: RejectCode::Forbidden,
+                message: "a rep may not change the next_visit_date of a cancelled visit".into(),
+                retryable: false,
+                server_doc: Some(ByteBuf::from(server_copy.save())),
+            },
+        )
+        .expect("reject");
+    let seq = store.rejections().expect("ledger")[0].seq;
+    assert_eq!(
+        store
+            .read_stateful::<Visit>(id)
+            .expect("reset")
+            .next_visit_date,
+        None
+    );
+
+    assert_eq!(store.restore_rejection(seq).expect("restore"), id);
+    let v: Visit = store.read_stateful(id).expect("restored");
+    assert_eq!(v.next_visit_date.as_deref(), Some("2026-01-12"));
+    assert_eq!(store.pending_changes().expect("queued again"), 1);
+    assert!(store.rejections().expect("ledger").is_empty());
+    assert!(matches!(
+        store.restore_rejection(seq),
+        Err(fieldsync_core::store::StoreError::NoRejection(s)) if s == seq
+    ));
+}
+
+#[test]
+fn a_restore_that_no_longer_fits_changes_nothing_and_keeps_the_entry() {
+    let w = World::new();
+    let store = DeviceStore::open_in_memory().expect("open");
+    store.set_role(Role::Rep).expect("role");
+    let id = store
+        .create_stateful(
+            &w.visit(RecordId::new(), MONDAY),
+            &w.rep,
+            DeviceTime::utc(0),
+        )
+        .expect("create");
+    let mut server_copy = store.doc(id).expect("doc");
+    let created: Vec<ChangeHash> = server_copy
+        .changes_since(&[])
+        .iter()
+        .map(|c| c.hash())
+        .collect();
+    store.acknowledge(id, &created).expect("ack");
+    store
+        .update::<Visit>(id, DeviceTime::utc(1), |v| v.notes = "refused".into())
+        .expect("edit");
+    let sent = store.outbox_batch(10).expect("batch").remove(0);
+    store
+        .reject(
+            &sent,
+            &Rejection {
+                code: RejectCode::Validation,
+                message: "no".into(),
+                retryable: false,
+                server_doc: Some(ByteBuf::from(server_copy.save())),
+            },
+        )
+        .expect("reject");
+    // The user made another edit on top of the server's copy since.
+    store
+        .update::<Visit>(id, DeviceTime::utc(2), |v| v.notes = "typed again".into())
+        .expect("edit");
+    let seq = store.rejections().expect("ledger")[0].seq;
+    let err = store.restore_rejection(seq).expect_err("does not fit");
+    assert!(err.to_string().contains("make it again"), "{err}");
+    assert_eq!(store.rejections().expect("ledger").len(), 1);
+    assert_eq!(store.pending_changes().expect("count"), 1);
+    let v: Visit = store.read_stateful(id).expect("read");
+    assert_eq!(v.notes, "typed again");
+}
+
+#[test]
+fn accounts_and_products_are_found_by_prefix_place_and_sku_and_deleted_ones_are_not() {
+    use fieldsync_core::model::{Account, Location, Product};
+    let w = World::new();
+    let store = DeviceStore::open_in_memory().expect("open");
+    let account = |name: &str, address: &str| Account {
+        meta: w.meta(w.rep.user),
+        name: name.into(),
+        account_type: "outlet".into(),
+        account_status: "active".into(),
+        price_list_id: None,
+        visit_frequency_days: None,
+        locations: [(
+            RecordId::new(),
+            Location {
+                name: "Main site".into(),
+                address: address.into(),
+                coords: None,
+                geofence_radius_m: 100.0,
+                opening_hours: None,
+            },
+        )]
+        .into_iter()
+        .collect(),
+    };
+    let at = DeviceTime::utc(0);
+    let sao = store
+        .create(&account("São João Café", "Rua Augusta 1, Lisboa"), at)
+        .expect("a");
+    let santos = store
+        .create(&account("Santos Mercado", "Av. da Boavista 9, Porto"), at)
+        .expect("b");
+    let gone = store
+        .create(&account("Sao Bento Bar", "Rua do Ouro 3, Lisboa"), at)
+        .expect("c");
+    store.delete(gone, at).expect("delete");
+    let ids =
+        |p: Vec<fieldsync_core::model::Projection>| p.into_iter().map(|p| p.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.search_accounts("SAO", 10).expect("search")),
+        [sao]
+    );
+    assert_eq!(
+        ids(store.search_accounts("", 10).expect("all")),
+        [santos, sao]
+    );
+    assert_eq!(
+        ids(store.search_accounts("sa", 1).expect("limit")),
+        [santos]
+    );
+    assert_eq!(
+        ids(store.search_accounts_at("lisboa", 10).expect("place")),
+        [sao]
+    );
+    store
+        .update::<Account>(santos, DeviceTime::utc(1), |a| a.name = "Zé Mercado".into())
+        .expect("rename");
+    assert_eq!(
+        ids(store.search_accounts("ze m", 10).expect("renamed")),
+        [santos]
+    );
+    assert!(
+        store
+            .search_accounts("santos", 10)
+            .expect("old name")
+            .is_empty()
+    );
+
+    let product = |sku: &str, name: &str| Product {
+        meta: w.meta(w.rep.user),
+        sku: sku.into(),
+        name: name.into(),
+        unit: "pcs".into(),
+        serialized: false,
+        spare_part: false,
+        active: true,
+    };
+    let oil = store
+        .create(&product("OLV-500", "Olive oil"), at)
+        .expect("p");
+    let filter = store
+        .create(&product("FLT-01", "Oil filter"), at)
+        .expect("p");
+    assert_eq!(ids(store.search_products("olv", 10).expect("sku")), [oil]);
+    assert_eq!(
+        ids(store.search_products("oil", 10).expect("name")),
+        [filter]
+    );
+    assert_eq!(
+        ids(store.search_products("o", 10).expect("both")),
+        [filter, oil]
+    );
+}

@@ -25,6 +25,8 @@ usage: cargo xtask <command> [options]
 commands:
   test            install missing test prerequisites, then run fmt check, clippy and all tests
   test --no-lint  the same without the fmt and clippy checks
+  test-bindings   only the binding tests: build the native library, the generator and the
+                  server, then run the Python and Kotlin tests against a live server
   deps            only install the missing test prerequisites
   layers          check server/src against the layering rules (layers, forbidden crates,
                   private modules, import cycles); see xtask/src/layers/rules.rs
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
+        Some("test-bindings") => test_bindings(),
         Some("deps") => ensure_prerequisites(),
         Some("layers") => layering_check(&workspace_root()),
         Some("bench") => bench(),
@@ -146,6 +149,25 @@ fn test(args: &[String]) -> Result<()> {
     )?;
     binding_tests(&root)?;
     println!("xtask: all checks passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+/// `cargo xtask test-bindings`: what the binding tests need from the full
+/// run's build step (the cdylib, `uniffi-bindgen` and the `fieldsync`
+/// server binary, in the same debug profile), then the tests themselves.
+fn test_bindings() -> Result<()> {
+    let started = Instant::now();
+    ensure_prerequisites()?;
+    let root = workspace_root();
+    step(
+        "build the native library, uniffi-bindgen and the server",
+        cargo(
+            &root,
+            &["build", "--workspace", "--features", BINDGEN_FEATURE],
+        ),
+    )?;
+    binding_tests(&root)?;
+    println!("xtask: binding tests passed in {:.0?}", started.elapsed());
     Ok(())
 }
 

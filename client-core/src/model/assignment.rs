@@ -493,6 +493,41 @@ pub fn sign(
     doc.update::<Assignment>(at, |a| a.signature = Some(signature))
 }
 
+/// Stops a running time entry at `end`, with an optional note (the note is
+/// kept when `note` is `None`). Refused for an entry that already ended.
+pub fn stop_time_entry(
+    doc: &mut RecordDoc,
+    actor: &Actor,
+    at: DeviceTime,
+    entry: RecordId,
+    end: DeviceTime,
+    note: Option<String>,
+) -> Result<Option<ChangeHash>, ModelError> {
+    open_for_entries(doc, actor)?;
+    let a: Assignment = doc.read()?;
+    match a.time_entries.get(&entry) {
+        None => {
+            return Err(ValidationError::new(
+                format!("time_entries.{entry}"),
+                "no such time entry",
+            )
+            .into());
+        }
+        Some(t) if t.end.is_some() => {
+            return Err(TransitionError::precondition("the time entry has already ended").into());
+        }
+        Some(_) => {}
+    }
+    doc.update::<Assignment>(at, |a| {
+        if let Some(t) = a.time_entries.get_mut(&entry) {
+            t.end = Some(end);
+            if note.is_some() {
+                t.note = note;
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -680,6 +715,32 @@ mod tests {
         assert_eq!(a.parts.len(), 1);
         assert_eq!(a.minutes_by_kind().get(&TimeKind::Work), Some(&45));
         assert_eq!(doc.history().expect("history").len(), 6);
+    }
+
+    #[test]
+    fn a_running_time_entry_is_stopped_once_with_its_note() {
+        let (mut doc, tech, _) = setup(false);
+        walk_to_in_progress(&mut doc, &tech);
+        let running = TimeEntry {
+            kind: TimeKind::Travel,
+            start: DeviceTime::utc(60_000),
+            end: None,
+            approval: Approval::Pending,
+            note: None,
+        };
+        let id = add_time_entry(&mut doc, &tech, DeviceTime::utc(60_000), running).expect("time");
+        let end = DeviceTime::utc(60_000 + 25 * 60_000);
+        let note = Some("traffic on the bridge".to_owned());
+        stop_time_entry(&mut doc, &tech, end, id, end, note).expect("stop");
+        let a: Assignment = doc.read_stateful().expect("read");
+        assert_eq!(a.minutes_by_kind().get(&TimeKind::Travel), Some(&25));
+        assert_eq!(
+            a.time_entries[&id].note.as_deref(),
+            Some("traffic on the bridge")
+        );
+        let err = stop_time_entry(&mut doc, &tech, end, id, end, None).expect_err("ended");
+        assert!(err.to_string().contains("already ended"), "{err}");
+        assert!(stop_time_entry(&mut doc, &tech, end, RecordId::new(), end, None).is_err());
     }
 
     #[test]

@@ -198,14 +198,32 @@ impl ChecklistResponse {
         questions
             .into_iter()
             .filter(|(_, q)| q.required)
-            .filter(|(_, q)| match &q.show_if {
-                None => true,
-                Some(cond) => self
-                    .answers
-                    .get(&cond.question)
-                    .is_some_and(|a| a.value.as_text() == cond.equals),
-            })
+            .filter(|(_, q)| self.shows(q))
             .filter(|(id, _)| !self.answers.contains_key(*id))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Whether `question` is shown given the answers so far: it has no
+    /// condition, or the question it depends on has the answer it names.
+    pub fn shows(&self, question: &Question) -> bool {
+        match &question.show_if {
+            None => true,
+            Some(cond) => self
+                .answers
+                .get(&cond.question)
+                .is_some_and(|a| a.value.as_text() == cond.equals),
+        }
+    }
+
+    /// The template's questions shown given the answers so far, in form
+    /// order: what the form displays, one at a time or all at once.
+    pub fn shown_questions(&self, template: &ChecklistTemplate) -> Vec<String> {
+        let mut questions: Vec<(&String, &Question)> = template.questions.iter().collect();
+        questions.sort_by_key(|(id, q)| (q.position, (*id).clone()));
+        questions
+            .into_iter()
+            .filter(|(_, q)| self.shows(q))
             .map(|(id, _)| id.clone())
             .collect()
     }
@@ -348,12 +366,15 @@ mod tests {
             completed: false,
         };
         assert_eq!(r.missing_required(&t), vec!["leak".to_string()]);
+        assert_eq!(r.shown_questions(&t), ["leak", "pressure"]);
         r.answers
             .insert("leak".into(), answer(AnswerValue::YesNo(true)));
         assert_eq!(r.missing_required(&t), vec!["leak_photo".to_string()]);
+        assert_eq!(r.shown_questions(&t), ["leak", "leak_photo", "pressure"]);
         r.answers
             .insert("leak".into(), answer(AnswerValue::YesNo(false)));
         assert!(r.missing_required(&t).is_empty());
+        assert_eq!(r.shown_questions(&t), ["leak", "pressure"]);
         r.completed = true;
         assert_eq!(r.check_against(&t), Ok(()));
         r.answers

@@ -366,6 +366,46 @@ pub fn submit(
     )
 }
 
+/// Calls an order off (a draft or a submitted order by its salesperson; a
+/// pending one by the back office), with an optional reason.
+pub fn cancel(
+    doc: &mut RecordDoc,
+    actor: &Actor,
+    at: DeviceTime,
+    reason: Option<String>,
+) -> Result<ChangeHash, ModelError> {
+    let mut req = TransitionRequest::new(OrderStatus::Cancelled, at);
+    req.reason = reason.filter(|r| !r.trim().is_empty());
+    doc.transition::<Order>(actor, &req, |_| {})
+}
+
+/// Refuses a submitted or pending order (the back office), with a reason.
+pub fn reject(
+    doc: &mut RecordDoc,
+    actor: &Actor,
+    at: DeviceTime,
+    reason: impl Into<String>,
+) -> Result<ChangeHash, ModelError> {
+    doc.transition::<Order>(
+        actor,
+        &TransitionRequest::new(OrderStatus::Rejected, at).with_reason(reason),
+        |_| {},
+    )
+}
+
+/// Takes a rejected order back to a draft, to rework its lines and submit it again.
+pub fn rework(
+    doc: &mut RecordDoc,
+    actor: &Actor,
+    at: DeviceTime,
+) -> Result<ChangeHash, ModelError> {
+    doc.transition::<Order>(
+        actor,
+        &TransitionRequest::new(OrderStatus::Draft, at),
+        |_| {},
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,6 +523,34 @@ mod tests {
         let mut f = fixture();
         let err = submit(&mut f.doc, &f.rep, DeviceTime::utc(1)).expect_err("no lines");
         assert!(err.to_string().contains("at least one line"));
+    }
+
+    #[test]
+    fn a_rejected_order_is_reworked_as_a_draft_and_a_draft_is_cancelled() {
+        let mut f = fixture();
+        add_line(
+            &mut f.doc,
+            &f.rep,
+            DeviceTime::utc(1),
+            OrderLine::new(RecordId::new(), Qty::units(1), Money::new(500, "EUR")),
+        )
+        .expect("add");
+        submit(&mut f.doc, &f.rep, DeviceTime::utc(2)).expect("submit");
+        assert!(reject(&mut f.doc, &f.rep, DeviceTime::utc(3), "no").is_err());
+        assert!(reject(&mut f.doc, &f.server, DeviceTime::utc(3), " ").is_err());
+        reject(&mut f.doc, &f.server, DeviceTime::utc(3), "credit limit").expect("reject");
+        rework(&mut f.doc, &f.rep, DeviceTime::utc(4)).expect("rework");
+        let o: Order = f.doc.read_stateful().expect("read");
+        assert!(o.is_editable());
+        cancel(
+            &mut f.doc,
+            &f.rep,
+            DeviceTime::utc(5),
+            Some("customer changed their mind".into()),
+        )
+        .expect("cancel");
+        assert_eq!(f.doc.status::<OrderStatus>().expect("status"), Cancelled);
+        assert!(rework(&mut f.doc, &f.rep, DeviceTime::utc(6)).is_err());
     }
 
     #[test]

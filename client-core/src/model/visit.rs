@@ -423,6 +423,19 @@ pub fn check_out(
     })
 }
 
+/// Calls a visit off: a planned visit is cancelled, a visit in progress is
+/// aborted (the state machine's guard then asks for a reason), as one change.
+pub fn cancel(
+    doc: &mut RecordDoc,
+    actor: &Actor,
+    at: DeviceTime,
+    reason: Option<String>,
+) -> Result<automerge::ChangeHash, ModelError> {
+    let mut req = TransitionRequest::new(VisitStatus::Cancelled, at);
+    req.reason = reason.filter(|r| !r.trim().is_empty());
+    doc.transition::<Visit>(actor, &req, |_| {})
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -579,6 +592,31 @@ mod tests {
             .expect_err("reason required");
         assert!(err.to_string().contains("reason"));
         assert_eq!(doc.heads(), heads, "a refused transition writes nothing");
+    }
+
+    #[test]
+    fn cancelling_is_free_before_check_in_and_needs_a_reason_after() {
+        let (mut doc, rep) = planned();
+        cancel(&mut doc, &rep, DeviceTime::utc(1), None).expect("cancel a planned visit");
+        assert_eq!(doc.status::<VisitStatus>().expect("status"), Cancelled);
+
+        let (mut doc, rep) = planned();
+        check_in(&mut doc, &rep, DeviceTime::utc(1), None, SITE).expect("check in");
+        let err = cancel(&mut doc, &rep, DeviceTime::utc(2), Some("  ".into()))
+            .expect_err("a blank reason is no reason");
+        assert!(err.to_string().contains("reason"), "{err}");
+        cancel(
+            &mut doc,
+            &rep,
+            DeviceTime::utc(3),
+            Some("shop on fire".into()),
+        )
+        .expect("abort");
+        let history = doc.history().expect("history");
+        assert_eq!(
+            history.last().and_then(|e| e.reason.as_deref()),
+            Some("shop on fire")
+        );
     }
 
     #[test]

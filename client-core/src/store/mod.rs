@@ -101,6 +101,7 @@
 mod attachments;
 mod key;
 mod schema;
+mod search;
 mod signatures;
 
 use std::collections::{HashMap, VecDeque};
@@ -117,6 +118,7 @@ pub use attachments::{
 };
 pub use key::StoreKey;
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
+pub use search::fold as fold_for_search;
 
 use crate::ids::RecordId;
 use crate::model::{
@@ -180,6 +182,9 @@ pub enum StoreError {
     /// that changed while it was read, a position off the globe). Nothing was kept.
     #[error("attachment not kept: {0}")]
     AttachmentInput(String),
+    /// No open entry with that sequence number in the rejection ledger.
+    #[error("no open rejection {0} on this device")]
+    NoRejection(i64),
     /// No attachment with that SHA-256 on this device.
     #[error("no attachment {0} on this device")]
     AttachmentNotFound(String),
@@ -431,6 +436,9 @@ impl DeviceStore {
         if meta_get(&conn, schema::REPROJECT_KEY)?.is_some() {
             reproject_all(&mut conn)?;
         }
+        if meta_get(&conn, schema::REINDEX_SEARCH_KEY)?.is_some() {
+            reindex_search(&mut conn)?;
+        }
         let actor = match meta_get(&conn, META_ACTOR)? {
             Some(hex) => hex.parse::<ActorId>().map_err(|e| StoreError::Corrupt {
                 id: RecordId::from_uuid(uuid::Uuid::nil()),
@@ -536,6 +544,7 @@ impl DeviceStore {
             return Err(StoreError::Exists(id));
         }
         write_record(&tx, &projection, &snapshot)?;
+        search::write(&tx, &doc)?;
         queue(&tx, id, &hashes)?;
         tx.commit()?;
         inner.remember(id, doc.into_automerge(), self.options.cache_size);
@@ -597,6 +606,7 @@ impl DeviceStore {
         let compact_after = self.options.compact_after;
         let tx = inner.conn.transaction()?;
         append(&tx, &projection, &bytes, compact_after, &mut doc)?;
+        search::write(&tx, &doc)?;
         queue(&tx, id, &hashes)?;
         tx.commit()?;
         inner.remember(id, doc.into_automerge(), self.options.cache_size);
@@ -699,6 +709,59 @@ impl DeviceStore {
     /// Every record of `kind`.
     pub fn all_of(&self, kind: RecordKind) -> Result<Vec<Projection>, StoreError> {
         self.list("kind = ?1 ORDER BY id", params![kind.as_str()])
+    }
+
+    /// Accounts whose name starts with `prefix` (folded: case and accents
+    /// do not matter), by name, at most `limit`. An empty prefix lists every
+    /// account by name.
+    pub fn search_accounts(&self, prefix: &str, limit: u32) -> Result<Vec<Projection>, StoreError> {
+        let from = search::fold(prefix);
+        let to = search::prefix_end(&from);
+        self.list(
+            "kind = 'account' AND deleted = 0 AND search_name >= ?1 AND search_name < ?2 \
+             ORDER BY search_name, id LIMIT ?3",
+            params![from, to, limit],
+        )
+    }
+
+    /// Accounts with a site whose name or address contains `text` (a city,
+    /// a street; folded like names), by name, at most `limit`.
+    pub fn search_accounts_at(
+        &self,
+        text: &str,
+        limit: u32,
+    ) -> Result<Vec<Projection>, StoreError> {
+        let text = search::fold(text);
+        self.list(
+            "kind = 'account' AND deleted = 0 AND search_place IS NOT NULL \
+             AND instr(search_place, ?1) > 0 ORDER BY search_name, id LIMIT ?2",
+            params![text, limit],
+        )
+    }
+
+    /// Products whose SKU or name starts with `prefix` (folded), by SKU, at
+    /// most `limit`.
+    pub fn search_products(&self, prefix: &str, limit: u32) -> Result<Vec<Projection>, StoreError> {
+        let from = search::fold(prefix);
+        let to = search::prefix_end(&from);
+        self.list(
+            "kind = 'product' AND deleted = 0 AND ((search_code >= ?1 AND search_code < ?2) \
+             OR (search_name >= ?1 AND search_name < ?2)) ORDER BY search_code, id LIMIT ?3",
+            params![from, to, limit],
+        )
+    }
+
+    /// Records of `kind` that are not deleted and belong to `account_id`
+    /// (an account's contacts, jobs, ...).
+    pub fn of_account(
+        &self,
+        kind: RecordKind,
+        account_id: RecordId,
+    ) -> Result<Vec<Projection>, StoreError> {
+        self.list(
+            "kind = ?1 AND account_id = ?2 AND deleted = 0 ORDER BY start_ms DESC, id",
+            params![kind.as_str(), account_id.to_string()],
+        )
     }
 
     fn list(
@@ -902,6 +965,7 @@ impl DeviceStore {
             Some(mut doc) => {
                 let projection = Projection::of(&doc)?;
                 write_record(&tx, &projection, &doc.save())?;
+                search::write(&tx, &doc)?;
                 reset = Some(doc.into_automerge());
             }
             None => {
@@ -942,6 +1006,93 @@ impl DeviceStore {
             .conn
             .execute("UPDATE rejections SET resolved = 1 WHERE seq = ?1", [seq])?;
         Ok(())
+    }
+
+    /// Restores a refused edit: applies the ledger entry's changes again as
+    /// local changes, queued for the next sync, and marks the entry dealt
+    /// with. For when the reason has gone (the office re-planned the visit the
+    /// edit was made on, say); the server checks them again like any push.
+    ///
+    /// The fields the changes touch are first checked against the write rules
+    /// (`model::rules`) for the record's status now and the signed-in role,
+    /// like any edit on the device; a refused restore changes nothing and
+    /// leaves the entry open. A record the server never accepted (it left the
+    /// device with the refusal) is created again. Changes that no longer fit
+    /// the record (the user edited it since, on top of the server's copy) are
+    /// refused as a validation error: make the edit again instead.
+    pub fn restore_rejection(&self, seq: i64) -> Result<RecordId, StoreError> {
+        let row: Option<String> = self
+            .lock()
+            .conn
+            .query_row(
+                "SELECT record_id FROM rejections WHERE seq = ?1 AND resolved = 0",
+                [seq],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let id: RecordId = parse_id(&row.ok_or(StoreError::NoRejection(seq))?)?;
+        let changes: Vec<Change> = self
+            .rejected_changes(seq)?
+            .into_iter()
+            .map(|raw| {
+                Change::from_bytes(raw).map_err(|e| StoreError::Corrupt {
+                    id,
+                    detail: format!("refused change: {e}"),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let role = self.lock().role;
+        let held: bool = self.lock().conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM records WHERE id = ?1)",
+            [id.to_string()],
+            |r| r.get(0),
+        )?;
+        let unfit = |e: automerge::AutomergeError| {
+            ModelError::Validation(ValidationError::new(
+                "changes",
+                format!("the refused edit no longer fits this record ({e}); make it again"),
+            ))
+        };
+        if held {
+            self.act(id, |doc| {
+                let before = doc.to_json()?;
+                let status = doc.status_name()?.as_str().map(str::to_owned);
+                let heads = doc.heads();
+                doc.automerge().apply_changes(changes).map_err(unfit)?;
+                if doc.heads() == heads {
+                    // Already there, or waiting for changes this device never had.
+                    return Err(ModelError::Validation(ValidationError::new(
+                        "changes",
+                        "the refused edit cannot be applied to this record; make it again",
+                    )));
+                }
+                if let Some(role) = role {
+                    crate::model::rules::check_write(
+                        doc.kind(),
+                        Some(&before),
+                        &doc.to_json()?,
+                        status.as_deref(),
+                        role,
+                    )?;
+                }
+                Ok(())
+            })?;
+        } else {
+            let mut am = AutoCommit::new();
+            am.apply_changes(changes)
+                .map_err(|e| StoreError::Model(unfit(e)))?;
+            am.set_actor(self.actor_id());
+            let doc = RecordDoc::from_automerge(am)?;
+            if doc.id() != id {
+                return Err(StoreError::Corrupt {
+                    id,
+                    detail: format!("the refused changes make record {}", doc.id()),
+                });
+            }
+            self.insert_new(doc)?;
+        }
+        self.resolve_rejection(seq)?;
+        Ok(id)
     }
 
     /// The rejection ledger, newest first (unresolved entries only).
@@ -1040,6 +1191,7 @@ impl DeviceStore {
                     .collect();
                 append(&tx, &projection, &bytes, compact_after, &mut doc)?;
             }
+            search::write(&tx, &doc)?;
             touched.push((id, doc.into_automerge()));
         }
         for id in removed {
@@ -1090,6 +1242,12 @@ impl DeviceStore {
                     && p.kind == s.kind
                 {
                     insert_snapshot(&tx, p, &s.doc)?;
+                    // Only accounts and products are opened, for their search keys.
+                    if search::indexed(s.kind)
+                        && let Ok(doc) = RecordDoc::load(&s.doc)
+                    {
+                        search::write(&tx, &doc)?;
+                    }
                     continue;
                 }
                 let am = AutoCommit::load(&s.doc).map_err(|e| StoreError::Corrupt {
@@ -1111,6 +1269,7 @@ impl DeviceStore {
                     });
                 }
                 write_record(&tx, &Projection::of(&doc)?, &s.doc)?;
+                search::write(&tx, &doc)?;
             }
             tx.commit()?;
         }
@@ -1382,6 +1541,35 @@ fn reproject_all(conn: &mut Connection) -> Result<(), StoreError> {
     tx.execute(
         "DELETE FROM sync_meta WHERE key = ?1",
         [schema::REPROJECT_KEY],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Computes the search keys of every account and product held and clears the
+/// request, in one transaction (after the upgrade that added them). Like
+/// [`reproject_all`], a record that cannot be read is skipped.
+fn reindex_search(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    let ids: Vec<String> = tx
+        .prepare("SELECT id FROM records WHERE kind IN ('account', 'product')")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in ids {
+        let Ok(id) = parse_id(&id) else { continue };
+        match load_doc(&tx, id) {
+            Ok(Some(am)) => {
+                if let Ok(doc) = RecordDoc::from_automerge(am) {
+                    search::write(&tx, &doc)?;
+                }
+            }
+            Ok(None) | Err(StoreError::Corrupt { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    tx.execute(
+        "DELETE FROM sync_meta WHERE key = ?1",
+        [schema::REINDEX_SEARCH_KEY],
     )?;
     tx.commit()?;
     Ok(())

@@ -27,13 +27,17 @@
 //!   never whole), and `attachment_links` (one file attached to several
 //!   records, each link `declared` once the server knows it). Existing rows
 //!   keep their bytes and record; an uploaded one's link counts as declared.
+//! - v6: search keys of accounts and products (`search_name`, `search_code`,
+//!   `search_place`; see `search.rs`) with partial indexes for prefix
+//!   search, and a request to fill them for the records already held
+//!   ([`REINDEX_SEARCH_KEY`]).
 
 use rusqlite::Connection;
 
 use super::StoreError;
 
 /// The schema version this build writes.
-pub const CURRENT_VERSION: i64 = 5;
+pub const CURRENT_VERSION: i64 = 6;
 
 /// Upgrade steps; `MIGRATIONS[n]` goes from version `n` to `n + 1`.
 pub const MIGRATIONS: &[&str] = &[
@@ -160,6 +164,15 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE attachments_v5 RENAME TO attachments;
     CREATE INDEX attachments_state ON attachments (state);
     ",
+    // v6
+    r"
+    ALTER TABLE records ADD COLUMN search_name TEXT;
+    ALTER TABLE records ADD COLUMN search_code TEXT;
+    ALTER TABLE records ADD COLUMN search_place TEXT;
+    CREATE INDEX records_search_name ON records (kind, search_name) WHERE search_name IS NOT NULL;
+    CREATE INDEX records_search_code ON records (kind, search_code) WHERE search_code IS NOT NULL;
+    INSERT OR REPLACE INTO sync_meta (key, value) VALUES ('reindex_search', '1');
+    ",
 ];
 
 /// The `sync_meta` key a step sets when the projection columns must be
@@ -168,6 +181,11 @@ pub const MIGRATIONS: &[&str] = &[
 /// between only means doing it again. v3 sets it for the `team` and `territory`
 /// columns v2 added, which databases upgraded from v1 had left empty.
 pub const REPROJECT_KEY: &str = "reproject";
+
+/// The `sync_meta` key a step sets when the search keys of the accounts and
+/// products already held must be computed (v6 added them); cleared like
+/// [`REPROJECT_KEY`].
+pub const REINDEX_SEARCH_KEY: &str = "reindex_search";
 
 /// Brings the database to [`CURRENT_VERSION`]. Refuses a database written by a
 /// newer build rather than guessing.
