@@ -414,6 +414,13 @@ impl LiveServer {
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
             .arg(&dir)
+            // Every binding test signs its devices in from this one address
+            // within a minute or two: the per-address and per-account login
+            // limits (a defence against password guessing) are off here.
+            .arg("--logins-per-minute-per-address")
+            .arg("0")
+            .arg("--logins-per-minute")
+            .arg("0")
             .env("FIELDSYNC_LOG", "warn")
             .spawn()
             .with_context(|| format!("could not start {}", bin.display()))?;
