@@ -6,7 +6,8 @@
 //!   server in the push that submits it; one beyond it is `pending_approval`
 //!   on the rep's device after the sync, with the reasons.
 //! - The manager approves it on the web page (screenshots
-//!   `orders-queue-<db>.png`, `order-<db>.png` under `target/screenshots/`);
+//!   `orders-queue-<db>.png`, `order-<db>.png` under `target/screenshots/`),
+//!   and a technician's time entry on the time approvals page (`time-<db>.png`);
 //!   the rep's device sees `confirmed` after its next sync, with the manager
 //!   named in the history, and any further edit of its lines is refused: by
 //!   the device store, and by the server for a raw push built by hand.
@@ -196,6 +197,48 @@ fn approval_in_the_browser(backend: Backend, label: &str) {
         "beyond policy: waiting for a manager, on the rep's device after the sync"
     );
 
+    // A technician's ended time entry, for the time approvals page.
+    let tomas = w.device("tomas");
+    let clinic = w.account_on(&tomas, "Clinic");
+    assert_eq!(tomas.sync().rejected, 0);
+    mona.sync();
+    let job = mona
+        .store()
+        .create_stateful(
+            &ServiceJob::new(w.meta("tomas"), clinic, "repair"),
+            &mona.actor,
+            today(7),
+        )
+        .expect("job");
+    let assignment_id = mona
+        .store()
+        .create_stateful(
+            &Assignment::new(w.meta("tomas"), job, today(9), today(12)),
+            &mona.actor,
+            today(7),
+        )
+        .expect("assignment");
+    assert_eq!(mona.sync().rejected, 0);
+    tomas.sync();
+    let entry_id = tomas
+        .store()
+        .act(assignment_id, |d| {
+            assignment::add_time_entry(
+                d,
+                &tomas.actor,
+                today(12),
+                TimeEntry {
+                    kind: TimeKind::Work,
+                    start: today(10),
+                    end: Some(today(12)),
+                    approval: Approval::Pending,
+                    note: Some("pump replaced".into()),
+                },
+            )
+        })
+        .expect("book time");
+    assert_eq!(tomas.sync().rejected, 0);
+
     let browser = Browser::start(&w);
     let b = &browser.client;
     let base = &w.base;
@@ -277,8 +320,33 @@ fn approval_in_the_browser(backend: Backend, label: &str) {
             html.contains("approved by"),
             "the history names the approver"
         );
+
+        // Time approvals: the technician's ended entry, approved from its row.
+        let html = open(b, &format!("{base}/web/time")).await;
+        assert!(html.contains("pump replaced"), "the entry's note");
+        b.find(Locator::Css(&format!(
+            "tr[data-entry='{entry_id}'] button[value=approve]"
+        )))
+        .await
+        .expect("approve button")
+        .click()
+        .await
+        .expect("click");
+        settled(b, "p.notice.ok").await;
+        let html = b.source().await.expect("source");
+        assert!(
+            !html.contains(&format!("data-entry=\"{entry_id}\"")),
+            "decided: no longer waiting"
+        );
+        browser.screenshot("time", label).await;
     });
     browser.close(&w);
+    tomas.sync();
+    let held: Assignment = tomas
+        .store()
+        .read_stateful(assignment_id)
+        .expect("assignment");
+    assert_eq!(held.time_entries[&entry_id].approval, Approval::Approved);
 
     // The rep's device sees it after its next sync, with the approver named.
     ana.sync();
