@@ -29,7 +29,7 @@ use fieldsync_server::db::records;
 use fieldsync_server::domain::authority::server_actor;
 use fieldsync_server::domain::push;
 use fieldsync_test_support::{
-    Backend, Browser, Device, ORG, PASSWORD, World, fast_options, on_both_databases, settled, today,
+    Backend, Browser, Device, PASSWORD, World, fast_options, on_both_databases, settled, today,
 };
 use serde_json::Value;
 
@@ -58,21 +58,7 @@ fn run_with_sweep(backend: Backend, scenario: fn(World)) {
 
 /// A JSON call with a device's token: (status, body).
 fn api(w: &World, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let url = format!("{}{path}", w.base);
-    let auth = format!("Bearer {token}");
-    let resp = match (method, body) {
-        ("GET", _) => agent.get(&url).header("authorization", &auth).call(),
-        (_, Some(b)) => agent.post(&url).header("authorization", &auth).send_json(b),
-        (_, None) => agent.post(&url).header("authorization", &auth).send_empty(),
-    }
-    .expect("request");
-    let status = resp.status().as_u16();
-    let text = resp.into_body().read_to_string().expect("body");
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    fieldsync_test_support::api(w, token, method, path, body)
 }
 
 /// Mona (north team's manager) opens a job for a customer of hers, with an
@@ -271,30 +257,7 @@ fn completed_offline_then_closed(backend: Backend, label: &str) {
     w.rt.block_on(async {
         b.goto(&format!("{base}/web/jobs")).await.expect("goto");
         assert_eq!(b.current_url().await.expect("url").path(), "/web/login");
-        b.find(Locator::Id("org"))
-            .await
-            .expect("org")
-            .send_keys(ORG)
-            .await
-            .expect("type");
-        b.find(Locator::Id("email"))
-            .await
-            .expect("email")
-            .send_keys("mona@acme.test")
-            .await
-            .expect("type");
-        b.find(Locator::Id("password"))
-            .await
-            .expect("password")
-            .send_keys(PASSWORD)
-            .await
-            .expect("type");
-        b.find(Locator::Css("form button[type=submit]"))
-            .await
-            .expect("button")
-            .click()
-            .await
-            .expect("sign in");
+        fieldsync_test_support::fill_login(b, "mona@acme.test", PASSWORD).await;
         settled(b, "table.jobs").await;
         assert_eq!(b.current_url().await.expect("url").path(), "/web/jobs");
         let html = b.source().await.expect("source");

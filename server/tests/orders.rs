@@ -245,24 +245,7 @@ fn approval_in_the_browser(backend: Backend, label: &str) {
     w.rt.block_on(async {
         b.goto(&format!("{base}/web/orders")).await.expect("goto");
         assert_eq!(b.current_url().await.expect("url").path(), "/web/login");
-        for (id, text) in [
-            ("org", ORG),
-            ("email", "mona@acme.test"),
-            ("password", PASSWORD),
-        ] {
-            b.find(Locator::Id(id))
-                .await
-                .expect("field")
-                .send_keys(text)
-                .await
-                .expect("type");
-        }
-        b.find(Locator::Css("form button[type=submit]"))
-            .await
-            .expect("button")
-            .click()
-            .await
-            .expect("sign in");
+        fieldsync_test_support::fill_login(b, "mona@acme.test", PASSWORD).await;
         settled(b, "table.orders").await;
         assert_eq!(b.current_url().await.expect("url").path(), "/web/orders");
         let html = b.source().await.expect("source");
@@ -382,31 +365,7 @@ fn api(
     path: &str,
     body: Option<serde_json::Value>,
 ) -> (u16, serde_json::Value) {
-    let url = format!("{}{path}", w.base);
-    let auth = format!("Bearer {}", dev.access_token());
-    let resp = if method == "GET" {
-        ureq::get(&url)
-            .header("authorization", &auth)
-            .config()
-            .http_status_as_error(false)
-            .build()
-            .call()
-    } else {
-        ureq::post(&url)
-            .header("authorization", &auth)
-            .header("content-type", "application/json")
-            .config()
-            .http_status_as_error(false)
-            .build()
-            .send(body.unwrap_or_default().to_string())
-    }
-    .expect("answer");
-    let status = resp.status().as_u16();
-    let text = resp.into_body().read_to_string().expect("body");
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
-    )
+    fieldsync_test_support::api(w, &dev.access_token(), method, path, body)
 }
 
 fn ids_of(list: &serde_json::Value) -> Vec<String> {

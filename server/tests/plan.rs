@@ -19,7 +19,7 @@ use fieldsync_core::model::{
 };
 use fieldsync_core::sync::{LiveEvent, LiveListener, LiveOptions};
 use fieldsync_test_support::{
-    Backend, Browser, Device, ORG, PASSWORD, SESSION_COOKIE, World, cookie_pair, http,
+    Backend, Browser, Device, PASSWORD, SESSION_COOKIE, World, cookie_pair, http,
     on_both_databases, open, settled, sign_in, today,
 };
 use serde_json::{Value, json};
@@ -46,24 +46,7 @@ fn a_manager_plans_on_the_page_and_the_rep_has_it_live_on_postgres() {
 
 /// A JSON call with `device`'s token: status and body.
 fn api(w: &World, device: &Device, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let url = format!("{}{path}", w.base);
-    let auth = format!("Bearer {}", device.access_token());
-    let resp = match (method, body) {
-        ("GET", _) => agent.get(&url).header("authorization", &auth).call(),
-        (_, Some(b)) => agent
-            .post(&url)
-            .header("authorization", &auth)
-            .send_json(&b),
-        (_, None) => agent.post(&url).header("authorization", &auth).send_empty(),
-    }
-    .expect("request");
-    let status = resp.status().as_u16();
-    let text = resp.into_body().read_to_string().expect("body");
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    fieldsync_test_support::api(w, &device.access_token(), method, path, body)
 }
 
 /// An account of `dev`'s user, synced to the server.
@@ -760,30 +743,7 @@ fn plan_in_the_browser(backend: Backend, label: &str) {
     let planned_in = w.rt.block_on(async {
         b.goto(&format!("{base}/web/plan")).await.expect("goto");
         settled(b, "#login-title").await;
-        b.find(Locator::Id("org"))
-            .await
-            .expect("org")
-            .send_keys(ORG)
-            .await
-            .expect("type");
-        b.find(Locator::Id("email"))
-            .await
-            .expect("email")
-            .send_keys("mona@acme.test")
-            .await
-            .expect("type");
-        b.find(Locator::Id("password"))
-            .await
-            .expect("password")
-            .send_keys(PASSWORD)
-            .await
-            .expect("type");
-        b.find(Locator::Css("form button[type=submit]"))
-            .await
-            .expect("sign in")
-            .click()
-            .await
-            .expect("click");
+        fieldsync_test_support::fill_login(b, "mona@acme.test", PASSWORD).await;
         settled(b, "#plan-title").await;
 
         // Tomorrow's plan: plan a visit for Ana at Café Central, 14:00–15:00.

@@ -316,25 +316,7 @@ fn review_in_the_browser(backend: Backend, label: &str) {
     w.rt.block_on(async {
         b.goto(&format!("{base}/web/inbox")).await.expect("goto");
         assert!(b.current_url().await.expect("url").path() == "/web/login");
-        b.find(Locator::Id("org")).await.expect("org").send_keys(ORG).await.expect("type");
-        b.find(Locator::Id("email"))
-            .await
-            .expect("email")
-            .send_keys("mona@acme.test")
-            .await
-            .expect("type");
-        b.find(Locator::Id("password"))
-            .await
-            .expect("password")
-            .send_keys(PASSWORD)
-            .await
-            .expect("type");
-        b.find(Locator::Css("form button[type=submit]"))
-            .await
-            .expect("button")
-            .click()
-            .await
-            .expect("sign in");
+        fieldsync_test_support::fill_login(b, "mona@acme.test", PASSWORD).await;
         settled(b, "table.inbox").await;
         assert_eq!(b.current_url().await.expect("url").path(), "/web/inbox");
         // Chromium keeps the default `Secure`, `__Host-` cookie over plain

@@ -13,6 +13,58 @@ use fantoccini::{Client, ClientBuilder, Locator};
 
 use crate::{ORG, World, free_port};
 
+/// Fills the login form the browser shows (the organisation, `email`,
+/// `password`) and sends it; the caller then waits for the page it expects.
+pub async fn fill_login(b: &Client, email: &str, password: &str) {
+    for (id, text) in [("org", ORG), ("email", email), ("password", password)] {
+        b.find(Locator::Id(id))
+            .await
+            .unwrap_or_else(|e| panic!("the login form's {id}: {e}"))
+            .send_keys(text)
+            .await
+            .expect("type");
+    }
+    b.find(Locator::Css("form button[type=submit]"))
+        .await
+        .expect("the login button")
+        .click()
+        .await
+        .expect("sign in");
+}
+
+/// A JSON API call with a bearer `token`: `GET`, or `POST` with `body` (an
+/// empty body when `None`). Answers the status and the body as JSON (`Null`
+/// when it is not JSON).
+pub fn api(
+    w: &World,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let url = format!("{}{path}", w.base);
+    let auth = format!("Bearer {token}");
+    let resp = match (method, body) {
+        ("GET", _) => agent.get(&url).header("authorization", &auth).call(),
+        (_, Some(b)) => agent
+            .post(&url)
+            .header("authorization", &auth)
+            .send_json(&b),
+        (_, None) => agent.post(&url).header("authorization", &auth).send_empty(),
+    }
+    .expect("request");
+    let status = resp.status().as_u16();
+    let text = resp.into_body().read_to_string().expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
 /// Opens `url` and returns its HTML once the browser shows that very page:
 /// under load chromedriver can answer a navigation before the new document has
 /// replaced the old one, and the old page's HTML would be read instead.
