@@ -423,44 +423,20 @@ fn refusals_answer_like_the_rest_of_the_api(w: World) {
     assert_eq!(status, 403);
     let (status, _) = api(&w, &ana, "GET", "/v1/plan", None);
     assert_eq!(status, 403);
-    // Another team's rep, or an account Mona cannot read: not found, alike.
-    let (status, _) = api(
-        &w,
-        &mona,
-        "POST",
-        "/v1/plan/visits",
-        Some(visit("sara", shop)),
-    );
-    assert_eq!(status, 404);
-    let (status, _) = api(
-        &w,
-        &mona,
-        "POST",
-        "/v1/plan/visits",
-        Some(visit("ana", south_shop)),
-    );
-    assert_eq!(status, 404);
-    let (status, _) = api(
-        &w,
-        &mona,
-        "POST",
-        "/v1/plan/visits",
-        Some(visit("ana", RecordId::new())),
-    );
-    assert_eq!(status, 404);
-    // A technician is not a rep; an end before the start is no visit.
-    let (status, body) = api(
-        &w,
-        &mona,
-        "POST",
-        "/v1/plan/visits",
-        Some(visit("tomas", shop)),
-    );
-    assert_eq!(status, 400, "{body}");
     let mut backwards = visit("ana", shop);
     backwards["end_ms"] = json!(tomorrow(8));
-    let (status, _) = api(&w, &mona, "POST", "/v1/plan/visits", Some(backwards));
-    assert_eq!(status, 400);
+    for (why, body, want) in [
+        // Another team's rep, or an account Mona cannot read: not found, alike.
+        ("another team's rep", visit("sara", shop), 404),
+        ("another team's account", visit("ana", south_shop), 404),
+        ("no such account", visit("ana", RecordId::new()), 404),
+        // A technician is not a rep; an end before the start is no visit.
+        ("a technician", visit("tomas", shop), 400),
+        ("an end before the start", backwards, 400),
+    ] {
+        let (status, answer) = api(&w, &mona, "POST", "/v1/plan/visits", Some(body));
+        assert_eq!(status, want, "{why}: {answer}");
+    }
     // A route at the account's frequency, when the account has none.
     let mut route = visit("ana", shop);
     route["count"] = json!(4);
