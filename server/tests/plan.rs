@@ -813,7 +813,10 @@ fn plan_in_the_browser(backend: Backend, label: &str) {
             2,
             "both visits flagged"
         );
-        assert!(html.contains("Coffee machine leaks") || html.contains("data-kind=\"assignment\""));
+        assert!(
+            html.contains("Job: Café Central"),
+            "an assignment shows its job's account"
+        );
         browser.screenshot("plan", label).await;
 
         // A refused form shows the plan again with the reason.

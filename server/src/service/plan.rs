@@ -488,6 +488,7 @@ pub async fn view(ctx: &Context, caller: &Caller, from_ms: i64, days: u32) -> Re
     .await?;
     let accounts = account_names(ctx, caller).await?;
     let mut items: Vec<(UserId, PlanItem, bool)> = Vec::new();
+    let mut job_accounts: BTreeMap<RecordId, Option<RecordId>> = BTreeMap::new();
     for row in rows {
         let doc = RecordDoc::load(&row.doc).map_err(stored)?;
         let item = match row.kind {
@@ -516,6 +517,22 @@ pub async fn view(ctx: &Context, caller: &Caller, from_ms: i64, days: u32) -> Re
             }
             RecordKind::Assignment => {
                 let a: Assignment = doc.read_stateful().map_err(stored)?;
+                // The job's account, read once per job of the period.
+                let account = match job_accounts.get(&a.job_id) {
+                    Some(known) => *known,
+                    None => {
+                        let account = match records::readable_doc(&ctx.db, caller, a.job_id).await?
+                        {
+                            Some((RecordKind::ServiceJob, bytes)) => RecordDoc::load(&bytes)
+                                .and_then(|d| d.read_stateful::<ServiceJob>())
+                                .ok()
+                                .map(|j| j.account_id),
+                            _ => None,
+                        };
+                        job_accounts.insert(a.job_id, account);
+                        account
+                    }
+                };
                 (
                     a.meta.owner,
                     PlanItem {
@@ -525,8 +542,8 @@ pub async fn view(ctx: &Context, caller: &Caller, from_ms: i64, days: u32) -> Re
                         person_id: a.meta.owner.to_string(),
                         start_ms: a.scheduled_start.at_ms,
                         end_ms: a.scheduled_end.at_ms,
-                        account_id: None,
-                        account_name: None,
+                        account_id: account.map(|id| id.to_string()),
+                        account_name: account.and_then(|id| accounts.get(&id).cloned()),
                         job_id: Some(a.job_id.to_string()),
                         double_booked: false,
                     },
