@@ -470,6 +470,22 @@ async fn cleanup(args: AttachmentsCleanup) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The node's parts for a command that writes through the services (orders,
+/// jobs, missed visits) and signs no token: a throwaway signing key keeps it
+/// from creating a stored key in a database whose servers use a configured one.
+async fn command_context(
+    settings: &Settings,
+    db: &fieldsync_server::Database,
+) -> anyhow::Result<fieldsync_server::Context> {
+    let mut settings = settings.clone();
+    let mut throwaway = [0u8; 32];
+    rand::fill(&mut throwaway[..]);
+    settings.jwt_secret = Some(fieldsync_server::settings::Secret::new(hex::encode(
+        throwaway,
+    )));
+    fieldsync_server::Context::open(&settings, db.clone()).await
+}
+
 async fn mark_missed(args: VisitsMarkMissed) -> anyhow::Result<()> {
     let settings = args.settings.resolve()?;
     let minutes = args
@@ -477,7 +493,7 @@ async fn mark_missed(args: VisitsMarkMissed) -> anyhow::Result<()> {
         .unwrap_or(settings.visits.missed_after_minutes);
     let db = open_database(&settings).await?;
     let result = async {
-        let ctx = fieldsync_server::Context::open(&settings, db.clone()).await?;
+        let ctx = command_context(&settings, &db).await?;
         let now = fieldsync_core::model::DeviceTime::now_utc().at_ms;
         let grace = std::time::Duration::from_secs(minutes.saturating_mul(60));
         let mut total = 0;
@@ -630,17 +646,10 @@ async fn order(command: OrderCommand) -> anyhow::Result<()> {
         }
         OrderCommand::Fulfil(f) => (&f.settings, &f.org, f.by.as_deref()),
     };
-    let mut settings = settings.resolve()?;
-    // The command signs no token: a throwaway key keeps it from creating a
-    // stored signing key in a database whose server uses none.
-    let mut throwaway = [0u8; 32];
-    rand::fill(&mut throwaway[..]);
-    settings.jwt_secret = Some(fieldsync_server::settings::Secret::new(hex::encode(
-        throwaway,
-    )));
+    let settings = settings.resolve()?;
     let db = open_database(&settings).await?;
     let result = async {
-        let ctx = fieldsync_server::service::Context::open(&settings, db.clone()).await?;
+        let ctx = command_context(&settings, &db).await?;
         let caller = orders::operator(&ctx, org, by).await?;
         let (id, status) = match &command {
             OrderCommand::Approve(a) => (
@@ -693,7 +702,7 @@ async fn job(command: JobCommand) -> anyhow::Result<()> {
     let settings = settings.resolve()?;
     let db = open_database(&settings).await?;
     let result = async {
-        let ctx = fieldsync_server::Context::open(&settings, db.clone()).await?;
+        let ctx = command_context(&settings, &db).await?;
         let caller = jobs::office_caller(&ctx, &who.org, &who.as_user).await?;
         let status = match &command {
             JobCommand::Close(c) => {

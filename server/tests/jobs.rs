@@ -37,6 +37,7 @@ on_both_databases!(
     cancelling_waits_for_the_work_to_stop,
     a_technician_cannot_close_a_job,
     another_teams_manager_finds_nothing,
+    an_operator_cancels_a_job_from_the_command_line,
 );
 on_both_databases!(with run_with_sweep: the_sweep_repairs_a_missed_roll_up);
 
@@ -116,6 +117,55 @@ fn work(tomas: &Device, assignment_id: RecordId, steps: &[(AssignmentStatus, i64
             })
             .unwrap_or_else(|e| panic!("{to:?}: {e}"));
     }
+}
+
+fn an_operator_cancels_a_job_from_the_command_line(w: World) {
+    let mona = w.device("mona");
+    mona.sync();
+    let (job_id, _) = dispatched_job(&w, &mona);
+    let mut args = vec![
+        "job".to_owned(),
+        "cancel".to_owned(),
+        "--org".to_owned(),
+        fieldsync_test_support::ORG.to_owned(),
+        "--as".to_owned(),
+        "mona@acme.test".to_owned(),
+        "--id".to_owned(),
+        job_id.to_string(),
+        "--data-dir".to_owned(),
+        w.settings.data_dir.to_str().expect("utf-8").to_owned(),
+    ];
+    if let Some(url) = &w.settings.database_url {
+        args.extend(["--database-url".to_owned(), url.clone()]);
+    }
+    // A technician is not in the back office: refused, nothing written.
+    let mut as_tomas = args.clone();
+    as_tomas[5] = "tomas@acme.test".into();
+    as_tomas.extend(["--reason".to_owned(), "no".to_owned()]);
+    let out = fieldsync_test_support::fieldsync(&as_tomas, &[], None);
+    assert!(!out.status.success(), "{out:?}");
+    assert_eq!(job_on_server(&w, job_id).status, JobStatus::Scheduled);
+    args.extend([
+        "--reason".to_owned(),
+        "customer cancelled by phone".to_owned(),
+    ]);
+    let out = fieldsync_test_support::fieldsync(&args, &[], None);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("is cancelled"),
+        "{out:?}"
+    );
+    let job = w.server_doc(job_id).expect("job");
+    let history = job.history().expect("history");
+    let cancel = history
+        .iter()
+        .find(|e| e.to == "cancelled")
+        .expect("a cancellation");
+    assert_eq!(cancel.by, w.person("mona").id, "written on Mona's behalf");
+    assert_eq!(
+        cancel.reason.as_deref(),
+        Some("customer cancelled by phone")
+    );
 }
 
 fn job_on_server(w: &World, id: RecordId) -> ServiceJob {
