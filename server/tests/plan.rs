@@ -676,6 +676,23 @@ fn wait_connected(rx: &Receiver<LiveEvent>) {
     panic!("the live channel did not connect");
 }
 
+/// Waits (up to 10 s) until the plan's notice says `text`: the page a form
+/// sent to has replaced the one it was sent from (which may show a notice of
+/// its own, from the form before).
+async fn notice_says(b: &fantoccini::Client, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(notice) = b.find(Locator::Id("plan-notice")).await
+            && let Ok(shown) = notice.text().await
+            && shown.contains(text)
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the plan never said {text:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn choose(b: &fantoccini::Client, select: &str, value: &str) {
     b.find(Locator::Css(&format!("{select} option[value='{value}']")))
         .await
@@ -795,7 +812,7 @@ fn plan_in_the_browser(backend: Backend, label: &str) {
             .click()
             .await
             .expect("click");
-        settled(b, "#plan-notice").await;
+        notice_says(b, "Job created").await;
         choose(b, "#visit-rep", &ana_id.to_string()).await;
         choose(b, "#visit-account", &shop.to_string()).await;
         type_into(b, "#visit-start", "14:30").await;
