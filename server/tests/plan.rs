@@ -755,15 +755,7 @@ fn plan_in_the_browser(backend: Backend, label: &str) {
             .click()
             .await
             .expect("click");
-        settled(b, "#plan-notice").await;
-        let notice = b
-            .find(Locator::Id("plan-notice"))
-            .await
-            .expect("notice")
-            .text()
-            .await
-            .expect("text");
-        assert!(notice.contains("Visit planned"), "{notice}");
+        notice_says(b, "Visit planned").await;
         clicked
     });
 
@@ -908,15 +900,7 @@ fn plan_in_the_browser(backend: Backend, label: &str) {
         .click()
         .await
         .expect("click");
-        settled(b, "#plan-notice").await;
-        let notice = b
-            .find(Locator::Id("plan-notice"))
-            .await
-            .expect("notice")
-            .text()
-            .await
-            .expect("text");
-        assert!(notice.contains("Visit reopened"), "{notice}");
+        notice_says(b, "Visit reopened").await;
         browser.screenshot("plan-reopened", label).await;
     });
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -472,6 +472,30 @@ pub async fn reopen_visit(
 /// one lane per rep and technician the caller plans for, with double
 /// bookings marked.
 pub async fn view(ctx: &Context, caller: &Caller, from_ms: i64, days: u32) -> Result<PlanView> {
+    let accounts = accounts(ctx, caller).await?;
+    view_with(ctx, caller, from_ms, days, &accounts).await
+}
+
+/// The plan (as [`view`]) and the accounts its forms offer, read once for
+/// both: what the Plan page shows.
+pub async fn page(
+    ctx: &Context,
+    caller: &Caller,
+    from_ms: i64,
+    days: u32,
+) -> Result<(PlanView, Vec<AccountChoice>)> {
+    let accounts = accounts(ctx, caller).await?;
+    let view = view_with(ctx, caller, from_ms, days, &accounts).await?;
+    Ok((view, accounts))
+}
+
+async fn view_with(
+    ctx: &Context,
+    caller: &Caller,
+    from_ms: i64,
+    days: u32,
+    choices: &[AccountChoice],
+) -> Result<PlanView> {
     plan::may_plan(caller.role(), Planning::Viewing)?;
     let days = days.clamp(1, plan::MAX_VIEW_DAYS);
     let from_ms = from_ms.div_euclid(plan::DAY_MS) * plan::DAY_MS;
@@ -486,7 +510,10 @@ pub async fn view(ctx: &Context, caller: &Caller, from_ms: i64, days: u32) -> Re
         MAX_VIEW_BOOKINGS,
     )
     .await?;
-    let accounts = account_names(ctx, caller).await?;
+    let accounts: BTreeMap<RecordId, String> = choices
+        .iter()
+        .filter_map(|a| Some((a.id.parse().ok()?, a.name.clone())))
+        .collect();
     let mut items: Vec<(UserId, PlanItem, bool)> = Vec::new();
     let mut job_accounts: BTreeMap<RecordId, Option<RecordId>> = BTreeMap::new();
     for row in rows {
@@ -626,14 +653,6 @@ pub async fn accounts(ctx: &Context, caller: &Caller) -> Result<Vec<AccountChoic
     }
     out.sort_by_key(|a| a.name.to_lowercase());
     Ok(out)
-}
-
-async fn account_names(ctx: &Context, caller: &Caller) -> Result<BTreeMap<RecordId, String>> {
-    Ok(accounts(ctx, caller)
-        .await?
-        .into_iter()
-        .filter_map(|a| Some((a.id.parse().ok()?, a.name)))
-        .collect())
 }
 
 /// Marks as missed, as the server, every planned visit whose planned end is

@@ -119,8 +119,8 @@ async fn render_page(
     at: At,
     notice: Option<(bool, String)>,
 ) -> Result<Markup, WebError> {
-    let view = service::plan::view(ctx, &web.caller, at.from_ms, at.span.days()).await?;
-    let accounts = service::plan::accounts(ctx, &web.caller).await?;
+    let (view, accounts) =
+        service::plan::page(ctx, &web.caller, at.from_ms, at.span.days()).await?;
     Ok(render(web, at, &view, &accounts, notice))
 }
 
