@@ -109,17 +109,22 @@ struct Rec {
 
 /// The oracle: may `u` read `r`, by the rules of the scope (see `ARCHITECTURE.md`
 /// and the server's scope module): administrators read their organisation;
-/// managers their team's records; everyone the master data of their territory;
-/// reps and technicians what they own and what their records refer to.
+/// managers their team's records; everyone the catalogue and the customers of
+/// their territory; reps and technicians what they own and what their records
+/// refer to.
 fn may_read(u: &User, r: &Rec) -> bool {
     if u.org != r.org {
         return false;
     }
-    let master = matches!(
+    let territory_wide = matches!(
         r.kind,
-        RecordKind::Product | RecordKind::PriceList | RecordKind::ChecklistTemplate
+        RecordKind::Product
+            | RecordKind::PriceList
+            | RecordKind::ChecklistTemplate
+            | RecordKind::Account
+            | RecordKind::Contact
     );
-    if master && u.territory == Some(r.territory) {
+    if territory_wide && u.territory == Some(r.territory) {
         return true;
     }
     match u.role {
@@ -170,6 +175,16 @@ fn matrix(backend: Backend) {
                     people.push((name, role, org, Some(team), Some(territory)));
                 }
             }
+            // A South rep who works North's territory: reads its catalogue and
+            // customers, and nothing else of North's.
+            let (south, north_territory) = (people[3].3, people[0].4);
+            people.push((
+                format!("{slug}-south-roamer"),
+                Role::Rep,
+                org,
+                south,
+                north_territory,
+            ));
             people.push((format!("{slug}-admin"), Role::Admin, org, None, None));
             let mut out = Vec::new();
             for (name, role, org, team, territory) in people {
@@ -356,7 +371,7 @@ fn matrix(backend: Backend) {
             ));
         }
     }
-    assert_eq!(users.len(), 14);
+    assert_eq!(users.len(), 16);
     assert_eq!(recs.len(), 32);
 
     let mut checks: BTreeMap<&str, usize> = BTreeMap::new();
@@ -469,9 +484,9 @@ fn matrix(backend: Backend) {
         users.len(),
         recs.len()
     );
-    assert_eq!(checks["prime"], 14 * 32);
-    assert_eq!(checks["audit"], 14 * 32);
-    assert_eq!(checks["write"], 14 * 32 - readable_pairs);
+    assert_eq!(checks["prime"], 16 * 32);
+    assert_eq!(checks["audit"], 16 * 32);
+    assert_eq!(checks["write"], 16 * 32 - readable_pairs);
 
     node.stop();
     rt.block_on(db.close());

@@ -305,32 +305,39 @@ struct KindFacts {
     stateful: bool,
     dated: bool,
     master_data: bool,
+    territory_wide: bool,
 }
 
 impl RecordKind {
     const fn facts(self) -> KindFacts {
-        const fn row(stateful: bool, dated: bool, master_data: bool) -> KindFacts {
+        const fn row(
+            stateful: bool,
+            dated: bool,
+            master_data: bool,
+            territory_wide: bool,
+        ) -> KindFacts {
             KindFacts {
                 stateful,
                 dated,
                 master_data,
+                territory_wide,
             }
         }
         use RecordKind::*;
         // A new kind must take a row here: the match has no catch-all.
-        // row(stateful, dated, master data)
+        // row(stateful, dated, master data, territory wide)
         match self {
-            Account => row(false, false, false),
-            Contact => row(false, false, false),
-            Product => row(false, false, true),
-            PriceList => row(false, false, true),
-            Visit => row(true, true, false),
-            VisitReport => row(true, true, false),
-            Order => row(true, true, false),
-            ServiceJob => row(true, false, false),
-            Assignment => row(true, true, false),
-            ChecklistTemplate => row(false, false, true),
-            ChecklistResponse => row(false, true, false),
+            Account => row(false, false, false, true),
+            Contact => row(false, false, false, true),
+            Product => row(false, false, true, true),
+            PriceList => row(false, false, true, true),
+            Visit => row(true, true, false, false),
+            VisitReport => row(true, true, false, false),
+            Order => row(true, true, false, false),
+            ServiceJob => row(true, false, false, false),
+            Assignment => row(true, true, false, false),
+            ChecklistTemplate => row(false, false, true, true),
+            ChecklistResponse => row(false, true, false, false),
         }
     }
 
@@ -372,6 +379,18 @@ impl RecordKind {
     /// the server).
     pub const fn is_master_data(self) -> bool {
         self.facts().master_data
+    }
+
+    /// Whether everyone in a record's territory reads records of this kind:
+    /// the catalogue (master data) and the customers — accounts and their
+    /// contacts — so a rep's device holds every customer of the territory it
+    /// may call on, not only those it has visited. Other kinds reach their
+    /// owner, the owner's team's managers and the users they refer to.
+    ///
+    /// Unlike master data, reps may create and edit customers (a prospect met
+    /// on the road); the territory only widens who reads them.
+    pub const fn is_territory_wide(self) -> bool {
+        self.facts().territory_wide
     }
 }
 
@@ -489,26 +508,32 @@ mod tests {
 
     #[rstest]
     // (kind, stateful, dated, master data)
-    #[case(Account, false, false, false)]
-    #[case(Contact, false, false, false)]
-    #[case(Product, false, false, true)]
-    #[case(PriceList, false, false, true)]
-    #[case(Visit, true, true, false)]
-    #[case(VisitReport, true, true, false)]
-    #[case(Order, true, true, false)]
-    #[case(ServiceJob, true, false, false)]
-    #[case(Assignment, true, true, false)]
-    #[case(ChecklistTemplate, false, false, true)]
-    #[case(ChecklistResponse, false, true, false)]
+    #[case(Account, false, false, false, true)]
+    #[case(Contact, false, false, false, true)]
+    #[case(Product, false, false, true, true)]
+    #[case(PriceList, false, false, true, true)]
+    #[case(Visit, true, true, false, false)]
+    #[case(VisitReport, true, true, false, false)]
+    #[case(Order, true, true, false, false)]
+    #[case(ServiceJob, true, false, false, false)]
+    #[case(Assignment, true, true, false, false)]
+    #[case(ChecklistTemplate, false, false, true, true)]
+    #[case(ChecklistResponse, false, true, false, false)]
     fn each_kind_has_its_facts(
         #[case] kind: RecordKind,
         #[case] stateful: bool,
         #[case] dated: bool,
         #[case] master_data: bool,
+        #[case] territory_wide: bool,
     ) {
         assert_eq!(
-            (kind.is_stateful(), kind.is_dated(), kind.is_master_data()),
-            (stateful, dated, master_data)
+            (
+                kind.is_stateful(),
+                kind.is_dated(),
+                kind.is_master_data(),
+                kind.is_territory_wide()
+            ),
+            (stateful, dated, master_data, territory_wide)
         );
     }
 
@@ -517,6 +542,7 @@ mod tests {
         for kind in RecordKind::ALL {
             if kind.is_master_data() {
                 assert!(!kind.is_stateful() && !kind.is_dated(), "{kind}");
+                assert!(kind.is_territory_wide(), "{kind}: its territory reads it");
             }
         }
     }

@@ -8,7 +8,8 @@
 //!
 //! What a caller may read is decided by its **principals** (the module
 //! `db::records` documents the scope rows): every record carries `o:<org>`,
-//! `u:<owner>`, `t:<team>` and, for master data, `r:<territory>`; a caller reads
+//! `u:<owner>`, `t:<team>` and, for the catalogue and the customers (accounts
+//! and contacts: `RecordKind::is_territory_wide`), `r:<territory>`; a caller reads
 //! a record when one of its principals is among the record's.
 
 use fieldsync_core::model::{Actor, Role};

@@ -61,7 +61,7 @@ pub fn own_principals(p: &Projection, org: OrgId) -> Vec<String> {
     if let Some(team) = &p.team {
         out.push(format!("t:{team}"));
     }
-    if p.kind.is_master_data()
+    if p.kind.is_territory_wide()
         && let Some(territory) = &p.territory
     {
         out.push(format!("r:{territory}"));
@@ -69,8 +69,8 @@ pub fn own_principals(p: &Projection, org: OrgId) -> Vec<String> {
     out
 }
 
-/// The principals a record had through its previous owner, team and (master
-/// data) territory that its new projection no longer gives it.
+/// The principals a record had through its previous owner, team and (for a
+/// territory-wide kind) territory that its new projection no longer gives it.
 pub fn lost_principals(
     p: &Projection,
     owner: Option<String>,
@@ -92,7 +92,7 @@ pub fn lost_principals(
     {
         lost.push(format!("t:{old}"));
     }
-    if p.kind.is_master_data()
+    if p.kind.is_territory_wide()
         && let Some(old) = &territory
         && !same(&territory, p.territory.as_deref())
     {
