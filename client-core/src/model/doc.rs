@@ -539,7 +539,7 @@ impl RecordDoc {
         }
     }
 
-    fn commit(&mut self, message: &str, at: DeviceTime) -> Option<ChangeHash> {
+    pub(super) fn commit(&mut self, message: &str, at: DeviceTime) -> Option<ChangeHash> {
         self.doc.commit_with(
             CommitOptions::default()
                 .with_message(message.to_owned())
@@ -548,6 +548,11 @@ impl RecordDoc {
     }
 
     // --- Persistence and sync -------------------------------------------------
+
+    /// The Automerge document, to read (the model's own modules).
+    pub(super) fn am(&self) -> &AutoCommit {
+        &self.doc
+    }
 
     /// The current heads (hashes of the changes nothing else depends on yet).
     pub fn heads(&mut self) -> Vec<ChangeHash> {

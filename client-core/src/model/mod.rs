@@ -59,7 +59,8 @@
 //! 6. what reads several kinds: `signature` (renderings of a job summary and
 //!    an order), `kinds` (dispatch from a document's kind to its typed record:
 //!    [`RecordDoc::status_name`], [`RecordDoc::conflicts`]), `incoming` (the
-//!    server's checks of pushed changes) and `projection`.
+//!    server's checks of pushed changes), `projection` and `erase` (a record
+//!    rewritten without a person's data, and a device's edits rebased onto it).
 
 pub mod account;
 pub mod assignment;
@@ -67,6 +68,7 @@ pub mod catalog;
 pub mod checklist;
 pub mod contact;
 mod doc;
+pub mod erase;
 pub mod geo;
 pub mod incoming;
 pub mod job;
