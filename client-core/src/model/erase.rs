@@ -260,15 +260,14 @@ impl RecordDoc {
     /// an old value before it changed.
     pub fn past_values(&mut self, paths: &[FieldPath]) -> Result<Vec<String>, ModelError> {
         let mut out: Vec<String> = Vec::new();
-        let hashes: Vec<ChangeHash> = self
-            .automerge()
-            .get_changes(&[])
-            .iter()
-            .map(|c| c.hash())
-            .collect();
-        for hash in hashes {
-            let state = self.automerge().fork_at(&[hash])?;
-            let json = read_object(&state, &ROOT)?;
+        // Replay the history one change at a time (in causal order, as
+        // Automerge gives it) and read the fields after each: every state the
+        // record went through, in time linear in the history's length.
+        let changes = self.automerge().get_changes(&[]);
+        let mut replay = AutoCommit::new();
+        for change in changes {
+            replay.apply_changes([change])?;
+            let json = read_object(&replay, &ROOT)?;
             for p in paths {
                 let mut at = &json;
                 for key in p {
