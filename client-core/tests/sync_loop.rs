@@ -7,219 +7,22 @@
 
 #![cfg(feature = "device")]
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+mod support;
+
 use std::time::Duration;
 
 use fieldsync_core::automerge::ActorId;
+use fieldsync_core::model::Projection;
 use fieldsync_core::model::visit::{self, Site, Visit, VisitStatus};
-use fieldsync_core::model::{Projection, merge_incoming};
-use fieldsync_core::protocol::{
-    PrimeRequest, PrimeResponse, PullRequest, PullResponse, PushOutcome, PushRequest, PushResponse,
-    PushResult, RecordChanges, Rejection, RepairRequest, RepairResponse, Snapshot,
-};
+use fieldsync_core::protocol::{PushOutcome, PushRequest, RecordChanges};
 use fieldsync_core::store::DeviceStore;
-use fieldsync_core::sync::{
-    LoginRequest, LoginResponse, NoProgress, Session, SessionDevice, SessionUser, SyncClient,
-    SyncError, SyncOptions, Transport, TransportError,
-};
+use fieldsync_core::sync::{NoProgress, Session, SyncClient, SyncError, SyncOptions, Transport};
 use fieldsync_core::{
-    Actor, DeviceId, DeviceTime, OrgId, RecordDoc, RecordId, RecordKind, RecordMeta, Role, TeamId,
+    Actor, DeviceId, DeviceTime, OrgId, RecordId, RecordKind, RecordMeta, Role, TeamId,
     TerritoryId, TransitionRequest, UserId,
 };
 use serde_bytes::ByteBuf;
-
-/// The server side: records, a change log, and knobs for faults.
-struct Server {
-    org: OrgId,
-    records: BTreeMap<RecordId, RecordDoc>,
-    log: Vec<(RecordId, RecordKind, Vec<u8>)>,
-    /// Device actor ids by access token.
-    sessions: BTreeMap<String, (Actor, ActorId)>,
-    /// Fail this many requests with a network error first.
-    drop_next: u32,
-    /// Answer the next request with 401.
-    expire_next: bool,
-    revoked: bool,
-    requests: u32,
-}
-
-#[derive(Clone)]
-struct FakeTransport(Arc<Mutex<Server>>);
-
-impl FakeTransport {
-    fn server(&self) -> std::sync::MutexGuard<'_, Server> {
-        self.0.lock().expect("server lock")
-    }
-
-    fn guard(&self, token: &str) -> Result<(Actor, ActorId), TransportError> {
-        let mut s = self.server();
-        s.requests += 1;
-        if s.drop_next > 0 {
-            s.drop_next -= 1;
-            return Err(TransportError::Network("connection reset".into()));
-        }
-        if s.revoked {
-            return Err(TransportError::Revoked("device revoked".into()));
-        }
-        if s.expire_next {
-            s.expire_next = false;
-            return Err(TransportError::Unauthorized {
-                code: "token_expired".into(),
-                message: "expired".into(),
-            });
-        }
-        s.sessions
-            .get(token)
-            .cloned()
-            .ok_or_else(|| TransportError::Unauthorized {
-                code: "bad_token".into(),
-                message: "unknown token".into(),
-            })
-    }
-}
-
-impl Transport for FakeTransport {
-    fn login(&self, _req: &LoginRequest) -> Result<LoginResponse, TransportError> {
-        unreachable!("the tests set the session directly")
-    }
-
-    fn refresh(&self, refresh_token: &str) -> Result<LoginResponse, TransportError> {
-        let mut s = self.server();
-        let (actor, actor_id) =
-            s.sessions
-                .get(refresh_token)
-                .cloned()
-                .ok_or(TransportError::Unauthorized {
-                    code: "bad_refresh".into(),
-                    message: "unknown refresh token".into(),
-                })?;
-        let access = format!("{refresh_token}+");
-        s.sessions
-            .insert(access.clone(), (actor.clone(), actor_id.clone()));
-        Ok(LoginResponse {
-            access_token: access,
-            refresh_token: refresh_token.into(),
-            expires_in: 900,
-            user: SessionUser {
-                id: actor.user,
-                org: None,
-                role: actor.role,
-                team: None,
-                territory: None,
-                display_name: String::new(),
-            },
-            device: SessionDevice {
-                id: actor.device.unwrap_or_default(),
-                actor_id: actor_id.to_hex_string(),
-            },
-        })
-    }
-
-    fn push(&self, token: &str, req: &PushRequest) -> Result<PushResponse, TransportError> {
-        let (actor, actor_id) = self.guard(token)?;
-        let mut s = self.server();
-        let org = s.org;
-        let mut results = Vec::new();
-        for rc in &req.records {
-            let raw: Vec<Vec<u8>> = rc.changes.iter().map(|c| c.to_vec()).collect();
-            let outcome = match merge_incoming(
-                s.records.get(&rc.id),
-                rc.id,
-                rc.kind,
-                &raw,
-                &actor_id,
-                &actor,
-                org,
-            ) {
-                Ok(mut merged) => {
-                    for (_, bytes) in &merged.new_changes {
-                        s.log.push((rc.id, rc.kind, bytes.clone()));
-                    }
-                    let heads = merged
-                        .doc
-                        .heads()
-                        .iter()
-                        .map(|h| ByteBuf::from(h.0.to_vec()))
-                        .collect();
-                    s.records.insert(rc.id, merged.doc);
-                    PushOutcome::Accepted { heads }
-                }
-                Err(e) => {
-                    let mut rejection = Rejection::from(e);
-                    rejection.server_doc = s
-                        .records
-                        .get(&rc.id)
-                        .map(|d| ByteBuf::from(d.clone().save()));
-                    PushOutcome::Rejected(rejection)
-                }
-            };
-            results.push(PushResult { id: rc.id, outcome });
-        }
-        Ok(PushResponse { results })
-    }
-
-    fn pull(&self, token: &str, req: &PullRequest) -> Result<PullResponse, TransportError> {
-        self.guard(token)?;
-        let s = self.server();
-        let start = usize::try_from(req.cursor)
-            .unwrap_or(usize::MAX)
-            .min(s.log.len());
-        let end = (start + req.max_changes as usize).min(s.log.len());
-        let mut records: Vec<RecordChanges> = Vec::new();
-        for (id, kind, bytes) in &s.log[start..end] {
-            match records.iter_mut().find(|r| r.id == *id) {
-                Some(r) => r.changes.push(ByteBuf::from(bytes.clone())),
-                None => records.push(RecordChanges {
-                    id: *id,
-                    kind: *kind,
-                    changes: vec![ByteBuf::from(bytes.clone())],
-                }),
-            }
-        }
-        Ok(PullResponse {
-            records,
-            removed: vec![],
-            next_cursor: end as u64,
-            more: end < s.log.len(),
-            window: None,
-        })
-    }
-
-    fn prime(&self, token: &str, req: &PrimeRequest) -> Result<PrimeResponse, TransportError> {
-        self.guard(token)?;
-        let s = self.server();
-        let cursor = req.cursor.unwrap_or(s.log.len() as u64);
-        let page: Vec<Snapshot> = s
-            .records
-            .iter()
-            .filter(|(id, _)| req.after.is_none_or(|a| **id > a))
-            .take(req.max_records as usize)
-            .map(|(id, doc)| Snapshot {
-                id: *id,
-                kind: doc.kind(),
-                doc: ByteBuf::from(doc.clone().save()),
-                // Like a server that predates projections in snapshots.
-                projection: None,
-            })
-            .collect();
-        let next = if page.len() == req.max_records as usize {
-            page.last().map(|p| p.id)
-        } else {
-            None
-        };
-        Ok(PrimeResponse {
-            snapshots: page,
-            next,
-            cursor,
-            window: None,
-        })
-    }
-
-    fn repair(&self, _token: &str, _req: &RepairRequest) -> Result<RepairResponse, TransportError> {
-        Ok(RepairResponse { message: None })
-    }
-}
+use support::MemTransport;
 
 struct World {
     org: OrgId,
@@ -244,37 +47,23 @@ const SITE: Site = Site {
     radius_m: 100.0,
 };
 
-fn setup() -> (World, FakeTransport) {
+fn setup() -> (World, MemTransport) {
     let world = World {
         org: OrgId::new(),
         team: TeamId::new(),
         territory: TerritoryId::new(),
     };
-    let server = Server {
-        org: world.org,
-        records: BTreeMap::new(),
-        log: Vec::new(),
-        sessions: BTreeMap::new(),
-        drop_next: 0,
-        expire_next: false,
-        revoked: false,
-        requests: 0,
-    };
-    (world, FakeTransport(Arc::new(Mutex::new(server))))
+    let transport = MemTransport::new(world.org);
+    (world, transport)
 }
 
-type Client = SyncClient<DeviceStore, FakeTransport>;
+type Client = SyncClient<DeviceStore, MemTransport>;
 
-fn register(t: &FakeTransport, actor: &Actor, token: &str) -> Client {
+fn register(t: &MemTransport, actor: &Actor, token: &str) -> Client {
     let store = DeviceStore::open_in_memory().expect("store");
     let actor_id = ActorId::random();
     store.set_actor_id(actor_id.clone()).expect("actor");
-    t.server()
-        .sessions
-        .insert(token.into(), (actor.clone(), actor_id.clone()));
-    t.server()
-        .sessions
-        .insert(format!("refresh-{token}"), (actor.clone(), actor_id));
+    t.register(token, actor, &actor_id);
     let client = SyncClient::new(store, t.clone(), quick());
     client.set_session(Session {
         access_token: token.into(),

@@ -32,6 +32,10 @@ commands:
                   private modules, import cycles); see xtask/src/layers/rules.rs
   bindings        generate the Kotlin, Swift and Python bindings into target/bindings
   bench           run the benchmarks (release builds) and print their tables
+  soak [--seeds N]
+                  the long fault runs (release build): the seeded simulation of devices
+                  syncing through a faulty network, N seeds (default 10,000); a failing
+                  seed is printed and replays alone (see client-core/tests/simulation.rs)
 ";
 
 fn main() -> ExitCode {
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
         Some("deps") => ensure_prerequisites(),
         Some("layers") => layering_check(&workspace_root()),
         Some("bench") => bench(),
+        Some("soak") => soak(&args[1..]),
         Some("bindings") => generate_bindings(&workspace_root(), true).map(|_| ()),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
@@ -236,6 +241,13 @@ fn bench() -> Result<()> {
             &["bench", "-p", "fieldsync-core", "--bench", "store"],
         ),
     )?;
+    step(
+        "erasure benchmark (the rewrite's model costs)",
+        cargo(
+            &root,
+            &["bench", "-p", "fieldsync-core", "--bench", "erase"],
+        ),
+    )?;
     // Starts a throwaway PostgreSQL cluster like the tests do.
     step(
         "end-to-end sync benchmark (SQLite and PostgreSQL)",
@@ -264,6 +276,37 @@ fn bench() -> Result<()> {
             &root,
             &["bench", "-p", "fieldsync-server", "--bench", "rush"],
         ),
+    )
+}
+
+/// `cargo xtask soak`: the fault runs at full length. `cargo xtask test` runs
+/// the same code briefly (the simulation's default seed count).
+fn soak(args: &[String]) -> Result<()> {
+    let seeds = match args {
+        [] => 10_000,
+        [flag, n] if flag == "--seeds" => n
+            .parse::<u64>()
+            .with_context(|| format!("--seeds takes a number, not {n:?}"))?,
+        _ => bail!("usage: cargo xtask soak [--seeds N]"),
+    };
+    let root = workspace_root();
+    let mut sim = cargo(
+        &root,
+        &[
+            "test",
+            "--release",
+            "-p",
+            "fieldsync-core",
+            "--test",
+            "simulation",
+            "--",
+            "--nocapture",
+        ],
+    );
+    sim.env("FIELDSYNC_SIM_SEEDS", seeds.to_string());
+    step(
+        &format!("seeded simulation: {seeds} seeds of devices syncing through faults"),
+        sim,
     )
 }
 
