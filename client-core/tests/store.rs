@@ -568,6 +568,74 @@ fn a_reopened_store_holds_everything_and_compaction_keeps_documents_identical() 
     assert_eq!(store.actor_id(), actor, "the device keeps its actor id");
 }
 
+/// A device whose storage fills up: the action that does not fit fails with a
+/// full-storage error and leaves nothing behind; everything before it is
+/// intact, reads go on, and once there is room again the app carries on.
+#[test]
+fn a_full_disk_fails_the_action_cleanly_and_the_app_goes_on_once_space_is_freed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("device.db");
+    let w = World::new();
+    let capped = StoreOptions {
+        max_size_bytes: Some(160 * 1024),
+        ..StoreOptions::default()
+    };
+    let mut made = Vec::new();
+    let err = {
+        let store = DeviceStore::open(&path, capped.clone()).expect("open");
+        let big_notes = "a long visit note that fills the disk ".repeat(40);
+        loop {
+            let created = store
+                .create_stateful(
+                    &w.visit(RecordId::new(), MONDAY),
+                    &w.rep,
+                    DeviceTime::utc(0),
+                )
+                .and_then(|id| {
+                    made.push(id);
+                    store.update::<Visit>(id, DeviceTime::utc(1), |v| v.notes = big_notes.clone())
+                });
+            if let Err(e) = created {
+                break e;
+            }
+            assert!(made.len() < 10_000, "the cap never bit");
+        }
+    };
+    assert!(err.is_storage_full() && err.retryable(), "{err}");
+    assert!(made.len() > 5, "records fitted before the disk filled");
+
+    // Reopened (the app restarted), still full: reading works and shows every
+    // action that succeeded; the failed one left nothing half-written.
+    let store = DeviceStore::open(&path, capped).expect("reopen while full");
+    let listed = store.all_of(RecordKind::Visit).expect("list").len();
+    assert_eq!(listed, made.len());
+    for id in &made {
+        store.read::<Visit>(*id).expect("every stored visit reads");
+    }
+    let check: String = rusqlite::Connection::open(&path)
+        .expect("raw")
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity");
+    assert_eq!(check, "ok");
+    let pending = store.pending_changes().expect("count");
+    drop(store);
+
+    // Space freed: the same store takes new actions.
+    let store = DeviceStore::open(&path, StoreOptions::default()).expect("room again");
+    let id = store
+        .create_stateful(
+            &w.visit(RecordId::new(), MONDAY),
+            &w.rep,
+            DeviceTime::utc(2),
+        )
+        .expect("create once space is freed");
+    store
+        .update::<Visit>(made[0], DeviceTime::utc(3), |v| v.notes = "after".into())
+        .expect("edit once space is freed");
+    assert_eq!(store.pending_changes().expect("count"), pending + 2);
+    assert_eq!(store.read::<Visit>(id).expect("read").notes, "");
+}
+
 /// An old database holding one visit with two unsynced local changes (creation
 /// and an edit), written the way that version of the store wrote it.
 struct OldDatabase {

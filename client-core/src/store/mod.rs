@@ -212,6 +212,18 @@ impl StoreError {
             _ => false,
         }
     }
+
+    /// Whether the device ran out of storage (the disk, or the store's
+    /// [`StoreOptions::max_size_bytes`]): the action changed nothing and
+    /// succeeds once space is freed. Apps say so to the user rather than
+    /// reporting a fault.
+    pub fn is_storage_full(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DiskFull
+        )
+    }
 }
 
 /// How hard each action is made durable.
@@ -247,6 +259,13 @@ pub struct StoreOptions {
     /// (the default) keeps a plaintext file. The store drops (and zeroes) its
     /// copy once the file is open.
     pub encryption_key: Option<StoreKey>,
+    /// Largest the store's file may grow to, in bytes. Past it every action
+    /// fails as a full disk does ([`StoreError::is_storage_full`], retryable)
+    /// and changes nothing; reading and syncing what is stored go on. `None`
+    /// (the default): the disk's own limit. An app may keep the store from
+    /// eating the room its photos and the system need; the fault tests use it
+    /// to fill the "disk" on purpose.
+    pub max_size_bytes: Option<u64>,
 }
 
 impl Default for StoreOptions {
@@ -256,6 +275,7 @@ impl Default for StoreOptions {
             compact_after: 16,
             cache_size: 256,
             encryption_key: None,
+            max_size_bytes: None,
         }
     }
 }
@@ -432,6 +452,17 @@ impl DeviceStore {
         conn.pragma_update(None, "synchronous", sync)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        if let Some(max) = options.max_size_bytes {
+            // SQLite never shrinks below the pages in use: a cap under the
+            // current size only stops growth.
+            let page: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+            let pages = max / u64::try_from(page.max(1)).unwrap_or(4096);
+            conn.pragma_update(
+                None,
+                "max_page_count",
+                i64::try_from(pages.max(1)).unwrap_or(i64::MAX),
+            )?;
+        }
         schema::upgrade(&mut conn)?;
         if meta_get(&conn, schema::REPROJECT_KEY)?.is_some() {
             reproject_all(&mut conn)?;
