@@ -142,6 +142,42 @@ impl PgCluster {
         cluster
     }
 
+    /// A cluster of its own, for a test that restarts or stops it; stopped
+    /// and removed when dropped.
+    pub fn dedicated() -> PgCluster {
+        PgCluster::start()
+    }
+
+    /// Restarts the cluster as a crash and a supervisor would: an immediate
+    /// stop (no shutdown checkpoint; every connection is cut mid-statement and
+    /// the next start runs crash recovery), then a start on the same port.
+    pub fn restart(&self) {
+        let data = self.dir.join("data");
+        let out = self
+            .command(&self.bin.join("pg_ctl"))
+            .args(["-w", "-t", "60", "-D"])
+            .arg(&data)
+            .args(["-m", "immediate", "-l"])
+            // The log file, not a pipe: the new postmaster keeps its output
+            // open, and waiting on a pipe would never end.
+            .arg(self.dir.join("log"))
+            .arg("restart")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run pg_ctl restart");
+        assert!(
+            out.success(),
+            "pg_ctl restart failed:\n{}",
+            std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+        );
+    }
+
+    /// The cluster's server log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+
     /// The shared cluster of this test binary.
     pub fn shared() -> &'static PgCluster {
         let cluster = CLUSTER.get_or_init(PgCluster::start);
@@ -181,6 +217,14 @@ impl PgCluster {
             .stderr(Stdio::null())
             .status();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for PgCluster {
+    // The shared cluster is a static and is never dropped (an `atexit`
+    // handler stops it); a dedicated one stops with its test.
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
