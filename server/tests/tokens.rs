@@ -339,3 +339,94 @@ fn bad_tokens_get_401_everywhere(w: World) {
     assert!(text.contains("device_revoked"), "{text}");
     eprintln!("{checked} token × endpoint combinations refused");
 }
+
+#[test]
+fn a_device_offline_past_its_refresh_token_logs_in_again_and_pushes_its_outbox_on_sqlite() {
+    offline_past_the_refresh_token(Backend::Sqlite);
+}
+
+#[test]
+fn a_device_offline_past_its_refresh_token_logs_in_again_and_pushes_its_outbox_on_postgres() {
+    offline_past_the_refresh_token(Backend::Postgres);
+}
+
+/// A phone left in a drawer longer than its refresh token lives (30 days by
+/// default, three seconds here): its next sync cannot sign in, nothing it
+/// holds is dropped, and once the rep types the password again the same device
+/// (same actor) pushes the whole outbox.
+fn offline_past_the_refresh_token(backend: Backend) {
+    use fieldsync_core::model::Visit;
+    use fieldsync_core::sync::{DeviceInfo, LoginRequest, NoProgress, SyncError};
+    use fieldsync_core::{DeviceTime, RecordDoc};
+
+    let w = World::start_with(backend, |s| {
+        s.access_token_ttl_secs = Some(1);
+        s.refresh_token_ttl_secs = Some(3);
+    });
+    let phone = w.device("ana");
+    let shop = w.account_on(&phone, "Drawer outlet");
+    phone.sync();
+    let mut offline = Vec::new();
+    for i in 0..5 {
+        let visit = Visit::planned(
+            w.meta("ana"),
+            shop,
+            DeviceTime::utc(i),
+            DeviceTime::utc(i + 3_600_000),
+        );
+        offline.push(
+            phone
+                .store()
+                .create_stateful(&visit, &phone.actor, DeviceTime::utc(i))
+                .expect("plan offline"),
+        );
+    }
+    phone
+        .store()
+        .update::<fieldsync_core::model::Account>(shop, DeviceTime::utc(9), |a| {
+            a.name = "Drawer outlet (renamed offline)".into()
+        })
+        .expect("edit offline");
+    let pending = phone.store().pending_changes().expect("pending");
+    assert_eq!(pending, 6);
+    // Past both lives: the access token's second and the five seconds of
+    // clock skew the server tolerates, and the refresh token's three.
+    std::thread::sleep(std::time::Duration::from_millis(7_500));
+
+    let err = phone
+        .client
+        .sync(&NoProgress)
+        .expect_err("the refresh token has expired");
+    assert!(matches!(err, SyncError::Auth(_)), "{err:?}");
+    assert_eq!(
+        phone.store().pending_changes().expect("pending"),
+        pending,
+        "nothing is dropped while signed out"
+    );
+
+    let again = phone
+        .client
+        .login(&LoginRequest {
+            org: fieldsync_test_support::ORG.into(),
+            email: phone.person.email.clone(),
+            password: fieldsync_test_support::PASSWORD.into(),
+            device: DeviceInfo {
+                id: phone.login.device.id,
+                platform: "test".into(),
+                app_version: "0.1.0".into(),
+            },
+        })
+        .expect("log in again");
+    assert_eq!(
+        again.device.actor_id, phone.login.device.actor_id,
+        "the same device keeps its actor"
+    );
+    let report = phone.client.sync(&NoProgress).expect("sync after login");
+    assert_eq!(report.rejected, 0);
+    assert_eq!(phone.store().pending_changes().expect("pending"), 0);
+    for id in offline.iter().chain([&shop]) {
+        let mut server: RecordDoc = w.server_doc(*id).expect("on the server");
+        let mut local = phone.store().doc(*id).expect("on the phone");
+        assert_eq!(server.heads(), local.heads());
+    }
+}
