@@ -35,6 +35,8 @@ on_both_databases!(
     a_manager_reviews_a_report_through_the_api_and_the_rep_sees_it_after_sync,
 );
 
+on_both_databases!(a_flaky_network_converges_and_applies_nothing_twice);
+
 // Scenarios that need the server as a separate process (to SIGKILL it).
 on_both_databases!(as_a_process: a_server_killed_mid_write_loses_nothing_it_acknowledged);
 
@@ -760,12 +762,19 @@ fn concurrent_pushes_never_let_a_cursor_skip_a_change(w: World) {
     }
 }
 
+/// The server is SIGKILLed and restarted `FIELDSYNC_KILL_ROUNDS` times (10;
+/// `cargo xtask soak` runs 300) while four devices sync.
 fn a_server_killed_mid_write_loses_nothing_it_acknowledged(w: World) {
+    let kills: u64 = std::env::var("FIELDSYNC_KILL_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
     under_load(&w, || {
-        for round in 0..3 {
-            std::thread::sleep(std::time::Duration::from_millis(400 + 150 * round));
+        for round in 0..kills {
+            std::thread::sleep(std::time::Duration::from_millis(200 + 50 * (round % 5)));
             w.kill_and_restart_server();
         }
+        println!("server kill loop: {kills} kills survived");
     });
 }
 
@@ -798,6 +807,117 @@ fn a_postgres_restart_under_load_loses_nothing_and_needs_no_server_restart() {
         .call()
         .expect("healthz after the database came back");
     assert_eq!(health.status().as_u16(), 200);
+}
+
+/// Four devices sync through a proxy that resets, loses, truncates,
+/// duplicates and delays about one request in three, for a few hundred sync
+/// rounds (`FIELDSYNC_FLAKY_ROUNDS`; `cargo xtask soak` runs a thousand),
+/// planning and editing visits between rounds. Afterwards the network heals:
+/// every acknowledged change is on the server, every device agrees with it,
+/// and the change log holds each change once.
+fn a_flaky_network_converges_and_applies_nothing_twice(w: World) {
+    use fieldsync_test_support::{FaultMix, FaultyProxy};
+    let rounds: usize = std::env::var("FIELDSYNC_FLAKY_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let proxy = FaultyProxy::start(&w.base, FaultMix::ROUGH, 0x5EED);
+    proxy.faults_on.store(false, Ordering::SeqCst);
+    let devices: Vec<Device> = ["ana", "ben", "carla", "mona"]
+        .iter()
+        .map(|n| {
+            w.device_via(
+                w.person(n),
+                &proxy.base,
+                SyncOptions {
+                    max_attempts: 2,
+                    ..fast_options()
+                },
+            )
+        })
+        .collect();
+    let shops: Vec<RecordId> = devices
+        .iter()
+        .map(|d| account(&w, d, "Flaky outlet"))
+        .collect();
+    proxy.faults_on.store(true, Ordering::SeqCst);
+    let mut acked: Vec<(RecordId, Vec<automerge::ChangeHash>)> = Vec::new();
+    let mut mine: Vec<Vec<RecordId>> = shops.iter().map(|s| vec![*s]).collect();
+    let (mut ok, mut failed) = (0, 0);
+    for round in 0..rounds {
+        let k = round % devices.len();
+        let d = &devices[k];
+        let i = round as i64;
+        if round % 3 == 0 || mine[k].len() < 2 {
+            mine[k].push(plan_visit(&w, d, shops[k], i));
+        } else {
+            let id = mine[k][1 + (round / 4) % (mine[k].len() - 1)];
+            d.store()
+                .update::<Visit>(id, t(i), |v| v.notes = format!("round {round}"))
+                .expect("edit");
+        }
+        match d.client.sync(&NoProgress) {
+            Ok(_) if d.store().pending_changes().expect("pending") == 0 => {
+                ok += 1;
+                for id in &mine[k] {
+                    acked.push((*id, heads(d, *id)));
+                }
+            }
+            Ok(_) => ok += 1,
+            Err(_) => failed += 1,
+        }
+    }
+    let counts = &proxy.counts;
+    println!(
+        "flaky network: {rounds} sync rounds ({ok} completed, {failed} failed), {} requests, \
+         {} faults: {} resets, {} lost answers, {} truncated, {} duplicated, {} delayed",
+        counts.requests.load(Ordering::SeqCst),
+        counts.faults(),
+        counts.resets.load(Ordering::SeqCst),
+        counts.lost_answers.load(Ordering::SeqCst),
+        counts.truncated.load(Ordering::SeqCst),
+        counts.duplicated.load(Ordering::SeqCst),
+        counts.delayed.load(Ordering::SeqCst),
+    );
+    assert!(counts.faults() > rounds as u64 / 10, "faults were injected");
+    assert!(ok > 0, "some syncs got through");
+
+    proxy.faults_on.store(false, Ordering::SeqCst);
+    for d in &devices {
+        d.sync();
+    }
+    for d in &devices {
+        d.sync();
+        assert_eq!(d.store().pending_changes().expect("pending"), 0);
+        for p in d.store().all_of(RecordKind::Visit).expect("list") {
+            assert_eq!(heads(d, p.id), server_heads(&w, p.id), "{}", p.id);
+        }
+    }
+    for (id, heads_then) in &acked {
+        let mut doc = w.server_doc(*id).expect("acknowledged record kept");
+        for h in heads_then {
+            assert!(
+                doc.automerge().get_change_by_hash(h).is_some(),
+                "an acknowledged change of {id} was lost"
+            );
+        }
+    }
+    // Each change once: the log holds exactly the changes the documents hold.
+    let ids: Vec<RecordId> = mine.iter().flatten().copied().collect();
+    let in_docs: usize = ids
+        .iter()
+        .map(|id| {
+            w.server_doc(*id)
+                .expect("on the server")
+                .changes_since(&[])
+                .len()
+        })
+        .sum();
+    assert_eq!(
+        w.scalar("SELECT COUNT(*) FROM change_log") as usize,
+        in_docs,
+        "a change was logged twice (or a logged change is missing from its record)"
+    );
 }
 
 /// Four devices plan and edit visits and sync in a loop while `disrupt` runs;

@@ -33,9 +33,11 @@ commands:
   bindings        generate the Kotlin, Swift and Python bindings into target/bindings
   bench           run the benchmarks (release builds) and print their tables
   soak [--seeds N]
-                  the long fault runs (release build): the seeded simulation of devices
-                  syncing through a faulty network, N seeds (default 10,000); a failing
-                  seed is printed and replays alone (see client-core/tests/simulation.rs)
+                  the long fault runs (release builds): the seeded simulation of devices
+                  syncing through a faulty network, N seeds (default 10,000; a failing
+                  seed is printed and replays alone, see client-core/tests/simulation.rs),
+                  then the server killed 300 times under load, 1,000 sync rounds through
+                  a flaky proxy, and PostgreSQL restarts, on both databases
 ";
 
 fn main() -> ExitCode {
@@ -307,6 +309,31 @@ fn soak(args: &[String]) -> Result<()> {
     step(
         &format!("seeded simulation: {seeds} seeds of devices syncing through faults"),
         sim,
+    )?;
+    // The server's own fault scenarios at full length, on both databases.
+    let mut faults = cargo(
+        &root,
+        &[
+            "test",
+            "--release",
+            "-p",
+            "fieldsync-server",
+            "--test",
+            "sync",
+            "--",
+            "--nocapture",
+            "--test-threads",
+            "1",
+            "killed_mid_write",
+            "flaky_network",
+            "postgres_restart",
+        ],
+    );
+    faults.env("FIELDSYNC_KILL_ROUNDS", "300");
+    faults.env("FIELDSYNC_FLAKY_ROUNDS", "1000");
+    step(
+        "server kill loop (300 kills), flaky network (1,000 sync rounds), PostgreSQL restarts",
+        faults,
     )
 }
 

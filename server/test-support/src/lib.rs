@@ -9,6 +9,8 @@
 //!   [`Device`]s that are real `fieldsync-core` clients over a [`Faulty`]
 //!   transport; [`Node`]: the server in this process on a loopback port.
 //! - [`on_both_databases!`]: one scenario, a test on each database.
+//! - [`FaultyProxy`]: a loopback HTTP proxy that resets, loses, truncates,
+//!   duplicates and delays requests between devices and the server, seeded.
 //! - [`Browser`]: headless chromium for the managers' pages; [`http`] and
 //!   [`sign_in`] for the pages over plain HTTP.
 //! - Small helpers: loopback ports and GETs, times, minted tokens, photos.
@@ -29,6 +31,7 @@ mod net;
 mod node;
 mod pg;
 mod process;
+mod proxy;
 mod rt;
 mod s3;
 mod server;
@@ -49,6 +52,7 @@ pub use net::{free_port, http_get, wait_healthy};
 pub use node::Node;
 pub use pg::PgCluster;
 pub use process::{ServerProcess, fieldsync, server_binary};
+pub use proxy::{FaultMix, FaultyProxy, ProxyCounts};
 pub use rt::runtime;
 pub use s3::S3Server;
 pub use time::{today, unix_now};

@@ -337,12 +337,18 @@ impl World {
 
     /// A new device of `person` (seeded or added), logged in (not yet synced).
     pub fn device_of(&self, person: Person, options: SyncOptions) -> Device {
+        self.device_via(person, &self.base, options)
+    }
+
+    /// A new device of `person` that reaches the server at `base` (a proxy in
+    /// front of it), logged in (not yet synced).
+    pub fn device_via(&self, person: Person, base: &str, options: SyncOptions) -> Device {
         let path = self
             .dir
             .path()
             .join(format!("{}-{}.db", person.name(), DeviceId::new()));
         let store = Arc::new(DeviceStore::open(&path, StoreOptions::default()).expect("store"));
-        let transport = Faulty::new(HttpTransport::new(&self.base, Duration::from_secs(30)));
+        let transport = Faulty::new(HttpTransport::new(base, Duration::from_secs(30)));
         let client = SyncClient::new(store, transport, options);
         let device = DeviceId::new();
         let login = client
