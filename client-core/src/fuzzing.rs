@@ -678,6 +678,7 @@ pub fn seed_corpus() -> Vec<SeedInput> {
         target: "protocol_decode",
         name: "pull_request",
         bytes: protocol::encode(&PullRequest {
+            log: None,
             cursor: 42,
             max_changes: 500,
             window: Some(protocol::ScopeWindow {
@@ -691,6 +692,7 @@ pub fn seed_corpus() -> Vec<SeedInput> {
         target: "protocol_decode",
         name: "pull_response",
         bytes: protocol::encode(&PullResponse {
+            log: None,
             records: vec![visit_changes],
             removed: vec![world::RECORDS[3]],
             next_cursor: 43,
@@ -720,6 +722,7 @@ pub fn seed_corpus() -> Vec<SeedInput> {
         target: "protocol_decode",
         name: "prime_response",
         bytes: protocol::encode(&PrimeResponse {
+            log: None,
             snapshots: vec![snapshot(&mut server), snapshot(&mut make_seed(3))],
             next: Some(world::RECORDS[3]),
             cursor: 7,

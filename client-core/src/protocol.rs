@@ -195,6 +195,11 @@ pub struct PullRequest {
     /// The device's sync health (figures after its push). Optional.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<DeviceHealth>,
+    /// The server's change log this device last synced with ([`PullResponse::log`]),
+    /// so the server can tell a device that synced with the log before a
+    /// restore from backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
 }
 
 /// The time span of dated records (visits, orders, visit reports, assignments,
@@ -232,6 +237,13 @@ pub struct PullResponse {
     /// limit). Store it with the cursor and send it with the next pull.
     #[serde(default)]
     pub window: Option<ScopeWindow>,
+    /// The identity of the server's change log. A new one means the server's
+    /// database was restored from a backup: the positions the device holds no
+    /// longer name the same changes, and changes the device sent after the
+    /// backup may be gone. The device then pulls the feed from the start and
+    /// repairs every record it holds with the server (see `docs/protocol.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
 }
 
 /// Ask for a page of snapshots (priming a new or reset device).
@@ -262,6 +274,9 @@ pub struct PrimeResponse {
     /// The window this page was cut to; the device keeps the first page's.
     #[serde(default)]
     pub window: Option<ScopeWindow>,
+    /// The identity of the server's change log (see [`PullResponse::log`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
 }
 
 /// A record's full document.
@@ -407,6 +422,7 @@ mod tests {
     #[test]
     fn device_health_is_optional_both_ways() {
         let with = PullRequest {
+            log: None,
             cursor: 3,
             max_changes: 10,
             window: None,
@@ -426,6 +442,7 @@ mod tests {
         assert_eq!(decode::<OldPull>(&encode(&with)).map(|p| p.cursor), Ok(3));
         // An app that predates it sends no `health` key at all.
         let without = PullRequest {
+            log: None,
             health: None,
             ..with
         };
@@ -477,6 +494,7 @@ mod tests {
         };
         assert_eq!(decode::<PushResponse>(&encode(&resp)), Ok(resp));
         let pull = PullResponse {
+            log: None,
             records: vec![],
             removed: vec![RecordId::from_uuid(Uuid::from_u128(3))],
             next_cursor: 42,

@@ -2,7 +2,8 @@
 //!
 //! Each run is drawn from one seed: which device acts next, what it does
 //! (plan a visit, edit notes, check in or out, cancel, sync, or get killed and
-//! restarted from its store file), and which faults hit each request (dropped
+//! restarted from its store file), when the server's database is restored
+//! from an earlier backup, and which faults hit each request (dropped
 //! requests, lost answers after the server did the work, duplicated requests,
 //! expired tokens). The devices are the real device store and sync client; the
 //! server is the real merge-and-check the server runs on every push
@@ -114,6 +115,7 @@ struct Run {
     syncs: u64,
     failed_syncs: u64,
     restarts: u64,
+    server_restores: u64,
     rejections: u64,
     faults: FaultCounts,
     records: usize,
@@ -173,6 +175,7 @@ fn simulate(seed: u64, dir: &std::path::Path) -> Run {
     });
 
     let mut run = Run::default();
+    let mut backup = transport.server().backup();
     let steps = 30 + rng.below(30);
     for step in 0..steps {
         let at = DeviceTime::utc(1_767_571_200_000 + step as i64 * 60_000);
@@ -279,12 +282,27 @@ fn simulate(seed: u64, dir: &std::path::Path) -> Run {
                     }
                 }
             }
-            _ => {
+            95..=97 => {
                 run.restarts += 1;
                 d.restart(&transport);
                 Ok(())
             }
+            _ => {
+                // The server's database is restored from the backup taken
+                // earlier in the run (or the empty one it started from), and a
+                // new backup is taken from then on.
+                run.server_restores += 1;
+                let mut server = transport.server();
+                let log_id = format!("log-{seed}-{step}");
+                server.restore(&backup, &log_id);
+                drop(server);
+                backup = transport.server().backup();
+                Ok(())
+            }
         };
+        if rng.chance(10) {
+            backup = transport.server().backup();
+        }
         if outcome.is_err() {
             run.refused_locally += 1;
         }
@@ -406,6 +424,7 @@ fn seeded_runs_converge_and_lose_nothing() {
         total.syncs += run.syncs;
         total.failed_syncs += run.failed_syncs;
         total.restarts += run.restarts;
+        total.server_restores += run.server_restores;
         total.rejections += run.rejections;
         total.records += run.records;
         total.changes += run.changes;
@@ -413,13 +432,15 @@ fn seeded_runs_converge_and_lose_nothing() {
     }
     println!(
         "simulation: {seeds} seeds from {first}: {} actions ({} refused on the device), \
-         {} syncs ({} failed under faults), {} restarts, {faults} network faults injected, \
-         {} server rejections, {} records and {} changes converged",
+         {} syncs ({} failed under faults), {} app restarts, {} server restores from backup, \
+         {faults} network faults injected, {} server rejections, {} records and {} changes \
+         converged",
         total.actions,
         total.refused_locally,
         total.syncs,
         total.failed_syncs,
         total.restarts,
+        total.server_restores,
         total.rejections,
         total.records,
         total.changes

@@ -405,6 +405,7 @@ fn matrix(backend: Backend) {
                 .pull(
                     &token,
                     &PullRequest {
+                        log: None,
                         cursor,
                         max_changes: 50,
                         window: None,

@@ -701,6 +701,7 @@ fn malformed_requests_get_a_clear_4xx(w: World) {
         .build()
         .send(
             &protocol::encode(&protocol::PullRequest {
+                log: None,
                 cursor: 0,
                 max_changes: 10,
                 window: None,
@@ -1175,6 +1176,7 @@ fn dated_records_reach_a_rep_only_inside_the_window(w: World) {
         .pull(
             &session.access_token,
             &protocol::PullRequest {
+                log: None,
                 cursor,
                 max_changes: 1_000,
                 window: Some(old),

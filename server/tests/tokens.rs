@@ -259,6 +259,7 @@ fn bad_tokens_get_401_everywhere(w: World) {
             "POST",
             "/v1/sync/pull".into(),
             Some(cbor(protocol::encode(&PullRequest {
+                log: None,
                 cursor: 0,
                 max_changes: 10,
                 window: None,

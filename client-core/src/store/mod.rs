@@ -846,6 +846,31 @@ impl DeviceStore {
         Ok(out)
     }
 
+    /// Every record on the device, with its kind (tombstoned ones included).
+    pub fn held_records(&self) -> Result<Vec<(RecordId, RecordKind)>, StoreError> {
+        let inner = self.lock();
+        let mut stmt = inner
+            .conn
+            .prepare_cached("SELECT id, kind FROM records ORDER BY id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, kind) = row?;
+            let id = id.parse::<RecordId>().map_err(|e| StoreError::Corrupt {
+                id: RecordId::default(),
+                detail: format!("record id {id:?}: {e}"),
+            })?;
+            let kind = kind
+                .parse::<RecordKind>()
+                .map_err(|e| StoreError::Corrupt {
+                    id,
+                    detail: e.to_string(),
+                })?;
+            out.push((id, kind));
+        }
+        Ok(out)
+    }
+
     /// Local changes not yet acknowledged by the server.
     pub fn pending_changes(&self) -> Result<u64, StoreError> {
         let n: i64 = self

@@ -92,6 +92,20 @@ pub trait SyncStore: Send + Sync {
     }
     /// The record's document, for a repair; `None` when the device lacks it.
     fn document(&self, id: RecordId) -> Result<Option<automerge::AutoCommit>, SyncError>;
+    /// The identity of the server's change log this device last synced with
+    /// (`None` before the first, or for a store that keeps none).
+    fn log_id(&self) -> Result<Option<String>, SyncError> {
+        Ok(None)
+    }
+    /// Stores the change log identity the server named.
+    fn set_log_id(&self, _log: &str) -> Result<(), SyncError> {
+        Ok(())
+    }
+    /// Every record the device holds, with its kind: after a restore of the
+    /// server from backup, each is repaired with the server.
+    fn held_records(&self) -> Result<Vec<(RecordId, crate::model::RecordKind)>, SyncError> {
+        Ok(Vec::new())
+    }
     /// Applies changes received outside the feed (repair), without queueing them.
     fn apply_remote(&self, records: &[RecordChanges]) -> Result<(), SyncError>;
     /// Attachments with bytes or links left to send. Stores without
@@ -215,6 +229,9 @@ pub struct SyncReport {
     pub pulled: u64,
     /// Records whose history was repaired with the server.
     pub repaired: u64,
+    /// The server's database had been restored from a backup since the last
+    /// sync: the feed was pulled again and every record repaired.
+    pub server_restored: bool,
     /// Records the server named as out of scope (dropped unless they held
     /// unsynced changes).
     pub removed: u64,
@@ -445,6 +462,9 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
             let page = self.call(report, |t, token| t.prime(token, &req))?;
             if req.after.is_none() {
                 window = page.window;
+                if let Some(log) = &page.log {
+                    self.store.set_log_id(log)?;
+                }
             }
             self.store.apply_snapshots(&page.snapshots)?;
             report.primed += page.snapshots.len() as u64;
@@ -646,13 +666,23 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
     fn pull(&self, progress: &dyn SyncProgress, report: &mut SyncReport) -> Result<(), SyncError> {
         loop {
             let cursor = self.store.cursor()?.unwrap_or(0);
+            let known = self.store.log_id()?;
             let req = PullRequest {
+                log: known.clone(),
                 cursor,
                 max_changes: self.options.pull_page,
                 window: self.store.scope_window()?,
                 health: self.health(),
             };
             let page = self.call(report, |t, token| t.pull(token, &req))?;
+            match (&known, &page.log) {
+                (Some(known), Some(log)) if known != log => {
+                    self.after_restore(log, report)?;
+                    continue;
+                }
+                (None, Some(log)) => self.store.set_log_id(log)?,
+                _ => {}
+            }
             self.store
                 .apply_page(&page.records, &page.removed, page.next_cursor)?;
             // Stored after the page: if the app dies in between, the next pull
@@ -669,6 +699,25 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
                 return Ok(());
             }
         }
+    }
+
+    /// The server's database was restored from a backup (its change log has a
+    /// new identity): the device's cursor names positions of the old log, and
+    /// changes the server acknowledged after the backup may be gone from it.
+    /// The device pulls the feed again from the start and repairs every record
+    /// it holds with the server (Automerge's sync protocol, as for a record
+    /// whose history the server lacks), which brings back what only the device
+    /// still has. The new identity is stored last: a sync cut short here
+    /// starts over at its next run.
+    fn after_restore(&self, log: &str, report: &mut SyncReport) -> Result<(), SyncError> {
+        self.store.set_cursor(0)?;
+        for (id, kind) in self.store.held_records()? {
+            self.repair(id, kind, report)?;
+            report.repaired += 1;
+        }
+        self.store.set_log_id(log)?;
+        report.server_restored = true;
+        Ok(())
     }
 
     /// One request with the retry policy: backoff on retryable failures, one
@@ -820,6 +869,8 @@ fn change_hash(raw: &[u8]) -> Option<Vec<u8>> {
 
 /// `sync_meta` key of the scope window, as `from_ms,to_ms`.
 const META_SCOPE_WINDOW: &str = "scope_window";
+/// The identity of the server's change log the device last synced with.
+const META_LOG: &str = "change_log";
 
 impl SyncStore for crate::store::DeviceStore {
     fn unsynced(&self) -> Result<(u64, Option<i64>), SyncError> {
@@ -902,6 +953,18 @@ impl SyncStore for crate::store::DeviceStore {
 
     fn set_role(&self, role: Role) -> Result<(), SyncError> {
         Ok(crate::store::DeviceStore::set_role(self, role)?)
+    }
+
+    fn log_id(&self) -> Result<Option<String>, SyncError> {
+        Ok(self.meta_get(META_LOG)?)
+    }
+
+    fn set_log_id(&self, log: &str) -> Result<(), SyncError> {
+        Ok(self.meta_set(META_LOG, log)?)
+    }
+
+    fn held_records(&self) -> Result<Vec<(RecordId, crate::model::RecordKind)>, SyncError> {
+        Ok(crate::store::DeviceStore::held_records(self)?)
     }
 
     fn document(&self, id: RecordId) -> Result<Option<automerge::AutoCommit>, SyncError> {
@@ -997,6 +1060,15 @@ impl<S: SyncStore> SyncStore for std::sync::Arc<S> {
 
     fn set_role(&self, role: Role) -> Result<(), SyncError> {
         (**self).set_role(role)
+    }
+    fn log_id(&self) -> Result<Option<String>, SyncError> {
+        (**self).log_id()
+    }
+    fn set_log_id(&self, log: &str) -> Result<(), SyncError> {
+        (**self).set_log_id(log)
+    }
+    fn held_records(&self) -> Result<Vec<(RecordId, crate::model::RecordKind)>, SyncError> {
+        (**self).held_records()
     }
     fn document(&self, id: RecordId) -> Result<Option<automerge::AutoCommit>, SyncError> {
         (**self).document(id)

@@ -98,6 +98,16 @@ pub struct Server {
     /// Random faults on every request, when set.
     pub chaos: Option<Chaos>,
     pub faults: FaultCounts,
+    /// The identity of the change log, named in every pull and prime; a
+    /// restore from backup gives it a new one.
+    pub log_id: String,
+}
+
+/// The server's stored state, as a backup holds it.
+#[derive(Clone)]
+pub struct Backup {
+    records: BTreeMap<RecordId, RecordDoc>,
+    log: Vec<(RecordId, RecordKind, Vec<u8>)>,
 }
 
 impl Server {
@@ -113,7 +123,24 @@ impl Server {
             requests: 0,
             chaos: None,
             faults: FaultCounts::default(),
+            log_id: "log-1".into(),
         }
+    }
+
+    /// A copy of what the server stores.
+    pub fn backup(&self) -> Backup {
+        Backup {
+            records: self.records.clone(),
+            log: self.log.clone(),
+        }
+    }
+
+    /// Puts a backup back: everything stored since is gone, and the change
+    /// log gets a new identity, as `fieldsync restore` does.
+    pub fn restore(&mut self, backup: &Backup, new_log_id: &str) {
+        self.records = backup.records.clone();
+        self.log = backup.log.clone();
+        self.log_id = new_log_id.into();
     }
 }
 
@@ -312,6 +339,7 @@ impl Transport for MemTransport {
             }
         }
         Ok(PullResponse {
+            log: Some(s.log_id.clone()),
             records,
             removed: vec![],
             next_cursor: end as u64,
@@ -346,6 +374,7 @@ impl Transport for MemTransport {
             None
         };
         Ok(PrimeResponse {
+            log: Some(s.log_id.clone()),
             snapshots: page,
             next,
             cursor,
@@ -353,7 +382,44 @@ impl Transport for MemTransport {
         })
     }
 
-    fn repair(&self, _token: &str, _req: &RepairRequest) -> Result<RepairResponse, TransportError> {
-        Ok(RepairResponse { message: None })
+    /// One round of Automerge's sync protocol for one record, from a fresh
+    /// state (as the server does): what the device sends is stored and logged,
+    /// and the answer carries what the device lacks.
+    fn repair(&self, token: &str, req: &RepairRequest) -> Result<RepairResponse, TransportError> {
+        use fieldsync_core::automerge::sync::{Message, State, SyncDoc};
+        use fieldsync_core::automerge::{AutoCommit, ChangeHash};
+        let (_, draw) = self.guard(token)?;
+        let bad = |e: String| TransportError::Protocol(format!("repair: {e}"));
+        let message = Message::decode(&req.message).map_err(|e| bad(e.to_string()))?;
+        let mut s = self.server();
+        let mut doc = s
+            .records
+            .get(&req.id)
+            .map(|d| d.clone().into_automerge())
+            .unwrap_or_else(AutoCommit::new);
+        let before: Vec<ChangeHash> = doc.get_heads();
+        let mut state = State::new();
+        doc.sync()
+            .receive_sync_message(&mut state, message)
+            .map_err(|e| bad(e.to_string()))?;
+        let new: Vec<Vec<u8>> = doc
+            .get_changes(&before)
+            .iter()
+            .map(|c| c.raw_bytes().to_vec())
+            .collect();
+        for bytes in new {
+            s.log.push((req.id, req.kind, bytes));
+        }
+        if let Ok(record) = RecordDoc::from_automerge(doc.clone()) {
+            s.records.insert(req.id, record);
+        }
+        let message = doc
+            .sync()
+            .generate_sync_message(&mut state)
+            .map(|m| ByteBuf::from(m.encode()));
+        if draw.lose_answer {
+            return Err(lost());
+        }
+        Ok(RepairResponse { message })
     }
 }

@@ -1190,6 +1190,7 @@ pub async fn pull(
         .map(|id| parse_record_id(id))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(PullResponse {
+        log: None,
         records,
         removed,
         next_cursor: u64::try_from(next).unwrap_or(0),
@@ -1291,6 +1292,7 @@ pub async fn prime(
         })
         .collect::<Result<Vec<_>, DbError>>()?;
     Ok(PrimeResponse {
+        log: None,
         next: if more {
             snapshots.last().map(|s| s.id)
         } else {
