@@ -69,6 +69,44 @@ enum Command {
     /// Seed a demo organisation (a manager, three reps, two technicians, accounts,
     /// a week of visits, orders and jobs) and print its logins.
     Demo(DemoArgs),
+    /// Write a consistent copy of the embedded (SQLite) database to a new file,
+    /// while the server runs. For PostgreSQL use pg_dump or point-in-time
+    /// recovery (docs/operations.md).
+    Backup(BackupArgs),
+    /// Put the embedded (SQLite) database back from a backup file, and tell
+    /// devices so: at their next sync they bring back what they sent after it.
+    /// Stop every server node first.
+    Restore(RestoreArgs),
+    /// After restoring PostgreSQL with its own tools: tell devices the database
+    /// went back in time, so they bring back what they sent after the backup.
+    MarkRestored(MarkRestoredArgs),
+}
+
+#[derive(Debug, Args)]
+struct BackupArgs {
+    /// The backup file to write (must not exist).
+    #[arg(long)]
+    to: std::path::PathBuf,
+    #[command(flatten)]
+    settings: SettingsArgs,
+}
+
+#[derive(Debug, Args)]
+struct RestoreArgs {
+    /// The backup file to restore from.
+    #[arg(long)]
+    from: std::path::PathBuf,
+    #[command(flatten)]
+    settings: SettingsArgs,
+}
+
+#[derive(Debug, Args)]
+struct MarkRestoredArgs {
+    /// Why (kept with the new change-log identity), e.g. "PITR to 09:00".
+    #[arg(long, default_value = "restored from backup")]
+    reason: String,
+    #[command(flatten)]
+    settings: SettingsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -369,6 +407,42 @@ fn main() -> ExitCode {
             Command::Attachments(AttachmentsCommand::Cleanup(args)) => cleanup(args).await,
             Command::Visits(VisitsCommand::MarkMissed(args)) => mark_missed(args).await,
             Command::Order(command) => order(command).await,
+            Command::Backup(args) => {
+                let db = open_database(&args.settings.resolve()?).await?;
+                let done = fieldsync_server::service::backup::backup_to(&db, &args.to).await;
+                db.close().await;
+                done?;
+                let size = std::fs::metadata(&args.to).map(|m| m.len()).unwrap_or(0);
+                println!(
+                    "fieldsync: backed up to {} ({size} bytes)",
+                    args.to.display()
+                );
+                Ok(())
+            }
+            Command::Restore(args) => {
+                let db = open_database(&args.settings.resolve()?).await?;
+                let done = fieldsync_server::service::backup::restore_from(&db, &args.from).await;
+                db.close().await;
+                let (tables, log) = done?;
+                println!(
+                    "fieldsync: restored {tables} tables from {}; the change log is now {log}: \
+                     devices bring back what they sent after the backup at their next sync",
+                    args.from.display()
+                );
+                Ok(())
+            }
+            Command::MarkRestored(args) => {
+                let db = open_database(&args.settings.resolve()?).await?;
+                let done =
+                    fieldsync_server::service::backup::mark_restored(&db, &args.reason).await;
+                db.close().await;
+                println!(
+                    "fieldsync: the change log is now {}: devices bring back what they sent \
+                     after the backup at their next sync",
+                    done?
+                );
+                Ok(())
+            }
             Command::Migrate(args) => {
                 let db = open_database(&args.resolve()?).await?;
                 println!(

@@ -76,6 +76,9 @@ pub struct Metrics {
     pushes: Counter,
     pulls: Counter,
     primes: Counter,
+    /// Pulls from devices that last synced with the change log before a
+    /// restore from backup.
+    devices_after_restore: Counter,
     changes_merged: Counter,
     pushes_remerged: Counter,
     rejections: Family<CodeLabel, Counter>,
@@ -113,6 +116,7 @@ impl Metrics {
             pushes: Counter::default(),
             pulls: Counter::default(),
             primes: Counter::default(),
+            devices_after_restore: Counter::default(),
             changes_merged: Counter::default(),
             pushes_remerged: Counter::default(),
             rejections: Family::default(),
@@ -132,6 +136,12 @@ impl Metrics {
             "fieldsync_primes",
             "Prime requests served",
             m.primes.clone(),
+        );
+        r.register(
+            "fieldsync_devices_after_restore",
+            "Pulls from devices that last synced before the database was restored from a backup \
+             (each then repairs what it holds)",
+            m.devices_after_restore.clone(),
         );
         r.register(
             "fieldsync_changes_merged",
@@ -220,6 +230,11 @@ impl Metrics {
     /// A prime page was answered.
     pub fn primed(&self) {
         self.primes.inc();
+    }
+
+    /// A device that synced before a restore from backup pulled.
+    pub fn device_after_restore(&self) {
+        self.devices_after_restore.inc();
     }
 
     /// HTTP requests being served now.

@@ -39,6 +39,7 @@ on_both_databases!(a_flaky_network_converges_and_applies_nothing_twice);
 
 // Scenarios that need the server as a separate process (to SIGKILL it).
 on_both_databases!(as_a_process: a_server_killed_mid_write_loses_nothing_it_acknowledged);
+on_both_databases!(as_a_process: a_restore_from_backup_is_repaired_from_the_devices);
 
 const SITE: Site = Site {
     coords: None,
@@ -808,6 +809,115 @@ fn a_postgres_restart_under_load_loses_nothing_and_needs_no_server_restart() {
         .call()
         .expect("healthz after the database came back");
     assert_eq!(health.status().as_u16(), 200);
+}
+
+/// The server's database goes back to a backup taken before some changes
+/// both devices had sent (and the server had acknowledged). On SQLite with
+/// `fieldsync backup` and `fieldsync restore`; on PostgreSQL the rows written
+/// since are deleted (what a `pg_restore` would do to them) and the operator
+/// runs `fieldsync mark-restored`. At their next sync both devices notice the
+/// change log's new identity and bring everything back.
+fn a_restore_from_backup_is_repaired_from_the_devices(w: World) {
+    use fieldsync_test_support::fieldsync;
+    let ana = w.device("ana");
+    let ben = w.device("ben");
+    let shop = account(&w, &ana, "Backup outlet");
+    let before = plan_visit(&w, &ana, shop, 0);
+    ana.sync();
+    ben.sync();
+    let sqlite = w.settings.database_url.is_none();
+    let backup = w.data_dir().with_file_name("backup.db");
+    let data_dir = w.data_dir().to_str().expect("utf-8").to_owned();
+    let mut db_args = vec!["--data-dir".to_owned(), data_dir];
+    db_args.extend(w.database_args());
+    let seq_at_backup = w.scalar("SELECT COALESCE(MAX(seq), 0) FROM change_log");
+    if sqlite {
+        let mut args = vec!["backup".to_owned(), "--to".to_owned()];
+        args.push(backup.to_str().expect("utf-8").to_owned());
+        args.extend(db_args.clone());
+        let out = fieldsync(&args, &[], None);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // After the backup: both devices send changes the server acknowledges.
+    ana.store()
+        .update::<Visit>(before, t(1), |v| v.notes = "after the backup".into())
+        .expect("edit");
+    let ana_new = plan_visit(&w, &ana, shop, 1);
+    ana.sync();
+    let ben_new = plan_visit(&w, &ben, shop, 2);
+    ben.sync();
+    assert_eq!(ana.store().pending_changes().expect("pending"), 0);
+    assert_eq!(ben.store().pending_changes().expect("pending"), 0);
+
+    w.restart_server_after(|| {
+        if sqlite {
+            let mut args = vec!["restore".to_owned(), "--from".to_owned()];
+            args.push(backup.to_str().expect("utf-8").to_owned());
+            args.extend(db_args.clone());
+            let out = fieldsync(&args, &[], None);
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(String::from_utf8_lossy(&out.stdout).contains("devices bring back"));
+        } else {
+            for sql in [
+                "DELETE FROM record_scope WHERE record_id IN (SELECT record_id FROM change_log \
+                 WHERE seq > $1 AND record_id NOT IN (SELECT record_id FROM change_log WHERE seq <= $1))",
+                "DELETE FROM records WHERE id IN (SELECT record_id FROM change_log \
+                 WHERE seq > $1 AND record_id NOT IN (SELECT record_id FROM change_log WHERE seq <= $1))",
+                "DELETE FROM change_log WHERE seq > $1",
+            ] {
+                w.execute_with_seq(sql, seq_at_backup);
+            }
+            let mut args = vec!["mark-restored".to_owned(), "--reason".to_owned(), "test".to_owned()];
+            args.extend(db_args.clone());
+            let out = fieldsync(&args, &[], None);
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+    });
+    assert!(w.server_doc(ana_new).is_none() && w.server_doc(ben_new).is_none());
+
+    let report = ana.sync();
+    assert!(report.server_restored, "{report:?}");
+    let report = ben.sync();
+    assert!(report.server_restored, "{report:?}");
+    ana.sync();
+    // Each holds what they may read (the shop is the territory's; the visits
+    // their own), as the server has it again.
+    for (dev, ids) in [
+        (&ana, vec![shop, before, ana_new]),
+        (&ben, vec![shop, ben_new]),
+    ] {
+        for id in ids {
+            assert_eq!(
+                heads(dev, id),
+                server_heads(&w, id),
+                "{} on {id}",
+                dev.person.name()
+            );
+        }
+    }
+    let v: Visit = w
+        .server_doc(before)
+        .expect("back")
+        .read_stateful()
+        .expect("visit");
+    assert_eq!(v.notes, "after the backup");
+    let metrics = ureq::get(&format!("{}/metrics", w.base))
+        .call()
+        .expect("metrics")
+        .into_body()
+        .read_to_string()
+        .expect("text");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("fieldsync_devices_after_restore_total ") && !l.ends_with(" 0")),
+        "the server counts devices after the restore"
+    );
 }
 
 /// Four devices sync through a proxy that resets, loses, truncates,

@@ -12,6 +12,7 @@
 
 pub mod accounts;
 pub mod attachments;
+pub mod backup;
 pub mod conflicts;
 pub mod devices;
 pub mod export;
@@ -54,6 +55,9 @@ pub enum DbError {
     /// A stored value is not what the schema promises.
     #[error("unexpected stored data: {0}")]
     Corrupt(String),
+    /// The operation does not apply to this database.
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 impl DbError {

@@ -41,15 +41,37 @@ pub async fn push(ctx: &Context, caller: &Caller, req: &PushRequest) -> Result<P
 }
 
 /// One page of the change feed after the device's cursor.
+///
+/// The answer names the change log's identity. A device that last synced with
+/// another one (the database was restored from a backup since) is logged and
+/// counted: it pulls the feed again and repairs what it holds, which brings
+/// back the changes acknowledged after the backup.
 pub async fn pull(ctx: &Context, caller: &Caller, req: &PullRequest) -> Result<PullResponse> {
-    let resp = records::pull(&ctx.db, caller, req).await?;
+    let log = crate::db::backup::log_identity(&ctx.db).await?;
+    if let Some(known) = &req.log
+        && *known != log
+    {
+        tracing::warn!(
+            device = ?caller.actor.device,
+            user = %caller.actor.user,
+            last_synced_with = %known,
+            change_log = %log,
+            "a device synced with the change log before a restore from backup; it pulls \
+             the feed again and repairs what it holds"
+        );
+        ctx.metrics.device_after_restore();
+    }
+    let mut resp = records::pull(&ctx.db, caller, req).await?;
+    resp.log = Some(log);
     ctx.metrics.pulled();
     Ok(resp)
 }
 
 /// Snapshots of the records in scope, for a new device.
 pub async fn prime(ctx: &Context, caller: &Caller, req: &PrimeRequest) -> Result<PrimeResponse> {
-    let resp = records::prime(&ctx.db, caller, req).await?;
+    let log = crate::db::backup::log_identity(&ctx.db).await?;
+    let mut resp = records::prime(&ctx.db, caller, req).await?;
+    resp.log = Some(log);
     ctx.metrics.primed();
     Ok(resp)
 }

@@ -96,6 +96,18 @@ pub(crate) async fn execute_with_id(db: &Database, sql: &'static str, id: uuid::
     })
 }
 
+/// Runs `sql` with `$1` bound to a number.
+pub(crate) async fn execute_with_seq(db: &Database, sql: &'static str, seq: i64) -> u64 {
+    on_pool!(db, |pool, _uuid| {
+        sqlx::query(sql)
+            .bind(seq)
+            .execute(pool)
+            .await
+            .expect("execute")
+            .rows_affected()
+    })
+}
+
 /// One integer.
 pub(crate) async fn scalar(db: &Database, sql: &'static str) -> i64 {
     on_pool!(db, |pool, _uuid| {

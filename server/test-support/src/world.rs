@@ -394,12 +394,39 @@ impl World {
     pub fn execute_with_id(&self, sql: &'static str, id: uuid::Uuid) -> u64 {
         self.rt.block_on(server::execute_with_id(&self.db, sql, id))
     }
+
+    /// Runs `sql` with `$1` bound to a number (a change-log position).
+    pub fn execute_with_seq(&self, sql: &'static str, seq: i64) -> u64 {
+        self.rt
+            .block_on(server::execute_with_seq(&self.db, sql, seq))
+    }
 }
 
 impl World {
     /// SIGKILLs the server process wherever it is (mid-transaction, mid-answer)
     /// and starts it again on the same port and database.
     pub fn kill_and_restart_server(&self) {
+        self.restart_server_after(|| {});
+    }
+
+    /// The data directory the server process runs in.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The database flags the server process runs with (`--database-url …`
+    /// on PostgreSQL; none on SQLite, whose file is in [`World::data_dir`]).
+    pub fn database_args(&self) -> Vec<String> {
+        self.settings
+            .database_url
+            .as_ref()
+            .map(|url| vec!["--database-url".to_owned(), url.clone()])
+            .unwrap_or_default()
+    }
+
+    /// SIGKILLs the server process, runs `between` (an operator at work:
+    /// a restore), and starts the server again on the same port and database.
+    pub fn restart_server_after(&self, between: impl FnOnce()) {
         let mut slot = self.process.lock().expect("lock");
         let mut old = slot.take().expect("the server runs as a process");
         let port: u16 = old
@@ -411,6 +438,7 @@ impl World {
         let _ = old.child.kill();
         let _ = old.child.wait();
         drop(old);
+        between();
         let args: Vec<&str> = self.serve_args.iter().map(String::as_str).collect();
         *slot = Some(ServerProcess::spawn_on(
             port,
