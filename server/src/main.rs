@@ -606,6 +606,7 @@ async fn org_init(init: OrgInit) -> anyhow::Result<()> {
 /// `fieldsync user add`: `service::people::add_user` as the command line; a
 /// team or territory named but missing is created first (also logged).
 async fn user_add(add: UserAdd) -> anyhow::Result<()> {
+    use fieldsync_server::domain::Error;
     use fieldsync_server::service::people::{self, AddUser};
     let role = fieldsync_server::domain::people::parse_role(&add.role)?;
     let password = if add.invite {
@@ -623,14 +624,16 @@ async fn user_add(add: UserAdd) -> anyhow::Result<()> {
         let team = match &add.team {
             Some(name) => Some(match people::team_named(&ctx, &caller, name).await {
                 Ok(id) => id,
-                Err(_) => people::add_team(&ctx, &caller, name, None).await?,
+                Err(Error::BadRequest(_)) => people::add_team(&ctx, &caller, name, None).await?,
+                Err(e) => return Err(e.into()),
             }),
             None => None,
         };
         let territory = match &add.territory {
             Some(name) => Some(match people::territory_named(&ctx, &caller, name).await {
                 Ok(id) => id,
-                Err(_) => people::add_territory(&ctx, &caller, name).await?,
+                Err(Error::BadRequest(_)) => people::add_territory(&ctx, &caller, name).await?,
+                Err(e) => return Err(e.into()),
             }),
             None => None,
         };

@@ -11,8 +11,7 @@ use fieldsync_core::model::{Account, Product, RecordKind};
 use fieldsync_core::sync::{NoProgress, SyncError};
 use fieldsync_core::{DeviceId, RecordId, TerritoryId};
 use fieldsync_test_support::{
-    Backend, Browser, Device, ORG, PASSWORD, World, fieldsync, on_both_databases,
-    settled, today,
+    Backend, Browser, Device, ORG, PASSWORD, World, fieldsync, on_both_databases, settled, today,
 };
 use serde_json::{Value, json};
 
@@ -79,7 +78,10 @@ fn only_administrators_administer_and_a_manager_sees_their_team(w: World) {
     assert_eq!(status, 200, "{list}");
     let listed = emails(&list);
     assert!(listed.contains(&ana.email), "{listed:?}");
-    assert!(!listed.contains(&sara.email), "South is not mona's: {listed:?}");
+    assert!(
+        !listed.contains(&sara.email),
+        "South is not mona's: {listed:?}"
+    );
     let (status, body) = call(
         &w,
         &mona.access_token(),
@@ -98,7 +100,11 @@ fn only_administrators_administer_and_a_manager_sees_their_team(w: World) {
     assert_eq!(status, 403);
     let (status, teams) = call(&w, &mona.access_token(), "GET", "/v1/teams", None);
     assert_eq!(status, 200);
-    assert_eq!(teams.as_array().map(Vec::len), Some(1), "her own team: {teams}");
+    assert_eq!(
+        teams.as_array().map(Vec::len),
+        Some(1),
+        "her own team: {teams}"
+    );
 
     // An administrator lists everyone, with last activity.
     let (status, list) = call(&w, &adam.access_token(), "GET", "/v1/people", None);
@@ -121,17 +127,29 @@ fn only_administrators_administer_and_a_manager_sees_their_team(w: World) {
         Some(json!({"email": "ANA@acme.test", "role": "rep", "password": PASSWORD})),
     );
     assert_eq!(status, 409, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap_or_default().contains("already exists"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("already exists")
+    );
     let (status, body) = call(
         &w,
         &adam.access_token(),
         "POST",
         "/v1/people",
-        Some(json!({"email": "new@acme.test", "role": "rep", "password": PASSWORD,
-            "team_id": uuid_of(w.territory)})),
+        Some(
+            json!({"email": "new@acme.test", "role": "rep", "password": PASSWORD,
+            "team_id": uuid_of(w.territory)}),
+        ),
     );
     assert_eq!(status, 400, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap_or_default().contains("no team"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no team")
+    );
     let (status, body) = call(
         &w,
         &adam.access_token(),
@@ -196,8 +214,16 @@ fn only_administrators_administer_and_a_manager_sees_their_team(w: World) {
         .collect();
     assert!(actions.contains(&"team.add"), "{log}");
     assert!(actions.contains(&"team.set_manager"), "{log}");
-    assert!(actions.contains(&"user.change"), "mona moved to East: {log}");
-    assert!(log.as_array().expect("log").iter().all(|e| e["actor_name"] == "adam"));
+    assert!(
+        actions.contains(&"user.change"),
+        "mona moved to East: {log}"
+    );
+    assert!(
+        log.as_array()
+            .expect("log")
+            .iter()
+            .all(|e| e["actor_name"] == "adam")
+    );
     let (status, _) = call(&w, &mona.access_token(), "GET", "/v1/admin/log", None);
     assert_eq!(status, 403);
 }
@@ -244,8 +270,10 @@ fn disabling_ends_sessions_and_an_invitation_signs_in_once(w: World) {
         &adam.access_token(),
         "POST",
         "/v1/people",
-        Some(json!({"email": "Nina@acme.test", "role": "rep", "team_id": w.north,
-            "territory_id": w.territory})),
+        Some(
+            json!({"email": "Nina@acme.test", "role": "rep", "team_id": w.north,
+            "territory_id": w.territory}),
+        ),
     );
     assert_eq!(status, 201, "{added}");
     let temporary = added["temporary_password"]
@@ -256,7 +284,10 @@ fn disabling_ends_sessions_and_an_invitation_signs_in_once(w: World) {
     let (status, session) = login(&w, "nina@acme.test", &temporary);
     assert_eq!(status, 200, "{session}");
     let access = session["access_token"].as_str().expect("access").to_owned();
-    let refresh_token = session["refresh_token"].as_str().expect("refresh").to_owned();
+    let refresh_token = session["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_owned();
     let (status, _) = call(&w, &access, "GET", "/v1/devices", None);
     assert_eq!(status, 200);
 
@@ -311,8 +342,14 @@ fn disabling_ends_sessions_and_an_invitation_signs_in_once(w: World) {
     // The admin log never holds a password.
     let (_, log) = call(&w, &adam.access_token(), "GET", "/v1/admin/log", None);
     let text = log.to_string();
-    assert!(text.contains("user.disable") && text.contains("user.reset_password"), "{text}");
-    assert!(!text.contains(&temporary) && !text.contains(second), "{text}");
+    assert!(
+        text.contains("user.disable") && text.contains("user.reset_password"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&temporary) && !text.contains(second),
+        "{text}"
+    );
 }
 
 /// A product of `territory` (master data: read by everyone working in the
@@ -383,9 +420,18 @@ fn a_territory_change_reaches_the_reps_device_at_its_next_sync(w: World) {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["territory_name"], "Porto");
     let report = phone.sync();
-    assert!(product(&phone, porto_item), "the new territory's product arrived: {report:?}");
-    assert!(!product(&phone, lisbon_item), "the old territory's product left");
-    assert!(has(&phone, RecordKind::Account, own), "her own account stays");
+    assert!(
+        product(&phone, porto_item),
+        "the new territory's product arrived: {report:?}"
+    );
+    assert!(
+        !product(&phone, lisbon_item),
+        "the old territory's product left"
+    );
+    assert!(
+        has(&phone, RecordKind::Account, own),
+        "her own account stays"
+    );
     // A later sync changes nothing back.
     phone.sync();
     assert!(product(&phone, porto_item) && !product(&phone, lisbon_item));
@@ -468,7 +514,13 @@ fn a_manager_revokes_a_team_members_device_and_it_is_wiped(w: World) {
     assert_eq!((status, &body["revoked"]), (200, &json!(true)), "{body}");
     let err = phone.client.sync(&NoProgress).expect_err("revoked");
     assert!(matches!(err, SyncError::Revoked), "{err}");
-    assert!(phone.store().all_of(RecordKind::Account).expect("list").is_empty());
+    assert!(
+        phone
+            .store()
+            .all_of(RecordKind::Account)
+            .expect("list")
+            .is_empty()
+    );
     assert_eq!(phone.store().pending_changes().expect("pending"), 0);
 
     let adam = w.device("adam");
@@ -516,7 +568,16 @@ fn the_command_line_uses_the_same_rules(w: World) {
     assert!(!ok && text.contains("last active administrator"), "{text}");
     let (ok, text) = cli(
         &w,
-        &["user", "set", "--org", ORG, "--email", "adam@acme.test", "--role", "manager"],
+        &[
+            "user",
+            "set",
+            "--org",
+            ORG,
+            "--email",
+            "adam@acme.test",
+            "--role",
+            "manager",
+        ],
     );
     assert!(!ok && text.contains("last active administrator"), "{text}");
 
@@ -526,24 +587,68 @@ fn the_command_line_uses_the_same_rules(w: World) {
     assert!(ok, "{text}");
     let (ok, text) = cli(
         &w,
-        &["user", "add", "--org", ORG, "--email", "rui@acme.test", "--role", "rep",
-          "--team", "Algarve", "--territory", "Faro", "--invite"],
+        &[
+            "user",
+            "add",
+            "--org",
+            ORG,
+            "--email",
+            "rui@acme.test",
+            "--role",
+            "rep",
+            "--team",
+            "Algarve",
+            "--territory",
+            "Faro",
+            "--invite",
+        ],
     );
-    assert!(ok && text.contains("temporary password (shown once)"), "{text}");
+    assert!(
+        ok && text.contains("temporary password (shown once)"),
+        "{text}"
+    );
     let (ok, text) = cli(
         &w,
-        &["team", "set-manager", "Algarve", "--org", ORG, "--manager", "mona@acme.test"],
+        &[
+            "team",
+            "set-manager",
+            "Algarve",
+            "--org",
+            ORG,
+            "--manager",
+            "mona@acme.test",
+        ],
     );
-    assert!(ok, "{text}");
-    let (ok, text) = cli(&w, &["team", "rename", "Algarve", "--to", "Sul", "--org", ORG]);
     assert!(ok, "{text}");
     let (ok, text) = cli(
         &w,
-        &["user", "set", "--org", ORG, "--email", "rui@acme.test", "--territory", "", "--role", "technician"],
+        &["team", "rename", "Algarve", "--to", "Sul", "--org", ORG],
     );
-    assert!(ok && text.contains("technician, team Sul, territory none"), "{text}");
+    assert!(ok, "{text}");
+    let (ok, text) = cli(
+        &w,
+        &[
+            "user",
+            "set",
+            "--org",
+            ORG,
+            "--email",
+            "rui@acme.test",
+            "--territory",
+            "",
+            "--role",
+            "technician",
+        ],
+    );
+    assert!(
+        ok && text.contains("technician, team Sul, territory none"),
+        "{text}"
+    );
     let (ok, text) = cli(&w, &["user", "list", "--org", ORG]);
-    assert!(ok && text.contains("rui@acme.test") && text.contains("Sul"), "{text}");
+    assert!(
+        ok && text.contains("rui@acme.test") && text.contains("Sul"),
+        "{text}"
+    );
     let (ok, text) = cli(&w, &["team", "list", "--org", ORG]);
     assert!(ok && text.contains("Sul\tmanager: mona"), "{text}");
     let (ok, text) = cli(&w, &["team", "add", "Sul", "--org", ORG]);
@@ -552,10 +657,19 @@ fn the_command_line_uses_the_same_rules(w: World) {
     let phone = w.device("ben");
     phone.sync();
     let (ok, text) = cli(&w, &["device", "list", "--org", ORG]);
-    assert!(ok && text.contains(&phone.login.device.id.to_string()), "{text}");
+    assert!(
+        ok && text.contains(&phone.login.device.id.to_string()),
+        "{text}"
+    );
     let (ok, text) = cli(
         &w,
-        &["device", "revoke", &phone.login.device.id.to_string(), "--org", ORG],
+        &[
+            "device",
+            "revoke",
+            &phone.login.device.id.to_string(),
+            "--org",
+            ORG,
+        ],
     );
     assert!(ok, "{text}");
     assert!(matches!(
@@ -605,7 +719,10 @@ fn an_administrator_sets_up_a_team_and_revokes_a_device_in_the_pages() {
             {
                 return text;
             }
-            assert!(std::time::Instant::now() < deadline, "no notice saying {expected:?}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no notice saying {expected:?}"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     };
@@ -653,12 +770,14 @@ fn an_administrator_sets_up_a_team_and_revokes_a_device_in_the_pages() {
             .select_by_label("marta (marta@acme.test)")
             .await
             .expect("choose marta");
-        b.find(Locator::Css("li[data-team=Minho] form:nth-of-type(2) button"))
-            .await
-            .expect("set manager")
-            .click()
-            .await
-            .expect("click");
+        b.find(Locator::Css(
+            "li[data-team=Minho] form:nth-of-type(2) button",
+        ))
+        .await
+        .expect("set manager")
+        .click()
+        .await
+        .expect("click");
         notice("Manager set").await;
         let html = b.source().await.expect("source");
         assert!(html.contains("manager: marta"), "{html}");
@@ -691,7 +810,13 @@ fn an_administrator_sets_up_a_team_and_revokes_a_device_in_the_pages() {
     });
     let err = phone.client.sync(&NoProgress).expect_err("revoked");
     assert!(matches!(err, SyncError::Revoked), "{err}");
-    assert!(phone.store().all_of(RecordKind::Account).expect("list").is_empty());
+    assert!(
+        phone
+            .store()
+            .all_of(RecordKind::Account)
+            .expect("list")
+            .is_empty()
+    );
     let added = w.scalar(
         "SELECT COUNT(*) FROM users u JOIN teams t ON t.id = u.team_id \
          JOIN territories r ON r.id = u.territory_id WHERE t.name = 'Minho' AND r.name = 'Braga'",

@@ -405,8 +405,9 @@ pub async fn change(
             let _writer = ctx.gate.enter(&ctx.db).await;
             db::people::change_user(&ctx.db, &row).await?
         };
-        if seq.is_some() {
+        if let Some(seq) = seq {
             detail.push("their devices receive the new scope at their next sync".into());
+            nudge(ctx, caller.org, id, seq).await;
         }
         audit(
             ctx,
@@ -422,6 +423,22 @@ pub async fn change(
         .into_iter()
         .find(|p| p.id == id)
         .ok_or(Error::NotFound)
+}
+
+/// Tells the live connections of `user`'s devices (on every node) that the
+/// feed moved to `seq`, so they pull their new scope now rather than at their
+/// next scheduled sync. A failure is logged: they get it at that sync anyway.
+async fn nudge(ctx: &Context, org: OrgId, user: UserId, seq: i64) {
+    let principals = std::collections::BTreeSet::from([format!("u:{user}")]);
+    let note = crate::domain::note::Note::new(org, seq, None, principals);
+    match &ctx.db {
+        db::Database::Sqlite(_) => ctx.hub.publish(note),
+        db::Database::Postgres(_) => {
+            if let Err(e) = db::notify::send(&ctx.db, &note).await {
+                tracing::warn!(error = %e, "could not tell live connections of a scope change");
+            }
+        }
+    }
 }
 
 /// The organisation's teams (administrators; a manager sees their own team).
