@@ -289,20 +289,22 @@ pub struct TeamRow {
     pub members: i64,
 }
 
+/// id, name, manager id, manager name, members.
+type TeamTuple = (String, String, Option<String>, Option<String>, i64);
+
 /// The teams of `org`, by name.
 pub async fn list_teams(db: &Database, org: OrgId) -> Result<Vec<TeamRow>, DbError> {
-    let rows: Vec<(String, String, Option<String>, Option<String>, i64)> =
-        on_pool!(db, |pool, uuid| {
-            sqlx::query_as(
-                "SELECT CAST(t.id AS TEXT), t.name, CAST(t.manager_id AS TEXT), m.display_name, \
+    let rows: Vec<TeamTuple> = on_pool!(db, |pool, uuid| {
+        sqlx::query_as(
+            "SELECT CAST(t.id AS TEXT), t.name, CAST(t.manager_id AS TEXT), m.display_name, \
                  (SELECT COUNT(*) FROM users u WHERE u.team_id = t.id) \
                  FROM teams t LEFT JOIN users m ON m.id = t.manager_id \
                  WHERE t.org_id = $1 ORDER BY t.name",
-            )
-            .bind(uuid(*org.as_uuid()))
-            .fetch_all(pool)
-            .await?
-        });
+        )
+        .bind(uuid(*org.as_uuid()))
+        .fetch_all(pool)
+        .await?
+    });
     rows.into_iter()
         .map(|r| {
             Ok(TeamRow {
