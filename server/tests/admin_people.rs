@@ -11,7 +11,8 @@ use fieldsync_core::model::{Account, Product, RecordKind};
 use fieldsync_core::sync::{NoProgress, SyncError};
 use fieldsync_core::{DeviceId, RecordId, TerritoryId};
 use fieldsync_test_support::{
-    Backend, Browser, Device, ORG, PASSWORD, World, fieldsync, on_both_databases, settled, today,
+    Backend, Browser, Device, ORG, PASSWORD, SESSION_COOKIE, World, cookie_pair, fieldsync, http,
+    on_both_databases, settled, sign_in, today,
 };
 use serde_json::{Value, json};
 
@@ -19,6 +20,7 @@ on_both_databases!(
     only_administrators_administer_and_a_manager_sees_their_team,
     disabling_ends_sessions_and_an_invitation_signs_in_once,
     a_territory_change_reaches_the_reps_device_at_its_next_sync,
+    a_promotion_brings_the_teams_records_and_a_demotion_takes_them_away,
     a_manager_revokes_a_team_members_device_and_it_is_wiped,
     the_command_line_uses_the_same_rules,
 );
@@ -456,6 +458,55 @@ fn a_territory_change_reaches_the_reps_device_at_its_next_sync(w: World) {
     }
     phone.sync();
     assert!(product(&phone, lisbon_item) && !product(&phone, porto_item));
+}
+
+fn a_promotion_brings_the_teams_records_and_a_demotion_takes_them_away(w: World) {
+    let adam = w.device("adam");
+    let carla = w.device("carla");
+    let hers = w.account_on(&carla, "A loja da Carla");
+    carla.sync();
+    let phone = w.device("ben");
+    let his = w.account_on(&phone, "A loja do Ben");
+    phone.sync();
+    let account = |dev: &Device, id| has(dev, RecordKind::Account, id);
+    assert!(!account(&phone, hers), "a rep reads only his own");
+
+    // Ben becomes North's second manager: his phone receives the team's records.
+    let promote = |role: &str| {
+        call(
+            &w,
+            &adam.access_token(),
+            "PATCH",
+            &format!("/v1/people/{}", phone.person.id),
+            Some(json!({"role": role})),
+        )
+    };
+    let (status, body) = promote("manager");
+    assert_eq!((status, &body["role"]), (200, &json!("manager")), "{body}");
+    phone.sync();
+    assert!(account(&phone, hers) && account(&phone, his));
+    // The manager's pages now show him North; a manager has no forms.
+    let session = cookie_pair(&sign_in(&w, "ben", PASSWORD), SESSION_COOKIE);
+    let page = http(&w, "GET", "/web/people", &session, &[]);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("carla@acme.test") && !page.body.contains("sara@acme.test"));
+    assert!(!page.body.contains("add-person") && !page.body.contains("Admin log"));
+    let devices = http(&w, "GET", "/web/devices", &session, &[]);
+    assert!(
+        devices.body.contains(&carla.login.device.id.to_string()),
+        "{}",
+        devices.body
+    );
+
+    // Back to rep: the team's records leave his phone, his own stay.
+    let (status, _) = promote("rep");
+    assert_eq!(status, 200);
+    phone.sync();
+    assert!(!account(&phone, hers), "the team's account left");
+    assert!(account(&phone, his), "his own stays");
+    // And a rep may not open the people page at all.
+    let rep = sign_in(&w, "ben", PASSWORD);
+    assert_eq!(rep.status, 403);
 }
 
 fn a_manager_revokes_a_team_members_device_and_it_is_wiped(w: World) {
