@@ -280,7 +280,8 @@ pub struct TeamRow {
     pub id: TeamId,
     /// Its name.
     pub name: String,
-    /// Its manager, if one is named.
+    /// Its manager, if one is named and still manages it (an active
+    /// administrator, or an active manager still in the team).
     #[schema(value_type = Option<uuid::Uuid>)]
     pub manager_id: Option<UserId>,
     /// The manager's name.
@@ -296,12 +297,14 @@ type TeamTuple = (String, String, Option<String>, Option<String>, i64);
 pub async fn list_teams(db: &Database, org: OrgId) -> Result<Vec<TeamRow>, DbError> {
     let rows: Vec<TeamTuple> = on_pool!(db, |pool, uuid| {
         sqlx::query_as(
-            "SELECT CAST(t.id AS TEXT), t.name, CAST(t.manager_id AS TEXT), m.display_name, \
-                 (SELECT COUNT(*) FROM users u WHERE u.team_id = t.id) \
-                 FROM teams t LEFT JOIN users m ON m.id = t.manager_id \
-                 WHERE t.org_id = $1 ORDER BY t.name",
+            "SELECT CAST(t.id AS TEXT), t.name, CAST(m.id AS TEXT), m.display_name, \
+             (SELECT COUNT(*) FROM users u WHERE u.team_id = t.id) \
+             FROM teams t LEFT JOIN users m ON m.id = t.manager_id AND m.disabled = $2 \
+             AND (m.role = 'admin' OR (m.role = 'manager' AND m.team_id = t.id)) \
+             WHERE t.org_id = $1 ORDER BY t.name",
         )
         .bind(uuid(*org.as_uuid()))
+        .bind(false)
         .fetch_all(pool)
         .await?
     });
