@@ -2,13 +2,15 @@
 //! administration steps (create an organisation with its admin, add users).
 //! Every failure prints one `fieldsync: error: …` line and exits non-zero.
 
+mod cli_admin;
+
 use std::io::BufRead;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use fieldsync_core::model::Role;
-use fieldsync_server::domain::accounts::{AccountError, check_password_strength, normalise_email};
+use fieldsync_server::domain::accounts::{check_password_strength, normalise_email};
 use fieldsync_server::service::accounts::{self, NewUser};
 use fieldsync_server::service::auth;
 use fieldsync_server::{AuthKeys, Settings, SettingsArgs, launch_with_tcp_listener, open_database};
@@ -50,6 +52,15 @@ enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage teams.
+    #[command(subcommand)]
+    Team(cli_admin::TeamCommand),
+    /// Manage territories.
+    #[command(subcommand)]
+    Territory(cli_admin::TerritoryCommand),
+    /// List and revoke devices.
+    #[command(subcommand)]
+    Device(cli_admin::DeviceCommand),
     /// Manage the stored token-signing keys (rotate without logging anyone out).
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -314,26 +325,23 @@ struct JobCancel {
 
 #[derive(Debug, Subcommand)]
 enum UserCommand {
-    /// Add a user to an organisation.
+    /// Add a user to an organisation (with --invite: a temporary password,
+    /// printed once).
     Add(UserAdd),
-    /// Disable a user: their tokens and sessions stop working at their next
-    /// request and their live connections end (at once on PostgreSQL, within
-    /// 30 s on SQLite).
-    Disable(UserToggle),
+    /// List the users with their role, team, territory, state and last activity.
+    List(cli_admin::OrgArgs),
+    /// Disable a user: their sessions end (refresh tokens, browser sessions,
+    /// live connections: at once on PostgreSQL, within 30 s on SQLite); their
+    /// records stay. Not yourself, not the last administrator.
+    Disable(cli_admin::UserRef),
     /// Enable a disabled user again.
-    Enable(UserToggle),
-}
-
-#[derive(Debug, Args)]
-struct UserToggle {
-    /// The organisation's slug.
-    #[arg(long)]
-    org: String,
-    /// The user's email.
-    #[arg(long)]
-    email: String,
-    #[command(flatten)]
-    settings: SettingsArgs,
+    Enable(cli_admin::UserRef),
+    /// Set a user's password (a temporary one, printed once, unless given);
+    /// their sessions end.
+    ResetPassword(cli_admin::ResetPassword),
+    /// Change a user's role, team or territory; their devices receive their
+    /// new scope at their next sync.
+    Set(cli_admin::UserSet),
 }
 
 #[derive(Debug, Args)]
@@ -362,6 +370,10 @@ struct UserAdd {
     /// Read the password from the first line of standard input.
     #[arg(long, conflicts_with = "password")]
     password_stdin: bool,
+    /// Invite: make a temporary password and print it once (instead of
+    /// --password).
+    #[arg(long, conflicts_with_all = ["password", "password_stdin"])]
+    invite: bool,
     #[command(flatten)]
     settings: SettingsArgs,
 }
@@ -399,8 +411,24 @@ fn main() -> ExitCode {
             }
             Command::Org(OrgCommand::Init(init)) => org_init(init).await,
             Command::User(UserCommand::Add(add)) => user_add(add).await,
-            Command::User(UserCommand::Disable(u)) => user_toggle(u, true).await,
-            Command::User(UserCommand::Enable(u)) => user_toggle(u, false).await,
+            Command::User(UserCommand::List(a)) => {
+                cli_admin::run(cli_admin::Admin::UserList(a)).await
+            }
+            Command::User(UserCommand::Disable(u)) => {
+                cli_admin::run(cli_admin::Admin::UserToggle(u, true)).await
+            }
+            Command::User(UserCommand::Enable(u)) => {
+                cli_admin::run(cli_admin::Admin::UserToggle(u, false)).await
+            }
+            Command::User(UserCommand::ResetPassword(r)) => {
+                cli_admin::run(cli_admin::Admin::ResetPassword(r)).await
+            }
+            Command::User(UserCommand::Set(s)) => {
+                cli_admin::run(cli_admin::Admin::UserSet(s)).await
+            }
+            Command::Team(c) => cli_admin::run(cli_admin::Admin::Team(c)).await,
+            Command::Territory(c) => cli_admin::run(cli_admin::Admin::Territory(c)).await,
+            Command::Device(c) => cli_admin::run(cli_admin::Admin::Device(c)).await,
             Command::Job(command) => job(command).await,
             Command::Demo(args) => demo(args).await,
             Command::Keys(command) => keys(command).await,
@@ -649,33 +677,44 @@ async fn org_init(init: OrgInit) -> anyhow::Result<()> {
     result
 }
 
+/// `fieldsync user add`: `service::people::add_user` as the command line; a
+/// team or territory named but missing is created first (also logged).
 async fn user_add(add: UserAdd) -> anyhow::Result<()> {
-    let role: Role = match add.role.parse() {
-        Ok(Role::Server) | Err(_) => anyhow::bail!(
-            "unknown role {:?}: use rep, technician, manager or admin",
-            add.role
-        ),
-        Ok(role) => role,
+    use fieldsync_server::domain::Error;
+    use fieldsync_server::service::people::{self, AddUser};
+    let role = fieldsync_server::domain::people::parse_role(&add.role)?;
+    let password = if add.invite {
+        None
+    } else {
+        let password = password(add.password, add.password_stdin, "--password")?;
+        check_password_strength(&password)?;
+        Some(password)
     };
-    let password = password(add.password, add.password_stdin, "--password")?;
-    check_password_strength(&password)?;
-    let db = open_database(&add.settings.resolve()?).await?;
+    let settings = add.settings.resolve()?;
+    let db = open_database(&settings).await?;
     let result = async {
-        let org = accounts::org_by_slug(&db, &add.org)
-            .await?
-            .ok_or_else(|| AccountError::UnknownOrg(add.org.clone()))?;
+        let ctx = command_context(&settings, &db).await?;
+        let caller = people::command_line(&ctx, &add.org).await?;
         let team = match &add.team {
-            Some(name) => Some(accounts::ensure_team(&db, org, name).await?),
+            Some(name) => Some(match people::team_named(&ctx, &caller, name).await {
+                Ok(id) => id,
+                Err(Error::BadRequest(_)) => people::add_team(&ctx, &caller, name, None).await?,
+                Err(e) => return Err(e.into()),
+            }),
             None => None,
         };
         let territory = match &add.territory {
-            Some(name) => Some(accounts::ensure_territory(&db, org, name).await?),
+            Some(name) => Some(match people::territory_named(&ctx, &caller, name).await {
+                Ok(id) => id,
+                Err(Error::BadRequest(_)) => people::add_territory(&ctx, &caller, name).await?,
+                Err(e) => return Err(e.into()),
+            }),
             None => None,
         };
-        let id = accounts::create_user(
-            &db,
-            NewUser {
-                org,
+        let added = people::add_user(
+            &ctx,
+            &caller,
+            AddUser {
                 email: add.email.clone(),
                 display_name: add.display_name,
                 role,
@@ -686,30 +725,17 @@ async fn user_add(add: UserAdd) -> anyhow::Result<()> {
         )
         .await?;
         println!(
-            "fieldsync: added {role} {} to {} (id {id})",
-            add.email.trim().to_lowercase(),
-            add.org
+            "fieldsync: added {role} {} to {} (id {})",
+            added.email, add.org, added.id
         );
+        if let Some(p) = added.temporary_password {
+            println!("fieldsync: temporary password (shown once): {p}");
+        }
         anyhow::Ok(())
     }
     .await;
     db.close().await;
     result
-}
-
-async fn user_toggle(args: UserToggle, disable: bool) -> anyhow::Result<()> {
-    let db = open_database(&args.settings.resolve()?).await?;
-    let result = accounts::set_disabled_by_email(&db, &args.org, &args.email, disable).await;
-    db.close().await;
-    let (id, changed) = result?;
-    let state = if disable { "disabled" } else { "enabled" };
-    let note = if changed { "" } else { " (it already was)" };
-    println!(
-        "fieldsync: {} in {} (id {id}) is {state}{note}",
-        args.email.trim().to_lowercase(),
-        args.org
-    );
-    Ok(())
 }
 
 async fn order(command: OrderCommand) -> anyhow::Result<()> {

@@ -21,6 +21,7 @@ pub mod jobs;
 pub mod keys;
 pub mod notify;
 pub mod orders;
+pub mod people;
 pub mod plan;
 pub mod records;
 pub mod reports;

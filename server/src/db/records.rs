@@ -233,7 +233,7 @@ impl WriteGate {
 }
 
 /// The lock key of an organisation's change log on PostgreSQL.
-fn org_lock_key(org: OrgId) -> i64 {
+pub(crate) fn org_lock_key(org: OrgId) -> i64 {
     let bytes = org.as_uuid().as_bytes();
     let mut first = [0u8; 8];
     first.copy_from_slice(&bytes[8..16]);
@@ -963,6 +963,7 @@ pub async fn pull(
         .unwrap_or_default();
     let p = caller.principals();
     let org = *caller.org.as_uuid();
+    let user = *caller.actor.user.as_uuid();
     let (lo, hi) = caller.window_bounds();
     // The window the device holds; without one, the current one (nothing moved).
     let (old_lo, old_hi) = match (req.window, caller.window) {
@@ -1127,6 +1128,75 @@ pub async fn pull(
         .fetch_all(pool)
         .await?;
         removed.extend(revoked);
+        // The caller's own read scope changed since the cursor (a new role,
+        // team or territory, stored by `db::people::change_user` at a log
+        // position of its own): the records of the principals gained come
+        // whole (dated ones only while in the window), and those of the
+        // principals lost that no principal the user still has grants are
+        // named in `removed`. Several changes in the range count as one, from
+        // the first one's principals to the last one's.
+        let changes: Vec<(String, String)> = sqlx::query_as(
+            "SELECT before, after FROM scope_changes WHERE user_id = $1 AND seq > $2 \
+             AND seq <= $3 ORDER BY seq",
+        )
+        .bind(uuid(user))
+        .bind(cursor)
+        .bind(next)
+        .fetch_all(pool)
+        .await?;
+        if let (Some(first), Some(last)) = (changes.first(), changes.last()) {
+            let split =
+                |s: &str| -> Vec<String> { s.split_whitespace().map(str::to_owned).collect() };
+            let (before, after) = (split(&first.0), split(&last.1));
+            let (gained, lost) = crate::domain::people::scope_delta(&before, &after);
+            let pad = |v: &[String]| -> Vec<String> {
+                let mut v = v.to_vec();
+                v.resize(5.max(v.len()), "-".to_owned());
+                v
+            };
+            if !gained.is_empty() {
+                let g = pad(&gained);
+                let sql = format!(
+                    "SELECT DISTINCT CAST(s.record_id AS TEXT) FROM record_scope s \
+                     JOIN records r ON r.id = s.record_id \
+                     WHERE s.principal IN ({}) AND r.org_id = ${} AND r.created_seq <= ${} \
+                     AND (NOT {dated} OR r.anchor_ms IS NULL \
+                          OR (r.anchor_ms >= ${} AND r.anchor_ms < ${}))",
+                    params(1, g.len()),
+                    g.len() + 1,
+                    g.len() + 2,
+                    g.len() + 3,
+                    g.len() + 4,
+                );
+                let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
+                for p in &g {
+                    q = q.bind(p);
+                }
+                let ids = q
+                    .bind(uuid(org))
+                    .bind(next)
+                    .bind(lo)
+                    .bind(hi)
+                    .fetch_all(pool)
+                    .await?;
+                full_ids.extend(ids);
+            }
+            if !lost.is_empty() {
+                let (l, a) = (pad(&lost), pad(&after));
+                let sql = format!(
+                    "SELECT DISTINCT CAST(s.record_id AS TEXT) FROM record_scope s \
+                     WHERE s.principal IN ({}) AND NOT EXISTS (SELECT 1 FROM record_scope k \
+                     WHERE k.record_id = s.record_id AND k.principal IN ({}))",
+                    params(1, l.len()),
+                    params(l.len() + 1, a.len()),
+                );
+                let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
+                for p in l.iter().chain(a.iter()) {
+                    q = q.bind(p);
+                }
+                removed.extend(q.fetch_all(pool).await?);
+            }
+        }
         removed.sort();
         removed.dedup();
         full_ids.sort();

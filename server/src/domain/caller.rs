@@ -64,27 +64,13 @@ impl Caller {
     /// The principals this caller reads through. Always five, padded with a
     /// value no record carries, so every scope query has the same shape.
     pub fn principals(&self) -> [String; 5] {
-        const NONE: &str = "-";
-        let user = format!("u:{}", self.actor.user);
-        let team = self
-            .team
-            .map_or_else(|| NONE.to_owned(), |t| format!("t:{t}"));
-        let territory = self
-            .territory
-            .map_or_else(|| NONE.to_owned(), |t| format!("r:{t}"));
-        match self.actor.role {
-            Role::Admin | Role::Server => [
-                format!("o:{}", self.org),
-                user,
-                NONE.into(),
-                NONE.into(),
-                NONE.into(),
-            ],
-            Role::Manager => [user, team, territory, NONE.into(), NONE.into()],
-            Role::Rep | Role::Technician => {
-                [user, territory, NONE.into(), NONE.into(), NONE.into()]
-            }
-        }
+        principals_of(
+            self.org,
+            self.actor.user,
+            self.actor.role,
+            self.team,
+            self.territory,
+        )
     }
 
     /// Whether this caller is in the back office (manager or administrator).
@@ -123,6 +109,33 @@ impl Caller {
             actor_id: web_actor(self.actor.user),
             ..self.clone()
         }
+    }
+}
+
+/// The principals a user of `org` with this role, team and territory reads
+/// through (see [`Caller::principals`]): what a change of role, team or
+/// territory compares before and after (`service::people`).
+pub fn principals_of(
+    org: OrgId,
+    user: UserId,
+    role: Role,
+    team: Option<TeamId>,
+    territory: Option<TerritoryId>,
+) -> [String; 5] {
+    const NONE: &str = "-";
+    let user = format!("u:{user}");
+    let team = team.map_or_else(|| NONE.to_owned(), |t| format!("t:{t}"));
+    let territory = territory.map_or_else(|| NONE.to_owned(), |t| format!("r:{t}"));
+    match role {
+        Role::Admin | Role::Server => [
+            format!("o:{org}"),
+            user,
+            NONE.into(),
+            NONE.into(),
+            NONE.into(),
+        ],
+        Role::Manager => [user, team, territory, NONE.into(), NONE.into()],
+        Role::Rep | Role::Technician => [user, territory, NONE.into(), NONE.into(), NONE.into()],
     }
 }
 

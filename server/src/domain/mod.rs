@@ -33,6 +33,7 @@ pub mod figures;
 pub mod jobs;
 pub mod note;
 pub mod orders;
+pub mod people;
 pub mod plan;
 pub mod push;
 pub mod redact;

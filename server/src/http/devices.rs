@@ -74,6 +74,6 @@ pub(crate) async fn revoke(
     let id: DeviceId = id
         .parse()
         .map_err(|_| Error::BadRequest(format!("{id:?} is not a device id")))?;
-    let revoked = service::devices::revoke(&ctx, &caller, id).await?;
+    let revoked = service::people::revoke_device(&ctx, &caller, id).await?;
     Ok(Json(Revoked { id, revoked }))
 }

@@ -23,6 +23,7 @@ pub mod jobs;
 pub mod live;
 pub mod meta;
 pub mod orders;
+pub mod people;
 pub mod plan;
 pub mod review;
 pub mod schema;
@@ -51,6 +52,7 @@ pub fn router() -> Router<Arc<Context>> {
         .merge(sync::routes())
         .merge(devices::routes())
         .merge(users::routes())
+        .merge(people::routes())
         .merge(live::routes())
         .merge(review::routes())
         .merge(orders::routes())

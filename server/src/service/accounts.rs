@@ -166,18 +166,12 @@ pub async fn revoke_device(db: &Database, id: DeviceId) -> Result<bool> {
 }
 
 /// Disables the account of `user` on an administrator's request: its tokens
-/// and browser sessions stop working at their next request, and its live
-/// connections end at once on every node. Answers whether this call disabled
-/// it (false: it already was). Who may: `domain::accounts::may_disable`.
+/// and browser sessions stop working, and its live connections end at once
+/// on every node. Answers whether this call disabled it (false: it already
+/// was). The use case is `service::people::set_disabled` (which also keeps
+/// the last administrator and writes the admin log).
 pub async fn disable(ctx: &Context, caller: &Caller, user: UserId) -> Result<bool> {
-    let target = rows::user_by_id(&ctx.db, user)
-        .await?
-        .ok_or(Error::NotFound)?;
-    rules::may_disable(caller, target.id, target.org)?;
-    let disabled = rows::set_disabled(&ctx.db, user, true).await?;
-    tracing::info!(user = %user, by = %caller.user(), disabled, "account disabled");
-    end_live_connections(ctx, user, Ended::User(user)).await;
-    Ok(disabled)
+    super::people::set_disabled(ctx, caller, user, true).await
 }
 
 /// Ends the live connections of a revoked device or a disabled user on every

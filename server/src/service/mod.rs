@@ -21,6 +21,7 @@ pub mod devices;
 pub mod export;
 pub mod jobs;
 pub mod orders;
+pub mod people;
 pub mod plan;
 pub mod reports;
 pub mod review;

@@ -13,7 +13,7 @@
 //! [`session`]). Pages hold no rule and no SQL: they call the same services
 //! as the JSON API (`service::review`, `service::reports`,
 //! `service::conflicts`, `service::analytics`, `service::export`,
-//! `service::jobs`), so a
+//! `service::jobs`, `service::people`), so a
 //! decision made here is the same Automerge change made on the manager's
 //! behalf as one made through the JSON API, and a refusal is the same
 //! [`domain::Error`], shown as an error page ([`WebError`]).
@@ -27,6 +27,9 @@
 //! `/web/conflicts` (the conflicts queue and its resolve forms),
 //! `/web/plan` (the team's day or week; planning visits and routes, creating,
 //! assigning, reassigning and cancelling jobs' assignments, reopening visits),
+//! `/web/people` (people, teams, territories and the admin log, with the
+//! administrators' forms), `/web/devices` (devices and browser sessions,
+//! revoking one after a confirmation page),
 //! `/web/orders` (the order approval queue), `/web/orders/{id}` (one order,
 //! its decision and fulfilment forms), `/web/time` (time approvals),
 //! `/web/attachments/{sha256}` and `.../thumbnail` (downloads and photo
@@ -35,10 +38,11 @@
 pub mod chart;
 mod conflicts;
 mod dashboard;
-mod format;
+pub mod format;
 mod inbox;
 mod jobs;
 mod orders;
+mod people;
 mod plan;
 mod report;
 pub mod session;
@@ -116,6 +120,28 @@ pub fn routes() -> Router<Arc<Context>> {
         .route(
             "/web/plan/assignments/{id}/cancel",
             post(plan::cancel_assignment),
+        )
+        .route("/web/people", get(people::show))
+        .route("/web/people/add", post(people::add))
+        .route("/web/people/{id}/change", post(people::change))
+        .route("/web/people/{id}/disable", post(people::disable))
+        .route("/web/people/{id}/enable", post(people::enable))
+        .route(
+            "/web/people/{id}/reset-password",
+            post(people::reset_password),
+        )
+        .route("/web/teams", post(people::add_team))
+        .route("/web/teams/{id}/rename", post(people::rename_team))
+        .route("/web/teams/{id}/manager", post(people::set_manager))
+        .route("/web/territories", post(people::add_territory))
+        .route(
+            "/web/territories/{id}/rename",
+            post(people::rename_territory),
+        )
+        .route("/web/devices", get(people::devices))
+        .route(
+            "/web/devices/{id}/revoke",
+            get(people::confirm_revoke).post(people::revoke),
         )
         .route("/web/assets/app.css", get(css))
         .route("/web/assets/app.js", get(js))
@@ -303,6 +329,10 @@ pub fn page(title: &str, chrome: Option<Chrome<'_>>, body: Markup) -> Markup {
                                 li { a href="/web/jobs" aria-current=[(title == "Service jobs" || title.starts_with("Job: ")).then_some("page")] { "Jobs" } }
                                 li { a href="/web/conflicts" aria-current=[(title == "Conflicts").then_some("page")] { "Conflicts" } }
                                 li { a href="/web/plan" aria-current=[(title == "Plan").then_some("page")] { "Plan" } }
+                                @if c.role == "admin" || c.role == "manager" {
+                                    li { a href="/web/people" aria-current=[(title == "People").then_some("page")] { "People" } }
+                                    li { a href="/web/devices" aria-current=[(title == "Devices").then_some("page")] { "Devices" } }
+                                }
                             }
                         }
                         div.who {
