@@ -463,12 +463,14 @@ fn a_territory_change_reaches_the_reps_device_at_its_next_sync(w: World) {
 fn a_promotion_brings_the_teams_records_and_a_demotion_takes_them_away(w: World) {
     let adam = w.device("adam");
     let carla = w.device("carla");
-    let hers = w.account_on(&carla, "A loja da Carla");
+    // Visits, not accounts: everyone in the territory reads its accounts.
+    let shop = w.account_on(&carla, "A loja da Carla");
+    let hers = w.visit_on(&carla, shop);
     carla.sync();
     let phone = w.device("ben");
-    let his = w.account_on(&phone, "A loja do Ben");
+    let his = w.visit_on(&phone, shop);
     phone.sync();
-    let account = |dev: &Device, id| has(dev, RecordKind::Account, id);
+    let account = |dev: &Device, id| has(dev, RecordKind::Visit, id);
     assert!(!account(&phone, hers), "a rep reads only his own");
 
     // Ben becomes North's second manager: his phone receives the team's records.
@@ -502,7 +504,7 @@ fn a_promotion_brings_the_teams_records_and_a_demotion_takes_them_away(w: World)
     let (status, _) = promote("rep");
     assert_eq!(status, 200);
     phone.sync();
-    assert!(!account(&phone, hers), "the team's account left");
+    assert!(!account(&phone, hers), "the team's visit left");
     assert!(account(&phone, his), "his own stays");
     // And a rep may not open the people page at all.
     let rep = sign_in(&w, "ben", PASSWORD);
