@@ -332,3 +332,62 @@ fn an_expired_token_is_refreshed_once_and_a_revoked_device_is_wiped() {
     );
     assert!(phone.session().is_none());
 }
+
+#[test]
+fn a_change_stored_before_its_answer_was_lost_is_not_listed_as_refused() {
+    let (w, t) = setup();
+    let alice = UserId::new();
+    let phone = register(&t, &rep(alice), "phone");
+    phone.sync(&NoProgress).expect("primed");
+    let actor = rep(alice);
+    let id = phone
+        .store()
+        .create_stateful(
+            &Visit::planned(
+                meta(&w, alice),
+                RecordId::new(),
+                DeviceTime::utc(0),
+                DeviceTime::utc(1),
+            ),
+            &actor,
+            DeviceTime::utc(0),
+        )
+        .expect("create");
+    // The server stores the creation, the answer is lost, and the retries
+    // never get through: the device still counts the creation as pending.
+    t.server().lose_next_answer = true;
+    t.server().drop_next = 10;
+    phone.sync(&NoProgress).expect_err("no answer");
+    assert!(t.server().records.contains_key(&id));
+    t.server().drop_next = 0;
+    // Then a change the server refuses goes out with it.
+    let pretend = Actor {
+        role: Role::Manager,
+        ..actor.clone()
+    };
+    phone
+        .store()
+        .transition::<Visit>(
+            id,
+            &pretend,
+            &TransitionRequest::new(VisitStatus::Missed, DeviceTime::utc(2)),
+            |_| {},
+        )
+        .expect("local check passes with the claimed role");
+    let report = phone.sync(&NoProgress).expect("sync");
+    assert_eq!(report.rejected, 1);
+    let ledger = phone.store().rejections().expect("ledger");
+    let refused = phone
+        .store()
+        .rejected_changes(ledger[0].seq)
+        .expect("refused");
+    assert_eq!(
+        refused.len(),
+        1,
+        "only the transition: the creation is on the server"
+    );
+    assert!(
+        phone.store().read::<Visit>(id).is_ok(),
+        "the record stays, as the server has it"
+    );
+}

@@ -981,15 +981,7 @@ impl DeviceStore {
             stmt.query_map([id.to_string()], |r| r.get(0))?
                 .collect::<Result<_, _>>()?
         };
-        let mut refused: Vec<ByteBuf> = Vec::with_capacity(pending.len());
-        for hash in &pending {
-            if let Ok(h) = hash.parse::<ChangeHash>()
-                && let Some(change) = local.get_change_by_hash(&h)
-            {
-                refused.push(ByteBuf::from(change.raw_bytes().to_vec()));
-            }
-        }
-        let server = match &rejection.server_doc {
+        let mut server = match &rejection.server_doc {
             Some(bytes) => {
                 let am = AutoCommit::load(bytes).map_err(|e| StoreError::Corrupt {
                     id,
@@ -1003,6 +995,20 @@ impl DeviceStore {
             }
             None => None,
         };
+        // The ledger keeps what the server does not have. A change it stored
+        // from an earlier push whose answer was lost, then refused with a later
+        // one, is on the server: it is no refused change.
+        let mut refused: Vec<ByteBuf> = Vec::with_capacity(pending.len());
+        for hash in &pending {
+            if let Ok(h) = hash.parse::<ChangeHash>()
+                && let Some(change) = local.get_change_by_hash(&h)
+            {
+                let stored = server.as_mut().is_some_and(|doc| doc.change(&h).is_some());
+                if !stored {
+                    refused.push(ByteBuf::from(change.raw_bytes().to_vec()));
+                }
+            }
+        }
         let tx = inner.conn.transaction()?;
         tx.execute(
             "INSERT INTO rejections (record_id, kind, code, message, changes, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

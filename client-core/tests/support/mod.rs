@@ -93,6 +93,8 @@ pub struct Server {
     pub drop_next: u32,
     /// Answer the next request with 401.
     pub expire_next: bool,
+    /// Handle the next request, then lose its answer.
+    pub lose_next_answer: bool,
     pub revoked: bool,
     pub requests: u32,
     /// Random faults on every request, when set.
@@ -119,6 +121,7 @@ impl Server {
             sessions: BTreeMap::new(),
             drop_next: 0,
             expire_next: false,
+            lose_next_answer: false,
             revoked: false,
             requests: 0,
             chaos: None,
@@ -177,20 +180,26 @@ impl MemTransport {
     fn guard(&self, token: &str) -> Result<((Actor, ActorId), Draw), TransportError> {
         let mut s = self.server();
         s.requests += 1;
-        if s.drop_next > 0 {
+        // A request whose answer is to be lost gets through first; the
+        // drops apply to the ones after it.
+        let lose_this = std::mem::take(&mut s.lose_next_answer);
+        if !lose_this && s.drop_next > 0 {
             s.drop_next -= 1;
             return Err(TransportError::Network("connection reset".into()));
         }
         if s.revoked {
             return Err(TransportError::Revoked("device revoked".into()));
         }
-        let mut draw = Draw::default();
+        let mut draw = Draw {
+            lose_answer: lose_this,
+            duplicate: false,
+        };
         if let Some(chaos) = s.chaos.as_mut() {
             let (drop, expire) = (
                 chaos.rng.chance(chaos.drop_request),
                 chaos.rng.chance(chaos.expire),
             );
-            draw.lose_answer = chaos.rng.chance(chaos.lose_answer);
+            draw.lose_answer |= chaos.rng.chance(chaos.lose_answer);
             draw.duplicate = chaos.rng.chance(chaos.duplicate);
             if drop {
                 s.faults.dropped += 1;
