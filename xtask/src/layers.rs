@@ -23,8 +23,8 @@
 //! The table in [`rules`] ([`Rules::server`]) is the source of truth; change
 //! the layering there, not by exempting files.
 //!
-//! The crate root (`lib.rs`) may import anything, and `main.rs` (and `src/bin/`)
-//! are separate crates, not checked. An import is any path that names the
+//! The crate root (`lib.rs`) may import anything, and `main.rs` with the
+//! modules it declares (and `src/bin/`) are separate crates, not checked. An import is any path that names the
 //! crate: `use` trees (`use crate::a::{b, c}`, `use super::x`, `pub use`), and
 //! paths in code, attributes and macro bodies (`crate::db::f()`,
 //! `#[utoipa::path(body = crate::http::error::ErrorBody)]`, `$crate::db::...`
@@ -292,12 +292,30 @@ pub fn check(root: &Path, src: &Path, rules: &Rules) -> Result<Report> {
     })
 }
 
-/// Every `.rs` file under `dir` but `main.rs` and `bin/`, with its module path,
-/// in path order; and a violation for each module with two files.
+/// The top-level modules `main.rs` declares (`mod cli;`): files of the
+/// binary crate, like `main.rs` itself.
+fn binary_modules(dir: &Path) -> Vec<String> {
+    let Ok(main) = std::fs::read_to_string(dir.join("main.rs")) else {
+        return Vec::new();
+    };
+    main.lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let l = l.strip_prefix("pub ").unwrap_or(l);
+            l.strip_prefix("mod ")?.strip_suffix(';').map(str::trim)
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every `.rs` file under `dir` but the binary crate's (`main.rs`, the modules
+/// it declares, `bin/`), with its module path, in path order; and a violation
+/// for each module with two files.
 fn module_files(dir: &Path, shown: &Path) -> Result<(Vec<ModuleFile>, Vec<Violation>)> {
     let mut relative = Vec::new();
     rust_files(dir, Path::new(""), &mut relative)?;
     relative.sort();
+    let of_binary = binary_modules(dir);
     let mut files: Vec<ModuleFile> = Vec::new();
     let mut violations = Vec::new();
     let mut by_module: BTreeMap<ModulePath, String> = BTreeMap::new();
@@ -310,7 +328,10 @@ fn module_files(dir: &Path, shown: &Path) -> Result<(Vec<ModuleFile>, Vec<Violat
             continue;
         };
         let stem = file_name.trim_end_matches(".rs");
-        let binary = dirs.is_empty() && stem == "main" || dirs.first().is_some_and(|d| d == "bin");
+        let binary = dirs.is_empty() && (stem == "main" || of_binary.iter().any(|m| m == stem))
+            || dirs
+                .first()
+                .is_some_and(|d| d == "bin" || of_binary.contains(d));
         if binary {
             continue;
         }

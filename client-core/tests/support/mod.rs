@@ -395,8 +395,8 @@ impl Transport for MemTransport {
     /// state (as the server does): what the device sends is stored and logged,
     /// and the answer carries what the device lacks.
     fn repair(&self, token: &str, req: &RepairRequest) -> Result<RepairResponse, TransportError> {
+        use fieldsync_core::automerge::ChangeHash;
         use fieldsync_core::automerge::sync::{Message, State, SyncDoc};
-        use fieldsync_core::automerge::{AutoCommit, ChangeHash};
         let (_, draw) = self.guard(token)?;
         let bad = |e: String| TransportError::Protocol(format!("repair: {e}"));
         let message = Message::decode(&req.message).map_err(|e| bad(e.to_string()))?;
@@ -405,7 +405,7 @@ impl Transport for MemTransport {
             .records
             .get(&req.id)
             .map(|d| d.clone().into_automerge())
-            .unwrap_or_else(AutoCommit::new);
+            .unwrap_or_default();
         let before: Vec<ChangeHash> = doc.get_heads();
         let mut state = State::new();
         doc.sync()

@@ -1,6 +1,6 @@
 //! The account routes: `POST /v1/users/{id}/disable` lets an administrator cut
 //! a user off at once. Who may, and what disabling does, is
-//! `service::accounts::disable`'s.
+//! `service::people::set_disabled`'s.
 
 use std::sync::Arc;
 
@@ -49,6 +49,6 @@ pub(crate) async fn disable(
     let id: UserId = id
         .parse()
         .map_err(|_| Error::BadRequest(format!("{id:?} is not a user id")))?;
-    let disabled = service::accounts::disable(&ctx, &caller, id).await?;
+    let disabled = service::people::set_disabled(&ctx, &caller, id, true).await?;
     Ok(Json(Disabled { id, disabled }))
 }

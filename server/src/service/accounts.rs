@@ -30,7 +30,7 @@ use crate::db::devices::{self as device_rows, Reported};
 use crate::db::{Database, DbError, now_secs};
 use crate::domain::accounts::{self as rules, AccountError};
 use crate::domain::devices::may_register;
-use crate::domain::{Caller, Error, Result};
+use crate::domain::{Error, Result};
 use crate::live::{self, Ended};
 
 use super::Context;
@@ -163,15 +163,6 @@ pub async fn device_by_id(db: &Database, id: DeviceId) -> Result<Option<DeviceRo
 /// revoked it.
 pub async fn revoke_device(db: &Database, id: DeviceId) -> Result<bool> {
     Ok(device_rows::revoke_device(db, id).await?)
-}
-
-/// Disables the account of `user` on an administrator's request: its tokens
-/// and browser sessions stop working, and its live connections end at once
-/// on every node. Answers whether this call disabled it (false: it already
-/// was). The use case is `service::people::set_disabled` (which also keeps
-/// the last administrator and writes the admin log).
-pub async fn disable(ctx: &Context, caller: &Caller, user: UserId) -> Result<bool> {
-    super::people::set_disabled(ctx, caller, user, true).await
 }
 
 /// Ends the live connections of a revoked device or a disabled user on every
