@@ -84,8 +84,14 @@ fn a_reference_never_grants_what_the_writer_cannot_read(w: World) {
     let sara = w.device("sara");
     let ben = w.device("ben");
     let mona = w.device("mona");
+    let adam = w.device("adam");
     let shop = account(&w, &ana, "Ana's shop");
     let ana_visit = visit(&w, &ana, shop);
+    // An account Ana may not read: another territory's (everyone in a
+    // territory reads its accounts).
+    let porto = w.add_territory("Porto");
+    let far_shop = w.account_in(&adam, "Loja do Porto", porto);
+    adam.sync();
     let sara_shop = account(&w, &sara, "Sara's shop");
     let sara_visit = visit(&w, &sara, sara_shop);
     let ben_shop = account(&w, &ben, "Ben's shop");
@@ -107,12 +113,13 @@ fn a_reference_never_grants_what_the_writer_cannot_read(w: World) {
     }
     ana.sync();
 
-    // The visit's account turned into Sara's: refused, nothing granted.
+    // The visit's account turned into one of another territory: refused,
+    // nothing granted.
     let out = ana.push_forged(w.server_doc(ana_visit).expect("copy"), |doc| {
-        doc.update::<Visit>(today(11), |v| v.account_id = sara_shop)
+        doc.update::<Visit>(today(11), |v| v.account_id = far_shop)
             .expect("edit");
     });
-    let message = refused(&out, RejectCode::Forbidden, "a visit at Sara's account");
+    let message = refused(&out, RejectCode::Forbidden, "a visit at Porto's account");
     assert!(message.contains("cannot read"), "{message}");
     assert_eq!(
         server_json(&w, ana_visit)["account_id"],
@@ -179,9 +186,11 @@ fn a_reference_never_grants_what_the_writer_cannot_read(w: World) {
         "a response on her own visit is stored"
     );
 
-    // Nothing of Sara's or Ben's reached Ana.
+    // Nothing of Sara's or Ben's reached Ana but their accounts, which are
+    // her territory's; nothing of Porto's.
     ana.sync();
-    for id in [sara_shop, sara_visit, ben_visit, ben_shop] {
+    assert!(ana.store().doc(sara_shop).is_ok() && ana.store().doc(ben_shop).is_ok());
+    for id in [sara_visit, ben_visit, far_shop] {
         assert!(ana.store().doc(id).is_err(), "ana holds none of it");
         assert_eq!(audit_status(&w, &ana, id), 404, "and cannot audit it");
     }

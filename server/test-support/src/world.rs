@@ -311,6 +311,25 @@ impl World {
             .expect("an account")
     }
 
+    /// A territory of the organisation besides the one everyone works in
+    /// (created if missing).
+    pub fn add_territory(&self, name: &str) -> TerritoryId {
+        self.rt
+            .block_on(server::ensure_territory(&self.db, self.org, name))
+    }
+
+    /// An account like [`World::account_on`]'s in `territory` (the device's
+    /// user must be office to place it outside their own).
+    pub fn account_in(&self, dev: &Device, name: &str, territory: TerritoryId) -> RecordId {
+        let id = self.account_on(dev, name);
+        dev.store()
+            .update::<fieldsync_core::model::Account>(id, crate::today(8), |a| {
+                a.meta.territory = territory
+            })
+            .expect("placed in the territory");
+        id
+    }
+
     /// A visit planned today from 9:00 to 10:00 at `account`, owned by
     /// `dev`'s user, created on `dev` (not yet synced).
     pub fn visit_on(&self, dev: &Device, account: RecordId) -> RecordId {
