@@ -631,6 +631,9 @@ impl FieldsyncClient {
             name,
             version,
             published: true,
+            family: None,
+            supersedes: None,
+            retired: false,
             questions: map,
         };
         Ok(self.store().create(&t, now())?.to_string())

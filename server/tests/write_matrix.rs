@@ -266,6 +266,9 @@ fn matrix(backend: Backend) {
         name: "Check".into(),
         version,
         published: true,
+        family: None,
+        supersedes: None,
+        retired: false,
         questions: BTreeMap::from([(
             "q".to_owned(),
             Question {

@@ -361,7 +361,11 @@ fn check_fields(
     let kind = after.kind();
     let status_before: Option<String> = match before {
         Some(b) if kind.is_stateful() => b.status_name()?.as_str().map(str::to_owned),
-        Some(_) => None,
+        // A kind without statuses may have a phase (a published template is
+        // never edited, whatever the push writes alongside).
+        Some(_) => before_json
+            .and_then(|j| rules::phase(kind, j))
+            .map(str::to_owned),
         None => new_events
             .iter()
             .find(|e| e.from.is_none())

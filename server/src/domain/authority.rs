@@ -229,7 +229,8 @@ fn site_account(w: &Write) -> Option<RecordId> {
     w.pending.as_ref()?.site_account
 }
 
-/// A checklist response: the template it answers.
+/// A checklist response: the template it answers; a checklist template:
+/// the version it follows.
 fn answered_template(w: &Write) -> Option<RecordId> {
     w.pending.as_ref()?.template
 }
@@ -440,7 +441,27 @@ fn check(
         authority(caller, &w.projection, w.is_new, lookups)
             .map_err(|message| refusal(RejectCode::Forbidden, message))?;
     }
-    if let (Some(template_id), Some(p)) = (answered_template(w), &w.pending) {
+    if let Some(p) = &w.pending
+        && p.kind == RecordKind::ChecklistTemplate
+    {
+        // A new version follows a published version of its family, numbered
+        // next (checked on every write of a template: a draft's numbering
+        // cannot drift either).
+        let invalid = |message: String| refusal(RejectCode::Validation, message);
+        let template: ChecklistTemplate = p.merged.read().map_err(|e| invalid(e.to_string()))?;
+        let predecessor = template
+            .supersedes
+            .and_then(|id| match lookups.records.get(&id) {
+                Some(Some(t)) if t.readable => loaded_doc::<ChecklistTemplate>(lookups, id),
+                _ => None,
+            });
+        template
+            .check_successor(predecessor.as_ref())
+            .map_err(|e| invalid(format!("checklist template: {e}")))?;
+    }
+    if let (Some(template_id), Some(p)) = (answered_template(w), &w.pending)
+        && p.kind == RecordKind::ChecklistResponse
+    {
         let invalid = |message: String| refusal(RejectCode::Validation, message);
         let response: ChecklistResponse = p.merged.read().map_err(|e| invalid(e.to_string()))?;
         let Some(template) = loaded_doc::<ChecklistTemplate>(lookups, template_id) else {

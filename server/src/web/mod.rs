@@ -29,6 +29,8 @@
 //! assigning, reassigning and cancelling jobs' assignments, reopening visits),
 //! `/web/orders` (the order approval queue), `/web/orders/{id}` (one order,
 //! its decision and fulfilment forms), `/web/time` (time approvals),
+//! `/web/templates` and `/web/templates/{id}` (checklist templates: drafts,
+//! publishing, new versions, retiring),
 //! `/web/attachments/{sha256}` and `.../thumbnail` (downloads and photo
 //! thumbnails for the signed-in manager).
 
@@ -42,6 +44,7 @@ mod orders;
 mod plan;
 mod report;
 pub mod session;
+mod templates;
 
 use std::sync::Arc;
 
@@ -116,6 +119,20 @@ pub fn routes() -> Router<Arc<Context>> {
         .route(
             "/web/plan/assignments/{id}/cancel",
             post(plan::cancel_assignment),
+        )
+        .route(
+            "/web/templates",
+            get(templates::list).post(templates::create),
+        )
+        .route(
+            "/web/templates/{id}",
+            get(templates::show).post(templates::edit),
+        )
+        .route("/web/templates/{id}/publish", post(templates::publish))
+        .route("/web/templates/{id}/retire", post(templates::retire))
+        .route(
+            "/web/templates/{id}/new-version",
+            post(templates::new_version),
         )
         .route("/web/assets/app.css", get(css))
         .route("/web/assets/app.js", get(js))
@@ -303,6 +320,7 @@ pub fn page(title: &str, chrome: Option<Chrome<'_>>, body: Markup) -> Markup {
                                 li { a href="/web/jobs" aria-current=[(title == "Service jobs" || title.starts_with("Job: ")).then_some("page")] { "Jobs" } }
                                 li { a href="/web/conflicts" aria-current=[(title == "Conflicts").then_some("page")] { "Conflicts" } }
                                 li { a href="/web/plan" aria-current=[(title == "Plan").then_some("page")] { "Plan" } }
+                                li { a href="/web/templates" aria-current=[(title == "Checklist templates" || title.starts_with("Template: ")).then_some("page")] { "Templates" } }
                             }
                         }
                         div.who {
