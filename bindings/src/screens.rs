@@ -690,8 +690,7 @@ impl FieldsyncClient {
                 versions.push(self.store().read::<ChecklistTemplate>(p.id)?);
             }
         }
-        let template = match fieldsync_core::model::latest_published(named.family_id(), &versions)
-        {
+        let template = match fieldsync_core::model::latest_published(named.family_id(), &versions) {
             Some(t) => t.clone(),
             None => {
                 named.answerable()?;

@@ -587,7 +587,8 @@ mod tests {
         })
         .expect("published");
         // Published: every edit refused on the device, for every office role.
-        let edits: [(&str, fn(&mut ChecklistTemplate)); 5] = [
+        type Edit = fn(&mut ChecklistTemplate);
+        let edits: [(&str, Edit); 5] = [
             ("name", |t| t.name.push('!')),
             ("questions", |t| {
                 t.questions.remove("pressure");

@@ -328,7 +328,7 @@ pub fn families(templates: &[ChecklistTemplate]) -> Vec<FamilyView> {
             }
         })
         .collect();
-    out.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+    out.sort_by_key(|a| a.name.to_lowercase());
     out
 }
 
