@@ -20,7 +20,8 @@ use fieldsync_core::model::{
 };
 use fieldsync_core::protocol::{PushOutcome, RejectCode};
 use fieldsync_test_support::{
-    Backend, Browser, Device, PASSWORD, World, on_both_databases, open, settled, today,
+    Backend, Browser, Device, PASSWORD, SESSION_COOKIE, World, cookie_pair, csrf_of, http,
+    on_both_databases, open, settled, sign_in, today,
 };
 use serde_json::{Value, json};
 
@@ -727,6 +728,31 @@ fn a_manager_makes_and_versions_a_template_on_the_pages() {
     let t2 = template_on_server(&w, v2);
     assert_eq!((t2.version, t2.published, t2.questions.len()), (2, true, 5));
     assert_eq!((t2.family, t2.supersedes), (Some(v1), Some(v1)));
+    // A posted edit of a published version (no form offers one) is refused
+    // with the reason; a form without the session's token changes nothing.
+    let session = cookie_pair(&sign_in(&w, "mona", PASSWORD), SESSION_COOKIE);
+    let page = http(&w, "GET", &format!("/web/templates/{v1}"), &session, &[]);
+    assert_eq!(page.status, 200);
+    let csrf = csrf_of(&page.body);
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("name", "Renamed"),
+        ("q0_key", "cold"),
+        ("q0_text", "Cold?"),
+        ("q0_kind", "yes_no"),
+    ];
+    let reply = http(&w, "POST", &format!("/web/templates/{v1}"), &session, &form);
+    assert_eq!(reply.status, 409, "{}", reply.body);
+    assert!(reply.body.contains("never edited"), "{}", reply.body);
+    let reply = http(
+        &w,
+        "POST",
+        &format!("/web/templates/{v1}/publish"),
+        &session,
+        &[],
+    );
+    assert_eq!(reply.status, 403);
+    assert_eq!(template_on_server(&w, v1), t1, "nothing changed");
     // The audit names the manager for the server's changes.
     let mona = w.device("mona");
     let (status, trail) = api(&w, &mona, "GET", &format!("/v1/records/{v1}/audit"), None);

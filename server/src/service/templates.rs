@@ -60,19 +60,6 @@ pub async fn get(ctx: &Context, caller: &Caller, id: &str) -> Result<TemplateVie
     Ok(TemplateView::of(&t))
 }
 
-/// The version of `id`'s family that new work gets: its highest published,
-/// not retired, version (`None` while the family has none).
-pub async fn latest_published(
-    ctx: &Context,
-    caller: &Caller,
-    id: &str,
-) -> Result<Option<TemplateView>> {
-    let (t, _) = load(ctx, caller, rules::parse_id(id)?).await?;
-    let family = t.family_id();
-    let versions = all(ctx, caller).await?;
-    Ok(fieldsync_core::model::latest_published(family, &versions).map(TemplateView::of))
-}
-
 /// Creates a draft (version 1 of a new family); answers it.
 pub async fn create_draft(
     ctx: &Context,
