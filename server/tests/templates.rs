@@ -300,6 +300,47 @@ fn a_published_version_is_never_edited_through_any_interface(w: World) {
         "an answer to a draft",
     );
     assert!(message.contains("draft"), "{message}");
+    // Nor a draft made on a manager's device and answered in the same push.
+    mona.sync();
+    let draft_on_device = ChecklistTemplate {
+        meta: w.meta("mona"),
+        name: "Made offline".into(),
+        version: 1,
+        published: false,
+        questions: at_publish.questions.clone(),
+        family: None,
+        supersedes: None,
+        retired: false,
+    };
+    let offline = mona
+        .store()
+        .create(&draft_on_device, today(15))
+        .expect("draft");
+    let answered = mona
+        .store()
+        .create(
+            &ChecklistResponse {
+                meta: w.meta("mona"),
+                template_id: offline,
+                template_version: 1,
+                ..response
+            },
+            today(15),
+        )
+        .expect("response");
+    let report = mona.sync();
+    assert_eq!(report.rejected, 1, "{report:?}");
+    assert!(
+        w.server_doc(offline).is_some(),
+        "the draft itself is stored"
+    );
+    assert!(w.server_doc(answered).is_none(), "its answer is refused");
+    let ledger = mona.store().rejections().expect("ledger");
+    let entry = ledger
+        .iter()
+        .find(|r| r.record_id == answered)
+        .expect("in the device's ledger");
+    assert!(entry.message.contains("draft"), "{}", entry.message);
 }
 
 fn version_two_leaves_the_answers_to_version_one_intact(w: World) {
