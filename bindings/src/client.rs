@@ -1169,6 +1169,9 @@ impl FieldsyncClient {
             name,
             version: 1,
             published: true,
+            family: None,
+            supersedes: None,
+            retired: false,
             questions: questions
                 .into_iter()
                 .enumerate()

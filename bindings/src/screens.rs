@@ -631,6 +631,9 @@ impl FieldsyncClient {
             name,
             version,
             published: true,
+            family: None,
+            supersedes: None,
+            retired: false,
             questions: map,
         };
         Ok(self.store().create(&t, now())?.to_string())
@@ -647,7 +650,8 @@ impl FieldsyncClient {
         ))
     }
 
-    /// Published checklist templates, by name and version.
+    /// Published checklist templates that take new work (not retired), by
+    /// name and version.
     pub fn checklist_templates(&self) -> Result<Vec<ChecklistTemplateItem>, FieldsyncError> {
         let mut out = Vec::new();
         for p in self.store().all_of(RecordKind::ChecklistTemplate)? {
@@ -655,7 +659,8 @@ impl FieldsyncClient {
                 continue;
             }
             let t: ChecklistTemplate = self.store().read(p.id)?;
-            if t.published {
+            // Drafts are answered by nobody; retired versions take no new work.
+            if t.published && !t.retired {
                 out.push(ChecklistTemplateItem::of(&t));
             }
         }
@@ -663,7 +668,8 @@ impl FieldsyncClient {
         Ok(out)
     }
 
-    /// Starts filling a template's current version about a visit or an
+    /// Starts filling a template's current version (the newest published
+    /// version of its family; a draft is refused) about a visit or an
     /// assignment (which records the response); answer it with
     /// `answer_question`, one at a time, then `complete_checklist`.
     pub fn start_checklist(
@@ -674,7 +680,24 @@ impl FieldsyncClient {
         let me = self.me()?;
         let template_id: RecordId = parse_id("template", &template_id)?;
         let subject: RecordId = parse_id("subject", &subject_id)?;
-        let template: ChecklistTemplate = self.store().read(template_id)?;
+        let named: ChecklistTemplate = self.store().read(template_id)?;
+        // New work gets the newest published version of the template's
+        // family on this device (a job may name an older version); answers
+        // already given keep the version they answered.
+        let mut versions = Vec::new();
+        for p in self.store().all_of(RecordKind::ChecklistTemplate)? {
+            if !p.deleted {
+                versions.push(self.store().read::<ChecklistTemplate>(p.id)?);
+            }
+        }
+        let template = match fieldsync_core::model::latest_published(named.family_id(), &versions) {
+            Some(t) => t.clone(),
+            None => {
+                named.answerable()?;
+                named
+            }
+        };
+        let template_id = template.meta.id;
         let r = ChecklistResponse {
             meta: self.meta(&me, None)?,
             template_id,

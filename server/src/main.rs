@@ -77,6 +77,11 @@ enum Command {
     /// for scripts: the same rules and the same push path as the pages.
     #[command(subcommand)]
     Order(OrderCommand),
+    /// Checklist templates: list families and versions, import a definition
+    /// (JSON or TOML), publish a draft, start the next version of a
+    /// published one, as a manager or administrator (`--as`).
+    #[command(subcommand)]
+    Template(TemplateCommand),
     /// Seed a demo organisation (a manager, three reps, two technicians, accounts,
     /// a week of visits, orders and jobs) and print its logins.
     Demo(DemoArgs),
@@ -324,6 +329,58 @@ struct JobCancel {
 }
 
 #[derive(Debug, Subcommand)]
+enum TemplateCommand {
+    /// List the template families with their versions and status.
+    List(TemplateWho),
+    /// Create a draft from a definition file (`.json` or `.toml`: `name`
+    /// and `questions` with `key`, `text`, `kind`, `choices`, `required`,
+    /// `show_if_question`, `show_if_equals`); `--publish` publishes it.
+    Import(TemplateImport),
+    /// Publish a draft version (`--id`).
+    Publish(TemplateId),
+    /// Start a draft of the next version of a published version (`--id`).
+    NewVersion(TemplateId),
+}
+
+#[derive(Debug, Args)]
+struct TemplateWho {
+    /// The organisation's slug.
+    #[arg(long)]
+    org: String,
+    /// Email of the manager or administrator on whose behalf it is written.
+    #[arg(long = "as")]
+    as_user: String,
+    #[command(flatten)]
+    settings: SettingsArgs,
+}
+
+#[derive(Debug, Args)]
+struct TemplateId {
+    #[command(flatten)]
+    who: TemplateWho,
+    /// The template version's id.
+    #[arg(long)]
+    id: String,
+}
+
+#[derive(Debug, Args)]
+struct TemplateImport {
+    #[command(flatten)]
+    who: TemplateWho,
+    /// The definition file.
+    file: std::path::PathBuf,
+    /// Publish it at once.
+    #[arg(long)]
+    publish: bool,
+    /// The territory (id) whose people read it [default: the user's].
+    #[arg(long)]
+    territory: Option<uuid::Uuid>,
+    /// The team (id) that keeps it [default: the user's].
+    #[arg(long)]
+    team: Option<uuid::Uuid>,
+}
+
+#[derive(Debug, Subcommand)]
 enum UserCommand {
     /// Add a user to an organisation (with --invite: a temporary password,
     /// printed once).
@@ -471,6 +528,7 @@ fn main() -> ExitCode {
                 );
                 Ok(())
             }
+            Command::Template(command) => template(command).await,
             Command::Migrate(args) => {
                 let db = open_database(&args.resolve()?).await?;
                 println!(
@@ -933,4 +991,76 @@ async fn shutdown_signal() {
         () = term => {}
     }
     tracing::info!("shutdown requested");
+}
+
+/// `fieldsync template list|import|publish|new-version`: the same use cases
+/// as the pages and the API (`service::templates`), for the user `--as`,
+/// through the push path.
+async fn template(command: TemplateCommand) -> anyhow::Result<()> {
+    use fieldsync_server::domain::templates::TemplateInput;
+    use fieldsync_server::service::{jobs, templates};
+    let who = match &command {
+        TemplateCommand::List(w) => w,
+        TemplateCommand::Import(i) => &i.who,
+        TemplateCommand::Publish(t) | TemplateCommand::NewVersion(t) => &t.who,
+    };
+    // The file is read before anything is opened: a bad file changes nothing.
+    let input: Option<TemplateInput> = match &command {
+        TemplateCommand::Import(i) => {
+            let text = std::fs::read_to_string(&i.file)
+                .with_context(|| format!("cannot read {}", i.file.display()))?;
+            let is_toml = i.file.extension().is_some_and(|e| e == "toml");
+            Some(if is_toml {
+                toml::from_str(&text)
+                    .with_context(|| format!("{} is not a template definition", i.file.display()))?
+            } else {
+                serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not a template definition", i.file.display()))?
+            })
+        }
+        _ => None,
+    };
+    let settings = who.settings.resolve()?;
+    let db = open_database(&settings).await?;
+    let result = async {
+        let ctx = command_context(&settings, &db).await?;
+        let caller = jobs::office_caller(&ctx, &who.org, &who.as_user).await?;
+        let print = |t: &fieldsync_server::domain::templates::TemplateView| {
+            println!(
+                "{}\t{}\tversion {}\t{}\t{} question(s)",
+                t.id,
+                t.name,
+                t.version,
+                t.status,
+                t.questions.len()
+            );
+        };
+        match (&command, &input) {
+            (TemplateCommand::List(_), _) => {
+                for family in templates::list(&ctx, &caller).await? {
+                    for v in &family.versions {
+                        print(v);
+                    }
+                }
+            }
+            (TemplateCommand::Import(i), Some(input)) => {
+                let placement = templates::Placement {
+                    team: i.team.map(fieldsync_core::TeamId::from_uuid),
+                    territory: i.territory.map(fieldsync_core::TerritoryId::from_uuid),
+                };
+                print(&templates::import(&ctx, &caller, input, placement, i.publish).await?);
+            }
+            (TemplateCommand::Import(_), None) => anyhow::bail!("no definition read"),
+            (TemplateCommand::Publish(t), _) => {
+                print(&templates::publish(&ctx, &caller, &t.id).await?);
+            }
+            (TemplateCommand::NewVersion(t), _) => {
+                print(&templates::new_version(&ctx, &caller, &t.id).await?);
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    db.close().await;
+    result
 }

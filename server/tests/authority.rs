@@ -101,6 +101,9 @@ fn a_reference_never_grants_what_the_writer_cannot_read(w: World) {
         name: "Shelf check".into(),
         version: 1,
         published: true,
+        family: None,
+        supersedes: None,
+        retired: false,
         questions: BTreeMap::new(),
     };
     let template = mona.store().create(&template, today(7)).expect("template");
@@ -635,6 +638,9 @@ fn the_server_recomputes_verdicts_checks_checklists_and_keeps_closing_in_the_off
         name: "Safety".into(),
         version: 1,
         published: true,
+        family: None,
+        supersedes: None,
+        retired: false,
         questions: BTreeMap::from([(
             "gas_off".to_owned(),
             Question {

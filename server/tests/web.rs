@@ -197,6 +197,9 @@ fn checklist_on(w: &World, phone: &Device, visit_id: RecordId, photo: &str) {
         name: "Shelf audit".into(),
         version: 1,
         published: true,
+        family: None,
+        supersedes: None,
+        retired: false,
         questions: [
             (
                 "photo".to_owned(),

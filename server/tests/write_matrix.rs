@@ -266,6 +266,9 @@ fn matrix(backend: Backend) {
         name: "Check".into(),
         version,
         published: true,
+        family: None,
+        supersedes: None,
+        retired: false,
         questions: BTreeMap::from([(
             "q".to_owned(),
             Question {
@@ -601,9 +604,11 @@ fn matrix(backend: Backend) {
             },
         ),
     ));
+    // A published version: its phase plays the part of a status (a draft
+    // would not stay one: publishing it is one of the writes).
     records.push((
         RecordKind::ChecklistTemplate,
-        None,
+        Some("published"),
         create(&w, mona, &template_of(3)),
     ));
 
@@ -1123,8 +1128,20 @@ fn mutation(kind: RecordKind, field: &str, ctx: &Ctx, writer: UserId) -> Option<
         }),
         (RecordKind::ChecklistTemplate, "name") => edit!(ChecklistTemplate, |t| t.name.push('x')),
         (RecordKind::ChecklistTemplate, "version") => edit!(ChecklistTemplate, |t| t.version += 1),
-        (RecordKind::ChecklistTemplate, "published") => {
-            edit!(ChecklistTemplate, |t| t.published = !t.published)
+        (RecordKind::ChecklistTemplate, "published") => edit!(ChecklistTemplate, |t| {
+            t.published = !t.published;
+            // Only a published version is retired.
+            t.retired &= t.published;
+        }),
+        (RecordKind::ChecklistTemplate, "family") => {
+            edit!(ChecklistTemplate, |t| t.family = Some(t.meta.id))
+        }
+        (RecordKind::ChecklistTemplate, "supersedes") => edit!(ChecklistTemplate, |t| {
+            t.supersedes = Some(template);
+            t.family = Some(template);
+        }),
+        (RecordKind::ChecklistTemplate, "retired") => {
+            edit!(ChecklistTemplate, |t| t.retired = !t.retired)
         }
         (RecordKind::ChecklistTemplate, "questions") => edit!(ChecklistTemplate, |t| {
             t.questions.insert(

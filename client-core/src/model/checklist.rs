@@ -4,6 +4,17 @@
 //! one blob: a technician and a colleague answering different questions offline
 //! both keep their answers. A template is never edited once published; a change
 //! is a new version, and a response names the version it answers.
+//!
+//! Template lifecycle. Each version is a record of its own. Version 1 starts a
+//! family; version N+1 is a new record naming its `family` (the id of the
+//! family's first version) and the version it `supersedes`, with
+//! `version` = the predecessor's + 1 ([`ChecklistTemplate::check_successor`],
+//! checked by the server on every push of a template). A version is a draft
+//! (`published` false: the office edits it freely, nobody answers it) until it
+//! is published; from then on nothing of it changes but `retired` (a retired
+//! version is offered for no new work; the answers given to it stay valid). The
+//! write table of `rules` holds this: a template's phase (`draft` or
+//! `published`, [`super::rules::phase`]) plays the part of a status.
 
 use std::collections::BTreeMap;
 
@@ -77,6 +88,114 @@ pub struct ChecklistTemplate {
     /// Questions by question id.
     #[serde(default)]
     pub questions: BTreeMap<String, Question>,
+    /// The family's first version (`None` for a first version, and for
+    /// templates made before versions named their family).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<RecordId>,
+    /// The version this one follows (`None` for a first version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supersedes: Option<RecordId>,
+    /// A published version offered for no new work (its answers stay valid).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retired: bool,
+}
+
+impl ChecklistTemplate {
+    /// The family's id: the id of its first version.
+    pub fn family_id(&self) -> RecordId {
+        self.family.unwrap_or(self.meta.id)
+    }
+
+    /// Whether responses may answer this version: it is published.
+    pub fn answerable(&self) -> Result<(), ValidationError> {
+        if !self.published {
+            return Err(ValidationError::new(
+                "template_id",
+                "this checklist template is a draft; only a published version is answered",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether this version follows `predecessor` (the record its
+    /// `supersedes` names): the predecessor is published, of the same family,
+    /// and this version's number is the next one. A first version (no
+    /// `supersedes`) follows nothing; it may carry a number above 1 for a
+    /// template whose numbering started elsewhere (made by hand by an older
+    /// app, or imported).
+    pub fn check_successor(
+        &self,
+        predecessor: Option<&ChecklistTemplate>,
+    ) -> Result<(), ValidationError> {
+        match (self.supersedes, predecessor) {
+            (None, _) => Ok(()),
+            (Some(_), None) => Err(ValidationError::new(
+                "supersedes",
+                "the version this one follows is not available",
+            )),
+            (Some(id), Some(p)) => {
+                if p.meta.id != id {
+                    return Err(ValidationError::new(
+                        "supersedes",
+                        "names another template than the one given",
+                    ));
+                }
+                if !p.published {
+                    return Err(ValidationError::new(
+                        "supersedes",
+                        "a new version follows a published version, not a draft",
+                    ));
+                }
+                if self.family != Some(p.family_id()) {
+                    return Err(ValidationError::new(
+                        "family",
+                        "a new version belongs to the family of the version it follows",
+                    ));
+                }
+                if Some(self.version) != p.version.checked_add(1) {
+                    return Err(ValidationError::new(
+                        "version",
+                        format!(
+                            "the version after {} is {}, not {}",
+                            p.version,
+                            p.version.saturating_add(1),
+                            self.version
+                        ),
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// A draft of the next version of this (published) one: the same name
+    /// and questions, `version` + 1, naming this one as its predecessor, with
+    /// `meta` (a new id) as its ownership.
+    pub fn next_version(&self, meta: RecordMeta) -> ChecklistTemplate {
+        ChecklistTemplate {
+            meta,
+            name: self.name.clone(),
+            version: self.version.saturating_add(1),
+            published: false,
+            questions: self.questions.clone(),
+            family: Some(self.family_id()),
+            supersedes: Some(self.meta.id),
+            retired: false,
+        }
+    }
+}
+
+/// The version new work gets among `versions` (any templates; those of
+/// other families are skipped): the highest published, not retired, version
+/// of `family`.
+pub fn latest_published<'a>(
+    family: RecordId,
+    versions: impl IntoIterator<Item = &'a ChecklistTemplate>,
+) -> Option<&'a ChecklistTemplate> {
+    versions
+        .into_iter()
+        .filter(|t| t.family_id() == family && t.published && !t.retired)
+        .max_by_key(|t| t.version)
 }
 
 impl Record for ChecklistTemplate {
@@ -89,6 +208,30 @@ impl Record for ChecklistTemplate {
     fn validate(&self) -> Result<(), ValidationError> {
         if self.version == 0 {
             return Err(ValidationError::new("version", "versions start at 1"));
+        }
+        if self.supersedes == Some(self.meta.id) {
+            return Err(ValidationError::new(
+                "supersedes",
+                "a version follows another",
+            ));
+        }
+        if self.supersedes.is_none() && self.family.is_some_and(|f| f != self.meta.id) {
+            return Err(ValidationError::new(
+                "family",
+                "a version of another family names the version it follows",
+            ));
+        }
+        if self.supersedes.is_some() && self.family.is_none() {
+            return Err(ValidationError::new(
+                "family",
+                "a later version names its family",
+            ));
+        }
+        if self.retired && !self.published {
+            return Err(ValidationError::new(
+                "retired",
+                "only a published version is retired; delete a draft instead",
+            ));
         }
         for (id, q) in &self.questions {
             if q.kind == QuestionKind::Choice && q.choices.is_empty() {
@@ -228,7 +371,8 @@ impl ChecklistResponse {
             .collect()
     }
 
-    /// Checks every answer against the template's question kinds and choices.
+    /// Checks every answer against the template's question kinds and choices;
+    /// a draft template is answered by nobody.
     pub fn check_against(&self, template: &ChecklistTemplate) -> Result<(), ValidationError> {
         if template.meta.id != self.template_id || template.version != self.template_version {
             return Err(ValidationError::new(
@@ -236,6 +380,7 @@ impl ChecklistResponse {
                 "answers another template version",
             ));
         }
+        template.answerable()?;
         for (id, answer) in &self.answers {
             let Some(q) = template.questions.get(id) else {
                 return Err(ValidationError::new(
@@ -343,6 +488,9 @@ mod tests {
             version: 2,
             published: true,
             questions,
+            family: None,
+            supersedes: None,
+            retired: false,
         }
     }
 
@@ -412,5 +560,151 @@ mod tests {
         a.merge(&mut b).expect("merge");
         let merged: ChecklistResponse = a.read().expect("read");
         assert_eq!(merged.answers.len(), 2);
+    }
+
+    fn draft(t: &ChecklistTemplate) -> ChecklistTemplate {
+        ChecklistTemplate {
+            published: false,
+            version: 1,
+            ..t.clone()
+        }
+    }
+
+    #[test]
+    fn a_published_version_is_never_edited_only_retired_on_the_device_and_on_the_server() {
+        use crate::model::{Actor, check_incoming};
+        let manager = Actor::without_device(UserId::new(), crate::model::Role::Manager);
+        let t = draft(&template());
+        let org = t.meta.org;
+        let mut doc = RecordDoc::create(&t, ActorId::random(), DeviceTime::utc(0)).expect("create");
+        // A draft: the office edits it freely, then publishes it.
+        doc.update_by::<ChecklistTemplate>(Some(manager.role), DeviceTime::utc(1), |t| {
+            t.name = "Boiler service (2026)".into();
+        })
+        .expect("a draft is edited");
+        doc.update_by::<ChecklistTemplate>(Some(manager.role), DeviceTime::utc(2), |t| {
+            t.published = true;
+        })
+        .expect("published");
+        // Published: every edit refused on the device, for every office role.
+        type Edit = fn(&mut ChecklistTemplate);
+        let edits: [(&str, Edit); 5] = [
+            ("name", |t| t.name.push('!')),
+            ("questions", |t| {
+                t.questions.remove("pressure");
+            }),
+            ("version", |t| t.version += 1),
+            ("published", |t| t.published = false),
+            ("family", |t| t.family = Some(t.meta.id)),
+        ];
+        for role in [crate::model::Role::Manager, crate::model::Role::Admin] {
+            for (field, edit) in edits {
+                let err = doc
+                    .update_by::<ChecklistTemplate>(Some(role), DeviceTime::utc(3), edit)
+                    .expect_err(field);
+                assert!(err.to_string().contains(field), "{field}: {err}");
+            }
+        }
+        // The same edits written past the device's checks: the server refuses them.
+        let server = RecordDoc::from_automerge(doc.automerge().fork()).expect("fork");
+        for (field, edit) in edits {
+            let mut forged = RecordDoc::from_automerge(doc.automerge().fork()).expect("fork");
+            forged.set_actor(ActorId::random());
+            forged
+                .update::<ChecklistTemplate>(DeviceTime::utc(4), edit)
+                .expect("unchecked edit");
+            let err = check_incoming(Some(&server), &forged, &manager, org).expect_err(field);
+            assert!(err.to_string().contains(field), "{field}: {err}");
+        }
+        // Retiring is what changes after publishing.
+        let mut retire = RecordDoc::from_automerge(doc.automerge().fork()).expect("fork");
+        retire.set_actor(ActorId::random());
+        retire
+            .update_by::<ChecklistTemplate>(Some(manager.role), DeviceTime::utc(5), |t| {
+                t.retired = true;
+            })
+            .expect("retired");
+        assert_eq!(
+            check_incoming(Some(&server), &retire, &manager, org),
+            Ok(())
+        );
+        // Deleting a published version is refused too (its answers name it).
+        let mut gone = RecordDoc::from_automerge(doc.automerge().fork()).expect("fork");
+        gone.set_actor(ActorId::random());
+        gone.delete(DeviceTime::utc(6)).expect("tombstone");
+        assert!(check_incoming(Some(&server), &gone, &manager, org).is_err());
+    }
+
+    #[test]
+    fn a_new_version_follows_a_published_one_with_the_next_number() {
+        let v1 = template();
+        let v1 = ChecklistTemplate { version: 1, ..v1 };
+        let v2 = v1.next_version(meta());
+        assert_eq!((v2.version, v2.published), (2, false));
+        assert_eq!(v2.family, Some(v1.meta.id));
+        assert_eq!(v2.supersedes, Some(v1.meta.id));
+        assert_eq!(v2.questions, v1.questions);
+        assert_eq!(v2.validate(), Ok(()));
+        assert_eq!(v2.check_successor(Some(&v1)), Ok(()));
+        assert!(v2.check_successor(None).is_err(), "predecessor unknown");
+        assert!(
+            v2.check_successor(Some(&draft(&v1))).is_err(),
+            "a draft has no successor"
+        );
+        let skipping = ChecklistTemplate {
+            version: 3,
+            ..v2.clone()
+        };
+        assert_eq!(
+            skipping
+                .check_successor(Some(&v1))
+                .expect_err("skips")
+                .field,
+            "version"
+        );
+        let foreign = ChecklistTemplate {
+            family: Some(RecordId::new()),
+            ..v2.clone()
+        };
+        assert!(foreign.check_successor(Some(&v1)).is_err());
+        let mut v2p = v2.clone();
+        v2p.published = true;
+        let v3 = v2p.next_version(meta());
+        assert_eq!((v3.version, v3.family), (3, Some(v1.meta.id)));
+        assert_eq!(v3.check_successor(Some(&v2p)), Ok(()));
+        // New work gets the highest published version that is not retired.
+        let all = [v1.clone(), v2p.clone(), v3.clone()];
+        assert_eq!(
+            latest_published(v1.meta.id, &all).map(|t| t.version),
+            Some(2)
+        );
+        let retired = ChecklistTemplate {
+            retired: true,
+            ..v2p.clone()
+        };
+        assert_eq!(
+            latest_published(v1.meta.id, &[v1.clone(), retired, v3]).map(|t| t.version),
+            Some(1)
+        );
+        assert!(latest_published(RecordId::new(), &all).is_none());
+    }
+
+    #[test]
+    fn a_draft_is_answered_by_nobody() {
+        let t = draft(&template());
+        let r = ChecklistResponse {
+            meta: meta(),
+            template_id: t.meta.id,
+            template_version: t.version,
+            subject_id: RecordId::new(),
+            answers: BTreeMap::new(),
+            completed: false,
+        };
+        assert_eq!(r.check_against(&t).expect_err("draft").field, "template_id");
+        let published = ChecklistTemplate {
+            published: true,
+            ..t
+        };
+        assert_eq!(r.check_against(&published), Ok(()));
     }
 }

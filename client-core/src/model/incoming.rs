@@ -361,7 +361,11 @@ fn check_fields(
     let kind = after.kind();
     let status_before: Option<String> = match before {
         Some(b) if kind.is_stateful() => b.status_name()?.as_str().map(str::to_owned),
-        Some(_) => None,
+        // A kind without statuses may have a phase (a published template is
+        // never edited, whatever the push writes alongside).
+        Some(_) => before_json
+            .and_then(|j| rules::phase(kind, j))
+            .map(str::to_owned),
         None => new_events
             .iter()
             .find(|e| e.from.is_none())
@@ -733,9 +737,15 @@ mod tests {
             rules::statuses(RecordKind::Assignment),
             names::<AssignmentStatus>()
         );
+        assert_eq!(
+            rules::statuses(RecordKind::ChecklistTemplate),
+            ["draft", "published"]
+        );
         for r in rules::FIELD_RULES {
             for grant in r.grants {
-                if !r.kind.is_stateful() {
+                // A kind without statuses names only its phases (a
+                // checklist template's draft and published), if any.
+                if !r.kind.is_stateful() && r.kind != RecordKind::ChecklistTemplate {
                     assert!(grant.statuses.is_empty(), "{} {}", r.kind, r.field);
                 }
                 for s in grant.statuses {

@@ -93,6 +93,7 @@ pub use assignment::{
 pub use catalog::{PriceItem, PriceList, Product};
 pub use checklist::{
     Answer, AnswerValue, ChecklistResponse, ChecklistTemplate, Question, QuestionKind, ShowIf,
+    latest_published,
 };
 pub use contact::Contact;
 pub use doc::{Conflict, ConflictValue, RecordDoc};

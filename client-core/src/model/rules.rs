@@ -121,6 +121,9 @@ const A_OFFICE: &[&str] = &[
     "completed",
     "cannot_complete",
 ];
+// Checklist template phases (see [`phase`]).
+const T_DRAFT: &[&str] = &["draft"];
+const T_PUBLISHED: &[&str] = &["published"];
 
 use RecordKind as K;
 
@@ -301,11 +304,17 @@ pub const FIELD_RULES: &[FieldRule] = &[
     rule(K::PriceList, "currency", &[g(OFFICE, ANY)]),
     rule(K::PriceList, "items", &[g(OFFICE, ANY)]),
     rule(K::PriceList, "deleted", &[g(OFFICE, ANY)]),
-    rule(K::ChecklistTemplate, "name", &[g(OFFICE, ANY)]),
-    rule(K::ChecklistTemplate, "version", &[g(OFFICE, ANY)]),
-    rule(K::ChecklistTemplate, "published", &[g(OFFICE, ANY)]),
-    rule(K::ChecklistTemplate, "questions", &[g(OFFICE, ANY)]),
-    rule(K::ChecklistTemplate, "deleted", &[g(OFFICE, ANY)]),
+    // Checklist templates: the office edits a draft; a published version is
+    // never edited (a change is a new version), only retired. A published
+    // version is never deleted either: responses keep the version they answered.
+    rule(K::ChecklistTemplate, "name", &[g(OFFICE, T_DRAFT)]),
+    rule(K::ChecklistTemplate, "version", &[g(OFFICE, T_DRAFT)]),
+    rule(K::ChecklistTemplate, "published", &[g(OFFICE, T_DRAFT)]),
+    rule(K::ChecklistTemplate, "questions", &[g(OFFICE, T_DRAFT)]),
+    rule(K::ChecklistTemplate, "family", &[g(OFFICE, T_DRAFT)]),
+    rule(K::ChecklistTemplate, "supersedes", &[g(OFFICE, T_DRAFT)]),
+    rule(K::ChecklistTemplate, "retired", &[g(OFFICE, T_PUBLISHED)]),
+    rule(K::ChecklistTemplate, "deleted", &[g(OFFICE, T_DRAFT)]),
 ];
 
 /// Transitions decided in the office and made through the server (the
@@ -380,6 +389,10 @@ const RESPONSE_REFS: &[Reference] = &[
     reference("template_id", &[K::ChecklistTemplate], Slot::Other),
 ];
 const CONTACT_REFS: &[Reference] = &[reference("account_id", ACCOUNT, Slot::Account)];
+const TEMPLATE_REFS: &[Reference] = &[
+    reference("family", &[K::ChecklistTemplate], Slot::Other),
+    reference("supersedes", &[K::ChecklistTemplate], Slot::Other),
+];
 const ACCOUNT_REFS: &[Reference] = &[reference("price_list_id", &[K::PriceList], Slot::Other)];
 
 /// The references of each kind, read only from these typed fields.
@@ -393,7 +406,25 @@ pub fn references(kind: RecordKind) -> &'static [Reference] {
         K::ChecklistResponse => RESPONSE_REFS,
         K::Contact => CONTACT_REFS,
         K::Account => ACCOUNT_REFS,
-        K::Product | K::PriceList | K::ChecklistTemplate => &[],
+        K::ChecklistTemplate => TEMPLATE_REFS,
+        K::Product | K::PriceList => &[],
+    }
+}
+
+/// The phase of a record of a kind without a status machine whose writable
+/// fields still depend on where it stands, read from its JSON: a checklist
+/// template is a `draft` until it is `published`. The write table names the
+/// phase where it names statuses, and [`check_write`] and the server's check
+/// of a push read it where a stateful record's status is read. `None` for
+/// every other kind.
+pub fn phase(kind: RecordKind, json: &Json) -> Option<&'static str> {
+    match kind {
+        K::ChecklistTemplate => Some(if json.get("published") == Some(&Json::Bool(true)) {
+            "published"
+        } else {
+            "draft"
+        }),
+        _ => None,
     }
 }
 
@@ -594,6 +625,8 @@ pub fn check_write(
     status: Option<&str>,
     role: Role,
 ) -> Result<(), Locked> {
+    // A kind without statuses may still have a phase (a published template).
+    let status = status.or_else(|| before.and_then(|b| phase(kind, b)));
     for field in touched(kind, before, after)? {
         if may_write(kind, field, status, role) != Some(true) {
             return Err(Locked::Field {
@@ -642,6 +675,7 @@ pub fn statuses(kind: RecordKind) -> &'static [&'static str] {
             "cannot_complete",
             "cancelled",
         ],
+        K::ChecklistTemplate => &["draft", "published"],
         _ => &[],
     }
 }
@@ -676,7 +710,8 @@ pub fn render_markdown() -> String {
          state machines of `docs/domain.md`, each new event continuing from the status the \
          record had (closing a job is decided in the office, through the server, never \
          pushed from a device); a field user cannot change what a customer signed while the signature \
-         matches it.\n",
+         matches it. A checklist template has no status but a phase, `draft` until it is \
+         `published` (read from its `published` field), which its cells name.\n",
     );
     let mut kind_now: Option<RecordKind> = None;
     for r in FIELD_RULES {

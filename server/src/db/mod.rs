@@ -25,6 +25,7 @@ pub mod people;
 pub mod plan;
 pub mod records;
 pub mod reports;
+pub mod templates;
 pub mod web_sessions;
 
 use std::str::FromStr;

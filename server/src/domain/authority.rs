@@ -229,7 +229,8 @@ fn site_account(w: &Write) -> Option<RecordId> {
     w.pending.as_ref()?.site_account
 }
 
-/// A checklist response: the template it answers.
+/// A checklist response: the template it answers; a checklist template:
+/// the version it follows.
 fn answered_template(w: &Write) -> Option<RecordId> {
     w.pending.as_ref()?.template
 }
@@ -308,6 +309,20 @@ impl Decisions {
     /// The second stage: refuses what breaks a rule that needs `lookups`,
     /// adds the server's own changes, and saves what stays accepted.
     pub fn finish(mut self, caller: &Caller, lookups: &Lookups) -> Decisions {
+        // Checklist templates of this push that are drafts: nobody answers
+        // them, in the same push either.
+        let draft_templates: BTreeSet<RecordId> = self
+            .writes
+            .iter()
+            .filter_map(|w| {
+                let p = w.pending.as_ref()?;
+                if p.kind != RecordKind::ChecklistTemplate {
+                    return None;
+                }
+                let t: ChecklistTemplate = p.merged.read().ok()?;
+                (!t.published).then_some(w.id)
+            })
+            .collect();
         // References may name records of the same push; a record refused
         // here takes down those that name it, until nothing changes.
         let mut refused: BTreeMap<RecordId, Rejection> = BTreeMap::new();
@@ -323,7 +338,7 @@ impl Decisions {
                 if refused.contains_key(&w.id) {
                     continue;
                 }
-                if let Err(rejection) = check(caller, w, lookups, &accepted) {
+                if let Err(rejection) = check(caller, w, lookups, &accepted, &draft_templates) {
                     refused.insert(w.id, rejection);
                     more = true;
                 }
@@ -399,6 +414,7 @@ fn check(
     w: &Write,
     lookups: &Lookups,
     batch: &BTreeMap<RecordId, RecordKind>,
+    draft_templates: &BTreeSet<RecordId>,
 ) -> Result<(), Rejection> {
     for (id, kinds) in changed_refs(w) {
         let kind = match batch.get(&id) {
@@ -440,13 +456,38 @@ fn check(
         authority(caller, &w.projection, w.is_new, lookups)
             .map_err(|message| refusal(RejectCode::Forbidden, message))?;
     }
-    if let (Some(template_id), Some(p)) = (answered_template(w), &w.pending) {
+    if let Some(p) = &w.pending
+        && p.kind == RecordKind::ChecklistTemplate
+    {
+        // A new version follows a published version of its family, numbered
+        // next (checked on every write of a template: a draft's numbering
+        // cannot drift either).
+        let invalid = |message: String| refusal(RejectCode::Validation, message);
+        let template: ChecklistTemplate = p.merged.read().map_err(|e| invalid(e.to_string()))?;
+        let predecessor = template
+            .supersedes
+            .and_then(|id| match lookups.records.get(&id) {
+                Some(Some(t)) if t.readable => loaded_doc::<ChecklistTemplate>(lookups, id),
+                _ => None,
+            });
+        template
+            .check_successor(predecessor.as_ref())
+            .map_err(|e| invalid(format!("checklist template: {e}")))?;
+    }
+    if let (Some(template_id), Some(p)) = (answered_template(w), &w.pending)
+        && p.kind == RecordKind::ChecklistResponse
+    {
         let invalid = |message: String| refusal(RejectCode::Validation, message);
         let response: ChecklistResponse = p.merged.read().map_err(|e| invalid(e.to_string()))?;
         let Some(template) = loaded_doc::<ChecklistTemplate>(lookups, template_id) else {
             // A template of the same push is checked when it is stored; the
             // answers are checked again with the next change.
-            return if batch.contains_key(&template_id) {
+            return if draft_templates.contains(&template_id) {
+                Err(invalid(
+                    "this checklist template is a draft; only a published version is answered"
+                        .into(),
+                ))
+            } else if batch.contains_key(&template_id) {
                 Ok(())
             } else {
                 Err(invalid(

@@ -86,6 +86,10 @@ pub enum Error {
     /// The record is not in a state that allows this (e.g. approving a draft).
     #[error("{0}")]
     Conflict(String),
+    /// A change to a published checklist template version, which is never
+    /// edited (a change is a new version).
+    #[error("{0}")]
+    TemplatePublished(String),
     /// A declared attachment is over its kind's size limit.
     #[error("a {kind} attachment is at most {limit} bytes ({} MiB); this one is {size} bytes", .limit / 1_048_576)]
     AttachmentTooLarge {
@@ -161,6 +165,7 @@ impl Error {
             Error::TooManyDevices { .. } => "too_many_devices",
             Error::DeviceInUse => "device_in_use",
             Error::Conflict(_) => "conflict",
+            Error::TemplatePublished(_) => "template_published",
             Error::AttachmentTooLarge { .. } => "attachment_too_large",
             Error::ChunkCorrupt(_) => "chunk_corrupt",
             Error::HashMismatch(_) => "hash_mismatch",
@@ -185,7 +190,9 @@ impl Error {
             Error::RateLimited(_) | Error::TooManyStreams { .. } | Error::TooManyDevices { .. } => {
                 ErrorKind::RateLimited
             }
-            Error::DeviceInUse | Error::Conflict(_) => ErrorKind::Conflict,
+            Error::DeviceInUse | Error::Conflict(_) | Error::TemplatePublished(_) => {
+                ErrorKind::Conflict
+            }
             Error::AttachmentTooLarge { .. } => ErrorKind::TooLarge,
             Error::HashMismatch(_) => ErrorKind::Unprocessable,
         }

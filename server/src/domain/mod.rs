@@ -19,6 +19,8 @@
 //! - [`figures`]: the managers' figures from fact rows.
 //! - [`jobs`]: closing and cancelling jobs, the server's roll-up, SLA and
 //!   promised window.
+//! - [`templates`]: checklist templates in the office (who manages them,
+//!   definitions, families of versions).
 //! - [`error`]: the one error of rules and use cases.
 
 pub mod accounts;
@@ -39,6 +41,7 @@ pub mod push;
 pub mod redact;
 pub mod review;
 pub mod scope;
+pub mod templates;
 
 pub use caller::Caller;
 pub use error::{Error, ErrorKind, Result};

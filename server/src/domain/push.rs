@@ -167,7 +167,8 @@ pub(super) struct Pending {
     pub(super) refs: Vec<Option<RecordId>>,
     /// A visit with a fix: the account whose site its verdict is computed from.
     pub(super) site_account: Option<RecordId>,
-    /// A checklist response: the template it answers.
+    /// A checklist response: the template it answers; a checklist
+    /// template: the version it follows.
     pub(super) template: Option<RecordId>,
     pub(super) kind: RecordKind,
     pub(super) pushed: Vec<ByteBuf>,
@@ -431,9 +432,11 @@ pub fn decide(
         && (has_fix("check_in") || has_fix("check_out")))
     .then(|| id_at(&["account_id"]))
     .flatten();
-    let template = (rec.kind == RecordKind::ChecklistResponse)
-        .then(|| id_at(&["template_id"]))
-        .flatten();
+    let template = match rec.kind {
+        RecordKind::ChecklistResponse => id_at(&["template_id"]),
+        RecordKind::ChecklistTemplate => id_at(&["supersedes"]),
+        _ => None,
+    };
     Ok((
         Some(Write {
             id: rec.id,

@@ -29,6 +29,7 @@ pub mod review;
 pub mod schema;
 pub mod serve;
 pub mod sync;
+pub mod templates;
 pub mod track;
 pub mod users;
 
@@ -62,4 +63,5 @@ pub fn router() -> Router<Arc<Context>> {
         .merge(export::routes())
         .merge(plan::routes())
         .merge(jobs::routes())
+        .merge(templates::routes())
 }

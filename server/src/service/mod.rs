@@ -27,6 +27,7 @@ pub mod reports;
 pub mod review;
 pub mod signatures;
 pub mod sync;
+pub mod templates;
 pub mod write;
 
 use std::sync::Arc;

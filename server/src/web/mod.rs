@@ -32,6 +32,8 @@
 //! revoking one after a confirmation page),
 //! `/web/orders` (the order approval queue), `/web/orders/{id}` (one order,
 //! its decision and fulfilment forms), `/web/time` (time approvals),
+//! `/web/templates` and `/web/templates/{id}` (checklist templates: drafts,
+//! publishing, new versions, retiring),
 //! `/web/attachments/{sha256}` and `.../thumbnail` (downloads and photo
 //! thumbnails for the signed-in manager).
 
@@ -46,6 +48,7 @@ mod people;
 mod plan;
 mod report;
 pub mod session;
+mod templates;
 
 use std::sync::Arc;
 
@@ -142,6 +145,20 @@ pub fn routes() -> Router<Arc<Context>> {
         .route(
             "/web/devices/{id}/revoke",
             get(people::confirm_revoke).post(people::revoke),
+        )
+        .route(
+            "/web/templates",
+            get(templates::list).post(templates::create),
+        )
+        .route(
+            "/web/templates/{id}",
+            get(templates::show).post(templates::edit),
+        )
+        .route("/web/templates/{id}/publish", post(templates::publish))
+        .route("/web/templates/{id}/retire", post(templates::retire))
+        .route(
+            "/web/templates/{id}/new-version",
+            post(templates::new_version),
         )
         .route("/web/assets/app.css", get(css))
         .route("/web/assets/app.js", get(js))
@@ -333,6 +350,7 @@ pub fn page(title: &str, chrome: Option<Chrome<'_>>, body: Markup) -> Markup {
                                     li { a href="/web/people" aria-current=[(title == "People").then_some("page")] { "People" } }
                                     li { a href="/web/devices" aria-current=[(title == "Devices").then_some("page")] { "Devices" } }
                                 }
+                                li { a href="/web/templates" aria-current=[(title == "Checklist templates" || title.starts_with("Template: ")).then_some("page")] { "Templates" } }
                             }
                         }
                         div.who {
