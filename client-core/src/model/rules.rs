@@ -306,6 +306,13 @@ pub const FIELD_RULES: &[FieldRule] = &[
     rule(K::ChecklistTemplate, "published", &[g(OFFICE, ANY)]),
     rule(K::ChecklistTemplate, "questions", &[g(OFFICE, ANY)]),
     rule(K::ChecklistTemplate, "deleted", &[g(OFFICE, ANY)]),
+    // Van stock: the office labels and fills the van; the technician who
+    // drives it adds what they take out (movements only grow for them:
+    // `van_stock::check_movements`).
+    rule(K::VanStock, "name", &[g(OFFICE, ANY)]),
+    rule(K::VanStock, "replenishments", &[g(OFFICE, ANY)]),
+    rule(K::VanStock, "consumptions", &[g(TECH, ANY), g(OFFICE, ANY)]),
+    rule(K::VanStock, "deleted", &[g(OFFICE, ANY)]),
 ];
 
 /// Transitions decided in the office and made through the server (the
@@ -393,7 +400,9 @@ pub fn references(kind: RecordKind) -> &'static [Reference] {
         K::ChecklistResponse => RESPONSE_REFS,
         K::Contact => CONTACT_REFS,
         K::Account => ACCOUNT_REFS,
-        K::Product | K::PriceList | K::ChecklistTemplate => &[],
+        // A van's movements name products and assignments inside their
+        // entries, not as the record's own references.
+        K::Product | K::PriceList | K::ChecklistTemplate | K::VanStock => &[],
     }
 }
 
