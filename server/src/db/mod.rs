@@ -23,6 +23,7 @@ pub mod orders;
 pub mod plan;
 pub mod records;
 pub mod reports;
+pub mod vans;
 pub mod web_sessions;
 
 use std::str::FromStr;

@@ -19,6 +19,7 @@
 //! - [`figures`]: the managers' figures from fact rows.
 //! - [`jobs`]: closing and cancelling jobs, the server's roll-up, SLA and
 //!   promised window.
+//! - [`vans`]: who fills a technician's van, what a replenishment says.
 //! - [`error`]: the one error of rules and use cases.
 
 pub mod accounts;
@@ -38,6 +39,7 @@ pub mod push;
 pub mod redact;
 pub mod review;
 pub mod scope;
+pub mod vans;
 
 pub use caller::Caller;
 pub use error::{Error, ErrorKind, Result};

@@ -94,6 +94,8 @@ impl Modify for BearerAuth {
         super::jobs::detail,
         super::jobs::close,
         super::jobs::cancel,
+        super::vans::van,
+        super::vans::replenish,
         openapi_json,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
@@ -107,6 +109,7 @@ impl Modify for BearerAuth {
         (name = "plan", description = "Planning visits, dispatching jobs, reopening visits"),
         (name = "orders", description = "The office's side of orders (approval, fulfilment) and time-entry approval"),
         (name = "jobs", description = "Service jobs in the back office: list, close, cancel"),
+        (name = "vans", description = "Technicians' van stock: balances and replenishment"),
         (name = "figures", description = "Team dashboard, fleet sync health, conflicts queue, CSV export"),
         (name = "meta", description = "Health and this description"),
     )

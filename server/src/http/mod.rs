@@ -30,6 +30,7 @@ pub mod serve;
 pub mod sync;
 pub mod track;
 pub mod users;
+pub mod vans;
 
 use std::sync::Arc;
 
@@ -60,4 +61,5 @@ pub fn router() -> Router<Arc<Context>> {
         .merge(export::routes())
         .merge(plan::routes())
         .merge(jobs::routes())
+        .merge(vans::routes())
 }

@@ -25,6 +25,7 @@ pub mod reports;
 pub mod review;
 pub mod signatures;
 pub mod sync;
+pub mod vans;
 pub mod write;
 
 use std::sync::Arc;
