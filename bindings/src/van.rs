@@ -15,7 +15,7 @@
 //! against the write rules the server applies again.
 
 use fieldsync_core::model::van_stock::{self, Consumption};
-use fieldsync_core::model::{Actor, PartUsed, Product, RecordKind, Role, VanStock};
+use fieldsync_core::model::{Actor, PartUsed, Product, RecordKind, Role, VanStock, rules};
 use fieldsync_core::{Qty, RecordId};
 
 use crate::client::{FieldsyncClient, now};
@@ -67,6 +67,35 @@ impl FieldsyncClient {
 
 #[uniffi::export]
 impl FieldsyncClient {
+    /// Adds a product to the territory's catalogue (managers and
+    /// administrators: the write rules refuse it to field users, here and on
+    /// the server); `serialized` parts are tracked by serial number in vans.
+    pub fn create_product(
+        &self,
+        sku: String,
+        name: String,
+        unit: String,
+        serialized: bool,
+        spare_part: bool,
+    ) -> Result<String, FieldsyncError> {
+        let me = self.me()?;
+        if !rules::may_ever_write(RecordKind::Product, "sku", me.actor.role) {
+            return Err(FieldsyncError::Transition {
+                reason: format!("a {} may not add to the catalogue", me.actor.role),
+            });
+        }
+        let p = Product {
+            meta: self.meta(&me, None)?,
+            sku: sku.trim().to_owned(),
+            name: name.trim().to_owned(),
+            unit: unit.trim().to_owned(),
+            serialized,
+            spare_part,
+            active: true,
+        };
+        Ok(self.store().create(&p, now())?.to_string())
+    }
+
     /// The caller's van with its balance per product (`None` when the office
     /// has not set one up yet: parts are then booked without a van).
     pub fn van_stock(&self) -> Result<Option<VanStockItem>, FieldsyncError> {
