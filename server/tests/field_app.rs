@@ -10,7 +10,7 @@
 //!   A technician may not fill a van (403), serials must match a serialized
 //!   part (400), another team's technician is not found (404), and a raw
 //!   push that hides a part taken from the van is refused by the shared
-//!   rules.
+//!   rules. `fieldsync van replenish` fills it from the command line.
 //! - **A clash settled from the app.** Tomás stops the same running timer on
 //!   his phone and on his tablet offline; after both sync the end clashes on
 //!   the phone, he keeps one of the two ends (`RecordDoc::keep_value`, the
@@ -290,6 +290,46 @@ fn a_van_is_filled_by_the_office_and_drawn_from_offline(w: World) {
             .len(),
         1
     );
+
+    // The command line, on Mona's behalf; a technician is refused.
+    let mut args: Vec<String> = [
+        "van",
+        "replenish",
+        "--org",
+        fieldsync_test_support::ORG,
+        "--as",
+        "mona@acme.test",
+        "--technician",
+        &tomas_id.to_string(),
+        "--product",
+        &pump.to_string(),
+        "--qty",
+        "1",
+        "--serial",
+        "P-3",
+        "--data-dir",
+        w.settings.data_dir.to_str().expect("utf-8"),
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    if let Some(url) = &w.settings.database_url {
+        args.extend(["--database-url".to_owned(), url.clone()]);
+    }
+    let mut as_tomas = args.clone();
+    as_tomas[5] = "tomas@acme.test".into();
+    let out = fieldsync_test_support::fieldsync(&as_tomas, &[], None);
+    assert!(!out.status.success(), "{out:?}");
+    let out = fieldsync_test_support::fieldsync(&args, &[], None);
+    assert!(out.status.success(), "{out:?}");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("PUMP-9") && printed.contains("P-1 P-3"),
+        "{printed}"
+    );
+    tomas.sync();
+    let van_now: VanStock = tomas.store().read(van).expect("van");
+    assert_eq!(van_now.balance_of(pump), Qty::units(2));
 }
 
 fn a_timer_stopped_on_two_devices_is_settled_from_the_app(w: World) {
