@@ -303,6 +303,9 @@ pub enum AssignmentStep {
     Complete,
     /// Could not complete (reason required).
     CannotComplete,
+    /// Send it (again) to the technician: a scheduled assignment, or one the
+    /// technician declined (managers and administrators).
+    Dispatch,
 }
 
 impl From<AssignmentStep> for AssignmentStatus {
@@ -316,6 +319,7 @@ impl From<AssignmentStep> for AssignmentStatus {
             AssignmentStep::Break => AssignmentStatus::OnBreak,
             AssignmentStep::Complete => AssignmentStatus::Completed,
             AssignmentStep::CannotComplete => AssignmentStatus::CannotComplete,
+            AssignmentStep::Dispatch => AssignmentStatus::Dispatched,
         }
     }
 }

@@ -4,7 +4,9 @@
 // the van the office filled (the balance goes down and the serial leaves the
 // van), a running time entry stopped, the job completed with its resolution,
 // and a timer stopped on the phone and on the tablet offline whose clashing
-// end the technician settles from the app. The manager's device sees it.
+// end the technician settles from the app; then a part booked on the tablet
+// after the phone declined the assignment, refused by the server and
+// restored once the office re-dispatches it. The manager's device sees it.
 import org.fieldsync.core.*
 import java.net.URI
 import java.net.http.HttpClient
@@ -171,6 +173,37 @@ fun main() {
         check(answers["temp"] == AnswerValueItem.Number(62.5) && answers["machine"] == AnswerValueItem.Barcode("DR-2-99812"))
         val (okGet, vanNow) = office(manager, "GET", "/v1/technicians/$techId/van", null)
         check(okGet == 200 && vanNow.contains("\"1.0000\"") && vanNow.contains("KV-1") && !vanNow.contains("\"KV-2\"")) { vanNow }
+    }
+
+    test("a part booked on the tablet after the phone declined is restored once the office re-dispatches") {
+        manager.synced()
+        val techId = phone.session()?.userId ?: error("logged in")
+        val site = manager.createAccount("Kotlin Tech Bakery", null)
+        val job = manager.createJob(site, "Oven door hinge")
+        val now = System.currentTimeMillis()
+        val assignment = manager.assignJob(job, techId, now + 2 * hour, now + 3 * hour)
+        manager.synced()
+        phone.synced()
+        tablet.synced()
+        phone.advanceAssignment(assignment, AssignmentStep.DECLINE, null, "Van in the garage")
+        phone.synced()
+        // The tablet, offline, still sees it dispatched and books a hinge.
+        val hinge = tablet.searchProducts("", null).first()
+        tablet.addPart(assignment, hinge.id, 1.0, null, true, null)
+        check(tablet.sync(null).rejected == 1uL)
+        val entry = tablet.rejections().single { it.recordId == assignment }
+        check(entry.code == "forbidden") { "$entry" }
+        check(tablet.assignment(assignment).let { it.status == "rejected" && it.parts.isEmpty() })
+        expect("Validation") { tablet.restoreRejection(entry.seq) }
+        manager.synced()
+        check(manager.advanceAssignment(assignment, AssignmentStep.DISPATCH, null, null).status == "dispatched")
+        manager.synced()
+        tablet.synced()
+        check(tablet.restoreRejection(entry.seq) == assignment)
+        check(tablet.rejections().none { it.recordId == assignment })
+        tablet.synced()
+        manager.synced()
+        check(manager.assignment(assignment).parts.single().productId == hinge.id)
     }
 
     println("$passed passed, $failed failed")
