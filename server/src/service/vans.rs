@@ -115,7 +115,11 @@ pub async fn replenish(
     .map_err(|e| Error::BadRequest(e.to_string()))?;
     let id = doc.id();
     super::sync::push_since(ctx, &writer, id, RecordKind::VanStock, &mut doc, &before).await?;
-    view(ctx, caller, technician, &doc).await
+    // The stored van, with whatever the technician's device pushed meanwhile.
+    match read_van(ctx, &writer, technician).await? {
+        Some((stored, _)) => view(ctx, caller, technician, &stored).await,
+        None => view(ctx, caller, technician, &doc).await,
+    }
 }
 
 async fn read_van(
