@@ -1054,8 +1054,10 @@ impl FieldsyncClient {
     }
 
     /// Books a part used on an assignment: its serial number for a
-    /// serialized part, and whether the customer is billed (yes by default).
-    #[uniffi::method(default(serial = None, billable = true))]
+    /// serialized part, whether the customer is billed (yes by default), and
+    /// the van it was taken from (`van_stock().id`), whose balance goes down
+    /// (below zero if the van was empty: the job is never blocked).
+    #[uniffi::method(default(serial = None, billable = true, van_stock_id = None))]
     pub fn add_part(
         &self,
         assignment_id: String,
@@ -1063,13 +1065,18 @@ impl FieldsyncClient {
         quantity: f64,
         serial: Option<String>,
         billable: bool,
+        van_stock_id: Option<String>,
     ) -> Result<String, FieldsyncError> {
         let me = self.me()?;
         let id = parse_id("assignment", &assignment_id)?;
+        let van = match van_stock_id {
+            Some(v) => Some(self.usable_van(&me.actor, parse_id("van stock", &v)?)?),
+            None => None,
+        };
         let part = PartUsed {
             product_id: parse_id("product", &product_id)?,
             qty: qty(quantity)?,
-            van_stock_id: None,
+            van_stock_id: van,
             serial: serial
                 .map(|s| s.trim().to_owned())
                 .filter(|s| !s.is_empty()),
@@ -1077,15 +1084,18 @@ impl FieldsyncClient {
             at: now(),
         };
         let mut entry = None;
+        let used = part.clone();
         self.store().act(id, |d| {
             entry = Some(assignment::add_part(d, &me.actor, now(), part)?);
             Ok(())
         })?;
-        entry
-            .map(|e| e.to_string())
-            .ok_or_else(|| FieldsyncError::Storage {
-                detail: "the part was not booked".into(),
-            })
+        let entry = entry.ok_or_else(|| FieldsyncError::Storage {
+            detail: "the part was not booked".into(),
+        })?;
+        if let Some(van) = used.van_stock_id {
+            self.take_from_van(&me.actor, van, id, entry, &used)?;
+        }
+        Ok(entry.to_string())
     }
 
     /// Books time on an assignment.

@@ -16,6 +16,7 @@ mod client;
 mod error;
 mod screens;
 mod types;
+mod van;
 
 pub use client::{FieldsyncClient, SyncListener};
 pub use error::FieldsyncError;

@@ -303,6 +303,9 @@ pub enum AssignmentStep {
     Complete,
     /// Could not complete (reason required).
     CannotComplete,
+    /// Send it (again) to the technician: a scheduled assignment, or one the
+    /// technician declined (managers and administrators).
+    Dispatch,
 }
 
 impl From<AssignmentStep> for AssignmentStatus {
@@ -316,6 +319,7 @@ impl From<AssignmentStep> for AssignmentStatus {
             AssignmentStep::Break => AssignmentStatus::OnBreak,
             AssignmentStep::Complete => AssignmentStatus::Completed,
             AssignmentStep::CannotComplete => AssignmentStatus::CannotComplete,
+            AssignmentStep::Dispatch => AssignmentStatus::Dispatched,
         }
     }
 }
@@ -354,6 +358,37 @@ pub struct PartItem {
     pub serial: Option<String>,
     /// Whether the customer is billed for it.
     pub billable: bool,
+    /// The van stock it was taken from, if any.
+    pub van_stock_id: Option<String>,
+}
+
+/// One product's stock in the technician's van.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct VanBalanceItem {
+    /// The product.
+    pub product_id: String,
+    /// Its SKU (empty when the catalogue on the device does not hold it).
+    pub sku: String,
+    /// Its name.
+    pub name: String,
+    /// Put in by the office minus used, in units; negative when more was
+    /// used than the van received (the office reconciles it).
+    pub quantity: f64,
+    /// Serial numbers in the van, sorted.
+    pub serials: Vec<String>,
+    /// Serial numbers used that the van never received, sorted.
+    pub unknown_serials: Vec<String>,
+}
+
+/// The technician's van and its balances.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct VanStockItem {
+    /// The van stock record (name it when booking a part from the van).
+    pub id: String,
+    /// Its label.
+    pub name: String,
+    /// Stock per product, by SKU.
+    pub balances: Vec<VanBalanceItem>,
 }
 
 /// Time booked on an assignment.
@@ -408,6 +443,7 @@ impl AssignmentItem {
                     quantity: p.qty.raw() as f64 / fieldsync_core::model::Qty::SCALE as f64,
                     serial: p.serial.clone(),
                     billable: p.billable,
+                    van_stock_id: p.van_stock_id.map(|v| v.to_string()),
                 })
                 .collect(),
             time: a

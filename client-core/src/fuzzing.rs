@@ -423,6 +423,7 @@ fn read_typed(doc: &RecordDoc) {
         RecordKind::PriceList => doc.read::<PriceList>().map(drop),
         RecordKind::ChecklistTemplate => doc.read::<ChecklistTemplate>().map(drop),
         RecordKind::ChecklistResponse => doc.read::<ChecklistResponse>().map(drop),
+        RecordKind::VanStock => doc.read::<VanStock>().map(drop),
     };
 }
 

@@ -73,6 +73,10 @@ enum Command {
     /// Close or cancel service jobs on a manager's or administrator's behalf.
     #[command(subcommand)]
     Job(JobCommand),
+    /// Technicians' van stock: replenish a van on a manager's or
+    /// administrator's behalf.
+    #[command(subcommand)]
+    Van(VanCommand),
     /// The office's decisions on orders (approve, reject, record fulfilment),
     /// for scripts: the same rules and the same push path as the pages.
     #[command(subcommand)]
@@ -342,6 +346,40 @@ enum TemplateCommand {
     NewVersion(TemplateId),
 }
 
+#[derive(Debug, Subcommand)]
+enum VanCommand {
+    /// Put parts in a technician's van (the first replenishment creates the
+    /// van), as the back-office user --as; prints the van's balances.
+    Replenish(VanReplenish),
+}
+
+#[derive(Debug, Args)]
+struct VanReplenish {
+    /// The organisation's slug.
+    #[arg(long)]
+    org: String,
+    /// Email of the manager or administrator on whose behalf it is written.
+    #[arg(long = "as")]
+    as_user: String,
+    /// The technician's user id.
+    #[arg(long)]
+    technician: String,
+    /// The product's id.
+    #[arg(long)]
+    product: String,
+    /// The quantity (`2`, `1.5`; negative takes parts out).
+    #[arg(long, allow_hyphen_values = true)]
+    qty: String,
+    /// A serial number of a serialized part (repeat it, one per unit).
+    #[arg(long = "serial")]
+    serials: Vec<String>,
+    /// A note for the technician.
+    #[arg(long)]
+    note: Option<String>,
+    #[command(flatten)]
+    settings: SettingsArgs,
+}
+
 #[derive(Debug, Args)]
 struct TemplateWho {
     /// The organisation's slug.
@@ -487,6 +525,7 @@ fn main() -> ExitCode {
             Command::Territory(c) => cli_admin::run(cli_admin::Admin::Territory(c)).await,
             Command::Device(c) => cli_admin::run(cli_admin::Admin::Device(c)).await,
             Command::Job(command) => job(command).await,
+            Command::Van(VanCommand::Replenish(args)) => van_replenish(args).await,
             Command::Demo(args) => demo(args).await,
             Command::Keys(command) => keys(command).await,
             Command::Attachments(AttachmentsCommand::Cleanup(args)) => cleanup(args).await,
@@ -842,6 +881,49 @@ async fn order(command: OrderCommand) -> anyhow::Result<()> {
             id.trim(),
             fieldsync_core::model::Status::as_str(status)
         );
+        anyhow::Ok(())
+    }
+    .await;
+    db.close().await;
+    result
+}
+
+/// `fieldsync van replenish`: the same use case as the API, for the user
+/// `--as`, through the push path.
+async fn van_replenish(args: VanReplenish) -> anyhow::Result<()> {
+    use fieldsync_server::service::{jobs, vans};
+    let settings = args.settings.resolve()?;
+    let db = open_database(&settings).await?;
+    let result = async {
+        let ctx = command_context(&settings, &db).await?;
+        let caller = jobs::office_caller(&ctx, &args.org, &args.as_user).await?;
+        let technician = args
+            .technician
+            .trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{:?} is not a user id", args.technician))?;
+        let product = args
+            .product
+            .trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{:?} is not a product id", args.product))?;
+        let new = vans::NewReplenishment {
+            product,
+            qty: args.qty.clone(),
+            serials: args.serials.clone(),
+            note: args.note.clone(),
+        };
+        let van = vans::replenish(&ctx, &caller, technician, new).await?;
+        println!("fieldsync: van {} ({})", van.van_id, van.name);
+        for b in &van.balances {
+            println!(
+                "  {}\t{}\t{}\t{}",
+                b.sku,
+                b.name,
+                b.qty,
+                b.serials.join(" ")
+            );
+        }
         anyhow::Ok(())
     }
     .await;

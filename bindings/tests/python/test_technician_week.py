@@ -7,9 +7,18 @@ one question at a time with a show-if branch and its required questions
 checked before completing, a running time entry stopped with a note, a
 serialized part that is not billed, and the job completed with its
 resolution. The manager's device sees each result after a sync.
+
+Then the van: the office fills the technician's van through the JSON API,
+the technician takes a serialized part from it (the balance goes down and
+the serial leaves the van) and a part the van does not hold (recorded all
+the same, the balance negative for the office); and a timer stopped on the
+phone and on the tablet offline, whose clashing end the technician settles
+from the app.
 """
 
+import json
 import os
+import urllib.request
 import tempfile
 import time
 import unittest
@@ -25,6 +34,17 @@ def client(directory, name, email):
     c = fs.FieldsyncClient.open(os.path.join(directory, name + ".db"), URL)
     c.login(ORG, email, PASSWORD, "python", "test-1.0")
     return c
+
+
+def office_api(manager, method, path, body=None):
+    """A call to the server's JSON API with the manager's token."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(URL + path, data=data, method=method)
+    req.add_header("Authorization", "Bearer " + manager.tokens().access_token)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req) as resp:
+        return json.loads(resp.read())
 
 
 def question(key, position, text, kind, required=True, choices=(), show_if=None):
@@ -159,6 +179,72 @@ class TechnicianWeekTest(unittest.TestCase):
         self.assertEqual(answers["serial"], V.BARCODE(value="WX-3-0042871"))
         self.assertEqual(answers["leak_photo"], V.PHOTO(sha256=photo))
         self.assertTrue(forms[0].completed)
+
+    def test_a_part_from_the_van_and_a_timer_settled_between_two_devices(self):
+        manager = client(self.dir, "manager-van", "manager@demo.example")
+        manager.sync(None)
+        phone = client(self.dir, "phone", "tech2@demo.example")
+        tablet = client(self.dir, "tablet", "tech2@demo.example")
+        tech_id = phone.session().user_id
+        sku = "VAL-" + os.urandom(3).hex()
+        valve = manager.create_product(sku, "Drain valve", "pcs", True, True)
+        with self.assertRaises(fs.FieldsyncError.Transition):
+            phone.create_product("NOPE-1", "Not mine to add", "pcs", False, True)
+        site = manager.create_account("Week Test Car Wash", None)
+        job = manager.create_job(site, "Drain valve stuck")
+        now = int(time.time() * 1000)
+        assignment = manager.assign_job(job, tech_id, now, now + 2 * 3_600_000)
+        self.assertEqual(manager.sync(None).rejected, 0, manager.rejections())
+        filled = office_api(
+            manager,
+            "POST",
+            "/v1/technicians/%s/van/replenish" % tech_id,
+            {"product_id": valve, "qty": "2", "serials": ["DV-1", "DV-2"], "note": "delivery 42"},
+        )
+        before = [b for b in filled["balances"] if b["product_id"] == valve][0]
+        self.assertEqual((before["qty"], before["serials"]), ("2.0000", ["DV-1", "DV-2"]))
+
+        phone.sync(None)
+        van = phone.van_stock()
+        self.assertIsNotNone(van, "the office's van reached the technician")
+        self.assertEqual([(b.sku, b.quantity, b.serials) for b in van.balances], [(sku, 2.0, ["DV-1", "DV-2"])])
+        for step in [fs.AssignmentStep.ACCEPT, fs.AssignmentStep.ON_SITE, fs.AssignmentStep.START_WORK]:
+            phone.advance_assignment(assignment, step, None, None)
+        part = phone.add_part(assignment, valve, 1.0, serial="DV-2", van_stock_id=van.id)
+        self.assertEqual([p.van_stock_id for p in phone.assignment(assignment).parts if p.id == part], [van.id])
+        kit = phone.search_products("PMP")[0]
+        phone.add_part(assignment, kit.id, 1.0, van_stock_id=van.id)
+        balances = {b.product_id: b for b in phone.van_stock().balances}
+        self.assertEqual((balances[valve].quantity, balances[valve].serials), (1.0, ["DV-1"]))
+        self.assertEqual(balances[kit.id].quantity, -1.0, "an empty van never blocks the job")
+
+        # A timer stopped on both devices offline.
+        timer = phone.start_time(assignment, fs.TimeKindItem.WORK)
+        self.assertEqual(phone.sync(None).rejected, 0, phone.rejections())
+        tablet.sync(None)
+        phone.stop_time(assignment, timer)
+        time.sleep(0.01)
+        tablet.stop_time(assignment, timer)
+        self.assertEqual(phone.sync(None).rejected, 0, phone.rejections())
+        self.assertEqual(tablet.sync(None).rejected, 0, tablet.rejections())
+        phone.sync(None)
+        clash = [c for c in phone.conflicts(assignment) if c.field == "time_entries.%s.end" % timer]
+        self.assertEqual(len(clash), 1, phone.conflicts(assignment))
+        self.assertEqual(len(clash[0].values), 2)
+        with self.assertRaises(fs.FieldsyncError.Validation):
+            phone.resolve_conflict(assignment, clash[0].field, '"not one of them"')
+        left = phone.resolve_conflict(assignment, clash[0].field, clash[0].values[-1])
+        self.assertEqual(left, [])
+        self.assertEqual(phone.sync(None).rejected, 0, phone.rejections())
+
+        # The office sees the van gone down and the settled timer.
+        manager.sync(None)
+        self.assertEqual(manager.conflicts(assignment), [])
+        self.assertEqual(len(manager.assignment(assignment).parts), 2)
+        van_now = office_api(manager, "GET", "/v1/technicians/%s/van" % tech_id)
+        rows = {b["product_id"]: b for b in van_now["balances"]}
+        self.assertEqual((rows[valve]["qty"], rows[valve]["serials"]), ("1.0000", ["DV-1"]))
+        self.assertTrue(rows[kit.id]["qty"].startswith("-"), van_now)
 
     def test_a_checklist_answered_at_once_takes_the_templates_version_and_its_required_questions(self):
         manager = client(self.dir, "manager-once", "manager@demo.example")

@@ -664,6 +664,79 @@ mod tests {
         }
     }
 
+    /// A timer stopped on the phone and on the tablet offline: the end
+    /// clashes, and the technician keeps one of the two from the app; a rep
+    /// may not (the table), and the status is the office's to settle.
+    #[test]
+    fn a_time_entry_stopped_on_two_devices_is_settled_by_its_technician() {
+        let (mut doc, tech, _) = setup(false);
+        walk_to_in_progress(&mut doc, &tech);
+        let entry = add_time_entry(
+            &mut doc,
+            &tech,
+            DeviceTime::utc(300_000),
+            TimeEntry {
+                kind: TimeKind::Work,
+                start: DeviceTime::utc(240_000),
+                end: None,
+                approval: Approval::Pending,
+                note: None,
+            },
+        )
+        .expect("running");
+        let mut tablet = RecordDoc::from_automerge(doc.automerge().fork()).expect("fork");
+        tablet.set_actor(ActorId::random());
+        stop_time_entry(
+            &mut doc,
+            &tech,
+            DeviceTime::utc(1),
+            entry,
+            DeviceTime::utc(900_000),
+            None,
+        )
+        .expect("stop on the phone");
+        stop_time_entry(
+            &mut tablet,
+            &tech,
+            DeviceTime::utc(1),
+            entry,
+            DeviceTime::utc(960_000),
+            None,
+        )
+        .expect("stop on the tablet");
+        doc.merge(&mut tablet).expect("merge");
+        let clash = doc.conflicts().expect("conflicts");
+        let end = clash
+            .iter()
+            .find(|c| c.path.starts_with(&format!("time_entries.{entry}.end")))
+            .expect("the end clashes");
+        let keep = end
+            .values
+            .iter()
+            .find(|v| v.value["at_ms"] == 900_000)
+            .expect("the phone's end")
+            .value
+            .clone();
+        let err = doc
+            .keep_value(Role::Rep, &end.path, &keep, DeviceTime::utc(2))
+            .expect_err("a rep does not book a technician's time");
+        assert!(err.to_string().contains("may not change"), "{err}");
+        let err = doc
+            .keep_value(
+                Technician,
+                "status",
+                &serde_json::json!("completed"),
+                DeviceTime::utc(2),
+            )
+            .expect_err("the status is the office's");
+        assert!(err.to_string().contains("back office"), "{err}");
+        doc.keep_value(Technician, &end.path, &keep, DeviceTime::utc(2))
+            .expect("kept");
+        assert!(doc.conflicts().expect("conflicts").is_empty());
+        let a: Assignment = doc.read_stateful().expect("read");
+        assert_eq!(a.time_entries[&entry].end, Some(DeviceTime::utc(900_000)));
+    }
+
     #[test]
     fn a_technicians_day_stamps_every_step_and_books_parts_and_time() {
         let (mut doc, tech, _) = setup(false);

@@ -28,7 +28,7 @@ use automerge::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use super::json::{read_object, read_value, write_map};
+use super::json::{create, read_object, read_value, write_map};
 use super::rules;
 use super::status::{Status, StatusEvent, TransitionRequest};
 use super::types::{Actor, DeviceTime, RecordKind, Role};
@@ -377,6 +377,93 @@ impl RecordDoc {
         };
         self.append_event(&event)?;
         self.commit("resolve:status", at)
+            .ok_or_else(|| ModelError::Malformed("resolution produced no change".into()))
+    }
+
+    /// Settles a field holding concurrent values (not the status: see
+    /// [`RecordDoc::resolve_status`]) by writing `keep`, one of its values,
+    /// over all of them: what a field user does from the app when two of their
+    /// devices, or they and the office, wrote the same field offline (a
+    /// running time entry stopped on the phone and on the tablet).
+    ///
+    /// Refused when the field no longer clashes, when `keep` is not one of its
+    /// values, and when `role`
+    /// may not write the field in the record's status (the table of `rules`,
+    /// which the server applies to the push again).
+    pub fn keep_value(
+        &mut self,
+        role: Role,
+        path: &str,
+        keep: &Json,
+        at: DeviceTime,
+    ) -> Result<ChangeHash, ModelError> {
+        if path == "status" {
+            return Err(super::TransitionError::precondition(
+                "a status clash is settled by the back office",
+            )
+            .into());
+        }
+        let clash = self
+            .conflicts_showing(|| None)?
+            .into_iter()
+            .find(|c| c.path == path)
+            .ok_or_else(|| {
+                super::ValidationError::new(path, "this field no longer holds concurrent values")
+            })?;
+        if !clash.values.iter().any(|v| v.value == *keep) {
+            return Err(super::ValidationError::new(
+                path,
+                "keep one of the concurrent values of the field",
+            )
+            .into());
+        }
+        let segments: Vec<&str> = path.split('.').collect();
+        let kind = self.kind();
+        // The table's field: `key.*.sub` when the kind guards that sub-field
+        // of its entries, else the top-level key.
+        let field = match segments.as_slice() {
+            [key, _, sub] => rules::rules_of(kind)
+                .find(|r| r.field == format!("{key}.*.{sub}"))
+                .or_else(|| rules::rules_of(kind).find(|r| r.field == *key)),
+            [key, ..] => rules::rules_of(kind).find(|r| r.field == *key),
+            [] => None,
+        }
+        .ok_or_else(|| rules::Locked::UnknownField {
+            kind,
+            field: path.to_owned(),
+        })?;
+        let statuses = self.status_values(None);
+        let statuses: Vec<Option<&str>> = if statuses.is_empty() {
+            vec![None]
+        } else {
+            statuses.iter().map(|s| Some(s.as_str())).collect()
+        };
+        for status in statuses {
+            if rules::may_write(kind, field.field, status, role) != Some(true) {
+                return Err(rules::Locked::Field {
+                    kind,
+                    field: field.field,
+                    status: status.map(str::to_owned),
+                    role,
+                }
+                .into());
+            }
+        }
+        let (last, parents) = segments
+            .split_last()
+            .ok_or_else(|| ModelError::Malformed("an empty path".into()))?;
+        let mut obj = ROOT;
+        for key in parents {
+            obj = match self.doc.get(&obj, *key)? {
+                Some((Value::Object(ObjType::Map), child)) => child,
+                _ => {
+                    return Err(ModelError::Malformed(format!("{path}: {key} is not a map")));
+                }
+            };
+        }
+        // A new value (or object, for a time) written over every concurrent one.
+        create(&mut self.doc, &obj, last, keep, false)?;
+        self.commit("resolve:field", at)
             .ok_or_else(|| ModelError::Malformed("resolution produced no change".into()))
     }
 

@@ -320,6 +320,11 @@ fn check_pushed(
         RecordKind::PriceList => check_plain::<super::PriceList>(after)?,
         RecordKind::ChecklistTemplate => check_plain::<super::ChecklistTemplate>(after)?,
         RecordKind::ChecklistResponse => check_plain::<super::ChecklistResponse>(after)?,
+        RecordKind::VanStock => {
+            super::van_stock::check_movements(before_json.as_ref(), &after_json, actor.role)
+                .map_err(IncomingError::Forbidden)?;
+            check_plain::<super::VanStock>(after)?
+        }
     };
     check_fields(
         before,
@@ -1007,6 +1012,83 @@ mod tests {
         let doc = RecordDoc::create_stateful(&v, ActorId::random(), &w.rep, DeviceTime::utc(0))
             .expect("create");
         assert_eq!(check_incoming(None, &doc, &w.rep, w.org), Ok(()));
+    }
+
+    /// A van's movements only grow for its technician: a consumption added
+    /// offline is accepted, one rewritten to hide a part is refused, and a
+    /// replenishment is the office's.
+    #[test]
+    fn a_technician_adds_to_their_van_but_never_rewrites_or_fills_it() {
+        use crate::model::van_stock::{self, Consumption, Replenishment, VanStock};
+        use crate::model::{Qty, Record};
+        let w = world();
+        let tech = Actor::on_device(UserId::new(), Role::Technician, DeviceId::new());
+        let office = Actor::without_device(UserId::new(), Role::Manager);
+        let mut m = meta(&w);
+        m.owner = tech.user;
+        let mut doc = RecordDoc::create(
+            &VanStock::new(m, "B-FS 42"),
+            ActorId::random(),
+            DeviceTime::utc(0),
+        )
+        .expect("create");
+        assert_eq!(VanStock::KIND, RecordKind::VanStock);
+        let part = RecordId::new();
+        let used = || Consumption {
+            product_id: part,
+            qty: Qty::units(1),
+            serial: None,
+            assignment_id: RecordId::new(),
+            at: DeviceTime::utc(1),
+        };
+        van_stock::consume(&mut doc, &tech, DeviceTime::utc(1), RecordId::new(), used())
+            .expect("used");
+        let (server, mut device) = pair(&mut doc);
+        van_stock::consume(
+            &mut device,
+            &tech,
+            DeviceTime::utc(2),
+            RecordId::new(),
+            used(),
+        )
+        .expect("used");
+        let after = merged(&server, &mut device);
+        assert_eq!(check_incoming(Some(&server), &after, &tech, w.org), Ok(()));
+
+        let (server, mut device) = pair(&mut doc);
+        device
+            .update::<VanStock>(DeviceTime::utc(3), |v| v.consumptions.clear())
+            .expect("edit");
+        let after = merged(&server, &mut device);
+        assert!(matches!(
+            check_incoming(Some(&server), &after, &tech, w.org),
+            Err(IncomingError::Forbidden(m)) if m.contains("consumptions")
+        ));
+        assert_eq!(
+            check_incoming(Some(&server), &after, &office, w.org),
+            Ok(())
+        );
+
+        let (server, mut device) = pair(&mut doc);
+        device
+            .update::<VanStock>(DeviceTime::utc(3), |v| {
+                v.replenishments.insert(
+                    RecordId::new(),
+                    Replenishment {
+                        product_id: part,
+                        qty: Qty::units(5),
+                        serials: Vec::new(),
+                        at: DeviceTime::utc(3),
+                        note: None,
+                    },
+                );
+            })
+            .expect("edit");
+        let after = merged(&server, &mut device);
+        assert!(matches!(
+            check_incoming(Some(&server), &after, &tech, w.org),
+            Err(IncomingError::Forbidden(m)) if m.contains("replenishments")
+        ));
     }
 
     #[test]

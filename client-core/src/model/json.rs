@@ -172,7 +172,7 @@ pub(crate) fn write_map(
 }
 
 /// Puts `value` at `key` of map `obj` as a new value or object tree.
-fn create(
+pub(crate) fn create(
     doc: &mut AutoCommit,
     obj: &ObjId,
     key: &str,

@@ -57,7 +57,8 @@ fn with_machine<F: WithMachine>(kind: RecordKind, f: F) -> Option<F::Output> {
         | RecordKind::Product
         | RecordKind::PriceList
         | RecordKind::ChecklistTemplate
-        | RecordKind::ChecklistResponse => None,
+        | RecordKind::ChecklistResponse
+        | RecordKind::VanStock => None,
     }
 }
 

@@ -54,8 +54,9 @@
 //! 4. parts records share: `geo`, `totals` (figures and the [`OrderLine`] they
 //!    price), `signed` (the [`SignatureRef`] signed records carry);
 //! 5. the records: `contact`, `catalog`, `checklist`, `visit`, `report`,
-//!    `order`, `assignment`, then `account` (a visit's site) and `job` (rolled
-//!    up from its assignments);
+//!    `order`, `assignment`, `van_stock` (a technician's van, its balances
+//!    derived from movements), then `account` (a visit's site) and `job`
+//!    (rolled up from its assignments);
 //! 6. what reads several kinds: `signature` (renderings of a job summary and
 //!    an order), `kinds` (dispatch from a document's kind to its typed record:
 //!    [`RecordDoc::status_name`], [`RecordDoc::conflicts`]), `incoming` (the
@@ -84,6 +85,7 @@ pub mod status;
 pub mod totals;
 pub mod types;
 pub(crate) mod untrusted;
+pub mod van_stock;
 pub mod visit;
 
 pub use account::{Account, Location};
@@ -113,6 +115,7 @@ pub use totals::{LineTotals, OrderLine, OrderTotals};
 pub use types::{
     Actor, DeviceTime, GeoPoint, Money, Qty, RecordKind, RecordMeta, Role, UnknownName,
 };
+pub use van_stock::{Balance, Consumption, Replenishment, VanStock};
 pub use visit::{CheckPoint, Site, Visit, VisitOutcome, VisitStatus};
 
 use std::fmt::Debug;

@@ -315,6 +315,13 @@ pub const FIELD_RULES: &[FieldRule] = &[
     rule(K::ChecklistTemplate, "supersedes", &[g(OFFICE, T_DRAFT)]),
     rule(K::ChecklistTemplate, "retired", &[g(OFFICE, T_PUBLISHED)]),
     rule(K::ChecklistTemplate, "deleted", &[g(OFFICE, T_DRAFT)]),
+    // Van stock: the office labels and fills the van; the technician who
+    // drives it adds what they take out (movements only grow for them:
+    // `van_stock::check_movements`).
+    rule(K::VanStock, "name", &[g(OFFICE, ANY)]),
+    rule(K::VanStock, "replenishments", &[g(OFFICE, ANY)]),
+    rule(K::VanStock, "consumptions", &[g(TECH, ANY), g(OFFICE, ANY)]),
+    rule(K::VanStock, "deleted", &[g(OFFICE, ANY)]),
 ];
 
 /// Transitions decided in the office and made through the server (the
@@ -407,7 +414,9 @@ pub fn references(kind: RecordKind) -> &'static [Reference] {
         K::Contact => CONTACT_REFS,
         K::Account => ACCOUNT_REFS,
         K::ChecklistTemplate => TEMPLATE_REFS,
-        K::Product | K::PriceList => &[],
+        // A van's movements name products and assignments inside their
+        // entries, not as the record's own references.
+        K::Product | K::PriceList | K::VanStock => &[],
     }
 }
 

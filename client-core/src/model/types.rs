@@ -290,6 +290,7 @@ record_kinds! {
     Assignment => "assignment",
     ChecklistTemplate => "checklist_template",
     ChecklistResponse => "checklist_response",
+    VanStock => "van_stock",
 }
 
 impl fmt::Display for RecordKind {
@@ -338,6 +339,7 @@ impl RecordKind {
             Assignment => row(true, true, false, false),
             ChecklistTemplate => row(false, false, true, true),
             ChecklistResponse => row(false, true, false, false),
+            VanStock => row(false, false, false, false),
         }
     }
 
@@ -519,6 +521,7 @@ mod tests {
     #[case(Assignment, true, true, false, false)]
     #[case(ChecklistTemplate, false, false, true, true)]
     #[case(ChecklistResponse, false, true, false, false)]
+    #[case(VanStock, false, false, false, false)]
     fn each_kind_has_its_facts(
         #[case] kind: RecordKind,
         #[case] stateful: bool,

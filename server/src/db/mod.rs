@@ -26,6 +26,7 @@ pub mod plan;
 pub mod records;
 pub mod reports;
 pub mod templates;
+pub mod vans;
 pub mod web_sessions;
 
 use std::str::FromStr;

@@ -21,6 +21,7 @@
 //!   promised window.
 //! - [`templates`]: checklist templates in the office (who manages them,
 //!   definitions, families of versions).
+//! - [`vans`]: who fills a technician's van, what a replenishment says.
 //! - [`error`]: the one error of rules and use cases.
 
 pub mod accounts;
@@ -42,6 +43,7 @@ pub mod redact;
 pub mod review;
 pub mod scope;
 pub mod templates;
+pub mod vans;
 
 pub use caller::Caller;
 pub use error::{Error, ErrorKind, Result};

@@ -116,6 +116,8 @@ impl Modify for BearerAuth {
         super::templates::publish,
         super::templates::retire,
         super::templates::new_version,
+        super::vans::van,
+        super::vans::replenish,
         openapi_json,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
@@ -131,6 +133,7 @@ impl Modify for BearerAuth {
         (name = "orders", description = "The office's side of orders (approval, fulfilment) and time-entry approval"),
         (name = "jobs", description = "Service jobs in the back office: list, close, cancel"),
         (name = "templates", description = "Checklist templates: drafts, publishing, versions"),
+        (name = "vans", description = "Technicians' van stock: balances and replenishment"),
         (name = "figures", description = "Team dashboard, fleet sync health, conflicts queue, CSV export"),
         (name = "meta", description = "Health and this description"),
     )

@@ -32,6 +32,7 @@ pub mod sync;
 pub mod templates;
 pub mod track;
 pub mod users;
+pub mod vans;
 
 use std::sync::Arc;
 
@@ -64,4 +65,5 @@ pub fn router() -> Router<Arc<Context>> {
         .merge(plan::routes())
         .merge(jobs::routes())
         .merge(templates::routes())
+        .merge(vans::routes())
 }

@@ -28,6 +28,7 @@ pub mod review;
 pub mod signatures;
 pub mod sync;
 pub mod templates;
+pub mod vans;
 pub mod write;
 
 use std::sync::Arc;
