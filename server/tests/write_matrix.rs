@@ -632,10 +632,12 @@ fn matrix(backend: Backend) {
         for role in ROLES {
             let dev = u.by_role(role);
             let own = dev.person.id.to_string() == owner;
-            // Reps and technicians write only their own records (the scope
-            // rules); the table speaks of the records they may read.
+            // Reps and technicians write only records they may read (the
+            // scope rules): their own, and the territory's catalogue and
+            // customers (every user here works in one territory); the table
+            // speaks of the records they may read.
             let readable = match role {
-                "rep" | "technician" => own || kind.is_master_data(),
+                "rep" | "technician" => own || kind.is_territory_wide(),
                 _ => true,
             };
             for field in &fields {
