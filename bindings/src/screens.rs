@@ -207,6 +207,7 @@ impl FieldsyncClient {
             phone: contact.phone,
             email: contact.email,
             marketing_consent: contact.marketing_consent,
+            consent: None,
         };
         Ok(self.store().create(&c, now())?.to_string())
     }

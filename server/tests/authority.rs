@@ -560,6 +560,7 @@ fn the_server_recomputes_verdicts_checks_checklists_and_keeps_closing_in_the_off
         name: "Kiosk".into(),
         account_type: "outlet".into(),
         account_status: "active".into(),
+        code: None,
         price_list_id: None,
         visit_frequency_days: None,
         locations: BTreeMap::from([(

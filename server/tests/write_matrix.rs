@@ -213,6 +213,7 @@ fn matrix(backend: Backend) {
         name: name.into(),
         account_type: "outlet".into(),
         account_status: "active".into(),
+        code: None,
         price_list_id: None,
         visit_frequency_days: None,
         locations: BTreeMap::new(),
@@ -225,6 +226,7 @@ fn matrix(backend: Backend) {
         phone: None,
         email: None,
         marketing_consent: false,
+        consent: None,
     };
     let ana_shop = create(&w, &u.ana, &account("ana", "Shop"));
     let account2 = create(&w, &u.ana, &account("ana", "Shop 2"));
@@ -1053,6 +1055,7 @@ fn mutation(kind: RecordKind, field: &str, ctx: &Ctx, writer: UserId) -> Option<
         (RecordKind::ChecklistResponse, "completed") => {
             edit!(ChecklistResponse, |r| r.completed = !r.completed)
         }
+        (RecordKind::Account, "code") => edit!(Account, |a| a.code = Some(format!("C-{n}"))),
         (RecordKind::Account, "name") => edit!(Account, |a| a.name.push('x')),
         (RecordKind::Account, "account_type") => edit!(Account, |a| a.account_type.push('x')),
         (RecordKind::Account, "account_status") => edit!(Account, |a| a.account_status.push('x')),
@@ -1088,6 +1091,13 @@ fn mutation(kind: RecordKind, field: &str, ctx: &Ctx, writer: UserId) -> Option<
         (RecordKind::Contact, "marketing_consent") => {
             edit!(Contact, |c| c.marketing_consent = !c.marketing_consent)
         }
+        (RecordKind::Contact, "consent") => edit!(Contact, |c| {
+            c.consent = Some(fieldsync_core::model::Consent {
+                status: fieldsync_core::model::ConsentStatus::Granted,
+                at,
+                how: format!("form {n}"),
+            })
+        }),
         (RecordKind::Product, "sku") => edit!(Product, |p| p.sku.push('x')),
         (RecordKind::Product, "name") => edit!(Product, |p| p.name.push('x')),
         (RecordKind::Product, "unit") => edit!(Product, |p| p.unit.push('x')),

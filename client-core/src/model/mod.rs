@@ -92,7 +92,7 @@ pub use catalog::{PriceItem, PriceList, Product};
 pub use checklist::{
     Answer, AnswerValue, ChecklistResponse, ChecklistTemplate, Question, QuestionKind, ShowIf,
 };
-pub use contact::Contact;
+pub use contact::{Consent, ConsentStatus, Contact};
 pub use doc::{Conflict, ConflictValue, RecordDoc};
 pub use geo::GeofenceVerdict;
 pub use incoming::{

@@ -12,6 +12,7 @@
 
 pub mod accounts;
 pub mod attachments;
+pub mod catalogue;
 pub mod conflicts;
 pub mod devices;
 pub mod export;

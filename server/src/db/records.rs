@@ -271,6 +271,20 @@ pub async fn apply_push(
     records: &[RecordChanges],
     decide: impl FnOnce(&[Option<Loaded>]) -> Decisions,
 ) -> Result<Applied, DbError> {
+    apply_push_with(db, caller, batch, records, false, decide).await
+}
+
+/// [`apply_push`], where `all_or_nothing` writes nothing at all (no record,
+/// no ledger entry) when any record is refused: what a bulk import needs.
+/// The answer still says, record by record, what was refused and why.
+pub async fn apply_push_with(
+    db: &Database,
+    caller: &Caller,
+    batch: Uuid,
+    records: &[RecordChanges],
+    all_or_nothing: bool,
+    decide: impl FnOnce(&[Option<Loaded>]) -> Decisions,
+) -> Result<Applied, DbError> {
     let pg = matches!(db, Database::Postgres(_));
     let principals = caller.principals();
     let org = *caller.org.as_uuid();
@@ -396,6 +410,17 @@ pub async fn apply_push(
             refusals,
         } = decisions.finish(caller, &lookups);
         let merge_time = merge_started.elapsed();
+        if all_or_nothing && !refusals.is_empty() {
+            tx.rollback().await?;
+            return Ok(Applied {
+                results,
+                note: None,
+                merge_time,
+                commit_time: Duration::ZERO,
+                changes_written: 0,
+                status_changes: Vec::new(),
+            });
+        }
 
         // 3. Write.
         let commit_started = Instant::now();

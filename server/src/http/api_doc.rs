@@ -94,6 +94,13 @@ impl Modify for BearerAuth {
         super::jobs::detail,
         super::jobs::close,
         super::jobs::cancel,
+        super::catalogue::products,
+        super::catalogue::price_lists,
+        super::catalogue::accounts,
+        super::catalogue::contacts,
+        super::catalogue::save,
+        super::catalogue::import,
+        super::catalogue::export,
         openapi_json,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
@@ -108,6 +115,7 @@ impl Modify for BearerAuth {
         (name = "orders", description = "The office's side of orders (approval, fulfilment) and time-entry approval"),
         (name = "jobs", description = "Service jobs in the back office: list, close, cancel"),
         (name = "figures", description = "Team dashboard, fleet sync health, conflicts queue, CSV export"),
+        (name = "catalogue", description = "Products, price lists, accounts and contacts: lists, saves, CSV import and export"),
         (name = "meta", description = "Health and this description"),
     )
 )]

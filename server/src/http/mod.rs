@@ -13,6 +13,7 @@
 mod api_doc;
 pub mod attachments;
 pub mod auth;
+pub mod catalogue;
 pub mod conflicts;
 pub mod devices;
 pub mod error;
@@ -60,4 +61,5 @@ pub fn router() -> Router<Arc<Context>> {
         .merge(export::routes())
         .merge(plan::routes())
         .merge(jobs::routes())
+        .merge(catalogue::routes())
 }

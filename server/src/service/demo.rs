@@ -319,6 +319,7 @@ pub async fn seed(db: &Database, slug: &str) -> anyhow::Result<DemoSummary> {
                 name: name.into(),
                 account_type: "outlet".into(),
                 account_status: "active".into(),
+                code: None,
                 price_list_id: None,
                 visit_frequency_days: Some(7),
                 locations: [(

@@ -14,6 +14,7 @@ pub mod accounts;
 pub mod analytics;
 pub mod attachments;
 pub mod auth;
+pub mod catalogue;
 pub mod conflicts;
 pub mod demo;
 pub mod devices;

@@ -37,6 +37,26 @@ pub struct Pushed {
 /// failures of the whole request (nothing was stored). Nothing happens after
 /// the commit here: [`super::sync::push`] adds the server's reactions.
 pub async fn push(ctx: &Context, caller: &Caller, req: &PushRequest) -> Result<Pushed> {
+    push_with(ctx, caller, req, false).await
+}
+
+/// [`push`], where nothing is written when any record is refused (a bulk
+/// import: all or nothing). The merge budget still applies: a push that
+/// cannot merge within it is refused whole.
+pub async fn push_all_or_nothing(
+    ctx: &Context,
+    caller: &Caller,
+    req: &PushRequest,
+) -> Result<Pushed> {
+    push_with(ctx, caller, req, true).await
+}
+
+async fn push_with(
+    ctx: &Context,
+    caller: &Caller,
+    req: &PushRequest,
+    all_or_nothing: bool,
+) -> Result<Pushed> {
     if req.records.len() > MAX_PUSH_RECORDS {
         return Err(Error::InvalidMessage(format!(
             "a push carries at most {MAX_PUSH_RECORDS} records; this one has {}",
@@ -75,19 +95,32 @@ pub async fn push(ctx: &Context, caller: &Caller, req: &PushRequest) -> Result<P
         let early_merge = merge_started.elapsed();
         let result = {
             let _writer = ctx.gate.enter(&ctx.db).await;
-            records::apply_push(&ctx.db, caller, req.batch, &records, |loaded| {
-                if loaded == early.as_slice() {
-                    merged
-                } else {
-                    // A concurrent push changed one of these records since the
-                    // copy was loaded: merge again onto what is stored now (each
-                    // record's cost is bounded by the pre-flight and the budget).
-                    ctx.metrics.push_remerged();
-                    off_async_threads(|| {
-                        push::decide_all(caller, &records, loaded, &preflight, push::MERGE_BUDGET)
-                    })
-                }
-            })
+            records::apply_push_with(
+                &ctx.db,
+                caller,
+                req.batch,
+                &records,
+                all_or_nothing,
+                |loaded| {
+                    if loaded == early.as_slice() {
+                        merged
+                    } else {
+                        // A concurrent push changed one of these records since the
+                        // copy was loaded: merge again onto what is stored now (each
+                        // record's cost is bounded by the pre-flight and the budget).
+                        ctx.metrics.push_remerged();
+                        off_async_threads(|| {
+                            push::decide_all(
+                                caller,
+                                &records,
+                                loaded,
+                                &preflight,
+                                push::MERGE_BUDGET,
+                            )
+                        })
+                    }
+                },
+            )
             .await
         };
         match result {

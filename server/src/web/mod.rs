@@ -30,8 +30,12 @@
 //! `/web/orders` (the order approval queue), `/web/orders/{id}` (one order,
 //! its decision and fulfilment forms), `/web/time` (time approvals),
 //! `/web/attachments/{sha256}` and `.../thumbnail` (downloads and photo
-//! thumbnails for the signed-in manager).
+//! thumbnails for the signed-in manager), `/web/catalogue` (products, price
+//! lists), `/web/customers` (accounts, contacts with consent) and
+//! `/web/import` (CSV import with a dry run) with CSV downloads at
+//! `/web/export-csv/{kind}`, for administrators (managers read the lists).
 
+mod catalogue;
 pub mod chart;
 mod conflicts;
 mod dashboard;
@@ -72,6 +76,9 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; scr
 
 /// Largest form body a page accepts (a bulk decision on every report of a page).
 const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// Largest body of the Import page's forms: the CSV file, URL-encoded.
+const MAX_IMPORT_FORM_BYTES: usize = 3 * crate::domain::catalogue::MAX_IMPORT_BYTES;
 
 /// The page routes.
 pub fn routes() -> Router<Arc<Context>> {
@@ -116,6 +123,22 @@ pub fn routes() -> Router<Arc<Context>> {
         .route(
             "/web/plan/assignments/{id}/cancel",
             post(plan::cancel_assignment),
+        )
+        .route("/web/catalogue", get(catalogue::catalogue))
+        .route("/web/customers", get(catalogue::customers))
+        .route("/web/admin/save/{kind}", post(catalogue::save))
+        .route("/web/export-csv/{kind}", get(catalogue::export))
+        .route("/web/import", get(catalogue::import_page))
+        // A CSV file travels in the form (URL-encoded: room for its escaping).
+        .route(
+            "/web/import/check",
+            post(catalogue::import_check)
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_IMPORT_FORM_BYTES)),
+        )
+        .route(
+            "/web/import/run",
+            post(catalogue::import_run)
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_IMPORT_FORM_BYTES)),
         )
         .route("/web/assets/app.css", get(css))
         .route("/web/assets/app.js", get(js))
@@ -303,6 +326,13 @@ pub fn page(title: &str, chrome: Option<Chrome<'_>>, body: Markup) -> Markup {
                                 li { a href="/web/jobs" aria-current=[(title == "Service jobs" || title.starts_with("Job: ")).then_some("page")] { "Jobs" } }
                                 li { a href="/web/conflicts" aria-current=[(title == "Conflicts").then_some("page")] { "Conflicts" } }
                                 li { a href="/web/plan" aria-current=[(title == "Plan").then_some("page")] { "Plan" } }
+                                @if c.role == "admin" || c.role == "manager" {
+                                    li { a href="/web/catalogue" aria-current=[(title == "Catalogue").then_some("page")] { "Catalogue" } }
+                                    li { a href="/web/customers" aria-current=[(title == "Customers").then_some("page")] { "Customers" } }
+                                }
+                                @if c.role == "admin" {
+                                    li { a href="/web/import" aria-current=[(title == "Import").then_some("page")] { "Import" } }
+                                }
                             }
                         }
                         div.who {
