@@ -545,16 +545,17 @@ fn read_table(kind: ImportKind, bytes: &[u8]) -> std::result::Result<Table, Vec<
         }
     }
     let mut rows = Vec::new();
+    let mut lines = LineCounter::new(bytes);
     for record in records {
         let record = match record {
             Ok(r) => r,
             Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
+                let line = e.position().map_or(0, |p| lines.line_at(p.byte()));
                 errors.push(err(line, "", format!("the line cannot be read: {e}")));
                 continue;
             }
         };
-        let line = record.position().map_or(0, |p| p.line());
+        let line = record.position().map_or(0, |p| lines.line_at(p.byte()));
         if record.iter().all(|c| c.iter().all(u8::is_ascii_whitespace)) {
             continue;
         }
@@ -603,6 +604,43 @@ fn read_table(kind: ImportKind, bytes: &[u8]) -> std::result::Result<Table, Vec<
         Ok(Table { rows })
     } else {
         Err(errors)
+    }
+}
+
+/// Line numbers of byte offsets, counted as the reader moves forward. The
+/// reader's own line count is off after a CRLF line end (what browsers send),
+/// so lines are counted here: a record starts after any line-end bytes.
+struct LineCounter<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    line: u64,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        LineCounter {
+            bytes,
+            at: 0,
+            line: 1,
+        }
+    }
+
+    fn line_at(&mut self, byte: u64) -> u64 {
+        let mut start = usize::try_from(byte)
+            .unwrap_or(usize::MAX)
+            .min(self.bytes.len());
+        while start < self.bytes.len() && matches!(self.bytes[start], b'\r' | b'\n') {
+            start += 1;
+        }
+        if start >= self.at {
+            let newlines = self.bytes[self.at..start]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count();
+            self.line += newlines as u64;
+            self.at = start;
+        }
+        self.line
     }
 }
 
@@ -1327,6 +1365,14 @@ mod tests {
             got,
             [(3, "name"), (3, "account_status"), (4, "code"), (4, "lat")]
         );
+    }
+
+    #[test]
+    fn lines_are_counted_with_crlf_line_ends_and_quoted_line_breaks() {
+        let file = "sku,name\r\nA,\"Two\r\nlines\"\r\nB,\r\n\r\nC,\r\n";
+        let errors = check(ImportKind::Products, file.as_bytes(), &dir()).expect_err("refused");
+        let got: Vec<u64> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(got, [4, 6]);
     }
 
     #[test]
