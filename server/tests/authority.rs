@@ -402,6 +402,7 @@ fn status_locks_hold_and_the_server_prices_submitted_orders(w: World) {
     };
     let product = mona.store().create(&product, today(7)).expect("product");
     let list = PriceList {
+        territory_default: false,
         meta: w.meta("mona"),
         name: "Retail".into(),
         currency: "EUR".into(),

@@ -21,7 +21,10 @@
 use std::time::{Duration, Instant};
 
 use fantoccini::Locator;
-use fieldsync_core::model::{Account, ConsentStatus, Contact, PriceList, Product, RecordKind};
+use fieldsync_core::model::order::{self, Order, OrderLine, OrderStatus};
+use fieldsync_core::model::{
+    Account, ConsentStatus, Contact, Money, PriceList, Product, Qty, RecordKind,
+};
 use fieldsync_core::protocol::PushOutcome;
 use fieldsync_test_support::{
     Backend, Browser, Device, ORG, PASSWORD, World, api, fieldsync, fill_login, on_both_databases,
@@ -428,6 +431,67 @@ fn import_export_and_sync(w: World) {
         by.len() >= 2 && by.iter().all(|u| *u == adam_id),
         "the import and the edit are the administrator's: {by:?}"
     );
+
+    // A territory's default price list prices orders at accounts without one.
+    let (code, body) = api(
+        &w,
+        &admin,
+        "POST",
+        "/v1/admin/records/price-list",
+        Some(
+            json!({"price_list": "Territory list", "currency": "EUR", "sku": "SKU-0001",
+                    "unit_price": "5.00", "max_discount_percent": "5", "territory_default": "yes"}),
+        ),
+    );
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = api(
+        &w,
+        &admin,
+        "POST",
+        "/v1/admin/records/accounts",
+        Some(json!({"code": "NOLIST", "name": "Shop without a list", "owner": "ana@acme.test"})),
+    );
+    assert_eq!(code, 200, "{body}");
+    let nolist: fieldsync_core::RecordId = body["id"].as_str().expect("id").parse().expect("id");
+    ana.sync();
+    let sku1 = ana
+        .store()
+        .all_of(RecordKind::Product)
+        .expect("products")
+        .into_iter()
+        .map(|p| ana.store().read::<Product>(p.id).expect("product"))
+        .find(|p| p.sku == "SKU-0001")
+        .expect("SKU-0001");
+    let order = Order::new(w.meta("ana"), nolist, "EUR");
+    let order_id = ana
+        .store()
+        .create_stateful(&order, &ana.actor, today(9))
+        .expect("order");
+    ana.store()
+        .act(order_id, |d| {
+            order::add_line(
+                d,
+                &ana.actor,
+                today(9),
+                OrderLine::new(sku1.meta.id, Qty::units(2), Money::new(999, "EUR")),
+            )
+            .map(|_| ())
+        })
+        .expect("line");
+    ana.store()
+        .act(order_id, |d| {
+            order::submit(d, &ana.actor, today(10)).map(|_| ())
+        })
+        .expect("submit");
+    ana.sync();
+    let priced: Order = ana.store().read_stateful(order_id).expect("the order");
+    assert_eq!(
+        priced.status,
+        OrderStatus::Confirmed,
+        "priced from the territory's default list"
+    );
+    let line = priced.lines.values().next().expect("a line");
+    assert_eq!(line.unit_price, Money::new(500, "EUR"));
     drop(mona);
 }
 

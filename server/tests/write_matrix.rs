@@ -251,6 +251,7 @@ fn matrix(backend: Backend) {
         &w,
         &u.mona,
         &PriceList {
+            territory_default: false,
             meta: w.meta("mona"),
             name: "Retail".into(),
             currency: "EUR".into(),
@@ -596,6 +597,7 @@ fn matrix(backend: Backend) {
             &w,
             mona,
             &PriceList {
+                territory_default: false,
                 meta: w.meta("mona"),
                 name: "Empty".into(),
                 currency: "EUR".into(),
@@ -1105,6 +1107,9 @@ fn mutation(kind: RecordKind, field: &str, ctx: &Ctx, writer: UserId) -> Option<
         (RecordKind::Product, "spare_part") => edit!(Product, |p| p.spare_part = !p.spare_part),
         (RecordKind::Product, "active") => edit!(Product, |p| p.active = !p.active),
         (RecordKind::PriceList, "name") => edit!(PriceList, |p| p.name.push('x')),
+        (RecordKind::PriceList, "territory_default") => {
+            edit!(PriceList, |p| p.territory_default = !p.territory_default)
+        }
         (RecordKind::PriceList, "currency") => edit!(PriceList, |p| {
             // Its items follow (the same cells).
             p.currency = if p.currency == "EUR" {

@@ -74,6 +74,26 @@ pub struct PriceList {
     /// Items by product id.
     #[serde(default)]
     pub items: BTreeMap<RecordId, PriceItem>,
+    /// The default list of its territory (`meta.territory`): what an order
+    /// at an account without a price list of its own is priced from. Set by
+    /// the office; one list per territory (the server keeps it so).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub territory_default: bool,
+}
+
+impl PriceList {
+    /// The list an order at `account` is priced from when neither the order
+    /// nor the account names one: the default list of the account's
+    /// territory among `lists` (the lowest id, should two claim it).
+    pub fn territory_default_for<'a>(
+        account: &super::Account,
+        lists: impl IntoIterator<Item = &'a PriceList>,
+    ) -> Option<&'a PriceList> {
+        lists
+            .into_iter()
+            .filter(|l| l.territory_default && l.meta.territory == account.meta.territory)
+            .min_by_key(|l| l.meta.id)
+    }
 }
 
 impl Record for PriceList {

@@ -302,6 +302,7 @@ pub const FIELD_RULES: &[FieldRule] = &[
     rule(K::PriceList, "name", &[g(OFFICE, ANY)]),
     rule(K::PriceList, "currency", &[g(OFFICE, ANY)]),
     rule(K::PriceList, "items", &[g(OFFICE, ANY)]),
+    rule(K::PriceList, "territory_default", &[g(OFFICE, ANY)]),
     rule(K::PriceList, "deleted", &[g(OFFICE, ANY)]),
     rule(K::ChecklistTemplate, "name", &[g(OFFICE, ANY)]),
     rule(K::ChecklistTemplate, "version", &[g(OFFICE, ANY)]),

@@ -381,6 +381,19 @@ pub async fn apply_push_with(
                         .collect(),
                 );
             }
+            for territory in needs.territory_price_lists {
+                let docs: Vec<Vec<u8>> = sqlx::query_scalar(
+                    "SELECT doc FROM records WHERE org_id = $1 AND kind = $2 \
+                     AND territory_id = $3 AND deleted = $4 ORDER BY id",
+                )
+                .bind(uuid(org))
+                .bind(RecordKind::PriceList.as_str())
+                .bind(uuid(territory))
+                .bind(false)
+                .fetch_all(&mut *tx)
+                .await?;
+                lookups.territory_price_lists.insert(territory, docs);
+            }
             for (sql, ids, found) in [
                 (
                     "SELECT 1 FROM teams WHERE id = $1 AND org_id = $2",

@@ -263,6 +263,12 @@ const PRICE_LIST_COLUMNS: &[Column] = &[
         false,
         "largest discount a rep gives without approval, 0 to 100; empty: 0",
     ),
+    col(
+        "territory_default",
+        false,
+        "yes: the list of its territory for accounts without one of their own (one per \
+         territory); empty: as it is (no for a new list)",
+    ),
     OWNERSHIP[0],
     OWNERSHIP[1],
 ];
@@ -447,6 +453,8 @@ pub struct PriceListRows {
     pub currency: String,
     /// Team and territory (owner: the importer).
     pub ownership: Ownership,
+    /// Whether it is its territory's default (`None`: as it is).
+    pub territory_default: Option<bool>,
     /// Items, in file order.
     pub items: Vec<ItemRow>,
 }
@@ -1139,9 +1147,21 @@ fn price_lists(table: &Table, dir: &Directory, errors: &mut Vec<RowError>) -> Ve
                 format!("{sku:?} is already on this list on line {first}"),
             );
         }
+        let territory_default = match r.text("territory_default") {
+            None => None,
+            Some(_) => Some(r.flag("territory_default", false)),
+        };
         let ownership = match by_name.get(&name.to_lowercase()) {
             Some(&i) => {
                 let list = &lists[i];
+                if let (Some(was), Some(now)) = (list.territory_default, territory_default)
+                    && was != now
+                {
+                    r.fail(
+                        "territory_default",
+                        format!("line {} says otherwise for the same list", list.line),
+                    );
+                }
                 if !currency.is_empty() && list.currency != currency {
                     r.fail(
                         "currency",
@@ -1182,12 +1202,29 @@ fn price_lists(table: &Table, dir: &Directory, errors: &mut Vec<RowError>) -> Ve
                 lists[i].items.push(item);
             }
             None => {
+                if territory_default == Some(true)
+                    && let Some(other) = lists.iter().find(|l| {
+                        l.territory_default == Some(true)
+                            && l.ownership.territory == ownership.territory
+                    })
+                {
+                    errors.push(err(
+                        *line,
+                        "territory_default",
+                        format!(
+                            "{:?} (line {}) is already the default of this territory: one per territory",
+                            other.name, other.line
+                        ),
+                    ));
+                    continue;
+                }
                 by_name.insert(name.to_lowercase(), lists.len());
                 lists.push(PriceListRows {
                     line: *line,
                     name,
                     currency,
                     ownership,
+                    territory_default,
                     items: vec![item],
                 });
             }

@@ -113,6 +113,8 @@ pub struct PriceListView {
     pub territory: String,
     /// How many accounts buy on it.
     pub accounts: usize,
+    /// The default of its territory, for accounts without a list of their own.
+    pub territory_default: bool,
     /// Items, by SKU.
     pub items: Vec<PriceItemView>,
 }
@@ -319,6 +321,7 @@ pub async fn price_lists(ctx: &Context, caller: &Caller) -> Result<Vec<PriceList
                     .iter()
                     .filter(|(_, a)| a.price_list_id == Some(l.meta.id))
                     .count(),
+                territory_default: l.territory_default,
                 name: l.name,
                 currency: l.currency,
                 items,
@@ -591,6 +594,23 @@ fn plan(writer: &Caller, rows: &Rows, stored: &Loaded) -> Result<Plan> {
             for list in lists {
                 plan_price_list(&mut plan, writer, list, stored)?;
             }
+            // One default list per territory: a new default takes the place
+            // of the territory's stored one.
+            for list in lists.iter().filter(|l| l.territory_default == Some(true)) {
+                for (doc, other) in &stored.lists.items {
+                    let in_file = lists
+                        .iter()
+                        .any(|l| l.name.eq_ignore_ascii_case(&other.name));
+                    if other.territory_default
+                        && !in_file
+                        && other.meta.territory == list.ownership.territory
+                    {
+                        plan.edit::<PriceList>(list.line, doc, writer, |l| {
+                            l.territory_default = false;
+                        })?;
+                    }
+                }
+            }
         }
         Rows::Accounts(rows) => {
             for row in rows {
@@ -646,6 +666,9 @@ fn plan_price_list(
     let fill = |l: &mut PriceList| {
         l.name = list.name.clone();
         l.currency = list.currency.clone();
+        if let Some(default) = list.territory_default {
+            l.territory_default = default;
+        }
         for item in &list.items {
             l.items.insert(
                 item.product,
@@ -667,6 +690,7 @@ fn plan_price_list(
         }
         None => {
             let mut l = PriceList {
+                territory_default: false,
                 meta: meta(writer, &list.ownership),
                 name: String::new(),
                 currency: String::new(),
@@ -992,6 +1016,7 @@ pub async fn export(ctx: &Context, caller: &Caller, kind: ImportKind) -> Result<
                         sku,
                         rules::format_minor(item.unit_price.minor, 2),
                         rules::format_minor(i64::from(item.max_discount_bp), 2),
+                        yes(l.territory_default),
                         team(l.meta.team),
                         names.territory(l.meta.territory),
                     ]);

@@ -272,6 +272,7 @@ pub async fn seed(db: &Database, slug: &str) -> anyhow::Result<DemoSummary> {
     // The price list every account buys on: the catalogue's prices, up to
     // 10 % discount without a manager's approval.
     let price_list = PriceList {
+        territory_default: false,
         meta: s.meta(manager),
         name: "Lisbon outlets 2026".into(),
         currency: "EUR".into(),

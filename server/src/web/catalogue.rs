@@ -186,6 +186,7 @@ fn price_list(l: &PriceListView) -> Markup {
                 strong { (l.name) } " · " (l.currency) " · " (l.territory) " · "
                 (format::count(l.items.len() as u64, "item", "items")) " · "
                 (format::count(l.accounts as u64, "account", "accounts"))
+                @if l.territory_default { " · " span.badge { "default of its territory" } }
             }
             div.table-wrap { table {
                 thead { tr {
@@ -216,6 +217,14 @@ fn price_form(web: &WebUser, lists: &[PriceListView]) -> Markup {
                 (field("sku", "Product SKU", None, true))
                 (field("unit_price", "Unit price, e.g. 12.50", None, true))
                 (field("max_discount_percent", "Max. discount % without approval", Some("0"), false))
+                div.field {
+                    label for="f-territory_default" { "Default list of its territory (for accounts without their own)" }
+                    select #f-territory_default name="territory_default" {
+                        option value="" { "Leave as it is" }
+                        option value="yes" { "Yes" }
+                        option value="no" { "No" }
+                    }
+                }
                 button type="submit" { "Save price" }
             }
         }
