@@ -585,6 +585,23 @@ fn import_page(w: World, db: &str) {
         // The catalogue page lists them.
         let html = open(b, &format!("{}/web/catalogue", w.base)).await;
         assert!(html.contains("Anvil") && html.contains("A-2"), "{html}");
+        // Its form edits a product by SKU (a one-row import).
+        open(b, &format!("{}/web/catalogue?edit=A-2", w.base)).await;
+        let name = b.find(Locator::Css("#f-name")).await.expect("name field");
+        name.clear().await.expect("clear");
+        name.send_keys("Axe, forged").await.expect("type");
+        b.find(Locator::Css("#product-form button[type=submit]"))
+            .await
+            .expect("save")
+            .click()
+            .await
+            .expect("click");
+        settled(b, "p.notice.ok").await;
+        let html = b.source().await.expect("source");
+        assert!(
+            html.contains("Product saved.") && html.contains("Axe, forged"),
+            "{html}"
+        );
     });
     assert_eq!(records_of(&w, "product"), 2);
     let ana: Device = w.device("ana");

@@ -661,10 +661,7 @@ struct Row<'a> {
 
 impl Row<'_> {
     fn text(&self, name: &str) -> Option<String> {
-        self.cells
-            .get(name)
-            .filter(|v| !v.is_empty())
-            .map(String::clone)
+        self.cells.get(name).filter(|v| !v.is_empty()).cloned()
     }
 
     fn fail(&mut self, column: &str, message: impl Into<String>) {
@@ -812,7 +809,7 @@ fn check_table(
     if errors.is_empty() {
         Ok(rows)
     } else {
-        errors.sort_by(|a, b| a.line.cmp(&b.line));
+        errors.sort_by_key(|e| e.line);
         Err(errors)
     }
 }
@@ -1087,9 +1084,8 @@ fn price_lists(table: &Table, dir: &Directory, errors: &mut Vec<RowError>) -> Ve
         };
         let name = r.required("price_list");
         let currency = r.required("currency").to_uppercase();
-        if !currency.is_empty()
-            && !(currency.len() == 3 && currency.chars().all(|c| c.is_ascii_uppercase()))
-        {
+        let well_formed = currency.len() == 3 && currency.chars().all(|c| c.is_ascii_uppercase());
+        if !currency.is_empty() && !well_formed {
             r.fail(
                 "currency",
                 format!("{currency:?} is not a currency code like EUR"),
@@ -1147,10 +1143,9 @@ fn price_lists(table: &Table, dir: &Directory, errors: &mut Vec<RowError>) -> Ve
                 format!("{sku:?} is already on this list on line {first}"),
             );
         }
-        let territory_default = match r.text("territory_default") {
-            None => None,
-            Some(_) => Some(r.flag("territory_default", false)),
-        };
+        let territory_default = r
+            .text("territory_default")
+            .map(|_| r.flag("territory_default", false));
         let ownership = match by_name.get(&name.to_lowercase()) {
             Some(&i) => {
                 let list = &lists[i];

@@ -280,7 +280,7 @@ pub async fn products(
             active: p.active,
         })
         .collect();
-    out.sort_by(|a, b| a.sku.to_lowercase().cmp(&b.sku.to_lowercase()));
+    out.sort_by_key(|a| a.sku.to_lowercase());
     out.truncate(MAX_LISTED);
     Ok(out)
 }
@@ -328,7 +328,7 @@ pub async fn price_lists(ctx: &Context, caller: &Caller) -> Result<Vec<PriceList
             }
         })
         .collect();
-    out.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+    out.sort_by_key(|a| a.name.to_lowercase());
     Ok(out)
 }
 
@@ -348,7 +348,7 @@ pub async fn accounts(
         .filter(|(_, a)| matches(query, &[a.code.as_deref().unwrap_or(""), &a.name]))
         .map(|(_, a)| account_view(a, &names, &lists))
         .collect();
-    out.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+    out.sort_by_key(|a| a.name.to_lowercase());
     out.truncate(MAX_LISTED);
     Ok(out)
 }
@@ -573,7 +573,7 @@ fn reown(m: &mut RecordMeta, o: &rules::Ownership) {
     }
 }
 
-fn find_doc<'a, R: Record>(stored: &'a Stored<R>, id: RecordId) -> Option<&'a RecordDoc> {
+fn find_doc<R: Record>(stored: &Stored<R>, id: RecordId) -> Option<&RecordDoc> {
     stored
         .items
         .iter()
