@@ -846,7 +846,7 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
         "created"
     };
     println!(
-        "fieldsync: {} row(s) of {}: {verb} {}, {} {}, {} unchanged ({} ms)",
+        "fieldsync: {} row(s) of {}; records: {verb} {}, {} {}, {} unchanged ({} ms)",
         report.rows,
         report.kind,
         report.created,

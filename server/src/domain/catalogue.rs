@@ -473,6 +473,14 @@ pub enum Rows {
 }
 
 impl Rows {
+    /// How many data rows the file holds (a price list's items each a row).
+    pub fn rows(&self) -> usize {
+        match self {
+            Rows::PriceLists(lists) => lists.iter().map(|l| l.items.len()).sum(),
+            other => other.records(),
+        }
+    }
+
     /// How many records the file makes or updates.
     pub fn records(&self) -> usize {
         match self {

@@ -840,7 +840,7 @@ pub async fn import(
         Ok(rows) => rows,
         Err(errors) => return Ok(refused_report(report, errors, started)),
     };
-    report.rows = rows.records();
+    report.rows = rows.rows();
     let plan = plan(&writer, &rows, &stored)?;
     report.created = plan.created;
     report.updated = plan.updated;

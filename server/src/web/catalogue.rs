@@ -549,7 +549,7 @@ fn import_body(
             }
             Some(Ok(r)) if r.dry_run => {
                 p.notice.ok role="status" {
-                    "The file is good: " (format::count(r.rows as u64, "row", "rows")) ", "
+                    "The file is good: " (format::count(r.rows as u64, "row", "rows")) "; records: "
                     (r.created) " to create, " (r.updated) " to update, " (r.unchanged) " unchanged."
                 }
                 form method="post" action="/web/import/run" {
@@ -563,7 +563,7 @@ fn import_body(
             }
             Some(Ok(r)) => {
                 p.notice.ok role="status" {
-                    "Imported " (r.rows) " " (kind_noun(kind)) ": " (r.created) " created, " (r.updated) " updated, "
+                    "Imported " (r.rows) " " (row_noun(kind)) "; records: " (r.created) " created, " (r.updated) " updated, "
                     (r.unchanged) " unchanged, in " (r.millis) " ms. Devices receive them with their next sync."
                 }
                 p { a href=(list_page(kind)) { "See them" } " · " a href="/web/import" { "Import another file" } }
@@ -616,6 +616,14 @@ fn kind_noun(kind: ImportKind) -> &'static str {
         ImportKind::Contacts => "contacts",
         ImportKind::Products => "products",
         ImportKind::PriceList => "price lists",
+    }
+}
+
+/// What each row of a file of `kind` is.
+fn row_noun(kind: ImportKind) -> &'static str {
+    match kind {
+        ImportKind::PriceList => "price-list items",
+        other => kind_noun(other),
     }
 }
 
