@@ -116,3 +116,54 @@ impl Record for Contact {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{OrgId, TeamId, TerritoryId, UserId};
+    use crate::model::RecordDoc;
+
+    #[test]
+    fn a_contact_saved_before_consent_loads_as_never_asked_and_records_it_later() {
+        // A document as an app that predates `consent` wrote it.
+        let old = serde_json::json!({
+            "meta": {
+                "id": RecordId::new(), "org": OrgId::new(), "owner": UserId::new(),
+                "team": TeamId::new(), "territory": TerritoryId::new(),
+            },
+            "account_id": RecordId::new(),
+            "name": "Rui",
+            "marketing_consent": true,
+        });
+        let mut contact: Contact = serde_json::from_value(old).expect("an old contact loads");
+        assert_eq!(contact.consent, None);
+        assert!(contact.marketing_consent);
+        let mut doc = RecordDoc::create(&contact, automerge::ActorId::random(), DeviceTime::utc(0))
+            .expect("create");
+        contact.record_consent(Consent {
+            status: ConsentStatus::Withdrawn,
+            at: DeviceTime::utc(5),
+            how: "phone call".into(),
+        });
+        doc.update::<Contact>(DeviceTime::utc(6), |c| *c = contact.clone())
+            .expect("record it");
+        let read: Contact = doc.read().expect("read");
+        assert!(!read.marketing_consent, "kept in step");
+        assert_eq!(
+            read.consent.map(|c| (c.status, c.how)),
+            Some((ConsentStatus::Withdrawn, "phone call".to_owned()))
+        );
+        let empty = Consent {
+            status: ConsentStatus::Granted,
+            at: DeviceTime::utc(7),
+            how: " ".into(),
+        };
+        let mut bad = read_back(&doc);
+        bad.consent = Some(empty);
+        assert!(bad.validate().is_err(), "consent says how it was collected");
+    }
+
+    fn read_back(doc: &RecordDoc) -> Contact {
+        doc.read().expect("read")
+    }
+}
