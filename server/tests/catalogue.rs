@@ -27,8 +27,8 @@ use fieldsync_core::model::{
 };
 use fieldsync_core::protocol::PushOutcome;
 use fieldsync_test_support::{
-    Backend, Browser, Device, ORG, PASSWORD, World, api, fieldsync, fill_login, on_both_databases,
-    open, settled, today,
+    Backend, Browser, Device, ORG, PASSWORD, SESSION_COOKIE, World, api, cookie_pair, csrf_of,
+    fieldsync, fill_login, http, on_both_databases, open, settled, sign_in, today,
 };
 use serde_json::{Value, json};
 
@@ -603,6 +603,41 @@ fn import_page(w: World, db: &str) {
             "{html}"
         );
     });
+    assert_eq!(records_of(&w, "product"), 2);
+
+    // A manager reads the pages without their forms, and may not save,
+    // import or open the Import page.
+    let session = cookie_pair(&sign_in(&w, "mona", PASSWORD), SESSION_COOKIE);
+    let page = http(&w, "GET", "/web/catalogue", &session, &[]);
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Axe, forged"), "{}", page.body);
+    assert!(!page.body.contains("product-form"), "no form for a manager");
+    assert!(
+        !page.body.contains("href=\"/web/import\""),
+        "no Import link"
+    );
+    let csrf = csrf_of(&page.body);
+    let save = http(
+        &w,
+        "POST",
+        "/web/admin/save/products",
+        &session,
+        &[("csrf", &csrf), ("sku", "A-9"), ("name", "Not mine")],
+    );
+    assert_eq!(save.status, 403, "{}", save.body);
+    assert_eq!(http(&w, "GET", "/web/import", &session, &[]).status, 403);
+    let check = http(
+        &w,
+        "POST",
+        "/web/import/check",
+        &session,
+        &[
+            ("csrf", &csrf),
+            ("kind", "products"),
+            ("csv", "sku,name\nA-9,Nine\n"),
+        ],
+    );
+    assert_eq!(check.status, 403);
     assert_eq!(records_of(&w, "product"), 2);
     let ana: Device = w.device("ana");
     ana.sync();

@@ -127,3 +127,49 @@ impl Record for PriceList {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{OrgId, TeamId, TerritoryId, UserId};
+    use crate::model::Account;
+
+    fn meta(territory: TerritoryId) -> RecordMeta {
+        RecordMeta {
+            id: RecordId::new(),
+            org: OrgId::new(),
+            owner: UserId::new(),
+            team: TeamId::new(),
+            territory,
+        }
+    }
+
+    fn list(territory: TerritoryId, default: bool) -> PriceList {
+        PriceList {
+            meta: meta(territory),
+            name: "L".into(),
+            currency: "EUR".into(),
+            items: BTreeMap::new(),
+            territory_default: default,
+        }
+    }
+
+    #[test]
+    fn an_account_without_a_list_takes_its_territorys_default() {
+        let (here, there) = (TerritoryId::new(), TerritoryId::new());
+        let account = Account {
+            meta: meta(here),
+            code: None,
+            name: "Shop".into(),
+            account_type: "outlet".into(),
+            account_status: "active".into(),
+            price_list_id: None,
+            visit_frequency_days: None,
+            locations: BTreeMap::new(),
+        };
+        let lists = [list(here, false), list(there, true), list(here, true)];
+        let found = PriceList::territory_default_for(&account, &lists).expect("a default");
+        assert_eq!(found.meta.id, lists[2].meta.id);
+        assert!(PriceList::territory_default_for(&account, &lists[..2]).is_none());
+    }
+}
