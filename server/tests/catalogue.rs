@@ -14,9 +14,14 @@
 //! - Re-importing updates by natural key (no duplicates); export → import
 //!   round-trips through the command line with nothing changed.
 //! - Contacts carry consent (granted or withdrawn, when, how) to the device.
+//! - One record saved through the JSON API is an edit by key, audited under
+//!   the administrator; a territory's default price list prices the order a
+//!   rep submits at an account without a list of its own.
 //! - On the Import page, an administrator uploads a file, sees its errors by
-//!   line and column, then imports a good file (screenshots
-//!   `import-<db>-errors.png`, `import-<db>-done.png`).
+//!   line and column, then imports a good file and edits a product through
+//!   the Catalogue page's form (screenshots `import-<db>-errors.png`,
+//!   `import-<db>-done.png`); a manager reads the page without its forms and
+//!   is refused a save and the Import page.
 
 use std::time::{Duration, Instant};
 
