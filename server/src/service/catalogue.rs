@@ -194,6 +194,8 @@ pub struct ContactView {
 /// Stored records of one kind in the caller's scope.
 struct Stored<R> {
     items: Vec<(RecordDoc, R)>,
+    /// Position in `items` by record id.
+    by_id: BTreeMap<RecordId, usize>,
 }
 
 impl<R: Record> Stored<R> {
@@ -211,14 +213,20 @@ impl<R: Record> Stored<R> {
             let value: R = doc.read().map_err(stored)?;
             items.push((doc, value));
         }
-        Ok(Stored { items })
+        let by_id = items
+            .iter()
+            .enumerate()
+            .map(|(i, (_, r))| (r.meta().id, i))
+            .collect();
+        Ok(Stored { items, by_id })
     }
 
     fn find(&self, id: RecordId) -> Option<&R> {
-        self.items
-            .iter()
-            .find(|(_, r)| r.meta().id == id)
-            .map(|(_, r)| r)
+        self.items.get(*self.by_id.get(&id)?).map(|(_, r)| r)
+    }
+
+    fn doc(&self, id: RecordId) -> Option<&RecordDoc> {
+        self.items.get(*self.by_id.get(&id)?).map(|(d, _)| d)
     }
 }
 
@@ -438,6 +446,8 @@ struct Loaded {
     products: Stored<Product>,
     lists: Stored<PriceList>,
     contacts: Option<Stored<Contact>>,
+    /// Stored contacts' positions by their key (account, lower-case name).
+    contact_keys: BTreeMap<(RecordId, String), usize>,
 }
 
 async fn load(ctx: &Context, caller: &Caller, kind: ImportKind) -> Result<Loaded> {
@@ -479,12 +489,18 @@ async fn load(ctx: &Context, caller: &Caller, kind: ImportKind) -> Result<Loaded
     } else {
         None
     };
+    let contact_keys = contacts
+        .iter()
+        .flat_map(|c| c.items.iter().enumerate())
+        .map(|(i, (_, c))| ((c.account_id, c.name.to_lowercase()), i))
+        .collect();
     Ok(Loaded {
         dir,
         accounts,
         products,
         lists,
         contacts,
+        contact_keys,
     })
 }
 
@@ -574,11 +590,7 @@ fn reown(m: &mut RecordMeta, o: &rules::Ownership) {
 }
 
 fn find_doc<R: Record>(stored: &Stored<R>, id: RecordId) -> Option<&RecordDoc> {
-    stored
-        .items
-        .iter()
-        .find(|(_, r)| r.meta().id == id)
-        .map(|(d, _)| d)
+    stored.doc(id)
 }
 
 /// The changes of checked rows, made as `writer` onto what is stored.
@@ -777,11 +789,10 @@ fn plan_contact(plan: &mut Plan, writer: &Caller, row: &ContactRow, s: &Loaded) 
         }
     };
     let existing = s.contacts.as_ref().and_then(|contacts| {
-        contacts
-            .items
-            .iter()
-            .find(|(_, c)| c.account_id == row.account && c.name.eq_ignore_ascii_case(&row.name))
-            .map(|(d, _)| d)
+        let i = s
+            .contact_keys
+            .get(&(row.account, row.name.to_lowercase()))?;
+        contacts.items.get(*i).map(|(d, _)| d)
     });
     match existing {
         Some(doc) => plan.edit::<Contact>(row.line, doc, writer, fill),
@@ -960,10 +971,10 @@ fn key_id(rows: &Rows, s: &Loaded) -> Option<RecordId> {
         Rows::Accounts(r) => s.dir.accounts.get(&r.first()?.code).copied(),
         Rows::Contacts(r) => {
             let row = r.first()?;
-            s.contacts.as_ref()?.items.iter().find_map(|(_, c)| {
-                (c.account_id == row.account && c.name.eq_ignore_ascii_case(&row.name))
-                    .then_some(c.meta.id)
-            })
+            let i = s
+                .contact_keys
+                .get(&(row.account, row.name.to_lowercase()))?;
+            s.contacts.as_ref()?.items.get(*i).map(|(_, c)| c.meta.id)
         }
     }
 }
