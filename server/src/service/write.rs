@@ -40,9 +40,15 @@ pub async fn push(ctx: &Context, caller: &Caller, req: &PushRequest) -> Result<P
     push_with(ctx, caller, req, false).await
 }
 
+/// Most time an all-or-nothing push may spend merging. Such a push is the
+/// server's own (an administrator's import, checked before and bounded in
+/// records), so it gets more than a device push's `MERGE_BUDGET`: on a slow
+/// or busy node a large import would otherwise be refused whole for time
+/// alone.
+pub const IMPORT_MERGE_BUDGET: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// [`push`], where nothing is written when any record is refused (a bulk
-/// import: all or nothing). The merge budget still applies: a push that
-/// cannot merge within it is refused whole.
+/// import: all or nothing), merged within [`IMPORT_MERGE_BUDGET`].
 pub async fn push_all_or_nothing(
     ctx: &Context,
     caller: &Caller,
@@ -57,6 +63,11 @@ async fn push_with(
     req: &PushRequest,
     all_or_nothing: bool,
 ) -> Result<Pushed> {
+    let budget = if all_or_nothing {
+        IMPORT_MERGE_BUDGET
+    } else {
+        push::MERGE_BUDGET
+    };
     if req.records.len() > MAX_PUSH_RECORDS {
         return Err(Error::InvalidMessage(format!(
             "a push carries at most {MAX_PUSH_RECORDS} records; this one has {}",
@@ -87,7 +98,7 @@ async fn push_with(
                 (caller.clone(), Arc::clone(&records), Arc::clone(&preflight));
             let early = early.clone();
             tokio::task::spawn_blocking(move || {
-                push::decide_all(&caller, &records, &early, &preflight, push::MERGE_BUDGET)
+                push::decide_all(&caller, &records, &early, &preflight, budget)
             })
             .await
             .map_err(|e| Error::internal(format!("push merge: {e}")))?
@@ -110,13 +121,7 @@ async fn push_with(
                         // record's cost is bounded by the pre-flight and the budget).
                         ctx.metrics.push_remerged();
                         off_async_threads(|| {
-                            push::decide_all(
-                                caller,
-                                &records,
-                                loaded,
-                                &preflight,
-                                push::MERGE_BUDGET,
-                            )
+                            push::decide_all(caller, &records, loaded, &preflight, budget)
                         })
                     }
                 },
