@@ -433,6 +433,7 @@ impl FieldsyncClient {
             name,
             account_type: "outlet".into(),
             account_status: "active".into(),
+            code: None,
             price_list_id: None,
             visit_frequency_days: None,
             locations: [(

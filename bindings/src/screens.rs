@@ -104,11 +104,22 @@ impl FieldsyncClient {
         Ok(JobItem::of(&self.store().read_stateful::<ServiceJob>(id)?))
     }
 
-    /// The price list of an order: its own, else its account's.
+    /// The price list of an order: its own, else its account's, else the
+    /// default list of the account's territory (as the server prices it).
     fn price_list_for(&self, o: &Order) -> Result<Option<PriceList>, FieldsyncError> {
         let list = match o.price_list_id {
             Some(l) => Some(l),
-            None => self.store().read::<Account>(o.account_id)?.price_list_id,
+            None => {
+                let account = self.store().read::<Account>(o.account_id)?;
+                if account.price_list_id.is_none() {
+                    let mut lists = Vec::new();
+                    for p in self.store().all_of(RecordKind::PriceList)? {
+                        lists.push(self.store().read::<PriceList>(p.id)?);
+                    }
+                    return Ok(PriceList::territory_default_for(&account, &lists).cloned());
+                }
+                account.price_list_id
+            }
         };
         Ok(match list {
             Some(l) => Some(self.store().read::<PriceList>(l)?),
@@ -207,6 +218,7 @@ impl FieldsyncClient {
             phone: contact.phone,
             email: contact.email,
             marketing_consent: contact.marketing_consent,
+            consent: None,
         };
         Ok(self.store().create(&c, now())?.to_string())
     }
@@ -280,6 +292,7 @@ impl FieldsyncClient {
             );
         }
         let list = PriceList {
+            territory_default: false,
             meta: self.meta(&me, None)?,
             name,
             currency,

@@ -53,6 +53,7 @@ fn contact_with_history(edits: usize) -> RecordDoc {
         phone: Some("+351 912 000 000".into()),
         email: Some("zebulon@quax.example".into()),
         marketing_consent: false,
+        consent: None,
     };
     let mut doc = RecordDoc::create(&c, ActorId::random(), DeviceTime::utc(1)).expect("create");
     for i in 0..edits {

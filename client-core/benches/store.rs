@@ -393,6 +393,7 @@ fn account_search(w: &World, dir: &std::path::Path) {
             name: name.clone(),
             account_type: "outlet".into(),
             account_status: "active".into(),
+            code: None,
             price_list_id: None,
             visit_frequency_days: Some(14),
             locations: [(

@@ -63,6 +63,7 @@ fn write_customer(store: &DeviceStore) -> Ids {
                 name: NAME.into(),
                 account_type: "outlet".into(),
                 account_status: "active".into(),
+                code: None,
                 price_list_id: None,
                 visit_frequency_days: None,
                 locations: Default::default(),
@@ -80,6 +81,7 @@ fn write_customer(store: &DeviceStore) -> Ids {
                 phone: Some("+44 20 7946 0958".into()),
                 email: Some(EMAIL.into()),
                 marketing_consent: false,
+                consent: None,
             },
             DeviceTime::utc(2),
         )

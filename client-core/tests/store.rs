@@ -1040,6 +1040,7 @@ fn accounts_and_products_are_found_by_prefix_place_and_sku_and_deleted_ones_are_
         name: name.into(),
         account_type: "outlet".into(),
         account_status: "active".into(),
+        code: None,
         price_list_id: None,
         visit_frequency_days: None,
         locations: [(

@@ -105,6 +105,7 @@ fn run(backend: Backend, files: usize, size: usize) -> Run {
         name: "Padaria Central".into(),
         account_type: "outlet".into(),
         account_status: "active".into(),
+        code: None,
         price_list_id: None,
         visit_frequency_days: None,
         locations: Default::default(),

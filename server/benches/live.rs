@@ -158,6 +158,7 @@ fn run(backend: Backend, name: &'static str, live: usize, idle: usize) -> Vec<Ro
         name: "Bench outlet".into(),
         account_type: "outlet".into(),
         account_status: "active".into(),
+        code: None,
         price_list_id: None,
         visit_frequency_days: None,
         locations: Default::default(),

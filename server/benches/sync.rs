@@ -408,6 +408,7 @@ fn seed(w: &World, n: usize) -> Vec<RecordId> {
                 name: format!("Outlet {i}"),
                 account_type: "outlet".into(),
                 account_status: "active".into(),
+                code: None,
                 price_list_id: None,
                 visit_frequency_days: Some(14),
                 locations: Default::default(),

@@ -86,6 +86,12 @@ enum Command {
     /// published one, as a manager or administrator (`--as`).
     #[command(subcommand)]
     Template(TemplateCommand),
+    /// Import accounts, contacts, products or a price list from a CSV file
+    /// (all or nothing; every error listed by line and column).
+    Import(ImportArgs),
+    /// Export accounts, contacts, products or price lists as the CSV file an
+    /// import reads.
+    Export(ExportArgs),
     /// Seed a demo organisation (a manager, three reps, two technicians, accounts,
     /// a week of visits, orders and jobs) and print its logins.
     Demo(DemoArgs),
@@ -137,6 +143,64 @@ struct ServeArgs {
     /// a database holding a demo organisation.
     #[arg(long)]
     demo: bool,
+    #[command(flatten)]
+    settings: SettingsArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CsvKind {
+    Accounts,
+    Contacts,
+    Products,
+    #[value(name = "price-list")]
+    PriceList,
+}
+
+impl CsvKind {
+    fn kind(self) -> fieldsync_server::domain::catalogue::ImportKind {
+        use fieldsync_server::domain::catalogue::ImportKind;
+        match self {
+            CsvKind::Accounts => ImportKind::Accounts,
+            CsvKind::Contacts => ImportKind::Contacts,
+            CsvKind::Products => ImportKind::Products,
+            CsvKind::PriceList => ImportKind::PriceList,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct ImportArgs {
+    /// What the file holds (docs/operations.md lists each kind's columns).
+    kind: CsvKind,
+    /// The CSV file (UTF-8, a header line first).
+    file: std::path::PathBuf,
+    /// The organisation's slug.
+    #[arg(long)]
+    org: String,
+    /// Email of the administrator on whose behalf it is written (the audit
+    /// names them); the organisation's first administrator when not given.
+    #[arg(long = "as")]
+    as_user: Option<String>,
+    /// Only check the file: list every error, write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    settings: SettingsArgs,
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    /// What to export.
+    kind: CsvKind,
+    /// Where to write the CSV file; standard output when not given.
+    #[arg(long)]
+    output: Option<std::path::PathBuf>,
+    /// The organisation's slug.
+    #[arg(long)]
+    org: String,
+    /// Email of the administrator it is read as; the first administrator when not given.
+    #[arg(long = "as")]
+    as_user: Option<String>,
     #[command(flatten)]
     settings: SettingsArgs,
 }
@@ -568,6 +632,8 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Template(command) => template(command).await,
+            Command::Import(args) => import(args).await,
+            Command::Export(args) => export(args).await,
             Command::Migrate(args) => {
                 let db = open_database(&args.resolve()?).await?;
                 println!(
@@ -967,6 +1033,100 @@ async fn job(command: JobCommand) -> anyhow::Result<()> {
     .await;
     db.close().await;
     result
+}
+
+/// `fieldsync import KIND FILE`: the pages' import, from the command line.
+async fn import(args: ImportArgs) -> anyhow::Result<()> {
+    use fieldsync_server::service::catalogue;
+    let kind = args.kind.kind();
+    let limit = fieldsync_server::domain::catalogue::MAX_IMPORT_BYTES;
+    let size = std::fs::metadata(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?
+        .len();
+    if size > limit as u64 {
+        anyhow::bail!(
+            "{} has {size} bytes; an import reads at most {} MiB: split it",
+            args.file.display(),
+            limit / 1_048_576
+        );
+    }
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let settings = args.settings.resolve()?;
+    let db = open_database(&settings).await?;
+    let result = async {
+        let ctx = command_context(&settings, &db).await?;
+        let caller = catalogue::operator(&ctx, &args.org, args.as_user.as_deref()).await?;
+        println!(
+            "fieldsync: checking {} ({} {}) as {}",
+            args.file.display(),
+            kind.as_str(),
+            if args.dry_run { "dry run" } else { "import" },
+            caller.display_name
+        );
+        let report = catalogue::import(&ctx, &caller, kind, &bytes, args.dry_run).await?;
+        anyhow::Ok(report)
+    }
+    .await;
+    db.close().await;
+    let report = result?;
+    if !report.ok {
+        for e in &report.errors {
+            let column = if e.column.is_empty() { "-" } else { &e.column };
+            eprintln!("line {}, column {column}: {}", e.line, e.message);
+        }
+        anyhow::bail!(
+            "{} error(s); nothing was written. Fix the file and run again",
+            report.error_count
+        );
+    }
+    let verb = if report.dry_run {
+        "would create"
+    } else {
+        "created"
+    };
+    println!(
+        "fieldsync: {} row(s) of {}; records: {verb} {}, {} {}, {} unchanged ({} ms)",
+        report.rows,
+        report.kind,
+        report.created,
+        if report.dry_run {
+            "would update"
+        } else {
+            "updated"
+        },
+        report.updated,
+        report.unchanged,
+        report.millis
+    );
+    Ok(())
+}
+
+/// `fieldsync export KIND`: the CSV file an import reads back.
+async fn export(args: ExportArgs) -> anyhow::Result<()> {
+    use fieldsync_server::service::catalogue;
+    let settings = args.settings.resolve()?;
+    let db = open_database(&settings).await?;
+    let result = async {
+        let ctx = command_context(&settings, &db).await?;
+        let caller = catalogue::operator(&ctx, &args.org, args.as_user.as_deref()).await?;
+        anyhow::Ok(catalogue::export(&ctx, &caller, args.kind.kind()).await?)
+    }
+    .await;
+    db.close().await;
+    let csv = result?;
+    match &args.output {
+        Some(path) => {
+            std::fs::write(path, &csv)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("fieldsync: wrote {} ({} bytes)", path.display(), csv.len());
+        }
+        None => {
+            use std::io::Write;
+            std::io::stdout().write_all(&csv)?;
+        }
+    }
+    Ok(())
 }
 
 async fn demo(args: DemoArgs) -> anyhow::Result<()> {

@@ -414,6 +414,7 @@ fn status_locks_hold_and_the_server_prices_submitted_orders(w: World) {
     };
     let product = mona.store().create(&product, today(7)).expect("product");
     let list = PriceList {
+        territory_default: false,
         meta: w.meta("mona"),
         name: "Retail".into(),
         currency: "EUR".into(),
@@ -572,6 +573,7 @@ fn the_server_recomputes_verdicts_checks_checklists_and_keeps_closing_in_the_off
         name: "Kiosk".into(),
         account_type: "outlet".into(),
         account_status: "active".into(),
+        code: None,
         price_list_id: None,
         visit_frequency_days: None,
         locations: BTreeMap::from([(

@@ -35,6 +35,7 @@ fn visit_of(w: &World, dev: &Device, name: &str) -> RecordId {
         name: "Padaria Central".into(),
         account_type: "outlet".into(),
         account_status: "active".into(),
+        code: None,
         price_list_id: None,
         visit_frequency_days: None,
         locations: Default::default(),

@@ -53,6 +53,7 @@ fn product(w: &World, mona: &Device, sku: &str, serialized: bool) -> RecordId {
 /// A job for a customer of Mona's, dispatched to Tomás; returns the assignment.
 fn dispatched(w: &World, mona: &Device) -> RecordId {
     let account = Account {
+        code: None,
         meta: w.meta("mona"),
         name: "Lavandaria Sol".into(),
         account_type: "customer".into(),

@@ -71,6 +71,7 @@ fn dispatched_job(w: &World, mona: &Device) -> (RecordId, RecordId) {
         name: "Lavandaria Sol".into(),
         account_type: "customer".into(),
         account_status: "active".into(),
+        code: None,
         price_list_id: None,
         visit_frequency_days: None,
         locations: Default::default(),

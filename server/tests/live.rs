@@ -206,6 +206,7 @@ fn plan_visit(w: &World, mona: &Client) -> RecordId {
         name: "Padaria Central".into(),
         account_type: "outlet".into(),
         account_status: "active".into(),
+        code: None,
         price_list_id: None,
         visit_frequency_days: None,
         locations: Default::default(),

@@ -162,6 +162,7 @@ impl Node {
             name: title.into(),
             account_type: "outlet".into(),
             account_status: "active".into(),
+            code: None,
             price_list_id: None,
             visit_frequency_days: Some(14),
             locations: [(

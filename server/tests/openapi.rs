@@ -168,7 +168,8 @@ fn the_description_covers_exactly_the_served_api() {
             .replace("{id}", "0190f5d2-3c4b-7a1e-9f00-000000000001")
             .replace("{record_id}", "0190f5d2-3c4b-7a1e-9f00-000000000001")
             .replace("{sha256}", &"ab".repeat(32))
-            .replace("{idx}", "0");
+            .replace("{idx}", "0")
+            .replace("{kind}", "products");
         assert!(!concrete.contains('{'), "a path parameter left in {path}");
         let (status, body) = request(method, &format!("{}{concrete}", server.base));
         assert!(

@@ -60,6 +60,7 @@ fn catalogue(w: &World, mona: &Device) -> (RecordId, RecordId) {
     };
     let product = mona.store().create(&product, today(7)).expect("product");
     let list = PriceList {
+        territory_default: false,
         meta: w.meta("mona"),
         name: "Retail 2026".into(),
         currency: "EUR".into(),

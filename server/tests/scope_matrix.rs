@@ -269,6 +269,7 @@ fn matrix(backend: Backend) {
                 name: format!("{slug} {team} customer"),
                 account_type: "outlet".into(),
                 account_status: "active".into(),
+                code: None,
                 price_list_id: None,
                 visit_frequency_days: None,
                 locations: [(
@@ -293,6 +294,7 @@ fn matrix(backend: Backend) {
                 phone: None,
                 email: Some("buyer@example.test".into()),
                 marketing_consent: false,
+                consent: None,
             };
             let contact_id = rep.store().create(&contact, today(8)).expect("contact");
             let visit = Visit::planned(rep.meta(), account_id, today(10), today(11));

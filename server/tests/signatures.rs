@@ -52,6 +52,7 @@ fn account(w: &World, dev: &Device, owner: &str) -> RecordId {
         name: "Lavandaria Sol".into(),
         account_type: "customer".into(),
         account_status: "active".into(),
+        code: None,
         price_list_id: None,
         visit_frequency_days: None,
         locations: Default::default(),

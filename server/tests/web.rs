@@ -71,6 +71,7 @@ fn account(w: &World, phone: &Device, name: &str) -> RecordId {
         name: name.into(),
         account_type: "outlet".into(),
         account_status: "active".into(),
+        code: None,
         price_list_id: None,
         visit_frequency_days: Some(14),
         locations: [(

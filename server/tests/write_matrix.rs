@@ -213,6 +213,7 @@ fn matrix(backend: Backend) {
         name: name.into(),
         account_type: "outlet".into(),
         account_status: "active".into(),
+        code: None,
         price_list_id: None,
         visit_frequency_days: None,
         locations: BTreeMap::new(),
@@ -225,6 +226,7 @@ fn matrix(backend: Backend) {
         phone: None,
         email: None,
         marketing_consent: false,
+        consent: None,
     };
     let ana_shop = create(&w, &u.ana, &account("ana", "Shop"));
     let account2 = create(&w, &u.ana, &account("ana", "Shop 2"));
@@ -249,6 +251,7 @@ fn matrix(backend: Backend) {
         &w,
         &u.mona,
         &PriceList {
+            territory_default: false,
             meta: w.meta("mona"),
             name: "Retail".into(),
             currency: "EUR".into(),
@@ -597,6 +600,7 @@ fn matrix(backend: Backend) {
             &w,
             mona,
             &PriceList {
+                territory_default: false,
                 meta: w.meta("mona"),
                 name: "Empty".into(),
                 currency: "EUR".into(),
@@ -1060,6 +1064,7 @@ fn mutation(kind: RecordKind, field: &str, ctx: &Ctx, writer: UserId) -> Option<
         (RecordKind::ChecklistResponse, "completed") => {
             edit!(ChecklistResponse, |r| r.completed = !r.completed)
         }
+        (RecordKind::Account, "code") => edit!(Account, |a| a.code = Some(format!("C-{n}"))),
         (RecordKind::Account, "name") => edit!(Account, |a| a.name.push('x')),
         (RecordKind::Account, "account_type") => edit!(Account, |a| a.account_type.push('x')),
         (RecordKind::Account, "account_status") => edit!(Account, |a| a.account_status.push('x')),
@@ -1095,6 +1100,13 @@ fn mutation(kind: RecordKind, field: &str, ctx: &Ctx, writer: UserId) -> Option<
         (RecordKind::Contact, "marketing_consent") => {
             edit!(Contact, |c| c.marketing_consent = !c.marketing_consent)
         }
+        (RecordKind::Contact, "consent") => edit!(Contact, |c| {
+            c.consent = Some(fieldsync_core::model::Consent {
+                status: fieldsync_core::model::ConsentStatus::Granted,
+                at,
+                how: format!("form {n}"),
+            })
+        }),
         (RecordKind::Product, "sku") => edit!(Product, |p| p.sku.push('x')),
         (RecordKind::Product, "name") => edit!(Product, |p| p.name.push('x')),
         (RecordKind::Product, "unit") => edit!(Product, |p| p.unit.push('x')),
@@ -1102,6 +1114,9 @@ fn mutation(kind: RecordKind, field: &str, ctx: &Ctx, writer: UserId) -> Option<
         (RecordKind::Product, "spare_part") => edit!(Product, |p| p.spare_part = !p.spare_part),
         (RecordKind::Product, "active") => edit!(Product, |p| p.active = !p.active),
         (RecordKind::PriceList, "name") => edit!(PriceList, |p| p.name.push('x')),
+        (RecordKind::PriceList, "territory_default") => {
+            edit!(PriceList, |p| p.territory_default = !p.territory_default)
+        }
         (RecordKind::PriceList, "currency") => edit!(PriceList, |p| {
             // Its items follow (the same cells).
             p.currency = if p.currency == "EUR" {

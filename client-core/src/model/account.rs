@@ -45,6 +45,10 @@ impl Location {
 pub struct Account {
     /// Ownership: `owner` is the account manager.
     pub meta: RecordMeta,
+    /// The customer's code in the organisation's other systems (ERP, CRM):
+    /// the key a CSV import matches rows to accounts by. Set by the office.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
     /// Display name.
     pub name: String,
     /// Type, e.g. `outlet`, `distributor`, `customer`.

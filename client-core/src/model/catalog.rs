@@ -74,6 +74,26 @@ pub struct PriceList {
     /// Items by product id.
     #[serde(default)]
     pub items: BTreeMap<RecordId, PriceItem>,
+    /// The default list of its territory (`meta.territory`): what an order
+    /// at an account without a price list of its own is priced from. Set by
+    /// the office; one list per territory (the server keeps it so).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub territory_default: bool,
+}
+
+impl PriceList {
+    /// The list an order at `account` is priced from when neither the order
+    /// nor the account names one: the default list of the account's
+    /// territory among `lists` (the lowest id, should two claim it).
+    pub fn territory_default_for<'a>(
+        account: &super::Account,
+        lists: impl IntoIterator<Item = &'a PriceList>,
+    ) -> Option<&'a PriceList> {
+        lists
+            .into_iter()
+            .filter(|l| l.territory_default && l.meta.territory == account.meta.territory)
+            .min_by_key(|l| l.meta.id)
+    }
 }
 
 impl Record for PriceList {
@@ -105,5 +125,51 @@ impl Record for PriceList {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{OrgId, TeamId, TerritoryId, UserId};
+    use crate::model::Account;
+
+    fn meta(territory: TerritoryId) -> RecordMeta {
+        RecordMeta {
+            id: RecordId::new(),
+            org: OrgId::new(),
+            owner: UserId::new(),
+            team: TeamId::new(),
+            territory,
+        }
+    }
+
+    fn list(territory: TerritoryId, default: bool) -> PriceList {
+        PriceList {
+            meta: meta(territory),
+            name: "L".into(),
+            currency: "EUR".into(),
+            items: BTreeMap::new(),
+            territory_default: default,
+        }
+    }
+
+    #[test]
+    fn an_account_without_a_list_takes_its_territorys_default() {
+        let (here, there) = (TerritoryId::new(), TerritoryId::new());
+        let account = Account {
+            meta: meta(here),
+            code: None,
+            name: "Shop".into(),
+            account_type: "outlet".into(),
+            account_status: "active".into(),
+            price_list_id: None,
+            visit_frequency_days: None,
+            locations: BTreeMap::new(),
+        };
+        let lists = [list(here, false), list(there, true), list(here, true)];
+        let found = PriceList::territory_default_for(&account, &lists).expect("a default");
+        assert_eq!(found.meta.id, lists[2].meta.id);
+        assert!(PriceList::territory_default_for(&account, &lists[..2]).is_none());
     }
 }

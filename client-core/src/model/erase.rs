@@ -523,6 +523,7 @@ mod tests {
             phone: Some("+351 912 000 111".into()),
             email: Some("zebulon@quax.example".into()),
             marketing_consent: true,
+            consent: None,
         }
     }
 

@@ -257,6 +257,7 @@ mod tests {
             phone: None,
             email: None,
             marketing_consent: false,
+            consent: None,
         };
         let mut doc =
             RecordDoc::create(&contact, ActorId::random(), DeviceTime::utc(0)).expect("create");

@@ -97,7 +97,7 @@ pub use checklist::{
     Answer, AnswerValue, ChecklistResponse, ChecklistTemplate, Question, QuestionKind, ShowIf,
     latest_published,
 };
-pub use contact::Contact;
+pub use contact::{Consent, ConsentStatus, Contact};
 pub use doc::{Conflict, ConflictValue, RecordDoc};
 pub use geo::GeofenceVerdict;
 pub use incoming::{

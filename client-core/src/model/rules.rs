@@ -278,6 +278,7 @@ pub const FIELD_RULES: &[FieldRule] = &[
     rule(K::ChecklistResponse, "completed", &[g(EVERYONE, ANY)]),
     rule(K::ChecklistResponse, "deleted", &[g(EVERYONE, ANY)]),
     // Accounts and contacts: their owners and the office.
+    rule(K::Account, "code", &[g(OFFICE, ANY)]),
     rule(K::Account, "name", &[g(EVERYONE, ANY)]),
     rule(K::Account, "account_type", &[g(EVERYONE, ANY)]),
     rule(K::Account, "account_status", &[g(EVERYONE, ANY)]),
@@ -291,6 +292,7 @@ pub const FIELD_RULES: &[FieldRule] = &[
     rule(K::Contact, "phone", &[g(EVERYONE, ANY)]),
     rule(K::Contact, "email", &[g(EVERYONE, ANY)]),
     rule(K::Contact, "marketing_consent", &[g(EVERYONE, ANY)]),
+    rule(K::Contact, "consent", &[g(EVERYONE, ANY)]),
     rule(K::Contact, "deleted", &[g(EVERYONE, ANY)]),
     // The catalogue: the office only.
     rule(K::Product, "sku", &[g(OFFICE, ANY)]),
@@ -303,6 +305,7 @@ pub const FIELD_RULES: &[FieldRule] = &[
     rule(K::PriceList, "name", &[g(OFFICE, ANY)]),
     rule(K::PriceList, "currency", &[g(OFFICE, ANY)]),
     rule(K::PriceList, "items", &[g(OFFICE, ANY)]),
+    rule(K::PriceList, "territory_default", &[g(OFFICE, ANY)]),
     rule(K::PriceList, "deleted", &[g(OFFICE, ANY)]),
     // Checklist templates: the office edits a draft; a published version is
     // never edited (a change is a new version), only retired. A published

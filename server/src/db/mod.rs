@@ -13,6 +13,7 @@
 pub mod accounts;
 pub mod attachments;
 pub mod backup;
+pub mod catalogue;
 pub mod conflicts;
 pub mod devices;
 pub mod export;

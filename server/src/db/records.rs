@@ -271,6 +271,20 @@ pub async fn apply_push(
     records: &[RecordChanges],
     decide: impl FnOnce(&[Option<Loaded>]) -> Decisions,
 ) -> Result<Applied, DbError> {
+    apply_push_with(db, caller, batch, records, false, decide).await
+}
+
+/// [`apply_push`], where `all_or_nothing` writes nothing at all (no record,
+/// no ledger entry) when any record is refused: what a bulk import needs.
+/// The answer still says, record by record, what was refused and why.
+pub async fn apply_push_with(
+    db: &Database,
+    caller: &Caller,
+    batch: Uuid,
+    records: &[RecordChanges],
+    all_or_nothing: bool,
+    decide: impl FnOnce(&[Option<Loaded>]) -> Decisions,
+) -> Result<Applied, DbError> {
     let pg = matches!(db, Database::Postgres(_));
     let principals = caller.principals();
     let org = *caller.org.as_uuid();
@@ -367,6 +381,19 @@ pub async fn apply_push(
                         .collect(),
                 );
             }
+            for territory in needs.territory_price_lists {
+                let docs: Vec<Vec<u8>> = sqlx::query_scalar(
+                    "SELECT doc FROM records WHERE org_id = $1 AND kind = $2 \
+                     AND territory_id = $3 AND deleted = $4 ORDER BY id",
+                )
+                .bind(uuid(org))
+                .bind(RecordKind::PriceList.as_str())
+                .bind(uuid(territory))
+                .bind(false)
+                .fetch_all(&mut *tx)
+                .await?;
+                lookups.territory_price_lists.insert(territory, docs);
+            }
             for (sql, ids, found) in [
                 (
                     "SELECT 1 FROM teams WHERE id = $1 AND org_id = $2",
@@ -396,6 +423,17 @@ pub async fn apply_push(
             refusals,
         } = decisions.finish(caller, &lookups);
         let merge_time = merge_started.elapsed();
+        if all_or_nothing && !refusals.is_empty() {
+            tx.rollback().await?;
+            return Ok(Applied {
+                results,
+                note: None,
+                merge_time,
+                commit_time: Duration::ZERO,
+                changes_written: 0,
+                status_changes: Vec::new(),
+            });
+        }
 
         // 3. Write.
         let commit_started = Instant::now();

@@ -55,6 +55,9 @@ pub struct Needs {
     pub territories: BTreeSet<Uuid>,
     /// Reps whose visits in progress are to be listed (a push checks one in).
     pub visits_in_progress: BTreeSet<UserId>,
+    /// Territories whose price lists are to be loaded (an order at an
+    /// account without a price list is priced from its territory's default).
+    pub territory_price_lists: BTreeSet<Uuid>,
 }
 
 impl Needs {
@@ -65,6 +68,7 @@ impl Needs {
             && self.teams.is_empty()
             && self.territories.is_empty()
             && self.visits_in_progress.is_empty()
+            && self.territory_price_lists.is_empty()
     }
 }
 
@@ -111,6 +115,8 @@ pub struct Lookups {
     pub territories: BTreeMap<Uuid, bool>,
     /// The visits in progress of each rep, as stored before the push.
     pub visits_in_progress: BTreeMap<UserId, Vec<RecordId>>,
+    /// The stored price lists (documents) of each territory asked for.
+    pub territory_price_lists: BTreeMap<Uuid, Vec<Vec<u8>>>,
 }
 
 pub use super::caller::server_actor;
@@ -235,23 +241,47 @@ fn answered_template(w: &Write) -> Option<RecordId> {
     w.pending.as_ref()?.template
 }
 
-/// The price list that applies to an order: its own, else its account's.
-/// `Err(id)` while the list (or the account) is still to be loaded.
-fn price_list_of(order: &Order, lookups: &Lookups) -> Result<Option<PriceList>, RecordId> {
+/// What pricing an order still needs loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Missing {
+    /// The account or the price list.
+    Record(RecordId),
+    /// The price lists of the account's territory.
+    Territory(Uuid),
+}
+
+/// The price list that applies to an order: its own, else its account's,
+/// else the default list of the account's territory
+/// ([`PriceList::territory_default_for`], what the device uses too).
+/// `Err` while what decides it is still to be loaded.
+fn price_list_of(order: &Order, lookups: &Lookups) -> Result<Option<PriceList>, Missing> {
     let list_id = match order.price_list_id {
-        Some(id) => Some(id),
+        Some(id) => id,
         None => {
             if !lookups.records.contains_key(&order.account_id) {
-                return Err(order.account_id);
+                return Err(Missing::Record(order.account_id));
             }
-            loaded_doc::<Account>(lookups, order.account_id).and_then(|a| a.price_list_id)
+            let Some(account) = loaded_doc::<Account>(lookups, order.account_id) else {
+                return Ok(None);
+            };
+            match account.price_list_id {
+                Some(id) => id,
+                None => {
+                    let territory = *account.meta.territory.as_uuid();
+                    let Some(docs) = lookups.territory_price_lists.get(&territory) else {
+                        return Err(Missing::Territory(territory));
+                    };
+                    let lists: Vec<PriceList> = docs
+                        .iter()
+                        .filter_map(|d| RecordDoc::load(d).ok()?.read().ok())
+                        .collect();
+                    return Ok(PriceList::territory_default_for(&account, &lists).cloned());
+                }
+            }
         }
     };
-    let Some(list_id) = list_id else {
-        return Ok(None);
-    };
     if !lookups.records.contains_key(&list_id) {
-        return Err(list_id);
+        return Err(Missing::Record(list_id));
     }
     Ok(loaded_doc::<PriceList>(lookups, list_id))
 }
@@ -286,10 +316,16 @@ impl Decisions {
                     needs.territories.insert(territory);
                 }
             }
-            if let Some(order) = submitted_now(w)
-                && let Err(id) = price_list_of(&order, lookups)
-            {
-                needs.records.insert(id);
+            if let Some(order) = submitted_now(w) {
+                match price_list_of(&order, lookups) {
+                    Err(Missing::Record(id)) => {
+                        needs.records.insert(id);
+                    }
+                    Err(Missing::Territory(t)) => {
+                        needs.territory_price_lists.insert(t);
+                    }
+                    Ok(_) => {}
+                }
             }
             if let Some(rep) = checked_in_now(w)
                 && !lookups.visits_in_progress.contains_key(&rep)

@@ -29,6 +29,7 @@ pub mod address;
 pub mod attachments;
 pub mod authority;
 pub mod caller;
+pub mod catalogue;
 pub mod conflicts;
 pub mod devices;
 pub mod error;

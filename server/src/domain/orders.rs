@@ -768,6 +768,7 @@ mod tests {
         let (doc, rep, product) = submitted_order();
         let o: Order = doc.read_stateful().expect("order");
         let list = PriceList {
+            territory_default: false,
             meta: meta(rep.user),
             name: "Retail".into(),
             currency: "EUR".into(),

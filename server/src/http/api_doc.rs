@@ -118,6 +118,13 @@ impl Modify for BearerAuth {
         super::templates::new_version,
         super::vans::van,
         super::vans::replenish,
+        super::catalogue::products,
+        super::catalogue::price_lists,
+        super::catalogue::accounts,
+        super::catalogue::contacts,
+        super::catalogue::save,
+        super::catalogue::import,
+        super::catalogue::export,
         openapi_json,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
@@ -135,6 +142,7 @@ impl Modify for BearerAuth {
         (name = "templates", description = "Checklist templates: drafts, publishing, versions"),
         (name = "vans", description = "Technicians' van stock: balances and replenishment"),
         (name = "figures", description = "Team dashboard, fleet sync health, conflicts queue, CSV export"),
+        (name = "catalogue", description = "Products, price lists, accounts and contacts: lists, saves, CSV import and export"),
         (name = "meta", description = "Health and this description"),
     )
 )]

@@ -13,6 +13,7 @@
 mod api_doc;
 pub mod attachments;
 pub mod auth;
+pub mod catalogue;
 pub mod conflicts;
 pub mod devices;
 pub mod error;
@@ -66,4 +67,5 @@ pub fn router() -> Router<Arc<Context>> {
         .merge(jobs::routes())
         .merge(templates::routes())
         .merge(vans::routes())
+        .merge(catalogue::routes())
 }

@@ -272,6 +272,7 @@ pub async fn seed(db: &Database, slug: &str) -> anyhow::Result<DemoSummary> {
     // The price list every account buys on: the catalogue's prices, up to
     // 10 % discount without a manager's approval.
     let price_list = PriceList {
+        territory_default: false,
         meta: s.meta(manager),
         name: "Lisbon outlets 2026".into(),
         currency: "EUR".into(),
@@ -319,6 +320,7 @@ pub async fn seed(db: &Database, slug: &str) -> anyhow::Result<DemoSummary> {
                 name: name.into(),
                 account_type: "outlet".into(),
                 account_status: "active".into(),
+                code: None,
                 price_list_id: None,
                 visit_frequency_days: Some(7),
                 locations: [(

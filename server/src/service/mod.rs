@@ -15,6 +15,7 @@ pub mod analytics;
 pub mod attachments;
 pub mod auth;
 pub mod backup;
+pub mod catalogue;
 pub mod conflicts;
 pub mod demo;
 pub mod devices;

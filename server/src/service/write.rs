@@ -37,6 +37,37 @@ pub struct Pushed {
 /// failures of the whole request (nothing was stored). Nothing happens after
 /// the commit here: [`super::sync::push`] adds the server's reactions.
 pub async fn push(ctx: &Context, caller: &Caller, req: &PushRequest) -> Result<Pushed> {
+    push_with(ctx, caller, req, false).await
+}
+
+/// Most time an all-or-nothing push may spend merging. Such a push is the
+/// server's own (an administrator's import, checked before and bounded in
+/// records), so it gets more than a device push's `MERGE_BUDGET`: on a slow
+/// or busy node a large import would otherwise be refused whole for time
+/// alone.
+pub const IMPORT_MERGE_BUDGET: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// [`push`], where nothing is written when any record is refused (a bulk
+/// import: all or nothing), merged within [`IMPORT_MERGE_BUDGET`].
+pub async fn push_all_or_nothing(
+    ctx: &Context,
+    caller: &Caller,
+    req: &PushRequest,
+) -> Result<Pushed> {
+    push_with(ctx, caller, req, true).await
+}
+
+async fn push_with(
+    ctx: &Context,
+    caller: &Caller,
+    req: &PushRequest,
+    all_or_nothing: bool,
+) -> Result<Pushed> {
+    let budget = if all_or_nothing {
+        IMPORT_MERGE_BUDGET
+    } else {
+        push::MERGE_BUDGET
+    };
     if req.records.len() > MAX_PUSH_RECORDS {
         return Err(Error::InvalidMessage(format!(
             "a push carries at most {MAX_PUSH_RECORDS} records; this one has {}",
@@ -67,7 +98,7 @@ pub async fn push(ctx: &Context, caller: &Caller, req: &PushRequest) -> Result<P
                 (caller.clone(), Arc::clone(&records), Arc::clone(&preflight));
             let early = early.clone();
             tokio::task::spawn_blocking(move || {
-                push::decide_all(&caller, &records, &early, &preflight, push::MERGE_BUDGET)
+                push::decide_all(&caller, &records, &early, &preflight, budget)
             })
             .await
             .map_err(|e| Error::internal(format!("push merge: {e}")))?
@@ -75,19 +106,26 @@ pub async fn push(ctx: &Context, caller: &Caller, req: &PushRequest) -> Result<P
         let early_merge = merge_started.elapsed();
         let result = {
             let _writer = ctx.gate.enter(&ctx.db).await;
-            records::apply_push(&ctx.db, caller, req.batch, &records, |loaded| {
-                if loaded == early.as_slice() {
-                    merged
-                } else {
-                    // A concurrent push changed one of these records since the
-                    // copy was loaded: merge again onto what is stored now (each
-                    // record's cost is bounded by the pre-flight and the budget).
-                    ctx.metrics.push_remerged();
-                    off_async_threads(|| {
-                        push::decide_all(caller, &records, loaded, &preflight, push::MERGE_BUDGET)
-                    })
-                }
-            })
+            records::apply_push_with(
+                &ctx.db,
+                caller,
+                req.batch,
+                &records,
+                all_or_nothing,
+                |loaded| {
+                    if loaded == early.as_slice() {
+                        merged
+                    } else {
+                        // A concurrent push changed one of these records since the
+                        // copy was loaded: merge again onto what is stored now (each
+                        // record's cost is bounded by the pre-flight and the budget).
+                        ctx.metrics.push_remerged();
+                        off_async_threads(|| {
+                            push::decide_all(caller, &records, loaded, &preflight, budget)
+                        })
+                    }
+                },
+            )
             .await
         };
         match result {

@@ -35,8 +35,12 @@
 //! `/web/templates` and `/web/templates/{id}` (checklist templates: drafts,
 //! publishing, new versions, retiring),
 //! `/web/attachments/{sha256}` and `.../thumbnail` (downloads and photo
-//! thumbnails for the signed-in manager).
+//! thumbnails for the signed-in manager), `/web/catalogue` (products, price
+//! lists), `/web/customers` (accounts, contacts with consent) and
+//! `/web/import` (CSV import with a dry run) with CSV downloads at
+//! `/web/export-csv/{kind}`, for administrators (managers read the lists).
 
+mod catalogue;
 pub mod chart;
 mod conflicts;
 mod dashboard;
@@ -79,6 +83,9 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; scr
 
 /// Largest form body a page accepts (a bulk decision on every report of a page).
 const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// Largest body of the Import page's forms: the CSV file, URL-encoded.
+const MAX_IMPORT_FORM_BYTES: usize = 3 * crate::domain::catalogue::MAX_IMPORT_BYTES;
 
 /// The page routes.
 pub fn routes() -> Router<Arc<Context>> {
@@ -159,6 +166,22 @@ pub fn routes() -> Router<Arc<Context>> {
         .route(
             "/web/templates/{id}/new-version",
             post(templates::new_version),
+        )
+        .route("/web/catalogue", get(catalogue::catalogue))
+        .route("/web/customers", get(catalogue::customers))
+        .route("/web/admin/save/{kind}", post(catalogue::save))
+        .route("/web/export-csv/{kind}", get(catalogue::export))
+        .route("/web/import", get(catalogue::import_page))
+        // A CSV file travels in the form (URL-encoded: room for its escaping).
+        .route(
+            "/web/import/check",
+            post(catalogue::import_check)
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_IMPORT_FORM_BYTES)),
+        )
+        .route(
+            "/web/import/run",
+            post(catalogue::import_run)
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_IMPORT_FORM_BYTES)),
         )
         .route("/web/assets/app.css", get(css))
         .route("/web/assets/app.js", get(js))
@@ -349,8 +372,13 @@ pub fn page(title: &str, chrome: Option<Chrome<'_>>, body: Markup) -> Markup {
                                 @if c.role == "admin" || c.role == "manager" {
                                     li { a href="/web/people" aria-current=[(title == "People").then_some("page")] { "People" } }
                                     li { a href="/web/devices" aria-current=[(title == "Devices").then_some("page")] { "Devices" } }
+                                    li { a href="/web/catalogue" aria-current=[(title == "Catalogue").then_some("page")] { "Catalogue" } }
+                                    li { a href="/web/customers" aria-current=[(title == "Customers").then_some("page")] { "Customers" } }
                                 }
                                 li { a href="/web/templates" aria-current=[(title == "Checklist templates" || title.starts_with("Template: ")).then_some("page")] { "Templates" } }
+                                @if c.role == "admin" {
+                                    li { a href="/web/import" aria-current=[(title == "Import").then_some("page")] { "Import" } }
+                                }
                             }
                         }
                         div.who {

@@ -302,6 +302,7 @@ impl World {
             name: name.into(),
             account_type: "outlet".into(),
             account_status: "active".into(),
+            code: None,
             price_list_id: None,
             visit_frequency_days: None,
             locations: BTreeMap::new(),

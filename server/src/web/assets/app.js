@@ -35,6 +35,19 @@ document.addEventListener("DOMContentLoaded", function () {
     boxes.forEach(function (b) { b.addEventListener("change", update); });
     update();
   }
+  // The Import page: the chosen CSV file fills the form's text field (the
+  // form posts text; without this script the administrator pastes it).
+  var file = document.getElementById("file");
+  var csv = document.getElementById("csv");
+  if (file && csv) {
+    file.addEventListener("change", function () {
+      var chosen = file.files && file.files[0];
+      if (!chosen) { return; }
+      var reader = new FileReader();
+      reader.onload = function () { csv.value = String(reader.result); };
+      reader.readAsText(chosen);
+    });
+  }
   // A request for changes needs a comment: say so before the round trip.
   document.querySelectorAll("form").forEach(function (form) {
     form.addEventListener("submit", function (event) {
