@@ -60,6 +60,14 @@ pub async fn get(ctx: &Context, caller: &Caller, id: &str) -> Result<TemplateVie
     Ok(TemplateView::of(&t))
 }
 
+/// The id of the one item of `named`, if there is exactly one.
+fn only<T: Copy>(named: Vec<crate::db::catalogue::Named<T>>) -> Option<T> {
+    match named.as_slice() {
+        [one] => Some(one.id),
+        _ => None,
+    }
+}
+
 /// Creates a draft (version 1 of a new family); answers it.
 pub async fn create_draft(
     ctx: &Context,
@@ -74,18 +82,22 @@ pub async fn create_draft(
             "you have no {what} to keep the template in; name one"
         ))
     };
+    // Named, else the caller's own, else the organisation's only one (an
+    // administrator made by `fieldsync org init` has neither), as imports do.
+    let team = match placement.team.or(caller.team) {
+        Some(t) => Some(t),
+        None => only(crate::db::catalogue::teams(&ctx.db, caller.org).await?),
+    };
+    let territory = match placement.territory.or(caller.territory) {
+        Some(t) => Some(t),
+        None => only(crate::db::catalogue::territories(&ctx.db, caller.org).await?),
+    };
     let meta = RecordMeta {
         id: RecordId::new(),
         org: caller.org,
         owner: caller.user(),
-        team: placement
-            .team
-            .or(caller.team)
-            .ok_or_else(|| missing("team"))?,
-        territory: placement
-            .territory
-            .or(caller.territory)
-            .ok_or_else(|| missing("territory"))?,
+        team: team.ok_or_else(|| missing("team"))?,
+        territory: territory.ok_or_else(|| missing("territory"))?,
     };
     let t = ChecklistTemplate {
         meta,

@@ -16,7 +16,12 @@ use crate::{ORG, World, free_port};
 /// Fills the login form the browser shows (the organisation, `email`,
 /// `password`) and sends it; the caller then waits for the page it expects.
 pub async fn fill_login(b: &Client, email: &str, password: &str) {
-    for (id, text) in [("org", ORG), ("email", email), ("password", password)] {
+    fill_login_of(b, ORG, email, password).await;
+}
+
+/// [`fill_login`] for another organisation than the seeded one.
+pub async fn fill_login_of(b: &Client, org: &str, email: &str, password: &str) {
+    for (id, text) in [("org", org), ("email", email), ("password", password)] {
         b.find(Locator::Id(id))
             .await
             .unwrap_or_else(|e| panic!("the login form's {id}: {e}"))
@@ -303,4 +308,54 @@ pub fn sign_in(w: &World, who: &str, password: &str) -> Reply {
             ("csrf", &csrf),
         ],
     )
+}
+
+/// Types `text` into the field `css` (cleared first).
+pub async fn type_into(b: &Client, css: &str, text: &str) {
+    let field = b
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("the field {css}: {e}"));
+    field.clear().await.expect("clear");
+    field.send_keys(text).await.expect("type");
+}
+
+/// Picks the option whose visible label is `label` in the select `css`.
+pub async fn choose_label(b: &Client, css: &str, label: &str) {
+    b.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("the select {css}: {e}"))
+        .select_by_label(label)
+        .await
+        .unwrap_or_else(|e| panic!("{css} offers {label:?}: {e}"));
+}
+
+/// Clicks the submit button of the form `form` (a CSS selector).
+pub async fn submit(b: &Client, form: &str) {
+    b.find(Locator::Css(&format!("{form} button[type=submit]")))
+        .await
+        .unwrap_or_else(|e| panic!("{form}'s button: {e}"))
+        .click()
+        .await
+        .expect("click");
+}
+
+/// Waits (10 s at most) until the element `css` shows `expected` in its text
+/// (or, for a form field, its value); answers that text. The page an action
+/// answers with replaces the one before, whose element may say something else.
+pub async fn text_says(b: &Client, css: &str, expected: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(e) = b.find(Locator::Css(css)).await {
+            let text = match e.prop("value").await {
+                Ok(Some(v)) if !v.is_empty() => v,
+                _ => e.text().await.unwrap_or_default(),
+            };
+            if text.contains(expected) {
+                return text;
+            }
+        }
+        assert!(Instant::now() < deadline, "{css} never said {expected:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
