@@ -137,8 +137,8 @@ impl FieldsyncClient {
         self.account_item(parse_id("account", &account_id)?)
     }
 
-    /// Accounts whose name starts with `prefix` (case and accents do not
-    /// matter; empty: every account), by name; at most `limit` (50 by
+    /// Accounts whose name or customer code starts with `prefix` (case and
+    /// accents do not matter; empty: every account), by name; at most `limit` (50 by
     /// default). Served from the device store's index: milliseconds on tens
     /// of thousands of accounts.
     #[uniffi::method(default(limit = None))]

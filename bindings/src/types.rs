@@ -727,6 +727,8 @@ pub struct AccountItem {
     pub id: String,
     /// Name.
     pub name: String,
+    /// The office's customer code (searchable), when it gave one.
+    pub code: Option<String>,
     /// `outlet`, `distributor`, `customer`, ...
     pub account_type: String,
     /// `active`, `prospect`, `inactive`.
@@ -744,6 +746,7 @@ impl AccountItem {
         AccountItem {
             id: a.meta.id.to_string(),
             name: a.name.clone(),
+            code: a.code.clone(),
             account_type: a.account_type.clone(),
             account_status: a.account_status.clone(),
             price_list_id: a.price_list_id.map(|p| p.to_string()),

@@ -1098,6 +1098,16 @@ fn accounts_and_products_are_found_by_prefix_place_and_sku_and_deleted_ones_are_
             .expect("old name")
             .is_empty()
     );
+    // By the customer code as well.
+    store
+        .update::<Account>(santos, DeviceTime::utc(2), |a| {
+            a.code = Some("PT-0042".into())
+        })
+        .expect("code");
+    assert_eq!(
+        ids(store.search_accounts("pt-00", 10).expect("by code")),
+        [santos]
+    );
 
     let product = |sku: &str, name: &str| Product {
         meta: w.meta(w.rep.user),

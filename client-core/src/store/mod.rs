@@ -749,8 +749,8 @@ impl DeviceStore {
         let from = search::fold(prefix);
         let to = search::prefix_end(&from);
         self.list(
-            "kind = 'account' AND deleted = 0 AND search_name >= ?1 AND search_name < ?2 \
-             ORDER BY search_name, id LIMIT ?3",
+            "kind = 'account' AND deleted = 0 AND ((search_name >= ?1 AND search_name < ?2) \
+             OR (search_code >= ?1 AND search_code < ?2)) ORDER BY search_name, id LIMIT ?3",
             params![from, to, limit],
         )
     }

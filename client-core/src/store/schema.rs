@@ -31,13 +31,15 @@
 //!   `search_place`; see `search.rs`) with partial indexes for prefix
 //!   search, and a request to fill them for the records already held
 //!   ([`REINDEX_SEARCH_KEY`]).
+//! - v7: accounts are found by their customer code too: the search keys of
+//!   the records already held are computed again.
 
 use rusqlite::Connection;
 
 use super::StoreError;
 
 /// The schema version this build writes.
-pub const CURRENT_VERSION: i64 = 6;
+pub const CURRENT_VERSION: i64 = 7;
 
 /// Upgrade steps; `MIGRATIONS[n]` goes from version `n` to `n + 1`.
 pub const MIGRATIONS: &[&str] = &[
@@ -171,6 +173,10 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE records ADD COLUMN search_place TEXT;
     CREATE INDEX records_search_name ON records (kind, search_name) WHERE search_name IS NOT NULL;
     CREATE INDEX records_search_code ON records (kind, search_code) WHERE search_code IS NOT NULL;
+    INSERT OR REPLACE INTO sync_meta (key, value) VALUES ('reindex_search', '1');
+    ",
+    // v7
+    r"
     INSERT OR REPLACE INTO sync_meta (key, value) VALUES ('reindex_search', '1');
     ",
 ];

@@ -3,7 +3,7 @@
 //! products by SKU prefix or name prefix.
 //!
 //! The keys are columns of the `records` row (`search_name`, `search_code`,
-//! `search_place`, schema v6), written in the same transaction as the
+//! `search_place`, schema v6; accounts' codes since v7), written in the same transaction as the
 //! document, like the projection columns. They are device-only: the server
 //! searches its own tables, so the shared [`crate::model::Projection`] stays
 //! as it is. Only accounts and products have keys; every other row keeps
@@ -11,8 +11,9 @@
 //!
 //! A key is the text folded for matching ([`fold`]): lower case, Latin
 //! accents dropped ("São João" is found by "sao jo"), runs of whitespace as
-//! one space. A prefix search is a range scan of the `(kind, search_name)`
-//! index: `key >= prefix AND key < prefix + U+10FFFF` (UTF-8 sorts by code
+//! one space. Accounts are found by name or by their customer code, products
+//! by name or SKU. A prefix search is a range scan of the `(kind, search_name)`
+//! (or `search_code`) index: `key >= prefix AND key < prefix + U+10FFFF` (UTF-8 sorts by code
 //! point), so 20,000 accounts answer in well under a millisecond
 //! (`benches/store.rs`, `docs/benchmarks.md`).
 
@@ -51,7 +52,7 @@ pub(super) fn keys_of(doc: &RecordDoc) -> SearchKeys {
                 places.dedup();
                 SearchKeys {
                     name: Some(fold(&a.name)),
-                    code: None,
+                    code: a.code.as_deref().map(fold).filter(|c| !c.is_empty()),
                     place: (!places.is_empty()).then(|| places.join("\n")),
                 }
             }
