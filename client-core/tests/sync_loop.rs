@@ -391,3 +391,42 @@ fn a_change_stored_before_its_answer_was_lost_is_not_listed_as_refused() {
         "the record stays, as the server has it"
     );
 }
+
+#[test]
+fn a_priming_cut_short_resumes_where_it_stopped() {
+    let (w, t) = setup();
+    let alice = UserId::new();
+    let tablet = register(&t, &rep(alice), "tablet");
+    tablet.sync(&NoProgress).expect("primed");
+    for i in 0..9 {
+        let v = Visit::planned(
+            meta(&w, alice),
+            RecordId::new(),
+            DeviceTime::utc(i),
+            DeviceTime::utc(i + 1),
+        );
+        tablet
+            .store()
+            .create_stateful(&v, &rep(alice), DeviceTime::utc(0))
+            .expect("create");
+    }
+    tablet.sync(&NoProgress).expect("pushed");
+
+    // A new phone primes in pages of two; the network dies after two pages.
+    let phone = register(&t, &rep(alice), "phone");
+    t.server().fail_after = Some(2);
+    phone.sync(&NoProgress).expect_err("cut short");
+    assert_eq!(t.server().snapshots_served, 4);
+    // Back online: the priming goes on after the last page the phone holds.
+    t.server().fail_after = None;
+    let report = phone.sync(&NoProgress).expect("resumed");
+    assert_eq!(report.primed, 5, "only what the phone did not hold yet");
+    assert_eq!(t.server().snapshots_served, 9);
+    assert_eq!(
+        phone.store().all_of(RecordKind::Visit).expect("list").len(),
+        9
+    );
+    // And once primed, it pulls: nothing is primed again.
+    let report = phone.sync(&NoProgress).expect("sync");
+    assert_eq!(report.primed, 0);
+}

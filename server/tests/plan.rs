@@ -407,7 +407,14 @@ fn refusals_answer_like_the_rest_of_the_api(w: World) {
         d.sync();
     }
     let shop = account(&w, &ana, "Padaria");
-    let south_shop = account(&w, &sara, "Talho do Sul");
+    // An account Mona cannot read: another team's in another territory (a
+    // territory's accounts are read by everyone in it, whatever their team).
+    let adam = w.device("adam");
+    let south_shop = w.account_in(&adam, "Talho do Sul", w.add_territory("Algarve"));
+    adam.store()
+        .update::<fieldsync_core::model::Account>(south_shop, today(8), |a| a.meta.team = w.south)
+        .expect("South's");
+    assert_eq!(adam.sync().rejected, 0);
     let visit = |rep: &str, acc: RecordId| {
         json!({"rep_id": w.person(rep).id.to_string(), "account_id": acc.to_string(),
                "start_ms": tomorrow(9), "end_ms": tomorrow(10)})
@@ -428,7 +435,7 @@ fn refusals_answer_like_the_rest_of_the_api(w: World) {
     for (why, body, want) in [
         // Another team's rep, or an account Mona cannot read: not found, alike.
         ("another team's rep", visit("sara", shop), 404),
-        ("another team's account", visit("ana", south_shop), 404),
+        ("another territory's account", visit("ana", south_shop), 404),
         ("no such account", visit("ana", RecordId::new()), 404),
         // A technician is not a rep; an end before the start is no visit.
         ("a technician", visit("tomas", shop), 400),

@@ -101,6 +101,15 @@ pub trait SyncStore: Send + Sync {
     fn set_log_id(&self, _log: &str) -> Result<(), SyncError> {
         Ok(())
     }
+    /// Where a priming cut short stands: the last record id of the last page
+    /// applied and the feed position the priming started at.
+    fn prime_progress(&self) -> Result<Option<(RecordId, u64)>, SyncError> {
+        Ok(None)
+    }
+    /// Records (or, with `None`, forgets) where the priming stands.
+    fn set_prime_progress(&self, _progress: Option<(RecordId, u64)>) -> Result<(), SyncError> {
+        Ok(())
+    }
     /// Every record the device holds, with its kind: after a restore of the
     /// server from backup, each is repaired with the server.
     fn held_records(&self) -> Result<Vec<(RecordId, crate::model::RecordKind)>, SyncError> {
@@ -449,18 +458,25 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
         Ok(report)
     }
 
+    /// Primes page by page. Each page applied is remembered, so a priming cut
+    /// short (the app killed, the network gone) resumes after the last page
+    /// the device holds instead of downloading everything again; the feed
+    /// position stays the one the priming started at, so nothing written
+    /// meanwhile is missed.
     fn prime(&self, progress: &dyn SyncProgress, report: &mut SyncReport) -> Result<(), SyncError> {
+        let resumed = self.store.prime_progress()?;
         let mut req = PrimeRequest {
-            after: None,
-            cursor: None,
+            after: resumed.map(|(after, _)| after),
+            cursor: resumed.map(|(_, cursor)| cursor),
             max_records: self.options.prime_page,
         };
         // The first page's window: records that entered the window while later
         // pages were served come again with the next pull, which is harmless.
         let mut window = None;
+        let mut first = true;
         loop {
             let page = self.call(report, |t, token| t.prime(token, &req))?;
-            if req.after.is_none() {
+            if std::mem::take(&mut first) {
                 window = page.window;
                 if let Some(log) = &page.log {
                     self.store.set_log_id(log)?;
@@ -473,10 +489,12 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
                 Some(next) => {
                     req.after = Some(next);
                     req.cursor = Some(page.cursor);
+                    self.store.set_prime_progress(Some((next, page.cursor)))?;
                 }
                 None => {
                     self.store.set_cursor(page.cursor)?;
                     self.store.set_scope_window(window)?;
+                    self.store.set_prime_progress(None)?;
                     return Ok(());
                 }
             }
@@ -871,6 +889,8 @@ fn change_hash(raw: &[u8]) -> Option<Vec<u8>> {
 const META_SCOPE_WINDOW: &str = "scope_window";
 /// The identity of the server's change log the device last synced with.
 const META_LOG: &str = "change_log";
+/// Where a priming cut short stands (`<record id>,<cursor>`).
+const META_PRIME: &str = "prime_progress";
 
 impl SyncStore for crate::store::DeviceStore {
     fn unsynced(&self) -> Result<(u64, Option<i64>), SyncError> {
@@ -965,6 +985,21 @@ impl SyncStore for crate::store::DeviceStore {
 
     fn held_records(&self) -> Result<Vec<(RecordId, crate::model::RecordKind)>, SyncError> {
         Ok(crate::store::DeviceStore::held_records(self)?)
+    }
+
+    fn prime_progress(&self) -> Result<Option<(RecordId, u64)>, SyncError> {
+        let Some(text) = self.meta_get(META_PRIME)? else {
+            return Ok(None);
+        };
+        // Written by `set_prime_progress` only; anything else starts over.
+        Ok(text
+            .split_once(',')
+            .and_then(|(after, cursor)| Some((after.parse().ok()?, cursor.parse().ok()?))))
+    }
+
+    fn set_prime_progress(&self, progress: Option<(RecordId, u64)>) -> Result<(), SyncError> {
+        let text = progress.map_or_else(String::new, |(after, cursor)| format!("{after},{cursor}"));
+        Ok(self.meta_set(META_PRIME, &text)?)
     }
 
     fn document(&self, id: RecordId) -> Result<Option<automerge::AutoCommit>, SyncError> {
@@ -1069,6 +1104,12 @@ impl<S: SyncStore> SyncStore for std::sync::Arc<S> {
     }
     fn held_records(&self) -> Result<Vec<(RecordId, crate::model::RecordKind)>, SyncError> {
         (**self).held_records()
+    }
+    fn prime_progress(&self) -> Result<Option<(RecordId, u64)>, SyncError> {
+        (**self).prime_progress()
+    }
+    fn set_prime_progress(&self, progress: Option<(RecordId, u64)>) -> Result<(), SyncError> {
+        (**self).set_prime_progress(progress)
     }
     fn document(&self, id: RecordId) -> Result<Option<automerge::AutoCommit>, SyncError> {
         (**self).document(id)

@@ -95,6 +95,11 @@ pub struct Server {
     pub expire_next: bool,
     /// Handle the next request, then lose its answer.
     pub lose_next_answer: bool,
+    /// Let this many more requests through, then fail every one (the
+    /// network gone for good); `None`: no such limit.
+    pub fail_after: Option<u32>,
+    /// Snapshots served by prime answers.
+    pub snapshots_served: u64,
     pub revoked: bool,
     pub requests: u32,
     /// Random faults on every request, when set.
@@ -122,6 +127,8 @@ impl Server {
             drop_next: 0,
             expire_next: false,
             lose_next_answer: false,
+            fail_after: None,
+            snapshots_served: 0,
             revoked: false,
             requests: 0,
             chaos: None,
@@ -183,6 +190,11 @@ impl MemTransport {
         // A request whose answer is to be lost gets through first; the
         // drops apply to the ones after it.
         let lose_this = std::mem::take(&mut s.lose_next_answer);
+        match s.fail_after {
+            Some(0) => return Err(TransportError::Network("no network".into())),
+            Some(n) => s.fail_after = Some(n - 1),
+            None => {}
+        }
         if !lose_this && s.drop_next > 0 {
             s.drop_next -= 1;
             return Err(TransportError::Network("connection reset".into()));
@@ -362,7 +374,7 @@ impl Transport for MemTransport {
         if draw.lose_answer {
             return Err(lost());
         }
-        let s = self.server();
+        let mut s = self.server();
         let cursor = req.cursor.unwrap_or(s.log.len() as u64);
         let page: Vec<Snapshot> = s
             .records
@@ -377,6 +389,7 @@ impl Transport for MemTransport {
                 projection: None,
             })
             .collect();
+        s.snapshots_served += page.len() as u64;
         let next = if page.len() == req.max_records as usize {
             page.last().map(|p| p.id)
         } else {
