@@ -35,7 +35,10 @@ on_both_databases!(
     a_manager_reviews_a_report_through_the_api_and_the_rep_sees_it_after_sync,
 );
 
-on_both_databases!(a_flaky_network_converges_and_applies_nothing_twice);
+on_both_databases!(
+    a_flaky_network_converges_and_applies_nothing_twice,
+    a_device_clock_days_ahead_is_recorded_as_given_and_changes_nothing_else,
+);
 
 // Scenarios that need the server as a separate process (to SIGKILL it).
 on_both_databases!(as_a_process: a_server_killed_mid_write_loses_nothing_it_acknowledged);
@@ -919,6 +922,65 @@ fn a_restore_from_backup_is_repaired_from_the_devices(w: World) {
             .any(|l| l.starts_with("fieldsync_devices_after_restore_total ") && !l.ends_with(" 0")),
         "the server counts devices after the restore"
     );
+}
+
+/// A phone whose clock runs three days ahead: the times it records are kept
+/// as the device gave them (a check-in says when the phone thought it was),
+/// while what the server orders and cuts by runs on the server's clock: the
+/// change log's commit times, and the download window the phone receives.
+fn a_device_clock_days_ahead_is_recorded_as_given_and_changes_nothing_else(w: World) {
+    const SKEW: i64 = 3 * 86_400_000;
+    let phone = w.device("ana");
+    let shop = account(&w, &phone, "Relógio adiantado");
+    let visit_id = plan_visit(&w, &phone, shop, 0);
+    let skewed = DeviceTime::utc(DeviceTime::now_utc().at_ms + SKEW);
+    phone
+        .store()
+        .act(visit_id, |d| {
+            visit::check_in(d, &phone.actor, skewed, None, SITE)
+        })
+        .expect("check in");
+    let before = fieldsync_test_support::unix_now();
+    phone.sync();
+    let after = fieldsync_test_support::unix_now();
+
+    // Recorded as given.
+    let history = w
+        .server_doc(visit_id)
+        .expect("on the server")
+        .history()
+        .expect("history");
+    let check_in = history
+        .iter()
+        .find(|e| e.to == "in_progress")
+        .expect("the check-in event");
+    assert_eq!(check_in.at, skewed);
+    // Committed on the server's clock.
+    let audit = ureq::get(&format!("{}/v1/records/{visit_id}/audit", w.base))
+        .header("authorization", &format!("Bearer {}", phone.access_token()))
+        .call()
+        .expect("audit")
+        .into_body()
+        .read_json::<serde_json::Value>()
+        .expect("json");
+    let entries = audit.as_array().cloned().unwrap_or_default();
+    assert!(!entries.is_empty(), "{audit}");
+    for e in &entries {
+        let at = e["committed_at"].as_i64().expect("committed_at");
+        assert!((before - 5..=after + 5).contains(&at), "{e}");
+    }
+    // The window is the server's: it ends seven days after the server's today,
+    // not after the phone's.
+    let window = phone
+        .store()
+        .meta_get("scope_window")
+        .expect("meta")
+        .expect("a window");
+    let to: i64 = window
+        .split_once(',')
+        .and_then(|(_, to)| to.parse().ok())
+        .expect("the window's end");
+    assert_eq!(to, t(0).at_ms + 8 * 86_400_000);
 }
 
 /// Four devices sync through a proxy that resets, loses, truncates,
