@@ -516,4 +516,37 @@ fn a_store_restored_from_an_old_phone_backup_is_brought_back_in_line() {
     assert!(server_heads.iter().all(|h| server.change(h).is_some()));
     let mut local = phone.store().doc(visit_id).expect("local");
     assert_eq!(local.heads(), server.heads());
+
+    // Restored again, and this time edited before its first sync: the edit
+    // reuses a change number the server holds, and is refused into the
+    // ledger; restored from there, it lands as a new change.
+    drop(phone);
+    std::fs::copy(&backup, &path).expect("restore");
+    let _ = std::fs::remove_file(dir.path().join("phone.db-wal"));
+    let phone = open(&t);
+    phone
+        .store()
+        .update::<Visit>(visit_id, DeviceTime::utc(30), |v| {
+            v.notes = "typed on the restored phone before it synced".into()
+        })
+        .expect("edit");
+    let report = phone.sync(&NoProgress).expect("sync");
+    assert_eq!(report.rejected, 1, "{report:?}");
+    let entry = phone.store().rejections().expect("ledger")[0].clone();
+    phone
+        .store()
+        .restore_rejection(entry.seq)
+        .expect("restored as a new change");
+    let report = phone.sync(&NoProgress).expect("sync");
+    assert_eq!(report.rejected, 0, "{report:?}");
+    let mut server = t.server().records[&visit_id].clone();
+    let v: Visit = server.read_stateful().expect("visit");
+    assert_eq!(v.notes, "typed on the restored phone before it synced");
+    assert_eq!(
+        v.instructions.as_deref(),
+        Some("only the restored phone has this"),
+        "and nothing else went back"
+    );
+    let mut local = phone.store().doc(visit_id).expect("local");
+    assert_eq!(local.heads(), server.heads());
 }

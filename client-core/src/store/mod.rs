@@ -1081,7 +1081,10 @@ impl DeviceStore {
     /// leaves the entry open. A record the server never accepted (it left the
     /// device with the refusal) is created again. Changes that no longer fit
     /// the record (the user edited it since, on top of the server's copy) are
-    /// refused as a validation error: make the edit again instead.
+    /// refused as a validation error: make the edit again instead. Changes
+    /// refused because the store came back from an old backup (their change
+    /// numbers taken by the device's own later changes on the server) are
+    /// carried over as a new change.
     pub fn restore_rejection(&self, seq: i64) -> Result<RecordId, StoreError> {
         let row: Option<String> = self
             .lock()
@@ -1115,12 +1118,30 @@ impl DeviceStore {
                 format!("the refused edit no longer fits this record ({e}); make it again"),
             ))
         };
+        let edited_since: bool = self.lock().conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM outbox WHERE record_id = ?1)",
+            [id.to_string()],
+            |r| r.get(0),
+        )?;
         if held {
             self.act(id, |doc| {
                 let before = doc.to_json()?;
                 let status = doc.status_name()?.as_str().map(str::to_owned);
                 let heads = doc.heads();
-                doc.automerge().apply_changes(changes).map_err(unfit)?;
+                let mut trial = doc.clone();
+                match trial.automerge().apply_changes(changes.clone()) {
+                    Ok(()) => *doc = trial,
+                    // The changes reuse change numbers this device's actor
+                    // used for other changes the server holds: the store was
+                    // restored from an old backup after it sent them. With
+                    // nothing newer typed here, their field edits are carried
+                    // over as a new change. (Over an edit typed since, they
+                    // no longer fit: the user makes it again.)
+                    Err(e) if !edited_since => {
+                        rebase_refused(doc, &changes).map_err(|_| unfit(e))?
+                    }
+                    Err(e) => return Err(unfit(e)),
+                }
                 if doc.heads() == heads {
                     // Already there, or waiting for changes this device never had.
                     return Err(ModelError::Validation(ValidationError::new(
@@ -1664,6 +1685,28 @@ fn append(
 }
 
 /// Queues local changes for upload.
+/// Carries the field edits of `refused` (changes the record cannot take as
+/// they are) onto `doc` as one new change of `doc`'s actor: the changes are
+/// replayed on the state they were made on, and what they changed is written
+/// on top of the record as it is now (`RecordDoc::rebase_onto`).
+fn rebase_refused(doc: &mut RecordDoc, refused: &[Change]) -> Result<(), ModelError> {
+    let own: std::collections::BTreeSet<ChangeHash> = refused.iter().map(Change::hash).collect();
+    let mut base: Vec<ChangeHash> = refused
+        .iter()
+        .flat_map(|c| c.deps().to_vec())
+        .filter(|d| !own.contains(d))
+        .collect();
+    base.sort();
+    base.dedup();
+    let actor = doc.automerge().get_actor().clone();
+    let mut made = RecordDoc::from_automerge(doc.automerge().fork_at(&base)?)?;
+    made.automerge().apply_changes(refused.to_vec())?;
+    made.set_actor(actor);
+    let (rebased, _) = made.rebase_onto(&base, doc, &[], DeviceTime::now_utc())?;
+    *doc = rebased;
+    Ok(())
+}
+
 fn queue(tx: &Transaction<'_>, id: RecordId, hashes: &[ChangeHash]) -> Result<(), StoreError> {
     // A local change is new by construction, so the unique index never fires
     // here; if it ever did, the row it would add is already there.
