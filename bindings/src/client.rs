@@ -281,7 +281,9 @@ impl FieldsyncClient {
     }
 
     pub(crate) fn visit_item(&self, id: RecordId) -> Result<VisitItem, FieldsyncError> {
-        Ok(VisitItem::of(&self.store().read_stateful::<Visit>(id)?))
+        let mut item = VisitItem::of(&self.store().read_stateful::<Visit>(id)?);
+        item.read_only = self.store().is_reference(id);
+        Ok(item)
     }
 }
 

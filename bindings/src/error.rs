@@ -53,6 +53,14 @@ pub enum FieldsyncError {
         /// The id asked for.
         id: String,
     },
+    /// The record is held for reference only (an earlier visit or job at one of
+    /// the user's accounts, by a colleague or before the user's window): show
+    /// it, do not offer to change it.
+    #[error("record {id} is shown for reference only and cannot be changed")]
+    ReadOnly {
+        /// The record.
+        id: String,
+    },
     /// An argument is malformed (an id that is not a UUID, a negative quantity).
     #[error("{detail}")]
     InvalidArgument {
@@ -97,6 +105,7 @@ impl From<StoreError> for FieldsyncError {
         match e {
             StoreError::Model(m) => m.into(),
             StoreError::NotFound(id) => FieldsyncError::NotFound { id: id.to_string() },
+            StoreError::ReadOnly(id) => FieldsyncError::ReadOnly { id: id.to_string() },
             e @ (StoreError::WrongKey | StoreError::KeyRequired | StoreError::NotEncrypted) => {
                 FieldsyncError::Encryption {
                     detail: e.to_string(),

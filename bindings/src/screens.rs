@@ -101,7 +101,9 @@ impl FieldsyncClient {
     }
 
     fn job_item(&self, id: RecordId) -> Result<JobItem, FieldsyncError> {
-        Ok(JobItem::of(&self.store().read_stateful::<ServiceJob>(id)?))
+        let mut item = JobItem::of(&self.store().read_stateful::<ServiceJob>(id)?);
+        item.read_only = self.store().is_reference(id);
+        Ok(item)
     }
 
     /// The price list of an order: its own, else its account's, else the
@@ -192,7 +194,20 @@ impl FieldsyncClient {
             .collect()
     }
 
-    /// An account's visits, newest first (what happened at the last visit).
+    /// An account's service jobs, newest first by SLA due time: the open ones
+    /// and, for reference, the last few finished ones (`read_only`), so a
+    /// technician or rep sees what was done there before.
+    pub fn jobs_for_account(&self, account_id: String) -> Result<Vec<JobItem>, FieldsyncError> {
+        self.store()
+            .of_account(RecordKind::ServiceJob, parse_id("account", &account_id)?)?
+            .into_iter()
+            .map(|p| self.job_item(p.id))
+            .collect()
+    }
+
+    /// An account's visits, newest first (what happened at the last visit):
+    /// the user's own and, for reference (`read_only`), the last few finished
+    /// ones of colleagues or from before the user's window.
     pub fn visits_for_account(&self, account_id: String) -> Result<Vec<VisitItem>, FieldsyncError> {
         self.store()
             .visits_for_account(parse_id("account", &account_id)?)?

@@ -115,6 +115,10 @@ pub struct VisitItem {
     pub next_visit_date: Option<String>,
     /// The manager's instructions.
     pub instructions: Option<String>,
+    /// Held for reference only (an earlier visit at one of the user's
+    /// accounts, by a colleague or before the user's window): show it, offer
+    /// no action on it (each would fail with `ReadOnly`).
+    pub read_only: bool,
 }
 
 impl VisitItem {
@@ -145,6 +149,7 @@ impl VisitItem {
             contact_id: v.contact_id.map(|c| c.to_string()),
             next_visit_date: v.next_visit_date.clone(),
             instructions: v.instructions.clone(),
+            read_only: false,
         }
     }
 }
@@ -1149,6 +1154,9 @@ pub struct JobItem {
     pub checklist_template_id: Option<String>,
     /// Completing an assignment needs the customer's signature.
     pub requires_signature: bool,
+    /// Held for reference only (an earlier job at one of the user's
+    /// accounts): show it, offer no action on it.
+    pub read_only: bool,
 }
 
 impl JobItem {
@@ -1169,6 +1177,7 @@ impl JobItem {
             requires_checklist: j.requires_checklist,
             checklist_template_id: j.checklist_template_id.map(|t| t.to_string()),
             requires_signature: j.requires_signature,
+            read_only: false,
         }
     }
 }

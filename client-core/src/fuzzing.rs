@@ -680,6 +680,7 @@ pub fn seed_corpus() -> Vec<SeedInput> {
         name: "pull_request",
         bytes: protocol::encode(&PullRequest {
             log: None,
+            history: None,
             cursor: 42,
             max_changes: 500,
             window: Some(protocol::ScopeWindow {
@@ -694,6 +695,7 @@ pub fn seed_corpus() -> Vec<SeedInput> {
         name: "pull_response",
         bytes: protocol::encode(&PullResponse {
             log: None,
+            history: None,
             records: vec![visit_changes],
             removed: vec![world::RECORDS[3]],
             next_cursor: 43,

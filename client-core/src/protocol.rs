@@ -200,6 +200,11 @@ pub struct PullRequest {
     /// restore from backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
+    /// The records this device holds *for reference* ([`PullResponse::history`]
+    /// of its last pull, those it still has). `None`: the device takes no
+    /// reference records (an older app); the server then sends none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<RecordId>>,
 }
 
 /// The time span of dated records (visits, orders, visit reports, assignments,
@@ -244,6 +249,15 @@ pub struct PullResponse {
     /// repairs every record it holds with the server (see `docs/protocol.md`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
+    /// The records the device now holds for reference, read-only: the last
+    /// few finished visits and jobs at the accounts the caller works at in its
+    /// window, which its own scope does not reach (a colleague's visit last
+    /// month). Those it did not name in the request come whole in `records`,
+    /// those it named get their new changes there, and those it named that
+    /// are no longer reference (nor in its scope) are in `removed`. Sent when
+    /// the request named a list and the caller's scope has a window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<RecordId>>,
 }
 
 /// Ask for a page of snapshots (priming a new or reset device).
@@ -423,6 +437,7 @@ mod tests {
     fn device_health_is_optional_both_ways() {
         let with = PullRequest {
             log: None,
+            history: None,
             cursor: 3,
             max_changes: 10,
             window: None,
@@ -495,6 +510,7 @@ mod tests {
         assert_eq!(decode::<PushResponse>(&encode(&resp)), Ok(resp));
         let pull = PullResponse {
             log: None,
+            history: None,
             records: vec![],
             removed: vec![RecordId::from_uuid(Uuid::from_u128(3))],
             next_cursor: 42,

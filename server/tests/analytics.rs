@@ -1388,6 +1388,7 @@ fn devices_report_their_sync_health_and_silent_ones_are_flagged(w: World) {
     // An app that sends no figures still stamps its last sync.
     let body = fieldsync_core::protocol::encode(&fieldsync_core::protocol::PullRequest {
         log: None,
+        history: None,
         cursor: 0,
         max_changes: 10,
         window: None,

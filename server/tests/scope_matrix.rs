@@ -408,6 +408,7 @@ fn matrix(backend: Backend) {
                     &token,
                     &PullRequest {
                         log: None,
+                        history: None,
                         cursor,
                         max_changes: 50,
                         window: None,

@@ -33,6 +33,7 @@ on_both_databases!(
     an_oversized_edit_is_refused_on_the_device_and_the_rest_lands,
     a_reassigned_visit_leaves_the_old_reps_phone_and_reaches_the_new_ones,
     a_manager_reviews_a_report_through_the_api_and_the_rep_sees_it_after_sync,
+    reps_hold_the_last_visits_and_jobs_at_their_accounts_for_reference,
 );
 
 on_both_databases!(
@@ -707,6 +708,7 @@ fn malformed_requests_get_a_clear_4xx(w: World) {
         .send(
             &protocol::encode(&protocol::PullRequest {
                 log: None,
+                history: None,
                 cursor: 0,
                 max_changes: 10,
                 window: None,
@@ -1350,6 +1352,7 @@ fn dated_records_reach_a_rep_only_inside_the_window(w: World) {
             &session.access_token,
             &protocol::PullRequest {
                 log: None,
+                history: None,
                 cursor,
                 max_changes: 1_000,
                 window: Some(old),
@@ -1673,4 +1676,209 @@ fn repair_answers_a_record_out_of_scope_like_one_that_does_not_exist(w: World) {
             "nothing of sara's visit: {decoded:?}"
         );
     }
+}
+
+const DAY: i64 = 86_400_000;
+const HOUR: i64 = 3_600_000;
+
+/// A visit of `dev`'s user at `account`, `days` from today (negative: in the
+/// past) from 09:00 to 10:00, checked in and out when `done`.
+fn visit_on_day(w: &World, dev: &Device, account: RecordId, days: i64, done: bool) -> RecordId {
+    let at = |h: i64| t(days * DAY + h * HOUR);
+    let v = Visit::planned(w.meta(dev.person.name()), account, at(9), at(10));
+    let id = dev
+        .store()
+        .create_stateful(&v, &dev.actor, at(8))
+        .expect("visit");
+    if done {
+        dev.store()
+            .act(id, |d| visit::check_in(d, &dev.actor, at(9), None, SITE))
+            .expect("check in");
+        dev.store()
+            .act(id, |d| {
+                visit::check_out(
+                    d,
+                    &dev.actor,
+                    at(10),
+                    None,
+                    SITE,
+                    fieldsync_core::model::VisitOutcome::NoOrder,
+                )
+            })
+            .expect("check out");
+    }
+    id
+}
+
+/// Ben, about to call on a customer tomorrow, holds what happened there
+/// lately although his own scope does not reach it: the last three completed
+/// visits (a colleague's, before his window) and the last finished job, all
+/// read-only on his device and on the server; the set follows new work and
+/// edits; records that leave it leave his device.
+fn reps_hold_the_last_visits_and_jobs_at_their_accounts_for_reference(w: World) {
+    use fieldsync_core::model::{Assignment, AssignmentStatus, ServiceJob, assignment};
+    use fieldsync_core::store::StoreError;
+    let mona = w.device("mona");
+    let ana = w.device("ana");
+    let tomas = w.device("tomas");
+    let ben = w.device("ben");
+    let shop = account(&w, &mona, "Padaria Central");
+    let elsewhere = account(&w, &mona, "Talho Norte");
+    // A job at the shop, due twelve days ago, done yesterday by Tomás.
+    let then = |h: i64| t(-DAY + h * HOUR);
+    let mut job = ServiceJob::new(w.meta("mona"), shop, "repair");
+    job.sla_due = Some(t(-12 * DAY + 18 * HOUR));
+    let job_id = mona
+        .store()
+        .create_stateful(&job, &mona.actor, then(8))
+        .expect("job");
+    let a = Assignment::new(w.meta("tomas"), job_id, then(9), then(12));
+    let assignment_id = mona
+        .store()
+        .create_stateful(&a, &mona.actor, then(8))
+        .expect("assignment");
+    mona.store()
+        .act(assignment_id, |d| {
+            assignment::advance(
+                d,
+                &mona.actor,
+                AssignmentStatus::Dispatched,
+                then(8),
+                None,
+                None,
+            )
+        })
+        .expect("dispatch");
+    assert_eq!(mona.sync().rejected, 0);
+    tomas.sync();
+    for (to, h) in [
+        (AssignmentStatus::Accepted, 9),
+        (AssignmentStatus::OnSite, 10),
+        (AssignmentStatus::InProgress, 10),
+        (AssignmentStatus::Completed, 11),
+    ] {
+        tomas
+            .store()
+            .act(assignment_id, |d| {
+                assignment::advance(d, &tomas.actor, to, then(h), None, None)
+            })
+            .expect("work");
+    }
+    assert_eq!(tomas.sync().rejected, 0);
+
+    // Ana's visits at the shop: four done, one planned and never started,
+    // and one done at another customer.
+    let done: Vec<RecordId> = [-20, -15, -10, -5]
+        .into_iter()
+        .map(|d| visit_on_day(&w, &ana, shop, d, true))
+        .collect();
+    let not_started = visit_on_day(&w, &ana, shop, -4, false);
+    let other_shop = visit_on_day(&w, &ana, elsewhere, -3, true);
+    assert_eq!(ana.sync().rejected, 0);
+
+    // Ben plans his call tomorrow; his sync brings the shop's recent work.
+    let tomorrow = visit_on_day(&w, &ben, shop, 1, false);
+    let r = ben.sync();
+    assert_eq!(r.rejected, 0, "{r:?}");
+    let mut reference = ben.store().reference_records().expect("reference");
+    reference.sort();
+    let mut expected = vec![done[1], done[2], done[3], job_id];
+    expected.sort();
+    assert_eq!(reference, expected, "the last three visits and the job");
+    for id in &expected {
+        assert!(ben.store().is_reference(*id));
+    }
+    let latest: Visit = ben
+        .store()
+        .read_stateful(done[3])
+        .expect("Ana's last visit");
+    assert_eq!(latest.status, VisitStatus::Completed);
+    let fixed: ServiceJob = ben.store().read_stateful(job_id).expect("the job");
+    assert_eq!(fixed.status, fieldsync_core::model::JobStatus::Completed);
+    for absent in [done[0], not_started, other_shop, assignment_id] {
+        assert!(
+            ben.store().doc(absent).is_err(),
+            "{absent} is not reference: an older visit, one never started, another \
+             customer's, an assignment"
+        );
+    }
+    assert!(
+        !ben.store().is_reference(tomorrow),
+        "his own visit is his own"
+    );
+    let listed = ben.store().visits_for_account(shop).expect("visits");
+    assert_eq!(listed.len(), 4, "his own and three for reference");
+
+    // Read-only on the device...
+    let refused = ben
+        .store()
+        .update::<Visit>(done[3], t(11 * HOUR), |v| v.notes = "mine now".into())
+        .expect_err("reference is read-only");
+    assert!(
+        matches!(refused, StoreError::ReadOnly(id) if id == done[3]),
+        "{refused}"
+    );
+    // ... and on the server, for a client that builds its own change.
+    let copy = w.server_doc(done[3]).expect("on the server");
+    let outcome = ben.push_forged(copy, |d| {
+        d.update::<Visit>(t(11 * HOUR), |v| v.notes = "forged".into())
+            .expect("edit");
+    });
+    assert!(
+        matches!(&outcome, protocol::PushOutcome::Rejected(r) if r.code == protocol::RejectCode::Forbidden),
+        "a reference record is out of the writer's scope: {outcome:?}"
+    );
+    let on_server: Visit = w
+        .server_doc(done[3])
+        .expect("on the server")
+        .read_stateful()
+        .expect("visit");
+    assert_ne!(on_server.notes, "forged");
+
+    // Mona adds a note to Ana's last visit; Ana completes another one two
+    // days ago (outside Ben's window): it joins, the oldest of three leaves.
+    mona.sync();
+    mona.store()
+        .update::<Visit>(done[3], t(12 * HOUR), |v| {
+            v.notes = "Ask about the new oven".into()
+        })
+        .expect("a manager's note");
+    assert_eq!(mona.sync().rejected, 0);
+    let newest = visit_on_day(&w, &ana, shop, -2, true);
+    assert_eq!(ana.sync().rejected, 0);
+    let r = ben.sync();
+    assert_eq!(r.rejected, 0, "{r:?}");
+    let noted: Visit = ben.store().read_stateful(done[3]).expect("still held");
+    assert_eq!(
+        noted.notes, "Ask about the new oven",
+        "held records get their new changes"
+    );
+    let mut reference = ben.store().reference_records().expect("reference");
+    reference.sort();
+    let mut expected = vec![done[2], done[3], newest, job_id];
+    expected.sort();
+    assert_eq!(reference, expected);
+    assert!(
+        ben.store().doc(done[1]).is_err(),
+        "the fourth newest left the device"
+    );
+
+    // Ben's call moves to another customer: nothing at the shop is reference.
+    ben.store()
+        .update::<Visit>(tomorrow, t(13 * HOUR), |v| v.account_id = elsewhere)
+        .expect("moved");
+    let r = ben.sync();
+    assert_eq!(r.rejected, 0, "{r:?}");
+    assert_eq!(
+        ben.store().reference_records().expect("reference"),
+        vec![other_shop]
+    );
+    for id in [done[2], done[3], newest, job_id] {
+        assert!(ben.store().doc(id).is_err(), "{id} left with the shop");
+    }
+    assert!(
+        ben.store()
+            .update::<Visit>(tomorrow, t(14 * HOUR), |v| v.notes = "ok".into())
+            .is_ok()
+    );
 }

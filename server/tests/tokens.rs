@@ -260,6 +260,7 @@ fn bad_tokens_get_401_everywhere(w: World) {
             "/v1/sync/pull".into(),
             Some(cbor(protocol::encode(&PullRequest {
                 log: None,
+                history: None,
                 cursor: 0,
                 max_changes: 10,
                 window: None,

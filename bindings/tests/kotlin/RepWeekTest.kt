@@ -5,6 +5,7 @@
 // discount that the manager rejects and the rep reworks, a report with KPI
 // values, a cancelled and an aborted visit, and an edit the server refused
 // restored once the office re-plans the visit. The manager's device sees it.
+// A colleague's last visit at a customer arrives for reference, read-only.
 import org.fieldsync.core.*
 import java.nio.file.Files
 
@@ -138,6 +139,25 @@ fun main() {
         rep.synced()
         manager.synced()
         check(manager.visit(visit).nextVisitDate == "2026-06-01")
+    }
+
+    test("a colleague's last visit at a customer arrives for reference, read-only") {
+        val colleague = client("colleague", "rep3@demo.example")
+        colleague.synced()
+        val deli = colleague.createAccount("Kotlin Reference Deli", null)
+        val now = System.currentTimeMillis()
+        val earlier = colleague.planVisit(deli, now - 240 * hour, now - 239 * hour)
+        colleague.checkIn(earlier, null)
+        colleague.checkOut(earlier, null, Outcome.NO_ORDER)
+        colleague.synced()
+        rep.synced()
+        val tomorrow = rep.planVisit(deli, now + 24 * hour, now + 25 * hour)
+        rep.synced()
+        val seen = rep.visitsForAccount(deli).associateBy { it.id }
+        check(seen.keys == setOf(earlier, tomorrow)) { "$seen" }
+        check(seen.getValue(earlier).readOnly && !seen.getValue(tomorrow).readOnly)
+        check(seen.getValue(earlier).status == "completed")
+        expect("ReadOnly") { rep.setVisitNotes(earlier, "not mine to change") }
     }
 
     println("$passed passed, $failed failed")

@@ -5,7 +5,8 @@ from the account's price list (one within the list's maximum discount, one
 beyond it that a manager rejects and the rep reworks), ship-to and delivery
 date, a report with observations and KPI values, cancelled and aborted
 visits, deleting, and an edit the server refused that the rep restores once
-the office re-plans the visit. The manager's device sees each result.
+the office re-plans the visit. The manager's device sees each result. A
+colleague's last visit at a customer arrives for reference, read-only.
 (The Kotlin RepWeekTest plays the same week on the JVM.)
 """
 
@@ -217,6 +218,33 @@ class RepWeekTest(unittest.TestCase):
         self.assertEqual(rep.visit(visit).next_visit_date, "2026-04-01")
         with self.assertRaises(fs.FieldsyncError.NotFound):
             rep.restore_rejection(ledger[0].seq)
+
+    def test_a_colleagues_last_visits_at_a_customer_arrive_for_reference(self):
+        first = client(self.dir, "rep-before", "rep1@demo.example")
+        second = client(self.dir, "rep-after", "rep2@demo.example")
+        synced(self, first)
+        deli = first.create_account("Reference Test Deli", None)
+        now = int(time.time() * 1000)
+        # The first rep's visit ten days ago, done; the second's is tomorrow.
+        earlier = first.plan_visit(deli, now - 240 * HOUR, now - 239 * HOUR)
+        first.check_in(earlier, None)
+        first.set_visit_notes(earlier, "Owner wants the Christmas catalogue.")
+        first.check_out(earlier, None, fs.Outcome.NO_ORDER)
+        synced(self, first)
+        synced(self, second)
+        tomorrow = second.plan_visit(deli, now + 24 * HOUR, now + 25 * HOUR)
+        synced(self, second)
+
+        seen = {v.id: v for v in second.visits_for_account(deli)}
+        self.assertEqual(set(seen), {earlier, tomorrow})
+        self.assertTrue(seen[earlier].read_only)
+        self.assertFalse(seen[tomorrow].read_only)
+        self.assertEqual(seen[earlier].status, "completed")
+        self.assertEqual(seen[earlier].notes, "Owner wants the Christmas catalogue.")
+        with self.assertRaises(fs.FieldsyncError.ReadOnly):
+            second.set_visit_notes(earlier, "not mine to change")
+        self.assertEqual(second.pending_changes(), 0)
+        self.assertEqual(second.jobs_for_account(deli), [])
 
 
 if __name__ == "__main__":

@@ -104,7 +104,7 @@ mod schema;
 mod search;
 mod signatures;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -182,6 +182,13 @@ pub enum StoreError {
     /// that changed while it was read, a position off the globe). Nothing was kept.
     #[error("attachment not kept: {0}")]
     AttachmentInput(String),
+    /// The record is held for reference only (an earlier visit or job at one
+    /// of the user's accounts, made by someone else or before the user's
+    /// window): it can be read, not changed, on this device.
+    #[error(
+        "record {0} is shown for reference only (an earlier visit or job at this account): it cannot be changed here"
+    )]
+    ReadOnly(RecordId),
     /// No open entry with that sequence number in the rejection ledger.
     #[error("no open rejection {0} on this device")]
     NoRejection(i64),
@@ -308,6 +315,9 @@ struct Inner {
     /// The signed-in user's role, for the write rules (`model::rules`); `None`
     /// before the first login.
     role: Option<Role>,
+    /// Records held for reference only (see [`DeviceStore::set_reference_records`]),
+    /// read from sync_meta at open.
+    reference: BTreeSet<RecordId>,
 }
 
 /// The device store. Cheap to share behind an `Arc`; all methods take `&self`.
@@ -331,6 +341,8 @@ impl std::fmt::Debug for DeviceStore {
 const META_ACTOR: &str = "actor_id";
 const META_CURSOR: &str = "cursor";
 const META_ROLE: &str = "role";
+/// The reference records, ids separated by spaces.
+const META_REFERENCE: &str = "reference_records";
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -482,9 +494,15 @@ impl DeviceStore {
             }
         };
         let role = meta_get(&conn, META_ROLE)?.and_then(|r| r.parse::<Role>().ok());
+        let reference = meta_get(&conn, META_REFERENCE)?
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(parse_id)
+            .collect::<Result<BTreeSet<_>, _>>()?;
         Ok(Self {
             inner: Mutex::new(Inner {
                 role,
+                reference,
                 conn,
                 cache: HashMap::new(),
                 order: VecDeque::new(),
@@ -535,6 +553,44 @@ impl DeviceStore {
     /// Writes a sync metadata value.
     pub fn meta_set(&self, key: &str, value: &str) -> Result<(), StoreError> {
         meta_set(&self.lock().conn, key, value)
+    }
+
+    /// Records the server sends for reference: the last few finished visits
+    /// and jobs at the accounts the user works at, beyond the user's own scope
+    /// (a colleague's visit last month). They are read like any record and
+    /// refused to every local action ([`StoreError::ReadOnly`]); the server
+    /// refuses writes to them too. Replaces the set after each pull page.
+    pub fn set_reference_records(&self, ids: &[RecordId]) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let text = ids
+            .iter()
+            .map(RecordId::to_string)
+            .collect::<Vec<_>>()
+            .join(" ");
+        meta_set(&inner.conn, META_REFERENCE, &text)?;
+        inner.reference = ids.iter().copied().collect();
+        Ok(())
+    }
+
+    /// The reference records this device holds (named by the last pull and
+    /// still stored), in id order.
+    pub fn reference_records(&self) -> Result<Vec<RecordId>, StoreError> {
+        let inner = self.lock();
+        let mut held = Vec::with_capacity(inner.reference.len());
+        let mut exists = inner
+            .conn
+            .prepare_cached("SELECT EXISTS(SELECT 1 FROM records WHERE id = ?1)")?;
+        for id in &inner.reference {
+            if exists.query_row([id.to_string()], |r| r.get::<_, bool>(0))? {
+                held.push(*id);
+            }
+        }
+        Ok(held)
+    }
+
+    /// Whether record `id` is held for reference only (read-only here).
+    pub fn is_reference(&self, id: RecordId) -> bool {
+        self.lock().reference.contains(&id)
     }
 
     // --- Local actions ---------------------------------------------------------
@@ -592,6 +648,9 @@ impl DeviceStore {
         action: impl FnOnce(&mut RecordDoc) -> Result<T, ModelError>,
     ) -> Result<T, StoreError> {
         let mut inner = self.lock();
+        if inner.reference.contains(&id) {
+            return Err(StoreError::ReadOnly(id));
+        }
         let am = inner.take(id)?;
         let mut doc = RecordDoc::from_automerge(am).map_err(|e| StoreError::Corrupt {
             id,
@@ -1397,6 +1456,7 @@ impl DeviceStore {
         tx.commit()?;
         inner.cache.clear();
         inner.order.clear();
+        inner.reference.clear();
         drop(inner);
         // Reclaim the pages so the customer data is gone from the file too.
         self.lock().conn.execute_batch("VACUUM")?;
@@ -1770,6 +1830,62 @@ mod tests {
         assert!(err.retryable(), "{err}");
         other.execute_batch("ROLLBACK").expect("release");
         store.meta_set("k", "v").expect("retry succeeds");
+    }
+
+    #[test]
+    fn reference_records_are_read_only_and_outlive_a_restart() {
+        use crate::ids::{DeviceId, OrgId, TeamId, TerritoryId, UserId};
+        use crate::model::{RecordMeta, Role, Visit};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("device.db");
+        let store = DeviceStore::open(&path, StoreOptions::default()).expect("open");
+        let rep = Actor::on_device(UserId::new(), Role::Rep, DeviceId::new());
+        let visit = |owner| {
+            Visit::planned(
+                RecordMeta {
+                    id: RecordId::new(),
+                    org: OrgId::new(),
+                    owner,
+                    team: TeamId::new(),
+                    territory: TerritoryId::new(),
+                },
+                RecordId::new(),
+                DeviceTime::utc(0),
+                DeviceTime::utc(1),
+            )
+        };
+        let colleague = store
+            .create_stateful(&visit(UserId::new()), &rep, DeviceTime::utc(0))
+            .expect("create");
+        let mine = store
+            .create_stateful(&visit(rep.user), &rep, DeviceTime::utc(0))
+            .expect("create");
+        let gone = RecordId::new();
+        store
+            .set_reference_records(&[colleague, gone])
+            .expect("reference");
+        drop(store);
+        let store = DeviceStore::open(&path, StoreOptions::default()).expect("reopen");
+        assert!(store.is_reference(colleague) && !store.is_reference(mine));
+        assert_eq!(
+            store.reference_records().expect("held"),
+            vec![colleague],
+            "only those the store holds are named to the server"
+        );
+        let pending = store.pending_changes().expect("pending");
+        let err = store
+            .update::<Visit>(colleague, DeviceTime::utc(2), |v| v.notes = "x".into())
+            .expect_err("read-only");
+        assert!(
+            matches!(err, StoreError::ReadOnly(id) if id == colleague),
+            "{err}"
+        );
+        assert_eq!(store.pending_changes().expect("pending"), pending);
+        store
+            .update::<Visit>(mine, DeviceTime::utc(2), |v| v.notes = "x".into())
+            .expect("one's own visit is writable");
+        store.wipe().expect("wipe");
+        assert!(!store.is_reference(colleague));
     }
 
     #[test]

@@ -110,6 +110,16 @@ pub trait SyncStore: Send + Sync {
     fn set_prime_progress(&self, _progress: Option<(RecordId, u64)>) -> Result<(), SyncError> {
         Ok(())
     }
+    /// The records held for reference only ([`PullResponse::history`](crate::protocol::PullResponse::history)),
+    /// named in each pull; `None` for a store that takes none (the server
+    /// then sends none).
+    fn reference_records(&self) -> Result<Option<Vec<RecordId>>, SyncError> {
+        Ok(None)
+    }
+    /// Stores the reference records a pull page named, after the page is applied.
+    fn set_reference_records(&self, _ids: &[RecordId]) -> Result<(), SyncError> {
+        Ok(())
+    }
     /// Every record the device holds, with its kind: after a restore of the
     /// server from backup, each is repaired with the server.
     fn held_records(&self) -> Result<Vec<(RecordId, crate::model::RecordKind)>, SyncError> {
@@ -691,6 +701,7 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
                 max_changes: self.options.pull_page,
                 window: self.store.scope_window()?,
                 health: self.health(),
+                history: self.store.reference_records()?,
             };
             let page = self.call(report, |t, token| t.pull(token, &req))?;
             match (&known, &page.log) {
@@ -706,6 +717,9 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
             // Stored after the page: if the app dies in between, the next pull
             // names the old window and gets the entering records again (idempotent).
             self.store.set_scope_window(page.window)?;
+            if let Some(reference) = &page.history {
+                self.store.set_reference_records(reference)?;
+            }
             report.removed += page.removed.len() as u64;
             report.pulled += page
                 .records
@@ -729,7 +743,13 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
     /// starts over at its next run.
     fn after_restore(&self, log: &str, report: &mut SyncReport) -> Result<(), SyncError> {
         self.store.set_cursor(0)?;
+        // Reference records are read-only here: nothing of theirs is only on
+        // this device, and the server would not repair them (not in scope).
+        let reference = self.store.reference_records()?.unwrap_or_default();
         for (id, kind) in self.store.held_records()? {
+            if reference.contains(&id) {
+                continue;
+            }
             self.repair(id, kind, report)?;
             report.repaired += 1;
         }
@@ -1002,6 +1022,14 @@ impl SyncStore for crate::store::DeviceStore {
         Ok(self.meta_set(META_PRIME, &text)?)
     }
 
+    fn reference_records(&self) -> Result<Option<Vec<RecordId>>, SyncError> {
+        Ok(Some(crate::store::DeviceStore::reference_records(self)?))
+    }
+
+    fn set_reference_records(&self, ids: &[RecordId]) -> Result<(), SyncError> {
+        Ok(crate::store::DeviceStore::set_reference_records(self, ids)?)
+    }
+
     fn document(&self, id: RecordId) -> Result<Option<automerge::AutoCommit>, SyncError> {
         match self.doc(id) {
             Ok(doc) => Ok(Some(doc.into_automerge())),
@@ -1110,6 +1138,12 @@ impl<S: SyncStore> SyncStore for std::sync::Arc<S> {
     }
     fn set_prime_progress(&self, progress: Option<(RecordId, u64)>) -> Result<(), SyncError> {
         (**self).set_prime_progress(progress)
+    }
+    fn reference_records(&self) -> Result<Option<Vec<RecordId>>, SyncError> {
+        (**self).reference_records()
+    }
+    fn set_reference_records(&self, ids: &[RecordId]) -> Result<(), SyncError> {
+        (**self).set_reference_records(ids)
     }
     fn document(&self, id: RecordId) -> Result<Option<automerge::AutoCommit>, SyncError> {
         (**self).document(id)

@@ -361,6 +361,7 @@ impl Transport for MemTransport {
         }
         Ok(PullResponse {
             log: Some(s.log_id.clone()),
+            history: None,
             records,
             removed: vec![],
             next_cursor: end as u64,

@@ -18,6 +18,7 @@ pub mod conflicts;
 pub mod devices;
 pub mod export;
 pub mod facts;
+pub mod history;
 pub mod jobs;
 pub mod keys;
 pub mod notify;

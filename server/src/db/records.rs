@@ -1299,6 +1299,7 @@ pub async fn pull(
         .collect::<Result<Vec<_>, _>>()?;
     Ok(PullResponse {
         log: None,
+        history: None,
         records,
         removed,
         next_cursor: u64::try_from(next).unwrap_or(0),

@@ -29,6 +29,18 @@
 //! sends the whole history of the records that entered since, and names those
 //! that left in `removed` (the device drops them unless they hold unsynced
 //! changes).
+//!
+//! **Reference records.** A rep about to call on a customer wants to know what
+//! happened there last time, even when a colleague made that visit or it lies
+//! before the window. So a caller with a window also receives, read-only, the
+//! last `history_per_account` (default 3) completed visits and completed or
+//! closed jobs of every account it has a visit or an assignment at in its
+//! window (`db::history`, `service::history`):
+//!
+//! ```toml
+//! [scope]
+//! history_per_account = 5   # 0: none
+//! ```
 
 use fieldsync_core::model::Role;
 use fieldsync_core::protocol::ScopeWindow;
@@ -39,6 +51,9 @@ pub const DAY_MS: i64 = 86_400_000;
 
 /// Longest window side accepted in the settings (ten years).
 const MAX_DAYS: u32 = 3_650;
+
+/// Most reference visits (and jobs) per account accepted in the settings.
+const MAX_HISTORY: u32 = 50;
 
 /// How far around today one role's dated records reach. A side left out has no limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -87,6 +102,11 @@ pub struct ScopeSettings {
     pub technician: RoleWindow,
     /// Managers (their team's records).
     pub manager: RoleWindow,
+    /// For callers with a window: how many of the latest finished visits, and
+    /// how many of the latest finished jobs, of each account they work at in
+    /// their window reach their devices for reference, read-only, beyond their
+    /// own scope (0: none). See `db::history`.
+    pub history_per_account: u32,
 }
 
 impl Default for ScopeSettings {
@@ -95,6 +115,7 @@ impl Default for ScopeSettings {
             rep: RoleWindow::days(1, 7),
             technician: RoleWindow::days(1, 7),
             manager: RoleWindow::default(),
+            history_per_account: 3,
         }
     }
 }
@@ -124,6 +145,11 @@ impl ScopeSettings {
                     ));
                 }
             }
+        }
+        if self.history_per_account > MAX_HISTORY {
+            return Err(format!(
+                "scope.history_per_account: at most {MAX_HISTORY} visits and jobs per account"
+            ));
         }
         Ok(())
     }
@@ -191,5 +217,14 @@ mod tests {
             ..ScopeSettings::default()
         };
         assert!(silly.validate().is_err());
+        let s: ScopeSettings =
+            toml::from_str("history_per_account = 5\n").expect("valid scope settings");
+        assert_eq!(s.history_per_account, 5);
+        assert_eq!(ScopeSettings::default().history_per_account, 3);
+        let greedy = ScopeSettings {
+            history_per_account: 51,
+            ..ScopeSettings::default()
+        };
+        assert!(greedy.validate().is_err());
     }
 }

@@ -20,6 +20,7 @@ pub mod conflicts;
 pub mod demo;
 pub mod devices;
 pub mod export;
+pub mod history;
 pub mod jobs;
 pub mod orders;
 pub mod people;

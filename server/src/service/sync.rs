@@ -62,6 +62,7 @@ pub async fn pull(ctx: &Context, caller: &Caller, req: &PullRequest) -> Result<P
         ctx.metrics.device_after_restore();
     }
     let mut resp = records::pull(&ctx.db, caller, req).await?;
+    super::history::extend(ctx, caller, req, &mut resp).await?;
     resp.log = Some(log);
     ctx.metrics.pulled();
     Ok(resp)
