@@ -57,7 +57,7 @@ fn t(ms: i64) -> DeviceTime {
 
 fn account(w: &World, dev: &Device, name: &str) -> RecordId {
     let a = Account {
-        meta: w.meta(dev.person.name()),
+        meta: w.meta_of(&dev.person),
         name: name.into(),
         account_type: "outlet".into(),
         account_status: "active".into(),
@@ -82,7 +82,7 @@ fn account(w: &World, dev: &Device, name: &str) -> RecordId {
 
 fn plan_visit(w: &World, dev: &Device, account_id: RecordId, i: i64) -> RecordId {
     let v = Visit::planned(
-        w.meta(dev.person.name()),
+        w.meta_of(&dev.person),
         account_id,
         t(i * 3_600_000),
         t(i * 3_600_000 + 1_800_000),
@@ -769,13 +769,14 @@ fn concurrent_pushes_never_let_a_cursor_skip_a_change(w: World) {
 }
 
 /// The server is SIGKILLed and restarted `FIELDSYNC_KILL_ROUNDS` times (10;
-/// `cargo xtask soak` runs 300) while four devices sync.
+/// `cargo xtask soak` runs 300) while sixteen devices (the four seeded people
+/// and twelve more reps) sync.
 fn a_server_killed_mid_write_loses_nothing_it_acknowledged(w: World) {
     let kills: u64 = std::env::var("FIELDSYNC_KILL_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
-    under_load(&w, || {
+    under_load(&w, 16, || {
         for round in 0..kills {
             std::thread::sleep(std::time::Duration::from_millis(200 + 50 * (round % 5)));
             w.kill_and_restart_server();
@@ -795,7 +796,7 @@ fn a_postgres_restart_under_load_loses_nothing_and_needs_no_server_restart() {
     let w = World::start_with(fieldsync_test_support::Backend::Postgres, |s| {
         s.database_url = Some(url);
     });
-    under_load(&w, || {
+    under_load(&w, 4, || {
         for round in 0..3 {
             std::thread::sleep(std::time::Duration::from_millis(400 + 150 * round));
             cluster.restart();
@@ -1094,15 +1095,22 @@ fn a_flaky_network_converges_and_applies_nothing_twice(w: World) {
     );
 }
 
-/// Four devices plan and edit visits and sync in a loop while `disrupt` runs;
+/// `count` devices (the four seeded people first, then more reps of the
+/// north team) plan and edit visits and sync in a loop while `disrupt` runs;
 /// afterwards every change acknowledged before the disruption is on the
 /// server, and once everyone syncs again, devices and server agree.
-fn under_load(w: &World, disrupt: impl FnOnce()) {
-    let devices: Vec<Device> = ["ana", "ben", "carla", "mona"]
+fn under_load(w: &World, count: usize, disrupt: impl FnOnce()) {
+    let people: Vec<fieldsync_test_support::Person> = ["ana", "ben", "carla", "mona"]
         .iter()
-        .map(|n| {
-            w.device_with(
-                n,
+        .map(|n| w.person(n))
+        .chain((4..count).map(|i| w.add_person(&format!("rep{i:02}"), Role::Rep, w.north)))
+        .take(count)
+        .collect();
+    let devices: Vec<Device> = people
+        .into_iter()
+        .map(|p| {
+            w.device_of(
+                p,
                 SyncOptions {
                     max_attempts: 2,
                     ..fast_options()

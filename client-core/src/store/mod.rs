@@ -1230,6 +1230,23 @@ impl DeviceStore {
         removed: &[RecordId],
         cursor: Option<u64>,
     ) -> Result<(), StoreError> {
+        let cursor = cursor.map(|c| c.to_string());
+        let notes: Vec<(&str, &str)> = cursor
+            .as_deref()
+            .map(|c| (META_CURSOR, c))
+            .into_iter()
+            .collect();
+        self.apply_page_noting(records, removed, &notes)
+    }
+
+    /// [`DeviceStore::apply_page`] with any sync metadata (`notes`: key and
+    /// value) written in the same transaction.
+    fn apply_page_noting(
+        &self,
+        records: &[RecordChanges],
+        removed: &[RecordId],
+        notes: &[(&str, &str)],
+    ) -> Result<(), StoreError> {
         let mut inner = self.lock();
         let compact_after = self.options.compact_after;
         let mut touched: Vec<(RecordId, AutoCommit)> = Vec::new();
@@ -1291,8 +1308,8 @@ impl DeviceStore {
                 tx.execute("DELETE FROM records WHERE id = ?1", [id.to_string()])?;
             }
         }
-        if let Some(cursor) = cursor {
-            meta_set(&tx, META_CURSOR, &cursor.to_string())?;
+        for (key, value) in notes {
+            meta_set(&tx, key, value)?;
         }
         tx.commit()?;
         for id in removed {
@@ -1307,6 +1324,28 @@ impl DeviceStore {
 
     /// Stores snapshots received while priming, merging with any local copy.
     pub fn apply_snapshots(&self, snapshots: &[Snapshot]) -> Result<(), StoreError> {
+        self.apply_snapshots_noting(snapshots, None, &[])
+    }
+
+    /// A page of priming: [`DeviceStore::apply_snapshots`], with the feed
+    /// cursor (when the priming is done) and any other sync metadata
+    /// (`notes`: key and value, such as where the priming stands) written in
+    /// the same transaction as the page's last write. An app killed at any
+    /// point holds either the page and the note that it has it, or neither,
+    /// so a resumed priming never downloads a page it holds again.
+    pub fn apply_snapshots_noting(
+        &self,
+        snapshots: &[Snapshot],
+        cursor: Option<u64>,
+        notes: &[(&str, &str)],
+    ) -> Result<(), StoreError> {
+        let cursor = cursor.map(|c| c.to_string());
+        let notes: Vec<(&str, &str)> = cursor
+            .as_deref()
+            .map(|c| (META_CURSOR, c))
+            .into_iter()
+            .chain(notes.iter().copied())
+            .collect();
         // Records the device does not hold yet (all of them when priming) are
         // stored as the snapshot bytes themselves, with the projection the
         // server sent (or, from an older server, one computed after a load);
@@ -1354,6 +1393,13 @@ impl DeviceStore {
                 write_record(&tx, &Projection::of(&doc)?, &s.doc)?;
                 search::write(&tx, &doc)?;
             }
+            // Records held already are merged below, in a second
+            // transaction: the notes go with that one.
+            if known.is_empty() {
+                for (key, value) in &notes {
+                    meta_set(&tx, key, value)?;
+                }
+            }
             tx.commit()?;
         }
         let records: Vec<RecordChanges> = known
@@ -1371,7 +1417,7 @@ impl DeviceStore {
         if records.is_empty() {
             return Ok(());
         }
-        self.apply_page(&records, &[], None)
+        self.apply_page_noting(&records, &[], &notes)
     }
 
     /// The feed cursor; `None` before the device was first primed.

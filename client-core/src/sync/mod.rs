@@ -50,6 +50,24 @@ use crate::protocol::{
     Rejection, RepairRequest, ScopeWindow, Snapshot,
 };
 
+/// Where a priming stands once a page is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrimeStand {
+    /// More pages follow, after `record`; the priming started at feed
+    /// position `cursor`.
+    After {
+        /// The last record of the page.
+        record: RecordId,
+        /// The feed position the priming started at.
+        cursor: u64,
+    },
+    /// The last page: the device is primed and pulls from `cursor` on.
+    Done {
+        /// The feed position the priming started at.
+        cursor: u64,
+    },
+}
+
 /// What the sync client needs from the device store.
 pub trait SyncStore: Send + Sync {
     /// Up to `max_records` records with unacknowledged changes, oldest first.
@@ -73,6 +91,20 @@ pub trait SyncStore: Send + Sync {
     ) -> Result<(), SyncError>;
     /// Applies a page of snapshots (priming).
     fn apply_snapshots(&self, snapshots: &[Snapshot]) -> Result<(), SyncError>;
+    /// Applies a page of priming and records where the priming stands after
+    /// it. A store that can should do both in one transaction (the device
+    /// store does), so that an app killed in between never downloads the page
+    /// again; this default does one after the other.
+    fn apply_prime_page(&self, snapshots: &[Snapshot], stand: PrimeStand) -> Result<(), SyncError> {
+        self.apply_snapshots(snapshots)?;
+        match stand {
+            PrimeStand::After { record, cursor } => self.set_prime_progress(Some((record, cursor))),
+            PrimeStand::Done { cursor } => {
+                self.set_cursor(cursor)?;
+                self.set_prime_progress(None)
+            }
+        }
+    }
     /// The stored feed cursor; `None` before the first successful prime.
     fn cursor(&self) -> Result<Option<u64>, SyncError>;
     /// Stores the cursor at the end of priming.
@@ -482,21 +514,30 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
                     self.store.set_log_id(log)?;
                 }
             }
-            self.store.apply_snapshots(&page.snapshots)?;
+            // The page and where the priming stands after it are stored
+            // together; the window goes first, so that a device holding a
+            // cursor always holds the window its pulls name.
+            let stand = match page.next {
+                Some(record) => PrimeStand::After {
+                    record,
+                    cursor: page.cursor,
+                },
+                None => {
+                    self.store.set_scope_window(window)?;
+                    PrimeStand::Done {
+                        cursor: page.cursor,
+                    }
+                }
+            };
+            self.store.apply_prime_page(&page.snapshots, stand)?;
             report.primed += page.snapshots.len() as u64;
             progress.progress(SyncPhase::Priming, report.primed);
             match page.next {
                 Some(next) => {
                     req.after = Some(next);
                     req.cursor = Some(page.cursor);
-                    self.store.set_prime_progress(Some((next, page.cursor)))?;
                 }
-                None => {
-                    self.store.set_cursor(page.cursor)?;
-                    self.store.set_scope_window(window)?;
-                    self.store.set_prime_progress(None)?;
-                    return Ok(());
-                }
+                None => return Ok(()),
             }
         }
     }
@@ -936,6 +977,15 @@ impl SyncStore for crate::store::DeviceStore {
         Ok(crate::store::DeviceStore::apply_snapshots(self, snapshots)?)
     }
 
+    fn apply_prime_page(&self, snapshots: &[Snapshot], stand: PrimeStand) -> Result<(), SyncError> {
+        let (cursor, progress) = match stand {
+            PrimeStand::After { record, cursor } => (None, format!("{record},{cursor}")),
+            // An empty progress reads back as none.
+            PrimeStand::Done { cursor } => (Some(cursor), String::new()),
+        };
+        Ok(self.apply_snapshots_noting(snapshots, cursor, &[(META_PRIME, &progress)])?)
+    }
+
     fn cursor(&self) -> Result<Option<u64>, SyncError> {
         Ok(crate::store::DeviceStore::cursor(self)?)
     }
@@ -1073,6 +1123,9 @@ impl<S: SyncStore> SyncStore for std::sync::Arc<S> {
     }
     fn apply_snapshots(&self, snapshots: &[Snapshot]) -> Result<(), SyncError> {
         (**self).apply_snapshots(snapshots)
+    }
+    fn apply_prime_page(&self, snapshots: &[Snapshot], stand: PrimeStand) -> Result<(), SyncError> {
+        (**self).apply_prime_page(snapshots, stand)
     }
     fn cursor(&self) -> Result<Option<u64>, SyncError> {
         (**self).cursor()
