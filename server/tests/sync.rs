@@ -33,6 +33,7 @@ on_both_databases!(
     an_oversized_edit_is_refused_on_the_device_and_the_rest_lands,
     a_reassigned_visit_leaves_the_old_reps_phone_and_reaches_the_new_ones,
     a_manager_reviews_a_report_through_the_api_and_the_rep_sees_it_after_sync,
+    a_phone_restored_from_an_old_backup_carries_an_edit_over_by_itself,
 );
 
 on_both_databases!(
@@ -1681,4 +1682,84 @@ fn repair_answers_a_record_out_of_scope_like_one_that_does_not_exist(w: World) {
             "nothing of sara's visit: {decoded:?}"
         );
     }
+}
+
+/// A phone's store is restored from an old backup (the OS's copy of the app's
+/// data) after the phone had sent more edits of a visit; before its first sync
+/// the user edits that visit again. Its Automerge actor has not seen its own
+/// later changes, so the edit reuses a change number the server holds with
+/// other content, and the server refuses the record. The sync client sees
+/// that clash and carries the edit over as a new change within the same
+/// sync: the edit lands, the later edits stay, the ledger stays empty, and
+/// the change log holds the edit once.
+fn a_phone_restored_from_an_old_backup_carries_an_edit_over_by_itself(w: World) {
+    let phone = w.device("ana");
+    let shop = account(&w, &phone, "Backup outlet");
+    let visit = plan_visit(&w, &phone, shop, 1);
+    phone.sync();
+    let (path, session, actor, person, login) = (
+        phone.path.clone(),
+        phone.client.session().expect("session"),
+        phone.actor.clone(),
+        phone.person.clone(),
+        phone.login.clone(),
+    );
+    drop(phone);
+    let backup = path.with_extension("backup");
+    std::fs::copy(&path, &backup).expect("back up");
+    let reopen = || {
+        let store = std::sync::Arc::new(
+            fieldsync_core::store::DeviceStore::open(&path, Default::default()).expect("store"),
+        );
+        let net = fieldsync_test_support::Faulty::new(fieldsync_core::sync::HttpTransport::new(
+            &w.base,
+            std::time::Duration::from_secs(30),
+        ));
+        let client = fieldsync_core::sync::SyncClient::new(store, net, fast_options());
+        client.set_session(session.clone());
+        Device {
+            client,
+            actor: actor.clone(),
+            person: person.clone(),
+            path: path.clone(),
+            login: login.clone(),
+        }
+    };
+    let phone = reopen();
+    for i in 0..3 {
+        phone
+            .store()
+            .update::<Visit>(visit, t(10 + i), |v| {
+                v.notes = format!("after the backup {i}")
+            })
+            .expect("edit");
+    }
+    phone.sync();
+    let session = phone.client.session().expect("session");
+    drop(phone);
+
+    std::fs::copy(&backup, &path).expect("restore the backup");
+    let _ = std::fs::remove_file(path.with_extension("db-wal"));
+    let phone = reopen();
+    phone.client.set_session(session);
+    phone
+        .store()
+        .update::<Visit>(visit, t(30), |v| {
+            v.instructions = Some("typed on the restored phone".into())
+        })
+        .expect("edit on the restored phone");
+    let logged = w.log_len();
+    let report = phone.sync();
+    assert_eq!(report.rejected, 0, "{report:?}");
+    assert_eq!(report.carried_over, 1, "{report:?}");
+    assert!(phone.store().rejections().expect("ledger").is_empty());
+    assert_eq!(w.log_len(), logged + 1, "the edit is logged once");
+    let server = w.server_doc(visit).expect("on the server");
+    let v: Visit = server.read_stateful().expect("visit");
+    assert_eq!(v.notes, "after the backup 2", "the later edits stay");
+    assert_eq!(
+        v.instructions.as_deref(),
+        Some("typed on the restored phone")
+    );
+    assert_eq!(heads(&phone, visit), server_heads(&w, visit));
 }

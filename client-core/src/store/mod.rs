@@ -1046,6 +1046,46 @@ impl DeviceStore {
         Ok(())
     }
 
+    /// Whether a refusal of `sent` is the clash of a store restored from an
+    /// old phone backup: a change of this device's actor reuses a change
+    /// number (Automerge's per-actor sequence) that the server's copy holds
+    /// with other content — the device's own later changes, sent before the
+    /// backup was restored. Such changes are refused as a whole, but nothing
+    /// in them is wrong: they can be carried over as a new change
+    /// ([`DeviceStore::restore_rejection`]).
+    pub fn is_restored_clash(
+        &self,
+        sent: &RecordChanges,
+        rejection: &Rejection,
+    ) -> Result<bool, StoreError> {
+        let Some(bytes) = &rejection.server_doc else {
+            return Ok(false);
+        };
+        let actor = self.actor_id();
+        let mine: Vec<Change> = sent
+            .changes
+            .iter()
+            .filter_map(|raw| Change::from_bytes(raw.to_vec()).ok())
+            .filter(|c| *c.actor_id() == actor)
+            .collect();
+        if mine.is_empty() {
+            return Ok(false);
+        }
+        // A server copy that does not load is no clash this device can settle.
+        let Ok(mut server) = AutoCommit::load(bytes) else {
+            return Ok(false);
+        };
+        let held: std::collections::BTreeMap<u64, ChangeHash> = server
+            .get_changes(&[])
+            .iter()
+            .filter(|c| *c.actor_id() == actor)
+            .map(|c| (c.seq(), c.hash()))
+            .collect();
+        Ok(mine
+            .iter()
+            .any(|c| held.get(&c.seq()).is_some_and(|h| *h != c.hash())))
+    }
+
     /// The refused changes of a ledger entry (raw Automerge changes), for an app
     /// that shows what was refused or re-applies it.
     pub fn rejected_changes(&self, seq: i64) -> Result<Vec<Vec<u8>>, StoreError> {

@@ -82,6 +82,20 @@ pub trait SyncStore: Send + Sync {
         rejection: &Rejection,
         changes: &RecordChanges,
     ) -> Result<(), SyncError>;
+    /// Handles a refusal like [`SyncStore::reject`], unless it is the clash
+    /// of a store restored from an old phone backup (its changes reuse change
+    /// numbers the server holds for this device's own later changes): then
+    /// the refused edit is carried over as a new change, queued for the same
+    /// sync, and the answer is `true`. Stores that cannot tell just reject.
+    fn reject_or_carry_over(
+        &self,
+        id: RecordId,
+        rejection: &Rejection,
+        changes: &RecordChanges,
+    ) -> Result<bool, SyncError> {
+        self.reject(id, rejection, changes)?;
+        Ok(false)
+    }
     /// Applies a page of the feed and stores `next_cursor`, in one transaction.
     fn apply_page(
         &self,
@@ -270,6 +284,9 @@ pub struct SyncReport {
     pub pulled: u64,
     /// Records whose history was repaired with the server.
     pub repaired: u64,
+    /// Refused edits of a store restored from an old phone backup, carried
+    /// over as new changes and sent again (not in the ledger).
+    pub carried_over: u64,
     /// The server's database had been restored from a backup since the last
     /// sync: the feed was pulled again and every record repaired.
     pub server_restored: bool,
@@ -544,6 +561,7 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
 
     fn push(&self, progress: &dyn SyncProgress, report: &mut SyncReport) -> Result<(), SyncError> {
         let mut repaired = std::collections::BTreeSet::new();
+        let mut carried = std::collections::BTreeSet::new();
         loop {
             let batch = self.store.pending(self.options.push_batch)?;
             if batch.is_empty() {
@@ -566,6 +584,22 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
                             sent.changes.iter().filter_map(|c| change_hash(c)).collect();
                         self.store.acknowledge(result.id, &hashes)?;
                         report.pushed += 1;
+                        settled += 1;
+                    }
+                    // A store restored from an old phone backup edited before
+                    // its first sync: the edit goes again as a new change
+                    // (once per record and sync; a second refusal is final).
+                    PushOutcome::Rejected(rejection)
+                        if !rejection.retryable && carried.insert(result.id) =>
+                    {
+                        if self
+                            .store
+                            .reject_or_carry_over(result.id, &rejection, sent)?
+                        {
+                            report.carried_over += 1;
+                        } else {
+                            report.rejected += 1;
+                        }
                         settled += 1;
                     }
                     PushOutcome::Rejected(rejection) if !rejection.retryable => {
@@ -959,6 +993,31 @@ impl SyncStore for crate::store::DeviceStore {
         Ok(crate::store::DeviceStore::reject(self, changes, rejection)?)
     }
 
+    fn reject_or_carry_over(
+        &self,
+        id: RecordId,
+        rejection: &Rejection,
+        changes: &RecordChanges,
+    ) -> Result<bool, SyncError> {
+        let clash = self.is_restored_clash(changes, rejection)?;
+        crate::store::DeviceStore::reject(self, changes, rejection)?;
+        if !clash {
+            return Ok(false);
+        }
+        // The refusal is in the ledger (and the record reset to the server's
+        // copy) first, so an app killed before the edit is carried over still
+        // holds it there, for the user to restore.
+        let Some(entry) = self.rejections()?.into_iter().find(|e| e.record_id == id) else {
+            return Ok(false);
+        };
+        match self.restore_rejection(entry.seq) {
+            Ok(_) => Ok(true),
+            // It does not fit after all: it stays in the ledger, as any refusal.
+            Err(crate::store::StoreError::Model(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     fn apply_page(
         &self,
         records: &[RecordChanges],
@@ -1126,6 +1185,14 @@ impl<S: SyncStore> SyncStore for std::sync::Arc<S> {
     }
     fn apply_prime_page(&self, snapshots: &[Snapshot], stand: PrimeStand) -> Result<(), SyncError> {
         (**self).apply_prime_page(snapshots, stand)
+    }
+    fn reject_or_carry_over(
+        &self,
+        id: RecordId,
+        rejection: &Rejection,
+        changes: &RecordChanges,
+    ) -> Result<bool, SyncError> {
+        (**self).reject_or_carry_over(id, rejection, changes)
     }
     fn cursor(&self) -> Result<Option<u64>, SyncError> {
         (**self).cursor()
