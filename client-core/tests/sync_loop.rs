@@ -312,8 +312,12 @@ fn an_expired_token_is_refreshed_once_and_a_revoked_device_is_wiped() {
             DeviceTime::utc(0),
         )
         .expect("create");
+    // The token has expired, and the refresh meets a dropped connection
+    // twice: it is retried like any request, and the sync goes through.
     t.server().expire_next = true;
+    t.server().drop_refreshes = 2;
     phone.sync(&NoProgress).expect("sync after refresh");
+    assert_eq!(t.server().drop_refreshes, 0, "the refresh was retried");
     assert_eq!(
         phone.session().expect("session").access_token,
         "refresh-phone+"

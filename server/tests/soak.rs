@@ -406,8 +406,8 @@ fn live_connect(base: &str, token: &str) -> Result<BufReader<TcpStream>, String>
 
 /// A phone's live connection, kept open until `stop`: counts `changed`
 /// events and reconnects (with the device's current token) when the server
-/// ends the stream, as it does when the access token it was opened with
-/// expires. A connection that cannot be opened again within a minute is an
+/// ends the stream (`reconnect`), as it does when the access token's lifetime
+/// is over. A connection that cannot be opened again within a minute is an
 /// error.
 fn follow_live(base: &str, phone: &Phone, live: &Live, errors: &Errors, stop: &AtomicBool) {
     let mut failing_since: Option<Instant> = None;
@@ -447,7 +447,15 @@ fn follow_live(base: &str, phone: &Phone, live: &Live, errors: &Errors, stop: &A
                     if line.starts_with("event: changed") {
                         live.notified.fetch_add(1, Ordering::SeqCst);
                     }
+                    // The server ends the stream (its token's lifetime is
+                    // over, or the node shuts down): reconnect at once, as
+                    // the app does. The kept-alive socket stays open.
+                    let end =
+                        line.starts_with("event: reconnect") || line.starts_with("event: shutdown");
                     line.clear();
+                    if end {
+                        break;
+                    }
                 }
                 // A timeout keeps what was read of the line.
                 Err(e)

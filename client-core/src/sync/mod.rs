@@ -912,23 +912,41 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
         Ok(())
     }
 
+    /// Trades the refresh token for a new pair, retrying a network failure
+    /// with the sync's backoff policy like any request: the server takes a
+    /// token presented again shortly after its rotation as a retry after a
+    /// lost answer, not as a stolen token. (Without the retry, a refresh that
+    /// met a dropped connection failed the whole sync.)
     fn refresh(&self, report: &mut SyncReport) -> Result<(), SyncError> {
-        let refresh_token = self.session().ok_or(SyncError::NotLoggedIn)?.refresh_token;
-        report.round_trips += 1;
-        match self.transport.refresh(&refresh_token) {
-            Ok(resp) => {
-                self.set_session(Session {
-                    access_token: resp.access_token,
-                    refresh_token: resp.refresh_token,
-                });
-                Ok(())
+        let mut attempt = 0;
+        loop {
+            let refresh_token = self.session().ok_or(SyncError::NotLoggedIn)?.refresh_token;
+            report.round_trips += 1;
+            match self.transport.refresh(&refresh_token) {
+                Ok(resp) => {
+                    self.set_session(Session {
+                        access_token: resp.access_token,
+                        refresh_token: resp.refresh_token,
+                    });
+                    return Ok(());
+                }
+                Err(TransportError::Revoked(_)) => {
+                    self.store.wipe()?;
+                    return Err(SyncError::Revoked);
+                }
+                Err(e) if e.retryable() => {
+                    attempt += 1;
+                    if attempt >= self.options.max_attempts {
+                        return Err(SyncError::Network(e));
+                    }
+                    let wait = match &e {
+                        TransportError::RateLimited { retry_after } => *retry_after,
+                        _ => backoff(&self.options, attempt),
+                    };
+                    std::thread::sleep(wait);
+                }
+                Err(e) => return Err(SyncError::Auth(e.to_string())),
             }
-            Err(TransportError::Revoked(_)) => {
-                self.store.wipe()?;
-                Err(SyncError::Revoked)
-            }
-            Err(e) if e.retryable() => Err(SyncError::Network(e)),
-            Err(e) => Err(SyncError::Auth(e.to_string())),
         }
     }
 }
