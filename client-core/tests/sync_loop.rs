@@ -312,8 +312,12 @@ fn an_expired_token_is_refreshed_once_and_a_revoked_device_is_wiped() {
             DeviceTime::utc(0),
         )
         .expect("create");
+    // The token has expired, and the refresh meets a dropped connection
+    // twice: it is retried like any request, and the sync goes through.
     t.server().expire_next = true;
+    t.server().drop_refreshes = 2;
     phone.sync(&NoProgress).expect("sync after refresh");
+    assert_eq!(t.server().drop_refreshes, 0, "the refresh was retried");
     assert_eq!(
         phone.session().expect("session").access_token,
         "refresh-phone+"
@@ -518,8 +522,10 @@ fn a_store_restored_from_an_old_phone_backup_is_brought_back_in_line() {
     assert_eq!(local.heads(), server.heads());
 
     // Restored again, and this time edited before its first sync: the edit
-    // reuses a change number the server holds, and is refused into the
-    // ledger; restored from there, it lands as a new change.
+    // reuses a change number the server holds (for the phone's own later
+    // changes), so the server refuses it; the sync client sees the clash and
+    // carries the edit over as a new change, which lands in the same sync.
+    // Nothing goes to the ledger, nothing is lost, nothing is stored twice.
     drop(phone);
     std::fs::copy(&backup, &path).expect("restore");
     let _ = std::fs::remove_file(dir.path().join("phone.db-wal"));
@@ -530,15 +536,17 @@ fn a_store_restored_from_an_old_phone_backup_is_brought_back_in_line() {
             v.notes = "typed on the restored phone before it synced".into()
         })
         .expect("edit");
-    let report = phone.sync(&NoProgress).expect("sync");
-    assert_eq!(report.rejected, 1, "{report:?}");
-    let entry = phone.store().rejections().expect("ledger")[0].clone();
-    phone
-        .store()
-        .restore_rejection(entry.seq)
-        .expect("restored as a new change");
+    let logged = t.server().log.len();
     let report = phone.sync(&NoProgress).expect("sync");
     assert_eq!(report.rejected, 0, "{report:?}");
+    assert_eq!(report.carried_over, 1, "{report:?}");
+    assert!(phone.store().rejections().expect("ledger").is_empty());
+    assert_eq!(phone.store().pending_changes().expect("pending"), 0);
+    assert_eq!(
+        t.server().log.len(),
+        logged + 1,
+        "the edit is logged once, as one new change"
+    );
     let mut server = t.server().records[&visit_id].clone();
     let v: Visit = server.read_stateful().expect("visit");
     assert_eq!(v.notes, "typed on the restored phone before it synced");

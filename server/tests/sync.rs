@@ -34,6 +34,7 @@ on_both_databases!(
     a_reassigned_visit_leaves_the_old_reps_phone_and_reaches_the_new_ones,
     a_manager_reviews_a_report_through_the_api_and_the_rep_sees_it_after_sync,
     reps_hold_the_last_visits_and_jobs_at_their_accounts_for_reference,
+    a_phone_restored_from_an_old_backup_carries_an_edit_over_by_itself,
 );
 
 on_both_databases!(
@@ -58,7 +59,7 @@ fn t(ms: i64) -> DeviceTime {
 
 fn account(w: &World, dev: &Device, name: &str) -> RecordId {
     let a = Account {
-        meta: w.meta(dev.person.name()),
+        meta: w.meta_of(&dev.person),
         name: name.into(),
         account_type: "outlet".into(),
         account_status: "active".into(),
@@ -83,7 +84,7 @@ fn account(w: &World, dev: &Device, name: &str) -> RecordId {
 
 fn plan_visit(w: &World, dev: &Device, account_id: RecordId, i: i64) -> RecordId {
     let v = Visit::planned(
-        w.meta(dev.person.name()),
+        w.meta_of(&dev.person),
         account_id,
         t(i * 3_600_000),
         t(i * 3_600_000 + 1_800_000),
@@ -771,13 +772,14 @@ fn concurrent_pushes_never_let_a_cursor_skip_a_change(w: World) {
 }
 
 /// The server is SIGKILLed and restarted `FIELDSYNC_KILL_ROUNDS` times (10;
-/// `cargo xtask soak` runs 300) while four devices sync.
+/// `cargo xtask soak` runs 300) while sixteen devices (the four seeded people
+/// and twelve more reps) sync.
 fn a_server_killed_mid_write_loses_nothing_it_acknowledged(w: World) {
     let kills: u64 = std::env::var("FIELDSYNC_KILL_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
-    under_load(&w, || {
+    under_load(&w, 16, || {
         for round in 0..kills {
             std::thread::sleep(std::time::Duration::from_millis(200 + 50 * (round % 5)));
             w.kill_and_restart_server();
@@ -797,7 +799,7 @@ fn a_postgres_restart_under_load_loses_nothing_and_needs_no_server_restart() {
     let w = World::start_with(fieldsync_test_support::Backend::Postgres, |s| {
         s.database_url = Some(url);
     });
-    under_load(&w, || {
+    under_load(&w, 4, || {
         for round in 0..3 {
             std::thread::sleep(std::time::Duration::from_millis(400 + 150 * round));
             cluster.restart();
@@ -1096,15 +1098,22 @@ fn a_flaky_network_converges_and_applies_nothing_twice(w: World) {
     );
 }
 
-/// Four devices plan and edit visits and sync in a loop while `disrupt` runs;
+/// `count` devices (the four seeded people first, then more reps of the
+/// north team) plan and edit visits and sync in a loop while `disrupt` runs;
 /// afterwards every change acknowledged before the disruption is on the
 /// server, and once everyone syncs again, devices and server agree.
-fn under_load(w: &World, disrupt: impl FnOnce()) {
-    let devices: Vec<Device> = ["ana", "ben", "carla", "mona"]
+fn under_load(w: &World, count: usize, disrupt: impl FnOnce()) {
+    let people: Vec<fieldsync_test_support::Person> = ["ana", "ben", "carla", "mona"]
         .iter()
-        .map(|n| {
-            w.device_with(
-                n,
+        .map(|n| w.person(n))
+        .chain((4..count).map(|i| w.add_person(&format!("rep{i:02}"), Role::Rep, w.north)))
+        .take(count)
+        .collect();
+    let devices: Vec<Device> = people
+        .into_iter()
+        .map(|p| {
+            w.device_of(
+                p,
                 SyncOptions {
                     max_attempts: 2,
                     ..fast_options()
@@ -1881,4 +1890,84 @@ fn reps_hold_the_last_visits_and_jobs_at_their_accounts_for_reference(w: World) 
             .update::<Visit>(tomorrow, t(14 * HOUR), |v| v.notes = "ok".into())
             .is_ok()
     );
+}
+
+/// A phone's store is restored from an old backup (the OS's copy of the app's
+/// data) after the phone had sent more edits of a visit; before its first sync
+/// the user edits that visit again. Its Automerge actor has not seen its own
+/// later changes, so the edit reuses a change number the server holds with
+/// other content, and the server refuses the record. The sync client sees
+/// that clash and carries the edit over as a new change within the same
+/// sync: the edit lands, the later edits stay, the ledger stays empty, and
+/// the change log holds the edit once.
+fn a_phone_restored_from_an_old_backup_carries_an_edit_over_by_itself(w: World) {
+    let phone = w.device("ana");
+    let shop = account(&w, &phone, "Backup outlet");
+    let visit = plan_visit(&w, &phone, shop, 1);
+    phone.sync();
+    let (path, session, actor, person, login) = (
+        phone.path.clone(),
+        phone.client.session().expect("session"),
+        phone.actor.clone(),
+        phone.person.clone(),
+        phone.login.clone(),
+    );
+    drop(phone);
+    let backup = path.with_extension("backup");
+    std::fs::copy(&path, &backup).expect("back up");
+    let reopen = || {
+        let store = std::sync::Arc::new(
+            fieldsync_core::store::DeviceStore::open(&path, Default::default()).expect("store"),
+        );
+        let net = fieldsync_test_support::Faulty::new(fieldsync_core::sync::HttpTransport::new(
+            &w.base,
+            std::time::Duration::from_secs(30),
+        ));
+        let client = fieldsync_core::sync::SyncClient::new(store, net, fast_options());
+        client.set_session(session.clone());
+        Device {
+            client,
+            actor: actor.clone(),
+            person: person.clone(),
+            path: path.clone(),
+            login: login.clone(),
+        }
+    };
+    let phone = reopen();
+    for i in 0..3 {
+        phone
+            .store()
+            .update::<Visit>(visit, t(10 + i), |v| {
+                v.notes = format!("after the backup {i}")
+            })
+            .expect("edit");
+    }
+    phone.sync();
+    let session = phone.client.session().expect("session");
+    drop(phone);
+
+    std::fs::copy(&backup, &path).expect("restore the backup");
+    let _ = std::fs::remove_file(path.with_extension("db-wal"));
+    let phone = reopen();
+    phone.client.set_session(session);
+    phone
+        .store()
+        .update::<Visit>(visit, t(30), |v| {
+            v.instructions = Some("typed on the restored phone".into())
+        })
+        .expect("edit on the restored phone");
+    let logged = w.log_len();
+    let report = phone.sync();
+    assert_eq!(report.rejected, 0, "{report:?}");
+    assert_eq!(report.carried_over, 1, "{report:?}");
+    assert!(phone.store().rejections().expect("ledger").is_empty());
+    assert_eq!(w.log_len(), logged + 1, "the edit is logged once");
+    let server = w.server_doc(visit).expect("on the server");
+    let v: Visit = server.read_stateful().expect("visit");
+    assert_eq!(v.notes, "after the backup 2", "the later edits stay");
+    assert_eq!(
+        v.instructions.as_deref(),
+        Some("typed on the restored phone")
+    );
+    assert_eq!(heads(&phone, visit), server_heads(&w, visit));
 }

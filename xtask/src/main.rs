@@ -32,12 +32,14 @@ commands:
                   private modules, import cycles); see xtask/src/layers/rules.rs
   bindings        generate the Kotlin, Swift and Python bindings into target/bindings
   bench           run the benchmarks (release builds) and print their tables
-  soak [--seeds N]
+  soak [--minutes N] [--seeds N]
                   the long fault runs (release builds): the seeded simulation of devices
                   syncing through a faulty network, N seeds (default 10,000; a failing
                   seed is printed and replays alone, see client-core/tests/simulation.rs),
-                  then the server killed 300 times under load, 1,000 sync rounds through
-                  a flaky proxy, and PostgreSQL restarts, on both databases
+                  then the server killed 300 times under 16 syncing devices, 1,000 sync
+                  rounds through a flaky proxy, PostgreSQL restarts, the app killed during
+                  its syncs, and the soak: 1,000 devices editing with live connections for
+                  N minutes (default 60), on both databases
 ";
 
 fn main() -> ExitCode {
@@ -284,13 +286,22 @@ fn bench() -> Result<()> {
 /// `cargo xtask soak`: the fault runs at full length. `cargo xtask test` runs
 /// the same code briefly (the simulation's default seed count).
 fn soak(args: &[String]) -> Result<()> {
-    let seeds = match args {
-        [] => 10_000,
-        [flag, n] if flag == "--seeds" => n
+    const SOAK_USAGE: &str = "usage: cargo xtask soak [--minutes N] [--seeds N]";
+    let (mut seeds, mut minutes) = (10_000_u64, 60_u64);
+    let mut rest = args.iter();
+    while let Some(flag) = rest.next() {
+        let slot = match flag.as_str() {
+            "--seeds" => &mut seeds,
+            "--minutes" => &mut minutes,
+            _ => bail!("{SOAK_USAGE}"),
+        };
+        let n = rest
+            .next()
+            .with_context(|| format!("{flag} takes a number\n{SOAK_USAGE}"))?;
+        *slot = n
             .parse::<u64>()
-            .with_context(|| format!("--seeds takes a number, not {n:?}"))?,
-        _ => bail!("usage: cargo xtask soak [--seeds N]"),
-    };
+            .with_context(|| format!("{flag} takes a number, not {n:?}"))?;
+    }
     let root = workspace_root();
     let mut sim = cargo(
         &root,
@@ -334,6 +345,33 @@ fn soak(args: &[String]) -> Result<()> {
     step(
         "server kill loop (300 kills), flaky network (1,000 sync rounds), PostgreSQL restarts",
         faults,
+    )?;
+    // The long soak, one database after the other (each at its own steady
+    // load): 1,000 devices, one edit every 10 s each, live connections open.
+    let mut long = cargo(
+        &root,
+        &[
+            "test",
+            "--release",
+            "-p",
+            "fieldsync-server",
+            "--test",
+            "soak",
+            "--",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ],
+    );
+    long.env("FIELDSYNC_SOAK_DEVICES", "1000");
+    long.env("FIELDSYNC_SOAK_SECS", (minutes * 60).to_string());
+    long.env("FIELDSYNC_SOAK_EDIT_EVERY_SECS", "10");
+    step(
+        &format!(
+            "the app killed during its syncs; soak: 1,000 devices with live connections, \
+             {minutes} minutes per database"
+        ),
+        long,
     )
 }
 

@@ -1105,6 +1105,46 @@ impl DeviceStore {
         Ok(())
     }
 
+    /// Whether a refusal of `sent` is the clash of a store restored from an
+    /// old phone backup: a change of this device's actor reuses a change
+    /// number (Automerge's per-actor sequence) that the server's copy holds
+    /// with other content — the device's own later changes, sent before the
+    /// backup was restored. Such changes are refused as a whole, but nothing
+    /// in them is wrong: they can be carried over as a new change
+    /// ([`DeviceStore::restore_rejection`]).
+    pub fn is_restored_clash(
+        &self,
+        sent: &RecordChanges,
+        rejection: &Rejection,
+    ) -> Result<bool, StoreError> {
+        let Some(bytes) = &rejection.server_doc else {
+            return Ok(false);
+        };
+        let actor = self.actor_id();
+        let mine: Vec<Change> = sent
+            .changes
+            .iter()
+            .filter_map(|raw| Change::from_bytes(raw.to_vec()).ok())
+            .filter(|c| *c.actor_id() == actor)
+            .collect();
+        if mine.is_empty() {
+            return Ok(false);
+        }
+        // A server copy that does not load is no clash this device can settle.
+        let Ok(mut server) = AutoCommit::load(bytes) else {
+            return Ok(false);
+        };
+        let held: std::collections::BTreeMap<u64, ChangeHash> = server
+            .get_changes(&[])
+            .iter()
+            .filter(|c| *c.actor_id() == actor)
+            .map(|c| (c.seq(), c.hash()))
+            .collect();
+        Ok(mine
+            .iter()
+            .any(|c| held.get(&c.seq()).is_some_and(|h| *h != c.hash())))
+    }
+
     /// The refused changes of a ledger entry (raw Automerge changes), for an app
     /// that shows what was refused or re-applies it.
     pub fn rejected_changes(&self, seq: i64) -> Result<Vec<Vec<u8>>, StoreError> {
@@ -1289,6 +1329,23 @@ impl DeviceStore {
         removed: &[RecordId],
         cursor: Option<u64>,
     ) -> Result<(), StoreError> {
+        let cursor = cursor.map(|c| c.to_string());
+        let notes: Vec<(&str, &str)> = cursor
+            .as_deref()
+            .map(|c| (META_CURSOR, c))
+            .into_iter()
+            .collect();
+        self.apply_page_noting(records, removed, &notes)
+    }
+
+    /// [`DeviceStore::apply_page`] with any sync metadata (`notes`: key and
+    /// value) written in the same transaction.
+    fn apply_page_noting(
+        &self,
+        records: &[RecordChanges],
+        removed: &[RecordId],
+        notes: &[(&str, &str)],
+    ) -> Result<(), StoreError> {
         let mut inner = self.lock();
         let compact_after = self.options.compact_after;
         let mut touched: Vec<(RecordId, AutoCommit)> = Vec::new();
@@ -1350,8 +1407,8 @@ impl DeviceStore {
                 tx.execute("DELETE FROM records WHERE id = ?1", [id.to_string()])?;
             }
         }
-        if let Some(cursor) = cursor {
-            meta_set(&tx, META_CURSOR, &cursor.to_string())?;
+        for (key, value) in notes {
+            meta_set(&tx, key, value)?;
         }
         tx.commit()?;
         for id in removed {
@@ -1366,6 +1423,28 @@ impl DeviceStore {
 
     /// Stores snapshots received while priming, merging with any local copy.
     pub fn apply_snapshots(&self, snapshots: &[Snapshot]) -> Result<(), StoreError> {
+        self.apply_snapshots_noting(snapshots, None, &[])
+    }
+
+    /// A page of priming: [`DeviceStore::apply_snapshots`], with the feed
+    /// cursor (when the priming is done) and any other sync metadata
+    /// (`notes`: key and value, such as where the priming stands) written in
+    /// the same transaction as the page's last write. An app killed at any
+    /// point holds either the page and the note that it has it, or neither,
+    /// so a resumed priming never downloads a page it holds again.
+    pub fn apply_snapshots_noting(
+        &self,
+        snapshots: &[Snapshot],
+        cursor: Option<u64>,
+        notes: &[(&str, &str)],
+    ) -> Result<(), StoreError> {
+        let cursor = cursor.map(|c| c.to_string());
+        let notes: Vec<(&str, &str)> = cursor
+            .as_deref()
+            .map(|c| (META_CURSOR, c))
+            .into_iter()
+            .chain(notes.iter().copied())
+            .collect();
         // Records the device does not hold yet (all of them when priming) are
         // stored as the snapshot bytes themselves, with the projection the
         // server sent (or, from an older server, one computed after a load);
@@ -1413,6 +1492,13 @@ impl DeviceStore {
                 write_record(&tx, &Projection::of(&doc)?, &s.doc)?;
                 search::write(&tx, &doc)?;
             }
+            // Records held already are merged below, in a second
+            // transaction: the notes go with that one.
+            if known.is_empty() {
+                for (key, value) in &notes {
+                    meta_set(&tx, key, value)?;
+                }
+            }
             tx.commit()?;
         }
         let records: Vec<RecordChanges> = known
@@ -1430,7 +1516,7 @@ impl DeviceStore {
         if records.is_empty() {
             return Ok(());
         }
-        self.apply_page(&records, &[], None)
+        self.apply_page_noting(&records, &[], &notes)
     }
 
     /// The feed cursor; `None` before the device was first primed.

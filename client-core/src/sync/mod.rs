@@ -50,6 +50,24 @@ use crate::protocol::{
     Rejection, RepairRequest, ScopeWindow, Snapshot,
 };
 
+/// Where a priming stands once a page is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrimeStand {
+    /// More pages follow, after `record`; the priming started at feed
+    /// position `cursor`.
+    After {
+        /// The last record of the page.
+        record: RecordId,
+        /// The feed position the priming started at.
+        cursor: u64,
+    },
+    /// The last page: the device is primed and pulls from `cursor` on.
+    Done {
+        /// The feed position the priming started at.
+        cursor: u64,
+    },
+}
+
 /// What the sync client needs from the device store.
 pub trait SyncStore: Send + Sync {
     /// Up to `max_records` records with unacknowledged changes, oldest first.
@@ -64,6 +82,20 @@ pub trait SyncStore: Send + Sync {
         rejection: &Rejection,
         changes: &RecordChanges,
     ) -> Result<(), SyncError>;
+    /// Handles a refusal like [`SyncStore::reject`], unless it is the clash
+    /// of a store restored from an old phone backup (its changes reuse change
+    /// numbers the server holds for this device's own later changes): then
+    /// the refused edit is carried over as a new change, queued for the same
+    /// sync, and the answer is `true`. Stores that cannot tell just reject.
+    fn reject_or_carry_over(
+        &self,
+        id: RecordId,
+        rejection: &Rejection,
+        changes: &RecordChanges,
+    ) -> Result<bool, SyncError> {
+        self.reject(id, rejection, changes)?;
+        Ok(false)
+    }
     /// Applies a page of the feed and stores `next_cursor`, in one transaction.
     fn apply_page(
         &self,
@@ -73,6 +105,20 @@ pub trait SyncStore: Send + Sync {
     ) -> Result<(), SyncError>;
     /// Applies a page of snapshots (priming).
     fn apply_snapshots(&self, snapshots: &[Snapshot]) -> Result<(), SyncError>;
+    /// Applies a page of priming and records where the priming stands after
+    /// it. A store that can should do both in one transaction (the device
+    /// store does), so that an app killed in between never downloads the page
+    /// again; this default does one after the other.
+    fn apply_prime_page(&self, snapshots: &[Snapshot], stand: PrimeStand) -> Result<(), SyncError> {
+        self.apply_snapshots(snapshots)?;
+        match stand {
+            PrimeStand::After { record, cursor } => self.set_prime_progress(Some((record, cursor))),
+            PrimeStand::Done { cursor } => {
+                self.set_cursor(cursor)?;
+                self.set_prime_progress(None)
+            }
+        }
+    }
     /// The stored feed cursor; `None` before the first successful prime.
     fn cursor(&self) -> Result<Option<u64>, SyncError>;
     /// Stores the cursor at the end of priming.
@@ -248,6 +294,9 @@ pub struct SyncReport {
     pub pulled: u64,
     /// Records whose history was repaired with the server.
     pub repaired: u64,
+    /// Refused edits of a store restored from an old phone backup, carried
+    /// over as new changes and sent again (not in the ledger).
+    pub carried_over: u64,
     /// The server's database had been restored from a backup since the last
     /// sync: the feed was pulled again and every record repaired.
     pub server_restored: bool,
@@ -492,27 +541,37 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
                     self.store.set_log_id(log)?;
                 }
             }
-            self.store.apply_snapshots(&page.snapshots)?;
+            // The page and where the priming stands after it are stored
+            // together; the window goes first, so that a device holding a
+            // cursor always holds the window its pulls name.
+            let stand = match page.next {
+                Some(record) => PrimeStand::After {
+                    record,
+                    cursor: page.cursor,
+                },
+                None => {
+                    self.store.set_scope_window(window)?;
+                    PrimeStand::Done {
+                        cursor: page.cursor,
+                    }
+                }
+            };
+            self.store.apply_prime_page(&page.snapshots, stand)?;
             report.primed += page.snapshots.len() as u64;
             progress.progress(SyncPhase::Priming, report.primed);
             match page.next {
                 Some(next) => {
                     req.after = Some(next);
                     req.cursor = Some(page.cursor);
-                    self.store.set_prime_progress(Some((next, page.cursor)))?;
                 }
-                None => {
-                    self.store.set_cursor(page.cursor)?;
-                    self.store.set_scope_window(window)?;
-                    self.store.set_prime_progress(None)?;
-                    return Ok(());
-                }
+                None => return Ok(()),
             }
         }
     }
 
     fn push(&self, progress: &dyn SyncProgress, report: &mut SyncReport) -> Result<(), SyncError> {
         let mut repaired = std::collections::BTreeSet::new();
+        let mut carried = std::collections::BTreeSet::new();
         loop {
             let batch = self.store.pending(self.options.push_batch)?;
             if batch.is_empty() {
@@ -535,6 +594,22 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
                             sent.changes.iter().filter_map(|c| change_hash(c)).collect();
                         self.store.acknowledge(result.id, &hashes)?;
                         report.pushed += 1;
+                        settled += 1;
+                    }
+                    // A store restored from an old phone backup edited before
+                    // its first sync: the edit goes again as a new change
+                    // (once per record and sync; a second refusal is final).
+                    PushOutcome::Rejected(rejection)
+                        if !rejection.retryable && carried.insert(result.id) =>
+                    {
+                        if self
+                            .store
+                            .reject_or_carry_over(result.id, &rejection, sent)?
+                        {
+                            report.carried_over += 1;
+                        } else {
+                            report.rejected += 1;
+                        }
                         settled += 1;
                     }
                     PushOutcome::Rejected(rejection) if !rejection.retryable => {
@@ -857,23 +932,41 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
         Ok(())
     }
 
+    /// Trades the refresh token for a new pair, retrying a network failure
+    /// with the sync's backoff policy like any request: the server takes a
+    /// token presented again shortly after its rotation as a retry after a
+    /// lost answer, not as a stolen token. (Without the retry, a refresh that
+    /// met a dropped connection failed the whole sync.)
     fn refresh(&self, report: &mut SyncReport) -> Result<(), SyncError> {
-        let refresh_token = self.session().ok_or(SyncError::NotLoggedIn)?.refresh_token;
-        report.round_trips += 1;
-        match self.transport.refresh(&refresh_token) {
-            Ok(resp) => {
-                self.set_session(Session {
-                    access_token: resp.access_token,
-                    refresh_token: resp.refresh_token,
-                });
-                Ok(())
+        let mut attempt = 0;
+        loop {
+            let refresh_token = self.session().ok_or(SyncError::NotLoggedIn)?.refresh_token;
+            report.round_trips += 1;
+            match self.transport.refresh(&refresh_token) {
+                Ok(resp) => {
+                    self.set_session(Session {
+                        access_token: resp.access_token,
+                        refresh_token: resp.refresh_token,
+                    });
+                    return Ok(());
+                }
+                Err(TransportError::Revoked(_)) => {
+                    self.store.wipe()?;
+                    return Err(SyncError::Revoked);
+                }
+                Err(e) if e.retryable() => {
+                    attempt += 1;
+                    if attempt >= self.options.max_attempts {
+                        return Err(SyncError::Network(e));
+                    }
+                    let wait = match &e {
+                        TransportError::RateLimited { retry_after } => *retry_after,
+                        _ => backoff(&self.options, attempt),
+                    };
+                    std::thread::sleep(wait);
+                }
+                Err(e) => return Err(SyncError::Auth(e.to_string())),
             }
-            Err(TransportError::Revoked(_)) => {
-                self.store.wipe()?;
-                Err(SyncError::Revoked)
-            }
-            Err(e) if e.retryable() => Err(SyncError::Network(e)),
-            Err(e) => Err(SyncError::Auth(e.to_string())),
         }
     }
 }
@@ -938,6 +1031,31 @@ impl SyncStore for crate::store::DeviceStore {
         Ok(crate::store::DeviceStore::reject(self, changes, rejection)?)
     }
 
+    fn reject_or_carry_over(
+        &self,
+        id: RecordId,
+        rejection: &Rejection,
+        changes: &RecordChanges,
+    ) -> Result<bool, SyncError> {
+        let clash = self.is_restored_clash(changes, rejection)?;
+        crate::store::DeviceStore::reject(self, changes, rejection)?;
+        if !clash {
+            return Ok(false);
+        }
+        // The refusal is in the ledger (and the record reset to the server's
+        // copy) first, so an app killed before the edit is carried over still
+        // holds it there, for the user to restore.
+        let Some(entry) = self.rejections()?.into_iter().find(|e| e.record_id == id) else {
+            return Ok(false);
+        };
+        match self.restore_rejection(entry.seq) {
+            Ok(_) => Ok(true),
+            // It does not fit after all: it stays in the ledger, as any refusal.
+            Err(crate::store::StoreError::Model(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     fn apply_page(
         &self,
         records: &[RecordChanges],
@@ -954,6 +1072,15 @@ impl SyncStore for crate::store::DeviceStore {
 
     fn apply_snapshots(&self, snapshots: &[Snapshot]) -> Result<(), SyncError> {
         Ok(crate::store::DeviceStore::apply_snapshots(self, snapshots)?)
+    }
+
+    fn apply_prime_page(&self, snapshots: &[Snapshot], stand: PrimeStand) -> Result<(), SyncError> {
+        let (cursor, progress) = match stand {
+            PrimeStand::After { record, cursor } => (None, format!("{record},{cursor}")),
+            // An empty progress reads back as none.
+            PrimeStand::Done { cursor } => (Some(cursor), String::new()),
+        };
+        Ok(self.apply_snapshots_noting(snapshots, cursor, &[(META_PRIME, &progress)])?)
     }
 
     fn cursor(&self) -> Result<Option<u64>, SyncError> {
@@ -1101,6 +1228,17 @@ impl<S: SyncStore> SyncStore for std::sync::Arc<S> {
     }
     fn apply_snapshots(&self, snapshots: &[Snapshot]) -> Result<(), SyncError> {
         (**self).apply_snapshots(snapshots)
+    }
+    fn apply_prime_page(&self, snapshots: &[Snapshot], stand: PrimeStand) -> Result<(), SyncError> {
+        (**self).apply_prime_page(snapshots, stand)
+    }
+    fn reject_or_carry_over(
+        &self,
+        id: RecordId,
+        rejection: &Rejection,
+        changes: &RecordChanges,
+    ) -> Result<bool, SyncError> {
+        (**self).reject_or_carry_over(id, rejection, changes)
     }
     fn cursor(&self) -> Result<Option<u64>, SyncError> {
         (**self).cursor()

@@ -93,6 +93,8 @@ pub struct Server {
     pub drop_next: u32,
     /// Answer the next request with 401.
     pub expire_next: bool,
+    /// Fail this many refresh requests with a network error first.
+    pub drop_refreshes: u32,
     /// Handle the next request, then lose its answer.
     pub lose_next_answer: bool,
     /// Let this many more requests through, then fail every one (the
@@ -126,6 +128,7 @@ impl Server {
             sessions: BTreeMap::new(),
             drop_next: 0,
             expire_next: false,
+            drop_refreshes: 0,
             lose_next_answer: false,
             fail_after: None,
             snapshots_served: 0,
@@ -296,6 +299,10 @@ impl Transport for MemTransport {
 
     fn refresh(&self, refresh_token: &str) -> Result<LoginResponse, TransportError> {
         let mut s = self.server();
+        if s.drop_refreshes > 0 {
+            s.drop_refreshes -= 1;
+            return Err(TransportError::Network("connection reset".into()));
+        }
         let (actor, actor_id) =
             s.sessions
                 .get(refresh_token)
