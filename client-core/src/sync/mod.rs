@@ -512,6 +512,7 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
                 batch: uuid::Uuid::now_v7(),
                 records: batch,
                 health: self.health(),
+                epochs: Vec::new(),
             };
             let resp = self.call(report, |t, token| t.push(token, &req))?;
             let mut settled = 0;
@@ -810,6 +811,7 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
                 id,
                 kind,
                 message: serde_bytes::ByteBuf::from(message.encode()),
+                epoch: 0,
             };
             let resp = self.call(report, |t, token| t.repair(token, &req))?;
             let Some(reply) = resp.message else {

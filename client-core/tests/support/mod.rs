@@ -366,6 +366,7 @@ impl Transport for MemTransport {
             next_cursor: end as u64,
             more: end < s.log.len(),
             window: None,
+            epochs: Vec::new(),
         })
     }
 
@@ -401,6 +402,7 @@ impl Transport for MemTransport {
             next,
             cursor,
             window: None,
+            epochs: Vec::new(),
         })
     }
 

@@ -16,6 +16,7 @@ pub mod backup;
 pub mod catalogue;
 pub mod conflicts;
 pub mod devices;
+pub mod erasure;
 pub mod export;
 pub mod facts;
 pub mod jobs;

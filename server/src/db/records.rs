@@ -1304,6 +1304,7 @@ pub async fn pull(
         next_cursor: u64::try_from(next).unwrap_or(0),
         more,
         window: caller.window,
+        epochs: Vec::new(),
     })
 }
 
@@ -1409,6 +1410,7 @@ pub async fn prime(
         snapshots,
         cursor: u64::try_from(cursor).unwrap_or(0),
         window: caller.window,
+        epochs: Vec::new(),
     })
 }
 
