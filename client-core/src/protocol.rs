@@ -84,6 +84,11 @@ pub struct RecordEpoch {
     /// it rebases; never the erased values themselves.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub erased: Vec<Vec<String>>,
+    /// From the server: the attachments (SHA-256 hex) of this record the
+    /// erasure deleted (photos of the person, signatures they drew). A device
+    /// deletes its copies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<String>,
 }
 
 /// The epoch `epochs` gives `id` (0 when it is not listed).

@@ -5,9 +5,10 @@
 -- copies the record's current state, without the person's data, into a new
 -- document of one change and raises the epoch. Devices that hold an older
 -- epoch replace their copy when they pull the record, and a push made on an
--- older epoch is refused as retryable. `erased_fields` lists (JSON, an array
--- of key paths) the fields the last rewrite took out, never their values:
--- devices drop their unsynced edits to them.
+-- older epoch is refused as retryable. `erased_fields` (JSON) lists the field
+-- paths the last rewrite took out and the attachments it deleted, never a
+-- value: devices drop their unsynced edits to those fields and their copies
+-- of those attachments.
 ALTER TABLE records ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE records ADD COLUMN erased_fields TEXT;
 

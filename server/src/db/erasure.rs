@@ -104,6 +104,14 @@ pub struct ErasureEntry {
     pub attachments: i64,
 }
 
+/// What `records.erased_fields` holds: the paths the last rewrite took out
+/// and the attachments it deleted.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct ErasedFields {
+    fields: Vec<Vec<String>>,
+    attachments: Vec<String>,
+}
+
 /// The epochs above 0 of `ids` (records the sync path sends or was sent).
 pub async fn epochs(db: &Database, ids: &[RecordId]) -> Result<Vec<RecordEpoch>, DbError> {
     let mut out = Vec::new();
@@ -122,14 +130,15 @@ pub async fn epochs(db: &Database, ids: &[RecordId]) -> Result<Vec<RecordEpoch>,
             q.fetch_all(pool).await?
         });
         for (id, epoch, erased) in rows {
-            let erased: Vec<Vec<String>> = erased
+            let erased: ErasedFields = erased
                 .as_deref()
                 .and_then(|e| serde_json::from_str(e).ok())
                 .unwrap_or_default();
             out.push(RecordEpoch {
                 id: super::records::parse_record_id(&id)?,
                 epoch: u32::try_from(epoch).unwrap_or(u32::MAX),
-                erased,
+                erased: erased.fields,
+                attachments: erased.attachments,
             });
         }
     }
@@ -225,8 +234,27 @@ pub async fn erase(
                     .await?;
             }
             let blank = fieldsync_core::protocol::encode(&Vec::<serde_bytes::ByteBuf>::new());
+            let mut all_attachments: Vec<String> = Vec::new();
             for r in &plan.rewrites {
                 let id = uuid(*r.id.as_uuid());
+                // Attachments that are the person's: signature images they
+                // drew and, on an erased contact's own record, the files
+                // linked to it alone (photos of them).
+                let mut attachments = r.attachments.clone();
+                if *subject == Subject::Contact(r.id) {
+                    let only: Vec<String> = sqlx::query_scalar(
+                        "SELECT sha256 FROM attachment_records a WHERE a.org_id = $1 \
+                         AND a.record_id = $2 AND NOT EXISTS (SELECT 1 FROM attachment_records o \
+                         WHERE o.org_id = a.org_id AND o.sha256 = a.sha256 AND o.record_id <> $2)",
+                    )
+                    .bind(uuid(*org.as_uuid()))
+                    .bind(id.clone())
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    attachments.extend(only);
+                }
+                attachments.sort();
+                attachments.dedup();
                 sqlx::query("DELETE FROM change_log WHERE record_id = $1")
                     .bind(id.clone())
                     .execute(&mut *tx)
@@ -243,15 +271,18 @@ pub async fn erase(
                 .bind(now)
                 .fetch_one(&mut *tx)
                 .await?;
-                let fields = serde_json::to_string(&r.erased)
-                    .map_err(|e| DbError::Corrupt(e.to_string()))?;
+                let erased = serde_json::to_string(&ErasedFields {
+                    fields: r.erased.clone(),
+                    attachments: attachments.clone(),
+                })
+                .map_err(|e| DbError::Corrupt(e.to_string()))?;
                 sqlx::query(
                     "UPDATE records SET doc = $2, epoch = epoch + 1, erased_fields = $3, \
                      updated_seq = $4, updated_at = $5 WHERE id = $1",
                 )
                 .bind(id.clone())
                 .bind(&r.doc)
-                .bind(fields)
+                .bind(erased)
                 .bind(seq)
                 .bind(now)
                 .execute(&mut *tx)
@@ -265,24 +296,11 @@ pub async fn erase(
                 .bind(&blank)
                 .execute(&mut *tx)
                 .await?;
+                all_attachments.extend(attachments);
             }
-            // Attachments that are the person's: signature images they drew
-            // and, for a contact, files linked to their record alone.
-            let mut attachments = plan.attachments.clone();
-            if let Subject::Contact(contact) = subject {
-                let only: Vec<String> = sqlx::query_scalar(
-                    "SELECT sha256 FROM attachment_records a WHERE a.org_id = $1 \
-                     AND a.record_id = $2 AND NOT EXISTS (SELECT 1 FROM attachment_records o \
-                     WHERE o.org_id = a.org_id AND o.sha256 = a.sha256 AND o.record_id <> $2)",
-                )
-                .bind(uuid(*org.as_uuid()))
-                .bind(uuid(*contact.as_uuid()))
-                .fetch_all(&mut *tx)
-                .await?;
-                attachments.extend(only);
-            }
-            attachments.sort();
-            attachments.dedup();
+            all_attachments.sort();
+            all_attachments.dedup();
+            let attachments = all_attachments;
             for sha in &attachments {
                 for sql in [
                     "DELETE FROM attachment_records WHERE org_id = $1 AND sha256 = $2",

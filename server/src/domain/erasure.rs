@@ -23,7 +23,7 @@ use automerge::ActorId;
 use fieldsync_core::RecordId;
 use fieldsync_core::UserId;
 use fieldsync_core::model::erase::{FieldPath, Scrub, Subject, personal_fields, scrub_text};
-use fieldsync_core::model::{DeviceTime, Projection, RecordDoc, RecordKind, Role};
+use fieldsync_core::model::{DeviceTime, RecordDoc, RecordKind, Role};
 use serde_json::Value as Json;
 
 use super::{Caller, Error, Result};
@@ -73,10 +73,12 @@ pub struct Rewrite {
     pub doc: Vec<u8>,
     /// That change: (hash, raw bytes), the record's only change-log row.
     pub change: (Vec<u8>, Vec<u8>),
-    /// The new document's projection.
-    pub projection: Projection,
     /// The field paths taken out (told to devices; never the values).
     pub erased: Vec<FieldPath>,
+    /// The attachments of this record that are the person's (a signature
+    /// image they drew; for an erased contact's own record, the caller adds
+    /// the files linked to it alone).
+    pub attachments: Vec<String>,
 }
 
 /// What an erasure does.
@@ -84,10 +86,6 @@ pub struct Rewrite {
 pub struct Plan {
     /// The records rewritten.
     pub rewrites: Vec<Rewrite>,
-    /// Attachments (SHA-256 hex) that are the person's: signature images
-    /// they drew. The caller also deletes those linked only to an erased
-    /// contact's own record (photos of them).
-    pub attachments: Vec<String>,
 }
 
 /// What identifies an erased user in texts: their name and email.
@@ -142,6 +140,7 @@ pub fn plan(
         let history = doc.past_values(&[Vec::new()]).map_err(|e| corrupt(&e))?;
         let named = history.iter().any(|t| scrub_text(t, &values).is_some());
         // A signature whose signer was the person: name, role and image go.
+        let mut attachments = Vec::new();
         let signer = doc
             .past_values(&[vec!["signature".to_owned(), "signer_name".to_owned()]])
             .map_err(|e| corrupt(&e))?;
@@ -154,7 +153,7 @@ pub fn plan(
                     .pointer("/signature/image_sha256")
                     .and_then(Json::as_str)
             {
-                out.attachments.push(sha.to_owned());
+                attachments.push(sha.to_owned());
             }
         }
         fields.sort();
@@ -174,17 +173,14 @@ pub fn plan(
             return Err(corrupt(&"a rewrite is not one change"));
         };
         let change = (change.hash().0.to_vec(), change.raw_bytes().to_vec());
-        let projection = Projection::of(&rewritten).map_err(|e| corrupt(&e))?;
         out.rewrites.push(Rewrite {
             id,
             doc: rewritten.save(),
             change,
-            projection,
             erased: fields,
+            attachments,
         });
     }
-    out.attachments.sort();
-    out.attachments.dedup();
     Ok(out)
 }
 

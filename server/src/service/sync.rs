@@ -157,6 +157,7 @@ pub async fn repair(
                     id: req.id,
                     epoch: req.epoch,
                     erased: Vec::new(),
+                    attachments: Vec::new(),
                 }],
             };
             let resp = push(ctx, caller, &push_req).await?;
