@@ -25,6 +25,6 @@ CREATE TABLE erasure_log (
     subject_id   TEXT NOT NULL,
     reason       TEXT NOT NULL,
     records      TEXT NOT NULL,
-    attachments  INTEGER NOT NULL
+    attachments  BIGINT NOT NULL
 );
 CREATE INDEX erasure_log_org ON erasure_log (org_id, at);

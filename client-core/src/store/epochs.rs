@@ -40,9 +40,7 @@ impl DeviceStore {
             .prepare_cached("SELECT epoch FROM records WHERE id = ?1 AND epoch > 0")?;
         let mut out = Vec::new();
         for id in ids {
-            let epoch: Option<i64> = stmt
-                .query_row([id.to_string()], |r| r.get(0))
-                .optional()?;
+            let epoch: Option<i64> = stmt.query_row([id.to_string()], |r| r.get(0)).optional()?;
             if let Some(epoch) = epoch {
                 out.push(RecordEpoch {
                     id: *id,
@@ -128,7 +126,8 @@ impl DeviceStore {
                 {
                     let pending: BTreeSet<ChangeHash> =
                         pending.iter().filter_map(|h| h.parse().ok()).collect();
-                    let mut old = RecordDoc::from_automerge(old).map_err(|e| corrupt(e.to_string()))?;
+                    let mut old =
+                        RecordDoc::from_automerge(old).map_err(|e| corrupt(e.to_string()))?;
                     old.set_actor(actor.clone());
                     let synced = synced_heads(&mut old, &pending);
                     let (mut rebased, moved) = old
@@ -194,10 +193,8 @@ fn synced_heads(doc: &mut RecordDoc, pending: &BTreeSet<ChangeHash>) -> Vec<Chan
         .iter()
         .filter(|c| !pending.contains(&c.hash()))
         .collect();
-    let depended: BTreeSet<ChangeHash> = kept
-        .iter()
-        .flat_map(|c| c.deps().iter().copied())
-        .collect();
+    let depended: BTreeSet<ChangeHash> =
+        kept.iter().flat_map(|c| c.deps().iter().copied()).collect();
     kept.iter()
         .map(|c| c.hash())
         .filter(|h| !depended.contains(h))

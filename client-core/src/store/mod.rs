@@ -1407,8 +1407,11 @@ impl DeviceStore {
         inner.cache.clear();
         inner.order.clear();
         drop(inner);
-        // Reclaim the pages so the customer data is gone from the file too.
-        self.lock().conn.execute_batch("VACUUM")?;
+        // Reclaim the pages so the customer data is gone from the file too,
+        // and from the WAL, which still holds the pages as they were.
+        self.lock()
+            .conn
+            .execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")?;
         Ok(())
     }
 

@@ -910,7 +910,10 @@ fn snapshot_changes(
     epochs: &[RecordEpoch],
 ) -> Result<Vec<RecordChanges>, SyncError> {
     let mut out = Vec::new();
-    for s in snapshots.iter().filter(|s| epochs.iter().any(|e| e.id == s.id)) {
+    for s in snapshots
+        .iter()
+        .filter(|s| epochs.iter().any(|e| e.id == s.id))
+    {
         let mut am = automerge::AutoCommit::load(&s.doc)
             .map_err(|e| SyncError::Protocol(format!("snapshot of {}: {e}", s.id)))?;
         out.push(RecordChanges {
@@ -968,7 +971,9 @@ impl SyncStore for crate::store::DeviceStore {
         records: &[RecordChanges],
         epochs: &[RecordEpoch],
     ) -> Result<Vec<RecordId>, SyncError> {
-        Ok(crate::store::DeviceStore::adopt_epochs(self, records, epochs)?)
+        Ok(crate::store::DeviceStore::adopt_epochs(
+            self, records, epochs,
+        )?)
     }
     fn unsynced(&self) -> Result<(u64, Option<i64>), SyncError> {
         Ok((self.pending_changes()?, self.oldest_pending_ms()?))

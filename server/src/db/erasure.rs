@@ -22,8 +22,8 @@ use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
 use super::{Database, DbError, now_secs};
-use crate::domain::erasure::{Candidate, Plan, UserValues};
 use crate::domain::Result;
+use crate::domain::erasure::{Candidate, Plan, UserValues};
 use crate::on_pool;
 
 macro_rules! load_contact {
@@ -193,7 +193,7 @@ pub async fn erase(
     actor: UserId,
     subject: &Subject,
     reason: &str,
-    pseudonym: Option<(String, String)>,
+    pseudonym: Option<(UserValues, (String, String))>,
     decide: impl FnOnce(&[Candidate]) -> Result<Plan>,
 ) -> Result<Erased> {
     let pg = matches!(db, Database::Postgres(_));
@@ -304,7 +304,6 @@ pub async fn erase(
             for sha in &attachments {
                 for sql in [
                     "DELETE FROM attachment_records WHERE org_id = $1 AND sha256 = $2",
-                    "DELETE FROM attachment_chunks WHERE org_id = $1 AND sha256 = $2",
                     "DELETE FROM attachments WHERE org_id = $1 AND sha256 = $2",
                 ] {
                     sqlx::query(sql)
@@ -318,7 +317,7 @@ pub async fn erase(
                 Subject::Contact(id) => ("contact", id.to_string()),
                 Subject::User(id) => ("user", id.to_string()),
             };
-            if let (Subject::User(user), Some((name, email))) = (subject, &pseudonym) {
+            if let (Subject::User(user), Some((old, (name, email)))) = (subject, &pseudonym) {
                 let user_id = user.to_string();
                 sqlx::query(
                     "UPDATE users SET display_name = $3, email = $4, disabled = $5, \
@@ -359,6 +358,22 @@ pub async fn erase(
                     .bind(name)
                     .execute(&mut *tx)
                     .await?;
+                // Details naming them ("added rep ana@…") name the pseudonym.
+                for (from, to) in [(&old.email, email), (&old.name, name)] {
+                    if from.trim().chars().count()
+                        >= fieldsync_core::model::erase::MIN_SCRUB_VALUE_CHARS
+                    {
+                        sqlx::query(
+                            "UPDATE admin_log SET detail = REPLACE(detail, $2, $3), \
+                             subject_name = REPLACE(subject_name, $2, $3) WHERE org_id = $1",
+                        )
+                        .bind(uuid(*org.as_uuid()))
+                        .bind(from)
+                        .bind(to)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
             }
             let records: Vec<String> = plan.rewrites.iter().map(|r| r.id.to_string()).collect();
             sqlx::query(

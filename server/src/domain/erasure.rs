@@ -128,9 +128,14 @@ pub fn plan(
             .map(|u| vec![u.name.clone(), u.email.clone()])
             .unwrap_or_default(),
     };
-    values.retain(|v| v.trim().chars().count() >= fieldsync_core::model::erase::MIN_SCRUB_VALUE_CHARS);
+    values.retain(|v| {
+        v.trim().chars().count() >= fieldsync_core::model::erase::MIN_SCRUB_VALUE_CHARS
+    });
     values.sort();
     values.dedup();
+    // Longest first: a value inside another (a name inside an email) must
+    // not break the longer one before it is found.
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
 
     let mut out = Plan::default();
     for (id, mut doc) in docs {

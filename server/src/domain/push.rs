@@ -316,11 +316,19 @@ pub fn decide_all(
                 out.results.push((rec.id, Ok(heads)));
             }
             Err(rejection) => {
+                // Changes on an erased epoch may hold erased values: the
+                // ledger notes the refusal, not what was refused (the device
+                // keeps its edits and rebases them).
+                let changes = if rejection.code == RejectCode::StaleEpoch {
+                    Vec::new()
+                } else {
+                    rec.changes.clone()
+                };
                 out.refusals.push(Refusal {
                     id: rec.id,
                     kind: rec.kind,
                     rejection: rejection.clone(),
-                    changes: rec.changes.clone(),
+                    changes,
                 });
                 out.results.push((rec.id, Err(rejection)));
             }

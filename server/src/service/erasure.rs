@@ -66,7 +66,7 @@ async fn erase(ctx: &Context, caller: &Caller, subject: Subject, reason: &str) -
             let values = rows::user_values(&ctx.db, caller.org, id)
                 .await?
                 .ok_or(Error::NotFound)?;
-            (Some(values), Some(pseudonym(id)))
+            (Some(values.clone()), Some((values, pseudonym(id))))
         }
         Subject::Contact(_) => (None, None),
     };
@@ -168,8 +168,7 @@ pub async fn export_contact(
             }));
         }
     }
-    let attachments =
-        rows::attachments_of(&ctx.db, caller.org, contact).await?;
+    let attachments = rows::attachments_of(&ctx.db, caller.org, contact).await?;
     Ok(serde_json::json!({
         "contact": own,
         "values_in_history": values,
