@@ -358,8 +358,12 @@ pub struct RepairRequest {
     /// The epoch of the device's copy. The server answers a copy of an older
     /// epoch with nothing to exchange: the device learns the new epoch from
     /// the feed, and its old history never reaches the server.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub epoch: u32,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 /// The server's half of a repair round.

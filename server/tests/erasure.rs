@@ -19,7 +19,8 @@ use fieldsync_core::protocol::{PushOutcome, RejectCode};
 use fieldsync_core::store::AttachmentKind;
 use fieldsync_core::sync::{NoProgress, SyncError};
 use fieldsync_test_support::{
-    Device, ORG, World, fast_options, fieldsync, on_both_databases, today,
+    Device, ORG, PASSWORD, SESSION_COOKIE, World, cookie_pair, csrf_of, fast_options, fieldsync,
+    http, on_both_databases, sign_in, today,
 };
 use serde_json::{Value, json};
 
@@ -27,6 +28,7 @@ on_both_databases!(
     erasing_a_contact_reaches_every_copy_and_keeps_the_offline_edits,
     erasing_a_user_keeps_their_visits_under_a_pseudonym,
     old_history_cannot_come_back,
+    the_erasure_page_asks_for_a_confirmation_and_lists_the_log,
 );
 
 const NAME: &str = "Zebulon Quaxworth";
@@ -695,6 +697,86 @@ fn old_history_cannot_come_back(w: World) {
     // Repair from a device still on the old epoch exchanges nothing.
     let report = ana.sync();
     assert!(report.rewritten >= 1, "{report:?}");
+    let held: Contact = ana.store().read(cid).expect("held");
+    assert_eq!(held.name, ERASED);
+}
+
+fn the_erasure_page_asks_for_a_confirmation_and_lists_the_log(w: World) {
+    let ana = w.device("ana");
+    let shop = w.account_on(&ana, "Lantern Market");
+    let contact = Contact {
+        meta: w.meta("ana"),
+        account_id: shop,
+        name: "Perpetua Ollendorf".into(),
+        role: None,
+        phone: None,
+        email: Some("perpetua@ollendorf.example".into()),
+        marketing_consent: false,
+        consent: None,
+    };
+    let cid = ana.store().create(&contact, today(8)).expect("contact");
+    ana.sync();
+
+    // A manager has no such page.
+    let mona = cookie_pair(&sign_in(&w, "mona", PASSWORD), SESSION_COOKIE);
+    assert_eq!(http(&w, "GET", "/web/erasure", &mona, &[]).status, 403);
+
+    let adam = cookie_pair(&sign_in(&w, "adam", PASSWORD), SESSION_COOKIE);
+    let page = http(&w, "GET", "/web/erasure", &adam, &[]);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("No erasure yet."), "{}", page.body);
+    assert!(
+        page.body
+            .contains(r#"href="/web/erasure" aria-current="page""#)
+    );
+    let csrf = csrf_of(&page.body);
+    let id = cid.to_string();
+    // Not confirmed: nothing happens.
+    let refused = http(
+        &w,
+        "POST",
+        "/web/erasure/contact",
+        &adam,
+        &[("csrf", &csrf), ("id", &id), ("reason", "Art. 17")],
+    );
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused.body.contains("cannot be undone"),
+        "{}",
+        refused.body
+    );
+    let still: Contact = w.server_doc(cid).expect("doc").read().expect("contact");
+    assert_eq!(still.name, "Perpetua Ollendorf");
+    // Without the session's token: refused.
+    let forged = http(
+        &w,
+        "POST",
+        "/web/erasure/contact",
+        &adam,
+        &[("id", &id), ("reason", "Art. 17"), ("confirm", "yes")],
+    );
+    assert_ne!(forged.status, 200);
+    // Confirmed: erased, and the log lists it without any value.
+    let done = http(
+        &w,
+        "POST",
+        "/web/erasure/contact",
+        &adam,
+        &[
+            ("csrf", &csrf),
+            ("id", &id),
+            ("reason", "Art. 17 request on the phone"),
+            ("confirm", "yes"),
+        ],
+    );
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(done.body.contains("record(s) rewritten"), "{}", done.body);
+    assert!(done.body.contains(&id), "{}", done.body);
+    assert!(done.body.contains("Art. 17 request on the phone"));
+    assert!(!done.body.contains("Ollendorf"));
+    let erased: Contact = w.server_doc(cid).expect("doc").read().expect("contact");
+    assert_eq!((erased.name.as_str(), erased.email), (ERASED, None));
+    ana.sync();
     let held: Contact = ana.store().read(cid).expect("held");
     assert_eq!(held.name, ERASED);
 }
