@@ -39,12 +39,12 @@ fn main() {
         rows.extend(run(backend, name, records));
     }
     println!();
-    println!("| backend | sync | round trips | bytes | time | records replaced |");
+    println!("| backend | sync | round trips | bytes | time | records received |");
     println!("|---|---|---|---|---|---|");
     for r in rows {
         println!(
             "| {} | {} | {} | {} | {:.0} ms | {} |",
-            r.backend, r.what, r.trips, r.bytes, r.ms, r.replaced
+            r.backend, r.what, r.trips, r.bytes, r.ms, r.received
         );
     }
 }
@@ -55,28 +55,23 @@ struct Row {
     trips: u64,
     bytes: u64,
     ms: f64,
-    replaced: u64,
+    received: u64,
 }
 
-fn measured(
-    dev: &Device,
-    backend: &'static str,
-    what: String,
-    f: impl FnOnce() -> u64,
-) -> Row {
+fn measured(dev: &Device, backend: &'static str, what: String, f: impl FnOnce() -> u64) -> Row {
     dev.net().reset_counters();
     let started = Instant::now();
-    let replaced = f();
+    let received = f();
     let ms = started.elapsed().as_secs_f64() * 1_000.0;
     let (trips, bytes) = dev.net().counters();
-    eprintln!("   {what}: {trips} round trips, {bytes} bytes, {ms:.0} ms, {replaced} replaced");
+    eprintln!("   {what}: {trips} round trips, {bytes} bytes, {ms:.0} ms, {received} records");
     Row {
         backend,
         what,
         trips,
         bytes,
         ms,
-        replaced,
+        received,
     }
 }
 
@@ -117,15 +112,22 @@ fn run(backend: Backend, name: &'static str, records: usize) -> Vec<Row> {
         .update::<Account>(account, today(10), |a| a.name = "Outlet renamed".into())
         .expect("edit");
     tablet.sync();
-    out.push(measured(&phone, name, "one edit made elsewhere".into(), || {
-        phone.sync().pulled
-    }));
+    out.push(measured(
+        &phone,
+        name,
+        "one edit made elsewhere".into(),
+        || phone.sync().pulled,
+    ));
+    // The phone's copy of the contact, as it held it before.
+    assert!(
+        phone.store().read::<Contact>(contact).is_ok(),
+        "the phone holds the contact"
+    );
 
     let adam = caller_of(&w, "adam", Role::Admin);
     let started = Instant::now();
-    let erased = w
-        .rt
-        .block_on(service::erasure::erase_contact(
+    let erased =
+        w.rt.block_on(service::erasure::erase_contact(
             &ctx,
             &adam,
             contact,
@@ -146,6 +148,8 @@ fn run(backend: Backend, name: &'static str, records: usize) -> Vec<Row> {
         ),
         || phone.sync().rewritten,
     ));
+    let held: Contact = phone.store().read(contact).expect("held");
+    assert_eq!(held.name, fieldsync_core::model::erase::ERASED);
     out
 }
 
@@ -158,6 +162,7 @@ fn seed(w: &World, ctx: &Context, n: usize) -> (RecordId, RecordId) {
     let mut batch: Vec<RecordDoc> = Vec::new();
     let mut account = RecordId::new();
     let mut first: Option<(RecordId, RecordId)> = None;
+    let yesterday = today(0).at_ms - 86_400_000;
     for i in 0..n {
         let doc = if i % 20 == 0 {
             let a = Account {
@@ -200,8 +205,10 @@ fn seed(w: &World, ctx: &Context, n: usize) -> (RecordId, RecordId) {
             let mut v = Visit::planned(
                 w.meta("ana"),
                 account,
-                DeviceTime::utc(1_700_000_000_000 + i as i64 * 30_000),
-                DeviceTime::utc(1_700_000_000_000 + i as i64 * 30_000 + 1_800_000),
+                // 30 s apart from the start of yesterday: 20,000 visits span
+                // seven days, inside a rep's download window.
+                DeviceTime::utc(yesterday + i as i64 * 30_000),
+                DeviceTime::utc(yesterday + i as i64 * 30_000 + 1_800_000),
             );
             if let Some((contact, at)) = first
                 && at == account
@@ -227,9 +234,8 @@ fn seed(w: &World, ctx: &Context, n: usize) -> (RecordId, RecordId) {
                         .collect(),
                 })
                 .collect();
-            let resp = w
-                .rt
-                .block_on(service::sync::push(
+            let resp =
+                w.rt.block_on(service::sync::push(
                     ctx,
                     &caller,
                     &PushRequest {
