@@ -59,8 +59,9 @@ impl DeviceStore {
     }
 
     /// Replaces every record of `records` whose epoch in `epochs` is newer
-    /// than the copy held (see the module docs); returns the ids replaced,
-    /// which the caller must not apply again as ordinary changes.
+    /// than the copy held (see the module docs); returns the ids handled
+    /// (replaced, or left alone when the page lacks the rewrite), which the
+    /// caller must not apply as ordinary changes.
     pub fn adopt_epochs(
         &self,
         records: &[RecordChanges],
@@ -72,7 +73,7 @@ impl DeviceStore {
         let mut inner = self.lock();
         let actor = inner.actor.clone();
         let cache_size = self.options.cache_size;
-        let mut adopted: Vec<(RecordId, AutoCommit)> = Vec::new();
+        let mut adopted: Vec<(RecordId, Option<AutoCommit>)> = Vec::new();
         let tx = inner.conn.transaction()?;
         for e in epochs {
             let Some(rc) = records.iter().find(|r| r.id == e.id) else {
@@ -99,11 +100,14 @@ impl DeviceStore {
             am.apply_changes(changes)
                 .map_err(|e| corrupt(e.to_string()))?;
             if am.get_heads().is_empty() || !am.get_missing_deps(&[]).is_empty() {
-                // Not the start of the new epoch: nothing to replace with.
-                return Err(corrupt(format!(
-                    "epoch {} of the record came without its rewrite",
-                    e.epoch
-                )));
+                // The page holds later changes of the new epoch but not the
+                // rewrite they build on (the feed always sends the rewrite
+                // first, so only a damaged page does this). The copy is left
+                // as it is, nothing of the page merged into it; its edits stay
+                // in the outbox, refused as retryable until a full pull (a
+                // restore, a new priming) brings the rewrite.
+                adopted.push((id, None));
+                continue;
             }
             let mut doc = RecordDoc::from_automerge(am).map_err(|e| corrupt(e.to_string()))?;
             if doc.id() != id || doc.kind() != rc.kind {
@@ -165,16 +169,20 @@ impl DeviceStore {
                 params![id.to_string(), i64::from(e.epoch)],
             )?;
             search::write(&tx, &doc)?;
-            adopted.push((id, doc.into_automerge()));
+            adopted.push((id, Some(doc.into_automerge())));
         }
         tx.commit()?;
         let ids: Vec<RecordId> = adopted.iter().map(|(id, _)| *id).collect();
-        for (id, mut am) in adopted {
-            am.set_actor(actor.clone());
-            inner.forget(id);
-            inner.remember(id, am, cache_size);
+        let mut replaced = false;
+        for (id, am) in adopted {
+            if let Some(mut am) = am {
+                am.set_actor(actor.clone());
+                inner.forget(id);
+                inner.remember(id, am, cache_size);
+                replaced = true;
+            }
         }
-        if !ids.is_empty() {
+        if replaced {
             // The old pages are zeroed (`secure_delete`); the WAL, which
             // holds copies of them, is written back and emptied.
             inner
@@ -199,4 +207,116 @@ fn synced_heads(doc: &mut RecordDoc, pending: &BTreeSet<ChangeHash>) -> Vec<Chan
         .map(|c| c.hash())
         .filter(|h| !depended.contains(h))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{OrgId, TeamId, TerritoryId, UserId};
+    use crate::model::erase::{ERASED, Scrub, Subject, personal_fields};
+    use crate::model::{Contact, RecordMeta};
+    use automerge::ActorId;
+    use serde_bytes::ByteBuf;
+
+    fn all_changes(doc: &mut RecordDoc) -> Vec<ByteBuf> {
+        doc.changes_since(&[])
+            .iter()
+            .map(|c| ByteBuf::from(c.raw_bytes().to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn a_newer_epoch_replaces_the_copy_and_rebases_the_outbox() {
+        let store = DeviceStore::open_in_memory().expect("store");
+        let owner = UserId::new();
+        let moved_to = RecordId::new();
+        let contact = Contact {
+            meta: RecordMeta {
+                id: RecordId::new(),
+                org: OrgId::new(),
+                owner,
+                team: TeamId::new(),
+                territory: TerritoryId::new(),
+            },
+            account_id: RecordId::new(),
+            name: "Hortensia Blackwood".into(),
+            role: None,
+            phone: Some("+1 555 0100".into()),
+            email: None,
+            marketing_consent: false,
+            consent: None,
+        };
+        let id = store.create(&contact, DeviceTime::utc(1)).expect("create");
+        // The server acknowledged the creation: the outbox is empty.
+        let sent = store.outbox_batch(10).expect("outbox");
+        let hashes: Vec<ChangeHash> = sent[0]
+            .changes
+            .iter()
+            .filter_map(|c| Change::from_bytes(c.to_vec()).ok().map(|c| c.hash()))
+            .collect();
+        store.acknowledge(id, &hashes).expect("ack");
+        let mut server = store.doc(id).expect("doc");
+        // Offline: an erased field and one that stays.
+        store
+            .update::<Contact>(id, DeviceTime::utc(2), |c| {
+                c.phone = Some("+1 555 0199".into());
+                c.account_id = moved_to;
+            })
+            .expect("edit");
+        assert_eq!(store.pending_changes().expect("pending"), 1);
+
+        // The server's rewrite, at epoch 1.
+        let subject = Subject::Contact(id);
+        let fields = personal_fields(&server, &subject).expect("fields");
+        let values = server.past_values(&fields).expect("values");
+        let mut rewritten = server
+            .rewritten(
+                &Scrub {
+                    fields: fields.clone(),
+                    values,
+                },
+                ActorId::random(),
+                DeviceTime::utc(3),
+            )
+            .expect("rewrite");
+        let page = vec![RecordChanges {
+            id,
+            kind: crate::model::RecordKind::Contact,
+            changes: all_changes(&mut rewritten),
+        }];
+        let epochs = vec![RecordEpoch {
+            id,
+            epoch: 1,
+            erased: fields,
+            attachments: Vec::new(),
+        }];
+        assert_eq!(store.adopt_epochs(&page, &epochs).expect("adopt"), vec![id]);
+        assert_eq!(store.epoch(id).expect("epoch"), 1);
+        let held: Contact = store.read(id).expect("read");
+        assert_eq!(held.name, ERASED);
+        assert_eq!(
+            held.phone, None,
+            "the offline edit of an erased field is dropped"
+        );
+        assert_eq!(held.account_id, moved_to, "the other edit is kept");
+        // The outbox holds the one rebased change, which builds on the rewrite.
+        let out = store.outbox_batch(10).expect("outbox");
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].changes.len(), 1);
+        let mut on_server = rewritten.clone();
+        let change = Change::from_bytes(out[0].changes[0].to_vec()).expect("change");
+        on_server.apply_changes(vec![change]).expect("applies");
+        assert_eq!(
+            on_server.read::<Contact>().expect("read").account_id,
+            moved_to
+        );
+        assert!(store.appended_rows(id).expect("rows") == 0);
+        // The same page again changes nothing (the epoch is held).
+        assert!(
+            store
+                .adopt_epochs(&page, &epochs)
+                .expect("again")
+                .is_empty()
+        );
+    }
 }

@@ -31,17 +31,20 @@ use super::{Caller, Error, Result};
 /// Longest reason an erasure may be given.
 pub const MAX_REASON_CHARS: usize = 500;
 
-/// Only administrators erase, and they must say why (the erasure log keeps it).
-pub fn may_erase(caller: &Caller, reason: &str) -> Result<()> {
+/// Only administrators erase, read the erasure log and export a person's data.
+pub fn may_erase(caller: &Caller) -> Result<()> {
     match caller.role() {
-        Role::Admin | Role::Server => {}
-        _ => {
-            return Err(Error::Forbidden(
-                "only administrators erase personal data".into(),
-            ));
-        }
+        Role::Admin | Role::Server => Ok(()),
+        _ => Err(Error::Forbidden(
+            "only administrators erase and export personal data".into(),
+        )),
     }
-    let reason = reason.trim();
+}
+
+/// The reason an erasure is given (the erasure log keeps it): required, at
+/// most [`MAX_REASON_CHARS`].
+pub fn reason(text: &str) -> Result<&str> {
+    let reason = text.trim();
     if reason.is_empty() {
         return Err(Error::BadRequest(
             "give the reason for the erasure (it is kept in the erasure log)".into(),
@@ -52,7 +55,7 @@ pub fn may_erase(caller: &Caller, reason: &str) -> Result<()> {
             "the reason is at most {MAX_REASON_CHARS} characters"
         )));
     }
-    Ok(())
+    Ok(reason)
 }
 
 /// A record that may hold the person's data, as stored.
@@ -209,9 +212,12 @@ mod tests {
     #[test]
     fn only_administrators_erase_and_only_with_a_reason() {
         let (org, team) = (OrgId::new(), TeamId::new());
-        assert!(may_erase(&caller(Role::Manager, org, team), "asked").is_err());
-        assert!(may_erase(&caller(Role::Admin, org, team), "  ").is_err());
-        assert!(may_erase(&caller(Role::Admin, org, team), "Art. 17 request").is_ok());
+        assert!(may_erase(&caller(Role::Manager, org, team)).is_err());
+        assert!(may_erase(&caller(Role::Rep, org, team)).is_err());
+        assert!(may_erase(&caller(Role::Admin, org, team)).is_ok());
+        assert!(reason("  ").is_err());
+        assert!(reason(&"x".repeat(MAX_REASON_CHARS + 1)).is_err());
+        assert_eq!(reason(" Art. 17 request ").ok(), Some("Art. 17 request"));
     }
 
     #[test]
