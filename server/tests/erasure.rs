@@ -694,7 +694,49 @@ fn old_history_cannot_come_back(w: World) {
     let bytes = w.server_doc(cid).expect("doc").save_uncompressed();
     assert_eq!(count(&bytes, b"Wrenbeck"), 0);
 
-    // Repair from a device still on the old epoch exchanges nothing.
+    // Repair (after a restore, say) cannot bring the old history back: a
+    // device on the old epoch exchanges nothing, and one claiming the new
+    // epoch has its old changes refused.
+    use fieldsync_core::automerge::sync::{Message, State, SyncDoc};
+    let repair = |epoch: u32, message: Vec<u8>| {
+        ana.net().repair(
+            &ana.access_token(),
+            &fieldsync_core::protocol::RepairRequest {
+                id: cid,
+                kind: fieldsync_core::model::RecordKind::Contact,
+                message: serde_bytes::ByteBuf::from(message),
+                epoch,
+            },
+        )
+    };
+    let mut old_am = old.clone().into_automerge();
+    let mut state = State::new();
+    let first = old_am
+        .sync()
+        .generate_sync_message(&mut state)
+        .expect("a first message")
+        .encode();
+    let answer = repair(0, first.clone()).expect("answered");
+    assert_eq!(answer.message, None, "nothing to exchange on an old epoch");
+    let answer = repair(1, first).expect("answered");
+    let reply = Message::decode(&answer.message.expect("the server's heads")).expect("decodes");
+    old_am
+        .sync()
+        .receive_sync_message(&mut state, reply)
+        .expect("received");
+    let with_changes = old_am
+        .sync()
+        .generate_sync_message(&mut state)
+        .expect("the old history")
+        .encode();
+    assert!(
+        repair(1, with_changes).is_err(),
+        "old history sent by repair is refused"
+    );
+    let bytes = w.server_doc(cid).expect("doc").save_uncompressed();
+    assert_eq!(count(&bytes, b"Wrenbeck"), 0);
+
+    // The device itself follows with its next sync.
     let report = ana.sync();
     assert!(report.rewritten >= 1, "{report:?}");
     let held: Contact = ana.store().read(cid).expect("held");
