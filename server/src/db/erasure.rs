@@ -236,7 +236,6 @@ pub async fn erase(
             let blank = fieldsync_core::protocol::encode(&Vec::<serde_bytes::ByteBuf>::new());
             let mut all_attachments: Vec<String> = Vec::new();
             for r in &plan.rewrites {
-                let id = uuid(*r.id.as_uuid());
                 // Attachments that are the person's: signature images they
                 // drew and, on an erased contact's own record, the files
                 // linked to it alone (photos of them).
@@ -248,7 +247,7 @@ pub async fn erase(
                          WHERE o.org_id = a.org_id AND o.sha256 = a.sha256 AND o.record_id <> $2)",
                     )
                     .bind(uuid(*org.as_uuid()))
-                    .bind(id.clone())
+                    .bind(uuid(*r.id.as_uuid()))
                     .fetch_all(&mut *tx)
                     .await?;
                     attachments.extend(only);
@@ -256,7 +255,7 @@ pub async fn erase(
                 attachments.sort();
                 attachments.dedup();
                 sqlx::query("DELETE FROM change_log WHERE record_id = $1")
-                    .bind(id.clone())
+                    .bind(uuid(*r.id.as_uuid()))
                     .execute(&mut *tx)
                     .await?;
                 let seq: i64 = sqlx::query_scalar(
@@ -265,7 +264,7 @@ pub async fn erase(
                      VALUES ($1, $2, $3, $4, NULL, NULL, $5) RETURNING seq",
                 )
                 .bind(uuid(*org.as_uuid()))
-                .bind(id.clone())
+                .bind(uuid(*r.id.as_uuid()))
                 .bind(&r.change.0)
                 .bind(&r.change.1)
                 .bind(now)
@@ -280,7 +279,7 @@ pub async fn erase(
                     "UPDATE records SET doc = $2, epoch = epoch + 1, erased_fields = $3, \
                      updated_seq = $4, updated_at = $5 WHERE id = $1",
                 )
-                .bind(id.clone())
+                .bind(uuid(*r.id.as_uuid()))
                 .bind(&r.doc)
                 .bind(erased)
                 .bind(seq)
@@ -292,7 +291,7 @@ pub async fn erase(
                 sqlx::query(
                     "UPDATE rejections SET changes = $2, message = '[erased]' WHERE record_id = $1",
                 )
-                .bind(id)
+                .bind(uuid(*r.id.as_uuid()))
                 .bind(&blank)
                 .execute(&mut *tx)
                 .await?;
