@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
+use fantoccini::Locator;
 use fieldsync_core::RecordId;
 use fieldsync_core::model::{
     Account, Contact, GeoPoint, Money, Order, OrderLine, Qty, RecordDoc, Role, Signer, Site, Visit,
@@ -19,8 +20,8 @@ use fieldsync_core::protocol::{PushOutcome, RejectCode};
 use fieldsync_core::store::AttachmentKind;
 use fieldsync_core::sync::{NoProgress, SyncError};
 use fieldsync_test_support::{
-    Device, ORG, PASSWORD, SESSION_COOKIE, World, cookie_pair, csrf_of, fast_options, fieldsync,
-    http, on_both_databases, sign_in, today,
+    Backend, Browser, Device, ORG, PASSWORD, SESSION_COOKIE, World, cookie_pair, csrf_of,
+    fast_options, fieldsync, http, on_both_databases, settled, sign_in, today,
 };
 use serde_json::{Value, json};
 
@@ -821,4 +822,82 @@ fn the_erasure_page_asks_for_a_confirmation_and_lists_the_log(w: World) {
     ana.sync();
     let held: Contact = ana.store().read(cid).expect("held");
     assert_eq!(held.name, ERASED);
+}
+
+/// The page, in Chromium: the confirmation box is required, then the contact
+/// is erased and the log lists it.
+#[test]
+fn an_administrator_erases_a_contact_in_the_page() {
+    let w = World::start(Backend::Sqlite);
+    let ana = w.device("ana");
+    let shop = w.account_on(&ana, "Sundial Grocers");
+    let contact = Contact {
+        meta: w.meta("ana"),
+        account_id: shop,
+        name: "Cornelius Brightwater".into(),
+        role: None,
+        phone: Some("+351 210 000 999".into()),
+        email: None,
+        marketing_consent: false,
+        consent: None,
+    };
+    let cid = ana.store().create(&contact, today(8)).expect("contact");
+    ana.sync();
+    let browser = Browser::start(&w);
+    let b = &browser.client;
+    let base = w.base.clone();
+    let id = cid.to_string();
+    w.rt.block_on(async {
+        b.goto(&format!("{base}/web/erasure")).await.expect("goto");
+        fieldsync_test_support::fill_login(b, "adam@acme.test", PASSWORD).await;
+        settled(b, "#erase-contact").await;
+        let html = b.source().await.expect("source");
+        assert!(html.contains("No erasure yet."), "{html}");
+        let type_in = |css: &'static str, text: String| async move {
+            let field = b.find(Locator::Id(css)).await.expect("field");
+            field.clear().await.expect("clear");
+            field.send_keys(&text).await.expect("type");
+        };
+        type_in("erase-contact-id", id.clone()).await;
+        type_in(
+            "erase-contact-reason",
+            "Art. 17 request at the counter".into(),
+        )
+        .await;
+        let button = b
+            .find(Locator::Css("#erase-contact button[type=submit]"))
+            .await
+            .expect("button");
+        // Not ticked: the browser keeps the form (the box is required).
+        button.click().await.expect("click");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(
+            b.find(Locator::Id("erasure-notice")).await.is_err(),
+            "nothing was sent"
+        );
+        b.find(Locator::Id("erase-contact-confirm"))
+            .await
+            .expect("box")
+            .click()
+            .await
+            .expect("tick");
+        button.click().await.expect("click");
+        settled(b, "#erasure-notice").await;
+        let notice = b
+            .find(Locator::Id("erasure-notice"))
+            .await
+            .expect("notice")
+            .text()
+            .await
+            .expect("text");
+        assert!(notice.contains("record(s) rewritten"), "{notice}");
+        settled(b, "table#erasure-log").await;
+        let html = b.source().await.expect("source");
+        assert!(html.contains(&id), "the log names the contact: {html}");
+        assert!(!html.contains("Brightwater"), "and none of their values");
+        browser.screenshot("erasure", "admin").await;
+    });
+    let erased: Contact = w.server_doc(cid).expect("doc").read().expect("contact");
+    assert_eq!((erased.name.as_str(), erased.phone), (ERASED, None));
+    browser.close(&w);
 }

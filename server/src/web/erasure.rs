@@ -150,7 +150,7 @@ fn render(web: &WebUser, log: &[ErasureEntry], notice: Notice) -> Markup {
     let body = html! {
         h1 { "Erasure of personal data" }
         @if let Some((ok, text)) = &notice {
-            p.notice.ok[*ok].error[!*ok] role="status" { (text) }
+            p #erasure-notice .notice.ok[*ok].error[!*ok] role="status" { (text) }
         }
         p {
             "Erasing rewrites every record holding the person's data, on the server and on "
