@@ -13,8 +13,9 @@
 //!   it as one new change (`RecordDoc::rebase_onto`), except edits of the
 //!   erased fields, which are dropped; the outbox rows are replaced by that
 //!   change's;
-//! - the record's rejection-ledger entries (changes of the old history) and
-//!   the attachments the erasure deleted go;
+//! - the record's rejection-ledger entries (changes of the old history), the
+//!   attachments the erasure deleted and, on an erased contact's own record,
+//!   the files linked to it alone (a photo not yet uploaded) go;
 //! - the snapshot is rewritten and the appended rows deleted.
 //!
 //! The store runs with `secure_delete`, so the freed pages are zeroed, and
@@ -153,7 +154,22 @@ impl DeviceStore {
                     [id.to_string()],
                 )?;
             }
-            for sha in &e.attachments {
+            // The attachments the erasure deleted and, on an erased contact's
+            // own record, every file linked to it alone: a photo taken
+            // offline before the erasure never reaches the server.
+            let mut gone: Vec<String> = e.attachments.clone();
+            if rc.kind == crate::model::RecordKind::Contact && !e.erased.is_empty() {
+                let only: Vec<String> = tx
+                    .prepare_cached(
+                        "SELECT sha256 FROM attachment_links a WHERE a.record_id = ?1 \
+                         AND NOT EXISTS (SELECT 1 FROM attachment_links o \
+                         WHERE o.sha256 = a.sha256 AND o.record_id <> ?1)",
+                    )?
+                    .query_map([id.to_string()], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                gone.extend(only);
+            }
+            for sha in &gone {
                 tx.execute(
                     "DELETE FROM attachment_blobs WHERE id IN \
                      (SELECT blob_id FROM attachments WHERE sha256 = ?1)",
