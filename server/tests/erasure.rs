@@ -742,6 +742,20 @@ fn old_history_cannot_come_back(w: World) {
     assert!(report.rewritten >= 1, "{report:?}");
     let held: Contact = ana.store().read(cid).expect("held");
     assert_eq!(held.name, ERASED);
+
+    // A device primed after the erasure holds the new epoch, and its edits,
+    // made on it, are accepted.
+    let fresh = w.device("ana");
+    assert!(fresh.sync().primed > 0);
+    assert_eq!(fresh.store().epoch(cid).expect("epoch"), 1);
+    fresh
+        .store()
+        .update::<Contact>(cid, today(10), |c| c.role = Some("new buyer".into()))
+        .expect("edit");
+    let report = fresh.sync();
+    assert_eq!((report.pushed, report.rejected), (1, 0), "{report:?}");
+    let server: Contact = w.server_doc(cid).expect("doc").read().expect("contact");
+    assert_eq!(server.role.as_deref(), Some("new buyer"));
 }
 
 fn the_erasure_page_asks_for_a_confirmation_and_lists_the_log(w: World) {
