@@ -108,6 +108,7 @@ fn summary(r: &fieldsync_core::sync::SyncReport) -> SyncSummary {
         attachments_uploaded: r.attachments_uploaded,
         attachments_pending: r.attachments_pending,
         attachments_refused: r.attachments_refused,
+        rewritten: r.rewritten,
     }
 }
 

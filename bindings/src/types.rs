@@ -575,6 +575,10 @@ pub struct SyncSummary {
     /// Attachments the server refused for good in this sync (see
     /// `refused_attachments()`).
     pub attachments_refused: u64,
+    /// Records replaced because an administrator erased personal data they
+    /// held (their history was rewritten on the server); unsynced edits were
+    /// carried over, except edits of the erased fields.
+    pub rewritten: u64,
 }
 
 /// A catalogue item.

@@ -646,6 +646,7 @@ pub fn seed_corpus() -> Vec<SeedInput> {
                 },
             ],
             health: None,
+            epochs: Vec::new(),
         }),
     });
     out.push(SeedInput {
@@ -704,6 +705,7 @@ pub fn seed_corpus() -> Vec<SeedInput> {
                 from_ms: i64::MIN,
                 to_ms: 1_700_777_600_000,
             }),
+            epochs: Vec::new(),
         }),
     });
     out.push(SeedInput {
@@ -730,6 +732,7 @@ pub fn seed_corpus() -> Vec<SeedInput> {
             next: Some(world::RECORDS[3]),
             cursor: 7,
             window: None,
+            epochs: Vec::new(),
         }),
     });
     let mut state = automerge::sync::State::new();
@@ -746,6 +749,7 @@ pub fn seed_corpus() -> Vec<SeedInput> {
             id: world::RECORDS[2],
             kind: RecordKind::Assignment,
             message: ByteBuf::from(message.clone()),
+            epoch: 0,
         }),
     });
     out.push(SeedInput {

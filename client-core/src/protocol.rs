@@ -62,6 +62,43 @@ pub struct PushRequest {
     /// push). Optional: older apps send none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<DeviceHealth>,
+    /// The epoch each record's changes were made on, for records whose
+    /// history was rewritten by an erasure (epoch above 0); a record not
+    /// listed was edited on epoch 0. The server refuses, as retryable, changes
+    /// made on an older epoch than the one it holds: the device pulls the new
+    /// epoch, rebases its edits onto it and pushes them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub epochs: Vec<RecordEpoch>,
+}
+
+/// A record's epoch: how many times an erasure rewrote its history
+/// (`docs/adr/0005-erasure-by-rewrite.md`). Records start at 0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordEpoch {
+    /// The record.
+    pub id: RecordId,
+    /// Its epoch.
+    pub epoch: u32,
+    /// From the server: the field paths (map keys from the record's root) the
+    /// last rewrite took out. A device drops its unsynced edits to them when
+    /// it rebases; never the erased values themselves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub erased: Vec<Vec<String>>,
+    /// From the server: the attachments (SHA-256 hex) of this record the
+    /// erasure deleted (photos of the person, signatures they drew). A device
+    /// deletes its copies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<String>,
+}
+
+/// The epoch `epochs` gives `id` (0 when it is not listed).
+pub fn epoch_of(epochs: &[RecordEpoch], id: RecordId) -> u32 {
+    epochs
+        .iter()
+        .filter(|e| e.id == id)
+        .map(|e| e.epoch)
+        .max()
+        .unwrap_or(0)
 }
 
 /// What a device reports about itself with each sync, for the managers'
@@ -156,6 +193,9 @@ pub enum RejectCode {
     TooLarge,
     /// The server failed; retry later.
     Internal,
+    /// The changes were made on an older epoch of the record (an erasure
+    /// rewrote its history since): pull, rebase and push again.
+    StaleEpoch,
     /// A code from a newer server.
     #[serde(other)]
     Unknown,
@@ -174,6 +214,7 @@ impl RejectCode {
             RejectCode::WrongKind => "wrong_kind",
             RejectCode::TooLarge => "too_large",
             RejectCode::Internal => "internal",
+            RejectCode::StaleEpoch => "stale_epoch",
             RejectCode::Unknown => "unknown",
         }
     }
@@ -258,6 +299,12 @@ pub struct PullResponse {
     /// the request named a list and the caller's scope has a window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<RecordId>>,
+    /// The epochs of this page's records whose history an erasure rewrote
+    /// (the others are at epoch 0). A record at a newer epoch than the
+    /// device's copy is replaced by the page's changes (which start with the
+    /// rewrite), and the device's unsynced edits are rebased onto it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub epochs: Vec<RecordEpoch>,
 }
 
 /// Ask for a page of snapshots (priming a new or reset device).
@@ -291,6 +338,9 @@ pub struct PrimeResponse {
     /// The identity of the server's change log (see [`PullResponse::log`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
+    /// The epochs of this page's records above 0 (see [`PullResponse::epochs`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub epochs: Vec<RecordEpoch>,
 }
 
 /// A record's full document.
@@ -319,6 +369,15 @@ pub struct RepairRequest {
     pub kind: RecordKind,
     /// The device's encoded sync message.
     pub message: ByteBuf,
+    /// The epoch of the device's copy. The server answers a copy of an older
+    /// epoch with nothing to exchange: the device learns the new epoch from
+    /// the feed, and its old history never reaches the server.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub epoch: u32,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 /// The server's half of a repair round.
@@ -430,6 +489,7 @@ mod tests {
                 ],
             }],
             health: None,
+            epochs: Vec::new(),
         }
     }
 
@@ -519,6 +579,7 @@ mod tests {
                 from_ms: -5,
                 to_ms: 86_400_000,
             }),
+            epochs: Vec::new(),
         };
         assert_eq!(decode::<PullResponse>(&encode(&pull)), Ok(pull));
     }
@@ -534,6 +595,7 @@ mod tests {
                 changes: vec![ByteBuf::from(vec![0xff; 1000])],
             }],
             health: None,
+            epochs: Vec::new(),
         };
         let len = encode(&push).len();
         assert!(len < 1_150, "{len} bytes");
@@ -605,6 +667,7 @@ mod tests {
             id: RecordId::from_uuid(Uuid::nil()),
             kind: RecordKind::Visit,
             message: ByteBuf::from(vec![7u8; 3]),
+            epoch: 0,
         });
         let at = good.len() - 4;
         assert_eq!(good[at], 0x43, "message is the last field, 3 bytes long");

@@ -280,6 +280,7 @@ fn dropped_connections_are_retried_and_resending_is_harmless() {
                 batch: uuid::Uuid::now_v7(),
                 records: batch,
                 health: None,
+                epochs: Vec::new(),
             },
         )
         .expect("push");

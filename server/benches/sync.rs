@@ -451,6 +451,7 @@ fn seed(w: &World, n: usize) -> Vec<RecordId> {
                         batch: uuid::Uuid::now_v7(),
                         records,
                         health: None,
+                        epochs: Vec::new(),
                     },
                 ))
                 .expect("seed push");

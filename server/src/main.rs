@@ -106,6 +106,68 @@ enum Command {
     /// After restoring PostgreSQL with its own tools: tell devices the database
     /// went back in time, so they bring back what they sent after the backup.
     MarkRestored(MarkRestoredArgs),
+    /// Erase a contact's or a user's personal data everywhere, history and
+    /// devices included (docs/privacy.md), or list the erasures.
+    #[command(subcommand)]
+    Erase(EraseCommand),
+    /// Everything held about one contact, as JSON (a data subject's access
+    /// request).
+    ExportPerson(ExportPersonArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum EraseCommand {
+    /// Erase a contact: their record, the records naming them or holding one
+    /// of their values, photos of them and signatures they drew.
+    Contact(EraseArgs),
+    /// Erase a user (a rep who left): their GPS fixes and name; the account
+    /// stays, pseudonymised and disabled.
+    User(EraseArgs),
+    /// The erasure log, newest first.
+    Log(EraseLogArgs),
+}
+
+#[derive(Debug, Args)]
+struct EraseArgs {
+    /// The contact's record id or the user's id.
+    id: String,
+    /// Why (kept in the erasure log), e.g. "Art. 17 request of 3 March".
+    #[arg(long)]
+    reason: String,
+    /// The organisation's slug.
+    #[arg(long)]
+    org: String,
+    /// Email of the administrator who erases; the first administrator when not given.
+    #[arg(long = "as")]
+    as_user: Option<String>,
+    #[command(flatten)]
+    settings: SettingsArgs,
+}
+
+#[derive(Debug, Args)]
+struct EraseLogArgs {
+    /// The organisation's slug.
+    #[arg(long)]
+    org: String,
+    #[command(flatten)]
+    settings: SettingsArgs,
+}
+
+#[derive(Debug, Args)]
+struct ExportPersonArgs {
+    /// The contact's record id.
+    id: String,
+    /// The organisation's slug.
+    #[arg(long)]
+    org: String,
+    /// Email of the administrator it is read as; the first administrator when not given.
+    #[arg(long = "as")]
+    as_user: Option<String>,
+    /// Where to write the JSON; standard output when not given.
+    #[arg(long)]
+    output: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    settings: SettingsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -634,6 +696,8 @@ fn main() -> ExitCode {
             Command::Template(command) => template(command).await,
             Command::Import(args) => import(args).await,
             Command::Export(args) => export(args).await,
+            Command::Erase(command) => erase(command).await,
+            Command::ExportPerson(args) => export_person(args).await,
             Command::Migrate(args) => {
                 let db = open_database(&args.resolve()?).await?;
                 println!(
@@ -1124,6 +1188,98 @@ async fn export(args: ExportArgs) -> anyhow::Result<()> {
         None => {
             use std::io::Write;
             std::io::stdout().write_all(&csv)?;
+        }
+    }
+    Ok(())
+}
+
+/// `fieldsync erase contact|user ID --reason ...` and `fieldsync erase log`.
+async fn erase(command: EraseCommand) -> anyhow::Result<()> {
+    use fieldsync_server::service::{catalogue, erasure};
+    let (settings, org, as_user) = match &command {
+        EraseCommand::Contact(a) | EraseCommand::User(a) => {
+            (&a.settings, &a.org, a.as_user.as_deref())
+        }
+        EraseCommand::Log(a) => (&a.settings, &a.org, None),
+    };
+    let settings = settings.resolve()?;
+    let db = open_database(&settings).await?;
+    let result = async {
+        let ctx = command_context(&settings, &db).await?;
+        let caller = catalogue::operator(&ctx, org, as_user).await?;
+        let parse = |what: &str, id: &str| {
+            id.trim()
+                .parse::<uuid::Uuid>()
+                .map_err(|_| anyhow::anyhow!("{id:?} is not a {what} id"))
+        };
+        let done = match &command {
+            EraseCommand::Contact(a) => {
+                let id = fieldsync_core::RecordId::from_uuid(parse("contact", &a.id)?);
+                erasure::erase_contact(&ctx, &caller, id, &a.reason).await?
+            }
+            EraseCommand::User(a) => {
+                let id = fieldsync_core::UserId::from_uuid(parse("user", &a.id)?);
+                erasure::erase_user(&ctx, &caller, id, &a.reason).await?
+            }
+            EraseCommand::Log(_) => {
+                for e in erasure::log(&ctx, &caller, 1_000).await? {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{} records\t{} attachments\t{}",
+                        e.at,
+                        e.actor_id,
+                        e.subject_kind,
+                        e.subject_id,
+                        e.records.len(),
+                        e.attachments,
+                        e.reason
+                    );
+                }
+                return anyhow::Ok(());
+            }
+        };
+        println!(
+            "fieldsync: erased: {} records rewritten, {} attachments deleted (erasure {}); \
+             devices follow at their next sync",
+            done.records.len(),
+            done.attachments,
+            done.id
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    db.close().await;
+    result
+}
+
+/// `fieldsync export-person CONTACT_ID`: everything held about one contact, as JSON.
+async fn export_person(args: ExportPersonArgs) -> anyhow::Result<()> {
+    use fieldsync_server::service::{catalogue, erasure};
+    let settings = args.settings.resolve()?;
+    let db = open_database(&settings).await?;
+    let result = async {
+        let ctx = command_context(&settings, &db).await?;
+        let caller = catalogue::operator(&ctx, &args.org, args.as_user.as_deref()).await?;
+        let id: uuid::Uuid = args
+            .id
+            .trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{:?} is not a contact id", args.id))?;
+        let json =
+            erasure::export_contact(&ctx, &caller, fieldsync_core::RecordId::from_uuid(id)).await?;
+        anyhow::Ok(serde_json::to_vec_pretty(&json)?)
+    }
+    .await;
+    db.close().await;
+    let json = result?;
+    match &args.output {
+        Some(path) => {
+            std::fs::write(path, &json)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("fieldsync: wrote {} ({} bytes)", path.display(), json.len());
+        }
+        None => {
+            use std::io::Write;
+            std::io::stdout().write_all(&json)?;
         }
     }
     Ok(())

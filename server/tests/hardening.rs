@@ -59,6 +59,7 @@ fn push(dev: &Device, records: Vec<RecordChanges>) -> (Vec<PushOutcome>, Duratio
                 batch: uuid::Uuid::now_v7(),
                 records,
                 health: None,
+                epochs: Vec::new(),
             },
         )
         .expect("push answered");

@@ -513,6 +513,7 @@ fn a_node_being_stopped_finishes_the_push_it_is_receiving() {
         batch: uuid::Uuid::now_v7(),
         records: ana.store().outbox_batch(RECORDS).expect("outbox"),
         health: None,
+        epochs: Vec::new(),
     };
     assert_eq!(req.records.len(), RECORDS);
     let body = protocol::encode(&req);

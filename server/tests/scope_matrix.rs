@@ -553,6 +553,7 @@ fn forged_edit_is_refused(rt: &tokio::runtime::Runtime, db: &Database, u: &User,
                     changes,
                 }],
                 health: None,
+                epochs: Vec::new(),
             },
         )
         .expect("push answered");

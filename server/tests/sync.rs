@@ -232,6 +232,7 @@ fn resending_a_batch_changes_nothing(w: World) {
                 .collect(),
         }],
         health: None,
+        epochs: Vec::new(),
     };
     let token = phone.access_token();
     use fieldsync_core::sync::Transport as _;
@@ -545,6 +546,7 @@ fn scope_keeps_other_reps_records_away_and_brings_referenced_accounts(w: World) 
                     changes: vec![serde_bytes::ByteBuf::from(change.raw_bytes().to_vec())],
                 }],
                 health: None,
+                epochs: Vec::new(),
             },
         )
         .expect("push");
@@ -686,6 +688,7 @@ fn malformed_requests_get_a_clear_4xx(w: World) {
             ])],
         }],
         health: None,
+        epochs: Vec::new(),
     };
     let resp = ureq::post(format!("{}/v1/sync/push", w.base))
         .header("authorization", format!("Bearer {token}"))
@@ -1672,6 +1675,7 @@ fn repair_answers_a_record_out_of_scope_like_one_that_does_not_exist(w: World) {
                 id,
                 kind: RecordKind::Visit,
                 message: serde_bytes::ByteBuf::from(empty.clone()),
+                epoch: 0,
             },
         )
     };

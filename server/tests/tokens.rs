@@ -253,6 +253,7 @@ fn bad_tokens_get_401_everywhere(w: World) {
             Some(cbor(protocol::encode(&PushRequest {
                 batch: uuid::Uuid::now_v7(),
                 records: vec![],
+                epochs: Vec::new(),
              health: None, }))),
         ),
         (
@@ -282,6 +283,7 @@ fn bad_tokens_get_401_everywhere(w: World) {
                 id: record,
                 kind: RecordKind::Visit,
                 message: serde_bytes::ByteBuf::from(vec![0x42]),
+                epoch: 0,
             }))),
         ),
     ];

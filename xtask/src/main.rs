@@ -252,6 +252,13 @@ fn bench() -> Result<()> {
             &["bench", "-p", "fieldsync-core", "--bench", "erase"],
         ),
     )?;
+    step(
+        "erasure benchmark: what erasing one contact costs the devices",
+        cargo(
+            &root,
+            &["bench", "-p", "fieldsync-server", "--bench", "erasure"],
+        ),
+    )?;
     // Starts a throwaway PostgreSQL cluster like the tests do.
     step(
         "end-to-end sync benchmark (SQLite and PostgreSQL)",

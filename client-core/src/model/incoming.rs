@@ -168,6 +168,18 @@ pub fn merge_incoming(
                     .into(),
             ));
         }
+        // A change that depends on nothing starts a record's history: for a
+        // record the server already holds it can only be old history (an
+        // epoch an erasure rewrote, resent by a device that kept it) or a
+        // forged second beginning, and merged it would bring back what the
+        // rewrite took out.
+        if existing.is_some() && change.deps().is_empty() {
+            return Err(IncomingError::InvalidChange(
+                "a change that starts a new history for a record that exists; \
+                 pull the record and edit it again"
+                    .into(),
+            ));
+        }
         fresh.push((change.hash(), raw.clone(), change));
     }
     if fresh.is_empty() {

@@ -24,6 +24,11 @@
 //!   refused for good (`attachments.rs`).
 //! - **sync_meta**: device id, Automerge actor id, feed cursor and the like.
 //!
+//! A record whose history an erasure rewrote on the server (a newer *epoch*)
+//! is replaced, with the device's unsynced edits rebased onto it
+//! (`epochs.rs`); the store runs with `secure_delete` so removed data leaves
+//! no copy in the file's free pages.
+//!
 //! The schema version is `PRAGMA user_version`; the upgrade steps and what each
 //! version added are in `schema.rs`.
 //!
@@ -99,6 +104,7 @@
 //! can help (a busy database or a full disk, not a refused transition).
 
 mod attachments;
+mod epochs;
 mod key;
 mod schema;
 mod search;
@@ -463,6 +469,9 @@ impl DeviceStore {
         };
         conn.pragma_update(None, "synchronous", sync)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Deleted content is overwritten with zeros, not left in free pages:
+        // what an erasure or a wipe removes is gone from the file itself.
+        conn.pragma_update(None, "secure_delete", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         if let Some(max) = options.max_size_bytes {
             // SQLite never shrinks below the pages in use: a cap under the
@@ -1544,8 +1553,11 @@ impl DeviceStore {
         inner.order.clear();
         inner.reference.clear();
         drop(inner);
-        // Reclaim the pages so the customer data is gone from the file too.
-        self.lock().conn.execute_batch("VACUUM")?;
+        // Reclaim the pages so the customer data is gone from the file too,
+        // and from the WAL, which still holds the pages as they were.
+        self.lock()
+            .conn
+            .execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")?;
         Ok(())
     }
 

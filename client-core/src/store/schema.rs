@@ -33,13 +33,15 @@
 //!   ([`REINDEX_SEARCH_KEY`]).
 //! - v7: accounts are found by their customer code too: the search keys of
 //!   the records already held are computed again.
+//! - v8: each record's epoch: how many times an erasure rewrote its history
+//!   (`epochs.rs`); 0 for every record held before.
 
 use rusqlite::Connection;
 
 use super::StoreError;
 
 /// The schema version this build writes.
-pub const CURRENT_VERSION: i64 = 7;
+pub const CURRENT_VERSION: i64 = 8;
 
 /// Upgrade steps; `MIGRATIONS[n]` goes from version `n` to `n + 1`.
 pub const MIGRATIONS: &[&str] = &[
@@ -178,6 +180,10 @@ pub const MIGRATIONS: &[&str] = &[
     // v7
     r"
     INSERT OR REPLACE INTO sync_meta (key, value) VALUES ('reindex_search', '1');
+    ",
+    // v8
+    r"
+    ALTER TABLE records ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
     ",
 ];
 

@@ -46,8 +46,8 @@ pub use transport::{
 use crate::ids::RecordId;
 use crate::model::Role;
 use crate::protocol::{
-    DeviceHealth, PrimeRequest, PullRequest, PushOutcome, PushRequest, RecordChanges, RejectCode,
-    Rejection, RepairRequest, ScopeWindow, Snapshot,
+    DeviceHealth, PrimeRequest, PullRequest, PushOutcome, PushRequest, RecordChanges, RecordEpoch,
+    RejectCode, Rejection, RepairRequest, ScopeWindow, Snapshot,
 };
 
 /// Where a priming stands once a page is applied.
@@ -213,6 +213,20 @@ pub trait SyncStore: Send + Sync {
     fn unsynced(&self) -> Result<(u64, Option<i64>), SyncError> {
         Ok((0, None))
     }
+    /// The epochs above 0 of the records of `ids` held (see
+    /// `docs/protocol.md`, "Epochs"). Stores that predate epochs hold none.
+    fn epochs(&self, _ids: &[RecordId]) -> Result<Vec<RecordEpoch>, SyncError> {
+        Ok(Vec::new())
+    }
+    /// Replaces the records of `records` whose epoch in `epochs` is newer
+    /// than the copy held, rebasing unsynced edits; returns their ids.
+    fn adopt_epochs(
+        &self,
+        _records: &[RecordChanges],
+        _epochs: &[RecordEpoch],
+    ) -> Result<Vec<RecordId>, SyncError> {
+        Ok(Vec::new())
+    }
 }
 
 /// Why a sync stopped.
@@ -313,6 +327,9 @@ pub struct SyncReport {
     /// Attachments the server refused for good in this sync (now in the
     /// refused ledger).
     pub attachments_refused: u64,
+    /// Records replaced because an erasure rewrote their history on the
+    /// server (a newer epoch), with unsynced edits carried over.
+    pub rewritten: u64,
 }
 
 /// Tuning of the sync loop; the defaults suit a phone on a mobile network.
@@ -541,6 +558,18 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
                     self.store.set_log_id(log)?;
                 }
             }
+            let adopted = if page.epochs.is_empty() {
+                Vec::new()
+            } else {
+                let as_changes = snapshot_changes(&page.snapshots, &page.epochs)?;
+                self.store.adopt_epochs(&as_changes, &page.epochs)?
+            };
+            let snapshots: Vec<Snapshot> = page
+                .snapshots
+                .iter()
+                .filter(|s| !adopted.contains(&s.id))
+                .cloned()
+                .collect();
             // The page and where the priming stands after it are stored
             // together; the window goes first, so that a device holding a
             // cursor always holds the window its pulls name.
@@ -556,7 +585,7 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
                     }
                 }
             };
-            self.store.apply_prime_page(&page.snapshots, stand)?;
+            self.store.apply_prime_page(&snapshots, stand)?;
             report.primed += page.snapshots.len() as u64;
             progress.progress(SyncPhase::Priming, report.primed);
             match page.next {
@@ -577,8 +606,10 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
             if batch.is_empty() {
                 return Ok(());
             }
+            let ids: Vec<RecordId> = batch.iter().map(|r| r.id).collect();
             let req = PushRequest {
                 batch: uuid::Uuid::now_v7(),
+                epochs: self.store.epochs(&ids)?,
                 records: batch,
                 health: self.health(),
             };
@@ -787,8 +818,19 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
                 (None, Some(log)) => self.store.set_log_id(log)?,
                 _ => {}
             }
+            // Records an erasure rewrote since the device's copy: replaced
+            // (the page's changes of each are its new history), the rest
+            // applied as usual.
+            let adopted = self.store.adopt_epochs(&page.records, &page.epochs)?;
+            report.rewritten += adopted.len() as u64;
+            let records: Vec<RecordChanges> = page
+                .records
+                .iter()
+                .filter(|r| !adopted.contains(&r.id))
+                .cloned()
+                .collect();
             self.store
-                .apply_page(&page.records, &page.removed, page.next_cursor)?;
+                .apply_page(&records, &page.removed, page.next_cursor)?;
             // Stored after the page: if the app dies in between, the next pull
             // names the old window and gets the entering records again (idempotent).
             self.store.set_scope_window(page.window)?;
@@ -905,6 +947,7 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
                 id,
                 kind,
                 message: serde_bytes::ByteBuf::from(message.encode()),
+                epoch: crate::protocol::epoch_of(&self.store.epochs(&[id])?, id),
             };
             let resp = self.call(report, |t, token| t.repair(token, &req))?;
             let Some(reply) = resp.message else {
@@ -973,6 +1016,32 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
 
 /// Exponential backoff with jitter: a random delay between half and all of `base × 2^attempt`,
 /// capped, so many devices coming back online together do not retry in step.
+/// The whole history of each snapshot at a listed epoch, as changes (a
+/// priming that meets a record the device holds at an older epoch).
+fn snapshot_changes(
+    snapshots: &[Snapshot],
+    epochs: &[RecordEpoch],
+) -> Result<Vec<RecordChanges>, SyncError> {
+    let mut out = Vec::new();
+    for s in snapshots
+        .iter()
+        .filter(|s| epochs.iter().any(|e| e.id == s.id))
+    {
+        let mut am = automerge::AutoCommit::load(&s.doc)
+            .map_err(|e| SyncError::Protocol(format!("snapshot of {}: {e}", s.id)))?;
+        out.push(RecordChanges {
+            id: s.id,
+            kind: s.kind,
+            changes: am
+                .get_changes(&[])
+                .iter()
+                .map(|c| serde_bytes::ByteBuf::from(c.raw_bytes().to_vec()))
+                .collect(),
+        });
+    }
+    Ok(out)
+}
+
 fn backoff(options: &SyncOptions, attempt: u32) -> Duration {
     let ceiling = options
         .base_backoff
@@ -1006,6 +1075,19 @@ const META_LOG: &str = "change_log";
 const META_PRIME: &str = "prime_progress";
 
 impl SyncStore for crate::store::DeviceStore {
+    fn epochs(&self, ids: &[RecordId]) -> Result<Vec<RecordEpoch>, SyncError> {
+        Ok(crate::store::DeviceStore::epochs(self, ids)?)
+    }
+
+    fn adopt_epochs(
+        &self,
+        records: &[RecordChanges],
+        epochs: &[RecordEpoch],
+    ) -> Result<Vec<RecordId>, SyncError> {
+        Ok(crate::store::DeviceStore::adopt_epochs(
+            self, records, epochs,
+        )?)
+    }
     fn unsynced(&self) -> Result<(u64, Option<i64>), SyncError> {
         Ok((self.pending_changes()?, self.oldest_pending_ms()?))
     }
@@ -1204,6 +1286,17 @@ impl SyncStore for crate::store::DeviceStore {
 }
 
 impl<S: SyncStore> SyncStore for std::sync::Arc<S> {
+    fn epochs(&self, ids: &[RecordId]) -> Result<Vec<RecordEpoch>, SyncError> {
+        (**self).epochs(ids)
+    }
+
+    fn adopt_epochs(
+        &self,
+        records: &[RecordChanges],
+        epochs: &[RecordEpoch],
+    ) -> Result<Vec<RecordId>, SyncError> {
+        (**self).adopt_epochs(records, epochs)
+    }
     fn pending(&self, max_records: usize) -> Result<Vec<RecordChanges>, SyncError> {
         (**self).pending(max_records)
     }

@@ -374,6 +374,7 @@ impl Transport for MemTransport {
             next_cursor: end as u64,
             more: end < s.log.len(),
             window: None,
+            epochs: Vec::new(),
         })
     }
 
@@ -409,6 +410,7 @@ impl Transport for MemTransport {
             next,
             cursor,
             window: None,
+            epochs: Vec::new(),
         })
     }
 

@@ -16,6 +16,7 @@ pub mod backup;
 pub mod catalogue;
 pub mod conflicts;
 pub mod devices;
+pub mod erasure;
 pub mod export;
 pub mod facts;
 pub mod history;
@@ -137,7 +138,10 @@ impl Database {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true);
+                .foreign_keys(true)
+                // Deleted content is zeroed, not left in free pages: what an
+                // erasure removes is gone from the file (docs/privacy.md).
+                .pragma("secure_delete", "ON");
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections.max(1))
                 .connect_with(options)

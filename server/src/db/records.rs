@@ -1305,6 +1305,7 @@ pub async fn pull(
         next_cursor: u64::try_from(next).unwrap_or(0),
         more,
         window: caller.window,
+        epochs: Vec::new(),
     })
 }
 
@@ -1410,6 +1411,7 @@ pub async fn prime(
         snapshots,
         cursor: u64::try_from(cursor).unwrap_or(0),
         window: caller.window,
+        epochs: Vec::new(),
     })
 }
 

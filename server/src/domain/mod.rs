@@ -32,6 +32,7 @@ pub mod caller;
 pub mod catalogue;
 pub mod conflicts;
 pub mod devices;
+pub mod erasure;
 pub mod error;
 pub mod figures;
 pub mod jobs;

@@ -22,7 +22,8 @@ use fieldsync_core::model::{
     merge_incoming,
 };
 use fieldsync_core::protocol::{
-    PushOutcome, PushResponse, PushResult, RecordChanges, RejectCode, Rejection,
+    PushOutcome, PushResponse, PushResult, RecordChanges, RecordEpoch, RejectCode, Rejection,
+    epoch_of,
 };
 use fieldsync_core::{OrgId, RecordId};
 use serde_bytes::ByteBuf;
@@ -241,6 +242,37 @@ fn preflight_within(records: &[RecordChanges], max_change: usize, max_push: usiz
         .collect()
 }
 
+/// Refuses, as retryable, each record whose changes were made on an older
+/// epoch than the one the server holds (`pushed` and `stored` list the
+/// epochs above 0): an erasure rewrote its history since, and the device
+/// pulls the new epoch, rebases its edits onto it and pushes them again
+/// (`docs/adr/0005-erasure-by-rewrite.md`). Nothing of the old history is
+/// merged.
+pub fn refuse_stale_epochs(
+    records: &[RecordChanges],
+    pushed: &[RecordEpoch],
+    stored: &[RecordEpoch],
+    mut preflight: Preflight,
+) -> Preflight {
+    for (i, rec) in records.iter().enumerate() {
+        let (mine, theirs) = (epoch_of(pushed, rec.id), epoch_of(stored, rec.id));
+        if mine < theirs
+            && let Some(slot) = preflight.get_mut(i)
+        {
+            *slot = Some(Rejection {
+                code: RejectCode::StaleEpoch,
+                message: format!(
+                    "this record was rewritten by an erasure (epoch {theirs}; these changes \
+                     were made on epoch {mine}); sync again to carry your edits over"
+                ),
+                retryable: true,
+                server_doc: None,
+            });
+        }
+    }
+    preflight
+}
+
 /// Decides every record of a push (already deduplicated) given what was
 /// loaded for each (`None`: the server has no copy) and what its pre-flight
 /// found, merging for at most `budget` (the first record whatever it takes).
@@ -284,11 +316,19 @@ pub fn decide_all(
                 out.results.push((rec.id, Ok(heads)));
             }
             Err(rejection) => {
+                // Changes on an erased epoch may hold erased values: the
+                // ledger notes the refusal, not what was refused (the device
+                // keeps its edits and rebases them).
+                let changes = if rejection.code == RejectCode::StaleEpoch {
+                    Vec::new()
+                } else {
+                    rec.changes.clone()
+                };
                 out.refusals.push(Refusal {
                     id: rec.id,
                     kind: rec.kind,
                     rejection: rejection.clone(),
-                    changes: rec.changes.clone(),
+                    changes,
                 });
                 out.results.push((rec.id, Err(rejection)));
             }

@@ -16,6 +16,7 @@ pub mod auth;
 pub mod catalogue;
 pub mod conflicts;
 pub mod devices;
+pub mod erasure;
 pub mod error;
 pub mod export;
 pub mod extract;
@@ -68,4 +69,5 @@ pub fn router() -> Router<Arc<Context>> {
         .merge(templates::routes())
         .merge(vans::routes())
         .merge(catalogue::routes())
+        .merge(erasure::routes())
 }

@@ -876,6 +876,7 @@ pub async fn import(
             batch: Uuid::now_v7(),
             records: plan.records.into_iter().map(|(_, r)| r).collect(),
             health: None,
+            epochs: Vec::new(),
         };
         let pushed = super::write::push_all_or_nothing(ctx, &writer, &req).await?;
         let errors: Vec<RowError> = pushed
@@ -954,6 +955,7 @@ pub async fn save(
         batch: Uuid::now_v7(),
         records: vec![record],
         health: None,
+        epochs: Vec::new(),
     };
     let pushed = super::write::push_all_or_nothing(ctx, &writer, &req).await?;
     super::write::accepted(pushed.response)?;

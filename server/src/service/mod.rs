@@ -19,6 +19,7 @@ pub mod catalogue;
 pub mod conflicts;
 pub mod demo;
 pub mod devices;
+pub mod erasure;
 pub mod export;
 pub mod history;
 pub mod jobs;

@@ -823,6 +823,7 @@ async fn store(ctx: &Context, writer: &Caller, records: Vec<RecordChanges>) -> R
             batch: Uuid::now_v7(),
             records,
             health: None,
+            epochs: Vec::new(),
         },
     )
     .await?;

@@ -63,6 +63,8 @@ pub async fn pull(ctx: &Context, caller: &Caller, req: &PullRequest) -> Result<P
     }
     let mut resp = records::pull(&ctx.db, caller, req).await?;
     super::history::extend(ctx, caller, req, &mut resp).await?;
+    let ids: Vec<RecordId> = resp.records.iter().map(|r| r.id).collect();
+    resp.epochs = crate::db::erasure::epochs(&ctx.db, &ids).await?;
     resp.log = Some(log);
     ctx.metrics.pulled();
     Ok(resp)
@@ -72,6 +74,8 @@ pub async fn pull(ctx: &Context, caller: &Caller, req: &PullRequest) -> Result<P
 pub async fn prime(ctx: &Context, caller: &Caller, req: &PrimeRequest) -> Result<PrimeResponse> {
     let log = crate::db::backup::log_identity(&ctx.db).await?;
     let mut resp = records::prime(&ctx.db, caller, req).await?;
+    let ids: Vec<RecordId> = resp.snapshots.iter().map(|s| s.id).collect();
+    resp.epochs = crate::db::erasure::epochs(&ctx.db, &ids).await?;
     resp.log = Some(log);
     ctx.metrics.primed();
     Ok(resp)
@@ -115,6 +119,15 @@ pub async fn repair(
     let server = records::readable_doc(&ctx.db, caller, req.id)
         .await?
         .map(|(_, doc)| doc);
+    // A copy of an epoch an erasure has since rewritten has nothing to
+    // exchange: the device learns the new epoch from the feed and rebases
+    // its edits onto it, and its old history never reaches the server.
+    if server.is_some() {
+        let stored = crate::db::erasure::epochs(&ctx.db, &[req.id]).await?;
+        if fieldsync_core::protocol::epoch_of(&stored, req.id) > req.epoch {
+            return Ok(None);
+        }
+    }
     let mut base = match &server {
         Some(bytes) => automerge::AutoCommit::load(bytes).map_err(corrupt)?,
         None => automerge::AutoCommit::new(),
@@ -141,6 +154,12 @@ pub async fn repair(
                     changes: own,
                 }],
                 health: None,
+                epochs: vec![fieldsync_core::protocol::RecordEpoch {
+                    id: req.id,
+                    epoch: req.epoch,
+                    erased: Vec::new(),
+                    attachments: Vec::new(),
+                }],
             };
             let resp = push(ctx, caller, &push_req).await?;
             if let Some(PushOutcome::Rejected(rejection)) =

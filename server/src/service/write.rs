@@ -85,6 +85,21 @@ async fn push_with(
                 .map_err(|e| Error::internal(format!("push pre-flight: {e}")))?,
         )
     };
+    // A device's changes made on an epoch an erasure has since rewritten are
+    // refused before anything is merged. The server's own writes (a web
+    // page's, an import's) are made on the copy it just loaded.
+    let preflight = if caller.actor.device.is_some() {
+        let ids: Vec<RecordId> = records.iter().map(|r| r.id).collect();
+        let stored = crate::db::erasure::epochs(&ctx.db, &ids).await?;
+        Arc::new(push::refuse_stale_epochs(
+            &records,
+            &req.epochs,
+            &stored,
+            Arc::unwrap_or_clone(preflight),
+        ))
+    } else {
+        preflight
+    };
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -200,6 +215,7 @@ pub(super) fn since(
         batch: Uuid::now_v7(),
         records: vec![RecordChanges { id, kind, changes }],
         health: None,
+        epochs: Vec::new(),
     }
 }
 

@@ -39,11 +39,14 @@
 //! lists), `/web/customers` (accounts, contacts with consent) and
 //! `/web/import` (CSV import with a dry run) with CSV downloads at
 //! `/web/export-csv/{kind}`, for administrators (managers read the lists).
+//! `/web/erasure` (erasing a contact's or a user's personal data, with the
+//! erasure log), for administrators.
 
 mod catalogue;
 pub mod chart;
 mod conflicts;
 mod dashboard;
+mod erasure;
 pub mod format;
 mod inbox;
 mod jobs;
@@ -183,6 +186,9 @@ pub fn routes() -> Router<Arc<Context>> {
             post(catalogue::import_run)
                 .layer(axum::extract::DefaultBodyLimit::max(MAX_IMPORT_FORM_BYTES)),
         )
+        .route("/web/erasure", get(erasure::show))
+        .route("/web/erasure/contact", post(erasure::erase_contact))
+        .route("/web/erasure/user", post(erasure::erase_user))
         .route("/web/assets/app.css", get(css))
         .route("/web/assets/app.js", get(js))
         // Any other address under /web is a page that does not exist.
@@ -378,6 +384,7 @@ pub fn page(title: &str, chrome: Option<Chrome<'_>>, body: Markup) -> Markup {
                                 li { a href="/web/templates" aria-current=[(title == "Checklist templates" || title.starts_with("Template: ")).then_some("page")] { "Templates" } }
                                 @if c.role == "admin" {
                                     li { a href="/web/import" aria-current=[(title == "Import").then_some("page")] { "Import" } }
+                                    li { a href="/web/erasure" aria-current=[(title == "Erasure").then_some("page")] { "Erasure" } }
                                 }
                             }
                         }

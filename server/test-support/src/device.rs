@@ -117,6 +117,7 @@ impl Device {
                         changes,
                     }],
                     health: None,
+                    epochs: Vec::new(),
                 },
             )
             .expect("push answered");
