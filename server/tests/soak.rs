@@ -470,6 +470,14 @@ fn follow_live(base: &str, phone: &Phone, live: &Live, errors: &Errors, stop: &A
     }
 }
 
+/// The soft limit of open files of this process (Linux), inherited by the
+/// server process.
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
 /// Sync latencies of one interval.
 #[derive(Default)]
 struct Interval {
@@ -534,6 +542,15 @@ fn many_devices_editing_with_live_connections_hold_memory_errors_and_latency_fla
         "FIELDSYNC_SOAK_INTERVAL_SECS",
         (run_for.as_secs() / 12).max(5),
     ));
+    // Each device holds its store's files, a kept-alive connection and its
+    // live connection, and the server one end of each connection.
+    if let Some(limit) = open_files_limit() {
+        assert!(
+            limit >= devices as u64 * 8,
+            "{devices} devices need about {} open files; the limit is {limit} (`ulimit -n`)",
+            devices * 8
+        );
+    }
     let backend = if w.settings.database_url.is_some() {
         "postgres"
     } else {
