@@ -706,13 +706,48 @@ pub async fn apply_push_with(
             }
         }
 
+        // The managers' figures, in the same transaction, a few statements in all.
+        {
+            let rows: Vec<_> = writes
+                .iter()
+                .filter_map(|w| w.facts.as_ref().map(|f| (&w.projection, f)))
+                .collect();
+            crate::db::facts::write_facts!(@upsert &mut *tx, uuid, org, &rows);
+        }
+
+        // Grants along references that the owner already holds need no walk:
+        // which of the targets the writes name are held by a user, in a few
+        // statements (most edits name the account their owner already reads).
+        let mut held: std::collections::BTreeSet<(RecordId, String)> = Default::default();
+        {
+            let mut targets: Vec<RecordId> = writes
+                .iter()
+                .filter(|w| w.projection.owner.is_some())
+                .flat_map(|w| [w.projection.account_id, w.projection.parent_id])
+                .flatten()
+                .collect();
+            targets.sort();
+            targets.dedup();
+            for chunk in targets.chunks(BATCH_ROWS) {
+                let sql = format!(
+                    "SELECT CAST(record_id AS TEXT), principal FROM record_scope \
+                     WHERE principal LIKE 'u:%' AND record_id IN ({})",
+                    params(1, chunk.len())
+                );
+                let mut q = sqlx::query_as::<_, (String, String)>(AssertSqlSafe(sql));
+                for id in chunk {
+                    q = q.bind(uuid(*id.as_uuid()));
+                }
+                for (id, principal) in q.fetch_all(&mut *tx).await? {
+                    held.insert((parse_record_id(&id)?, principal));
+                }
+            }
+        }
+
         for (w, (_, last_seq)) in writes.iter().zip(&spans) {
             let last_seq = *last_seq;
             let p = &w.projection;
-            // The managers' figures and conflicts queue, in the same transaction.
-            if let Some(facts) = &w.facts {
-                crate::db::facts::write_facts!(&mut *tx, uuid, org, p, facts);
-            }
+            // The managers' conflicts queue, in the same transaction.
             // The managers' conflicts queue: a status clash, or two visits in
             // progress for one rep (listed on the one checked in last). A row
             // is opened, or opened again after a resolution; an open one stays
@@ -819,6 +854,10 @@ pub async fn apply_push_with(
                 if visited > 64 {
                     break;
                 }
+                // Held already: the insert below would grant nothing.
+                if held.contains(&(target, grantee.clone())) {
+                    continue;
+                }
                 let target_row: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(
                     "SELECT kind, CAST(account_id AS TEXT), CAST(parent_id AS TEXT) \
                          FROM records WHERE id = $1 AND org_id = $2",
@@ -840,6 +879,7 @@ pub async fn apply_push_with(
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+                held.insert((target, grantee.clone()));
                 if granted == 0 {
                     continue;
                 }

@@ -253,8 +253,21 @@ pub fn decide_all(
 ) -> Decisions {
     let started = Instant::now();
     let mut out = Decisions::default();
+    // Records are merged on several cores when the push is large enough to
+    // pay for the threads; a push that lists a record twice (with two kinds)
+    // is decided in order, since the second entry's fate depends on the first.
+    let mut ids: Vec<RecordId> = records.iter().map(|r| r.id).collect();
+    ids.sort();
+    ids.dedup();
+    let mut early: Vec<Option<Outcome>> = if ids.len() == records.len() {
+        decide_in_parallel(caller, records, loaded, preflight, budget, started)
+    } else {
+        Vec::new()
+    };
     for (i, (rec, loaded)) in records.iter().zip(loaded).enumerate() {
-        let outcome = if let Some(Some(refused)) = preflight.get(i) {
+        let outcome = if let Some(decided) = early.get_mut(i).and_then(Option::take) {
+            decided
+        } else if let Some(Some(refused)) = preflight.get(i) {
             Err(refused.clone())
         } else if out.writes.iter().any(|w| w.id == rec.id) {
             Err(Rejection {
@@ -294,6 +307,81 @@ pub fn decide_all(
             }
         }
     }
+    out
+}
+
+/// What [`decide`] answers for one record.
+type Outcome = Result<(Option<Write>, Vec<u8>), Rejection>;
+
+/// Records per merging thread below which a push is merged on one thread:
+/// starting a thread costs about what merging a small record does.
+const RECORDS_PER_THREAD: usize = 8;
+
+/// Decides every record of a push whose ids are all distinct on up to
+/// `available_parallelism` threads (each takes the next undecided record, so
+/// one costly record does not hold up the others), with the budget of
+/// [`decide_all`]. An empty answer: the push is too small to share out, and
+/// [`decide_all`] decides it on its own thread.
+fn decide_in_parallel(
+    caller: &Caller,
+    records: &[RecordChanges],
+    loaded: &[Option<Loaded>],
+    preflight: &[Option<Rejection>],
+    budget: Duration,
+    started: Instant,
+) -> Vec<Option<Outcome>> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(records.len() / RECORDS_PER_THREAD);
+    if threads < 2 {
+        return Vec::new();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let one = |i: usize| -> Outcome {
+        if let Some(Some(refused)) = preflight.get(i) {
+            Err(refused.clone())
+        } else if i > 0 && started.elapsed() > budget {
+            Err(Rejection {
+                code: RejectCode::TooLarge,
+                message: format!(
+                    "this push took more than {} s to merge; this record comes in the next push",
+                    budget.as_secs()
+                ),
+                retryable: true,
+                server_doc: None,
+            })
+        } else {
+            decide(caller, &records[i], loaded.get(i).and_then(Option::as_ref))
+        }
+    };
+    let work = || {
+        let mut mine = Vec::new();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if i >= records.len() {
+                return mine;
+            }
+            mine.push((i, one(i)));
+        }
+    };
+    let mut out: Vec<Option<Outcome>> = (0..records.len()).map(|_| None).collect();
+    std::thread::scope(|s| {
+        let helpers: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+        for (i, outcome) in work() {
+            out[i] = Some(outcome);
+        }
+        for helper in helpers {
+            // A panic inside a merge is caught where Automerge is called
+            // (`fenced`); should one escape anyway, its records are decided
+            // again below on this thread, one by one.
+            if let Ok(done) = helper.join() {
+                for (i, outcome) in done {
+                    out[i] = Some(outcome);
+                }
+            }
+        }
+    });
     out
 }
 
@@ -378,6 +466,7 @@ pub fn decide(
         mut doc,
         new_changes,
         json,
+        saved,
     } = merged;
     let heads: Vec<u8> = doc.heads().iter().flat_map(|h| h.0).collect();
     if new_changes.is_empty() {
@@ -441,7 +530,11 @@ pub fn decide(
         Some(Write {
             id: rec.id,
             is_new: existing.is_none(),
-            doc: Vec::new(),
+            // The save the merge checked, when it is the form stored (see
+            // `authority::stored_form`); the second stage saves otherwise.
+            doc: saved
+                .filter(|s| s.len() <= super::authority::UNCOMPRESSED_DOC_BYTES)
+                .unwrap_or_default(),
             projection,
             changes: new_changes
                 .into_iter()
