@@ -471,19 +471,12 @@ pub struct HealthReport {
     pub app_version: Option<String>,
 }
 
-/// Stamps `device`'s last sync at `now` (server time) and, when it reported
-/// them, keeps its figures. The caller holds the SQLite write gate.
-pub async fn write_sync(
-    db: &Database,
-    caller: &Caller,
-    device: fieldsync_core::DeviceId,
-    now: i64,
-    report: Option<&HealthReport>,
-) -> Result<(), DbError> {
-    let device = *device.as_uuid();
-    let org = *caller.org.as_uuid();
-    let who = *caller.user().as_uuid();
-    on_pool!(db, |pool, uuid| {
+/// The statement of [`write_sync`] on an executor (a pool, or a push's
+/// transaction: a device's push stamps its sync in the push's own
+/// transaction). A macro so one text serves both dialects.
+macro_rules! stamp_sync {
+    ($exec:expr, $uuid:ident, $device:expr, $org:expr, $who:expr, $now:expr, $report:expr) => {{
+        let report: Option<&$crate::db::facts::HealthReport> = $report;
         match report {
             Some(h) => {
                 sqlx::query(
@@ -497,15 +490,15 @@ pub async fn write_sync(
                      pending_attachment_bytes = excluded.pending_attachment_bytes, \
                      app_version = COALESCE(excluded.app_version, device_health.app_version)",
                 )
-                .bind(uuid(device))
-                .bind(uuid(org))
-                .bind(uuid(who))
-                .bind(now)
+                .bind($uuid($device))
+                .bind($uuid($org))
+                .bind($uuid($who))
+                .bind($now)
                 .bind(h.unsynced_changes)
                 .bind(h.oldest_unsynced_ms)
                 .bind(h.pending_attachment_bytes)
                 .bind(h.app_version.as_deref())
-                .execute(pool)
+                .execute($exec)
                 .await?;
             }
             None => {
@@ -514,14 +507,33 @@ pub async fn write_sync(
                      VALUES ($1, $2, $3, $4) ON CONFLICT (device_id) \
                      DO UPDATE SET last_sync_at = excluded.last_sync_at",
                 )
-                .bind(uuid(device))
-                .bind(uuid(org))
-                .bind(uuid(who))
-                .bind(now)
-                .execute(pool)
+                .bind($uuid($device))
+                .bind($uuid($org))
+                .bind($uuid($who))
+                .bind($now)
+                .execute($exec)
                 .await?;
             }
         }
+    }};
+}
+
+pub(crate) use stamp_sync;
+
+/// Stamps `device`'s last sync at `now` (server time) and, when it reported
+/// them, keeps its figures. The caller holds the SQLite write gate.
+pub async fn write_sync(
+    db: &Database,
+    caller: &Caller,
+    device: fieldsync_core::DeviceId,
+    now: i64,
+    report: Option<&HealthReport>,
+) -> Result<(), DbError> {
+    let device = *device.as_uuid();
+    let org = *caller.org.as_uuid();
+    let who = *caller.user().as_uuid();
+    on_pool!(db, |pool, uuid| {
+        stamp_sync!(pool, uuid, device, org, who, now, report);
     });
     Ok(())
 }
