@@ -695,9 +695,7 @@ fn complete_with(
     Ok(doc.heads().iter().flat_map(|h| h.0).collect())
 }
 
-/// Documents up to this size are stored without Automerge's per-column
-/// compression (see [`stored_form`]).
-pub const UNCOMPRESSED_DOC_BYTES: usize = 32 * 1024;
+pub use super::push::UNCOMPRESSED_DOC_BYTES;
 
 /// The bytes the server stores for a document, which priming sends as they
 /// are: a small document without Automerge's own deflate, so gzip on the wire

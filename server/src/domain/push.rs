@@ -31,6 +31,10 @@ use uuid::Uuid;
 use super::caller::Caller;
 use super::figures::facts::Facts;
 
+/// Documents up to this size are stored without Automerge's per-column
+/// compression (see `authority::stored_form`).
+pub const UNCOMPRESSED_DOC_BYTES: usize = 32 * 1024;
+
 /// Most records one push may carry.
 pub const MAX_PUSH_RECORDS: usize = 1_000;
 /// Most changes one pull page returns (the client asks for fewer).
@@ -533,7 +537,7 @@ pub fn decide(
             // The save the merge checked, when it is the form stored (see
             // `authority::stored_form`); the second stage saves otherwise.
             doc: saved
-                .filter(|s| s.len() <= super::authority::UNCOMPRESSED_DOC_BYTES)
+                .filter(|s| s.len() <= UNCOMPRESSED_DOC_BYTES)
                 .unwrap_or_default(),
             projection,
             changes: new_changes
