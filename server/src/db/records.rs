@@ -124,9 +124,8 @@ macro_rules! load_pushed {
                 params(6, chunk.len()),
                 if $lock { " FOR UPDATE" } else { "" }
             );
-            let mut q = sqlx::query_as::<_, (String, String, String, Vec<u8>, i32)>(
-                AssertSqlSafe(sql),
-            );
+            let mut q =
+                sqlx::query_as::<_, (String, String, String, Vec<u8>, i32)>(AssertSqlSafe(sql));
             for p in &$principals {
                 q = q.bind(p);
             }
