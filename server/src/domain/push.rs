@@ -874,6 +874,65 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_large_push_is_decided_on_several_threads_in_request_order_with_its_stored_form() {
+        let (org, team) = (OrgId::new(), TeamId::new());
+        let rep = caller(Role::Rep, org, team);
+        let mut docs = Vec::new();
+        let mut records = Vec::new();
+        for _ in 0..3 * RECORDS_PER_THREAD {
+            let (rec, doc) = new_visit(&rep, rep.user());
+            records.push(rec);
+            docs.push(doc);
+        }
+        // One refused by its pre-flight, in the middle: it stays in its place.
+        let mut preflight: Preflight = vec![None; records.len()];
+        preflight[5] = Some(Rejection {
+            code: RejectCode::TooLarge,
+            message: "too many operations".into(),
+            retryable: false,
+            server_doc: None,
+        });
+        let loaded: Vec<Option<Loaded>> = vec![None; records.len()];
+        let parallel = decide_all(&rep, &records, &loaded, &preflight, MERGE_BUDGET);
+        let ids: Vec<RecordId> = parallel.results.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, records.iter().map(|r| r.id).collect::<Vec<_>>());
+        assert!(parallel.results[5].1.is_err());
+        assert_eq!(parallel.refusals.len(), 1);
+        assert_eq!(parallel.writes.len(), records.len() - 1);
+        for (w, doc) in parallel.writes.iter().zip(
+            docs.iter_mut()
+                .enumerate()
+                .filter(|(i, _)| *i != 5)
+                .map(|(_, d)| d),
+        ) {
+            assert_eq!(w.id, doc.id());
+            // The merge's checked save is the stored form, and it loads with
+            // the record's heads.
+            assert!(!w.doc.is_empty());
+            let mut stored = RecordDoc::load(&w.doc).expect("the stored form loads");
+            assert_eq!(stored.heads(), doc.heads());
+        }
+        // The same push decided on one thread gives the same answers.
+        let one: Vec<_> = records
+            .iter()
+            .zip(&loaded)
+            .enumerate()
+            .map(|(i, (rec, l))| match &preflight[i] {
+                Some(refused) => Err(refused.code),
+                None => decide(&rep, rec, l.as_ref())
+                    .map(|(_, heads)| heads)
+                    .map_err(|r| r.code),
+            })
+            .collect();
+        let many: Vec<_> = parallel
+            .results
+            .iter()
+            .map(|(_, r)| r.clone().map_err(|r| r.code))
+            .collect();
+        assert_eq!(one, many);
+    }
+
+    #[test]
     fn a_changed_owner_loses_the_old_principals() {
         let (org, team) = (OrgId::new(), TeamId::new());
         let rep = caller(Role::Rep, org, team);
