@@ -97,6 +97,11 @@ pub struct Merged {
     /// (`None` for a new record or a resend), as the checks read them: for
     /// callers that read fields without converting the documents again.
     pub json: Option<(Json, Option<Json>)>,
+    /// The merged record saved without Automerge's per-column compression,
+    /// as the fuzz guard checked that it loads back with the same heads
+    /// (`None` for a resend): what the server stores for a small record, so
+    /// it is not saved a second time.
+    pub saved: Option<Vec<u8>>,
 }
 
 /// Applies changes pushed by a device to the server's copy of a record (`None`
@@ -188,6 +193,7 @@ pub fn merge_incoming(
                 doc: doc.clone(),
                 new_changes: Vec::new(),
                 json: None,
+                saved: None,
             });
         }
         return Err(IncomingError::InvalidChange(
@@ -223,11 +229,12 @@ pub fn merge_incoming(
     base.sort_unstable();
     base.dedup();
     let json = check_pushed(existing, &after, Some(&base), actor, org)?;
-    let after = reloads(after)?;
+    let (after, saved) = reloads(after)?;
     Ok(Merged {
         doc: after,
         new_changes: fresh.into_iter().map(|(h, raw, _)| (h, raw)).collect(),
         json: Some(json),
+        saved: Some(saved),
     })
 }
 
@@ -236,20 +243,23 @@ pub fn merge_incoming(
 /// cannot read back (fuzzing found one: "max_op is lower than start_op"); a record
 /// stored from them would fail to load from then on, on the server and on every
 /// device that pulls the changes. Costs one save and one load per accepted
-/// record; records are a few kilobytes.
-fn reloads(mut after: RecordDoc) -> Result<RecordDoc, IncomingError> {
+/// record; records are a few kilobytes. The save leaves Automerge's column
+/// compression out (the load inflates nothing, the columns read are the same)
+/// and is returned: the server stores those bytes for a small record.
+fn reloads(mut after: RecordDoc) -> Result<(RecordDoc, Vec<u8>), IncomingError> {
     let refused = || {
         IncomingError::InvalidChange(
             "the changes give a record that does not load again; they were not made by a Fieldsync app"
                 .into(),
         )
     };
-    let saved = fenced("saving the merged record", || after.save()).map_err(|_| refused())?;
+    let saved =
+        fenced("saving the merged record", || after.save_uncompressed()).map_err(|_| refused())?;
     let mut loaded = RecordDoc::load(&saved).map_err(|_| refused())?;
     if loaded.heads() != after.heads() {
         return Err(refused());
     }
-    Ok(after)
+    Ok((after, saved))
 }
 
 impl From<ModelError> for IncomingError {

@@ -24,69 +24,101 @@ use crate::on_pool;
 /// both dialects' executors, like [`on_pool!`](crate::on_pool).
 macro_rules! write_facts {
     // A row only where there is none (filling in: a concurrent push's row is newer).
-    (@missing $exec:expr, $uuid:ident, $org:expr, $projection:expr, $facts:expr) => {
-        $crate::db::facts::write_facts!(@sql $exec, $uuid, $org, $projection, $facts,
-            "ON CONFLICT (record_id) DO NOTHING")
-    };
-    (@sql $exec:expr, $uuid:ident, $org:expr, $projection:expr, $facts:expr, $tail:literal) => {{
+    (@missing $exec:expr, $uuid:ident, $org:expr, $projection:expr, $facts:expr) => {{
         let p: &fieldsync_core::model::Projection = $projection;
         let f: &$crate::domain::figures::facts::Facts = $facts;
-        let opt_uuid = |s: Option<&str>| s.and_then(|s| uuid::Uuid::parse_str(s).ok());
-        sqlx::query(concat!(
-            "INSERT INTO record_facts (record_id, org_id, kind, owner_id, team_id, status, \
-             deleted, day, account_id, visit_id, planned, planned_start_ms, check_in_ms, \
-             check_out_ms, check_in_verdict, outcome, currency, net_minor, total_minor, \
-             created_ms, completed_ms, sla_due_ms, window_end_ms, first_time_fix, \
-             window_start_ms, first_arrived_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-             $17, $18, $19, $20, $21, $22, $23, $24, $25, $26) ",
-            $tail
-        ))
-        .bind($uuid(*p.id.as_uuid()))
-        .bind($uuid($org))
-        .bind(p.kind.as_str())
-        .bind(p.owner.map(|o| $uuid(*o.as_uuid())))
-        .bind(opt_uuid(p.team.as_deref()).map($uuid))
-        .bind(p.status.as_deref())
-        .bind(p.deleted)
-        .bind(f.day.as_deref())
-        .bind(p.account_id.map(|a| $uuid(*a.as_uuid())))
-        .bind(f.visit_id.map(|v| $uuid(*v.as_uuid())))
-        .bind(f.planned)
-        .bind(f.planned_start_ms)
-        .bind(f.check_in_ms)
-        .bind(f.check_out_ms)
-        .bind(f.check_in_verdict.as_deref())
-        .bind(f.outcome.as_deref())
-        .bind(f.currency.as_deref())
-        .bind(f.net_minor)
-        .bind(f.total_minor)
-        .bind(f.created_ms)
-        .bind(f.completed_ms)
-        .bind(f.sla_due_ms)
-        .bind(f.window_end_ms)
-        .bind(f.first_time_fix)
-        .bind(f.window_start_ms)
-        .bind(f.first_arrived_ms)
-        .execute($exec)
-        .await?;
+        $crate::db::facts::write_facts!(@rows $exec, $uuid, $org, &[(p, f)],
+            "ON CONFLICT (record_id) DO NOTHING")
     }};
-    ($exec:expr, $uuid:ident, $org:expr, $projection:expr, $facts:expr) => {
-        $crate::db::facts::write_facts!(@sql $exec, $uuid, $org, $projection, $facts,
-            "ON CONFLICT (record_id) DO UPDATE SET owner_id = excluded.owner_id, \
-             team_id = excluded.team_id, status = excluded.status, deleted = excluded.deleted, \
-             day = excluded.day, account_id = excluded.account_id, \
-             visit_id = excluded.visit_id, planned = excluded.planned, \
-             planned_start_ms = excluded.planned_start_ms, check_in_ms = excluded.check_in_ms, \
-             check_out_ms = excluded.check_out_ms, \
-             check_in_verdict = excluded.check_in_verdict, outcome = excluded.outcome, \
-             currency = excluded.currency, net_minor = excluded.net_minor, \
-             total_minor = excluded.total_minor, created_ms = excluded.created_ms, \
-             completed_ms = excluded.completed_ms, sla_due_ms = excluded.sla_due_ms, \
-             window_end_ms = excluded.window_end_ms, first_time_fix = excluded.first_time_fix, \
-             window_start_ms = excluded.window_start_ms, \
-             first_arrived_ms = excluded.first_arrived_ms")
+    // Many records' rows in as few statements as the parameter limits allow
+    // (a push writes the rows of all its records at once).
+    (@rows $exec:expr, $uuid:ident, $org:expr, $rows:expr, $tail:expr) => {{
+        let rows: &[(
+            &fieldsync_core::model::Projection,
+            &$crate::domain::figures::facts::Facts,
+        )] = $rows;
+        let opt_uuid = |s: Option<&str>| s.and_then(|s| uuid::Uuid::parse_str(s).ok());
+        for chunk in rows.chunks($crate::db::facts::FACT_ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO record_facts (record_id, org_id, kind, owner_id, team_id, status, \
+                 deleted, day, account_id, visit_id, planned, planned_start_ms, check_in_ms, \
+                 check_out_ms, check_in_verdict, outcome, currency, net_minor, total_minor, \
+                 created_ms, completed_ms, sla_due_ms, window_end_ms, first_time_fix, \
+                 window_start_ms, first_arrived_ms) VALUES {} {}",
+                $crate::db::facts::fact_rows_params(chunk.len()),
+                $tail
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (p, f) in chunk {
+                q = q
+                    .bind($uuid(*p.id.as_uuid()))
+                    .bind($uuid($org))
+                    .bind(p.kind.as_str())
+                    .bind(p.owner.map(|o| $uuid(*o.as_uuid())))
+                    .bind(opt_uuid(p.team.as_deref()).map($uuid))
+                    .bind(p.status.as_deref())
+                    .bind(p.deleted)
+                    .bind(f.day.as_deref())
+                    .bind(p.account_id.map(|a| $uuid(*a.as_uuid())))
+                    .bind(f.visit_id.map(|v| $uuid(*v.as_uuid())))
+                    .bind(f.planned)
+                    .bind(f.planned_start_ms)
+                    .bind(f.check_in_ms)
+                    .bind(f.check_out_ms)
+                    .bind(f.check_in_verdict.as_deref())
+                    .bind(f.outcome.as_deref())
+                    .bind(f.currency.as_deref())
+                    .bind(f.net_minor)
+                    .bind(f.total_minor)
+                    .bind(f.created_ms)
+                    .bind(f.completed_ms)
+                    .bind(f.sla_due_ms)
+                    .bind(f.window_end_ms)
+                    .bind(f.first_time_fix)
+                    .bind(f.window_start_ms)
+                    .bind(f.first_arrived_ms);
+            }
+            q.execute($exec).await?;
+        }
+    }};
+    // Upserts: what a push writes for every record it changed.
+    (@upsert $exec:expr, $uuid:ident, $org:expr, $rows:expr) => {
+        $crate::db::facts::write_facts!(@rows $exec, $uuid, $org, $rows,
+            $crate::db::facts::FACT_UPSERT)
     };
+}
+
+/// Fact rows per statement: 26 parameters each, well under SQLite's 32,766
+/// and PostgreSQL's 65,535 parameters per statement.
+pub(crate) const FACT_ROWS_PER_STATEMENT: usize = 100;
+
+/// How a push's fact row replaces the one stored.
+pub(crate) const FACT_UPSERT: &str = "ON CONFLICT (record_id) DO UPDATE SET \
+    owner_id = excluded.owner_id, \
+    team_id = excluded.team_id, status = excluded.status, deleted = excluded.deleted, \
+    day = excluded.day, account_id = excluded.account_id, \
+    visit_id = excluded.visit_id, planned = excluded.planned, \
+    planned_start_ms = excluded.planned_start_ms, check_in_ms = excluded.check_in_ms, \
+    check_out_ms = excluded.check_out_ms, \
+    check_in_verdict = excluded.check_in_verdict, outcome = excluded.outcome, \
+    currency = excluded.currency, net_minor = excluded.net_minor, \
+    total_minor = excluded.total_minor, created_ms = excluded.created_ms, \
+    completed_ms = excluded.completed_ms, sla_due_ms = excluded.sla_due_ms, \
+    window_end_ms = excluded.window_end_ms, first_time_fix = excluded.first_time_fix, \
+    window_start_ms = excluded.window_start_ms, \
+    first_arrived_ms = excluded.first_arrived_ms";
+
+/// `($1, …, $26), ($27, …), …` for `rows` fact rows.
+pub(crate) fn fact_rows_params(rows: usize) -> String {
+    const COLS: usize = 26;
+    (0..rows)
+        .map(|r| {
+            let first = 1 + r * COLS;
+            let cols: Vec<String> = (first..first + COLS).map(|i| format!("${i}")).collect();
+            format!("({})", cols.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub(crate) use write_facts;
@@ -439,19 +471,12 @@ pub struct HealthReport {
     pub app_version: Option<String>,
 }
 
-/// Stamps `device`'s last sync at `now` (server time) and, when it reported
-/// them, keeps its figures. The caller holds the SQLite write gate.
-pub async fn write_sync(
-    db: &Database,
-    caller: &Caller,
-    device: fieldsync_core::DeviceId,
-    now: i64,
-    report: Option<&HealthReport>,
-) -> Result<(), DbError> {
-    let device = *device.as_uuid();
-    let org = *caller.org.as_uuid();
-    let who = *caller.user().as_uuid();
-    on_pool!(db, |pool, uuid| {
+/// The statement of [`write_sync`] on an executor (a pool, or a push's
+/// transaction: a device's push stamps its sync in the push's own
+/// transaction). A macro so one text serves both dialects.
+macro_rules! stamp_sync {
+    ($exec:expr, $uuid:ident, $device:expr, $org:expr, $who:expr, $now:expr, $report:expr) => {{
+        let report: Option<&$crate::db::facts::HealthReport> = $report;
         match report {
             Some(h) => {
                 sqlx::query(
@@ -465,15 +490,15 @@ pub async fn write_sync(
                      pending_attachment_bytes = excluded.pending_attachment_bytes, \
                      app_version = COALESCE(excluded.app_version, device_health.app_version)",
                 )
-                .bind(uuid(device))
-                .bind(uuid(org))
-                .bind(uuid(who))
-                .bind(now)
+                .bind($uuid($device))
+                .bind($uuid($org))
+                .bind($uuid($who))
+                .bind($now)
                 .bind(h.unsynced_changes)
                 .bind(h.oldest_unsynced_ms)
                 .bind(h.pending_attachment_bytes)
                 .bind(h.app_version.as_deref())
-                .execute(pool)
+                .execute($exec)
                 .await?;
             }
             None => {
@@ -482,14 +507,33 @@ pub async fn write_sync(
                      VALUES ($1, $2, $3, $4) ON CONFLICT (device_id) \
                      DO UPDATE SET last_sync_at = excluded.last_sync_at",
                 )
-                .bind(uuid(device))
-                .bind(uuid(org))
-                .bind(uuid(who))
-                .bind(now)
-                .execute(pool)
+                .bind($uuid($device))
+                .bind($uuid($org))
+                .bind($uuid($who))
+                .bind($now)
+                .execute($exec)
                 .await?;
             }
         }
+    }};
+}
+
+pub(crate) use stamp_sync;
+
+/// Stamps `device`'s last sync at `now` (server time) and, when it reported
+/// them, keeps its figures. The caller holds the SQLite write gate.
+pub async fn write_sync(
+    db: &Database,
+    caller: &Caller,
+    device: fieldsync_core::DeviceId,
+    now: i64,
+    report: Option<&HealthReport>,
+) -> Result<(), DbError> {
+    let device = *device.as_uuid();
+    let org = *caller.org.as_uuid();
+    let who = *caller.user().as_uuid();
+    on_pool!(db, |pool, uuid| {
+        stamp_sync!(pool, uuid, device, org, who, now, report);
     });
     Ok(())
 }

@@ -106,10 +106,10 @@ fn rows_params(first: usize, rows: usize, cols: usize) -> String {
 
 /// The server's copy of each pushed record (`None`: it has none), and whether
 /// the caller, through its five `principals`, reads it (on `$exec`, a pool or
-/// `&mut *tx`, with the dialect's `uuid`). Two statements per
-/// [`BATCH_ROWS`] records: the rows (`FOR UPDATE` in id order when `$lock`,
-/// so two pushes lock shared records in the same order), then which of them
-/// the caller reads.
+/// `&mut *tx`, with the dialect's `uuid`). One statement per
+/// [`BATCH_ROWS`] records: the rows with whether the caller reads each
+/// (`FOR UPDATE` in id order when `$lock`, so two pushes lock shared records
+/// in the same order).
 macro_rules! load_pushed {
     ($exec:expr, $uuid:ident, $lock:expr, $records:expr, $org:expr, $principals:ident) => {{
         let mut stored: BTreeMap<RecordId, (String, String, Vec<u8>)> = BTreeMap::new();
@@ -117,32 +117,27 @@ macro_rules! load_pushed {
         let ids: Vec<RecordId> = $records.iter().map(|r| r.id).collect();
         for chunk in ids.chunks(BATCH_ROWS) {
             let sql = format!(
-                "SELECT CAST(id AS TEXT), CAST(org_id AS TEXT), kind, doc FROM records \
-                 WHERE id IN ({}) ORDER BY id{}",
-                params(1, chunk.len()),
+                "SELECT CAST(r.id AS TEXT), CAST(r.org_id AS TEXT), r.kind, r.doc, \
+                 CASE WHEN EXISTS (SELECT 1 FROM record_scope s WHERE s.record_id = r.id \
+                 AND s.principal IN ($1, $2, $3, $4, $5)) THEN 1 ELSE 0 END \
+                 FROM records r WHERE r.id IN ({}) ORDER BY r.id{}",
+                params(6, chunk.len()),
                 if $lock { " FOR UPDATE" } else { "" }
             );
-            let mut q = sqlx::query_as::<_, (String, String, String, Vec<u8>)>(AssertSqlSafe(sql));
-            for id in chunk {
-                q = q.bind($uuid(*id.as_uuid()));
-            }
-            for (id, org, kind, doc) in q.fetch_all($exec).await? {
-                stored.insert(parse_record_id(&id)?, (org, kind, doc));
-            }
-            let sql = format!(
-                "SELECT DISTINCT CAST(record_id AS TEXT) FROM record_scope \
-                 WHERE principal IN ($1, $2, $3, $4, $5) AND record_id IN ({})",
-                params(6, chunk.len())
-            );
-            let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
+            let mut q =
+                sqlx::query_as::<_, (String, String, String, Vec<u8>, i32)>(AssertSqlSafe(sql));
             for p in &$principals {
                 q = q.bind(p);
             }
             for id in chunk {
                 q = q.bind($uuid(*id.as_uuid()));
             }
-            for id in q.fetch_all($exec).await? {
-                readable.insert(parse_record_id(&id)?);
+            for (id, org, kind, doc, reads) in q.fetch_all($exec).await? {
+                let id = parse_record_id(&id)?;
+                if reads != 0 {
+                    readable.insert(id);
+                }
+                stored.insert(id, (org, kind, doc));
             }
         }
         let mut loaded: Vec<Option<Loaded>> = Vec::with_capacity($records.len());
@@ -285,6 +280,24 @@ pub async fn apply_push_with(
     all_or_nothing: bool,
     decide: impl FnOnce(&[Option<Loaded>]) -> Decisions,
 ) -> Result<Applied, DbError> {
+    apply_push_stamped(db, caller, batch, records, all_or_nothing, None, decide).await
+}
+
+/// A device's sync stamp (`db::facts::write_sync`), written in its push's
+/// transaction: the device and the health figures it reported, if any.
+pub type SyncStamp = (fieldsync_core::DeviceId, Option<super::facts::HealthReport>);
+
+/// [`apply_push_with`], also stamping the pushing device's sync in the same
+/// transaction (one write instead of two on SQLite's single writer).
+pub async fn apply_push_stamped(
+    db: &Database,
+    caller: &Caller,
+    batch: Uuid,
+    records: &[RecordChanges],
+    all_or_nothing: bool,
+    stamp: Option<&SyncStamp>,
+    decide: impl FnOnce(&[Option<Loaded>]) -> Decisions,
+) -> Result<Applied, DbError> {
     let pg = matches!(db, Database::Postgres(_));
     let principals = caller.principals();
     let org = *caller.org.as_uuid();
@@ -300,6 +313,18 @@ pub async fn apply_push_with(
 
         // 1. Load: the server's copy of each record, and whether the caller reads it.
         let loaded = load_pushed!(&mut *tx, uuid, pg, records, org, principals);
+        // The device's sync stamp, before the organisation's log lock.
+        if let Some((stamp_device, report)) = stamp {
+            super::facts::stamp_sync!(
+                &mut *tx,
+                uuid,
+                *stamp_device.as_uuid(),
+                org,
+                user,
+                now_secs(),
+                report.as_ref()
+            );
+        }
 
         // 2. Decide (pure): merge and the model's rules, then what needs other
         // records and the organisation's people, loaded here in rounds (an
@@ -706,13 +731,48 @@ pub async fn apply_push_with(
             }
         }
 
+        // The managers' figures, in the same transaction, a few statements in all.
+        {
+            let rows: Vec<_> = writes
+                .iter()
+                .filter_map(|w| w.facts.as_ref().map(|f| (&w.projection, f)))
+                .collect();
+            crate::db::facts::write_facts!(@upsert &mut *tx, uuid, org, &rows);
+        }
+
+        // Grants along references that the owner already holds need no walk:
+        // which of the targets the writes name are held by a user, in a few
+        // statements (most edits name the account their owner already reads).
+        let mut held: std::collections::BTreeSet<(RecordId, String)> = Default::default();
+        {
+            let mut targets: Vec<RecordId> = writes
+                .iter()
+                .filter(|w| w.projection.owner.is_some())
+                .flat_map(|w| [w.projection.account_id, w.projection.parent_id])
+                .flatten()
+                .collect();
+            targets.sort();
+            targets.dedup();
+            for chunk in targets.chunks(BATCH_ROWS) {
+                let sql = format!(
+                    "SELECT CAST(record_id AS TEXT), principal FROM record_scope \
+                     WHERE principal LIKE 'u:%' AND record_id IN ({})",
+                    params(1, chunk.len())
+                );
+                let mut q = sqlx::query_as::<_, (String, String)>(AssertSqlSafe(sql));
+                for id in chunk {
+                    q = q.bind(uuid(*id.as_uuid()));
+                }
+                for (id, principal) in q.fetch_all(&mut *tx).await? {
+                    held.insert((parse_record_id(&id)?, principal));
+                }
+            }
+        }
+
         for (w, (_, last_seq)) in writes.iter().zip(&spans) {
             let last_seq = *last_seq;
             let p = &w.projection;
-            // The managers' figures and conflicts queue, in the same transaction.
-            if let Some(facts) = &w.facts {
-                crate::db::facts::write_facts!(&mut *tx, uuid, org, p, facts);
-            }
+            // The managers' conflicts queue, in the same transaction.
             // The managers' conflicts queue: a status clash, or two visits in
             // progress for one rep (listed on the one checked in last). A row
             // is opened, or opened again after a resolution; an open one stays
@@ -819,6 +879,10 @@ pub async fn apply_push_with(
                 if visited > 64 {
                     break;
                 }
+                // Held already: the insert below would grant nothing.
+                if held.contains(&(target, grantee.clone())) {
+                    continue;
+                }
                 let target_row: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(
                     "SELECT kind, CAST(account_id AS TEXT), CAST(parent_id AS TEXT) \
                          FROM records WHERE id = $1 AND org_id = $2",
@@ -840,6 +904,7 @@ pub async fn apply_push_with(
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+                held.insert((target, grantee.clone()));
                 if granted == 0 {
                     continue;
                 }

@@ -656,13 +656,20 @@ fn complete_with(
         .iter()
         .map(|c| (c.hash().0.to_vec(), c.raw_bytes().to_vec()))
         .collect();
-    if !made.is_empty() {
+    let server_wrote = !made.is_empty();
+    if server_wrote {
         w.server_changes = made.len();
         w.changes.extend(made);
         w.projection =
             Projection::of(doc).map_err(|e| refusal(RejectCode::Internal, e.to_string()))?;
     }
-    let saved = stored_form(doc);
+    // The merge saved the record already (its reload check) unless it is
+    // large; the server's own changes need a new save.
+    let saved = if !server_wrote && !w.doc.is_empty() {
+        std::mem::take(&mut w.doc)
+    } else {
+        stored_form(doc)
+    };
     if saved.len() > MAX_DOC_BYTES {
         return Err(Rejection {
             server_doc: pending.server_doc.clone(),
@@ -688,9 +695,7 @@ fn complete_with(
     Ok(doc.heads().iter().flat_map(|h| h.0).collect())
 }
 
-/// Documents up to this size are stored without Automerge's per-column
-/// compression (see [`stored_form`]).
-pub const UNCOMPRESSED_DOC_BYTES: usize = 32 * 1024;
+pub use super::push::UNCOMPRESSED_DOC_BYTES;
 
 /// The bytes the server stores for a document, which priming sends as they
 /// are: a small document without Automerge's own deflate, so gzip on the wire

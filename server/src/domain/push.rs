@@ -32,6 +32,10 @@ use uuid::Uuid;
 use super::caller::Caller;
 use super::figures::facts::Facts;
 
+/// Documents up to this size are stored without Automerge's per-column
+/// compression (see `authority::stored_form`).
+pub const UNCOMPRESSED_DOC_BYTES: usize = 32 * 1024;
+
 /// Most records one push may carry.
 pub const MAX_PUSH_RECORDS: usize = 1_000;
 /// Most changes one pull page returns (the client asks for fewer).
@@ -285,8 +289,21 @@ pub fn decide_all(
 ) -> Decisions {
     let started = Instant::now();
     let mut out = Decisions::default();
+    // Records are merged on several cores when the push is large enough to
+    // pay for the threads; a push that lists a record twice (with two kinds)
+    // is decided in order, since the second entry's fate depends on the first.
+    let mut ids: Vec<RecordId> = records.iter().map(|r| r.id).collect();
+    ids.sort();
+    ids.dedup();
+    let mut early: Vec<Option<Outcome>> = if ids.len() == records.len() {
+        decide_in_parallel(caller, records, loaded, preflight, budget, started)
+    } else {
+        Vec::new()
+    };
     for (i, (rec, loaded)) in records.iter().zip(loaded).enumerate() {
-        let outcome = if let Some(Some(refused)) = preflight.get(i) {
+        let outcome = if let Some(decided) = early.get_mut(i).and_then(Option::take) {
+            decided
+        } else if let Some(Some(refused)) = preflight.get(i) {
             Err(refused.clone())
         } else if out.writes.iter().any(|w| w.id == rec.id) {
             Err(Rejection {
@@ -334,6 +351,81 @@ pub fn decide_all(
             }
         }
     }
+    out
+}
+
+/// What [`decide`] answers for one record.
+type Outcome = Result<(Option<Write>, Vec<u8>), Rejection>;
+
+/// Records per merging thread below which a push is merged on one thread:
+/// starting a thread costs about what merging a small record does.
+const RECORDS_PER_THREAD: usize = 8;
+
+/// Decides every record of a push whose ids are all distinct on up to
+/// `available_parallelism` threads (each takes the next undecided record, so
+/// one costly record does not hold up the others), with the budget of
+/// [`decide_all`]. An empty answer: the push is too small to share out, and
+/// [`decide_all`] decides it on its own thread.
+fn decide_in_parallel(
+    caller: &Caller,
+    records: &[RecordChanges],
+    loaded: &[Option<Loaded>],
+    preflight: &[Option<Rejection>],
+    budget: Duration,
+    started: Instant,
+) -> Vec<Option<Outcome>> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(records.len() / RECORDS_PER_THREAD);
+    if threads < 2 {
+        return Vec::new();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let one = |i: usize| -> Outcome {
+        if let Some(Some(refused)) = preflight.get(i) {
+            Err(refused.clone())
+        } else if i > 0 && started.elapsed() > budget {
+            Err(Rejection {
+                code: RejectCode::TooLarge,
+                message: format!(
+                    "this push took more than {} s to merge; this record comes in the next push",
+                    budget.as_secs()
+                ),
+                retryable: true,
+                server_doc: None,
+            })
+        } else {
+            decide(caller, &records[i], loaded.get(i).and_then(Option::as_ref))
+        }
+    };
+    let work = || {
+        let mut mine = Vec::new();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if i >= records.len() {
+                return mine;
+            }
+            mine.push((i, one(i)));
+        }
+    };
+    let mut out: Vec<Option<Outcome>> = (0..records.len()).map(|_| None).collect();
+    std::thread::scope(|s| {
+        let helpers: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+        for (i, outcome) in work() {
+            out[i] = Some(outcome);
+        }
+        for helper in helpers {
+            // A panic inside a merge is caught where Automerge is called
+            // (`fenced`); should one escape anyway, its records are decided
+            // again below on this thread, one by one.
+            if let Ok(done) = helper.join() {
+                for (i, outcome) in done {
+                    out[i] = Some(outcome);
+                }
+            }
+        }
+    });
     out
 }
 
@@ -418,6 +510,7 @@ pub fn decide(
         mut doc,
         new_changes,
         json,
+        saved,
     } = merged;
     let heads: Vec<u8> = doc.heads().iter().flat_map(|h| h.0).collect();
     if new_changes.is_empty() {
@@ -481,7 +574,11 @@ pub fn decide(
         Some(Write {
             id: rec.id,
             is_new: existing.is_none(),
-            doc: Vec::new(),
+            // The save the merge checked, when it is the form stored (see
+            // `authority::stored_form`); the second stage saves otherwise.
+            doc: saved
+                .filter(|s| s.len() <= UNCOMPRESSED_DOC_BYTES)
+                .unwrap_or_default(),
             projection,
             changes: new_changes
                 .into_iter()
@@ -814,6 +911,65 @@ pub(crate) mod tests {
         let records = dedupe(&[rec.clone(), rec.clone()]);
         assert_eq!(records.len(), 1);
         assert_eq!(records[0].changes.len(), 2 * rec.changes.len());
+    }
+
+    #[test]
+    fn a_large_push_is_decided_on_several_threads_in_request_order_with_its_stored_form() {
+        let (org, team) = (OrgId::new(), TeamId::new());
+        let rep = caller(Role::Rep, org, team);
+        let mut docs = Vec::new();
+        let mut records = Vec::new();
+        for _ in 0..3 * RECORDS_PER_THREAD {
+            let (rec, doc) = new_visit(&rep, rep.user());
+            records.push(rec);
+            docs.push(doc);
+        }
+        // One refused by its pre-flight, in the middle: it stays in its place.
+        let mut preflight: Preflight = vec![None; records.len()];
+        preflight[5] = Some(Rejection {
+            code: RejectCode::TooLarge,
+            message: "too many operations".into(),
+            retryable: false,
+            server_doc: None,
+        });
+        let loaded: Vec<Option<Loaded>> = vec![None; records.len()];
+        let parallel = decide_all(&rep, &records, &loaded, &preflight, MERGE_BUDGET);
+        let ids: Vec<RecordId> = parallel.results.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, records.iter().map(|r| r.id).collect::<Vec<_>>());
+        assert!(parallel.results[5].1.is_err());
+        assert_eq!(parallel.refusals.len(), 1);
+        assert_eq!(parallel.writes.len(), records.len() - 1);
+        for (w, doc) in parallel.writes.iter().zip(
+            docs.iter_mut()
+                .enumerate()
+                .filter(|(i, _)| *i != 5)
+                .map(|(_, d)| d),
+        ) {
+            assert_eq!(w.id, doc.id());
+            // The merge's checked save is the stored form, and it loads with
+            // the record's heads.
+            assert!(!w.doc.is_empty());
+            let mut stored = RecordDoc::load(&w.doc).expect("the stored form loads");
+            assert_eq!(stored.heads(), doc.heads());
+        }
+        // The same push decided on one thread gives the same answers.
+        let one: Vec<_> = records
+            .iter()
+            .zip(&loaded)
+            .enumerate()
+            .map(|(i, (rec, l))| match &preflight[i] {
+                Some(refused) => Err(refused.code),
+                None => decide(&rep, rec, l.as_ref())
+                    .map(|(_, heads)| heads)
+                    .map_err(|r| r.code),
+            })
+            .collect();
+        let many: Vec<_> = parallel
+            .results
+            .iter()
+            .map(|(_, r)| r.clone().map_err(|r| r.code))
+            .collect();
+        assert_eq!(one, many);
     }
 
     #[test]

@@ -137,7 +137,11 @@ pub(crate) async fn live(
                     Some(Event::default().event("reconnect").data("{\"retry_ms\":0}"))
                 }
             };
-            if check_due && !service::auth::session_holds(&c.ctx, c.user_id, c.device_id).await {
+            // Boxed: the check's database future would otherwise be part of
+            // every idle connection's state, though it runs once a while.
+            if check_due
+                && !Box::pin(service::auth::session_holds(&c.ctx, c.user_id, c.device_id)).await
+            {
                 // Revoked or disabled beside the server: end as on an announcement.
                 c.done = true;
                 let end = Event::default().event("reconnect").data("{\"retry_ms\":0}");

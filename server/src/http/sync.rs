@@ -65,8 +65,8 @@ pub(crate) async fn push(
     caller: Caller,
     Cbor(req): Cbor<PushRequest>,
 ) -> Result<Response, ApiError> {
+    // The push stamps the device's sync in its own transaction.
     let resp = service::sync::push(&ctx, &caller, &req).await?;
-    service::analytics::record_sync(&ctx, &caller, req.health.as_ref()).await;
     tracing::debug!(batch = %req.batch, records = req.records.len(), "push");
     Ok(CborReply(resp).into_response())
 }

@@ -333,7 +333,7 @@ pub async fn dashboard(
 /// The figures of a device's report as they are kept: counts capped to the
 /// column's range, the app version without control characters and at most
 /// [`MAX_APP_VERSION`] characters.
-fn health_report(h: &DeviceHealth) -> HealthReport {
+pub(crate) fn health_report(h: &DeviceHealth) -> HealthReport {
     let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     HealthReport {
         unsynced_changes: count(h.unsynced_changes),
@@ -349,7 +349,8 @@ fn health_report(h: &DeviceHealth) -> HealthReport {
 }
 
 /// Stamps the calling device's last sync and keeps the figures it reported
-/// (when it did). Runs after each push and pull; a failure is logged, never
+/// (when it did). Runs after each pull; a device's push stamps it in the
+/// push's own transaction (`service::write`). A failure is logged, never
 /// fails the sync. A caller without a device (the server writing on someone's
 /// behalf) has nothing to stamp.
 pub async fn record_sync(ctx: &Context, caller: &Caller, health: Option<&DeviceHealth>) {

@@ -100,6 +100,11 @@ async fn push_with(
     } else {
         preflight
     };
+    // A device's push stamps its sync (and the health it reported) in the
+    // push's transaction; the server writing on someone's behalf has none.
+    let stamp = caller
+        .device()
+        .map(|d| (d, req.health.as_ref().map(super::analytics::health_report)));
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -121,12 +126,13 @@ async fn push_with(
         let early_merge = merge_started.elapsed();
         let result = {
             let _writer = ctx.gate.enter(&ctx.db).await;
-            records::apply_push_with(
+            records::apply_push_stamped(
                 &ctx.db,
                 caller,
                 req.batch,
                 &records,
                 all_or_nothing,
+                stamp.as_ref(),
                 |loaded| {
                     if loaded == early.as_slice() {
                         merged
