@@ -1178,19 +1178,7 @@ async fn export(args: ExportArgs) -> anyhow::Result<()> {
     }
     .await;
     db.close().await;
-    let csv = result?;
-    match &args.output {
-        Some(path) => {
-            std::fs::write(path, &csv)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            eprintln!("fieldsync: wrote {} ({} bytes)", path.display(), csv.len());
-        }
-        None => {
-            use std::io::Write;
-            std::io::stdout().write_all(&csv)?;
-        }
-    }
-    Ok(())
+    write_output(args.output.as_deref(), &result?)
 }
 
 /// `fieldsync erase contact|user ID --reason ...` and `fieldsync erase log`.
@@ -1270,16 +1258,24 @@ async fn export_person(args: ExportPersonArgs) -> anyhow::Result<()> {
     }
     .await;
     db.close().await;
-    let json = result?;
-    match &args.output {
+    write_output(args.output.as_deref(), &result?)
+}
+
+/// Writes an export to `path`, saying so on stderr, or to stdout without one.
+fn write_output(path: Option<&std::path::Path>, bytes: &[u8]) -> anyhow::Result<()> {
+    match path {
         Some(path) => {
-            std::fs::write(path, &json)
+            std::fs::write(path, bytes)
                 .with_context(|| format!("cannot write {}", path.display()))?;
-            eprintln!("fieldsync: wrote {} ({} bytes)", path.display(), json.len());
+            eprintln!(
+                "fieldsync: wrote {} ({} bytes)",
+                path.display(),
+                bytes.len()
+            );
         }
         None => {
             use std::io::Write;
-            std::io::stdout().write_all(&json)?;
+            std::io::stdout().write_all(bytes)?;
         }
     }
     Ok(())
