@@ -317,11 +317,29 @@ fn demo_seeds_an_organisation_whose_users_can_sync(
     let count = |c: &SyncClient<DeviceStore, HttpTransport>, kind| {
         c.store().all_of(kind).expect("list").len()
     };
+    // The rep's own visits, and for reference the last finished visits at the
+    // accounts the rep calls on in the window (read-only).
+    let (reference, own): (Vec<_>, Vec<_>) = rep
+        .store()
+        .all_of(RecordKind::Visit)
+        .expect("list")
+        .into_iter()
+        .partition(|p| rep.store().is_reference(p.id));
     assert_eq!(
-        count(&rep, RecordKind::Visit),
+        own.len(),
         15,
         "three visits a day from yesterday to three days ahead: the demo's \
          older visits are outside a rep's download window"
+    );
+    assert!(
+        !reference.is_empty(),
+        "what happened at the rep's customers lately"
+    );
+    assert!(
+        reference
+            .iter()
+            .all(|p| p.status.as_deref() == Some("completed")),
+        "only finished visits are sent for reference: {reference:?}"
     );
     // Every account of the demo's territory (three per rep), not only the
     // rep's own: a territory's customers are read by everyone in it.
@@ -353,7 +371,15 @@ fn demo_seeds_an_organisation_whose_users_can_sync(
         2,
         "the jobs of the assignments"
     );
-    assert_eq!(count(&tech, RecordKind::Visit), 0);
+    // No visits of their own; for reference, the last finished visits at the
+    // customers of their jobs in the window.
+    let tech_visits = tech.store().all_of(RecordKind::Visit).expect("list");
+    assert!(
+        tech_visits
+            .iter()
+            .all(|p| tech.store().is_reference(p.id) && p.status.as_deref() == Some("completed")),
+        "{tech_visits:?}"
+    );
     assert!(
         count(&tech, RecordKind::Account) >= 1,
         "the accounts of the jobs"
@@ -461,7 +487,9 @@ fn serve_with_demo_seeds_once_and_serves_the_demo_logins() {
                 .store()
                 .all_of(RecordKind::Visit)
                 .expect("list")
-                .len(),
+                .into_iter()
+                .filter(|p| !client.store().is_reference(p.id))
+                .count(),
             15,
             "the demo's visits inside the rep's window"
         );
