@@ -42,24 +42,7 @@ const EMAIL_LATER: &str = "zq@lindquax.example";
 
 /// A JSON request with a bearer token.
 fn call(w: &World, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let url = format!("{}{path}", w.base);
-    let auth = format!("Bearer {token}");
-    let resp = match (method, body) {
-        ("GET", _) => agent.get(&url).header("authorization", &auth).call(),
-        (_, Some(b)) => agent
-            .post(&url)
-            .header("authorization", &auth)
-            .send_json(&b),
-        (_, None) => agent.post(&url).header("authorization", &auth).send_empty(),
-    }
-    .expect("request");
-    let status = resp.status().as_u16();
-    let text = resp.into_body().read_to_string().unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    fieldsync_test_support::api(w, token, method, path, body)
 }
 
 /// What to look for: the value's bytes, and their hex (how `pg_dump` writes
