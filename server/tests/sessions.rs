@@ -12,7 +12,11 @@
 //!   429), and `X-Forwarded-For` counts only from a trusted proxy;
 //! - a client trickling its headers is disconnected, a slow request answers
 //!   408, a stalled body fails, and the live channel outlives the request
-//!   timeout.
+//!   timeout;
+//! - a connection opening with a live request is served outside hyper's
+//!   connection (`http::direct`): refusals keep their error shape, odd heads
+//!   are answered by hyper as before, a client that leaves frees its place
+//!   under the per-device cap at once, and a stalled head is cut off.
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -176,6 +180,7 @@ on_both_databases!(with run:
     thirty_emails_from_one_address_hit_the_login_limit,
     x_forwarded_for_counts_only_from_a_trusted_proxy,
     slow_clients_are_cut_off_but_the_live_channel_is_not,
+    live_requests_on_their_own_socket_odd_heads_gone_and_slow_clients,
 );
 
 /// Starts a world tuned for the scenario (by its name), then runs it.
@@ -752,4 +757,158 @@ fn status_line(socket: &mut TcpStream) -> String {
     let mut line = String::new();
     let _ = reader.read_line(&mut line);
     line
+}
+
+/// Sends `request` on a fresh connection and reads the answer's head (status
+/// line and lower-cased headers) and the first `want` bytes of its body
+/// framing, whatever arrives within 10 s.
+fn raw(w: &World, request: &str) -> (String, Vec<String>, BufReader<TcpStream>) {
+    let mut socket = TcpStream::connect(address(w)).expect("connect");
+    socket.write_all(request.as_bytes()).expect("send");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut reader = BufReader::new(socket);
+    let mut status = String::new();
+    reader.read_line(&mut status).expect("status line");
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("header");
+        if line.trim_end().is_empty() {
+            break;
+        }
+        headers.push(line.trim_end().to_ascii_lowercase());
+    }
+    (status.trim_end().to_owned(), headers, reader)
+}
+
+/// Reads body lines until one contains `needle` (or 10 s pass).
+fn body_has(reader: &mut BufReader<TcpStream>, needle: &str) -> bool {
+    let started = Instant::now();
+    let mut line = String::new();
+    while started.elapsed() < Duration::from_secs(10) {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => return false,
+            Ok(_) if line.contains(needle) => return true,
+            Ok(_) => {}
+        }
+    }
+    false
+}
+
+/// Runs with header timeout 1 s (see `run`).
+fn live_requests_on_their_own_socket_odd_heads_gone_and_slow_clients(w: World) {
+    let ana = session(&w, "ana");
+    let bearer = token(&ana).to_owned();
+    let live = |extra: &str| {
+        format!(
+            "GET /v1/live HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {bearer}\r\n\
+             Accept: text/event-stream\r\n{extra}\r\n"
+        )
+    };
+
+    // The direct path: an event stream, chunked, closed when it ends.
+    let (status, headers, mut body) = raw(&w, &live(""));
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    for expected in [
+        "content-type: text/event-stream",
+        "transfer-encoding: chunked",
+        "connection: close",
+    ] {
+        assert!(
+            headers.iter().any(|h| h == expected),
+            "{expected}: {headers:?}"
+        );
+    }
+    assert!(
+        headers.iter().any(|h| h.starts_with("date: ")),
+        "{headers:?}"
+    );
+    assert!(body_has(&mut body, "event: hello"));
+    drop(body);
+
+    // A refusal keeps the API's error shape.
+    let (status, headers, mut body) = raw(
+        &w,
+        "GET /v1/live HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer forged.token.here\r\n\r\n",
+    );
+    assert!(status.starts_with("HTTP/1.1 401"), "{status}");
+    assert!(
+        headers
+            .iter()
+            .any(|h| h.starts_with("content-type: application/json")),
+        "{headers:?}"
+    );
+    assert!(body_has(&mut body, "\"code\""), "a JSON error body");
+
+    // Heads this path leaves to hyper are answered as before, from the bytes
+    // already read: a body announced (hyper keeps the connection, so no
+    // `connection: close`), and HTTP/1.0.
+    let (status, headers, mut body) = raw(&w, &live("Content-Length: 0\r\n"));
+    assert_eq!(status, "HTTP/1.1 200 OK", "{headers:?}");
+    assert!(
+        !headers.iter().any(|h| h == "connection: close"),
+        "{headers:?}"
+    );
+    assert!(body_has(&mut body, "event: hello"));
+    drop(body);
+    let (status, _, mut body) = raw(&w, &live("").replacen("HTTP/1.1", "HTTP/1.0", 1));
+    assert!(
+        status.starts_with("HTTP/1.") && status.contains(" 200 "),
+        "{status}"
+    );
+    assert!(body_has(&mut body, "event: hello"));
+    drop(body);
+    // A head too big for this path is hyper's too, answered in full.
+    let padding = format!("X-Padding: {}\r\n", "a".repeat(9_000));
+    let (status, _, mut body) = raw(&w, &live(&padding));
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body_has(&mut body, "event: hello"));
+    drop(body);
+
+    // A device may hold four streams: one that closes frees its place at
+    // once, so ten streams opened and dropped one after the other all get in.
+    let mut device_streams = Vec::new();
+    for _ in 0..3 {
+        let (status, _, body) = raw(&w, &live(""));
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        device_streams.push(body);
+    }
+    for round in 0..10 {
+        let (status, _, mut body) = raw(&w, &live(""));
+        assert_eq!(status, "HTTP/1.1 200 OK", "round {round}");
+        assert!(body_has(&mut body, "event: hello"));
+        drop(body);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // ... and with four held, a fifth is refused.
+    let (_, _, held) = raw(&w, &live(""));
+    device_streams.push(held);
+    let (status, _, _) = raw(&w, &live(""));
+    assert!(status.starts_with("HTTP/1.1 429"), "{status}");
+    drop(device_streams);
+
+    // A client that sends the live prefix and stops is cut off by the
+    // header-read timeout (1 s here), like any slow head.
+    let started = Instant::now();
+    let mut socket = TcpStream::connect(address(&w)).expect("connect");
+    socket
+        .write_all(b"GET /v1/live HTTP/1.1\r\nHost: x\r\n")
+        .expect("part");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut rest = Vec::new();
+    let closed = socket.read_to_end(&mut rest).is_ok();
+    assert!(
+        closed && rest.is_empty(),
+        "closed without an answer: {rest:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
 }

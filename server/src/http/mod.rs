@@ -16,6 +16,7 @@ pub mod auth;
 pub mod catalogue;
 pub mod conflicts;
 pub mod devices;
+mod direct;
 pub mod erasure;
 pub mod error;
 pub mod export;

@@ -12,6 +12,8 @@
 //!   task per connection, graceful shutdown that lets in-flight requests end.
 //!   Each request carries its peer's address as
 //!   [`ConnectInfo`](axum::extract::ConnectInfo) (per-address login limits).
+//!   A connection that opens with a live request is served outside hyper's
+//!   connection, within the same header-read timeout ([`super::direct`]).
 //! - **Request** ([`limit_request`]): a request has `request_timeout_secs`
 //!   until its answer starts (reading its body and the handler's work), then
 //!   answers 408 `request_timeout`. The live channel and attachment chunk
@@ -38,6 +40,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_service::Service;
 
+use super::direct;
 use super::error::ApiError;
 use crate::settings::Timeouts;
 
@@ -75,20 +78,34 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let router = router.clone();
-        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-            let mut req = req.map(Body::new);
-            req.extensions_mut().insert(ConnectInfo(peer));
-            let mut router = router.clone();
-            async move { router.call(req).await }
-        });
         let mut stopping = stopping.clone();
         let done = done.clone();
         tokio::spawn(async move {
+            // A connection opening with a live request is served outside
+            // hyper's connection (see `direct`); every other goes to hyper.
+            let routed = tokio::select! {
+                routed = direct::route(tcp, peer, timeouts.headers) => routed,
+                _ = stopping.wait_for(|s| *s) => direct::Route::Drop,
+            };
+            let io = match routed {
+                direct::Route::Live(tcp, req) => {
+                    direct::serve_live(tcp, req, router).await;
+                    return drop(done);
+                }
+                direct::Route::Hyper(io) => io,
+                direct::Route::Drop => return drop(done),
+            };
+            let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                let mut req = req.map(Body::new);
+                req.extensions_mut().insert(ConnectInfo(peer));
+                let mut router = router.clone();
+                async move { router.call(req).await }
+            });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder.timer(TokioTimer::new());
             // `None` (the setting 0) turns hyper's own 30 s default off too.
             builder.header_read_timeout(timeouts.headers);
-            let conn = builder.serve_connection(TokioIo::new(tcp), service);
+            let conn = builder.serve_connection(TokioIo::new(io), service);
             tokio::pin!(conn);
             let mut closing = false;
             loop {
