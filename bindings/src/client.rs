@@ -109,6 +109,8 @@ fn summary(r: &fieldsync_core::sync::SyncReport) -> SyncSummary {
         attachments_pending: r.attachments_pending,
         attachments_refused: r.attachments_refused,
         rewritten: r.rewritten,
+        carried_over: r.carried_over,
+        server_restored: r.server_restored,
     }
 }
 

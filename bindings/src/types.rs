@@ -579,6 +579,14 @@ pub struct SyncSummary {
     /// held (their history was rewritten on the server); unsynced edits were
     /// carried over, except edits of the erased fields.
     pub rewritten: u64,
+    /// Edits of a store restored from an old phone backup that the server
+    /// refused because their change numbers were already taken, made again as
+    /// new changes and sent in the same sync (nothing was lost; worth a line
+    /// in the app's sync log, not an alert).
+    pub carried_over: u64,
+    /// The server's database was restored from a backup since the last sync:
+    /// this device sent back what it held that the server had lost.
+    pub server_restored: bool,
 }
 
 /// A catalogue item.

@@ -110,6 +110,8 @@ class TechnicianDayTest(unittest.TestCase):
 
         pushed = tech.sync(None)
         self.assertEqual(pushed.rejected, 0, tech.rejections())
+        # An ordinary phone: nothing carried over, the server not restored.
+        self.assertEqual((pushed.carried_over, pushed.server_restored), (0, False))
         self.assertEqual(tech.pending_changes(), 0)
 
         manager.sync(None)
