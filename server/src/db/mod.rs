@@ -148,7 +148,17 @@ impl Database {
                 .await?;
             Ok(Database::Sqlite(pool))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let options = PgConnectOptions::from_str(url)?;
+            // Every statement is planned for its parameters. PostgreSQL's
+            // default lets a prepared statement switch to a generic plan after
+            // five runs, and for the pull's feed query (a log range and a list
+            // of principals) the generic plan joins every change of the range
+            // to every record of the caller's scope: 1.5 s where the plan for
+            // the actual range takes 14 ms. The 60-minute soak found it (p99
+            // from 0.1 s to 1 s once connections had switched; see
+            // docs/reliability.md). Planning each run costs well under a
+            // millisecond.
+            let options = PgConnectOptions::from_str(url)?
+                .options([("plan_cache_mode", "force_custom_plan")]);
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections.max(1))
                 .acquire_timeout(Duration::from_secs(10))
