@@ -18,14 +18,12 @@
 //! xtask test` sets) runs 4 devices over 1 s: proof that it still runs, not a
 //! measurement.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use fieldsync_core::RecordId;
 use fieldsync_core::model::{DeviceTime, Role, Visit};
 use fieldsync_core::sync::{NoProgress, SyncOptions};
-use fieldsync_test_support::{Backend, Device, World, bench_size};
+use fieldsync_test_support::{Backend, Device, World, bench_size, in_parallel};
 
 /// Visits per rep; each gets one local edit and five office edits.
 const VISITS: usize = 10;
@@ -88,31 +86,6 @@ fn options() -> SyncOptions {
         base_backoff: Duration::from_millis(200),
         ..SyncOptions::default()
     }
-}
-
-/// Runs `work` on every item, at most `threads` at a time.
-fn in_parallel<T: Sync, R: Send>(
-    items: &[T],
-    threads: usize,
-    work: impl Fn(&T) -> R + Sync,
-) -> Vec<R> {
-    let next = AtomicUsize::new(0);
-    let out: Mutex<Vec<(usize, R)>> = Mutex::new(Vec::with_capacity(items.len()));
-    std::thread::scope(|s| {
-        for _ in 0..threads.min(items.len()).max(1) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(item) = items.get(i) else { break };
-                    let r = work(item);
-                    out.lock().expect("results").push((i, r));
-                }
-            });
-        }
-    });
-    let mut out = out.into_inner().expect("results");
-    out.sort_by_key(|(i, _)| *i);
-    out.into_iter().map(|(_, r)| r).collect()
 }
 
 fn run(backend: Backend, name: &str, devices: usize, window: Duration) -> Rush {

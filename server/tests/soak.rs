@@ -24,13 +24,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fieldsync_core::model::{Account, DeviceTime, Role, Visit};
+use fieldsync_core::model::{DeviceTime, Role, Visit};
 use fieldsync_core::store::{DeviceStore, StoreOptions};
 use fieldsync_core::sync::{
     HttpTransport, NoProgress, Session, SyncClient, SyncOptions, SyncPhase, SyncProgress,
 };
 use fieldsync_core::{RecordId, automerge};
-use fieldsync_test_support::{Backend, Device, Person, World, fast_options, on_both_databases};
+use fieldsync_test_support::{
+    Backend, Device, Person, World, fast_options, in_parallel, on_both_databases,
+};
 
 on_both_databases!(a_sync_killed_between_pages_resumes_without_downloading_again);
 on_both_databases!(with unlimited: many_devices_editing_with_live_connections_hold_memory_errors_and_latency_flat);
@@ -49,20 +51,6 @@ fn unlimited(backend: Backend, scenario: fn(World)) {
 fn t(ms: i64) -> DeviceTime {
     let now = DeviceTime::now_utc().at_ms;
     DeviceTime::utc(now - now.rem_euclid(86_400_000) + ms)
-}
-
-fn account(w: &World, dev: &Device, name: &str) -> RecordId {
-    let a = Account {
-        meta: w.meta_of(&dev.person),
-        name: name.into(),
-        account_type: "outlet".into(),
-        account_status: "active".into(),
-        code: None,
-        price_list_id: None,
-        visit_frequency_days: Some(14),
-        locations: Default::default(),
-    };
-    dev.store().create(&a, t(0)).expect("create account")
 }
 
 fn plan_visit(w: &World, dev: &Device, account_id: RecordId, i: i64) -> RecordId {
@@ -242,7 +230,7 @@ fn run_child(
 /// each). At the end the phone holds exactly the server's records.
 fn a_sync_killed_between_pages_resumes_without_downloading_again(w: World) {
     let ana = w.device("ana");
-    let shop = account(&w, &ana, "Kill-the-app outlet");
+    let shop = w.account_on(&ana, "Kill-the-app outlet");
     let visits: Vec<RecordId> = (0..20).map(|i| plan_visit(&w, &ana, shop, i)).collect();
     ana.sync();
 
@@ -493,31 +481,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-/// Runs `work` on every item, at most `threads` at a time.
-fn in_parallel<T: Sync, R: Send>(
-    items: &[T],
-    threads: usize,
-    work: impl Fn(&T) -> R + Sync,
-) -> Vec<R> {
-    let next = AtomicUsize::new(0);
-    let out: Mutex<Vec<(usize, R)>> = Mutex::new(Vec::with_capacity(items.len()));
-    std::thread::scope(|s| {
-        for _ in 0..threads.min(items.len()).max(1) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(item) = items.get(i) else { break };
-                    let r = work(item);
-                    out.lock().expect("results").push((i, r));
-                }
-            });
-        }
-    });
-    let mut out = out.into_inner().expect("results");
-    out.sort_by_key(|(i, _)| *i);
-    out.into_iter().map(|(_, r)| r).collect()
 }
 
 /// `FIELDSYNC_SOAK_DEVICES` reps (20) each edit one of their visits every

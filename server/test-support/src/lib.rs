@@ -35,6 +35,7 @@ mod proxy;
 mod rt;
 mod s3;
 mod server;
+mod threads;
 mod time;
 mod world;
 
@@ -55,5 +56,6 @@ pub use process::{ServerProcess, fieldsync, server_binary};
 pub use proxy::{FaultMix, FaultyProxy, ProxyCounts};
 pub use rt::runtime;
 pub use s3::S3Server;
+pub use threads::in_parallel;
 pub use time::{today, unix_now};
 pub use world::{ORG, PASSWORD, Person, SECRET, World};
