@@ -195,6 +195,20 @@ impl RecordDoc {
         Ok(record)
     }
 
+    /// [`RecordDoc::read`] from `json`, this document's [`RecordDoc::to_json`]
+    /// read already: a caller that needs both walks the document once.
+    pub fn read_json<R: Record>(&self, json: &Json) -> Result<R, ModelError> {
+        self.expect_kind(R::KIND)?;
+        R::deserialize(json).map_err(|e| ModelError::Malformed(e.to_string()))
+    }
+
+    /// [`RecordDoc::read_stateful`] from `json`, as [`RecordDoc::read_json`].
+    pub fn read_stateful_json<R: Stateful>(&self, json: &Json) -> Result<R, ModelError> {
+        let mut record: R = self.read_json(json)?;
+        record.set_status(self.status::<R::Status>()?);
+        Ok(record)
+    }
+
     /// The whole document as JSON (winning values; effective status not applied).
     pub fn to_json(&self) -> Result<Json, ModelError> {
         read_object(&self.doc, &ROOT)
@@ -216,6 +230,20 @@ impl RecordDoc {
             .collect();
         S::resolve(&values)
             .ok_or_else(|| ModelError::Malformed(format!("no valid {} status", S::MACHINE)))
+    }
+
+    /// Whether the root `status` holds concurrent values that differ: a
+    /// status clash, the same answer as finding `status` among the record's
+    /// conflicts. One lookup when there is a single value (almost always);
+    /// the whole conflict walk only when there are several.
+    pub fn status_clashes(&self) -> Result<bool, ModelError> {
+        if self.doc.get_all(ROOT, "status")?.len() < 2 {
+            return Ok(false);
+        }
+        Ok(self
+            .conflicts_showing(|| None)?
+            .iter()
+            .any(|c| c.path == "status"))
     }
 
     /// Every value the `status` key holds (several while a clash is open), as

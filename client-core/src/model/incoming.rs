@@ -331,21 +331,31 @@ fn check_pushed(
         ));
     }
     let new_events = match after.kind() {
-        RecordKind::Visit => check_record::<super::Visit>(before, after, base, actor)?,
-        RecordKind::VisitReport => check_record::<super::VisitReport>(before, after, base, actor)?,
-        RecordKind::Order => check_record::<super::Order>(before, after, base, actor)?,
-        RecordKind::ServiceJob => check_record::<super::ServiceJob>(before, after, base, actor)?,
-        RecordKind::Assignment => check_record::<super::Assignment>(before, after, base, actor)?,
-        RecordKind::Account => check_plain::<super::Account>(after)?,
-        RecordKind::Contact => check_plain::<super::Contact>(after)?,
-        RecordKind::Product => check_plain::<super::Product>(after)?,
-        RecordKind::PriceList => check_plain::<super::PriceList>(after)?,
-        RecordKind::ChecklistTemplate => check_plain::<super::ChecklistTemplate>(after)?,
-        RecordKind::ChecklistResponse => check_plain::<super::ChecklistResponse>(after)?,
+        RecordKind::Visit => check_record::<super::Visit>(before, after, &after_json, base, actor)?,
+        RecordKind::VisitReport => {
+            check_record::<super::VisitReport>(before, after, &after_json, base, actor)?
+        }
+        RecordKind::Order => check_record::<super::Order>(before, after, &after_json, base, actor)?,
+        RecordKind::ServiceJob => {
+            check_record::<super::ServiceJob>(before, after, &after_json, base, actor)?
+        }
+        RecordKind::Assignment => {
+            check_record::<super::Assignment>(before, after, &after_json, base, actor)?
+        }
+        RecordKind::Account => check_plain::<super::Account>(after, &after_json)?,
+        RecordKind::Contact => check_plain::<super::Contact>(after, &after_json)?,
+        RecordKind::Product => check_plain::<super::Product>(after, &after_json)?,
+        RecordKind::PriceList => check_plain::<super::PriceList>(after, &after_json)?,
+        RecordKind::ChecklistTemplate => {
+            check_plain::<super::ChecklistTemplate>(after, &after_json)?
+        }
+        RecordKind::ChecklistResponse => {
+            check_plain::<super::ChecklistResponse>(after, &after_json)?
+        }
         RecordKind::VanStock => {
             super::van_stock::check_movements(before_json.as_ref(), &after_json, actor.role)
                 .map_err(IncomingError::Forbidden)?;
-            check_plain::<super::VanStock>(after)?
+            check_plain::<super::VanStock>(after, &after_json)?
         }
     };
     check_fields(
@@ -361,8 +371,11 @@ fn check_pushed(
     Ok((after_json, before_json))
 }
 
-fn check_plain<R: super::Record>(after: &RecordDoc) -> Result<Vec<StatusEvent>, IncomingError> {
-    let record: R = after.read()?;
+fn check_plain<R: super::Record>(
+    after: &RecordDoc,
+    after_json: &Json,
+) -> Result<Vec<StatusEvent>, IncomingError> {
+    let record: R = after.read_json(after_json)?;
     record
         .validate()
         .map_err(|e| IncomingError::Validation(e.to_string()))?;
@@ -553,10 +566,11 @@ fn settles_status_clash(
 fn check_record<R: Stateful>(
     before: Option<&RecordDoc>,
     after: &RecordDoc,
+    after_json: &Json,
     base: Option<&[automerge::ChangeHash]>,
     actor: &Actor,
 ) -> Result<Vec<StatusEvent>, IncomingError> {
-    let record: R = after.read_stateful()?;
+    let record: R = after.read_stateful_json(after_json)?;
     record
         .validate()
         .map_err(|e| IncomingError::Validation(e.to_string()))?;

@@ -226,6 +226,7 @@ mod tests {
     fn the_status_shown_in_a_clash_is_the_machines_choice() {
         let (doc, _) = clashing_visit();
         assert_eq!(doc.status_name().expect("status"), "in_progress");
+        assert!(doc.status_clashes().expect("read"));
         let clash = doc.conflicts().expect("conflicts");
         let status = clash.iter().find(|c| c.path == "status").expect("listed");
         let shown: Vec<_> = status.values.iter().filter(|v| v.shown).collect();
@@ -244,6 +245,42 @@ mod tests {
             .expect("settle");
         assert_eq!(doc.status_name().expect("status"), "cancelled");
         assert!(doc.conflicts().expect("conflicts").is_empty());
+        assert!(!doc.status_clashes().expect("read"));
+    }
+
+    #[test]
+    fn the_same_status_written_on_two_sides_is_no_clash() {
+        let manager = Actor::without_device(UserId::new(), Role::Manager);
+        let v = Visit::planned(
+            meta(UserId::new()),
+            RecordId::new(),
+            DeviceTime::utc(0),
+            DeviceTime::utc(3_600_000),
+        );
+        let mut one =
+            RecordDoc::create_stateful(&v, ActorId::random(), &manager, DeviceTime::utc(0))
+                .expect("create");
+        let mut other = RecordDoc::from_automerge(one.automerge().fork()).expect("fork");
+        other.set_actor(ActorId::random());
+        for (doc, at) in [(&mut one, 1), (&mut other, 2)] {
+            doc.transition::<Visit>(
+                &manager,
+                &TransitionRequest::new(VisitStatus::Cancelled, DeviceTime::utc(at))
+                    .with_reason("shop closed"),
+                |_| {},
+            )
+            .expect("cancel");
+        }
+        one.merge(&mut other).expect("merge");
+        // Two concurrent values, the same name: nothing for the managers.
+        assert_eq!(one.status_values(None).len(), 2);
+        assert!(!one.status_clashes().expect("read"));
+        assert!(
+            !one.conflicts()
+                .expect("conflicts")
+                .iter()
+                .any(|c| c.path == "status")
+        );
     }
 
     #[test]

@@ -27,18 +27,19 @@ macro_rules! write_facts {
     (@missing $exec:expr, $uuid:ident, $org:expr, $projection:expr, $facts:expr) => {{
         let p: &fieldsync_core::model::Projection = $projection;
         let f: &$crate::domain::figures::facts::Facts = $facts;
-        $crate::db::facts::write_facts!(@rows $exec, $uuid, $org, &[(p, f)],
+        $crate::db::facts::write_facts!(@rows $exec, $uuid, $org, &[(p, f)], 1,
             "ON CONFLICT (record_id) DO NOTHING")
     }};
     // Many records' rows in as few statements as the parameter limits allow
-    // (a push writes the rows of all its records at once).
-    (@rows $exec:expr, $uuid:ident, $org:expr, $rows:expr, $tail:expr) => {{
+    // (a push writes the rows of all its records at once), `$per_statement`
+    // rows a statement.
+    (@rows $exec:expr, $uuid:ident, $org:expr, $rows:expr, $per_statement:expr, $tail:expr) => {{
         let rows: &[(
             &fieldsync_core::model::Projection,
             &$crate::domain::figures::facts::Facts,
         )] = $rows;
         let opt_uuid = |s: Option<&str>| s.and_then(|s| uuid::Uuid::parse_str(s).ok());
-        for chunk in rows.chunks($crate::db::facts::FACT_ROWS_PER_STATEMENT) {
+        for chunk in rows.chunks(($per_statement as usize).max(1)) {
             let sql = format!(
                 "INSERT INTO record_facts (record_id, org_id, kind, owner_id, team_id, status, \
                  deleted, day, account_id, visit_id, planned, planned_start_ms, check_in_ms, \
@@ -82,15 +83,14 @@ macro_rules! write_facts {
         }
     }};
     // Upserts: what a push writes for every record it changed.
-    (@upsert $exec:expr, $uuid:ident, $org:expr, $rows:expr) => {
-        $crate::db::facts::write_facts!(@rows $exec, $uuid, $org, $rows,
+    (@upsert $exec:expr, $uuid:ident, $org:expr, $rows:expr, $per_statement:expr) => {
+        $crate::db::facts::write_facts!(@rows $exec, $uuid, $org, $rows, $per_statement,
             $crate::db::facts::FACT_UPSERT)
     };
 }
 
-/// Fact rows per statement: 26 parameters each, well under SQLite's 32,766
-/// and PostgreSQL's 65,535 parameters per statement.
-pub(crate) const FACT_ROWS_PER_STATEMENT: usize = 100;
+/// Parameters of one fact row.
+pub(crate) const FACT_COLS: usize = 26;
 
 /// How a push's fact row replaces the one stored.
 pub(crate) const FACT_UPSERT: &str = "ON CONFLICT (record_id) DO UPDATE SET \
@@ -110,11 +110,12 @@ pub(crate) const FACT_UPSERT: &str = "ON CONFLICT (record_id) DO UPDATE SET \
 
 /// `($1, …, $26), ($27, …), …` for `rows` fact rows.
 pub(crate) fn fact_rows_params(rows: usize) -> String {
-    const COLS: usize = 26;
     (0..rows)
         .map(|r| {
-            let first = 1 + r * COLS;
-            let cols: Vec<String> = (first..first + COLS).map(|i| format!("${i}")).collect();
+            let first = 1 + r * FACT_COLS;
+            let cols: Vec<String> = (first..first + FACT_COLS)
+                .map(|i| format!("${i}"))
+                .collect();
             format!("({})", cols.join(", "))
         })
         .collect::<Vec<_>>()

@@ -84,9 +84,31 @@ macro_rules! readable {
     };
 }
 
-/// Rows one statement of a push's batched reads and writes binds at most:
-/// well under SQLite's 32,766 and PostgreSQL's 65,535 parameters per statement.
+/// Rows one statement of a push's batched reads and writes carries at most
+/// on PostgreSQL.
 const BATCH_ROWS: usize = 500;
+
+/// Parameters one batched statement binds at most on PostgreSQL: well under
+/// its 65,535 per statement.
+const PG_PARAMS: usize = 2_500;
+
+/// Parameters one batched statement binds at most on SQLite. sqlx looks each
+/// parameter up by name (`sqlite3_bind_parameter_name`, which walks the
+/// statement's list of names), so binding n parameters costs n²: at 2,500 a
+/// statement that walk was the largest single cost of seeding, a tenth of
+/// the process's CPU in a profile. Smaller statements cost a few more steps
+/// of the virtual machine and nothing else (each size is prepared once).
+const SQLITE_PARAMS: usize = 240;
+
+/// Rows of `cols` parameters each that one batched statement carries.
+pub(crate) fn rows_per_statement(pg: bool, cols: usize) -> usize {
+    let cols = cols.max(1);
+    if pg {
+        (PG_PARAMS / cols).clamp(1, BATCH_ROWS)
+    } else {
+        (SQLITE_PARAMS / cols).max(1)
+    }
+}
 
 /// `$first, $first+1, …` for `n` parameters.
 fn params(first: usize, n: usize) -> String {
@@ -106,16 +128,16 @@ fn rows_params(first: usize, rows: usize, cols: usize) -> String {
 
 /// The server's copy of each pushed record (`None`: it has none), and whether
 /// the caller, through its five `principals`, reads it (on `$exec`, a pool or
-/// `&mut *tx`, with the dialect's `uuid`). One statement per
-/// [`BATCH_ROWS`] records: the rows with whether the caller reads each
-/// (`FOR UPDATE` in id order when `$lock`, so two pushes lock shared records
-/// in the same order).
+/// `&mut *tx`, with the dialect's `uuid`; `$pg` for PostgreSQL). A few
+/// statements ([`rows_per_statement`]): the rows with whether the caller
+/// reads each (`FOR UPDATE` in id order when `$lock`, so two pushes lock
+/// shared records in the same order).
 macro_rules! load_pushed {
-    ($exec:expr, $uuid:ident, $lock:expr, $records:expr, $org:expr, $principals:ident) => {{
+    ($exec:expr, $uuid:ident, $pg:expr, $lock:expr, $records:expr, $org:expr, $principals:ident) => {{
         let mut stored: BTreeMap<RecordId, (String, String, Vec<u8>)> = BTreeMap::new();
         let mut readable: std::collections::BTreeSet<RecordId> = Default::default();
         let ids: Vec<RecordId> = $records.iter().map(|r| r.id).collect();
-        for chunk in ids.chunks(BATCH_ROWS) {
+        for chunk in ids.chunks(rows_per_statement($pg, 1)) {
             let sql = format!(
                 "SELECT CAST(r.id AS TEXT), CAST(r.org_id AS TEXT), r.kind, r.doc, \
                  CASE WHEN EXISTS (SELECT 1 FROM record_scope s WHERE s.record_id = r.id \
@@ -205,8 +227,11 @@ pub async fn load_for_push(
 ) -> Result<Vec<Option<Loaded>>, DbError> {
     let principals = caller.principals();
     let org = *caller.org.as_uuid();
+    let pg = matches!(db, Database::Postgres(_));
     on_pool!(db, |pool, uuid| {
-        Ok(load_pushed!(pool, uuid, false, records, org, principals))
+        Ok(load_pushed!(
+            pool, uuid, pg, false, records, org, principals
+        ))
     })
 }
 
@@ -312,7 +337,7 @@ pub async fn apply_push_stamped(
         let merge_started = Instant::now();
 
         // 1. Load: the server's copy of each record, and whether the caller reads it.
-        let loaded = load_pushed!(&mut *tx, uuid, pg, records, org, principals);
+        let loaded = load_pushed!(&mut *tx, uuid, pg, pg, records, org, principals);
         // The device's sync stamp, before the organisation's log lock.
         if let Some((stamp_device, report)) = stamp {
             super::facts::stamp_sync!(
@@ -462,12 +487,6 @@ pub async fn apply_push_stamped(
 
         // 3. Write.
         let commit_started = Instant::now();
-        if !writes.is_empty() && pg {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(org_lock_key(caller.org))
-                .execute(&mut *tx)
-                .await?;
-        }
         let now = now_secs();
 
         // What the stored rows say before this push: the previous owner, team
@@ -487,7 +506,7 @@ pub async fn apply_push_stamped(
             }
             wanted.sort();
             wanted.dedup();
-            for chunk in wanted.chunks(BATCH_ROWS) {
+            for chunk in wanted.chunks(rows_per_statement(pg, 1)) {
                 let sql = format!(
                     "SELECT CAST(id AS TEXT), anchor_ms, CAST(owner_id AS TEXT), \
                      CAST(team_id AS TEXT), CAST(territory_id AS TEXT), \
@@ -504,6 +523,79 @@ pub async fn apply_push_stamped(
                     before.insert(id, b);
                 }
             }
+        }
+
+        // Status clashes settled by this push: only records with an open one.
+        let mut open_clashes: std::collections::BTreeSet<RecordId> = Default::default();
+        {
+            let settled: Vec<RecordId> = writes
+                .iter()
+                .filter(|w| w.status_clash == Some(false) && !w.is_new)
+                .map(|w| w.id)
+                .collect();
+            for chunk in settled.chunks(rows_per_statement(pg, 1)) {
+                let sql = format!(
+                    "SELECT CAST(record_id AS TEXT) FROM conflicts WHERE resolved_at IS NULL \
+                     AND path = $1 AND record_id IN ({})",
+                    params(2, chunk.len())
+                );
+                let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql)).bind(STATUS_PATH);
+                for id in chunk {
+                    q = q.bind(uuid(*id.as_uuid()));
+                }
+                for id in q.fetch_all(&mut *tx).await? {
+                    open_clashes.insert(parse_record_id(&id)?);
+                }
+            }
+        }
+
+        // Grants along references that the owner already holds need no walk:
+        // which of the targets the writes name are held by a user, in a few
+        // statements (most edits name the account their owner already reads).
+        let mut held: std::collections::BTreeSet<(RecordId, String)> = Default::default();
+        {
+            let mut targets: Vec<RecordId> = writes
+                .iter()
+                .filter(|w| w.projection.owner.is_some())
+                .flat_map(|w| [w.projection.account_id, w.projection.parent_id])
+                .flatten()
+                .collect();
+            targets.sort();
+            targets.dedup();
+            for chunk in targets.chunks(rows_per_statement(pg, 1)) {
+                let sql = format!(
+                    "SELECT CAST(record_id AS TEXT), principal FROM record_scope \
+                     WHERE principal LIKE 'u:%' AND record_id IN ({})",
+                    params(1, chunk.len())
+                );
+                let mut q = sqlx::query_as::<_, (String, String)>(AssertSqlSafe(sql));
+                for id in chunk {
+                    q = q.bind(uuid(*id.as_uuid()));
+                }
+                for (id, principal) in q.fetch_all(&mut *tx).await? {
+                    held.insert((parse_record_id(&id)?, principal));
+                }
+            }
+        }
+        // This push's own read scope (written below) holds some of those
+        // targets already: an account created in the same push as its visits.
+        for w in &writes {
+            for principal in own_principals(&w.projection, caller.org) {
+                if principal.starts_with("u:") {
+                    held.insert((w.id, principal));
+                }
+            }
+        }
+
+        // From here to the commit the organisation's change log is locked on
+        // PostgreSQL (its sequence numbers must commit in order, or a pull
+        // could pass one still being written): what the writes below only
+        // read is read above, outside the lock.
+        if !writes.is_empty() && pg {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(org_lock_key(caller.org))
+                .execute(&mut *tx)
+                .await?;
         }
 
         // The change log: every new change of the push in order, a few
@@ -526,7 +618,7 @@ pub async fn apply_push_stamped(
                     rows.push((w.id, hash.as_slice(), raw.as_slice(), u, d));
                 }
             }
-            for chunk in rows.chunks(BATCH_ROWS) {
+            for chunk in rows.chunks(rows_per_statement(pg, 5)) {
                 let values: Vec<String> = (0..chunk.len())
                     .map(|r| {
                         let b = 3 + r * 5;
@@ -618,6 +710,8 @@ pub async fn apply_push_stamped(
                 b.territory.clone(),
             );
             for principal in lost {
+                // Read above, before this push took it away.
+                held.remove(&(w.id, principal.clone()));
                 sqlx::query("DELETE FROM record_scope WHERE record_id = $1 AND principal = $2")
                     .bind(uuid(*w.id.as_uuid()))
                     .bind(&principal)
@@ -635,10 +729,10 @@ pub async fn apply_push_stamped(
             }
         }
 
-        // The documents and their projections, BATCH_ROWS / 4 rows a statement.
+        // The documents and their projections, a few statements.
         const RECORD_COLS: usize = 18;
         let indexed: Vec<usize> = (0..writes.len()).collect();
-        for chunk in indexed.chunks(BATCH_ROWS / 4) {
+        for chunk in indexed.chunks(rows_per_statement(pg, RECORD_COLS)) {
             let sql = format!(
                 "INSERT INTO records (id, org_id, kind, doc, status, owner_id, team_id, \
                  territory_id, account_id, parent_id, start_ms, deleted, created_seq, \
@@ -683,30 +777,6 @@ pub async fn apply_push_stamped(
             q.execute(&mut *tx).await?;
         }
 
-        // Status clashes settled by this push: only records with an open one.
-        let mut open_clashes: std::collections::BTreeSet<RecordId> = Default::default();
-        {
-            let settled: Vec<RecordId> = writes
-                .iter()
-                .filter(|w| w.status_clash == Some(false) && !w.is_new)
-                .map(|w| w.id)
-                .collect();
-            for chunk in settled.chunks(BATCH_ROWS) {
-                let sql = format!(
-                    "SELECT CAST(record_id AS TEXT) FROM conflicts WHERE resolved_at IS NULL \
-                     AND path = $1 AND record_id IN ({})",
-                    params(2, chunk.len())
-                );
-                let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql)).bind(STATUS_PATH);
-                for id in chunk {
-                    q = q.bind(uuid(*id.as_uuid()));
-                }
-                for id in q.fetch_all(&mut *tx).await? {
-                    open_clashes.insert(parse_record_id(&id)?);
-                }
-            }
-        }
-
         // Read scope: each record's own principals (from birth for a new
         // record, stamped for ones an edit added), in a few statements.
         {
@@ -717,7 +787,7 @@ pub async fn apply_push_stamped(
                     rows.push((w.id, principal, own_seq));
                 }
             }
-            for chunk in rows.chunks(BATCH_ROWS) {
+            for chunk in rows.chunks(rows_per_statement(pg, 3)) {
                 let sql = format!(
                     "INSERT INTO record_scope (record_id, principal, granted_seq) VALUES {} \
                      ON CONFLICT (record_id, principal) DO NOTHING",
@@ -737,36 +807,8 @@ pub async fn apply_push_stamped(
                 .iter()
                 .filter_map(|w| w.facts.as_ref().map(|f| (&w.projection, f)))
                 .collect();
-            crate::db::facts::write_facts!(@upsert &mut *tx, uuid, org, &rows);
-        }
-
-        // Grants along references that the owner already holds need no walk:
-        // which of the targets the writes name are held by a user, in a few
-        // statements (most edits name the account their owner already reads).
-        let mut held: std::collections::BTreeSet<(RecordId, String)> = Default::default();
-        {
-            let mut targets: Vec<RecordId> = writes
-                .iter()
-                .filter(|w| w.projection.owner.is_some())
-                .flat_map(|w| [w.projection.account_id, w.projection.parent_id])
-                .flatten()
-                .collect();
-            targets.sort();
-            targets.dedup();
-            for chunk in targets.chunks(BATCH_ROWS) {
-                let sql = format!(
-                    "SELECT CAST(record_id AS TEXT), principal FROM record_scope \
-                     WHERE principal LIKE 'u:%' AND record_id IN ({})",
-                    params(1, chunk.len())
-                );
-                let mut q = sqlx::query_as::<_, (String, String)>(AssertSqlSafe(sql));
-                for id in chunk {
-                    q = q.bind(uuid(*id.as_uuid()));
-                }
-                for (id, principal) in q.fetch_all(&mut *tx).await? {
-                    held.insert((parse_record_id(&id)?, principal));
-                }
-            }
+            crate::db::facts::write_facts!(@upsert &mut *tx, uuid, org, &rows,
+                rows_per_statement(pg, crate::db::facts::FACT_COLS));
         }
 
         for (w, (_, last_seq)) in writes.iter().zip(&spans) {
@@ -937,7 +979,7 @@ pub async fn apply_push_stamped(
             let mut touched = std::collections::BTreeSet::new();
             if writes.len() <= MAX_NOTE_RECORDS {
                 let ids: Vec<RecordId> = writes.iter().map(|w| w.id).collect();
-                for chunk in ids.chunks(BATCH_ROWS) {
+                for chunk in ids.chunks(rows_per_statement(pg, 1)) {
                     let sql = format!(
                         "SELECT DISTINCT principal FROM record_scope WHERE record_id IN ({})",
                         params(1, chunk.len())

@@ -39,7 +39,6 @@ use fieldsync_core::{OrgId, RecordId, UserId};
 use uuid::Uuid;
 
 use super::caller::Caller;
-use super::figures::facts::facts_of;
 use super::push::{Decisions, MAX_DOC_BYTES, Refusal, Write, opt_uuid};
 
 /// What the second stage must know besides the pushed records.
@@ -686,12 +685,11 @@ fn complete_with(
         });
     }
     w.doc = saved;
-    w.facts = facts_of(doc);
-    w.status_clash = pending.kind.is_stateful().then(|| {
-        doc.conflicts()
-            .map(|c| c.iter().any(|c| c.path == "status"))
-            .unwrap_or(false)
-    });
+    (w.facts, w.status_clash) = if server_wrote {
+        super::push::figures_of(doc, None)
+    } else {
+        std::mem::take(&mut pending.figures)
+    };
     Ok(doc.heads().iter().flat_map(|h| h.0).collect())
 }
 

@@ -178,6 +178,11 @@ pub(super) struct Pending {
     pub(super) kind: RecordKind,
     pub(super) pushed: Vec<ByteBuf>,
     pub(super) server_doc: Option<ByteBuf>,
+    /// The merged record's figures and status clash, worked out while the
+    /// push merges on all cores: the second stage runs inside the write
+    /// transaction (on SQLite, under the single writer) and takes them as
+    /// they are unless the server changes the record itself.
+    pub(super) figures: (Option<Facts>, Option<bool>),
 }
 
 /// A refused record waiting to be logged in the rejection ledger.
@@ -591,6 +596,7 @@ pub fn decide(
             ends_visit: false,
             status_changed,
             pending: Some(Pending {
+                figures: figures_of(&doc, Some(&after_json)),
                 merged: doc,
                 before,
                 before_refs,
@@ -604,6 +610,24 @@ pub fn decide(
         }),
         heads,
     ))
+}
+
+/// A merged record's figures for the managers' dashboard, and for a stateful
+/// kind whether its status clashes (a conflict for the managers' queue).
+/// `json` is the document's JSON when the caller has it.
+pub(super) fn figures_of(
+    doc: &RecordDoc,
+    json: Option<&serde_json::Value>,
+) -> (Option<Facts>, Option<bool>) {
+    let clash = doc
+        .kind()
+        .is_stateful()
+        .then(|| doc.status_clashes().unwrap_or(false));
+    let facts = match json {
+        Some(json) => super::figures::facts::facts_of_json(doc, json),
+        None => super::figures::facts::facts_of(doc),
+    };
+    (facts, clash)
 }
 
 /// The values of a record's references, in the order of `rules::references`.

@@ -66,6 +66,15 @@ pub fn facts_of(doc: &RecordDoc) -> Option<Facts> {
     if !KINDS.contains(&doc.kind()) {
         return None;
     }
+    facts_of_json(doc, &doc.to_json().ok()?)
+}
+
+/// [`facts_of`] from `json`, the document's JSON read already (the push path
+/// has it from its checks).
+pub fn facts_of_json(doc: &RecordDoc, json: &serde_json::Value) -> Option<Facts> {
+    if !KINDS.contains(&doc.kind()) {
+        return None;
+    }
     let history = doc.history().ok()?;
     let created_ms = history
         .iter()
@@ -74,7 +83,7 @@ pub fn facts_of(doc: &RecordDoc) -> Option<Facts> {
     let day = |ms: Option<i64>| ms.map(|ms| format_day(day_of_ms(ms)));
     match doc.kind() {
         RecordKind::Visit => {
-            let v: Visit = doc.read_stateful().ok()?;
+            let v: Visit = doc.read_stateful_json(json).ok()?;
             let check_in_ms = v.check_in.as_ref().map(|c| c.at.at_ms);
             let planned_start_ms = v.planned_start.map(|t| t.at_ms);
             Some(Facts {
@@ -93,7 +102,7 @@ pub fn facts_of(doc: &RecordDoc) -> Option<Facts> {
             })
         }
         RecordKind::Order => {
-            let o: Order = doc.read_stateful().ok()?;
+            let o: Order = doc.read_stateful_json(json).ok()?;
             let submitted_ms = history
                 .iter()
                 .filter(|e| e.to == OrderStatus::Submitted.as_str())
@@ -111,7 +120,7 @@ pub fn facts_of(doc: &RecordDoc) -> Option<Facts> {
             })
         }
         RecordKind::ServiceJob => {
-            let j: ServiceJob = doc.read_stateful().ok()?;
+            let j: ServiceJob = doc.read_stateful_json(json).ok()?;
             let completed_ms = j.completed_at.map(|t| t.at_ms).or_else(|| {
                 last_move_to(&history, JobStatus::Completed.as_str()).map(|e| e.at.at_ms)
             });
