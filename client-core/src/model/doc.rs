@@ -184,15 +184,13 @@ impl RecordDoc {
     /// Reads the typed record. The status is the effective one (see [`super::status`]).
     pub fn read<R: Record>(&self) -> Result<R, ModelError> {
         self.expect_kind(R::KIND)?;
-        let json = self.to_json()?;
-        serde_json::from_value(json).map_err(|e| ModelError::Malformed(e.to_string()))
+        self.read_json(&self.to_json()?)
     }
 
     /// Reads a stateful record with its effective status.
     pub fn read_stateful<R: Stateful>(&self) -> Result<R, ModelError> {
-        let mut record: R = self.read()?;
-        record.set_status(self.status::<R::Status>()?);
-        Ok(record)
+        self.expect_kind(R::KIND)?;
+        self.read_stateful_json(&self.to_json()?)
     }
 
     /// [`RecordDoc::read`] from `json`, this document's [`RecordDoc::to_json`]

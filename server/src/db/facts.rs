@@ -39,7 +39,7 @@ macro_rules! write_facts {
             &$crate::domain::figures::facts::Facts,
         )] = $rows;
         let opt_uuid = |s: Option<&str>| s.and_then(|s| uuid::Uuid::parse_str(s).ok());
-        for chunk in rows.chunks(($per_statement as usize).max(1)) {
+        for chunk in rows.chunks($per_statement) {
             let sql = format!(
                 "INSERT INTO record_facts (record_id, org_id, kind, owner_id, team_id, status, \
                  deleted, day, account_id, visit_id, planned, planned_start_ms, check_in_ms, \
