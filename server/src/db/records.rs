@@ -1802,3 +1802,26 @@ pub async fn audit_trail(
         .collect::<Result<Vec<_>, DbError>>()
         .map(Some)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batched_statements_stay_within_each_dialects_parameter_budget() {
+        for cols in [1, 3, 5, 18, crate::db::facts::FACT_COLS, 300] {
+            let sqlite = rows_per_statement(false, cols);
+            let pg = rows_per_statement(true, cols);
+            assert!(sqlite >= 1 && pg >= 1, "{cols} columns");
+            // One row always fits, however wide; more only within the budget.
+            assert!(sqlite == 1 || sqlite * cols <= SQLITE_PARAMS, "{cols}");
+            assert!(
+                pg == 1 || (pg * cols <= PG_PARAMS && pg <= BATCH_ROWS),
+                "{cols}"
+            );
+        }
+        // The change log (5 columns): 48 rows a statement on SQLite, 500 on PostgreSQL.
+        assert_eq!(rows_per_statement(false, 5), 48);
+        assert_eq!(rows_per_statement(true, 5), 500);
+    }
+}
