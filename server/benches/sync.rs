@@ -193,7 +193,7 @@ fn run(backend: Backend, name: &'static str, records: usize) -> Vec<Row> {
 
     // 4. 100 devices × 50 edits, pushed at once.
     let devices = bench_size(100, 3);
-    let (rate, elapsed, cpu) = hundred_devices(&w, devices);
+    let (rate, elapsed, cpu, others) = hundred_devices(&w, devices);
     out.push((
         name,
         format!("{devices} devices × 50 edits: merged and committed"),
@@ -216,6 +216,33 @@ fn run(backend: Backend, name: &'static str, records: usize) -> Vec<Row> {
                 "{cpu:.2} s, {:.0} µs per change ({:.0} changes per server CPU-second)",
                 cpu * 1e6 / changes,
                 changes / cpu.max(1e-9)
+            ),
+            "",
+        ));
+    }
+    // Where the machine's CPU went over those pushes: the server, the
+    // devices (this process), PostgreSQL. Their sum per change bounds what
+    // this machine can merge and commit with all its cores busy, whatever
+    // the server does.
+    if let (Some(server), Some(clients)) = (cpu, others.devices) {
+        let changes = (devices * 50) as f64;
+        let database = others.database.unwrap_or(0.0);
+        let total = server + clients + database;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        out.push((
+            name,
+            format!("{devices} devices × 50 edits: the machine's CPU per change"),
+            format!(
+                "server {:.0} µs + devices {:.0} µs{} = {:.0} µs: {cores} cores bound this \
+                 machine at {:.0} changes/s",
+                server * 1e6 / changes,
+                clients * 1e6 / changes,
+                others
+                    .database
+                    .map(|d| format!(" + PostgreSQL {:.0} µs", d * 1e6 / changes))
+                    .unwrap_or_default(),
+                total * 1e6 / changes,
+                cores * changes / total.max(1e-9)
             ),
             "",
         ));
@@ -498,8 +525,8 @@ fn seed(w: &World, n: usize) -> (Vec<RecordId>, f64) {
 
 /// `count` devices (100; spread over three reps) each make 50 changes
 /// offline, then push at the same moment. Returns (changes per second,
-/// seconds, the server's CPU seconds over the pushes).
-fn hundred_devices(w: &World, count: usize) -> (f64, f64, Option<f64>) {
+/// seconds, the server's CPU seconds over the pushes, the others').
+fn hundred_devices(w: &World, count: usize) -> (f64, f64, Option<f64>, Others) {
     const RECORDS: usize = 10;
     const EDITS: usize = 4; // + 1 creation = 5 changes per record, 50 per device
     let reps = ["ben", "carla", "sara"];
@@ -549,6 +576,7 @@ fn hundred_devices(w: &World, count: usize) -> (f64, f64, Option<f64>) {
     // Logins and set-up above cost the server CPU too (a password hash per
     // device): its clock is read from here.
     let cpu_before = w.server_cpu_secs();
+    let (devices_before, db_before) = (w.own_cpu_secs(), w.database_cpu_secs());
     eprintln!("   {count} devices hold 50 changes each; pushing them at once");
     let started = std::thread::scope(|s| {
         for d in &devices {
@@ -563,13 +591,23 @@ fn hundred_devices(w: &World, count: usize) -> (f64, f64, Option<f64>) {
         Instant::now()
     });
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu = w
-        .server_cpu_secs()
-        .zip(cpu_before)
-        .map(|(after, before)| after - before);
+    let since = |after: Option<f64>, before: Option<f64>| after.zip(before).map(|(a, b)| a - b);
+    let cpu = since(w.server_cpu_secs(), cpu_before);
+    let others = Others {
+        devices: since(w.own_cpu_secs(), devices_before),
+        database: since(w.database_cpu_secs(), db_before),
+    };
     let changes = (count * RECORDS * (EDITS + 1)) as f64;
     for d in &devices {
         assert_eq!(d.store().pending_changes().expect("pending"), 0);
     }
-    (changes / elapsed, elapsed, cpu)
+    (changes / elapsed, elapsed, cpu, others)
+}
+
+/// CPU seconds spent over the 100 devices' pushes outside the server process:
+/// the devices (this process) and PostgreSQL (`None` on SQLite, which runs
+/// inside the server).
+struct Others {
+    devices: Option<f64>,
+    database: Option<f64>,
 }

@@ -75,36 +75,24 @@ async fn push_with(
         )));
     }
     let records = Arc::new(push::dedupe(&req.records));
-    // What each record's changes cost to merge, counted on the blocking pool:
-    // an operation bomb is refused here, before anything is merged.
-    let preflight = {
-        let records = Arc::clone(&records);
-        Arc::new(
-            tokio::task::spawn_blocking(move || push::preflight(&records))
-                .await
-                .map_err(|e| Error::internal(format!("push pre-flight: {e}")))?,
-        )
-    };
     // A device's changes made on an epoch an erasure has since rewritten are
     // refused before anything is merged. The server's own writes (a web
     // page's, an import's) are made on the copy it just loaded.
-    let preflight = if caller.actor.device.is_some() {
+    let stored_epochs = if caller.actor.device.is_some() {
         let ids: Vec<RecordId> = records.iter().map(|r| r.id).collect();
-        let stored = crate::db::erasure::epochs(&ctx.db, &ids).await?;
-        Arc::new(push::refuse_stale_epochs(
-            &records,
-            &req.epochs,
-            &stored,
-            Arc::unwrap_or_clone(preflight),
-        ))
+        Some(crate::db::erasure::epochs(&ctx.db, &ids).await?)
     } else {
-        preflight
+        None
     };
     // A device's push stamps its sync (and the health it reported) in the
     // push's transaction; the server writing on someone's behalf has none.
     let stamp = caller
         .device()
         .map(|d| (d, req.health.as_ref().map(super::analytics::health_report)));
+    // What each record's changes cost to merge, counted on the blocking pool
+    // in the same hand-off as the first merge: an operation bomb is refused
+    // there, before anything is merged. Kept for the attempts after a race.
+    let mut preflight: Option<Arc<push::Preflight>> = None;
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -113,16 +101,28 @@ async fn push_with(
         // thread busy, never the async threads or the other writers.
         let merge_started = std::time::Instant::now();
         let early = records::load_for_push(&ctx.db, caller, &records).await?;
-        let merged = {
-            let (caller, records, preflight) =
-                (caller.clone(), Arc::clone(&records), Arc::clone(&preflight));
+        let (checked, merged) = {
+            let (caller, records, known) =
+                (caller.clone(), Arc::clone(&records), preflight.clone());
+            let (pushed_epochs, stored_epochs) = (req.epochs.clone(), stored_epochs.clone());
             let early = early.clone();
             tokio::task::spawn_blocking(move || {
-                push::decide_all(&caller, &records, &early, &preflight, budget)
+                let checked = known.unwrap_or_else(|| {
+                    let counted = push::preflight(&records);
+                    Arc::new(match &stored_epochs {
+                        Some(stored) => {
+                            push::refuse_stale_epochs(&records, &pushed_epochs, stored, counted)
+                        }
+                        None => counted,
+                    })
+                });
+                let merged = push::decide_all(&caller, &records, &early, &checked, budget);
+                (checked, merged)
             })
             .await
             .map_err(|e| Error::internal(format!("push merge: {e}")))?
         };
+        preflight = Some(Arc::clone(&checked));
         let early_merge = merge_started.elapsed();
         let result = {
             let _writer = ctx.gate.enter(&ctx.db).await;
@@ -142,7 +142,7 @@ async fn push_with(
                         // record's cost is bounded by the pre-flight and the budget).
                         ctx.metrics.push_remerged();
                         off_async_threads(|| {
-                            push::decide_all(caller, &records, loaded, &preflight, budget)
+                            push::decide_all(caller, &records, loaded, &checked, budget)
                         })
                     }
                 },

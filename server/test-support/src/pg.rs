@@ -173,6 +173,21 @@ impl PgCluster {
         );
     }
 
+    /// CPU seconds the cluster has used so far: the postmaster, its live
+    /// processes (backends, writers) and those that ended (which the
+    /// postmaster waited for). For benchmarks: compare two readings.
+    pub fn cpu_secs(&self) -> Option<f64> {
+        let pid_file = std::fs::read_to_string(self.dir.join("data/postmaster.pid")).ok()?;
+        let postmaster: u32 = pid_file.lines().next()?.trim().parse().ok()?;
+        let (own, ended) = crate::process::cpu_secs(postmaster)?;
+        let live: f64 = crate::process::children_of(postmaster)
+            .into_iter()
+            .filter_map(crate::process::cpu_secs)
+            .map(|(own, ended)| own + ended)
+            .sum();
+        Some(own + ended + live)
+    }
+
     /// The cluster's server log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()

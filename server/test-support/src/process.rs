@@ -130,3 +130,40 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// A process's CPU seconds from `/proc/<pid>/stat`: (its own user + system
+/// time, the user + system time of its children it has waited for).
+pub fn cpu_secs(pid: u32) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    // Fields after the command name (which may hold spaces) in parentheses:
+    // utime, stime, cutime and cstime are fields 14 to 17 of the line, 12 to
+    // 15 here; the parent's pid is field 4, 2 here.
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    let hz = 100.0;
+    Some((
+        (tick(11)? + tick(12)?) as f64 / hz,
+        (tick(13)? + tick(14)?) as f64 / hz,
+    ))
+}
+
+/// The pids of `parent`'s live children.
+pub fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let (_, rest) = s.rsplit_once(')')?;
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(parent)
+        })
+        .collect()
+}

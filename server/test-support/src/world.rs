@@ -482,14 +482,23 @@ impl World {
     /// seconds (`/proc/<pid>/stat`).
     pub fn server_cpu_secs(&self) -> Option<f64> {
         let pid = self.process.lock().ok()?.as_ref()?.child.id();
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // Fields after the command name (which may hold spaces) in parentheses.
-        let rest = stat.rsplit_once(')')?.1;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // utime and stime are fields 14 and 15 of the line: 12 and 13 here.
-        let ticks: u64 =
-            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-        Some(ticks as f64 / 100.0)
+        crate::process::cpu_secs(pid).map(|(own, _)| own)
+    }
+
+    /// CPU seconds this process (the bench's devices, and the server when
+    /// it runs in-process) has used so far.
+    pub fn own_cpu_secs(&self) -> Option<f64> {
+        crate::process::cpu_secs(std::process::id()).map(|(own, _)| own)
+    }
+
+    /// CPU seconds the PostgreSQL cluster has used so far (its postmaster and
+    /// every backend, live or ended); `None` on SQLite, whose work is the
+    /// server process's own.
+    pub fn database_cpu_secs(&self) -> Option<f64> {
+        match self.db {
+            Database::Postgres(_) => crate::pg::PgCluster::shared().cpu_secs(),
+            Database::Sqlite(_) => None,
+        }
     }
 
     fn server_status(&self, field: &str) -> Option<u64> {
