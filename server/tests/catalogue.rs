@@ -33,7 +33,7 @@ use fieldsync_core::model::{
 use fieldsync_core::protocol::PushOutcome;
 use fieldsync_test_support::{
     Backend, Browser, Device, ORG, PASSWORD, SESSION_COOKIE, World, api, cookie_pair, csrf_of,
-    fieldsync, fill_login, http, on_both_databases, open, settled, sign_in, today,
+    fieldsync, fill_login, http, on_both_databases, open, settled, sign_in, text_says, today,
 };
 use serde_json::{Value, json};
 
@@ -583,7 +583,8 @@ fn import_page(w: World, db: &str) {
             .click()
             .await
             .expect("click");
-        settled(b, "p.notice.ok").await;
+        // The check's page shows an ok notice too: wait for the import's.
+        text_says(b, "p.notice.ok", "Imported 2 products").await;
         let html = b.source().await.expect("source");
         assert!(html.contains("Imported 2 products"), "{html}");
         browser.screenshot(&format!("import-{db}"), "done").await;

@@ -73,9 +73,14 @@ pub fn api(
 /// Opens `url` and returns its HTML once the browser shows that very page:
 /// under load chromedriver can answer a navigation before the new document has
 /// replaced the old one, and the old page's HTML would be read instead.
+///
+/// A navigation still in flight when `goto` is sent (the redirect after a
+/// form, on a loaded machine) can replace the one asked for: the page is asked
+/// for again every few seconds until it shows, for up to 30 s in all.
 pub async fn open(b: &Client, url: &str) -> String {
     b.goto(url).await.expect("goto");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut asked = Instant::now();
     loop {
         let here = b.current_url().await.expect("url");
         let ready = b
@@ -87,6 +92,10 @@ pub async fn open(b: &Client, url: &str) -> String {
             return b.source().await.expect("source");
         }
         assert!(Instant::now() < deadline, "the browser did not open {url}");
+        if here.as_str() != url && asked.elapsed() > Duration::from_secs(5) {
+            b.goto(url).await.expect("goto");
+            asked = Instant::now();
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
