@@ -156,6 +156,7 @@ pub async fn changes(
     upto: i64,
 ) -> Result<Vec<RecordChanges>, DbError> {
     let mut grouped: BTreeMap<RecordId, RecordChanges> = BTreeMap::new();
+    let cached = super::range_queries_cached(db);
     for chunk in ids.chunks(CHUNK) {
         let sql = format!(
             "SELECT CAST(l.record_id AS TEXT), r.kind, l.change FROM change_log l \
@@ -166,6 +167,7 @@ pub async fn changes(
         );
         let rows: Vec<(String, String, Vec<u8>)> = on_pool!(db, |pool, uuid| {
             let mut q = sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                .persistent(cached)
                 .bind(uuid(*org.as_uuid()))
                 .bind(after)
                 .bind(upto);

@@ -148,17 +148,12 @@ impl Database {
                 .await?;
             Ok(Database::Sqlite(pool))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            // Every statement is planned for its parameters. PostgreSQL's
-            // default lets a prepared statement switch to a generic plan after
-            // five runs, and for the pull's feed query (a log range and a list
-            // of principals) the generic plan joins every change of the range
-            // to every record of the caller's scope: 1.5 s where the plan for
-            // the actual range takes 14 ms. The 60-minute soak found it (p99
-            // from 0.1 s to 1 s once connections had switched; see
-            // docs/reliability.md). Planning each run costs well under a
-            // millisecond.
-            let options = PgConnectOptions::from_str(url)?
-                .options([("plan_cache_mode", "force_custom_plan")]);
+            // PostgreSQL's default plan cache: a prepared statement may switch
+            // to a generic plan after five runs, which suits the push path's
+            // statements. The pull's range queries, whose best plan depends on
+            // the range, are sent unnamed and planned for their parameters on
+            // every run (`range_queries_cached`).
+            let options = PgConnectOptions::from_str(url)?;
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections.max(1))
                 .acquire_timeout(Duration::from_secs(10))
@@ -224,4 +219,19 @@ impl From<DbError> for crate::domain::Error {
             other => crate::domain::Error::Unavailable(Box::new(other)),
         }
     }
+}
+
+/// Whether the pull's queries over a range of the change log (`records::pull`,
+/// `history::changes`) keep a prepared statement on the connection.
+/// Not on PostgreSQL: a prepared statement may switch to a generic plan after
+/// five runs, and the feed query's generic plan joined every change of the
+/// range to every record of the caller's scope, 1.5 s where the plan for the
+/// actual range takes 14 ms (the 60-minute soak found it: p99 from 0.1 s to
+/// 1 s once connections had switched; docs/reliability.md). Sent unnamed, a
+/// statement is planned for its parameters on every run. Planning every
+/// statement of every connection instead (`plan_cache_mode =
+/// force_custom_plan`, the first fix) cost PostgreSQL a quarter of its CPU on
+/// the push path (docs/benchmarks.md, "The push path, fifth round").
+pub(crate) fn range_queries_cached(db: &Database) -> bool {
+    !matches!(db, Database::Postgres(_))
 }

@@ -1190,9 +1190,11 @@ pub async fn pull(
          AND {records_scope}"
     );
     let windowed = caller.window.is_some();
+    let cached = super::range_queries_cached(db);
     let (rows, full, removed) = on_pool!(db, |pool, uuid| {
         let mut rows: Vec<(i64, String, String, Vec<u8>)> =
             sqlx::query_as(AssertSqlSafe(feed_sql.as_str()))
+                .persistent(cached)
                 .bind(uuid(org))
                 .bind(cursor)
                 .bind(head)
@@ -1224,6 +1226,7 @@ pub async fn pull(
              AND (NOT {dated} OR r.anchor_ms IS NULL OR (r.anchor_ms >= $8 AND r.anchor_ms < $9))"
         );
         let mut full_ids: Vec<String> = sqlx::query_scalar(AssertSqlSafe(granted_sql.as_str()))
+            .persistent(cached)
             .bind(&p[0])
             .bind(&p[1])
             .bind(&p[2])
@@ -1239,6 +1242,7 @@ pub async fn pull(
         if windowed && cursor > 0 {
             for (sql, out) in [(&entering_sql, &mut full_ids), (&leaving_sql, &mut removed)] {
                 let ids: Vec<String> = sqlx::query_scalar(AssertSqlSafe(sql.as_str()))
+                    .persistent(cached)
                     .bind(uuid(org))
                     .bind(cursor)
                     .bind(next)
@@ -1263,6 +1267,7 @@ pub async fn pull(
              AND NOT EXISTS (SELECT 1 FROM record_scope s WHERE s.record_id = v.record_id \
              AND s.principal IN ($1, $2, $3, $4, $5))",
         )
+        .persistent(cached)
         .bind(&p[0])
         .bind(&p[1])
         .bind(&p[2])
@@ -1284,6 +1289,7 @@ pub async fn pull(
             "SELECT before, after FROM scope_changes WHERE user_id = $1 AND seq > $2 \
              AND seq <= $3 ORDER BY seq",
         )
+        .persistent(cached)
         .bind(uuid(user))
         .bind(cursor)
         .bind(next)
