@@ -33,7 +33,8 @@ use fieldsync_core::model::{
 use fieldsync_core::protocol::PushOutcome;
 use fieldsync_test_support::{
     Backend, Browser, Device, ORG, PASSWORD, SESSION_COOKIE, World, api, cookie_pair, csrf_of,
-    fieldsync, fill_login, http, on_both_databases, open, settled, sign_in, text_says, today,
+    fieldsync, fill_login, http, on_both_databases, open, settled, sign_in, source_says, text_says,
+    today,
 };
 use serde_json::{Value, json};
 
@@ -602,8 +603,7 @@ fn import_page(w: World, db: &str) {
             .click()
             .await
             .expect("click");
-        settled(b, "p.notice.ok").await;
-        let html = b.source().await.expect("source");
+        let html = source_says(b, "Product saved.").await;
         assert!(
             html.contains("Product saved.") && html.contains("Axe, forged"),
             "{html}"

@@ -29,7 +29,8 @@ use fieldsync_server::db::records;
 use fieldsync_server::domain::authority::server_actor;
 use fieldsync_server::domain::push;
 use fieldsync_test_support::{
-    Backend, Browser, Device, PASSWORD, World, fast_options, on_both_databases, settled, today,
+    Backend, Browser, Device, PASSWORD, World, fast_options, on_both_databases, settled,
+    source_says, today,
 };
 use serde_json::Value;
 
@@ -351,8 +352,7 @@ fn completed_offline_then_closed(backend: Backend, label: &str) {
             .click()
             .await
             .expect("close");
-        settled(b, "p.notice.ok").await;
-        let html = b.source().await.expect("source");
+        let html = source_says(b, "Closed. Devices show it").await;
         assert!(html.contains("Closed. Devices show it"), "{html}");
         assert!(html.contains("badge closed"));
     });

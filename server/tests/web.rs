@@ -29,7 +29,7 @@ use fieldsync_core::model::{
 use fieldsync_core::store::AttachmentKind;
 use fieldsync_test_support::{
     Backend, Browser, Device, LOGIN_CSRF_COOKIE, ORG, PASSWORD, SESSION_COOKIE, World, cookie_pair,
-    csrf_of, http, open, settled, sign_in,
+    csrf_of, http, open, settled, sign_in, source_says,
 };
 
 #[test]
@@ -412,8 +412,7 @@ fn review_in_the_browser(backend: Backend, label: &str) {
             .click()
             .await
             .expect("request changes");
-        settled(b, "p.notice").await;
-        let html = b.source().await.expect("source");
+        let html = source_says(b, "Sent back for changes").await;
         assert!(html.contains("Sent back for changes"), "{html}");
     });
 
@@ -452,8 +451,7 @@ fn review_in_the_browser(backend: Backend, label: &str) {
             .click()
             .await
             .expect("approve");
-        settled(b, "p.notice").await;
-        let html = b.source().await.expect("source");
+        let html = source_says(b, "Approved. The rep").await;
         assert!(html.contains("Approved. The rep"), "{html}");
     });
     phone.sync();
@@ -567,8 +565,7 @@ fn review_in_the_browser(backend: Backend, label: &str) {
             .click()
             .await
             .expect("approve selected");
-        settled(b, "p.notice").await;
-        let html = b.source().await.expect("source");
+        let html = source_says(b, "Approved: 2 reports.").await;
         assert!(html.contains("Approved: 2 reports."), "{html}");
         assert!(html.contains("No reports match"), "the inbox is empty now");
     });

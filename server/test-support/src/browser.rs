@@ -100,6 +100,24 @@ pub async fn open(b: &Client, url: &str) -> String {
     }
 }
 
+/// Waits (up to 10 s) until the page's HTML holds `expected`, and returns it:
+/// after a click that posts a form, when the page before may already show the
+/// element a `settled` would wait for (an earlier notice).
+pub async fn source_says(b: &Client, expected: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let html = b.source().await.unwrap_or_default();
+        if html.contains(expected) {
+            return html;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the page never said {expected:?}: {html}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits (up to 10 s) until the page that a click opened shows `css`.
 pub async fn settled(b: &Client, css: &str) {
     b.wait()

@@ -44,7 +44,8 @@ pub use bench::{bench_size, bench_tiny};
 pub use blobs::{photo, sha256_hex};
 pub use browser::{
     Browser, LOGIN_CSRF_COOKIE, Reply, SESSION_COOKIE, api, choose_label, cookie_pair, csrf_of,
-    fill_login, fill_login_of, http, open, settled, sign_in, submit, text_says, type_into,
+    fill_login, fill_login_of, http, open, settled, sign_in, source_says, submit, text_says,
+    type_into,
 };
 pub use device::{Device, fast_options};
 pub use faulty::Faulty;
