@@ -206,7 +206,8 @@ pub async fn change_user(db: &Database, change: &UserChange) -> Result<Option<i6
 }
 
 /// The scope changes of `user` with a log position in `(after, upto]`, in
-/// order: (before, after) principal sets.
+/// order: (before, after) principal sets (what a pull reads; a range query,
+/// see [`super::range_queries_cached`]).
 pub async fn scope_changes(
     db: &Database,
     user: UserId,
@@ -218,6 +219,7 @@ pub async fn scope_changes(
             "SELECT before, after FROM scope_changes WHERE user_id = $1 AND seq > $2 \
              AND seq <= $3 ORDER BY seq",
         )
+        .persistent(super::range_queries_cached(db))
         .bind(uuid(*user.as_uuid()))
         .bind(after)
         .bind(upto)

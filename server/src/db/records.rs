@@ -1108,7 +1108,6 @@ pub async fn pull(
         .unwrap_or_default();
     let p = caller.principals();
     let org = *caller.org.as_uuid();
-    let user = *caller.actor.user.as_uuid();
     let (lo, hi) = caller.window_bounds();
     // The window the device holds; without one, the current one (nothing moved).
     let (old_lo, old_hi) = match (req.window, caller.window) {
@@ -1285,21 +1284,10 @@ pub async fn pull(
         // principals lost that no principal the user still has grants are
         // named in `removed`. Several changes in the range count as one, from
         // the first one's principals to the last one's.
-        let changes: Vec<(String, String)> = sqlx::query_as(
-            "SELECT before, after FROM scope_changes WHERE user_id = $1 AND seq > $2 \
-             AND seq <= $3 ORDER BY seq",
-        )
-        .persistent(cached)
-        .bind(uuid(user))
-        .bind(cursor)
-        .bind(next)
-        .fetch_all(pool)
-        .await?;
+        let changes = super::people::scope_changes(db, caller.actor.user, cursor, next).await?;
         if let (Some(first), Some(last)) = (changes.first(), changes.last()) {
-            let split =
-                |s: &str| -> Vec<String> { s.split_whitespace().map(str::to_owned).collect() };
-            let (before, after) = (split(&first.0), split(&last.1));
-            let (gained, lost) = crate::domain::people::scope_delta(&before, &after);
+            let (before, after) = (&first.0, &last.1);
+            let (gained, lost) = crate::domain::people::scope_delta(before, after);
             let pad = |v: &[String]| -> Vec<String> {
                 let mut v = v.to_vec();
                 v.resize(5.max(v.len()), "-".to_owned());
@@ -1333,7 +1321,7 @@ pub async fn pull(
                 full_ids.extend(ids);
             }
             if !lost.is_empty() {
-                let (l, a) = (pad(&lost), pad(&after));
+                let (l, a) = (pad(&lost), pad(after));
                 let sql = format!(
                     "SELECT DISTINCT CAST(s.record_id AS TEXT) FROM record_scope s \
                      WHERE s.principal IN ({}) AND NOT EXISTS (SELECT 1 FROM record_scope k \
