@@ -222,7 +222,7 @@ impl From<DbError> for crate::domain::Error {
 }
 
 /// Whether the pull's queries over a range of the change log (`records::pull`,
-/// `history::changes`, `people::scope_changes`) keep a prepared statement on
+/// `history::changes`) keep a prepared statement on
 /// the connection.
 /// Not on PostgreSQL: a prepared statement may switch to a generic plan after
 /// five runs, and the feed query's generic plan joined every change of the

@@ -205,34 +205,6 @@ pub async fn change_user(db: &Database, change: &UserChange) -> Result<Option<i6
     Ok(seq)
 }
 
-/// The scope changes of `user` with a log position in `(after, upto]`, in
-/// order: (before, after) principal sets (what a pull reads; a range query,
-/// see [`super::range_queries_cached`]).
-pub async fn scope_changes(
-    db: &Database,
-    user: UserId,
-    after: i64,
-    upto: i64,
-) -> Result<Vec<(Vec<String>, Vec<String>)>, DbError> {
-    let rows: Vec<(String, String)> = on_pool!(db, |pool, uuid| {
-        sqlx::query_as(
-            "SELECT before, after FROM scope_changes WHERE user_id = $1 AND seq > $2 \
-             AND seq <= $3 ORDER BY seq",
-        )
-        .persistent(super::range_queries_cached(db))
-        .bind(uuid(*user.as_uuid()))
-        .bind(after)
-        .bind(upto)
-        .fetch_all(pool)
-        .await?
-    });
-    let split = |s: &str| -> Vec<String> { s.split_whitespace().map(str::to_owned).collect() };
-    Ok(rows
-        .into_iter()
-        .map(|(b, a)| (split(&b), split(&a)))
-        .collect())
-}
-
 /// Stores a new password hash for `user`.
 pub async fn set_password(db: &Database, user: UserId, hash: &str) -> Result<(), DbError> {
     on_pool!(db, |pool, uuid| {

@@ -1049,6 +1049,35 @@ pub async fn apply_push_stamped(
     Ok(applied)
 }
 
+/// The scope changes of `user` with a log position in `(after, upto]`, in
+/// order: (before, after) principal sets (what a pull reads, stored by
+/// `db::people::change_user`; a range query, see
+/// [`super::range_queries_cached`]).
+async fn scope_changes(
+    db: &Database,
+    user: fieldsync_core::UserId,
+    after: i64,
+    upto: i64,
+) -> Result<Vec<(Vec<String>, Vec<String>)>, DbError> {
+    let rows: Vec<(String, String)> = on_pool!(db, |pool, uuid| {
+        sqlx::query_as(
+            "SELECT before, after FROM scope_changes WHERE user_id = $1 AND seq > $2 \
+             AND seq <= $3 ORDER BY seq",
+        )
+        .persistent(super::range_queries_cached(db))
+        .bind(uuid(*user.as_uuid()))
+        .bind(after)
+        .bind(upto)
+        .fetch_all(pool)
+        .await?
+    });
+    let split = |s: &str| -> Vec<String> { s.split_whitespace().map(str::to_owned).collect() };
+    Ok(rows
+        .into_iter()
+        .map(|(b, a)| (split(&b), split(&a)))
+        .collect())
+}
+
 /// The highest log sequence of an organisation (0 for an empty log).
 pub async fn org_head(db: &Database, org: OrgId) -> Result<i64, DbError> {
     log_head(db, org).await
@@ -1284,7 +1313,7 @@ pub async fn pull(
         // principals lost that no principal the user still has grants are
         // named in `removed`. Several changes in the range count as one, from
         // the first one's principals to the last one's.
-        let changes = super::people::scope_changes(db, caller.actor.user, cursor, next).await?;
+        let changes = scope_changes(db, caller.actor.user, cursor, next).await?;
         if let (Some(first), Some(last)) = (changes.first(), changes.last()) {
             let (before, after) = (&first.0, &last.1);
             let (gained, lost) = crate::domain::people::scope_delta(before, after);
