@@ -27,6 +27,7 @@ use fieldsync_core::sync::{NoProgress, SyncOptions};
 use fieldsync_server::Caller;
 use fieldsync_server::service::{self, Context};
 use fieldsync_test_support::{Backend, Device, World, bench_size};
+use futures_util::StreamExt;
 use serde_bytes::ByteBuf;
 
 fn main() {
@@ -71,7 +72,9 @@ fn run(backend: Backend, name: &'static str, records: usize) -> Vec<Row> {
     );
     let mut out = vec![(
         name,
-        format!("seeding {records} records through the push path (batches of 500)"),
+        format!(
+            "seeding {records} records through the push path (batches of 500, {SEED_IN_FLIGHT} in flight)"
+        ),
         format!(
             "{:.0} records/s with building them ({seeding:.1} s); {:.0} records/s in the pushes alone ({pushing:.1} s)",
             records as f64 / seeding,
@@ -435,10 +438,12 @@ fn start_of_yesterday() -> i64 {
 }
 
 /// Stores `n` records owned by ana directly through the server's push path:
-/// one account per 20 visits. Returns the visit ids and the seconds spent in
-/// the pushes alone (the rest builds the records, as a device would).
+/// one account per 20 visits, in pushes of 500. The records are built first
+/// (as a device or an import would have them), then pushed with
+/// [`SEED_IN_FLIGHT`] pushes in flight, as a bulk loader keeps its
+/// connection busy: one push merges on the cores while the one before it
+/// writes. Returns the visit ids and the seconds spent in the pushes alone.
 fn seed(w: &World, n: usize) -> (Vec<RecordId>, f64) {
-    let mut pushing = 0.0;
     let ana = w.person("ana");
     let actor = Actor::without_device(ana.id, ana.role);
     let caller = Caller {
@@ -455,10 +460,11 @@ fn seed(w: &World, n: usize) -> (Vec<RecordId>, f64) {
             .expect("a node's context");
     let yesterday = start_of_yesterday();
     let mut visits = Vec::with_capacity(n);
-    let mut batch: Vec<RecordDoc> = Vec::new();
+    let mut pushes: Vec<PushRequest> = Vec::new();
+    let mut batch: Vec<RecordChanges> = Vec::new();
     let mut account = RecordId::new();
     for i in 0..n {
-        let doc = if i % 20 == 0 {
+        let mut doc = if i % 20 == 0 {
             let a = Account {
                 meta: w.meta("ana"),
                 name: format!("Outlet {i}"),
@@ -484,44 +490,46 @@ fn seed(w: &World, n: usize) -> (Vec<RecordId>, f64) {
             RecordDoc::create_stateful(&v, caller.actor_id.clone(), &actor, DeviceTime::utc(0))
         }
         .expect("record");
-        batch.push(doc);
+        batch.push(RecordChanges {
+            id: doc.id(),
+            kind: doc.kind(),
+            changes: doc
+                .automerge()
+                .get_changes(&[])
+                .iter()
+                .map(|c| ByteBuf::from(c.raw_bytes().to_vec()))
+                .collect(),
+        });
         if batch.len() == 500 || i + 1 == n {
-            let records = batch
-                .drain(..)
-                .map(|mut d| RecordChanges {
-                    id: d.id(),
-                    kind: d.kind(),
-                    changes: d
-                        .automerge()
-                        .get_changes(&[])
-                        .iter()
-                        .map(|c| ByteBuf::from(c.raw_bytes().to_vec()))
-                        .collect(),
-                })
-                .collect();
-            let push_started = Instant::now();
-            let resp =
-                w.rt.block_on(service::sync::push(
-                    &ctx,
-                    &caller,
-                    &PushRequest {
-                        batch: uuid::Uuid::now_v7(),
-                        records,
-                        health: None,
-                        epochs: Vec::new(),
-                    },
-                ))
-                .expect("seed push");
-            pushing += push_started.elapsed().as_secs_f64();
-            assert!(
-                resp.results
-                    .iter()
-                    .all(|r| matches!(r.outcome, PushOutcome::Accepted { .. }))
-            );
+            pushes.push(PushRequest {
+                batch: uuid::Uuid::now_v7(),
+                records: std::mem::take(&mut batch),
+                health: None,
+                epochs: Vec::new(),
+            });
         }
+    }
+    let started = Instant::now();
+    let answers: Vec<_> = w.rt.block_on(
+        futures_util::stream::iter(&pushes)
+            .map(|req| service::sync::push(&ctx, &caller, req))
+            .buffered(SEED_IN_FLIGHT)
+            .collect(),
+    );
+    let pushing = started.elapsed().as_secs_f64();
+    for resp in answers {
+        let resp = resp.expect("seed push");
+        assert!(
+            resp.results
+                .iter()
+                .all(|r| matches!(r.outcome, PushOutcome::Accepted { .. }))
+        );
     }
     (visits, pushing)
 }
+
+/// Pushes the seeding keeps in flight.
+const SEED_IN_FLIGHT: usize = 2;
 
 /// `count` devices (100; spread over three reps) each make 50 changes
 /// offline, then push at the same moment. Returns (changes per second,

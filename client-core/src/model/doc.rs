@@ -529,6 +529,27 @@ impl RecordDoc {
         Ok(events)
     }
 
+    /// [`RecordDoc::history`], read from `json`, this record's own
+    /// [`RecordDoc::to_json`]: the same events without reading the document a
+    /// second time (the push path reads a record's JSON once and its history
+    /// three times).
+    pub fn history_in(&self, json: &Json) -> Result<Vec<StatusEvent>, ModelError> {
+        let Some((Value::Object(ObjType::Map), _)) = self.doc.get(ROOT, "history")? else {
+            return Ok(Vec::new());
+        };
+        let mut events: Vec<StatusEvent> = match json.get("history") {
+            Some(Json::Object(map)) => map
+                .values()
+                .map(|v| {
+                    StatusEvent::deserialize(v).map_err(|e| ModelError::Malformed(e.to_string()))
+                })
+                .collect::<Result<_, _>>()?,
+            _ => Vec::new(),
+        };
+        events.sort_by_key(|e| (e.at.at_ms, e.id));
+        Ok(events)
+    }
+
     /// Every field holding concurrent values that differ, sorted by path; the
     /// walk behind [`RecordDoc::conflicts`].
     ///

@@ -322,17 +322,46 @@ fn check_pushed(
         ));
     }
     let new_events = match after.kind() {
-        RecordKind::Visit => check_record::<super::Visit>(before, after, &after_json, base, actor)?,
-        RecordKind::VisitReport => {
-            check_record::<super::VisitReport>(before, after, &after_json, base, actor)?
-        }
-        RecordKind::Order => check_record::<super::Order>(before, after, &after_json, base, actor)?,
-        RecordKind::ServiceJob => {
-            check_record::<super::ServiceJob>(before, after, &after_json, base, actor)?
-        }
-        RecordKind::Assignment => {
-            check_record::<super::Assignment>(before, after, &after_json, base, actor)?
-        }
+        RecordKind::Visit => check_record::<super::Visit>(
+            before,
+            before_json.as_ref(),
+            after,
+            &after_json,
+            base,
+            actor,
+        )?,
+        RecordKind::VisitReport => check_record::<super::VisitReport>(
+            before,
+            before_json.as_ref(),
+            after,
+            &after_json,
+            base,
+            actor,
+        )?,
+        RecordKind::Order => check_record::<super::Order>(
+            before,
+            before_json.as_ref(),
+            after,
+            &after_json,
+            base,
+            actor,
+        )?,
+        RecordKind::ServiceJob => check_record::<super::ServiceJob>(
+            before,
+            before_json.as_ref(),
+            after,
+            &after_json,
+            base,
+            actor,
+        )?,
+        RecordKind::Assignment => check_record::<super::Assignment>(
+            before,
+            before_json.as_ref(),
+            after,
+            &after_json,
+            base,
+            actor,
+        )?,
         RecordKind::Account => check_plain::<super::Account>(after, &after_json)?,
         RecordKind::Contact => check_plain::<super::Contact>(after, &after_json)?,
         RecordKind::Product => check_plain::<super::Product>(after, &after_json)?,
@@ -556,6 +585,7 @@ fn settles_status_clash(
 
 fn check_record<R: Stateful>(
     before: Option<&RecordDoc>,
+    before_json: Option<&Json>,
     after: &RecordDoc,
     after_json: &Json,
     base: Option<&[automerge::ChangeHash]>,
@@ -566,12 +596,13 @@ fn check_record<R: Stateful>(
         .validate()
         .map_err(|e| IncomingError::Validation(e.to_string()))?;
 
-    let seen: BTreeSet<_> = match before {
-        Some(b) => b.history()?.into_iter().map(|e| e.id).collect(),
-        None => BTreeSet::new(),
+    let seen: BTreeSet<_> = match (before, before_json) {
+        (Some(b), Some(json)) => b.history_in(json)?.into_iter().map(|e| e.id).collect(),
+        (Some(b), None) => b.history()?.into_iter().map(|e| e.id).collect(),
+        (None, _) => BTreeSet::new(),
     };
     let new_events: Vec<_> = after
-        .history()?
+        .history_in(after_json)?
         .into_iter()
         .filter(|e| !seen.contains(&e.id))
         .collect();

@@ -576,6 +576,9 @@ mod tests {
             ["planned", "in_progress", "completed"]
         );
         assert_eq!(history[1].gps, Some(far));
+        // The push path reads the history from the record's JSON.
+        let json = doc.to_json().expect("json");
+        assert_eq!(doc.history_in(&json).expect("history from JSON"), history);
     }
 
     #[test]

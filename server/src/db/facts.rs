@@ -24,16 +24,16 @@ use crate::on_pool;
 /// both dialects' executors, like [`on_pool!`](crate::on_pool).
 macro_rules! write_facts {
     // A row only where there is none (filling in: a concurrent push's row is newer).
-    (@missing $exec:expr, $uuid:ident, $org:expr, $projection:expr, $facts:expr) => {{
+    (@missing $exec:expr, $uuid:ident, $pg:expr, $org:expr, $projection:expr, $facts:expr) => {{
         let p: &fieldsync_core::model::Projection = $projection;
         let f: &$crate::domain::figures::facts::Facts = $facts;
-        $crate::db::facts::write_facts!(@rows $exec, $uuid, $org, &[(p, f)], 1,
+        $crate::db::facts::write_facts!(@rows $exec, $uuid, $pg, $org, &[(p, f)], 1,
             "ON CONFLICT (record_id) DO NOTHING")
     }};
     // Many records' rows in as few statements as the parameter limits allow
     // (a push writes the rows of all its records at once), `$per_statement`
     // rows a statement.
-    (@rows $exec:expr, $uuid:ident, $org:expr, $rows:expr, $per_statement:expr, $tail:expr) => {{
+    (@rows $exec:expr, $uuid:ident, $pg:expr, $org:expr, $rows:expr, $per_statement:expr, $tail:expr) => {{
         let rows: &[(
             &fieldsync_core::model::Projection,
             &$crate::domain::figures::facts::Facts,
@@ -49,7 +49,7 @@ macro_rules! write_facts {
                 $crate::db::facts::fact_rows_params(chunk.len()),
                 $tail
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe($crate::db::positional($pg, sql)));
             for (p, f) in chunk {
                 q = q
                     .bind($uuid(*p.id.as_uuid()))
@@ -83,8 +83,8 @@ macro_rules! write_facts {
         }
     }};
     // Upserts: what a push writes for every record it changed.
-    (@upsert $exec:expr, $uuid:ident, $org:expr, $rows:expr, $per_statement:expr) => {
-        $crate::db::facts::write_facts!(@rows $exec, $uuid, $org, $rows, $per_statement,
+    (@upsert $exec:expr, $uuid:ident, $pg:expr, $org:expr, $rows:expr, $per_statement:expr) => {
+        $crate::db::facts::write_facts!(@rows $exec, $uuid, $pg, $org, $rows, $per_statement,
             $crate::db::facts::FACT_UPSERT)
     };
 }
@@ -586,9 +586,10 @@ pub async fn write_missing(
     projection: &Projection,
     facts: &Facts,
 ) -> Result<(), DbError> {
+    let pg = matches!(db, Database::Postgres(_));
     on_pool!(db, |pool, uuid| {
         let mut conn = pool.acquire().await?;
-        write_facts!(@missing &mut *conn, uuid, org, projection, facts);
+        write_facts!(@missing &mut *conn, uuid, pg, org, projection, facts);
     });
     Ok(())
 }

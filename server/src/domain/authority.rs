@@ -39,7 +39,7 @@ use fieldsync_core::{OrgId, RecordId, UserId};
 use uuid::Uuid;
 
 use super::caller::Caller;
-use super::push::{Decisions, MAX_DOC_BYTES, Refusal, Write, opt_uuid};
+use super::push::{Decisions, MAX_DOC_BYTES, Refusal, Retired, Write, opt_uuid};
 
 /// What the second stage must know besides the pushed records.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -400,7 +400,7 @@ impl Decisions {
                     == in_progress;
             let outcome = match refused.remove(&w.id) {
                 Some(rejection) => Err(rejection),
-                None => complete(caller, &mut w, lookups),
+                None => complete(caller, &mut w, lookups, &mut self.retired),
             };
             match outcome {
                 Ok(heads) => {
@@ -606,7 +606,12 @@ fn authority(
 
 /// Adds the server's own changes to an accepted record, saves it and computes
 /// what is written beside it. Returns the record's heads.
-fn complete(caller: &Caller, w: &mut Write, lookups: &Lookups) -> Result<Vec<u8>, Rejection> {
+fn complete(
+    caller: &Caller,
+    w: &mut Write,
+    lookups: &Lookups,
+    retired: &mut Retired,
+) -> Result<Vec<u8>, Rejection> {
     let Some(mut pending) = w.pending.take() else {
         return Err(refusal(
             RejectCode::Internal,
@@ -617,6 +622,8 @@ fn complete(caller: &Caller, w: &mut Write, lookups: &Lookups) -> Result<Vec<u8>
     if result.is_err() {
         // Kept for the ledger.
         w.pending = Some(pending);
+    } else {
+        retired.0.push(pending);
     }
     result
 }

@@ -207,6 +207,23 @@ pub struct Decisions {
     pub writes: Vec<Write>,
     /// Refusals to log.
     pub refusals: Vec<Refusal>,
+    /// The merged documents of the accepted records once saved, to be freed
+    /// away from the write transaction (see [`Retired`]).
+    pub retired: Retired,
+}
+
+/// Merged documents a push no longer needs. Freeing an Automerge document
+/// takes as long as a fifth of merging it (its columns are many small
+/// allocations), so the write transaction, which on SQLite holds the single
+/// writer, hands them to another thread rather than dropping them itself.
+#[derive(Debug, Default)]
+pub struct Retired(pub(super) Vec<Pending>);
+
+impl Retired {
+    /// Whether there is nothing to free.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// What a push's pre-flight found about each of its records, before anything
@@ -223,12 +240,23 @@ pub fn preflight(records: &[RecordChanges]) -> Preflight {
 }
 
 fn preflight_within(records: &[RecordChanges], max_change: usize, max_push: usize) -> Preflight {
+    // Reading the changes is a fifth of the cost of merging a new record's:
+    // counted on all cores, then added up in order.
+    let count = |i: usize| -> Vec<usize> {
+        records[i]
+            .changes
+            .iter()
+            .filter_map(|c| change_ops(c))
+            .collect()
+    };
+    let mut counted = on_cores(records.len(), count);
     let mut total = 0usize;
-    records
-        .iter()
-        .enumerate()
-        .map(|(i, rec)| {
-            let ops: Vec<usize> = rec.changes.iter().filter_map(|c| change_ops(c)).collect();
+    (0..records.len())
+        .map(|i| {
+            let ops = counted
+                .get_mut(i)
+                .and_then(Option::take)
+                .unwrap_or_else(|| count(i));
             if let Some(&worst) = ops.iter().max()
                 && worst > max_change
             {
@@ -379,14 +407,6 @@ fn decide_in_parallel(
     budget: Duration,
     started: Instant,
 ) -> Vec<Option<Outcome>> {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(records.len() / RECORDS_PER_THREAD);
-    if threads < 2 {
-        return Vec::new();
-    }
-    let next = std::sync::atomic::AtomicUsize::new(0);
     let one = |i: usize| -> Outcome {
         if let Some(Some(refused)) = preflight.get(i) {
             Err(refused.clone())
@@ -404,29 +424,43 @@ fn decide_in_parallel(
             decide(caller, &records[i], loaded.get(i).and_then(Option::as_ref))
         }
     };
+    on_cores(records.len(), one)
+}
+
+/// `f` of `0..n` on the machine's cores, when `n` is large enough to pay for
+/// the threads (else nothing: the caller works through them itself). An
+/// item whose thread failed is `None`: a panic inside a merge is caught where
+/// Automerge is called (`fenced`); should one escape anyway, the caller
+/// decides those items again on its own thread, one by one.
+fn on_cores<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<Option<T>> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(n / RECORDS_PER_THREAD);
+    if threads < 2 {
+        return Vec::new();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
     let work = || {
         let mut mine = Vec::new();
         loop {
             let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if i >= records.len() {
+            if i >= n {
                 return mine;
             }
-            mine.push((i, one(i)));
+            mine.push((i, f(i)));
         }
     };
-    let mut out: Vec<Option<Outcome>> = (0..records.len()).map(|_| None).collect();
+    let mut out: Vec<Option<T>> = (0..n).map(|_| None).collect();
     std::thread::scope(|s| {
         let helpers: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
-        for (i, outcome) in work() {
-            out[i] = Some(outcome);
+        for (i, done) in work() {
+            out[i] = Some(done);
         }
         for helper in helpers {
-            // A panic inside a merge is caught where Automerge is called
-            // (`fenced`); should one escape anyway, its records are decided
-            // again below on this thread, one by one.
             if let Ok(done) = helper.join() {
-                for (i, outcome) in done {
-                    out[i] = Some(outcome);
+                for (i, item) in done {
+                    out[i] = Some(item);
                 }
             }
         }

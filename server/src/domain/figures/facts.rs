@@ -75,7 +75,7 @@ pub fn facts_of_json(doc: &RecordDoc, json: &serde_json::Value) -> Option<Facts>
     if !KINDS.contains(&doc.kind()) {
         return None;
     }
-    let history = doc.history().ok()?;
+    let history = doc.history_in(json).ok()?;
     let created_ms = history
         .iter()
         .find(|e| e.from.is_none())
