@@ -1,6 +1,8 @@
 //! End-to-end sync figures on both databases, with the server as a real
 //! `fieldsync serve` process on loopback and real device stores:
 //!
+//! 0. seeding the records through the push path, in pushes of 500 records
+//!    with two in flight (records per second, the pushes alone);
 //! 1. prime a fresh device holding 20,000 records in scope (wall time);
 //! 2. one edited field among 20,000 held records: round trips and bytes for the
 //!    device that edits and for another device that receives it;

@@ -5,7 +5,9 @@
 //! server nodes starting at once against one database migrate it exactly once.
 //!
 //! Queries are written once with `$1`-style placeholders, which both dialects
-//! accept, and run on either pool through [`on_pool!`](crate::on_pool). The one
+//! accept, and run on either pool through [`on_pool!`](crate::on_pool); the
+//! push's large batched statements go through `positional` first, which
+//! gives SQLite anonymous `?` (cheaper to bind by the thousand). The one
 //! difference the code sees is ids: PostgreSQL stores `UUID`, SQLite stores the
 //! hyphenated text, so ids are bound through the dialect's `uuid` function the
 //! macro provides and read back as `CAST(col AS TEXT)`.

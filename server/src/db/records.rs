@@ -1852,7 +1852,7 @@ mod tests {
 
     #[test]
     fn batched_statements_stay_within_each_dialects_parameter_budget() {
-        for cols in [1, 3, 5, 18, crate::db::facts::FACT_COLS, 300] {
+        for cols in [1, 3, 7, 18, crate::db::facts::FACT_COLS, 300] {
             let sqlite = rows_per_statement(false, cols);
             let pg = rows_per_statement(true, cols);
             assert!(sqlite >= 1 && pg >= 1, "{cols} columns");
@@ -1863,8 +1863,8 @@ mod tests {
                 "{cols}"
             );
         }
-        // The change log (5 columns): 48 rows a statement on SQLite, 500 on PostgreSQL.
-        assert_eq!(rows_per_statement(false, 5), 48);
-        assert_eq!(rows_per_statement(true, 5), 500);
+        // The change log (7 columns): 285 rows a statement on SQLite, 357 on PostgreSQL.
+        assert_eq!(rows_per_statement(false, 7), 285);
+        assert_eq!(rows_per_statement(true, 7), 357);
     }
 }
