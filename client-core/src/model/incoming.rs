@@ -321,47 +321,25 @@ fn check_pushed(
             "the record belongs to another organisation".into(),
         ));
     }
+    // The state machine's checks of a stateful kind, with both readings.
+    macro_rules! stateful {
+        ($record:ty) => {
+            check_record::<$record>(
+                before,
+                before_json.as_ref(),
+                after,
+                &after_json,
+                base,
+                actor,
+            )?
+        };
+    }
     let new_events = match after.kind() {
-        RecordKind::Visit => check_record::<super::Visit>(
-            before,
-            before_json.as_ref(),
-            after,
-            &after_json,
-            base,
-            actor,
-        )?,
-        RecordKind::VisitReport => check_record::<super::VisitReport>(
-            before,
-            before_json.as_ref(),
-            after,
-            &after_json,
-            base,
-            actor,
-        )?,
-        RecordKind::Order => check_record::<super::Order>(
-            before,
-            before_json.as_ref(),
-            after,
-            &after_json,
-            base,
-            actor,
-        )?,
-        RecordKind::ServiceJob => check_record::<super::ServiceJob>(
-            before,
-            before_json.as_ref(),
-            after,
-            &after_json,
-            base,
-            actor,
-        )?,
-        RecordKind::Assignment => check_record::<super::Assignment>(
-            before,
-            before_json.as_ref(),
-            after,
-            &after_json,
-            base,
-            actor,
-        )?,
+        RecordKind::Visit => stateful!(super::Visit),
+        RecordKind::VisitReport => stateful!(super::VisitReport),
+        RecordKind::Order => stateful!(super::Order),
+        RecordKind::ServiceJob => stateful!(super::ServiceJob),
+        RecordKind::Assignment => stateful!(super::Assignment),
         RecordKind::Account => check_plain::<super::Account>(after, &after_json)?,
         RecordKind::Contact => check_plain::<super::Contact>(after, &after_json)?,
         RecordKind::Product => check_plain::<super::Product>(after, &after_json)?,
