@@ -388,7 +388,14 @@ impl Decisions {
             .filter(|w| !refused.contains_key(&w.id))
             .collect();
         let overlapping = overlaps(&accepted, lookups);
+        // Each record's result, by id (the first, should a push list a
+        // record twice): looked up once per write, not searched for.
+        let mut slots: BTreeMap<RecordId, usize> = BTreeMap::new();
+        for (i, (id, _)) in self.results.iter().enumerate() {
+            slots.entry(*id).or_insert(i);
+        }
         for mut w in writes {
+            let slot = slots.get(&w.id).copied();
             w.overlap = overlapping.get(&w.id).copied();
             let in_progress = Some(VisitStatus::InProgress.as_str());
             w.ends_visit = w.projection.kind == RecordKind::Visit
@@ -404,7 +411,7 @@ impl Decisions {
             };
             match outcome {
                 Ok(heads) => {
-                    if let Some(slot) = self.results.iter_mut().find(|(id, _)| *id == w.id) {
+                    if let Some(slot) = slot.and_then(|i| self.results.get_mut(i)) {
                         slot.1 = Ok(heads);
                     }
                     self.writes.push(w);
@@ -418,7 +425,7 @@ impl Decisions {
                         server_doc,
                         ..rejection
                     };
-                    if let Some(slot) = self.results.iter_mut().find(|(id, _)| *id == w.id) {
+                    if let Some(slot) = slot.and_then(|i| self.results.get_mut(i)) {
                         slot.1 = Err(rejection.clone());
                     }
                     self.refusals.push(Refusal {
