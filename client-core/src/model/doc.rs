@@ -516,17 +516,7 @@ impl RecordDoc {
         let Some((Value::Object(ObjType::Map), history)) = self.doc.get(ROOT, "history")? else {
             return Ok(Vec::new());
         };
-        let mut events: Vec<StatusEvent> = match read_object(&self.doc, &history)? {
-            Json::Object(map) => map
-                .into_iter()
-                .map(|(_, v)| {
-                    serde_json::from_value(v).map_err(|e| ModelError::Malformed(e.to_string()))
-                })
-                .collect::<Result<_, _>>()?,
-            _ => Vec::new(),
-        };
-        events.sort_by_key(|e| (e.at.at_ms, e.id));
-        Ok(events)
+        events_of(&read_object(&self.doc, &history)?)
     }
 
     /// [`RecordDoc::history`], read from `json`, this record's own
@@ -537,17 +527,7 @@ impl RecordDoc {
         let Some((Value::Object(ObjType::Map), _)) = self.doc.get(ROOT, "history")? else {
             return Ok(Vec::new());
         };
-        let mut events: Vec<StatusEvent> = match json.get("history") {
-            Some(Json::Object(map)) => map
-                .values()
-                .map(|v| {
-                    StatusEvent::deserialize(v).map_err(|e| ModelError::Malformed(e.to_string()))
-                })
-                .collect::<Result<_, _>>()?,
-            _ => Vec::new(),
-        };
-        events.sort_by_key(|e| (e.at.at_ms, e.id));
-        Ok(events)
+        json.get("history").map_or(Ok(Vec::new()), events_of)
     }
 
     /// Every field holding concurrent values that differ, sorted by path; the
@@ -784,6 +764,20 @@ impl RecordDoc {
     pub fn automerge(&mut self) -> &mut AutoCommit {
         &mut self.doc
     }
+}
+
+/// The events of a record's `history` map read as JSON, oldest first (by
+/// device time, then event id); anything but a map holds none.
+fn events_of(history: &Json) -> Result<Vec<StatusEvent>, ModelError> {
+    let mut events: Vec<StatusEvent> = match history {
+        Json::Object(map) => map
+            .values()
+            .map(|v| StatusEvent::deserialize(v).map_err(|e| ModelError::Malformed(e.to_string())))
+            .collect::<Result<_, _>>()?,
+        _ => Vec::new(),
+    };
+    events.sort_by_key(|e| (e.at.at_ms, e.id));
+    Ok(events)
 }
 
 fn actor_of(id: &ObjId) -> String {

@@ -325,8 +325,7 @@ fn check_pushed(
     macro_rules! stateful {
         ($record:ty) => {
             check_record::<$record>(
-                before,
-                before_json.as_ref(),
+                before.zip(before_json.as_ref()),
                 after,
                 &after_json,
                 base,
@@ -561,9 +560,9 @@ fn settles_status_clash(
     clash.values.iter().any(|v| v.value.as_str() == Some(to)) && status_clash(after).is_none()
 }
 
+/// `before`: the server's copy without the pushed changes, and its JSON.
 fn check_record<R: Stateful>(
-    before: Option<&RecordDoc>,
-    before_json: Option<&Json>,
+    before: Option<(&RecordDoc, &Json)>,
     after: &RecordDoc,
     after_json: &Json,
     base: Option<&[automerge::ChangeHash]>,
@@ -574,11 +573,11 @@ fn check_record<R: Stateful>(
         .validate()
         .map_err(|e| IncomingError::Validation(e.to_string()))?;
 
-    let seen: BTreeSet<_> = match (before, before_json) {
-        (Some(b), Some(json)) => b.history_in(json)?.into_iter().map(|e| e.id).collect(),
-        (Some(b), None) => b.history()?.into_iter().map(|e| e.id).collect(),
-        (None, _) => BTreeSet::new(),
+    let seen: BTreeSet<_> = match before {
+        Some((b, json)) => b.history_in(json)?.into_iter().map(|e| e.id).collect(),
+        None => BTreeSet::new(),
     };
+    let before = before.map(|(doc, _)| doc);
     let new_events: Vec<_> = after
         .history_in(after_json)?
         .into_iter()

@@ -263,8 +263,7 @@ impl From<DbError> for crate::domain::Error {
 }
 
 /// Whether the pull's queries over a range of the change log (`records::pull`,
-/// `history::changes`) keep a prepared statement on
-/// the connection.
+/// `history::changes`) keep a prepared statement on the connection.
 /// Not on PostgreSQL: a prepared statement may switch to a generic plan after
 /// five runs, and the feed query's generic plan joined every change of the
 /// range to every record of the caller's scope, 1.5 s where the plan for the

@@ -875,6 +875,29 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_large_push_is_counted_on_the_cores_and_limited_in_request_order() {
+        let org = OrgId::new();
+        let rep = caller(Role::Rep, org, TeamId::new());
+        // Enough records to be shared out over the cores (`on_cores`).
+        let records: Vec<RecordChanges> = (0..8 * RECORDS_PER_THREAD)
+            .map(|_| new_visit(&rep, rep.actor.user).0)
+            .collect();
+        let ops: Vec<usize> = records
+            .iter()
+            .map(|r| r.changes.iter().filter_map(|c| change_ops(c)).sum())
+            .collect();
+        // The push limit lets the first ten in, whichever thread counted them.
+        let verdicts = preflight_within(&records, usize::MAX, ops[..10].iter().sum());
+        assert_eq!(verdicts.len(), records.len());
+        assert!(verdicts[..10].iter().all(Option::is_none), "{verdicts:?}");
+        for v in &verdicts[10..] {
+            let r = v.as_ref().expect("deferred");
+            assert_eq!(r.code, RejectCode::TooLarge);
+            assert!(r.retryable, "{}", r.message);
+        }
+    }
+
+    #[test]
     fn the_preflight_refuses_costly_changes_and_defers_what_is_past_the_push_limit() {
         let org = OrgId::new();
         let rep = caller(Role::Rep, org, TeamId::new());
