@@ -24,7 +24,7 @@
 //! values. The line logged when the answer leaves carries the status and the
 //! latency.
 //!
-//! **Push timings come back from the write path.** `db::records::apply_push`
+//! **Push timings come back from the write path.** `db::records::apply_pushes`
 //! returns how long its merges and its commit took; `service::sync::push`
 //! records them with [`Metrics::push_applied`], whoever called it (a device's
 //! push, a manager's decision written on their behalf, the demo seeder).

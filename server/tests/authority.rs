@@ -30,6 +30,7 @@ on_both_databases!(
     status_locks_hold_and_the_server_prices_submitted_orders,
     the_server_recomputes_verdicts_checks_checklists_and_keeps_closing_in_the_office,
     a_second_visit_in_progress_is_a_visible_clash_and_keeps_both_check_ins,
+    two_check_ins_written_in_one_group_still_clash,
 );
 
 fn accepted(outcome: &PushOutcome, what: &str) {
@@ -854,4 +855,113 @@ fn a_second_visit_in_progress_is_a_visible_clash_and_keeps_both_check_ins(w: Wor
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0]["record_id"], second.to_string());
     assert_eq!(listed[0]["path"], "status");
+}
+
+/// The caller `dev` is when it pushes as `name` (what the server's
+/// authentication would make of its token).
+fn caller_of(w: &World, dev: &Device, name: &str) -> fieldsync_server::Caller {
+    let person = w.person(name);
+    fieldsync_server::Caller {
+        actor: dev.actor.clone(),
+        org: w.org,
+        team: Some(person.team),
+        territory: Some(w.territory),
+        display_name: name.into(),
+        actor_id: dev.actor_id(),
+        window: None,
+    }
+}
+
+/// One push of `dev`'s check-in of `visit` (made on the server's copy), as a
+/// job of a group transaction.
+fn check_in_job(
+    w: &World,
+    dev: &Device,
+    name: &str,
+    visit: RecordId,
+) -> fieldsync_server::db::records::PushJob<'static> {
+    use fieldsync_server::domain::push;
+    let caller = caller_of(w, dev, name);
+    let mut doc = w.server_doc(visit).expect("visit");
+    doc.set_actor(dev.actor_id());
+    let before = doc.heads();
+    let site = Site {
+        coords: None,
+        radius_m: 100.0,
+    };
+    visits::check_in(&mut doc, &dev.actor, today(9), None, site).expect("check in");
+    let changes = doc
+        .changes_since(&before)
+        .iter()
+        .map(|c| serde_bytes::ByteBuf::from(c.raw_bytes().to_vec()))
+        .collect();
+    let records = std::sync::Arc::new(vec![fieldsync_core::protocol::RecordChanges {
+        id: visit,
+        kind: fieldsync_core::model::RecordKind::Visit,
+        changes,
+    }]);
+    let (deciding, pushed) = (caller.clone(), std::sync::Arc::clone(&records));
+    fieldsync_server::db::records::PushJob {
+        caller,
+        batch: uuid::Uuid::now_v7(),
+        records,
+        all_or_nothing: false,
+        stamp: None,
+        decide: Box::new(move |loaded| {
+            push::decide_all(&deciding, &pushed, loaded, &[], std::time::Duration::MAX)
+        }),
+    }
+}
+
+/// Group commit: pushes of one organisation that wait together are written
+/// in one transaction, each decided on the records as stored before the
+/// group. A rep's two check-ins arriving in one group (phone and tablet at
+/// the same moment) must still see each other: the second is listed as a
+/// clash, exactly as when they arrive one after the other.
+fn two_check_ins_written_in_one_group_still_clash(w: World) {
+    let phone = w.device("ana");
+    let tablet = w.device("ana");
+    let mona = w.device("mona");
+    let shop = account(&w, &phone, "Ana's shop");
+    let first = visit(&w, &phone, shop);
+    let second = visit(&w, &phone, shop);
+    phone.sync();
+    let jobs = vec![
+        check_in_job(&w, &phone, "ana", first),
+        check_in_job(&w, &tablet, "ana", second),
+    ];
+    let log = w.log_len();
+    let applied =
+        w.rt.block_on(fieldsync_server::db::records::apply_pushes(&w.db, jobs))
+            .expect("one transaction");
+    assert_eq!(applied.len(), 2, "one answer per push");
+    for (a, id) in applied.iter().zip([first, second]) {
+        assert_eq!(a.results.len(), 1);
+        assert_eq!(a.results[0].0, id, "each push answers its own record");
+        assert!(a.results[0].1.is_ok(), "{:?}", a.results[0].1);
+        assert!(a.changes_written > 0);
+        let note = a.note.as_ref().expect("a live note per push");
+        assert!(
+            note.principals.iter().any(|p| p.starts_with("u:")),
+            "{note:?}"
+        );
+    }
+    assert!(w.log_len() > log, "both pushes' changes are in the log");
+    for id in [first, second] {
+        assert_eq!(server_json(&w, id)["status"], "in_progress");
+    }
+    let listed = conflicts_seen_by(&w, &mona);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["record_id"], second.to_string());
+    assert_eq!(listed[0]["path"], "in_progress");
+    // Each device pulls the other's check-in and not its own back.
+    tablet.sync();
+    assert_eq!(
+        tablet
+            .store()
+            .read_stateful::<Visit>(first)
+            .expect("first visit")
+            .status,
+        fieldsync_core::model::VisitStatus::InProgress
+    );
 }

@@ -31,24 +31,29 @@ pub struct DeviceRow {
     pub actor_id: String,
     /// When it was revoked (Unix seconds).
     pub revoked_at: Option<i64>,
+    /// When it was last seen (Unix seconds; kept to the minute, see
+    /// [`touch_device`]).
+    pub last_seen_at: i64,
 }
 
 /// The device with this id.
 pub async fn device_by_id(db: &Database, id: DeviceId) -> Result<Option<DeviceRow>, DbError> {
-    let row: Option<(String, String, Option<i64>)> = on_pool!(db, |pool, uuid| {
+    let row: Option<(String, String, Option<i64>, i64)> = on_pool!(db, |pool, uuid| {
         sqlx::query_as(
-            "SELECT CAST(user_id AS TEXT), actor_id, revoked_at FROM devices WHERE id = $1",
+            "SELECT CAST(user_id AS TEXT), actor_id, revoked_at, last_seen_at FROM devices \
+             WHERE id = $1",
         )
         .bind(uuid(*id.as_uuid()))
         .fetch_optional(pool)
         .await?
     });
-    row.map(|(user, actor_id, revoked_at)| {
+    row.map(|(user, actor_id, revoked_at, last_seen_at)| {
         Ok(DeviceRow {
             id,
             user: UserId::from_uuid(parse_uuid(&user)?),
             actor_id,
             revoked_at,
+            last_seen_at,
         })
     })
     .transpose()
@@ -156,6 +161,9 @@ pub async fn revoke_device(db: &Database, id: DeviceId) -> Result<bool, DbError>
     Ok(n == 1)
 }
 
+/// How stale a device's last-seen time may grow before a request updates it.
+pub const TOUCH_EVERY_SECS: i64 = 60;
+
 /// Notes that a device was active, at most once a minute per device so that
 /// authenticated reads do not each cost a write.
 pub async fn touch_device(db: &Database, id: DeviceId) -> Result<(), DbError> {
@@ -164,7 +172,7 @@ pub async fn touch_device(db: &Database, id: DeviceId) -> Result<(), DbError> {
         sqlx::query("UPDATE devices SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $3")
             .bind(now)
             .bind(uuid(*id.as_uuid()))
-            .bind(now - 60)
+            .bind(now - TOUCH_EVERY_SECS)
             .execute(pool)
             .await?
             .rows_affected()

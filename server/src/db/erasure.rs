@@ -104,14 +104,6 @@ pub struct ErasureEntry {
     pub attachments: i64,
 }
 
-/// What `records.erased_fields` holds: the paths the last rewrite took out
-/// and the attachments it deleted.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-struct ErasedFields {
-    fields: Vec<Vec<String>>,
-    attachments: Vec<String>,
-}
-
 /// The epochs above 0 of `ids` (records the sync path sends or was sent).
 pub async fn epochs(db: &Database, ids: &[RecordId]) -> Result<Vec<RecordEpoch>, DbError> {
     let mut out = Vec::new();
@@ -130,16 +122,11 @@ pub async fn epochs(db: &Database, ids: &[RecordId]) -> Result<Vec<RecordEpoch>,
             q.fetch_all(pool).await?
         });
         for (id, epoch, erased) in rows {
-            let erased: ErasedFields = erased
-                .as_deref()
-                .and_then(|e| serde_json::from_str(e).ok())
-                .unwrap_or_default();
-            out.push(RecordEpoch {
-                id: super::records::parse_record_id(&id)?,
-                epoch: u32::try_from(epoch).unwrap_or(u32::MAX),
-                erased: erased.fields,
-                attachments: erased.attachments,
-            });
+            out.push(super::records::record_epoch(
+                super::records::parse_record_id(&id)?,
+                epoch,
+                erased.as_deref(),
+            ));
         }
     }
     Ok(out)
@@ -270,7 +257,7 @@ pub async fn erase(
                 .bind(now)
                 .fetch_one(&mut *tx)
                 .await?;
-                let erased = serde_json::to_string(&ErasedFields {
+                let erased = serde_json::to_string(&super::records::ErasedFields {
                     fields: r.erased.clone(),
                     attachments: attachments.clone(),
                 })

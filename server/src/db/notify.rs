@@ -1,7 +1,7 @@
 //! Change notes across nodes on PostgreSQL: `NOTIFY` on one channel, a
 //! listener connection per node, and catching up from the change log after
 //! the listener's connection dropped. (A push sends its note inside its own
-//! transaction, in `records::apply_push`, so a note exists exactly when its
+//! transaction, in `records::apply_pushes`, so a note exists exactly when its
 //! changes are committed.) SQLite has one node and needs none of this.
 
 use std::collections::BTreeSet;

@@ -1,12 +1,14 @@
 //! Records, the change log and read scope: every SQL statement of the sync
 //! path, written once for both databases through [`on_pool!`](crate::on_pool).
 //!
-//! - [`apply_push`]: one push's transaction. It **loads** each record with
-//!   whether the caller may read it, hands everything to the caller's
-//!   **decision** (pure: `domain::push`), then **writes** the accepted merges:
-//!   the new changes appended to the log, the merged document and its
-//!   projection, read scope extended along references, the managers' facts and
-//!   conflicts, and the refusals in the rejection ledger.
+//! - [`apply_pushes`]: one transaction for one or several pushes of an
+//!   organisation (group commit). It **loads** each record with whether its
+//!   pusher may read it, hands each push's records to that push's
+//!   **decision** (pure: `domain::push`), then **writes** the accepted merges
+//!   of all of them together: the new changes appended to the log, the merged
+//!   documents and their projections, read scope extended along references,
+//!   the managers' facts and conflicts, and the refusals in the rejection
+//!   ledger. [`apply_push`] is the one-push case.
 //! - [`pull`]: the log after a cursor, filtered by scope, grouped by record.
 //! - [`prime`]: compacted documents of every record in scope, in id order.
 //! - [`readable_doc`], [`may_read`]: one record, scope-checked.
@@ -29,6 +31,7 @@
 //! that passes it sends the granted record's whole history.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fieldsync_core::model::{Projection, RecordKind, Role, Status, VisitStatus};
@@ -51,6 +54,7 @@ use crate::domain::push::{
     lost_principals, opt_uuid, own_principals,
 };
 use crate::on_pool;
+use fieldsync_core::protocol::RecordEpoch;
 
 /// `kind IN (...)` of the dated kinds, for queries over `records r`. Queries
 /// that splice it in are marked `AssertSqlSafe`: it is built from the fixed
@@ -64,24 +68,55 @@ fn dated_kinds_sql() -> String {
     format!("r.kind IN ({})", names.join(", "))
 }
 
-/// Whether the caller, through its five `principals`, reads record `id`
-/// (inside a push's transaction `tx`, with the dialect's `uuid`).
-macro_rules! readable {
-    ($tx:ident, $uuid:ident, $id:expr, $principals:ident) => {
-        sqlx::query_scalar::<_, i32>(
-            "SELECT 1 FROM record_scope WHERE record_id = $1 \
-             AND principal IN ($2, $3, $4, $5, $6)",
-        )
-        .bind($uuid(*$id.as_uuid()))
-        .bind(&$principals[0])
-        .bind(&$principals[1])
-        .bind(&$principals[2])
-        .bind(&$principals[3])
-        .bind(&$principals[4])
-        .fetch_optional(&mut *$tx)
-        .await?
-        .is_some()
-    };
+/// Which of `$principals` read each of the records `$ids` (on `$exec`, with
+/// the dialect's `uuid`): record → its readers among them. A few statements.
+macro_rules! readers_among {
+    ($exec:expr, $uuid:ident, $pg:expr, $ids:expr, $principals:expr) => {{
+        let ids: Vec<RecordId> = $ids.collect();
+        let principals: &[String] = &$principals;
+        let mut readers: BTreeMap<RecordId, Vec<String>> = BTreeMap::new();
+        let per = rows_per_statement($pg, 1)
+            .saturating_sub(principals.len())
+            .max(1);
+        if !principals.is_empty() {
+            for chunk in ids.chunks(per) {
+                let sql = format!(
+                    "SELECT CAST(record_id AS TEXT), principal FROM record_scope \
+                     WHERE principal IN ({}) AND record_id IN ({})",
+                    params(1, principals.len()),
+                    params(1 + principals.len(), chunk.len())
+                );
+                let mut q = sqlx::query_as::<_, (String, String)>(AssertSqlSafe(
+                    crate::db::positional($pg, sql),
+                ));
+                for p in principals {
+                    q = q.bind(p);
+                }
+                for id in chunk {
+                    q = q.bind($uuid(*id.as_uuid()));
+                }
+                for (id, principal) in q.fetch_all($exec).await? {
+                    readers
+                        .entry(parse_record_id(&id)?)
+                        .or_default()
+                        .push(principal);
+                }
+            }
+        }
+        readers
+    }};
+}
+
+/// `'price_list', …`: the kinds whose documents a push's second stage
+/// reads ([`reads_document`]), for `kind IN (…)`. Built from the fixed kind
+/// names, never from input.
+fn document_kinds_sql() -> String {
+    RecordKind::ALL
+        .iter()
+        .filter(|k| reads_document(**k))
+        .map(|k| format!("'{}'", k.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Rows one statement of a push's batched reads and writes carries at most
@@ -128,60 +163,7 @@ fn rows_params(first: usize, rows: usize, cols: usize) -> String {
         .join(", ")
 }
 
-/// The server's copy of each pushed record (`None`: it has none), and whether
-/// the caller, through its five `principals`, reads it (on `$exec`, a pool or
-/// `&mut *tx`, with the dialect's `uuid`; `$pg` for PostgreSQL). A few
-/// statements ([`rows_per_statement`]): the rows with whether the caller
-/// reads each (`FOR UPDATE` in id order when `$lock`, so two pushes lock
-/// shared records in the same order).
-macro_rules! load_pushed {
-    ($exec:expr, $uuid:ident, $pg:expr, $lock:expr, $records:expr, $org:expr, $principals:ident) => {{
-        let mut stored: BTreeMap<RecordId, (String, String, Vec<u8>)> = BTreeMap::new();
-        let mut readable: std::collections::BTreeSet<RecordId> = Default::default();
-        let ids: Vec<RecordId> = $records.iter().map(|r| r.id).collect();
-        for chunk in ids.chunks(rows_per_statement($pg, 1)) {
-            let sql = format!(
-                "SELECT CAST(r.id AS TEXT), CAST(r.org_id AS TEXT), r.kind, r.doc, \
-                 CASE WHEN EXISTS (SELECT 1 FROM record_scope s WHERE s.record_id = r.id \
-                 AND s.principal IN ($1, $2, $3, $4, $5)) THEN 1 ELSE 0 END \
-                 FROM records r WHERE r.id IN ({}) ORDER BY r.id{}",
-                params(6, chunk.len()),
-                if $lock { " FOR UPDATE" } else { "" }
-            );
-            let mut q = sqlx::query_as::<_, (String, String, String, Vec<u8>, i32)>(AssertSqlSafe(
-                crate::db::positional($pg, sql),
-            ));
-            for p in &$principals {
-                q = q.bind(p);
-            }
-            for id in chunk {
-                q = q.bind($uuid(*id.as_uuid()));
-            }
-            for (id, org, kind, doc, reads) in q.fetch_all($exec).await? {
-                let id = parse_record_id(&id)?;
-                if reads != 0 {
-                    readable.insert(id);
-                }
-                stored.insert(id, (org, kind, doc));
-            }
-        }
-        let mut loaded: Vec<Option<Loaded>> = Vec::with_capacity($records.len());
-        for rec in $records {
-            loaded.push(match stored.get(&rec.id) {
-                None => None,
-                Some((row_org, _, _)) if parse_uuid(row_org)? != $org => Some(Loaded::foreign()),
-                Some((_, kind, doc)) => Some(Loaded {
-                    kind: kind.clone(),
-                    doc: doc.clone(),
-                    readable: readable.contains(&rec.id),
-                }),
-            });
-        }
-        loaded
-    }};
-}
-
-/// A changed record's stored row before a push, as [`apply_push`] reads it.
+/// A changed record's stored row before a push, as [`apply_pushes`] reads it.
 #[derive(Debug, Default)]
 struct Before {
     anchor_ms: Option<i64>,
@@ -219,23 +201,87 @@ impl Before {
     }
 }
 
-/// Loads a push's records as [`apply_push`] will, but outside its transaction
-/// and without locking anything: the copy a push merges before it waits for
-/// its turn to write. `apply_push` loads them again and merges again only the
-/// push whose records changed meanwhile.
+/// Loads a push's records as [`apply_pushes`] will, but outside its
+/// transaction and without locking anything: the copy a push merges before
+/// it waits for its turn to write (`apply_pushes` loads them again, and
+/// only a push whose records changed meanwhile merges again). Also the
+/// epochs above 0 of those records (a device's changes made on an epoch an
+/// erasure has since rewritten are refused), read in the same statements.
 pub async fn load_for_push(
     db: &Database,
     caller: &Caller,
     records: &[RecordChanges],
-) -> Result<Vec<Option<Loaded>>, DbError> {
+) -> Result<(Vec<Option<Loaded>>, Vec<RecordEpoch>), DbError> {
     let principals = caller.principals();
     let org = *caller.org.as_uuid();
     let pg = matches!(db, Database::Postgres(_));
-    on_pool!(db, |pool, uuid| {
-        Ok(load_pushed!(
-            pool, uuid, pg, false, records, org, principals
-        ))
-    })
+    let ids: Vec<RecordId> = records.iter().map(|r| r.id).collect();
+    type Row = (String, String, String, Vec<u8>, i32, i64, Option<String>);
+    let mut rows: Vec<Row> = Vec::new();
+    for chunk in ids.chunks(rows_per_statement(pg, 1)) {
+        let sql = format!(
+            "SELECT CAST(r.id AS TEXT), CAST(r.org_id AS TEXT), r.kind, r.doc, \
+             CASE WHEN EXISTS (SELECT 1 FROM record_scope s WHERE s.record_id = r.id \
+             AND s.principal IN ($1, $2, $3, $4, $5)) THEN 1 ELSE 0 END, \
+             r.epoch, r.erased_fields FROM records r WHERE r.id IN ({})",
+            params(6, chunk.len()),
+        );
+        let sql = crate::db::positional(pg, sql);
+        rows.extend(on_pool!(db, |pool, uuid| {
+            let mut q = sqlx::query_as::<_, Row>(AssertSqlSafe(sql));
+            for p in &principals {
+                q = q.bind(p);
+            }
+            for id in chunk {
+                q = q.bind(uuid(*id.as_uuid()));
+            }
+            q.fetch_all(pool).await?
+        }));
+    }
+    let mut stored: BTreeMap<RecordId, Option<Loaded>> = BTreeMap::new();
+    let mut epochs = Vec::new();
+    for (id, row_org, kind, doc, reads, epoch, erased) in rows {
+        let id = parse_record_id(&id)?;
+        if epoch > 0 {
+            epochs.push(record_epoch(id, epoch, erased.as_deref()));
+        }
+        let loaded = if parse_uuid(&row_org)? != org {
+            Loaded::foreign()
+        } else {
+            Loaded {
+                kind,
+                doc,
+                readable: reads != 0,
+            }
+        };
+        stored.insert(id, Some(loaded));
+    }
+    let loaded = records
+        .iter()
+        .map(|r| stored.get(&r.id).cloned().flatten())
+        .collect();
+    Ok((loaded, epochs))
+}
+
+/// What `records.erased_fields` holds: the paths the last rewrite took out
+/// and the attachments it deleted.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ErasedFields {
+    pub(crate) fields: Vec<Vec<String>>,
+    pub(crate) attachments: Vec<String>,
+}
+
+/// A record's epoch as stored: `records.epoch` and `records.erased_fields`.
+pub(crate) fn record_epoch(id: RecordId, epoch: i64, erased: Option<&str>) -> RecordEpoch {
+    let erased: ErasedFields = erased
+        .and_then(|e| serde_json::from_str(e).ok())
+        .unwrap_or_default();
+    RecordEpoch {
+        id,
+        epoch: u32::try_from(epoch).unwrap_or(u32::MAX),
+        erased: erased.fields,
+        attachments: erased.attachments,
+    }
 }
 
 /// Frees a push's merged documents on the blocking pool while the write
@@ -307,7 +353,7 @@ pub async fn apply_push(
     caller: &Caller,
     batch: Uuid,
     records: &[RecordChanges],
-    decide: impl FnOnce(&[Option<Loaded>]) -> Decisions,
+    decide: impl FnOnce(&[Option<Loaded>]) -> Decisions + Send,
 ) -> Result<Applied, DbError> {
     apply_push_with(db, caller, batch, records, false, decide).await
 }
@@ -321,193 +367,420 @@ pub async fn apply_push_with(
     batch: Uuid,
     records: &[RecordChanges],
     all_or_nothing: bool,
-    decide: impl FnOnce(&[Option<Loaded>]) -> Decisions,
+    decide: impl FnOnce(&[Option<Loaded>]) -> Decisions + Send,
 ) -> Result<Applied, DbError> {
-    apply_push_stamped(db, caller, batch, records, all_or_nothing, None, decide).await
+    let job = PushJob {
+        caller: caller.clone(),
+        batch,
+        records: Arc::new(records.to_vec()),
+        all_or_nothing,
+        stamp: None,
+        decide: Box::new(decide),
+    };
+    let mut applied = apply_pushes(db, vec![job]).await?;
+    applied
+        .pop()
+        .ok_or_else(|| DbError::Corrupt("a push transaction answered nothing".into()))
 }
 
 /// A device's sync stamp (`db::facts::write_sync`), written in its push's
 /// transaction: the device and the health figures it reported, if any.
 pub type SyncStamp = (fieldsync_core::DeviceId, Option<super::facts::HealthReport>);
 
-/// [`apply_push_with`], also stamping the pushing device's sync in the same
-/// transaction (one write instead of two on SQLite's single writer).
-pub async fn apply_push_stamped(
-    db: &Database,
-    caller: &Caller,
-    batch: Uuid,
-    records: &[RecordChanges],
-    all_or_nothing: bool,
-    stamp: Option<&SyncStamp>,
-    decide: impl FnOnce(&[Option<Loaded>]) -> Decisions,
-) -> Result<Applied, DbError> {
+/// How a push decides on the stored copies its transaction loaded (pure, no
+/// I/O): `domain::push::decide_all`, or the merge made before the
+/// transaction when nothing changed since.
+pub type Decide<'a> = Box<dyn FnOnce(&[Option<Loaded>]) -> Decisions + Send + 'a>;
+
+/// One push for [`apply_pushes`].
+pub struct PushJob<'a> {
+    /// Who pushes.
+    pub caller: Caller,
+    /// The push's id (the rejection ledger's batch).
+    pub batch: Uuid,
+    /// The pushed records, one entry per record.
+    pub records: Arc<Vec<RecordChanges>>,
+    /// Nothing of this push is written when any of its records is refused.
+    pub all_or_nothing: bool,
+    /// The pushing device's sync stamp, written with the push.
+    pub stamp: Option<SyncStamp>,
+    /// The decision on the stored copies.
+    pub decide: Decide<'a>,
+}
+
+impl std::fmt::Debug for PushJob<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushJob")
+            .field("org", &self.caller.org)
+            .field("user", &self.caller.actor.user)
+            .field("batch", &self.batch)
+            .field("records", &self.records.len())
+            .field("all_or_nothing", &self.all_or_nothing)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One push's part of a group transaction, between its decision and the writes.
+struct Decided {
+    results: Vec<(RecordId, Result<Vec<u8>, Rejection>)>,
+    refusals: Vec<crate::domain::push::Refusal>,
+    merge_time: Duration,
+}
+
+/// Writes several pushes of one organisation in one transaction (group
+/// commit: `service::write` gathers the pushes that wait for their turn).
+/// The group's records are loaded (and locked) together; each push is then
+/// decided and its lookups read in turn, as it would be alone; then the
+/// writes of all of them go out together: one change-log insert, one records
+/// upsert, one scope insert, one facts upsert for the group (each within
+/// [`rows_per_statement`]), one lock and one commit.
+///
+/// The pushes must touch disjoint records and belong to one organisation.
+/// Each is decided on the rows as stored before the group, as if it came
+/// first, with one exception that matters to the managers: a rep's visits in
+/// progress are read as the earlier pushes of the group leave them, so two
+/// check-ins arriving together still clash. (A record another push of the
+/// group writes and this one only names, say an account edited at the same
+/// moment, is read as it was: the two pushes were concurrent, either order
+/// is theirs.)
+///
+/// Answers one [`Applied`] per push, in order. An error is a failure of the
+/// whole transaction: nothing of any push was stored.
+pub async fn apply_pushes(db: &Database, jobs: Vec<PushJob<'_>>) -> Result<Vec<Applied>, DbError> {
+    let Some(first) = jobs.first() else {
+        return Ok(Vec::new());
+    };
+    let org_id = first.caller.org;
+    if jobs.iter().any(|j| j.caller.org != org_id) {
+        return Err(DbError::Unsupported(
+            "a group transaction writes the pushes of one organisation",
+        ));
+    }
     let pg = matches!(db, Database::Postgres(_));
-    let principals = caller.principals();
-    let org = *caller.org.as_uuid();
-    let user = *caller.actor.user.as_uuid();
-    let device = caller.actor.device.map(|d| *d.as_uuid());
+    let org = *org_id.as_uuid();
+    // Per push: (user, device) of its changes.
+    let who: Vec<(Uuid, Option<Uuid>)> = jobs
+        .iter()
+        .map(|j| {
+            (
+                *j.caller.actor.user.as_uuid(),
+                j.caller.actor.device.map(|d| *d.as_uuid()),
+            )
+        })
+        .collect();
     let applied = on_pool!(db, |pool, uuid| {
         let mut tx = if pg {
             pool.begin().await?
         } else {
             pool.begin_with("BEGIN IMMEDIATE").await?
         };
-        let merge_started = Instant::now();
+        let mut decided: Vec<Decided> = Vec::with_capacity(jobs.len());
+        // Every write of the group, with the push it belongs to.
+        let mut writes: Vec<crate::domain::push::Write> = Vec::new();
+        let mut write_job: Vec<usize> = Vec::new();
+        let mut pushes: Vec<(Caller, Uuid, Option<SyncStamp>)> = Vec::with_capacity(jobs.len());
 
-        // 1. Load: the server's copy of each record, and whether the caller reads it.
-        let loaded = load_pushed!(&mut *tx, uuid, pg, pg, records, org, principals);
-        // The device's sync stamp, before the organisation's log lock.
-        if let Some((stamp_device, report)) = stamp {
-            super::facts::stamp_sync!(
-                &mut *tx,
-                uuid,
-                *stamp_device.as_uuid(),
-                org,
-                user,
-                now_secs(),
-                report.as_ref()
+        // 1. Load, for the whole group: each pushed record's stored row
+        // (locked in id order on PostgreSQL, so two transactions lock shared
+        // records in the same order) and which of the callers' principals
+        // read it.
+        let load_started = Instant::now();
+        let mut ids: Vec<RecordId> = jobs
+            .iter()
+            .flat_map(|j| j.records.iter().map(|r| r.id))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        let mut stored: BTreeMap<RecordId, (String, String, Vec<u8>)> = BTreeMap::new();
+        for chunk in ids.chunks(rows_per_statement(pg, 1)) {
+            let sql = format!(
+                "SELECT CAST(id AS TEXT), CAST(org_id AS TEXT), kind, doc FROM records \
+                 WHERE id IN ({}) ORDER BY id{}",
+                params(1, chunk.len()),
+                if pg { " FOR UPDATE" } else { "" }
             );
-        }
-
-        // 2. Decide (pure): merge and the model's rules, then what needs other
-        // records and the organisation's people, loaded here in rounds (an
-        // order's account names its price list).
-        let decisions = decide(&loaded);
-        let mut lookups = Lookups::default();
-        for _ in 0..3 {
-            let needs = decisions.needs(&lookups);
-            if needs.is_empty() {
-                break;
+            let mut q = sqlx::query_as::<_, (String, String, String, Vec<u8>)>(AssertSqlSafe(
+                crate::db::positional(pg, sql),
+            ));
+            for id in chunk {
+                q = q.bind(uuid(*id.as_uuid()));
             }
-            for id in needs.records {
-                let row: Option<(String, String)> =
-                    sqlx::query_as("SELECT CAST(org_id AS TEXT), kind FROM records WHERE id = $1")
-                        .bind(uuid(*id.as_uuid()))
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                let target = match row {
-                    Some((row_org, kind)) if parse_uuid(&row_org)? == org => {
-                        match kind.parse::<RecordKind>() {
-                            Ok(kind) => {
-                                let readable = readable!(tx, uuid, id, principals);
-                                let doc = if reads_document(kind) {
-                                    sqlx::query_scalar::<_, Vec<u8>>(
-                                        "SELECT doc FROM records WHERE id = $1",
-                                    )
-                                    .bind(uuid(*id.as_uuid()))
-                                    .fetch_optional(&mut *tx)
-                                    .await?
-                                } else {
-                                    None
-                                };
-                                Some(Target {
-                                    kind,
-                                    readable,
-                                    doc,
-                                })
-                            }
-                            Err(_) => None,
+            for (id, row_org, kind, doc) in q.fetch_all(&mut *tx).await? {
+                stored.insert(parse_record_id(&id)?, (row_org, kind, doc));
+            }
+        }
+        let mut principals: Vec<String> = jobs.iter().flat_map(|j| j.caller.principals()).collect();
+        principals.sort();
+        principals.dedup();
+        let readers = readers_among!(&mut *tx, uuid, pg, stored.keys().copied(), principals);
+        let load_time = load_started.elapsed();
+
+        // Read once for the group: the organisation's people and places do
+        // not change in a push.
+        let mut users: BTreeMap<fieldsync_core::UserId, Option<Member>> = BTreeMap::new();
+        let mut teams: BTreeMap<Uuid, bool> = BTreeMap::new();
+        let mut territories: BTreeMap<Uuid, bool> = BTreeMap::new();
+
+        for (j, job) in jobs.into_iter().enumerate() {
+            let merge_started = Instant::now();
+            let PushJob {
+                caller,
+                batch,
+                records,
+                all_or_nothing,
+                stamp,
+                decide,
+            } = job;
+            let records = records.as_slice();
+            let principals = caller.principals();
+            let loaded: Vec<Option<Loaded>> = records
+                .iter()
+                .map(|rec| match stored.get(&rec.id) {
+                    None => Ok(None),
+                    Some((row_org, _, _)) if parse_uuid(row_org)? != org => {
+                        Ok(Some(Loaded::foreign()))
+                    }
+                    Some((_, kind, doc)) => Ok(Some(Loaded {
+                        kind: kind.clone(),
+                        doc: doc.clone(),
+                        readable: readers
+                            .get(&rec.id)
+                            .is_some_and(|r| principals.iter().any(|p| r.contains(p))),
+                    })),
+                })
+                .collect::<Result<_, DbError>>()?;
+
+            // 2. Decide (pure): merge and the model's rules, then what needs other
+            // records and the organisation's people, loaded here in rounds (an
+            // order's account names its price list).
+            let decisions = decide(&loaded);
+            let mut lookups = Lookups::default();
+            for _ in 0..3 {
+                let needs = decisions.needs(&lookups);
+                if needs.is_empty() {
+                    break;
+                }
+                // Named records, with whether this caller reads each and the
+                // document of the kinds the second stage reads.
+                let named: Vec<RecordId> = needs.records.iter().copied().collect();
+                let mut targets: BTreeMap<RecordId, (String, String, Option<Vec<u8>>)> =
+                    BTreeMap::new();
+                for chunk in named.chunks(rows_per_statement(pg, 1)) {
+                    let sql = format!(
+                        "SELECT CAST(id AS TEXT), CAST(org_id AS TEXT), kind, \
+                         CASE WHEN kind IN ({}) THEN doc END FROM records WHERE id IN ({})",
+                        document_kinds_sql(),
+                        params(1, chunk.len())
+                    );
+                    let mut q = sqlx::query_as::<_, (String, String, String, Option<Vec<u8>>)>(
+                        AssertSqlSafe(crate::db::positional(pg, sql)),
+                    );
+                    for id in chunk {
+                        q = q.bind(uuid(*id.as_uuid()));
+                    }
+                    for (id, row_org, kind, doc) in q.fetch_all(&mut *tx).await? {
+                        targets.insert(parse_record_id(&id)?, (row_org, kind, doc));
+                    }
+                }
+                let ours: Vec<RecordId> = targets
+                    .iter()
+                    .filter(|(_, (row_org, _, _))| parse_uuid(row_org).is_ok_and(|o| o == org))
+                    .map(|(id, _)| *id)
+                    .collect();
+                let target_readers =
+                    readers_among!(&mut *tx, uuid, pg, ours.iter().copied(), principals);
+                for id in named {
+                    let target = match targets.remove(&id) {
+                        Some((row_org, kind, doc)) if parse_uuid(&row_org)? == org => {
+                            kind.parse::<RecordKind>().ok().map(|kind| Target {
+                                kind,
+                                readable: target_readers.contains_key(&id),
+                                doc,
+                            })
+                        }
+                        _ => None,
+                    };
+                    lookups.records.insert(id, target);
+                }
+                let unknown: Vec<fieldsync_core::UserId> = needs
+                    .users
+                    .iter()
+                    .filter(|u| !users.contains_key(u))
+                    .copied()
+                    .collect();
+                for chunk in unknown.chunks(rows_per_statement(pg, 1)) {
+                    let sql = format!(
+                        "SELECT CAST(id AS TEXT), CAST(team_id AS TEXT), CAST(territory_id AS TEXT) \
+                         FROM users WHERE org_id = $1 AND id IN ({})",
+                        params(2, chunk.len())
+                    );
+                    let mut q = sqlx::query_as::<_, (String, Option<String>, Option<String>)>(
+                        AssertSqlSafe(crate::db::positional(pg, sql)),
+                    )
+                    .bind(uuid(org));
+                    for user in chunk {
+                        q = q.bind(uuid(*user.as_uuid()));
+                        users.insert(*user, None);
+                    }
+                    for (id, team, territory) in q.fetch_all(&mut *tx).await? {
+                        users.insert(
+                            fieldsync_core::UserId::from_uuid(parse_uuid(&id)?),
+                            Some(Member {
+                                team: opt_uuid(team.as_deref()),
+                                territory: opt_uuid(territory.as_deref()),
+                            }),
+                        );
+                    }
+                }
+                for user in needs.users {
+                    lookups
+                        .users
+                        .insert(user, users.get(&user).cloned().flatten());
+                }
+                for rep in needs.visits_in_progress {
+                    let ids: Vec<String> = sqlx::query_scalar(
+                        "SELECT CAST(id AS TEXT) FROM records WHERE org_id = $1 AND owner_id = $2 \
+                     AND kind = $3 AND status = $4 AND deleted = $5",
+                    )
+                    .bind(uuid(org))
+                    .bind(uuid(*rep.as_uuid()))
+                    .bind(RecordKind::Visit.as_str())
+                    .bind(VisitStatus::InProgress.as_str())
+                    .bind(false)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    let mut in_progress: std::collections::BTreeSet<RecordId> = ids
+                        .iter()
+                        .filter_map(|i| i.parse::<RecordId>().ok())
+                        .collect();
+                    // As stored once the earlier pushes of the group are
+                    // written: another device of the rep may have checked in
+                    // or out a moment ago.
+                    for w in writes
+                        .iter()
+                        .filter(|w| w.projection.kind == RecordKind::Visit)
+                    {
+                        let p = &w.projection;
+                        if p.owner == Some(rep)
+                            && !p.deleted
+                            && p.status.as_deref() == Some(VisitStatus::InProgress.as_str())
+                        {
+                            in_progress.insert(w.id);
+                        } else {
+                            in_progress.remove(&w.id);
                         }
                     }
-                    _ => None,
-                };
-                lookups.records.insert(id, target);
-            }
-            for user in needs.users {
-                let row: Option<(Option<String>, Option<String>)> = sqlx::query_as(
-                    "SELECT CAST(team_id AS TEXT), CAST(territory_id AS TEXT) FROM users \
-                     WHERE id = $1 AND org_id = $2",
-                )
-                .bind(uuid(*user.as_uuid()))
-                .bind(uuid(org))
-                .fetch_optional(&mut *tx)
-                .await?;
-                lookups.users.insert(
-                    user,
-                    row.map(|(team, territory)| Member {
-                        team: opt_uuid(team.as_deref()),
-                        territory: opt_uuid(territory.as_deref()),
-                    }),
-                );
-            }
-            for rep in needs.visits_in_progress {
-                let ids: Vec<String> = sqlx::query_scalar(
-                    "SELECT CAST(id AS TEXT) FROM records WHERE org_id = $1 AND owner_id = $2 \
-                     AND kind = $3 AND status = $4 AND deleted = $5",
-                )
-                .bind(uuid(org))
-                .bind(uuid(*rep.as_uuid()))
-                .bind(RecordKind::Visit.as_str())
-                .bind(VisitStatus::InProgress.as_str())
-                .bind(false)
-                .fetch_all(&mut *tx)
-                .await?;
-                lookups.visits_in_progress.insert(
-                    rep,
-                    ids.iter()
-                        .filter_map(|i| i.parse::<RecordId>().ok())
-                        .collect(),
-                );
-            }
-            for territory in needs.territory_price_lists {
-                let docs: Vec<Vec<u8>> = sqlx::query_scalar(
-                    "SELECT doc FROM records WHERE org_id = $1 AND kind = $2 \
+                    lookups
+                        .visits_in_progress
+                        .insert(rep, in_progress.into_iter().collect());
+                }
+                for territory in needs.territory_price_lists {
+                    let docs: Vec<Vec<u8>> = sqlx::query_scalar(
+                        "SELECT doc FROM records WHERE org_id = $1 AND kind = $2 \
                      AND territory_id = $3 AND deleted = $4 ORDER BY id",
-                )
-                .bind(uuid(org))
-                .bind(RecordKind::PriceList.as_str())
-                .bind(uuid(territory))
-                .bind(false)
-                .fetch_all(&mut *tx)
-                .await?;
-                lookups.territory_price_lists.insert(territory, docs);
-            }
-            for (sql, ids, found) in [
-                (
-                    "SELECT 1 FROM teams WHERE id = $1 AND org_id = $2",
-                    needs.teams,
-                    &mut lookups.teams,
-                ),
-                (
-                    "SELECT 1 FROM territories WHERE id = $1 AND org_id = $2",
-                    needs.territories,
-                    &mut lookups.territories,
-                ),
-            ] {
-                for id in ids {
-                    let exists = sqlx::query_scalar::<_, i32>(sql)
-                        .bind(uuid(id))
-                        .bind(uuid(org))
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .is_some();
-                    found.insert(id, exists);
+                    )
+                    .bind(uuid(org))
+                    .bind(RecordKind::PriceList.as_str())
+                    .bind(uuid(territory))
+                    .bind(false)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    lookups.territory_price_lists.insert(territory, docs);
+                }
+                for (table, wanted, known, found) in [
+                    ("teams", needs.teams, &mut teams, &mut lookups.teams),
+                    (
+                        "territories",
+                        needs.territories,
+                        &mut territories,
+                        &mut lookups.territories,
+                    ),
+                ] {
+                    let unknown: Vec<Uuid> = wanted
+                        .iter()
+                        .filter(|id| !known.contains_key(id))
+                        .copied()
+                        .collect();
+                    for chunk in unknown.chunks(rows_per_statement(pg, 1)) {
+                        let sql = format!(
+                            "SELECT CAST(id AS TEXT) FROM {table} WHERE org_id = $1 AND id IN ({})",
+                            params(2, chunk.len())
+                        );
+                        let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(
+                            crate::db::positional(pg, sql),
+                        ))
+                        .bind(uuid(org));
+                        for id in chunk {
+                            q = q.bind(uuid(*id));
+                            known.insert(*id, false);
+                        }
+                        for id in q.fetch_all(&mut *tx).await? {
+                            known.insert(parse_uuid(&id)?, true);
+                        }
+                    }
+                    for id in wanted {
+                        found.insert(id, known.get(&id).copied().unwrap_or(false));
+                    }
                 }
             }
-        }
-        let Decisions {
-            results,
-            writes,
-            refusals,
-            retired,
-        } = decisions.finish(caller, &lookups);
-        free_elsewhere(retired);
-        let merge_time = merge_started.elapsed();
-        if all_or_nothing && !refusals.is_empty() {
-            tx.rollback().await?;
-            return Ok(Applied {
+            let Decisions {
                 results,
-                note: None,
-                merge_time,
-                commit_time: Duration::ZERO,
-                changes_written: 0,
-                status_changes: Vec::new(),
+                writes: writes_of,
+                refusals,
+                retired,
+            } = decisions.finish(&caller, &lookups);
+            free_elsewhere(retired);
+            // All or nothing: a refused record drops the push's writes, its
+            // ledger entries and its stamp (nothing of it was written yet).
+            let dropped = all_or_nothing && !refusals.is_empty();
+            if !dropped {
+                write_job.extend(std::iter::repeat_n(j, writes_of.len()));
+                writes.extend(writes_of);
+            }
+            decided.push(Decided {
+                results,
+                refusals: if dropped { Vec::new() } else { refusals },
+                merge_time: load_time + merge_started.elapsed(),
             });
+            pushes.push((caller, batch, if dropped { None } else { stamp }));
+        }
+        if writes.is_empty()
+            && decided.iter().all(|d| d.refusals.is_empty())
+            && pushes.iter().all(|(_, _, s)| s.is_none())
+        {
+            // Nothing to write (resends, or refusals dropped whole).
+            tx.rollback().await?;
+            return Ok(decided
+                .into_iter()
+                .map(|d| Applied {
+                    results: d.results,
+                    note: None,
+                    merge_time: d.merge_time,
+                    commit_time: Duration::ZERO,
+                    changes_written: 0,
+                    status_changes: Vec::new(),
+                })
+                .collect());
         }
 
         // 3. Write.
         let commit_started = Instant::now();
         let now = now_secs();
+
+        // The devices' sync stamps, before the organisation's log lock.
+        for (caller, _, stamp) in &pushes {
+            if let Some((stamp_device, report)) = stamp {
+                super::facts::stamp_sync!(
+                    &mut *tx,
+                    uuid,
+                    *stamp_device.as_uuid(),
+                    org,
+                    *caller.actor.user.as_uuid(),
+                    now,
+                    report.as_ref()
+                );
+            }
+        }
 
         // What the stored rows say before this push: the previous owner, team
         // and territory of changed records (the readers they lose), their
@@ -606,7 +879,7 @@ pub async fn apply_push_stamped(
         // This push's own read scope (written below) holds some of those
         // targets already: an account created in the same push as its visits.
         for w in &writes {
-            for principal in own_principals(&w.projection, caller.org) {
+            for principal in own_principals(&w.projection, org_id) {
                 if principal.starts_with("u:") {
                     held.insert((w.id, principal));
                 }
@@ -619,7 +892,7 @@ pub async fn apply_push_stamped(
         // read is read above, outside the lock.
         if !writes.is_empty() && pg {
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(org_lock_key(caller.org))
+                .bind(org_lock_key(org_id))
                 .execute(&mut *tx)
                 .await?;
         }
@@ -631,8 +904,9 @@ pub async fn apply_push_stamped(
             // (record, hash, change, user, device)
             type LogRow<'a> = (RecordId, &'a [u8], &'a [u8], Option<Uuid>, Option<Uuid>);
             let mut rows: Vec<LogRow<'_>> = Vec::new();
-            for w in &writes {
+            for (w, &j) in writes.iter().zip(&write_job) {
                 let by_server = w.changes.len().saturating_sub(w.server_changes);
+                let (user, device) = who[j];
                 for (i, (hash, raw)) in w.changes.iter().enumerate() {
                     // The server's own changes (pricing an order) are logged under
                     // no user and no device: every device pulls them, the pusher too.
@@ -672,10 +946,11 @@ pub async fn apply_push_stamped(
                 }
             }
         }
-        let mut top_seq = 0i64;
+        // Per push: the last sequence it wrote.
+        let mut top_seq = vec![0i64; decided.len()];
         // Per write: (first, last) sequence of its changes.
         let mut spans: Vec<(i64, i64)> = Vec::with_capacity(writes.len());
-        for w in &writes {
+        for (w, &j) in writes.iter().zip(&write_job) {
             let mut span: Option<(i64, i64)> = None;
             for (hash, _) in &w.changes {
                 let seq = *seqs.get(&(w.id, hash.clone())).ok_or_else(|| {
@@ -687,7 +962,7 @@ pub async fn apply_push_stamped(
                 span = Some(span.map_or((seq, seq), |(a, b)| (a.min(seq), b.max(seq))));
             }
             let span = span.unwrap_or((0, 0));
-            top_seq = top_seq.max(span.1);
+            top_seq[j] = top_seq[j].max(span.1);
             spans.push(span);
         }
 
@@ -801,7 +1076,7 @@ pub async fn apply_push_stamped(
             let mut rows: Vec<(RecordId, String, i64)> = Vec::new();
             for (w, (_, last_seq)) in writes.iter().zip(&spans) {
                 let own_seq = if w.is_new { 0 } else { *last_seq };
-                for principal in own_principals(&w.projection, caller.org) {
+                for principal in own_principals(&w.projection, org_id) {
                     rows.push((w.id, principal, own_seq));
                 }
             }
@@ -829,8 +1104,9 @@ pub async fn apply_push_stamped(
                 rows_per_statement(pg, crate::db::facts::FACT_COLS));
         }
 
-        for (w, (_, last_seq)) in writes.iter().zip(&spans) {
+        for ((w, (_, last_seq)), &j) in writes.iter().zip(&spans).zip(&write_job) {
             let last_seq = *last_seq;
+            let (user, device) = who[j];
             let p = &w.projection;
             // The managers' conflicts queue, in the same transaction.
             // The managers' conflicts queue: a status clash, or two visits in
@@ -988,83 +1264,140 @@ pub async fn apply_push_stamped(
             }
         }
 
-        // The live channel's note: who may read what changed (ids only). On
-        // PostgreSQL it is sent in this transaction, so it exists exactly when
-        // the changes do; on SQLite the caller publishes it after the commit.
-        let note = if writes.is_empty() {
-            None
-        } else {
-            let mut touched = std::collections::BTreeSet::new();
-            if writes.len() <= MAX_NOTE_RECORDS {
-                let ids: Vec<RecordId> = writes.iter().map(|w| w.id).collect();
-                for chunk in ids.chunks(rows_per_statement(pg, 1)) {
-                    let sql = format!(
-                        "SELECT DISTINCT principal FROM record_scope WHERE record_id IN ({})",
-                        params(1, chunk.len())
-                    );
-                    let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(
-                        crate::db::positional(pg, sql),
-                    ));
-                    for id in chunk {
-                        q = q.bind(uuid(*id.as_uuid()));
-                    }
-                    touched.extend(q.fetch_all(&mut *tx).await?);
+        // The live channel's notes, one per push: who may read what changed
+        // (ids only). On PostgreSQL they are sent in this transaction, so
+        // they exist exactly when the changes do; on SQLite the caller
+        // publishes them after the commit.
+        let mut per_push: Vec<Vec<RecordId>> = vec![Vec::new(); decided.len()];
+        for (w, &j) in writes.iter().zip(&write_job) {
+            per_push[j].push(w.id);
+        }
+        let mut readers: BTreeMap<RecordId, Vec<String>> = BTreeMap::new();
+        {
+            // A push of more records than a note names reaches every listener
+            // of the organisation: its records' readers are not read.
+            let ids: Vec<RecordId> = per_push
+                .iter()
+                .filter(|ids| ids.len() <= MAX_NOTE_RECORDS)
+                .flatten()
+                .copied()
+                .collect();
+            for chunk in ids.chunks(rows_per_statement(pg, 1)) {
+                let sql = format!(
+                    "SELECT CAST(record_id AS TEXT), principal FROM record_scope \
+                     WHERE record_id IN ({})",
+                    params(1, chunk.len())
+                );
+                let mut q = sqlx::query_as::<_, (String, String)>(AssertSqlSafe(
+                    crate::db::positional(pg, sql),
+                ));
+                for id in chunk {
+                    q = q.bind(uuid(*id.as_uuid()));
+                }
+                for (id, principal) in q.fetch_all(&mut *tx).await? {
+                    readers
+                        .entry(parse_record_id(&id)?)
+                        .or_default()
+                        .push(principal);
                 }
             }
-            Some(Note::new(
-                caller.org,
-                top_seq,
-                caller.actor.device.map(|d| d.to_string()),
-                touched,
-            ))
-        };
-        if pg && let Some(note) = &note {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(CHANNEL)
-                .bind(payload(note)?)
-                .execute(&mut *tx)
-                .await?;
+        }
+        let notes: Vec<Option<Note>> = per_push
+            .iter()
+            .zip(&pushes)
+            .zip(&top_seq)
+            .map(|((ids, (caller, _, _)), &top)| {
+                if ids.is_empty() {
+                    return None;
+                }
+                let mut touched = std::collections::BTreeSet::new();
+                if ids.len() <= MAX_NOTE_RECORDS {
+                    for id in ids {
+                        touched.extend(readers.get(id).into_iter().flatten().cloned());
+                    }
+                }
+                Some(Note::new(
+                    org_id,
+                    top,
+                    caller.actor.device.map(|d| d.to_string()),
+                    touched,
+                ))
+            })
+            .collect();
+        if pg {
+            let payloads = notes
+                .iter()
+                .flatten()
+                .map(payload)
+                .collect::<Result<Vec<String>, DbError>>()?;
+            for chunk in payloads.chunks(rows_per_statement(pg, 1)) {
+                let sql = format!(
+                    "SELECT pg_notify($1, p) FROM (VALUES {}) AS v(p)",
+                    rows_params(2, chunk.len(), 1)
+                );
+                let mut q = sqlx::query(AssertSqlSafe(sql)).bind(CHANNEL);
+                for p in chunk {
+                    q = q.bind(p);
+                }
+                q.execute(&mut *tx).await?;
+            }
         }
 
-        for r in &refusals {
-            sqlx::query(
-                "INSERT INTO rejections (id, org_id, user_id, device_id, batch_id, record_id, \
-                 kind, code, message, changes, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .bind(uuid(Uuid::now_v7()))
-            .bind(uuid(org))
-            .bind(uuid(user))
-            .bind(uuid(device.unwrap_or_default()))
-            .bind(uuid(batch))
-            .bind(uuid(*r.id.as_uuid()))
-            .bind(r.kind.as_str())
-            .bind(r.rejection.code.as_str())
-            .bind(&r.rejection.message)
-            .bind(fieldsync_core::protocol::encode(&r.changes))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        for (d, (caller, batch, _)) in decided.iter().zip(&pushes) {
+            let user = *caller.actor.user.as_uuid();
+            let device = caller.actor.device.map(|d| *d.as_uuid());
+            for r in &d.refusals {
+                sqlx::query(
+                    "INSERT INTO rejections (id, org_id, user_id, device_id, batch_id, record_id, \
+                     kind, code, message, changes, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(uuid(Uuid::now_v7()))
+                .bind(uuid(org))
+                .bind(uuid(user))
+                .bind(uuid(device.unwrap_or_default()))
+                .bind(uuid(*batch))
+                .bind(uuid(*r.id.as_uuid()))
+                .bind(r.kind.as_str())
+                .bind(r.rejection.code.as_str())
+                .bind(&r.rejection.message)
+                .bind(fieldsync_core::protocol::encode(&r.changes))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         tx.commit().await?;
-        Applied {
-            results,
-            note,
-            merge_time,
-            commit_time: commit_started.elapsed(),
-            changes_written: writes.iter().map(|w| w.changes.len()).sum(),
-            status_changes: writes
-                .iter()
-                .filter(|w| w.status_changed)
-                .map(|w| (w.id, w.projection.kind, w.projection.parent_id))
-                .collect(),
+        let commit_time = commit_started.elapsed();
+        let mut changes_written = vec![0usize; decided.len()];
+        let mut status_changes: Vec<Vec<(RecordId, RecordKind, Option<RecordId>)>> =
+            vec![Vec::new(); decided.len()];
+        for (w, &j) in writes.iter().zip(&write_job) {
+            changes_written[j] += w.changes.len();
+            if w.status_changed {
+                status_changes[j].push((w.id, w.projection.kind, w.projection.parent_id));
+            }
         }
+        decided
+            .into_iter()
+            .zip(notes)
+            .zip(changes_written.into_iter().zip(status_changes))
+            .map(|((d, note), (changes_written, status_changes))| Applied {
+                results: d.results,
+                note,
+                merge_time: d.merge_time,
+                commit_time,
+                changes_written,
+                status_changes,
+            })
+            .collect::<Vec<Applied>>()
     });
-    if applied.results.iter().any(|(_, r)| r.is_err()) {
-        tracing::info!(
-            rejected = applied.results.iter().filter(|(_, r)| r.is_err()).count(),
-            "push refused some records"
-        );
+    let rejected: usize = applied
+        .iter()
+        .map(|a| a.results.iter().filter(|(_, r)| r.is_err()).count())
+        .sum();
+    if rejected > 0 {
+        tracing::info!(rejected, "push refused some records");
     }
     Ok(applied)
 }

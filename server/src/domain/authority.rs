@@ -6,7 +6,7 @@
 //! `rules`, signatures). What it decided names what else must be known
 //! ([`Decisions::needs`]): the records its references name, the users, teams
 //! and territories its ownership names, the price list of a submitted order.
-//! `db::records::apply_push` loads those in the same transaction
+//! `db::records::apply_pushes` loads those in the same transaction
 //! ([`Lookups`]), and [`Decisions::finish`] decides the rest:
 //!
 //! - **References** name a record of the expected kind that the writer can

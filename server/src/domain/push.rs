@@ -2,7 +2,7 @@
 //!
 //! A push runs in three stages (see `service::sync::push`): **load** the
 //! server's copy of each record and whether the caller may read it
-//! (`db::records::apply_push`), **decide** here, record by record, and
+//! (`db::records::apply_pushes`), **decide** here, record by record, and
 //! **write** the accepted merges, the change log, scope rows, facts and
 //! conflicts in one transaction. Deciding is pure: the same inputs give the same
 //! merged document or the same refusal, so the rules are tested as a table

@@ -322,6 +322,7 @@ pub async fn register_device(
             user: user.id,
             actor_id,
             revoked_at: None,
+            last_seen_at: now,
         });
     }
     // Two first logins of one device raced; the other one's row stands.

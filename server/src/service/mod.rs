@@ -55,6 +55,8 @@ pub struct Context {
     pub keys: auth::AuthKeys,
     /// Serialises pushes on SQLite.
     pub gate: Arc<WriteGate>,
+    /// Writes the pushes of each organisation in groups.
+    pub committer: Arc<write::Committer>,
     /// Request and login rate limits of this node.
     pub limits: Arc<Limits>,
     /// Which dated records reach each role's devices.
@@ -87,6 +89,7 @@ impl Context {
             db,
             keys,
             gate: Arc::new(WriteGate::default()),
+            committer: Arc::default(),
             limits: Arc::new(Limits::new(
                 settings.requests_per_minute,
                 settings.logins_per_minute,

@@ -3,12 +3,14 @@
 //! session acting through [`on_behalf`](crate::service::on_behalf), the demo
 //! seeder, the server itself).
 //!
-//! A push runs in three stages: `db::records::apply_push` **loads** the records
-//! in one transaction, `domain::push` **decides** each one (pure), and the same
-//! transaction **writes** what was accepted. `service::write` adds what
-//! surrounds the transaction: the SQLite write gate, the retry when a
-//! concurrent push created the same record, the live note after the commit,
-//! and the node's metrics (from the timings the write path returns); this
+//! A push runs in three stages: `db::records::apply_pushes` **loads** the
+//! records in one transaction, `domain::push` **decides** each one (pure), and
+//! the same transaction **writes** what was accepted. `service::write` adds
+//! what surrounds the transaction: the merge before it, group commit (the
+//! pushes of an organisation that wait together share one transaction), the
+//! SQLite write gate, the retry when a concurrent push created the same
+//! record, the live note after the commit, and the node's metrics (from the
+//! timings the write path returns); this
 //! module's [`push`] adds what the server does once a push is stored (a job's
 //! roll-up, `service::jobs`).
 

@@ -1,11 +1,12 @@
 //! The push path itself: one push's pre-flight, merge and transaction (with
-//! the SQLite write gate, the retry on a racing create, the live note and the
-//! metrics), and [`push_since`] for what the server writes. What the server
+//! group commit, the SQLite write gate, the retry on a racing create, the
+//! live note and the metrics), and [`push_since`] for what the server writes. What the server
 //! does after a push committed (a job's roll-up) is added by
 //! [`super::sync::push`], which every device push and every write made on
 //! someone's behalf goes through; the roll-up itself writes through here, so
 //! it never triggers itself.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use automerge::ChangeHash;
@@ -16,10 +17,11 @@ use serde_bytes::ByteBuf;
 use uuid::Uuid;
 
 use super::Context;
-use crate::db::Database;
-use crate::db::records;
+use crate::db::records::{self, WriteGate};
+use crate::db::{Database, DbError};
 use crate::domain::push::{self, MAX_PUSH_RECORDS};
 use crate::domain::{Caller, Error, Result};
+use fieldsync_core::OrgId;
 
 /// How many times a push is retried when a concurrent push created the same record.
 const PUSH_ATTEMPTS: usize = 3;
@@ -78,12 +80,8 @@ async fn push_with(
     // A device's changes made on an epoch an erasure has since rewritten are
     // refused before anything is merged. The server's own writes (a web
     // page's, an import's) are made on the copy it just loaded.
-    let stored_epochs = if caller.actor.device.is_some() {
-        let ids: Vec<RecordId> = records.iter().map(|r| r.id).collect();
-        Some(crate::db::erasure::epochs(&ctx.db, &ids).await?)
-    } else {
-        None
-    };
+    // (Read with the first early copy of the records.)
+    let mut stored_epochs = None;
     // A device's push stamps its sync (and the health it reported) in the
     // push's transaction; the server writing on someone's behalf has none.
     let stamp = caller
@@ -100,7 +98,10 @@ async fn push_with(
         // a copy loaded without locks: an expensive push keeps one blocking
         // thread busy, never the async threads or the other writers.
         let merge_started = std::time::Instant::now();
-        let early = records::load_for_push(&ctx.db, caller, &records).await?;
+        let (early, epochs) = records::load_for_push(&ctx.db, caller, &records).await?;
+        if caller.actor.device.is_some() && stored_epochs.is_none() {
+            stored_epochs = Some(epochs);
+        }
         let (checked, merged) = {
             let (caller, records, known) =
                 (caller.clone(), Arc::clone(&records), preflight.clone());
@@ -124,31 +125,33 @@ async fn push_with(
         };
         preflight = Some(Arc::clone(&checked));
         let early_merge = merge_started.elapsed();
-        let result = {
-            let _writer = ctx.gate.enter(&ctx.db).await;
-            records::apply_push_stamped(
-                &ctx.db,
-                caller,
-                req.batch,
-                &records,
-                all_or_nothing,
-                stamp.as_ref(),
-                |loaded| {
-                    if loaded == early.as_slice() {
-                        merged
-                    } else {
-                        // A concurrent push changed one of these records since the
-                        // copy was loaded: merge again onto what is stored now (each
-                        // record's cost is bounded by the pre-flight and the budget).
-                        ctx.metrics.push_remerged();
-                        off_async_threads(|| {
-                            push::decide_all(caller, &records, loaded, &checked, budget)
-                        })
-                    }
-                },
-            )
-            .await
+        let decide: records::Decide<'static> = {
+            let (caller, records, checked) =
+                (caller.clone(), Arc::clone(&records), Arc::clone(&checked));
+            let metrics = Arc::clone(&ctx.metrics);
+            Box::new(move |loaded: &[Option<push::Loaded>]| {
+                if loaded == early.as_slice() {
+                    merged
+                } else {
+                    // A concurrent push changed one of these records since the
+                    // copy was loaded: merge again onto what is stored now (each
+                    // record's cost is bounded by the pre-flight and the budget).
+                    metrics.push_remerged();
+                    off_async_threads(|| {
+                        push::decide_all(&caller, &records, loaded, &checked, budget)
+                    })
+                }
+            })
         };
+        let job = records::PushJob {
+            caller: caller.clone(),
+            batch: req.batch,
+            records: Arc::clone(&records),
+            all_or_nothing,
+            stamp: stamp.clone(),
+            decide,
+        };
+        let result = ctx.committer.write(&ctx.db, &ctx.gate, job).await;
         match result {
             Ok(applied) => {
                 ctx.metrics.push_applied(
@@ -173,7 +176,168 @@ async fn push_with(
                 // run again, now merging into its copy.
                 tracing::debug!(attempt, "push raced with another; retrying");
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(shared_db_error(e)),
+        }
+    }
+}
+
+/// The error of a group transaction, as each of its pushes reports it.
+fn shared_db_error(e: Arc<DbError>) -> Error {
+    match Arc::try_unwrap(e) {
+        Ok(e) => e.into(),
+        Err(shared) if matches!(*shared, DbError::Corrupt(_)) => Error::Internal(Box::new(shared)),
+        Err(shared) => Error::Unavailable(Box::new(shared)),
+    }
+}
+
+/// Most pushes one group transaction writes.
+const MAX_GROUP_PUSHES: usize = 64;
+
+/// Most records one group transaction writes (a push alone may bring up to
+/// `MAX_PUSH_RECORDS`).
+const MAX_GROUP_RECORDS: usize = 2_000;
+
+/// What a push waits for from its organisation's writer.
+type Answer = Result<records::Applied, Arc<DbError>>;
+
+/// A push waiting for its turn to write.
+struct Waiting {
+    job: records::PushJob<'static>,
+    reply: tokio::sync::oneshot::Sender<Answer>,
+}
+
+/// Group commit: the pushes of one organisation that wait for their turn to
+/// write go out together, in one transaction of `db::records::apply_pushes`
+/// (a few statements and one commit for all of them instead of a dozen
+/// statements and a commit each). Each organisation has one writer task on
+/// a node, started at its first push; it takes whatever waits when it is
+/// free, so a lone push is written at once and a crowd in a few rounds. Its
+/// pushes' records are disjoint: a push that shares a record with one
+/// already in the group waits for the next round, where it is loaded with
+/// the first one's writes.
+#[derive(Debug, Default)]
+pub struct Committer {
+    writers: std::sync::Mutex<HashMap<OrgId, tokio::sync::mpsc::UnboundedSender<Waiting>>>,
+}
+
+impl Committer {
+    /// Writes `job` with whatever else of its organisation waits, and
+    /// answers its part (on SQLite the group holds `gate`).
+    pub async fn write(
+        &self,
+        db: &Database,
+        gate: &Arc<WriteGate>,
+        job: records::PushJob<'static>,
+    ) -> Answer {
+        let org = job.caller.org;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let mut waiting = Waiting { job, reply };
+        // A writer that stopped (its runtime ended) is started again.
+        for _ in 0..2 {
+            let sender = {
+                let mut writers = self
+                    .writers
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                writers
+                    .entry(org)
+                    .or_insert_with(|| {
+                        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                        tokio::spawn(write_groups(db.clone(), Arc::clone(gate), rx));
+                        tx
+                    })
+                    .clone()
+            };
+            match sender.send(waiting) {
+                Ok(()) => {
+                    return answer.await.unwrap_or_else(|_| {
+                        Err(Arc::new(DbError::Corrupt(
+                            "the organisation's writer stopped before answering".into(),
+                        )))
+                    });
+                }
+                Err(tokio::sync::mpsc::error::SendError(back)) => {
+                    waiting = back;
+                    self.writers
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .remove(&org);
+                }
+            }
+        }
+        Err(Arc::new(DbError::Corrupt(
+            "no writer for the organisation could be started".into(),
+        )))
+    }
+}
+
+/// An organisation's writer: takes the waiting pushes in rounds and writes
+/// each round in one transaction.
+async fn write_groups(
+    db: Database,
+    gate: Arc<WriteGate>,
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<Waiting>,
+) {
+    use futures_util::FutureExt;
+    let mut deferred: std::collections::VecDeque<Waiting> = Default::default();
+    loop {
+        let first = match deferred.pop_front() {
+            Some(w) => w,
+            None => match queue.recv().await {
+                Some(w) => w,
+                None => return,
+            },
+        };
+        let mut touched: std::collections::HashSet<RecordId> =
+            first.job.records.iter().map(|r| r.id).collect();
+        let mut size = first.job.records.len();
+        let mut group = vec![first];
+        let mut later = std::collections::VecDeque::new();
+        let mut looked = 0;
+        while group.len() < MAX_GROUP_PUSHES && looked < 4 * MAX_GROUP_PUSHES {
+            let Some(next) = deferred.pop_front().or_else(|| queue.try_recv().ok()) else {
+                break;
+            };
+            looked += 1;
+            let shares = next.job.records.iter().any(|r| touched.contains(&r.id));
+            if shares || size + next.job.records.len() > MAX_GROUP_RECORDS {
+                later.push_back(next);
+                continue;
+            }
+            size += next.job.records.len();
+            touched.extend(next.job.records.iter().map(|r| r.id));
+            group.push(next);
+        }
+        later.extend(deferred.drain(..));
+        deferred = later;
+        let (jobs, replies): (Vec<_>, Vec<_>) = group.into_iter().map(|w| (w.job, w.reply)).unzip();
+        let written = std::panic::AssertUnwindSafe(async {
+            let _writer = gate.enter(&db).await;
+            records::apply_pushes(&db, jobs).await
+        })
+        .catch_unwind()
+        .await;
+        match written {
+            Ok(Ok(applied)) => {
+                for (reply, applied) in replies.into_iter().zip(applied) {
+                    let _ = reply.send(Ok(applied));
+                }
+            }
+            Ok(Err(e)) => {
+                let e = Arc::new(e);
+                for reply in replies {
+                    let _ = reply.send(Err(Arc::clone(&e)));
+                }
+            }
+            Err(_) => {
+                tracing::error!(
+                    "a group of pushes panicked while writing; nothing of it was stored"
+                );
+                let e = Arc::new(DbError::Corrupt("the push's write failed".into()));
+                for reply in replies {
+                    let _ = reply.send(Err(Arc::clone(&e)));
+                }
+            }
         }
     }
 }
