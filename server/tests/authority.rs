@@ -31,6 +31,8 @@ on_both_databases!(
     the_server_recomputes_verdicts_checks_checklists_and_keeps_closing_in_the_office,
     a_second_visit_in_progress_is_a_visible_clash_and_keeps_both_check_ins,
     two_check_ins_written_in_one_group_still_clash,
+    pushes_of_one_record_at_once_are_written_one_after_the_other,
+    a_group_never_holds_two_pushes_of_one_record,
 );
 
 fn accepted(outcome: &PushOutcome, what: &str) {
@@ -964,4 +966,152 @@ fn two_check_ins_written_in_one_group_still_clash(w: World) {
             .status,
         fieldsync_core::model::VisitStatus::InProgress
     );
+}
+
+/// Group commit never puts two pushes of one record in one transaction (each
+/// would be decided on the copy stored before the other): pushes of one
+/// record that arrive together are written one after the other, the later
+/// one merged again onto the first one's copy, and both edits stand. Pushes
+/// of other records arriving with them are written as usual.
+fn pushes_of_one_record_at_once_are_written_one_after_the_other(w: World) {
+    use fieldsync_core::protocol::{PushRequest, RecordChanges};
+    use fieldsync_server::service::{Context, sync};
+    let phone = w.device("ana");
+    let tablet = w.device("ana");
+    let shop = account(&w, &phone, "Ana's shop");
+    let other = account(&w, &phone, "Ana's other shop");
+    phone.sync();
+    let edit = |dev: &Device, id: RecordId, change: fn(&mut Account)| {
+        let mut doc = w.server_doc(id).expect("account");
+        doc.set_actor(dev.actor_id());
+        let before = doc.heads();
+        doc.update::<Account>(today(10), change).expect("edit");
+        PushRequest {
+            batch: uuid::Uuid::now_v7(),
+            records: vec![RecordChanges {
+                id,
+                kind: fieldsync_core::model::RecordKind::Account,
+                changes: doc
+                    .changes_since(&before)
+                    .iter()
+                    .map(|c| serde_bytes::ByteBuf::from(c.raw_bytes().to_vec()))
+                    .collect(),
+            }],
+            health: None,
+            epochs: Vec::new(),
+        }
+    };
+    let by_phone = edit(&phone, shop, |a| a.name = "Ana's corner shop".into());
+    let by_tablet = edit(&tablet, shop, |a| a.visit_frequency_days = Some(7));
+    let elsewhere = edit(&phone, other, |a| a.name = "Ana's kiosk".into());
+    let ctx =
+        w.rt.block_on(Context::open(&w.settings, w.db.clone()))
+            .expect("a node's context");
+    let (phone_caller, tablet_caller) =
+        (caller_of(&w, &phone, "ana"), caller_of(&w, &tablet, "ana"));
+    let answers = w.rt.block_on(async {
+        tokio::join!(
+            sync::push(&ctx, &phone_caller, &by_phone),
+            sync::push(&ctx, &tablet_caller, &by_tablet),
+            sync::push(&ctx, &phone_caller, &elsewhere),
+        )
+    });
+    for answer in [answers.0, answers.1, answers.2] {
+        let answer = answer.expect("stored");
+        accepted(&answer.results[0].outcome, "each push");
+    }
+    let stored: Account = w.server_doc(shop).expect("shop").read().expect("read");
+    assert_eq!(stored.name, "Ana's corner shop", "the phone's edit stands");
+    assert_eq!(stored.visit_frequency_days, Some(7), "so does the tablet's");
+    let other: Account = w.server_doc(other).expect("other").read().expect("read");
+    assert_eq!(other.name, "Ana's kiosk");
+    // Each device pulls the other's edit (its own it made itself: these
+    // were made on copies, so each store holds only what it pulls).
+    phone.sync();
+    tablet.sync();
+    let on_phone: Account = phone.store().read(shop).expect("held");
+    let on_tablet: Account = tablet.store().read(shop).expect("held");
+    assert_eq!(on_phone.visit_frequency_days, Some(7), "the tablet's edit");
+    assert_eq!(on_tablet.name, "Ana's corner shop", "the phone's edit");
+}
+
+/// The writer's grouping, made deterministic: while a first push's group is
+/// being written (its decision held up on purpose), three pushes queue, two
+/// of them of one record. The next group takes the first of those and the
+/// push of another record; the second push of the shared record waits for
+/// the group after, and is decided on the first one's copy, so neither edit
+/// is lost.
+fn a_group_never_holds_two_pushes_of_one_record(w: World) {
+    use fieldsync_server::db::records::{PushJob, WriteGate};
+    use fieldsync_server::domain::push;
+    use fieldsync_server::service::write::Committer;
+    use std::sync::Arc;
+    let phone = w.device("ana");
+    let tablet = w.device("ana");
+    let shop = account(&w, &phone, "Ana's shop");
+    let other = account(&w, &phone, "Ana's other shop");
+    let third = account(&w, &phone, "Ana's third shop");
+    phone.sync();
+    // A push of `dev`'s edit of `id`, decided on whatever the group loads,
+    // after `hold` (the first group's writer is kept busy that long).
+    let job = |dev: &Device, id: RecordId, change: fn(&mut Account), hold: u64| {
+        let mut doc = w.server_doc(id).expect("account");
+        doc.set_actor(dev.actor_id());
+        let before = doc.heads();
+        doc.update::<Account>(today(10), change).expect("edit");
+        let caller = caller_of(&w, dev, "ana");
+        let records = Arc::new(vec![fieldsync_core::protocol::RecordChanges {
+            id,
+            kind: fieldsync_core::model::RecordKind::Account,
+            changes: doc
+                .changes_since(&before)
+                .iter()
+                .map(|c| serde_bytes::ByteBuf::from(c.raw_bytes().to_vec()))
+                .collect(),
+        }]);
+        let (deciding, pushed) = (caller.clone(), Arc::clone(&records));
+        PushJob {
+            caller,
+            batch: uuid::Uuid::now_v7(),
+            records,
+            all_or_nothing: false,
+            stamp: None,
+            decide: Box::new(move |loaded| {
+                std::thread::sleep(std::time::Duration::from_millis(hold));
+                push::decide_all(&deciding, &pushed, loaded, &[], std::time::Duration::MAX)
+            }),
+        }
+    };
+    let first = job(&phone, third, |a| a.name = "Ana's third kiosk".into(), 300);
+    let by_phone = job(&phone, shop, |a| a.name = "Ana's corner shop".into(), 0);
+    let by_tablet = job(&tablet, shop, |a| a.visit_frequency_days = Some(7), 0);
+    let elsewhere = job(&phone, other, |a| a.name = "Ana's kiosk".into(), 0);
+    let committer = Arc::new(Committer::default());
+    let gate = Arc::new(WriteGate::default());
+    let db = w.db.clone();
+    let answers = w.rt.block_on(async move {
+        let write = |job| {
+            let (committer, gate, db) = (Arc::clone(&committer), Arc::clone(&gate), db.clone());
+            tokio::spawn(async move { committer.write(&db, &gate, job).await })
+        };
+        let first = write(first);
+        // The writer holds `first`'s group while these three queue.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let rest = [write(by_phone), write(by_tablet), write(elsewhere)];
+        let mut answers = vec![first.await.expect("task").expect("written")];
+        for task in rest {
+            answers.push(task.await.expect("task").expect("written"));
+        }
+        answers
+    });
+    for a in &answers {
+        assert!(a.results.iter().all(|(_, r)| r.is_ok()), "{:?}", a.results);
+    }
+    let stored: Account = w.server_doc(shop).expect("shop").read().expect("read");
+    assert_eq!(stored.name, "Ana's corner shop", "the phone's edit stands");
+    assert_eq!(stored.visit_frequency_days, Some(7), "so does the tablet's");
+    for (id, name) in [(other, "Ana's kiosk"), (third, "Ana's third kiosk")] {
+        let a: Account = w.server_doc(id).expect("account").read().expect("read");
+        assert_eq!(a.name, name);
+    }
 }

@@ -472,9 +472,9 @@ pub struct HealthReport {
     pub app_version: Option<String>,
 }
 
-/// The statement of [`write_sync`] on an executor (a pool, or a push's
-/// transaction: a device's push stamps its sync in the push's own
-/// transaction). A macro so one text serves both dialects.
+/// The statement of [`write_sync`] on an executor. A macro so one text serves
+/// both dialects. (A device's push stamps its sync in the push's own
+/// transaction, with the other pushes of its group: `records::apply_pushes`.)
 macro_rules! stamp_sync {
     ($exec:expr, $uuid:ident, $device:expr, $org:expr, $who:expr, $now:expr, $report:expr) => {{
         let report: Option<&$crate::db::facts::HealthReport> = $report;
@@ -518,8 +518,6 @@ macro_rules! stamp_sync {
         }
     }};
 }
-
-pub(crate) use stamp_sync;
 
 /// Stamps `device`'s last sync at `now` (server time) and, when it reported
 /// them, keeps its figures. The caller holds the SQLite write gate.

@@ -563,38 +563,39 @@ pub async fn apply_pushes(db: &Database, jobs: Vec<PushJob<'_>>) -> Result<Vec<A
                 // Named records, with whether this caller reads each and the
                 // document of the kinds the second stage reads.
                 let named: Vec<RecordId> = needs.records.iter().copied().collect();
-                let mut targets: BTreeMap<RecordId, (String, String, Option<Vec<u8>>)> =
-                    BTreeMap::new();
+                type TargetRow = (String, String, String, Option<Vec<u8>>, i32);
+                // (organisation, kind, document, readable)
+                type Found = (String, String, Option<Vec<u8>>, bool);
+                let mut targets: BTreeMap<RecordId, Found> = BTreeMap::new();
                 for chunk in named.chunks(rows_per_statement(pg, 1)) {
                     let sql = format!(
-                        "SELECT CAST(id AS TEXT), CAST(org_id AS TEXT), kind, \
-                         CASE WHEN kind IN ({}) THEN doc END FROM records WHERE id IN ({})",
+                        "SELECT CAST(r.id AS TEXT), CAST(r.org_id AS TEXT), r.kind, \
+                         CASE WHEN r.kind IN ({}) THEN r.doc END, \
+                         CASE WHEN EXISTS (SELECT 1 FROM record_scope s WHERE s.record_id = r.id \
+                         AND s.principal IN ($1, $2, $3, $4, $5)) THEN 1 ELSE 0 END \
+                         FROM records r WHERE r.id IN ({})",
                         document_kinds_sql(),
-                        params(1, chunk.len())
+                        params(6, chunk.len())
                     );
-                    let mut q = sqlx::query_as::<_, (String, String, String, Option<Vec<u8>>)>(
-                        AssertSqlSafe(crate::db::positional(pg, sql)),
-                    );
+                    let mut q = sqlx::query_as::<_, TargetRow>(AssertSqlSafe(
+                        crate::db::positional(pg, sql),
+                    ));
+                    for p in &principals {
+                        q = q.bind(p);
+                    }
                     for id in chunk {
                         q = q.bind(uuid(*id.as_uuid()));
                     }
-                    for (id, row_org, kind, doc) in q.fetch_all(&mut *tx).await? {
-                        targets.insert(parse_record_id(&id)?, (row_org, kind, doc));
+                    for (id, row_org, kind, doc, reads) in q.fetch_all(&mut *tx).await? {
+                        targets.insert(parse_record_id(&id)?, (row_org, kind, doc, reads != 0));
                     }
                 }
-                let ours: Vec<RecordId> = targets
-                    .iter()
-                    .filter(|(_, (row_org, _, _))| parse_uuid(row_org).is_ok_and(|o| o == org))
-                    .map(|(id, _)| *id)
-                    .collect();
-                let target_readers =
-                    readers_among!(&mut *tx, uuid, pg, ours.iter().copied(), principals);
                 for id in named {
                     let target = match targets.remove(&id) {
-                        Some((row_org, kind, doc)) if parse_uuid(&row_org)? == org => {
+                        Some((row_org, kind, doc, readable)) if parse_uuid(&row_org)? == org => {
                             kind.parse::<RecordKind>().ok().map(|kind| Target {
                                 kind,
-                                readable: target_readers.contains_key(&id),
+                                readable,
                                 doc,
                             })
                         }
@@ -767,18 +768,73 @@ pub async fn apply_pushes(db: &Database, jobs: Vec<PushJob<'_>>) -> Result<Vec<A
         let commit_started = Instant::now();
         let now = now_secs();
 
-        // The devices' sync stamps, before the organisation's log lock.
-        for (caller, _, stamp) in &pushes {
-            if let Some((stamp_device, report)) = stamp {
-                super::facts::stamp_sync!(
-                    &mut *tx,
-                    uuid,
-                    *stamp_device.as_uuid(),
-                    org,
-                    *caller.actor.user.as_uuid(),
-                    now,
-                    report.as_ref()
+        // The devices' sync stamps, before the organisation's log lock: one
+        // per device (its latest push's), a statement for the devices that
+        // reported their health and one for those that did not.
+        {
+            type Stamp<'a> = (Uuid, Option<&'a super::facts::HealthReport>);
+            let mut latest: BTreeMap<Uuid, Stamp<'_>> = BTreeMap::new();
+            for (caller, _, stamp) in &pushes {
+                if let Some((device, report)) = stamp {
+                    latest.insert(
+                        *device.as_uuid(),
+                        (*caller.actor.user.as_uuid(), report.as_ref()),
+                    );
+                }
+            }
+            let plain: Vec<(Uuid, Uuid)> = latest
+                .iter()
+                .filter(|(_, (_, r))| r.is_none())
+                .map(|(d, (u, _))| (*d, *u))
+                .collect();
+            for chunk in plain.chunks(rows_per_statement(pg, 4)) {
+                let sql = format!(
+                    "INSERT INTO device_health (device_id, org_id, user_id, last_sync_at) \
+                     VALUES {} ON CONFLICT (device_id) \
+                     DO UPDATE SET last_sync_at = excluded.last_sync_at",
+                    rows_params(1, chunk.len(), 4)
                 );
+                let mut q = sqlx::query(AssertSqlSafe(crate::db::positional(pg, sql)));
+                for (device, user) in chunk {
+                    q = q
+                        .bind(uuid(*device))
+                        .bind(uuid(org))
+                        .bind(uuid(*user))
+                        .bind(now);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            let reported: Vec<(Uuid, Uuid, &super::facts::HealthReport)> = latest
+                .iter()
+                .filter_map(|(d, (u, r))| r.map(|r| (*d, *u, r)))
+                .collect();
+            for chunk in reported.chunks(rows_per_statement(pg, 9)) {
+                let sql = format!(
+                    "INSERT INTO device_health (device_id, org_id, user_id, last_sync_at, \
+                     reported_at, unsynced_changes, oldest_unsynced_ms, pending_attachment_bytes, \
+                     app_version) VALUES {} \
+                     ON CONFLICT (device_id) DO UPDATE SET last_sync_at = excluded.last_sync_at, \
+                     reported_at = excluded.reported_at, \
+                     unsynced_changes = excluded.unsynced_changes, \
+                     oldest_unsynced_ms = excluded.oldest_unsynced_ms, \
+                     pending_attachment_bytes = excluded.pending_attachment_bytes, \
+                     app_version = COALESCE(excluded.app_version, device_health.app_version)",
+                    rows_params(1, chunk.len(), 9)
+                );
+                let mut q = sqlx::query(AssertSqlSafe(crate::db::positional(pg, sql)));
+                for (device, user, h) in chunk {
+                    q = q
+                        .bind(uuid(*device))
+                        .bind(uuid(org))
+                        .bind(uuid(*user))
+                        .bind(now)
+                        .bind(now)
+                        .bind(h.unsynced_changes)
+                        .bind(h.oldest_unsynced_ms)
+                        .bind(h.pending_attachment_bytes)
+                        .bind(h.app_version.as_deref());
+                }
+                q.execute(&mut *tx).await?;
             }
         }
 

@@ -102,6 +102,7 @@ async fn push_with(
         if caller.actor.device.is_some() && stored_epochs.is_none() {
             stored_epochs = Some(epochs);
         }
+        let slot = ctx.committer.merge_slot().await;
         let (checked, merged) = {
             let (caller, records, known) =
                 (caller.clone(), Arc::clone(&records), preflight.clone());
@@ -123,6 +124,7 @@ async fn push_with(
             .await
             .map_err(|e| Error::internal(format!("push merge: {e}")))?
         };
+        drop(slot);
         preflight = Some(Arc::clone(&checked));
         let early_merge = merge_started.elapsed();
         let decide: records::Decide<'static> = {
@@ -215,12 +217,34 @@ struct Waiting {
 /// pushes' records are disjoint: a push that shares a record with one
 /// already in the group waits for the next round, where it is loaded with
 /// the first one's writes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Committer {
     writers: std::sync::Mutex<HashMap<OrgId, tokio::sync::mpsc::UnboundedSender<Waiting>>>,
+    /// One per core: how many pushes merge at once before their turn to
+    /// write. A crowd of pushes merged all at once shares the cores among
+    /// all of them, so they all finish late and together, and the writer
+    /// idles until then; merged a few at a time, each is ready early and
+    /// written while the next ones merge.
+    merging: tokio::sync::Semaphore,
+}
+
+impl Default for Committer {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Committer {
+            writers: Default::default(),
+            merging: tokio::sync::Semaphore::new(cores),
+        }
+    }
 }
 
 impl Committer {
+    /// Waits for a core to merge a push on (see `merging`).
+    pub async fn merge_slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        // The semaphore is never closed; a closed one would only stop the bound.
+        self.merging.acquire().await.ok()
+    }
+
     /// Writes `job` with whatever else of its organisation waits, and
     /// answers its part (on SQLite the group holds `gate`).
     pub async fn write(
