@@ -472,52 +472,78 @@ pub struct HealthReport {
     pub app_version: Option<String>,
 }
 
-/// The statement of [`write_sync`] on an executor. A macro so one text serves
-/// both dialects. (A device's push stamps its sync in the push's own
-/// transaction, with the other pushes of its group: `records::apply_pushes`.)
-macro_rules! stamp_sync {
-    ($exec:expr, $uuid:ident, $device:expr, $org:expr, $who:expr, $now:expr, $report:expr) => {{
-        let report: Option<&$crate::db::facts::HealthReport> = $report;
-        match report {
-            Some(h) => {
-                sqlx::query(
-                    "INSERT INTO device_health (device_id, org_id, user_id, last_sync_at, \
-                     reported_at, unsynced_changes, oldest_unsynced_ms, pending_attachment_bytes, \
-                     app_version) VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8) \
-                     ON CONFLICT (device_id) DO UPDATE SET last_sync_at = excluded.last_sync_at, \
-                     reported_at = excluded.reported_at, \
-                     unsynced_changes = excluded.unsynced_changes, \
-                     oldest_unsynced_ms = excluded.oldest_unsynced_ms, \
-                     pending_attachment_bytes = excluded.pending_attachment_bytes, \
-                     app_version = COALESCE(excluded.app_version, device_health.app_version)",
-                )
-                .bind($uuid($device))
-                .bind($uuid($org))
-                .bind($uuid($who))
-                .bind($now)
-                .bind(h.unsynced_changes)
-                .bind(h.oldest_unsynced_ms)
-                .bind(h.pending_attachment_bytes)
-                .bind(h.app_version.as_deref())
-                .execute($exec)
-                .await?;
+/// Stamps devices' syncs on an executor (`$exec`, with the dialect's `$uuid`;
+/// `$pg` for PostgreSQL): `$stamps` is `(device, user, report)` for each
+/// device once, all of `$org`, synced at `$now`. One statement for the
+/// devices that reported their figures and one for those that did not. A
+/// macro so one text serves both dialects: [`write_sync`] and a group of
+/// pushes (`records::apply_pushes`, in the group's transaction) use it.
+macro_rules! stamp_syncs {
+    ($exec:expr, $uuid:ident, $pg:expr, $org:expr, $stamps:expr, $now:expr) => {{
+        use $crate::db::bulk::{rows_params, rows_per_statement};
+        let stamps: &[(
+            uuid::Uuid,
+            uuid::Uuid,
+            Option<&$crate::db::facts::HealthReport>,
+        )] = $stamps;
+        let plain: Vec<(uuid::Uuid, uuid::Uuid)> = stamps
+            .iter()
+            .filter(|(_, _, r)| r.is_none())
+            .map(|(d, u, _)| (*d, *u))
+            .collect();
+        for chunk in plain.chunks(rows_per_statement($pg, 4)) {
+            let sql = format!(
+                "INSERT INTO device_health (device_id, org_id, user_id, last_sync_at) \
+                 VALUES {} ON CONFLICT (device_id) \
+                 DO UPDATE SET last_sync_at = excluded.last_sync_at",
+                rows_params(1, chunk.len(), 4)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe($crate::db::positional($pg, sql)));
+            for (device, user) in chunk {
+                q = q
+                    .bind($uuid(*device))
+                    .bind($uuid($org))
+                    .bind($uuid(*user))
+                    .bind($now);
             }
-            None => {
-                sqlx::query(
-                    "INSERT INTO device_health (device_id, org_id, user_id, last_sync_at) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (device_id) \
-                     DO UPDATE SET last_sync_at = excluded.last_sync_at",
-                )
-                .bind($uuid($device))
-                .bind($uuid($org))
-                .bind($uuid($who))
-                .bind($now)
-                .execute($exec)
-                .await?;
+            q.execute(&mut *$exec).await?;
+        }
+        let reported: Vec<(uuid::Uuid, uuid::Uuid, &$crate::db::facts::HealthReport)> = stamps
+            .iter()
+            .filter_map(|(d, u, r)| r.map(|r| (*d, *u, r)))
+            .collect();
+        for chunk in reported.chunks(rows_per_statement($pg, 9)) {
+            let sql = format!(
+                "INSERT INTO device_health (device_id, org_id, user_id, last_sync_at, \
+                 reported_at, unsynced_changes, oldest_unsynced_ms, pending_attachment_bytes, \
+                 app_version) VALUES {} \
+                 ON CONFLICT (device_id) DO UPDATE SET last_sync_at = excluded.last_sync_at, \
+                 reported_at = excluded.reported_at, \
+                 unsynced_changes = excluded.unsynced_changes, \
+                 oldest_unsynced_ms = excluded.oldest_unsynced_ms, \
+                 pending_attachment_bytes = excluded.pending_attachment_bytes, \
+                 app_version = COALESCE(excluded.app_version, device_health.app_version)",
+                rows_params(1, chunk.len(), 9)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe($crate::db::positional($pg, sql)));
+            for (device, user, h) in chunk {
+                q = q
+                    .bind($uuid(*device))
+                    .bind($uuid($org))
+                    .bind($uuid(*user))
+                    .bind($now)
+                    .bind($now)
+                    .bind(h.unsynced_changes)
+                    .bind(h.oldest_unsynced_ms)
+                    .bind(h.pending_attachment_bytes)
+                    .bind(h.app_version.as_deref());
             }
+            q.execute(&mut *$exec).await?;
         }
     }};
 }
+
+pub(crate) use stamp_syncs;
 
 /// Stamps `device`'s last sync at `now` (server time) and, when it reported
 /// them, keeps its figures. The caller holds the SQLite write gate.
@@ -528,11 +554,12 @@ pub async fn write_sync(
     now: i64,
     report: Option<&HealthReport>,
 ) -> Result<(), DbError> {
-    let device = *device.as_uuid();
+    let stamps = [(*device.as_uuid(), *caller.user().as_uuid(), report)];
     let org = *caller.org.as_uuid();
-    let who = *caller.user().as_uuid();
+    let pg = matches!(db, Database::Postgres(_));
     on_pool!(db, |pool, uuid| {
-        stamp_sync!(pool, uuid, device, org, who, now, report);
+        let mut conn = pool.acquire().await?;
+        stamp_syncs!(conn, uuid, pg, org, &stamps, now);
     });
     Ok(())
 }

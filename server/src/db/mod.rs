@@ -15,6 +15,7 @@
 pub mod accounts;
 pub mod attachments;
 pub mod backup;
+pub(crate) mod bulk;
 pub mod catalogue;
 pub mod conflicts;
 pub mod devices;

@@ -107,6 +107,33 @@ macro_rules! readers_among {
     }};
 }
 
+/// The scope rows `(record, principal)` of the records `$ids` (on `$exec`,
+/// with the dialect's `uuid`), those that pass `$filter` (a fixed SQL
+/// condition ending in `AND`, or empty). A few statements.
+macro_rules! scope_rows {
+    ($exec:expr, $uuid:ident, $pg:expr, $ids:expr, $filter:literal) => {{
+        let mut rows: Vec<(RecordId, String)> = Vec::new();
+        for chunk in $ids.chunks(rows_per_statement($pg, 1)) {
+            let sql = format!(
+                "SELECT CAST(record_id AS TEXT), principal FROM record_scope \
+                 WHERE {} record_id IN ({})",
+                $filter,
+                params(1, chunk.len())
+            );
+            let mut q = sqlx::query_as::<_, (String, String)>(AssertSqlSafe(
+                crate::db::positional($pg, sql),
+            ));
+            for id in chunk {
+                q = q.bind($uuid(*id.as_uuid()));
+            }
+            for (id, principal) in q.fetch_all($exec).await? {
+                rows.push((parse_record_id(&id)?, principal));
+            }
+        }
+        rows
+    }};
+}
+
 /// `'price_list', …`: the kinds whose documents a push's second stage
 /// reads ([`reads_document`]), for `kind IN (…)`. Built from the fixed kind
 /// names, never from input.
@@ -119,49 +146,7 @@ fn document_kinds_sql() -> String {
         .join(", ")
 }
 
-/// Rows one statement of a push's batched reads and writes carries at most
-/// on PostgreSQL.
-const BATCH_ROWS: usize = 500;
-
-/// Parameters one batched statement binds at most on PostgreSQL: well under
-/// its 65,535 per statement.
-const PG_PARAMS: usize = 2_500;
-
-/// Parameters one batched statement binds at most on SQLite (its limit is
-/// 32,766). The batched statements write their parameters anonymously
-/// ([`crate::db::positional`]): sqlx binds a named one by asking SQLite its
-/// name, a walk of the statement's list of names, so n named parameters cost
-/// n² (at 2,500 that walk was the largest single cost of seeding, and at 240
-/// still a quarter of SQLite's thread). Without the walk, larger statements
-/// mean fewer hand-offs to SQLite's thread: 2,000 against 240 seeded 1.04x
-/// faster.
-const SQLITE_PARAMS: usize = 2_000;
-
-/// Rows of `cols` parameters each that one batched statement carries.
-pub(crate) fn rows_per_statement(pg: bool, cols: usize) -> usize {
-    let cols = cols.max(1);
-    if pg {
-        (PG_PARAMS / cols).clamp(1, BATCH_ROWS)
-    } else {
-        (SQLITE_PARAMS / cols).max(1)
-    }
-}
-
-/// `$first, $first+1, …` for `n` parameters.
-fn params(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// `($1, $2, $3), ($4, $5, $6), …` for `rows` rows of `cols` parameters from `$first`.
-fn rows_params(first: usize, rows: usize, cols: usize) -> String {
-    (0..rows)
-        .map(|r| format!("({})", params(first + r * cols, cols)))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
+pub(crate) use super::bulk::{params, rows_params, rows_per_statement};
 
 /// A changed record's stored row before a push, as [`apply_pushes`] reads it.
 #[derive(Debug, Default)]
@@ -769,8 +754,7 @@ pub async fn apply_pushes(db: &Database, jobs: Vec<PushJob<'_>>) -> Result<Vec<A
         let now = now_secs();
 
         // The devices' sync stamps, before the organisation's log lock: one
-        // per device (its latest push's), a statement for the devices that
-        // reported their health and one for those that did not.
+        // per device (its latest push's).
         {
             type Stamp<'a> = (Uuid, Option<&'a super::facts::HealthReport>);
             let mut latest: BTreeMap<Uuid, Stamp<'_>> = BTreeMap::new();
@@ -782,60 +766,8 @@ pub async fn apply_pushes(db: &Database, jobs: Vec<PushJob<'_>>) -> Result<Vec<A
                     );
                 }
             }
-            let plain: Vec<(Uuid, Uuid)> = latest
-                .iter()
-                .filter(|(_, (_, r))| r.is_none())
-                .map(|(d, (u, _))| (*d, *u))
-                .collect();
-            for chunk in plain.chunks(rows_per_statement(pg, 4)) {
-                let sql = format!(
-                    "INSERT INTO device_health (device_id, org_id, user_id, last_sync_at) \
-                     VALUES {} ON CONFLICT (device_id) \
-                     DO UPDATE SET last_sync_at = excluded.last_sync_at",
-                    rows_params(1, chunk.len(), 4)
-                );
-                let mut q = sqlx::query(AssertSqlSafe(crate::db::positional(pg, sql)));
-                for (device, user) in chunk {
-                    q = q
-                        .bind(uuid(*device))
-                        .bind(uuid(org))
-                        .bind(uuid(*user))
-                        .bind(now);
-                }
-                q.execute(&mut *tx).await?;
-            }
-            let reported: Vec<(Uuid, Uuid, &super::facts::HealthReport)> = latest
-                .iter()
-                .filter_map(|(d, (u, r))| r.map(|r| (*d, *u, r)))
-                .collect();
-            for chunk in reported.chunks(rows_per_statement(pg, 9)) {
-                let sql = format!(
-                    "INSERT INTO device_health (device_id, org_id, user_id, last_sync_at, \
-                     reported_at, unsynced_changes, oldest_unsynced_ms, pending_attachment_bytes, \
-                     app_version) VALUES {} \
-                     ON CONFLICT (device_id) DO UPDATE SET last_sync_at = excluded.last_sync_at, \
-                     reported_at = excluded.reported_at, \
-                     unsynced_changes = excluded.unsynced_changes, \
-                     oldest_unsynced_ms = excluded.oldest_unsynced_ms, \
-                     pending_attachment_bytes = excluded.pending_attachment_bytes, \
-                     app_version = COALESCE(excluded.app_version, device_health.app_version)",
-                    rows_params(1, chunk.len(), 9)
-                );
-                let mut q = sqlx::query(AssertSqlSafe(crate::db::positional(pg, sql)));
-                for (device, user, h) in chunk {
-                    q = q
-                        .bind(uuid(*device))
-                        .bind(uuid(org))
-                        .bind(uuid(*user))
-                        .bind(now)
-                        .bind(now)
-                        .bind(h.unsynced_changes)
-                        .bind(h.oldest_unsynced_ms)
-                        .bind(h.pending_attachment_bytes)
-                        .bind(h.app_version.as_deref());
-                }
-                q.execute(&mut *tx).await?;
-            }
+            let stamps: Vec<_> = latest.into_iter().map(|(d, (u, r))| (d, u, r)).collect();
+            super::facts::stamp_syncs!(tx, uuid, pg, org, &stamps, now);
         }
 
         // What the stored rows say before this push: the previous owner, team
@@ -915,21 +847,10 @@ pub async fn apply_pushes(db: &Database, jobs: Vec<PushJob<'_>>) -> Result<Vec<A
                 .collect();
             targets.sort();
             targets.dedup();
-            for chunk in targets.chunks(rows_per_statement(pg, 1)) {
-                let sql = format!(
-                    "SELECT CAST(record_id AS TEXT), principal FROM record_scope \
-                     WHERE principal LIKE 'u:%' AND record_id IN ({})",
-                    params(1, chunk.len())
-                );
-                let mut q = sqlx::query_as::<_, (String, String)>(AssertSqlSafe(
-                    crate::db::positional(pg, sql),
-                ));
-                for id in chunk {
-                    q = q.bind(uuid(*id.as_uuid()));
-                }
-                for (id, principal) in q.fetch_all(&mut *tx).await? {
-                    held.insert((parse_record_id(&id)?, principal));
-                }
+            for (id, principal) in
+                scope_rows!(&mut *tx, uuid, pg, &targets, "principal LIKE 'u:%' AND")
+            {
+                held.insert((id, principal));
             }
         }
         // This push's own read scope (written below) holds some of those
@@ -957,9 +878,7 @@ pub async fn apply_pushes(db: &Database, jobs: Vec<PushJob<'_>>) -> Result<Vec<A
         // statements in all; each record's first and last sequence.
         let mut seqs: BTreeMap<(RecordId, Vec<u8>), i64> = BTreeMap::new();
         {
-            // (record, hash, change, user, device)
-            type LogRow<'a> = (RecordId, &'a [u8], &'a [u8], Option<Uuid>, Option<Uuid>);
-            let mut rows: Vec<LogRow<'_>> = Vec::new();
+            let mut rows: Vec<super::bulk::LogRow<'_>> = Vec::new();
             for (w, &j) in writes.iter().zip(&write_job) {
                 let by_server = w.changes.len().saturating_sub(w.server_changes);
                 let (user, device) = who[j];
@@ -971,35 +890,12 @@ pub async fn apply_pushes(db: &Database, jobs: Vec<PushJob<'_>>) -> Result<Vec<A
                     } else {
                         (Some(user), device)
                     };
-                    rows.push((w.id, hash.as_slice(), raw.as_slice(), u, d));
+                    rows.push((*w.id.as_uuid(), hash.as_slice(), raw.as_slice(), u, d));
                 }
             }
-            // Every row binds its own organisation and time: the statement's
-            // parameters then run in order, which SQLite binds cheapest
-            // (`positional`).
-            for chunk in rows.chunks(rows_per_statement(pg, 7)) {
-                let sql = format!(
-                    "INSERT INTO change_log \
-                     (org_id, record_id, hash, change, user_id, device_id, committed_at) \
-                     VALUES {} RETURNING seq, CAST(record_id AS TEXT), hash",
-                    rows_params(1, chunk.len(), 7)
-                );
-                let mut q = sqlx::query_as::<_, (i64, String, Vec<u8>)>(AssertSqlSafe(
-                    crate::db::positional(pg, sql),
-                ));
-                for (id, hash, raw, u, d) in chunk {
-                    q = q
-                        .bind(uuid(org))
-                        .bind(uuid(*id.as_uuid()))
-                        .bind(*hash)
-                        .bind(*raw)
-                        .bind(u.map(uuid))
-                        .bind(d.map(uuid))
-                        .bind(now);
-                }
-                for (seq, id, hash) in q.fetch_all(&mut *tx).await? {
-                    seqs.insert((parse_record_id(&id)?, hash), seq);
-                }
+            let numbered = super::bulk::BulkWrites::change_log(&mut *tx, org, &rows, now).await?;
+            for (seq, id, hash) in numbered {
+                seqs.insert((parse_record_id(&id)?, hash), seq);
             }
         }
         // Per push: the last sequence it wrote.
@@ -1079,51 +975,35 @@ pub async fn apply_pushes(db: &Database, jobs: Vec<PushJob<'_>>) -> Result<Vec<A
         }
 
         // The documents and their projections, a few statements.
-        const RECORD_COLS: usize = 18;
-        let indexed: Vec<usize> = (0..writes.len()).collect();
-        for chunk in indexed.chunks(rows_per_statement(pg, RECORD_COLS)) {
-            let sql = format!(
-                "INSERT INTO records (id, org_id, kind, doc, status, owner_id, team_id, \
-                 territory_id, account_id, parent_id, start_ms, deleted, created_seq, \
-                 updated_seq, created_at, updated_at, anchor_ms, anchor_seq) \
-                 VALUES {} ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, status = excluded.status, \
-                 owner_id = excluded.owner_id, team_id = excluded.team_id, \
-                 territory_id = excluded.territory_id, account_id = excluded.account_id, \
-                 parent_id = excluded.parent_id, start_ms = excluded.start_ms, \
-                 deleted = excluded.deleted, updated_seq = excluded.updated_seq, \
-                 updated_at = excluded.updated_at, \
-                 anchor_seq = CASE WHEN records.anchor_ms IS DISTINCT FROM excluded.anchor_ms \
-                 THEN excluded.anchor_seq ELSE records.anchor_seq END, \
-                 anchor_ms = excluded.anchor_ms",
-                rows_params(1, chunk.len(), RECORD_COLS)
-            );
-            let mut q = sqlx::query(AssertSqlSafe(crate::db::positional(pg, sql)));
-            for &i in chunk {
-                let (w, (first_seq, last_seq)) = (&writes[i], spans[i]);
-                let p = &w.projection;
-                // A new record's anchor dates from its creation; a changed one from this push.
-                let anchor_seq = if w.is_new { first_seq } else { last_seq };
-                q = q
-                    .bind(uuid(*w.id.as_uuid()))
-                    .bind(uuid(org))
-                    .bind(p.kind.as_str())
-                    .bind(&w.doc)
-                    .bind(p.status.as_deref())
-                    .bind(p.owner.map(|o| uuid(*o.as_uuid())))
-                    .bind(opt_uuid(p.team.as_deref()).map(uuid))
-                    .bind(opt_uuid(p.territory.as_deref()).map(uuid))
-                    .bind(p.account_id.map(|a| uuid(*a.as_uuid())))
-                    .bind(p.parent_id.map(|a| uuid(*a.as_uuid())))
-                    .bind(p.start_ms)
-                    .bind(p.deleted)
-                    .bind(first_seq)
-                    .bind(last_seq)
-                    .bind(now)
-                    .bind(now)
-                    .bind(anchor_of[i])
-                    .bind(anchor_seq);
-            }
-            q.execute(&mut *tx).await?;
+        {
+            let rows: Vec<super::bulk::RecordRow<'_>> = writes
+                .iter()
+                .zip(&spans)
+                .zip(&anchor_of)
+                .map(|((w, &(first_seq, last_seq)), &anchor_ms)| {
+                    let p = &w.projection;
+                    super::bulk::RecordRow {
+                        id: *w.id.as_uuid(),
+                        kind: p.kind.as_str(),
+                        doc: &w.doc,
+                        status: p.status.as_deref(),
+                        owner: p.owner.map(|o| *o.as_uuid()),
+                        team: opt_uuid(p.team.as_deref()),
+                        territory: opt_uuid(p.territory.as_deref()),
+                        account: p.account_id.map(|a| *a.as_uuid()),
+                        parent: p.parent_id.map(|a| *a.as_uuid()),
+                        start_ms: p.start_ms,
+                        deleted: p.deleted,
+                        created_seq: first_seq,
+                        updated_seq: last_seq,
+                        anchor_ms,
+                        // A new record's anchor dates from its creation; a
+                        // changed one from this push.
+                        anchor_seq: if w.is_new { first_seq } else { last_seq },
+                    }
+                })
+                .collect();
+            super::bulk::BulkWrites::upsert_records(&mut *tx, org, &rows, now).await?;
         }
 
         // Read scope: each record's own principals (from birth for a new
@@ -1338,24 +1218,8 @@ pub async fn apply_pushes(db: &Database, jobs: Vec<PushJob<'_>>) -> Result<Vec<A
                 .flatten()
                 .copied()
                 .collect();
-            for chunk in ids.chunks(rows_per_statement(pg, 1)) {
-                let sql = format!(
-                    "SELECT CAST(record_id AS TEXT), principal FROM record_scope \
-                     WHERE record_id IN ({})",
-                    params(1, chunk.len())
-                );
-                let mut q = sqlx::query_as::<_, (String, String)>(AssertSqlSafe(
-                    crate::db::positional(pg, sql),
-                ));
-                for id in chunk {
-                    q = q.bind(uuid(*id.as_uuid()));
-                }
-                for (id, principal) in q.fetch_all(&mut *tx).await? {
-                    readers
-                        .entry(parse_record_id(&id)?)
-                        .or_default()
-                        .push(principal);
-                }
+            for (id, principal) in scope_rows!(&mut *tx, uuid, pg, &ids, "") {
+                readers.entry(id).or_default().push(principal);
             }
         }
         let notes: Vec<Option<Note>> = per_push
@@ -2238,6 +2102,7 @@ pub async fn audit_trail(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::bulk::{BATCH_ROWS, PG_PARAMS, SQLITE_PARAMS};
 
     #[test]
     fn batched_statements_stay_within_each_dialects_parameter_budget() {
