@@ -874,34 +874,42 @@ fn caller_of(w: &World, dev: &Device, name: &str) -> fieldsync_server::Caller {
     }
 }
 
-/// One push of `dev`'s check-in of `visit` (made on the server's copy), as a
-/// job of a group transaction.
-fn check_in_job(
+/// `edit` made on the server's copy of `id` under `dev`'s actor: the changes
+/// `dev` would push for it.
+fn edited(
+    w: &World,
+    dev: &Device,
+    id: RecordId,
+    edit: impl FnOnce(&mut RecordDoc),
+) -> fieldsync_core::protocol::RecordChanges {
+    let mut doc = w.server_doc(id).expect("on the server");
+    doc.set_actor(dev.actor_id());
+    let before = doc.heads();
+    edit(&mut doc);
+    fieldsync_core::protocol::RecordChanges {
+        id,
+        kind: doc.kind(),
+        changes: doc
+            .changes_since(&before)
+            .iter()
+            .map(|c| serde_bytes::ByteBuf::from(c.raw_bytes().to_vec()))
+            .collect(),
+    }
+}
+
+/// `dev`'s push of `changes` as `name`, as a job of a group transaction,
+/// decided on whatever the group loads after `hold_ms` (a writer kept busy
+/// on purpose).
+fn group_job(
     w: &World,
     dev: &Device,
     name: &str,
-    visit: RecordId,
+    changes: fieldsync_core::protocol::RecordChanges,
+    hold_ms: u64,
 ) -> fieldsync_server::db::records::PushJob<'static> {
     use fieldsync_server::domain::push;
     let caller = caller_of(w, dev, name);
-    let mut doc = w.server_doc(visit).expect("visit");
-    doc.set_actor(dev.actor_id());
-    let before = doc.heads();
-    let site = Site {
-        coords: None,
-        radius_m: 100.0,
-    };
-    visits::check_in(&mut doc, &dev.actor, today(9), None, site).expect("check in");
-    let changes = doc
-        .changes_since(&before)
-        .iter()
-        .map(|c| serde_bytes::ByteBuf::from(c.raw_bytes().to_vec()))
-        .collect();
-    let records = std::sync::Arc::new(vec![fieldsync_core::protocol::RecordChanges {
-        id: visit,
-        kind: fieldsync_core::model::RecordKind::Visit,
-        changes,
-    }]);
+    let records = std::sync::Arc::new(vec![changes]);
     let (deciding, pushed) = (caller.clone(), std::sync::Arc::clone(&records));
     fieldsync_server::db::records::PushJob {
         caller,
@@ -910,9 +918,27 @@ fn check_in_job(
         all_or_nothing: false,
         stamp: None,
         decide: Box::new(move |loaded| {
+            std::thread::sleep(std::time::Duration::from_millis(hold_ms));
             push::decide_all(&deciding, &pushed, loaded, &[], std::time::Duration::MAX)
         }),
     }
+}
+
+/// One push of `dev`'s check-in of `visit`, as a job of a group transaction.
+fn check_in_job(
+    w: &World,
+    dev: &Device,
+    name: &str,
+    visit: RecordId,
+) -> fieldsync_server::db::records::PushJob<'static> {
+    let site = Site {
+        coords: None,
+        radius_m: 100.0,
+    };
+    let changes = edited(w, dev, visit, |doc| {
+        visits::check_in(doc, &dev.actor, today(9), None, site).expect("check in");
+    });
+    group_job(w, dev, name, changes, 0)
 }
 
 /// Group commit: pushes of one organisation that wait together are written
@@ -974,32 +1000,20 @@ fn two_check_ins_written_in_one_group_still_clash(w: World) {
 /// one merged again onto the first one's copy, and both edits stand. Pushes
 /// of other records arriving with them are written as usual.
 fn pushes_of_one_record_at_once_are_written_one_after_the_other(w: World) {
-    use fieldsync_core::protocol::{PushRequest, RecordChanges};
+    use fieldsync_core::protocol::PushRequest;
     use fieldsync_server::service::{Context, sync};
     let phone = w.device("ana");
     let tablet = w.device("ana");
     let shop = account(&w, &phone, "Ana's shop");
     let other = account(&w, &phone, "Ana's other shop");
     phone.sync();
-    let edit = |dev: &Device, id: RecordId, change: fn(&mut Account)| {
-        let mut doc = w.server_doc(id).expect("account");
-        doc.set_actor(dev.actor_id());
-        let before = doc.heads();
-        doc.update::<Account>(today(10), change).expect("edit");
-        PushRequest {
-            batch: uuid::Uuid::now_v7(),
-            records: vec![RecordChanges {
-                id,
-                kind: fieldsync_core::model::RecordKind::Account,
-                changes: doc
-                    .changes_since(&before)
-                    .iter()
-                    .map(|c| serde_bytes::ByteBuf::from(c.raw_bytes().to_vec()))
-                    .collect(),
-            }],
-            health: None,
-            epochs: Vec::new(),
-        }
+    let edit = |dev: &Device, id: RecordId, change: fn(&mut Account)| PushRequest {
+        batch: uuid::Uuid::now_v7(),
+        records: vec![edited(&w, dev, id, |doc| {
+            doc.update::<Account>(today(10), change).expect("edit");
+        })],
+        health: None,
+        epochs: Vec::new(),
     };
     let by_phone = edit(&phone, shop, |a| a.name = "Ana's corner shop".into());
     let by_tablet = edit(&tablet, shop, |a| a.visit_frequency_days = Some(7));
@@ -1042,8 +1056,7 @@ fn pushes_of_one_record_at_once_are_written_one_after_the_other(w: World) {
 /// the group after, and is decided on the first one's copy, so neither edit
 /// is lost.
 fn a_group_never_holds_two_pushes_of_one_record(w: World) {
-    use fieldsync_server::db::records::{PushJob, WriteGate};
-    use fieldsync_server::domain::push;
+    use fieldsync_server::db::records::WriteGate;
     use fieldsync_server::service::write::Committer;
     use std::sync::Arc;
     let phone = w.device("ana");
@@ -1052,35 +1065,12 @@ fn a_group_never_holds_two_pushes_of_one_record(w: World) {
     let other = account(&w, &phone, "Ana's other shop");
     let third = account(&w, &phone, "Ana's third shop");
     phone.sync();
-    // A push of `dev`'s edit of `id`, decided on whatever the group loads,
-    // after `hold` (the first group's writer is kept busy that long).
+    // A push of `dev`'s edit of `id`, decided after `hold` milliseconds.
     let job = |dev: &Device, id: RecordId, change: fn(&mut Account), hold: u64| {
-        let mut doc = w.server_doc(id).expect("account");
-        doc.set_actor(dev.actor_id());
-        let before = doc.heads();
-        doc.update::<Account>(today(10), change).expect("edit");
-        let caller = caller_of(&w, dev, "ana");
-        let records = Arc::new(vec![fieldsync_core::protocol::RecordChanges {
-            id,
-            kind: fieldsync_core::model::RecordKind::Account,
-            changes: doc
-                .changes_since(&before)
-                .iter()
-                .map(|c| serde_bytes::ByteBuf::from(c.raw_bytes().to_vec()))
-                .collect(),
-        }]);
-        let (deciding, pushed) = (caller.clone(), Arc::clone(&records));
-        PushJob {
-            caller,
-            batch: uuid::Uuid::now_v7(),
-            records,
-            all_or_nothing: false,
-            stamp: None,
-            decide: Box::new(move |loaded| {
-                std::thread::sleep(std::time::Duration::from_millis(hold));
-                push::decide_all(&deciding, &pushed, loaded, &[], std::time::Duration::MAX)
-            }),
-        }
+        let changes = edited(&w, dev, id, |doc| {
+            doc.update::<Account>(today(10), change).expect("edit");
+        });
+        group_job(&w, dev, "ana", changes, hold)
     };
     let first = job(&phone, third, |a| a.name = "Ana's third kiosk".into(), 300);
     let by_phone = job(&phone, shop, |a| a.name = "Ana's corner shop".into(), 0);

@@ -106,6 +106,10 @@ pub enum DbError {
     /// The operation does not apply to this database.
     #[error("{0}")]
     Unsupported(&'static str),
+    /// The server's own write machinery failed (a writer task stopped or
+    /// panicked): a bug, not the database's.
+    #[error("{0}")]
+    Internal(&'static str),
 }
 
 impl DbError {
@@ -252,13 +256,34 @@ impl Database {
     }
 }
 
+impl DbError {
+    /// Whether this is a bug (stored data that breaks the schema's promises,
+    /// or the server's own write machinery) rather than the database failing.
+    fn is_bug(&self) -> bool {
+        matches!(self, DbError::Corrupt(_) | DbError::Internal(_))
+    }
+}
+
 impl From<DbError> for crate::domain::Error {
-    /// A database failure is the domain's `Unavailable`, except stored data
-    /// that breaks the schema's promises, which is a bug (`Internal`).
+    /// A database failure is the domain's `Unavailable`, except a bug
+    /// (`Internal`).
     fn from(e: DbError) -> Self {
-        match e {
-            DbError::Corrupt(_) => crate::domain::Error::Internal(Box::new(e)),
-            other => crate::domain::Error::Unavailable(Box::new(other)),
+        if e.is_bug() {
+            crate::domain::Error::Internal(Box::new(e))
+        } else {
+            crate::domain::Error::Unavailable(Box::new(e))
+        }
+    }
+}
+
+impl From<std::sync::Arc<DbError>> for crate::domain::Error {
+    /// The error of a group transaction, as each of its pushes reports it:
+    /// classified as the error itself is.
+    fn from(e: std::sync::Arc<DbError>) -> Self {
+        match std::sync::Arc::try_unwrap(e) {
+            Ok(e) => e.into(),
+            Err(shared) if shared.is_bug() => crate::domain::Error::Internal(Box::new(shared)),
+            Err(shared) => crate::domain::Error::Unavailable(Box::new(shared)),
         }
     }
 }

@@ -107,6 +107,11 @@ macro_rules! readers_among {
     }};
 }
 
+/// `1` when the caller, through its five principals bound as `$1`…`$5`,
+/// reads the record `r` of the query, else `0`.
+const READ_BY_CALLER: &str = "CASE WHEN EXISTS (SELECT 1 FROM record_scope s \
+     WHERE s.record_id = r.id AND s.principal IN ($1, $2, $3, $4, $5)) THEN 1 ELSE 0 END";
+
 /// The scope rows `(record, principal)` of the records `$ids` (on `$exec`,
 /// with the dialect's `uuid`), those that pass `$filter` (a fixed SQL
 /// condition ending in `AND`, or empty). A few statements.
@@ -206,9 +211,7 @@ pub async fn load_for_push(
     for chunk in ids.chunks(rows_per_statement(pg, 1)) {
         let sql = format!(
             "SELECT CAST(r.id AS TEXT), CAST(r.org_id AS TEXT), r.kind, r.doc, \
-             CASE WHEN EXISTS (SELECT 1 FROM record_scope s WHERE s.record_id = r.id \
-             AND s.principal IN ($1, $2, $3, $4, $5)) THEN 1 ELSE 0 END, \
-             r.epoch, r.erased_fields FROM records r WHERE r.id IN ({})",
+             {READ_BY_CALLER}, r.epoch, r.erased_fields FROM records r WHERE r.id IN ({})",
             params(6, chunk.len()),
         );
         let sql = crate::db::positional(pg, sql);
@@ -223,7 +226,7 @@ pub async fn load_for_push(
             q.fetch_all(pool).await?
         }));
     }
-    let mut stored: BTreeMap<RecordId, Option<Loaded>> = BTreeMap::new();
+    let mut stored: BTreeMap<RecordId, Loaded> = BTreeMap::new();
     let mut epochs = Vec::new();
     for (id, row_org, kind, doc, reads, epoch, erased) in rows {
         let id = parse_record_id(&id)?;
@@ -239,12 +242,9 @@ pub async fn load_for_push(
                 readable: reads != 0,
             }
         };
-        stored.insert(id, Some(loaded));
+        stored.insert(id, loaded);
     }
-    let loaded = records
-        .iter()
-        .map(|r| stored.get(&r.id).cloned().flatten())
-        .collect();
+    let loaded = records.iter().map(|r| stored.get(&r.id).cloned()).collect();
     Ok((loaded, epochs))
 }
 
@@ -443,16 +443,13 @@ pub async fn apply_pushes(db: &Database, jobs: Vec<PushJob<'_>>) -> Result<Vec<A
     }
     let pg = matches!(db, Database::Postgres(_));
     let org = *org_id.as_uuid();
-    // Per push: (user, device) of its changes.
-    let who: Vec<(Uuid, Option<Uuid>)> = jobs
-        .iter()
-        .map(|j| {
-            (
-                *j.caller.actor.user.as_uuid(),
-                j.caller.actor.device.map(|d| *d.as_uuid()),
-            )
-        })
-        .collect();
+    // The user and device a push's changes and refusals are written under.
+    let who = |caller: &Caller| {
+        (
+            *caller.actor.user.as_uuid(),
+            caller.actor.device.map(|d| *d.as_uuid()),
+        )
+    };
     let applied = on_pool!(db, |pool, uuid| {
         let mut tx = if pg {
             pool.begin().await?
@@ -555,9 +552,7 @@ pub async fn apply_pushes(db: &Database, jobs: Vec<PushJob<'_>>) -> Result<Vec<A
                 for chunk in named.chunks(rows_per_statement(pg, 1)) {
                     let sql = format!(
                         "SELECT CAST(r.id AS TEXT), CAST(r.org_id AS TEXT), r.kind, \
-                         CASE WHEN r.kind IN ({}) THEN r.doc END, \
-                         CASE WHEN EXISTS (SELECT 1 FROM record_scope s WHERE s.record_id = r.id \
-                         AND s.principal IN ($1, $2, $3, $4, $5)) THEN 1 ELSE 0 END \
+                         CASE WHEN r.kind IN ({}) THEN r.doc END, {READ_BY_CALLER} \
                          FROM records r WHERE r.id IN ({})",
                         document_kinds_sql(),
                         params(6, chunk.len())
@@ -881,7 +876,7 @@ pub async fn apply_pushes(db: &Database, jobs: Vec<PushJob<'_>>) -> Result<Vec<A
             let mut rows: Vec<super::bulk::LogRow<'_>> = Vec::new();
             for (w, &j) in writes.iter().zip(&write_job) {
                 let by_server = w.changes.len().saturating_sub(w.server_changes);
-                let (user, device) = who[j];
+                let (user, device) = who(&pushes[j].0);
                 for (i, (hash, raw)) in w.changes.iter().enumerate() {
                     // The server's own changes (pricing an order) are logged under
                     // no user and no device: every device pulls them, the pusher too.
@@ -1042,7 +1037,7 @@ pub async fn apply_pushes(db: &Database, jobs: Vec<PushJob<'_>>) -> Result<Vec<A
 
         for ((w, (_, last_seq)), &j) in writes.iter().zip(&spans).zip(&write_job) {
             let last_seq = *last_seq;
-            let (user, device) = who[j];
+            let (user, device) = who(&pushes[j].0);
             let p = &w.projection;
             // The managers' conflicts queue, in the same transaction.
             // The managers' conflicts queue: a status clash, or two visits in
@@ -1264,8 +1259,7 @@ pub async fn apply_pushes(db: &Database, jobs: Vec<PushJob<'_>>) -> Result<Vec<A
         }
 
         for (d, (caller, batch, _)) in decided.iter().zip(&pushes) {
-            let user = *caller.actor.user.as_uuid();
-            let device = caller.actor.device.map(|d| *d.as_uuid());
+            let (user, device) = who(caller);
             for r in &d.refusals {
                 sqlx::query(
                     "INSERT INTO rejections (id, org_id, user_id, device_id, batch_id, record_id, \

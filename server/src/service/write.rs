@@ -1,10 +1,10 @@
 //! The push path itself: one push's pre-flight, merge and transaction (with
 //! group commit, the SQLite write gate, the retry on a racing create, the
-//! live note and the metrics), and [`push_since`] for what the server writes. What the server
-//! does after a push committed (a job's roll-up) is added by
-//! [`super::sync::push`], which every device push and every write made on
-//! someone's behalf goes through; the roll-up itself writes through here, so
-//! it never triggers itself.
+//! live note and the metrics), and [`push_since`] for what the server
+//! writes. What the server does after a push committed (a job's roll-up) is
+//! added by [`super::sync::push`], which every device push and every write
+//! made on someone's behalf goes through; the roll-up itself writes through
+//! here, so it never triggers itself.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -78,9 +78,9 @@ async fn push_with(
     }
     let records = Arc::new(push::dedupe(&req.records));
     // A device's changes made on an epoch an erasure has since rewritten are
-    // refused before anything is merged. The server's own writes (a web
+    // refused before anything is merged (the epochs come with the first
+    // early copy of the records, below). The server's own writes (a web
     // page's, an import's) are made on the copy it just loaded.
-    // (Read with the first early copy of the records.)
     let mut stored_epochs = None;
     // A device's push stamps its sync (and the health it reported) in the
     // push's transaction; the server writing on someone's behalf has none.
@@ -178,17 +178,8 @@ async fn push_with(
                 // run again, now merging into its copy.
                 tracing::debug!(attempt, "push raced with another; retrying");
             }
-            Err(e) => return Err(shared_db_error(e)),
+            Err(e) => return Err(e.into()),
         }
-    }
-}
-
-/// The error of a group transaction, as each of its pushes reports it.
-fn shared_db_error(e: Arc<DbError>) -> Error {
-    match Arc::try_unwrap(e) {
-        Ok(e) => e.into(),
-        Err(shared) if matches!(*shared, DbError::Corrupt(_)) => Error::Internal(Box::new(shared)),
-        Err(shared) => Error::Unavailable(Box::new(shared)),
     }
 }
 
@@ -275,8 +266,8 @@ impl Committer {
             match sender.send(waiting) {
                 Ok(()) => {
                     return answer.await.unwrap_or_else(|_| {
-                        Err(Arc::new(DbError::Corrupt(
-                            "the organisation's writer stopped before answering".into(),
+                        Err(Arc::new(DbError::Internal(
+                            "the organisation's writer stopped before answering",
                         )))
                     });
                 }
@@ -289,8 +280,8 @@ impl Committer {
                 }
             }
         }
-        Err(Arc::new(DbError::Corrupt(
-            "no writer for the organisation could be started".into(),
+        Err(Arc::new(DbError::Internal(
+            "no writer for the organisation could be started",
         )))
     }
 }
@@ -357,7 +348,7 @@ async fn write_groups(
                 tracing::error!(
                     "a group of pushes panicked while writing; nothing of it was stored"
                 );
-                let e = Arc::new(DbError::Corrupt("the push's write failed".into()));
+                let e = Arc::new(DbError::Internal("the push's write failed"));
                 for reply in replies {
                     let _ = reply.send(Err(Arc::clone(&e)));
                 }
