@@ -91,7 +91,7 @@ impl PgCluster {
                 dir.display()
             );
         }
-        let cluster = PgCluster {
+        let mut cluster = PgCluster {
             dir,
             bin,
             port: free_port(),
@@ -118,27 +118,38 @@ impl PgCluster {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
-            cluster.port,
-            cluster.dir.display()
-        );
-        let out = cluster
-            .command(&cluster.bin.join("pg_ctl"))
-            .args(["-w", "-t", "60", "-D"])
-            .arg(&data)
-            .args(["-o", &opts, "-l"])
-            .arg(cluster.dir.join("log"))
-            .arg("start")
-            .stdout(Stdio::null())
-            .output()
-            .expect("run pg_ctl");
-        assert!(
-            out.status.success(),
-            "pg_ctl start failed: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            std::fs::read_to_string(cluster.dir.join("log")).unwrap_or_default()
-        );
+        for attempt in 1.. {
+            let opts = format!(
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+                cluster.port,
+                cluster.dir.display()
+            );
+            let out = cluster
+                .command(&cluster.bin.join("pg_ctl"))
+                .args(["-w", "-t", "60", "-D"])
+                .arg(&data)
+                .args(["-o", &opts, "-l"])
+                .arg(cluster.dir.join("log"))
+                .arg("start")
+                .stdout(Stdio::null())
+                .output()
+                .expect("run pg_ctl");
+            if out.status.success() {
+                break;
+            }
+            let log = std::fs::read_to_string(cluster.dir.join("log")).unwrap_or_default();
+            // Another process took the free port between its choice and the
+            // postmaster's bind (tests start clusters and servers in
+            // parallel): choose another, a few times.
+            if attempt < 3 && log.contains("Address already in use") {
+                cluster.port = free_port();
+                continue;
+            }
+            panic!(
+                "pg_ctl start failed: {}\n{log}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         cluster
     }
 
