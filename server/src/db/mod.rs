@@ -258,9 +258,28 @@ impl Database {
 
 impl DbError {
     /// Whether this is a bug (stored data that breaks the schema's promises,
-    /// or the server's own write machinery) rather than the database failing.
+    /// a statement the database cannot run, a row the server cannot read, or
+    /// the server's own write machinery) rather than the database failing:
+    /// a client told "unavailable, try again later" would retry it for ever.
     fn is_bug(&self) -> bool {
-        matches!(self, DbError::Corrupt(_) | DbError::Internal(_))
+        match self {
+            DbError::Corrupt(_) | DbError::Internal(_) => true,
+            DbError::Sqlx(e) => match e {
+                sqlx::Error::ColumnDecode { .. }
+                | sqlx::Error::ColumnIndexOutOfBounds { .. }
+                | sqlx::Error::ColumnNotFound(_)
+                | sqlx::Error::Decode(_)
+                | sqlx::Error::TypeNotFound { .. } => true,
+                // A statement the database refuses as written: PostgreSQL's
+                // class 42 (syntax error, unknown table or column), SQLite's
+                // plain SQLITE_ERROR (1), which it answers for the same.
+                sqlx::Error::Database(d) => d
+                    .code()
+                    .is_some_and(|code| code.starts_with("42") || code == "1"),
+                _ => false,
+            },
+            _ => false,
+        }
     }
 }
 
@@ -305,7 +324,30 @@ pub(crate) fn range_queries_cached(db: &Database) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::positional;
+    use super::{DbError, positional};
+
+    #[tokio::test]
+    async fn a_statement_the_database_refuses_is_a_bug_not_an_outage() {
+        let pool = sqlx::SqlitePool::connect("sqlite::memory:")
+            .await
+            .expect("an in-memory database");
+        for sql in ["SELEC 1", "SELECT nothing FROM nowhere"] {
+            let e = DbError::from(sqlx::query(sql).execute(&pool).await.expect_err("refused"));
+            assert!(e.is_bug(), "{sql}: {e}");
+            assert!(matches!(
+                crate::domain::Error::from(e),
+                crate::domain::Error::Internal(_)
+            ));
+        }
+        pool.close().await;
+        let e = DbError::from(
+            sqlx::query("SELECT 1")
+                .execute(&pool)
+                .await
+                .expect_err("closed"),
+        );
+        assert!(!e.is_bug(), "a closed pool is an outage: {e}");
+    }
 
     #[test]
     fn parameters_in_order_become_anonymous_on_sqlite_only() {
