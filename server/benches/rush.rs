@@ -2,7 +2,11 @@
 //!
 //! 1,000 reps, each with a real device store, spent a day offline: each made 10
 //! local edits (one note on each of their 10 visits), and the office made 50
-//! changes to their records meanwhile (5 to each visit). Then every device
+//! changes to their records meanwhile (5 to each visit). The reps work in
+//! territories of 20 (a territory's reps read its customers), and every device
+//! was in step with the server when it went offline: the setup ends with an
+//! evening sync of each, so the rush receives the day's 50 changes and not the
+//! colleagues' accounts the setup created after a device's first sync. Then every device
 //! reconnects, at a moment spread evenly over 60 s, and syncs: it pushes its 10
 //! changes and pulls the office's 50. The server is a real `fieldsync serve`
 //! process on loopback, on SQLite and on PostgreSQL. Printed per database:
@@ -28,6 +32,8 @@ use fieldsync_test_support::{Backend, Device, World, bench_size, in_parallel};
 /// Visits per rep; each gets one local edit and five office edits.
 const VISITS: usize = 10;
 const OFFICE_EDITS_PER_VISIT: usize = 5;
+/// Reps per territory.
+const REPS_PER_TERRITORY: usize = 20;
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -98,9 +104,13 @@ fn run(backend: Backend, name: &str, devices: usize, window: Duration) -> Rush {
         args.new_devices_per_day = Some(0);
     });
     let started = Instant::now();
+    let territories: Vec<_> = (0..devices.div_ceil(REPS_PER_TERRITORY))
+        .map(|t| w.add_territory(&format!("Territory {t:03}")))
+        .collect();
     let reps: Vec<usize> = (0..devices).collect();
     let people = in_parallel(&reps, 8, |i| {
-        w.add_person(&format!("rep{i:04}"), Role::Rep, w.north)
+        let territory = territories[i / REPS_PER_TERRITORY];
+        w.add_person_in(&format!("rep{i:04}"), Role::Rep, w.north, territory)
     });
     // Yesterday: each rep's device holds an account and its visits, synced.
     let phones: Vec<(Device, Vec<RecordId>)> = in_parallel(&people, 8, |p| {
@@ -127,6 +137,12 @@ fn run(backend: Backend, name: &str, devices: usize, window: Duration) -> Rush {
         let report = d.sync();
         assert_eq!(report.rejected, 0, "{report:?}");
         (d, visits)
+    });
+    // Yesterday evening: each device syncs once more and holds what its
+    // territory's colleagues created after its first sync.
+    in_parallel(&phones, 8, |(d, _)| {
+        let report = d.sync();
+        assert_eq!(report.rejected, 0, "{report:?}");
     });
     eprintln!(
         "   {devices} devices logged in and synced in {:.1} s",
@@ -182,6 +198,15 @@ fn run(backend: Backend, name: &str, devices: usize, window: Duration) -> Rush {
     let cpu_secs = w.server_cpu_secs().unwrap_or(0.0) - cpu_before;
     let mut times = Vec::new();
     let (mut failed, mut retried) = (0, 0);
+    let pulled: Vec<u64> = outcomes
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok().map(|r| r.pulled))
+        .collect();
+    eprintln!(
+        "   each device received {}–{} changes",
+        pulled.iter().min().unwrap_or(&0),
+        pulled.iter().max().unwrap_or(&0)
+    );
     for (took, result) in outcomes {
         match result {
             Ok(r)

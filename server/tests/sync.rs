@@ -11,6 +11,7 @@ use fieldsync_core::model::{
 use fieldsync_core::protocol::{self, PushRequest, RecordChanges};
 use fieldsync_core::sync::{NoProgress, Session, SyncError, SyncOptions, Transport};
 use fieldsync_core::{RecordId, automerge};
+use fieldsync_server::db::records::NARROW_PULL_RANGE;
 use fieldsync_test_support::{
     Device, SECRET, World, configured_kid, fast_options, on_both_databases, sign_jwt, unix_now,
 };
@@ -30,6 +31,7 @@ on_both_databases!(
     concurrent_pushes_never_let_a_cursor_skip_a_change,
     a_revoked_device_is_refused_at_its_next_request_and_wiped,
     dated_records_reach_a_rep_only_inside_the_window,
+    dated_records_reach_a_rep_only_inside_the_window_after_a_busy_day,
     an_oversized_edit_is_refused_on_the_device_and_the_rest_lands,
     a_reassigned_visit_leaves_the_old_reps_phone_and_reaches_the_new_ones,
     a_manager_reviews_a_report_through_the_api_and_the_rep_sees_it_after_sync,
@@ -1269,9 +1271,40 @@ const HOUR_MS: i64 = 3_600_000;
 
 /// The default rep window: yesterday to the end of the seventh day ahead.
 fn dated_records_reach_a_rep_only_inside_the_window(w: World) {
+    window_scenario(&w, false);
+}
+
+/// The same after a busy day before each of the rep's syncs: more than
+/// `NARROW_PULL_RANGE` changes of a colleague's since its cursor, so its pull
+/// starts from the records it reads (on PostgreSQL too, where a short range
+/// walks the feed) and still receives exactly what it reads.
+fn dated_records_reach_a_rep_only_inside_the_window_after_a_busy_day(w: World) {
+    window_scenario(&w, true);
+}
+
+fn window_scenario(w: &World, busy: bool) {
     let mona = w.device("mona");
     let ana = w.device("ana");
-    let shop = account(&w, &mona, "Loja do Bairro");
+    let sara = w.device("sara");
+    let sara_shop = account(w, &sara, "Drogaria Sara");
+    let sara_visit = plan_visit(w, &sara, sara_shop, 1);
+    sara.sync();
+    // Sara's working day: her own visit edited past the narrow threshold.
+    let mut edits = 0;
+    let mut busy_day = || {
+        if busy {
+            for _ in 0..=NARROW_PULL_RANGE {
+                edits += 1;
+                sara.store()
+                    .update::<Visit>(sara_visit, t(edits), |v| {
+                        v.notes = format!("shelf count {edits}")
+                    })
+                    .expect("sara's edit");
+            }
+            assert_eq!(sara.sync().rejected, 0);
+        }
+    };
+    let shop = account(w, &mona, "Loja do Bairro");
     // The manager plans ana's visits from three days ago to ten days ahead.
     let days = [-3i64, -1, 0, 2, 7, 8, 10];
     let plan = |day: i64| {
@@ -1291,10 +1324,11 @@ fn dated_records_reach_a_rep_only_inside_the_window(w: World) {
     let holds = |dev: &Device, id: RecordId| dev.store().doc(id).is_ok();
 
     // Priming: the visits from yesterday to day +7, and the account they refer to.
+    busy_day();
     let report = ana.sync();
     assert_eq!(
-        report.primed, 5,
-        "four visits in the window and their account"
+        report.primed, 6,
+        "four visits in the window, their account and sara's (the territory's)"
     );
     for (day, id) in &visits {
         assert_eq!(
@@ -1325,14 +1359,21 @@ fn dated_records_reach_a_rep_only_inside_the_window(w: World) {
             v.planned_end = Some(t(3 * DAY_MS + 10 * HOUR_MS));
         })
         .expect("reschedule");
+    // And an edit of a visit the phone holds, which reaches it through the feed.
+    mona.store()
+        .update::<Visit>(visits[&2], t(5), |v| v.notes = "call ahead".into())
+        .expect("edit");
     mona.sync();
+    busy_day();
     ana.sync();
     let arrived: Visit = ana
         .store()
         .read(moved_in)
         .expect("the rescheduled visit arrived whole");
     assert_eq!(arrived.notes, "ask for the buyer");
-    assert_eq!(heads(&ana, moved_in), server_heads(&w, moved_in));
+    let edited: Visit = ana.store().read(visits[&2]).expect("held");
+    assert_eq!(edited.notes, "call ahead");
+    assert_eq!(heads(&ana, moved_in), server_heads(w, moved_in));
 
     // A visit moved out of the window leaves the phone.
     let moved_out = visits[&0];
@@ -1343,6 +1384,7 @@ fn dated_records_reach_a_rep_only_inside_the_window(w: World) {
         })
         .expect("reschedule");
     mona.sync();
+    busy_day();
     let report = ana.sync();
     assert_eq!(report.removed, 1, "{report:?}");
     assert!(!holds(&ana, moved_out));
@@ -1357,6 +1399,7 @@ fn dated_records_reach_a_rep_only_inside_the_window(w: World) {
         to_ms: today + 6 * DAY_MS,
     };
     let cursor = ana.store().cursor().expect("cursor").expect("primed");
+    busy_day();
     let page = ana
         .client
         .transport()
@@ -1395,14 +1438,19 @@ fn dated_records_reach_a_rep_only_inside_the_window(w: World) {
     .expect("apply");
     let mut got = copy.get_heads();
     got.sort();
-    assert_eq!(got, server_heads(&w, visits[&7]), "the whole history");
+    assert_eq!(got, server_heads(w, visits[&7]), "the whole history");
     assert!(
         page.records.iter().all(|r| r.id != visits[&8]),
         "day +8 is still outside"
     );
+    assert!(
+        page.records.iter().all(|r| r.id != sara_visit),
+        "nothing of sara's day"
+    );
 
     // A new phone is primed with today's window only.
     let fresh = w.device("ana");
+    busy_day();
     fresh.sync();
     for (day, id) in &visits {
         let expected = match *day {
@@ -1411,6 +1459,10 @@ fn dated_records_reach_a_rep_only_inside_the_window(w: World) {
             d => (-1..=7).contains(&d),
         };
         assert_eq!(holds(&fresh, *id), expected, "day {day} on a new phone");
+    }
+    for phone in [&ana, &fresh] {
+        assert!(!holds(phone, sara_visit), "sara's visit stays hers");
+        assert!(holds(phone, sara_shop), "her account is the territory's");
     }
 }
 

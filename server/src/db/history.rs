@@ -11,7 +11,7 @@ use fieldsync_core::{OrgId, RecordId};
 use serde_bytes::ByteBuf;
 use sqlx::AssertSqlSafe;
 
-use super::records::{parse_kind, parse_record_id};
+use super::records::{parse_kind, parse_record_id, records_by_id};
 use super::{Database, DbError, parse_uuid};
 use crate::domain::Caller;
 use crate::on_pool;
@@ -37,21 +37,24 @@ pub async fn accounts_in_window(db: &Database, caller: &Caller) -> Result<Vec<St
     };
     let me = format!("u:{}", caller.actor.user);
     let org = *caller.org.as_uuid();
+    // From the caller's grants, each record by id (`records_by_id`).
+    let sql = format!(
+        "SELECT DISTINCT CAST(COALESCE(j.account_id, a.account_id) AS TEXT) \
+         FROM record_scope s {} \
+         LEFT JOIN records j ON a.kind = 'assignment' AND j.id = a.parent_id \
+         WHERE s.principal = $1 AND a.org_id = $2 AND a.kind IN ('visit', 'assignment') \
+         AND a.deleted = $3 AND a.anchor_ms >= $4 AND a.anchor_ms < $5",
+        records_by_id(db, "s.record_id", "a")
+    );
     let ids: Vec<Option<String>> = on_pool!(db, |pool, uuid| {
-        sqlx::query_scalar(
-            "SELECT DISTINCT CAST(COALESCE(j.account_id, a.account_id) AS TEXT) \
-             FROM record_scope s JOIN records a ON a.id = s.record_id \
-             LEFT JOIN records j ON a.kind = 'assignment' AND j.id = a.parent_id \
-             WHERE s.principal = $1 AND a.org_id = $2 AND a.kind IN ('visit', 'assignment') \
-             AND a.deleted = $3 AND a.anchor_ms >= $4 AND a.anchor_ms < $5",
-        )
-        .bind(&me)
-        .bind(uuid(org))
-        .bind(false)
-        .bind(window.from_ms)
-        .bind(window.to_ms)
-        .fetch_all(pool)
-        .await?
+        sqlx::query_scalar(AssertSqlSafe(sql.as_str()))
+            .bind(&me)
+            .bind(uuid(org))
+            .bind(false)
+            .bind(window.from_ms)
+            .bind(window.to_ms)
+            .fetch_all(pool)
+            .await?
     });
     Ok(ids.into_iter().flatten().collect())
 }

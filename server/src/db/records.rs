@@ -1380,6 +1380,29 @@ pub fn parse_record_id(text: &str) -> Result<RecordId, DbError> {
     Ok(RecordId::from_uuid(parse_uuid(text)?))
 }
 
+/// `CROSS JOIN`s the records whose id is `key` (a column of what comes
+/// before), as `alias`, looked up by primary key one by one whatever the
+/// planner believes: for the queries that start from a field user's grants
+/// (a few hundred) among the organisation's thousands of records. SQLite keeps
+/// a `CROSS JOIN`'s order; on PostgreSQL a `LATERAL` subquery with `OFFSET 0`
+/// is planned on its own, where the only condition is the key (on tables
+/// never analysed, the planner took the `(org_id, kind, anchor_ms)` index for
+/// a handful of rows and walked every visit of the organisation).
+pub(crate) fn records_by_id(db: &Database, key: &str, alias: &str) -> String {
+    match db {
+        Database::Sqlite(_) => format!("CROSS JOIN records {alias} ON {alias}.id = {key}"),
+        Database::Postgres(_) => format!(
+            "CROSS JOIN LATERAL (SELECT * FROM records x WHERE x.id = {key} OFFSET 0) {alias}"
+        ),
+    }
+}
+
+/// Log positions past a field user's cursor beyond which PostgreSQL serves
+/// its pull from the records it reads rather than by walking the feed (see
+/// `pull`): about where probing every change of the range costs more than
+/// looking up each of a rep's few hundred records.
+pub const NARROW_PULL_RANGE: i64 = 1_000;
+
 /// Serves one page of the feed after `req.cursor`, in the caller's scope,
 /// leaving out the changes the calling device pushed itself.
 ///
@@ -1411,26 +1434,39 @@ pub async fn pull(
         _ => (lo, hi),
     };
     let dated = dated_kinds_sql();
-    // Two ways to find what the caller reads. A rep's or technician's scope is
-    // a few hundred records out of the organisation's thousands: on SQLite,
-    // whose planner would walk the whole feed since the cursor (every change
-    // of everyone) and probe each one's scope, the query starts from the
-    // caller's records instead (`CROSS JOIN` fixes that order) and reads their
-    // changes through the `(record_id, hash)` index (issue #21's morning rush:
-    // 1,000 reps syncing within a minute after the office wrote 50,000 changes
-    // timed out a third of them before). A manager's or
-    // administrator's scope is most of the feed, and PostgreSQL plans both
-    // shapes well: they probe.
-    let narrow = matches!(db, Database::Sqlite(_))
-        && matches!(caller.actor.role, Role::Rep | Role::Technician);
+    // Two ways to find what the caller reads. Probing walks the feed since the
+    // cursor (every change of everyone) and checks each one's scope: cheap for
+    // a short range, and the only sensible way for managers and
+    // administrators, whose scope is most of the feed. Narrow starts from the
+    // records the caller reads and reads their changes through the
+    // `(record_id, hash)` index: a rep's or technician's scope is a few hundred
+    // records out of the organisation's thousands.
+    //
+    // On SQLite, whose planner would walk the feed whatever its length, a rep
+    // or technician always reads narrow (`CROSS JOIN` fixes the order there).
+    // On PostgreSQL a field user reads narrow once the range is long: a device
+    // a day offline while the office wrote 50,000 changes (issue #21's
+    // morning rush). There the planner cannot be left to choose: a cursor
+    // past the table's last statistics looks like an empty range, so right
+    // after a bulk write it probed 50,000 changes per pull until autovacuum
+    // analysed the log (p99 6 s at 1,000 devices). `LATERAL … OFFSET 0` keeps
+    // the per-record lookup, and `seq + 0` keeps it on the `record_id` index:
+    // on a log never analysed, the planner took the `(org_id, seq)` range for
+    // four rows and walked its 50,000 for each record.
+    let field_user = matches!(caller.actor.role, Role::Rep | Role::Technician);
+    let narrow = field_user
+        && match db {
+            Database::Sqlite(_) => true,
+            Database::Postgres(_) => head.saturating_sub(cursor) > NARROW_PULL_RANGE,
+        };
     let mine = "(SELECT DISTINCT s.record_id FROM record_scope s \
          WHERE s.principal IN ($4, $5, $6, $7, $8)) mine";
     let in_scope = "EXISTS (SELECT 1 FROM record_scope s WHERE s.record_id = r.id \
          AND s.principal IN ($4, $5, $6, $7, $8))";
     // (The unary `+` keeps SQLite off the `(org_id, seq)` index, which it
     // would otherwise walk again for each of the caller's records.)
-    let (feed_from, feed_scope, l_org, l_seq) = if narrow {
-        (
+    let (feed_from, feed_scope, l_org, l_seq) = match (narrow, db) {
+        (true, Database::Sqlite(_)) => (
             format!(
                 "{mine} CROSS JOIN change_log l ON l.record_id = mine.record_id \
                  JOIN records r ON r.id = l.record_id"
@@ -1438,18 +1474,28 @@ pub async fn pull(
             "1 = 1",
             "+l.org_id",
             "+l.seq",
-        )
-    } else {
-        (
+        ),
+        (true, Database::Postgres(_)) => (
+            format!(
+                "{mine} CROSS JOIN LATERAL (SELECT l.seq, l.record_id, l.change, l.device_id, \
+                 l.org_id FROM change_log l WHERE l.record_id = mine.record_id \
+                 AND l.seq + 0 > $2 AND l.seq + 0 <= $3 OFFSET 0) l \
+                 JOIN records r ON r.id = l.record_id"
+            ),
+            "1 = 1",
+            "l.org_id",
+            "l.seq",
+        ),
+        (false, _) => (
             "change_log l JOIN records r ON r.id = l.record_id".to_owned(),
             in_scope,
             "l.org_id",
             "l.seq",
-        )
+        ),
     };
     let (records_from, records_scope) = if narrow {
         (
-            format!("{mine} CROSS JOIN records r ON r.id = mine.record_id"),
+            format!("{mine} {}", records_by_id(db, "mine.record_id", "r")),
             "1 = 1",
         )
     } else {

@@ -37,6 +37,8 @@ pub struct Person {
     pub role: Role,
     /// Team.
     pub team: TeamId,
+    /// The territory the user works in (the records it creates are placed there).
+    pub territory: TerritoryId,
 }
 
 impl Person {
@@ -177,6 +179,7 @@ impl World {
                         id,
                         role,
                         team,
+                        territory,
                     },
                 );
             }
@@ -266,13 +269,26 @@ impl World {
             org: self.org,
             owner: p.id,
             team: p.team,
-            territory: self.territory,
+            territory: p.territory,
         }
     }
 
     /// A user beyond the seeded ones (`<name>@acme.test`, the seeded
     /// password), for workloads of many users (benchmarks).
     pub fn add_person(&self, name: &str, role: Role, team: TeamId) -> Person {
+        self.add_person_in(name, role, team, self.territory)
+    }
+
+    /// Like [`World::add_person`], working in `territory` (see
+    /// [`World::add_territory`]): a field force spread over territories, each
+    /// rep reading its own territory's customers.
+    pub fn add_person_in(
+        &self,
+        name: &str,
+        role: Role,
+        team: TeamId,
+        territory: TerritoryId,
+    ) -> Person {
         let email = format!("{name}@acme.test");
         let id = self.rt.block_on(server::create_user(
             &self.db,
@@ -282,7 +298,7 @@ impl World {
                 display_name: "",
                 role,
                 team: Some(team),
-                territory: Some(self.territory),
+                territory: Some(territory),
                 password: PASSWORD,
             },
         ));
@@ -291,6 +307,7 @@ impl World {
             id,
             role,
             team,
+            territory,
         }
     }
 
