@@ -260,7 +260,8 @@ impl DbError {
     /// Whether this is a bug (stored data that breaks the schema's promises,
     /// a statement the database cannot run, a row the server cannot read, or
     /// the server's own write machinery) rather than the database failing:
-    /// a client told "unavailable, try again later" would retry it for ever.
+    /// the answer and the log then say so, instead of sending the operator to
+    /// look at a database that is up.
     fn is_bug(&self) -> bool {
         match self {
             DbError::Corrupt(_) | DbError::Internal(_) => true,
@@ -271,8 +272,9 @@ impl DbError {
                 | sqlx::Error::Decode(_)
                 | sqlx::Error::TypeNotFound { .. } => true,
                 // A statement the database refuses as written: PostgreSQL's
-                // class 42 (syntax error, unknown table or column), SQLite's
-                // plain SQLITE_ERROR (1), which it answers for the same.
+                // class 42 (syntax error or access rule violation: unknown
+                // table or column, a missing privilege), SQLite's plain
+                // SQLITE_ERROR (1), which it answers for the same.
                 sqlx::Error::Database(d) => d
                     .code()
                     .is_some_and(|code| code.starts_with("42") || code == "1"),
