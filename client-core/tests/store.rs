@@ -395,6 +395,49 @@ fn lists_follow_remote_creates_transitions_reschedules_and_deletes() {
 }
 
 #[test]
+fn a_push_answer_is_acknowledged_in_one_go_and_leaves_later_edits_pending() {
+    let w = World::new();
+    let store = DeviceStore::open_in_memory().expect("open");
+    let ids: Vec<RecordId> = (0..3)
+        .map(|i| {
+            store
+                .create_stateful(
+                    &w.visit(RecordId::new(), MONDAY + i),
+                    &w.rep,
+                    DeviceTime::utc(0),
+                )
+                .expect("create")
+        })
+        .collect();
+    let batch = store.outbox_batch_hashed(10).expect("batch");
+    assert_eq!(batch.len(), 3);
+    // The hashes come from the outbox, in the order of the changes.
+    for (rec, hashes) in &batch {
+        let read: Vec<ChangeHash> = rec.changes.iter().map(|c| hash_of(c)).collect();
+        assert_eq!(&read, hashes);
+    }
+    // An edit made while the push was on its way is not part of the answer.
+    store
+        .update::<Visit>(ids[0], DeviceTime::utc(1), |v| v.notes = "late".into())
+        .expect("edit");
+    let acks: Vec<(RecordId, Vec<ChangeHash>)> = batch
+        .iter()
+        .filter(|(rec, _)| rec.id != ids[2])
+        .map(|(rec, hashes)| (rec.id, hashes.clone()))
+        .collect();
+    store.acknowledge_all(&acks).expect("ack");
+    let left: Vec<RecordId> = store
+        .outbox_batch(10)
+        .expect("batch")
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.contains(&ids[0]) && left.contains(&ids[2]));
+    assert_eq!(store.pending_changes().expect("count"), 2);
+}
+
+#[test]
 fn the_outbox_holds_each_local_change_until_acknowledged() {
     let w = World::new();
     let store = DeviceStore::open_in_memory().expect("open");
@@ -420,14 +463,7 @@ fn the_outbox_holds_each_local_change_until_acknowledged() {
     let batch = store.outbox_batch(10).expect("batch");
     assert_eq!(batch.len(), 1);
     assert_eq!(batch[0].changes.len(), 2);
-    let first: Vec<ChangeHash> = batch[0].changes[..1]
-        .iter()
-        .map(|c| {
-            fieldsync_core::automerge::Change::from_bytes(c.to_vec())
-                .expect("change")
-                .hash()
-        })
-        .collect();
+    let first: Vec<ChangeHash> = batch[0].changes[..1].iter().map(|c| hash_of(c)).collect();
     store.acknowledge(v, &first).expect("ack");
     assert_eq!(store.pending_changes().expect("count"), 1);
 
@@ -507,15 +543,7 @@ fn remote_changes_merge_without_entering_the_outbox() {
         "unsynced records are never evicted"
     );
     let pending = store.outbox_batch(10).expect("batch");
-    let hashes: Vec<ChangeHash> = pending[0]
-        .changes
-        .iter()
-        .map(|c| {
-            fieldsync_core::automerge::Change::from_bytes(c.to_vec())
-                .expect("change")
-                .hash()
-        })
-        .collect();
+    let hashes: Vec<ChangeHash> = pending[0].changes.iter().map(|c| hash_of(c)).collect();
     store.acknowledge(id, &hashes).expect("ack");
     store.apply_page(&[], &[id], Some(9)).expect("removed");
     assert!(
@@ -713,15 +741,7 @@ fn upgrade_and_check(w: &World, old: &OldDatabase) -> DeviceStore {
         })
         .expect("edit");
     let batch = store.outbox_batch(10).expect("batch");
-    let queued: Vec<ChangeHash> = batch[0]
-        .changes
-        .iter()
-        .map(|c| {
-            fieldsync_core::automerge::Change::from_bytes(c.to_vec())
-                .expect("change")
-                .hash()
-        })
-        .collect();
+    let queued: Vec<ChangeHash> = batch[0].changes.iter().map(|c| hash_of(c)).collect();
     assert_eq!(queued.len(), 3);
     assert_eq!(queued[..2], old.pending[..], "old rows first, in order");
     assert_eq!(store.pending_changes().expect("count"), 3);
@@ -1133,4 +1153,11 @@ fn accounts_and_products_are_found_by_prefix_place_and_sku_and_deleted_ones_are_
         ids(store.search_products("o", 10).expect("both")),
         [filter, oil]
     );
+}
+
+/// The hash of a change as sent (what the outbox lists it under).
+fn hash_of(raw: &[u8]) -> ChangeHash {
+    fieldsync_core::automerge::Change::from_bytes(raw.to_vec())
+        .expect("change")
+        .hash()
 }

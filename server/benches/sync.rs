@@ -601,6 +601,7 @@ fn hundred_devices(w: &World, count: usize) -> (f64, f64, Option<f64>, Others) {
         Instant::now()
     });
     let elapsed = started.elapsed().as_secs_f64();
+    eprintln!("   {count} devices pushed in {elapsed:.2} s");
     let since = |after: Option<f64>, before: Option<f64>| after.zip(before).map(|(a, b)| a - b);
     let cpu = since(w.server_cpu_secs(), cpu_before);
     let others = Others {

@@ -919,7 +919,14 @@ fn group_job(
         stamp: None,
         decide: Box::new(move |loaded| {
             std::thread::sleep(std::time::Duration::from_millis(hold_ms));
-            push::decide_all(&deciding, &pushed, loaded, &[], std::time::Duration::MAX)
+            push::decide_all(
+                &deciding,
+                &pushed,
+                loaded,
+                &[],
+                &[],
+                std::time::Duration::MAX,
+            )
         }),
     }
 }

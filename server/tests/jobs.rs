@@ -639,7 +639,7 @@ fn the_sweep_repairs_a_missed_roll_up(w: World) {
             &caller,
             uuid::Uuid::now_v7(),
             &recs,
-            |loaded| push::decide_all(&caller, &recs, loaded, &[], std::time::Duration::MAX),
+            |loaded| push::decide_all(&caller, &recs, loaded, &[], &[], std::time::Duration::MAX),
         ))
         .expect("stored");
     assert!(applied.results.iter().all(|(_, r)| r.is_ok()));

@@ -101,8 +101,8 @@ pub use contact::{Consent, ConsentStatus, Contact};
 pub use doc::{Conflict, ConflictValue, RecordDoc};
 pub use geo::GeofenceVerdict;
 pub use incoming::{
-    IncomingError, MAX_CHANGE_OPS, MAX_RECORD_OPS, Merged, change_ops, check_incoming,
-    keeps_signature, merge_incoming,
+    IncomingChange, IncomingError, MAX_CHANGE_OPS, MAX_RECORD_OPS, Merged, change_ops,
+    check_incoming, keeps_signature, merge_incoming, merge_read,
 };
 pub use job::{JobStatus, Priority, RollupTimes, ServiceJob};
 pub use order::{Order, OrderStatus};

@@ -961,6 +961,21 @@ impl DeviceStore {
     /// Up to `max_records` records with unacknowledged changes, oldest first, with
     /// the raw bytes of those changes.
     pub fn outbox_batch(&self, max_records: usize) -> Result<Vec<RecordChanges>, StoreError> {
+        Ok(self
+            .outbox_batch_hashed(max_records)?
+            .into_iter()
+            .map(|(rec, _)| rec)
+            .collect())
+    }
+
+    /// [`outbox_batch`](Self::outbox_batch), with the hashes of each record's
+    /// changes as the outbox lists them (what [`acknowledge_all`](Self::acknowledge_all)
+    /// takes once the server committed them), so that nobody decodes the
+    /// changes again to learn them.
+    pub fn outbox_batch_hashed(
+        &self,
+        max_records: usize,
+    ) -> Result<Vec<(RecordChanges, Vec<ChangeHash>)>, StoreError> {
         let mut inner = self.lock();
         let rows: Vec<(String, String)> = {
             let mut stmt = inner.conn.prepare_cached(
@@ -1011,20 +1026,30 @@ impl DeviceStore {
                 changes.push(ByteBuf::from(change.raw_bytes().to_vec()));
             }
             inner.remember(id, am, self.options.cache_size);
-            out.push(RecordChanges { id, kind, changes });
+            out.push((RecordChanges { id, kind, changes }, hashes));
         }
         Ok(out)
     }
 
     /// The server committed these changes: drop them from the outbox.
     pub fn acknowledge(&self, id: RecordId, hashes: &[ChangeHash]) -> Result<(), StoreError> {
+        self.acknowledge_all(&[(id, hashes.to_vec())])
+    }
+
+    /// [`acknowledge`](Self::acknowledge) for every record a push answer
+    /// accepted, in one transaction: one commit per push instead of one per
+    /// record.
+    pub fn acknowledge_all(&self, acks: &[(RecordId, Vec<ChangeHash>)]) -> Result<(), StoreError> {
         let mut inner = self.lock();
         let tx = inner.conn.transaction()?;
         {
             let mut stmt =
                 tx.prepare_cached("DELETE FROM outbox WHERE record_id = ?1 AND change_hash = ?2")?;
-            for h in hashes {
-                stmt.execute(params![id.to_string(), h.to_string()])?;
+            for (id, hashes) in acks {
+                let id = id.to_string();
+                for h in hashes {
+                    stmt.execute(params![id, h.to_string()])?;
+                }
             }
         }
         tx.commit()?;

@@ -68,12 +68,37 @@ pub enum PrimeStand {
     },
 }
 
+/// A record's pending changes, with the hash of each (in the same order).
+pub type PendingRecord = (RecordChanges, Vec<Vec<u8>>);
+
 /// What the sync client needs from the device store.
 pub trait SyncStore: Send + Sync {
     /// Up to `max_records` records with unacknowledged changes, oldest first.
     fn pending(&self, max_records: usize) -> Result<Vec<RecordChanges>, SyncError>;
+    /// [`SyncStore::pending`], with the hashes of each record's changes. A
+    /// store that keeps them (the device store's outbox does) should answer
+    /// them as kept; this default reads every change to hash it.
+    fn pending_hashed(&self, max_records: usize) -> Result<Vec<PendingRecord>, SyncError> {
+        Ok(self
+            .pending(max_records)?
+            .into_iter()
+            .map(|rec| {
+                let hashes = rec.changes.iter().filter_map(|c| change_hash(c)).collect();
+                (rec, hashes)
+            })
+            .collect())
+    }
     /// The server committed these changes of record `id`: drop them from the outbox.
     fn acknowledge(&self, id: RecordId, change_hashes: &[Vec<u8>]) -> Result<(), SyncError>;
+    /// [`SyncStore::acknowledge`] for every record one push answer accepted.
+    /// A store that can should do it in one transaction (the device store
+    /// does); this default acknowledges one record after the other.
+    fn acknowledge_all(&self, acks: &[(RecordId, Vec<Vec<u8>>)]) -> Result<(), SyncError> {
+        for (id, hashes) in acks {
+            self.acknowledge(*id, hashes)?;
+        }
+        Ok(())
+    }
     /// The server refused record `id`'s changes: keep them in the ledger and take
     /// them out of the outbox.
     fn reject(
@@ -602,7 +627,11 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
         let mut repaired = std::collections::BTreeSet::new();
         let mut carried = std::collections::BTreeSet::new();
         loop {
-            let batch = self.store.pending(self.options.push_batch)?;
+            let (batch, hashes): (Vec<RecordChanges>, Vec<Vec<Vec<u8>>>) = self
+                .store
+                .pending_hashed(self.options.push_batch)?
+                .into_iter()
+                .unzip();
             if batch.is_empty() {
                 return Ok(());
             }
@@ -615,17 +644,21 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
             };
             let resp = self.call(report, |t, token| t.push(token, &req))?;
             let mut settled = 0;
+            // The accepted records leave the outbox together, after the loop
+            // (the refused ones touch only their own records' rows).
+            let mut acks: Vec<(RecordId, Vec<Vec<u8>>)> = Vec::new();
             for result in resp.results {
-                let Some(sent) = req.records.iter().find(|r| r.id == result.id) else {
+                let Some(i) = req.records.iter().position(|r| r.id == result.id) else {
                     continue;
                 };
+                let sent = &req.records[i];
                 match result.outcome {
                     PushOutcome::Accepted { .. } => {
-                        let hashes: Vec<Vec<u8>> =
-                            sent.changes.iter().filter_map(|c| change_hash(c)).collect();
-                        self.store.acknowledge(result.id, &hashes)?;
-                        report.pushed += 1;
-                        settled += 1;
+                        if !acks.iter().any(|(id, _)| *id == result.id) {
+                            acks.push((result.id, hashes[i].clone()));
+                            report.pushed += 1;
+                            settled += 1;
+                        }
                     }
                     // A store restored from an old phone backup edited before
                     // its first sync: the edit goes again as a new change
@@ -663,6 +696,7 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
                     PushOutcome::Rejected(_) => {}
                 }
             }
+            self.store.acknowledge_all(&acks)?;
             progress.progress(SyncPhase::Pushing, report.pushed + report.rejected);
             if settled == 0 {
                 // Nothing moved (every record was retryably refused): stop rather than loop.
@@ -1096,12 +1130,30 @@ impl SyncStore for crate::store::DeviceStore {
         Ok(self.outbox_batch(max_records)?)
     }
 
+    fn pending_hashed(&self, max_records: usize) -> Result<Vec<PendingRecord>, SyncError> {
+        Ok(self
+            .outbox_batch_hashed(max_records)?
+            .into_iter()
+            .map(|(rec, hashes)| (rec, hashes.iter().map(|h| h.0.to_vec()).collect()))
+            .collect())
+    }
+
     fn acknowledge(&self, id: RecordId, change_hashes: &[Vec<u8>]) -> Result<(), SyncError> {
-        let hashes: Vec<automerge::ChangeHash> = change_hashes
+        SyncStore::acknowledge_all(self, &[(id, change_hashes.to_vec())])
+    }
+
+    fn acknowledge_all(&self, acks: &[(RecordId, Vec<Vec<u8>>)]) -> Result<(), SyncError> {
+        let acks: Vec<(RecordId, Vec<automerge::ChangeHash>)> = acks
             .iter()
-            .filter_map(|h| automerge::ChangeHash::try_from(h.as_slice()).ok())
+            .map(|(id, hashes)| {
+                let hashes = hashes
+                    .iter()
+                    .filter_map(|h| automerge::ChangeHash::try_from(h.as_slice()).ok())
+                    .collect();
+                (*id, hashes)
+            })
             .collect();
-        Ok(crate::store::DeviceStore::acknowledge(self, id, &hashes)?)
+        Ok(crate::store::DeviceStore::acknowledge_all(self, &acks)?)
     }
 
     fn reject(
@@ -1300,8 +1352,14 @@ impl<S: SyncStore> SyncStore for std::sync::Arc<S> {
     fn pending(&self, max_records: usize) -> Result<Vec<RecordChanges>, SyncError> {
         (**self).pending(max_records)
     }
+    fn pending_hashed(&self, max_records: usize) -> Result<Vec<PendingRecord>, SyncError> {
+        (**self).pending_hashed(max_records)
+    }
     fn acknowledge(&self, id: RecordId, change_hashes: &[Vec<u8>]) -> Result<(), SyncError> {
         (**self).acknowledge(id, change_hashes)
+    }
+    fn acknowledge_all(&self, acks: &[(RecordId, Vec<Vec<u8>>)]) -> Result<(), SyncError> {
+        (**self).acknowledge_all(acks)
     }
     fn reject(
         &self,

@@ -861,7 +861,14 @@ mod tests {
     ) -> Result<(Write, Vec<u8>), Rejection> {
         use super::{Lookups, Member};
         let records = vec![rec.clone()];
-        let decisions = decide_all(caller, &records, &[None], &[], std::time::Duration::MAX);
+        let decisions = decide_all(
+            caller,
+            &records,
+            &[None],
+            &[],
+            &[],
+            std::time::Duration::MAX,
+        );
         let mut lookups = Lookups::default();
         for (user, team) in members {
             lookups.users.insert(

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use fieldsync_core::model::rules::references;
 use fieldsync_core::model::{
-    IncomingError, MAX_CHANGE_OPS, Merged, Projection, RecordDoc, RecordKind, change_ops,
-    merge_incoming,
+    IncomingChange, IncomingError, MAX_CHANGE_OPS, Merged, Projection, RecordDoc, RecordKind,
+    merge_read,
 };
 use fieldsync_core::protocol::{
     PushOutcome, PushResponse, PushResult, RecordChanges, RecordEpoch, RejectCode, Rejection,
@@ -230,33 +230,49 @@ impl Retired {
 /// is loaded or merged: `Some` refuses the record.
 pub type Preflight = Vec<Option<Rejection>>;
 
+/// Each record's changes as the pre-flight read them, in request order, for
+/// the merge to take as they are (see [`IncomingChange`]). Empty where they
+/// were not read (a merge again after a race reads them itself).
+pub type ReadChanges = Vec<Vec<IncomingChange>>;
+
 /// Counts the operations each record's changes expand to, reading only the
 /// changes (cheap next to merging them): a record with a change over
 /// [`MAX_CHANGE_OPS`] is refused for good, and the records past
 /// [`MAX_PUSH_OPS`] in the push are refused as retryable (never the first).
-/// Bytes that are not changes pass; the merge reports them.
-pub fn preflight(records: &[RecordChanges]) -> Preflight {
+/// Bytes that are not changes pass; the merge reports them. Answers the
+/// changes as read too, for the merge.
+pub fn preflight(records: &[RecordChanges]) -> (Preflight, ReadChanges) {
     preflight_within(records, MAX_CHANGE_OPS, MAX_PUSH_OPS)
 }
 
-fn preflight_within(records: &[RecordChanges], max_change: usize, max_push: usize) -> Preflight {
+fn preflight_within(
+    records: &[RecordChanges],
+    max_change: usize,
+    max_push: usize,
+) -> (Preflight, ReadChanges) {
     // Reading the changes is a fifth of the cost of merging a new record's:
-    // counted on all cores, then added up in order.
-    let count = |i: usize| -> Vec<usize> {
+    // read on all cores, then counted up in order.
+    let read = |i: usize| -> Vec<IncomingChange> {
         records[i]
             .changes
             .iter()
-            .filter_map(|c| change_ops(c))
+            .map(|c| IncomingChange::read(c))
             .collect()
     };
-    let mut counted = on_cores(records.len(), count);
-    let mut total = 0usize;
-    (0..records.len())
+    let mut done = on_cores(records.len(), read);
+    let read: ReadChanges = (0..records.len())
         .map(|i| {
-            let ops = counted
-                .get_mut(i)
+            done.get_mut(i)
                 .and_then(Option::take)
-                .unwrap_or_else(|| count(i));
+                .unwrap_or_else(|| read(i))
+        })
+        .collect();
+    let mut total = 0usize;
+    let verdicts = read
+        .iter()
+        .enumerate()
+        .map(|(i, changes)| {
+            let ops: Vec<usize> = changes.iter().filter_map(IncomingChange::ops).collect();
             if let Some(&worst) = ops.iter().max()
                 && worst > max_change
             {
@@ -276,7 +292,8 @@ fn preflight_within(records: &[RecordChanges], max_change: usize, max_push: usiz
                 server_doc: None,
             })
         })
-        .collect()
+        .collect();
+    (verdicts, read)
 }
 
 /// Refuses, as retryable, each record whose changes were made on an older
@@ -312,12 +329,14 @@ pub fn refuse_stale_epochs(
 
 /// Decides every record of a push (already deduplicated) given what was
 /// loaded for each (`None`: the server has no copy) and what its pre-flight
-/// found, merging for at most `budget` (the first record whatever it takes).
+/// found (and the changes as it read them, when it did: `read` may be
+/// empty), merging for at most `budget` (the first record whatever it takes).
 pub fn decide_all(
     caller: &Caller,
     records: &[RecordChanges],
     loaded: &[Option<Loaded>],
     preflight: &[Option<Rejection>],
+    read: &[Vec<IncomingChange>],
     budget: Duration,
 ) -> Decisions {
     let started = Instant::now();
@@ -329,7 +348,7 @@ pub fn decide_all(
     ids.sort();
     ids.dedup();
     let mut early: Vec<Option<Outcome>> = if ids.len() == records.len() {
-        decide_in_parallel(caller, records, loaded, preflight, budget, started)
+        decide_in_parallel(caller, records, loaded, preflight, read, budget, started)
     } else {
         Vec::new()
     };
@@ -356,7 +375,7 @@ pub fn decide_all(
                 server_doc: None,
             })
         } else {
-            decide(caller, rec, loaded.as_ref())
+            decide(caller, rec, loaded.as_ref(), read.get(i).map(Vec::as_slice))
         };
         match outcome {
             Ok((write, heads)) => {
@@ -404,6 +423,7 @@ fn decide_in_parallel(
     records: &[RecordChanges],
     loaded: &[Option<Loaded>],
     preflight: &[Option<Rejection>],
+    read: &[Vec<IncomingChange>],
     budget: Duration,
     started: Instant,
 ) -> Vec<Option<Outcome>> {
@@ -421,7 +441,12 @@ fn decide_in_parallel(
                 server_doc: None,
             })
         } else {
-            decide(caller, &records[i], loaded.get(i).and_then(Option::as_ref))
+            decide(
+                caller,
+                &records[i],
+                loaded.get(i).and_then(Option::as_ref),
+                read.get(i).map(Vec::as_slice),
+            )
         }
     };
     on_cores(records.len(), one)
@@ -469,11 +494,13 @@ fn on_cores<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<Option<T>> 
 }
 
 /// Decides one record of a push, with no I/O: the merged record to write, or
-/// why it is refused.
+/// why it is refused. `read` is the record's changes as the pre-flight read
+/// them, when it did.
 pub fn decide(
     caller: &Caller,
     rec: &RecordChanges,
     loaded: Option<&Loaded>,
+    read: Option<&[IncomingChange]>,
 ) -> Result<(Option<Write>, Vec<u8>), Rejection> {
     let forbidden = |message: &str| Rejection {
         code: RejectCode::Forbidden,
@@ -531,12 +558,23 @@ pub fn decide(
     if incoming > MAX_DOC_BYTES {
         return Err(too_large(incoming));
     }
-    let raw: Vec<Vec<u8>> = rec.changes.iter().map(|c| c.to_vec()).collect();
-    let merged = merge_incoming(
+    let read_here: Vec<IncomingChange>;
+    let incoming = match read {
+        Some(read) if read.len() == rec.changes.len() => read,
+        _ => {
+            read_here = rec
+                .changes
+                .iter()
+                .map(|c| IncomingChange::read(c))
+                .collect();
+            &read_here
+        }
+    };
+    let merged = merge_read(
         existing.as_ref(),
         rec.id,
         rec.kind,
-        &raw,
+        incoming,
         &caller.actor_id,
         &caller.actor,
         caller.org,
@@ -724,7 +762,7 @@ pub fn response(results: Vec<(RecordId, Result<Vec<u8>, Rejection>)>) -> PushRes
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use fieldsync_core::model::{Actor, DeviceTime, Product, RecordMeta, Role, Visit};
+    use fieldsync_core::model::{Actor, DeviceTime, Product, RecordMeta, Role, Visit, change_ops};
     use fieldsync_core::{DeviceId, TeamId, TerritoryId, UserId};
 
     use super::*;
@@ -827,7 +865,7 @@ pub(crate) mod tests {
         ] {
             let who = caller(role, org, team);
             let rec = new_product(&who);
-            assert_eq!(decide(&who, &rec, None).is_ok(), allowed, "{role:?}");
+            assert_eq!(decide(&who, &rec, None, None).is_ok(), allowed, "{role:?}");
         }
     }
 
@@ -837,7 +875,7 @@ pub(crate) mod tests {
         let rep = caller(Role::Rep, org, team);
         let (rec, mut doc) = new_visit(&rep, rep.user());
         let loaded = stored(&mut doc, false);
-        match decide(&rep, &rec, Some(&loaded)) {
+        match decide(&rep, &rec, Some(&loaded), None) {
             Err(r) => {
                 assert_eq!(r.code, RejectCode::Forbidden);
                 assert!(r.server_doc.is_none());
@@ -845,7 +883,7 @@ pub(crate) mod tests {
             Ok(_) => panic!("accepted"),
         }
         assert_eq!(
-            refused(decide(&rep, &rec, Some(&Loaded::foreign()))),
+            refused(decide(&rep, &rec, Some(&Loaded::foreign()), None)),
             RejectCode::Forbidden
         );
     }
@@ -858,7 +896,7 @@ pub(crate) mod tests {
         let mut loaded = stored(&mut doc, true);
         loaded.kind = RecordKind::Order.as_str().to_owned();
         assert_eq!(
-            refused(decide(&rep, &rec, Some(&loaded))),
+            refused(decide(&rep, &rec, Some(&loaded), None)),
             RejectCode::WrongKind
         );
     }
@@ -869,7 +907,7 @@ pub(crate) mod tests {
         let rep = caller(Role::Rep, org, team);
         let (rec, mut doc) = new_visit(&rep, rep.user());
         let loaded = stored(&mut doc, true);
-        let (write, heads) = decide(&rep, &rec, Some(&loaded)).expect("accepted");
+        let (write, heads) = decide(&rep, &rec, Some(&loaded), None).expect("accepted");
         assert!(write.is_none());
         assert_eq!(heads.len(), 32);
     }
@@ -887,7 +925,7 @@ pub(crate) mod tests {
             .map(|r| r.changes.iter().filter_map(|c| change_ops(c)).sum())
             .collect();
         // The push limit lets the first ten in, whichever thread counted them.
-        let verdicts = preflight_within(&records, usize::MAX, ops[..10].iter().sum());
+        let verdicts = preflight_within(&records, usize::MAX, ops[..10].iter().sum()).0;
         assert_eq!(verdicts.len(), records.len());
         assert!(verdicts[..10].iter().all(Option::is_none), "{verdicts:?}");
         for v in &verdicts[10..] {
@@ -915,7 +953,7 @@ pub(crate) mod tests {
             .max()
             .unwrap_or(0);
         // Each change is under the limit; the push limit lets two records in.
-        let verdicts = preflight_within(&records, worst_change, ops[0] + ops[1]);
+        let verdicts = preflight_within(&records, worst_change, ops[0] + ops[1]).0;
         assert!(
             verdicts[0].is_none() && verdicts[1].is_none(),
             "{verdicts:?}"
@@ -926,7 +964,7 @@ pub(crate) mod tests {
             assert!(r.retryable, "{}", r.message);
         }
         // A change over the limit is refused for good, even as the first.
-        let verdicts = preflight_within(&records, worst_change - 1, usize::MAX);
+        let verdicts = preflight_within(&records, worst_change - 1, usize::MAX).0;
         let r = verdicts[0].as_ref().expect("refused");
         assert!(
             !r.retryable && r.message.contains("operations"),
@@ -934,12 +972,13 @@ pub(crate) mod tests {
             r.message
         );
         // The first record is always merged, however large the push.
-        assert!(preflight_within(&records, usize::MAX, 0)[0].is_none());
+        assert!(preflight_within(&records, usize::MAX, 0).0[0].is_none());
         // Merging stops at the budget, never before the first record.
         let decided = decide_all(
             &rep,
             &records,
             &[None, None, None, None],
+            &[],
             &[],
             Duration::ZERO,
         );
@@ -955,7 +994,10 @@ pub(crate) mod tests {
         let rep = caller(Role::Rep, org, team);
         let (mut rec, _) = new_visit(&rep, rep.user());
         rec.changes = vec![ByteBuf::from(vec![0u8; MAX_DOC_BYTES + 1])];
-        assert_eq!(refused(decide(&rep, &rec, None)), RejectCode::TooLarge);
+        assert_eq!(
+            refused(decide(&rep, &rec, None, None)),
+            RejectCode::TooLarge
+        );
     }
 
     #[test]
@@ -969,7 +1011,7 @@ pub(crate) mod tests {
         };
         let records = dedupe(&[rec.clone(), twin]);
         assert_eq!(records.len(), 2, "a second kind is kept apart");
-        let decided = decide_all(&rep, &records, &[None, None], &[], Duration::MAX);
+        let decided = decide_all(&rep, &records, &[None, None], &[], &[], Duration::MAX);
         assert_eq!(decided.writes.len(), 1);
         assert_eq!(decided.refusals.len(), 1);
         assert_eq!(decided.refusals[0].rejection.code, RejectCode::WrongKind);
@@ -1014,7 +1056,9 @@ pub(crate) mod tests {
             server_doc: None,
         });
         let loaded: Vec<Option<Loaded>> = vec![None; records.len()];
-        let parallel = decide_all(&rep, &records, &loaded, &preflight, MERGE_BUDGET);
+        // Merged from the changes as the pre-flight read them.
+        let (_, read) = super::preflight(&records);
+        let parallel = decide_all(&rep, &records, &loaded, &preflight, &read, MERGE_BUDGET);
         let ids: Vec<RecordId> = parallel.results.iter().map(|(id, _)| *id).collect();
         assert_eq!(ids, records.iter().map(|r| r.id).collect::<Vec<_>>());
         assert!(parallel.results[5].1.is_err());
@@ -1033,14 +1077,15 @@ pub(crate) mod tests {
             let mut stored = RecordDoc::load(&w.doc).expect("the stored form loads");
             assert_eq!(stored.heads(), doc.heads());
         }
-        // The same push decided on one thread gives the same answers.
+        // The same push decided on one thread, each record reading its own
+        // changes, gives the same answers.
         let one: Vec<_> = records
             .iter()
             .zip(&loaded)
             .enumerate()
             .map(|(i, (rec, l))| match &preflight[i] {
                 Some(refused) => Err(refused.code),
-                None => decide(&rep, rec, l.as_ref())
+                None => decide(&rep, rec, l.as_ref(), None)
                     .map(|(_, heads)| heads)
                     .map_err(|r| r.code),
             })
@@ -1058,7 +1103,7 @@ pub(crate) mod tests {
         let (org, team) = (OrgId::new(), TeamId::new());
         let rep = caller(Role::Rep, org, team);
         let (rec, _) = new_visit(&rep, rep.user());
-        let (write, _) = decide(&rep, &rec, None).expect("accepted");
+        let (write, _) = decide(&rep, &rec, None, None).expect("accepted");
         let p = write.expect("write").projection;
         let old_owner = UserId::new().to_string();
         let lost = lost_principals(&p, Some(old_owner.clone()), p.team.clone(), None);

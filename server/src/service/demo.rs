@@ -128,7 +128,14 @@ impl Seeder<'_> {
         let records = push::dedupe(records);
         let applied =
             records::apply_push(self.db, &caller, uuid::Uuid::now_v7(), &records, |loaded| {
-                push::decide_all(&caller, &records, loaded, &[], std::time::Duration::MAX)
+                push::decide_all(
+                    &caller,
+                    &records,
+                    loaded,
+                    &[],
+                    &[],
+                    std::time::Duration::MAX,
+                )
             })
             .await?;
         for (id, outcome) in applied.results {

@@ -109,16 +109,22 @@ async fn push_with(
             let (pushed_epochs, stored_epochs) = (req.epochs.clone(), stored_epochs.clone());
             let early = early.clone();
             tokio::task::spawn_blocking(move || {
-                let checked = known.unwrap_or_else(|| {
-                    let counted = push::preflight(&records);
-                    Arc::new(match &stored_epochs {
-                        Some(stored) => {
-                            push::refuse_stale_epochs(&records, &pushed_epochs, stored, counted)
-                        }
-                        None => counted,
-                    })
-                });
-                let merged = push::decide_all(&caller, &records, &early, &checked, budget);
+                // The changes as the pre-flight read them are merged as they
+                // are (read once); after a race they are read again.
+                let (checked, read) = match known {
+                    Some(checked) => (checked, Vec::new()),
+                    None => {
+                        let (counted, read) = push::preflight(&records);
+                        let checked = match &stored_epochs {
+                            Some(stored) => {
+                                push::refuse_stale_epochs(&records, &pushed_epochs, stored, counted)
+                            }
+                            None => counted,
+                        };
+                        (Arc::new(checked), read)
+                    }
+                };
+                let merged = push::decide_all(&caller, &records, &early, &checked, &read, budget);
                 (checked, merged)
             })
             .await
@@ -140,7 +146,7 @@ async fn push_with(
                     // record's cost is bounded by the pre-flight and the budget).
                     metrics.push_remerged();
                     off_async_threads(|| {
-                        push::decide_all(&caller, &records, loaded, &checked, budget)
+                        push::decide_all(&caller, &records, loaded, &checked, &[], budget)
                     })
                 }
             })
