@@ -73,32 +73,15 @@ pub type PendingRecord = (RecordChanges, Vec<Vec<u8>>);
 
 /// What the sync client needs from the device store.
 pub trait SyncStore: Send + Sync {
-    /// Up to `max_records` records with unacknowledged changes, oldest first.
-    fn pending(&self, max_records: usize) -> Result<Vec<RecordChanges>, SyncError>;
-    /// [`SyncStore::pending`], with the hashes of each record's changes. A
-    /// store that keeps them (the device store's outbox does) should answer
-    /// them as kept; this default reads every change to hash it.
-    fn pending_hashed(&self, max_records: usize) -> Result<Vec<PendingRecord>, SyncError> {
-        Ok(self
-            .pending(max_records)?
-            .into_iter()
-            .map(|rec| {
-                let hashes = rec.changes.iter().filter_map(|c| change_hash(c)).collect();
-                (rec, hashes)
-            })
-            .collect())
-    }
-    /// The server committed these changes of record `id`: drop them from the outbox.
-    fn acknowledge(&self, id: RecordId, change_hashes: &[Vec<u8>]) -> Result<(), SyncError>;
-    /// [`SyncStore::acknowledge`] for every record one push answer accepted.
-    /// A store that can should do it in one transaction (the device store
-    /// does); this default acknowledges one record after the other.
-    fn acknowledge_all(&self, acks: &[(RecordId, Vec<Vec<u8>>)]) -> Result<(), SyncError> {
-        for (id, hashes) in acks {
-            self.acknowledge(*id, hashes)?;
-        }
-        Ok(())
-    }
+    /// Up to `max_records` records with unacknowledged changes, oldest first,
+    /// with the hash of each change as the store keeps it (so that nobody
+    /// decodes the changes again to learn them).
+    fn pending(&self, max_records: usize) -> Result<Vec<PendingRecord>, SyncError>;
+    /// The server committed these changes (per record, the hashes
+    /// [`SyncStore::pending`] answered): drop them from the outbox, every
+    /// record of one push answer together (the device store: in one
+    /// transaction).
+    fn acknowledge(&self, acks: &[(RecordId, Vec<Vec<u8>>)]) -> Result<(), SyncError>;
     /// The server refused record `id`'s changes: keep them in the ledger and take
     /// them out of the outbox.
     fn reject(
@@ -629,7 +612,7 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
         loop {
             let (batch, hashes): (Vec<RecordChanges>, Vec<Vec<Vec<u8>>>) = self
                 .store
-                .pending_hashed(self.options.push_batch)?
+                .pending(self.options.push_batch)?
                 .into_iter()
                 .unzip();
             if batch.is_empty() {
@@ -696,7 +679,7 @@ impl<S: SyncStore, T: Transport> SyncClient<S, T> {
                     PushOutcome::Rejected(_) => {}
                 }
             }
-            self.store.acknowledge_all(&acks)?;
+            self.store.acknowledge(&acks)?;
             progress.progress(SyncPhase::Pushing, report.pushed + report.rejected);
             if settled == 0 {
                 // Nothing moved (every record was retryably refused): stop rather than loop.
@@ -1095,12 +1078,6 @@ fn jitter(max: u64) -> u64 {
     max / 2 + r % (max / 2 + 1)
 }
 
-fn change_hash(raw: &[u8]) -> Option<Vec<u8>> {
-    automerge::Change::from_bytes(raw.to_vec())
-        .ok()
-        .map(|c| c.hash().0.to_vec())
-}
-
 /// `sync_meta` key of the scope window, as `from_ms,to_ms`.
 const META_SCOPE_WINDOW: &str = "scope_window";
 /// The identity of the server's change log the device last synced with.
@@ -1126,11 +1103,7 @@ impl SyncStore for crate::store::DeviceStore {
         Ok((self.pending_changes()?, self.oldest_pending_ms()?))
     }
 
-    fn pending(&self, max_records: usize) -> Result<Vec<RecordChanges>, SyncError> {
-        Ok(self.outbox_batch(max_records)?)
-    }
-
-    fn pending_hashed(&self, max_records: usize) -> Result<Vec<PendingRecord>, SyncError> {
+    fn pending(&self, max_records: usize) -> Result<Vec<PendingRecord>, SyncError> {
         Ok(self
             .outbox_batch_hashed(max_records)?
             .into_iter()
@@ -1138,11 +1111,7 @@ impl SyncStore for crate::store::DeviceStore {
             .collect())
     }
 
-    fn acknowledge(&self, id: RecordId, change_hashes: &[Vec<u8>]) -> Result<(), SyncError> {
-        SyncStore::acknowledge_all(self, &[(id, change_hashes.to_vec())])
-    }
-
-    fn acknowledge_all(&self, acks: &[(RecordId, Vec<Vec<u8>>)]) -> Result<(), SyncError> {
+    fn acknowledge(&self, acks: &[(RecordId, Vec<Vec<u8>>)]) -> Result<(), SyncError> {
         let acks: Vec<(RecordId, Vec<automerge::ChangeHash>)> = acks
             .iter()
             .map(|(id, hashes)| {
@@ -1349,17 +1318,11 @@ impl<S: SyncStore> SyncStore for std::sync::Arc<S> {
     ) -> Result<Vec<RecordId>, SyncError> {
         (**self).adopt_epochs(records, epochs)
     }
-    fn pending(&self, max_records: usize) -> Result<Vec<RecordChanges>, SyncError> {
+    fn pending(&self, max_records: usize) -> Result<Vec<PendingRecord>, SyncError> {
         (**self).pending(max_records)
     }
-    fn pending_hashed(&self, max_records: usize) -> Result<Vec<PendingRecord>, SyncError> {
-        (**self).pending_hashed(max_records)
-    }
-    fn acknowledge(&self, id: RecordId, change_hashes: &[Vec<u8>]) -> Result<(), SyncError> {
-        (**self).acknowledge(id, change_hashes)
-    }
-    fn acknowledge_all(&self, acks: &[(RecordId, Vec<Vec<u8>>)]) -> Result<(), SyncError> {
-        (**self).acknowledge_all(acks)
+    fn acknowledge(&self, acks: &[(RecordId, Vec<Vec<u8>>)]) -> Result<(), SyncError> {
+        (**self).acknowledge(acks)
     }
     fn reject(
         &self,
