@@ -259,6 +259,13 @@ fn bench() -> Result<()> {
             &["bench", "-p", "fieldsync-server", "--bench", "erasure"],
         ),
     )?;
+    step(
+        "the server's CPU per pushed record, step by step",
+        cargo(
+            &root,
+            &["bench", "-p", "fieldsync-server", "--bench", "merge"],
+        ),
+    )?;
     // Starts a throwaway PostgreSQL cluster like the tests do.
     step(
         "end-to-end sync benchmark (SQLite and PostgreSQL)",

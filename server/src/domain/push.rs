@@ -452,16 +452,21 @@ fn decide_in_parallel(
     on_cores(records.len(), one)
 }
 
+/// The cores this process may use, read once: `available_parallelism` opens
+/// and reads the cgroup's quota files on every call, which every push paid
+/// for (a thirteenth of a ten-record push's pre-flight in a profile).
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// `f` of `0..n` on the machine's cores, when `n` is large enough to pay for
 /// the threads (else nothing: the caller works through them itself). An
 /// item whose thread failed is `None`: a panic inside a merge is caught where
 /// Automerge is called (`fenced`); should one escape anyway, the caller
 /// decides those items again on its own thread, one by one.
 fn on_cores<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<Option<T>> {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(n / RECORDS_PER_THREAD);
+    let threads = cores().min(n / RECORDS_PER_THREAD);
     if threads < 2 {
         return Vec::new();
     }

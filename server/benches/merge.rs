@@ -1,0 +1,194 @@
+//! The server's CPU per pushed record, in one process and on one thread: what
+//! `domain::push` does to a new visit of five changes (a rep's check-in day:
+//! created, then edited four times), the unit the 100 devices' pushes of
+//! `--bench sync` are made of. Where `--bench sync` measures a crowd over
+//! half a second on a noisy machine, this runs thousands of records through
+//! the same code and prints each step's share, so a change to the merge can
+//! be compared with the code before it in one run of a minute or two. It
+//! allocates through jemalloc, as the server does.
+//!
+//! Steps, per record (the first two are the push path itself; the others
+//! are parts of the merge timed on their own, to say where its time goes):
+//! - the pre-flight: each change decoded, hashed and counted;
+//! - the decision: the merge onto no stored copy, the model's checks, the
+//!   reload check, the projection and the figures (`push::decide`);
+//! - Automerge applying the five changes to an empty document;
+//! - the merged record read as JSON (the checks' and the projection's input);
+//! - the reload check alone: the merged record saved and loaded again.
+//!
+//! Run with `cargo xtask bench` (or `cargo bench -p fieldsync-server --bench
+//! merge`). `FIELDSYNC_BENCH_RECORDS` changes the 5,000 records;
+//! `FIELDSYNC_BENCH_TINY=1` (what `cargo xtask test` sets) runs 20: proof
+//! that it still runs, not a measurement.
+
+use std::time::Instant;
+
+use fieldsync_core::automerge::{self, ActorId, AutoCommit};
+use fieldsync_core::model::{Actor, DeviceTime, RecordDoc, RecordMeta, Role, Visit};
+use fieldsync_core::protocol::RecordChanges;
+use fieldsync_core::{DeviceId, OrgId, RecordId, TeamId, TerritoryId, UserId};
+use fieldsync_server::Caller;
+use fieldsync_server::domain::push;
+use fieldsync_test_support::bench_size;
+use serde_bytes::ByteBuf;
+
+/// The server's allocator (`main.rs`), so the figures are the server's.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// Edits after the creation: five changes per record, as in `--bench sync`.
+const EDITS: usize = 4;
+
+fn main() {
+    let records: usize = std::env::var("FIELDSYNC_BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| bench_size(5_000, 20));
+    let rep = rep();
+    eprintln!("building {records} visits of {} changes", EDITS + 1);
+    let pushed: Vec<RecordChanges> = (0..records).map(|i| visit(&rep, i)).collect();
+
+    // The pre-flight, as a device's push of ten records runs it (on one
+    // thread; its reading goes to the merge).
+    let started = Instant::now();
+    let mut read = Vec::with_capacity(records);
+    for push in pushed.chunks(10) {
+        let (verdicts, changes) = push::preflight(push);
+        assert!(verdicts.iter().all(Option::is_none), "a visit was refused");
+        read.extend(changes);
+    }
+    let preflight = started.elapsed().as_secs_f64();
+
+    // The decision, one record after another on this thread.
+    let started = Instant::now();
+    let mut stored = Vec::with_capacity(records);
+    for (rec, read) in pushed.iter().zip(&read) {
+        let (write, _heads) =
+            push::decide(&rep, rec, None, Some(read)).unwrap_or_else(|r| panic!("refused: {r:?}"));
+        let write = write.expect("a new record is written");
+        assert_eq!(write.changes.len(), EDITS + 1);
+        stored.push(write.doc);
+    }
+    let decide = started.elapsed().as_secs_f64();
+
+    // Parts of the merge on their own.
+    let changes: Vec<Vec<automerge::Change>> = pushed
+        .iter()
+        .map(|r| {
+            r.changes
+                .iter()
+                .map(|c| automerge::Change::from_bytes(c.to_vec()).expect("a change"))
+                .collect()
+        })
+        .collect();
+    let started = Instant::now();
+    let mut merged = Vec::with_capacity(records);
+    for c in changes {
+        let mut doc = AutoCommit::new();
+        doc.apply_changes(c).expect("the changes apply");
+        merged.push(doc);
+    }
+    let apply = started.elapsed().as_secs_f64();
+    let docs: Vec<RecordDoc> = merged
+        .into_iter()
+        .map(|d| RecordDoc::from_automerge(d).expect("a visit"))
+        .collect();
+    let started = Instant::now();
+    for d in &docs {
+        let json = d.to_json().expect("as JSON");
+        assert!(json.is_object());
+    }
+    let json = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    for mut d in docs {
+        let saved = d.save_uncompressed();
+        let mut loaded = AutoCommit::load(&saved).expect("the save loads");
+        assert_eq!(loaded.get_heads(), d.heads());
+    }
+    let reload = started.elapsed().as_secs_f64();
+    assert!(stored.iter().all(|d| !d.is_empty()));
+
+    let per = |secs: f64| secs * 1e6 / records as f64;
+    let share = |secs: f64| 100.0 * secs / decide;
+    println!();
+    println!(
+        "| step, per new visit of {} changes ({records} visits) | µs | share of the decision |",
+        EDITS + 1
+    );
+    println!("|---|---|---|");
+    println!(
+        "| pre-flight: read, hash and count the changes | {:.1} | |",
+        per(preflight)
+    );
+    println!(
+        "| **decision: merge, checks, reload check, projection** | **{:.1}** | 100 % |",
+        per(decide)
+    );
+    println!(
+        "| of which Automerge applying the changes | {:.1} | {:.0} % |",
+        per(apply),
+        share(apply)
+    );
+    println!(
+        "| of which the record read as JSON (once) | {:.1} | {:.0} % |",
+        per(json),
+        share(json)
+    );
+    println!(
+        "| of which the reload check (save, load) | {:.1} | {:.0} % |",
+        per(reload),
+        share(reload)
+    );
+    println!(
+        "| one core, pre-flight and decision | {:.0} records/s | |",
+        records as f64 / (preflight + decide)
+    );
+}
+
+/// A rep with their device's actor, in one organisation, team and territory.
+fn rep() -> Caller {
+    Caller {
+        actor: Actor::on_device(UserId::new(), Role::Rep, DeviceId::new()),
+        org: OrgId::new(),
+        team: Some(TeamId::new()),
+        territory: Some(TerritoryId::new()),
+        display_name: "Ben".into(),
+        actor_id: ActorId::random(),
+        window: None,
+    }
+}
+
+/// The `i`th visit of the day: planned, then its notes edited four times.
+fn visit(rep: &Caller, i: usize) -> RecordChanges {
+    let start = 8 * 3_600_000 + i as i64 * 60_000;
+    let visit = Visit::planned(
+        RecordMeta {
+            id: RecordId::new(),
+            org: rep.org,
+            owner: rep.user(),
+            team: rep.team.unwrap_or_default(),
+            territory: rep.territory.unwrap_or_default(),
+        },
+        RecordId::new(),
+        DeviceTime::utc(start),
+        DeviceTime::utc(start + 1_800_000),
+    );
+    let mut doc =
+        RecordDoc::create_stateful(&visit, rep.actor_id.clone(), &rep.actor, DeviceTime::utc(0))
+            .expect("a planned visit");
+    for e in 0..EDITS {
+        doc.update::<Visit>(DeviceTime::utc(e as i64 + 1), |v| {
+            v.notes = format!("edit {e}")
+        })
+        .expect("an edit");
+    }
+    RecordChanges {
+        id: doc.id(),
+        kind: doc.kind(),
+        changes: doc
+            .changes_since(&[])
+            .iter()
+            .map(|c| ByteBuf::from(c.raw_bytes().to_vec()))
+            .collect(),
+    }
+}
