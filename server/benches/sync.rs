@@ -555,8 +555,8 @@ fn seed(w: &World, n: usize) -> (Vec<RecordId>, f64) {
 const SEED_IN_FLIGHT: usize = 2;
 
 /// `count` devices (100; spread over three reps) each make 50 changes
-/// offline, then push at the same moment. Returns (changes per second,
-/// seconds, the server's CPU seconds over the pushes, the others').
+/// offline, then push at the same moment, `rounds` times over (the same
+/// devices, new visits each round): each round's figures.
 fn hundred_devices(w: &World, count: usize, rounds: usize) -> Vec<Round> {
     const RECORDS: usize = 10;
     const EDITS: usize = 4; // + 1 creation = 5 changes per record, 50 per device
