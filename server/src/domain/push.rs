@@ -454,8 +454,9 @@ fn decide_in_parallel(
 
 /// The cores this process may use, read once: `available_parallelism` opens
 /// and reads the cgroup's quota files on every call, which every push paid
-/// for (a thirteenth of a ten-record push's pre-flight in a profile).
-fn cores() -> usize {
+/// for (a thirteenth of a ten-record push's pre-flight in a profile). The
+/// merges sharing a push out and the service's merge slots count the same.
+pub fn cores() -> usize {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }

@@ -227,10 +227,9 @@ pub struct Committer {
 
 impl Default for Committer {
     fn default() -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Committer {
             writers: Default::default(),
-            merging: tokio::sync::Semaphore::new(cores),
+            merging: tokio::sync::Semaphore::new(push::cores()),
         }
     }
 }
