@@ -1,6 +1,7 @@
-//! The push's two largest writes, each in its dialect's best form: the new
-//! changes appended to the change log, and the merged documents with their
-//! projections upserted into `records` (`records::apply_pushes`).
+//! The push's bulk writes, each in its dialect's best form: the new changes
+//! appended to the change log, the merged documents with their projections
+//! upserted into `records` and their read scope (`records::apply_pushes`; the
+//! managers' facts rows are written the same way by `facts::FactWrites`).
 //!
 //! SQLite takes multi-row `VALUES` with anonymous parameters
 //! ([`super::positional`]). PostgreSQL takes one array per column through
@@ -84,6 +85,9 @@ pub(crate) struct RecordRow<'a> {
     pub anchor_seq: i64,
 }
 
+/// One read-scope row: (record, principal, the log position it was granted at).
+pub(crate) type ScopeRow = (Uuid, String, i64);
+
 /// The columns a push writes of a record, in the order both forms bind them.
 const RECORDS_INSERT: &str = "INSERT INTO records (id, org_id, kind, doc, status, owner_id, \
      team_id, territory_id, account_id, parent_id, start_ms, deleted, created_seq, updated_seq, \
@@ -108,7 +112,7 @@ const RECORDS_ON_CONFLICT: &str = "ON CONFLICT (id) DO UPDATE SET doc = excluded
 
 /// Rows one `UNNEST` statement carries on PostgreSQL (bounded for the
 /// size of one message, not for parameters).
-const PG_ARRAY_ROWS: usize = 2_000;
+pub(crate) const PG_ARRAY_ROWS: usize = 2_000;
 
 /// The push's bulk writes on a connection of either dialect.
 pub(crate) trait BulkWrites {
@@ -127,6 +131,12 @@ pub(crate) trait BulkWrites {
         org: Uuid,
         rows: &'a [RecordRow<'a>],
         now: i64,
+    ) -> impl Future<Output = Result<(), DbError>> + Send + 'a;
+
+    /// Grants the read scope `rows` (a grant held already stays as it was).
+    fn grant_scope<'a>(
+        &'a mut self,
+        rows: &'a [ScopeRow],
     ) -> impl Future<Output = Result<(), DbError>> + Send + 'a;
 }
 
@@ -203,7 +213,29 @@ impl BulkWrites for sqlx::SqliteConnection {
         }
         Ok(())
     }
+
+    async fn grant_scope<'a>(&'a mut self, rows: &'a [ScopeRow]) -> Result<(), DbError> {
+        let uuid = super::sqlite_uuid;
+        for chunk in rows.chunks(rows_per_statement(false, 3)) {
+            let sql = format!(
+                "{SCOPE_INSERT} VALUES {} {SCOPE_ON_CONFLICT}",
+                rows_params(1, chunk.len(), 3)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(super::positional(false, sql)));
+            for (id, principal, seq) in chunk {
+                q = q.bind(uuid(*id)).bind(principal).bind(*seq);
+            }
+            q.execute(&mut *self).await?;
+        }
+        Ok(())
+    }
 }
+
+/// The columns of a read-scope row, in the order both forms bind them.
+const SCOPE_INSERT: &str = "INSERT INTO record_scope (record_id, principal, granted_seq)";
+
+/// A grant held already stays with the position it was first granted at.
+const SCOPE_ON_CONFLICT: &str = "ON CONFLICT (record_id, principal) DO NOTHING";
 
 impl BulkWrites for sqlx::PgConnection {
     async fn change_log<'a>(
@@ -292,6 +324,20 @@ impl BulkWrites for sqlx::PgConnection {
                 .bind(chunk.iter().map(|r| r.anchor_seq).collect::<Vec<i64>>())
                 .execute(&mut *self)
                 .await?;
+        }
+        Ok(())
+    }
+    async fn grant_scope<'a>(&'a mut self, rows: &'a [ScopeRow]) -> Result<(), DbError> {
+        for chunk in rows.chunks(PG_ARRAY_ROWS) {
+            sqlx::query(AssertSqlSafe(format!(
+                "{SCOPE_INSERT} SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int8[]) \
+                 {SCOPE_ON_CONFLICT}"
+            )))
+            .bind(chunk.iter().map(|r| r.0).collect::<Vec<Uuid>>())
+            .bind(chunk.iter().map(|r| r.1.as_str()).collect::<Vec<&str>>())
+            .bind(chunk.iter().map(|r| r.2).collect::<Vec<i64>>())
+            .execute(&mut *self)
+            .await?;
         }
         Ok(())
     }

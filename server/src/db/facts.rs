@@ -1,6 +1,6 @@
 //! The managers' figures in the database: `record_facts`, one row per visit,
 //! order and job, rewritten by every push in its own transaction through
-//! [`write_facts!`] (so the dashboard never opens documents); the queries the
+//! [`FactWrites`] (so the dashboard never opens documents); the queries the
 //! dashboard reads ([`load_rows`], [`fleet`]); the filling of rows missing
 //! for records stored before the table existed ([`missing_facts`],
 //! [`write_missing`]); and each device's sync health (`device_health`,
@@ -17,6 +17,7 @@ use super::{Database, DbError};
 use crate::domain::Caller;
 use crate::domain::figures::facts::Facts;
 use crate::domain::figures::kpis::{JobRow, OrderRow, VisitRow};
+use crate::domain::push::opt_uuid;
 use crate::on_pool;
 
 /// Upserts one record's row of `record_facts` on an executor (a transaction
@@ -41,11 +42,8 @@ macro_rules! write_facts {
         let opt_uuid = |s: Option<&str>| s.and_then(|s| uuid::Uuid::parse_str(s).ok());
         for chunk in rows.chunks($per_statement) {
             let sql = format!(
-                "INSERT INTO record_facts (record_id, org_id, kind, owner_id, team_id, status, \
-                 deleted, day, account_id, visit_id, planned, planned_start_ms, check_in_ms, \
-                 check_out_ms, check_in_verdict, outcome, currency, net_minor, total_minor, \
-                 created_ms, completed_ms, sla_due_ms, window_end_ms, first_time_fix, \
-                 window_start_ms, first_arrived_ms) VALUES {} {}",
+                "{} VALUES {} {}",
+                $crate::db::facts::FACT_INSERT,
                 $crate::db::facts::fact_rows_params(chunk.len()),
                 $tail
             );
@@ -89,6 +87,13 @@ macro_rules! write_facts {
     };
 }
 
+/// The columns of a facts row, in the order every form binds them.
+pub(crate) const FACT_INSERT: &str = "INSERT INTO record_facts (record_id, org_id, kind, \
+    owner_id, team_id, status, deleted, day, account_id, visit_id, planned, planned_start_ms, \
+    check_in_ms, check_out_ms, check_in_verdict, outcome, currency, net_minor, total_minor, \
+    created_ms, completed_ms, sla_due_ms, window_end_ms, first_time_fix, window_start_ms, \
+    first_arrived_ms)";
+
 /// Parameters of one fact row.
 pub(crate) const FACT_COLS: usize = 26;
 
@@ -107,6 +112,91 @@ pub(crate) const FACT_UPSERT: &str = "ON CONFLICT (record_id) DO UPDATE SET \
     window_end_ms = excluded.window_end_ms, first_time_fix = excluded.first_time_fix, \
     window_start_ms = excluded.window_start_ms, \
     first_arrived_ms = excluded.first_arrived_ms";
+
+/// A record's facts row as a push writes it: its projection and its figures.
+pub(crate) type FactRow<'a> = (&'a Projection, &'a Facts);
+
+/// The push's facts rows on a connection of either dialect, in its best form
+/// (as `bulk::BulkWrites` writes the log, the records and their scope):
+/// multi-row `VALUES` on SQLite, one array per column through `UNNEST` on
+/// PostgreSQL.
+pub(crate) trait FactWrites {
+    /// Inserts or replaces the facts rows of `org`'s records.
+    fn upsert_facts<'a>(
+        &'a mut self,
+        org: uuid::Uuid,
+        rows: &'a [FactRow<'a>],
+    ) -> impl std::future::Future<Output = Result<(), DbError>> + Send + 'a;
+}
+
+impl FactWrites for sqlx::SqliteConnection {
+    async fn upsert_facts<'a>(
+        &'a mut self,
+        org: uuid::Uuid,
+        rows: &'a [FactRow<'a>],
+    ) -> Result<(), DbError> {
+        let uuid = super::sqlite_uuid;
+        write_facts!(@upsert &mut *self, uuid, false, org, rows,
+            super::bulk::rows_per_statement(false, FACT_COLS));
+        Ok(())
+    }
+}
+
+impl FactWrites for sqlx::PgConnection {
+    async fn upsert_facts<'a>(
+        &'a mut self,
+        org: uuid::Uuid,
+        rows: &'a [FactRow<'a>],
+    ) -> Result<(), DbError> {
+        for chunk in rows.chunks(super::bulk::PG_ARRAY_ROWS) {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "{} SELECT r, $1, k, o, te, s, d, day, a, v, pl, ps, ci, co, cv, oc, cu, \
+                 nm, tm, cr, cp, sla, we, ftf, ws, fa FROM UNNEST($2::uuid[], $3::text[], \
+                 $4::uuid[], $5::uuid[], $6::text[], $7::bool[], $8::text[], $9::uuid[], \
+                 $10::uuid[], $11::bool[], $12::int8[], $13::int8[], $14::int8[], $15::text[], \
+                 $16::text[], $17::text[], $18::int8[], $19::int8[], $20::int8[], $21::int8[], \
+                 $22::int8[], $23::int8[], $24::bool[], $25::int8[], $26::int8[]) \
+                 AS u(r, k, o, te, s, d, day, a, v, pl, ps, ci, co, cv, oc, cu, nm, tm, cr, cp, \
+                 sla, we, ftf, ws, fa) {}",
+                FACT_INSERT, FACT_UPSERT
+            )))
+            .bind(org)
+            .bind(column(chunk, |p, _| *p.id.as_uuid()))
+            .bind(column(chunk, |p, _| p.kind.as_str()))
+            .bind(column(chunk, |p, _| p.owner.map(|o| *o.as_uuid())))
+            .bind(column(chunk, |p, _| opt_uuid(p.team.as_deref())))
+            .bind(column(chunk, |p, _| p.status.as_deref()))
+            .bind(column(chunk, |p, _| p.deleted))
+            .bind(column(chunk, |_, f| f.day.as_deref()))
+            .bind(column(chunk, |p, _| p.account_id.map(|a| *a.as_uuid())))
+            .bind(column(chunk, |_, f| f.visit_id.map(|v| *v.as_uuid())))
+            .bind(column(chunk, |_, f| f.planned))
+            .bind(column(chunk, |_, f| f.planned_start_ms))
+            .bind(column(chunk, |_, f| f.check_in_ms))
+            .bind(column(chunk, |_, f| f.check_out_ms))
+            .bind(column(chunk, |_, f| f.check_in_verdict.as_deref()))
+            .bind(column(chunk, |_, f| f.outcome.as_deref()))
+            .bind(column(chunk, |_, f| f.currency.as_deref()))
+            .bind(column(chunk, |_, f| f.net_minor))
+            .bind(column(chunk, |_, f| f.total_minor))
+            .bind(column(chunk, |_, f| f.created_ms))
+            .bind(column(chunk, |_, f| f.completed_ms))
+            .bind(column(chunk, |_, f| f.sla_due_ms))
+            .bind(column(chunk, |_, f| f.window_end_ms))
+            .bind(column(chunk, |_, f| f.first_time_fix))
+            .bind(column(chunk, |_, f| f.window_start_ms))
+            .bind(column(chunk, |_, f| f.first_arrived_ms))
+            .execute(&mut *self)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// One column of a run of facts rows, as the array `UNNEST` takes.
+fn column<'a, T>(rows: &[FactRow<'a>], f: impl Fn(&'a Projection, &'a Facts) -> T) -> Vec<T> {
+    rows.iter().map(|&(p, x)| f(p, x)).collect()
+}
 
 /// `($1, …, $26), ($27, …), …` for `rows` fact rows.
 pub(crate) fn fact_rows_params(rows: usize) -> String {

@@ -1004,35 +1004,23 @@ pub async fn apply_pushes(db: &Database, jobs: Vec<PushJob<'_>>) -> Result<Vec<A
         // Read scope: each record's own principals (from birth for a new
         // record, stamped for ones an edit added), in a few statements.
         {
-            let mut rows: Vec<(RecordId, String, i64)> = Vec::new();
+            let mut rows: Vec<super::bulk::ScopeRow> = Vec::new();
             for (w, (_, last_seq)) in writes.iter().zip(&spans) {
                 let own_seq = if w.is_new { 0 } else { *last_seq };
                 for principal in own_principals(&w.projection, org_id) {
-                    rows.push((w.id, principal, own_seq));
+                    rows.push((*w.id.as_uuid(), principal, own_seq));
                 }
             }
-            for chunk in rows.chunks(rows_per_statement(pg, 3)) {
-                let sql = format!(
-                    "INSERT INTO record_scope (record_id, principal, granted_seq) VALUES {} \
-                     ON CONFLICT (record_id, principal) DO NOTHING",
-                    rows_params(1, chunk.len(), 3)
-                );
-                let mut q = sqlx::query(AssertSqlSafe(crate::db::positional(pg, sql)));
-                for (id, principal, seq) in chunk {
-                    q = q.bind(uuid(*id.as_uuid())).bind(principal).bind(*seq);
-                }
-                q.execute(&mut *tx).await?;
-            }
+            super::bulk::BulkWrites::grant_scope(&mut *tx, &rows).await?;
         }
 
         // The managers' figures, in the same transaction, a few statements in all.
         {
-            let rows: Vec<_> = writes
+            let rows: Vec<super::facts::FactRow<'_>> = writes
                 .iter()
                 .filter_map(|w| w.facts.as_ref().map(|f| (&w.projection, f)))
                 .collect();
-            crate::db::facts::write_facts!(@upsert &mut *tx, uuid, pg, org, &rows,
-                rows_per_statement(pg, crate::db::facts::FACT_COLS));
+            super::facts::FactWrites::upsert_facts(&mut *tx, org, &rows).await?;
         }
 
         for ((w, (_, last_seq)), &j) in writes.iter().zip(&spans).zip(&write_job) {

@@ -119,10 +119,13 @@ impl PgCluster {
             String::from_utf8_lossy(&out.stderr)
         );
         for attempt in 1.. {
+            // `FIELDSYNC_PG_OPTIONS` adds server settings, for profiling a
+            // bench (e.g. `-c shared_preload_libraries=pg_stat_statements`).
             let opts = format!(
-                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 {}",
                 cluster.port,
-                cluster.dir.display()
+                cluster.dir.display(),
+                std::env::var("FIELDSYNC_PG_OPTIONS").unwrap_or_default()
             );
             let out = cluster
                 .command(&cluster.bin.join("pg_ctl"))
