@@ -77,7 +77,8 @@ fn run(backend: Backend, name: &'static str, records: usize) -> Vec<Row> {
     let mut out = vec![(
         name,
         format!(
-            "seeding {records} records through the push path (batches of 500, {SEED_IN_FLIGHT} in flight)"
+            "seeding {records} records through the push path (batches of 500, {} in flight)",
+            seed_in_flight()
         ),
         format!(
             "{:.0} records/s with building them ({seeding:.1} s); {:.0} records/s in the pushes alone ({pushing:.1} s)",
@@ -463,7 +464,7 @@ fn start_of_yesterday() -> i64 {
 /// Stores `n` records owned by ana directly through the server's push path:
 /// one account per 20 visits, in pushes of 500. The records are built first
 /// (as a device or an import would have them), then pushed with
-/// [`SEED_IN_FLIGHT`] pushes in flight, as a bulk loader keeps its
+/// [`seed_in_flight`] pushes in flight, as a bulk loader keeps its
 /// connection busy: one push merges on the cores while the one before it
 /// writes. Returns the visit ids and the seconds spent in the pushes alone.
 fn seed(w: &World, n: usize) -> (Vec<RecordId>, f64) {
@@ -536,7 +537,7 @@ fn seed(w: &World, n: usize) -> (Vec<RecordId>, f64) {
     let answers: Vec<_> = w.rt.block_on(
         futures_util::stream::iter(&pushes)
             .map(|req| service::sync::push(&ctx, &caller, req))
-            .buffered(SEED_IN_FLIGHT)
+            .buffered(seed_in_flight())
             .collect(),
     );
     let pushing = started.elapsed().as_secs_f64();
@@ -551,8 +552,14 @@ fn seed(w: &World, n: usize) -> (Vec<RecordId>, f64) {
     (visits, pushing)
 }
 
-/// Pushes the seeding keeps in flight.
-const SEED_IN_FLIGHT: usize = 2;
+/// Pushes the seeding keeps in flight: `FIELDSYNC_BENCH_SEED_IN_FLIGHT`, else 2.
+fn seed_in_flight() -> usize {
+    std::env::var("FIELDSYNC_BENCH_SEED_IN_FLIGHT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or(2)
+}
 
 /// `count` devices (100; spread over three reps) each make 50 changes
 /// offline, then push at the same moment, `rounds` times over (the same
