@@ -327,6 +327,7 @@ impl BulkWrites for sqlx::PgConnection {
         }
         Ok(())
     }
+
     async fn grant_scope<'a>(&'a mut self, rows: &'a [ScopeRow]) -> Result<(), DbError> {
         for chunk in rows.chunks(PG_ARRAY_ROWS) {
             sqlx::query(AssertSqlSafe(format!(

@@ -39,7 +39,6 @@ macro_rules! write_facts {
             &fieldsync_core::model::Projection,
             &$crate::domain::figures::facts::Facts,
         )] = $rows;
-        let opt_uuid = |s: Option<&str>| s.and_then(|s| uuid::Uuid::parse_str(s).ok());
         for chunk in rows.chunks($per_statement) {
             let sql = format!(
                 "{} VALUES {} {}",
@@ -54,7 +53,7 @@ macro_rules! write_facts {
                     .bind($uuid($org))
                     .bind(p.kind.as_str())
                     .bind(p.owner.map(|o| $uuid(*o.as_uuid())))
-                    .bind(opt_uuid(p.team.as_deref()).map($uuid))
+                    .bind($crate::domain::push::opt_uuid(p.team.as_deref()).map($uuid))
                     .bind(p.status.as_deref())
                     .bind(p.deleted)
                     .bind(f.day.as_deref())
