@@ -24,7 +24,7 @@ use uuid::Uuid;
 use crate::ids::{DeviceId, OrgId, RecordId, TeamId, TerritoryId, UserId};
 use crate::model::{
     self, Actor, AssignmentStatus, DeviceTime, Money, OrderLine, PartUsed, Projection, Qty,
-    RecordDoc, RecordKind, RecordMeta, Role, Site, VisitOutcome,
+    RecordDoc, RecordKind, RecordMeta, Role, Site, VisitOutcome, stored,
 };
 use crate::protocol::{
     self, PrimeRequest, PrimeResponse, PullRequest, PullResponse, PushOutcome, PushRequest,
@@ -271,13 +271,22 @@ pub fn join_frames(parts: &[&[u8]]) -> Vec<u8> {
 
 /// Runs the server's merge path on pushed change bytes, laid out as described
 /// in [`merge_input`]. A merge may be refused; one that is accepted must give a
-/// record that loads from its own `save()` and has a projection. Returns
-/// whether the merge was accepted.
+/// record whose stored forms (`model::stored`: appended, and compacted when
+/// the checked compaction takes it) load with its heads and contents, and
+/// that has a projection. Returns whether the merge was accepted.
 pub fn check_merge_incoming(data: &[u8]) -> bool {
+    merge_and_store(data).is_some()
+}
+
+/// [`check_merge_incoming`], answering for an accepted merge whether its
+/// checked compaction took it (`Some(false)`: the record stays appended).
+pub fn merge_incoming_compacts(data: &[u8]) -> Option<bool> {
+    merge_and_store(data)
+}
+
+fn merge_and_store(data: &[u8]) -> Option<bool> {
     use merge_input::*;
-    let Some((&selector, rest)) = data.split_first() else {
-        return false;
-    };
+    let (&selector, rest) = data.split_first()?;
     let seed = usize::from(selector & SEED_MASK);
     let mut changes = if selector & FRAMED != 0 {
         split_frames(rest)
@@ -285,17 +294,18 @@ pub fn check_merge_incoming(data: &[u8]) -> bool {
         vec![rest.to_vec()]
     };
     let (mut id, mut kind) = (world::RECORDS[seed], seed_kinds()[seed]);
+    let mut own_existing: Option<Vec<u8>> = None;
     let existing = if selector & NEW_RECORD != 0 {
         None
     } else if selector & FRAMED != 0 && selector & OWN_EXISTING != 0 {
         if changes.is_empty() {
-            return false;
+            return None;
         }
         // A server copy that does not load is the server's problem (it answers
         // 500), not a pushed change's.
-        let Ok(doc) = RecordDoc::load(&changes.remove(0)) else {
-            return false;
-        };
+        let first = changes.remove(0);
+        let doc = RecordDoc::load(&first).ok()?;
+        own_existing = Some(first);
         (id, kind) = (doc.id(), doc.kind());
         Some(doc)
     } else {
@@ -313,27 +323,42 @@ pub fn check_merge_incoming(data: &[u8]) -> bool {
         &world::pusher(seed),
         world::ORG,
     );
-    let Ok(merged) = merged else {
-        return false;
-    };
+    let merged = merged.ok()?;
     let mut doc = merged.doc;
-    let saved = doc.save();
-    let mut loaded = match RecordDoc::load(&saved) {
-        Ok(loaded) => loaded,
-        Err(e) => panic!("an accepted record does not load from its own save: {e}"),
+    // The forms the server stores an accepted record in (`model::stored`):
+    // its stored copy with the new changes appended, and a checked
+    // compaction, which may decline. Each loads with the merged heads and
+    // contents.
+    let before = match (&existing, own_existing) {
+        (Some(_), Some(own)) => own,
+        (Some(_), None) => seeds()[seed].clone(),
+        (None, _) => Vec::new(),
     };
-    assert_eq!(
-        loaded.heads(),
-        doc.heads(),
-        "heads changed through save and load"
+    let appended = stored::appended(
+        &before,
+        merged.new_changes.iter().map(|(_, raw)| raw.as_slice()),
     );
-    assert_eq!(
-        loaded.to_json().ok(),
-        doc.to_json().ok(),
-        "contents changed through save and load"
-    );
+    let compacted = stored::compacted(&mut doc, RecordDoc::save);
+    let compacts = compacted.is_some();
+    for (form, bytes) in [("appended", Some(appended)), ("compacted", compacted)] {
+        let Some(bytes) = bytes else { continue };
+        let mut loaded = match RecordDoc::load(&bytes) {
+            Ok(loaded) => loaded,
+            Err(e) => panic!("an accepted record's {form} form does not load: {e}"),
+        };
+        assert_eq!(
+            loaded.heads(),
+            doc.heads(),
+            "heads changed through the {form} form"
+        );
+        assert_eq!(
+            loaded.to_json().ok(),
+            doc.to_json().ok(),
+            "contents changed through the {form} form"
+        );
+    }
     let _ = Projection::of(&doc);
-    true
+    Some(compacts)
 }
 
 // --- doc_load -----------------------------------------------------------------

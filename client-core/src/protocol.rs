@@ -163,7 +163,8 @@ pub struct Rejection {
     pub message: String,
     /// Whether sending the same changes again later can succeed.
     pub retryable: bool,
-    /// The server's copy of the record (`save()` bytes), when it has one and the
+    /// The server's copy of the record (its stored form, an Automerge file:
+    /// see `model::stored`), when it has one and the
     /// device may read it: the device resets the record to it, so its later
     /// changes no longer build on the refused ones. `None` for a record the server
     /// never accepted.
@@ -350,7 +351,9 @@ pub struct Snapshot {
     pub id: RecordId,
     /// Its kind.
     pub kind: RecordKind,
-    /// `Automerge::save()` bytes.
+    /// The record as the server stores it: an Automerge file (a compacted
+    /// save, changes as they came, or both; see `model::stored`), which
+    /// `Automerge::load` reads alike.
     pub doc: ByteBuf,
     /// The record's projection as the server computed it when it stored the
     /// document. A device priming many records stores the document bytes and

@@ -197,9 +197,11 @@ fn a_change_whose_dependencies_are_missing_is_refused_with_missing_dependencies(
 }
 
 #[test]
-fn a_change_in_a_non_canonical_encoding_is_refused() {
-    // Automerge read it, the merge accepted it, and the saved record did not
-    // load again ("mismatching heads").
+fn a_change_whose_checksum_is_not_its_hash_is_refused() {
+    // Automerge read it and applied it, and a save wrote it back with a right
+    // checksum under another hash ("mismatching heads"). Records are stored
+    // and sent with their changes as they came (`model::stored`), and
+    // Automerge refuses to load a file holding it: refused when read.
     assert!(
         !fieldsync_core::fuzzing::check_merge_incoming(&regression(
             "merge_incoming",
@@ -212,7 +214,8 @@ fn a_change_in_a_non_canonical_encoding_is_refused() {
 #[test]
 fn a_merge_that_would_not_load_from_its_own_save_is_refused() {
     // A server copy and a change that Automerge merged, but whose saved
-    // document it refused to load ("max_op is lower than start_op").
+    // document it refused to load ("max_op is lower than start_op"); the
+    // change's checksum is not its hash's either: refused when read.
     assert!(
         !fieldsync_core::fuzzing::check_merge_incoming(&regression(
             "merge_incoming",

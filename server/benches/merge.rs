@@ -11,10 +11,16 @@
 //! are parts of the merge timed on their own, to say where its time goes):
 //! - the pre-flight: each change decoded, hashed and counted;
 //! - the decision: the merge onto no stored copy, the model's checks, the
-//!   reload check, the projection and the figures (`push::decide`);
+//!   projection, the figures and the stored form (the changes as they came,
+//!   `model::stored`) (`push::decide`);
 //! - Automerge applying the five changes to an empty document;
 //! - the merged record read as JSON (the checks' and the projection's input);
-//! - the reload check alone: the merged record saved and loaded again.
+//! - a compaction alone: the merged record saved and loaded back to check it
+//!   (what the decision did on every push before issue #21's appended
+//!   storage, and does now once every 16 changes of a record);
+//! - the next push: one more edit of each record decided onto its stored
+//!   form (loaded, merged, checked, appended), and onto the same record
+//!   compacted.
 //!
 //! Run with `cargo xtask bench` (or `cargo bench -p fieldsync-server --bench
 //! merge`). `FIELDSYNC_BENCH_RECORDS` changes the 5,000 records;
@@ -24,7 +30,7 @@
 use std::time::Instant;
 
 use fieldsync_core::automerge::{self, ActorId, AutoCommit};
-use fieldsync_core::model::{Actor, DeviceTime, RecordDoc, RecordMeta, Role, Visit};
+use fieldsync_core::model::{Actor, DeviceTime, RecordDoc, RecordMeta, Role, Visit, stored};
 use fieldsync_core::protocol::RecordChanges;
 use fieldsync_core::{DeviceId, OrgId, RecordId, TeamId, TerritoryId, UserId};
 use fieldsync_server::Caller;
@@ -46,7 +52,8 @@ fn main() {
         .unwrap_or_else(|| bench_size(5_000, 20));
     let rep = rep();
     eprintln!("building {records} visits of {} changes", EDITS + 1);
-    let pushed: Vec<RecordChanges> = (0..records).map(|i| visit(&rep, i)).collect();
+    let (pushed, mut made): (Vec<RecordChanges>, Vec<RecordDoc>) =
+        (0..records).map(|i| visit(&rep, i)).unzip();
 
     // The pre-flight, as a device's push of ten records runs it (on one
     // thread; its reading goes to the merge).
@@ -61,14 +68,58 @@ fn main() {
 
     // The decision, one record after another on this thread.
     let started = Instant::now();
+    let mut stored = Vec::with_capacity(records);
     for (rec, read) in pushed.iter().zip(&read) {
         let (write, _heads) =
             push::decide(&rep, rec, None, Some(read)).unwrap_or_else(|r| panic!("refused: {r:?}"));
         let write = write.expect("a new record is written");
         assert_eq!(write.changes.len(), EDITS + 1);
-        assert!(!write.doc.is_empty(), "the merge's checked save is stored");
+        stored.push(write.doc);
     }
     let decide = started.elapsed().as_secs_f64();
+    assert_eq!(
+        stored::tail(&stored[0]),
+        Some(EDITS + 1),
+        "a new record is stored as its changes"
+    );
+
+    // The next push of each record: one edit, onto its stored form.
+    let edits: Vec<RecordChanges> = made
+        .iter_mut()
+        .map(|doc| {
+            let before = doc.heads();
+            doc.update::<Visit>(DeviceTime::utc(60_000), |v| v.notes = "the next day".into())
+                .expect("an edit");
+            changes_of(doc, &before)
+        })
+        .collect();
+    let loaded = |doc: Vec<u8>| push::Loaded {
+        kind: "visit".into(),
+        doc,
+        readable: true,
+    };
+    // The same records compacted (as every record was stored before
+    // appended storage), for the next push onto each form in one run.
+    let compacted: Vec<push::Loaded> = stored
+        .iter()
+        .map(|doc| {
+            let mut doc = RecordDoc::load(doc).expect("the stored form loads");
+            loaded(doc.save_uncompressed())
+        })
+        .collect();
+    let held: Vec<push::Loaded> = stored.into_iter().map(loaded).collect();
+    let next_onto = |held: &[push::Loaded], tail: usize| {
+        let started = Instant::now();
+        for (rec, held) in edits.iter().zip(held) {
+            let (write, _heads) = push::decide(&rep, rec, Some(held), None)
+                .unwrap_or_else(|r| panic!("refused: {r:?}"));
+            let write = write.expect("an edit is written");
+            assert_eq!(stored::tail(&write.doc), Some(tail));
+        }
+        started.elapsed().as_secs_f64()
+    };
+    let next = next_onto(&held, EDITS + 2);
+    let next_compacted = next_onto(&compacted, 1);
 
     // Parts of the merge on their own.
     let changes: Vec<Vec<automerge::Change>> = pushed
@@ -100,11 +151,10 @@ fn main() {
     let json = started.elapsed().as_secs_f64();
     let started = Instant::now();
     for mut d in docs {
-        let saved = d.save_uncompressed();
-        let mut loaded = AutoCommit::load(&saved).expect("the save loads");
-        assert_eq!(loaded.get_heads(), d.heads());
+        let saved = stored::compacted(&mut d, RecordDoc::save_uncompressed);
+        assert!(saved.is_some(), "the save loads back");
     }
-    let reload = started.elapsed().as_secs_f64();
+    let compaction = started.elapsed().as_secs_f64();
 
     let per = |secs: f64| secs * 1e6 / records as f64;
     let share = |secs: f64| 100.0 * secs / decide;
@@ -119,7 +169,7 @@ fn main() {
         per(preflight)
     );
     println!(
-        "| **decision: merge, checks, reload check, projection** | **{:.1}** | 100 % |",
+        "| **decision: merge, checks, projection, stored form** | **{:.1}** | 100 % |",
         per(decide)
     );
     println!(
@@ -133,9 +183,19 @@ fn main() {
         share(json)
     );
     println!(
-        "| of which the reload check (save, load) | {:.1} | {:.0} % |",
-        per(reload),
-        share(reload)
+        "| a compaction alone (save, load back; once every 16 changes) | {:.1} | {:.0} % |",
+        per(compaction),
+        share(compaction)
+    );
+    println!(
+        "| the next push: one edit onto the stored form (five changes appended) | {:.1} | {:.0} % |",
+        per(next),
+        share(next)
+    );
+    println!(
+        "| … onto the same record compacted | {:.1} | {:.0} % |",
+        per(next_compacted),
+        share(next_compacted)
     );
     println!(
         "| one core, pre-flight and decision | {:.0} records/s | |",
@@ -156,8 +216,9 @@ fn rep() -> Caller {
     }
 }
 
-/// The `i`th visit of the day: planned, then its notes edited four times.
-fn visit(rep: &Caller, i: usize) -> RecordChanges {
+/// The `i`th visit of the day: planned, then its notes edited four times;
+/// its changes, and the device's copy.
+fn visit(rep: &Caller, i: usize) -> (RecordChanges, RecordDoc) {
     let start = 8 * 3_600_000 + i as i64 * 60_000;
     let visit = Visit::planned(
         RecordMeta {
@@ -180,11 +241,16 @@ fn visit(rep: &Caller, i: usize) -> RecordChanges {
         })
         .expect("an edit");
     }
+    (changes_of(&mut doc, &[]), doc)
+}
+
+/// The changes of `doc` after `since`, as a device pushes them.
+fn changes_of(doc: &mut RecordDoc, since: &[automerge::ChangeHash]) -> RecordChanges {
     RecordChanges {
         id: doc.id(),
         kind: doc.kind(),
         changes: doc
-            .changes_since(&[])
+            .changes_since(since)
             .iter()
             .map(|c| ByteBuf::from(c.raw_bytes().to_vec()))
             .collect(),

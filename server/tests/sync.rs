@@ -37,6 +37,7 @@ on_both_databases!(
     a_manager_reviews_a_report_through_the_api_and_the_rep_sees_it_after_sync,
     reps_hold_the_last_visits_and_jobs_at_their_accounts_for_reference,
     a_phone_restored_from_an_old_backup_carries_an_edit_over_by_itself,
+    a_change_with_a_wrong_checksum_is_refused_and_stored_records_load_everywhere,
 );
 
 on_both_databases!(
@@ -640,6 +641,60 @@ fn a_server_that_lost_history_is_repaired_from_the_device(w: World) {
     let tablet = w.device("ana");
     tablet.sync();
     assert_eq!(heads(&tablet, visit_id), heads(&phone, visit_id));
+}
+
+fn a_change_with_a_wrong_checksum_is_refused_and_stored_records_load_everywhere(w: World) {
+    use fieldsync_core::model::RecordDoc;
+    use fieldsync_core::protocol::{PushOutcome, RejectCode};
+    let phone = w.device("ana");
+    let account = w.account_on(&phone, "Checksum Cafe");
+    phone.sync();
+    let planned = Visit::planned(w.meta("ana"), account, t(9 * HOUR), t(10 * HOUR));
+    let mut doc = RecordDoc::create_stateful(&planned, phone.actor_id(), &phone.actor, t(0))
+        .expect("a visit");
+    let id = doc.id();
+    let mut made: Vec<Vec<u8>> = doc
+        .changes_since(&[])
+        .iter()
+        .map(|c| c.raw_bytes().to_vec())
+        .collect();
+    // A raw client's change whose header checksum is not its hash's:
+    // Automerge would apply it, and refuse to load any file holding it.
+    made[0][4] ^= 0xff;
+    match phone.push_bytes(id, RecordKind::Visit, made.clone()) {
+        PushOutcome::Rejected(r) => {
+            assert_eq!(r.code, RejectCode::InvalidChange);
+            assert!(r.message.contains("checksum"), "{}", r.message);
+        }
+        other => panic!("a wrong checksum was accepted: {other:?}"),
+    }
+    assert!(w.server_doc(id).is_none(), "nothing of it was stored");
+    // As made, it is accepted; then one edit a push, past a compaction: the
+    // server stores the changes appended, then a checked save, then appends
+    // again, and every form loads on the server and on a device primed from it.
+    made[0][4] ^= 0xff;
+    assert!(matches!(
+        phone.push_bytes(id, RecordKind::Visit, made),
+        PushOutcome::Accepted { .. }
+    ));
+    for n in 0..20 {
+        let copy = w.server_doc(id).expect("the server's copy loads");
+        let out = phone.push_forged(copy, |d| {
+            d.update::<Visit>(t(HOUR + n), |v| v.notes = format!("gate code {n}"))
+                .expect("an edit");
+        });
+        assert!(matches!(out, PushOutcome::Accepted { .. }), "{out:?}");
+    }
+    let held = w.server_doc(id).expect("the server's copy loads");
+    let notes = held.read::<Visit>().expect("a visit").notes;
+    assert_eq!(notes, "gate code 19");
+    let tablet = w.device("ana");
+    tablet.sync();
+    assert_eq!(heads(&tablet, id), server_heads(&w, id));
+    assert_eq!(
+        tablet.store().read::<Visit>(id).expect("primed").notes,
+        "gate code 19"
+    );
 }
 
 fn malformed_requests_get_a_clear_4xx(w: World) {

@@ -24,7 +24,7 @@ use super::rules;
 use super::signature::SignatureVerdict;
 use super::status::{Status, StatusEvent};
 use super::types::{Actor, RecordKind, Role};
-use super::untrusted::{check_bounded, fenced, read_change};
+use super::untrusted::{fenced, read_change};
 use super::{ModelError, RecordDoc, Stateful, TransitionError};
 use crate::ids::OrgId;
 
@@ -123,11 +123,6 @@ pub struct Merged {
     /// (`None` for a new record or a resend), as the checks read them: for
     /// callers that read fields without converting the documents again.
     pub json: Option<(Json, Option<Json>)>,
-    /// The merged record saved without Automerge's per-column compression,
-    /// as the fuzz guard checked that it loads back with the same heads
-    /// (`None` for a resend): what the server stores for a small record, so
-    /// it is not saved a second time.
-    pub saved: Option<Vec<u8>>,
 }
 
 /// Applies changes pushed by a device to the server's copy of a record (`None`
@@ -199,10 +194,9 @@ pub fn merge_read(
         }
         // Automerge reads some encodings it would never write (fuzzing found
         // them) and writes them back canonically when the document is saved,
-        // under another hash. Such a change is refused by the reload check
-        // below: the saved record's changes hash differently, so its heads
-        // differ from the merged record's (`reloads`). Re-encoding each change
-        // here as well cost a tenth of the merge and refused nothing more.
+        // under another hash. Such a change is stored as it came: only a
+        // compaction encodes changes again, and it is checked
+        // (`stored::compacted`).
         if change.actor_id() != device_actor {
             return Err(IncomingError::ForeignActor(
                 "a change was made under an actor id that is not this device's; log in again"
@@ -229,7 +223,6 @@ pub fn merge_read(
                 doc: doc.clone(),
                 new_changes: Vec::new(),
                 json: None,
-                saved: None,
             });
         }
         return Err(IncomingError::InvalidChange(
@@ -265,7 +258,6 @@ pub fn merge_read(
     base.sort_unstable();
     base.dedup();
     let json = check_pushed(existing, &after, Some(&base), actor, org)?;
-    let (after, saved) = reloads(after)?;
     Ok(Merged {
         doc: after,
         new_changes: fresh
@@ -273,39 +265,7 @@ pub fn merge_read(
             .map(|(h, raw, _)| (h, raw.to_vec()))
             .collect(),
         json: Some(json),
-        saved: Some(saved),
     })
-}
-
-/// Checks that the merged record loads from its own `save()` with the same heads,
-/// as the server will store it so. Automerge accepts some change sequences it
-/// cannot read back (fuzzing found one: "max_op is lower than start_op"); a record
-/// stored from them would fail to load from then on, on the server and on every
-/// device that pulls the changes. Costs one save and one load per accepted
-/// record; records are a few kilobytes. The save leaves Automerge's column
-/// compression out (the load inflates nothing, the columns read are the same)
-/// and is returned: the server stores those bytes for a small record.
-fn reloads(mut after: RecordDoc) -> Result<(RecordDoc, Vec<u8>), IncomingError> {
-    let refused = || {
-        IncomingError::InvalidChange(
-            "the changes give a record that does not load again; they were not made by a Fieldsync app"
-                .into(),
-        )
-    };
-    let saved =
-        fenced("saving the merged record", || after.save_uncompressed()).map_err(|_| refused())?;
-    // Automerge's own load, not `RecordDoc::load`: the merged record was
-    // found to hold a record already, and the same bytes hold the same one.
-    check_bounded(&saved).map_err(|_| refused())?;
-    let mut loaded = fenced("loading the merged record", || {
-        automerge::AutoCommit::load(&saved)
-    })
-    .map_err(|_| refused())?
-    .map_err(|_| refused())?;
-    if loaded.get_heads() != after.heads() {
-        return Err(refused());
-    }
-    Ok((after, saved))
 }
 
 impl From<ModelError> for IncomingError {

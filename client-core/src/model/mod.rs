@@ -50,7 +50,8 @@
 //!    table the device and the server both enforce), then this file's
 //!    [`Record`], [`Stateful`] and errors, then `json` (the JSON bridge);
 //! 3. `doc` ([`RecordDoc`], generic over [`Record`] and [`Stateful`]; it knows
-//!    no kind in particular);
+//!    no kind in particular), then `stored` (the forms a record's document is
+//!    stored in: appended changes, checked compaction);
 //! 4. parts records share: `geo`, `totals` (figures and the [`OrderLine`] they
 //!    price), `signed` (the [`SignatureRef`] signed records carry);
 //! 5. the records: `contact`, `catalog`, `checklist`, `visit`, `report`,
@@ -82,6 +83,7 @@ pub mod rules;
 pub mod signature;
 pub mod signed;
 pub mod status;
+pub mod stored;
 pub mod totals;
 pub mod types;
 pub(crate) mod untrusted;

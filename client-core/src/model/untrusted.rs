@@ -82,12 +82,20 @@ pub(crate) fn check_bounded(bytes: &[u8]) -> Result<(), String> {
 
 /// Reads one change from outside bytes: bounded, and with Automerge's panics
 /// turned into errors.
+/// A change whose header's checksum is not its hash's first bytes is
+/// refused: Automerge applies it, but refuses to load a file that holds it,
+/// and records are stored and sent with their changes as they came
+/// (`model::stored`).
 pub(crate) fn read_change(raw: &[u8]) -> Result<automerge::Change, String> {
     check_bounded(raw)?;
-    fenced("reading a change", || {
+    let change = fenced("reading a change", || {
         automerge::Change::from_bytes(raw.to_vec())
     })?
-    .map_err(|e| format!("not an Automerge change: {e}"))
+    .map_err(|e| format!("not an Automerge change: {e}"))?;
+    if raw.get(4..8) != Some(&change.hash().0[..4]) {
+        return Err("a change whose checksum does not match its contents".into());
+    }
+    Ok(change)
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -154,6 +162,30 @@ impl<'a> Reader<'a> {
         }
         Ok(out)
     }
+}
+
+/// How many change chunks `bytes` (an Automerge file) holds after its last
+/// document chunk (all of them when it has none): the changes appended to a
+/// stored record since it was last compacted. Reads the chunk headers only;
+/// `None` when they do not parse.
+pub(crate) fn tail_changes(bytes: &[u8]) -> Option<usize> {
+    let mut r = Reader(bytes);
+    let mut tail = 0;
+    while !r.0.is_empty() {
+        if r.take(4).ok()? != MAGIC {
+            return None;
+        }
+        r.take(4).ok()?; // checksum
+        let kind = r.take(1).ok()?[0];
+        let len = r.uleb().ok()?;
+        r.take(len).ok()?;
+        match kind {
+            0 => tail = 0,
+            1 | 2 => tail += 1,
+            _ => return None,
+        }
+    }
+    Some(tail)
 }
 
 fn chunks(bytes: &[u8]) -> Result<(), Stop> {

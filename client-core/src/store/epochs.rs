@@ -29,6 +29,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{DeviceStore, StoreError, load_doc, queue, search, write_record};
 use crate::ids::RecordId;
+use crate::model::stored::{appended, compacted};
 use crate::model::{DeviceTime, Projection, RecordDoc};
 use crate::protocol::{RecordChanges, RecordEpoch};
 
@@ -111,6 +112,8 @@ impl DeviceStore {
                 continue;
             }
             let mut doc = RecordDoc::from_automerge(am).map_err(|e| corrupt(e.to_string()))?;
+            // This device's edits carried onto the new epoch, as made.
+            let mut own: Vec<Vec<u8>> = Vec::new();
             if doc.id() != id || doc.kind() != rc.kind {
                 return Err(corrupt(format!(
                     "the new epoch holds {} {}",
@@ -140,12 +143,9 @@ impl DeviceStore {
                         .map_err(StoreError::from)?;
                     if moved {
                         let base = doc.heads();
-                        let made: Vec<ChangeHash> = rebased
-                            .changes_since(&base)
-                            .iter()
-                            .map(Change::hash)
-                            .collect();
-                        queue(&tx, id, &made)?;
+                        let made: Vec<Change> = rebased.changes_since(&base);
+                        queue(&tx, id, &made.iter().map(Change::hash).collect::<Vec<_>>())?;
+                        own.extend(made.iter().map(|c| c.raw_bytes().to_vec()));
                         doc = rebased;
                     }
                 }
@@ -179,7 +179,18 @@ impl DeviceStore {
                 tx.execute("DELETE FROM attachments WHERE sha256 = ?1", [sha])?;
             }
             let projection = Projection::of(&doc)?;
-            write_record(&tx, &projection, &doc.save())?;
+            // A checked save (`model::stored`); else the new epoch's changes
+            // as they came, and this device's own carried over.
+            let snapshot = compacted(&mut doc, RecordDoc::save).unwrap_or_else(|| {
+                appended(
+                    &[],
+                    rc.changes
+                        .iter()
+                        .map(|c| c.as_slice())
+                        .chain(own.iter().map(Vec::as_slice)),
+                )
+            });
+            write_record(&tx, &projection, &snapshot)?;
             tx.execute(
                 "UPDATE records SET epoch = ?2 WHERE id = ?1",
                 params![id.to_string(), i64::from(e.epoch)],

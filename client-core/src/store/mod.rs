@@ -127,6 +127,7 @@ pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
 pub use search::fold as fold_for_search;
 
 use crate::ids::RecordId;
+use crate::model::stored::{appended, compacted};
 use crate::model::{
     Actor, Conflict, DeviceTime, MAX_CHANGE_OPS, ModelError, Projection, Record, RecordDoc,
     RecordKind, Role, Stateful, TransitionRequest, ValidationError, keeps_signature,
@@ -1116,14 +1117,15 @@ impl DeviceStore {
         )?;
         tx.execute("DELETE FROM outbox WHERE record_id = ?1", [id.to_string()])?;
         let mut reset = None;
-        match server {
-            Some(mut doc) => {
+        match (server, &rejection.server_doc) {
+            (Some(doc), Some(bytes)) => {
+                // The server's copy is stored as it came, as priming stores it.
                 let projection = Projection::of(&doc)?;
-                write_record(&tx, &projection, &doc.save())?;
+                write_record(&tx, &projection, bytes)?;
                 search::write(&tx, &doc)?;
                 reset = Some(doc.into_automerge());
             }
-            None => {
+            _ => {
                 tx.execute(
                     "DELETE FROM record_changes WHERE record_id = ?1",
                     [id.to_string()],
@@ -1415,7 +1417,15 @@ impl DeviceStore {
             })?;
             let projection = Projection::of(&doc)?;
             if before.is_empty() {
-                let snapshot = doc.save();
+                // A record new here is stored as the changes that came, as
+                // the server stores a new record (`model::stored`); a long
+                // history is compacted, by a checked save.
+                let came = || appended(&[], rc.changes.iter().map(|c| c.as_slice()));
+                let snapshot = if new.len() < compact_after as usize {
+                    came()
+                } else {
+                    compacted(&mut doc, RecordDoc::save).unwrap_or_else(came)
+                };
                 write_record(&tx, &projection, &snapshot)?;
             } else {
                 let bytes: Vec<u8> = new
@@ -1856,8 +1866,12 @@ fn append(
         [&id],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    if rows + 1 >= i64::from(compact_after) {
-        let snapshot = doc.save();
+    // A compaction is a checked save: one that does not load back with the
+    // record's heads (`model::stored`) is not used, and the changes stay
+    // appended.
+    if rows + 1 >= i64::from(compact_after)
+        && let Some(snapshot) = compacted(doc, RecordDoc::save)
+    {
         return write_record(tx, p, &snapshot);
     }
     tx.execute(

@@ -676,12 +676,15 @@ fn complete_with(
         w.projection =
             Projection::of(doc).map_err(|e| refusal(RejectCode::Internal, e.to_string()))?;
     }
-    // The merge saved the record already (its reload check) unless it is
-    // large; the server's own changes need a new save.
-    let saved = if !server_wrote && !w.doc.is_empty() {
-        std::mem::take(&mut w.doc)
+    // The form the decision stored, with the server's own changes appended.
+    let saved = if server_wrote {
+        let made: Vec<&[u8]> = w.changes[w.changes.len() - w.server_changes..]
+            .iter()
+            .map(|(_, raw)| raw.as_slice())
+            .collect();
+        super::push::stored_after(&w.doc, doc, &made)
     } else {
-        stored_form(doc)
+        std::mem::take(&mut w.doc)
     };
     if saved.len() > MAX_DOC_BYTES {
         return Err(Rejection {
@@ -705,22 +708,6 @@ fn complete_with(
         std::mem::take(&mut pending.figures)
     };
     Ok(doc.heads().iter().flat_map(|h| h.0).collect())
-}
-
-pub use super::push::UNCOMPRESSED_DOC_BYTES;
-
-/// The bytes the server stores for a document, which priming sends as they
-/// are: a small document without Automerge's own deflate, so gzip on the wire
-/// compresses a page of them together (about a third of the bytes for a
-/// typical visit); a large one compressed (its own text compresses well
-/// alone, and the size limit applies to the compressed form).
-pub fn stored_form(doc: &mut RecordDoc) -> Vec<u8> {
-    let plain = doc.save_uncompressed();
-    if plain.len() <= UNCOMPRESSED_DOC_BYTES {
-        plain
-    } else {
-        doc.save()
-    }
 }
 
 /// Sets the server's geofence verdict on a visit's check points with a fix,

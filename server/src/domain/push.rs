@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use fieldsync_core::model::rules::references;
+use fieldsync_core::model::stored;
 use fieldsync_core::model::{
     IncomingChange, IncomingError, MAX_CHANGE_OPS, Merged, Projection, RecordDoc, RecordKind,
     merge_read,
@@ -32,8 +33,9 @@ use uuid::Uuid;
 use super::caller::Caller;
 use super::figures::facts::Facts;
 
-/// Documents up to this size are stored without Automerge's per-column
-/// compression (see `authority::stored_form`).
+/// Records up to this size are stored without Automerge's per-column
+/// compression, and take appended changes up to it (see
+/// [`stored_after`]).
 pub const UNCOMPRESSED_DOC_BYTES: usize = 32 * 1024;
 
 /// Most records one push may carry.
@@ -136,7 +138,8 @@ pub struct Write {
     pub id: RecordId,
     /// Whether the server had no copy before.
     pub is_new: bool,
-    /// The merged document, saved (by [`Decisions::finish`]).
+    /// The merged document as the server stores it (`model::stored`): its
+    /// stored copy with the new changes appended, or compacted.
     pub doc: Vec<u8>,
     /// Its indexed columns.
     pub projection: Projection,
@@ -593,7 +596,6 @@ pub fn decide(
         mut doc,
         new_changes,
         json,
-        saved,
     } = merged;
     let heads: Vec<u8> = doc.heads().iter().flat_map(|h| h.0).collect();
     if new_changes.is_empty() {
@@ -653,20 +655,27 @@ pub fn decide(
         RecordKind::ChecklistTemplate => id_at(&["supersedes"]),
         _ => None,
     };
+    let changes: Vec<(Vec<u8>, Vec<u8>)> = new_changes
+        .into_iter()
+        .map(|(h, raw)| (h.0.to_vec(), raw))
+        .collect();
+    // The server's copy with the new changes appended, or compacted once
+    // that is due ([`stored_after`]).
+    let stored = stored_after(
+        loaded.map_or(&[][..], |l| l.doc.as_slice()),
+        &mut doc,
+        &changes
+            .iter()
+            .map(|(_, raw)| raw.as_slice())
+            .collect::<Vec<_>>(),
+    );
     Ok((
         Some(Write {
             id: rec.id,
             is_new: existing.is_none(),
-            // The save the merge checked, when it is the form stored (see
-            // `authority::stored_form`); the second stage saves otherwise.
-            doc: saved
-                .filter(|s| s.len() <= UNCOMPRESSED_DOC_BYTES)
-                .unwrap_or_default(),
+            doc: stored,
             projection,
-            changes: new_changes
-                .into_iter()
-                .map(|(h, raw)| (h.0.to_vec(), raw))
-                .collect(),
+            changes,
             server_changes: 0,
             facts: None,
             status_clash: None,
@@ -688,6 +697,41 @@ pub fn decide(
         }),
         heads,
     ))
+}
+
+/// The bytes the server stores for `doc`, whose stored form was `before`
+/// (empty for a new record) and which took `changes` (raw, as they came)
+/// since: `before` with the changes appended, which costs no encoding, or
+/// once a compaction is due (`model::stored`: [`stored::COMPACT_AFTER`]
+/// changes appended, or past [`UNCOMPRESSED_DOC_BYTES`]) a save of the
+/// record, checked to load back with its heads. A save that does not keeps
+/// the appended form, which loads by applying the same changes again.
+///
+/// Priming sends the stored bytes as they are: changes and small saves
+/// without Automerge's own deflate, so gzip on the wire compresses a page of
+/// them together (about a third of the bytes for a typical visit); a large
+/// save compressed (its own text compresses well alone, and the size limit
+/// applies to the compressed form).
+pub fn stored_after(before: &[u8], doc: &mut RecordDoc, changes: &[&[u8]]) -> Vec<u8> {
+    let bytes = changes.iter().map(|c| c.len()).sum();
+    if !stored::compaction_due(before, changes.len(), bytes, UNCOMPRESSED_DOC_BYTES) {
+        return stored::appended(before, changes.iter().copied());
+    }
+    stored::compacted(doc, |doc| {
+        let plain = doc.save_uncompressed();
+        if plain.len() <= UNCOMPRESSED_DOC_BYTES {
+            plain
+        } else {
+            doc.save()
+        }
+    })
+    .unwrap_or_else(|| {
+        tracing::warn!(
+            record = %doc.id(),
+            "a record's save does not load back with its heads; it stays appended"
+        );
+        stored::appended(before, changes.iter().copied())
+    })
 }
 
 /// A merged record's figures for the managers' dashboard, and for a stateful
@@ -858,6 +902,47 @@ pub(crate) mod tests {
             Ok(_) => panic!("accepted"),
             Err(r) => r.code,
         }
+    }
+
+    #[test]
+    fn a_record_takes_its_changes_appended_and_is_compacted_once_they_are_due() {
+        use fieldsync_core::model::stored::{COMPACT_AFTER, tail};
+        let (org, team) = (OrgId::new(), TeamId::new());
+        let rep = caller(Role::Rep, org, team);
+        let (rec, mut doc) = new_visit(&rep, rep.user());
+        let first = rec.changes.len();
+        let (write, _) = decide(&rep, &rec, None, None).expect("accepted");
+        let mut held = Loaded {
+            kind: "visit".into(),
+            doc: write.expect("a write").doc,
+            readable: true,
+        };
+        assert_eq!(tail(&held.doc), Some(first));
+        // One edit a push: appended until the tail would pass the mark, then
+        // compacted to a save that starts the tail again.
+        let mut tails = Vec::new();
+        for n in 0..COMPACT_AFTER {
+            let before = doc.heads();
+            doc.update::<Visit>(DeviceTime::utc(n as i64 + 1), |v| {
+                v.notes = format!("edit {n}")
+            })
+            .expect("an edit");
+            let edit = changes_of(&mut doc, &before);
+            let (write, heads) = decide(&rep, &edit, Some(&held), None).expect("accepted");
+            held.doc = write.expect("a write").doc;
+            assert_eq!(
+                heads,
+                doc.heads().iter().flat_map(|h| h.0).collect::<Vec<_>>()
+            );
+            let mut loaded = RecordDoc::load(&held.doc).expect("the stored form loads");
+            assert_eq!(loaded.heads(), doc.heads());
+            tails.push(tail(&held.doc).expect("chunks"));
+        }
+        let due = COMPACT_AFTER - first;
+        let expected: Vec<usize> = (1..=COMPACT_AFTER)
+            .map(|n| if n <= due { first + n } else { n - due - 1 })
+            .collect();
+        assert_eq!(tails, expected);
     }
 
     #[test]
@@ -1077,9 +1162,12 @@ pub(crate) mod tests {
                 .map(|(_, d)| d),
         ) {
             assert_eq!(w.id, doc.id());
-            // The merge's checked save is the stored form, and it loads with
-            // the record's heads.
-            assert!(!w.doc.is_empty());
+            // A new record is stored as its changes as they came, and loads
+            // with the record's heads.
+            assert_eq!(
+                fieldsync_core::model::stored::tail(&w.doc),
+                Some(records[0].changes.len())
+            );
             let mut stored = RecordDoc::load(&w.doc).expect("the stored form loads");
             assert_eq!(stored.heads(), doc.heads());
         }

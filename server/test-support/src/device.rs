@@ -98,24 +98,36 @@ impl Device {
         doc: &mut fieldsync_core::model::RecordDoc,
         since: &[fieldsync_core::automerge::ChangeHash],
     ) -> fieldsync_core::protocol::PushOutcome {
-        use fieldsync_core::sync::Transport as _;
-        let changes: Vec<serde_bytes::ByteBuf> = doc
+        let changes: Vec<Vec<u8>> = doc
             .changes_since(since)
             .iter()
-            .map(|c| serde_bytes::ByteBuf::from(c.raw_bytes().to_vec()))
+            .map(|c| c.raw_bytes().to_vec())
             .collect();
         assert!(!changes.is_empty(), "the hand-made record holds no change");
+        self.push_bytes(doc.id(), doc.kind(), changes)
+    }
+
+    /// Pushes `changes` (any bytes) as record `id` of `kind`, as a script
+    /// with this device's token would. Returns the server's answer for the
+    /// record.
+    pub fn push_bytes(
+        &self,
+        id: fieldsync_core::RecordId,
+        kind: fieldsync_core::model::RecordKind,
+        changes: Vec<Vec<u8>>,
+    ) -> fieldsync_core::protocol::PushOutcome {
+        use fieldsync_core::sync::Transport as _;
+        let changes = changes
+            .into_iter()
+            .map(serde_bytes::ByteBuf::from)
+            .collect();
         let resp = self
             .net()
             .push(
                 &self.access_token(),
                 &fieldsync_core::protocol::PushRequest {
                     batch: uuid::Uuid::now_v7(),
-                    records: vec![fieldsync_core::protocol::RecordChanges {
-                        id: doc.id(),
-                        kind: doc.kind(),
-                        changes,
-                    }],
+                    records: vec![fieldsync_core::protocol::RecordChanges { id, kind, changes }],
                     health: None,
                     epochs: Vec::new(),
                 },
