@@ -1016,15 +1016,35 @@ impl DeviceStore {
                 },
             )?;
             let mut am = inner.take(id)?;
+            let missing = |h: &ChangeHash| StoreError::Corrupt {
+                id,
+                detail: format!("outbox names change {h} the document does not hold"),
+            };
+            // Automerge 0.12 keeps no change's bytes: it rebuilds a change from
+            // the document's operations, reading all of them for each one
+            // asked for. A record whose pending changes are half its history
+            // or more (a record made offline and edited, the usual case) is
+            // rebuilt whole in one reading; a long history with an edit or
+            // two pending, change by change.
             let mut changes = Vec::with_capacity(hashes.len());
-            for h in &hashes {
-                let change = am
-                    .get_change_by_hash(h)
-                    .ok_or_else(|| StoreError::Corrupt {
-                        id,
-                        detail: format!("outbox names change {h} the document does not hold"),
-                    })?;
-                changes.push(ByteBuf::from(change.raw_bytes().to_vec()));
+            if hashes.len() > 1
+                && u64::try_from(hashes.len() * 2)
+                    .is_ok_and(|n| n >= automerge::ReadDoc::stats(&am).num_changes)
+            {
+                let mut all: std::collections::HashMap<ChangeHash, Change> = am
+                    .get_changes(&[])
+                    .into_iter()
+                    .map(|c| (c.hash(), c))
+                    .collect();
+                for h in &hashes {
+                    let change = all.remove(h).ok_or_else(|| missing(h))?;
+                    changes.push(ByteBuf::from(change.raw_bytes().to_vec()));
+                }
+            } else {
+                for h in &hashes {
+                    let change = am.get_change_by_hash(h).ok_or_else(|| missing(h))?;
+                    changes.push(ByteBuf::from(change.raw_bytes().to_vec()));
+                }
             }
             inner.remember(id, am, self.options.cache_size);
             out.push((RecordChanges { id, kind, changes }, hashes));
