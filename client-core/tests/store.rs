@@ -6,7 +6,7 @@
 use fieldsync_core::automerge::{ActorId, ChangeHash};
 use fieldsync_core::model::order::{self, Order, OrderLine};
 use fieldsync_core::model::visit::{self, Site, Visit, VisitOutcome, VisitStatus};
-use fieldsync_core::model::{Assignment, AssignmentStatus, assignment};
+use fieldsync_core::model::{Assignment, AssignmentStatus, assignment, stored};
 use fieldsync_core::protocol::{RecordChanges, RejectCode, Rejection};
 use fieldsync_core::store::{DeviceStore, SCHEMA_VERSION, StoreOptions, sha256_hex};
 use fieldsync_core::{
@@ -606,13 +606,7 @@ fn a_pulled_record_is_stored_as_its_changes_and_loads_after_a_reopen_and_compact
         cache_size: 0,
         ..StoreOptions::default()
     };
-    let mut remote = RecordDoc::create_stateful(
-        &w.visit(RecordId::new(), MONDAY),
-        ActorId::random(),
-        &w.rep,
-        DeviceTime::utc(0),
-    )
-    .expect("remote");
+    let mut remote = made(&w);
     for i in 0..2 {
         remote
             .update::<Visit>(DeviceTime::utc(i), |v| v.notes = format!("remote {i}"))
@@ -1215,4 +1209,96 @@ fn hash_of(raw: &[u8]) -> ChangeHash {
     fieldsync_core::automerge::Change::from_bytes(raw.to_vec())
         .expect("change")
         .hash()
+}
+
+// --- model::stored: the forms both stores keep a record in ------------------
+
+/// A planned visit made on another device.
+fn made(w: &World) -> RecordDoc {
+    RecordDoc::create_stateful(
+        &w.visit(RecordId::new(), MONDAY),
+        ActorId::random(),
+        &w.rep,
+        DeviceTime::utc(0),
+    )
+    .expect("a visit")
+}
+
+#[test]
+fn a_record_stored_as_its_changes_then_appended_to_loads_with_its_heads() {
+    let mut doc = made(&World::new());
+    let first: Vec<Vec<u8>> = doc
+        .changes_since(&[])
+        .iter()
+        .map(|c| c.raw_bytes().to_vec())
+        .collect();
+    let form = stored::appended(&[], first.iter().map(Vec::as_slice));
+    assert_eq!(stored::tail(&form), Some(first.len()));
+    let before = doc.heads();
+    doc.update::<Visit>(DeviceTime::utc(2), |v| v.notes = "gate code 4711".into())
+        .expect("an edit");
+    let later: Vec<Vec<u8>> = doc
+        .changes_since(&before)
+        .iter()
+        .map(|c| c.raw_bytes().to_vec())
+        .collect();
+    let form = stored::appended(&form, later.iter().map(Vec::as_slice));
+    assert_eq!(stored::tail(&form), Some(first.len() + later.len()));
+    let mut loaded = RecordDoc::load(&form).expect("loads");
+    assert_eq!(loaded.heads(), doc.heads());
+    assert_eq!(loaded.to_json().ok(), doc.to_json().ok());
+
+    // Compacted, the tail starts again; a change appended after counts one.
+    let compact = stored::compacted(&mut doc, RecordDoc::save_uncompressed).expect("faithful");
+    assert_eq!(stored::tail(&compact), Some(0));
+    let before = doc.heads();
+    doc.update::<Visit>(DeviceTime::utc(3), |v| v.notes = "gate code 4712".into())
+        .expect("an edit");
+    let last: Vec<Vec<u8>> = doc
+        .changes_since(&before)
+        .iter()
+        .map(|c| c.raw_bytes().to_vec())
+        .collect();
+    let form = stored::appended(&compact, last.iter().map(Vec::as_slice));
+    assert_eq!(stored::tail(&form), Some(1));
+    assert_eq!(RecordDoc::load(&form).expect("loads").heads(), doc.heads());
+}
+
+#[test]
+fn a_save_that_does_not_load_with_the_heads_is_not_a_compaction() {
+    let mut doc = made(&World::new());
+    let mut other = made(&World::new());
+    assert_eq!(stored::compacted(&mut doc, |_| other.save()), None);
+    assert_eq!(
+        stored::compacted(&mut doc, |_| b"not automerge".to_vec()),
+        None
+    );
+    assert_eq!(
+        stored::compacted(&mut doc, |_| panic!("a save that fails inside Automerge")),
+        None
+    );
+    assert!(stored::compacted(&mut doc, RecordDoc::save).is_some());
+}
+
+#[test]
+fn compaction_is_due_past_the_tail_or_the_size() {
+    let mut doc = made(&World::new());
+    let saved = doc.save_uncompressed();
+    assert!(!stored::compaction_due(
+        &[],
+        stored::COMPACT_AFTER,
+        100,
+        1_000
+    ));
+    assert!(stored::compaction_due(
+        &[],
+        stored::COMPACT_AFTER + 1,
+        100,
+        1_000
+    ));
+    assert!(!stored::compaction_due(&saved, 1, 10, saved.len() + 10));
+    assert!(stored::compaction_due(&saved, 1, 11, saved.len() + 10));
+    // Bytes whose chunks do not parse are compacted, not appended to.
+    assert_eq!(stored::tail(b"not automerge"), None);
+    assert!(stored::compaction_due(b"not automerge", 1, 1, 1_000));
 }
