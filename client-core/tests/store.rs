@@ -1302,3 +1302,38 @@ fn compaction_is_due_past_the_tail_or_the_size() {
     assert_eq!(stored::tail(b"not automerge"), None);
     assert!(stored::compaction_due(b"not automerge", 1, 1, 1_000));
 }
+
+#[test]
+fn a_pulled_change_with_a_wrong_checksum_is_stored_as_a_save_that_loads() {
+    // A server from before the checksum check may still send such a change
+    // from its log: Automerge applies it, but would refuse to load the
+    // change's bytes stored as they came.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("device.db");
+    let w = World::new();
+    let options = StoreOptions {
+        cache_size: 0,
+        ..StoreOptions::default()
+    };
+    let mut remote = made(&w);
+    let id = remote.id();
+    let mut changes: Vec<ByteBuf> = remote
+        .changes_since(&[])
+        .iter()
+        .map(|c| ByteBuf::from(c.raw_bytes().to_vec()))
+        .collect();
+    changes[0][4] ^= 0xff;
+    assert!(RecordDoc::load(&changes[0]).is_err(), "Automerge refuses it");
+    {
+        let store = DeviceStore::open(&path, options.clone()).expect("open");
+        let page = RecordChanges {
+            id,
+            kind: RecordKind::Visit,
+            changes,
+        };
+        store.apply_page(&[page], &[], Some(1)).expect("apply");
+    }
+    let store = DeviceStore::open(&path, options).expect("reopen");
+    let mut held = store.doc(id).expect("the pulled record loads");
+    assert_eq!(held.heads(), remote.heads());
+}

@@ -23,7 +23,7 @@
 use automerge::AutoCommit;
 
 use super::RecordDoc;
-use super::untrusted::{check_bounded, fenced, tail_changes};
+use super::untrusted::{check_bounded, checksum_matches, fenced, tail_changes};
 
 /// Changes appended to a stored record before the server compacts it (the
 /// device's store has its own setting, `compact_after`, of the same default).
@@ -44,6 +44,15 @@ pub fn compaction_due(stored: &[u8], count: usize, bytes: usize, max_bytes: usiz
         Some(tail) => tail + count > COMPACT_AFTER || stored.len() + bytes > max_bytes,
         None => true,
     }
+}
+
+/// Whether `raw`, the bytes `change` was read from, may be stored as they
+/// came: their header's checksum is the change's. The server refuses a pushed
+/// change whose checksum is wrong (Automerge applies it, but refuses to load a
+/// file that holds it); a device meets one only from a server that predates
+/// that check, and then stores a save instead.
+pub fn storable(raw: &[u8], change: &automerge::Change) -> bool {
+    checksum_matches(raw, change)
 }
 
 /// `stored` with `changes` (raw change bytes) appended.

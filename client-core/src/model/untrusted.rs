@@ -82,20 +82,28 @@ pub(crate) fn check_bounded(bytes: &[u8]) -> Result<(), String> {
 
 /// Reads one change from outside bytes: bounded, and with Automerge's panics
 /// turned into errors.
+///
 /// A change whose header's checksum is not its hash's first bytes is
-/// refused: Automerge applies it, but refuses to load a file that holds it,
-/// and records are stored and sent with their changes as they came
-/// (`model::stored`).
+/// refused ([`checksum_matches`]).
 pub(crate) fn read_change(raw: &[u8]) -> Result<automerge::Change, String> {
     check_bounded(raw)?;
     let change = fenced("reading a change", || {
         automerge::Change::from_bytes(raw.to_vec())
     })?
     .map_err(|e| format!("not an Automerge change: {e}"))?;
-    if raw.get(4..8) != Some(&change.hash().0[..4]) {
+    if !checksum_matches(raw, &change) {
         return Err("a change whose checksum does not match its contents".into());
     }
     Ok(change)
+}
+
+/// Whether the header of `raw`, the bytes `change` was read from, carries
+/// the change's checksum (its hash's first four bytes; a compressed change's
+/// header carries its uncompressed form's). Automerge applies a change whose
+/// checksum is wrong, but refuses to load a file that holds it, and records
+/// are stored and sent with their changes as they came (`model::stored`).
+pub(crate) fn checksum_matches(raw: &[u8], change: &automerge::Change) -> bool {
+    raw.get(4..8) == Some(&change.hash().0[..4])
 }
 
 struct Reader<'a>(&'a [u8]);

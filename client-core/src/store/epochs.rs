@@ -29,7 +29,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{DeviceStore, StoreError, load_doc, queue, search, write_record};
 use crate::ids::RecordId;
-use crate::model::stored::{appended, compacted};
+use crate::model::stored::{self, appended, compacted};
 use crate::model::{DeviceTime, Projection, RecordDoc};
 use crate::protocol::{RecordChanges, RecordEpoch};
 
@@ -98,6 +98,11 @@ impl DeviceStore {
                 .iter()
                 .map(|raw| Change::from_bytes(raw.to_vec()).map_err(|e| corrupt(e.to_string())))
                 .collect::<Result<_, _>>()?;
+            let storable = rc
+                .changes
+                .iter()
+                .zip(&changes)
+                .all(|(raw, c)| stored::storable(raw, c));
             let mut am = AutoCommit::new();
             am.apply_changes(changes)
                 .map_err(|e| corrupt(e.to_string()))?;
@@ -181,15 +186,17 @@ impl DeviceStore {
             let projection = Projection::of(&doc)?;
             // A checked save (`model::stored`); else the new epoch's changes
             // as they came, and this device's own carried over.
-            let snapshot = compacted(&mut doc, RecordDoc::save).unwrap_or_else(|| {
-                appended(
+            let snapshot = match compacted(&mut doc, RecordDoc::save) {
+                Some(saved) => saved,
+                None if storable => appended(
                     &[],
                     rc.changes
                         .iter()
                         .map(|c| c.as_slice())
                         .chain(own.iter().map(Vec::as_slice)),
-                )
-            });
+                ),
+                None => doc.save(),
+            };
             write_record(&tx, &projection, &snapshot)?;
             tx.execute(
                 "UPDATE records SET epoch = ?2 WHERE id = ?1",

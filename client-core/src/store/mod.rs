@@ -127,7 +127,7 @@ pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
 pub use search::fold as fold_for_search;
 
 use crate::ids::RecordId;
-use crate::model::stored::{appended, compacted};
+use crate::model::stored::{self, appended, compacted};
 use crate::model::{
     Actor, Conflict, DeviceTime, MAX_CHANGE_OPS, ModelError, Projection, Record, RecordDoc,
     RecordKind, Role, Stateful, TransitionRequest, ValidationError, keeps_signature,
@@ -1423,6 +1423,11 @@ impl DeviceStore {
                     })
                 })
                 .collect::<Result<_, _>>()?;
+            let storable = rc
+                .changes
+                .iter()
+                .zip(&changes)
+                .all(|(raw, c)| stored::storable(raw, c));
             am.apply_changes(changes).map_err(|e| StoreError::Corrupt {
                 id,
                 detail: e.to_string(),
@@ -1441,7 +1446,9 @@ impl DeviceStore {
                 // the server stores a new record (`model::stored`); a long
                 // history is compacted, by a checked save.
                 let came = || appended(&[], rc.changes.iter().map(|c| c.as_slice()));
-                let snapshot = if new.len() < compact_after as usize {
+                let snapshot = if !storable {
+                    doc.save()
+                } else if new.len() < compact_after as usize {
                     came()
                 } else {
                     compacted(&mut doc, RecordDoc::save).unwrap_or_else(came)
