@@ -1323,7 +1323,10 @@ fn a_pulled_change_with_a_wrong_checksum_is_stored_as_a_save_that_loads() {
         .map(|c| ByteBuf::from(c.raw_bytes().to_vec()))
         .collect();
     changes[0][4] ^= 0xff;
-    assert!(RecordDoc::load(&changes[0]).is_err(), "Automerge refuses it");
+    assert!(
+        RecordDoc::load(&changes[0]).is_err(),
+        "Automerge refuses it"
+    );
     {
         let store = DeviceStore::open(&path, options.clone()).expect("open");
         let page = RecordChanges {
