@@ -275,18 +275,10 @@ pub fn join_frames(parts: &[&[u8]]) -> Vec<u8> {
 /// the checked compaction takes it) load with its heads and contents, and
 /// that has a projection. Returns whether the merge was accepted.
 pub fn check_merge_incoming(data: &[u8]) -> bool {
-    merge_and_store(data).is_some()
-}
-
-/// [`check_merge_incoming`], answering for an accepted merge whether its
-/// checked compaction took it (`Some(false)`: the record stays appended).
-pub fn merge_incoming_compacts(data: &[u8]) -> Option<bool> {
-    merge_and_store(data)
-}
-
-fn merge_and_store(data: &[u8]) -> Option<bool> {
     use merge_input::*;
-    let (&selector, rest) = data.split_first()?;
+    let Some((&selector, rest)) = data.split_first() else {
+        return false;
+    };
     let seed = usize::from(selector & SEED_MASK);
     let mut changes = if selector & FRAMED != 0 {
         split_frames(rest)
@@ -294,23 +286,24 @@ fn merge_and_store(data: &[u8]) -> Option<bool> {
         vec![rest.to_vec()]
     };
     let (mut id, mut kind) = (world::RECORDS[seed], seed_kinds()[seed]);
-    let mut own_existing: Option<Vec<u8>> = None;
-    let existing = if selector & NEW_RECORD != 0 {
-        None
+    // The server's copy, and the bytes it is stored as.
+    let (existing, before) = if selector & NEW_RECORD != 0 {
+        (None, Vec::new())
     } else if selector & FRAMED != 0 && selector & OWN_EXISTING != 0 {
         if changes.is_empty() {
-            return None;
+            return false;
         }
         // A server copy that does not load is the server's problem (it answers
         // 500), not a pushed change's.
         let first = changes.remove(0);
-        let doc = RecordDoc::load(&first).ok()?;
-        own_existing = Some(first);
+        let Ok(doc) = RecordDoc::load(&first) else {
+            return false;
+        };
         (id, kind) = (doc.id(), doc.kind());
-        Some(doc)
+        (Some(doc), first)
     } else {
         match RecordDoc::load(&seeds()[seed]) {
-            Ok(doc) => Some(doc),
+            Ok(doc) => (Some(doc), seeds()[seed].clone()),
             Err(e) => panic!("seed record {seed} does not load: {e}"),
         }
     };
@@ -323,42 +316,41 @@ fn merge_and_store(data: &[u8]) -> Option<bool> {
         &world::pusher(seed),
         world::ORG,
     );
-    let merged = merged.ok()?;
+    let Ok(merged) = merged else {
+        return false;
+    };
     let mut doc = merged.doc;
     // The forms the server stores an accepted record in (`model::stored`):
     // its stored copy with the new changes appended, and a checked
-    // compaction, which may decline. Each loads with the merged heads and
-    // contents.
-    let before = match (&existing, own_existing) {
-        (Some(_), Some(own)) => own,
-        (Some(_), None) => seeds()[seed].clone(),
-        (None, _) => Vec::new(),
-    };
+    // compaction, which may decline.
     let appended = stored::appended(
         &before,
         merged.new_changes.iter().map(|(_, raw)| raw.as_slice()),
     );
-    let compacted = stored::compacted(&mut doc, RecordDoc::save);
-    let compacts = compacted.is_some();
-    for (form, bytes) in [("appended", Some(appended)), ("compacted", compacted)] {
-        let Some(bytes) = bytes else { continue };
-        let mut loaded = match RecordDoc::load(&bytes) {
-            Ok(loaded) => loaded,
-            Err(e) => panic!("an accepted record's {form} form does not load: {e}"),
-        };
-        assert_eq!(
-            loaded.heads(),
-            doc.heads(),
-            "heads changed through the {form} form"
-        );
-        assert_eq!(
-            loaded.to_json().ok(),
-            doc.to_json().ok(),
-            "contents changed through the {form} form"
-        );
+    loads_as(&mut doc, &appended, "appended form");
+    if let Some(compacted) = stored::compacted(&mut doc, RecordDoc::save) {
+        loads_as(&mut doc, &compacted, "compacted form");
     }
     let _ = Projection::of(&doc);
-    Some(compacts)
+    true
+}
+
+/// Panics unless `bytes` load as `doc`: the same heads and contents.
+fn loads_as(doc: &mut RecordDoc, bytes: &[u8], form: &str) {
+    let mut loaded = match RecordDoc::load(bytes) {
+        Ok(loaded) => loaded,
+        Err(e) => panic!("a record does not load from its {form}: {e}"),
+    };
+    assert_eq!(
+        loaded.heads(),
+        doc.heads(),
+        "heads changed through the {form}"
+    );
+    assert_eq!(
+        loaded.to_json().ok(),
+        doc.to_json().ok(),
+        "contents changed through the {form}"
+    );
 }
 
 // --- doc_load -----------------------------------------------------------------
@@ -410,27 +402,13 @@ fn load_and_read(data: &[u8]) -> bool {
     let Ok(mut doc) = RecordDoc::load(data) else {
         return false;
     };
-    let json = doc.to_json().ok();
     let _ = Projection::of(&doc);
     let _ = doc.history();
     let _ = doc.conflicts();
     let _ = doc.status_name();
     read_typed(&doc);
     let saved = doc.save();
-    let mut again = match RecordDoc::load(&saved) {
-        Ok(again) => again,
-        Err(e) => panic!("a loaded record does not load from its own save: {e}"),
-    };
-    assert_eq!(
-        again.heads(),
-        doc.heads(),
-        "heads changed through save and load"
-    );
-    assert_eq!(
-        again.to_json().ok(),
-        json,
-        "contents changed through save and load"
-    );
+    loads_as(&mut doc, &saved, "own save");
     true
 }
 

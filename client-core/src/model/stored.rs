@@ -9,12 +9,12 @@
 //! would take it past the caller's size for an appended form.
 //!
 //! Compaction is the one step that encodes changes again, and it is checked
-//! ([`compacted`]): Automerge applies some change sequences that it does not
-//! write back faithfully (fuzzing found a change in an encoding Automerge
-//! reads but never writes, which a save re-encodes under another hash, and a
-//! server copy and a change whose save does not load: "max_op is lower than
-//! start_op"). A save that does not load back with the document's heads is not
-//! stored: the record keeps its appended form, which loads by applying the
+//! ([`compacted`]): Automerge has applied changes that it did not write back
+//! faithfully (fuzzing found two, merged records whose save did not load
+//! back; both were changes whose header checksum was wrong, which reading a
+//! pushed change now refuses: [`storable`]), and the check guards against
+//! any it has not found. A save that does not load back with the document's
+//! heads is not stored: the record keeps its appended form, which loads by applying the
 //! same changes to the same checked base, as they were applied when they were
 //! accepted. So the server checks a record's save once per compaction instead
 //! of on every push, and a device checks its own compactions, which hold other
