@@ -309,6 +309,23 @@ impl From<std::sync::Arc<DbError>> for crate::domain::Error {
     }
 }
 
+/// `column` (an organisation id) as a condition names it: on SQLite behind a
+/// unary `+`, which keeps the planner off the indexes that lead with it.
+/// SQLite plans without statistics and takes an equality on an indexed
+/// column for selective; an organisation's id is the least selective column
+/// there is (most servers hold one), and statements that name records,
+/// accounts or changes by id walked every record or change of the
+/// organisation instead (the morning rush on SQLite spent most of its CPU
+/// so: docs/benchmarks.md, "The morning rush on SQLite"). PostgreSQL keeps
+/// statistics and gets the column as it is.
+pub(crate) fn sqlite_org(pg: bool, column: &str) -> String {
+    if pg {
+        column.to_owned()
+    } else {
+        format!("+{column}")
+    }
+}
+
 /// Whether the pull's queries over a range of the change log (`records::pull`,
 /// `history::changes`) keep a prepared statement on the connection.
 /// Not on PostgreSQL: a prepared statement may switch to a generic plan after
@@ -322,6 +339,41 @@ impl From<std::sync::Arc<DbError>> for crate::domain::Error {
 /// the push path (docs/benchmarks.md, "The push path, fifth round").
 pub(crate) fn range_queries_cached(db: &Database) -> bool {
     !matches!(db, Database::Postgres(_))
+}
+
+/// What SQLite plans for `sql` (with `params` parameters, all NULL) on an
+/// empty database with every migration applied: each step's description.
+/// SQLite keeps no statistics until `ANALYZE` runs, so the plan is the one a
+/// server's statements get, however many rows the tables hold.
+#[cfg(test)]
+pub(crate) async fn sqlite_plan(sql: &str, params: usize) -> Vec<String> {
+    let db = Database::connect("sqlite::memory:", 1)
+        .await
+        .expect("an in-memory database");
+    db.migrate().await.expect("the migrations");
+    let Database::Sqlite(pool) = &db else {
+        unreachable!("connected to SQLite")
+    };
+    let sql = format!("EXPLAIN QUERY PLAN {sql}");
+    let mut query = sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(sql));
+    for _ in 0..params {
+        query = query.bind(None::<String>);
+    }
+    query
+        .fetch_all(pool)
+        .await
+        .expect("a plan")
+        .into_iter()
+        .map(|(_, _, _, detail)| detail)
+        .collect()
+}
+
+/// The position of the step of `plan` that contains `needle`.
+#[cfg(test)]
+pub(crate) fn plan_step(plan: &[String], needle: &str) -> usize {
+    plan.iter()
+        .position(|d| d.contains(needle))
+        .unwrap_or_else(|| panic!("no step {needle:?} in {plan:#?}"))
 }
 
 #[cfg(test)]

@@ -783,13 +783,7 @@ pub async fn apply_pushes(db: &Database, jobs: Vec<PushJob<'_>>) -> Result<Vec<A
             wanted.sort();
             wanted.dedup();
             for chunk in wanted.chunks(rows_per_statement(pg, 1)) {
-                let sql = format!(
-                    "SELECT CAST(id AS TEXT), anchor_ms, CAST(owner_id AS TEXT), \
-                     CAST(team_id AS TEXT), CAST(territory_id AS TEXT), \
-                     CAST(account_id AS TEXT), CAST(parent_id AS TEXT) FROM records \
-                     WHERE org_id = $1 AND id IN ({})",
-                    params(2, chunk.len())
-                );
+                let sql = before_sql(pg, chunk.len());
                 let mut q =
                     sqlx::query_as::<_, BeforeRow>(AssertSqlSafe(crate::db::positional(pg, sql)))
                         .bind(uuid(org));
@@ -1385,6 +1379,80 @@ pub(crate) fn records_by_id(db: &Database, key: &str, alias: &str) -> String {
     }
 }
 
+/// What the stored rows of `n` records (`$2`…, of organisation `$1`) say
+/// before a push writes them: anchor, owner, team, territory, account and
+/// parent. By id: without statistics SQLite takes the organisation for
+/// selective and, given a group commit's few hundred ids, walked all its
+/// records instead ([`super::sqlite_org`]).
+fn before_sql(pg: bool, n: usize) -> String {
+    format!(
+        "SELECT CAST(id AS TEXT), anchor_ms, CAST(owner_id AS TEXT), \
+         CAST(team_id AS TEXT), CAST(territory_id AS TEXT), \
+         CAST(account_id AS TEXT), CAST(parent_id AS TEXT) FROM records \
+         WHERE {} = $1 AND id IN ({})",
+        super::sqlite_org(pg, "org_id"),
+        params(2, n)
+    )
+}
+
+/// The records the caller reads (`$4`–`$8`: its principals), as a table.
+const MINE: &str = "(SELECT DISTINCT s.record_id FROM record_scope s \
+     WHERE s.principal IN ($4, $5, $6, $7, $8)) mine";
+
+/// Whether the caller reads the record `r` (`$4`–`$8`: its principals).
+const IN_SCOPE: &str = "EXISTS (SELECT 1 FROM record_scope s WHERE s.record_id = r.id \
+     AND s.principal IN ($4, $5, $6, $7, $8))";
+
+/// The pull's feed query: the caller's changes past the cursor (`$2`) up to
+/// the head (`$3`) in the organisation `$1`, read from the records the caller
+/// reads (`narrow`) or by walking the feed (see [`pull`]); `$9` rows at most,
+/// none pushed by the device `$10`, dated records only inside the window
+/// `$11`..`$12`.
+fn feed_sql(db: &Database, narrow: bool) -> String {
+    // On SQLite each record's changes past the cursor come from the
+    // `(record_id, seq)` index (the unary `+` keeps it off `(org_id, seq)`,
+    // which it would otherwise walk again for each of the caller's records),
+    // and the record's row is read only for a record that has such changes.
+    let (feed_from, feed_scope, l_org, l_seq) = match (narrow, db) {
+        (true, Database::Sqlite(_)) => (
+            format!(
+                "{MINE} CROSS JOIN change_log l ON l.record_id = mine.record_id \
+                 CROSS JOIN records r ON r.id = l.record_id"
+            ),
+            "1 = 1",
+            "+l.org_id",
+            "l.seq",
+        ),
+        (true, Database::Postgres(_)) => (
+            format!(
+                "{MINE} CROSS JOIN LATERAL (SELECT l.seq, l.record_id, l.change, l.device_id, \
+                 l.org_id FROM change_log l WHERE l.record_id = mine.record_id \
+                 AND l.seq + 0 > $2 AND l.seq + 0 <= $3 OFFSET 0) l \
+                 JOIN records r ON r.id = l.record_id"
+            ),
+            "1 = 1",
+            "l.org_id",
+            "l.seq",
+        ),
+        (false, _) => (
+            "change_log l JOIN records r ON r.id = l.record_id".to_owned(),
+            IN_SCOPE,
+            "l.org_id",
+            "l.seq",
+        ),
+    };
+    let dated = dated_kinds_sql();
+    // Administrators read through `o:<org>`, which every record carries.
+    format!(
+        "SELECT l.seq, CAST(l.record_id AS TEXT), r.kind, l.change \
+         FROM {feed_from} \
+         WHERE {l_org} = $1 AND {l_seq} > $2 AND {l_seq} <= $3 AND {feed_scope} \
+         AND (l.device_id IS NULL OR l.device_id <> $10) \
+         AND (NOT {dated} OR r.anchor_ms IS NULL OR (r.anchor_ms >= $11 AND r.anchor_ms < $12)) \
+         ORDER BY l.seq LIMIT $9"
+    )
+}
+
 /// Log positions past a field user's cursor beyond which PostgreSQL serves
 /// its pull from the records it reads rather than by walking the feed (see
 /// `pull`): about where probing every change of the range costs more than
@@ -1447,57 +1515,15 @@ pub async fn pull(
             Database::Sqlite(_) => true,
             Database::Postgres(_) => head.saturating_sub(cursor) > NARROW_PULL_RANGE,
         };
-    let mine = "(SELECT DISTINCT s.record_id FROM record_scope s \
-         WHERE s.principal IN ($4, $5, $6, $7, $8)) mine";
-    let in_scope = "EXISTS (SELECT 1 FROM record_scope s WHERE s.record_id = r.id \
-         AND s.principal IN ($4, $5, $6, $7, $8))";
-    // (The unary `+` keeps SQLite off the `(org_id, seq)` index, which it
-    // would otherwise walk again for each of the caller's records.)
-    let (feed_from, feed_scope, l_org, l_seq) = match (narrow, db) {
-        (true, Database::Sqlite(_)) => (
-            format!(
-                "{mine} CROSS JOIN change_log l ON l.record_id = mine.record_id \
-                 JOIN records r ON r.id = l.record_id"
-            ),
-            "1 = 1",
-            "+l.org_id",
-            "+l.seq",
-        ),
-        (true, Database::Postgres(_)) => (
-            format!(
-                "{mine} CROSS JOIN LATERAL (SELECT l.seq, l.record_id, l.change, l.device_id, \
-                 l.org_id FROM change_log l WHERE l.record_id = mine.record_id \
-                 AND l.seq + 0 > $2 AND l.seq + 0 <= $3 OFFSET 0) l \
-                 JOIN records r ON r.id = l.record_id"
-            ),
-            "1 = 1",
-            "l.org_id",
-            "l.seq",
-        ),
-        (false, _) => (
-            "change_log l JOIN records r ON r.id = l.record_id".to_owned(),
-            in_scope,
-            "l.org_id",
-            "l.seq",
-        ),
-    };
     let (records_from, records_scope) = if narrow {
         (
-            format!("{mine} {}", records_by_id(db, "mine.record_id", "r")),
+            format!("{MINE} {}", records_by_id(db, "mine.record_id", "r")),
             "1 = 1",
         )
     } else {
-        ("records r".to_owned(), in_scope)
+        ("records r".to_owned(), IN_SCOPE)
     };
-    // Administrators read through `o:<org>`, which every record carries.
-    let feed_sql = format!(
-        "SELECT l.seq, CAST(l.record_id AS TEXT), r.kind, l.change \
-         FROM {feed_from} \
-         WHERE {l_org} = $1 AND {l_seq} > $2 AND {l_seq} <= $3 AND {feed_scope} \
-         AND (l.device_id IS NULL OR l.device_id <> $10) \
-         AND (NOT {dated} OR r.anchor_ms IS NULL OR (r.anchor_ms >= $11 AND r.anchor_ms < $12)) \
-         ORDER BY l.seq LIMIT $9"
-    );
+    let feed_sql = feed_sql(db, narrow);
     // Dated records in the window now that the device may lack: out of its old
     // window, or moved into this one since the cursor (not just created: the
     // feed carries new records whole).
@@ -2131,6 +2157,39 @@ pub async fn audit_trail(
 mod tests {
     use super::*;
     use crate::db::bulk::{BATCH_ROWS, PG_PARAMS, SQLITE_PARAMS};
+
+    /// What SQLite plans for a field user's pull: each record's changes past
+    /// the cursor read by position, and a record's row only for a record
+    /// that has such changes. The plan that read every change a record ever
+    /// had was a large part of the server's CPU in the morning rush.
+    #[tokio::test]
+    async fn a_field_users_pull_on_sqlite_reads_only_the_changes_past_the_cursor() {
+        let db = Database::connect("sqlite::memory:", 1)
+            .await
+            .expect("an in-memory database");
+        let plan = crate::db::sqlite_plan(&feed_sql(&db, true), 12).await;
+        let step = |needle: &str| crate::db::plan_step(&plan, needle);
+        let log =
+            step("SEARCH l USING INDEX change_log_record_seq (record_id=? AND seq>? AND seq<?)");
+        assert!(step("SCAN mine") < log, "{plan:#?}");
+        assert!(log < step("SEARCH r "), "{plan:#?}");
+    }
+
+    /// A group commit reads its records' rows before writing them by id,
+    /// not by walking the organisation's records (which SQLite, without
+    /// statistics, took for the narrower way).
+    #[tokio::test]
+    async fn the_rows_before_a_push_are_read_by_id_on_sqlite() {
+        for n in [1, 10, 300] {
+            let sql = crate::db::positional(false, before_sql(false, n));
+            let plan = crate::db::sqlite_plan(&sql, n + 1).await;
+            crate::db::plan_step(
+                &plan,
+                "SEARCH records USING INDEX sqlite_autoindex_records_1 (id=?)",
+            );
+            assert_eq!(plan.len(), 1, "{plan:#?}");
+        }
+    }
 
     #[test]
     fn batched_statements_stay_within_each_dialects_parameter_budget() {

@@ -1,0 +1,12 @@
+-- Fieldsync server schema, step 22 (SQLite): the change log by record and
+-- position, for the pull of a rep or technician (docs/benchmarks.md, "The
+-- morning rush on SQLite").
+--
+-- SQLite serves such a pull from the records the caller reads, and read each
+-- one's changes through `(record_id, hash)`: every change the record ever
+-- had, each looked up in the log to compare its position with the cursor.
+-- A device back after a day offline paid for its records' whole history, and
+-- in the morning rush that was most of the server's CPU. By position, it
+-- reads only the changes past its cursor. (PostgreSQL serves short ranges
+-- from the feed and long ones the same way; its pulls stay as they were.)
+CREATE INDEX change_log_record_seq ON change_log (record_id, seq);
