@@ -55,6 +55,14 @@ pub fn storable(raw: &[u8], change: &automerge::Change) -> bool {
     checksum_matches(raw, change)
 }
 
+/// [`storable`] of every change of a pull, each beside the bytes it was read
+/// from.
+pub fn all_storable<R: AsRef<[u8]>>(raws: &[R], changes: &[automerge::Change]) -> bool {
+    raws.iter()
+        .zip(changes)
+        .all(|(raw, change)| storable(raw.as_ref(), change))
+}
+
 /// `stored` with `changes` (raw change bytes) appended.
 pub fn appended<'a>(stored: &[u8], changes: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
     let mut out = stored.to_vec();

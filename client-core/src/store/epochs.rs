@@ -98,11 +98,7 @@ impl DeviceStore {
                 .iter()
                 .map(|raw| Change::from_bytes(raw.to_vec()).map_err(|e| corrupt(e.to_string())))
                 .collect::<Result<_, _>>()?;
-            let storable = rc
-                .changes
-                .iter()
-                .zip(&changes)
-                .all(|(raw, c)| stored::storable(raw, c));
+            let storable = stored::all_storable(&rc.changes, &changes);
             let mut am = AutoCommit::new();
             am.apply_changes(changes)
                 .map_err(|e| corrupt(e.to_string()))?;

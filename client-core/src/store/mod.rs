@@ -1423,11 +1423,7 @@ impl DeviceStore {
                     })
                 })
                 .collect::<Result<_, _>>()?;
-            let storable = rc
-                .changes
-                .iter()
-                .zip(&changes)
-                .all(|(raw, c)| stored::storable(raw, c));
+            let storable = stored::all_storable(&rc.changes, &changes);
             am.apply_changes(changes).map_err(|e| StoreError::Corrupt {
                 id,
                 detail: e.to_string(),

@@ -163,7 +163,10 @@ pub struct Write {
     pub status_changed: bool,
     /// Until [`Decisions::finish`]: the merged record, what the server had,
     /// and what was pushed (kept for the ledger should the record be refused).
-    pub(super) pending: Option<Pending>,
+    /// Boxed: a merged Automerge document is over 4 KB by itself, and a
+    /// write is moved from the merging thread to the push's list, through
+    /// the second stage and into the writer, once per record each time.
+    pub(super) pending: Option<Box<Pending>>,
 }
 
 #[derive(Debug)]
@@ -220,7 +223,7 @@ pub struct Decisions {
 /// allocations), so the write transaction, which on SQLite holds the single
 /// writer, hands them to another thread rather than dropping them itself.
 #[derive(Debug, Default)]
-pub struct Retired(pub(super) Vec<Pending>);
+pub struct Retired(pub(super) Vec<Box<Pending>>);
 
 impl Retired {
     /// Whether there is nothing to free.
@@ -682,7 +685,7 @@ pub fn decide(
             overlap: None,
             ends_visit: false,
             status_changed,
-            pending: Some(Pending {
+            pending: Some(Box::new(Pending {
                 figures: figures_of(&doc, Some(&after_json)),
                 merged: doc,
                 before,
@@ -693,7 +696,7 @@ pub fn decide(
                 kind: rec.kind,
                 pushed: rec.changes.clone(),
                 server_doc: server_doc(),
-            }),
+            })),
         }),
         heads,
     ))
