@@ -163,9 +163,9 @@ pub struct Write {
     pub status_changed: bool,
     /// Until [`Decisions::finish`]: the merged record, what the server had,
     /// and what was pushed (kept for the ledger should the record be refused).
-    /// Boxed: a merged Automerge document is over 4 KB by itself, and a
-    /// write is moved from the merging thread to the push's list, through
-    /// the second stage and into the writer, once per record each time.
+    /// Boxed: a merged Automerge document is over 4 KB by itself, and every
+    /// write of a push is moved several times (from its merging thread into
+    /// the push's list, through the second stage, into the writer).
     pub(super) pending: Option<Box<Pending>>,
 }
 
