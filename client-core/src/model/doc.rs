@@ -21,14 +21,16 @@
 //! defined in `kinds`, above the record modules, so imports run one way: the
 //! records import this module, never the reverse.
 
+use std::collections::HashMap;
+
 use automerge::{
     ActorId, AutoCommit, Change, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value,
-    transaction::CommitOptions, transaction::Transactable,
+    hydrate, transaction::CommitOptions, transaction::Transactable,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use super::json::{create, read_object, read_value, write_map};
+use super::json::{create, hydrate_map, read_object, read_value, write_map};
 use super::rules;
 use super::status::{Status, StatusEvent, TransitionRequest};
 use super::types::{Actor, DeviceTime, RecordKind, Role};
@@ -77,7 +79,7 @@ impl RecordDoc {
         actor_id: ActorId,
         at: DeviceTime,
     ) -> Result<Self, ModelError> {
-        let mut this = Self::start::<R>(record, actor_id)?;
+        let mut this = Self::start::<R>(record, actor_id, None)?;
         this.commit("create", at);
         Ok(this)
     }
@@ -100,8 +102,6 @@ impl RecordDoc {
             ))
             .into());
         }
-        let mut this = Self::start::<R>(record, actor_id)?;
-        this.doc.put(ROOT, "status", status.as_str())?;
         let event = StatusEvent {
             id: RecordId::new(),
             from: None,
@@ -113,18 +113,33 @@ impl RecordDoc {
             gps: None,
             reason: None,
         };
-        this.append_event(&event)?;
+        let mut this = Self::start::<R>(record, actor_id, Some((status.as_str(), &event)))?;
         this.commit("create", at);
         Ok(this)
     }
 
-    fn start<R: Record>(record: &R, actor_id: ActorId) -> Result<Self, ModelError> {
+    /// A new record's document, its first change still open: the record's
+    /// fields, its kind and its status history (with the creation event of a
+    /// stateful record, whose status it also sets), inserted as one batch.
+    fn start<R: Record>(
+        record: &R,
+        actor_id: ActorId,
+        stateful: Option<(&str, &StatusEvent)>,
+    ) -> Result<Self, ModelError> {
         record.validate()?;
         let mut doc = AutoCommit::new().with_actor(actor_id);
-        doc.put(ROOT, "kind", R::KIND.as_str())?;
+        let encoding = doc.text_encoding();
         let json = to_object(record)?;
-        write_map(&mut doc, &ROOT, &json, RESERVED, R::TEXT_FIELDS)?;
-        doc.put_object(ROOT, "history", ObjType::Map)?;
+        let mut root = hydrate_map(&json, RESERVED, R::TEXT_FIELDS, encoding)?;
+        root.insert("kind".into(), hydrate::Value::from(R::KIND.as_str()));
+        let mut history = HashMap::new();
+        if let Some((status, event)) = stateful {
+            root.insert("status".into(), hydrate::Value::from(status));
+            let entry = hydrate_map(&to_object(event)?, &[], &[], encoding)?;
+            history.insert(event.id.to_string(), hydrate::Value::Map(entry.into()));
+        }
+        root.insert("history".into(), hydrate::Value::Map(history.into()));
+        doc.init_root_from_hydrate(&root.into())?;
         Ok(Self {
             doc,
             kind: R::KIND,

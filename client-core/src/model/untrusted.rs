@@ -196,6 +196,48 @@ pub(crate) fn tail_changes(bytes: &[u8]) -> Option<usize> {
     Some(tail)
 }
 
+/// One change chunk as Automerge encodes it on commit: `bytes` as they are
+/// when they are one, inflated when they are one deflated change
+/// ([`automerge::Change::bytes`] deflates a large change). The header keeps
+/// its checksum (a deflated change's is its plain form's); the body is
+/// inflated within [`MAX_INFLATED`]. `None` for anything else.
+pub(crate) fn plain_change(bytes: Vec<u8>) -> Option<Vec<u8>> {
+    let mut r = Reader(&bytes);
+    if r.take(4).ok()? != MAGIC {
+        return None;
+    }
+    let checksum = r.take(4).ok()?;
+    let kind = r.take(1).ok()?[0];
+    let len = r.uleb().ok()?;
+    let body = r.take(len).ok()?;
+    if !r.0.is_empty() {
+        return None;
+    }
+    match kind {
+        1 => Some(bytes),
+        2 => {
+            let body = inflate(body).ok()?;
+            let mut out = Vec::with_capacity(body.len() + 20);
+            out.extend_from_slice(&MAGIC);
+            out.extend_from_slice(checksum);
+            out.push(1);
+            let mut n = body.len() as u64;
+            loop {
+                let byte = (n & 0x7f) as u8;
+                n >>= 7;
+                if n == 0 {
+                    out.push(byte);
+                    break;
+                }
+                out.push(byte | 0x80);
+            }
+            out.extend_from_slice(&body);
+            Some(out)
+        }
+        _ => None,
+    }
+}
+
 fn chunks(bytes: &[u8]) -> Result<(), Stop> {
     let mut r = Reader(bytes);
     while !r.0.is_empty() {
@@ -342,6 +384,65 @@ fn column_rows(spec: u64, data: &[u8]) -> Result<(), Stop> {
                 }
             }
             Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use automerge::{AutoCommit, ROOT, transaction::Transactable};
+
+    /// A change large enough for Automerge to deflate, and a small one.
+    fn changes() -> (automerge::Change, automerge::Change) {
+        let mut doc = AutoCommit::new();
+        for i in 0..40 {
+            doc.put(ROOT, format!("field {i}"), format!("value {i}"))
+                .expect("put");
+        }
+        doc.commit();
+        doc.put(ROOT, "one", 1).expect("put");
+        doc.commit();
+        let mut all = doc.get_changes(&[]).into_iter();
+        let large = all.next().expect("large");
+        let small = all.next().expect("small");
+        (large, small)
+    }
+
+    #[test]
+    fn a_deflated_change_inflates_to_its_plain_bytes() {
+        let (mut large, mut small) = changes();
+        let deflated = large.bytes().to_vec();
+        assert_eq!(deflated.get(8), Some(&2), "Automerge deflated it");
+        assert!(deflated.len() < large.raw_bytes().len());
+        assert_eq!(plain_change(deflated).as_deref(), Some(large.raw_bytes()));
+        // A plain change passes as it is.
+        let as_kept = small.bytes().to_vec();
+        assert_eq!(as_kept, small.raw_bytes(), "too small to deflate");
+        assert_eq!(
+            plain_change(small.raw_bytes().to_vec()).as_deref(),
+            Some(small.raw_bytes())
+        );
+    }
+
+    #[test]
+    fn anything_but_one_change_is_not_a_plain_change() {
+        let (mut large, small) = changes();
+        let deflated = large.bytes().to_vec();
+        let mut two = small.raw_bytes().to_vec();
+        two.extend_from_slice(small.raw_bytes());
+        let mut damaged = deflated.clone();
+        let last = damaged.len() - 1;
+        damaged[last] ^= 0xff;
+        damaged.truncate(last);
+        for bytes in [
+            Vec::new(),
+            b"not automerge".to_vec(),
+            two,
+            damaged,
+            AutoCommit::new().save(),
+        ] {
+            assert_eq!(plain_change(bytes.clone()), None, "{bytes:?}");
         }
     }
 }

@@ -144,8 +144,8 @@ impl DeviceStore {
                         .map_err(StoreError::from)?;
                     if moved {
                         let base = doc.heads();
-                        let made: Vec<Change> = rebased.changes_since(&base);
-                        queue(&tx, id, &made.iter().map(Change::hash).collect::<Vec<_>>())?;
+                        let mut made: Vec<Change> = rebased.changes_since(&base);
+                        queue(&tx, id, &mut made)?;
                         own.extend(made.iter().map(|c| c.raw_bytes().to_vec()));
                         doc = rebased;
                     }

@@ -13,10 +13,14 @@
 //!   rows the record is compacted: a fresh `save()` replaces the snapshot and the
 //!   rows go, in the same transaction.
 //! - **outbox**: one row per local Automerge change the server has not
-//!   acknowledged (record, change hash, time; unique per record and hash). The
-//!   sync client pushes from it and deletes rows only when the server
-//!   acknowledged the change; the change bytes themselves come from the
-//!   document, so nothing is stored twice.
+//!   acknowledged (record, change hash, time, the change's bytes; unique per
+//!   record and hash). The sync client pushes from it and deletes rows only
+//!   when the server acknowledged the change. The bytes are there because
+//!   Automerge 0.12 keeps none: it re-encodes a change from the document's
+//!   operations, which was most of a device's CPU in a push; a large change
+//!   (a record's creation) is kept deflated, so that a device offline for
+//!   days holds its queue in little room. Rows queued before schema v9 have
+//!   no bytes and are rebuilt from the document.
 //! - **rejections**: the ledger of changes the server refused, with its reason.
 //! - **attachments**: photos, signatures and documents by SHA-256, their bytes
 //!   (streamed in and out by chunk, never whole in memory), the records each is
@@ -626,9 +630,8 @@ impl DeviceStore {
     fn insert_new(&self, mut doc: RecordDoc) -> Result<RecordId, StoreError> {
         let id = doc.id();
         let projection = Projection::of(&doc)?;
-        let changes = doc.changes_since(&[]);
+        let mut changes = doc.changes_since(&[]);
         within_merge_limits(&changes)?;
-        let hashes: Vec<ChangeHash> = changes.iter().map(Change::hash).collect();
         let snapshot = doc.save();
         let mut inner = self.lock();
         let tx = inner.conn.transaction()?;
@@ -642,7 +645,7 @@ impl DeviceStore {
         }
         write_record(&tx, &projection, &snapshot)?;
         search::write(&tx, &doc)?;
-        queue(&tx, id, &hashes)?;
+        queue(&tx, id, &mut changes)?;
         tx.commit()?;
         inner.remember(id, doc.into_automerge(), self.options.cache_size);
         Ok(id)
@@ -690,7 +693,7 @@ impl DeviceStore {
             // Dropped from the cache: the next action reloads the stored copy.
             return Err(ModelError::from(locked).into());
         }
-        let new: Vec<Change> = doc.changes_since(&before);
+        let mut new: Vec<Change> = doc.changes_since(&before);
         if new.is_empty() {
             inner.remember(id, doc.into_automerge(), self.options.cache_size);
             return Ok(out);
@@ -698,7 +701,6 @@ impl DeviceStore {
         // Dropped from the cache on refusal: the next action reloads the stored copy.
         within_merge_limits(&new)?;
         let projection = Projection::of(&doc)?;
-        let hashes: Vec<ChangeHash> = new.iter().map(Change::hash).collect();
         let bytes: Vec<u8> = new
             .iter()
             .flat_map(|c| c.raw_bytes().iter().copied())
@@ -707,7 +709,7 @@ impl DeviceStore {
         let tx = inner.conn.transaction()?;
         append(&tx, &projection, &bytes, compact_after, &mut doc)?;
         search::write(&tx, &doc)?;
-        queue(&tx, id, &hashes)?;
+        queue(&tx, id, &mut new)?;
         tx.commit()?;
         inner.remember(id, doc.into_automerge(), self.options.cache_size);
         Ok(out)
@@ -978,30 +980,37 @@ impl DeviceStore {
         max_records: usize,
     ) -> Result<Vec<(RecordChanges, Vec<ChangeHash>)>, StoreError> {
         let mut inner = self.lock();
-        let rows: Vec<(String, String)> = {
+        type Row = (String, String, Option<Vec<u8>>);
+        let rows: Vec<Row> = {
             let mut stmt = inner.conn.prepare_cached(
-                "SELECT record_id, change_hash FROM outbox WHERE record_id IN \
+                "SELECT record_id, change_hash, bytes FROM outbox WHERE record_id IN \
                  (SELECT record_id FROM outbox GROUP BY record_id ORDER BY MIN(seq) LIMIT ?1) ORDER BY seq",
             )?;
             stmt.query_map([i64::try_from(max_records).unwrap_or(i64::MAX)], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })?
             .collect::<Result<_, _>>()?
         };
-        let mut grouped: Vec<(RecordId, Vec<ChangeHash>)> = Vec::new();
-        for (rid, hash) in rows {
+        // Each record's changes in outbox order, records in the order of their
+        // first change.
+        type Pending = (RecordId, Vec<ChangeHash>, Vec<Option<Vec<u8>>>);
+        let mut grouped: Vec<Pending> = Vec::new();
+        let mut at: HashMap<RecordId, usize> = HashMap::new();
+        for (rid, hash, bytes) in rows {
             let id = parse_id(&rid)?;
             let hash: ChangeHash = hash.parse().map_err(|_| StoreError::Corrupt {
                 id,
                 detail: "outbox hash".into(),
             })?;
-            match grouped.iter_mut().find(|(g, _)| *g == id) {
-                Some((_, hs)) => hs.push(hash),
-                None => grouped.push((id, vec![hash])),
-            }
+            let i = *at.entry(id).or_insert_with(|| {
+                grouped.push((id, Vec::new(), Vec::new()));
+                grouped.len() - 1
+            });
+            grouped[i].1.push(hash);
+            grouped[i].2.push(bytes);
         }
         let mut out = Vec::with_capacity(grouped.len());
-        for (id, hashes) in grouped {
+        for (id, hashes, bytes) in grouped {
             // The kind comes from the row: wrapping the document to read it would
             // clone the whole document for one string.
             let kind: Option<String> = inner
@@ -1015,23 +1024,34 @@ impl DeviceStore {
                     detail: e.to_string(),
                 },
             )?;
+            // Changes queued since schema v9 carry their bytes: sent without
+            // touching the document.
+            if let Some(stored) = bytes.into_iter().collect::<Option<Vec<Vec<u8>>>>() {
+                let changes = stored
+                    .into_iter()
+                    .zip(&hashes)
+                    .map(|(bytes, hash)| as_sent(id, hash, bytes).map(ByteBuf::from))
+                    .collect::<Result<_, _>>()?;
+                out.push((RecordChanges { id, kind, changes }, hashes));
+                continue;
+            }
             let mut am = inner.take(id)?;
             let missing = |h: &ChangeHash| StoreError::Corrupt {
                 id,
                 detail: format!("outbox names change {h} the document does not hold"),
             };
-            // Automerge 0.12 keeps no change's bytes: it rebuilds a change from
-            // the document's operations, reading all of them for each one
-            // asked for. A record whose pending changes are half its history
-            // or more (a record made offline and edited, the usual case) is
-            // rebuilt whole in one reading; a long history with an edit or
-            // two pending, change by change.
+            // Rows queued before v9: Automerge 0.12 keeps no change's bytes,
+            // it rebuilds a change from the document's operations, reading all
+            // of them for each one asked for. A record whose pending changes
+            // are half its history or more (a record made offline and edited,
+            // the usual case) is rebuilt whole in one reading; a long history
+            // with an edit or two pending, change by change.
             let mut changes = Vec::with_capacity(hashes.len());
             if hashes.len() > 1
                 && u64::try_from(hashes.len() * 2)
                     .is_ok_and(|n| n >= automerge::ReadDoc::stats(&am).num_changes)
             {
-                let mut all: std::collections::HashMap<ChangeHash, Change> = am
+                let mut all: HashMap<ChangeHash, Change> = am
                     .get_changes(&[])
                     .into_iter()
                     .map(|c| (c.hash(), c))
@@ -1927,15 +1947,38 @@ fn rebase_refused(doc: &mut RecordDoc, refused: &[Change]) -> Result<(), ModelEr
     Ok(())
 }
 
-fn queue(tx: &Transaction<'_>, id: RecordId, hashes: &[ChangeHash]) -> Result<(), StoreError> {
+/// The bytes a push sends for an outbox row: the change as Automerge encodes
+/// it on commit, inflated if the row keeps it deflated (the server stores
+/// changes as they come, and reads plain ones faster). A row that is not the
+/// change it names (its header's checksum is the hash's first bytes) is a
+/// damaged store.
+fn as_sent(id: RecordId, hash: &ChangeHash, stored: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+    crate::model::untrusted::plain_change(stored)
+        .filter(|plain| plain.get(4..8) == Some(&hash.0[..4]))
+        .ok_or_else(|| StoreError::Corrupt {
+            id,
+            detail: format!("the outbox row of change {hash} does not hold it"),
+        })
+}
+
+/// Each change with its bytes, which the push reads instead of rebuilding
+/// the change from the record's document (see
+/// [`DeviceStore::outbox_batch_hashed`]). A change Automerge finds worth
+/// compressing (a record's creation: about 800 bytes, 450 deflated) is kept
+/// deflated: the outbox is a queue of what is not yet sent, and a device
+/// offline for days holds one row per action.
+fn queue(tx: &Transaction<'_>, id: RecordId, changes: &mut [Change]) -> Result<(), StoreError> {
     // A local change is new by construction, so the unique index never fires
     // here; if it ever did, the row it would add is already there.
     let mut stmt = tx.prepare_cached(
-        "INSERT OR IGNORE INTO outbox (record_id, change_hash, created_at_ms) VALUES (?1, ?2, ?3)",
+        "INSERT OR IGNORE INTO outbox (record_id, change_hash, created_at_ms, bytes) \
+         VALUES (?1, ?2, ?3, ?4)",
     )?;
     let now = now_ms();
-    for h in hashes {
-        stmt.execute(params![id.to_string(), h.to_string(), now])?;
+    let id = id.to_string();
+    for c in changes {
+        let hash = c.hash().to_string();
+        stmt.execute(params![id, hash, now, c.bytes().as_ref()])?;
     }
     Ok(())
 }
@@ -2048,14 +2091,10 @@ mod tests {
         assert!(!store.is_reference(colleague));
     }
 
-    #[test]
-    fn an_edit_the_server_would_refuse_for_its_size_is_refused_on_the_device() {
+    /// A rep on a device and a visit of theirs, planned, not yet stored.
+    fn a_reps_visit() -> (Actor, crate::model::Visit) {
         use crate::ids::{DeviceId, OrgId, TeamId, TerritoryId, UserId};
         use crate::model::{RecordMeta, Role, Visit};
-        use automerge::transaction::Transactable;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store =
-            DeviceStore::open(dir.path().join("device.db"), StoreOptions::default()).expect("open");
         let rep = Actor::on_device(UserId::new(), Role::Rep, DeviceId::new());
         let meta = RecordMeta {
             id: RecordId::new(),
@@ -2070,6 +2109,16 @@ mod tests {
             DeviceTime::utc(0),
             DeviceTime::utc(1),
         );
+        (rep, visit)
+    }
+
+    #[test]
+    fn an_edit_the_server_would_refuse_for_its_size_is_refused_on_the_device() {
+        use automerge::transaction::Transactable;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            DeviceStore::open(dir.path().join("device.db"), StoreOptions::default()).expect("open");
+        let (rep, visit) = a_reps_visit();
         let id = store
             .create_stateful(&visit, &rep, DeviceTime::utc(0))
             .expect("create");
@@ -2097,6 +2146,73 @@ mod tests {
         );
         let stored = store.doc(id).expect("stored");
         assert!(stored.to_json().expect("json").get("padding").is_none());
+    }
+
+    /// A push sends each change from its outbox row, without the record's
+    /// document: the creation kept deflated (and inflated to send), the edit
+    /// as it is. A row queued before schema v9 (no bytes) has its change
+    /// rebuilt from the document: the same bytes every way.
+    #[test]
+    fn the_outbox_keeps_each_change_it_sends() {
+        use crate::model::Visit;
+        let store = DeviceStore::open_in_memory().expect("store");
+        let (rep, visit) = a_reps_visit();
+        let id = store
+            .create_stateful(&visit, &rep, DeviceTime::utc(0))
+            .expect("create");
+        store
+            .update::<Visit>(id, DeviceTime::utc(2), |v| v.notes = "restocked".into())
+            .expect("edit");
+        let mut doc = store.doc(id).expect("doc");
+        let made: Vec<Vec<u8>> = doc
+            .changes_since(&[])
+            .iter()
+            .map(|c| c.raw_bytes().to_vec())
+            .collect();
+        let sent = |store: &DeviceStore| -> Vec<Vec<u8>> {
+            let batch = store.outbox_batch_hashed(10).expect("batch");
+            assert_eq!(batch.len(), 1);
+            let (record, hashes) = &batch[0];
+            assert_eq!(record.id, id);
+            assert_eq!(hashes.len(), record.changes.len());
+            record.changes.iter().map(|c| c.to_vec()).collect()
+        };
+        let rows: Vec<Option<Vec<u8>>> = {
+            let inner = store.lock();
+            let mut stmt = inner
+                .conn
+                .prepare("SELECT bytes FROM outbox ORDER BY seq")
+                .expect("prepare");
+            stmt.query_map([], |r| r.get(0))
+                .expect("query")
+                .collect::<Result<_, _>>()
+                .expect("rows")
+        };
+        let [Some(creation), Some(edit)] = &rows[..] else {
+            panic!("two rows with bytes: {rows:?}")
+        };
+        assert_eq!(creation.get(8), Some(&2), "the creation is kept deflated");
+        assert!(creation.len() < made[0].len() * 3 / 4);
+        assert_eq!(edit, &made[1], "a small edit is kept as it is");
+        assert_eq!(sent(&store), made);
+        // The creation's row as an older store wrote it.
+        store
+            .lock()
+            .conn
+            .execute(
+                "UPDATE outbox SET bytes = NULL WHERE seq = (SELECT MIN(seq) FROM outbox)",
+                [],
+            )
+            .expect("old row");
+        assert_eq!(sent(&store), made);
+        // A damaged row is reported, not sent.
+        store
+            .lock()
+            .conn
+            .execute("UPDATE outbox SET bytes = ?1", [creation])
+            .expect("damage");
+        let err = store.outbox_batch(10).expect_err("damaged");
+        assert!(err.to_string().contains("does not hold it"), "{err}");
     }
 
     /// Pages written to the WAL per edit that changes no listed column. Nine

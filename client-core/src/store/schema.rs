@@ -35,13 +35,18 @@
 //!   the records already held are computed again.
 //! - v8: each record's epoch: how many times an erasure rewrote its history
 //!   (`epochs.rs`); 0 for every record held before.
+//! - v9: each outbox row keeps its change's bytes, so that a push reads its
+//!   changes from the outbox instead of rebuilding them from the record's
+//!   document (Automerge keeps no change's bytes: it re-encodes a change from
+//!   the document's operations, and that was most of a device's CPU in a
+//!   push). Rows queued before carry none and are rebuilt as before.
 
 use rusqlite::Connection;
 
 use super::StoreError;
 
 /// The schema version this build writes.
-pub const CURRENT_VERSION: i64 = 8;
+pub const CURRENT_VERSION: i64 = 9;
 
 /// Upgrade steps; `MIGRATIONS[n]` goes from version `n` to `n + 1`.
 pub const MIGRATIONS: &[&str] = &[
@@ -184,6 +189,10 @@ pub const MIGRATIONS: &[&str] = &[
     // v8
     r"
     ALTER TABLE records ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+    ",
+    // v9
+    r"
+    ALTER TABLE outbox ADD COLUMN bytes BLOB;
     ",
 ];
 
