@@ -103,7 +103,13 @@ pub(crate) fn read_change(raw: &[u8]) -> Result<automerge::Change, String> {
 /// checksum is wrong, but refuses to load a file that holds it, and records
 /// are stored and sent with their changes as they came (`model::stored`).
 pub(crate) fn checksum_matches(raw: &[u8], change: &automerge::Change) -> bool {
-    raw.get(4..8) == Some(&change.hash().0[..4])
+    carries_checksum_of(raw, &change.hash())
+}
+
+/// Whether the chunk header of `raw` carries `hash`'s checksum (its first
+/// four bytes).
+fn carries_checksum_of(raw: &[u8], hash: &automerge::ChangeHash) -> bool {
+    raw.get(4..8) == Some(&hash.0[..4])
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -196,12 +202,16 @@ pub(crate) fn tail_changes(bytes: &[u8]) -> Option<usize> {
     Some(tail)
 }
 
-/// One change chunk as Automerge encodes it on commit: `bytes` as they are
-/// when they are one, inflated when they are one deflated change
+/// Change `hash` as Automerge encodes it on commit: `bytes` as they are
+/// when they are that change, inflated when they are it deflated
 /// ([`automerge::Change::bytes`] deflates a large change). The header keeps
-/// its checksum (a deflated change's is its plain form's); the body is
-/// inflated within [`MAX_INFLATED`]. `None` for anything else.
-pub(crate) fn plain_change(bytes: Vec<u8>) -> Option<Vec<u8>> {
+/// its checksum (a deflated change's is its plain form's), which must be
+/// `hash`'s; the body is inflated within [`MAX_INFLATED`]. `None` for
+/// anything else.
+pub(crate) fn plain_change(bytes: Vec<u8>, hash: &automerge::ChangeHash) -> Option<Vec<u8>> {
+    if !carries_checksum_of(&bytes, hash) {
+        return None;
+    }
     let mut r = Reader(&bytes);
     if r.take(4).ok()? != MAGIC {
         return None;
@@ -415,12 +425,15 @@ mod tests {
         let deflated = large.bytes().to_vec();
         assert_eq!(deflated.get(8), Some(&2), "Automerge deflated it");
         assert!(deflated.len() < large.raw_bytes().len());
-        assert_eq!(plain_change(deflated).as_deref(), Some(large.raw_bytes()));
+        assert_eq!(
+            plain_change(deflated, &large.hash()).as_deref(),
+            Some(large.raw_bytes())
+        );
         // A plain change passes as it is.
         let as_kept = small.bytes().to_vec();
         assert_eq!(as_kept, small.raw_bytes(), "too small to deflate");
         assert_eq!(
-            plain_change(small.raw_bytes().to_vec()).as_deref(),
+            plain_change(small.raw_bytes().to_vec(), &small.hash()).as_deref(),
             Some(small.raw_bytes())
         );
     }
@@ -435,14 +448,17 @@ mod tests {
         let last = damaged.len() - 1;
         damaged[last] ^= 0xff;
         damaged.truncate(last);
-        for bytes in [
-            Vec::new(),
-            b"not automerge".to_vec(),
-            two,
-            damaged,
-            AutoCommit::new().save(),
+        // Each named with the hash its header carries, if any.
+        for (bytes, hash) in [
+            (Vec::new(), large.hash()),
+            (b"not automerge".to_vec(), large.hash()),
+            (two, small.hash()),
+            (damaged, large.hash()),
+            (AutoCommit::new().save(), large.hash()),
         ] {
-            assert_eq!(plain_change(bytes.clone()), None, "{bytes:?}");
+            assert_eq!(plain_change(bytes.clone(), &hash), None, "{bytes:?}");
         }
+        // Another change than the one named.
+        assert_eq!(plain_change(deflated, &small.hash()), None);
     }
 }

@@ -1953,12 +1953,10 @@ fn rebase_refused(doc: &mut RecordDoc, refused: &[Change]) -> Result<(), ModelEr
 /// change it names (its header's checksum is the hash's first bytes) is a
 /// damaged store.
 fn as_sent(id: RecordId, hash: &ChangeHash, stored: Vec<u8>) -> Result<Vec<u8>, StoreError> {
-    crate::model::untrusted::plain_change(stored)
-        .filter(|plain| plain.get(4..8) == Some(&hash.0[..4]))
-        .ok_or_else(|| StoreError::Corrupt {
-            id,
-            detail: format!("the outbox row of change {hash} does not hold it"),
-        })
+    crate::model::untrusted::plain_change(stored, hash).ok_or_else(|| StoreError::Corrupt {
+        id,
+        detail: format!("the outbox row of change {hash} does not hold it"),
+    })
 }
 
 /// Each change with its bytes, which the push reads instead of rebuilding
