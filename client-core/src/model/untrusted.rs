@@ -60,6 +60,7 @@ const MAX_INFLATED: u64 = 64 << 20;
 const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
 
 /// Why [`check_bounded`] stopped reading.
+#[derive(Debug, PartialEq, Eq)]
 enum Stop {
     /// The bytes do not follow the format: left to Automerge to refuse, with its
     /// own message.
@@ -304,18 +305,66 @@ fn change(body: &[u8]) -> Result<(), Stop> {
 }
 
 fn inflate(data: &[u8]) -> Result<Vec<u8>, Stop> {
-    use std::io::Read;
-    let mut out = Vec::new();
-    flate2::read::DeflateDecoder::new(data)
-        .take(MAX_INFLATED + 1)
-        .read_to_end(&mut out)
-        .map_err(|_| Stop::Malformed)?;
-    if out.len() as u64 > MAX_INFLATED {
-        return Err(Stop::Refused(format!(
-            "a compressed part inflates to more than {MAX_INFLATED} bytes"
-        )));
+    // One inflater per thread, reset for each part: a new one allocates and
+    // clears some 40 KB of state and window, which for the few hundred bytes
+    // of a record's creation cost more than the inflating (a device reads one
+    // such change per new record it pushes).
+    INFLATER.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut inflater) => inflate_with(&mut inflater, data, MAX_INFLATED),
+        // Only if inflating ever nested on one thread: a fresh inflater.
+        Err(_) => inflate_with(&mut flate2::Decompress::new(false), data, MAX_INFLATED),
+    })
+}
+
+thread_local! {
+    /// The thread's raw-deflate inflater, reused by [`inflate`].
+    static INFLATER: std::cell::RefCell<flate2::Decompress> =
+        std::cell::RefCell::new(flate2::Decompress::new(false));
+}
+
+/// Inflates raw deflate `data` with `inflater` (reset first), refusing more
+/// than `limit` bytes out ([`MAX_INFLATED`]) and malformed or truncated input.
+fn inflate_with(
+    inflater: &mut flate2::Decompress,
+    data: &[u8],
+    limit: u64,
+) -> Result<Vec<u8>, Stop> {
+    inflater.reset(false);
+    // Deflated Automerge columns and changes usually inflate two to four
+    // times over.
+    let mut out: Vec<u8> = Vec::with_capacity(data.len().saturating_mul(3).max(64));
+    loop {
+        let (in_before, out_before) = (inflater.total_in(), inflater.total_out());
+        let read = usize::try_from(in_before).map_err(|_| Stop::Malformed)?;
+        let status = inflater
+            .decompress_vec(
+                data.get(read..).ok_or(Stop::Malformed)?,
+                &mut out,
+                flate2::FlushDecompress::Finish,
+            )
+            .map_err(|_| Stop::Malformed)?;
+        if out.len() as u64 > limit {
+            return Err(Stop::Refused(format!(
+                "a compressed part inflates to more than {limit} bytes"
+            )));
+        }
+        if status == flate2::Status::StreamEnd {
+            return Ok(out);
+        }
+        if out.len() == out.capacity() {
+            // Out of room: more, up to one byte past the limit (which tells
+            // a part at the limit from one over it).
+            let left = usize::try_from(limit + 1 - out.len() as u64).unwrap_or(usize::MAX);
+            let room = out.capacity().min(left);
+            out.reserve(room.max(1));
+        } else if inflater.total_in() >= data.len() as u64
+            || (inflater.total_in(), inflater.total_out()) == (in_before, out_before)
+        {
+            // Room left and no end of stream: the input was cut short, or
+            // the inflater can make nothing more of it.
+            return Err(Stop::Malformed);
+        }
     }
-    Ok(out)
 }
 
 /// Counts the rows of one column (spec: column id << 4 | deflate << 3 | type).
@@ -436,6 +485,66 @@ mod tests {
             plain_change(small.raw_bytes().to_vec(), &small.hash()).as_deref(),
             Some(small.raw_bytes())
         );
+    }
+
+    #[test]
+    fn one_inflater_per_thread_inflates_part_after_part_and_refuses_bad_ones() {
+        use std::io::Write;
+        let deflate = |data: &[u8]| {
+            let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+            e.write_all(data).expect("deflate");
+            e.finish().expect("deflate")
+        };
+        // Text, and zeros that inflate a thousandfold (the output grows many
+        // times over from its first guess).
+        let text: Vec<u8> = (0..20_000u32)
+            .flat_map(|i| i.to_string().into_bytes())
+            .collect();
+        let zeros = vec![0u8; 1 << 20];
+        let mut inflater = flate2::Decompress::new(false);
+        for _ in 0..2 {
+            assert_eq!(
+                inflate_with(&mut inflater, &deflate(&text), MAX_INFLATED),
+                Ok(text.clone())
+            );
+            assert_eq!(
+                inflate_with(&mut inflater, &deflate(&zeros), MAX_INFLATED),
+                Ok(zeros.clone())
+            );
+            assert_eq!(
+                inflate_with(&mut inflater, &deflate(b""), MAX_INFLATED),
+                Ok(Vec::new())
+            );
+            // Cut short, or not deflate at all: malformed, and the next part
+            // inflates as if nothing had happened.
+            let whole = deflate(&text);
+            assert_eq!(
+                inflate_with(&mut inflater, &whole[..whole.len() / 2], MAX_INFLATED),
+                Err(Stop::Malformed)
+            );
+            assert_eq!(
+                inflate_with(&mut inflater, &[0xff; 64], MAX_INFLATED),
+                Err(Stop::Malformed)
+            );
+            assert_eq!(
+                inflate_with(&mut inflater, &[], MAX_INFLATED),
+                Err(Stop::Malformed)
+            );
+        }
+        // At the limit it inflates; one byte over, it is refused.
+        let limit = zeros.len() as u64;
+        assert_eq!(
+            inflate_with(&mut inflater, &deflate(&zeros), limit),
+            Ok(zeros.clone())
+        );
+        let over = vec![0u8; zeros.len() + 1];
+        assert!(matches!(
+            inflate_with(&mut inflater, &deflate(&over), limit),
+            Err(Stop::Refused(_))
+        ));
+        // The thread's own inflater, through `inflate`, twice.
+        assert_eq!(inflate(&deflate(&text)), Ok(text.clone()));
+        assert_eq!(inflate(&deflate(&text)), Ok(text));
     }
 
     #[test]

@@ -226,7 +226,7 @@ fn query_infos(
     sql: &str,
     args: impl rusqlite::Params,
 ) -> Result<Vec<AttachmentInfo>, StoreError> {
-    let mut stmt = conn.prepare(sql)?;
+    let mut stmt = conn.prepare_cached(sql)?;
     let rows = stmt
         .query_map(args, info_of)?
         .collect::<Result<Vec<_>, _>>()?;

@@ -349,6 +349,9 @@ impl std::fmt::Debug for DeviceStore {
     }
 }
 
+/// How many prepared statements a store's connection keeps (rusqlite's
+/// default is 16; the store has a few dozen).
+const STATEMENT_CACHE: usize = 64;
 const META_ACTOR: &str = "actor_id";
 const META_CURSOR: &str = "cursor";
 const META_ROLE: &str = "role";
@@ -478,6 +481,10 @@ impl DeviceStore {
         // what an erasure or a wipe removes is gone from the file itself.
         conn.pragma_update(None, "secure_delete", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Every statement the store runs stays prepared: there are more of
+        // them than rusqlite's default cache of 16 holds, and a push runs
+        // a handful between edits' statements (a miss parses the SQL again).
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         if let Some(max) = options.max_size_bytes {
             // SQLite never shrinks below the pages in use: a cap under the
             // current size only stops growth.
@@ -947,7 +954,8 @@ impl DeviceStore {
         let n: i64 = self
             .lock()
             .conn
-            .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))?;
+            .prepare_cached("SELECT COUNT(*) FROM outbox")?
+            .query_row([], |r| r.get(0))?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
@@ -956,7 +964,8 @@ impl DeviceStore {
         Ok(self
             .lock()
             .conn
-            .query_row("SELECT MIN(created_at_ms) FROM outbox", [], |r| r.get(0))?)
+            .prepare_cached("SELECT MIN(created_at_ms) FROM outbox")?
+            .query_row([], |r| r.get(0))?)
     }
 
     // --- Sync side -------------------------------------------------------------
@@ -980,44 +989,46 @@ impl DeviceStore {
         max_records: usize,
     ) -> Result<Vec<(RecordChanges, Vec<ChangeHash>)>, StoreError> {
         let mut inner = self.lock();
-        type Row = (String, String, Option<Vec<u8>>);
+        // The record's kind comes with each row (wrapping the document to
+        // read it would clone the whole document for one string).
+        type Row = (String, String, Option<Vec<u8>>, Option<String>);
         let rows: Vec<Row> = {
             let mut stmt = inner.conn.prepare_cached(
-                "SELECT record_id, change_hash, bytes FROM outbox WHERE record_id IN \
-                 (SELECT record_id FROM outbox GROUP BY record_id ORDER BY MIN(seq) LIMIT ?1) ORDER BY seq",
+                "SELECT o.record_id, o.change_hash, o.bytes, r.kind FROM outbox o \
+                 LEFT JOIN records r ON r.id = o.record_id WHERE o.record_id IN \
+                 (SELECT record_id FROM outbox GROUP BY record_id ORDER BY MIN(seq) LIMIT ?1) \
+                 ORDER BY o.seq",
             )?;
             stmt.query_map([i64::try_from(max_records).unwrap_or(i64::MAX)], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })?
             .collect::<Result<_, _>>()?
         };
         // Each record's changes in outbox order, records in the order of their
         // first change.
-        type Pending = (RecordId, Vec<ChangeHash>, Vec<Option<Vec<u8>>>);
+        type Pending = (
+            RecordId,
+            Option<String>,
+            Vec<ChangeHash>,
+            Vec<Option<Vec<u8>>>,
+        );
         let mut grouped: Vec<Pending> = Vec::new();
         let mut at: HashMap<RecordId, usize> = HashMap::new();
-        for (rid, hash, bytes) in rows {
+        for (rid, hash, bytes, kind) in rows {
             let id = parse_id(&rid)?;
             let hash: ChangeHash = hash.parse().map_err(|_| StoreError::Corrupt {
                 id,
                 detail: "outbox hash".into(),
             })?;
             let i = *at.entry(id).or_insert_with(|| {
-                grouped.push((id, Vec::new(), Vec::new()));
+                grouped.push((id, kind, Vec::new(), Vec::new()));
                 grouped.len() - 1
             });
-            grouped[i].1.push(hash);
-            grouped[i].2.push(bytes);
+            grouped[i].2.push(hash);
+            grouped[i].3.push(bytes);
         }
         let mut out = Vec::with_capacity(grouped.len());
-        for (id, hashes, bytes) in grouped {
-            // The kind comes from the row: wrapping the document to read it would
-            // clone the whole document for one string.
-            let kind: Option<String> = inner
-                .conn
-                .prepare_cached("SELECT kind FROM records WHERE id = ?1")?
-                .query_row([id.to_string()], |r| r.get(0))
-                .optional()?;
+        for (id, kind, hashes, bytes) in grouped {
             let kind: RecordKind = kind.ok_or(StoreError::NotFound(id))?.parse().map_err(
                 |e: crate::model::UnknownName| StoreError::Corrupt {
                     id,
