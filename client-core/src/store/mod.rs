@@ -349,8 +349,9 @@ impl std::fmt::Debug for DeviceStore {
     }
 }
 
-/// How many prepared statements a store's connection keeps (rusqlite's
-/// default is 16; the store has a few dozen).
+/// How many prepared statements a store's connection keeps: all of the
+/// store's (some thirty), where rusqlite's default of 16 made a push parse
+/// its statements again between edits'.
 const STATEMENT_CACHE: usize = 64;
 const META_ACTOR: &str = "actor_id";
 const META_CURSOR: &str = "cursor";
@@ -481,9 +482,6 @@ impl DeviceStore {
         // what an erasure or a wipe removes is gone from the file itself.
         conn.pragma_update(None, "secure_delete", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        // Every statement the store runs stays prepared: there are more of
-        // them than rusqlite's default cache of 16 holds, and a push runs
-        // a handful between edits' statements (a miss parses the SQL again).
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         if let Some(max) = options.max_size_bytes {
             // SQLite never shrinks below the pages in use: a cap under the
