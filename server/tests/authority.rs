@@ -17,7 +17,7 @@ use fieldsync_core::model::visit::{self as visits, Site};
 use fieldsync_core::model::{
     Account, Answer, AnswerValue, ChecklistResponse, ChecklistTemplate, DeviceTime, GeoPoint,
     GeofenceVerdict, JobStatus, Location, Money, PriceItem, PriceList, Product, Qty, Question,
-    QuestionKind, RecordDoc, RecordMeta, ServiceJob, TransitionRequest, Visit,
+    QuestionKind, RecordDoc, RecordMeta, Role, ServiceJob, TransitionRequest, Visit,
 };
 use fieldsync_core::protocol::{PushOutcome, RejectCode};
 use fieldsync_core::{RecordId, TeamId, UserId};
@@ -33,6 +33,7 @@ on_both_databases!(
     two_check_ins_written_in_one_group_still_clash,
     pushes_of_one_record_at_once_are_written_one_after_the_other,
     a_group_never_holds_two_pushes_of_one_record,
+    a_group_decides_each_push_with_its_own_reach,
 );
 
 fn accepted(outcome: &PushOutcome, what: &str) {
@@ -862,12 +863,12 @@ fn a_second_visit_in_progress_is_a_visible_clash_and_keeps_both_check_ins(w: Wor
 /// The caller `dev` is when it pushes as `name` (what the server's
 /// authentication would make of its token).
 fn caller_of(w: &World, dev: &Device, name: &str) -> fieldsync_server::Caller {
-    let person = w.person(name);
+    let person = &dev.person;
     fieldsync_server::Caller {
         actor: dev.actor.clone(),
         org: w.org,
         team: Some(person.team),
-        territory: Some(w.territory),
+        territory: Some(person.territory),
         display_name: name.into(),
         actor_id: dev.actor_id(),
         window: None,
@@ -999,6 +1000,71 @@ fn two_check_ins_written_in_one_group_still_clash(w: World) {
             .status,
         fieldsync_core::model::VisitStatus::InProgress
     );
+}
+
+/// Group commit reads the records a group's pushes name once for all of
+/// them, with the scope rows of every pusher: each push must still be
+/// decided with its own pusher's reach. Pia (Porto) and Ana (the territory
+/// everyone else works in) each move a visit of theirs to a Porto account,
+/// in one group: Pia's move stands; Ana's is refused as a reference she
+/// cannot read, as it is when she pushes alone.
+fn a_group_decides_each_push_with_its_own_reach(w: World) {
+    let porto = w.add_territory("Porto");
+    let adam = w.device("adam");
+    let far_shop = w.account_in(&adam, "Loja do Porto", porto);
+    let kiosk = w.account_in(&adam, "Quiosque do Porto", porto);
+    adam.sync();
+    let pia = w.device_of(
+        w.add_person_in("pia", Role::Rep, w.north, porto),
+        fieldsync_test_support::fast_options(),
+    );
+    pia.sync();
+    let pia_visit = visit(&w, &pia, kiosk);
+    pia.sync();
+    let ana = w.device("ana");
+    let shop = account(&w, &ana, "Ana's shop");
+    let ana_visit = visit(&w, &ana, shop);
+    ana.sync();
+    let moved = |dev: &Device, id: RecordId, to: RecordId| {
+        edited(&w, dev, id, |doc| {
+            doc.update::<Visit>(today(11), |v| v.account_id = to)
+                .expect("edit");
+        })
+    };
+    // Both orders (Pia's visit to the shop, then back to the kiosk): whoever
+    // comes first, the other is decided with its own reach.
+    let pia_move = (&pia, "pia", pia_visit);
+    let ana_move = (&ana, "ana", ana_visit);
+    for (group, to) in [
+        ([pia_move, ana_move], far_shop),
+        ([ana_move, pia_move], kiosk),
+    ] {
+        let jobs = group
+            .iter()
+            .map(|&(dev, name, id)| group_job(&w, dev, name, moved(dev, id, to), 0))
+            .collect();
+        let applied =
+            w.rt.block_on(fieldsync_server::db::records::apply_pushes(&w.db, jobs))
+                .expect("one transaction");
+        for (a, (_, name, _)) in applied.iter().zip(group) {
+            let outcome = &a.results[0].1;
+            if name == "pia" {
+                assert!(outcome.is_ok(), "Pia reads Porto's accounts: {outcome:?}");
+            } else {
+                let refusal = outcome
+                    .as_ref()
+                    .expect_err("Ana does not read Porto's accounts");
+                assert_eq!(refusal.code, RejectCode::Forbidden, "{}", refusal.message);
+                assert!(
+                    refusal.message.contains("cannot read"),
+                    "{}",
+                    refusal.message
+                );
+            }
+        }
+    }
+    assert_eq!(server_json(&w, pia_visit)["account_id"], kiosk.to_string());
+    assert_eq!(server_json(&w, ana_visit)["account_id"], shop.to_string());
 }
 
 /// Group commit never puts two pushes of one record in one transaction (each

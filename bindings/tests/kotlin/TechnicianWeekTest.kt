@@ -207,5 +207,7 @@ fun main() {
     }
 
     println("$passed passed, $failed failed")
+    // A failed run leaves its stores in `dir` for a look; a passed one cleans up.
     if (failed > 0) kotlin.system.exitProcess(1)
+    dir.toFile().deleteRecursively()
 }

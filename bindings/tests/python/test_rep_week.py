@@ -11,6 +11,7 @@ colleague's last visit at a customer arrives for reference, read-only.
 """
 
 import os
+import shutil
 import tempfile
 import time
 import unittest
@@ -39,6 +40,7 @@ def synced(test, c):
 class RepWeekTest(unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="fieldsync-py-rep-")
+        self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
 
     def test_a_reps_week_of_search_orders_reports_and_housekeeping(self):
         rep = client(self.dir, "rep", "rep3@demo.example")

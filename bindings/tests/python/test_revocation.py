@@ -8,6 +8,7 @@ token, the session cookie, the Devices page's confirmation form).
 import http.cookiejar
 import os
 import re
+import shutil
 import tempfile
 import unittest
 import urllib.parse
@@ -47,6 +48,7 @@ def csrf_of(page):
 class RevocationTest(unittest.TestCase):
     def test_a_device_revoked_on_the_devices_page_is_wiped_at_its_next_request(self):
         directory = tempfile.mkdtemp(prefix="fieldsync-py-revoke-")
+        self.addCleanup(shutil.rmtree, directory, ignore_errors=True)
         phone = fs.FieldsyncClient.open(os.path.join(directory, "phone.db"), URL)
         phone.login(ORG, "rep1@demo.example", PASSWORD, "python", "test-1.0")
         phone.sync(None)

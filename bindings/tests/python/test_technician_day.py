@@ -12,6 +12,7 @@ after the office books another part.
 
 import os
 import queue
+import shutil
 import tempfile
 import time
 import unittest
@@ -66,6 +67,7 @@ class LiveEvents(fs.LiveSyncListener):
 class TechnicianDayTest(unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="fieldsync-py-")
+        self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
 
     def test_a_technicians_day_reaches_the_manager(self):
         manager = client(self.dir, "manager", "manager@demo.example")
@@ -220,6 +222,7 @@ class TechnicianDayTest(unittest.TestCase):
 class LiveSyncTest(unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="fieldsync-py-live-")
+        self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
 
     def test_a_job_assigned_in_the_office_reaches_the_online_technician(self):
         manager = client(self.dir, "manager", "manager@demo.example")

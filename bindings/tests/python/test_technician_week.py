@@ -18,10 +18,11 @@ from the app.
 
 import json
 import os
-import urllib.request
+import shutil
 import tempfile
 import time
 import unittest
+import urllib.request
 
 import fieldsync_ffi as fs
 
@@ -78,6 +79,7 @@ EVERY_KIND = [
 class TechnicianWeekTest(unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="fieldsync-py-week-")
+        self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
 
     def test_a_technicians_week_of_jobs_checklists_time_and_parts(self):
         manager = client(self.dir, "manager", "manager@demo.example")

@@ -208,7 +208,8 @@ pub(crate) fn tail_changes(bytes: &[u8]) -> Option<usize> {
 /// ([`automerge::Change::bytes`] deflates a large change). The header keeps
 /// its checksum (a deflated change's is its plain form's), which must be
 /// `hash`'s; the body is inflated within [`MAX_INFLATED`]. `None` for
-/// anything else.
+/// anything else. (The device's outbox reads its stored changes with it.)
+#[cfg_attr(not(feature = "device"), allow(dead_code))]
 pub(crate) fn plain_change(bytes: Vec<u8>, hash: &automerge::ChangeHash) -> Option<Vec<u8>> {
     if !carries_checksum_of(&bytes, hash) {
         return None;

@@ -255,6 +255,46 @@ pub async fn user_by_id(db: &Database, id: UserId) -> Result<Option<UserRow>, Db
     })
 }
 
+/// The device and the user an access token names, read together: every
+/// authenticated request needs both (is the device its user's and not
+/// revoked, is the user enabled), and one statement is one round trip and
+/// one pool checkout instead of two. `None` when the device is unknown; the
+/// user is `None` when no user has that id.
+pub async fn device_and_user(
+    db: &Database,
+    device: DeviceId,
+    user: UserId,
+) -> Result<Option<(super::devices::DeviceRow, Option<UserRow>)>, DbError> {
+    let sql = format!(
+        "SELECT CAST(d.user_id AS TEXT) AS device_user, d.actor_id, d.revoked_at, \
+         d.last_seen_at, {USER_COLUMNS} FROM devices d LEFT JOIN users u ON u.id = $2 \
+         WHERE d.id = $1"
+    );
+    on_pool!(db, |pool, uuid| {
+        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(uuid(*device.as_uuid()))
+            .bind(uuid(*user.as_uuid()))
+            .fetch_optional(pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let device = super::devices::DeviceRow {
+            id: device,
+            user: UserId::from_uuid(parse_uuid(&row.try_get::<String, _>("device_user")?)?),
+            actor_id: row.try_get("actor_id")?,
+            revoked_at: row.try_get("revoked_at")?,
+            last_seen_at: row.try_get("last_seen_at")?,
+        };
+        // The user's columns are all null when the join found no user.
+        let user = match row.try_get::<Option<String>, _>("id")? {
+            Some(_) => Some(user_from_row(&row)?),
+            None => None,
+        };
+        Ok(Some((device, user)))
+    })
+}
+
 /// Users whose email is `<name>@<their organisation's slug>.example`, the
 /// shape of the logins `fieldsync demo` seeds, with their organisation's
 /// slug; at most `limit`.

@@ -46,7 +46,7 @@ use uuid::Uuid;
 use super::notify::{CHANNEL, payload};
 use super::{Database, DbError, now_secs, parse_uuid};
 use crate::domain::Caller;
-use crate::domain::authority::{Lookups, Member, Target, reads_document};
+use crate::domain::authority::{Lookups, Member, Needs, Target, reads_document};
 use crate::domain::conflicts::{OVERLAP_PATH, STATUS_PATH};
 use crate::domain::note::Note;
 use crate::domain::push::{
@@ -412,11 +412,42 @@ struct Decided {
     merge_time: Duration,
 }
 
+/// The tables of the organisation's people and places that a group's pushes
+/// name, read in one statement by [`apply_pushes`]: one `UNION ALL` branch
+/// per table, told apart in the rows by this number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Directory {
+    User = 0,
+    Team = 1,
+    Territory = 2,
+}
+
+impl Directory {
+    fn table(self) -> &'static str {
+        match self {
+            Directory::User => "users",
+            Directory::Team => "teams",
+            Directory::Territory => "territories",
+        }
+    }
+
+    /// The two columns the branch reads besides the id (a user's team and
+    /// territory; none for the others).
+    fn columns(self) -> &'static str {
+        match self {
+            Directory::User => "CAST(team_id AS TEXT), CAST(territory_id AS TEXT)",
+            Directory::Team | Directory::Territory => "CAST(NULL AS TEXT), CAST(NULL AS TEXT)",
+        }
+    }
+}
+
 /// Writes several pushes of one organisation in one transaction (group
 /// commit: `service::write` gathers the pushes that wait for their turn).
 /// The group's records are loaded (and locked) together; each push is then
-/// decided and its lookups read in turn, as it would be alone; then the
-/// writes of all of them go out together: one change-log insert, one records
+/// decided, what the pushes name (records, people, places) is read for all
+/// of them at once, each push taking what its own caller may read of it, and
+/// each push is finished in turn, as it would be alone; then the writes of
+/// all of them go out together: one change-log insert, one records
 /// upsert, one scope insert, one facts upsert for the group (each within
 /// [`rows_per_statement`]), one lock and one commit.
 ///
@@ -497,13 +528,20 @@ pub async fn apply_pushes(db: &Database, jobs: Vec<PushJob<'_>>) -> Result<Vec<A
         let readers = readers_among!(&mut *tx, uuid, pg, stored.keys().copied(), principals);
         let load_time = load_started.elapsed();
 
-        // Read once for the group: the organisation's people and places do
-        // not change in a push.
-        let mut users: BTreeMap<fieldsync_core::UserId, Option<Member>> = BTreeMap::new();
-        let mut teams: BTreeMap<Uuid, bool> = BTreeMap::new();
-        let mut territories: BTreeMap<Uuid, bool> = BTreeMap::new();
-
-        for (j, job) in jobs.into_iter().enumerate() {
+        // 2. Decide (pure) each push on the rows as stored: merge and the
+        // model's rules.
+        struct Staged {
+            caller: Caller,
+            batch: Uuid,
+            all_or_nothing: bool,
+            stamp: Option<SyncStamp>,
+            principals: [String; 5],
+            decisions: Decisions,
+            lookups: Lookups,
+            merge_time: Duration,
+        }
+        let mut staged: Vec<Staged> = Vec::with_capacity(jobs.len());
+        for job in jobs {
             let merge_started = Instant::now();
             let PushJob {
                 caller,
@@ -513,7 +551,6 @@ pub async fn apply_pushes(db: &Database, jobs: Vec<PushJob<'_>>) -> Result<Vec<A
                 stamp,
                 decide,
             } = job;
-            let records = records.as_slice();
             let principals = caller.principals();
             let loaded: Vec<Option<Loaded>> = records
                 .iter()
@@ -531,178 +568,289 @@ pub async fn apply_pushes(db: &Database, jobs: Vec<PushJob<'_>>) -> Result<Vec<A
                     })),
                 })
                 .collect::<Result<_, DbError>>()?;
-
-            // 2. Decide (pure): merge and the model's rules, then what needs other
-            // records and the organisation's people, loaded here in rounds (an
-            // order's account names its price list).
             let decisions = decide(&loaded);
-            let mut lookups = Lookups::default();
-            for _ in 0..3 {
-                let needs = decisions.needs(&lookups);
-                if needs.is_empty() {
-                    break;
+            staged.push(Staged {
+                caller,
+                batch,
+                all_or_nothing,
+                stamp,
+                principals,
+                decisions,
+                lookups: Lookups::default(),
+                merge_time: merge_started.elapsed(),
+            });
+        }
+
+        // 3. What the pushes need besides their own records (the records
+        // they name, the organisation's people and places, reps' visits in
+        // progress, territories' price lists), read for the whole group at
+        // once, as stored before it: a few statements for the group instead
+        // of a few per push, in rounds (an order's account names its price
+        // list). The organisation's people and places do not change in a
+        // push.
+        let lookups_started = Instant::now();
+        // Named records of this organisation: kind and, for the kinds the
+        // second stage reads, document; `None` for what is not one.
+        type Named = Option<(RecordKind, Option<Vec<u8>>)>;
+        let mut named: BTreeMap<RecordId, Named> = BTreeMap::new();
+        let mut named_readers: BTreeMap<RecordId, Vec<String>> = BTreeMap::new();
+        let mut users: BTreeMap<fieldsync_core::UserId, Option<Member>> = BTreeMap::new();
+        let mut teams: BTreeMap<Uuid, bool> = BTreeMap::new();
+        let mut territories: BTreeMap<Uuid, bool> = BTreeMap::new();
+        // Each rep's visits in progress as stored (the earlier pushes of the
+        // group are applied to it in step 4).
+        let mut in_progress: BTreeMap<
+            fieldsync_core::UserId,
+            std::collections::BTreeSet<RecordId>,
+        > = BTreeMap::new();
+        let mut price_lists: BTreeMap<Uuid, Vec<Vec<u8>>> = BTreeMap::new();
+        for _ in 0..3 {
+            let needs: Vec<Needs> = staged
+                .iter()
+                .map(|s| s.decisions.needs(&s.lookups))
+                .collect();
+            if needs.iter().all(Needs::is_empty) {
+                break;
+            }
+            let wanted: std::collections::BTreeSet<RecordId> = needs
+                .iter()
+                .flat_map(|n| n.records.iter().copied())
+                .filter(|id| !named.contains_key(id))
+                .collect();
+            let wanted: Vec<RecordId> = wanted.into_iter().collect();
+            for chunk in wanted.chunks(rows_per_statement(pg, 1)) {
+                type TargetRow = (String, String, String, Option<Vec<u8>>);
+                let sql = format!(
+                    "SELECT CAST(r.id AS TEXT), CAST(r.org_id AS TEXT), r.kind, \
+                     CASE WHEN r.kind IN ({}) THEN r.doc END FROM records r WHERE r.id IN ({})",
+                    document_kinds_sql(),
+                    params(1, chunk.len())
+                );
+                let mut q =
+                    sqlx::query_as::<_, TargetRow>(AssertSqlSafe(crate::db::positional(pg, sql)));
+                for id in chunk {
+                    q = q.bind(uuid(*id.as_uuid()));
+                    named.insert(*id, None);
                 }
-                // Named records, with whether this caller reads each and the
-                // document of the kinds the second stage reads.
-                let named: Vec<RecordId> = needs.records.iter().copied().collect();
-                type TargetRow = (String, String, String, Option<Vec<u8>>, i32);
-                // (organisation, kind, document, readable)
-                type Found = (String, String, Option<Vec<u8>>, bool);
-                let mut targets: BTreeMap<RecordId, Found> = BTreeMap::new();
-                for chunk in named.chunks(rows_per_statement(pg, 1)) {
-                    let sql = format!(
-                        "SELECT CAST(r.id AS TEXT), CAST(r.org_id AS TEXT), r.kind, \
-                         CASE WHEN r.kind IN ({}) THEN r.doc END, {READ_BY_CALLER} \
-                         FROM records r WHERE r.id IN ({})",
-                        document_kinds_sql(),
-                        params(6, chunk.len())
-                    );
-                    let mut q = sqlx::query_as::<_, TargetRow>(AssertSqlSafe(
-                        crate::db::positional(pg, sql),
+                for (id, row_org, kind, doc) in q.fetch_all(&mut *tx).await? {
+                    if parse_uuid(&row_org)? == org {
+                        named.insert(
+                            parse_record_id(&id)?,
+                            kind.parse::<RecordKind>().ok().map(|kind| (kind, doc)),
+                        );
+                    }
+                }
+            }
+            named_readers.extend(readers_among!(
+                &mut *tx,
+                uuid,
+                pg,
+                wanted.iter().copied(),
+                principals
+            ));
+            let reps: std::collections::BTreeSet<fieldsync_core::UserId> = needs
+                .iter()
+                .flat_map(|n| n.visits_in_progress.iter().copied())
+                .filter(|rep| !in_progress.contains_key(rep))
+                .collect();
+            for rep in reps {
+                let ids: Vec<String> = sqlx::query_scalar(
+                    "SELECT CAST(id AS TEXT) FROM records WHERE org_id = $1 AND owner_id = $2 \
+                     AND kind = $3 AND status = $4 AND deleted = $5",
+                )
+                .bind(uuid(org))
+                .bind(uuid(*rep.as_uuid()))
+                .bind(RecordKind::Visit.as_str())
+                .bind(VisitStatus::InProgress.as_str())
+                .bind(false)
+                .fetch_all(&mut *tx)
+                .await?;
+                in_progress.insert(
+                    rep,
+                    ids.iter()
+                        .filter_map(|i| i.parse::<RecordId>().ok())
+                        .collect(),
+                );
+            }
+            let lists: std::collections::BTreeSet<Uuid> = needs
+                .iter()
+                .flat_map(|n| n.territory_price_lists.iter().copied())
+                .filter(|t| !price_lists.contains_key(t))
+                .collect();
+            for territory in lists {
+                let docs: Vec<Vec<u8>> = sqlx::query_scalar(
+                    "SELECT doc FROM records WHERE org_id = $1 AND kind = $2 \
+                     AND territory_id = $3 AND deleted = $4 ORDER BY id",
+                )
+                .bind(uuid(org))
+                .bind(RecordKind::PriceList.as_str())
+                .bind(uuid(territory))
+                .bind(false)
+                .fetch_all(&mut *tx)
+                .await?;
+                price_lists.insert(territory, docs);
+            }
+            // The people and places named, in one statement: users (with
+            // their team and territory), and which teams and territories exist.
+            let mut people: Vec<(Directory, Uuid)> = Vec::new();
+            for n in &needs {
+                people.extend(
+                    n.users
+                        .iter()
+                        .filter(|u| !users.contains_key(u))
+                        .map(|u| (Directory::User, *u.as_uuid())),
+                );
+                people.extend(
+                    n.teams
+                        .iter()
+                        .filter(|t| !teams.contains_key(t))
+                        .map(|t| (Directory::Team, *t)),
+                );
+                people.extend(
+                    n.territories
+                        .iter()
+                        .filter(|t| !territories.contains_key(t))
+                        .map(|t| (Directory::Territory, *t)),
+                );
+            }
+            people.sort();
+            people.dedup();
+            for chunk in people.chunks(rows_per_statement(pg, 1).saturating_sub(3).max(1)) {
+                let mut branches: Vec<String> = Vec::new();
+                let mut next = 1;
+                for which in [Directory::User, Directory::Team, Directory::Territory] {
+                    let n = chunk.iter().filter(|(w, _)| *w == which).count();
+                    if n == 0 {
+                        continue;
+                    }
+                    branches.push(format!(
+                        "SELECT {}, CAST(id AS TEXT), {} FROM {} WHERE org_id = ${next} AND id IN ({})",
+                        which as i32,
+                        which.columns(),
+                        which.table(),
+                        params(next + 1, n)
                     ));
-                    for p in &principals {
-                        q = q.bind(p);
-                    }
-                    for id in chunk {
-                        q = q.bind(uuid(*id.as_uuid()));
-                    }
-                    for (id, row_org, kind, doc, reads) in q.fetch_all(&mut *tx).await? {
-                        targets.insert(parse_record_id(&id)?, (row_org, kind, doc, reads != 0));
-                    }
+                    next += 1 + n;
                 }
-                for id in named {
-                    let target = match targets.remove(&id) {
-                        Some((row_org, kind, doc, readable)) if parse_uuid(&row_org)? == org => {
-                            kind.parse::<RecordKind>().ok().map(|kind| Target {
-                                kind,
-                                readable,
-                                doc,
-                            })
+                type PeopleRow = (i32, String, Option<String>, Option<String>);
+                let mut q = sqlx::query_as::<_, PeopleRow>(AssertSqlSafe(crate::db::positional(
+                    pg,
+                    branches.join(" UNION ALL "),
+                )));
+                // The chunk is sorted by table: the organisation's id goes
+                // before each table's ids, as the branches name them.
+                let mut previous = None;
+                for (which, id) in chunk {
+                    if previous != Some(*which) {
+                        q = q.bind(uuid(org));
+                        previous = Some(*which);
+                    }
+                    q = q.bind(uuid(*id));
+                    match which {
+                        Directory::User => {
+                            users.insert(fieldsync_core::UserId::from_uuid(*id), None);
                         }
-                        _ => None,
-                    };
-                    lookups.records.insert(id, target);
-                }
-                let unknown: Vec<fieldsync_core::UserId> = needs
-                    .users
-                    .iter()
-                    .filter(|u| !users.contains_key(u))
-                    .copied()
-                    .collect();
-                for chunk in unknown.chunks(rows_per_statement(pg, 1)) {
-                    let sql = format!(
-                        "SELECT CAST(id AS TEXT), CAST(team_id AS TEXT), CAST(territory_id AS TEXT) \
-                         FROM users WHERE org_id = $1 AND id IN ({})",
-                        params(2, chunk.len())
-                    );
-                    let mut q = sqlx::query_as::<_, (String, Option<String>, Option<String>)>(
-                        AssertSqlSafe(crate::db::positional(pg, sql)),
-                    )
-                    .bind(uuid(org));
-                    for user in chunk {
-                        q = q.bind(uuid(*user.as_uuid()));
-                        users.insert(*user, None);
+                        Directory::Team => {
+                            teams.insert(*id, false);
+                        }
+                        Directory::Territory => {
+                            territories.insert(*id, false);
+                        }
                     }
-                    for (id, team, territory) in q.fetch_all(&mut *tx).await? {
+                }
+                for (which, id, team, territory) in q.fetch_all(&mut *tx).await? {
+                    let id = parse_uuid(&id)?;
+                    if which == Directory::User as i32 {
                         users.insert(
-                            fieldsync_core::UserId::from_uuid(parse_uuid(&id)?),
+                            fieldsync_core::UserId::from_uuid(id),
                             Some(Member {
                                 team: opt_uuid(team.as_deref()),
                                 territory: opt_uuid(territory.as_deref()),
                             }),
                         );
+                    } else if which == Directory::Team as i32 {
+                        teams.insert(id, true);
+                    } else {
+                        territories.insert(id, true);
                     }
                 }
+            }
+            // Each push's share, with what it may read of the named records.
+            for (s, needs) in staged.iter_mut().zip(needs) {
+                for id in needs.records {
+                    let target = named.get(&id).cloned().flatten().map(|(kind, doc)| Target {
+                        kind,
+                        readable: named_readers
+                            .get(&id)
+                            .is_some_and(|r| s.principals.iter().any(|p| r.contains(p))),
+                        doc,
+                    });
+                    s.lookups.records.insert(id, target);
+                }
                 for user in needs.users {
-                    lookups
+                    s.lookups
                         .users
                         .insert(user, users.get(&user).cloned().flatten());
                 }
+                for id in needs.teams {
+                    s.lookups
+                        .teams
+                        .insert(id, teams.get(&id).copied().unwrap_or(false));
+                }
+                for id in needs.territories {
+                    s.lookups
+                        .territories
+                        .insert(id, territories.get(&id).copied().unwrap_or(false));
+                }
                 for rep in needs.visits_in_progress {
-                    let ids: Vec<String> = sqlx::query_scalar(
-                        "SELECT CAST(id AS TEXT) FROM records WHERE org_id = $1 AND owner_id = $2 \
-                     AND kind = $3 AND status = $4 AND deleted = $5",
-                    )
-                    .bind(uuid(org))
-                    .bind(uuid(*rep.as_uuid()))
-                    .bind(RecordKind::Visit.as_str())
-                    .bind(VisitStatus::InProgress.as_str())
-                    .bind(false)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                    let mut in_progress: std::collections::BTreeSet<RecordId> = ids
-                        .iter()
-                        .filter_map(|i| i.parse::<RecordId>().ok())
-                        .collect();
-                    // As stored once the earlier pushes of the group are
-                    // written: another device of the rep may have checked in
-                    // or out a moment ago.
-                    for w in writes
-                        .iter()
-                        .filter(|w| w.projection.kind == RecordKind::Visit)
-                    {
-                        let p = &w.projection;
-                        if p.owner == Some(rep)
-                            && !p.deleted
-                            && p.status.as_deref() == Some(VisitStatus::InProgress.as_str())
-                        {
-                            in_progress.insert(w.id);
-                        } else {
-                            in_progress.remove(&w.id);
-                        }
-                    }
-                    lookups
-                        .visits_in_progress
-                        .insert(rep, in_progress.into_iter().collect());
+                    // Filled in step 4, once the earlier pushes are known.
+                    s.lookups.visits_in_progress.insert(rep, Vec::new());
                 }
                 for territory in needs.territory_price_lists {
-                    let docs: Vec<Vec<u8>> = sqlx::query_scalar(
-                        "SELECT doc FROM records WHERE org_id = $1 AND kind = $2 \
-                     AND territory_id = $3 AND deleted = $4 ORDER BY id",
-                    )
-                    .bind(uuid(org))
-                    .bind(RecordKind::PriceList.as_str())
-                    .bind(uuid(territory))
-                    .bind(false)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                    lookups.territory_price_lists.insert(territory, docs);
+                    s.lookups.territory_price_lists.insert(
+                        territory,
+                        price_lists.get(&territory).cloned().unwrap_or_default(),
+                    );
                 }
-                for (table, wanted, known, found) in [
-                    ("teams", needs.teams, &mut teams, &mut lookups.teams),
-                    (
-                        "territories",
-                        needs.territories,
-                        &mut territories,
-                        &mut lookups.territories,
-                    ),
-                ] {
-                    let unknown: Vec<Uuid> = wanted
-                        .iter()
-                        .filter(|id| !known.contains_key(id))
-                        .copied()
-                        .collect();
-                    for chunk in unknown.chunks(rows_per_statement(pg, 1)) {
-                        let sql = format!(
-                            "SELECT CAST(id AS TEXT) FROM {table} WHERE org_id = $1 AND id IN ({})",
-                            params(2, chunk.len())
-                        );
-                        let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(
-                            crate::db::positional(pg, sql),
-                        ))
-                        .bind(uuid(org));
-                        for id in chunk {
-                            q = q.bind(uuid(*id));
-                            known.insert(*id, false);
-                        }
-                        for id in q.fetch_all(&mut *tx).await? {
-                            known.insert(parse_uuid(&id)?, true);
-                        }
-                    }
-                    for id in wanted {
-                        found.insert(id, known.get(&id).copied().unwrap_or(false));
+            }
+        }
+        let lookups_time = lookups_started.elapsed();
+
+        // 4. Finish each push in turn: the rules that need the lookups, the
+        // server's own changes.
+        for (j, s) in staged.into_iter().enumerate() {
+            let finish_started = Instant::now();
+            let Staged {
+                caller,
+                batch,
+                all_or_nothing,
+                stamp,
+                decisions,
+                mut lookups,
+                merge_time,
+                ..
+            } = s;
+            // A rep's visits in progress as stored once the earlier pushes of
+            // the group are written: another device of the rep may have
+            // checked in or out a moment ago, and two check-ins arriving
+            // together still clash.
+            for (rep, listed) in lookups.visits_in_progress.iter_mut() {
+                let mut now_in_progress = in_progress.get(rep).cloned().unwrap_or_default();
+                for w in writes
+                    .iter()
+                    .filter(|w| w.projection.kind == RecordKind::Visit)
+                {
+                    let p = &w.projection;
+                    if p.owner == Some(*rep)
+                        && !p.deleted
+                        && p.status.as_deref() == Some(VisitStatus::InProgress.as_str())
+                    {
+                        now_in_progress.insert(w.id);
+                    } else {
+                        now_in_progress.remove(&w.id);
                     }
                 }
+                *listed = now_in_progress.into_iter().collect();
             }
             let Decisions {
                 results,
@@ -721,7 +869,7 @@ pub async fn apply_pushes(db: &Database, jobs: Vec<PushJob<'_>>) -> Result<Vec<A
             decided.push(Decided {
                 results,
                 refusals: if dropped { Vec::new() } else { refusals },
-                merge_time: load_time + merge_started.elapsed(),
+                merge_time: load_time + merge_time + lookups_time + finish_started.elapsed(),
             });
             pushes.push((caller, batch, if dropped { None } else { stamp }));
         }
@@ -744,7 +892,7 @@ pub async fn apply_pushes(db: &Database, jobs: Vec<PushJob<'_>>) -> Result<Vec<A
                 .collect());
         }
 
-        // 3. Write.
+        // 5. Write.
         let commit_started = Instant::now();
         let now = now_secs();
 

@@ -458,10 +458,11 @@ pub async fn authenticate(ctx: &Context, token: &str) -> Result<Caller> {
     let claims = ctx.keys.authenticate(token, &ctx.db).await?;
     // Counted once the token is genuine, before any database work.
     ctx.limits.request(&claims.dev.to_string())?;
-    let device = db::devices::device_by_id(&ctx.db, claims.dev)
+    // The device and the user in one statement: this runs on every request.
+    let (device, user) = account_rows::device_and_user(&ctx.db, claims.dev, claims.sub)
         .await?
         .ok_or(Error::InvalidToken)?;
-    let user = live_session(&ctx.db, claims.sub, &device).await?;
+    let user = session_of(claims.sub, &device, user)?;
     if user.org != claims.org {
         return Err(Error::InvalidToken);
     }
@@ -475,13 +476,18 @@ pub async fn authenticate(ctx: &Context, token: &str) -> Result<Caller> {
 /// (a blip should not disconnect every device of a node).
 pub async fn session_holds(ctx: &Context, user: UserId, device: Option<DeviceId>) -> bool {
     let outcome = async {
-        if let Some(device) = device {
-            let Some(row) = db::devices::device_by_id(&ctx.db, device).await? else {
-                return Ok(false);
-            };
-            check_session_device(row.user, row.revoked_at.is_some(), user)?;
-        }
-        let user = account_rows::user_by_id(&ctx.db, user).await?;
+        let user = match device {
+            Some(device) => {
+                let Some((row, found)) =
+                    account_rows::device_and_user(&ctx.db, device, user).await?
+                else {
+                    return Ok(false);
+                };
+                check_session_device(row.user, row.revoked_at.is_some(), user)?;
+                found
+            }
+            None => account_rows::user_by_id(&ctx.db, user).await?,
+        };
         Ok::<_, Error>(user.is_some_and(|u| !u.disabled))
     }
     .await;
@@ -495,10 +501,15 @@ pub async fn session_holds(ctx: &Context, user: UserId, device: Option<DeviceId>
 /// The user of `device`, if the device is theirs, not revoked, and they are
 /// not disabled.
 pub async fn live_session(db: &Database, user: UserId, device: &DeviceRow) -> Result<UserRow> {
+    let found = account_rows::user_by_id(db, user).await?;
+    session_of(user, device, found)
+}
+
+/// [`live_session`]'s answer from rows already read: `found` is the row of
+/// `user`, if any.
+fn session_of(user: UserId, device: &DeviceRow, found: Option<UserRow>) -> Result<UserRow> {
     check_session_device(device.user, device.revoked_at.is_some(), user)?;
-    let user = account_rows::user_by_id(db, user)
-        .await?
-        .ok_or(Error::InvalidToken)?;
+    let user = found.ok_or(Error::InvalidToken)?;
     if user.disabled {
         return Err(Error::AccountDisabled);
     }
