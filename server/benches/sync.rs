@@ -631,37 +631,57 @@ fn hundred_devices(w: &World, count: usize, rounds: usize) -> Vec<Round> {
                 (RECORDS * (EDITS + 1)) as u64
             );
         }
-        let barrier = Arc::new(Barrier::new(count + 1));
+        // Three meeting points: all start together; all have pushed (the
+        // clock and the CPU counters are read there); all may end. A
+        // thread's end (its allocator returning memory to the system, a
+        // flush of every core's page tables) is the bench's own cost, not a
+        // device's push: it happens after the counters are read.
+        let (start, pushed, end) = (
+            Arc::new(Barrier::new(count + 1)),
+            Arc::new(Barrier::new(count + 1)),
+            Arc::new(Barrier::new(count + 1)),
+        );
         // Logins and set-up above cost the server CPU too (a password hash per
-        // device): its clock is read from here.
+        // device): its clock is read from here. PostgreSQL's counters are read
+        // before this process's own, so that walking its processes is not
+        // counted as the devices' work.
         let cpu_before = w.server_cpu_secs();
-        let (devices_before, db_before) = (w.own_cpu_secs(), w.database_cpu_secs());
+        let db_before = w.database_cpu_secs();
+        let devices_before = w.own_cpu_secs();
         eprintln!(
             "   round {} of {rounds}: {count} devices hold 50 changes each; pushing them at once",
             round + 1
         );
-        let started = std::thread::scope(|s| {
+        let (elapsed, server_after, devices_after, db_after) = std::thread::scope(|s| {
             for d in &devices {
-                let barrier = barrier.clone();
+                let (start, pushed, end) = (start.clone(), pushed.clone(), end.clone());
                 s.spawn(move || {
-                    barrier.wait();
+                    start.wait();
                     let report = d.client.push_pending(&NoProgress).expect("concurrent push");
                     assert_eq!(report.pushed, RECORDS as u64);
+                    pushed.wait();
+                    end.wait();
                 });
             }
-            barrier.wait();
-            Instant::now()
+            start.wait();
+            let started = Instant::now();
+            pushed.wait();
+            let elapsed = started.elapsed().as_secs_f64();
+            let server = w.server_cpu_secs();
+            let own = w.own_cpu_secs();
+            let counters = (elapsed, server, own, w.database_cpu_secs());
+            end.wait();
+            counters
         });
-        let elapsed = started.elapsed().as_secs_f64();
         eprintln!("   {count} devices pushed in {elapsed:.2} s");
         let since = |after: Option<f64>, before: Option<f64>| after.zip(before).map(|(a, b)| a - b);
         let changes = (count * RECORDS * (EDITS + 1)) as f64;
         out.push(Round {
             rate: changes / elapsed,
             elapsed,
-            server: since(w.server_cpu_secs(), cpu_before),
-            devices: since(w.own_cpu_secs(), devices_before),
-            database: since(w.database_cpu_secs(), db_before),
+            server: since(server_after, cpu_before),
+            devices: since(devices_after, devices_before),
+            database: since(db_after, db_before),
         });
         for d in &devices {
             assert_eq!(d.store().pending_changes().expect("pending"), 0);
