@@ -889,12 +889,12 @@ impl DeviceStore {
 
     /// The projections of the records `filter` selects.
     ///
-    /// A `LIMIT` is written into `filter` as a number, never bound: SQLite
-    /// plans a bound limit with its value (`sqlite3ExprIsInteger` since
-    /// 3.47), which marks the statement to be planned again whenever that
-    /// parameter is bound, so a cached statement with `LIMIT ?` is parsed
-    /// and planned on every run. Callers ask with one or two limits, so the
-    /// statement cache keeps a statement each.
+    /// A `LIMIT` is written into `filter` as a number, never bound: the
+    /// SQLite the store bundles (3.50) plans a bound limit with its value
+    /// (`sqlite3ExprIsInteger`), which marks the statement to be planned
+    /// again whenever that parameter is bound, so a cached statement with
+    /// `LIMIT ?` is parsed and planned on every run. Callers ask with one or
+    /// two limits, so the statement cache keeps a statement each.
     fn list(
         &self,
         filter: &str,
