@@ -657,10 +657,14 @@ fn hundred_devices(w: &World, count: usize, rounds: usize) -> Vec<Round> {
                 let (start, pushed, end) = (start.clone(), pushed.clone(), end.clone());
                 s.spawn(move || {
                     start.wait();
-                    let report = d.client.push_pending(&NoProgress).expect("concurrent push");
-                    assert_eq!(report.pushed, RECORDS as u64);
+                    let report = d.client.push_pending(&NoProgress);
+                    // Checked once every thread has met the others: a
+                    // failed push that panicked before the barriers would
+                    // leave the rest waiting for it for ever.
                     pushed.wait();
                     end.wait();
+                    let report = report.expect("concurrent push");
+                    assert_eq!(report.pushed, RECORDS as u64);
                 });
             }
             start.wait();
