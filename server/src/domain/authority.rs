@@ -643,9 +643,14 @@ fn complete_with(
 ) -> Result<Vec<u8>, Rejection> {
     let doc = &mut pending.merged;
     let heads = doc.heads();
+    // Whether a step below may have written: only then is the document
+    // asked for changes since `heads` (Automerge reads every operation to
+    // answer, on the writer's serial path, for nothing on most records).
+    let mut may_have_written = false;
     if let Some(order) = submitted_order(&w.projection, pending.before.as_ref(), doc)
         && let Ok(list) = price_list_of(&order, lookups)
     {
+        may_have_written = true;
         price(doc, &order, list.as_ref(), caller.org).map_err(|e| {
             refusal(
                 RejectCode::Internal,
@@ -656,6 +661,7 @@ fn complete_with(
     if let Some(account_id) = pending.site_account
         && let Some(account) = loaded_doc::<Account>(lookups, account_id)
     {
+        may_have_written = true;
         verify_geofence(doc, &account, caller.org).map_err(|e| {
             refusal(
                 RejectCode::Internal,
@@ -664,11 +670,14 @@ fn complete_with(
         })?;
     }
     // What the server wrote itself, logged after the device's changes.
-    let made: Vec<(Vec<u8>, Vec<u8>)> = doc
-        .changes_since(&heads)
-        .iter()
-        .map(|c| (c.hash().0.to_vec(), c.raw_bytes().to_vec()))
-        .collect();
+    let made: Vec<(Vec<u8>, Vec<u8>)> = if may_have_written {
+        doc.changes_since(&heads)
+            .iter()
+            .map(|c| (c.hash().0.to_vec(), c.raw_bytes().to_vec()))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let server_wrote = !made.is_empty();
     if server_wrote {
         w.server_changes = made.len();
@@ -707,7 +716,8 @@ fn complete_with(
     } else {
         std::mem::take(&mut pending.figures)
     };
-    Ok(doc.heads().iter().flat_map(|h| h.0).collect())
+    let heads = if server_wrote { doc.heads() } else { heads };
+    Ok(heads.iter().flat_map(|h| h.0).collect())
 }
 
 /// Sets the server's geofence verdict on a visit's check points with a fix,
