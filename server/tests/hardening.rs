@@ -258,3 +258,168 @@ fn out_of_scope_and_missing_records_get_the_same_answer(w: World) {
         }
     }
 }
+
+/// Two organisations' pushes creating one record id at the same moment: each
+/// writes under its own organisation's lock, so on PostgreSQL neither waits
+/// for the other until both reach the record's row. The other organisation's
+/// push, blocked on a row this one has written and not yet committed, must
+/// not then update that row (its document, and read scope for its users)
+/// once it commits: it runs again, finds the id taken and refuses the
+/// record. (On SQLite every write holds the one write gate, and a push loads
+/// its records under it: the id is then simply another organisation's.)
+#[test]
+fn a_record_id_another_organisation_takes_while_a_push_writes_is_refused_on_postgres() {
+    use fieldsync_core::model::{Account, RecordMeta};
+    use fieldsync_server::service::{Context, accounts, sync};
+    use fieldsync_server::{Caller, Database};
+    let w = World::start(fieldsync_test_support::Backend::Postgres);
+    let Database::Postgres(pool) = &w.db else {
+        panic!("a PostgreSQL world")
+    };
+    // The other organisation, and its server's creation of an account under
+    // an id this organisation is about to take.
+    let (other, team, territory, rep) = w.rt.block_on(async {
+        let other = accounts::create_org(&w.db, "Other Ltd", "other-ltd")
+            .await
+            .expect("org");
+        let team = accounts::ensure_team(&w.db, other, "field")
+            .await
+            .expect("team");
+        let territory = accounts::ensure_territory(&w.db, other, "west")
+            .await
+            .expect("territory");
+        let rep = accounts::create_user(
+            &w.db,
+            accounts::NewUser {
+                org: other,
+                email: "rep@other-ltd.test".into(),
+                display_name: "Their rep".into(),
+                role: fieldsync_core::model::Role::Rep,
+                team: Some(team),
+                territory: Some(territory),
+                password: fieldsync_test_support::PASSWORD.into(),
+            },
+        )
+        .await
+        .expect("their rep");
+        (other, team, territory, rep)
+    });
+    let caller = Caller::server(other);
+    let id = RecordId::new();
+    let account = Account {
+        meta: RecordMeta {
+            id,
+            org: other,
+            owner: rep,
+            team,
+            territory,
+        },
+        name: "Their outlet".into(),
+        account_type: "outlet".into(),
+        account_status: "active".into(),
+        code: None,
+        price_list_id: None,
+        visit_frequency_days: None,
+        locations: Default::default(),
+    };
+    let mut doc = RecordDoc::create(&account, caller.actor_id.clone(), today(9)).expect("doc");
+    let push = PushRequest {
+        batch: uuid::Uuid::now_v7(),
+        records: vec![RecordChanges {
+            id,
+            kind: RecordKind::Account,
+            changes: doc
+                .automerge()
+                .get_changes(&[])
+                .iter()
+                .map(|c| ByteBuf::from(c.raw_bytes().to_vec()))
+                .collect(),
+        }],
+        health: None,
+        epochs: Vec::new(),
+    };
+    // This organisation's row under that id, written and not committed.
+    let mut ours = w.rt.block_on(pool.begin()).expect("transaction");
+    w.rt.block_on(
+        sqlx::query(
+            "INSERT INTO records (id, org_id, kind, doc, created_seq, updated_seq, created_at, \
+             updated_at) VALUES ($1, $2, 'account', $3, 0, 0, 0, 0)",
+        )
+        .bind(id.as_uuid())
+        .bind(w.org.as_uuid())
+        .bind(b"ours".as_slice())
+        .execute(&mut *ours),
+    )
+    .expect("our row");
+    let ctx =
+        w.rt.block_on(Context::open(&w.settings, w.db.clone()))
+            .expect("a node's context");
+    let pushing =
+        w.rt.spawn(async move { sync::push(&ctx, &caller, &push).await });
+    // The other push has loaded no record under the id and waits on our row.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting: i64 =
+            w.rt.block_on(
+                sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+                     AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO records%'",
+                )
+                .fetch_one(pool),
+            )
+            .expect("activity");
+        if waiting > 0 {
+            break;
+        }
+        if pushing.is_finished() {
+            w.rt.block_on(ours.rollback()).expect("roll back");
+            let early = w.rt.block_on(pushing).expect("the push's task");
+            panic!("the other organisation's push ended before writing: {early:?}");
+        }
+        if Instant::now() > deadline {
+            let activity: Vec<(Option<String>, Option<String>, Option<String>)> =
+                w.rt.block_on(
+                    sqlx::query_as(
+                        "SELECT wait_event_type, state, left(query, 80) FROM pg_stat_activity \
+                         WHERE datname = current_database()",
+                    )
+                    .fetch_all(pool),
+                )
+                .expect("activity");
+            w.rt.block_on(ours.rollback()).expect("roll back");
+            panic!("the other organisation's push never reached the record's row: {activity:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    w.rt.block_on(ours.commit()).expect("commit ours");
+    let answer =
+        w.rt.block_on(pushing)
+            .expect("the push's task")
+            .expect("the push is answered");
+    assert!(
+        matches!(answer.results[0].outcome, PushOutcome::Rejected(_)),
+        "the id is ours now: {:?}",
+        answer.results[0].outcome
+    );
+    // Our row is as we wrote it; nothing of theirs was logged or granted.
+    let (org, stored): (uuid::Uuid, Vec<u8>) =
+        w.rt.block_on(
+            sqlx::query_as("SELECT org_id, doc FROM records WHERE id = $1")
+                .bind(id.as_uuid())
+                .fetch_one(pool),
+        )
+        .expect("our row");
+    assert_eq!((org, stored.as_slice()), (*w.org.as_uuid(), &b"ours"[..]));
+    for table in ["change_log", "record_scope"] {
+        let rows: i64 =
+            w.rt.block_on(
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT COUNT(*) FROM {table} WHERE record_id = $1"
+                )))
+                .bind(id.as_uuid())
+                .fetch_one(pool),
+            )
+            .expect("count");
+        assert_eq!(rows, 0, "{table} holds nothing of the other push");
+    }
+}

@@ -99,7 +99,12 @@ const LOG_INSERT: &str = "INSERT INTO change_log \
 
 /// What the upsert changes of a stored record: everything but its id,
 /// organisation, kind and creation; the anchor's position moves only when
-/// the anchor does.
+/// the anchor does. A row of another organisation is never updated: an id
+/// another organisation's push took while this one was being written (two
+/// creations of one id at once, each under its own organisation's lock)
+/// leaves the row out of the statement's count, and [`DbError::IdTaken`]
+/// sends the push round again, where the id loads as another
+/// organisation's and the record is refused.
 const RECORDS_ON_CONFLICT: &str = "ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, \
      status = excluded.status, owner_id = excluded.owner_id, team_id = excluded.team_id, \
      territory_id = excluded.territory_id, account_id = excluded.account_id, \
@@ -108,7 +113,7 @@ const RECORDS_ON_CONFLICT: &str = "ON CONFLICT (id) DO UPDATE SET doc = excluded
      updated_at = excluded.updated_at, \
      anchor_seq = CASE WHEN records.anchor_ms IS DISTINCT FROM excluded.anchor_ms \
      THEN excluded.anchor_seq ELSE records.anchor_seq END, \
-     anchor_ms = excluded.anchor_ms";
+     anchor_ms = excluded.anchor_ms WHERE records.org_id = excluded.org_id";
 
 /// Rows one `UNNEST` statement carries on PostgreSQL (bounded for the
 /// size of one message, not for parameters).
@@ -209,7 +214,7 @@ impl BulkWrites for sqlx::SqliteConnection {
                     .bind(r.anchor_ms)
                     .bind(r.anchor_seq);
             }
-            q.execute(&mut *self).await?;
+            written(q.execute(&mut *self).await?.rows_affected(), chunk.len())?;
         }
         Ok(())
     }
@@ -228,6 +233,16 @@ impl BulkWrites for sqlx::SqliteConnection {
             q.execute(&mut *self).await?;
         }
         Ok(())
+    }
+}
+
+/// Every row of a records upsert was inserted or updated; one that was not
+/// is another organisation's (see [`RECORDS_ON_CONFLICT`]).
+fn written(rows_affected: u64, rows: usize) -> Result<(), DbError> {
+    if rows_affected == rows as u64 {
+        Ok(())
+    } else {
+        Err(DbError::IdTaken)
     }
 }
 
@@ -294,7 +309,7 @@ impl BulkWrites for sqlx::PgConnection {
                  parent_id, start_ms, deleted, created_seq, updated_seq, anchor_ms, anchor_seq) \
                  {RECORDS_ON_CONFLICT}"
             );
-            sqlx::query(AssertSqlSafe(sql))
+            let done = sqlx::query(AssertSqlSafe(sql))
                 .bind(org)
                 .bind(now)
                 .bind(chunk.iter().map(|r| r.id).collect::<Vec<Uuid>>())
@@ -324,6 +339,7 @@ impl BulkWrites for sqlx::PgConnection {
                 .bind(chunk.iter().map(|r| r.anchor_seq).collect::<Vec<i64>>())
                 .execute(&mut *self)
                 .await?;
+            written(done.rows_affected(), chunk.len())?;
         }
         Ok(())
     }

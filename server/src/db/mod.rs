@@ -107,6 +107,11 @@ pub enum DbError {
     /// The operation does not apply to this database.
     #[error("{0}")]
     Unsupported(&'static str),
+    /// A record's id was taken by another organisation's record while a
+    /// push was being written: the push is run again, and the record then
+    /// loads as another organisation's.
+    #[error("a record id was taken by another organisation while the push was written")]
+    IdTaken,
     /// The server's own write machinery failed (a writer task stopped or
     /// panicked): a bug, not the database's.
     #[error("{0}")]

@@ -179,9 +179,13 @@ async fn push_with(
                     status_changes: applied.status_changes,
                 });
             }
-            Err(e) if e.unique_violation().is_some() && attempt < PUSH_ATTEMPTS => {
+            Err(e)
+                if (e.unique_violation().is_some() || matches!(*e, DbError::IdTaken))
+                    && attempt < PUSH_ATTEMPTS =>
+            {
                 // Another push created one of these records at the same moment:
-                // run again, now merging into its copy.
+                // run again, now merging into its copy (or, when it was
+                // another organisation's, refusing the record).
                 tracing::debug!(attempt, "push raced with another; retrying");
             }
             Err(e) => return Err(e.into()),
