@@ -63,7 +63,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// `sqlite://…` or `postgres://…`; `None` means SQLite in `data_dir`.
     pub database_url: Option<String>,
-    /// Largest number of pooled database connections.
+    /// Largest number of pooled database connections ([`default_pool_size`]
+    /// unless set).
     pub db_max_connections: u32,
     /// HS256 signing key. `None`: a key generated on first start and kept in the
     /// database, so every node sharing it agrees and restarts log nobody out.
@@ -281,13 +282,29 @@ impl AttachmentSettings {
     }
 }
 
+/// The pool's size when none is set: twice the machine's cores and two
+/// more, the usual sizing of a connection pool against the cores of the
+/// database that serves it (connections past that wait for a core on the
+/// database's side, and switching among them costs it CPU). The machine's
+/// own cores stand for the database's: right for SQLite and for PostgreSQL
+/// on the same machine; a larger PostgreSQL elsewhere is worth a larger
+/// setting (docs/operations.md).
+pub fn default_pool_size() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    u32::try_from(cores)
+        .unwrap_or(u32::MAX / 2)
+        .saturating_mul(2)
+        .saturating_add(2)
+        .max(4)
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("data"),
             database_url: None,
-            db_max_connections: 16,
+            db_max_connections: default_pool_size(),
             jwt_secret: None,
             jwt_previous_secrets: Vec::new(),
             jwt_issuer: "fieldsync".to_owned(),
@@ -471,7 +488,7 @@ pub struct SettingsArgs {
     #[arg(long, env = "FIELDSYNC_DATABASE_URL")]
     pub database_url: Option<String>,
 
-    /// Largest number of pooled database connections [default: 16].
+    /// Largest number of pooled database connections [default: twice the cores, plus two].
     #[arg(long, env = "FIELDSYNC_DB_MAX_CONNECTIONS")]
     pub db_max_connections: Option<u32>,
 

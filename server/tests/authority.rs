@@ -34,6 +34,7 @@ on_both_databases!(
     pushes_of_one_record_at_once_are_written_one_after_the_other,
     a_group_never_holds_two_pushes_of_one_record,
     a_group_decides_each_push_with_its_own_reach,
+    records_born_with_readers_beyond_their_own_are_read_by_them,
 );
 
 fn accepted(outcome: &PushOutcome, what: &str) {
@@ -1176,5 +1177,61 @@ fn a_group_never_holds_two_pushes_of_one_record(w: World) {
     for (id, name) in [(other, "Ana's kiosk"), (third, "Ana's third kiosk")] {
         let a: Account = w.server_doc(id).expect("account").read().expect("read");
         assert_eq!(a.name, name);
+    }
+}
+
+/// A record written for the first time is read by its own principals (owner,
+/// team, territory) and, in two cases, by more from its birth: a contact by
+/// whoever reads its account, and a record another write of the same push
+/// names by that write's owner. Pia works Porto; Mona (her manager) plans a
+/// visit for her at Ana's shop, which Pia then reads through it. Ana's new
+/// contact there is Pia's to read; so are a new account of Mona's and the
+/// visit for Pia at it, pushed together. (The writer's live note names the
+/// readers of each new record without reading them back unless one of these
+/// widened them; debug builds read them back anyway and check.)
+fn records_born_with_readers_beyond_their_own_are_read_by_them(w: World) {
+    use fieldsync_core::model::Contact;
+    let porto = w.add_territory("Porto");
+    let pia = w.device_of(
+        w.add_person_in("pia", Role::Rep, w.north, porto),
+        fieldsync_test_support::fast_options(),
+    );
+    let ana = w.device("ana");
+    let mona = w.device("mona");
+    let shop = account(&w, &ana, "Ana's shop");
+    ana.sync();
+    mona.sync();
+    let planned = |at: RecordId| {
+        let v = Visit::planned(w.meta_of(&pia.person), at, today(9), today(10));
+        mona.store()
+            .create_stateful(&v, &mona.actor, today(8))
+            .expect("a visit for Pia")
+    };
+    let at_shop = planned(shop);
+    assert_eq!(mona.sync().rejected, 0, "Mona plans Pia's visit");
+    let contact = Contact {
+        meta: w.meta("ana"),
+        account_id: shop,
+        name: "Buyer".into(),
+        role: None,
+        phone: None,
+        email: None,
+        marketing_consent: false,
+        consent: None,
+    };
+    let contact = ana.store().create(&contact, today(8)).expect("contact");
+    assert_eq!(ana.sync().rejected, 0, "Ana's contact");
+    let outlet = account(&w, &mona, "Mona's new outlet");
+    let at_outlet = planned(outlet);
+    assert_eq!(mona.sync().rejected, 0, "the outlet and its visit");
+    pia.sync();
+    for (id, what) in [
+        (at_shop, "her visit at Ana's shop"),
+        (shop, "Ana's shop"),
+        (contact, "the shop's new contact"),
+        (outlet, "the new outlet"),
+        (at_outlet, "her visit there"),
+    ] {
+        assert!(pia.store().doc(id).is_ok(), "Pia reads {what}");
     }
 }

@@ -1165,6 +1165,10 @@ pub async fn apply_pushes(db: &Database, jobs: Vec<PushJob<'_>>) -> Result<Vec<A
             super::facts::FactWrites::upsert_facts(&mut *tx, org, &rows).await?;
         }
 
+        // The records whose read scope this transaction widened beyond their
+        // own principals (a contact's from its account, a target's along a
+        // reference): their readers are read back for the live notes below.
+        let mut widened: std::collections::BTreeSet<RecordId> = Default::default();
         for ((w, (_, last_seq)), &j) in writes.iter().zip(&spans).zip(&write_job) {
             let last_seq = *last_seq;
             let (user, device) = who(&pushes[j].0);
@@ -1238,6 +1242,7 @@ pub async fn apply_pushes(db: &Database, jobs: Vec<PushJob<'_>>) -> Result<Vec<A
                 && let Some(account) = p.account_id
             {
                 // A contact is read by whoever reads its account.
+                widened.insert(w.id);
                 sqlx::query(
                     "INSERT INTO record_scope (record_id, principal, granted_seq) \
                      SELECT $1, principal, $2 FROM record_scope \
@@ -1291,6 +1296,7 @@ pub async fn apply_pushes(db: &Database, jobs: Vec<PushJob<'_>>) -> Result<Vec<A
                 let Some((kind, account, parent)) = target_row else {
                     continue;
                 };
+                widened.insert(target);
                 let granted = sqlx::query(
                     "INSERT INTO record_scope (record_id, principal, granted_seq) \
                      VALUES ($1, $2, $3) ON CONFLICT (record_id, principal) DO NOTHING",
@@ -1333,7 +1339,28 @@ pub async fn apply_pushes(db: &Database, jobs: Vec<PushJob<'_>>) -> Result<Vec<A
         for (w, &j) in writes.iter().zip(&write_job) {
             per_push[j].push(w.id);
         }
-        let mut readers: BTreeMap<RecordId, Vec<String>> = BTreeMap::new();
+        // A record created here and widened by nothing is read by its own
+        // principals alone (the rows granted above): those are known without
+        // reading them back.
+        let mut readers: BTreeMap<RecordId, Vec<String>> = writes
+            .iter()
+            .filter(|w| w.is_new && !widened.contains(&w.id))
+            .map(|w| (w.id, own_principals(&w.projection, org_id)))
+            .collect();
+        // Debug builds (every test) read them back all the same and check.
+        #[cfg(debug_assertions)]
+        {
+            let known: Vec<RecordId> = readers.keys().copied().collect();
+            let mut stored: BTreeMap<RecordId, std::collections::BTreeSet<String>> =
+                BTreeMap::new();
+            for (id, principal) in scope_rows!(&mut *tx, uuid, pg, &known, "") {
+                stored.entry(id).or_default().insert(principal);
+            }
+            for (id, own) in &readers {
+                let own: std::collections::BTreeSet<String> = own.iter().cloned().collect();
+                assert_eq!(stored.get(id), Some(&own), "the readers of new record {id}");
+            }
+        }
         {
             // A push of more records than a note names reaches every listener
             // of the organisation: its records' readers are not read.
@@ -1341,6 +1368,7 @@ pub async fn apply_pushes(db: &Database, jobs: Vec<PushJob<'_>>) -> Result<Vec<A
                 .iter()
                 .filter(|ids| ids.len() <= MAX_NOTE_RECORDS)
                 .flatten()
+                .filter(|id| !readers.contains_key(id))
                 .copied()
                 .collect();
             for (id, principal) in scope_rows!(&mut *tx, uuid, pg, &ids, "") {
