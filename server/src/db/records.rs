@@ -1341,11 +1341,14 @@ pub async fn apply_pushes(db: &Database, jobs: Vec<PushJob<'_>>) -> Result<Vec<A
         }
         // A record created here and widened by nothing is read by its own
         // principals alone (the rows granted above): those are known without
-        // reading them back.
+        // reading them back (for the pushes whose notes name readers).
         let mut readers: BTreeMap<RecordId, Vec<String>> = writes
             .iter()
-            .filter(|w| w.is_new && !widened.contains(&w.id))
-            .map(|w| (w.id, own_principals(&w.projection, org_id)))
+            .zip(&write_job)
+            .filter(|(w, j)| {
+                per_push[**j].len() <= MAX_NOTE_RECORDS && w.is_new && !widened.contains(&w.id)
+            })
+            .map(|(w, _)| (w.id, own_principals(&w.projection, org_id)))
             .collect();
         // Debug builds (every test) read them back all the same and check.
         #[cfg(debug_assertions)]
