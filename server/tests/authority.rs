@@ -35,6 +35,7 @@ on_both_databases!(
     a_group_never_holds_two_pushes_of_one_record,
     a_group_decides_each_push_with_its_own_reach,
     records_born_with_readers_beyond_their_own_are_read_by_them,
+    an_idle_writer_stops_and_the_next_push_starts_another,
 );
 
 fn accepted(outcome: &PushOutcome, what: &str) {
@@ -1234,4 +1235,66 @@ fn records_born_with_readers_beyond_their_own_are_read_by_them(w: World) {
     ] {
         assert!(pia.store().doc(id).is_ok(), "Pia reads {what}");
     }
+}
+
+/// An organisation's writer stops once it has had nothing to write for its
+/// idle time, and the next push starts another: pushes that arrive as it
+/// stops (the idle time here a few milliseconds, the pushes as far apart)
+/// are all written, each edit on the one before.
+fn an_idle_writer_stops_and_the_next_push_starts_another(w: World) {
+    use fieldsync_server::db::records::WriteGate;
+    use fieldsync_server::service::write::Committer;
+    use std::sync::Arc;
+    use std::time::Duration;
+    let phone = w.device("ana");
+    let shop = account(&w, &phone, "Ana's shop");
+    phone.sync();
+    let committer = Arc::new(Committer::with_idle(Duration::from_millis(3)));
+    let gate = Arc::new(WriteGate::default());
+    let frequencies = 1..=24;
+    for (i, days) in frequencies.clone().enumerate() {
+        let changes = edited(&w, &phone, shop, |doc| {
+            doc.update::<Account>(today(10), |a| a.visit_frequency_days = Some(days))
+                .expect("edit");
+        });
+        let job = group_job(&w, &phone, "ana", changes, 0);
+        let (committer, gate, db) = (Arc::clone(&committer), Arc::clone(&gate), w.db.clone());
+        let written = w.rt.block_on(async move {
+            // 0 to 5 ms apart: before, around and after the writer's idle time.
+            tokio::time::sleep(Duration::from_micros((i as u64 * 1_700) % 5_000)).await;
+            committer.write(&db, &gate, job).await
+        });
+        let written = written.expect("written");
+        assert!(
+            written.results.iter().all(|(_, r)| r.is_ok()),
+            "{:?}",
+            written.results
+        );
+    }
+    let stored: Account = w.server_doc(shop).expect("shop").read().expect("read");
+    assert_eq!(
+        stored.visit_frequency_days,
+        frequencies.last(),
+        "every edit was written"
+    );
+    // Long idle: the writer is gone; the next push starts one.
+    w.rt.block_on(async { tokio::time::sleep(Duration::from_millis(100)).await });
+    assert_eq!(committer.writers(), 0, "the idle writer stopped");
+    let changes = edited(&w, &phone, shop, |doc| {
+        doc.update::<Account>(today(11), |a| a.name = "Ana's corner shop".into())
+            .expect("edit");
+    });
+    let job = group_job(&w, &phone, "ana", changes, 0);
+    let (c, gate, db) = (Arc::clone(&committer), Arc::clone(&gate), w.db.clone());
+    let written = w.rt.block_on(async move { c.write(&db, &gate, job).await });
+    assert!(
+        written
+            .expect("written")
+            .results
+            .iter()
+            .all(|(_, r)| r.is_ok())
+    );
+    assert_eq!(committer.writers(), 1, "a new writer took the push");
+    let stored: Account = w.server_doc(shop).expect("shop").read().expect("read");
+    assert_eq!(stored.name, "Ana's corner shop");
 }

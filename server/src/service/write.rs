@@ -217,10 +217,17 @@ struct Waiting {
 /// free, so a lone push is written at once and a crowd in a few rounds. Its
 /// pushes' records are disjoint: a push that shares a record with one
 /// already in the group waits for the next round, where it is loaded with
-/// the first one's writes.
+/// the first one's writes. A writer that has had nothing to write for
+/// [`WRITER_IDLE`] stops, so a node serving many organisations keeps tasks
+/// only for those that push; the next push starts a new one.
 #[derive(Debug)]
 pub struct Committer {
-    writers: std::sync::Mutex<HashMap<OrgId, tokio::sync::mpsc::UnboundedSender<Waiting>>>,
+    writers: Arc<std::sync::Mutex<HashMap<OrgId, Writer>>>,
+    /// Numbers the writers started, so that a writer retiring (or a push
+    /// finding one gone) removes its own entry and never its successor's.
+    started: std::sync::atomic::AtomicU64,
+    /// How long a writer waits for a push before it stops.
+    idle: std::time::Duration,
     /// One per core: how many pushes merge at once before their turn to
     /// write. A crowd of pushes merged all at once shares the cores among
     /// all of them, so they all finish late and together, and the writer
@@ -229,20 +236,46 @@ pub struct Committer {
     merging: tokio::sync::Semaphore,
 }
 
+/// How long an organisation's writer waits for a push before it stops.
+pub const WRITER_IDLE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// An organisation's running writer: its queue, and which writer it is.
+#[derive(Debug)]
+struct Writer {
+    number: u64,
+    queue: tokio::sync::mpsc::UnboundedSender<Waiting>,
+}
+
 impl Default for Committer {
     fn default() -> Self {
-        Committer {
-            writers: Default::default(),
-            merging: tokio::sync::Semaphore::new(push::cores()),
-        }
+        Committer::with_idle(WRITER_IDLE)
     }
 }
 
 impl Committer {
+    /// A committer whose writers stop after `idle` without a push (tests
+    /// shorten [`WRITER_IDLE`] to watch them go).
+    pub fn with_idle(idle: std::time::Duration) -> Self {
+        Committer {
+            writers: Default::default(),
+            started: Default::default(),
+            idle,
+            merging: tokio::sync::Semaphore::new(push::cores()),
+        }
+    }
+
     /// Waits for a core to merge a push on (see `merging`).
     pub async fn merge_slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
         // The semaphore is never closed; a closed one would only stop the bound.
         self.merging.acquire().await.ok()
+    }
+
+    /// How many organisations have a writer running on this node.
+    pub fn writers(&self) -> usize {
+        self.writers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
     }
 
     /// Writes `job` with whatever else of its organisation waits, and
@@ -256,21 +289,29 @@ impl Committer {
         let org = job.caller.org;
         let (reply, answer) = tokio::sync::oneshot::channel();
         let mut waiting = Waiting { job, reply };
-        // A writer that stopped (its runtime ended) is started again.
-        for _ in 0..2 {
-            let sender = {
+        // A writer that stopped (it retired as this push took its queue, or
+        // its runtime ended) is started again.
+        for _ in 0..3 {
+            let (number, sender) = {
                 let mut writers = self
                     .writers
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                writers
-                    .entry(org)
-                    .or_insert_with(|| {
-                        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-                        tokio::spawn(write_groups(db.clone(), Arc::clone(gate), rx));
-                        tx
-                    })
-                    .clone()
+                let writer = writers.entry(org).or_insert_with(|| {
+                    let number = self
+                        .started
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let (queue, rx) = tokio::sync::mpsc::unbounded_channel();
+                    let retire = Retire {
+                        writers: Arc::downgrade(&self.writers),
+                        org,
+                        number,
+                        idle: self.idle,
+                    };
+                    tokio::spawn(write_groups(db.clone(), Arc::clone(gate), rx, retire));
+                    Writer { number, queue }
+                });
+                (writer.number, writer.queue.clone())
             };
             match sender.send(waiting) {
                 Ok(()) => {
@@ -282,10 +323,7 @@ impl Committer {
                 }
                 Err(tokio::sync::mpsc::error::SendError(back)) => {
                     waiting = back;
-                    self.writers
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .remove(&org);
+                    forget_writer(&self.writers, org, number);
                 }
             }
         }
@@ -295,21 +333,56 @@ impl Committer {
     }
 }
 
+/// Takes writer `number` of `org` off `writers`, unless another has taken
+/// its place.
+fn forget_writer(writers: &std::sync::Mutex<HashMap<OrgId, Writer>>, org: OrgId, number: u64) {
+    let mut writers = writers
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if writers.get(&org).is_some_and(|w| w.number == number) {
+        writers.remove(&org);
+    }
+}
+
+/// What a writer needs to stop when idle: where it is listed, and as what.
+/// The list is held weakly: a committer dropped (a test's, a node's at
+/// shutdown) drops its writers' queues, and they end at once.
+struct Retire {
+    writers: std::sync::Weak<std::sync::Mutex<HashMap<OrgId, Writer>>>,
+    org: OrgId,
+    number: u64,
+    idle: std::time::Duration,
+}
+
 /// An organisation's writer: takes the waiting pushes in rounds and writes
-/// each round in one transaction.
+/// each round in one transaction. Idle for `retire.idle`, it takes itself
+/// off the list (the next push starts another writer), closes its queue,
+/// writes what was sent before the close, and ends.
 async fn write_groups(
     db: Database,
     gate: Arc<WriteGate>,
     mut queue: tokio::sync::mpsc::UnboundedReceiver<Waiting>,
+    retire: Retire,
 ) {
     use futures_util::FutureExt;
     let mut deferred: std::collections::VecDeque<Waiting> = Default::default();
     loop {
         let first = match deferred.pop_front() {
             Some(w) => w,
-            None => match queue.recv().await {
-                Some(w) => w,
-                None => return,
+            None => match tokio::time::timeout(retire.idle, queue.recv()).await {
+                Ok(Some(w)) => w,
+                Ok(None) => return,
+                Err(_idle) => {
+                    // A push that took this queue off the list before it was
+                    // removed either sent before the close (and is written
+                    // here: `recv` yields it before `None`) or finds the
+                    // queue closed and starts a new writer.
+                    if let Some(writers) = retire.writers.upgrade() {
+                        forget_writer(&writers, retire.org, retire.number);
+                    }
+                    queue.close();
+                    continue;
+                }
             },
         };
         let mut touched: std::collections::HashSet<RecordId> =
@@ -419,5 +492,57 @@ pub(super) fn accepted(resp: PushResponse) -> Result<()> {
         Some(PushOutcome::Accepted { .. }) => Ok(()),
         Some(PushOutcome::Rejected(r)) => Err(Error::Conflict(r.message)),
         None => Err(Error::internal("the push answered nothing")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fieldsync_core::UserId;
+    use fieldsync_core::model::{Actor, Role};
+
+    /// A push that takes a writer's queue off the list just as the writer
+    /// retires finds it closed: it takes that writer off the list (and no
+    /// other) and starts a new one, which writes it.
+    #[tokio::test]
+    async fn a_push_that_finds_its_writer_gone_starts_another() {
+        let db = Database::connect("sqlite::memory:", 1)
+            .await
+            .expect("an in-memory database");
+        db.migrate().await.expect("migrated");
+        let gate = Arc::new(WriteGate::default());
+        let committer = Committer::with_idle(WRITER_IDLE);
+        let org = OrgId::new();
+        let (gone, closed) = tokio::sync::mpsc::unbounded_channel();
+        drop(closed);
+        committer.writers.lock().expect("not poisoned").insert(
+            org,
+            Writer {
+                number: u64::MAX,
+                queue: gone,
+            },
+        );
+        let user = UserId::new();
+        let job = records::PushJob {
+            caller: crate::domain::Caller {
+                actor: Actor::without_device(user, Role::Admin),
+                org,
+                team: None,
+                territory: None,
+                display_name: "Admin".into(),
+                actor_id: automerge::ActorId::random(),
+                window: None,
+            },
+            batch: Uuid::now_v7(),
+            records: Arc::new(Vec::new()),
+            all_or_nothing: false,
+            stamp: None,
+            decide: Box::new(|_| push::Decisions::default()),
+        };
+        let written = committer.write(&db, &gate, job).await;
+        assert!(written.is_ok(), "{written:?}");
+        let writers = committer.writers.lock().expect("not poisoned");
+        assert_eq!(writers.len(), 1);
+        assert_ne!(writers[&org].number, u64::MAX, "a new writer took the push");
     }
 }
