@@ -44,9 +44,56 @@ const RESERVED: &[&str] = &["kind", "status", "history", "deleted"];
 /// One record: an Automerge document plus what Fieldsync knows about it.
 #[derive(Debug, Clone)]
 pub struct RecordDoc {
-    doc: AutoCommit,
+    doc: Memoised,
     kind: RecordKind,
     id: RecordId,
+}
+
+/// A record's Automerge document, with what was read of it since it last
+/// changed. Reads go through `Deref`; any mutable use (`DerefMut`: every
+/// edit, merge, load, and the raw `RecordDoc::automerge`) forgets what was
+/// read first, so nothing remembered outlives the state it was read from.
+///
+/// What is remembered is what the push path asks more than once of one
+/// merged record: the root `status` (its checks, projection, figures and
+/// clash test each ask, five times in all for a new stateful record) and
+/// whether `history` is a map (the checks and the figures). Each lookup in
+/// Automerge's columns costs a few microseconds, about what applying one
+/// operation of a change does.
+#[derive(Debug, Clone)]
+struct Memoised {
+    am: AutoCommit,
+    /// The root `status`'s concurrent values: the name of each that is a
+    /// string, `None` for any other value.
+    status: std::sync::OnceLock<Vec<Option<String>>>,
+    /// Whether the root `history` is a map.
+    history_is_map: std::sync::OnceLock<bool>,
+}
+
+impl Memoised {
+    fn new(am: AutoCommit) -> Self {
+        Memoised {
+            am,
+            status: std::sync::OnceLock::new(),
+            history_is_map: std::sync::OnceLock::new(),
+        }
+    }
+}
+
+impl std::ops::Deref for Memoised {
+    type Target = AutoCommit;
+
+    fn deref(&self) -> &AutoCommit {
+        &self.am
+    }
+}
+
+impl std::ops::DerefMut for Memoised {
+    fn deref_mut(&mut self) -> &mut AutoCommit {
+        self.status.take();
+        self.history_is_map.take();
+        &mut self.am
+    }
 }
 
 /// A field that holds concurrent values written on different devices.
@@ -141,7 +188,7 @@ impl RecordDoc {
         root.insert("history".into(), hydrate::Value::Map(history.into()));
         doc.init_root_from_hydrate(&root.into())?;
         Ok(Self {
-            doc,
+            doc: Memoised::new(doc),
             kind: R::KIND,
             id: record.meta().id,
         })
@@ -178,7 +225,11 @@ impl RecordDoc {
             },
             _ => return Err(ModelError::Malformed("no meta".into())),
         };
-        Ok(Self { doc, kind, id })
+        Ok(Self {
+            doc: Memoised::new(doc),
+            kind,
+            id,
+        })
     }
 
     /// Sets the actor future changes are made under (one per device, assigned by the server).
@@ -230,19 +281,33 @@ impl RecordDoc {
     /// The effective status: the highest-ranked of the concurrent values.
     pub fn status<S: Status>(&self) -> Result<S, ModelError> {
         let values: Vec<S> = self
+            .status_read()?
+            .iter()
+            .filter_map(|name| name.as_deref().and_then(S::parse))
+            .collect();
+        S::resolve(&values)
+            .ok_or_else(|| ModelError::Malformed(format!("no valid {} status", S::MACHINE)))
+    }
+
+    /// The root `status`'s concurrent values (see [`Memoised`]): read once
+    /// while the document does not change.
+    fn status_read(&self) -> Result<&[Option<String>], ModelError> {
+        if let Some(read) = self.doc.status.get() {
+            return Ok(read);
+        }
+        let read = self
             .doc
             .get_all(ROOT, "status")?
             .into_iter()
-            .filter_map(|(v, _)| match v {
+            .map(|(v, _)| match v {
                 Value::Scalar(s) => match s.as_ref() {
-                    ScalarValue::Str(name) => S::parse(name),
+                    ScalarValue::Str(name) => Some(name.to_string()),
                     _ => None,
                 },
                 Value::Object(_) => None,
             })
             .collect();
-        S::resolve(&values)
-            .ok_or_else(|| ModelError::Malformed(format!("no valid {} status", S::MACHINE)))
+        Ok(self.doc.status.get_or_init(|| read))
     }
 
     /// Whether the root `status` holds concurrent values that differ: a
@@ -250,7 +315,7 @@ impl RecordDoc {
     /// conflicts. One lookup when there is a single value (almost always);
     /// the whole conflict walk only when there are several.
     pub fn status_clashes(&self) -> Result<bool, ModelError> {
-        if self.doc.get_all(ROOT, "status")?.len() < 2 {
+        if self.status_read()?.len() < 2 {
             return Ok(false);
         }
         Ok(self
@@ -262,11 +327,14 @@ impl RecordDoc {
     /// Every value the `status` key holds (several while a clash is open), as
     /// stored names, now or — with `heads` — as the record was at those heads.
     pub fn status_values(&self, heads: Option<&[ChangeHash]>) -> Vec<String> {
-        let values = match heads {
-            None => self.doc.get_all(ROOT, "status"),
-            Some(heads) => self.doc.get_all_at(ROOT, "status", heads),
+        let Some(heads) = heads else {
+            return self
+                .status_read()
+                .map(|read| read.iter().flatten().cloned().collect())
+                .unwrap_or_default();
         };
-        values
+        self.doc
+            .get_all_at(ROOT, "status", heads)
             .unwrap_or_default()
             .into_iter()
             .filter_map(|(v, _)| match v {
@@ -539,9 +607,19 @@ impl RecordDoc {
     /// second time (the push path reads a record's JSON once and its history
     /// three times).
     pub fn history_in(&self, json: &Json) -> Result<Vec<StatusEvent>, ModelError> {
-        let Some((Value::Object(ObjType::Map), _)) = self.doc.get(ROOT, "history")? else {
-            return Ok(Vec::new());
+        let history_is_map = match self.doc.history_is_map.get() {
+            Some(&known) => known,
+            None => {
+                let read = matches!(
+                    self.doc.get(ROOT, "history")?,
+                    Some((Value::Object(ObjType::Map), _))
+                );
+                *self.doc.history_is_map.get_or_init(|| read)
+            }
         };
+        if !history_is_map {
+            return Ok(Vec::new());
+        }
         json.get("history").map_or(Ok(Vec::new()), events_of)
     }
 
@@ -772,7 +850,7 @@ impl RecordDoc {
 
     /// Gives back the underlying Automerge document.
     pub fn into_automerge(self) -> AutoCommit {
-        self.doc
+        self.doc.am
     }
 
     /// The underlying Automerge document, for sync and inspection.

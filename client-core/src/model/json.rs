@@ -32,12 +32,23 @@ pub(crate) fn read_object(doc: &AutoCommit, obj: &ObjId) -> Result<Json, ModelEr
 }
 
 fn read_object_at(doc: &AutoCommit, obj: &ObjId, depth: usize) -> Result<Json, ModelError> {
+    read_typed_at(doc, obj, doc.object_type(obj)?, depth)
+}
+
+/// Reads object `obj` of type `ty` (known from the value that holds it: a
+/// lookup of its type in the document would cost as much as reading a key).
+fn read_typed_at(
+    doc: &AutoCommit,
+    obj: &ObjId,
+    ty: ObjType,
+    depth: usize,
+) -> Result<Json, ModelError> {
     if depth > MAX_DEPTH {
         return Err(ModelError::Malformed(format!(
             "objects nest deeper than {MAX_DEPTH} levels"
         )));
     }
-    match doc.object_type(obj)? {
+    match ty {
         ObjType::Map | ObjType::Table => {
             let mut out = Map::new();
             for item in doc.map_range(obj, ..) {
@@ -77,7 +88,7 @@ fn read_value_at(
     depth: usize,
 ) -> Result<Json, ModelError> {
     match value {
-        Value::Object(_) => read_object_at(doc, id, depth + 1),
+        Value::Object(ty) => read_typed_at(doc, id, ty, depth + 1),
         Value::Scalar(s) => Ok(scalar_to_json(&s)),
     }
 }

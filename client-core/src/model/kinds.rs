@@ -304,4 +304,101 @@ mod tests {
             .expect_err("no status");
         assert!(err.to_string().contains("a contact has no status"), "{err}");
     }
+
+    /// The status (and whether the history is a map) is read from Automerge
+    /// once while the document stays as it is (`doc::Memoised`); every way a
+    /// document changes has it read again: an edit, a transition, changes
+    /// applied, bytes loaded, a merge, and a write through the raw document.
+    #[test]
+    fn what_is_read_once_of_a_document_follows_every_change_of_it() {
+        use automerge::transaction::Transactable;
+        let rep = Actor::on_device(UserId::new(), Role::Rep, DeviceId::new());
+        let manager = Actor::without_device(UserId::new(), Role::Manager);
+        let v = Visit::planned(
+            meta(rep.user),
+            RecordId::new(),
+            DeviceTime::utc(0),
+            DeviceTime::utc(3_600_000),
+        );
+        let mut phone = RecordDoc::create_stateful(&v, ActorId::random(), &rep, DeviceTime::utc(0))
+            .expect("create");
+        assert_eq!(phone.status_name().expect("status"), "planned");
+        let mut office = RecordDoc::from_automerge(phone.automerge().fork()).expect("fork");
+        office.set_actor(ActorId::random());
+        assert_eq!(office.status_name().expect("status"), "planned");
+        office
+            .transition::<Visit>(
+                &manager,
+                &TransitionRequest::new(VisitStatus::Cancelled, DeviceTime::utc(1))
+                    .with_reason("shop closed"),
+                |_| {},
+            )
+            .expect("cancel");
+        assert_eq!(office.status_name().expect("status"), "cancelled");
+        crate::model::visit::check_in(
+            &mut phone,
+            &rep,
+            DeviceTime::utc(2),
+            None,
+            crate::model::visit::Site {
+                coords: None,
+                radius_m: 100.0,
+            },
+        )
+        .expect("check in");
+        assert_eq!(phone.status_name().expect("status"), "in_progress");
+        assert!(!phone.status_clashes().expect("read"));
+        let from_office = office.changes_since(&[]);
+
+        let mut applied = phone.clone();
+        assert!(!applied.status_clashes().expect("read"), "read before");
+        applied.apply_changes(from_office.clone()).expect("applies");
+        assert!(
+            applied.status_clashes().expect("read"),
+            "read after applying"
+        );
+        assert_eq!(applied.status_values(None).len(), 2);
+
+        let mut loaded = phone.clone();
+        assert_eq!(loaded.status_values(None), ["in_progress"]);
+        let bytes: Vec<u8> = from_office
+            .iter()
+            .flat_map(|c| c.raw_bytes().to_vec())
+            .collect();
+        loaded.load_incremental(&bytes).expect("loads");
+        assert!(loaded.status_clashes().expect("read"), "read after loading");
+
+        phone.merge(&mut office).expect("merge");
+        assert!(phone.status_clashes().expect("read"), "read after merging");
+        assert_eq!(phone.status_name().expect("status"), "in_progress");
+
+        assert_eq!(
+            office.status::<VisitStatus>().expect("status"),
+            VisitStatus::Cancelled
+        );
+        office
+            .automerge()
+            .put(automerge::ROOT, "status", "completed")
+            .expect("a raw write");
+        assert_eq!(
+            office.status::<VisitStatus>().expect("status"),
+            VisitStatus::Completed,
+            "read after a raw write, its transaction still open"
+        );
+        office.automerge().commit();
+        assert_eq!(office.status_name().expect("status"), "completed");
+
+        // Whether `history` is a map, remembered the same way.
+        let json = office.to_json().expect("json");
+        assert_eq!(office.history_in(&json).expect("history").len(), 2);
+        office
+            .automerge()
+            .put(automerge::ROOT, "history", "rewritten")
+            .expect("a raw write");
+        office.automerge().commit();
+        assert!(
+            office.history_in(&json).expect("history").is_empty(),
+            "a history that is no longer a map holds no events"
+        );
+    }
 }
