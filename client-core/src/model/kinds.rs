@@ -187,6 +187,17 @@ mod tests {
     /// A planned visit checked in on the rep's phone while the office
     /// cancelled it: the status clashes, `in_progress` shown.
     fn clashing_visit() -> (RecordDoc, Actor) {
+        let (mut phone, mut office, manager) = checked_in_and_cancelled(|_, _| {});
+        phone.merge(&mut office).expect("merge");
+        (phone, manager)
+    }
+
+    /// A planned visit checked in on the rep's phone (returned first) while
+    /// the office cancelled its copy (second), not merged yet; `step` sees
+    /// each copy after each step, with the status it should then have.
+    fn checked_in_and_cancelled(
+        mut step: impl FnMut(&RecordDoc, &str),
+    ) -> (RecordDoc, RecordDoc, Actor) {
         let rep = Actor::on_device(UserId::new(), Role::Rep, DeviceId::new());
         let manager = Actor::without_device(UserId::new(), Role::Manager);
         let v = Visit::planned(
@@ -197,8 +208,10 @@ mod tests {
         );
         let mut phone = RecordDoc::create_stateful(&v, ActorId::random(), &rep, DeviceTime::utc(0))
             .expect("create");
+        step(&phone, "planned");
         let mut office = RecordDoc::from_automerge(phone.automerge().fork()).expect("fork");
         office.set_actor(ActorId::random());
+        step(&office, "planned");
         office
             .transition::<Visit>(
                 &manager,
@@ -207,6 +220,7 @@ mod tests {
                 |_| {},
             )
             .expect("cancel");
+        step(&office, "cancelled");
         crate::model::visit::check_in(
             &mut phone,
             &rep,
@@ -218,8 +232,8 @@ mod tests {
             },
         )
         .expect("check in");
-        phone.merge(&mut office).expect("merge");
-        (phone, manager)
+        step(&phone, "in_progress");
+        (phone, office, manager)
     }
 
     #[test]
@@ -312,42 +326,11 @@ mod tests {
     #[test]
     fn what_is_read_once_of_a_document_follows_every_change_of_it() {
         use automerge::transaction::Transactable;
-        let rep = Actor::on_device(UserId::new(), Role::Rep, DeviceId::new());
-        let manager = Actor::without_device(UserId::new(), Role::Manager);
-        let v = Visit::planned(
-            meta(rep.user),
-            RecordId::new(),
-            DeviceTime::utc(0),
-            DeviceTime::utc(3_600_000),
-        );
-        let mut phone = RecordDoc::create_stateful(&v, ActorId::random(), &rep, DeviceTime::utc(0))
-            .expect("create");
-        assert_eq!(phone.status_name().expect("status"), "planned");
-        let mut office = RecordDoc::from_automerge(phone.automerge().fork()).expect("fork");
-        office.set_actor(ActorId::random());
-        assert_eq!(office.status_name().expect("status"), "planned");
-        office
-            .transition::<Visit>(
-                &manager,
-                &TransitionRequest::new(VisitStatus::Cancelled, DeviceTime::utc(1))
-                    .with_reason("shop closed"),
-                |_| {},
-            )
-            .expect("cancel");
-        assert_eq!(office.status_name().expect("status"), "cancelled");
-        crate::model::visit::check_in(
-            &mut phone,
-            &rep,
-            DeviceTime::utc(2),
-            None,
-            crate::model::visit::Site {
-                coords: None,
-                radius_m: 100.0,
-            },
-        )
-        .expect("check in");
-        assert_eq!(phone.status_name().expect("status"), "in_progress");
-        assert!(!phone.status_clashes().expect("read"));
+        // Each step's status read right after it (and so remembered).
+        let (mut phone, mut office, _) = checked_in_and_cancelled(|doc, status| {
+            assert_eq!(doc.status_name().expect("status"), status);
+            assert!(!doc.status_clashes().expect("read"));
+        });
         let from_office = office.changes_since(&[]);
 
         let mut applied = phone.clone();
