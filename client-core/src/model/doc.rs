@@ -96,6 +96,18 @@ impl std::ops::DerefMut for Memoised {
     }
 }
 
+/// The name a value of the root `status` holds: `None` for any value but a
+/// string.
+fn status_name_of(value: Value<'_>) -> Option<String> {
+    match value {
+        Value::Scalar(s) => match s.as_ref() {
+            ScalarValue::Str(name) => Some(name.to_string()),
+            _ => None,
+        },
+        Value::Object(_) => None,
+    }
+}
+
 /// A field that holds concurrent values written on different devices.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Conflict {
@@ -299,13 +311,7 @@ impl RecordDoc {
             .doc
             .get_all(ROOT, "status")?
             .into_iter()
-            .map(|(v, _)| match v {
-                Value::Scalar(s) => match s.as_ref() {
-                    ScalarValue::Str(name) => Some(name.to_string()),
-                    _ => None,
-                },
-                Value::Object(_) => None,
-            })
+            .map(|(v, _)| status_name_of(v))
             .collect();
         Ok(self.doc.status.get_or_init(|| read))
     }
@@ -337,13 +343,7 @@ impl RecordDoc {
             .get_all_at(ROOT, "status", heads)
             .unwrap_or_default()
             .into_iter()
-            .filter_map(|(v, _)| match v {
-                Value::Scalar(s) => match s.as_ref() {
-                    ScalarValue::Str(name) => Some(name.to_string()),
-                    _ => None,
-                },
-                Value::Object(_) => None,
-            })
+            .filter_map(|(v, _)| status_name_of(v))
             .collect()
     }
 
