@@ -22,6 +22,9 @@
 //!   form (loaded, merged, checked, appended), and onto the same record
 //!   compacted.
 //!
+//! It also prints the machine's speed at the start (`machine_gauge`, which
+//! `--bench sync` prints too): this machine's figures move by 2x over a day.
+//!
 //! Run with `cargo xtask bench` (or `cargo bench -p fieldsync-server --bench
 //! merge`). `FIELDSYNC_BENCH_RECORDS` changes the 5,000 records;
 //! `FIELDSYNC_BENCH_TINY=1` (what `cargo xtask test` sets) runs 20: proof
@@ -29,31 +32,28 @@
 
 use std::time::Instant;
 
-use fieldsync_core::automerge::{self, ActorId, AutoCommit};
-use fieldsync_core::model::{Actor, DeviceTime, RecordDoc, RecordMeta, Role, Visit, stored};
+use fieldsync_core::automerge::{self, AutoCommit};
+use fieldsync_core::model::{DeviceTime, RecordDoc, Visit, stored};
 use fieldsync_core::protocol::RecordChanges;
-use fieldsync_core::{DeviceId, OrgId, RecordId, TeamId, TerritoryId, UserId};
-use fieldsync_server::Caller;
 use fieldsync_server::domain::push;
-use fieldsync_test_support::bench_size;
-use serde_bytes::ByteBuf;
+use fieldsync_test_support::{
+    VISIT_EDITS as EDITS, bench_rep, bench_size, bench_visit, changes_since, machine_gauge,
+};
 
 /// The server's allocator (`main.rs`), so the figures are the server's.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
-/// Edits after the creation: five changes per record, as in `--bench sync`.
-const EDITS: usize = 4;
 
 fn main() {
     let records: usize = std::env::var("FIELDSYNC_BENCH_RECORDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| bench_size(5_000, 20));
-    let rep = rep();
+    let gauge = machine_gauge();
+    let rep = bench_rep();
     eprintln!("building {records} visits of {} changes", EDITS + 1);
     let (pushed, mut made): (Vec<RecordChanges>, Vec<RecordDoc>) =
-        (0..records).map(|i| visit(&rep, i)).unzip();
+        (0..records).map(|i| bench_visit(&rep, i)).unzip();
 
     // The pre-flight, as a device's push of ten records runs it (on one
     // thread; its reading goes to the merge).
@@ -90,7 +90,7 @@ fn main() {
             let before = doc.heads();
             doc.update::<Visit>(DeviceTime::utc(60_000), |v| v.notes = "the next day".into())
                 .expect("an edit");
-            changes_of(doc, &before)
+            changes_since(doc, &before)
         })
         .collect();
     let loaded = |doc: Vec<u8>| push::Loaded {
@@ -201,58 +201,7 @@ fn main() {
         "| one core, pre-flight and decision | {:.0} records/s | |",
         records as f64 / (preflight + decide)
     );
-}
-
-/// A rep with their device's actor, in one organisation, team and territory.
-fn rep() -> Caller {
-    Caller {
-        actor: Actor::on_device(UserId::new(), Role::Rep, DeviceId::new()),
-        org: OrgId::new(),
-        team: Some(TeamId::new()),
-        territory: Some(TerritoryId::new()),
-        display_name: "Ben".into(),
-        actor_id: ActorId::random(),
-        window: None,
-    }
-}
-
-/// The `i`th visit of the day: planned, then its notes edited four times;
-/// its changes, and the device's copy.
-fn visit(rep: &Caller, i: usize) -> (RecordChanges, RecordDoc) {
-    let start = 8 * 3_600_000 + i as i64 * 60_000;
-    let visit = Visit::planned(
-        RecordMeta {
-            id: RecordId::new(),
-            org: rep.org,
-            owner: rep.user(),
-            team: rep.team.unwrap_or_default(),
-            territory: rep.territory.unwrap_or_default(),
-        },
-        RecordId::new(),
-        DeviceTime::utc(start),
-        DeviceTime::utc(start + 1_800_000),
+    println!(
+        "| the machine's speed: Automerge applying one visit's changes, median (`machine_gauge`) | {gauge:.1} | |"
     );
-    let mut doc =
-        RecordDoc::create_stateful(&visit, rep.actor_id.clone(), &rep.actor, DeviceTime::utc(0))
-            .expect("a planned visit");
-    for e in 0..EDITS {
-        doc.update::<Visit>(DeviceTime::utc(e as i64 + 1), |v| {
-            v.notes = format!("edit {e}")
-        })
-        .expect("an edit");
-    }
-    (changes_of(&mut doc, &[]), doc)
-}
-
-/// The changes of `doc` after `since`, as a device pushes them.
-fn changes_of(doc: &mut RecordDoc, since: &[automerge::ChangeHash]) -> RecordChanges {
-    RecordChanges {
-        id: doc.id(),
-        kind: doc.kind(),
-        changes: doc
-            .changes_since(since)
-            .iter()
-            .map(|c| ByteBuf::from(c.raw_bytes().to_vec()))
-            .collect(),
-    }
 }

@@ -9,7 +9,10 @@
 //! 3. a day offline: 200 local and 500 remote changes among 20,000 records;
 //! 4. 100 devices each pushing 50 edits at once, in five rounds: changes
 //!    merged and committed per second (the median round), the CPU each part
-//!    of the machine spent per change, and the server's peak resident memory.
+//!    of the machine spent per change, and the server's peak resident memory;
+//! 5. the machine's speed before item 0 and after item 4 (`machine_gauge`:
+//!    the same work whatever the server's code), to set the figures of runs
+//!    at different hours against each other.
 //!
 //! Run with `cargo xtask bench` (or `cargo bench -p fieldsync-server --bench
 //! sync`). `FIELDSYNC_BENCH_RECORDS` changes the 20,000; `FIELDSYNC_BENCH_BACKENDS`
@@ -30,7 +33,7 @@ use fieldsync_core::protocol::{PushOutcome, PushRequest, RecordChanges};
 use fieldsync_core::sync::{NoProgress, SyncOptions};
 use fieldsync_server::Caller;
 use fieldsync_server::service::{self, Context};
-use fieldsync_test_support::{Backend, Device, World, bench_size};
+use fieldsync_test_support::{Backend, Device, World, bench_size, machine_gauge};
 use futures_util::StreamExt;
 use serde_bytes::ByteBuf;
 
@@ -72,6 +75,9 @@ fn run(backend: Backend, name: &'static str, records: usize) -> Vec<Row> {
     // A hundred devices log in at once, three users among them: the per-login
     // limit (a defence against password guessing) is off for the bench.
     let w = World::start_process_with(backend, |args| args.logins_per_minute = Some(0));
+    // The machine's speed before the seeding and after the crowd: the same
+    // work whatever the code, to set this run's figures against another's.
+    let gauge_before = machine_gauge();
     let started = Instant::now();
     let (visits, pushing) = seed(&w, records);
     let seeding = started.elapsed().as_secs_f64();
@@ -216,6 +222,7 @@ fn run(backend: Backend, name: &'static str, records: usize) -> Vec<Row> {
         .unwrap_or_else(|| bench_size(5, 1))
         .max(1);
     let measured = hundred_devices(&w, devices, rounds);
+    let gauge_after = machine_gauge();
     let mut rates: Vec<f64> = measured.iter().map(|r| r.rate).collect();
     let each = rates
         .iter()
@@ -281,6 +288,14 @@ fn run(backend: Backend, name: &'static str, records: usize) -> Vec<Row> {
             "",
         ));
     }
+    out.push((
+        name,
+        "the machine's speed, before the seeding / after the crowd: Automerge applying one \
+         visit's five changes, median (`machine_gauge`)"
+            .into(),
+        format!("{gauge_before:.1} / {gauge_after:.1} µs"),
+        "",
+    ));
     // 4b. What the database itself takes for the same number of change-log
     // rows on the same machine, in the same run: the ceiling the push path
     // is measured against.
