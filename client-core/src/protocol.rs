@@ -51,6 +51,22 @@ pub struct RecordChanges {
     pub changes: Vec<ByteBuf>,
 }
 
+impl RecordChanges {
+    /// The changes of `doc` not covered by `since` (all of them for `&[]`),
+    /// as a push or the feed carries them.
+    pub fn of_doc(doc: &mut crate::model::RecordDoc, since: &[automerge::ChangeHash]) -> Self {
+        RecordChanges {
+            id: doc.id(),
+            kind: doc.kind(),
+            changes: doc
+                .changes_since(since)
+                .iter()
+                .map(|c| ByteBuf::from(c.raw_bytes().to_vec()))
+                .collect(),
+        }
+    }
+}
+
 /// A device's pending changes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PushRequest {

@@ -236,19 +236,6 @@ fn assignments_list_by_status() {
     );
 }
 
-/// The changes of `doc` after `since`, as the feed would deliver them.
-fn feed(doc: &mut RecordDoc, since: &[ChangeHash]) -> RecordChanges {
-    RecordChanges {
-        id: doc.id(),
-        kind: doc.kind(),
-        changes: doc
-            .changes_since(since)
-            .iter()
-            .map(|c| ByteBuf::from(c.raw_bytes().to_vec()))
-            .collect(),
-    }
-}
-
 fn ids(list: Vec<fieldsync_core::model::Projection>) -> Vec<RecordId> {
     list.iter().map(|p| p.id).collect()
 }
@@ -296,10 +283,10 @@ fn lists_follow_remote_creates_transitions_reschedules_and_deletes() {
     store
         .apply_page(
             &[
-                feed(&mut morning, &[]),
-                feed(&mut afternoon, &[]),
-                feed(&mut order, &[]),
-                feed(&mut assignment, &[]),
+                RecordChanges::of_doc(&mut morning, &[]),
+                RecordChanges::of_doc(&mut afternoon, &[]),
+                RecordChanges::of_doc(&mut order, &[]),
+                RecordChanges::of_doc(&mut assignment, &[]),
             ],
             &[],
             Some(1),
@@ -351,9 +338,9 @@ fn lists_follow_remote_creates_transitions_reschedules_and_deletes() {
     store
         .apply_page(
             &[
-                feed(&mut morning, &since[0]),
-                feed(&mut afternoon, &since[1]),
-                feed(&mut order, &since[2]),
+                RecordChanges::of_doc(&mut morning, &since[0]),
+                RecordChanges::of_doc(&mut afternoon, &since[1]),
+                RecordChanges::of_doc(&mut order, &since[2]),
             ],
             &[],
             Some(2),

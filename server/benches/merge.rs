@@ -37,7 +37,7 @@ use fieldsync_core::model::{DeviceTime, RecordDoc, Visit, stored};
 use fieldsync_core::protocol::RecordChanges;
 use fieldsync_server::domain::push;
 use fieldsync_test_support::{
-    VISIT_EDITS as EDITS, bench_rep, bench_size, bench_visit, changes_since, machine_gauge,
+    VISIT_EDITS as EDITS, bench_rep, bench_size, bench_visit, machine_gauge,
 };
 
 /// The server's allocator (`main.rs`), so the figures are the server's.
@@ -90,7 +90,7 @@ fn main() {
             let before = doc.heads();
             doc.update::<Visit>(DeviceTime::utc(60_000), |v| v.notes = "the next day".into())
                 .expect("an edit");
-            changes_since(doc, &before)
+            RecordChanges::of_doc(doc, &before)
         })
         .collect();
     let loaded = |doc: Vec<u8>| push::Loaded {

@@ -33,9 +33,8 @@ use fieldsync_core::protocol::{PushOutcome, PushRequest, RecordChanges};
 use fieldsync_core::sync::{NoProgress, SyncOptions};
 use fieldsync_server::Caller;
 use fieldsync_server::service::{self, Context};
-use fieldsync_test_support::{Backend, Device, World, bench_size, machine_gauge};
+use fieldsync_test_support::{Backend, Device, VISIT_EDITS, World, bench_size, machine_gauge};
 use futures_util::StreamExt;
-use serde_bytes::ByteBuf;
 
 /// The server's allocator (`main.rs`): the seeding runs the server's push
 /// path in this process, and its figures are to be the server's. The
@@ -537,16 +536,7 @@ fn seed(w: &World, n: usize) -> (Vec<RecordId>, f64) {
             RecordDoc::create_stateful(&v, caller.actor_id.clone(), &actor, DeviceTime::utc(0))
         }
         .expect("record");
-        batch.push(RecordChanges {
-            id: doc.id(),
-            kind: doc.kind(),
-            changes: doc
-                .automerge()
-                .get_changes(&[])
-                .iter()
-                .map(|c| ByteBuf::from(c.raw_bytes().to_vec()))
-                .collect(),
-        });
+        batch.push(RecordChanges::of_doc(&mut doc, &[]));
         if batch.len() == 500 || i + 1 == n {
             pushes.push(PushRequest {
                 batch: uuid::Uuid::now_v7(),
@@ -593,7 +583,7 @@ fn seed_in_flight() -> usize {
 /// devices, new visits each round): each round's figures.
 fn hundred_devices(w: &World, count: usize, rounds: usize) -> Vec<Round> {
     const RECORDS: usize = 10;
-    const EDITS: usize = 4; // + 1 creation = 5 changes per record, 50 per device
+    const EDITS: usize = VISIT_EDITS; // + 1 creation = 5 changes per record, 50 per device
     let reps = ["ben", "carla", "sara"];
     let devices: Vec<Device> = (0..count)
         .map(|i| {

@@ -859,7 +859,7 @@ pub(crate) mod tests {
         let mut doc =
             RecordDoc::create_stateful(&visit, by.actor_id.clone(), &by.actor, DeviceTime::utc(0))
                 .expect("a planned visit");
-        (changes_of(&mut doc, &[]), doc)
+        (RecordChanges::of_doc(&mut doc, &[]), doc)
     }
 
     fn new_product(by: &Caller) -> RecordChanges {
@@ -874,22 +874,7 @@ pub(crate) mod tests {
         };
         let mut doc = RecordDoc::create(&product, by.actor_id.clone(), DeviceTime::utc(0))
             .expect("a product");
-        changes_of(&mut doc, &[])
-    }
-
-    pub(crate) fn changes_of(
-        doc: &mut RecordDoc,
-        since: &[automerge::ChangeHash],
-    ) -> RecordChanges {
-        RecordChanges {
-            id: doc.id(),
-            kind: doc.kind(),
-            changes: doc
-                .changes_since(since)
-                .iter()
-                .map(|c| ByteBuf::from(c.raw_bytes().to_vec()))
-                .collect(),
-        }
+        RecordChanges::of_doc(&mut doc, &[])
     }
 
     fn stored(doc: &mut RecordDoc, readable: bool) -> Loaded {
@@ -930,7 +915,7 @@ pub(crate) mod tests {
                 v.notes = format!("edit {n}")
             })
             .expect("an edit");
-            let edit = changes_of(&mut doc, &before);
+            let edit = RecordChanges::of_doc(&mut doc, &before);
             let (write, heads) = decide(&rep, &edit, Some(&held), None).expect("accepted");
             held.doc = write.expect("a write").doc;
             assert_eq!(

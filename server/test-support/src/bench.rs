@@ -3,6 +3,14 @@
 //! to a few records: proof that the bench still runs end to end, not a
 //! measurement (`cargo xtask bench` measures, in a release build).
 
+use std::time::Instant;
+
+use fieldsync_core::automerge::{ActorId, AutoCommit, Change};
+use fieldsync_core::model::{Actor, DeviceTime, RecordDoc, RecordMeta, Role, Visit};
+use fieldsync_core::protocol::RecordChanges;
+use fieldsync_core::{DeviceId, OrgId, RecordId, TeamId, TerritoryId, UserId};
+use fieldsync_server::Caller;
+
 /// Whether this is a tiny run (`FIELDSYNC_BENCH_TINY` set, and not `0`).
 pub fn bench_tiny() -> bool {
     std::env::var("FIELDSYNC_BENCH_TINY").is_ok_and(|v| !v.is_empty() && v != "0")
@@ -12,15 +20,6 @@ pub fn bench_tiny() -> bool {
 pub fn bench_size(full: usize, tiny: usize) -> usize {
     if bench_tiny() { tiny } else { full }
 }
-
-use std::time::Instant;
-
-use fieldsync_core::automerge::{ActorId, AutoCommit, Change, ChangeHash};
-use fieldsync_core::model::{Actor, DeviceTime, RecordDoc, RecordMeta, Role, Visit};
-use fieldsync_core::protocol::RecordChanges;
-use fieldsync_core::{DeviceId, OrgId, RecordId, TeamId, TerritoryId, UserId};
-use fieldsync_server::Caller;
-use serde_bytes::ByteBuf;
 
 /// A rep with their device's actor, in an organisation, team and territory
 /// of their own (nothing is stored: for benches of the merge alone).
@@ -65,20 +64,7 @@ pub fn bench_visit(rep: &Caller, i: usize) -> (RecordChanges, RecordDoc) {
         })
         .expect("an edit");
     }
-    (changes_since(&mut doc, &[]), doc)
-}
-
-/// `doc`'s changes since `since`, as a push carries them.
-pub fn changes_since(doc: &mut RecordDoc, since: &[ChangeHash]) -> RecordChanges {
-    RecordChanges {
-        id: doc.id(),
-        kind: doc.kind(),
-        changes: doc
-            .changes_since(since)
-            .iter()
-            .map(|c| ByteBuf::from(c.raw_bytes().to_vec()))
-            .collect(),
-    }
+    (RecordChanges::of_doc(&mut doc, &[]), doc)
 }
 
 /// How fast the machine is at this moment, as the median time (µs) Automerge

@@ -40,9 +40,7 @@ mod time;
 mod world;
 
 pub use backend::Backend;
-pub use bench::{
-    VISIT_EDITS, bench_rep, bench_size, bench_tiny, bench_visit, changes_since, machine_gauge,
-};
+pub use bench::{VISIT_EDITS, bench_rep, bench_size, bench_tiny, bench_visit, machine_gauge};
 pub use blobs::{photo, sha256_hex};
 pub use browser::{
     Browser, LOGIN_CSRF_COOKIE, Reply, SESSION_COOKIE, api, choose_label, cookie_pair, csrf_of,
